@@ -1,0 +1,174 @@
+"""Image decoding that copes with what inspection cameras and users actually produce.
+
+One place knows how to turn a file into pixels: EXIF orientation, 16-bit grayscale (TIFF/PNG),
+CMYK JPEGs, palette images with transparency, multi-page TIFF and animated GIF (first frame),
+and images large enough to trip Pillow's decompression-bomb guard. Everything downstream
+(thumbnails, training cache, viewer, prediction) gets 8-bit "L" or "RGB".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from densestudio.core.errors import DenseStudioError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+)
+# Pillow's own guard is ~89 MP (warning) / ~179 MP (error). We refuse above this many pixels:
+# 200 MP still covers large line-scan frames, while a crafted 50k x 50k PNG is rejected.
+MAX_PIXELS = 200_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files are errors, not grey bottoms
+
+THUMBNAIL_SIZE = 256
+HASH_CHUNK = 1 << 20
+
+
+class ImageDecodeError(DenseStudioError):
+    """The file is not an image we can read; the message says why, for the import report."""
+
+
+@dataclass(frozen=True)
+class ImageProbe:
+    """What import records about an image file."""
+
+    width: int
+    height: int
+    mode: str  # source mode as Pillow reports it ("L", "RGB", "I;16", "CMYK", "P", ...)
+    bit_depth: int
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def file_hash(path: Path) -> str:
+    """Content hash (BLAKE2b-128, hex): the identity of an image across folders and moves."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bytes_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _bit_depth(mode: str) -> int:
+    if mode in ("1",):
+        return 1
+    if mode.startswith("I;16") or mode == "I":
+        return 16 if mode.startswith("I;16") else 32
+    if mode == "F":
+        return 32
+    return 8
+
+
+def _open(source: Path | bytes) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"image too large (over {MAX_PIXELS // 1_000_000} MP)") from exc
+    except Image.DecompressionBombWarning as exc:
+        raise ImageDecodeError(f"image too large ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("not an image file Pillow can read") from exc
+    except FileNotFoundError as exc:
+        raise ImageDecodeError("file not found") from exc
+    except PermissionError as exc:
+        raise ImageDecodeError("permission denied") from exc
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read: {exc}") from exc
+    if img.width * img.height > MAX_PIXELS:
+        raise ImageDecodeError(
+            f"image too large ({img.width}x{img.height}, over {MAX_PIXELS // 1_000_000} MP)"
+        )
+    if img.width < 1 or img.height < 1:
+        raise ImageDecodeError("image has no pixels")
+    return img
+
+
+def to_display_mode(img: Image.Image) -> Image.Image:
+    """Convert any decoded frame to 8-bit "L" or "RGB".
+
+    16/32-bit grayscale is windowed to its 0.5-99.5 percentile range so dim sensor data
+    becomes visible (a fixed >>8 would render most 12-bit camera images black).
+    """
+    mode = img.mode
+    if mode in ("L", "RGB"):
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        lo, hi = np.percentile(arr, (0.5, 99.5)) if arr.size > 1 else (arr.min(), arr.max())
+        if hi <= lo:
+            hi = lo + 1.0
+        scaled = np.clip((arr - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        return Image.fromarray(scaled, mode="L")
+    if mode == "1":
+        return img.convert("L")
+    if mode in ("LA", "La"):
+        return img.convert("L")
+    if mode == "P":
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "RGBa", "PA"):
+        # Transparent pixels composite onto mid-grey: neither a fake white nor black defect.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, ...
+
+
+def probe(path: Path) -> ImageProbe:
+    """Header-only look at a file (fast): dimensions and mode after EXIF rotation."""
+    img = _open(path)
+    with img:
+        width, height = img.size
+        orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+        return ImageProbe(width, height, img.mode, _bit_depth(img.mode))
+
+
+def load_image(source: Path | bytes, max_side: int | None = None) -> Image.Image:
+    """Decode the first frame, upright, as 8-bit "L" or "RGB".
+
+    ``max_side`` lets JPEG decoding use draft mode (DCT scaling), so a 12 MP camera frame
+    needed at 256 px decodes ~8x faster; the result is at least ``max_side`` on its long side
+    unless the source is smaller.
+    """
+    img = _open(source)
+    try:
+        if max_side is not None and img.format == "JPEG":
+            img.draft(img.mode if img.mode in ("L", "RGB") else "RGB", (max_side, max_side))
+        img.seek(0)
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return to_display_mode(img)
+    except ImageDecodeError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError(f"corrupt or truncated image ({exc})") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError("image too large") from exc
+
+
+def make_thumbnail(img: Image.Image, size: int = THUMBNAIL_SIZE, quality: int = 85) -> bytes:
+    """A JPEG (long side ``size``) of an already-decoded image."""
+    thumb = img.copy() if max(img.size) > size else img
+    if max(thumb.size) > size:
+        thumb.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    out = io.BytesIO()
+    thumb.save(out, format="JPEG", quality=quality)
+    return out.getvalue()

@@ -1,0 +1,159 @@
+"""ORM tables of a project file (SQLAlchemy 2.0 typed declarative models).
+
+A project is one SQLite file. Labels live on the image row (one label per image) so the
+gallery's hot query needs no join; runs, their per-epoch metrics, the label snapshot a run
+trained on and its per-image predictions are rows too, so a crash leaves nothing half-known.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Key/value settings stored in the project (schema version, split seed, ...)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class LabelClass(Base):
+    __tablename__ = "label_class"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    color: Mapped[str] = mapped_column(String(9))  # "#rrggbb"
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    shortcut: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# Label sources: who decided an image's class.
+SOURCE_HUMAN = "human"
+SOURCE_FOLDER = "folder"  # imported from the sub-folder name
+SOURCE_PREDICTION = "prediction"  # an accepted model prediction
+
+SPLITS = ("train", "val", "test")
+
+
+class Image(Base):
+    __tablename__ = "image"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    filename: Mapped[str] = mapped_column(Text)  # lower-cased base name, for text filter/sort
+    folder: Mapped[str] = mapped_column(Text, default="")  # parent folder (group key)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    byte_size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(16))  # Pillow mode after import ("L", "RGB", "I;16")
+    bit_depth: Mapped[int] = mapped_column(Integer, default=8)
+    added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    missing: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    label_id: Mapped[int | None] = mapped_column(
+        ForeignKey("label_class.id", ondelete="SET NULL"), nullable=True
+    )
+    label_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    labeled_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    labeled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    split: Mapped[str | None] = mapped_column(String(5), nullable=True)
+
+    label: Mapped[LabelClass | None] = relationship(lazy="raise")
+
+    __table_args__ = (
+        Index("ix_image_label_filename", "label_id", "filename"),
+        Index("ix_image_split_filename", "split", "filename"),
+        Index("ix_image_filename", "filename"),
+        Index("ix_image_added", "added_at"),
+    )
+
+
+class Run(Base):
+    """One training run: its config, status, checkpoints and summary metrics."""
+
+    __tablename__ = "run"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # created | running | finished | cancelled | failed
+    status: Mapped[str] = mapped_column(String(16), default="created")
+    config_json: Mapped[str] = mapped_column(Text, default="{}")
+    class_names_json: Mapped[str] = mapped_column(Text, default="[]")
+    metrics_json: Mapped[str] = mapped_column(Text, default="{}")
+    best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    best_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    checkpoint_best: Mapped[str | None] = mapped_column(Text, nullable=True)
+    checkpoint_last: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    device: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Extra run-scoped settings (e.g. OK/NG operating point) as JSON.
+    extra_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class RunImage(Base):
+    """The label/split snapshot a run was trained and evaluated on."""
+
+    __tablename__ = "run_image"
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+    )
+    class_index: Mapped[int] = mapped_column(Integer)  # index into the run's class names
+    split: Mapped[str] = mapped_column(String(5))
+
+
+class EpochMetric(Base):
+    __tablename__ = "epoch_metric"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), index=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    train_loss: Mapped[float] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    val_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    val_macro_f1: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lr: Mapped[float] = mapped_column(Float)
+    images_per_s: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+    __table_args__ = (UniqueConstraint("run_id", "epoch"),)
+
+
+class Prediction(Base):
+    """A run's prediction for one image (val/test after training, or unlabeled on request)."""
+
+    __tablename__ = "prediction"
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+    )
+    subset: Mapped[str] = mapped_column(String(10))  # train | val | test | unlabeled
+    true_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pred_index: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    probs: Mapped[bytes] = mapped_column(LargeBinary)  # float32 array, len(class names)
+    __table_args__ = (Index("ix_prediction_run_subset", "run_id", "subset", "true_index", "pred_index"),)
