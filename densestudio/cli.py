@@ -76,7 +76,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     line = ProgressLine()
 
     def on_event(event: object) -> None:
-        if isinstance(event, ImportProgress):
+        if isinstance(event, ImportProgress) and event.phase == "scanning":
+            line.update(f"scanning... {event.total} image files found")
+        elif isinstance(event, ImportProgress):
             frac = event.done / event.total if event.total else 0.0
             line.update(
                 f"{bar(frac)} {event.done}/{event.total} files  "

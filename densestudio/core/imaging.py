@@ -172,3 +172,27 @@ def make_thumbnail(img: Image.Image, size: int = THUMBNAIL_SIZE, quality: int = 
     out = io.BytesIO()
     thumb.save(out, format="JPEG", quality=quality)
     return out.getvalue()
+
+
+def decode_for_import(data: bytes, thumb_size: int = THUMBNAIL_SIZE) -> tuple[ImageProbe, bytes]:
+    """One decode per imported file: its probe (original size/mode) and its thumbnail JPEG."""
+    img = _open(data)
+    try:
+        width, height = img.size
+        mode = img.mode
+        orientation = img.getexif().get(0x0112, 1)
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+        if img.format == "JPEG":
+            img.draft("RGB" if mode not in ("L",) else "L", (thumb_size, thumb_size))
+        img.seek(0)
+        img.load()
+        upright = to_display_mode(ImageOps.exif_transpose(img))
+        thumb = make_thumbnail(upright, thumb_size)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError("image too large") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        raise ImageDecodeError(f"corrupt or truncated image ({exc})") from exc
+    return ImageProbe(width, height, mode, _bit_depth(mode)), thumb

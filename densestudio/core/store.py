@@ -233,7 +233,7 @@ class Project:
         name = _clean_class_name(name)
         try:
             with self.transaction() as s:
-                info = _add_class(s, name, color)
+                info = add_class_in_session(s, name, color)
         except IntegrityError as exc:
             raise ProjectError(f"A class named '{name}' already exists.") from exc
         return info
@@ -244,7 +244,7 @@ class Project:
             existing = {r.name: r.id for r in s.scalars(select(LabelClass))}
             for name in names:
                 if name not in existing:
-                    existing[name] = _add_class(s, _clean_class_name(name), None).id
+                    existing[name] = add_class_in_session(s, _clean_class_name(name), None).id
             return existing
 
     def rename_class(self, class_id: int, name: str) -> ClassInfo:
@@ -437,7 +437,7 @@ def _get_class(s: Session, class_id: int) -> LabelClass:
     return row
 
 
-def _add_class(s: Session, name: str, color: str | None) -> ClassInfo:
+def add_class_in_session(s: Session, name: str, color: str | None) -> ClassInfo:
     count = s.scalar(select(func.count(LabelClass.id))) or 0
     used = set(s.scalars(select(LabelClass.color)))
     if color is None:
@@ -450,11 +450,13 @@ def _add_class(s: Session, name: str, color: str | None) -> ClassInfo:
 
 
 def _renumber_positions(s: Session, prefer: dict[int, int] | None = None) -> None:
-    rows = list(s.scalars(select(LabelClass)))
+    """Make positions 0..n-1 again; classes in ``prefer`` go back to their old positions."""
     prefer = prefer or {}
-    # Restored classes go back to where they were; ties keep the restored class first.
-    rows.sort(key=lambda r: (prefer.get(r.id, r.position), 0 if r.id in prefer else 1, r.id))
-    for position, row in enumerate(rows):
+    rows = sorted(s.scalars(select(LabelClass)), key=lambda r: (r.position, r.id))
+    ordered = [r for r in rows if r.id not in prefer]
+    for row in sorted((r for r in rows if r.id in prefer), key=lambda r: prefer[r.id]):
+        ordered.insert(min(prefer[row.id], len(ordered)), row)
+    for position, row in enumerate(ordered):
         row.position = position
         row.shortcut = shortcut_for_position(position)
 

@@ -1,0 +1,401 @@
+"""Import image folders and files into a project, and re-link moved ones.
+
+Nothing bad stops an import: every file that cannot be used is skipped with a reason in the
+report. Files are read once (hash, probe and thumbnail from the same bytes) by a small thread
+pool (Pillow and hashlib release the GIL), and rows are committed in batches, each batch one
+transaction, so a cancel or a crash leaves exactly the committed batches behind.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from densestudio.core.errors import ImportFailed
+from densestudio.core.errors import CancelledError
+from densestudio.core.imaging import (
+    ImageDecodeError,
+    bytes_hash,
+    decode_for_import,
+    file_hash,
+    is_image_path,
+)
+from densestudio.core.models import SOURCE_FOLDER, Image, LabelClass, utcnow
+from densestudio.core.progress import CancelToken, EventCallback, ignore_event
+from densestudio.core.splits import assign_missing_splits
+from densestudio.core.store import Project, add_class_in_session, bulk_insert_images, current_user
+from densestudio.core.thumbnails import ThumbnailCache
+
+BATCH_SIZE = 500
+BATCH_SECONDS = 1.0
+MAX_FILE_BYTES = 2 << 30  # 2 GiB: beyond this a file is not a plausible inspection image
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    labels_from_subfolders: bool = False
+    workers: int = max(2, min(4, os.cpu_count() or 2))
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    phase: str  # "scanning" | "importing"
+    done: int
+    total: int
+    added: int
+    duplicates: int
+    skipped: int
+    rate: float  # files per second
+    eta_s: float | None
+    current: str
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    added: int = 0
+    already_in_project: int = 0
+    duplicates: int = 0  # same content as another image (kept once)
+    skipped: tuple[SkippedFile, ...] = ()
+    cancelled: bool = False
+    seconds: float = 0.0
+    new_classes: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        parts = [f"{self.added} image(s) added"]
+        if self.already_in_project:
+            parts.append(f"{self.already_in_project} already in project")
+        if self.duplicates:
+            parts.append(f"{self.duplicates} duplicate(s) of other images")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        if self.new_classes:
+            parts.append(f"new classes: {', '.join(self.new_classes)}")
+        text = ", ".join(parts) + f" in {self.seconds:.1f} s."
+        return ("Import cancelled: " if self.cancelled else "Import finished: ") + text
+
+
+@dataclass
+class _Candidate:
+    path: Path
+    label: str | None
+
+
+@dataclass
+class _Decoded:
+    candidate: _Candidate
+    byte_size: int
+    content_hash: str
+    width: int
+    height: int
+    mode: str
+    bit_depth: int
+    thumbnail: bytes
+
+
+@dataclass
+class _Tally:
+    added: int = 0
+    already: int = 0
+    duplicates: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+    new_classes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ scanning
+def scan(
+    paths: Sequence[Path], labels_from_subfolders: bool, skipped: list[SkippedFile],
+    cancel: CancelToken,
+) -> Iterator[_Candidate]:
+    """Image files under ``paths`` (recursive), each with its sub-folder label if asked.
+
+    Symlinked folders are followed once (a loop is reported, not followed forever);
+    unreadable folders are reported and skipped.
+    """
+    for root in paths:
+        root = Path(os.path.abspath(Path(root).expanduser()))  # absolute, no "..": stable keys
+        if not root.exists():
+            raise ImportFailed(f"Not found: {root}")
+        if root.is_file():
+            if is_image_path(root):
+                yield _Candidate(root, None)
+            else:
+                skipped.append(SkippedFile(str(root), "not an image file type"))
+            continue
+        visited: set[str] = set()
+        stack = [root]
+        while stack:
+            cancel.raise_if_cancelled()
+            folder = stack.pop()
+            try:
+                real = os.path.realpath(folder)
+                if real in visited:
+                    skipped.append(SkippedFile(str(folder), "folder link loop (already scanned)"))
+                    continue
+                visited.add(real)
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as exc:
+                skipped.append(SkippedFile(str(folder), f"cannot read folder: {exc.strerror or exc}"))
+                continue
+            subfolders = []
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=True):
+                        subfolders.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=True) and is_image_path(Path(entry.name)):
+                        yield _Candidate(Path(entry.path), _label_for(root, Path(entry.path),
+                                                                      labels_from_subfolders))
+                    elif entry.is_symlink() and not os.path.exists(entry.path):
+                        skipped.append(SkippedFile(entry.path, "broken link"))
+                except OSError as exc:
+                    skipped.append(SkippedFile(entry.path, f"cannot read: {exc.strerror or exc}"))
+            stack.extend(reversed(subfolders))
+
+
+def _label_for(root: Path, path: Path, enabled: bool) -> str | None:
+    """Name of the first sub-folder below the import root (root/scratch/a/b.png -> scratch)."""
+    if not enabled:
+        return None
+    rel = path.relative_to(root).parts
+    return rel[0].strip() or None if len(rel) > 1 else None
+
+
+# ------------------------------------------------------------------ decoding
+def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
+    path = candidate.path
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return SkippedFile(str(path), "not a regular file")
+        if st.st_size == 0:
+            return SkippedFile(str(path), "empty file (0 bytes)")
+        if st.st_size > MAX_FILE_BYTES:
+            return SkippedFile(str(path), "file larger than 2 GiB")
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return SkippedFile(str(path), "file vanished during import")
+    except PermissionError:
+        return SkippedFile(str(path), "permission denied")
+    except OSError as exc:
+        return SkippedFile(str(path), f"cannot read: {exc.strerror or exc}")
+    try:
+        probe, thumb = decode_for_import(data)
+    except ImageDecodeError as exc:
+        return SkippedFile(str(path), str(exc))
+    except Exception as exc:  # a Pillow plugin bug must not end the import
+        return SkippedFile(str(path), f"cannot decode ({type(exc).__name__}: {exc})")
+    return _Decoded(candidate, len(data), bytes_hash(data), probe.width, probe.height,
+                    probe.mode, probe.bit_depth, thumb)
+
+
+# ------------------------------------------------------------------ import
+def run_import(
+    project: Project,
+    paths: Sequence[Path],
+    options: ImportOptions = ImportOptions(),
+    on_event: EventCallback = ignore_event,
+    cancel: CancelToken | None = None,
+) -> ImportReport:
+    """Import ``paths`` into ``project``; never raises for a bad file (see the report)."""
+    cancel = cancel or CancelToken()
+    if not paths:
+        raise ImportFailed("Nothing to import: no folders or files given.")
+    started = time.monotonic()
+    tally = _Tally()
+    thumbs = ThumbnailCache(project)
+    cancelled = False
+
+    with project.session() as s:
+        known_paths = dict(iter(s.execute(select(Image.path, Image.byte_size))))
+        known_hashes = dict(iter(s.execute(select(Image.content_hash, Image.path))))
+
+    # Scan first (fast: directory entries only) so progress has a total and an ETA.
+    candidates: list[_Candidate] = []
+    try:
+        for candidate in scan(paths, options.labels_from_subfolders, tally.skipped, cancel):
+            key = str(candidate.path)
+            if key in known_paths:
+                tally.already += 1
+                continue
+            candidates.append(candidate)
+            if len(candidates) % 1000 == 0:
+                on_event(ImportProgress("scanning", 0, len(candidates), 0, 0, len(tally.skipped),
+                                        0.0, None, key))
+    except CancelledError:
+        cancelled = True
+
+    total = len(candidates)
+    pending: list[_Decoded] = []
+    last_commit = time.monotonic()
+    done = 0
+
+    def commit() -> None:
+        nonlocal pending, last_commit
+        if pending:
+            _commit_batch(project, thumbs, pending, known_hashes, tally)
+        pending = []
+        last_commit = time.monotonic()
+
+    def progress(current: str) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else None
+        on_event(ImportProgress("importing", done, total, tally.added + len(pending),
+                                tally.duplicates, len(tally.skipped), rate, eta, current))
+
+    if not cancelled:
+        with ThreadPoolExecutor(max_workers=options.workers) as pool:
+            it = iter(candidates)
+            running: set[Future] = set()
+            window = options.workers * 4
+            while True:
+                while len(running) < window and not cancel.cancelled:
+                    candidate = next(it, None)
+                    if candidate is None:
+                        break
+                    running.add(pool.submit(_decode, candidate))
+                if not running:
+                    break
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    result = future.result()
+                    done += 1
+                    if isinstance(result, SkippedFile):
+                        tally.skipped.append(result)
+                        current = result.path
+                    else:
+                        pending.append(result)
+                        current = str(result.candidate.path)
+                    progress(current)
+                if len(pending) >= BATCH_SIZE or time.monotonic() - last_commit > BATCH_SECONDS:
+                    commit()
+            cancelled = cancel.cancelled
+        commit()
+    thumbs.close()
+    report = ImportReport(
+        added=tally.added,
+        already_in_project=tally.already,
+        duplicates=tally.duplicates,
+        skipped=tuple(tally.skipped),
+        cancelled=cancelled,
+        seconds=time.monotonic() - started,
+        new_classes=tuple(tally.new_classes),
+    )
+    on_event(report)
+    return report
+
+
+def _commit_batch(
+    project: Project,
+    thumbs: ThumbnailCache,
+    batch: list[_Decoded],
+    known_hashes: dict[str, str],
+    tally: _Tally,
+) -> None:
+    """Insert one batch of decoded files in one transaction (thumbnails first: a crash
+    between the two leaves an unused cache entry, never a row without its data)."""
+    rows, fresh = [], []
+    for item in batch:
+        if item.content_hash in known_hashes:
+            tally.duplicates += 1
+            continue
+        known_hashes[item.content_hash] = str(item.candidate.path)
+        fresh.append(item)
+    if not fresh:
+        return
+    thumbs.put_many((item.content_hash, item.thumbnail) for item in fresh)
+    labels = sorted({item.candidate.label for item in fresh if item.candidate.label})
+    with project.transaction() as s:
+        class_ids = {r.name: r.id for r in s.scalars(select(LabelClass))}
+        for name in labels:
+            if name not in class_ids:
+                class_ids[name] = add_class_in_session(s, name, None).id
+                tally.new_classes.append(name)
+        now, who = utcnow(), current_user()
+        for item in fresh:
+            path = item.candidate.path
+            label_id = class_ids.get(item.candidate.label) if item.candidate.label else None
+            rows.append(
+                dict(
+                    path=str(path),
+                    filename=path.name.lower(),
+                    folder=str(path.parent),
+                    content_hash=item.content_hash,
+                    byte_size=item.byte_size,
+                    width=item.width,
+                    height=item.height,
+                    mode=item.mode,
+                    bit_depth=item.bit_depth,
+                    added_at=now,
+                    missing=False,
+                    label_id=label_id,
+                    label_source=SOURCE_FOLDER if label_id else None,
+                    labeled_by=who if label_id else None,
+                    labeled_at=now if label_id else None,
+                )
+            )
+        bulk_insert_images(s, rows)
+        assign_missing_splits(s)
+    tally.added += len(rows)
+
+
+# ------------------------------------------------------------------ relink
+@dataclass(frozen=True)
+class RelinkResult:
+    relinked: int
+    still_missing: int
+
+
+def relink(
+    project: Project,
+    folders: Sequence[Path],
+    on_event: EventCallback = ignore_event,
+    cancel: CancelToken | None = None,
+) -> RelinkResult:
+    """Find missing images by content hash under ``folders`` and point their rows there."""
+    cancel = cancel or CancelToken()
+    project.refresh_missing()
+    with project.session() as s:
+        rows = s.execute(select(Image.content_hash, Image.id).where(Image.missing.is_(True)))
+        missing = {digest: image_id for digest, image_id in rows}
+        known_paths = set(s.scalars(select(Image.path)))
+    if not missing:
+        return RelinkResult(0, 0)
+    skipped: list[SkippedFile] = []
+    found: dict[int, Path] = {}
+    for candidate in scan(folders, False, skipped, cancel):
+        if str(candidate.path) in known_paths:
+            continue
+        try:
+            digest = file_hash(candidate.path)
+        except OSError:
+            continue
+        image_id = missing.get(digest)
+        if image_id is not None and image_id not in found:
+            found[image_id] = candidate.path
+            on_event(ImportProgress("importing", len(found), len(missing), 0, 0, 0, 0.0, None,
+                                    str(candidate.path)))
+            if len(found) == len(missing):
+                break
+    with project.transaction() as s:
+        for image_id, path in found.items():
+            s.execute(
+                update(Image)
+                .where(Image.id == image_id)
+                .values(path=str(path), filename=path.name.lower(), folder=str(path.parent),
+                        missing=False)
+            )
+    return RelinkResult(len(found), len(missing) - len(found))

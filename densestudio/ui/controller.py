@@ -1,0 +1,222 @@
+"""The open project as the GUI sees it: store calls, the undo stack and change signals.
+
+Widgets call these methods instead of the store, so every labeling and class operation is
+written to the project at once and lands on one QUndoStack. User errors (``DenseStudioError``)
+are reported through ``error`` (the window shows them); nothing half-done is pushed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QUndoStack
+
+from densestudio.core.errors import DenseStudioError
+from densestudio.core.store import (
+    ClassInfo,
+    CountTable,
+    LabelChange,
+    Project,
+    lock_test_split,
+    resplit,
+    split_settings,
+)
+from densestudio.ui import undo
+
+
+class ProjectController(QObject):
+    labelsChanged = Signal(object)  # list[int] of image ids whose label (or split) changed
+    classesChanged = Signal()
+    countsChanged = Signal()  # debounced: after a burst of changes
+    splitsChanged = Signal()  # every image's split may have changed: reload
+    error = Signal(str)
+
+    COUNTS_DEBOUNCE_MS = 150
+
+    def __init__(self, project: Project, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.project = project
+        self.undo_stack = QUndoStack(self)
+        self._classes: list[ClassInfo] = project.classes()
+        self._counts: CountTable | None = None
+        self._counts_timer = QTimer(self)
+        self._counts_timer.setSingleShot(True)
+        self._counts_timer.setInterval(self.COUNTS_DEBOUNCE_MS)
+        self._counts_timer.timeout.connect(self._emit_counts)
+
+    # ------------------------------------------------------------ state
+    @property
+    def path(self) -> Path:
+        return self.project.path
+
+    def classes(self) -> list[ClassInfo]:
+        return list(self._classes)
+
+    def class_by_id(self, class_id: int | None) -> ClassInfo | None:
+        for c in self._classes:
+            if c.id == class_id:
+                return c
+        return None
+
+    def class_for_shortcut(self, key: str) -> ClassInfo | None:
+        for c in self._classes:
+            if c.shortcut == key:
+                return c
+        return None
+
+    def counts(self) -> CountTable:
+        if self._counts is None:
+            self._counts = self.project.counts()
+        return self._counts
+
+    def split_settings(self):  # noqa: ANN201
+        return split_settings(self.project)
+
+    def reload(self) -> None:
+        """Re-read classes and counts (after an import or another process's changes)."""
+        self._classes = self.project.classes()
+        self._counts = None
+        self.classesChanged.emit()
+        self._schedule_counts()
+
+    def close(self) -> None:
+        self._counts_timer.stop()
+        self.undo_stack.clear()
+        self.project.close()
+
+    # ------------------------------------------------------------ labels
+    def label_images(self, image_ids: Sequence[int], class_id: int | None) -> LabelChange | None:
+        ids = list(image_ids)
+        if not ids:
+            return None
+        change = self._guard(lambda: self.project.set_labels(ids, class_id))
+        if change is None:
+            return None
+        if len(change):
+            name = self.class_by_id(class_id).name if class_id is not None else None
+            what = f"{len(change)} image{'s' if len(change) != 1 else ''}"
+            text = f"Label {what} as '{name}'" if name else f"Remove label of {what}"
+            self.undo_stack.push(undo.LabelCommand(self, change, text))
+            self._labels_changed(change.image_ids)
+        return change
+
+    # ------------------------------------------------------------ classes
+    def add_class(self, name: str, color: str | None = None) -> ClassInfo | None:
+        info = self._guard(lambda: self.project.add_class(name, color))
+        if info is not None:
+            self.undo_stack.push(undo.AddClassCommand(self, info))
+            self._classes_changed()
+        return info
+
+    def rename_class(self, class_id: int, name: str) -> bool:
+        old = self.class_by_id(class_id)
+        if old is None or old.name == name.strip():
+            return False
+        info = self._guard(lambda: self.project.rename_class(class_id, name))
+        if info is None:
+            return False
+        self.undo_stack.push(undo.RenameClassCommand(self, class_id, old.name, info.name))
+        self._classes_changed()
+        return True
+
+    def recolor_class(self, class_id: int, color: str) -> bool:
+        old = self.class_by_id(class_id)
+        if old is None or old.color.lower() == color.lower():
+            return False
+        info = self._guard(lambda: self.project.recolor_class(class_id, color))
+        if info is None:
+            return False
+        self.undo_stack.push(undo.RecolorClassCommand(self, info, old.color, color))
+        self._classes_changed()
+        return True
+
+    def reorder_classes(self, class_ids: Sequence[int]) -> bool:
+        old = [c.id for c in self._classes]
+        new = list(class_ids)
+        if old == new:
+            return False
+        if self._guard(lambda: self.project.reorder_classes(new)) is None:
+            return False
+        self.undo_stack.push(undo.ReorderClassesCommand(self, old, new))
+        self._classes_changed()
+        return True
+
+    def move_class(self, class_id: int, delta: int) -> bool:
+        ids = [c.id for c in self._classes]
+        if class_id not in ids:
+            return False
+        i = ids.index(class_id)
+        j = max(0, min(len(ids) - 1, i + delta))
+        if i == j:
+            return False
+        ids.insert(j, ids.pop(i))
+        return self.reorder_classes(ids)
+
+    def delete_class(self, class_id: int) -> bool:
+        info = self.class_by_id(class_id)
+        removed = self._guard(lambda: self.project.delete_class(class_id))
+        if removed is None or info is None:
+            return False
+        self.undo_stack.push(
+            undo.RemoveClassesCommand(self, removed, f"Delete class '{info.name}'")
+        )
+        self._classes_changed(removed.change.image_ids)
+        return True
+
+    def merge_classes(self, source_ids: Sequence[int], target_id: int) -> bool:
+        target = self.class_by_id(target_id)
+        names = [c.name for c in self._classes if c.id in source_ids]
+        removed = self._guard(lambda: self.project.merge_classes(list(source_ids), target_id))
+        if removed is None or target is None:
+            return False
+        text = f"Merge {', '.join(repr(n) for n in names)} into '{target.name}'"
+        self.undo_stack.push(undo.RemoveClassesCommand(self, removed, text))
+        self._classes_changed(removed.change.image_ids)
+        return True
+
+    # ------------------------------------------------------------ splits
+    def resplit(self, ratios: tuple[float, float, float] | None = None) -> int | None:
+        n = self._guard(lambda: resplit(self.project, ratios))
+        if n is not None:
+            self._counts = None
+            self.splitsChanged.emit()
+            self._schedule_counts()
+        return n
+
+    def lock_test_split(self, locked: bool) -> bool:
+        ok = self._guard(lambda: lock_test_split(self.project, locked)) is not None
+        self.splitsChanged.emit()
+        return ok
+
+    # ------------------------------------------------------------ internals
+    def _guard(self, fn: Callable[[], Any]) -> Any:
+        """Run a store call; a user error becomes the ``error`` signal (returns None)."""
+        try:
+            result = fn()
+        except DenseStudioError as exc:
+            self.error.emit(str(exc))
+            return None
+        return True if result is None else result
+
+    def _labels_changed(self, image_ids: Sequence[int]) -> None:
+        self._counts = None
+        self.labelsChanged.emit(list(image_ids))
+        self._schedule_counts()
+
+    def _classes_changed(self, image_ids: Sequence[int] = ()) -> None:
+        self._classes = self.project.classes()
+        self.classesChanged.emit()
+        if image_ids:
+            self._labels_changed(image_ids)
+        else:
+            self._schedule_counts()
+
+    def _schedule_counts(self) -> None:
+        self._counts_timer.start()
+
+    def _emit_counts(self) -> None:
+        self._counts = None
+        self.countsChanged.emit()

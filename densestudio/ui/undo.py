@@ -1,0 +1,132 @@
+"""QUndoCommands over the project store: every labeling and class operation can be undone.
+
+The controller performs an operation first (so a ``DenseStudioError`` reaches the user before
+anything is pushed), then pushes a command built from the store's result; the command's first
+``redo()`` (called by ``QUndoStack.push``) is therefore a no-op. Every undo/redo writes to the
+project at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtGui import QUndoCommand
+
+from densestudio.core.store import ClassInfo, LabelChange, RemovedClasses
+
+if TYPE_CHECKING:
+    from densestudio.ui.controller import ProjectController
+
+
+class _DoneCommand(QUndoCommand):
+    def __init__(self, controller: ProjectController, text: str) -> None:
+        super().__init__(text)
+        self.c = controller
+        self._first = True
+
+    def redo(self) -> None:
+        if self._first:
+            self._first = False
+            return
+        self.c._guard(self._redo)
+
+    def undo(self) -> None:
+        self.c._guard(self._undo)
+
+    def _redo(self) -> None:
+        raise NotImplementedError
+
+    def _undo(self) -> None:
+        raise NotImplementedError
+
+
+class LabelCommand(_DoneCommand):
+    def __init__(self, controller: ProjectController, change: LabelChange, text: str) -> None:
+        super().__init__(controller, text)
+        self.change = change
+
+    def _redo(self) -> None:
+        self.c.project.redo_labels(self.change)
+        self.c._labels_changed(self.change.image_ids)
+
+    def _undo(self) -> None:
+        self.c.project.undo_labels(self.change)
+        self.c._labels_changed(self.change.image_ids)
+
+
+class AddClassCommand(_DoneCommand):
+    def __init__(self, controller: ProjectController, info: ClassInfo) -> None:
+        super().__init__(controller, f"Add class '{info.name}'")
+        self.info = info
+        self.removed: RemovedClasses | None = None
+
+    def _redo(self) -> None:
+        if self.removed is not None:
+            self.c.project.restore_classes(self.removed)
+        self.c._classes_changed()
+
+    def _undo(self) -> None:
+        self.removed = self.c.project.delete_class(self.info.id)
+        self.c._classes_changed(self.removed.change.image_ids)
+
+
+class RemoveClassesCommand(_DoneCommand):
+    """Delete or merge: both give a ``RemovedClasses`` the store can restore."""
+
+    def __init__(self, controller: ProjectController, removed: RemovedClasses, text: str) -> None:
+        super().__init__(controller, text)
+        self.removed = removed
+
+    def _redo(self) -> None:
+        self.c.project.redo_remove_classes(self.removed)
+        self.c._classes_changed(self.removed.change.image_ids)
+
+    def _undo(self) -> None:
+        self.c.project.restore_classes(self.removed)
+        self.c._classes_changed(self.removed.change.image_ids)
+
+
+class RenameClassCommand(_DoneCommand):
+    def __init__(self, controller: ProjectController, class_id: int, old: str, new: str) -> None:
+        super().__init__(controller, f"Rename class '{old}' to '{new}'")
+        self.class_id, self.old, self.new = class_id, old, new
+
+    def _redo(self) -> None:
+        self.c.project.rename_class(self.class_id, self.new)
+        self.c._classes_changed()
+
+    def _undo(self) -> None:
+        self.c.project.rename_class(self.class_id, self.old)
+        self.c._classes_changed()
+
+
+class RecolorClassCommand(_DoneCommand):
+    def __init__(
+        self, controller: ProjectController, info: ClassInfo, old: str, new: str
+    ) -> None:
+        super().__init__(controller, f"Change colour of '{info.name}'")
+        self.class_id, self.old, self.new = info.id, old, new
+
+    def _redo(self) -> None:
+        self.c.project.recolor_class(self.class_id, self.new)
+        self.c._classes_changed()
+
+    def _undo(self) -> None:
+        self.c.project.recolor_class(self.class_id, self.old)
+        self.c._classes_changed()
+
+
+class ReorderClassesCommand(_DoneCommand):
+    def __init__(
+        self, controller: ProjectController, old: list[int], new: list[int]
+    ) -> None:
+        super().__init__(controller, "Reorder classes")
+        self.old, self.new = old, new
+
+    def _redo(self) -> None:
+        self.c.project.reorder_classes(self.new)
+        self.c._classes_changed()
+
+    def _undo(self) -> None:
+        self.c.project.reorder_classes(self.old)
+        self.c._classes_changed()
