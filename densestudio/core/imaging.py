@@ -174,8 +174,21 @@ def make_thumbnail(img: Image.Image, size: int = THUMBNAIL_SIZE, quality: int = 
     return out.getvalue()
 
 
-def decode_for_import(data: bytes, thumb_size: int = THUMBNAIL_SIZE) -> tuple[ImageProbe, bytes]:
-    """One decode per imported file: its probe (original size/mode) and its thumbnail JPEG."""
+def difference_hash(img: Image.Image) -> int:
+    """64-bit dHash (as a signed int, SQLite's integer range): near-identical images differ
+    in few bits, so a small Hamming distance flags re-shot or re-saved duplicates."""
+    small = np.asarray(img.convert("L").resize((9, 8), Image.Resampling.BILINEAR), np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).flatten()
+    value = 0
+    for bit in bits:
+        value = (value << 1) | int(bit)
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def decode_for_import(
+    data: bytes, thumb_size: int = THUMBNAIL_SIZE
+) -> tuple[ImageProbe, bytes, int]:
+    """One decode per imported file: its probe (original size/mode), thumbnail JPEG and dHash."""
     img = _open(data)
     try:
         width, height = img.size
@@ -189,10 +202,11 @@ def decode_for_import(data: bytes, thumb_size: int = THUMBNAIL_SIZE) -> tuple[Im
         img.load()
         upright = to_display_mode(ImageOps.exif_transpose(img))
         thumb = make_thumbnail(upright, thumb_size)
+        dhash = difference_hash(upright)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("image too large") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
         raise ImageDecodeError(f"corrupt or truncated image ({exc})") from exc
-    return ImageProbe(width, height, mode, _bit_depth(mode)), thumb
+    return ImageProbe(width, height, mode, _bit_depth(mode)), thumb, dhash

@@ -103,6 +103,7 @@ class _Decoded:
     mode: str
     bit_depth: int
     thumbnail: bytes
+    phash: int
 
 
 @dataclass
@@ -192,13 +193,13 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
     except OSError as exc:
         return SkippedFile(str(path), f"cannot read: {exc.strerror or exc}")
     try:
-        probe, thumb = decode_for_import(data)
+        probe, thumb, phash = decode_for_import(data)
     except ImageDecodeError as exc:
         return SkippedFile(str(path), str(exc))
     except Exception as exc:  # a Pillow plugin bug must not end the import
         return SkippedFile(str(path), f"cannot decode ({type(exc).__name__}: {exc})")
     return _Decoded(candidate, len(data), bytes_hash(data), probe.width, probe.height,
-                    probe.mode, probe.bit_depth, thumb)
+                    probe.mode, probe.bit_depth, thumb, phash)
 
 
 # ------------------------------------------------------------------ import
@@ -341,6 +342,7 @@ def _commit_batch(
                     bit_depth=item.bit_depth,
                     added_at=now,
                     missing=False,
+                    phash=item.phash,
                     label_id=label_id,
                     label_source=SOURCE_FOLDER if label_id else None,
                     labeled_by=who if label_id else None,

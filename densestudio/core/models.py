@@ -72,6 +72,8 @@ class Image(Base):
     bit_depth: Mapped[int] = mapped_column(Integer, default=8)
     added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     missing: Mapped[bool] = mapped_column(Boolean, default=False)
+    # 64-bit difference hash (signed for SQLite) for near-duplicate checks; None if unknown.
+    phash: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     label_id: Mapped[int | None] = mapped_column(
         ForeignKey("label_class.id", ondelete="SET NULL"), nullable=True

@@ -1,17 +1,25 @@
-"""Stratified, stable train/val/test assignment.
+"""Stratified, stable, leak-free train/val/test assignment.
 
 Each labeled image gets a split once. New images of a class fill whichever split is furthest
 below its target share, visiting them in an order fixed by (seed, content hash), so adding
 images never moves existing ones and the same files always land in the same place. The test
 split can be locked: then no image enters or leaves it, not even on a re-split.
+
+With a group key (the parent folder, or a regex on the file name such as a lot or serial
+number) whole groups are assigned instead of images: every image of a group lands in the
+split its group already has, so near-identical shots of one part never straddle train and
+test. (A new member of a group held in a locked test set stays unassigned, i.e. unused,
+rather than leak into training.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -29,6 +37,7 @@ class SplitSettings:
     ratios: tuple[float, float, float] = DEFAULT_RATIOS
     seed: int = DEFAULT_SEED
     test_locked: bool = False
+    group_by: str = ""  # "" (none) | "folder" | "regex:<pattern>"
 
 
 def read_settings(s: Session) -> SplitSettings:
@@ -37,6 +46,7 @@ def read_settings(s: Session) -> SplitSettings:
         ratios=ratios,  # type: ignore[arg-type]
         seed=int(db.get_meta(s, "split_seed") or DEFAULT_SEED),
         test_locked=(db.get_meta(s, "test_locked") or "0") == "1",
+        group_by=db.get_meta(s, "split_group_by") or "",
     )
 
 
@@ -44,6 +54,30 @@ def _write_settings(s: Session, settings: SplitSettings) -> None:
     db.set_meta(s, "split_ratios", ",".join(f"{r:g}" for r in settings.ratios))
     db.set_meta(s, "split_seed", str(settings.seed))
     db.set_meta(s, "test_locked", "1" if settings.test_locked else "0")
+    db.set_meta(s, "split_group_by", settings.group_by)
+
+
+def group_key_function(group_by: str):  # noqa: ANN201 - Callable[[str], str | None]
+    """path -> group key, or None when images are split one by one."""
+    if not group_by:
+        return None
+    if group_by == "folder":
+        return lambda path: str(PurePath(path).parent)
+    if group_by.startswith("regex:"):
+        try:
+            pattern = re.compile(group_by[len("regex:") :])
+        except re.error as exc:
+            raise ProjectError(f"Invalid group pattern: {exc}") from exc
+
+        def key(path: str) -> str:
+            name = PurePath(path).name
+            match = pattern.search(name)
+            if match is None:
+                return "\0" + name  # no key: the image is its own group
+            return match.group(1) if pattern.groups else match.group(0)
+
+        return key
+    raise ProjectError(f"Unknown group setting '{group_by}' (use folder or regex:PATTERN).")
 
 
 def _order_key(seed: int, content_hash: str) -> bytes:
@@ -53,6 +87,8 @@ def _order_key(seed: int, content_hash: str) -> bytes:
 def assign_missing_splits(s: Session) -> int:
     """Give every labeled image without a split one; returns how many were assigned."""
     settings = read_settings(s)
+    if settings.group_by:
+        return _assign_groups(s, settings)
     todo = list(
         s.execute(
             select(Image.id, Image.label_id, Image.content_hash).where(
@@ -83,12 +119,57 @@ def assign_missing_splits(s: Session) -> int:
         split = max(SPLITS, key=lambda sp: (ratios[sp] * total - c[sp], -SPLITS.index(sp)))
         c[split] += 1
         assigned[split].append(image_id)
+    _write_splits(s, assigned)
+    return len(todo)
+
+
+def _write_splits(s: Session, assigned: dict[str, list[int]]) -> None:
     for split, ids in assigned.items():
         for start in range(0, len(ids), 5000):
             s.execute(
                 update(Image).where(Image.id.in_(ids[start : start + 5000])).values(split=split)
             )
-    return len(todo)
+
+
+def _assign_groups(s: Session, settings: SplitSettings) -> int:
+    """Group-aware assignment: a group joins the split its members already have; new groups
+    go, in (seed, key) order, to the split furthest below its target share of images."""
+    key_of = group_key_function(settings.group_by)
+    pending = s.scalar(select(Image.id).where(
+        Image.split.is_(None), Image.label_id.is_not(None)).limit(1))
+    if pending is None:
+        return 0
+    rows = list(s.execute(select(Image.id, Image.path, Image.split, Image.label_id).where(
+        Image.label_id.is_not(None))))
+    group_split: dict[str, str] = {}
+    counts = dict.fromkeys(SPLITS, 0)
+    todo: dict[str, list[int]] = defaultdict(list)
+    for image_id, path, split, _ in rows:
+        key = key_of(path)
+        if split is None:
+            todo[key].append(image_id)
+        else:
+            counts[split] += 1
+            group_split.setdefault(key, split)
+    ratios = dict(zip(SPLITS, settings.ratios))
+    if settings.test_locked:
+        ratios["test"] = 0.0
+    assigned: dict[str, list[int]] = defaultdict(list)
+    order = sorted(todo, key=lambda k: _order_key(settings.seed, k))
+    for key in order:
+        ids = todo[key]
+        split = group_split.get(key)
+        if split == "test" and settings.test_locked:
+            continue  # keep the locked test set closed; these stay unused
+        if split is None:
+            total = sum(counts.values()) + len(ids)
+            split = max(SPLITS, key=lambda sp: (ratios[sp] * total - counts[sp],
+                                                 -SPLITS.index(sp)))
+            group_split[key] = split
+        counts[split] += len(ids)
+        assigned[split].extend(ids)
+    _write_splits(s, assigned)
+    return sum(len(v) for v in assigned.values())
 
 
 def resplit(
@@ -103,7 +184,7 @@ def resplit(
         raise ProjectError("Split ratios must be three non-negative numbers that sum to 1.")
     if seed is None:
         seed = random.SystemRandom().randrange(1_000_000)
-    _write_settings(s, SplitSettings(ratios, seed, settings.test_locked))  # type: ignore[arg-type]
+    _write_settings(s, SplitSettings(ratios, seed, settings.test_locked, settings.group_by))  # type: ignore[arg-type]
     stmt = update(Image).values(split=None)
     if settings.test_locked:
         stmt = stmt.where((Image.split != "test") | Image.split.is_(None))
@@ -113,10 +194,19 @@ def resplit(
 
 def set_test_locked(s: Session, locked: bool) -> None:
     settings = read_settings(s)
-    _write_settings(s, SplitSettings(settings.ratios, settings.seed, locked))
+    _write_settings(s, SplitSettings(settings.ratios, settings.seed, locked, settings.group_by))
+
+
+def set_group_by(s: Session, group_by: str) -> None:
+    """Choose the group key for future assignments (use resplit to apply it to all)."""
+    group_key_function(group_by)  # validates
+    settings = read_settings(s)
+    _write_settings(s, SplitSettings(settings.ratios, settings.seed, settings.test_locked,
+                                     group_by))
 
 
 def set_ratios(s: Session, ratios: tuple[float, float, float]) -> None:
     """Store new target ratios for future assignments (use resplit to apply them to all)."""
     settings = read_settings(s)
-    _write_settings(s, SplitSettings(ratios, settings.seed, settings.test_locked))
+    _write_settings(s, SplitSettings(ratios, settings.seed, settings.test_locked,
+                                     settings.group_by))
