@@ -154,11 +154,35 @@ def cmd_split(args: argparse.Namespace) -> int:
     with open_project(args.project) as project:
         if args.lock is not None:
             lock_test_split(project, args.lock == "on")
+        if args.group_by is not None:
+            from densestudio.core.splits import set_group_by
+
+            with project.transaction() as s:
+                set_group_by(s, "" if args.group_by == "none" else args.group_by)
         if args.resplit:
             ratios = tuple(float(x) for x in args.ratios.split(",")) if args.ratios else None
             n = resplit(project, ratios, args.seed)  # type: ignore[arg-type]
             print(f"Re-assigned splits of {n} image(s).")
+        if args.group_by is not None and not args.resplit:
+            print("Group key saved; it applies to new images. Use --resplit to apply it to all.")
     return cmd_info(argparse.Namespace(project=args.project, check_files=False))
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from densestudio.core.near_duplicates import find_cross_split_duplicates, move_together
+
+    with open_project(args.project) as project:
+        groups = find_cross_split_duplicates(project, args.max_distance)
+        names = {r.id: r.path for r in project.images_by_ids(
+            [i for g in groups for i in g.image_ids])}
+        print(f"{len(groups)} group(s) of near-identical images span more than one split"
+              f" ({sum(g.crosses_test for g in groups)} touch the test set).")
+        for group in groups[:20]:
+            print("  " + ", ".join(f"{names[i]} [{sp}]"
+                                   for i, sp in zip(group.image_ids, group.splits)))
+        if args.move and groups:
+            print(f"Moved {move_together(project, groups)} image(s) so each group shares a split.")
+    return EXIT_OK
 
 
 def add_core_commands(sub: argparse._SubParsersAction) -> None:
@@ -197,7 +221,16 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ratios", help="train,val,test fractions, e.g. 0.7,0.15,0.15")
     p.add_argument("--seed", type=int)
     p.add_argument("--lock", choices=["on", "off"], help="lock or unlock the test set")
+    p.add_argument("--group-by", metavar="KEY",
+                   help="keep groups in one split: 'folder', 'regex:PATTERN' (first group of "
+                        "the pattern on the file name, e.g. 'regex:(lot\\d+)'), or 'none'")
     p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("duplicates", help="near-identical images that sit in different splits")
+    p.add_argument("project")
+    p.add_argument("--max-distance", type=int, default=3, help="dHash bits that may differ (0-3)")
+    p.add_argument("--move", action="store_true", help="move each group into one split")
+    p.set_defaults(func=cmd_duplicates)
 
 
 # ============================================================== ml commands

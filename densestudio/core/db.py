@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import Base, Meta
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -77,8 +77,19 @@ def create_database(path: Path) -> Database:
     return Database(path, engine, sessions)
 
 
+def _add_column(conn, table: str, column: str, ddl: str) -> None:  # noqa: ANN001
+    names = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")}
+    if column not in names:
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
+
+
+def _upgrade_1_to_2(conn) -> None:  # noqa: ANN001
+    """v2 adds the perceptual hash used by the near-duplicate check (NULL for old rows)."""
+    _add_column(conn, "image", "phash", "INTEGER")
+
+
 # Upgrades from version N to N+1, each a function run inside one transaction.
-_UPGRADES: dict[int, object] = {}
+_UPGRADES: dict[int, object] = {1: _upgrade_1_to_2}
 
 
 def open_database(path: Path) -> Database:

@@ -185,6 +185,12 @@ def difference_hash(img: Image.Image) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def thumbnail_hash(thumbnail_jpeg: bytes) -> int:
+    """dHash of a thumbnail: the same function at import and when back-filling old rows."""
+    with Image.open(io.BytesIO(thumbnail_jpeg)) as img:
+        return difference_hash(img)
+
+
 def decode_for_import(
     data: bytes, thumb_size: int = THUMBNAIL_SIZE
 ) -> tuple[ImageProbe, bytes, int]:
@@ -202,7 +208,7 @@ def decode_for_import(
         img.load()
         upright = to_display_mode(ImageOps.exif_transpose(img))
         thumb = make_thumbnail(upright, thumb_size)
-        dhash = difference_hash(upright)
+        dhash = thumbnail_hash(thumb)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:

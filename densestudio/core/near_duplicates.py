@@ -5,20 +5,33 @@ differ in at most ``max_distance`` bits look the same at thumbnail scale (re-sav
 slightly shifted). Candidate pairs come from exact matches on one of four 16-bit bands:
 with max_distance <= 3, any such pair must agree on at least one band (pigeonhole), so
 the search is near-linear instead of comparing all pairs of 100k images.
+
+A 64-bit hash alone is too coarse for low-contrast inspection textures (many different
+steel surfaces hash alike), so every candidate pair is confirmed by the correlation of the
+two thumbnails' detail (64x64 grey minus its blur, so shared lighting or vignetting does not
+count): only pairs that really look the same are reported.
 """
 
 from __future__ import annotations
 
+import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageFilter
 
 from sqlalchemy import select, update
 
 from densestudio.core.errors import ProjectError
+from densestudio.core.imaging import thumbnail_hash
 from densestudio.core.models import SPLITS, Image
 from densestudio.core.splits import read_settings
+from densestudio.core.thumbnails import ThumbnailCache
 
 BANDS = 4
+MIN_CORRELATION = 0.9  # of the thumbnails' detail, for a candidate pair to count
 
 
 @dataclass(frozen=True)
@@ -38,10 +51,31 @@ def _unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
+def backfill_hashes(project) -> int:  # noqa: ANN001
+    """Compute missing dHashes (rows from older versions) from their thumbnails."""
+    with project.session() as s:
+        todo = list(s.scalars(select(Image.id).where(Image.phash.is_(None),
+                                                    Image.missing.is_(False))))
+    if not todo:
+        return 0
+    cache = ThumbnailCache(project)
+    values = []
+    for info in project.images_by_ids(todo):
+        data = cache.get_or_make(info)
+        if data is not None:
+            values.append((info.id, thumbnail_hash(data)))
+    cache.close()
+    with project.transaction() as s:
+        for image_id, value in values:
+            s.execute(update(Image).where(Image.id == image_id).values(phash=value))
+    return len(values)
+
+
 def find_cross_split_duplicates(project, max_distance: int = 3) -> list[NearDuplicateGroup]:  # noqa: ANN001
     """Groups of near-identical labeled images that sit in different splits."""
     if not 0 <= max_distance <= BANDS - 1:
         raise ProjectError(f"max_distance must be between 0 and {BANDS - 1}.")
+    backfill_hashes(project)
     with project.session() as s:
         rows = list(s.execute(select(Image.id, Image.phash, Image.split).where(
             Image.phash.is_not(None), Image.split.is_not(None))))
@@ -60,14 +94,20 @@ def find_cross_split_duplicates(project, max_distance: int = 3) -> list[NearDupl
             i = parent[i]
         return i
 
+    signatures = _Signatures(project)
     worst: dict[int, int] = {}
+    checked: set[tuple[int, int]] = set()
     for members in buckets.values():
         if len(members) < 2 or len(members) > 5000:  # flat images: skip degenerate buckets
             continue
         for a_index, a in enumerate(members):
             for b in members[a_index + 1 :]:
                 distance = (hashes[a] ^ hashes[b]).bit_count()
-                if distance <= max_distance:
+                pair = (min(a, b), max(a, b))
+                if distance > max_distance or pair in checked:
+                    continue
+                checked.add(pair)
+                if signatures.correlation(a, b) >= MIN_CORRELATION:
                     ra, rb = find(a), find(b)
                     if ra != rb:
                         parent[ra] = rb
@@ -84,6 +124,37 @@ def find_cross_split_duplicates(project, max_distance: int = 3) -> list[NearDupl
             groups.append(NearDuplicateGroup(tuple(sorted(ids)), splits, worst.get(root, 0)))
     groups.sort(key=lambda g: (not g.crosses_test, -len(g.image_ids)))
     return groups
+
+
+class _Signatures:
+    """High-passed 64x64 grey unit vectors from the thumbnail cache, made on demand."""
+
+    def __init__(self, project) -> None:  # noqa: ANN001
+        self._project = project
+        self._cache = ThumbnailCache(project)
+        self._vectors: dict[int, np.ndarray | None] = {}
+
+    def _vector(self, image_id: int) -> np.ndarray | None:
+        if image_id not in self._vectors:
+            info = self._project.image(image_id)
+            data = self._cache.get_or_make(info)
+            vec = None
+            if data is not None:
+                with PILImage.open(io.BytesIO(data)) as img:
+                    small = img.convert("L").resize((64, 64), PILImage.Resampling.BILINEAR)
+                    blur = small.filter(ImageFilter.BoxBlur(4))
+                    arr = (np.asarray(small, np.float32) - np.asarray(blur, np.float32)).ravel()
+                arr -= arr.mean()
+                norm = float(np.linalg.norm(arr))
+                vec = arr / norm if norm > 1e-6 else None
+            self._vectors[image_id] = vec
+        return self._vectors[image_id]
+
+    def correlation(self, a: int, b: int) -> float:
+        va, vb = self._vector(a), self._vector(b)
+        if va is None or vb is None:  # flat images: identical only if both are flat
+            return 1.0 if va is None and vb is None else 0.0
+        return float(va @ vb)
 
 
 def move_together(project, groups: list[NearDuplicateGroup]) -> int:  # noqa: ANN001

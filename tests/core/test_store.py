@@ -56,16 +56,25 @@ def test_open_refuses_missing_foreign_and_newer(tmp_path: Path) -> None:
         Project.open(newer)
 
 
-def test_older_schema_is_upgraded_after_backup(tmp_path: Path, monkeypatch) -> None:
+def test_older_schema_is_upgraded_after_backup(tmp_path: Path) -> None:
+    """A version-1 file (no image.phash column) is copied aside, then upgraded in place."""
     path = tmp_path / "old.dsproj"
-    Project.create(path).close()
-    monkeypatch.setattr(db, "SCHEMA_VERSION", 2)
-    calls = []
-    monkeypatch.setitem(db._UPGRADES, 1, lambda conn: calls.append(conn))
-    with Project.open(path):
-        pass
-    assert calls, "upgrade step ran"
-    assert db.read_schema_version(path) == 2
+    with Project.create(path) as p:
+        a = p.add_class("kept")
+        with p.transaction() as s:
+            bulk_insert_images(s, [dict(path="/x.png", filename="x.png", folder="/",
+                                        content_hash="h", byte_size=1, width=1, height=1,
+                                        mode="L", label_id=a.id)])
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE image DROP COLUMN phash")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with Project.open(path) as upgraded:
+        assert upgraded.page()[0].label_id == a.id, "data survives the upgrade"
+    assert db.read_schema_version(path) == db.SCHEMA_VERSION
+    columns = {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(image)")}
+    assert "phash" in columns
     backup = db.backup_path_for(path, 1)
     assert backup.exists() and db.read_schema_version(backup) == 1
 
