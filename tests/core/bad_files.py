@@ -112,11 +112,12 @@ def _write_bomb_png(path: Path) -> Path:
     return path
 
 
-def make_class_folders(root: Path, classes=("ok", "ng"), per_class=6, size=(32, 32)) -> Path:
+def make_class_folders(root: Path, classes=("ok", "ng"), per_class=6, size=(32, 32),
+                       seed: int = 0) -> Path:
     """Synthetic labeled images: root/<class>/<i>.png, classes differ in brightness."""
     for c_index, name in enumerate(classes):
         for i in range(per_class):
-            rng = np.random.default_rng(c_index * 1000 + i)
+            rng = np.random.default_rng((seed, c_index, i))
             base = 60 + 120 * c_index
             arr = np.clip(rng.normal(base, 20, size=(size[1], size[0])), 0, 255).astype(np.uint8)
             _save(Image.fromarray(arr, "L"), root / name / f"{name}_{i:03d}.png")
