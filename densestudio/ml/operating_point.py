@@ -1,0 +1,99 @@
+"""OK/NG operating point: where to put the threshold on P(good) for a defect inspector.
+
+For projects where one class means "good", the model's decision becomes binary: pass the
+part (P(good) >= threshold) or reject it. Two errors trade against each other:
+- miss rate: defective parts that pass (escapes to the customer),
+- false-reject rate: good parts that are rejected (scrap, re-inspection).
+An "unsure" band around the threshold sends borderline parts to a human instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TradeoffCurve:
+    thresholds: np.ndarray  # ascending, in [0, 1]
+    miss_rate: np.ndarray  # fraction of defective parts with P(good) >= t
+    false_reject_rate: np.ndarray  # fraction of good parts with P(good) < t
+    n_good: int
+    n_defective: int
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """What is stored with a run, used by predict and written into exported models."""
+
+    good_class: str
+    threshold: float
+    unsure_low: float | None = None  # P(good) in [unsure_low, unsure_high) -> "unsure"
+    unsure_high: float | None = None
+    cost_miss: float = 1.0
+    cost_false_reject: float = 1.0
+
+    def decide(self, p_good: float) -> str:
+        """"OK", "NG" or "UNSURE" for one part."""
+        if (self.unsure_low is not None and self.unsure_high is not None
+                and self.unsure_low <= p_good < self.unsure_high):
+            return "UNSURE"
+        return "OK" if p_good >= self.threshold else "NG"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> OperatingPoint:
+        return cls(**json.loads(text))
+
+
+def tradeoff_curve(p_good: np.ndarray, is_good: np.ndarray, steps: int = 201) -> TradeoffCurve:
+    """Miss and false-reject rates at ``steps`` thresholds from 0 to 1 (inclusive).
+
+    At threshold t a part passes when P(good) >= t. Rates are NaN when a side has no parts.
+    """
+    p_good = np.asarray(p_good, dtype=np.float64)
+    is_good = np.asarray(is_good, dtype=bool)
+    thresholds = np.round(np.linspace(0.0, 1.0, steps), 9)  # 0.6 is 0.6, not 0.6000000001
+    good, bad = p_good[is_good], p_good[~is_good]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # searchsorted counts: parts with p < t (side="left")
+        good_sorted, bad_sorted = np.sort(good), np.sort(bad)
+        rejected_good = np.searchsorted(good_sorted, thresholds, side="left")
+        passed_bad = len(bad) - np.searchsorted(bad_sorted, thresholds, side="left")
+        frr = rejected_good / len(good) if len(good) else np.full(steps, np.nan)
+        miss = passed_bad / len(bad) if len(bad) else np.full(steps, np.nan)
+    return TradeoffCurve(thresholds, np.asarray(miss, float), np.asarray(frr, float),
+                         len(good), len(bad))
+
+
+def expected_cost(curve: TradeoffCurve, cost_miss: float, cost_false_reject: float) -> np.ndarray:
+    """Total cost at each threshold: misses * cost_miss + false rejects * cost_false_reject."""
+    misses = np.nan_to_num(curve.miss_rate) * curve.n_defective
+    rejects = np.nan_to_num(curve.false_reject_rate) * curve.n_good
+    return misses * cost_miss + rejects * cost_false_reject
+
+
+def best_threshold(curve: TradeoffCurve, cost_miss: float = 1.0,
+                   cost_false_reject: float = 1.0) -> float:
+    """The threshold with the lowest expected cost (ties: the strictest, i.e. highest)."""
+    cost = expected_cost(curve, cost_miss, cost_false_reject)
+    best = np.flatnonzero(cost == cost.min())
+    return float(curve.thresholds[best[-1]])
+
+
+def rates_at(p_good: np.ndarray, is_good: np.ndarray, point: OperatingPoint) -> dict[str, float]:
+    """Miss rate, false-reject rate and unsure fraction of an operating point on labeled data."""
+    decisions = np.array([point.decide(float(p)) for p in p_good])
+    is_good = np.asarray(is_good, dtype=bool)
+    sure = decisions != "UNSURE"
+    n_bad, n_good = int((~is_good & sure).sum()), int((is_good & sure).sum())
+    return {
+        "miss_rate": float(((decisions == "OK") & ~is_good).sum() / n_bad) if n_bad else 0.0,
+        "false_reject_rate": float(((decisions == "NG") & is_good).sum() / n_good)
+        if n_good else 0.0,
+        "unsure_fraction": float((~sure).mean()) if len(decisions) else 0.0,
+    }
