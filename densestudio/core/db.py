@@ -84,8 +84,11 @@ def _add_column(conn, table: str, column: str, ddl: str) -> None:  # noqa: ANN00
 
 
 def _upgrade_1_to_2(conn) -> None:  # noqa: ANN001
-    """v2 adds the perceptual hash used by the near-duplicate check (NULL for old rows)."""
+    """v2 adds the perceptual hash used by the near-duplicate check (NULL for old rows)
+    and a covering index for per-class split counts."""
     _add_column(conn, "image", "phash", "INTEGER")
+    conn.exec_driver_sql(
+        "CREATE INDEX IF NOT EXISTS ix_image_label_split ON image (label_id, split)")
 
 
 # Upgrades from version N to N+1, each a function run inside one transaction.

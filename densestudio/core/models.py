@@ -87,6 +87,7 @@ class Image(Base):
 
     __table_args__ = (
         Index("ix_image_label_filename", "label_id", "filename"),
+        Index("ix_image_label_split", "label_id", "split"),  # covering index for counts
         Index("ix_image_split_filename", "split", "filename"),
         Index("ix_image_filename", "filename"),
         Index("ix_image_added", "added_at"),

@@ -18,6 +18,7 @@ import hashlib
 import random
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -84,18 +85,24 @@ def _order_key(seed: int, content_hash: str) -> bytes:
     return hashlib.blake2b(f"{seed}:{content_hash}".encode(), digest_size=8).digest()
 
 
-def assign_missing_splits(s: Session) -> int:
-    """Give every labeled image without a split one; returns how many were assigned."""
+def assign_missing_splits(s: Session, image_ids: Sequence[int] | None = None) -> int:
+    """Give labeled images without a split one; returns how many were assigned.
+
+    ``image_ids`` limits the work to images just (re)labeled, which keeps a key press cheap
+    in a 100k-image project; None checks every image.
+    """
     settings = read_settings(s)
     if settings.group_by:
         return _assign_groups(s, settings)
-    todo = list(
-        s.execute(
-            select(Image.id, Image.label_id, Image.content_hash).where(
-                Image.split.is_(None), Image.label_id.is_not(None)
-            )
-        )
+    stmt = select(Image.id, Image.label_id, Image.content_hash).where(
+        Image.split.is_(None), Image.label_id.is_not(None)
     )
+    if image_ids is None:
+        todo = list(s.execute(stmt))
+    else:
+        todo = []
+        for start in range(0, len(image_ids), 5000):
+            todo.extend(s.execute(stmt.where(Image.id.in_(image_ids[start : start + 5000]))))
     if not todo:
         return 0
     classes = {label for _, label, _ in todo}

@@ -510,7 +510,7 @@ def _apply_states(s: Session, states: Sequence[tuple[int, LabelState]]) -> None:
                     labeled_at=state.labeled_at,
                 )
             )
-    splits.assign_missing_splits(s)
+    splits.assign_missing_splits(s, [image_id for image_id, _ in states])
 
 
 def _apply_filter(stmt: Select, flt: ImageFilter) -> Select:
