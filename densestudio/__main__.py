@@ -6,7 +6,8 @@ import sys
 
 
 def main() -> int:
-    if len(sys.argv) > 1:
+    opens_project = len(sys.argv) == 2 and sys.argv[1].endswith(".dsproj")  # desktop entry %f
+    if len(sys.argv) > 1 and not opens_project:
         from densestudio.cli import main as cli_main
 
         return cli_main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""The PySide6 desktop app (see densestudio.ui.app.run_app)."""

@@ -1,0 +1,95 @@
+"""Application start-up: QApplication, icon, light/dark palette following the OS, main window."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtWidgets import QApplication
+
+from densestudio import __version__
+from densestudio.ui import settings as app_settings
+
+
+def dark_palette() -> QPalette:
+    p = QPalette()
+    window, base, text = QColor(45, 45, 48), QColor(30, 30, 32), QColor(225, 225, 228)
+    disabled = QColor(130, 130, 135)
+    for group in (QPalette.ColorGroup.Active, QPalette.ColorGroup.Inactive):
+        p.setColor(group, QPalette.ColorRole.Window, window)
+        p.setColor(group, QPalette.ColorRole.WindowText, text)
+        p.setColor(group, QPalette.ColorRole.Base, base)
+        p.setColor(group, QPalette.ColorRole.AlternateBase, QColor(38, 38, 41))
+        p.setColor(group, QPalette.ColorRole.ToolTipBase, QColor(60, 60, 64))
+        p.setColor(group, QPalette.ColorRole.ToolTipText, text)
+        p.setColor(group, QPalette.ColorRole.Text, text)
+        p.setColor(group, QPalette.ColorRole.Button, QColor(55, 55, 59))
+        p.setColor(group, QPalette.ColorRole.ButtonText, text)
+        p.setColor(group, QPalette.ColorRole.BrightText, QColor(255, 90, 90))
+        p.setColor(group, QPalette.ColorRole.Link, QColor(90, 170, 255))
+        p.setColor(group, QPalette.ColorRole.Highlight, QColor(42, 130, 218))
+        p.setColor(group, QPalette.ColorRole.HighlightedText, QColor(255, 255, 255))
+        p.setColor(group, QPalette.ColorRole.PlaceholderText, QColor(150, 150, 155))
+        p.setColor(group, QPalette.ColorRole.Mid, QColor(80, 80, 85))
+        p.setColor(group, QPalette.ColorRole.Light, QColor(75, 75, 80))
+        p.setColor(group, QPalette.ColorRole.Dark, QColor(25, 25, 27))
+    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text,
+                 QPalette.ColorRole.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, disabled)
+    p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Base, window)
+    return p
+
+
+def wants_dark() -> bool:
+    forced = os.environ.get("DENSESTUDIO_THEME", "").lower()
+    if forced in ("dark", "light"):
+        return forced == "dark"
+    return QGuiApplication.styleHints().colorScheme() == Qt.ColorScheme.Dark
+
+
+def apply_palette(app: QApplication) -> None:
+    """Fusion style with a light or dark palette, whichever the OS currently uses."""
+    app.setPalette(dark_palette() if wants_dark() else app.style().standardPalette())
+    # Style sheets that use palette(...) colours resolve them when set: re-apply them.
+    for widget in app.allWidgets():
+        sheet = widget.styleSheet()
+        if "palette(" in sheet:
+            widget.setStyleSheet("")
+            widget.setStyleSheet(sheet)
+
+
+def create_application(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv if argv is not None else sys.argv)
+    app.setOrganizationName(app_settings.ORGANIZATION)
+    app.setApplicationName(app_settings.APPLICATION)
+    app.setApplicationDisplayName("DenseStudio")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("densestudio")  # matches packaging/densestudio.desktop (Wayland)
+    app.setStyle("Fusion")
+    from densestudio.ui.main_window import app_icon
+
+    app.setWindowIcon(app_icon())
+    apply_palette(app)
+    app.styleHints().colorSchemeChanged.connect(lambda _scheme: apply_palette(app))
+    return app  # type: ignore[return-value]
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    """Open the main window (optionally with a project path) and run the event loop."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv if argv is None else argv)
+    app = create_application(argv)
+    from densestudio.ui.main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    projects = [a for a in argv[1:] if a.endswith(".dsproj") and Path(a).is_file()]
+    if projects:
+        window.open_project(projects[0])
+    return app.exec()

@@ -1,0 +1,309 @@
+"""Class panel: the project's classes with 1-9 shortcuts, colours and counts per split.
+
+Add, rename, recolour, reorder, merge and delete go through the controller, so each is one
+undoable step written to the project at once. Dialogs are small overridable methods
+(``ask_text``, ``ask_color``, ``confirm``, ``ask_merge_target``) so tests can drive them.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QColorDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QToolButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from densestudio.core.models import SPLITS
+from densestudio.ui.controller import ProjectController
+
+ID_ROLE = Qt.ItemDataRole.UserRole + 1
+UNLABELED = -1
+
+
+def swatch(color: str, size: int = 14) -> QIcon:
+    pixmap = QPixmap(QSize(size, size))
+    pixmap.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pixmap)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setBrush(QColor(color))
+    p.setPen(QColor(0, 0, 0, 90))
+    p.drawRoundedRect(1, 1, size - 2, size - 2, 3, 3)
+    p.end()
+    return QIcon(pixmap)
+
+
+class ClassPanel(QWidget):
+    labelSelectionRequested = Signal(object)  # class id, or None to unlabel
+    showClassRequested = Signal(object)  # class id, or None for unlabeled images
+
+    COLUMNS = ("Key", "Class", "Total", "Train", "Val", "Test")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller: ProjectController | None = None
+
+        self.tree = QTreeWidget(self)
+        self.tree.setColumnCount(len(self.COLUMNS))
+        self.tree.setHeaderLabels(list(self.COLUMNS))
+        self.tree.setRootIsDecorated(False)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
+        self.tree.itemDoubleClicked.connect(self._on_double_click)
+        self.tree.itemSelectionChanged.connect(self._update_buttons)
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        for col in range(2, len(self.COLUMNS)):
+            self.tree.headerItem().setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
+        self.tree.setToolTip(
+            "Press 1-9 in the gallery to label the selected images with a class.\n"
+            "Double-click a class to label the selection with it."
+        )
+
+        self.add_action = QAction("Add class…", self)
+        self.add_action.triggered.connect(self.add_class)
+        self.rename_action = QAction("Rename…", self)
+        self.rename_action.setShortcut("F2")
+        self.rename_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.rename_action.triggered.connect(self.rename_selected)
+        self.color_action = QAction("Colour…", self)
+        self.color_action.triggered.connect(self.recolor_selected)
+        self.up_action = QAction("Move up", self)
+        self.up_action.triggered.connect(lambda: self.move_selected(-1))
+        self.down_action = QAction("Move down", self)
+        self.down_action.triggered.connect(lambda: self.move_selected(1))
+        self.merge_action = QAction("Merge into…", self)
+        self.merge_action.triggered.connect(self.merge_selected)
+        self.delete_action = QAction("Delete…", self)
+        self.delete_action.triggered.connect(self.delete_selected)
+        self.addAction(self.rename_action)
+
+        buttons = QHBoxLayout()
+        buttons.setSpacing(2)
+        for action, text in (
+            (self.add_action, "Add"), (self.rename_action, "Rename"),
+            (self.color_action, "Colour"), (self.up_action, "▲"), (self.down_action, "▼"),
+            (self.merge_action, "Merge"), (self.delete_action, "Delete"),
+        ):
+            action.setIconText(text)
+            action.setToolTip(action.text().rstrip("…"))
+            b = QToolButton(self)
+            b.setDefaultAction(action)
+            b.setAutoRaise(True)
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+
+        self.summary = QLabel("", self)
+        self.summary.setWordWrap(True)
+        self.summary.setStyleSheet("color: palette(placeholder-text);")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(buttons)
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.summary)
+        self.refresh()
+
+    def changeEvent(self, event) -> None:  # noqa: ANN001, N802
+        super().changeEvent(event)
+        if event.type() == event.Type.PaletteChange:
+            self.refresh()  # the (unlabeled) row is drawn in the placeholder colour
+
+    # ------------------------------------------------------------ binding
+    def set_controller(self, controller: ProjectController | None) -> None:
+        self.controller = controller
+        if controller is not None:
+            controller.classesChanged.connect(self.refresh)
+            controller.countsChanged.connect(self.refresh)
+            controller.splitsChanged.connect(self.refresh)
+        self.refresh()
+
+    def selected_class_ids(self) -> list[int]:
+        ids = [item.data(0, ID_ROLE) for item in self.tree.selectedItems()]
+        return [i for i in ids if i is not None and i != UNLABELED]
+
+    def select_class(self, class_id: int) -> None:
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            item.setSelected(item.data(0, ID_ROLE) == class_id)
+
+    def refresh(self) -> None:
+        keep = set(self.selected_class_ids())
+        self.tree.clear()
+        c = self.controller
+        if c is None:
+            self.summary.setText("")
+            self._update_buttons()
+            return
+        counts = c.counts()
+        classes = c.classes()
+        for info in classes:
+            item = QTreeWidgetItem(
+                [info.shortcut or "", info.name, _n(counts.count(info.id))]
+                + [_n(counts.count(info.id, s)) for s in SPLITS]
+            )
+            item.setIcon(1, swatch(info.color))
+            item.setData(0, ID_ROLE, info.id)
+            item.setToolTip(1, info.name)
+            self._align(item)
+            self.tree.addTopLevelItem(item)
+            item.setSelected(info.id in keep)
+        unlabeled = counts.count(None)
+        item = QTreeWidgetItem(["", "(unlabeled)", _n(unlabeled), "", "", ""])
+        item.setData(0, ID_ROLE, UNLABELED)
+        item.setForeground(1, QBrush(self.palette().color(self.palette().ColorRole.PlaceholderText)))
+        self._align(item)
+        self.tree.addTopLevelItem(item)
+        total = counts.total
+        labeled = total - unlabeled
+        if not classes:
+            self.summary.setText("No classes yet. Click Add to create one, or import folders "
+                                 "with sub-folder names as classes.")
+        else:
+            pct = f" ({labeled / total:.0%})" if total else ""
+            self.summary.setText(f"{_n(labeled)} of {_n(total)} images labeled{pct}.")
+        self._update_buttons()
+
+    def _align(self, item: QTreeWidgetItem) -> None:
+        for col in range(2, len(self.COLUMNS)):
+            item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        item.setTextAlignment(0, Qt.AlignmentFlag.AlignCenter)
+
+    def _update_buttons(self) -> None:
+        has_project = self.controller is not None
+        ids = self.selected_class_ids()
+        one = len(ids) == 1
+        self.add_action.setEnabled(has_project)
+        for a in (self.rename_action, self.color_action, self.up_action, self.down_action):
+            a.setEnabled(has_project and one)
+        self.merge_action.setEnabled(
+            bool(has_project and ids and len(self.controller.classes()) > 1)
+        )
+        self.delete_action.setEnabled(has_project and len(ids) >= 1)
+
+    # ------------------------------------------------------------ dialogs (overridable)
+    def ask_text(self, title: str, label: str, text: str = "") -> str | None:
+        value, ok = QInputDialog.getText(self, title, label, text=text)
+        return value if ok else None
+
+    def ask_color(self, initial: str) -> str | None:
+        color = QColorDialog.getColor(QColor(initial), self, "Class colour")
+        return color.name() if color.isValid() else None
+
+    def confirm(self, title: str, text: str) -> bool:
+        answer = QMessageBox.question(
+            self, title, text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def ask_merge_target(self, names: list[str]) -> int | None:
+        name, ok = QInputDialog.getItem(self, "Merge classes", "Move all images into:", names, 0,
+                                        False)
+        return names.index(name) if ok else None
+
+    # ------------------------------------------------------------ actions
+    def add_class(self) -> None:
+        if self.controller is None:
+            return
+        name = self.ask_text("Add class", "Name of the new class:")
+        if name:
+            info = self.controller.add_class(name)
+            if info is not None:
+                self.select_class(info.id)
+
+    def rename_selected(self) -> None:
+        ids = self.selected_class_ids()
+        if self.controller is None or len(ids) != 1:
+            return
+        info = self.controller.class_by_id(ids[0])
+        name = self.ask_text("Rename class", "New name:", info.name if info else "")
+        if name:
+            self.controller.rename_class(ids[0], name)
+
+    def recolor_selected(self) -> None:
+        ids = self.selected_class_ids()
+        if self.controller is None or len(ids) != 1:
+            return
+        info = self.controller.class_by_id(ids[0])
+        color = self.ask_color(info.color if info else "#888888")
+        if color:
+            self.controller.recolor_class(ids[0], color)
+
+    def move_selected(self, delta: int) -> None:
+        ids = self.selected_class_ids()
+        if self.controller is not None and len(ids) == 1:
+            self.controller.move_class(ids[0], delta)
+            self.select_class(ids[0])
+
+    def merge_selected(self) -> None:
+        c = self.controller
+        ids = self.selected_class_ids()
+        if c is None or not ids:
+            return
+        targets = [info for info in c.classes() if info.id not in ids or len(ids) > 1]
+        if not targets:
+            return
+        choice = self.ask_merge_target([t.name for t in targets])
+        if choice is None:
+            return
+        target = targets[choice]
+        sources = [i for i in ids if i != target.id]
+        if sources:
+            c.merge_classes(sources, target.id)
+
+    def delete_selected(self) -> None:
+        c = self.controller
+        ids = self.selected_class_ids()
+        if c is None or not ids:
+            return
+        counts = c.counts()
+        n = sum(counts.count(i) for i in ids)
+        names = ", ".join(f"'{c.class_by_id(i).name}'" for i in ids if c.class_by_id(i))
+        text = (f"Delete class {names}? Its {n} image(s) become unlabeled; the images "
+                f"themselves stay in the project. You can undo this (Ctrl+Z).")
+        if not self.confirm("Delete class", text):
+            return
+        for class_id in ids:
+            c.delete_class(class_id)
+
+    def _on_double_click(self, item: QTreeWidgetItem, _column: int) -> None:
+        class_id = item.data(0, ID_ROLE)
+        self.labelSelectionRequested.emit(None if class_id == UNLABELED else class_id)
+
+    def _context_menu(self, pos) -> None:  # noqa: ANN001
+        item = self.tree.itemAt(pos)
+        menu = QMenu(self)
+        if item is not None:
+            class_id = item.data(0, ID_ROLE)
+            cid = None if class_id == UNLABELED else class_id
+            label = "Remove label of selected images" if cid is None else (
+                f"Label selected images as '{item.text(1)}'")
+            menu.addAction(label, lambda: self.labelSelectionRequested.emit(cid))
+            menu.addAction("Show only these images", lambda: self.showClassRequested.emit(cid))
+            menu.addSeparator()
+        for a in (self.add_action, self.rename_action, self.color_action, self.up_action,
+                  self.down_action, self.merge_action, self.delete_action):
+            menu.addAction(a)
+        menu.exec(self.tree.viewport().mapToGlobal(pos))
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"

@@ -1,0 +1,248 @@
+"""The thumbnail grid: a virtualized QListView and the delegate that paints each tile.
+
+A tile shows the thumbnail, the class colour chip, the split marker, the file name and - once
+predictions exist - the predicted class with a right/wrong mark. Painting uses only what the
+model has in memory; thumbnails not yet decoded show a placeholder until they arrive.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPoint, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPalette, QPen
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QListView,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+)
+
+from densestudio.ui.gallery_model import GalleryModel, TileOverlay
+
+MIN_TILE, MAX_TILE, DEFAULT_TILE = 72, 256, 144
+SPLIT_LABELS = {"train": "train", "val": "val", "test": "test"}
+
+
+def text_color_for(background: QColor) -> QColor:
+    """Black or white, whichever reads better on ``background``."""
+    luma = 0.299 * background.redF() + 0.587 * background.greenF() + 0.114 * background.blueF()
+    return QColor("#111111") if luma > 0.6 else QColor("#ffffff")
+
+
+class TileDelegate(QStyledItemDelegate):
+    MARGIN = 5
+
+    def __init__(self, parent=None) -> None:  # noqa: ANN001
+        super().__init__(parent)
+        self.tile = DEFAULT_TILE
+        self._small = QFont()
+        self._small.setPointSizeF(max(7.0, self._small.pointSizeF() * 0.85))
+        self._bold_small = QFont(self._small)
+        self._bold_small.setBold(True)
+
+    def set_tile_size(self, size: int) -> None:
+        self.tile = max(MIN_TILE, min(MAX_TILE, int(size)))
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        fm = QFontMetrics(self._small)
+        return QSize(self.tile, self.tile + fm.height() + 4)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        model: GalleryModel = index.model()  # type: ignore[assignment]
+        row = index.row()
+        info = model.info(row)
+        palette = option.palette
+        rect: QRect = option.rect
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        current = bool(option.state & QStyle.StateFlag.State_HasFocus)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+
+        # Background / selection.
+        inner = QRectF(rect).adjusted(1.5, 1.5, -1.5, -1.5)
+        if selected:
+            highlight = QColor(palette.color(QPalette.ColorRole.Highlight))
+            fill = QColor(highlight)
+            fill.setAlpha(70)
+            painter.setPen(QPen(highlight, 2.5))
+            painter.setBrush(fill)
+            painter.drawRoundedRect(inner, 6, 6)
+        elif current:
+            painter.setPen(QPen(palette.color(QPalette.ColorRole.Highlight), 1.2, Qt.PenStyle.DashLine))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(inner, 6, 6)
+
+        fm = QFontMetrics(self._small)
+        m = self.MARGIN
+        side = rect.width() - 2 * m
+        thumb_rect = QRect(rect.left() + m, rect.top() + m, side, side - 2)
+        if info is None:
+            painter.restore()
+            return
+
+        # Thumbnail (or placeholder).
+        pixmap = model.data(index, Qt.ItemDataRole.DecorationRole)
+        if pixmap is not None and not pixmap.isNull():
+            size = pixmap.size().scaled(thumb_rect.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRect(QPoint(0, 0), size)
+            target.moveCenter(thumb_rect.center())
+            painter.drawPixmap(target, pixmap)
+        else:
+            base = QColor(palette.color(QPalette.ColorRole.Mid))
+            base.setAlpha(60)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(base)
+            painter.drawRoundedRect(QRectF(thumb_rect), 4, 4)
+            if model.loader.failed(info.id):
+                painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
+                painter.setFont(self._small)
+                text = "file missing" if info.missing else "cannot read"
+                painter.drawText(thumb_rect, Qt.AlignmentFlag.AlignCenter, text)
+
+        # Class chip (bottom-left of the thumbnail).
+        cls = model.class_of(info)
+        chip_h = fm.height() + 2
+        if cls is not None:
+            color = QColor(cls.color)
+            name = fm.elidedText(cls.name, Qt.TextElideMode.ElideRight, side - 8 - 10)
+            width = fm.horizontalAdvance(name) + 10
+            chip = QRectF(thumb_rect.left() + 3, thumb_rect.bottom() - chip_h - 2, width, chip_h)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(color)
+            painter.drawRoundedRect(chip, chip_h / 2, chip_h / 2)
+            painter.setPen(text_color_for(color))
+            painter.setFont(self._small)
+            painter.drawText(chip, Qt.AlignmentFlag.AlignCenter, name)
+
+        # Split marker (top-right); a split only matters for labeled images.
+        if info.split and info.label_id is not None:
+            text = SPLIT_LABELS.get(info.split, info.split)
+            if self.tile < 112:
+                text = text[0].upper()
+            w = fm.horizontalAdvance(text) + 8
+            tag = QRectF(thumb_rect.right() - w - 2, thumb_rect.top() + 3, w, chip_h)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(0, 0, 0, 150))
+            painter.drawRoundedRect(tag, 3, 3)
+            painter.setPen(QColor("#ffffff") if info.split != "test" else QColor("#ffd166"))
+            painter.setFont(self._small)
+            painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
+
+        # Prediction overlay (top-left): predicted class and right/wrong mark.
+        overlay: TileOverlay | None = model.data(index, GalleryModel.OverlayRole)
+        if overlay is not None:
+            pred = model.class_by_id(overlay.predicted_class_id)
+            mark = "" if overlay.correct is None else ("✓ " if overlay.correct else "✗ ")
+            label = f"{mark}{pred.name if pred else '?'}"
+            if overlay.text:
+                label += f" {overlay.text}"
+            label = fm.elidedText(label, Qt.TextElideMode.ElideRight, side // 2 + 20)
+            w = fm.horizontalAdvance(label) + 8
+            tag = QRectF(thumb_rect.left() + 3, thumb_rect.top() + 3, w, chip_h)
+            bg = (QColor(0, 0, 0, 160) if overlay.correct is None
+                  else QColor("#1b7f3b") if overlay.correct else QColor("#c62828"))
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(bg)
+            painter.drawRoundedRect(tag, 3, 3)
+            painter.setPen(QColor("#ffffff"))
+            painter.setFont(self._bold_small)
+            painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, label)
+
+        # File name.
+        name_rect = QRect(rect.left() + m, thumb_rect.bottom() + 2, side, fm.height() + 2)
+        painter.setFont(self._small)
+        painter.setPen(palette.color(QPalette.ColorRole.Text))
+        painter.drawText(
+            name_rect, Qt.AlignmentFlag.AlignCenter,
+            fm.elidedText(info.name, Qt.TextElideMode.ElideMiddle, side),
+        )
+        painter.restore()
+
+
+class GalleryView(QListView):
+    """Grid of tiles; 1-9 label, 0/Backspace unlabel, Space/Shift+Space move."""
+
+    labelShortcut = Signal(str)  # "1".."9"
+    unlabelRequested = Signal()
+    activatedImage = Signal(int)  # row (Enter / double-click)
+
+    def __init__(self, parent=None) -> None:  # noqa: ANN001
+        super().__init__(parent)
+        self.delegate = TileDelegate(self)
+        self.setItemDelegate(self.delegate)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setFlow(QListView.Flow.LeftToRight)
+        self.setWrapping(True)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setSpacing(3)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setSelectionRectVisible(True)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.setMouseTracking(False)
+        self.setDragEnabled(False)
+        self.setAcceptDrops(False)  # drops go to the main window (import)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)  # no relayout loop
+        self.doubleClicked.connect(lambda index: self.activatedImage.emit(index.row()))
+        self._update_scroll_step()
+        self._update_grid()
+
+    def set_tile_size(self, size: int) -> None:
+        self.delegate.set_tile_size(size)
+        self._update_scroll_step()
+        self._update_grid()
+
+    def _update_grid(self) -> None:
+        """Spread the columns over the full width (no ragged gap at the right edge)."""
+        tile = self.delegate.tile
+        height = self.delegate.sizeHint(None, None).height() + 6
+        avail = max(1, self.viewport().width() - 2)
+        columns = max(1, avail // (tile + 6))
+        size = QSize(max(tile + 6, avail // columns), height)
+        if size != self.gridSize():
+            self.setGridSize(size)
+
+    def resizeEvent(self, event) -> None:  # noqa: ANN001, N802
+        super().resizeEvent(event)
+        self._update_grid()
+
+    def _update_scroll_step(self) -> None:
+        self.verticalScrollBar().setSingleStep(max(20, self.delegate.tile // 3))
+
+    def move_current(self, delta: int) -> None:
+        model = self.model()
+        if model is None or model.rowCount() == 0:
+            return
+        row = self.currentIndex().row() if self.currentIndex().isValid() else -1
+        self.go_to_row(max(0, min(model.rowCount() - 1, row + delta)))
+
+    def go_to_row(self, row: int) -> None:
+        model = self.model()
+        if model is None or not 0 <= row < model.rowCount():
+            return
+        index = model.index(row, 0)
+        self.setCurrentIndex(index)  # selects just this tile (ExtendedSelection)
+        self.scrollTo(index)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        key = event.key()
+        mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if mods == Qt.KeyboardModifier.NoModifier and Qt.Key.Key_1 <= key <= Qt.Key.Key_9:
+            self.labelShortcut.emit(str(key - Qt.Key.Key_0))
+            return
+        if mods == Qt.KeyboardModifier.NoModifier and key in (
+            Qt.Key.Key_0, Qt.Key.Key_Backspace, Qt.Key.Key_Delete
+        ):
+            self.unlabelRequested.emit()
+            return
+        if key == Qt.Key.Key_Space:
+            self.move_current(-1 if mods & Qt.KeyboardModifier.ShiftModifier else 1)
+            return
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid():
+            self.activatedImage.emit(self.currentIndex().row())
+            return
+        super().keyPressEvent(event)

@@ -1,0 +1,955 @@
+"""The main window: welcome view or the open project (gallery, viewer, class and split docks).
+
+Layout: a QStackedWidget switches between the welcome view and a QTabWidget whose first tab
+("Images") holds the filter bar, the thumbnail grid and the viewer. Later panels (Train,
+Runs, Review) are added as tabs with ``add_tab`` or as docks; the class and split panels are
+docks on the left. Long work (import, building the demo) runs in ``Worker`` threads; the
+window stays responsive and quitting cancels and waits for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QItemSelectionModel, QModelIndex, QPoint, Qt, QUrl, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QIcon,
+    QKeySequence,
+    QPainter,
+    QUndoGroup,
+)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QSplitter,
+    QStackedWidget,
+    QStyle,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from densestudio import __version__
+from densestudio.core.errors import DenseStudioError
+from densestudio.core.store import PROJECT_SUFFIX, ImageInfo, Project
+from densestudio.ui import settings as app_settings
+from densestudio.ui.class_panel import ClassPanel
+from densestudio.ui.controller import ProjectController
+from densestudio.ui.filter_bar import FilterBar
+from densestudio.ui.gallery_model import GalleryModel
+from densestudio.ui.gallery_view import GalleryView
+from densestudio.ui.import_dialog import ImportDialog, ImportProgressWidget, ImportReportDialog
+from densestudio.ui.settings import Preferences
+from densestudio.ui.split_panel import SplitPanel
+from densestudio.ui.thumbnail_loader import ThumbnailLoader
+from densestudio.ui.viewer import ImageViewer
+from densestudio.ui.welcome import WelcomeView
+from densestudio.ui.workers import Worker
+
+log = logging.getLogger(__name__)
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+
+
+def app_icon() -> QIcon:
+    icon = QIcon()
+    for name in ("densestudio.svg", "densestudio.png"):
+        path = RESOURCES / name
+        if path.is_file():
+            icon.addFile(str(path))
+    return icon
+
+
+class GalleryArea(GalleryView):
+    """The grid, plus a centred hint when it has nothing to show."""
+
+    empty_text = ""
+
+    def paintEvent(self, event) -> None:  # noqa: ANN001, N802
+        super().paintEvent(event)
+        model = self.model()
+        if model is not None and model.rowCount() == 0 and self.empty_text:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().color(self.palette().ColorRole.PlaceholderText))
+            rect = self.viewport().rect().adjusted(24, 24, -24, -24)
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                             self.empty_text)
+            painter.end()
+
+
+class MainWindow(QMainWindow):
+    projectOpened = Signal(object)  # Path
+    projectClosed = Signal()
+    importFinished = Signal(object)  # ImportReport (also when cancelled)
+    workerFailed = Signal(str)
+
+    def __init__(self, prefs: Preferences | None = None) -> None:
+        super().__init__()
+        self.prefs = prefs or app_settings.load_preferences()
+        self.controller: ProjectController | None = None
+        self.workers: list[Worker] = []
+        self.import_worker: Worker | None = None
+        self.demo_worker: Worker | None = None
+        self.import_dialog: ImportDialog | None = None
+        self.report_dialog: ImportReportDialog | None = None
+        self.last_import_report = None
+        self.last_error: str | None = None
+        self.icon = app_icon()
+        self.setWindowIcon(self.icon)
+        self.setWindowTitle("DenseStudio")
+        self.setAcceptDrops(True)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks
+                            | QMainWindow.DockOption.AllowTabbedDocks)
+
+        self.undo_group = QUndoGroup(self)
+        self.loader = ThumbnailLoader(parent=self)
+        self.model = GalleryModel(None, self.loader, self)
+
+        # Central: welcome <-> project tabs.
+        self.welcome = WelcomeView(self.icon, self)
+        self.filter_bar = FilterBar(self)
+        self.gallery = GalleryArea(self)
+        self.gallery.setModel(self.model)
+        self.viewer = ImageViewer(self)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.addWidget(self.gallery)
+        self.splitter.addWidget(self.viewer)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setChildrenCollapsible(False)
+        images_page = QWidget(self)
+        images_layout = QVBoxLayout(images_page)
+        images_layout.setContentsMargins(0, 0, 0, 0)
+        images_layout.setSpacing(0)
+        images_layout.addWidget(self.filter_bar)
+        images_layout.addWidget(self.splitter, 1)
+        self.tabs = QTabWidget(self)
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(images_page, "Images")
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(self.tabs)
+        self.setCentralWidget(self.stack)
+
+        # Docks.
+        self.class_panel = ClassPanel(self)
+        self.split_panel = SplitPanel(self)
+        self.class_dock = self._dock("Classes", self.class_panel, "classesDock")
+        self.split_dock = self._dock("Splits", self.split_panel, "splitsDock")
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.class_dock)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.split_dock)
+
+        # Status bar.
+        self.status_count = QLabel("", self)
+        self.import_progress = ImportProgressWidget(self)
+        self.import_progress.hide()
+        self.import_progress.cancelRequested.connect(self.cancel_import)
+        self.statusBar().addPermanentWidget(self.import_progress)
+        self.statusBar().addPermanentWidget(self.status_count)
+
+        self._make_actions()
+        self._make_menus()
+        self._connect()
+        self.filter_bar.tile_slider.setValue(self.prefs.tile_size)
+        self.gallery.set_tile_size(self.prefs.tile_size)
+        self._restore_geometry()
+        self._show_welcome()
+
+    # ================================================================ construction
+    def _dock(self, title: str, widget: QWidget, name: str) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        return dock
+
+    def _icon(self, theme: str, fallback: QStyle.StandardPixmap) -> QIcon:
+        icon = QIcon.fromTheme(theme)
+        return icon if not icon.isNull() else self.style().standardIcon(fallback)
+
+    def _action(self, text: str, slot: Callable | None = None, shortcut=None,  # noqa: ANN001
+                icon: QIcon | None = None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if slot is not None:
+            action.triggered.connect(slot)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if icon is not None:
+            action.setIcon(icon)
+        if tip:
+            action.setStatusTip(tip)
+            action.setToolTip(tip)
+        return action
+
+    def _make_actions(self) -> None:
+        SP = QStyle.StandardPixmap
+        K = QKeySequence.StandardKey
+        self.new_action = self._action("&New Project…", self.ask_new_project, K.New,
+                                       self._icon("document-new", SP.SP_FileIcon),
+                                       "Create a new project file")
+        self.open_action = self._action("&Open Project…", self.ask_open_project, K.Open,
+                                        self._icon("document-open", SP.SP_DialogOpenButton),
+                                        "Open a project file")
+        self.demo_action = self._action("Open &Demo Project", self.open_demo_project,
+                                        tip="A small ready-to-train project of generated images")
+        self.import_action = self._action("&Import Images…", lambda: self.show_import_dialog(),
+                                          "Ctrl+I", self._icon("list-add", SP.SP_DirOpenIcon),
+                                          "Import folders or files into the project")
+        self.close_action = self._action("&Close Project", self.close_project, K.Close)
+        self.quit_action = self._action("&Quit", self.close, K.Quit)
+        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+
+        self.undo_action = self.undo_group.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(K.Undo)
+        self.undo_action.setIcon(self._icon("edit-undo", SP.SP_ArrowBack))
+        self.redo_action = self.undo_group.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence(K.Redo), QKeySequence("Ctrl+Shift+Z")])
+        self.redo_action.setIcon(self._icon("edit-redo", SP.SP_ArrowForward))
+        self.select_all_action = self._action("Select &All", self.gallery.selectAll, K.SelectAll)
+        self.select_all_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.gallery.addAction(self.select_all_action)
+        self.next_unlabeled_action = self._action(
+            "Go to Next &Unlabeled", self.go_to_next_unlabeled, "Ctrl+U",
+            tip="Jump to the next image without a label")
+
+        self.auto_advance_action = self._action(
+            "&Auto-advance to Next Unlabeled",
+            tip="After labeling one image, jump to the next image without a label")
+        self.auto_advance_action.setCheckable(True)
+        self.auto_advance_action.setChecked(self.prefs.auto_advance)
+        self.auto_advance_action.toggled.connect(self._on_auto_advance)
+        self.unlabel_action = self._action("&Remove Label", lambda: self.label_selection(None),
+                                           tip="Remove the label of the selected images (0)")
+        self.add_class_action = self._action("Add &Class…", self.class_panel.add_class,
+                                             "Ctrl+Shift+N")
+
+        self.fullscreen_action = self._action("&Full Screen", self.toggle_full_screen,
+                                              K.FullScreen)
+        if self.fullscreen_action.shortcut().isEmpty() or \
+                self.fullscreen_action.shortcut() != QKeySequence("F11"):
+            self.fullscreen_action.setShortcuts([QKeySequence("F11"),
+                                                 QKeySequence(K.FullScreen)])
+        self.fullscreen_action.setCheckable(True)
+        self.bigger_action = self._action("&Larger Tiles", lambda: self._step_tiles(16),
+                                          K.ZoomIn)
+        self.smaller_action = self._action("&Smaller Tiles", lambda: self._step_tiles(-16),
+                                           K.ZoomOut)
+        self.shortcuts_action = self._action("&Keyboard Shortcuts", self.show_shortcuts, "F1")
+        self.about_action = self._action("&About DenseStudio", self.show_about)
+        self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
+        self.project_actions = [self.import_action, self.close_action, self.select_all_action,
+                                self.next_unlabeled_action, self.unlabel_action,
+                                self.add_class_action, self.bigger_action, self.smaller_action]
+
+    def _make_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addActions([self.new_action, self.open_action])
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addAction(self.demo_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.import_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.close_action)
+        file_menu.addAction(self.quit_action)
+
+        edit_menu = bar.addMenu("&Edit")
+        edit_menu.addActions([self.undo_action, self.redo_action])
+        edit_menu.addSeparator()
+        edit_menu.addActions([self.select_all_action, self.next_unlabeled_action])
+
+        self.label_menu = bar.addMenu("&Label")
+        self.label_menu.aboutToShow.connect(self._fill_label_menu)
+
+        view_menu = bar.addMenu("&View")
+        view_menu.addActions([self.bigger_action, self.smaller_action])
+        view_menu.addSeparator()
+        view_menu.addAction(self.class_dock.toggleViewAction())
+        view_menu.addAction(self.split_dock.toggleViewAction())
+        view_menu.addSeparator()
+        view_menu.addAction(self.fullscreen_action)
+
+        help_menu = bar.addMenu("&Help")
+        help_menu.addActions([self.shortcuts_action, self.about_action])
+
+        self.toolbar = self.addToolBar("Main")
+        self.toolbar.setObjectName("mainToolbar")
+        self.toolbar.setMovable(False)
+        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toolbar.addActions([self.new_action, self.open_action, self.import_action])
+        self.toolbar.addSeparator()
+        self.toolbar.addActions([self.undo_action, self.redo_action])
+        self._fill_label_menu()
+
+    def _connect(self) -> None:
+        w = self.welcome
+        w.newRequested.connect(self.ask_new_project)
+        w.openRequested.connect(self.ask_open_project)
+        w.demoRequested.connect(self.open_demo_project)
+        w.recentRequested.connect(self.open_project)
+
+        self.filter_bar.changed.connect(self.apply_filter)
+        self.filter_bar.tileSizeChanged.connect(self._on_tile_size)
+        self.model.queryChanged.connect(self._update_counts)
+        self.model.modelReset.connect(self._on_model_reset)
+        self.gallery.labelShortcut.connect(self.label_with_shortcut)
+        self.gallery.unlabelRequested.connect(lambda: self.label_selection(None))
+        self.gallery.customContextMenuRequested.connect(self._tile_menu)
+        self.gallery.activatedImage.connect(lambda _row: self.viewer.setFocus())
+        self.gallery.selectionModel().currentChanged.connect(self._on_current_changed)
+        self.gallery.selectionModel().selectionChanged.connect(self._update_counts)
+
+        self.viewer.navigate.connect(self._viewer_navigate)
+        self.viewer.labelShortcut.connect(self.label_with_shortcut)
+        self.viewer.unlabelRequested.connect(lambda: self.label_selection(None))
+
+        self.class_panel.labelSelectionRequested.connect(self.label_selection)
+        self.class_panel.showClassRequested.connect(self._show_class)
+        self.split_panel.showSplitRequested.connect(self._show_split)
+
+    # ================================================================ projects
+    @property
+    def project(self) -> Project | None:
+        return self.controller.project if self.controller else None
+
+    def ask_new_project(self) -> None:
+        start = self.prefs.last_project_dir or str(Path.home())
+        path, _ = QFileDialog.getSaveFileName(
+            self, "New project", str(Path(start) / f"Untitled{PROJECT_SUFFIX}"),
+            f"DenseStudio projects (*{PROJECT_SUFFIX})")
+        if path:
+            self.new_project(Path(path))
+
+    def ask_open_project(self) -> None:
+        start = self.prefs.last_project_dir or str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open project", start, f"DenseStudio projects (*{PROJECT_SUFFIX});;All files (*)")
+        if path:
+            self.open_project(path)
+
+    def new_project(self, path: str | Path) -> bool:
+        path = Path(path)
+        if path.suffix != PROJECT_SUFFIX:
+            path = path.with_name(path.name + PROJECT_SUFFIX)
+        if not self._can_switch_project():
+            return False
+        try:
+            project = Project.create(path)
+        except DenseStudioError as exc:
+            self.show_error("Cannot create the project", str(exc))
+            return False
+        self._set_project(project)
+        self.statusBar().showMessage(
+            "New project created. Import images with File › Import (Ctrl+I) or drop folders "
+            "onto the window.", 8000)
+        return True
+
+    def open_project(self, path: str | Path) -> bool:
+        if not self._can_switch_project():
+            return False
+        try:
+            project = Project.open(path)
+        except DenseStudioError as exc:
+            self.show_error("Cannot open the project", str(exc))
+            if not Path(path).is_file():
+                app_settings.remove_recent_project(path)
+                self.welcome.set_recent(app_settings.recent_projects())
+            return False
+        self._set_project(project)
+        return True
+
+    def close_project(self) -> None:
+        if self.controller is None or not self._can_switch_project():
+            return
+        self._teardown_project()
+        self._show_welcome()
+        self.statusBar().clearMessage()
+        self.projectClosed.emit()
+
+    def _can_switch_project(self) -> bool:
+        if self.import_worker is not None and self.import_worker.running:
+            self.show_error("An import is running",
+                            "Cancel the import (or wait for it to finish) before switching "
+                            "projects.")
+            return False
+        return True
+
+    def _set_project(self, project: Project) -> None:
+        if self.controller is not None:
+            self._teardown_project()
+        controller = ProjectController(project, self)
+        controller.error.connect(lambda msg: self.show_error("Cannot do that", msg))
+        self.controller = controller
+        self.undo_group.addStack(controller.undo_stack)
+        self.undo_group.setActiveStack(controller.undo_stack)
+        cache = _thumbnail_cache(project)
+        self.loader.set_fetch(cache.get_or_make if cache is not None else None)
+        self.filter_bar.reset()
+        self.filter_bar.set_classes(controller.classes())
+        self.model.set_controller(controller)  # the model updates its rows first
+        controller.classesChanged.connect(self._on_classes_changed)
+        controller.labelsChanged.connect(self._on_labels_changed)
+        controller.countsChanged.connect(self._update_counts)
+        self.class_panel.set_controller(controller)
+        self.split_panel.set_controller(controller)
+        self.viewer.show_image(None)
+        self.stack.setCurrentWidget(self.tabs)
+        self._set_docks_visible(True)
+        for action in self.project_actions:
+            action.setEnabled(True)
+        self.setWindowTitle(f"{project.path.stem} — DenseStudio")
+        self.setWindowFilePath(str(project.path))
+        self.prefs.last_project_dir = str(project.path.parent)
+        app_settings.add_recent_project(project.path)
+        self._update_counts()
+        if self.model.rowCount():
+            self.gallery.go_to_row(0)
+        self.gallery.setFocus()
+        self.projectOpened.emit(project.path)
+
+    def _teardown_project(self) -> None:
+        controller = self.controller
+        if controller is None:
+            return
+        self.controller = None
+        self.loader.set_fetch(None)
+        self.model.set_controller(None)
+        self.class_panel.set_controller(None)
+        self.split_panel.set_controller(None)
+        self.viewer.show_image(None)
+        self.undo_group.removeStack(controller.undo_stack)
+        controller.close()
+        controller.deleteLater()
+
+    def _show_welcome(self) -> None:
+        self.welcome.set_recent(app_settings.recent_projects())
+        self.stack.setCurrentWidget(self.welcome)
+        self._set_docks_visible(False)
+        for action in self.project_actions:
+            action.setEnabled(False)
+        self.setWindowTitle("DenseStudio")
+        self.setWindowFilePath("")
+        self.status_count.setText("")
+
+    def _set_docks_visible(self, visible: bool) -> None:
+        """Docks belong to an open project; the welcome view has the window to itself."""
+        if not visible:
+            self._docks_shown = {d: d.isVisible() or not hasattr(self, "_docks_shown")
+                                 for d in (self.class_dock, self.split_dock)}
+        for dock in (self.class_dock, self.split_dock):
+            dock.toggleViewAction().setEnabled(visible)
+            if visible:
+                dock.setVisible(getattr(self, "_docks_shown", {}).get(dock, True))
+            else:
+                dock.hide()
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        items = app_settings.recent_projects()
+        for path in items:
+            action = self.recent_menu.addAction(Path(path).name)
+            action.setToolTip(path)
+            action.setStatusTip(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_project(p))
+        if not items:
+            self.recent_menu.addAction("No recent projects").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear List", self._clear_recent)
+
+    def _clear_recent(self) -> None:
+        app_settings.clear_recent_projects()
+        self.welcome.set_recent([])
+
+    # ---------------------------------------------------------------- demo
+    def demo_project_path(self) -> Path:
+        from densestudio.core.demo import DEMO_PROJECT_NAME
+
+        return app_settings.data_dir() / "demo" / DEMO_PROJECT_NAME
+
+    def open_demo_project(self) -> None:
+        from densestudio.core.demo import create_demo_project
+
+        path = self.demo_project_path()
+        if path.is_file():
+            self.open_project(path)
+            return
+        if self.demo_worker is not None and self.demo_worker.running:
+            return
+        self.welcome.set_busy(True, "Drawing demo images…")
+        self.statusBar().showMessage("Building the demo project…")
+        worker = Worker(create_demo_project, path, parent=self)
+        worker.event.connect(self._on_demo_event)
+        worker.finished.connect(lambda p: self.open_project(p))
+        worker.failed.connect(lambda msg: self.show_error("Cannot build the demo project", msg))
+        worker.done.connect(lambda: self.welcome.set_busy(False))
+        worker.done.connect(self.statusBar().clearMessage)
+        self.demo_worker = worker
+        self._start(worker)
+
+    def _on_demo_event(self, event: object) -> None:
+        done, total = getattr(event, "done", None), getattr(event, "total", None)
+        if done is not None and total:
+            verb = "Importing" if type(event).__name__ == "ImportProgress" else "Drawing"
+            self.welcome.set_busy(True, f"{verb} demo images… {done} / {total}")
+
+    # ================================================================ import
+    def show_import_dialog(self, paths: list[Path] | None = None) -> ImportDialog | None:
+        if self.controller is None:
+            self.show_error("No project open",
+                            "Create or open a project first, then import images into it.")
+            return None
+        dialog = ImportDialog(paths, start_dir=self.prefs.last_import_dir, parent=self)
+        dialog.accepted.connect(lambda: self._on_import_dialog_accepted(dialog))
+        dialog.finished.connect(lambda _result: self._forget_import_dialog(dialog))
+        self.import_dialog = dialog
+        if not paths:
+            dialog.subfolders.setChecked(self.prefs.labels_from_subfolders)
+        dialog.open()
+        return dialog
+
+    def _forget_import_dialog(self, dialog: ImportDialog) -> None:
+        if self.import_dialog is dialog:
+            self.import_dialog = None
+        dialog.deleteLater()
+
+    def _on_import_dialog_accepted(self, dialog: ImportDialog) -> None:
+        from densestudio.core.importer import ImportOptions
+
+        paths = dialog.paths()
+        subfolders = dialog.subfolders.isChecked()
+        self.prefs.labels_from_subfolders = subfolders
+        if paths:
+            first = paths[0]
+            self.prefs.last_import_dir = str(first if first.is_dir() else first.parent)
+        self.start_import(paths, ImportOptions(labels_from_subfolders=subfolders))
+
+    def start_import(self, paths: list[Path], options=None) -> Worker | None:  # noqa: ANN001
+        """Import in a worker thread (the code path of the dialog and of drag-and-drop)."""
+        from densestudio.core.importer import ImportOptions, run_import
+
+        if self.controller is None:
+            self.show_error("No project open", "Open or create a project first.")
+            return None
+        if self.import_worker is not None and self.import_worker.running:
+            self.show_error("An import is running", "Wait for it to finish or cancel it.")
+            return None
+        worker = Worker(run_import, self.controller.project, list(paths),
+                        options or ImportOptions(), parent=self)
+        worker.event.connect(self._on_import_event)
+        worker.finished.connect(self._on_import_finished)
+        worker.failed.connect(self._on_import_failed)
+        worker.done.connect(lambda: self._on_import_done(worker))
+        self.import_worker = worker
+        self.import_progress.cancel_button.setEnabled(True)
+        self.import_progress.show_message("Looking for images…")
+        self.import_progress.show()
+        self.import_action.setEnabled(False)
+        self._start(worker)
+        return worker
+
+    def cancel_import(self) -> None:
+        if self.import_worker is not None:
+            self.import_worker.cancel()
+
+    def _on_import_event(self, event: object) -> None:
+        if type(event).__name__ == "ImportProgress":
+            self.import_progress.show_progress(event)
+
+    def _on_import_finished(self, report) -> None:  # noqa: ANN001
+        self._import_ended()
+        self.last_import_report = report
+        self._refresh_after_import()
+        self.statusBar().showMessage(report.summary(), 15000)
+        if report.skipped or report.cancelled:
+            self.report_dialog = ImportReportDialog(report, self)
+            self.report_dialog.open()
+        self.importFinished.emit(report)
+
+    def _on_import_failed(self, message: str) -> None:
+        self._import_ended()
+        self._refresh_after_import()
+        self.show_error("Import failed", message)
+
+    def _import_ended(self) -> None:
+        # The result is in: a new import may start (the old thread is just winding down).
+        self.import_worker = None
+        self.import_progress.hide()
+        self.import_action.setEnabled(self.controller is not None)
+
+    def _on_import_done(self, worker: Worker) -> None:
+        if self.import_worker is worker:  # ended without a result (cancelled before start)
+            self._import_ended()
+
+    def _refresh_after_import(self) -> None:
+        if self.controller is None:
+            return
+        current = self._current_image_id()
+        self.controller.reload()
+        self.model.reload()
+        row = self.model.row_of(current) if current is not None else None
+        if row is None and self.model.rowCount():
+            row = 0
+        if row is not None:
+            self.gallery.go_to_row(row)
+
+    # ---------------------------------------------------------------- drag and drop
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: ANN001, N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            return
+        event.acceptProposedAction()
+        self.handle_dropped_paths(paths)
+
+    def handle_dropped_paths(self, paths: list[Path]) -> None:
+        projects = [p for p in paths if p.suffix == PROJECT_SUFFIX and p.is_file()]
+        if projects:
+            self.open_project(projects[0])
+            return
+        if self.controller is None:
+            self.show_error("No project open",
+                            "Create or open a project first; then drop folders to import them.")
+            return
+        if self.import_dialog is not None and self.import_dialog.isVisible():
+            self.import_dialog.add_paths(paths)
+            return
+        self.show_import_dialog(paths)
+
+    # ================================================================ gallery & labeling
+    def apply_filter(self) -> None:
+        if self.controller is None:
+            return
+        current = self._current_image_id()
+        self.model.set_query(self.filter_bar.image_filter(), self.filter_bar.sort_key(),
+                             self.filter_bar.descending())
+        row = self.model.row_of(current) if current is not None else None
+        if row is None and self.model.rowCount():
+            row = 0
+        if row is not None:
+            self.gallery.go_to_row(row)
+        else:
+            self.viewer.show_image(None)
+
+    def _show_class(self, class_id: int | None) -> None:
+        self.filter_bar.set_class(class_id)
+
+    def _show_split(self, split: str) -> None:
+        self.filter_bar.set_split(split)
+
+    def _on_model_reset(self) -> None:
+        total = self.controller.counts().total if self.controller else 0
+        if self.controller is None:
+            self.gallery.empty_text = ""
+        elif total == 0:
+            self.gallery.empty_text = ("No images yet.\n\nDrop folders or files here, or use "
+                                       "File › Import Images… (Ctrl+I).")
+        else:
+            self.gallery.empty_text = "No images match the filter."
+        self.gallery.viewport().update()
+
+    def _current_image_id(self) -> int | None:
+        index = self.gallery.currentIndex()
+        if not index.isValid() or index.row() >= self.model.rowCount():
+            return None
+        return self.model.image_id(index.row())
+
+    def selected_image_ids(self) -> list[int]:
+        ids = self.model.ids_in_selection(self.gallery.selectionModel().selection())
+        if not ids:
+            current = self._current_image_id()
+            ids = [current] if current is not None else []
+        return ids
+
+    def label_with_shortcut(self, key: str) -> None:
+        if self.controller is None:
+            return
+        cls = self.controller.class_for_shortcut(key)
+        if cls is None:
+            self.statusBar().showMessage(
+                f"No class has the shortcut {key}. Add classes in the Classes panel.", 5000)
+            return
+        self.label_selection(cls.id)
+
+    def label_selection(self, class_id: int | None) -> None:
+        if self.controller is None:
+            return
+        ids = self.selected_image_ids()
+        if not ids:
+            self.statusBar().showMessage("Select images to label first.", 4000)
+            return
+        change = self.controller.label_images(ids, class_id)
+        if change is None:
+            return
+        cls = self.controller.class_by_id(class_id)
+        what = f"{len(ids):,} image{'s' if len(ids) != 1 else ''}"
+        self.statusBar().showMessage(
+            f"Labeled {what} as '{cls.name}'." if cls else f"Removed the label of {what}.", 4000)
+        if len(ids) == 1 and class_id is not None and self.auto_advance_action.isChecked():
+            self.go_to_next_unlabeled(quiet=True)
+
+    def go_to_next_unlabeled(self, quiet: bool = False) -> bool:
+        if self.controller is None:
+            return False
+        index = self.gallery.currentIndex()
+        start = index.row() if index.isValid() else -1
+        row = self._next_unlabeled_row(start)
+        if row is None:
+            if not quiet:
+                self.statusBar().showMessage("No unlabeled image after this one.", 4000)
+            return False
+        self.gallery.go_to_row(row)
+        return True
+
+    def _next_unlabeled_row(self, start: int) -> int | None:
+        # Look a little ahead in rows already in memory; then ask the store once.
+        limit = min(self.model.rowCount(), start + 1 + 1000)
+        for row in range(start + 1, limit):
+            info = self.model.info(row)
+            if info is not None and info.label_id is None:
+                return row
+        if limit >= self.model.rowCount():
+            return None
+        from dataclasses import replace
+
+        flt = replace(self.model.filter, class_ids=None, unlabeled=True)
+        if self.model.explicit:
+            flt = replace(flt, image_ids=tuple(self.model.ids))
+        best = None
+        for image_id in self.controller.project.image_ids(flt, self.model.sort,
+                                                          self.model.descending):
+            row = self.model.row_of(image_id)
+            if row is not None and row > start and (best is None or row < best):
+                best = row
+                if self.model.explicit is False:
+                    break  # same order as the view: the first one after start is it
+        return best
+
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid():
+            self.viewer.show_image(None)
+            return
+        info = self.model.info(current.row())
+        self.viewer.show_image(info, self.model.class_of(info))
+
+    def _on_labels_changed(self, image_ids: list[int]) -> None:
+        info = self.viewer.info
+        if info is not None and info.id in set(image_ids):
+            row = self.model.row_of(info.id)
+            fresh = self.model.info(row) if row is not None else None
+            if fresh is None and self.controller is not None:
+                fresh = self.controller.project.image(info.id)
+            self.viewer.update_label(fresh, self.model.class_of(fresh))
+
+    def _on_classes_changed(self) -> None:
+        if self.controller is None:
+            return
+        self.filter_bar.set_classes(self.controller.classes())
+        self._fill_label_menu()
+        info = self.viewer.info
+        if info is not None:
+            row = self.model.row_of(info.id)
+            fresh: ImageInfo | None = self.model.info(row) if row is not None else info
+            self.viewer.update_label(fresh, self.model.class_of(fresh))
+
+    def _viewer_navigate(self, delta: int) -> None:
+        self.gallery.move_current(delta)
+
+    def _update_counts(self, *_args: object) -> None:
+        if self.controller is None:
+            return
+        total = self.controller.counts().total
+        shown = self.model.rowCount()
+        self.filter_bar.set_count(shown, total)
+        selected = sum(r.height() for r in self.gallery.selectionModel().selection())
+        sel = f" · {selected:,} selected" if selected > 1 else ""
+        unlabeled = self.controller.counts().count(None)
+        self.status_count.setText(f"{total:,} images · {unlabeled:,} unlabeled{sel}")
+
+    def _fill_label_menu(self) -> None:
+        menu = self.label_menu
+        menu.clear()
+        self._add_label_actions(menu)
+        menu.addSeparator()
+        menu.addAction(self.next_unlabeled_action)
+        menu.addAction(self.auto_advance_action)
+        menu.addSeparator()
+        menu.addAction(self.add_class_action)
+
+    def _add_label_actions(self, menu: QMenu) -> None:
+        classes = self.controller.classes() if self.controller else []
+        for cls in classes:
+            key = f"\t{cls.shortcut}" if cls.shortcut else ""
+            action = menu.addAction(f"Label as {cls.name.replace('&', '&&')}{key}")
+            action.setIcon(_swatch(cls.color))
+            action.triggered.connect(lambda _=False, cid=cls.id: self.label_selection(cid))
+        if not classes:
+            menu.addAction("No classes yet (add one in the Classes panel)").setEnabled(False)
+        self.unlabel_action.setText("Remove Label\t0")
+        menu.addAction(self.unlabel_action)
+
+    def _tile_menu(self, pos: QPoint) -> None:
+        index = self.gallery.indexAt(pos)
+        if index.isValid() and not self.gallery.selectionModel().isSelected(index):
+            self.gallery.selectionModel().setCurrentIndex(
+                index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        ids = self.selected_image_ids()
+        if not ids:
+            return
+        menu = QMenu(self)
+        n = len(ids)
+        header = menu.addAction(f"{n:,} image{'s' if n != 1 else ''} selected")
+        header.setEnabled(False)
+        self._add_label_actions(menu)
+        menu.addSeparator()
+        if index.isValid():
+            info = self.model.info(index.row())
+            if info is not None:
+                menu.addAction("Open in Viewer", self.viewer.setFocus)
+                menu.addAction("Copy Path",
+                               lambda: QGuiApplication.clipboard().setText(info.path))
+                menu.addAction("Show in File Manager", lambda: QDesktopServices.openUrl(
+                    QUrl.fromLocalFile(str(Path(info.path).parent))))
+        self.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
+
+    def exec_menu(self, menu: QMenu, global_pos: QPoint) -> None:
+        """Show a context menu (a separate method so tests can look at it instead)."""
+        menu.exec(global_pos)
+
+    def _on_tile_size(self, size: int) -> None:
+        self.prefs.tile_size = size
+        self.gallery.set_tile_size(size)
+
+    def _step_tiles(self, delta: int) -> None:
+        self.filter_bar.tile_slider.setValue(self.filter_bar.tile_slider.value() + delta)
+
+    def _on_auto_advance(self, on: bool) -> None:
+        self.prefs.auto_advance = on
+
+    # ================================================================ misc UI
+    def add_tab(self, widget: QWidget, title: str) -> int:
+        """For later panels (Train, Runs, Review)."""
+        return self.tabs.addTab(widget, title)
+
+    def toggle_full_screen(self) -> None:
+        if self.isFullScreen():
+            self.showNormal()
+        else:
+            self.showFullScreen()
+        self.fullscreen_action.setChecked(self.isFullScreen())
+
+    def show_error(self, title: str, message: str) -> None:
+        """Show a user-facing error without blocking (tests read ``last_error``)."""
+        log.info("%s: %s", title, message)
+        self.last_error = message
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok,
+                          self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def show_shortcuts(self) -> None:
+        text = (
+            "<table cellspacing=6>"
+            "<tr><td><b>1 – 9</b></td><td>label the selected images with that class</td></tr>"
+            "<tr><td><b>0</b>, Backspace</td><td>remove the label</td></tr>"
+            "<tr><td>Arrows, Space</td><td>move to the next / previous image</td></tr>"
+            "<tr><td>Shift/Ctrl+click, drag</td><td>select several images</td></tr>"
+            "<tr><td>Ctrl+A</td><td>select all shown images</td></tr>"
+            "<tr><td>Ctrl+U</td><td>next unlabeled image</td></tr>"
+            "<tr><td>Ctrl+Z, Ctrl+Shift+Z</td><td>undo, redo</td></tr>"
+            "<tr><td>Enter</td><td>open the image in the viewer (F: fit, Ctrl+0: 1:1)</td></tr>"
+            "<tr><td>Ctrl+I</td><td>import images</td></tr>"
+            "<tr><td>F11</td><td>full screen</td></tr></table>"
+        )
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", text,
+                          QMessageBox.StandardButton.Close, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self, "About DenseStudio",
+            f"<b>DenseStudio {__version__}</b><p>Label images, train a DenseNet, review and "
+            "export — locally and offline. Your images never leave this computer.</p>")
+
+    # ================================================================ workers & lifetime
+    def _start(self, worker: Worker) -> None:
+        self.workers.append(worker)
+        worker.failed.connect(self.workerFailed)
+        worker.done.connect(lambda: self.workers.remove(worker) if worker in self.workers
+                            else None)
+        worker.start()
+
+    def _restore_geometry(self) -> None:
+        s = app_settings.qsettings()
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1400, 880)
+        state = s.value("window/state")
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state)
+        else:
+            self.resizeDocks([self.class_dock], [360], Qt.Orientation.Horizontal)
+        splitter = s.value("window/splitter")
+        if isinstance(splitter, QByteArray) and not splitter.isEmpty():
+            self.splitter.restoreState(splitter)
+        else:
+            self.splitter.setSizes([640, 420])
+
+    def save_state(self) -> None:
+        s = app_settings.qsettings()
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.setValue("window/splitter", self.splitter.saveState())
+        app_settings.save_preferences(self.prefs)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        for worker in list(self.workers):
+            worker.cancel()
+        for worker in list(self.workers):
+            worker.wait(30_000)
+        self.save_state()
+        self._teardown_project()
+        self.viewer.shutdown()
+        self.loader.shutdown()
+        event.accept()
+
+
+def _thumbnail_cache(project: Project):  # noqa: ANN202
+    try:
+        from densestudio.core.thumbnails import ThumbnailCache
+    except ImportError:  # pragma: no cover - thumbnails module missing
+        return None
+    return ThumbnailCache(project)
+
+
+def _swatch(color: str) -> QIcon:
+    from densestudio.ui.class_panel import swatch
+
+    return swatch(color)

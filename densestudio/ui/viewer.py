@@ -1,0 +1,305 @@
+"""The viewer for the current image: fit / 1:1 zoom, wheel zoom, drag to pan, next/previous.
+
+Full images are decoded off the GUI thread with ``imaging.load_image`` (16-bit images come
+windowed to their 0.5-99.5 percentile range, so dim sensor data is visible); file path,
+dimensions, size, mode and label are shown under the image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image as PILImage
+from PySide6.QtCore import QObject, QRectF, QRunnable, Qt, QThreadPool, Signal, Slot
+from PySide6.QtGui import QColor, QImage, QKeyEvent, QPainter, QPixmap, QWheelEvent
+from PySide6.QtWidgets import (
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from densestudio.core.imaging import ImageDecodeError, load_image
+from densestudio.core.store import ClassInfo, ImageInfo
+
+
+def pil_to_qimage(img: PILImage.Image) -> QImage:
+    """8-bit L/RGB PIL image -> an independent QImage (safe to hand across threads)."""
+    if img.mode == "L":
+        fmt, channels = QImage.Format.Format_Grayscale8, 1
+    else:
+        img = img.convert("RGB")
+        fmt, channels = QImage.Format.Format_RGB888, 3
+    data = img.tobytes()
+    qimg = QImage(data, img.width, img.height, img.width * channels, fmt)
+    return qimg.copy()
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} bytes"
+
+
+class _LoadSignals(QObject):
+    loaded = Signal(int, int, QImage, str)  # request, image id, image, error
+
+
+class _LoadTask(QRunnable):
+    def __init__(self, request: int, info: ImageInfo, signals: _LoadSignals) -> None:
+        super().__init__()
+        self.request, self.info, self.signals = request, info, signals
+
+    def run(self) -> None:
+        try:
+            image = pil_to_qimage(load_image(Path(self.info.path)))
+            error = ""
+        except ImageDecodeError as exc:
+            image, error = QImage(), str(exc)
+        except Exception as exc:  # noqa: BLE001 - show, don't crash
+            image, error = QImage(), f"{type(exc).__name__}: {exc}"
+        self.signals.loaded.emit(self.request, self.info.id, image, error)
+
+
+class ImageCanvas(QGraphicsView):
+    zoomChanged = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self._item = QGraphicsPixmapItem()
+        self._item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self.scene().addItem(self._item)
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setBackgroundBrush(QColor(40, 40, 40))
+        self.setFrameShape(QGraphicsView.Shape.NoFrame)
+        self.fit_mode = True
+        self.message = ""
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys go to the viewer (labeling)
+
+    def mousePressEvent(self, event) -> None:  # noqa: ANN001, N802
+        if self.parentWidget() is not None:
+            self.parentWidget().setFocus()
+        super().mousePressEvent(event)
+
+    def set_pixmap(self, pixmap: QPixmap | None, message: str = "") -> None:
+        self.message = message
+        self._item.setPixmap(pixmap if pixmap is not None else QPixmap())
+        rect = QRectF(self._item.pixmap().rect())
+        self.scene().setSceneRect(rect)
+        if self.fit_mode:
+            self.fit()
+        else:
+            self.set_zoom(self.zoom)
+        self.viewport().update()
+
+    @property
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def has_image(self) -> bool:
+        return not self._item.pixmap().isNull()
+
+    def fit(self) -> None:
+        self.fit_mode = True
+        if self.has_image():
+            self.fitInView(self._item, Qt.AspectRatioMode.KeepAspectRatio)
+        self.zoomChanged.emit(self.zoom)
+
+    def set_zoom(self, zoom: float) -> None:
+        self.fit_mode = False
+        zoom = max(0.02, min(40.0, zoom))
+        self.resetTransform()
+        self.scale(zoom, zoom)
+        self.zoomChanged.emit(self.zoom)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+        if not self.has_image():
+            return
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.fit_mode = False
+            factor = 1.25**steps
+            self.scale(factor, factor)
+            self.zoomChanged.emit(self.zoom)
+
+    def resizeEvent(self, event) -> None:  # noqa: ANN001, N802
+        super().resizeEvent(event)
+        if self.fit_mode:
+            self.fit()
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
+        if self.message:
+            painter.save()
+            painter.resetTransform()
+            painter.setPen(QColor(220, 220, 220))
+            painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter
+                             | Qt.TextFlag.TextWordWrap, self.message)
+            painter.restore()
+
+
+class ImageViewer(QWidget):
+    """Shows one image with navigation; keys 1-9 / 0 are forwarded for labeling."""
+
+    navigate = Signal(int)  # -1 previous, +1 next
+    labelShortcut = Signal(str)
+    unlabelRequested = Signal()
+    imageShown = Signal(int)  # image id, once its pixels are on screen
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.info: ImageInfo | None = None
+        self._request = 0
+        self._cls: ClassInfo | None = None
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._signals = _LoadSignals()
+        self._signals.loaded.connect(self._on_loaded)
+
+        self.zoom_label = QLabel("", self)
+        self.zoom_label.setMinimumWidth(48)
+        self.canvas = ImageCanvas(self)
+        self.canvas.zoomChanged.connect(self._on_zoom)
+        self.canvas.set_pixmap(None, "No image selected.\nClick a tile in the gallery.")
+
+        def tool(text: str, tip: str, slot) -> QToolButton:  # noqa: ANN001
+            b = QToolButton(self)
+            b.setText(text)
+            b.setToolTip(tip)
+            b.setAutoRaise(True)
+            b.clicked.connect(slot)
+            return b
+
+        self.prev_button = tool("◀", "Previous image (Left / Shift+Space)", lambda: self.navigate.emit(-1))
+        self.next_button = tool("▶", "Next image (Right / Space)", lambda: self.navigate.emit(1))
+        self.fit_button = tool("Fit", "Fit the image in the view (F)", self.canvas.fit)
+        self.one_button = tool("1:1", "Actual pixels (Ctrl+0)", lambda: self.canvas.set_zoom(1.0))
+        self.title = QLabel("", self)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+        bar = QHBoxLayout()
+        bar.setContentsMargins(4, 2, 4, 2)
+        for w in (self.prev_button, self.next_button, self.title):
+            bar.addWidget(w)
+        bar.setStretch(2, 1)
+        for w in (self.fit_button, self.one_button, self.zoom_label):
+            bar.addWidget(w)
+
+        self.details = QLabel("", self)
+        self.details.setWordWrap(True)
+        self.details.setTextFormat(Qt.TextFormat.RichText)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details.setContentsMargins(6, 2, 6, 4)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(bar)
+        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.details)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self._update_details()
+
+    # ------------------------------------------------------------ API
+    def show_image(self, info: ImageInfo | None, cls: ClassInfo | None = None) -> None:
+        same = info is not None and self.info is not None and info.id == self.info.id
+        self.info, self._cls = info, cls
+        self._update_details()
+        if same and info is not None and info.path == self.info.path and self.canvas.has_image():
+            return  # only the label changed
+        self._request += 1
+        if info is None:
+            self.canvas.set_pixmap(None, "No image selected.\nClick a tile in the gallery.")
+            return
+        self.canvas.message = ""
+        self._pool.start(_LoadTask(self._request, info, self._signals))
+
+    def update_label(self, info: ImageInfo | None, cls: ClassInfo | None) -> None:
+        if info is not None and self.info is not None and info.id == self.info.id:
+            self.info, self._cls = info, cls
+            self._update_details()
+
+    def shutdown(self) -> None:
+        self._request += 1
+        self._pool.waitForDone(5000)
+
+    # ------------------------------------------------------------ internals
+    @Slot(int, int, QImage, str)
+    def _on_loaded(self, request: int, image_id: int, image: QImage, error: str) -> None:
+        if request != self._request:
+            return  # the user moved on
+        if image.isNull():
+            self.canvas.set_pixmap(None, f"Cannot show this image:\n{error}")
+        else:
+            self.canvas.set_pixmap(QPixmap.fromImage(image))
+        self.imageShown.emit(image_id)
+
+    def _on_zoom(self, zoom: float) -> None:
+        self.zoom_label.setText(f"{zoom * 100:.0f} %" if self.canvas.has_image() else "")
+
+    def _update_details(self) -> None:
+        info = self.info
+        if info is None:
+            self.title.setText("")
+            self.details.setText("<i>No image selected.</i>")
+            return
+        self.title.setText(f"<b>{_esc(info.name)}</b>")
+        self.title.setToolTip(info.path)
+        cls = self._cls
+        if cls is not None:
+            label = (f"<span style='background:{cls.color}; color:#fff'>&nbsp;{_esc(cls.name)}"
+                     f"&nbsp;</span>")
+            if info.label_source and info.label_source != "human":
+                label += f" <span style='color:gray'>(from {info.label_source})</span>"
+        else:
+            label = "<i>unlabeled</i>"
+        depth = f"{info.bit_depth}-bit {info.mode}"
+        if info.bit_depth > 8:
+            depth += " (shown windowed to its 0.5–99.5 % range)"
+        missing = " <b style='color:#c62828'>file missing</b>" if info.missing else ""
+        split = info.split or "no split"
+        self.details.setText(
+            f"{label} &nbsp;·&nbsp; {split} &nbsp;·&nbsp; {info.width}×{info.height} px, {depth}"
+            f" &nbsp;·&nbsp; {human_size(info.byte_size)}{missing}<br>"
+            f"<span style='color:gray'>{_esc(info.path)}</span>"
+        )
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        key, mods = event.key(), event.modifiers()
+        plain = mods in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier)
+        if plain and Qt.Key.Key_1 <= key <= Qt.Key.Key_9:
+            self.labelShortcut.emit(str(key - Qt.Key.Key_0))
+        elif plain and key in (Qt.Key.Key_0, Qt.Key.Key_Backspace, Qt.Key.Key_Delete):
+            self.unlabelRequested.emit()
+        elif key in (Qt.Key.Key_Right, Qt.Key.Key_Down, Qt.Key.Key_PageDown) or (
+            key == Qt.Key.Key_Space and not mods & Qt.KeyboardModifier.ShiftModifier
+        ):
+            self.navigate.emit(1)
+        elif key in (Qt.Key.Key_Left, Qt.Key.Key_Up, Qt.Key.Key_PageUp, Qt.Key.Key_Space):
+            self.navigate.emit(-1)
+        elif key == Qt.Key.Key_F:
+            self.canvas.fit()
+        elif key == Qt.Key.Key_0 and mods & Qt.KeyboardModifier.ControlModifier:
+            self.canvas.set_zoom(1.0)
+        elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
+            self.canvas.set_zoom(self.canvas.zoom * 1.25)
+        elif key == Qt.Key.Key_Minus:
+            self.canvas.set_zoom(self.canvas.zoom / 1.25)
+        else:
+            super().keyPressEvent(event)
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,145 @@
+"""The view shown with no project open: new, open, demo and recent projects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QFont, QIcon
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSizePolicy,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+PATH_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+class WelcomeView(QWidget):
+    newRequested = Signal()
+    openRequested = Signal()
+    demoRequested = Signal()
+    recentRequested = Signal(str)
+
+    def __init__(self, icon: QIcon | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        title = QLabel("DenseStudio", self)
+        font = QFont(title.font())
+        font.setPointSizeF(font.pointSizeF() * 2.2)
+        font.setBold(True)
+        title.setFont(font)
+        tagline = QLabel(
+            "Label your inspection images, train a DenseNet, see what it gets wrong, "
+            "and export a model — all on this computer.", self)
+        tagline.setWordWrap(True)
+        tagline.setStyleSheet("color: palette(placeholder-text);")
+
+        logo = QLabel(self)
+        if icon is not None and not icon.isNull():
+            logo.setPixmap(icon.pixmap(QSize(72, 72)))
+        head = QHBoxLayout()
+        head.addWidget(logo, 0, Qt.AlignmentFlag.AlignTop)
+        titles = QVBoxLayout()
+        titles.addWidget(title)
+        titles.addWidget(tagline)
+        head.addLayout(titles, 1)
+
+        def big_button(text: str, detail: str, signal: Signal) -> QPushButton:
+            b = QPushButton(f"{text}\n{detail}", self)
+            b.setMinimumHeight(58)
+            b.setStyleSheet("QPushButton { text-align: left; padding: 8px 14px; }")
+            b.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            b.clicked.connect(signal.emit)
+            return b
+
+        self.new_button = big_button("New project…", "Start from your own image folders",
+                                     self.newRequested)
+        self.open_button = big_button("Open project…", "Continue with a .dsproj file",
+                                      self.openRequested)
+        self.demo_button = big_button(
+            "Open demo project",
+            "Metal-surface defects (ok, scratch, spot, crack), ready to train",
+            self.demoRequested,
+        )
+        actions = QVBoxLayout()
+        start = QLabel("<b>Start</b>", self)
+        actions.addWidget(start)
+        for b in (self.new_button, self.open_button, self.demo_button):
+            actions.addWidget(b)
+        tips = QLabel(
+            "Tip: drop folders onto the window to import them. In the gallery, keys "
+            "<b>1–9</b> label the selected images, <b>0</b> removes a label, "
+            "<b>Ctrl+Z</b> undoes.", self)
+        tips.setWordWrap(True)
+        tips.setStyleSheet("color: palette(placeholder-text);")
+        actions.addSpacing(12)
+        actions.addWidget(tips)
+        actions.addStretch(1)
+
+        self.recent = QListWidget(self)
+        self.recent.setFrameShape(QFrame.Shape.StyledPanel)
+        self.recent.setAlternatingRowColors(True)
+        self.recent.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.recent.itemActivated.connect(self._on_activated)
+        self.recent.setToolTip("Double-click or press Enter to open")
+        self.empty_recent = QLabel(
+            "No recent projects yet.\nCreate a new project, or open the demo to try "
+            "everything in a minute.", self)
+        self.empty_recent.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_recent.setWordWrap(True)
+        self.empty_recent.setStyleSheet("color: palette(placeholder-text);")
+        self.recent_stack = QStackedWidget(self)
+        self.recent_stack.addWidget(self.empty_recent)
+        self.recent_stack.addWidget(self.recent)
+        recent_box = QVBoxLayout()
+        recent_box.addWidget(QLabel("<b>Recent projects</b>", self))
+        recent_box.addWidget(self.recent_stack, 1)
+
+        columns = QHBoxLayout()
+        columns.addLayout(actions, 2)
+        columns.addSpacing(24)
+        columns.addLayout(recent_box, 3)
+
+        panel = QWidget(self)
+        panel.setMaximumWidth(980)
+        inner = QVBoxLayout(panel)
+        inner.addLayout(head)
+        inner.addSpacing(18)
+        inner.addLayout(columns, 1)
+
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(32, 32, 32, 32)
+        outer.addStretch(1)
+        outer.addWidget(panel, 20)
+        outer.addStretch(1)
+
+    def set_recent(self, paths: list[str]) -> None:
+        self.recent.clear()
+        for path in paths:
+            p = Path(path)
+            exists = p.is_file()
+            item = QListWidgetItem(f"{p.stem}\n{p.parent}" + ("" if exists else "  (not found)"))
+            item.setData(PATH_ROLE, path)
+            item.setToolTip(path)
+            if not exists:
+                item.setForeground(self.palette().color(self.palette().ColorRole.PlaceholderText))
+            self.recent.addItem(item)
+        self.recent_stack.setCurrentWidget(self.recent if paths else self.empty_recent)
+
+    def set_busy(self, busy: bool, text: str = "") -> None:
+        for b in (self.new_button, self.open_button, self.demo_button):
+            b.setEnabled(not busy)
+        self.demo_button.setText(
+            (text or "Building the demo project…") if busy else
+            "Open demo project\nMetal-surface defects (ok, scratch, spot, crack), ready to train"
+        )
+
+    def _on_activated(self, item: QListWidgetItem) -> None:
+        self.recentRequested.emit(item.data(PATH_ROLE))
