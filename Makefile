@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test venv bench clean
+.PHONY: run test venv bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,12 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 bench: venv
-	$(BIN)/densestudio bench import
-	$(BIN)/densestudio bench train
+	$(BIN)/python tests/benchmarks/bench_import.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/benchmarks/bench_gallery.py
+	$(BIN)/python tests/benchmarks/bench_train.py
+
+screenshots: venv
+	$(BIN)/python tests/benchmarks/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
