@@ -75,6 +75,9 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     from densestudio.ui.main_window import app_icon
 
     app.setWindowIcon(app_icon())
+    from densestudio.ui.errors import install_excepthook
+
+    install_excepthook(app)
     apply_palette(app)
     app.styleHints().colorSchemeChanged.connect(lambda _scheme: apply_palette(app))
     return app  # type: ignore[return-value]
