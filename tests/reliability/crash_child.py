@@ -2,6 +2,7 @@
 
     python crash_child.py import PROJECT FOLDER
     python crash_child.py label PROJECT SEED OPS
+    python crash_child.py train PROJECT [RESUME_RUN_ID]
 
 Each acknowledged step is printed as one line ("ACK n") only after the store call that did
 it has returned, so the parent knows exactly which changes were acknowledged when it kills
@@ -48,7 +49,31 @@ def main() -> None:
         for n, (op_ids, label) in enumerate(label_ops(seed, n_ops, ids, classes)):
             project.set_labels(op_ids, label)
             print(f"ACK {n}", flush=True)
+    elif mode == "train":
+        train(project, int(sys.argv[3]) if len(sys.argv) > 3 else None)
     print("DONE", flush=True)
+
+
+TINY_TRAINING = dict(arch="densenet_bc_tiny", img_size=32, epochs=6, batch_size=8,
+                     device="cpu", amp=False, tta=False, ema=False)
+
+
+def train(project: Project, resume_run_id: int | None) -> None:
+    import torch
+
+    from densestudio.ml.config import TrainConfig
+    from densestudio.ml.events import BatchProgress, CheckpointSaved, RunStarted
+    from densestudio.ml.train import fit
+
+    torch.set_num_threads(1)
+
+    def on_event(event: object) -> None:
+        if isinstance(event, RunStarted):
+            print(f"RUN {event.run_id}", flush=True)
+        elif isinstance(event, (BatchProgress, CheckpointSaved)):
+            print(f"ACK {type(event).__name__} {getattr(event, 'epoch', '')}", flush=True)
+
+    fit(project, TrainConfig(**TINY_TRAINING), on_event=on_event, resume_run_id=resume_run_id)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""SIGKILL at random moments during import and labeling; nothing acknowledged may be lost.
+"""SIGKILL at random moments during import, labeling and training; nothing acknowledged may
+be lost, and an interrupted training run resumes from its last checkpoint.
 
 Each kill point starts a child process doing real work through the store, waits until it
 has acknowledged a random number of steps (plus a random sub-step delay, so kills also land
@@ -28,6 +29,7 @@ from tests.reliability.crash_child import label_ops
 CHILD = Path(__file__).with_name("crash_child.py")
 KILLS_IMPORT = 20
 KILLS_LABEL = 25
+KILLS_TRAIN = 8
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 
 
@@ -136,3 +138,51 @@ def test_sigkill_during_bulk_labeling(tmp_path: Path) -> None:
             survived += 1
     print(f"labeling: survived {survived}/{KILLS_LABEL} kill points, labels lost: {lost}")
     assert lost == 0 and survived == KILLS_LABEL
+
+
+def test_sigkill_during_training_then_resume(tmp_path: Path) -> None:
+    from densestudio.core import runs
+
+    data = make_class_folders(tmp_path / "data", classes=("dark", "bright"), per_class=12,
+                              size=(32, 32))
+    base = tmp_path / "base.dsproj"
+    with Project.create(base) as project:
+        run_import(project, [data], ImportOptions(labels_from_subfolders=True))
+    rng = random.Random(3)
+    survived = 0
+    for point in range(KILLS_TRAIN):
+        path = tmp_path / f"train{point}.dsproj"
+        src, dst = sqlite3.connect(base), sqlite3.connect(path)
+        src.backup(dst)
+        src.close()
+        dst.close()
+        # kill somewhere between the first batches and the last checkpoint (2 batches/epoch)
+        lines = run_and_kill(["train", str(path)], rng.randint(1, 16), rng.random() * 0.05)
+        run_ids = [int(x.split()[1]) for x in lines if x.startswith("RUN ")]
+        integrity_ok(path)
+        with Project.open(path) as project:
+            assert project.count_images() == 24
+            if not run_ids:  # killed while preparing: nothing to resume, project intact
+                survived += 1
+                continue
+            info = runs.get_run(project, run_ids[0])
+            done_before = info.epochs_done
+            assert info.status in ("running", "finished")
+            if info.status == "finished":
+                survived += 1
+                continue
+        out = subprocess.run([sys.executable, str(CHILD), "train", str(path), str(run_ids[0])],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert "DONE" in out.stdout
+        with Project.open(path) as project:
+            info = runs.get_run(project, run_ids[0])
+            assert info.status == "finished" and info.epochs_done == 6
+            epochs = [m.epoch for m in runs.epoch_metrics(project, run_ids[0])]
+            assert epochs == list(range(1, 7)), "every epoch recorded exactly once"
+            if done_before:
+                started = [x for x in out.stdout.splitlines() if x.startswith("ACK")]
+                assert started, "the resumed run continued"
+        survived += 1
+    print(f"training: survived {survived}/{KILLS_TRAIN} kill points (all resumed)")
+    assert survived == KILLS_TRAIN
