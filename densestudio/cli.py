@@ -235,14 +235,352 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
 
 # ============================================================== ml commands
 # (train / evaluate / export / predict are registered by add_ml_commands below)
+def _pick_run(project, run_id: int | None) -> int:  # noqa: ANN001
+    from densestudio.core import runs
+
+    if run_id is not None:
+        return runs.get_run(project, run_id).id
+    latest = runs.latest_run(project, "finished")
+    if latest is None:
+        raise DenseStudioError("This project has no finished training run; train one first.")
+    return latest.id
+
+
+def _train_config(args: argparse.Namespace, project) -> object:  # noqa: ANN001
+    from densestudio.ml.config import default_config
+    from densestudio.ml.runtime import resolve_device
+
+    counts = project.counts()
+    labeled = counts.total - counts.count(None)
+    device = resolve_device(args.device)
+    wants_weights = bool(args.pretrained or args.weights)
+    cfg = default_config(labeled, device.type, weights_available=wants_weights)
+    changes: dict[str, object] = {"device": args.device}
+    for name in ("arch", "img_size", "epochs", "batch_size", "lr", "augment", "balance",
+                 "seed", "unfreeze_epoch", "name"):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value
+    if args.weights:
+        changes["weights_path"] = args.weights
+        changes["pretrained"] = True
+    if args.freeze is not None:
+        changes["strategy"] = args.freeze
+    if args.patience is not None:
+        changes["early_stopping_patience"] = args.patience or None
+    for flag, field in (("no_tta", "tta"), ("no_ema", "ema"), ("no_amp", "amp")):
+        if getattr(args, flag):
+            changes[field] = False
+    if args.memory_efficient:
+        changes["memory_efficient"] = True
+    return cfg.with_(**changes)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import signal
+
+    from densestudio.core.progress import CancelToken
+    from densestudio.ml.events import (
+        BatchProgress, EpochEnded, EvaluationProgress, PreparingData, RunCancelled,
+        RunFinished, RunStarted, WeightsDownload,
+    )  # fmt: skip
+    from densestudio.ml.train import fit
+
+    line = ProgressLine()
+    cancel = CancelToken()
+    state = {"epochs": 0}
+
+    def on_event(e: object) -> None:
+        if isinstance(e, WeightsDownload):
+            frac = e.done / e.total if e.total else 0.0
+            line.update(f"downloading {e.filename} {bar(frac)} {e.done / 1e6:.1f} MB")
+        elif isinstance(e, PreparingData):
+            line.update(f"preparing images {bar(e.done / max(e.total, 1))} {e.done}/{e.total}"
+                        f" ({e.from_disk_cache} from cache)", force=e.done == e.total)
+        elif isinstance(e, RunStarted):
+            line.done()
+            state["epochs"] = e.total_epochs
+            resumed = f", resuming after epoch {e.start_epoch}" if e.start_epoch else ""
+            print(f"Run {e.run_id}: {e.n_train} training / {e.n_val} validation images on "
+                  f"{e.device}, {e.total_epochs} epochs x {e.steps_per_epoch} steps{resumed}")
+        elif isinstance(e, BatchProgress):
+            line.update(f"epoch {e.epoch}/{state['epochs']} {bar(e.step / e.steps)} "
+                        f"{e.step}/{e.steps} loss {e.loss:.3f} {e.images_per_s:.0f} img/s "
+                        f"ETA {format_eta(e.eta_s)}")
+        elif isinstance(e, EpochEnded):
+            line.done() if line._tty else None
+            star = " *" if e.improved else ""
+            print(f"epoch {e.epoch:>3}/{state['epochs']}  train loss {e.train_loss:.4f}  "
+                  f"val loss {e.val_loss:.4f}  val acc {e.val_acc * 100:5.1f} %  "
+                  f"macro-F1 {e.val_macro_f1 * 100:5.1f} %  lr {e.lr:.2e}  "
+                  f"{e.images_per_s:.0f} img/s  {e.seconds:.0f} s{star}", flush=True)
+        elif isinstance(e, EvaluationProgress):
+            line.update(f"evaluating {e.subset} {bar(e.done / max(e.total, 1))}",
+                        force=e.done == e.total)
+        elif isinstance(e, RunFinished):
+            line.done()
+            m = e.metrics
+            early = " (stopped early)" if e.stopped_early else ""
+            print(f"Finished run {e.run_id}{early}; best epoch {e.best_epoch}.")
+            for subset in ("val", "test"):
+                if f"{subset}_acc" in m:
+                    print(f"  {subset}: accuracy {m[f'{subset}_acc'] * 100:.2f} %  "
+                          f"macro-F1 {m[f'{subset}_macro_f1'] * 100:.2f} %")
+        elif isinstance(e, RunCancelled):
+            line.done()
+            print(f"Run {e.run_id} stopped after epoch {e.epoch}; continue it with "
+                  f"`densestudio train {args.project} --resume {e.run_id}`.")
+
+    def on_sigint(_sig: int, _frame: object) -> None:
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print("\nStopping (press Ctrl-C again to abort at once)...", file=sys.stderr)
+
+    with open_project(args.project) as project:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            if args.resume is not None:
+                run_id = fit(project, None, on_event, cancel, resume_run_id=args.resume)
+            else:
+                cfg = _train_config(args, project)
+                run_id = fit(project, cfg, on_event, cancel, allow_download=not args.offline)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            line.done()
+    return 130 if cancel.cancelled else EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from densestudio.core import runs
+    from densestudio.ml.evaluate import evaluate_run, report
+
+    subsets = ("val", "test") if args.subset == "both" else (args.subset,)
+    with open_project(args.project) as project:
+        run_id = _pick_run(project, args.run)
+        if args.recompute or args.tta or any(
+            runs.prediction_count(project, run_id, s) == 0 for s in subsets
+        ):
+            evaluate_run(project, run_id, subsets, tta=args.tta)
+        for subset in subsets:
+            print(report(project, run_id, subset).format(top=args.top))
+            print()
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from densestudio.ml.export import export_model
+
+    with open_project(args.project) as project:
+        run_id = _pick_run(project, args.run)
+        out = export_model(project, run_id, args.out, onnx=args.onnx)
+    print(f"Exported run {run_id} to {out}" + (f" and {out.with_suffix('.onnx')}"
+                                                  if args.onnx else ""))
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+
+    from densestudio.core.imaging import is_image_path
+    from densestudio.ml.export import load_exported
+
+    model = load_exported(args.model)
+    paths: list[Path] = []
+    for raw in args.inputs:
+        p = Path(raw)
+        if p.is_dir():
+            paths.extend(sorted(q for q in p.rglob("*") if q.is_file() and is_image_path(q)))
+        elif p.exists():
+            paths.append(p)
+        else:
+            raise DenseStudioError(f"Not found: {p}")
+    if not paths:
+        raise DenseStudioError("No image files to predict.")
+    results = []
+    line = ProgressLine()
+    for start in range(0, len(paths), 64):
+        results.extend(model.predict(paths[start : start + 64]))
+        line.update(f"predicting {bar(len(results) / len(paths))} {len(results)}/{len(paths)}",
+                    force=len(results) == len(paths))
+    line.done()
+    names = model.class_names
+    if args.csv:
+        with open(args.csv, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "class", "confidence", *[f"p_{n}" for n in names], "error"])
+            for r in results:
+                w.writerow([r.path, r.class_name or "", f"{r.confidence:.6f}",
+                            *[f"{v:.6f}" for v in r.probs], r.error or ""])
+        print(f"Wrote {len(results)} rows to {args.csv}")
+    else:
+        for r in results:
+            if r.error:
+                print(f"{r.path}\tERROR\t{r.error}")
+            else:
+                print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}")
+    return EXIT_PARTIAL if any(r.error for r in results) else EXIT_OK
+
+
 def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     """Training-engine subcommands; see densestudio/ml."""
+    from densestudio.ml.config import ARCHS, AUGMENTS, BALANCES, DEVICES, STRATEGIES
+
+    p = sub.add_parser("train", help="train a DenseNet on the project's labeled images")
+    p.add_argument("project")
+    p.add_argument("--arch", choices=ARCHS, help="architecture (default: chosen from the data)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="start from ImageNet weights (torch hub cache or download)")
+    p.add_argument("--weights", metavar="FILE", help="ImageNet weights file to start from")
+    p.add_argument("--offline", action="store_true", help="never download weights")
+    p.add_argument("--img-size", type=int, metavar="PX")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--freeze", choices=STRATEGIES,
+                   help="fine-tuning strategy for pretrained models (head = frozen backbone)")
+    p.add_argument("--unfreeze-epoch", type=int, metavar="N",
+                   help="head_then_full: unfreeze the backbone after N epochs")
+    p.add_argument("--augment", choices=AUGMENTS)
+    p.add_argument("--balance", choices=BALANCES, help="class-imbalance handling")
+    p.add_argument("--patience", type=int, metavar="N",
+                   help="early stopping after N epochs without improvement (0 = off)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
+    p.add_argument("--no-ema", action="store_true", help="no moving average of weights")
+    p.add_argument("--no-amp", action="store_true", help="full precision only")
+    p.add_argument("--memory-efficient", action="store_true",
+                   help="gradient checkpointing (less memory, slower)")
+    p.add_argument("--name", help="a name for the run")
+    p.add_argument("--resume", type=int, metavar="RUN",
+                   help="continue a cancelled or crashed run from its last checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix")
+    p.add_argument("project")
+    p.add_argument("--run", type=int, help="run id (default: the latest finished run)")
+    p.add_argument("--subset", choices=["val", "test", "both"], default="test")
+    p.add_argument("--tta", action="store_true", help="re-predict with flip TTA")
+    p.add_argument("--recompute", action="store_true", help="re-predict instead of stored")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="show N top losses")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a run's model as one self-describing file")
+    p.add_argument("project")
+    p.add_argument("out", help="output file (.pt, TorchScript)")
+    p.add_argument("--run", type=int, help="run id (default: the latest finished run)")
+    p.add_argument("--onnx", action="store_true", help="also write OUT.onnx (needs onnx)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="classify images with an exported model (no project)")
+    p.add_argument("model", help="an exported .pt file")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--csv", metavar="OUT", help="write results to a CSV file")
+    p.set_defaults(func=cmd_predict)
+
+
+# ============================================================== label audit
+def cmd_audit(args: argparse.Namespace) -> int:
+    import signal
+
+    from densestudio.core.progress import CancelToken
+    from densestudio.ml import crossval
+    from densestudio.ml.events import PreparingData
+    from densestudio.ml.runtime import resolve_device
+
+    line = ProgressLine()
+    cancel = CancelToken()
+
+    def on_event(e: object) -> None:
+        if isinstance(e, PreparingData):
+            line.update(f"preparing images {bar(e.done / max(e.total, 1))} {e.done}/{e.total}"
+                        f" ({e.from_disk_cache} from cache)", force=e.done == e.total)
+        elif isinstance(e, crossval.AuditStarted):
+            line.done()
+            print(f"Label audit: {e.n_images} labeled images, {e.folds} folds x {e.epochs} "
+                  f"epochs on {e.device}")
+        elif isinstance(e, crossval.AuditProgress):
+            line.update(f"fold {e.fold}/{e.folds} epoch {e.epoch}/{e.epochs} "
+                        f"{bar(e.step / e.steps)} ETA {format_eta(e.eta_s)}")
+        elif isinstance(e, crossval.FoldEnded):
+            line.done() if line._tty else None
+            print(f"fold {e.fold}/{e.folds}: {e.held_out} images predicted, "
+                  f"{e.accuracy * 100:.1f} % agree with their labels, {e.seconds:.0f} s",
+                  flush=True)
+
+    def on_sigint(_sig: int, _frame: object) -> None:
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print("\nStopping...", file=sys.stderr)
+
+    with open_project(args.project) as project:
+        if args.show:
+            audit = crossval.load_audit(project)
+            if audit is None:
+                raise DenseStudioError("This project has no label audit yet; run "
+                                       f"`densestudio audit {args.project}`.")
+        else:
+            counts = project.counts()
+            n = counts.total - counts.count(None)
+            cfg = crossval.audit_config(n, resolve_device(args.device).type)
+            changes: dict[str, object] = {"device": args.device}
+            for name in ("epochs", "img_size", "arch", "seed"):
+                if getattr(args, name) is not None:
+                    changes[name] = getattr(args, name)
+            cfg = cfg.with_(**changes)
+            previous = signal.signal(signal.SIGINT, on_sigint)
+            try:
+                audit = crossval.cross_validate(project, args.folds, cfg, on_event, cancel)
+            finally:
+                signal.signal(signal.SIGINT, previous)
+                line.done()
+        suspects = audit.suspects()
+        print(f"Audit {audit.run_id}: {len(audit.image_ids)} images, {audit.folds} folds, "
+              f"out-of-sample accuracy {audit.oos_accuracy * 100:.1f} %; {len(suspects)} "
+              f"suspected label error(s)"
+              + (f", {len(audit.confirmed)} confirmed right" if audit.confirmed else "") + ".")
+        top = suspects[: args.top]
+        if top:
+            infos = {i.id: i for i in project.images_by_ids([audit.image_id(t) for t in top])}
+            names = audit.class_names
+            width = max(len(f"{names[t.given]} -> {names[t.suggested]}") for t in top)
+            print(f"{'rank':>4}  {'score':>6}  {'given -> suggested':<{width}}  "
+                  f"{'conf.':>5}  image")
+            for rank, t in enumerate(top, 1):
+                info = infos.get(audit.image_id(t))
+                pair = f"{names[t.given]} -> {names[t.suggested]}"
+                conf = float(audit.probs[t.index, t.suggested])
+                print(f"{rank:>4}  {t.score:>6.3f}  {pair:<{width}}  {conf * 100:>4.0f}%  "
+                      f"{info.path if info else audit.image_id(t)}")
+    return 130 if cancel.cancelled else EXIT_OK
+
+
+def add_audit_commands(sub: argparse._SubParsersAction) -> None:
+    from densestudio.ml.config import COMPACT_ARCHS, DEVICES
+
+    p = sub.add_parser("audit", help="find images whose label looks wrong (k-fold "
+                                     "cross-training + confident learning)")
+    p.add_argument("project")
+    p.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-training")
+    p.add_argument("--epochs", type=int, help="epochs per fold (default: from the data size)")
+    p.add_argument("--img-size", type=int, metavar="PX", help="image size (default 64)")
+    p.add_argument("--arch", choices=COMPACT_ARCHS, help="compact model trained per fold")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--top", type=int, default=20, metavar="N",
+                   help="print the N most suspicious images (default 20)")
+    p.add_argument("--show", action="store_true",
+                   help="print the stored audit again instead of running a new one")
+    p.set_defaults(func=cmd_audit)
 
 
 # ============================================================== entry point
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_core_commands,
     add_ml_commands,
+    add_audit_commands,
 ]
 
 

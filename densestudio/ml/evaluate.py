@@ -1,0 +1,296 @@
+"""Evaluation: per-image predictions stored in the project, and reports built from them.
+
+``evaluate_run`` predicts val/test images of a run's snapshot with its best weights (optionally
+with flip test-time augmentation) and stores one Prediction row per image; ``report`` turns
+stored predictions into accuracy, balanced accuracy, macro-F1, per-class precision / recall /
+F1 / support, the confusion matrix and the top losses. ``predict_images`` predicts any images
+(e.g. unlabeled ones) and stores them with subset "unlabeled".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from densestudio.core import runs
+from densestudio.core.errors import DenseStudioError
+from densestudio.core.progress import CancelToken, EventCallback, ignore_event
+from densestudio.core.store import Project
+from densestudio.ml import data as D
+from densestudio.ml import zoo
+from densestudio.ml.events import EvaluationProgress
+from densestudio.ml.metrics import confusion_matrix, scores
+from densestudio.ml.runtime import amp_dtype, predict_probs, resolve_device
+
+
+class EvaluationError(DenseStudioError):
+    """A run cannot be evaluated (no checkpoint, no images, ...)."""
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class TopLoss:
+    image_id: int
+    true_index: int
+    pred_index: int
+    confidence: float
+    loss: float
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    run_id: int
+    subset: str
+    n: int
+    accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+    loss: float | None
+    class_names: tuple[str, ...]
+    per_class: tuple[ClassMetrics, ...]
+    confusion: list[list[int]]  # rows = true class, columns = predicted class
+    top_losses: tuple[TopLoss, ...]
+
+    def format(self, top: int = 10) -> str:
+        """A plain-text report (used by the CLI)."""
+        lines = [
+            f"Run {self.run_id}, {self.subset} set: {self.n} images",
+            f"  accuracy {self.accuracy * 100:.2f} %   balanced accuracy "
+            f"{self.balanced_accuracy * 100:.2f} %   macro-F1 {self.macro_f1 * 100:.2f} %"
+            + (f"   loss {self.loss:.4f}" if self.loss is not None else ""),
+            "",
+            f"  {'class':<24} {'precision':>9} {'recall':>7} {'F1':>7} {'support':>8}",
+        ]
+        for c in self.per_class:
+            lines.append(
+                f"  {c.name[:24]:<24} {c.precision * 100:>8.1f}% {c.recall * 100:>6.1f}% "
+                f"{c.f1 * 100:>6.1f}% {c.support:>8}"
+            )
+        width = max(5, *(len(n[:10]) for n in self.class_names))
+        lines += ["", "  confusion matrix (rows = true, columns = predicted)"]
+        lines.append("  " + " " * (width + 1) + " ".join(f"{n[:10]:>{width}}" for n in self.class_names))
+        for name, row in zip(self.class_names, self.confusion):
+            lines.append(f"  {name[:10]:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
+        if self.top_losses and top:
+            lines += ["", "  top losses (image id: true -> predicted, confidence, loss)"]
+            for t in self.top_losses[:top]:
+                lines.append(
+                    f"  {t.image_id:>8}: {self.class_names[t.true_index]} -> "
+                    f"{self.class_names[t.pred_index]}  {t.confidence * 100:.1f} %  {t.loss:.3f}"
+                )
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ reports
+def build_report(
+    run_id: int,
+    subset: str,
+    class_names: Sequence[str],
+    preds: Sequence[runs.PredictionInfo],
+    top_k: int = 20,
+) -> EvalReport:
+    labeled = [p for p in preds if p.true_index is not None]
+    k = len(class_names)
+    true = np.array([p.true_index for p in labeled], dtype=np.int64)
+    pred = np.array([p.pred_index for p in labeled], dtype=np.int64)
+    cm = confusion_matrix(true, pred, k)
+    sc = scores(cm)
+    losses = [p.loss for p in labeled if p.loss is not None]
+    worst = sorted(
+        (p for p in labeled if p.loss is not None), key=lambda p: (-p.loss, p.image_id)
+    )[:top_k]
+    return EvalReport(
+        run_id=run_id, subset=subset, n=len(labeled), accuracy=sc.accuracy,
+        balanced_accuracy=sc.balanced_accuracy, macro_f1=sc.macro_f1,
+        loss=float(np.mean(losses)) if losses else None, class_names=tuple(class_names),
+        per_class=tuple(
+            ClassMetrics(class_names[i], sc.precision[i], sc.recall[i], sc.f1[i], sc.support[i])
+            for i in range(k)
+        ),
+        confusion=cm.tolist(),
+        top_losses=tuple(
+            TopLoss(p.image_id, p.true_index, p.pred_index, p.confidence, p.loss)  # type: ignore[arg-type]
+            for p in worst
+        ),
+    )  # fmt: skip
+
+
+def report(project: Project, run_id: int, subset: str = "test", top_k: int = 20) -> EvalReport:
+    """A report from the predictions stored for ``subset`` (run ``evaluate_run`` first)."""
+    names = runs.run_class_names(project, run_id)
+    preds = runs.predictions(project, run_id, subset)
+    if not preds:
+        raise EvaluationError(
+            f"Run {run_id} has no stored predictions for the {subset} set; evaluate it first."
+        )
+    return build_report(run_id, subset, names, preds, top_k)
+
+
+# ------------------------------------------------------------------ prediction
+def _to_predictions(
+    image_ids: Sequence[int], true: Sequence[int | None], probs: torch.Tensor
+) -> list[runs.PredictionInfo]:
+    out = []
+    p = probs.numpy().astype(np.float32)
+    pred = p.argmax(1)
+    for row, (image_id, t) in enumerate(zip(image_ids, true)):
+        loss = None if t is None else float(-np.log(max(float(p[row, t]), 1e-12)))
+        out.append(
+            runs.PredictionInfo(
+                int(image_id), "", t, int(pred[row]), float(p[row, pred[row]]), loss, p[row]
+            )
+        )
+    return out
+
+
+def evaluate_tensors(
+    project: Project,
+    run_id: int,
+    model: torch.nn.Module,
+    meta: dict,
+    snap,  # noqa: ANN001 - train.Snapshot
+    pixels: torch.Tensor,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    channels_last: bool,
+    *,
+    subsets: Sequence[str] = ("val", "test"),
+    tta: bool = False,
+    on_event: EventCallback = ignore_event,
+    cancel: CancelToken | None = None,
+) -> dict[str, EvalReport]:
+    """Predict the snapshot's images of ``subsets`` with an in-memory model; store; report."""
+    views = meta.get("tta_views", 1) if tta else 1
+    views = views if views in (1, 2, 4) else 1
+    wrapped = zoo.ProbabilityModel(model, views)
+    reports = {}
+    for subset in subsets:
+        idx = snap.indices(subset)
+        if not idx:
+            continue
+
+        def on_batch(done: int, total: int, subset: str = subset) -> None:
+            on_event(EvaluationProgress(run_id, subset, done, total))
+
+        probs = predict_probs(
+            wrapped, pixels[torch.tensor(idx)], device, dtype=dtype,
+            channels_last=channels_last, cancel=cancel, on_batch=on_batch,
+        )  # fmt: skip
+        preds = _to_predictions(
+            [snap.image_ids[i] for i in idx], [snap.labels[i] for i in idx], probs
+        )
+        runs.save_predictions(project, run_id, subset, preds)
+        reports[subset] = build_report(
+            run_id, subset, snap.class_names,
+            [runs.PredictionInfo(p.image_id, subset, p.true_index, p.pred_index, p.confidence,
+                                 p.loss, p.probs) for p in preds],
+        )  # fmt: skip
+    return reports
+
+
+def load_run_model(project: Project, run_id: int) -> tuple[zoo.DenseStudioNet, dict, dict]:
+    """The run's best model (eval mode, CPU), its metadata and the run's config dict."""
+    from densestudio.ml.train import load_checkpoint, model_from_meta
+
+    info = runs.get_run(project, run_id)
+    path = info.checkpoint_best
+    if not path or not Path(path).is_file():
+        raise EvaluationError(
+            f"Run {run_id} has no saved model (status: {info.status}); train it first."
+        )
+    ckpt = load_checkpoint(path)
+    model = model_from_meta(ckpt["meta"])
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, ckpt["meta"], info.config
+
+
+def evaluate_run(
+    project: Project,
+    run_id: int,
+    subsets: Sequence[str] = ("val", "test"),
+    tta: bool = False,
+    on_event: EventCallback = ignore_event,
+    cancel: CancelToken | None = None,
+    device: str = "auto",
+) -> EvalReport:
+    """Predict and store ``subsets`` with the run's best weights.
+
+    Returns the report of the last subset that has images (by default: test, else val);
+    ``report(project, run_id, subset)`` gives the others.
+    """
+    from densestudio.ml.train import load_snapshot
+
+    model, meta, config = load_run_model(project, run_id)
+    snap = load_snapshot(project, run_id)
+    wanted = [i for s in subsets for i in snap.indices(s)]
+    if not wanted:
+        raise EvaluationError(f"Run {run_id} has no images in {', '.join(subsets)}.")
+    pixels, failures = D.DecodedCache(project.cache_dir).load(
+        snap.items, int(meta["img_size"]), meta["mode"], cancel=cancel
+    )
+    if failures:
+        raise EvaluationError(
+            f"{len(failures)} image(s) could not be read, e.g. {failures[0].path}: "
+            f"{failures[0].reason}"
+        )
+    dev = resolve_device(device)
+    model.to(dev)
+    reports = evaluate_tensors(
+        project, run_id, model, meta, snap, pixels, dev,
+        amp_dtype(dev, bool(config.get("amp", True))), False,
+        subsets=subsets, tta=tta, on_event=on_event, cancel=cancel,
+    )  # fmt: skip
+    return reports[[s for s in subsets if s in reports][-1]]
+
+
+def predict_images(
+    project: Project,
+    run_id: int,
+    image_ids: Sequence[int],
+    on_event: EventCallback = ignore_event,
+    cancel: CancelToken | None = None,
+    tta: bool | None = None,
+    device: str = "auto",
+) -> list[runs.PredictionInfo]:
+    """Predict any project images (e.g. unlabeled ones); stored with subset "unlabeled"."""
+    model, meta, config = load_run_model(project, run_id)
+    images = project.images_by_ids(list(image_ids))
+    items = [D.CacheItem(i.id, i.path, i.content_hash) for i in images]
+    pixels, failures = D.DecodedCache(project.cache_dir).load(
+        items, int(meta["img_size"]), meta["mode"], cancel=cancel
+    )
+    bad = {f.image_id for f in failures}
+    keep = [i for i, it in enumerate(items) if it.image_id not in bad]
+    use_tta = bool(config.get("tta", False)) if tta is None else tta
+    views = int(meta.get("tta_views", 1)) if use_tta else 1
+    wrapped = zoo.ProbabilityModel(model, views)
+    dev = resolve_device(device)
+    model.to(dev)
+
+    def on_batch(done: int, total: int) -> None:
+        on_event(EvaluationProgress(run_id, "unlabeled", done, total))
+
+    probs = predict_probs(
+        wrapped, pixels[torch.tensor(keep, dtype=torch.long)], dev,
+        dtype=amp_dtype(dev, bool(config.get("amp", True))), cancel=cancel, on_batch=on_batch,
+    )  # fmt: skip
+    preds = [
+        runs.PredictionInfo(p.image_id, "unlabeled", None, p.pred_index, p.confidence, None,
+                            p.probs)
+        for p in _to_predictions([items[i].image_id for i in keep], [None] * len(keep), probs)
+    ]  # fmt: skip
+    runs.save_predictions(project, run_id, "unlabeled", preds)
+    return preds

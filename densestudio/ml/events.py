@@ -1,0 +1,99 @@
+"""Events reported by training, evaluation and export (frozen dataclasses, safe across threads).
+
+The GUI re-emits them as Qt signals; the CLI prints them. They carry ids and numbers only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PreparingData:
+    """Decoding/resizing images into the training cache (``done`` of ``total``)."""
+
+    run_id: int | None
+    done: int
+    total: int
+    from_disk_cache: int = 0
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: int
+    total_epochs: int
+    steps_per_epoch: int
+    device: str
+    n_train: int
+    n_val: int
+    start_epoch: int = 0  # > 0 when resuming
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    run_id: int
+    epoch: int  # 1-based
+    step: int  # 1-based, within the epoch
+    steps: int
+    loss: float
+    images_per_s: float
+    eta_s: float | None  # whole remaining run
+
+
+@dataclass(frozen=True)
+class EpochEnded:
+    run_id: int
+    epoch: int  # 1-based
+    train_loss: float
+    val_loss: float | None
+    val_acc: float | None
+    val_macro_f1: float | None
+    lr: float
+    images_per_s: float
+    seconds: float
+    improved: bool = False
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    run_id: int
+    epoch: int
+    path: str
+    best: bool
+
+
+@dataclass(frozen=True)
+class EvaluationProgress:
+    run_id: int
+    subset: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    run_id: int
+    best_epoch: int | None
+    metrics: dict = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+@dataclass(frozen=True)
+class RunCancelled:
+    run_id: int
+    epoch: int  # epochs completed (resume continues after this one)
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    run_id: int
+    message: str
+
+
+@dataclass(frozen=True)
+class WeightsDownload:
+    """Pretrained weights download progress (bytes)."""
+
+    filename: str
+    done: int
+    total: int | None

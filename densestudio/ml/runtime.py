@@ -1,0 +1,122 @@
+"""Device selection, mixed precision and batched inference shared by train/evaluate/export."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from densestudio.core.errors import DenseStudioError
+from densestudio.core.progress import CancelToken
+
+
+class DeviceError(DenseStudioError):
+    """The requested device is not available on this computer."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        raise DeviceError("No CUDA GPU is available here; use --device cpu (or auto).")
+    if name == "mps" and not mps:
+        raise DeviceError("Apple MPS is not available here; use --device cpu (or auto).")
+    if name not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"Unknown device '{name}'.")
+    return torch.device(name)
+
+
+def cpu_bf16_fast() -> bool:
+    """True when oneDNN has native bf16 on this CPU (AVX512-BF16 / AMX): autocast pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # noqa: BLE001 - older builds
+        return False
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The autocast dtype for ``device`` (None = full precision)."""
+    if not enabled:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_bf16_fast() else None
+    return None  # mps: autocast support varies; full precision is the safe choice
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):  # noqa: ANN201
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_input(x_uint8: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x_uint8.to(device, non_blocking=True).float().div_(255.0)
+    if channels_last and device.type != "mps":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+@torch.no_grad()
+def predict_probs(
+    model: nn.Module,
+    x_uint8: torch.Tensor,
+    device: torch.device,
+    *,
+    batch_size: int = 128,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    cancel: CancelToken | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Class probabilities (float32, CPU) for a uint8 N x C x H x W tensor."""
+    model.eval()
+    out = []
+    n = x_uint8.shape[0]
+    for start in range(0, n, batch_size):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        xb = to_input(x_uint8[start : start + batch_size], device, channels_last)
+        with autocast(device, dtype):
+            p = model(xb)
+        out.append(p.float().cpu())
+        if on_batch:
+            on_batch(min(n, start + batch_size), n)
+    if not out:
+        return torch.zeros((0, 0))
+    return torch.cat(out)
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """torch.save to a temp file in the same folder, fsync, rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+    )

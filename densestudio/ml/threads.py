@@ -1,0 +1,75 @@
+"""How many CPU threads torch may use while an interactive app stays responsive.
+
+torch's intra-op pool defaults to one thread per core. When every core is busy (the GUI
+thread, another program) OpenMP threads that wait for a core spin, and a step can become
+hundreds of times slower. A desktop app therefore trains with one core left free.
+``set_num_threads`` is process-wide, so ``limited_threads`` restores the previous value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+
+import torch
+
+
+def interactive_threads(cores: int | None = None) -> int:
+    """Threads for background training/inference in a GUI: all cores but one (at least 1)."""
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # not Linux
+            cores = os.cpu_count() or 1
+    return max(1, int(cores) - 1)
+
+
+@contextlib.contextmanager
+def limited_threads(n: int | None = None) -> Iterator[int]:
+    """Run a block with ``n`` torch threads (default: ``interactive_threads()``)."""
+    n = interactive_threads() if n is None else max(1, int(n))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(previous)
+
+
+def lower_thread_priority(increment: int = 5) -> bool:
+    """Lower the calling thread's CPU priority (Linux: per-thread nice), so a busy machine
+    keeps serving the GUI thread first. Returns False where this is not supported."""
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
+        return True
+    except (AttributeError, OSError):  # not Linux/BSD, or not permitted
+        return False
+
+
+_warm_up: threading.Thread | None = None
+
+
+def _warm_up_torch() -> None:
+    # The first optimizer construction imports torch._dynamo, sympy, triton, ... (~900
+    # modules, >1 s). Some of those imports hold the GIL for 100+ ms at a time, which would
+    # freeze the GUI thread if it happened inside a training run.
+    param = torch.nn.Parameter(torch.zeros(1))
+    torch.optim.AdamW([param])
+
+
+def start_warm_up() -> threading.Thread:
+    """Do torch's lazy one-time imports in a background thread, once per process."""
+    global _warm_up
+    if _warm_up is None:
+        _warm_up = threading.Thread(target=_warm_up_torch, name="torch-warm-up", daemon=True)
+        _warm_up.start()
+    return _warm_up
+
+
+def wait_for_warm_up() -> None:
+    """Called by workers before training: the lazy imports are done (or done now)."""
+    start_warm_up().join()

@@ -1,0 +1,70 @@
+"""train / evaluate / export / predict from the command line."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from densestudio.cli import main
+from densestudio.core import runs
+from densestudio.core.store import Project
+
+from tests.ml.conftest import add_images, write_images
+
+TINY = ["--arch", "densenet_bc_tiny", "--img-size", "32", "--epochs", "2", "--batch-size", "6",
+        "--device", "cpu", "--no-ema"]
+
+
+@pytest.fixture
+def project_path(tmp_path: Path) -> Path:
+    path = tmp_path / "p.dsproj"
+    with Project.create(path) as project:
+        add_images(project, write_images(tmp_path / "imgs", 12))
+    return path
+
+
+def test_train_evaluate_export_predict(project_path: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", str(project_path), *TINY, "--augment", "light", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Run 1:" in out and "epoch   2/2" in out and "Finished run 1" in out
+    with Project.open(project_path) as project:
+        info = runs.get_run(project, 1)
+        assert info.status == "finished" and info.config["seed"] == 3
+        assert info.config["augment"] == "light"
+
+    assert main(["evaluate", str(project_path), "--subset", "both"]) == 0
+    out = capsys.readouterr().out
+    assert "val set" in out and "test set" in out and "confusion matrix" in out
+
+    model = tmp_path / "model.pt"
+    assert main(["export", str(project_path), str(model), "--run", "1"]) == 0
+    assert model.is_file()
+
+    csv_path = tmp_path / "preds.csv"
+    assert main(["predict", str(model), str(tmp_path / "imgs" / "dark"), "--csv",
+                 str(csv_path)]) == 0
+    rows = list(csv.DictReader(csv_path.open()))
+    assert len(rows) == 12 and set(rows[0]) >= {"path", "class", "confidence", "p_dark"}
+    capsys.readouterr()
+    one = str(next((tmp_path / "imgs" / "bright").iterdir()))
+    assert main(["predict", str(model), one]) == 0
+    assert capsys.readouterr().out.startswith(one + "\t")
+
+
+def test_cli_errors_are_messages(project_path: Path, tmp_path: Path, capsys) -> None:
+    assert main(["evaluate", str(project_path)]) == 2
+    assert "no finished training run" in capsys.readouterr().err
+    assert main(["train", str(project_path), *TINY, "--img-size", "8"]) == 2
+    assert "at least 32 px" in capsys.readouterr().err
+    assert main(["train", str(project_path), "--pretrained", "--arch", "densenet121",
+                 "--weights", str(tmp_path / "nope.pth"), "--device", "cpu"]) == 2
+    assert "Weights file not found" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "missing.pt"), "x.png"]) == 2
+    assert "Model file not found" in capsys.readouterr().err
+    one_class = tmp_path / "one.dsproj"
+    with Project.create(one_class) as project:
+        add_images(project, write_images(tmp_path / "one", 5, classes=1))
+    assert main(["train", str(one_class), *TINY]) == 2
+    assert "at least 2 classes" in capsys.readouterr().err

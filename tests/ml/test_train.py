@@ -1,0 +1,251 @@
+"""fit(): training, events, snapshot, cancel/resume, early stopping, refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from densestudio.core import runs
+from densestudio.core.progress import CancelToken
+from densestudio.core.store import Project, resplit
+from densestudio.ml import train
+from densestudio.ml.config import ConfigError, TrainConfig, default_config
+from densestudio.ml.events import (
+    BatchProgress,
+    CheckpointSaved,
+    EpochEnded,
+    EvaluationProgress,
+    PreparingData,
+    RunCancelled,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+)
+from densestudio.ml.train import TrainingError, check_trainable, fit
+
+from .conftest import add_images, tiny_config, write_images
+
+
+def test_fit_learns_and_reports_events_in_order(tiny_project: Project) -> None:
+    events: list[object] = []
+    run_id = fit(tiny_project, tiny_config(epochs=3, tta=True), on_event=events.append)
+
+    kinds = [type(e) for e in events]
+    assert kinds[0] is PreparingData
+    first_started = kinds.index(RunStarted)
+    assert all(k is PreparingData for k in kinds[:first_started])
+    assert kinds[-1] is RunFinished
+    epoch_ends = [e for e in events if isinstance(e, EpochEnded)]
+    assert [e.epoch for e in epoch_ends] == [1, 2, 3]
+    # Within each epoch: batches, then EpochEnded, then checkpoint(s).
+    for e in epoch_ends:
+        i = events.index(e)
+        assert isinstance(events[i - 1], BatchProgress) and events[i - 1].epoch == e.epoch
+        assert isinstance(events[i + 1], CheckpointSaved) and not events[i + 1].best
+    assert any(isinstance(e, EvaluationProgress) for e in events)
+    steps = [(e.epoch, e.step) for e in events if isinstance(e, BatchProgress)]
+    assert steps == sorted(steps)
+
+    # Loss falls, the model learned the (easy) task.
+    assert epoch_ends[-1].train_loss < epoch_ends[0].train_loss
+    info = runs.get_run(tiny_project, run_id)
+    assert info.status == "finished" and info.epochs_done == 3
+    assert info.metrics["test_acc"] >= 0.6  # 3 classes: chance is 0.33
+    assert info.class_names == ("dark", "bright", "stripes")
+    assert TrainConfig.from_json(info.config) == tiny_config(epochs=3, tta=True)
+
+    # Rows: per-epoch metrics, snapshot, predictions for val and test.
+    assert [m.epoch for m in runs.epoch_metrics(tiny_project, run_id)] == [1, 2, 3]
+    assert len(runs.run_images(tiny_project, run_id)) == 42
+    assert len(runs.predictions(tiny_project, run_id, "val")) == 6
+    assert len(runs.predictions(tiny_project, run_id, "test")) == 6
+    ckpt = torch.load(info.checkpoint_last, map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 3 and "optimizer" in ckpt and "rng_cpu" in ckpt
+    best = torch.load(info.checkpoint_best, map_location="cpu", weights_only=True)
+    assert best["meta"]["in_channels"] == 1  # all images are grayscale
+
+
+def test_snapshot_is_immune_to_relabeling(tiny_project: Project) -> None:
+    before = {c.name: c.id for c in tiny_project.classes()}
+    all_ids = tiny_project.image_ids()
+    changed = []
+
+    def on_event(e: object) -> None:
+        if isinstance(e, BatchProgress) and not changed:
+            changed.append(tiny_project.set_labels(all_ids, before["dark"]))
+
+    run_id = fit(tiny_project, tiny_config(epochs=1), on_event=on_event)
+    assert changed
+    snapshot = runs.run_images(tiny_project, run_id)
+    assert {r.class_index for r in snapshot} == {0, 1, 2}
+    assert {p.true_index for p in runs.predictions(tiny_project, run_id, "test")} == {0, 1, 2}
+
+
+def test_cancel_then_resume_matches_an_uninterrupted_run(tiny_project: Project) -> None:
+    cfg = tiny_config(epochs=2, ema=True)
+    reference = fit(tiny_project, cfg)
+    ref_losses = [m.train_loss for m in runs.epoch_metrics(tiny_project, reference)]
+
+    token = CancelToken()
+    events: list[object] = []
+
+    def on_event(e: object) -> None:
+        events.append(e)
+        if isinstance(e, BatchProgress) and e.epoch == 2 and e.step == 2:
+            token.cancel()
+
+    run_id = fit(tiny_project, cfg, on_event=on_event, cancel=token)
+    assert isinstance(events[-1], RunCancelled) and events[-1].epoch == 1
+    info = runs.get_run(tiny_project, run_id)
+    assert info.status == "cancelled" and info.epochs_done == 1 and info.resumable
+
+    events.clear()
+    assert fit(tiny_project, None, on_event=events.append, resume_run_id=run_id) == run_id
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert started.start_epoch == 1
+    assert isinstance(events[-1], RunFinished)
+    losses = [m.train_loss for m in runs.epoch_metrics(tiny_project, run_id)]
+    assert losses == pytest.approx(ref_losses, rel=1e-4, abs=1e-5)
+    assert runs.get_run(tiny_project, run_id).status == "finished"
+    with pytest.raises(TrainingError, match="already finished"):
+        fit(tiny_project, None, resume_run_id=run_id)
+
+
+def test_crash_is_recorded_and_resumable(tiny_project: Project, monkeypatch) -> None:
+    real = train.D.augment_batch
+    calls = {"n": 0}
+
+    def flaky(x, preset, g):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 7:  # second epoch (5 steps per epoch)
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(x, preset, g)
+
+    monkeypatch.setattr(train.D, "augment_batch", flaky)
+    events: list[object] = []
+    with pytest.raises(TrainingError, match="smaller batch size or image size"):
+        fit(tiny_project, tiny_config(epochs=2), on_event=events.append)
+    failed = events[-1]
+    assert isinstance(failed, RunFailed) and "Out of memory" in failed.message
+    info = runs.get_run(tiny_project, failed.run_id)
+    assert info.status == "failed" and info.epochs_done == 1 and "memory" in info.error
+
+    monkeypatch.setattr(train.D, "augment_batch", real)
+    fit(tiny_project, None, resume_run_id=failed.run_id)
+    info = runs.get_run(tiny_project, failed.run_id)
+    assert info.status == "finished" and info.epochs_done == 2 and info.error is None
+
+
+def test_early_stopping(tiny_project: Project, monkeypatch) -> None:
+    monkeypatch.setattr(train, "_score", lambda *a: 0.0)  # never improves after epoch 1
+    events: list[object] = []
+    run_id = fit(
+        tiny_project, tiny_config(epochs=8, early_stopping_patience=2), on_event=events.append
+    )
+    finished = events[-1]
+    assert isinstance(finished, RunFinished) and finished.stopped_early
+    assert finished.best_epoch == 1
+    assert runs.get_run(tiny_project, run_id).epochs_done == 3
+
+
+@pytest.mark.parametrize("balance", ["weighted_loss", "sampler"])
+def test_balance_options_train(tmp_path, balance: str) -> None:
+    files = write_images(tmp_path / "a", 6, classes=2) + write_images(tmp_path / "b", 20, seed=1,
+                                                                     classes=1)
+    with Project.create(tmp_path / "p.dsproj") as project:
+        add_images(project, files)
+        run_id = fit(project, tiny_config(epochs=1, balance=balance, augment="none"))
+        assert runs.get_run(project, run_id).status == "finished"
+
+
+def test_rgb_images_give_a_three_channel_model(tmp_path) -> None:
+    from PIL import Image
+
+    files = write_images(tmp_path / "imgs", 8, classes=2)
+    for p, _ in files:
+        Image.open(p).convert("RGB").save(p)
+    with Project.create(tmp_path / "p.dsproj") as project:
+        add_images(project, files)
+        run_id = fit(project, tiny_config(epochs=1))
+        best = torch.load(runs.get_run(project, run_id).checkpoint_best, weights_only=True)
+        assert best["meta"]["in_channels"] == 3 and best["meta"]["mode"] == "RGB"
+
+
+# ------------------------------------------------------------------ refusals
+def test_refuses_fewer_than_two_classes(tmp_path) -> None:
+    with Project.create(tmp_path / "p.dsproj") as project:
+        add_images(project, write_images(tmp_path / "i", 8, classes=1))
+        assert "at least 2 classes" in check_trainable(project)[0]
+        with pytest.raises(TrainingError, match="at least 2 classes"):
+            fit(project, tiny_config())
+        assert runs.list_runs(project) == []
+
+
+def test_refuses_class_without_training_images(tiny_project: Project) -> None:
+    tiny_project.add_class("scratches")
+    problems = check_trainable(tiny_project)
+    assert any("'scratches' has no training images" in p for p in problems)
+    with pytest.raises(TrainingError, match="'scratches' has no training images"):
+        fit(tiny_project, tiny_config())
+
+
+def test_refuses_without_validation_images(tiny_project: Project) -> None:
+    resplit(tiny_project, (0.8, 0.0, 0.2), seed=1)
+    with pytest.raises(TrainingError, match="no validation images"):
+        fit(tiny_project, tiny_config())
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"arch": "resnet50"}, "Unknown architecture"),
+        ({"img_size": 16}, "at least 32 px"),
+        ({"batch_size": 1}, "Batch size"),
+        ({"strategy": "head"}, "use 'full'"),
+        ({"augment": "heavy"}, "Unknown augment"),
+        ({"lr": 0.0}, "Learning rate"),
+        ({"arch": "densenet_bc_1m", "pretrained": True}, "no pretrained weights"),
+    ],
+)
+def test_bad_configs_are_refused(tiny_project: Project, changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        fit(tiny_project, tiny_config(**changes))
+
+
+def test_config_json_roundtrip_and_defaults() -> None:
+    cfg = tiny_config(early_stopping_patience=3, channels=1)
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+    for n, dev, w in [(40, "cpu", False), (1800, "cpu", False), (50_000, "cpu", False),
+                      (1000, "cpu", True), (5000, "cuda", True), (500, "cuda", False)]:
+        d = default_config(n, dev, w)
+        assert d.problems() == [], (n, dev, w)
+        assert d.uses_pretrained == (w and (dev == "cuda" or n < 3000))
+
+
+def test_head_then_full_with_a_user_weights_file(tiny_project: Project, tmp_path) -> None:
+    """A picked weights file (no hub, no network): head epoch keeps the backbone frozen."""
+    from densestudio.ml import zoo
+
+    torch.manual_seed(0)
+    weights = tmp_path / "imagenet.pth"
+    torch.save(zoo.build_model("densenet121", 1000, 3).backbone.state_dict(), weights)
+    original = torch.load(weights, weights_only=True)
+    key = "features.denseblock1.denselayer1.conv1.weight"
+    seen: dict[int, torch.Tensor] = {}
+
+    def on_event(e: object) -> None:
+        if isinstance(e, CheckpointSaved) and not e.best:
+            state = torch.load(e.path, weights_only=True)["model"]
+            seen[e.epoch] = state["backbone." + key]
+
+    cfg = tiny_config(
+        arch="densenet121", weights_path=str(weights), strategy="head_then_full",
+        unfreeze_epoch=1, epochs=2, batch_size=8,
+    )  # fmt: skip
+    run_id = fit(tiny_project, cfg, on_event=on_event)
+    assert torch.equal(seen[1], original[key])  # frozen during the head epoch
+    assert not torch.equal(seen[2], original[key])  # fine-tuned afterwards
+    best = torch.load(runs.get_run(tiny_project, run_id).checkpoint_best, weights_only=True)
+    assert best["meta"]["in_channels"] == 3 and best["meta"]["mean"] == pytest.approx(
+        list(zoo.IMAGENET_MEAN)
+    )
