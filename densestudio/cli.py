@@ -281,7 +281,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from densestudio.core.progress import CancelToken
     from densestudio.ml.events import (
-        BatchProgress, EpochEnded, EvaluationProgress, PreparingData, RunCancelled,
+        BatchProgress, EpochEnded, EvaluationProgress, ImagesSkipped, PreparingData, RunCancelled,
         RunFinished, RunStarted, WeightsDownload,
     )  # fmt: skip
     from densestudio.ml.train import fit
@@ -297,6 +297,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif isinstance(e, PreparingData):
             line.update(f"preparing images {bar(e.done / max(e.total, 1))} {e.done}/{e.total}"
                         f" ({e.from_disk_cache} from cache)", force=e.done == e.total)
+        elif isinstance(e, ImagesSkipped):
+            line.done()
+            print(f"warning: {e.count} image(s) could not be read and are left out of this "
+                  f"run: {'; '.join(e.examples)}", file=sys.stderr)
         elif isinstance(e, RunStarted):
             line.done()
             state["epochs"] = e.total_epochs
@@ -405,18 +409,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     force=len(results) == len(paths))
     line.done()
     names = model.class_names
+    point = model.operating_point  # OK/NG decisions when the model carries one
+    if point is not None:
+        band = (f", UNSURE if {point.unsure_low:.3f} <= P < {point.unsure_high:.3f}"
+                if point.unsure_low is not None else "")
+        print(f"Operating point: OK if P({point.good_class}) >= {point.threshold:.3f}, "
+              f"else NG{band}", file=sys.stderr)
     if args.csv:
         with open(args.csv, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["path", "class", "confidence", *[f"p_{n}" for n in names], "error"])
+            w.writerow(["path", "class", "confidence", *[f"p_{n}" for n in names], "error",
+                        *(["decision"] if point is not None else [])])
             for r in results:
                 w.writerow([r.path, r.class_name or "", f"{r.confidence:.6f}",
-                            *[f"{v:.6f}" for v in r.probs], r.error or ""])
+                            *[f"{v:.6f}" for v in r.probs], r.error or "",
+                            *([r.decision or ""] if point is not None else [])])
         print(f"Wrote {len(results)} rows to {args.csv}")
     else:
         for r in results:
             if r.error:
                 print(f"{r.path}\tERROR\t{r.error}")
+            elif r.decision is not None:
+                print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}\t{r.decision}")
             else:
                 print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}")
     return EXIT_PARTIAL if any(r.error for r in results) else EXIT_OK
@@ -473,7 +487,8 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx", action="store_true", help="also write OUT.onnx (needs onnx)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("predict", help="classify images with an exported model (no project)")
+    p = sub.add_parser("predict", help="classify images with an exported model (no project); "
+                       "prints OK/NG/UNSURE too when the model has an operating point")
     p.add_argument("model", help="an exported .pt file")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--csv", metavar="OUT", help="write results to a CSV file")

@@ -224,6 +224,23 @@ def update_run(
             s.add(EpochMetric(run_id=run_id, **epoch_metric.__dict__))
 
 
+def update_run_extra(project: Project, run_id: int, **changes: object) -> dict:
+    """Set keys of the run's ``extra`` JSON (run-scoped settings) in one transaction; a value
+    of None removes the key. Returns the new ``extra`` dict."""
+    with project.transaction() as s:
+        row = s.get(Run, run_id)
+        if row is None:
+            raise ProjectError(f"No run with id {run_id} in this project.")
+        extra = json.loads(row.extra_json or "{}")
+        for key, value in changes.items():
+            if value is None:
+                extra.pop(key, None)
+            else:
+                extra[key] = value
+        row.extra_json = json.dumps(extra)
+    return extra
+
+
 def rename_run(project: Project, run_id: int, name: str) -> None:
     update_run(project, run_id, name=name.strip())
 
@@ -244,6 +261,15 @@ def delete_run(project: Project, run_id: int) -> None:
 
 
 # ------------------------------------------------------------------ snapshot and metrics
+def drop_run_images(project: Project, run_id: int, image_ids: Sequence[int]) -> None:
+    """Remove images from a run's snapshot (e.g. files that could not be read)."""
+    ids = list(image_ids)
+    with project.transaction() as s:
+        for start in range(0, len(ids), 5000):
+            s.execute(delete(RunImage).where(RunImage.run_id == run_id,
+                                             RunImage.image_id.in_(ids[start : start + 5000])))
+
+
 def run_images(project: Project, run_id: int, split: str | None = None) -> list[RunImageInfo]:
     with project.session() as s:
         stmt = select(RunImage.image_id, RunImage.class_index, RunImage.split).where(

@@ -407,6 +407,12 @@ class Project:
     def missing_images(self) -> list[ImageInfo]:
         return self.page(ImageFilter(missing=True), limit=1_000_000)
 
+    def flag_missing(self, image_ids: Sequence[int]) -> None:
+        """Mark images whose files turned out to be gone (the rows and labels stay)."""
+        with self.transaction() as s:
+            for chunk in _chunks(list(image_ids)):
+                s.execute(update(Image).where(Image.id.in_(chunk)).values(missing=True))
+
     def refresh_missing(self) -> tuple[int, int]:
         """Check every file on disk; flag vanished ones. Returns (now missing, restored)."""
         with self.session() as s:
@@ -583,3 +589,18 @@ def lock_test_split(project: Project, locked: bool) -> None:
 
     with project.transaction() as s:
         splits.set_test_locked(s, locked)
+
+
+def set_split_group_by(project: Project, group_by: str, apply: bool = True) -> int:
+    """Keep groups together: "" (none), "folder" or "regex:PATTERN" (see splits).
+
+    With ``apply`` every labeled image is re-assigned at once (same seed; a locked test set
+    stays as it is), in the same transaction. Returns how many images were assigned.
+    """
+    from densestudio.core import splits
+
+    with project.transaction() as s:
+        splits.set_group_by(s, group_by)
+        if not apply:
+            return 0
+        return splits.resplit(s, None, splits.read_settings(s).seed)

@@ -85,6 +85,16 @@ class RunCancelled:
 
 
 @dataclass(frozen=True)
+class ImagesSkipped:
+    """Images of the snapshot that could not be read (moved, deleted, corrupt): the run
+    goes on without them; missing files are flagged in the project."""
+
+    run_id: int
+    count: int
+    examples: tuple[str, ...]  # "name: reason" for the first few
+
+
+@dataclass(frozen=True)
 class RunFailed:
     run_id: int
     message: str

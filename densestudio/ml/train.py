@@ -41,6 +41,7 @@ from densestudio.ml.events import (
     BatchProgress,
     CheckpointSaved,
     EpochEnded,
+    ImagesSkipped,
     PreparingData,
     RunCancelled,
     RunFailed,
@@ -261,6 +262,21 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def _skip_unreadable(
+    project: Project, run_id: int, snap: Snapshot, pixels: torch.Tensor,
+    failures: list[D.DecodeFailure], on_event: EventCallback,
+) -> tuple[torch.Tensor, Snapshot]:
+    """Drop images that could not be read from the run (with a warning), flag vanished
+    files as missing in the project, and return the remaining pixels and snapshot."""
+    bad = {f.image_id for f in failures}
+    runs.drop_run_images(project, run_id, sorted(bad))
+    project.flag_missing([f.image_id for f in failures if not Path(f.path).exists()])
+    examples = tuple(f"{Path(f.path).name}: {f.reason}" for f in failures[:5])
+    _emit(on_event, ImagesSkipped(run_id, len(failures), examples))
+    keep = [i for i, item in enumerate(snap.items) if item.image_id not in bad]
+    return pixels[keep], load_snapshot(project, run_id)
+
+
 # ------------------------------------------------------------------ fit
 def fit(
     project: Project,
@@ -358,17 +374,15 @@ def _train(
         snap.items, cfg.img_size, mode, progress, cancel
     )
     if failures:
-        shown = "; ".join(f"{Path(f.path).name}: {f.reason}" for f in failures[:3])
-        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
-        raise TrainingError(
-            f"{len(failures)} image(s) could not be read: {shown}{more}. Fix or unlabel them "
-            "(`densestudio info --check-files` finds missing files)."
-        )
+        pixels, snap = _skip_unreadable(project, run_id, snap, pixels, failures, on_event)
     labels = torch.tensor(snap.labels, dtype=torch.long)
     tr = torch.tensor(snap.indices("train"), dtype=torch.long)
     va = torch.tensor(snap.indices("val"), dtype=torch.long)
     if tr.numel() < 2 or va.numel() == 0:
         raise TrainingError("The run needs at least 2 training images and 1 validation image.")
+    empty = [n for c, n in enumerate(snap.class_names) if not (labels[tr] == c).any()]
+    if empty:
+        raise TrainingError(f"No readable training image left for: {', '.join(empty)}.")
     x_train, y_train = pixels[tr], labels[tr]
     x_val, y_val = pixels[va], labels[va]
 
