@@ -1,0 +1,40 @@
+"""`densestudio audit`: the most suspicious labels from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from densestudio.cli import main
+from densestudio.core import runs
+from densestudio.core.store import Project
+from densestudio.ml.threads import limited_threads
+from tests.ml.conftest import CLASS_NAMES, add_images, write_images
+
+
+def test_audit_command(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    files = write_images(tmp_path / "imgs", 10)
+    wrong = files[0][0]  # a dark image labeled "stripes"
+    files[0] = (wrong, CLASS_NAMES[2])
+    path = tmp_path / "p.dsproj"
+    with Project.create(path) as project:
+        add_images(project, files)
+
+    assert main(["audit", str(path), "--show"]) == 2  # no audit yet: a clear error
+    assert "no label audit yet" in capsys.readouterr().err
+
+    with limited_threads(1):
+        assert main(["audit", str(path), "--folds", "3", "--epochs", "8", "--img-size", "32",
+                     "--device", "cpu", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Label audit: 30 labeled images, 3 folds x 8 epochs on cpu" in out
+    assert "fold 3/3:" in out and "suspected label error" in out
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("rank"))
+    table = lines[header + 1 : header + 4]
+    assert 1 <= len(table) <= 3
+    assert any(str(wrong) in line and "stripes -> dark" in line for line in table), out
+    with Project.open(path) as project:
+        assert runs.list_runs(project) == [] and len(runs.list_runs(project, kind=None)) == 1
+
+    assert main(["audit", str(path), "--show", "--top", "1"]) == 0
+    assert "rank" in capsys.readouterr().out
