@@ -4,8 +4,9 @@ The file (``.pt``, TorchScript) maps a float32 N x C x H x W batch of pixels in 
 class probabilities; normalization (and the run's flip test-time augmentation, if it used
 one) is inside the model. A JSON document stored in the file (extra file
 ``densestudio.json``) carries the class names, input size, channels, normalization,
-architecture, metrics, a fingerprint of the training data and the app version. Running it
-needs only torch (and Pillow to read images)::
+architecture, metrics, a fingerprint of the training data, the app version and - when one
+was chosen in the Review tab - the OK/NG operating point (``operating_point``: good class,
+threshold on P(good), unsure band). Running it needs only torch (and Pillow to read images)::
 
     import json, numpy as np, torch
     from PIL import Image, ImageOps
@@ -19,6 +20,12 @@ needs only torch (and Pillow to read images)::
     x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
     probs = model(x)[0]
     print(meta["class_names"][int(probs.argmax())], float(probs.max()))
+    op = meta.get("operating_point")  # OK / NG / UNSURE for a defect inspector
+    if op:
+        p_good = float(probs[op["good_index"]])
+        lo, hi = op["unsure_low"], op["unsure_high"]
+        unsure = lo is not None and lo <= p_good < hi
+        print("UNSURE" if unsure else "OK" if p_good >= op["threshold"] else "NG")
 """
 
 from __future__ import annotations
@@ -94,11 +101,27 @@ def export_metadata(project: Project, run_id: int, meta: dict) -> dict:
         "data_fingerprint": info.metrics.get("data_fingerprint"),
         "run": {"id": run_id, "name": info.name, "config": info.config,
                 "best_epoch": info.best_epoch},
+        "operating_point": _operating_point_meta(info),
         "app_version": __version__,
         "torch_version": torch.__version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "created_on": platform.platform(),
     }  # fmt: skip
+
+
+def _operating_point_meta(info: runs.RunInfo) -> dict | None:
+    """The run's OK/NG operating point for the metadata (None when it has none):
+    OK if P(good_class) >= threshold, UNSURE if unsure_low <= P(good_class) < unsure_high."""
+    from dataclasses import asdict
+
+    from densestudio.ml.operating_point import EXTRA_KEY, from_dict
+
+    point = from_dict(info.extra.get(EXTRA_KEY))
+    if point is None or point.good_class not in info.class_names:
+        return None
+    return {**asdict(point), "good_index": list(info.class_names).index(point.good_class),
+            "rule": "OK if P(good_class) >= threshold, else NG; UNSURE (sent to a person) "
+                    "if unsure_low <= P(good_class) < unsure_high"}
 
 
 def export_model(project: Project, run_id: int, out_path: str | Path, onnx: bool = False) -> Path:
@@ -164,6 +187,7 @@ class PredictionResult:
     confidence: float
     probs: np.ndarray  # float32, one per class name
     error: str | None = None
+    decision: str | None = None  # "OK" | "NG" | "UNSURE" when the model has an operating point
 
     @property
     def index(self) -> int | None:
@@ -189,6 +213,20 @@ class ExportedModel:
     @property
     def mode(self) -> str:
         return str(self.metadata["input"]["mode"])
+
+    @property
+    def operating_point(self):  # noqa: ANN201 - OperatingPoint | None
+        """The OK/NG operating point stored in the file (None when it has none)."""
+        from densestudio.ml.operating_point import from_dict
+
+        return from_dict(self.metadata.get("operating_point"))
+
+    def decide(self, probs: np.ndarray) -> str | None:
+        """"OK", "NG" or "UNSURE" for one image's probabilities (None without a point)."""
+        point = self.operating_point
+        if point is None or point.good_class not in self.class_names:
+            return None
+        return point.decide(float(probs[self.class_names.index(point.good_class)]))
 
     def preprocess(self, source: str | Path | Image.Image) -> torch.Tensor:
         return torch.from_numpy(D.prepare_pixels(source, self.img_size, self.mode))
@@ -218,7 +256,8 @@ class ExportedModel:
             probs = self.module(x).float().numpy()
             for (i, label), p in zip(where, probs):
                 k = int(p.argmax())
-                results[i] = PredictionResult(label, names[k], float(p[k]), p.astype(np.float32))
+                results[i] = PredictionResult(label, names[k], float(p[k]), p.astype(np.float32),
+                                              decision=self.decide(p))
         return results  # type: ignore[return-value]
 
 

@@ -97,3 +97,75 @@ def rates_at(p_good: np.ndarray, is_good: np.ndarray, point: OperatingPoint) -> 
         if n_good else 0.0,
         "unsure_fraction": float((~sure).mean()) if len(decisions) else 0.0,
     }
+
+
+# ------------------------------------------------------------------ stored with a run
+# The point lives in the run's ``extra`` JSON under "operating_point" (the good class is part
+# of it), so it travels with the run: predict and export read it from there.
+EXTRA_KEY = "operating_point"
+GOOD_NAMES = ("ok", "good", "pass", "passed", "normal", "okay", "no_defect", "nodefect",
+              "no defect", "defect-free", "defect_free", "clean", "non_defective")
+
+
+class OperatingPointError(ValueError):
+    """An operating point that cannot be used (unknown class, threshold out of range)."""
+
+
+def validate(point: OperatingPoint, class_names: tuple[str, ...] | list[str]) -> OperatingPoint:
+    if point.good_class not in class_names:
+        raise OperatingPointError(
+            f"'{point.good_class}' is not a class of this model ({', '.join(class_names)}).")
+    if not 0.0 <= point.threshold <= 1.0:
+        raise OperatingPointError("The threshold must be between 0 and 1.")
+    if (point.unsure_low is None) != (point.unsure_high is None):
+        raise OperatingPointError("The unsure band needs both a lower and an upper end.")
+    if point.unsure_low is not None and point.unsure_high is not None and not (
+            0.0 <= point.unsure_low < point.unsure_high <= 1.0):
+        raise OperatingPointError("The unsure band must satisfy 0 <= low < high <= 1.")
+    if point.cost_miss < 0 or point.cost_false_reject < 0:
+        raise OperatingPointError("Costs cannot be negative.")
+    return point
+
+
+def from_dict(data: dict | None) -> OperatingPoint | None:
+    """An ``OperatingPoint`` from its JSON dict (as stored or in model metadata)."""
+    if not data:
+        return None
+    known = {"good_class", "threshold", "unsure_low", "unsure_high", "cost_miss",
+             "cost_false_reject"}
+    return OperatingPoint(**{k: v for k, v in data.items() if k in known})
+
+
+def save_operating_point(
+    project, run_id: int, point: OperatingPoint | None  # noqa: ANN001 - core.store.Project
+) -> None:
+    """Store (or, with None, remove) the run's operating point."""
+    from dataclasses import asdict
+
+    from densestudio.core import runs
+
+    if point is not None:
+        validate(point, runs.run_class_names(project, run_id))
+    runs.update_run_extra(project, run_id, **{EXTRA_KEY: asdict(point) if point else None})
+
+
+def load_operating_point(project, run_id: int) -> OperatingPoint | None:  # noqa: ANN001
+    from densestudio.core import runs
+
+    return from_dict(runs.get_run(project, run_id).extra.get(EXTRA_KEY))
+
+
+def suggest_good_class(class_names: tuple[str, ...] | list[str]) -> str | None:
+    """A class whose name says "good" ("ok", "good", "pass", ...), or None."""
+    for name in class_names:
+        if name.strip().lower() in GOOD_NAMES:
+            return name
+    return None
+
+
+def good_scores(probs: np.ndarray, true_index: np.ndarray, good_index: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """P(good) per image and whether the image really is good, from stored predictions
+    (``probs``: N x classes; ``true_index``: N labels)."""
+    probs = np.asarray(probs, dtype=np.float64).reshape(len(true_index), -1)
+    return probs[:, good_index], np.asarray(true_index) == good_index

@@ -75,6 +75,11 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     from densestudio.ui.main_window import app_icon
 
     app.setWindowIcon(app_icon())
+    from densestudio.ml.threads import start_warm_up
+
+    # torch's one-time lazy imports (>1 s, some holding the GIL for 100+ ms) happen now, in
+    # the background while the window appears, instead of freezing the GUI mid-training.
+    start_warm_up()
     from densestudio.ui.errors import install_excepthook
 
     install_excepthook(app)

@@ -22,6 +22,7 @@ from densestudio.core.store import (
     Project,
     lock_test_split,
     resplit,
+    set_split_group_by,
     split_settings,
 )
 from densestudio.ui import undo
@@ -118,6 +119,28 @@ class ProjectController(QObject):
             self._labels_changed(change.image_ids)
         return change
 
+    def label_images_many(
+        self, assignments: Sequence[tuple[int, int | None]], source: str | None = None,
+        text: str | None = None,
+    ) -> LabelChange | None:
+        """Give each image its own label in one undoable step (e.g. accepted predictions,
+        recorded with ``source`` = models.SOURCE_PREDICTION)."""
+        pairs = list(assignments)
+        if not pairs:
+            return None
+        if source is None:
+            change = self._guard(lambda: self.project.set_labels_many(pairs))
+        else:
+            change = self._guard(lambda: self.project.set_labels_many(pairs, source=source))
+        if change is None:
+            return None
+        if len(change):
+            n = len(change)
+            self.undo_stack.push(undo.LabelCommand(
+                self, change, text or f"Label {n} image{'s' if n != 1 else ''}"))
+            self._labels_changed(change.image_ids)
+        return change
+
     # ------------------------------------------------------------ classes
     def add_class(self, name: str, color: str | None = None) -> ClassInfo | None:
         info = self._guard(lambda: self.project.add_class(name, color))
@@ -205,6 +228,27 @@ class ProjectController(QObject):
         ok = self._guard(lambda: lock_test_split(self.project, locked)) is not None
         self.splitsChanged.emit()
         return ok
+
+    def set_group_by(self, group_by: str) -> int | None:
+        """Keep groups ("folder" / "regex:PATTERN" / "" = none) in one split and re-split."""
+        n = self._guard(lambda: set_split_group_by(self.project, group_by))
+        if n is not None:
+            self._splits_moved()
+        return n
+
+    def move_near_duplicates_together(self, groups: Sequence[Any]) -> int | None:
+        """Put each group of near-identical images (core.near_duplicates) in one split."""
+        from densestudio.core.near_duplicates import move_together
+
+        n = self._guard(lambda: move_together(self.project, list(groups)))
+        if n is not None:
+            self._splits_moved()
+        return n
+
+    def _splits_moved(self) -> None:
+        self.counts(fresh=True)
+        self.splitsChanged.emit()
+        self.countsChanged.emit()
 
     # ------------------------------------------------------------ internals
     def _guard(self, fn: Callable[[], Any]) -> Any:

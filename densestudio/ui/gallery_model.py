@@ -38,6 +38,7 @@ class TileOverlay:
     confidence: float
     correct: bool | None = None  # None when the image has no label to compare with
     text: str = ""  # extra line, e.g. "p=0.93"
+    relabeled: bool = False  # the label changed since the run that made the prediction
 
 
 class GalleryModel(QAbstractListModel):
@@ -46,6 +47,7 @@ class GalleryModel(QAbstractListModel):
     ClassRole = Qt.ItemDataRole.UserRole + 3
     OverlayRole = Qt.ItemDataRole.UserRole + 4
     ThumbStateRole = Qt.ItemDataRole.UserRole + 5  # "ready" | "loading" | "failed"
+    HeatmapRole = Qt.ItemDataRole.UserRole + 6  # QPixmap laid over the thumbnail (or None)
 
     queryChanged = Signal()
 
@@ -219,7 +221,14 @@ class GalleryModel(QAbstractListModel):
             cls = self.class_of(info)
             label = cls.name if cls else "unlabeled"
             split = f" · {info.split}" if info.split else ""
-            return f"{info.path}\n{info.width}×{info.height} · {label}{split}"
+            tip = f"{info.path}\n{info.width}×{info.height} · {label}{split}"
+            overlay = self._overlay.get(info.id)
+            if overlay is not None:
+                pred = self.class_by_id(overlay.predicted_class_id)
+                tip += f"\npredicted: {pred.name if pred else '?'} ({overlay.confidence:.0%})"
+                if overlay.relabeled:
+                    tip += "\nrelabeled since the run"
+            return tip
         return None
 
     # ------------------------------------------------------------ updates

@@ -88,6 +88,11 @@ class TileDelegate(QStyledItemDelegate):
             target = QRect(QPoint(0, 0), size)
             target.moveCenter(thumb_rect.center())
             painter.drawPixmap(target, pixmap)
+            heat = model.data(index, GalleryModel.HeatmapRole)
+            if heat is not None and not heat.isNull():  # review tiles: where the model looks
+                painter.setOpacity(0.65)
+                painter.drawPixmap(target, heat)
+                painter.setOpacity(1.0)
         else:
             base = QColor(palette.color(QPalette.ColorRole.Mid))
             base.setAlpha(60)
@@ -137,7 +142,8 @@ class TileDelegate(QStyledItemDelegate):
             label = f"{mark}{pred.name if pred else '?'}"
             if overlay.text:
                 label += f" {overlay.text}"
-            label = fm.elidedText(label, Qt.TextElideMode.ElideRight, side // 2 + 20)
+            width = max(side // 2 + 20, side - 44)  # leave room for the split marker
+            label = fm.elidedText(label, Qt.TextElideMode.ElideRight, width)
             w = fm.horizontalAdvance(label) + 8
             tag = QRectF(thumb_rect.left() + 3, thumb_rect.top() + 3, w, chip_h)
             bg = (QColor(0, 0, 0, 160) if overlay.correct is None
@@ -148,6 +154,18 @@ class TileDelegate(QStyledItemDelegate):
             painter.setPen(QColor("#ffffff"))
             painter.setFont(self._bold_small)
             painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, label)
+
+            if overlay.relabeled:
+                text = "relabeled" if self.tile >= 112 else "R"
+                w = fm.horizontalAdvance(text) + 8
+                tag = QRectF(thumb_rect.right() - w - 2, thumb_rect.bottom() - chip_h - 2, w,
+                             chip_h)
+                painter.setPen(Qt.PenStyle.NoPen)
+                painter.setBrush(QColor("#e69f00"))
+                painter.drawRoundedRect(tag, 3, 3)
+                painter.setPen(QColor("#111111"))
+                painter.setFont(self._bold_small)
+                painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
 
         # File name.
         name_rect = QRect(rect.left() + m, thumb_rect.bottom() + 2, side, fm.height() + 2)

@@ -51,9 +51,13 @@ from densestudio.ui.filter_bar import FilterBar
 from densestudio.ui.gallery_model import GalleryModel
 from densestudio.ui.gallery_view import GalleryView
 from densestudio.ui.import_dialog import ImportDialog, ImportProgressWidget, ImportReportDialog
+from densestudio.ui.audit_panel import AuditPanel
+from densestudio.ui.review_panel import ReviewPanel
 from densestudio.ui.settings import Preferences
 from densestudio.ui.split_panel import SplitPanel
 from densestudio.ui.thumbnail_loader import ThumbnailLoader
+from densestudio.ui.train_panel import TrainPanel
+from densestudio.ui.heatmaps import HeatmapService
 from densestudio.ui.viewer import ImageViewer
 from densestudio.ui.welcome import WelcomeView
 from densestudio.ui.workers import Worker
@@ -93,6 +97,7 @@ class MainWindow(QMainWindow):
     projectOpened = Signal(object)  # Path
     projectClosed = Signal()
     importFinished = Signal(object)  # ImportReport (also when cancelled)
+    relinkFinished = Signal(object)  # RelinkResult
     workerFailed = Signal(str)
 
     def __init__(self, prefs: Preferences | None = None) -> None:
@@ -123,6 +128,8 @@ class MainWindow(QMainWindow):
         self.gallery = GalleryArea(self)
         self.gallery.setModel(self.model)
         self.viewer = ImageViewer(self)
+        self.heatmaps = HeatmapService(self)  # shared by the viewer and the review tiles
+        self.viewer.set_heatmap_service(self.heatmaps)
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
         self.splitter.addWidget(self.gallery)
         self.splitter.addWidget(self.viewer)
@@ -138,6 +145,13 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(images_page, "Images")
+        self.train_panel = TrainPanel(self, self)
+        self.review_panel = ReviewPanel(self, self)
+        self.export_dialog = None
+        self.add_tab(self.train_panel, "Train", scroll=True)
+        self.add_tab(self.review_panel, "Review", scroll=True)
+        self.audit_panel = AuditPanel(self, self)
+        self.add_tab(self.audit_panel, "Label audit", scroll=True)
         self.stack = QStackedWidget(self)
         self.stack.addWidget(self.welcome)
         self.stack.addWidget(self.tabs)
@@ -209,6 +223,12 @@ class MainWindow(QMainWindow):
         self.import_action = self._action("&Import Images…", lambda: self.show_import_dialog(),
                                           "Ctrl+I", self._icon("list-add", SP.SP_DirOpenIcon),
                                           "Import folders or files into the project")
+        self.relink_action = self._action(
+            "Re&link Moved Images…", lambda: self.start_relink(), tip="Find images that were "
+            "moved or renamed, by their content, in a folder you choose")
+        self.refresh_action = self._action(
+            "&Refresh", self.refresh_project, K.Refresh,
+            tip="Show images another program added and check for missing files")
         self.close_action = self._action("&Close Project", self.close_project, K.Close)
         self.quit_action = self._action("&Quit", self.close, K.Quit)
         self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
@@ -251,7 +271,8 @@ class MainWindow(QMainWindow):
         self.shortcuts_action = self._action("&Keyboard Shortcuts", self.show_shortcuts, "F1")
         self.about_action = self._action("&About DenseStudio", self.show_about)
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
-        self.project_actions = [self.import_action, self.close_action, self.select_all_action,
+        self.project_actions = [self.import_action, self.relink_action, self.refresh_action,
+                                self.close_action, self.select_all_action,
                                 self.next_unlabeled_action, self.unlabel_action,
                                 self.add_class_action, self.bigger_action, self.smaller_action]
 
@@ -264,6 +285,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.demo_action)
         file_menu.addSeparator()
         file_menu.addAction(self.import_action)
+        file_menu.addAction(self.relink_action)
+        file_menu.addAction(self.refresh_action)
         file_menu.addSeparator()
         file_menu.addAction(self.close_action)
         file_menu.addAction(self.quit_action)
@@ -321,6 +344,14 @@ class MainWindow(QMainWindow):
         self.class_panel.labelSelectionRequested.connect(self.label_selection)
         self.class_panel.showClassRequested.connect(self._show_class)
         self.split_panel.showSplitRequested.connect(self._show_split)
+        self.split_panel.showImagesRequested.connect(self.show_images)
+
+        self.train_panel.reviewRequested.connect(self.review_run)
+        self.train_panel.runFinished.connect(self._on_run_finished)
+        self.train_panel.runs.runDeleted.connect(lambda _id: self.review_panel.refresh_runs())
+        self.review_panel.exportRequested.connect(self.show_export_dialog)
+        self.review_panel.runChanged.connect(self._update_heatmap_run)
+        self.train_panel.runs.runDeleted.connect(self._update_heatmap_run)
 
     # ================================================================ projects
     @property
@@ -387,6 +418,12 @@ class MainWindow(QMainWindow):
                             "Cancel the import (or wait for it to finish) before switching "
                             "projects.")
             return False
+        if (self.train_panel.running or self.review_panel.worker is not None
+                or self.audit_panel.running):
+            self.show_error("Training is running",
+                            "Cancel the training run (it can be resumed later) or wait for it "
+                            "to finish before switching projects.")
+            return False
         return True
 
     def _set_project(self, project: Project) -> None:
@@ -407,7 +444,13 @@ class MainWindow(QMainWindow):
         controller.countsChanged.connect(self._update_counts)
         self.class_panel.set_controller(controller)
         self.split_panel.set_controller(controller)
+        self.train_panel.set_controller(controller)
+        self.heatmaps.set_project(project)
+        self.review_panel.set_controller(controller)
+        self._update_heatmap_run()
+        self.audit_panel.set_controller(controller)
         self.viewer.show_image(None)
+        self.tabs.setCurrentIndex(0)
         self.stack.setCurrentWidget(self.tabs)
         self._set_docks_visible(True)
         for action in self.project_actions:
@@ -431,6 +474,14 @@ class MainWindow(QMainWindow):
         self.model.set_controller(None)
         self.class_panel.set_controller(None)
         self.split_panel.set_controller(None)
+        self.train_panel.set_controller(None)
+        self.review_panel.set_controller(None)
+        self.heatmaps.set_project(None)  # stops its worker before the project closes
+        self.viewer.set_heatmap_run(None)
+        self.audit_panel.set_controller(None)
+        if self.export_dialog is not None:
+            self.export_dialog.close()
+            self.export_dialog = None
         self.viewer.show_image(None)
         self.undo_group.removeStack(controller.undo_stack)
         controller.close()
@@ -563,6 +614,42 @@ class MainWindow(QMainWindow):
         self._start(worker)
         return worker
 
+    def start_relink(self, folder: Path | None = None) -> Worker | None:
+        """Look for missing images (by content hash) under a folder, in a worker thread."""
+        from densestudio.core.importer import relink
+
+        if self.controller is None:
+            return None
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(self, "Folder that now holds the images")
+            if not chosen:
+                return None
+            folder = Path(chosen)
+        worker = Worker(relink, self.controller.project, [Path(folder)], parent=self)
+        worker.finished.connect(self._on_relink_finished)
+        worker.failed.connect(lambda message: self.show_error("Relink failed", message))
+        self.relink_worker = worker
+        self.statusBar().showMessage(f"Looking for missing images in {folder}…")
+        self._start(worker)
+        return worker
+
+    def _on_relink_finished(self, result) -> None:  # noqa: ANN001
+        self._refresh_after_import()
+        message = (f"Relinked {result.relinked} image(s); {result.still_missing} still missing.")
+        self.statusBar().showMessage(message, 15000)
+        self.relinkFinished.emit(result)
+
+    def refresh_project(self) -> None:
+        """Re-read the project (another process may have imported or labeled) and re-check
+        which files are missing."""
+        if self.controller is None:
+            return
+        missing, restored = self.controller.project.refresh_missing()
+        self._refresh_after_import()
+        self.statusBar().showMessage(
+            f"{self.controller.project.count_images():,} images · {missing:,} missing files"
+            + (f" · {restored:,} found again" if restored else ""), 10000)
+
     def cancel_import(self) -> None:
         if self.import_worker is not None:
             self.import_worker.cancel()
@@ -660,6 +747,17 @@ class MainWindow(QMainWindow):
 
     def _show_split(self, split: str) -> None:
         self.filter_bar.set_split(split)
+
+    def show_images(self, image_ids: list[int], title: str = "") -> None:
+        """Show exactly these images in the Images tab (until the filter changes)."""
+        if self.controller is None:
+            return
+        self.tabs.setCurrentIndex(0)
+        self.model.set_ids(list(image_ids))
+        self.gallery.go_to_row(0)
+        self.statusBar().showMessage(
+            f"Showing {title or f'{len(image_ids):,} images'}; change the filter to see all.",
+            10000)
 
     def _on_model_reset(self) -> None:
         total = self.controller.counts().total if self.controller else 0
@@ -850,10 +948,80 @@ class MainWindow(QMainWindow):
     def _on_auto_advance(self, on: bool) -> None:
         self.prefs.auto_advance = on
 
+    # ================================================================ train, review, export
+    def review_run(self, run_id: int) -> None:
+        self.review_panel.set_run(run_id)
+        self.show_panel(self.review_panel)
+
+    def _on_run_finished(self, run_id: int) -> None:
+        if self.review_panel.run is None:
+            self.review_panel.refresh_runs(select=run_id)
+        else:  # keep what the user is looking at; the new run is in the list
+            self.review_panel.refresh_runs(reload=False)
+        self.statusBar().showMessage(
+            f"Training run #{run_id} finished; see the Review tab.", 10000)
+        self._update_heatmap_run()
+
+    def _update_heatmap_run(self, *_args: object) -> None:
+        """The viewer explains images with the run open in the Review tab, else with the
+        newest finished run (no run: no heatmap bar)."""
+        from densestudio.core import runs as core_runs
+        from densestudio.ui.runs_panel import run_title
+
+        run = None
+        if self.controller is not None:
+            current = self.review_panel.run
+            if current is not None and current.checkpoint_best:
+                run = current
+            else:
+                run = next((r for r in core_runs.list_runs(self.controller.project)
+                            if r.status == "finished" and r.checkpoint_best), None)
+        if run is None:
+            self.viewer.set_heatmap_run(None)
+        else:
+            self.viewer.set_heatmap_run(run.id, run.class_names, run_title(run))
+
+    def show_export_dialog(self, run_id: int):  # noqa: ANN201
+        from densestudio.ui.export_dialog import ExportDialog
+
+        if self.controller is None:
+            return None
+        if self.export_dialog is not None:
+            self.export_dialog.close()
+        dialog = ExportDialog(self, run_id, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.destroyed.connect(lambda *_: setattr(self, "export_dialog", None)
+                                 if self.export_dialog is dialog else None)
+        self.export_dialog = dialog
+        dialog.open()
+        return dialog
+
     # ================================================================ misc UI
-    def add_tab(self, widget: QWidget, title: str) -> int:
-        """For later panels (Train, Runs, Review)."""
+    def add_tab(self, widget: QWidget, title: str, scroll: bool = False) -> int:
+        """For later panels (Train, Runs, Review). ``scroll``: the page scrolls when the
+        window is smaller than the panel needs (instead of forcing a large window)."""
+        if scroll:
+            from PySide6.QtWidgets import QFrame, QScrollArea
+
+            area = QScrollArea(self)
+            area.setWidgetResizable(True)
+            area.setFrameShape(QFrame.Shape.NoFrame)
+            area.setWidget(widget)
+            return self.tabs.addTab(area, title)
         return self.tabs.addTab(widget, title)
+
+    def show_panel(self, widget: QWidget) -> None:
+        """Bring the tab that holds ``widget`` to the front."""
+        for i in range(self.tabs.count()):
+            page = self.tabs.widget(i)
+            if page is widget or page.isAncestorOf(widget):
+                self.tabs.setCurrentIndex(i)
+                return
+
+    def current_panel(self) -> QWidget | None:
+        page = self.tabs.currentWidget()
+        inner = getattr(page, "widget", None)
+        return inner() if callable(inner) else page
 
     def toggle_full_screen(self) -> None:
         if self.isFullScreen():

@@ -1,14 +1,23 @@
-"""Split panel: train/val/test counts, target ratios, re-split and the locked test set."""
+"""Split panel: train/val/test counts, target ratios, re-split, the locked test set, the
+group key (keep a folder or a lot/serial number in one split) and the near-duplicate check.
+
+The near-duplicate check (``core.near_duplicates``) runs in a worker thread; it reports how
+many groups of near-identical images span splits (and how many touch the test set), can show
+them in the gallery, and moves each group into one split. A locked test set is never changed:
+groups touching it are left as they are, with a message saying so.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QMessageBox,
     QPushButton,
     QSpinBox,
@@ -18,12 +27,42 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.core.errors import DenseStudioError
 from densestudio.core.models import SPLITS
+from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ui.controller import ProjectController
+from densestudio.ui.workers import Worker
+
+GROUP_CHOICES = (("", "None (image by image)"), ("folder", "Parent folder"),
+                 ("regex", "Regex on the file name"))
+ERROR_STYLE = "color: #c62828;"
+
+
+def near_duplicates_job(project, *, on_event: EventCallback, cancel: CancelToken) -> list:  # noqa: ANN001
+    """Groups of near-identical labeled images in different splits (frozen dataclasses)."""
+    from densestudio.core.near_duplicates import find_cross_split_duplicates
+
+    cancel.raise_if_cancelled()
+    return find_cross_split_duplicates(project)
+
+
+def group_by_problem(group_by: str) -> str | None:
+    """Why a group setting cannot be used (None = fine)."""
+    from densestudio.core.splits import group_key_function
+
+    if group_by == "regex:":
+        return "Enter a pattern, e.g. (lot\\d+) to keep each lot in one split."
+    try:
+        group_key_function(group_by)
+    except DenseStudioError as exc:
+        return str(exc)
+    return None
 
 
 class SplitPanel(QWidget):
     showSplitRequested = Signal(str)  # "train" | "val" | "test" | "none"
+    showImagesRequested = Signal(object, str)  # image ids, a title for the status bar
+    duplicatesChecked = Signal(object)  # list[NearDuplicateGroup]
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -75,6 +114,41 @@ class SplitPanel(QWidget):
         self.info.setWordWrap(True)
         self.info.setStyleSheet("color: palette(placeholder-text);")
 
+        # Group key: keep a folder (or a lot / serial number in the name) in one split.
+        self.group_combo = QComboBox(self)
+        for key, text in GROUP_CHOICES:
+            self.group_combo.addItem(text, key)
+        self.group_combo.setToolTip(
+            "Images of one group always share a split, so near-identical shots of one part "
+            "never end up in both train and test.")
+        self.regex_edit = QLineEdit(self)
+        self.regex_edit.setPlaceholderText(r"e.g. (lot\d+) — first group = key")
+        self.regex_edit.setToolTip(
+            "A regular expression searched in each file name; its first group (or the whole "
+            "match) is the group key. Names without a match are their own group.")
+        self.group_button = QPushButton("Apply && re-split", self)
+        self.group_message = QLabel("", self)
+        self.group_message.setWordWrap(True)
+        self.group_combo.currentIndexChanged.connect(self._validate_group)
+        self.regex_edit.textChanged.connect(self._validate_group)
+        self.group_button.clicked.connect(self.apply_group_by)
+
+        # Near-duplicates across splits.
+        self.dup_button = QPushButton("Check near-duplicates", self)
+        self.dup_button.setToolTip(
+            "Find near-identical images (re-saved, re-shot, slightly shifted) that sit in "
+            "different splits: they make validation and test accuracy look better than it is.")
+        self.dup_label = QLabel("", self)
+        self.dup_label.setWordWrap(True)
+        self.dup_show = QPushButton("Show them", self)
+        self.dup_move = QPushButton("Move them together", self)
+        self.dup_move.setToolTip("Put each group in one split (the one most of it is in)")
+        self.dup_button.clicked.connect(self.check_duplicates)
+        self.dup_show.clicked.connect(self.show_duplicates)
+        self.dup_move.clicked.connect(self.move_duplicates)
+        self.groups: list = []
+        self.worker: Worker | None = None
+
         form = QFormLayout()
         form.addRow("Train / val / test", ratios)
         form.addRow("", self.sum_label)
@@ -89,12 +163,37 @@ class SplitPanel(QWidget):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.info)
+
+        group_form = QFormLayout()
+        group_form.addRow("Keep together", self.group_combo)
+        group_form.addRow("Pattern", self.regex_edit)
+        layout.addLayout(group_form)
+        group_row = QHBoxLayout()
+        group_row.addWidget(self.group_button)
+        group_row.addStretch(1)
+        layout.addLayout(group_row)
+        layout.addWidget(self.group_message)
+
+        dup_row = QHBoxLayout()
+        dup_row.addWidget(self.dup_button)
+        dup_row.addStretch(1)
+        layout.addLayout(dup_row)
+        layout.addWidget(self.dup_label)
+        dup_actions = QHBoxLayout()
+        dup_actions.addWidget(self.dup_show)
+        dup_actions.addWidget(self.dup_move)
+        dup_actions.addStretch(1)
+        layout.addLayout(dup_actions)
         layout.addStretch(1)
         self._updating = False
         self.refresh()
 
     def set_controller(self, controller: ProjectController | None) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
         self.controller = controller
+        self.groups = []
+        self.dup_label.setText("")
         if controller is not None:
             controller.countsChanged.connect(self.refresh)
             controller.splitsChanged.connect(self.refresh)
@@ -110,6 +209,7 @@ class SplitPanel(QWidget):
                     for col in range(2):
                         self.table.setItem(row, col, QTableWidgetItem(""))
                 self.info.setText("")
+                self._update_dup_buttons()
                 return
             counts = c.counts()
             labeled = counts.total - counts.count(None)
@@ -125,6 +225,11 @@ class SplitPanel(QWidget):
             for spin, ratio in zip(self.spins, settings.ratios):
                 spin.setValue(round(ratio * 100))
             self.lock_box.setChecked(settings.test_locked)
+            group_by = settings.group_by
+            key = "regex" if group_by.startswith("regex:") else group_by
+            self.group_combo.setCurrentIndex(max(0, self.group_combo.findData(key)))
+            if key == "regex":
+                self.regex_edit.setText(group_by[len("regex:"):])
             locked = "The test set is locked. " if settings.test_locked else ""
             self.info.setText(
                 f"{locked}Only labeled images get a split; new labels fill the split "
@@ -133,6 +238,8 @@ class SplitPanel(QWidget):
         finally:
             self._updating = False
             self._update_sum()
+            self._validate_group()
+            self._update_dup_buttons()
 
     def ratios(self) -> tuple[float, float, float]:
         values = [s.value() for s in self.spins]
@@ -168,3 +275,140 @@ class SplitPanel(QWidget):
     def _on_lock(self, locked: bool) -> None:
         if not self._updating and self.controller is not None:
             self.controller.lock_test_split(locked)
+
+    # ------------------------------------------------------------ group key
+    def group_by(self) -> str:
+        key = self.group_combo.currentData() or ""
+        return f"regex:{self.regex_edit.text()}" if key == "regex" else key
+
+    def _validate_group(self, *_args: object) -> bool:
+        regex = self.group_combo.currentData() == "regex"
+        self.regex_edit.setEnabled(regex)
+        problem = group_by_problem(self.group_by())
+        saved = self.controller.split_settings().group_by if self.controller else ""
+        if problem:
+            self.group_message.setStyleSheet(ERROR_STYLE)
+            self.group_message.setText(problem)
+        else:
+            self.group_message.setStyleSheet("color: palette(placeholder-text);")
+            if self.group_by() == saved:
+                self.group_message.setText(
+                    "Splits keep these groups together." if saved else
+                    "Images are split one by one.")
+            else:
+                self.group_message.setText("Apply to re-assign the splits with this key.")
+        self.group_button.setEnabled(self.controller is not None and problem is None
+                                     and self.group_by() != saved)
+        return problem is None
+
+    def apply_group_by(self) -> int | None:
+        c = self.controller
+        if c is None or not self._validate_group():
+            return None
+        locked = " The locked test set stays as it is." if self.lock_box.isChecked() else ""
+        what = dict((k, t) for k, t in GROUP_CHOICES)[self.group_combo.currentData() or ""]
+        if not self.confirm(
+            "Keep groups together",
+            f"Re-assign every labeled image to train/val/test, keeping groups ({what.lower()}) "
+            f"in one split?{locked} Runs already trained keep the split they used.",
+        ):
+            return None
+        n = c.set_group_by(self.group_by())
+        if n is not None:
+            self.group_message.setStyleSheet("color: palette(placeholder-text);")
+            self.group_message.setText(f"Re-assigned {n:,} images; groups share a split.")
+        return n
+
+    # ------------------------------------------------------------ near-duplicates
+    def check_duplicates(self) -> Worker | None:
+        if self.controller is None or self.worker is not None:
+            return None
+        worker = Worker(near_duplicates_job, self.controller.project, parent=self)
+        self.worker = worker
+        worker.finished.connect(self._on_duplicates)
+        worker.failed.connect(lambda msg: self.dup_label.setText(f"Check failed: {msg}"))
+        worker.done.connect(lambda: self._on_dup_done(worker))
+        self.dup_label.setStyleSheet("")
+        self.dup_label.setText("Looking for near-identical images across splits…")
+        host = self.window()
+        if hasattr(host, "_start"):
+            host._start(worker)
+        else:
+            worker.start()
+        self._update_dup_buttons()
+        return worker
+
+    def _on_dup_done(self, worker: Worker) -> None:
+        if self.worker is worker:
+            self.worker = None
+        self._update_dup_buttons()
+
+    def _on_duplicates(self, groups: list) -> None:
+        self.groups = list(groups)
+        self._describe_groups()
+        self._update_dup_buttons()
+        self.duplicatesChecked.emit(self.groups)
+
+    def _describe_groups(self, prefix: str = "") -> None:
+        groups = self.groups
+        if not groups:
+            self.dup_label.setStyleSheet("")
+            self.dup_label.setText(prefix + "No near-identical images span splits.")
+            return
+        n_test = sum(1 for g in groups if "test" in g.splits)
+        images = sum(len(g.image_ids) for g in groups)
+        text = (f"{len(groups):,} group{'s' if len(groups) != 1 else ''} of near-identical "
+                f"images ({images:,} images) span more than one split; {n_test:,} touch the "
+                "test set.")
+        if n_test and self.controller is not None and \
+                self.controller.split_settings().test_locked:
+            text += (" The test set is locked: groups touching it cannot be moved (unlock it "
+                     "in this panel to move them too).")
+        self.dup_label.setStyleSheet(ERROR_STYLE if n_test else "")
+        self.dup_label.setText(prefix + text)
+
+    def duplicate_ids(self) -> list[int]:
+        return [i for g in self.groups for i in g.image_ids]
+
+    def show_duplicates(self) -> None:
+        ids = self.duplicate_ids()
+        if ids:
+            self.showImagesRequested.emit(
+                ids, f"{len(self.groups)} groups of near-identical images across splits")
+
+    def move_duplicates(self) -> int | None:
+        """Put each group in one split; groups touching a locked test set stay as they are."""
+        c = self.controller
+        if c is None or not self.groups:
+            return None
+        locked = c.split_settings().test_locked
+        movable = [g for g in self.groups if not (locked and "test" in g.splits)]
+        kept = [g for g in self.groups if g not in movable]
+        if not movable:
+            self.dup_label.setStyleSheet(ERROR_STYLE)
+            self.dup_label.setText(
+                f"All {len(kept)} group{'s' if len(kept) != 1 else ''} touch the locked test "
+                "set, which never changes. Unlock the test set (above) to move them together.")
+            return 0
+        n = c.move_near_duplicates_together(movable)
+        if n is None:
+            return None
+        self.groups = kept
+        note = f"Moved {n:,} image{'s' if n != 1 else ''} so each group shares a split. "
+        if kept:
+            note += (f"{len(kept)} group{'s' if len(kept) != 1 else ''} touching the locked "
+                     "test set stayed as they are; unlock the test set to move them too. ")
+            self.dup_label.setStyleSheet(ERROR_STYLE)
+            self.dup_label.setText(note)
+        else:
+            self.dup_label.setStyleSheet("")
+            self.dup_label.setText(note + "No near-identical images span splits now.")
+        self._update_dup_buttons()
+        return n
+
+    def _update_dup_buttons(self) -> None:
+        has = self.controller is not None
+        busy = self.worker is not None
+        self.dup_button.setEnabled(has and not busy)
+        self.dup_show.setEnabled(has and bool(self.groups))
+        self.dup_move.setEnabled(has and bool(self.groups) and not busy)

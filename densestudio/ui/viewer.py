@@ -3,6 +3,11 @@
 Full images are decoded off the GUI thread with ``imaging.load_image`` (16-bit images come
 windowed to their 0.5-99.5 percentile range, so dim sensor data is visible); file path,
 dimensions, size, mode and label are shown under the image.
+
+Once a trained run is chosen (``set_heatmap_run``), a heatmap bar appears: "Heatmap" lays the
+model's heatmap (where it finds evidence for the predicted class, or for a class picked in
+the chooser) over the image with an opacity slider. Heatmaps come from a
+``heatmaps.HeatmapService`` (computed in a worker, cached per run, image and class).
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 from PySide6.QtCore import QObject, QRectF, QRunnable, Qt, QThreadPool, Signal, Slot
-from PySide6.QtGui import QColor, QImage, QKeyEvent, QPainter, QPixmap, QWheelEvent
+from PySide6.QtGui import QColor, QImage, QKeyEvent, QPainter, QPixmap, QTransform, QWheelEvent
 from PySide6.QtWidgets import (
+    QComboBox,
     QGraphicsPixmapItem,
     QGraphicsScene,
     QGraphicsView,
     QHBoxLayout,
     QLabel,
     QSizePolicy,
+    QSlider,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -78,6 +85,10 @@ class ImageCanvas(QGraphicsView):
         self._item = QGraphicsPixmapItem()
         self._item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.scene().addItem(self._item)
+        # Heatmap overlay: a child of the image item, stretched over it.
+        self._overlay = QGraphicsPixmapItem(self._item)
+        self._overlay.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self._overlay.setVisible(False)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
@@ -95,6 +106,7 @@ class ImageCanvas(QGraphicsView):
 
     def set_pixmap(self, pixmap: QPixmap | None, message: str = "") -> None:
         self.message = message
+        self.set_overlay(None)
         self._item.setPixmap(pixmap if pixmap is not None else QPixmap())
         rect = QRectF(self._item.pixmap().rect())
         self.scene().setSceneRect(rect)
@@ -103,6 +115,31 @@ class ImageCanvas(QGraphicsView):
         else:
             self.set_zoom(self.zoom)
         self.viewport().update()
+
+    def set_overlay(self, image: QImage | None, opacity: float | None = None) -> None:
+        """Lay ``image`` (any size; stretched to the picture) over the picture, or remove it."""
+        if image is None or image.isNull() or not self.has_image():
+            self._overlay.setPixmap(QPixmap())
+            self._overlay.setVisible(False)
+            return
+        pixmap = QPixmap.fromImage(image)
+        size = self._item.pixmap().size()
+        self._overlay.setPixmap(pixmap)
+        self._overlay.setTransform(QTransform.fromScale(size.width() / pixmap.width(),
+                                                        size.height() / pixmap.height()))
+        if opacity is not None:
+            self._overlay.setOpacity(opacity)
+        self._overlay.setVisible(True)
+
+    def set_overlay_opacity(self, opacity: float) -> None:
+        self._overlay.setOpacity(opacity)
+
+    def has_overlay(self) -> bool:
+        return self._overlay.isVisible() and not self._overlay.pixmap().isNull()
+
+    @property
+    def overlay_opacity(self) -> float:
+        return self._overlay.opacity()
 
     @property
     def zoom(self) -> float:
@@ -156,6 +193,7 @@ class ImageViewer(QWidget):
     labelShortcut = Signal(str)
     unlabelRequested = Signal()
     imageShown = Signal(int)  # image id, once its pixels are on screen
+    heatmapShown = Signal(int)  # image id, once its heatmap is laid over it
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -166,6 +204,9 @@ class ImageViewer(QWidget):
         self._pool.setMaxThreadCount(1)
         self._signals = _LoadSignals()
         self._signals.loaded.connect(self._on_loaded)
+        self._shown_id: int | None = None  # the image whose pixels are on screen
+        self.heatmaps = None  # heatmaps.HeatmapService
+        self.heat_run: int | None = None
 
         self.zoom_label = QLabel("", self)
         self.zoom_label.setMinimumWidth(48)
@@ -207,10 +248,129 @@ class ImageViewer(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addLayout(bar)
+        layout.addWidget(self._build_heat_bar())
         layout.addWidget(self.canvas, 1)
         layout.addWidget(self.details)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._update_details()
+
+    def _build_heat_bar(self) -> QWidget:
+        self.heat_bar = QWidget(self)
+        self.heat_button = QToolButton(self.heat_bar)
+        self.heat_button.setText("Heatmap")
+        self.heat_button.setCheckable(True)
+        self.heat_button.setToolTip(
+            "Show where the model finds evidence for a class (H). Warm colours: strong "
+            "evidence. Computed in the background with the run's model (Layer-CAM, a "
+            "Grad-CAM variant).")
+        self.heat_class = QComboBox(self.heat_bar)
+        self.heat_class.setToolTip("Explain the predicted class or any other class")
+        self.heat_class.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.heat_opacity = QSlider(Qt.Orientation.Horizontal, self.heat_bar)
+        self.heat_opacity.setRange(0, 100)
+        self.heat_opacity.setValue(60)
+        self.heat_opacity.setMaximumWidth(120)
+        self.heat_opacity.setToolTip("Heatmap opacity")
+        self.heat_status = QLabel("", self.heat_bar)
+        self.heat_status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        for w in (self.heat_button, self.heat_class, self.heat_opacity):
+            w.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys stay with the viewer (labeling)
+        row = QHBoxLayout(self.heat_bar)
+        row.setContentsMargins(4, 0, 4, 2)
+        row.addWidget(self.heat_button)
+        row.addWidget(self.heat_class)
+        row.addWidget(QLabel("Opacity", self.heat_bar))
+        row.addWidget(self.heat_opacity)
+        row.addWidget(self.heat_status, 1)
+        self.heat_button.toggled.connect(self._on_heat_toggled)
+        self.heat_class.currentIndexChanged.connect(lambda _i: self._refresh_heatmap())
+        self.heat_opacity.valueChanged.connect(
+            lambda v: self.canvas.set_overlay_opacity(v / 100.0))
+        self.heat_bar.hide()
+        self._on_heat_toggled(False)
+        return self.heat_bar
+
+    # ------------------------------------------------------------ heatmaps
+    def set_heatmap_service(self, service) -> None:  # noqa: ANN001 - heatmaps.HeatmapService
+        if self.heatmaps is not None:
+            self.heatmaps.ready.disconnect(self._on_heat_ready)
+            self.heatmaps.failed.disconnect(self._on_heat_failed)
+        self.heatmaps = service
+        if service is not None:
+            service.ready.connect(self._on_heat_ready)
+            service.failed.connect(self._on_heat_failed)
+
+    def set_heatmap_run(self, run_id: int | None, class_names: tuple[str, ...] = (),
+                        title: str = "") -> None:
+        """The run whose model explains images (None hides the heatmap bar)."""
+        keep = self.heat_class.currentText() if self.heat_class.currentIndex() > 0 else None
+        self.heat_run = run_id
+        self.heat_class.blockSignals(True)
+        self.heat_class.clear()
+        self.heat_class.addItem("Predicted class", None)
+        for i, name in enumerate(class_names):
+            self.heat_class.addItem(name, i)
+        index = self.heat_class.findText(keep) if keep else 0
+        self.heat_class.setCurrentIndex(max(0, index))
+        self.heat_class.blockSignals(False)
+        self.heat_bar.setVisible(run_id is not None)
+        self.heat_bar.setToolTip(f"Heatmaps from {title}" if title else "")
+        if run_id is None:
+            self.heat_button.setChecked(False)
+        self._refresh_heatmap()
+
+    def heatmap_key(self) -> tuple[int, int, int | None] | None:
+        if (self.heat_run is None or self.info is None or self.heatmaps is None
+                or not self.heat_button.isChecked()):
+            return None
+        return (self.heat_run, self.info.id, self.heat_class.currentData())
+
+    def _on_heat_toggled(self, on: bool) -> None:
+        self.heat_class.setEnabled(on)
+        self.heat_opacity.setEnabled(on)
+        self._refresh_heatmap()
+
+    def _refresh_heatmap(self) -> None:
+        """Show the cached heatmap of the current image, or ask for it."""
+        key = self.heatmap_key()
+        if key is None:
+            self.canvas.set_overlay(None)
+            self.heat_status.setText("")
+            return
+        explanation = self.heatmaps.request(*key, urgent=True)
+        if explanation is not None:
+            self._apply_heatmap(key, explanation)
+            return
+        self.canvas.set_overlay(None)
+        error = self.heatmaps.error(*key)
+        self._heat_text(error or "Computing the heatmap…", bool(error))
+
+    def _apply_heatmap(self, key: tuple, explanation) -> None:  # noqa: ANN001
+        from densestudio.ui.heatmaps import colorize
+
+        if self._shown_id != key[1] or not self.canvas.has_image():
+            return  # its pixels are not on screen yet; _on_loaded comes back here
+        self.canvas.set_overlay(colorize(explanation.heatmap), self.heat_opacity.value() / 100)
+        p = float(explanation.probs[explanation.class_index])
+        predicted = explanation.class_names[explanation.predicted_index]
+        what = ("predicted" if key[2] is None else
+                f"predicted: {predicted}")
+        self._heat_text(f"Evidence for <b>{_esc(explanation.class_name)}</b> ({what}, "
+                        f"p = {p:.2f})")
+        self.heatmapShown.emit(key[1])
+
+    def _heat_text(self, text: str, error: bool = False) -> None:
+        self.heat_status.setText(f"<span style='color:#c62828'>{_esc(text)}</span>" if error
+                                 else f"<small>{text}</small>")
+
+    def _on_heat_ready(self, key: tuple, explanation) -> None:  # noqa: ANN001
+        if key == self.heatmap_key():
+            self._apply_heatmap(key, explanation)
+
+    def _on_heat_failed(self, key: tuple, message: str) -> None:
+        if key == self.heatmap_key():
+            self.canvas.set_overlay(None)
+            self._heat_text(message, True)
 
     # ------------------------------------------------------------ API
     def show_image(self, info: ImageInfo | None, cls: ClassInfo | None = None) -> None:
@@ -225,6 +385,9 @@ class ImageViewer(QWidget):
             return
         self.canvas.message = ""
         self._pool.start(_LoadTask(self._request, info, self._signals))
+        key = self.heatmap_key()
+        if key is not None:  # start computing while the image decodes
+            self.heatmaps.request(*key, urgent=True)
 
     def update_label(self, info: ImageInfo | None, cls: ClassInfo | None) -> None:
         if info is not None and self.info is not None and info.id == self.info.id:
@@ -244,7 +407,9 @@ class ImageViewer(QWidget):
             self.canvas.set_pixmap(None, f"Cannot show this image:\n{error}")
         else:
             self.canvas.set_pixmap(QPixmap.fromImage(image))
+        self._shown_id = image_id
         self.imageShown.emit(image_id)
+        self._refresh_heatmap()
 
     def _on_zoom(self, zoom: float) -> None:
         self.zoom_label.setText(f"{zoom * 100:.0f} %" if self.canvas.has_image() else "")
@@ -291,6 +456,8 @@ class ImageViewer(QWidget):
             self.navigate.emit(-1)
         elif key == Qt.Key.Key_F:
             self.canvas.fit()
+        elif key == Qt.Key.Key_H and self.heat_bar.isVisible():
+            self.heat_button.toggle()
         elif key == Qt.Key.Key_0 and mods & Qt.KeyboardModifier.ControlModifier:
             self.canvas.set_zoom(1.0)
         elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):

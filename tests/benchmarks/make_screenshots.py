@@ -2,9 +2,13 @@
 
     .venv/bin/python tests/benchmarks/make_screenshots.py [--out docs/screenshots]
 
-Writes welcome.png, gallery.png, viewer.png and gallery-dark.png. The gallery shows 8 NEU
-surface-defect images per class read from ../shared/datasets/neu-surface-defects (linked into a
-temporary folder, never copied into the repository), imported with sub-folder names as classes.
+Writes welcome.png, gallery.png, viewer.png, train.png, review.png, export.png and
+gallery-dark.png. The gallery shows 8 NEU surface-defect images per class read from
+../shared/datasets/neu-surface-defects (linked into a temporary folder, never copied into the
+repository), imported with sub-folder names as classes. train.png, review.png and export.png
+come from a real short training run (compact DenseNet-BC, 64 px) on 40 NEU images per class:
+the Train tab mid-run with its live plots, the Review tab with the test-set confusion matrix
+and a clicked cell, and the export dialog after "Check it".
 """
 
 from __future__ import annotations
@@ -44,10 +48,75 @@ def neu_subset(folder: Path, per_class: int) -> Path:
     return root
 
 
+def train_review_export(app, window, tmp: Path, args) -> None:  # noqa: ANN001
+    """train.png (mid-run), review.png (confusion matrix, a clicked cell), export.png."""
+    from densestudio.core.importer import ImportOptions
+
+    images = neu_subset(tmp / "train-images", args.train_per_class)
+    window.new_project(tmp / "projects" / "NEU steel defects.dsproj")
+    done: list = []
+    window.importFinished.connect(done.append)
+    window.start_import([images], ImportOptions(labels_from_subfolders=True))
+    wait(app, 120, lambda: bool(done) and window.import_worker is None)
+    panel = window.train_panel
+    panel.set_controller(window.controller)
+    window.show_panel(panel)
+    panel.img_size.setValue(64)
+    panel.epochs.setValue(args.epochs)
+    panel.batch.setValue(16)
+    panel.name.setText("first try")
+    wait(app, 0.3)
+    ended: list = []
+    panel.trainingEnded.connect(ended.append)
+    panel.start_training()
+    half = max(2, args.epochs // 2)
+    wait(app, 600, lambda: panel.events_seen.get("EpochEnded", 0) >= half
+         and panel.events_seen.get("TrainingSteps", 0) >= 3 + half * 2)
+    wait(app, 0.3)
+    window.grab().save(str(args.out / "train.png"))
+    wait(app, 900, lambda: bool(ended))
+    run_id = panel.run_id
+
+    # Review: the test set; show the cell with the most mistakes.
+    window.review_run(run_id)
+    review = window.review_panel
+    review.splitter.setSizes([560, 880])
+    wait(app, 0.2)
+    cm = review.report.confusion if review.report else []
+    cells = [(cm[t][p], t, p) for t in range(len(cm)) for p in range(len(cm)) if t != p]
+    if cells and max(cells)[0] > 0:
+        _, t, p = max(cells)
+        review.matrix.click_cell(t, p)
+    else:
+        review.show_view("top_losses")
+    wait(app, 10, lambda: window.loader.pending == 0)
+    wait(app, 0.5)
+    window.grab().save(str(args.out / "review.png"))
+
+    # Export and check.
+    dialog = window.show_export_dialog(run_id)
+    dialog.resize(760, 640)
+    dialog.path_edit.setText(str(tmp / "export" / "steel-defects.pt"))
+    results: list = []
+    dialog.exported.connect(results.append)
+    dialog.checked.connect(results.append)
+    dialog.export()
+    wait(app, 300, lambda: len(results) >= 1 and dialog.worker is None)
+    dialog.check()
+    wait(app, 300, lambda: len(results) >= 2 and dialog.worker is None)
+    wait(app, 0.3)
+    dialog.grab().save(str(args.out / "export.png"))
+    dialog.close()
+    window.open_project(tmp / "projects" / "Steel strip inspection.dsproj")
+    window.tabs.setCurrentIndex(0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--per-class", type=int, default=8)
+    parser.add_argument("--train-per-class", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=12)
     args = parser.parse_args()
     if not NEU.is_dir():
         print(f"NEU images not found at {NEU}", file=sys.stderr)
@@ -110,6 +179,8 @@ def main() -> int:
     window.viewer.canvas.set_zoom(2.0)
     wait(app, 0.3)
     window.grab().save(str(args.out / "viewer.png"))
+
+    train_review_export(app, window, tmp, args)
 
     # Dark palette (what users with a dark desktop get).
     os.environ["DENSESTUDIO_THEME"] = "dark"

@@ -1,0 +1,506 @@
+"""The "Label audit" tab: which labels look wrong, and fixing them with one key.
+
+"Find suspected label errors" runs ``ml.crossval.cross_validate`` in a worker thread (k-fold
+cross-training of a small model, so every labeled image is predicted by a model that never
+saw it; progress per fold and epoch with an ETA; Cancel). The result is stored in the project
+(a "label audit" run), so the view is there again after a restart.
+
+The gallery lists the suspects, most suspicious first: each tile shows its given label (the
+class chip), the class the model suggests and its confidence. Enter or C says "this label is
+right" (the image leaves the list; recorded in the audit; Ctrl+Z brings it back); 1-9 relabel
+the selected images (undoable like everywhere else; the tile stays, marked "relabeled").
+Images relabeled before the view was opened count as resolved and are not listed again.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, Signal
+from PySide6.QtGui import QKeyEvent, QPainter, QUndoCommand
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from densestudio.core.progress import CancelToken, EventCallback
+from densestudio.ui.gallery_model import GalleryModel, TileOverlay
+from densestudio.ui.jobs import TRAIN_NICE, is_droppable
+from densestudio.ui.gallery_view import GalleryView
+from densestudio.ui.workers import Worker
+
+
+# ------------------------------------------------------------------ job (worker thread)
+def audit_job(
+    project,  # noqa: ANN001 - core.store.Project
+    folds: int,
+    config,  # noqa: ANN001 - ml.config.TrainConfig | None
+    threads: int | None = None,
+    nice: int = TRAIN_NICE,
+    *,
+    on_event: EventCallback,
+    cancel: CancelToken,
+) -> int:
+    """Run a label audit with all cores but one, at a lower priority; returns its run id."""
+    from densestudio.ml.crossval import cross_validate
+    from densestudio.ml.threads import limited_threads, lower_thread_priority, wait_for_warm_up
+
+    wait_for_warm_up()
+    if nice:
+        lower_thread_priority(nice)
+    with limited_threads(threads):
+        return cross_validate(project, folds, config, on_event, cancel).run_id
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return "…"
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}")
+
+
+class AuditGallery(GalleryView):
+    """The tile grid with a message when empty, plus Enter / C = "the label is right"."""
+
+    confirmRequested = Signal()
+    empty_text = ""
+
+    def paintEvent(self, event) -> None:  # noqa: ANN001, N802
+        super().paintEvent(event)
+        model = self.model()
+        if model is not None and model.rowCount() == 0 and self.empty_text:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().color(self.palette().ColorRole.PlaceholderText))
+            rect = self.viewport().rect().adjusted(24, 24, -24, -24)
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                             self.empty_text)
+            painter.end()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if mods == Qt.KeyboardModifier.NoModifier and event.key() in (
+            Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_C
+        ):
+            self.confirmRequested.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class ConfirmCommand(QUndoCommand):
+    """Undoable "label is right" (the panel has already recorded it when pushed)."""
+
+    def __init__(self, panel: AuditPanel, run_id: int, image_ids: list[int]) -> None:
+        n = len(image_ids)
+        super().__init__(f"Confirm {n} label{'s' if n != 1 else ''}")
+        self.panel, self.run_id, self.image_ids = panel, run_id, list(image_ids)
+        self._first = True
+
+    def redo(self) -> None:
+        if self._first:
+            self._first = False
+            return
+        self.panel._set_confirmed(self.run_id, self.image_ids, True)
+
+    def undo(self) -> None:
+        self.panel._set_confirmed(self.run_id, self.image_ids, False)
+
+
+class AuditPanel(QWidget):
+    auditStarted = Signal()
+    auditFinished = Signal(int)  # run id
+    auditEnded = Signal(str)  # "finished" | "cancelled" | "failed"
+    suspectsChanged = Signal(int)  # number listed
+
+    def __init__(self, host, parent: QWidget | None = None) -> None:  # noqa: ANN001
+        super().__init__(parent)
+        self.host = host  # MainWindow: loader, _start(worker), show_error, statusBar
+        self.controller = None
+        self.audit = None  # ml.crossval.LabelAudit
+        self.order: list[int] = []  # suspects (image ids), most suspicious first
+        self.issue_of: dict[int, object] = {}  # image id -> LabelIssue
+        self.class_ids: list[int | None] = []  # audit class index -> current class id
+        self.overlay: dict[int, TileOverlay] = {}
+        self.worker: Worker | None = None
+        self.last_outcome = ""
+        self._build()
+
+    # ================================================================ construction
+    def _build(self) -> None:
+        self.folds = QSpinBox(self)
+        self.folds.setRange(2, 10)
+        self.folds.setValue(5)
+        self.folds.setToolTip("Each image is predicted by a model trained on the other folds")
+        self.epochs = QSpinBox(self)
+        self.epochs.setRange(0, 60)
+        self.epochs.setSpecialValueText("auto")
+        self.epochs.setToolTip("Epochs per fold (auto: from the number of images)")
+        self.img_size = QSpinBox(self)
+        self.img_size.setRange(32, 128)
+        self.img_size.setSingleStep(16)
+        self.img_size.setValue(64)
+        self.img_size.setSuffix(" px")
+        self.start_button = QPushButton("Find suspected label errors", self)
+        self.start_button.setToolTip(
+            "Train a small model k times, each time predicting the images it did not see; "
+            "images whose label the models confidently disagree with are listed first.")
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setEnabled(False)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Folds", self))
+        bar.addWidget(self.folds)
+        bar.addWidget(QLabel("Epochs", self))
+        bar.addWidget(self.epochs)
+        bar.addWidget(QLabel("Image size", self))
+        bar.addWidget(self.img_size)
+        bar.addStretch(1)
+        bar.addWidget(self.start_button)
+        bar.addWidget(self.cancel_button)
+
+        self.progress = QProgressBar(self)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.summary = QLabel(self)
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+
+        self.model = GalleryModel(None, self.host.loader, self)
+        self.gallery = AuditGallery(self)
+        self.gallery.setModel(self.model)
+        self.gallery.set_tile_size(152)
+        self.gallery.empty_text = "Open a project to audit its labels."
+        self.gallery.confirmRequested.connect(self.confirm_selected)
+        self.gallery.labelShortcut.connect(self._label_with_shortcut)
+        self.gallery.unlabelRequested.connect(lambda: self.relabel_selected(None))
+        self.gallery.customContextMenuRequested.connect(self._tile_menu)
+
+        self.hint = QLabel(
+            "<small>Tile: given label (bottom), model's suggestion and confidence (top). "
+            "<b>Enter</b> or <b>C</b>: the label is right (removes it from the list) · "
+            "<b>1–9</b>: relabel · <b>Ctrl+Z</b>: undo</small>", self)
+        self.hint.setWordWrap(True)
+        self.confirm_button = QPushButton("Label is right", self)
+        self.confirm_button.setToolTip("The selected images are labeled correctly (Enter / C)")
+        self.confirm_button.clicked.connect(self.confirm_selected)
+        actions = QHBoxLayout()
+        actions.addWidget(self.hint, 1)
+        actions.addWidget(self.confirm_button)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(bar)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.gallery, 1)
+        layout.addLayout(actions)
+
+        self.start_button.clicked.connect(self.start_audit)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.gallery.selectionModel().selectionChanged.connect(self._update_buttons)
+        self._update_buttons()
+
+    # ================================================================ project
+    @property
+    def project(self):  # noqa: ANN201
+        return self.controller.project if self.controller else None
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def set_controller(self, controller) -> None:  # noqa: ANN001
+        if self.controller is not None:
+            try:
+                self.controller.labelsChanged.disconnect(self._on_labels_changed)
+                self.controller.classesChanged.disconnect(self._on_classes_changed)
+            except (RuntimeError, TypeError):
+                pass
+        self.controller = controller
+        self.model.set_controller(controller)
+        self.audit = None
+        if controller is not None:
+            controller.labelsChanged.connect(self._on_labels_changed)
+            controller.classesChanged.connect(self._on_classes_changed)
+        self.load_audit()
+
+    def load_audit(self, run_id: int | None = None) -> None:
+        """Show a stored audit (default: the newest) or say how to start one."""
+        from densestudio.ml.crossval import load_audit
+
+        self.audit = load_audit(self.project, run_id) if self.project is not None else None
+        self.order, self.issue_of, self.overlay = [], {}, {}
+        if self.audit is None:
+            self.class_ids = []
+            self.gallery.empty_text = (
+                "Which labels look wrong? Press “Find suspected label errors”: a small model "
+                "is trained once per fold and predicts the images it did not see."
+                if self.project is not None else "Open a project to audit its labels.")
+            self.model.set_ids([], {})
+            self._update_summary()
+            self._update_buttons()
+            return
+        self.class_ids = self._class_map(self.audit.class_names)
+        suspects = self.audit.suspects()
+        ids = [self.audit.image_id(i) for i in suspects]
+        current = {i.id: i.label_id for i in self.project.images_by_ids(ids)}
+        for issue, image_id in zip(suspects, ids):
+            if image_id not in current:
+                continue  # deleted since
+            if current[image_id] != self._class_id(issue.given):
+                continue  # relabeled since the audit: resolved
+            self.order.append(image_id)
+            self.issue_of[image_id] = issue
+        self.gallery.empty_text = "No suspected label errors left. Well done."
+        self._show(keep_row=None)
+
+    def _class_map(self, names) -> list[int | None]:  # noqa: ANN001
+        by_name = {c.name: c.id for c in self.controller.classes()} if self.controller else {}
+        return [by_name.get(n) for n in names]
+
+    def _class_id(self, index: int) -> int | None:
+        return self.class_ids[index] if 0 <= index < len(self.class_ids) else None
+
+    def shown_ids(self) -> list[int]:
+        confirmed = self.audit.confirmed if self.audit is not None else frozenset()
+        return [i for i in self.order if i not in confirmed]
+
+    def _show(self, keep_row: int | None) -> None:
+        ids = self.shown_ids()
+        self.overlay = self._overlay_for(ids)
+        self.model.set_ids(ids, self.overlay)
+        if ids:
+            self.gallery.go_to_row(min(keep_row or 0, len(ids) - 1))
+        self._update_summary()
+        self._update_buttons()
+        self.suspectsChanged.emit(len(ids))
+
+    def _overlay_for(self, ids: list[int]) -> dict[int, TileOverlay]:
+        if not ids or self.audit is None or self.project is None:
+            return {}
+        current = {i.id: i.label_id for i in self.project.images_by_ids(ids)}
+        out = {}
+        for image_id in ids:
+            issue = self.issue_of.get(image_id)
+            if issue is None:
+                continue
+            p = float(self.audit.probs[issue.index, issue.suggested])
+            relabeled = current.get(image_id) != self._class_id(issue.given)
+            out[image_id] = TileOverlay(self._class_id(issue.suggested), p, False,
+                                        f"{p * 100:.0f}%", relabeled)
+        return out
+
+    def _update_summary(self) -> None:
+        a = self.audit
+        if a is None:
+            self.summary.setText("")
+            return
+        shown = len(self.shown_ids())
+        relabeled = sum(1 for o in self.overlay.values() if o.relabeled)
+        when = a.created_at.strftime("%Y-%m-%d %H:%M") if a.created_at else ""
+        cfg = a.config
+        self.summary.setText(
+            f"<b>{shown:,} suspected label error{'s' if shown != 1 else ''}</b> "
+            f"(most suspicious first) among {len(a.image_ids):,} labeled images · "
+            f"out-of-sample accuracy {a.oos_accuracy * 100:.1f} % · {len(a.confirmed):,} "
+            f"confirmed right" + (f" · {relabeled} relabeled" if relabeled else "")
+            + f"<br><small>Audit of {when}: {a.folds} folds, {cfg.get('arch', '?')} "
+            f"{cfg.get('img_size', '?')} px, {cfg.get('epochs', '?')} epochs per fold."
+            "</small>")
+
+    # ================================================================ labeling
+    def selected_ids(self) -> list[int]:
+        ids = self.model.ids_in_selection(self.gallery.selectionModel().selection())
+        if not ids:
+            index = self.gallery.currentIndex()
+            if index.isValid() and index.row() < self.model.rowCount():
+                ids = [self.model.image_id(index.row())]
+        return ids
+
+    def confirm_selected(self) -> int:
+        """The selected images are labeled right: they leave the list (Ctrl+Z undoes)."""
+        if self.audit is None or self.controller is None:
+            return 0
+        ids = [i for i in self.selected_ids() if i not in self.audit.confirmed]
+        if not ids:
+            return 0
+        run_id = self.audit.run_id
+        self._set_confirmed(run_id, ids, True)
+        self.controller.undo_stack.push(ConfirmCommand(self, run_id, ids))
+        n = len(ids)
+        self.host.statusBar().showMessage(
+            f"Confirmed {n} label{'s' if n != 1 else ''} as right (Ctrl+Z undoes).", 4000)
+        return n
+
+    def _set_confirmed(self, run_id: int, image_ids: list[int], confirmed: bool) -> None:
+        from densestudio.ml.crossval import set_confirmed
+
+        if self.project is None:
+            return
+        stored = set_confirmed(self.project, run_id, image_ids, confirmed)
+        if self.audit is None or self.audit.run_id != run_id:
+            return
+        from dataclasses import replace
+
+        index = self.gallery.currentIndex()
+        row = index.row() if index.isValid() else 0
+        if not confirmed:  # back in the list: go to it
+            shown = [i for i in self.order if i not in stored]
+            rows = [shown.index(i) for i in image_ids if i in shown]
+            row = min(rows) if rows else row
+        self.audit = replace(self.audit, confirmed=stored)
+        self._show(keep_row=row)
+
+    def _label_with_shortcut(self, key: str) -> None:
+        if self.controller is None:
+            return
+        cls = self.controller.class_for_shortcut(key)
+        if cls is None:
+            self.host.statusBar().showMessage(f"No class has the shortcut {key}.", 4000)
+            return
+        self.relabel_selected(cls.id)
+
+    def relabel_selected(self, class_id: int | None) -> int:
+        """Label the selected tiles (undoable); they stay in view, marked "relabeled"."""
+        if self.controller is None:
+            return 0
+        ids = self.selected_ids()
+        if not ids:
+            return 0
+        change = self.controller.label_images(ids, class_id)
+        n = len(change) if change is not None else 0
+        cls = self.controller.class_by_id(class_id)
+        if n:
+            self.host.statusBar().showMessage(
+                f"Relabeled {n} image{'s' if n != 1 else ''} as '{cls.name}'." if cls else
+                f"Removed the label of {n} image{'s' if n != 1 else ''}.", 4000)
+        return n
+
+    def _on_labels_changed(self, image_ids: list[int]) -> None:
+        shown = [i for i in image_ids if i in self.overlay]
+        if not shown:
+            return
+        self.overlay.update(self._overlay_for(shown))
+        self.model.set_overlay(self.overlay)
+        self._update_summary()
+
+    def _on_classes_changed(self) -> None:
+        if self.audit is not None and self.controller is not None:
+            self.class_ids = self._class_map(self.audit.class_names)
+            self.overlay = self._overlay_for(self.model.ids)
+            self.model.set_overlay(self.overlay)
+
+    def _tile_menu(self, pos: QPoint) -> None:
+        index = self.gallery.indexAt(pos)
+        if index.isValid() and not self.gallery.selectionModel().isSelected(index):
+            self.gallery.selectionModel().setCurrentIndex(
+                index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        ids = self.selected_ids()
+        if not ids or self.controller is None:
+            return
+        from densestudio.ui.class_panel import swatch
+
+        menu = QMenu(self)
+        menu.addAction("Label is right\tEnter", self.confirm_selected)
+        menu.addSeparator()
+        for cls in self.controller.classes():
+            key = f"\t{cls.shortcut}" if cls.shortcut else ""
+            action = menu.addAction(swatch(cls.color), f"Relabel as {cls.name}{key}")
+            action.triggered.connect(lambda _=False, cid=cls.id: self.relabel_selected(cid))
+        self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
+
+    # ================================================================ the audit job
+    def config(self):  # noqa: ANN201 - ml.config.TrainConfig
+        from densestudio.ml.crossval import audit_config
+        from densestudio.ml.runtime import resolve_device
+
+        counts = self.controller.counts(fresh=True)
+        n = counts.total - counts.count(None)
+        cfg = audit_config(n, resolve_device("auto").type).with_(img_size=self.img_size.value())
+        if self.epochs.value() > 0:
+            cfg = cfg.with_(epochs=self.epochs.value())
+        return cfg
+
+    def start_audit(self) -> Worker | None:
+        from densestudio.ml.crossval import check_auditable
+
+        if self.project is None or self.running:
+            return None
+        k = self.folds.value()
+        problems = check_auditable(self.project, k)
+        if problems:
+            self.host.show_error("Cannot audit the labels yet", " ".join(problems))
+            return None
+        cfg = self.config()
+        worker = Worker(audit_job, self.project, k, cfg, droppable=is_droppable, parent=self)
+        self.worker = worker
+        worker.event.connect(self._on_event)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(self._on_cancelled)
+        worker.done.connect(lambda: self._on_done(worker))
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("Starting…")
+        self.progress.show()
+        self.host._start(worker)
+        self._update_buttons()
+        self.auditStarted.emit()
+        return worker
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            self.progress.setFormat("Cancelling…")
+
+    def _on_event(self, event: object) -> None:
+        name = type(event).__name__
+        if name == "PreparingData":
+            self.progress.setRange(0, max(1, event.total))
+            self.progress.setValue(event.done)
+            self.progress.setFormat(f"Preparing images {event.done:,} / {event.total:,}")
+        elif name == "AuditProgress":
+            per_fold = event.epochs * event.steps
+            done = (event.fold - 1) * per_fold + (event.epoch - 1) * event.steps + event.step
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * done / max(1, event.folds * per_fold)))
+            self.progress.setFormat(
+                f"Fold {event.fold}/{event.folds} · epoch {event.epoch}/{event.epochs} · "
+                f"ETA {_eta(event.eta_s)}")
+        elif name == "FoldEnded":
+            self.host.statusBar().showMessage(
+                f"Label audit: fold {event.fold}/{event.folds} done ({event.held_out} images "
+                f"predicted, {event.accuracy * 100:.1f} % agree with their labels).", 5000)
+
+    def _on_finished(self, run_id: int) -> None:
+        self.last_outcome = "finished"
+        self.load_audit(run_id)
+        n = len(self.shown_ids())
+        self.host.statusBar().showMessage(
+            f"Label audit finished: {n} suspected label error{'s' if n != 1 else ''}.", 8000)
+        self.auditFinished.emit(run_id)
+
+    def _on_failed(self, message: str) -> None:
+        self.last_outcome = "failed"
+        self.host.show_error("The label audit failed", message)
+
+    def _on_cancelled(self) -> None:
+        self.last_outcome = "cancelled"
+        self.host.statusBar().showMessage("Label audit cancelled.", 5000)
+
+    def _on_done(self, worker: Worker) -> None:
+        if self.worker is worker:
+            self.worker = None
+            self.progress.hide()
+            self._update_buttons()
+            self.auditEnded.emit(self.last_outcome)
+
+    def _update_buttons(self, *_args: object) -> None:
+        has_project = self.project is not None
+        self.start_button.setEnabled(has_project and not self.running)
+        self.cancel_button.setEnabled(self.running)
+        for w in (self.folds, self.epochs, self.img_size):
+            w.setEnabled(not self.running)
+        self.confirm_button.setEnabled(self.audit is not None and bool(self.model.ids))

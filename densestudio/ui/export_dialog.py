@@ -1,0 +1,252 @@
+"""Export a run as one self-describing model file (and ONNX when available), show what the
+file contains, and "check it": reload the written file, as a user on the production line
+would, and predict a few of the run's test images with it.
+
+Export and the check run in worker threads; the dialog stays responsive.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from densestudio.core import runs as core_runs
+from densestudio.ui.jobs import CheckRow, ExportResult, check_export_job, export_job
+from densestudio.ui.runs_panel import pct, run_title
+from densestudio.ui.workers import Worker
+
+CHECK_SAMPLES = 8
+
+
+def onnx_available() -> bool:
+    return importlib.util.find_spec("onnx") is not None
+
+
+def describe(result: ExportResult) -> str:
+    """HTML summary of an exported file's metadata."""
+    m = result.metadata
+    inp = m.get("input", {})
+    metrics = m.get("metrics", {})
+    names = m.get("class_names", [])
+    rows = [
+        ("File", f"{Path(result.path).name} ({result.size_bytes / 1e6:.1f} MB)"),
+        ("Classes", f"{len(names)}: " + ", ".join(names)),
+        ("Input", f"{inp.get('size')} × {inp.get('size')} px, {inp.get('mode')} "
+                  f"({inp.get('channels')} channel{'s' if inp.get('channels') != 1 else ''}), "
+                  "pixels in [0, 1]"),
+        ("Model", f"{m.get('architecture')} · normalization inside the model"
+                  + (f" · {m.get('tta_views')} flip views averaged"
+                     if m.get("tta_views", 1) > 1 else "")),
+        ("Output", m.get("output", "")),
+    ]
+    scores = []
+    for subset in ("val", "test"):
+        if metrics.get(f"{subset}_acc") is not None:
+            scores.append(f"{subset}: accuracy {pct(metrics[f'{subset}_acc'])}, macro-F1 "
+                          f"{pct(metrics.get(f'{subset}_macro_f1'))}")
+    rows.append(("Metrics", "; ".join(scores) or "—"))
+    run = m.get("run", {})
+    rows.append(("Trained", f"run #{run.get('id')} {run.get('name', '')}, best epoch "
+                            f"{run.get('best_epoch')}"))
+    rows.append(("Data", f"fingerprint {str(m.get('data_fingerprint') or '—')[:16]}"))
+    rows.append(("Made with", f"DenseStudio {m.get('app_version')}, torch "
+                              f"{m.get('torch_version')}"))
+    if result.onnx_path:
+        rows.append(("ONNX", Path(result.onnx_path).name))
+    body = "".join(f"<tr><td style='padding-right:10px'><b>{k}</b></td><td>{v}</td></tr>"
+                   for k, v in rows)
+    return f"<table cellspacing=2>{body}</table>"
+
+
+class ExportDialog(QDialog):
+    exported = Signal(object)  # ExportResult
+    checked = Signal(object)  # list[CheckRow]
+
+    def __init__(self, host, run_id: int, parent: QWidget | None = None) -> None:  # noqa: ANN001
+        super().__init__(parent or host)
+        self.host = host
+        self.project = host.controller.project
+        self.run = core_runs.get_run(self.project, run_id)
+        self.worker: Worker | None = None
+        self.result: ExportResult | None = None
+        self.check_rows: list[CheckRow] = []
+        self.last_error: str | None = None
+        self.setWindowTitle(f"Export model — {run_title(self.run)}")
+        self.setMinimumWidth(640)
+
+        default = self.project.path.parent / f"{self.project.path.stem}-run{run_id}.pt"
+        self.path_edit = QLineEdit(str(default), self)
+        browse = QPushButton("Browse…", self)
+        browse.clicked.connect(self._browse)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(browse)
+        self.onnx = QCheckBox("Also write ONNX (.onnx beside it)", self)
+        if not onnx_available():
+            self.onnx.setEnabled(False)
+            self.onnx.setText("Also write ONNX — needs the 'onnx' package (pip install onnx)")
+        intro = QLabel(
+            "One TorchScript file with the class names, input size, normalization, metrics and "
+            "a fingerprint of the training data. It runs with plain PyTorch, without "
+            "DenseStudio.", self)
+        intro.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("File", path_row)
+        form.addRow("", self.onnx)
+
+        self.export_button = QPushButton("Export", self)
+        self.export_button.setDefault(True)
+        self.check_button = QPushButton("Check it", self)
+        self.check_button.setToolTip(
+            f"Reload the written file and predict {CHECK_SAMPLES} of the run's test images")
+        self.check_button.setEnabled(False)
+        self.status = QLabel(self)
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.contents = QTextBrowser(self)
+        self.contents.setMinimumHeight(170)
+        self.contents.setOpenLinks(False)
+        self.contents.setHtml("<i>Export to see what the file contains.</i>")
+        self.check_table = QTableWidget(0, 4, self)
+        self.check_table.setHorizontalHeaderLabels(["Image", "Label", "Model file says",
+                                                    "Confidence"])
+        self.check_table.verticalHeader().hide()
+        self.check_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.check_table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
+        self.check_table.horizontalHeader().setSectionResizeMode(
+            0, QHeaderView.ResizeMode.Stretch)
+        self.check_table.setMinimumHeight(150)
+        self.check_table.hide()
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.reject)
+        row = QHBoxLayout()
+        row.addWidget(self.export_button)
+        row.addWidget(self.check_button)
+        row.addWidget(self.status, 1)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addLayout(row)
+        layout.addWidget(self.contents, 2)
+        layout.addWidget(self.check_table, 3)
+        layout.addWidget(buttons)
+        self.export_button.clicked.connect(self.export)
+        self.check_button.clicked.connect(self.check)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export model", self.path_edit.text(),
+                                              "DenseStudio model (*.pt)")
+        if path:
+            self.path_edit.setText(path)
+
+    def _start(self, worker: Worker, text: str) -> None:
+        self.worker = worker
+        worker.failed.connect(self._on_failed)
+        worker.done.connect(self._on_done)
+        self.export_button.setEnabled(False)
+        self.check_button.setEnabled(False)
+        self.status.setText(text)
+        self.host._start(worker)
+
+    def _on_done(self) -> None:
+        self.worker = None
+        self.export_button.setEnabled(True)
+        self.check_button.setEnabled(self.result is not None)
+
+    def _on_failed(self, message: str) -> None:
+        self.last_error = message
+        self.status.setStyleSheet("color: #c62828;")
+        self.status.setText(message)
+
+    def export(self) -> Worker | None:
+        text = self.path_edit.text().strip()
+        if not text or self.worker is not None:
+            return None
+        self.status.setStyleSheet("")
+        worker = Worker(export_job, self.project, self.run.id, text, self.onnx.isChecked(),
+                        parent=self)
+        worker.finished.connect(self._on_exported)
+        self._start(worker, "Exporting…")
+        return worker
+
+    def _on_exported(self, result: ExportResult) -> None:
+        self.result = result
+        self.path_edit.setText(result.path)
+        self.contents.setHtml(describe(result))
+        self.status.setStyleSheet("color: #1b7f3b;")
+        self.status.setText(f"Written: {result.path}")
+        self.exported.emit(result)
+
+    def samples(self) -> list[tuple[str, str | None]]:
+        """A few of the run's test images (else validation) with their labels at the run."""
+        names = self.run.class_names
+        for split in ("test", "val"):
+            rows = core_runs.run_images(self.project, self.run.id, split)
+            if rows:
+                break
+        step = max(1, len(rows) // CHECK_SAMPLES)
+        picked = rows[::step][:CHECK_SAMPLES]
+        infos = {i.id: i for i in self.project.images_by_ids([r.image_id for r in picked])}
+        return [(infos[r.image_id].path, names[r.class_index]) for r in picked
+                if r.image_id in infos]
+
+    def check(self) -> Worker | None:
+        if self.result is None or self.worker is not None:
+            return None
+        self.status.setStyleSheet("")
+        worker = Worker(check_export_job, self.result.path, self.samples(), parent=self)
+        worker.finished.connect(self._on_checked)
+        self._start(worker, "Loading the file and predicting…")
+        return worker
+
+    def _on_checked(self, rows: list[CheckRow]) -> None:
+        self.check_rows = list(rows)
+        self.check_table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            mark = "" if r.agrees is None else ("✓ " if r.agrees else "✗ ")
+            values = (Path(r.path).name, r.expected or "—",
+                      r.error or f"{mark}{r.predicted}", f"{r.confidence * 100:.1f} %")
+            for col, text in enumerate(values):
+                item = QTableWidgetItem(text)
+                if col == 0:
+                    item.setToolTip(r.path)
+                self.check_table.setItem(i, col, item)
+        self.check_table.show()
+        ok = sum(1 for r in rows if r.agrees)
+        errors = sum(1 for r in rows if r.error)
+        self.status.setStyleSheet("color: #1b7f3b;" if not errors else "color: #c62828;")
+        self.status.setText(
+            f"The file loads and predicts: {ok} of {len(rows)} sample images match their "
+            "labels" + (f"; {errors} could not be read." if errors else "."))
+        self.checked.emit(self.check_rows)
+
+    def metadata_json(self) -> str:
+        return json.dumps(self.result.metadata, indent=1) if self.result else ""
+
+    def done(self, result: int) -> None:  # noqa: D401 - QDialog.done
+        if self.worker is not None:
+            self.worker.cancel()
+        super().done(result)

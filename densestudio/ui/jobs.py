@@ -1,0 +1,233 @@
+"""Background jobs of the Train / Review / Export panels, run by ``Worker`` in a QThread.
+
+Each job is a plain function ``job(..., on_event, cancel)`` that calls core/ml and returns
+frozen values (ids, dataclasses, paths), never ORM objects. This module has no widgets and
+runs no torch code itself; it only adapts the ml functions to what the GUI needs:
+
+- Training reports a ``BatchProgress`` per optimizer step (hundreds per second on a GPU). The
+  plots want every step's loss, but the GUI wants few signals, so ``StepBatcher`` collects the
+  steps in the worker thread and hands them on as one ``TrainingSteps`` event about ten times
+  a second (and before any other event, so the order is kept).
+- Torch runs with all cores but one (``ml.threads``), so the GUI thread always has a core,
+  and the training thread runs at a lower CPU priority (nice +5) than the GUI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from densestudio.core.progress import CancelToken, EventCallback
+
+FLUSH_S = 0.1
+TRAIN_NICE = 5  # the training thread yields the CPU to the GUI on a busy machine
+
+
+@dataclass(frozen=True)
+class TrainingSteps:
+    """Optimizer steps since the previous batch of steps (the newest ``BatchProgress`` last)."""
+
+    run_id: int
+    x: tuple[float, ...]  # position in epochs: epoch - 1 + step / steps
+    loss: tuple[float, ...]
+    last: object  # the newest BatchProgress (epoch, step, images/s, ETA)
+
+
+class StepBatcher:
+    """Wraps ``on_event``: ``BatchProgress`` events are collected and sent ~10 times a second."""
+
+    def __init__(self, on_event: EventCallback, flush_s: float = FLUSH_S) -> None:
+        self._on_event = on_event
+        self._flush_s = flush_s
+        self._x: list[float] = []
+        self._loss: list[float] = []
+        self._last = None
+        self._sent = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __call__(self, event: object) -> None:
+        from densestudio.ml.events import BatchProgress
+
+        if isinstance(event, BatchProgress):
+            with self._lock:
+                self._x.append(event.epoch - 1 + event.step / max(event.steps, 1))
+                self._loss.append(float(event.loss))
+                self._last = event
+                due = time.monotonic() - self._sent >= self._flush_s
+            if due:
+                self.flush()
+            return
+        self.flush()
+        self._on_event(event)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._last is None:
+                return
+            steps = TrainingSteps(self._last.run_id, tuple(self._x), tuple(self._loss),
+                                  self._last)
+            self._x, self._loss, self._last = [], [], None
+            self._sent = time.monotonic()
+        self._on_event(steps)
+
+
+def is_droppable(event: object) -> bool:
+    """Progress events the worker may thin out (the newest wins); steps are never dropped."""
+    name = type(event).__name__
+    return name.endswith("Progress") or name in ("PreparingData", "WeightsDownload")
+
+
+# ------------------------------------------------------------------ jobs
+def train_job(
+    project,  # noqa: ANN001 - core.store.Project
+    config,  # noqa: ANN001 - ml.config.TrainConfig | None (None when resuming)
+    resume_run_id: int | None = None,
+    threads: int | None = None,
+    nice: int = TRAIN_NICE,
+    *,
+    on_event: EventCallback,
+    cancel: CancelToken,
+) -> int:
+    """Train a new run (or resume one); returns the run id. Cancelling ends it cleanly."""
+    from densestudio.ml.threads import limited_threads, lower_thread_priority, wait_for_warm_up
+    from densestudio.ml.train import fit
+
+    wait_for_warm_up()
+    if nice:
+        lower_thread_priority(nice)
+    batcher = StepBatcher(on_event)
+    with limited_threads(threads):
+        try:
+            return fit(project, config, batcher, cancel, resume_run_id=resume_run_id)
+        finally:
+            batcher.flush()
+
+
+def evaluate_job(
+    project, run_id: int, subsets: Sequence[str] = ("val", "test"), *,  # noqa: ANN001
+    on_event: EventCallback, cancel: CancelToken,
+) -> int:
+    """Predict and store the run's val/test images (for runs without stored predictions)."""
+    from densestudio.ml.evaluate import evaluate_run
+    from densestudio.ml.threads import limited_threads
+
+    with limited_threads():
+        evaluate_run(project, run_id, subsets, on_event=on_event, cancel=cancel)
+    return run_id
+
+
+def predict_job(
+    project, run_id: int, image_ids: Sequence[int], *,  # noqa: ANN001
+    on_event: EventCallback, cancel: CancelToken,
+) -> list:
+    """Predict images (e.g. the unlabeled ones) with the run's model; stored as "unlabeled"."""
+    from densestudio.ml.evaluate import predict_images
+    from densestudio.ml.threads import limited_threads
+
+    with limited_threads():
+        return predict_images(project, run_id, list(image_ids), on_event=on_event,
+                              cancel=cancel)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: str
+    onnx_path: str | None
+    size_bytes: int
+    metadata: dict
+
+
+def export_job(
+    project, run_id: int, out_path: str, onnx: bool = False, *,  # noqa: ANN001
+    on_event: EventCallback, cancel: CancelToken,
+) -> ExportResult:
+    """Write the model file (and ONNX), then read its metadata back from the file."""
+    from densestudio.ml.export import export_model, load_exported
+    from densestudio.ml.threads import limited_threads
+
+    with limited_threads():
+        path = export_model(project, run_id, out_path, onnx=onnx)
+        cancel.raise_if_cancelled()
+        loaded = load_exported(path)
+    onnx_path = path.with_suffix(".onnx") if onnx else None
+    return ExportResult(str(path), str(onnx_path) if onnx_path else None,
+                        path.stat().st_size, loaded.metadata)
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    path: str
+    expected: str | None
+    predicted: str | None
+    confidence: float
+    error: str | None = None
+
+    @property
+    def agrees(self) -> bool | None:
+        if self.error or self.expected is None:
+            return None
+        return self.expected == self.predicted
+
+
+def check_export_job(
+    model_path: str, samples: Sequence[tuple[str, str | None]], *,
+    on_event: EventCallback, cancel: CancelToken,
+) -> list[CheckRow]:
+    """Reload the written file (as a user would, without the project) and predict samples."""
+    from densestudio.ml.export import load_exported
+    from densestudio.ml.threads import limited_threads
+
+    with limited_threads():
+        model = load_exported(model_path)
+        cancel.raise_if_cancelled()
+        results = model.predict([p for p, _ in samples])
+    return [
+        CheckRow(path, expected, r.class_name, r.confidence, r.error)
+        for (path, expected), r in zip(samples, results)
+    ]
+
+
+# ------------------------------------------------------------------ heatmaps
+@dataclass(frozen=True)
+class HeatmapReady:
+    """One explanation made by ``explain_job`` (``class_index`` as requested: None =
+    predicted)."""
+
+    run_id: int
+    image_id: int
+    class_index: int | None
+    explanation: object  # ml.explain.Explanation (numpy arrays; no ORM objects)
+
+
+@dataclass(frozen=True)
+class HeatmapFailed:
+    run_id: int
+    image_id: int
+    class_index: int | None
+    message: str
+
+
+def explain_job(
+    project, run_id: int, requests: Sequence[tuple[int, int | None]], *,  # noqa: ANN001
+    on_event: EventCallback, cancel: CancelToken,
+) -> int:
+    """Heatmaps for (image id, class index or None) pairs with the run's model; each one is
+    reported as a ``HeatmapReady`` (or ``HeatmapFailed``) event as soon as it is done."""
+    from densestudio.ml.explain import ExplainError, load_explainer
+    from densestudio.ml.threads import limited_threads
+
+    done = 0
+    with limited_threads():
+        explainer = load_explainer(project, run_id)
+        for image_id, class_index in requests:
+            cancel.raise_if_cancelled()
+            try:
+                e = explainer.explain(image_id, class_index)
+            except ExplainError as exc:
+                on_event(HeatmapFailed(run_id, image_id, class_index, str(exc)))
+                continue
+            on_event(HeatmapReady(run_id, image_id, class_index, e))
+            done += 1
+    return done

@@ -1,0 +1,886 @@
+"""The Review tab: what a run gets right and wrong, and fixing labels from there.
+
+Left: the run and subset (validation / test), a summary (accuracy, balanced accuracy,
+macro-F1), the clickable confusion matrix, per-class precision / recall / F1 / support, and
+the comparison with a second run. Right: a gallery of the images behind what was clicked (a
+matrix cell sorted by confidence, all misclassified, top losses, predictions for unlabeled
+images, or the images one run gets right and the other wrong) with the true class, the
+predicted class and the confidence on each tile. Keys 1-9 relabel the selected tiles (undo
+with Ctrl+Z); tiles whose label changed since the run are marked "relabeled".
+
+All numbers come from predictions stored in the project (``core.runs``); evaluating a run,
+predicting unlabeled images and exporting run in worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, Signal
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QComboBox,
+    QDoubleSpinBox,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from densestudio.core import runs as core_runs
+from densestudio.core.models import SOURCE_PREDICTION
+from densestudio.core.store import ImageFilter
+from densestudio.ui.confusion import ConfusionMatrixView
+from densestudio.ui.gallery_model import TileOverlay
+from densestudio.ui.gallery_view import GalleryView
+from densestudio.ui.heatmaps import HeatmapGalleryModel
+from densestudio.ui.jobs import evaluate_job, is_droppable, predict_job
+from densestudio.ui.runs_panel import pct, run_title
+from densestudio.ui.workers import Worker
+
+log = logging.getLogger(__name__)
+
+SUBSETS = (("val", "Validation"), ("test", "Test"))
+VIEWS = (
+    ("misclassified", "Misclassified"),
+    ("top_losses", "Top losses"),
+    ("unlabeled", "Unlabeled predictions"),
+    ("a_only", "Only this run right"),
+    ("b_only", "Only the other right"),
+)
+
+
+@dataclass(frozen=True)
+class Shown:
+    kind: str  # "cell" | "misclassified" | "top_losses" | "unlabeled" | "a_only" | "b_only"
+    title: str
+    cell: tuple[int, int] | None = None
+
+
+class ReviewGallery(GalleryView):
+    empty_text = ""
+
+    def paintEvent(self, event) -> None:  # noqa: ANN001, N802
+        super().paintEvent(event)
+        model = self.model()
+        if model is not None and model.rowCount() == 0 and self.empty_text:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().color(self.palette().ColorRole.PlaceholderText))
+            rect = self.viewport().rect().adjusted(24, 24, -24, -24)
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                             self.empty_text)
+            painter.end()
+
+
+def _table(parent: QWidget, headers: list[str]) -> QTableWidget:
+    table = QTableWidget(0, len(headers), parent)
+    table.setHorizontalHeaderLabels(headers)
+    table.verticalHeader().hide()
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+    table.setAlternatingRowColors(True)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+    table.setWordWrap(False)
+    return table
+
+
+def _item(text: str, right: bool = True) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    if right:
+        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return item
+
+
+class ReviewPanel(QWidget):
+    shownChanged = Signal(object)  # Shown
+    predictionsReady = Signal(int)  # number of images predicted
+    evaluated = Signal(int)  # run id
+    exportRequested = Signal(int)  # run id
+    runChanged = Signal(object)  # run id or None: the run shown changed
+
+    def __init__(self, host, parent: QWidget | None = None) -> None:  # noqa: ANN001
+        super().__init__(parent)
+        self.host = host  # MainWindow: controller, loader, _start(worker), show_error
+        self.controller = None
+        self.run: core_runs.RunInfo | None = None
+        self.subset = "val"
+        self.report = None
+        self.preds: dict[int, core_runs.PredictionInfo] = {}
+        self.unlabeled_preds: dict[int, core_runs.PredictionInfo] = {}
+        self.other: core_runs.RunInfo | None = None
+        self.other_preds: dict[int, core_runs.PredictionInfo] = {}
+        self.class_ids: list[int | None] = []  # run class index -> current class id
+        self.shown: Shown | None = None
+        self.overlay: dict[int, TileOverlay] = {}
+        self.worker: Worker | None = None
+        self.op_dialog = None
+        self._loading = False
+        self._build()
+
+    # ================================================================ construction
+    def _build(self) -> None:
+        self.run_combo = QComboBox(self)
+        self.run_combo.setMinimumContentsLength(16)
+        self.run_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.subset_combo = QComboBox(self)
+        for key, text in SUBSETS:
+            self.subset_combo.addItem(text, key)
+        self.compare_combo = QComboBox(self)
+        self.compare_combo.setMinimumContentsLength(12)
+        self.compare_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.predict_button = QPushButton("Predict unlabeled", self)
+        self.predict_button.setToolTip("Run this model over the images without a label")
+        self.export_button = QPushButton("Export model…", self)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Run", self))
+        bar.addWidget(self.run_combo, 2)
+        bar.addWidget(self.subset_combo)
+        bar.addSpacing(8)
+        bar.addWidget(QLabel("Compare with", self))
+        bar.addWidget(self.compare_combo, 1)
+        bar.addStretch(0)
+        bar.addWidget(self.predict_button)
+        self.op_button = QPushButton("OK/NG threshold…", self)
+        self.op_button.setToolTip(
+            "For inspection: pick the class that means a good part and see missed defects "
+            "vs. rejected good parts as the threshold moves; save the threshold with the run")
+        bar.addWidget(self.op_button)
+        bar.addWidget(self.export_button)
+
+        # Left column.
+        self.summary = QLabel(self)
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.evaluate_button = QPushButton("Evaluate now", self)
+        self.evaluate_button.hide()
+        self.matrix = ConfusionMatrixView(self)
+        self.matrix.setMinimumHeight(180)
+        caption = QLabel("<small>Rows: true class · columns: predicted class · colour: share "
+                         "of the row · click a cell to see its images</small>", self)
+        caption.setWordWrap(True)
+        self.per_class = _table(self, ["Class", "Precision", "Recall", "F1", "Support"])
+        self.compare_table = _table(self, ["Metric", "This run", "Other run", "Δ"])
+        self.compare_box = QGroupBox("Comparison", self)
+        QVBoxLayout(self.compare_box).addWidget(self.compare_table)
+        self.compare_box.hide()
+        left = QWidget(self)
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.summary)
+        left_layout.addWidget(self.evaluate_button)
+        left_layout.addWidget(self.matrix, 3)
+        left_layout.addWidget(caption)
+        left_layout.addWidget(self.per_class, 2)
+        left_layout.addWidget(self.compare_box, 2)
+
+        # Right column.
+        self.view_buttons: dict[str, QToolButton] = {}
+        self.view_group = QButtonGroup(self)
+        self.view_group.setExclusive(True)
+        views = QHBoxLayout()
+        for key, text in VIEWS:
+            b = QToolButton(self)
+            b.setText(text)
+            b.setCheckable(True)
+            b.setAutoRaise(False)
+            b.clicked.connect(lambda _=False, k=key: self.show_view(k))
+            self.view_group.addButton(b)
+            self.view_buttons[key] = b
+            views.addWidget(b)
+        views.addStretch(1)
+        self.heat_button = QToolButton(self)
+        self.heat_button.setText("Heatmaps")
+        self.heat_button.setCheckable(True)
+        self.heat_button.setToolTip("Lay the model's heatmap (where it finds evidence for the "
+                                    "predicted class) over each tile; computed in the "
+                                    "background")
+        views.addWidget(self.heat_button)
+        self.title = QLabel(self)
+        self.title.setWordWrap(True)
+        self.model = HeatmapGalleryModel(None, self.host.loader, self)
+        self.gallery = ReviewGallery(self)
+        self.gallery.setModel(self.model)
+        self.gallery.set_tile_size(152)
+        self.gallery.empty_text = "Open a finished run to review it."
+        self.gallery.labelShortcut.connect(self._label_with_shortcut)
+        self.gallery.unlabelRequested.connect(lambda: self.relabel_selected(None))
+        self.gallery.customContextMenuRequested.connect(self._tile_menu)
+        self.accept_button = QPushButton("Accept selected predictions", self)
+        self.accept_all_button = QPushButton("Accept all with confidence ≥", self)
+        self.threshold = QDoubleSpinBox(self)
+        self.threshold.setRange(0, 100)
+        self.threshold.setDecimals(0)
+        self.threshold.setValue(90)
+        self.threshold.setSuffix(" %")
+        self.hint = QLabel("<small>Keys 1–9 relabel the selected images; Ctrl+Z undoes."
+                           "</small>", self)
+        actions = QHBoxLayout()
+        actions.addWidget(self.hint, 1)
+        actions.addWidget(self.accept_button)
+        actions.addWidget(self.accept_all_button)
+        actions.addWidget(self.threshold)
+        self.progress = QProgressBar(self)
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.hide()
+        prog = QHBoxLayout()
+        prog.addWidget(self.progress, 1)
+        prog.addWidget(self.cancel_button)
+        right = QWidget(self)
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addLayout(views)
+        right_layout.addWidget(self.title)
+        right_layout.addWidget(self.gallery, 1)
+        right_layout.addLayout(prog)
+        right_layout.addLayout(actions)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setSizes([520, 760])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(bar)
+        layout.addWidget(self.splitter, 1)
+
+        self.run_combo.currentIndexChanged.connect(self._on_run_combo)
+        self.subset_combo.currentIndexChanged.connect(self._on_subset_combo)
+        self.compare_combo.currentIndexChanged.connect(self._on_compare_combo)
+        self.matrix.cellClicked.connect(self.show_cell)
+        self.evaluate_button.clicked.connect(self.evaluate)
+        self.predict_button.clicked.connect(self.predict_unlabeled)
+        self.export_button.clicked.connect(self._export)
+        self.op_button.clicked.connect(self.show_operating_point)
+        self.heat_button.toggled.connect(lambda _on: self._update_tile_heatmaps())
+        self.accept_button.clicked.connect(self.accept_selected)
+        self.accept_all_button.clicked.connect(
+            lambda: self.accept_above(self.threshold.value() / 100.0))
+        self.cancel_button.clicked.connect(self.cancel)
+        self.gallery.selectionModel().selectionChanged.connect(self._update_buttons)
+        self._update_buttons()
+
+    # ================================================================ project and runs
+    @property
+    def project(self):  # noqa: ANN201
+        return self.controller.project if self.controller else None
+
+    def set_controller(self, controller) -> None:  # noqa: ANN001
+        if self.controller is not None:
+            try:
+                self.controller.labelsChanged.disconnect(self._on_labels_changed)
+                self.controller.classesChanged.disconnect(self._on_classes_changed)
+            except (RuntimeError, TypeError):
+                pass
+        self.controller = controller
+        self.model.set_controller(controller)
+        self.run = None
+        self.other = None
+        self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
+        if controller is not None:
+            controller.labelsChanged.connect(self._on_labels_changed)
+            controller.classesChanged.connect(self._on_classes_changed)
+        self.refresh_runs()
+
+    def reviewable_runs(self) -> list[core_runs.RunInfo]:
+        if self.project is None:
+            return []
+        return [r for r in core_runs.list_runs(self.project)
+                if r.checkpoint_best or core_runs.prediction_count(self.project, r.id)]
+
+    def refresh_runs(self, select: int | None = None, reload: bool = True) -> None:
+        """Re-read the list of runs. ``reload=False`` keeps what is shown now (e.g. a cell the
+        user is relabeling) when the current run is still there."""
+        keep = select if select is not None else (self.run.id if self.run else None)
+        infos = self.reviewable_runs()
+        self._loading = True
+        try:
+            self.run_combo.clear()
+            for info in infos:
+                acc = info.metrics.get("test_acc", info.metrics.get("val_acc"))
+                extra = f" · {pct(acc)}" if acc is not None else f" · {info.status}"
+                self.run_combo.addItem(run_title(info) + extra, info.id)
+            index = self.run_combo.findData(keep) if keep is not None else -1
+            if index < 0 and infos:
+                index = 0
+            self.run_combo.setCurrentIndex(index)
+        finally:
+            self._loading = False
+        run_id = self.run_combo.currentData()
+        if not reload and self.run is not None and run_id == self.run.id:
+            self._loading = True
+            try:
+                self._fill_compare()
+            finally:
+                self._loading = False
+            return
+        if run_id is None:
+            self._clear("No trained runs yet. Train one in the Train tab." if self.project
+                        else "Open a project.")
+        else:
+            self.set_run(run_id)
+
+    def set_run(self, run_id: int, subset: str | None = None) -> None:
+        if self.project is None:
+            return
+        index = self.run_combo.findData(run_id)
+        if index < 0:
+            self.refresh_runs(select=run_id)
+            index = self.run_combo.findData(run_id)
+            if index < 0:
+                return
+        self._loading = True
+        try:
+            self.run_combo.setCurrentIndex(index)
+            self.run = core_runs.get_run(self.project, run_id)
+            if subset is None:
+                has_test = core_runs.prediction_count(self.project, run_id, "test") > 0
+                subset = "test" if has_test else "val"
+            self.subset_combo.setCurrentIndex(self.subset_combo.findData(subset))
+            self.subset = subset
+            self._fill_compare()
+        finally:
+            self._loading = False
+        self.load()
+        self._update_tile_heatmaps()
+        self.runChanged.emit(run_id)
+
+    def _fill_compare(self) -> None:
+        keep = self.other.id if self.other else None
+        self.compare_combo.clear()
+        self.compare_combo.addItem("—", None)
+        for i in range(self.run_combo.count()):
+            run_id = self.run_combo.itemData(i)
+            if self.run is not None and run_id != self.run.id:
+                self.compare_combo.addItem(self.run_combo.itemText(i), run_id)
+        index = self.compare_combo.findData(keep) if keep is not None else 0
+        self.compare_combo.setCurrentIndex(max(0, index))
+        if self.compare_combo.currentData() is None:
+            self.other = None
+
+    def _on_run_combo(self, _index: int) -> None:
+        if not self._loading and self.run_combo.currentData() is not None:
+            self.set_run(self.run_combo.currentData())
+
+    def _on_subset_combo(self, _index: int) -> None:
+        if not self._loading and self.run is not None:
+            self.subset = self.subset_combo.currentData()
+            self.load()
+
+    def _on_compare_combo(self, _index: int) -> None:
+        if self._loading:
+            return
+        self.set_compare(self.compare_combo.currentData())
+
+    # ================================================================ loading
+    def _class_map(self, names: tuple[str, ...]) -> list[int | None]:
+        by_name = {c.name: c.id for c in self.controller.classes()}
+        return [by_name.get(n) for n in names]
+
+    def load(self) -> None:
+        """Read the run's stored predictions for the subset and show the report."""
+        from densestudio.ml.evaluate import build_report
+
+        if self.run is None or self.project is None:
+            return
+        self.class_ids = self._class_map(self.run.class_names)
+        preds = core_runs.predictions(self.project, self.run.id, self.subset)
+        self.preds = {p.image_id: p for p in preds}
+        self.unlabeled_preds = {
+            p.image_id: p
+            for p in core_runs.predictions(self.project, self.run.id, "unlabeled")
+        }
+        self.report = (build_report(self.run.id, self.subset, self.run.class_names, preds)
+                       if preds else None)
+        if self.other is not None:
+            self._load_other()
+        self._show_report()
+        self._update_buttons()
+        if self.report is not None:
+            self.show_view("misclassified")
+        elif self.unlabeled_preds:
+            self.show_view("unlabeled")
+        else:
+            self._show_ids([], Shown("none", ""))
+
+    def _show_report(self) -> None:
+        rep = self.report
+        name = dict(SUBSETS)[self.subset].lower()
+        if rep is None:
+            self.matrix.set_matrix([], [])
+            self.per_class.setRowCount(0)
+            status = self.run.status if self.run else ""
+            can = self.run is not None and bool(self.run.checkpoint_best)
+            self.summary.setText(
+                f"<b>{run_title(self.run)}</b> has no stored predictions for the {name} set"
+                + (" (the run did not finish)." if status != "finished" else ".")
+                + (" Evaluate it to see the confusion matrix." if can else ""))
+            self.evaluate_button.setVisible(can)
+            self.gallery.empty_text = "No predictions to show."
+            return
+        self.evaluate_button.hide()
+        loss = f" · loss {rep.loss:.3f}" if rep.loss is not None else ""
+        cfg = self.run.config
+        self.summary.setText(
+            f"<b>{run_title(self.run)}</b> <small>({cfg.get('arch', '?')}, "
+            f"{cfg.get('img_size', '?')} px)</small><br>"
+            f"<span style='font-size:large'><b>{rep.accuracy * 100:.1f} %</b> accuracy</span>"
+            f" · balanced accuracy <b>{rep.balanced_accuracy * 100:.1f} %</b>"
+            f" · macro-F1 <b>{rep.macro_f1 * 100:.1f} %</b><br>"
+            f"<small>{rep.n:,} {name} images{loss}</small>")
+        self.matrix.set_matrix(rep.class_names, rep.confusion)
+        self.per_class.setRowCount(len(rep.per_class))
+        for row, c in enumerate(rep.per_class):
+            values = (c.name, pct(c.precision), pct(c.recall), pct(c.f1), f"{c.support:,}")
+            for col, text in enumerate(values):
+                self.per_class.setItem(row, col, _item(text, right=col > 0))
+
+    def _clear(self, text: str) -> None:
+        self.run, self.report, self.other = None, None, None
+        self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
+        self.summary.setText(text)
+        self.evaluate_button.hide()
+        self.matrix.set_matrix([], [])
+        self.per_class.setRowCount(0)
+        self.compare_box.hide()
+        self.compare_combo.clear()
+        self.gallery.empty_text = text
+        self._show_ids([], Shown("none", ""))
+        self._update_buttons()
+        self._update_tile_heatmaps()
+        self.runChanged.emit(None)
+
+    # ================================================================ views
+    def show_cell(self, true_index: int, pred_index: int) -> list[int]:
+        """The images of one confusion-matrix cell, most confident first."""
+        if self.run is None or self.report is None:
+            return []
+        names = self.run.class_names
+        ids = core_runs.confusion_cell_images(self.project, self.run.id, self.subset,
+                                              true_index, pred_index)
+        self.matrix.set_active((true_index, pred_index))
+        what = "correct" if true_index == pred_index else "mistaken"
+        self._uncheck_views()
+        self._show_ids(ids, Shown(
+            "cell",
+            f"<b>{len(ids)}</b> {what}: true <b>{names[true_index]}</b>, predicted "
+            f"<b>{names[pred_index]}</b> · most confident first",
+            (true_index, pred_index)))
+        return ids
+
+    def show_view(self, kind: str) -> list[int]:
+        if self.run is None:
+            return []
+        self.matrix.set_active(None)
+        button = self.view_buttons.get(kind)
+        if button is not None:
+            button.setChecked(True)
+        subset = dict(SUBSETS)[self.subset].lower()
+        if kind == "misclassified":
+            wrong = [p for p in self.preds.values()
+                     if p.true_index is not None and p.pred_index != p.true_index]
+            wrong.sort(key=lambda p: (-p.confidence, p.image_id))
+            ids = [p.image_id for p in wrong]
+            title = (f"<b>{len(ids)}</b> misclassified {subset} images · most confident "
+                     "mistakes first")
+        elif kind == "top_losses":
+            ids = core_runs.top_losses(self.project, self.run.id, self.subset, limit=200)
+            title = (f"<b>{len(ids)}</b> {subset} images with the highest loss · likely label "
+                     "errors or hard cases")
+        elif kind == "unlabeled":
+            still = set(self.project.image_ids(ImageFilter(unlabeled=True)))
+            preds = [p for p in self.unlabeled_preds.values() if p.image_id in still]
+            preds.sort(key=lambda p: (p.confidence, p.image_id))
+            ids = [p.image_id for p in preds]
+            title = (f"<b>{len(ids)}</b> unlabeled images with predictions · least confident "
+                     "first" if self.unlabeled_preds else
+                     "No predictions for unlabeled images yet: press <i>Predict unlabeled</i>.")
+        elif kind in ("a_only", "b_only"):
+            ids = self.compare_ids(kind)
+            if self.other is None:
+                title = "Choose a run to compare with."
+            else:
+                a, b = (self.run, self.other) if kind == "a_only" else (self.other, self.run)
+                title = (f"<b>{len(ids)}</b> {subset} images that {run_title(a)} gets right "
+                         f"and {run_title(b)} gets wrong")
+        else:
+            raise ValueError(kind)
+        self._show_ids(ids, Shown(kind, title))
+        return ids
+
+    def _uncheck_views(self) -> None:
+        self.view_group.setExclusive(False)
+        for b in self.view_buttons.values():
+            b.setChecked(False)
+        self.view_group.setExclusive(True)
+
+    def _show_ids(self, ids: list[int], shown: Shown) -> None:
+        self.shown = shown
+        if self.model.heat_run is not None and self.model.heatmaps is not None:
+            self.model.heatmaps.drop_pending()  # tiles no longer shown
+        self.title.setText(shown.title)
+        self.overlay = self._overlay_for(ids)
+        if shown.kind != "none":
+            self.gallery.empty_text = "No images here."
+        self.model.set_ids(ids, self.overlay)
+        if ids:
+            self.gallery.go_to_row(0)
+        self._update_buttons()
+        self.shownChanged.emit(shown)
+
+    def _prediction(self, image_id: int) -> core_runs.PredictionInfo | None:
+        if self.shown is not None and self.shown.kind == "unlabeled":
+            return self.unlabeled_preds.get(image_id) or self.preds.get(image_id)
+        return self.preds.get(image_id) or self.unlabeled_preds.get(image_id)
+
+    def _overlay_for(self, ids: list[int]) -> dict[int, TileOverlay]:
+        if not ids or self.project is None:
+            return {}
+        current = {i.id: i.label_id for i in self.project.images_by_ids(ids)}
+        out: dict[int, TileOverlay] = {}
+        for image_id in ids:
+            p = self._prediction(image_id)
+            if p is None:
+                continue
+            pred_id = self.class_ids[p.pred_index] if p.pred_index < len(self.class_ids) else None
+            relabeled = False
+            correct = None
+            if p.true_index is not None:
+                correct = p.pred_index == p.true_index
+                true_id = (self.class_ids[p.true_index] if p.true_index < len(self.class_ids)
+                           else None)
+                relabeled = current.get(image_id) != true_id
+            out[image_id] = TileOverlay(pred_id, p.confidence, correct,
+                                        f"{p.confidence * 100:.0f}%", relabeled)
+        return out
+
+    def _on_labels_changed(self, image_ids: list[int]) -> None:
+        shown = [i for i in image_ids if i in self.overlay]
+        if not shown:
+            return
+        self.overlay.update(self._overlay_for(shown))
+        self.model.set_overlay(self.overlay)
+
+    def _on_classes_changed(self) -> None:
+        if self.run is not None and self.controller is not None:
+            self.class_ids = self._class_map(self.run.class_names)
+            if self.model.ids:
+                self.overlay = self._overlay_for(self.model.ids)
+                self.model.set_overlay(self.overlay)
+
+    # ================================================================ compare
+    def set_compare(self, run_id: int | None) -> None:
+        if run_id is not None and self.compare_combo.currentData() != run_id:
+            index = self.compare_combo.findData(run_id)
+            if index >= 0:
+                self._loading = True
+                self.compare_combo.setCurrentIndex(index)
+                self._loading = False
+        if run_id is None or self.project is None:
+            self.other, self.other_preds = None, {}
+            self.compare_box.hide()
+            self._update_buttons()
+            return
+        self.other = core_runs.get_run(self.project, run_id)
+        self._load_other()
+        self._update_buttons()
+
+    def _load_other(self) -> None:
+        from densestudio.ml.evaluate import build_report
+
+        assert self.other is not None
+        preds = core_runs.predictions(self.project, self.other.id, self.subset)
+        self.other_preds = {p.image_id: p for p in preds}
+        other = (build_report(self.other.id, self.subset, self.other.class_names, preds)
+                 if preds else None)
+        rows: list[tuple[str, float | None, float | None, bool]] = []
+        a = self.report
+
+        def val(rep, attr):  # noqa: ANN001, ANN202
+            return None if rep is None else getattr(rep, attr)
+
+        rows.append(("Accuracy", val(a, "accuracy"), val(other, "accuracy"), True))
+        rows.append(("Balanced accuracy", val(a, "balanced_accuracy"),
+                     val(other, "balanced_accuracy"), True))
+        rows.append(("Macro-F1", val(a, "macro_f1"), val(other, "macro_f1"), True))
+        rows.append(("Loss", val(a, "loss"), val(other, "loss"), False))
+        f1_other = {c.name: c.f1 for c in other.per_class} if other else {}
+        for c in (a.per_class if a else ()):
+            rows.append((f"F1 {c.name}", c.f1, f1_other.get(c.name), True))
+        self.compare_table.setHorizontalHeaderLabels(
+            ["Metric", run_title(self.run), run_title(self.other), "Δ"])
+        self.compare_table.setRowCount(len(rows) + 1)
+        for row, (name, x, y, is_pct) in enumerate(rows):
+            def fmt(v, is_pct=is_pct):  # noqa: ANN001, ANN202
+                return "—" if v is None else (pct(v) if is_pct else f"{v:.3f}")
+
+            delta = "—" if x is None or y is None else (
+                f"{(x - y) * 100:+.1f}" if is_pct else f"{x - y:+.3f}")
+            for col, text in enumerate((name, fmt(x), fmt(y), delta)):
+                self.compare_table.setItem(row, col, _item(text, right=col > 0))
+        both = self.compare_counts()
+        self.compare_table.setItem(len(rows), 0, _item("Right here / right there only", False))
+        self.compare_table.setItem(len(rows), 1, _item(f"{both[0]:,}"))
+        self.compare_table.setItem(len(rows), 2, _item(f"{both[1]:,}"))
+        self.compare_table.setItem(len(rows), 3, _item(""))
+        self.compare_box.setTitle(f"Comparison on the {dict(SUBSETS)[self.subset].lower()} set")
+        self.compare_box.show()
+
+    @staticmethod
+    def _right(p: core_runs.PredictionInfo | None) -> bool | None:
+        if p is None or p.true_index is None:
+            return None
+        return p.pred_index == p.true_index
+
+    def compare_ids(self, kind: str) -> list[int]:
+        """Images (in both runs' subset) that only this run ("a_only") or only the other
+        run ("b_only") gets right; most confident first."""
+        if self.other is None:
+            return []
+        out = []
+        for image_id, p in self.preds.items():
+            q = self.other_preds.get(image_id)
+            ra, rb = self._right(p), self._right(q)
+            if ra is None or rb is None:
+                continue
+            if (kind == "a_only" and ra and not rb) or (kind == "b_only" and rb and not ra):
+                out.append((-(p.confidence if kind == "b_only" else q.confidence), image_id))
+        return [i for _, i in sorted(out)]
+
+    def compare_counts(self) -> tuple[int, int]:
+        return len(self.compare_ids("a_only")), len(self.compare_ids("b_only"))
+
+    # ================================================================ labeling
+    def selected_ids(self) -> list[int]:
+        ids = self.model.ids_in_selection(self.gallery.selectionModel().selection())
+        if not ids:
+            index = self.gallery.currentIndex()
+            if index.isValid() and index.row() < self.model.rowCount():
+                ids = [self.model.image_id(index.row())]
+        return ids
+
+    def _label_with_shortcut(self, key: str) -> None:
+        if self.controller is None:
+            return
+        cls = self.controller.class_for_shortcut(key)
+        if cls is None:
+            self.host.statusBar().showMessage(f"No class has the shortcut {key}.", 4000)
+            return
+        self.relabel_selected(cls.id)
+
+    def relabel_selected(self, class_id: int | None) -> int:
+        """Label the selected tiles (undoable); they stay in view, marked "relabeled"."""
+        if self.controller is None:
+            return 0
+        ids = self.selected_ids()
+        if not ids:
+            return 0
+        change = self.controller.label_images(ids, class_id)
+        n = len(change) if change is not None else 0
+        cls = self.controller.class_by_id(class_id)
+        if n:
+            self.host.statusBar().showMessage(
+                f"Relabeled {n} image{'s' if n != 1 else ''} as '{cls.name}'." if cls else
+                f"Removed the label of {n} image{'s' if n != 1 else ''}.", 4000)
+        return n
+
+    def _acceptable(self, ids: list[int]) -> list[tuple[int, int]]:
+        pairs = []
+        for image_id in ids:
+            p = self.unlabeled_preds.get(image_id)
+            if p is None or p.pred_index >= len(self.class_ids):
+                continue
+            class_id = self.class_ids[p.pred_index]
+            if class_id is not None:
+                pairs.append((image_id, class_id))
+        return pairs
+
+    def accept_selected(self) -> int:
+        return self._accept(self._acceptable(self.selected_ids()))
+
+    def accept_above(self, threshold: float) -> int:
+        ids = [i for i in self.model.ids
+               if i in self.unlabeled_preds and self.unlabeled_preds[i].confidence >= threshold]
+        return self._accept(self._acceptable(ids))
+
+    def _accept(self, pairs: list[tuple[int, int]]) -> int:
+        if not pairs or self.controller is None:
+            return 0
+        current = {i.id: i.label_id for i in self.project.images_by_ids([i for i, _ in pairs])}
+        pairs = [(i, c) for i, c in pairs if current.get(i) is None]  # never overwrite labels
+        if not pairs:
+            self.host.statusBar().showMessage("Those images already have labels.", 4000)
+            return 0
+        n = len(pairs)
+        change = self.controller.label_images_many(
+            pairs, SOURCE_PREDICTION, f"Accept {n} prediction{'s' if n != 1 else ''}")
+        done = len(change) if change is not None else 0
+        self.host.statusBar().showMessage(
+            f"Accepted {done} prediction{'s' if done != 1 else ''} as labels (Ctrl+Z undoes).",
+            5000)
+        return done
+
+    def _tile_menu(self, pos: QPoint) -> None:
+        index = self.gallery.indexAt(pos)
+        if index.isValid() and not self.gallery.selectionModel().isSelected(index):
+            self.gallery.selectionModel().setCurrentIndex(
+                index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        ids = self.selected_ids()
+        if not ids or self.controller is None:
+            return
+        menu = QMenu(self)
+        header = menu.addAction(f"{len(ids):,} image{'s' if len(ids) != 1 else ''} selected")
+        header.setEnabled(False)
+        pairs = self._acceptable(ids)
+        if pairs:
+            menu.addAction(f"Accept prediction{'s' if len(pairs) != 1 else ''}",
+                           self.accept_selected)
+            menu.addSeparator()
+        from densestudio.ui.class_panel import swatch
+
+        for cls in self.controller.classes():
+            key = f"\t{cls.shortcut}" if cls.shortcut else ""
+            action = menu.addAction(swatch(cls.color), f"Relabel as {cls.name}{key}")
+            action.triggered.connect(lambda _=False, cid=cls.id: self.relabel_selected(cid))
+        menu.addAction("Remove label\t0", lambda: self.relabel_selected(None))
+        self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
+
+    # ================================================================ workers
+    def _busy(self) -> bool:
+        return self.worker is not None
+
+    def _run_worker(self, worker: Worker, text: str) -> None:
+        self.worker = worker
+        worker.event.connect(self._on_event)
+        worker.failed.connect(lambda msg: self.host.show_error("Cannot do that", msg))
+        worker.done.connect(lambda: self._on_done(worker))
+        self.progress.setRange(0, 0)
+        self.progress.setFormat(text)
+        self.progress.setTextVisible(True)
+        self.progress.show()
+        self.cancel_button.show()
+        self.host._start(worker)
+        self._update_buttons()
+
+    def _on_event(self, event: object) -> None:
+        done, total = getattr(event, "done", None), getattr(event, "total", None)
+        if done is not None and total:
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
+            verb = "Preparing" if type(event).__name__ == "PreparingData" else "Predicting"
+            self.progress.setFormat(f"{verb} {done:,} / {total:,}")
+
+    def _on_done(self, worker: Worker) -> None:
+        if self.worker is worker:
+            self.worker = None
+            self.progress.hide()
+            self.cancel_button.hide()
+            self._update_buttons()
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def predict_unlabeled(self) -> Worker | None:
+        if self.run is None or self.project is None or self._busy():
+            return None
+        unlabeled = self.project.image_ids(ImageFilter(unlabeled=True, missing=False))
+        # Images the run trained or was evaluated on keep their own predictions.
+        in_run = {r.image_id for r in core_runs.run_images(self.project, self.run.id)}
+        ids = [i for i in unlabeled if i not in in_run]
+        if not ids:
+            self.host.statusBar().showMessage("There are no unlabeled images to predict.", 5000)
+            self.predictionsReady.emit(0)
+            return None
+        run_id = self.run.id
+        worker = Worker(predict_job, self.project, run_id, ids, droppable=is_droppable,
+                        parent=self)
+        worker.finished.connect(lambda preds: self._on_predicted(run_id, preds))
+        self._run_worker(worker, f"Predicting {len(ids):,} unlabeled images…")
+        return worker
+
+    def _on_predicted(self, run_id: int, preds: list) -> None:
+        if self.run is None or self.run.id != run_id:
+            return
+        self.unlabeled_preds.update({p.image_id: p for p in preds})
+        self.show_view("unlabeled")
+        self.predictionsReady.emit(len(preds))
+
+    def evaluate(self) -> Worker | None:
+        if self.run is None or self._busy():
+            return None
+        run_id = self.run.id
+        subsets = ("val", "test")
+        worker = Worker(evaluate_job, self.project, run_id, subsets, droppable=is_droppable,
+                        parent=self)
+        worker.finished.connect(lambda _r: self._on_evaluated(run_id))
+        self._run_worker(worker, "Evaluating…")
+        return worker
+
+    def _on_evaluated(self, run_id: int) -> None:
+        self.refresh_runs(select=run_id)
+        self.evaluated.emit(run_id)
+
+    def _export(self) -> None:
+        if self.run is not None:
+            self.exportRequested.emit(self.run.id)
+
+    # ================================================================ heatmaps, OK/NG
+    def _update_tile_heatmaps(self) -> None:
+        """Heatmaps on the tiles when the toggle is on and the run has a model."""
+        service = getattr(self.host, "heatmaps", None)
+        on = (self.heat_button.isChecked() and self.run is not None
+              and bool(self.run.checkpoint_best) and service is not None)
+        self.model.set_heatmaps(service, self.run.id if on else None)
+
+    def show_operating_point(self):  # noqa: ANN201 - OperatingPointDialog | None
+        from densestudio.ui.operating_point import OperatingPointDialog
+
+        if self.run is None or self.project is None:
+            return None
+        if self.op_dialog is not None:
+            self.op_dialog.close()
+        dialog = OperatingPointDialog(self.project, self.run.id, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.destroyed.connect(lambda *_: setattr(self, "op_dialog", None)
+                                 if self.op_dialog is dialog else None)
+        self.op_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def _update_buttons(self, *_args: object) -> None:
+        has_run = self.run is not None and bool(self.run.checkpoint_best)
+        self.op_button.setEnabled(self.run is not None and (
+            self.report is not None or bool(self.preds)))
+        busy = self._busy()
+        self.predict_button.setEnabled(has_run and not busy)
+        self.export_button.setEnabled(has_run)
+        self.evaluate_button.setEnabled(not busy)
+        unlabeled_view = self.shown is not None and self.shown.kind == "unlabeled"
+        self.accept_button.setEnabled(unlabeled_view and bool(self.model.ids))
+        self.accept_all_button.setEnabled(unlabeled_view and bool(self.model.ids))
+        self.threshold.setEnabled(unlabeled_view)
+        has_other = self.other is not None
+        for key in ("a_only", "b_only"):
+            self.view_buttons[key].setEnabled(has_other)
+        self.view_buttons["misclassified"].setEnabled(self.report is not None)
+        self.view_buttons["top_losses"].setEnabled(self.report is not None)
+        self.view_buttons["unlabeled"].setEnabled(self.run is not None)

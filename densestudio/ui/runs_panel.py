@@ -1,0 +1,219 @@
+"""The list of training runs: settings, best metrics, date; select one to review; delete."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from densestudio.core import runs as core_runs
+
+COLUMNS = ("Run", "Status", "Date", "Epochs", "Val acc", "Test acc", "Test macro-F1", "Settings")
+STATUS_TEXT = {
+    "running": "training…", "finished": "finished", "cancelled": "stopped (resumable)",
+    "failed": "failed", "created": "created",
+}  # fmt: skip
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f} %"
+
+
+def settings_text(config: dict) -> str:
+    parts = [str(config.get("arch", "?")), f"{config.get('img_size', '?')} px",
+             f"batch {config.get('batch_size', '?')}", f"lr {config.get('lr', 0):g}"]
+    if config.get("pretrained") or config.get("weights_path"):
+        parts.append(f"pretrained, {config.get('strategy', 'full')}")
+    if config.get("augment") and config.get("augment") != "none":
+        parts.append(f"aug {config['augment']}")
+    if config.get("balance") and config.get("balance") != "none":
+        parts.append(config["balance"].replace("_", " "))
+    if config.get("early_stopping_patience"):
+        parts.append(f"early stop {config['early_stopping_patience']}")
+    return ", ".join(parts)
+
+
+def local_time(utc: datetime) -> str:
+    """Run times are stored as naive UTC; show them in local time."""
+    if utc.tzinfo is None:
+        utc = utc.replace(tzinfo=timezone.utc)
+    return utc.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def run_title(info: core_runs.RunInfo) -> str:
+    return f"#{info.id} {info.name}"
+
+
+class RunsPanel(QWidget):
+    runSelected = Signal(object)  # run id or None
+    reviewRequested = Signal(int)
+    resumeRequested = Signal(int)
+    runDeleted = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.project = None
+        self.busy_run_id: int | None = None  # the run being trained now (cannot be deleted)
+        self.infos: list[core_runs.RunInfo] = []
+        self.title = QLabel("<b>Runs</b>", self)
+        self.table = QTableWidget(0, len(COLUMNS), self)
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.table.doubleClicked.connect(lambda _i: self._review())
+        self.review_button = QPushButton("Review", self)
+        self.review_button.setToolTip("Open the selected run in the Review tab")
+        self.review_button.clicked.connect(self._review)
+        self.resume_button = QPushButton("Resume", self)
+        self.resume_button.setToolTip("Continue a stopped run from its last saved epoch")
+        self.resume_button.clicked.connect(self._resume)
+        self.delete_button = QPushButton("Delete…", self)
+        self.delete_button.setToolTip("Delete the run, its metrics, predictions and checkpoints")
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.empty = QLabel("No runs yet. Press Train to start one.", self)
+        self.empty.setStyleSheet("color: palette(placeholder-text);")
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.title)
+        buttons.addStretch(1)
+        for b in (self.review_button, self.resume_button, self.delete_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.empty)
+        self._update_buttons()
+
+    # ------------------------------------------------------------ data
+    def set_project(self, project) -> None:  # noqa: ANN001
+        self.project = project
+        self.refresh()
+
+    def refresh(self, select: int | None = None) -> None:
+        keep = select if select is not None else self.selected_run_id()
+        self.infos = core_runs.list_runs(self.project) if self.project is not None else []
+        self.table.blockSignals(True)
+        try:
+            self.table.setRowCount(len(self.infos))
+            for row, info in enumerate(self.infos):
+                m = info.metrics
+                epochs = f"{info.epochs_done}/{info.config.get('epochs', '?')}"
+                if info.best_epoch:
+                    epochs += f" (best {info.best_epoch})"
+                date = local_time(info.created_at)
+                values = (
+                    run_title(info), STATUS_TEXT.get(info.status, info.status), date, epochs,
+                    pct(m.get("val_acc")), pct(m.get("test_acc")),
+                    pct(m.get("test_macro_f1")), settings_text(info.config),
+                )
+                for col, text in enumerate(values):
+                    item = QTableWidgetItem(text)
+                    item.setData(Qt.ItemDataRole.UserRole, info.id)
+                    if col == 1 and info.error:
+                        item.setToolTip(info.error)
+                    elif col == 7:
+                        item.setToolTip(text)
+                    if col in (3, 4, 5, 6):
+                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                              | Qt.AlignmentFlag.AlignVCenter)
+                    self.table.setItem(row, col, item)
+            row = self.row_of(keep) if keep is not None else None
+            if row is None and self.infos:
+                row = 0
+            if row is not None:
+                self.table.selectRow(row)
+            else:
+                self.table.clearSelection()
+        finally:
+            self.table.blockSignals(False)
+        self.empty.setVisible(not self.infos and self.project is not None)
+        self._update_buttons()
+        self.runSelected.emit(self.selected_run_id())
+
+    def row_of(self, run_id: int) -> int | None:
+        for row, info in enumerate(self.infos):
+            if info.id == run_id:
+                return row
+        return None
+
+    def info(self, run_id: int | None) -> core_runs.RunInfo | None:
+        row = self.row_of(run_id) if run_id is not None else None
+        return self.infos[row] if row is not None else None
+
+    def selected_run_id(self) -> int | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows:
+            return None
+        return self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+
+    def select_run(self, run_id: int) -> None:
+        row = self.row_of(run_id)
+        if row is not None:
+            self.table.selectRow(row)
+
+    # ------------------------------------------------------------ actions
+    def _on_selection(self) -> None:
+        self._update_buttons()
+        self.runSelected.emit(self.selected_run_id())
+
+    def _update_buttons(self) -> None:
+        info = self.info(self.selected_run_id())
+        busy = info is not None and info.id == self.busy_run_id
+        self.review_button.setEnabled(info is not None and bool(info.checkpoint_best)
+                                      and not busy)
+        self.resume_button.setEnabled(info is not None and info.resumable and not busy
+                                      and self.busy_run_id is None)
+        self.delete_button.setEnabled(info is not None and not busy)
+
+    def set_busy_run(self, run_id: int | None) -> None:
+        self.busy_run_id = run_id
+        self._update_buttons()
+
+    def _review(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None and self.review_button.isEnabled():
+            self.reviewRequested.emit(run_id)
+
+    def _resume(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.resumeRequested.emit(run_id)
+
+    def confirm(self, title: str, text: str) -> bool:
+        """Ask the user (a separate method so tests can answer)."""
+        answer = QMessageBox.question(self, title, text)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def delete_selected(self) -> bool:
+        info = self.info(self.selected_run_id())
+        if info is None or self.project is None or info.id == self.busy_run_id:
+            return False
+        if not self.confirm("Delete run",
+                            f"Delete run {run_title(info)} with its metrics, predictions and "
+                            "saved models? Exported model files are kept."):
+            return False
+        core_runs.delete_run(self.project, info.id)
+        self.refresh()
+        self.runDeleted.emit(info.id)
+        return True

@@ -1,0 +1,627 @@
+"""The Train tab: settings (recommended defaults), Train / Cancel / Resume, live progress and
+plots, and the list of runs.
+
+Training runs ``jobs.train_job`` (``ml.train.fit``) in a ``Worker`` thread; the GUI thread only
+receives batched events (~10 Hz) and appends them to the plots. The run trains on a snapshot
+of the labels, so the user can keep labeling while it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from densestudio.core import runs as core_runs
+from densestudio.ml.config import ARCHS, COMPACT_ARCHS, TrainConfig
+from densestudio.ui.jobs import TrainingSteps, is_droppable, train_job
+from densestudio.ui.plots import TrainingPlots
+from densestudio.ui.runs_panel import RunsPanel
+from densestudio.ui.workers import Worker
+
+log = logging.getLogger(__name__)
+
+ARCH_INFO = {
+    "densenet_bc_tiny": ("0.14 M parameters", "quick tries; fast on any CPU"),
+    "densenet_bc_1m": ("1.0 M parameters", "best choice on a CPU; trains from scratch"),
+    "densenet121": ("8.0 M parameters", "pretrained; GPU recommended (CPU: slow)"),
+    "densenet169": ("14.1 M parameters", "pretrained; GPU recommended"),
+    "densenet201": ("20.0 M parameters", "pretrained; GPU"),
+    "densenet161": ("28.7 M parameters", "pretrained; GPU"),
+}
+STRATEGY_TEXT = {
+    "full": "Train everything",
+    "head": "Train only the new head (frozen backbone)",
+    "head_then_full": "Head first, then everything",
+}
+AUGMENT_TEXT = {
+    "none": "None",
+    "light": "Light (flips)",
+    "inspection": "Inspection (flips, rotations, brightness)",
+}
+BALANCE_TEXT = {
+    "none": "None",
+    "weighted_loss": "Weighted loss",
+    "sampler": "Balanced sampling",
+}
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "—"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def weights_status(arch: str, weights_path: str | None) -> tuple[str, str]:
+    """("ok" | "missing" | "none", text) for the pretrained weights of ``arch``."""
+    from densestudio.ml import zoo
+
+    if arch in COMPACT_ARCHS:
+        return "none", "No pretrained weights for compact models: trains from scratch."
+    if weights_path:
+        ok = Path(weights_path).is_file()
+        return ("ok" if ok else "missing",
+                f"Weights file: {Path(weights_path).name}" if ok
+                else f"Weights file not found: {weights_path}")
+    try:
+        path = zoo.resolve_weights(arch, allow_download=False)
+    except zoo.WeightsError:
+        name = zoo.weight_spec(arch).filename
+        return "missing", (f"ImageNet weights not on this computer ({name}). They download "
+                           "when training starts if you are online; offline, choose the file.")
+    return "ok", f"ImageNet weights cached ({path.name})."
+
+
+class TrainPanel(QWidget):
+    trainingStarted = Signal(int)  # run id
+    trainingEnded = Signal(object)  # run id or None; after finish, cancel or failure
+    runFinished = Signal(int)
+    reviewRequested = Signal(int)
+
+    def __init__(self, host, parent: QWidget | None = None) -> None:  # noqa: ANN001
+        super().__init__(parent)
+        self.host = host  # MainWindow: controller, _start(worker), show_error
+        self.controller = None
+        self.worker: Worker | None = None
+        self.run_id: int | None = None
+        self.total_epochs = 0
+        self.device_text = ""
+        self.last_message = ""
+        self.last_outcome: str | None = None  # "finished" | "cancelled" | "failed"
+        self.events_seen: dict[str, int] = {}
+        self.plotted_run: int | None = None  # the run whose curves the plots show
+        self._building = False
+        self._build()
+
+    # ================================================================ construction
+    def _build(self) -> None:
+        self.arch = QComboBox(self)
+        for arch in ARCHS:
+            size, hint = ARCH_INFO.get(arch, ("", ""))
+            self.arch.addItem(f"{arch}  ·  {size}", arch)
+            self.arch.setItemData(self.arch.count() - 1, hint, Qt.ItemDataRole.ToolTipRole)
+        self.arch_hint = QLabel(self)
+        self.arch_hint.setWordWrap(True)
+        self.pretrained = QCheckBox("Start from ImageNet weights", self)
+        self.weights_label = QLabel(self)
+        self.weights_label.setWordWrap(True)
+        self.weights_button = QPushButton("Choose weights file…", self)
+        self.weights_path: str | None = None
+        self.img_size = QSpinBox(self)
+        self.img_size.setRange(32, 1024)
+        self.img_size.setSingleStep(16)
+        self.img_size.setSuffix(" px")
+        self.epochs = QSpinBox(self)
+        self.epochs.setRange(1, 1000)
+        self.batch = QSpinBox(self)
+        self.batch.setRange(2, 1024)
+        self.lr = QDoubleSpinBox(self)
+        self.lr.setDecimals(5)
+        self.lr.setRange(0.00001, 1.0)
+        self.lr.setSingleStep(0.0005)
+        self.strategy = QComboBox(self)
+        for key, text in STRATEGY_TEXT.items():
+            self.strategy.addItem(text, key)
+        self.augment = QComboBox(self)
+        for key, text in AUGMENT_TEXT.items():
+            self.augment.addItem(text, key)
+        self.balance = QComboBox(self)
+        for key, text in BALANCE_TEXT.items():
+            self.balance.addItem(text, key)
+        self.early = QCheckBox("Stop if no gain for", self)
+        self.patience = QSpinBox(self)
+        self.patience.setRange(1, 100)
+        self.patience.setSuffix(" epochs")
+        self.patience.setToolTip("Stop when the validation score has not improved for this "
+                                 "many epochs (the best epoch's weights are kept)")
+        early_row = QHBoxLayout()
+        early_row.setContentsMargins(0, 0, 0, 0)
+        early_row.addWidget(self.early)
+        early_row.addWidget(self.patience, 1)
+        self.device = QComboBox(self)
+        self.name = QLineEdit(self)
+        self.name.setPlaceholderText("optional, e.g. 'more scratches'")
+        self.defaults_button = QPushButton("Recommended settings", self)
+        self.defaults_button.setToolTip("Settings picked from the number of labeled images, "
+                                        "the device and the weights available")
+        self.data_label = QLabel(self)
+        self.data_label.setWordWrap(True)
+
+        form_box = QGroupBox("Settings", self)
+        form = QFormLayout(form_box)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow(self.data_label)
+        form.addRow("Model", self.arch)
+        form.addRow("", self.arch_hint)
+        form.addRow("Pretrained", self.pretrained)
+        form.addRow("", self.weights_label)
+        form.addRow("", self.weights_button)
+        form.addRow("Image size", self.img_size)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Batch size", self.batch)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("Fine-tuning", self.strategy)
+        form.addRow("Augmentation", self.augment)
+        form.addRow("Class balance", self.balance)
+        form.addRow("Early stopping", early_row)
+        form.addRow("Device", self.device)
+        form.addRow("Run name", self.name)
+        form.addRow("", self.defaults_button)
+
+        self.train_button = QPushButton("Train", self)
+        self.train_button.setDefault(True)
+        self.train_button.setMinimumHeight(34)
+        font = self.train_button.font()
+        font.setBold(True)
+        self.train_button.setFont(font)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.resume_button = QPushButton("Resume", self)
+        self.resume_button.setToolTip("Continue the selected stopped run")
+        self.message = QLabel(self)
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+        buttons.addWidget(self.resume_button, 1)
+
+        left_inner = QWidget(self)
+        left_layout = QVBoxLayout(left_inner)
+        left_layout.addWidget(form_box)
+        left_layout.addLayout(buttons)
+        left_layout.addWidget(self.message)
+        left_layout.addStretch(1)
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(left_inner)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        for combo in (self.arch, self.strategy, self.augment, self.balance, self.device):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
+        # Never narrower than the form needs (no clipped fields, no horizontal scrolling).
+        scroll.setMinimumWidth(left_inner.minimumSizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width() + 4)
+
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("")
+        self.status = QLabel("Not training.", self)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.plots = TrainingPlots(self)
+        self.runs = RunsPanel(self)
+
+        top = QWidget(self)
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addWidget(self.progress)
+        top_layout.addWidget(self.status)
+        top_layout.addWidget(self.plots, 1)
+        self.right = QSplitter(Qt.Orientation.Vertical, self)
+        self.right.addWidget(top)
+        self.right.addWidget(self.runs)
+        self.right.setStretchFactor(0, 3)
+        self.right.setStretchFactor(1, 1)
+        self.right.setChildrenCollapsible(False)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.addWidget(scroll)
+        self.splitter.addWidget(self.right)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([400, 900])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.splitter)
+
+        self.arch.currentIndexChanged.connect(self._on_arch)
+        self.pretrained.toggled.connect(self._on_pretrained)
+        self.weights_button.clicked.connect(self.choose_weights)
+        self.early.toggled.connect(self.patience.setEnabled)
+        self.defaults_button.clicked.connect(self.apply_recommended)
+        self.train_button.clicked.connect(self.start_training)
+        self.cancel_button.clicked.connect(self.cancel_training)
+        self.resume_button.clicked.connect(self._resume_selected)
+        self.runs.runSelected.connect(self._on_run_selected)
+        self.runs.resumeRequested.connect(self.resume_run)
+        self.runs.reviewRequested.connect(self.reviewRequested)
+        self._update_buttons()
+
+    # ================================================================ project
+    def set_controller(self, controller) -> None:  # noqa: ANN001
+        self.controller = controller
+        self.runs.set_project(controller.project if controller else None)
+        if controller is not None:
+            # Import the engine here, not in the worker: loading torchvision's C extensions
+            # holds the GIL for ~0.2 s, which would freeze the GUI when training starts.
+            import densestudio.ml.evaluate  # noqa: F401
+            import densestudio.ml.train  # noqa: F401
+            from densestudio.ml.threads import start_warm_up
+
+            start_warm_up()  # torch's lazy imports now, not in the middle of a run
+
+            self._fill_devices()
+            self.apply_recommended()
+        self.plots.reset()
+        self.plotted_run = None
+        self.status.setText("Not training.")
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.message.clear()
+        self._update_buttons()
+
+    @property
+    def project(self):  # noqa: ANN201
+        return self.controller.project if self.controller else None
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def _fill_devices(self) -> None:
+        from densestudio.ml.runtime import resolve_device
+
+        self.device.clear()
+        auto = resolve_device("auto").type
+        self.device.addItem(f"Automatic ({auto.upper()})", "auto")
+        self.device.addItem("CPU", "cpu")
+        if auto != "cpu":
+            self.device.addItem(auto.upper(), auto)
+        self.device_type = auto
+
+    def labeled_count(self) -> int:
+        counts = self.controller.counts(fresh=True)
+        return counts.total - counts.count(None)
+
+    def recommended_config(self) -> TrainConfig:
+        from densestudio.ml.config import default_config
+
+        _state, _ = weights_status("densenet121", None)
+        cfg = default_config(self.labeled_count(), getattr(self, "device_type", "cpu"),
+                             weights_available=_state == "ok")
+        return cfg
+
+    def apply_recommended(self) -> None:
+        if self.controller is None:
+            return
+        self.weights_path = None
+        self.set_form(self.recommended_config())
+        n = self.labeled_count()
+        cores = os.cpu_count() or 1
+        self.data_label.setText(
+            f"{n:,} labeled images · {cores} CPU core{'s' if cores != 1 else ''}"
+            + (f" · {self.device_type.upper()}" if self.device_type != "cpu" else "")
+            + ". Recommended settings are filled in; press Train.")
+
+    # ================================================================ form <-> config
+    def set_form(self, cfg: TrainConfig) -> None:
+        self._building = True
+        try:
+            self.arch.setCurrentIndex(max(0, self.arch.findData(cfg.arch)))
+            self.pretrained.setChecked(cfg.uses_pretrained)
+            if cfg.weights_path:
+                self.weights_path = cfg.weights_path
+            self.img_size.setValue(cfg.img_size)
+            self.epochs.setValue(cfg.epochs)
+            self.batch.setValue(cfg.batch_size)
+            self.lr.setValue(cfg.lr)
+            self.strategy.setCurrentIndex(max(0, self.strategy.findData(cfg.strategy)))
+            self.augment.setCurrentIndex(max(0, self.augment.findData(cfg.augment)))
+            self.balance.setCurrentIndex(max(0, self.balance.findData(cfg.balance)))
+            self.early.setChecked(cfg.early_stopping_patience is not None)
+            self.patience.setValue(cfg.early_stopping_patience or 5)
+            self.patience.setEnabled(cfg.early_stopping_patience is not None)
+            index = self.device.findData(cfg.device)
+            self.device.setCurrentIndex(max(0, index))
+            self.name.setText(cfg.name)
+            self._base_config = cfg
+        finally:
+            self._building = False
+        self._on_arch()
+
+    def config(self) -> TrainConfig:
+        base = getattr(self, "_base_config", TrainConfig())
+        arch = self.arch.currentData()
+        pretrained = self.pretrained.isChecked() and arch not in COMPACT_ARCHS
+        strategy = self.strategy.currentData() if pretrained else "full"
+        epochs = self.epochs.value()
+        return base.with_(
+            arch=arch, pretrained=pretrained,
+            weights_path=self.weights_path if pretrained else None,
+            img_size=self.img_size.value(), epochs=epochs, batch_size=self.batch.value(),
+            lr=float(self.lr.value()), strategy=strategy,
+            unfreeze_epoch=max(1, min(base.unfreeze_epoch, epochs - 1)),
+            augment=self.augment.currentData(), balance=self.balance.currentData(),
+            early_stopping_patience=self.patience.value() if self.early.isChecked() else None,
+            device=self.device.currentData() or "auto", name=self.name.text().strip(),
+        )  # fmt: skip
+
+    def _on_arch(self, *_args: object) -> None:
+        arch = self.arch.currentData()
+        size, hint = ARCH_INFO.get(arch, ("", ""))
+        self.arch_hint.setText(f"<small>{size} · {hint}</small>")
+        compact = arch in COMPACT_ARCHS
+        self.pretrained.setEnabled(not compact)
+        if compact and not self._building:
+            self.pretrained.setChecked(False)
+        self._on_pretrained(self.pretrained.isChecked())
+
+    def _on_pretrained(self, _on: bool) -> None:
+        arch = self.arch.currentData()
+        on = self.pretrained.isChecked() and arch not in COMPACT_ARCHS
+        self.strategy.setEnabled(on)
+        if not on:
+            self.strategy.setCurrentIndex(self.strategy.findData("full"))
+        self.weights_button.setVisible(arch not in COMPACT_ARCHS)
+        self.weights_button.setEnabled(on)
+        state, text = weights_status(arch, self.weights_path if on else None)
+        color = {"ok": "#1b7f3b", "missing": "#b26a00"}.get(state, "")
+        style = f"color: {color};" if color and on else "color: palette(placeholder-text);"
+        self.weights_label.setStyleSheet(style)
+        self.weights_label.setText(f"<small>{text}</small>")
+
+    def choose_weights(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a pretrained weights file", str(Path.home()),
+            "PyTorch weights (*.pth *.pt);;All files (*)")
+        if path:
+            self.weights_path = path
+            self._on_pretrained(True)
+
+    # ================================================================ training
+    def problems(self, cfg: TrainConfig) -> list[str]:
+        """Why training cannot start (empty = ready): data first, then settings."""
+        from densestudio.ml.train import check_trainable
+
+        problems = check_trainable(self.project)
+        problems += cfg.problems()
+        return problems
+
+    def start_training(self) -> Worker | None:
+        if self.controller is None or self.running:
+            return None
+        cfg = self.config()
+        problems = self.problems(cfg)
+        if problems:
+            self._refuse("Cannot start training", problems)
+            return None
+        return self._launch(cfg, None)
+
+    def resume_run(self, run_id: int) -> Worker | None:
+        if self.controller is None or self.running:
+            return None
+        info = core_runs.get_run(self.project, run_id)
+        if not info.resumable:
+            self._refuse("Cannot resume", [f"Run #{run_id} is {info.status} and cannot be "
+                                           "resumed; start a new run."])
+            return None
+        self.total_epochs = int(info.config.get("epochs", 0))
+        return self._launch(None, run_id)
+
+    def _resume_selected(self) -> None:
+        run_id = self.runs.selected_run_id()
+        if run_id is None:
+            candidates = [r for r in self.runs.infos if r.resumable]
+            run_id = candidates[0].id if candidates else None
+        if run_id is not None:
+            self.resume_run(run_id)
+
+    def _refuse(self, title: str, problems: list[str]) -> None:
+        text = "\n".join(f"• {p}" for p in problems)
+        self._set_message(text, error=True)
+        self.host.show_error(title, text)
+
+    def _launch(self, cfg: TrainConfig | None, resume_run_id: int | None) -> Worker:
+        self.events_seen = {}
+        self.last_outcome = None
+        self.run_id = resume_run_id
+        if cfg is not None:
+            self.total_epochs = cfg.epochs
+        self.plots.reset(self.total_epochs or None)
+        if resume_run_id is not None:
+            info = core_runs.get_run(self.project, resume_run_id)
+            self.plots.load_history(core_runs.epoch_metrics(self.project, resume_run_id),
+                                    self.total_epochs)
+            self.plots.truncate_epochs(info.epochs_done)
+        worker = Worker(train_job, self.project, cfg, resume_run_id, None,
+                        droppable=is_droppable, parent=self)
+        worker.event.connect(self._on_event)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.done.connect(lambda: self._on_done(worker))
+        self.worker = worker
+        self._set_message("Preparing images…" if resume_run_id is None else
+                          f"Resuming run #{resume_run_id}…")
+        self.status.setText("Starting…")
+        self.progress.setValue(0)
+        self.progress.setFormat("starting")
+        self.host._start(worker)
+        self._update_buttons()
+        return worker
+
+    def cancel_training(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Stopping after this step…")
+
+    # ------------------------------------------------------------ events (GUI thread)
+    def _on_event(self, event: object) -> None:
+        from densestudio.ml import events as ev
+
+        name = type(event).__name__
+        self.events_seen[name] = self.events_seen.get(name, 0) + 1
+        if isinstance(event, TrainingSteps):
+            self.plots.add_steps(event.x, event.loss)
+            self._show_step(event.last)
+        elif isinstance(event, ev.EpochEnded):
+            self.plots.add_epoch(event.epoch, event.val_loss, event.val_acc, event.val_macro_f1,
+                                 event.lr)
+            acc = "—" if event.val_acc is None else f"{event.val_acc * 100:.1f} %"
+            star = " (best so far)" if event.improved else ""
+            self._set_message(f"Epoch {event.epoch}/{self.total_epochs}: validation accuracy "
+                              f"{acc}, loss {event.val_loss or 0:.3f}{star}.")
+            self.runs.refresh(select=self.run_id)
+        elif isinstance(event, ev.PreparingData):
+            self.progress.setRange(0, max(1, event.total))
+            self.progress.setValue(event.done)
+            self.progress.setFormat(f"Preparing images {event.done:,} / {event.total:,}")
+            self.status.setText(f"Decoding and resizing images once "
+                                f"({event.from_disk_cache:,} from the cache)…")
+        elif isinstance(event, ev.ImagesSkipped):
+            self._set_message(f"Warning: {event.count} image(s) could not be read and are left "
+                              f"out of this run ({'; '.join(event.examples)}). Missing files "
+                              "are flagged in the gallery; File › Relink finds moved ones.")
+        elif isinstance(event, ev.WeightsDownload):
+            total = f" of {event.total / 1e6:.0f} MB" if event.total else ""
+            self.status.setText(f"Downloading {event.filename}: {event.done / 1e6:.1f} MB{total}")
+        elif isinstance(event, ev.RunStarted):
+            self.run_id = event.run_id
+            self.plotted_run = event.run_id
+            self.total_epochs = event.total_epochs
+            self.steps_per_epoch = event.steps_per_epoch
+            self.device_text = event.device
+            if event.start_epoch == 0:
+                self.plots.reset(event.total_epochs, event.steps_per_epoch)
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * event.start_epoch / max(1, event.total_epochs)))
+            self.progress.setFormat(f"Epoch {event.start_epoch + 1}/{event.total_epochs}")
+            resumed = f", resuming after epoch {event.start_epoch}" if event.start_epoch else ""
+            self._set_message(f"Run #{event.run_id}: {event.n_train:,} training and "
+                              f"{event.n_val:,} validation images on "
+                              f"{event.device.upper()}{resumed}. You can keep labeling.")
+            self.runs.set_busy_run(event.run_id)
+            self.runs.refresh(select=event.run_id)
+            self.trainingStarted.emit(event.run_id)
+        elif isinstance(event, ev.EvaluationProgress):
+            self.progress.setFormat(f"Evaluating {event.subset} {event.done:,} / {event.total:,}")
+            self.status.setText("Predicting the validation and test images with the best "
+                                "weights…")
+        elif isinstance(event, ev.RunFinished):
+            m = event.metrics
+            parts = [f"{s} accuracy {m[f'{s}_acc'] * 100:.1f} %" for s in ("val", "test")
+                     if m.get(f"{s}_acc") is not None]
+            early = " (stopped early)" if event.stopped_early else ""
+            self.last_outcome = "finished"
+            self._set_message(f"Run #{event.run_id} finished{early}: " + ", ".join(parts)
+                              + ". Open it in the Review tab.")
+        elif isinstance(event, ev.RunCancelled):
+            self.last_outcome = "cancelled"
+            self._set_message(f"Run #{event.run_id} stopped after epoch {event.epoch}. "
+                              "Resume continues from there.")
+        elif isinstance(event, ev.RunFailed):
+            self.last_outcome = "failed"
+
+    def _show_step(self, b) -> None:  # noqa: ANN001 - BatchProgress
+        total = max(1, self.total_epochs)
+        frac = (b.epoch - 1 + b.step / max(1, b.steps)) / total
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(int(1000 * frac))
+        self.progress.setFormat(f"Epoch {b.epoch}/{total} · step {b.step}/{b.steps}")
+        self.status.setText(
+            f"Epoch {b.epoch} of {total} · loss {b.loss:.3f} · {b.images_per_s:,.0f} images/s"
+            f" · ETA {format_eta(b.eta_s)} · {self.device_text.upper() or 'CPU'}")
+
+    def _on_finished(self, run_id: object) -> None:
+        self.run_id = int(run_id) if run_id is not None else None
+        if self.last_outcome is None:
+            self.last_outcome = "finished"
+        if self.last_outcome == "finished":
+            self.progress.setValue(self.progress.maximum())
+            self.progress.setFormat("Finished")
+            self.status.setText("Finished.")
+        else:
+            self.progress.setFormat("Stopped")
+            self.status.setText("Stopped. Press Resume to continue.")
+
+    def _on_failed(self, message: str) -> None:
+        self.last_outcome = "failed"
+        self.progress.setFormat("Failed")
+        self.status.setText("Training failed.")
+        self._set_message(message, error=True)
+        self.host.show_error("Training failed", message)
+
+    def _on_done(self, worker: Worker) -> None:
+        if self.worker is not worker:
+            return
+        self.worker = None
+        self.plots.redraw()
+        self.runs.set_busy_run(None)
+        if self.controller is not None:
+            self.runs.refresh(select=self.run_id)
+        self._update_buttons()
+        if self.last_outcome == "finished" and self.run_id is not None:
+            self.runFinished.emit(self.run_id)
+        self.trainingEnded.emit(self.run_id)
+
+    # ------------------------------------------------------------ helpers
+    def _on_run_selected(self, run_id: object) -> None:
+        self._update_buttons()
+        if self.running or run_id is None or self.project is None or run_id == self.plotted_run:
+            return
+        info = self.runs.info(run_id)
+        if info is None:
+            return
+        self.plots.load_history(core_runs.epoch_metrics(self.project, info.id),
+                                int(info.config.get("epochs", 0)) or None)
+        self.plotted_run = info.id
+        self.status.setText(f"Showing run #{info.id} ({info.status}).")
+
+    def _set_message(self, text: str, error: bool = False) -> None:
+        self.last_message = text
+        self.message.setStyleSheet("color: #c62828;" if error else "")
+        self.message.setText(text)
+
+    def _update_buttons(self) -> None:
+        has = self.controller is not None
+        self.train_button.setEnabled(has and not self.running)
+        self.cancel_button.setEnabled(self.running)
+        info = self.runs.info(self.runs.selected_run_id())
+        resumable = info is not None and info.resumable
+        self.resume_button.setEnabled(has and not self.running and resumable)
+        self.runs.resume_button.setEnabled(has and not self.running and resumable)

@@ -1,0 +1,182 @@
+"""GUI: heatmap overlay in the viewer (computed in a worker, cached per run/image/class),
+heatmaps on the review tiles, and the OK/NG operating-point window (curve from the run's
+stored predictions; saving the threshold persists it with the run)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from densestudio.core import runs as core_runs
+from densestudio.core.importer import ImportOptions
+from densestudio.core.store import Project
+from tests.ml.conftest import write_images
+
+TIMEOUT = 120_000
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    from densestudio.core.importer import run_import
+    from densestudio.ml.config import TrainConfig
+    from densestudio.ml.threads import limited_threads
+    from densestudio.ml.train import fit
+
+    root = tmp_path_factory.mktemp("explain-ui")
+    write_images(root / "imgs", n_per_class=12, seed=5)
+    with Project.create(root / "p.dsproj") as project:
+        run_import(project, [root / "imgs"], ImportOptions(labels_from_subfolders=True))
+        cfg = TrainConfig(arch="densenet_bc_tiny", img_size=32, epochs=2, batch_size=8,
+                          augment="light", ema=False, tta=False, device="cpu")
+        with limited_threads():
+            run_id = fit(project, cfg)
+    return root / "p.dsproj", run_id
+
+
+@pytest.fixture
+def opened(window, trained_project, tmp_path):  # noqa: ANN001, ANN201
+    src, run_id = trained_project
+    dst = tmp_path / src.name
+    shutil.copy(src, dst)
+    assert window.open_project(dst)
+    return window, run_id
+
+
+def test_viewer_heatmap_overlay(qtbot, opened, monkeypatch) -> None:  # noqa: ANN001
+    import densestudio.ml.explain as explain
+
+    window, run_id = opened
+    viewer = window.viewer
+    threads: list[str] = []
+    original = explain.Explainer.explain
+
+    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        threads.append(threading.current_thread().name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(explain.Explainer, "explain", spy)
+    assert viewer.heat_bar.isVisibleTo(window) and viewer.heat_run == run_id
+    assert [viewer.heat_class.itemText(i) for i in range(viewer.heat_class.count())] == [
+        "Predicted class", "bright", "dark", "stripes"]
+    window.gallery.go_to_row(0)  # (already current after opening)
+    qtbot.waitUntil(lambda: viewer.info is not None and viewer.canvas.has_image(),
+                    timeout=10_000)
+    image_id = viewer.info.id
+    assert image_id == window.model.image_id(0)
+    assert not viewer.canvas.has_overlay()
+
+    # Toggle on: computed in the background, then laid over the image.
+    with qtbot.waitSignal(viewer.heatmapShown, timeout=TIMEOUT) as shown:
+        qtbot.mouseClick(viewer.heat_button, Qt.MouseButton.LeftButton)
+    assert shown.args == [image_id]
+    assert viewer.canvas.has_overlay()
+    assert "Evidence for" in viewer.heat_status.text()
+    assert threads and threading.main_thread().name not in threads
+    e = window.heatmaps.get(run_id, image_id, None)
+    assert e is not None and e.heatmap.shape == (32, 32) and 0 <= e.heatmap.min()
+    viewer.heat_opacity.setValue(30)
+    assert abs(viewer.canvas.overlay_opacity - 0.3) < 1e-6
+
+    # Another class: computed once, then cached per (run, image, class).
+    with qtbot.waitSignal(viewer.heatmapShown, timeout=TIMEOUT):
+        viewer.heat_class.setCurrentIndex(viewer.heat_class.findText("stripes"))
+    stripes = window.heatmaps.get(run_id, image_id, 2)
+    assert stripes is not None and stripes.class_name == "stripes"
+    computed = window.heatmaps.computed
+    with qtbot.waitSignal(viewer.heatmapShown, timeout=1000):  # from the cache, at once
+        viewer.heat_class.setCurrentIndex(0)
+    assert window.heatmaps.computed == computed
+
+    # The next image gets its own heatmap; the key H toggles it off.
+    with qtbot.waitSignal(viewer.heatmapShown, timeout=TIMEOUT) as shown:
+        window.gallery.go_to_row(1)
+    assert shown.args == [window.model.image_id(1)]
+    viewer.setFocus()
+    qtbot.keyClick(viewer, Qt.Key.Key_H)
+    assert not viewer.heat_button.isChecked() and not viewer.canvas.has_overlay()
+
+    # Closing the project hides the bar and stops the service.
+    window.close_project()
+    assert viewer.heat_run is None and window.heatmaps.worker is None
+
+
+def test_review_tiles_show_heatmaps(qtbot, opened) -> None:  # noqa: ANN001
+    window, run_id = opened
+    window.review_run(run_id)
+    panel = window.review_panel
+    assert panel.show_view("top_losses")  # every test image, whatever the run got wrong
+    assert panel.model.data(panel.model.index(0), panel.model.HeatmapRole) is None
+    qtbot.mouseClick(panel.heat_button, Qt.MouseButton.LeftButton)
+    assert panel.model.heat_run == run_id
+    first = panel.model.image_id(0)
+    qtbot.waitUntil(lambda: panel.model.tile_heatmap(first) is not None, timeout=TIMEOUT)
+    pixmap = panel.model.data(panel.model.index(0), panel.model.HeatmapRole)
+    assert pixmap is not None and not pixmap.isNull()
+    qtbot.mouseClick(panel.heat_button, Qt.MouseButton.LeftButton)
+    assert panel.model.data(panel.model.index(0), panel.model.HeatmapRole) is None
+
+
+def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:  # noqa: ANN001
+    from densestudio.ml.operating_point import load_operating_point
+
+    window, run_id = opened
+    project = window.controller.project
+    window.review_run(run_id)
+    review = window.review_panel
+    assert review.op_button.isEnabled()
+    qtbot.mouseClick(review.op_button, Qt.MouseButton.LeftButton)
+    dialog = review.op_dialog
+    assert dialog is not None and dialog.isVisible()
+    panel = dialog.panel
+    val = [p for p in core_runs.predictions(project, run_id, "val")]
+    assert panel.subset == "val" and len(panel.p_good) == len(val)
+    assert panel.stored is None and "no operating point" in panel.status.text()
+
+    panel.good_combo.setCurrentIndex(panel.good_combo.findText("bright"))
+    k = list(core_runs.run_class_names(project, run_id)).index("bright")
+    assert np.allclose(panel.p_good, [p.probs[k] for p in val])
+    assert panel.is_good.sum() == sum(p.true_index == k for p in val)
+    x, y = panel.miss_curve.getData()
+    assert len(x) == 501 and y[0] == pytest.approx(100.0)  # t = 0: every defect passes
+    x, y = panel.reject_curve.getData()
+    assert y[0] == 0.0 and y[-1] >= 0.0
+
+    # Spin box and draggable line stay in step; the band too.
+    panel.threshold.setValue(0.42)
+    assert panel.line.value() == pytest.approx(0.42)
+    panel.line.setValue(0.61)
+    assert panel.threshold.value() == pytest.approx(0.61)
+    panel.band_check.setChecked(True)
+    assert panel.band_item.isVisible()
+    panel.band_item.setRegion((0.4, 0.8))
+    assert (panel.band_low.value(), panel.band_high.value()) == (0.4, 0.8)
+    assert "unsure" in panel.readout.text() and "missed" in panel.readout.text()
+
+    # Costs suggest a threshold; saving persists the point with the run.
+    panel.cost_miss.setValue(10.0)
+    suggested = panel.suggest()
+    assert suggested is not None and panel.threshold.value() == pytest.approx(suggested)
+    with qtbot.waitSignal(panel.saved, timeout=5000) as saved:
+        qtbot.mouseClick(panel.save_button, Qt.MouseButton.LeftButton)
+    point = saved.args[1]
+    assert saved.args[0] == run_id
+    stored = load_operating_point(project, run_id)
+    assert stored == point and stored.good_class == "bright"
+    assert stored.threshold == pytest.approx(suggested) and stored.cost_miss == 10.0
+    assert (stored.unsure_low, stored.unsure_high) == (0.4, 0.8)
+    dialog.close()
+
+    # Reopened: the saved point is shown again.
+    dialog = review.show_operating_point()
+    again = dialog.panel
+    assert again.good_combo.currentText() == "bright"
+    assert again.threshold.value() == pytest.approx(suggested)
+    assert again.band_check.isChecked() and again.remove_button.isEnabled()
+    again.remove()
+    assert load_operating_point(project, run_id) is None
+    dialog.close()
