@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import platform
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +45,7 @@ from PIL import Image
 
 from densestudio import __version__
 from densestudio.core import runs
+from densestudio.core.atomic import atomic_output
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.imaging import ImageDecodeError
 from densestudio.core.store import Project
@@ -68,17 +67,8 @@ class ExportError(DenseStudioError):
 
 
 def _atomic_write(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as f:
+        f.write(data)
 
 
 def export_metadata(project: Project, run_id: int, meta: dict) -> dict:

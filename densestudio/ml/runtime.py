@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from densestudio.core.atomic import atomic_output
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.progress import CancelToken
 
@@ -96,18 +95,9 @@ def predict_probs(
 
 
 def atomic_save(obj: object, path: Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save that never leaves a half-written file (see core.atomic)."""
+    with atomic_output(path) as f:
+        torch.save(obj, f)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -1,0 +1,36 @@
+"""A failing write (disk full) while saving a checkpoint or an export keeps the old file."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+import torch
+
+from densestudio.core import atomic
+from densestudio.ml import export
+from densestudio.ml.runtime import atomic_save
+
+
+def disk_full(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_checkpoint_save_on_full_disk_keeps_previous(tmp_path: Path, monkeypatch) -> None:
+    ckpt = tmp_path / "last.pt"
+    atomic_save({"epoch": 3, "w": torch.ones(4)}, ckpt)
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        atomic_save({"epoch": 4, "w": torch.zeros(4)}, ckpt)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"], "no temp file left behind"
+
+
+def test_export_write_on_full_disk_keeps_previous(tmp_path: Path, monkeypatch) -> None:
+    model = tmp_path / "model.pt"
+    export._atomic_write(b"previous model bytes", model)
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        export._atomic_write(b"new model that never finishes", model)
+    assert model.read_bytes() == b"previous model bytes"
