@@ -22,10 +22,14 @@ test: venv
 bench: venv
 	$(BIN)/python tests/benchmarks/bench_import.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/benchmarks/bench_gallery.py
-	$(BIN)/python tests/benchmarks/bench_train.py
+	$(BIN)/python tests/benchmarks/bench_train.py --seeds 0 1 2
+	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/benchmarks/bench_train_gui.py
+	$(BIN)/python tests/benchmarks/bench_label_errors.py
 
 screenshots: venv
 	$(BIN)/python tests/benchmarks/make_screenshots.py
+	$(BIN)/python tests/benchmarks/make_audit_screenshot.py
+	$(BIN)/python tests/benchmarks/make_screenshots_explain.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
