@@ -24,6 +24,7 @@ from densestudio.core.imaging import (
     ImageDecodeError,
     bytes_hash,
     decode_for_import,
+    IMAGE_EXTENSIONS,
     file_hash,
     is_image_path,
 )
@@ -83,6 +84,9 @@ class ImportReport:
             parts.append(f"{len(self.skipped)} skipped")
         if self.new_classes:
             parts.append(f"new classes: {', '.join(self.new_classes)}")
+        if not (self.added or self.already_in_project or self.duplicates or self.skipped):
+            parts = ["no image files found (looked for " + ", ".join(
+                sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS)) + ")"]
         text = ", ".join(parts) + f" in {self.seconds:.1f} s."
         return ("Import cancelled: " if self.cancelled else "Import finished: ") + text
 

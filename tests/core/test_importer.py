@@ -174,3 +174,11 @@ def test_relink_moved_folder(project: Project, tmp_path: Path) -> None:
     rows = project.page(limit=100)
     assert {r.content_hash: r.label_id for r in rows} == labels_before, "labels untouched"
     assert all(("/moved/" in r.path) != r.missing for r in rows)
+
+
+def test_folder_without_images_says_so(project: Project, tmp_path: Path) -> None:
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no pictures here")
+    report = run_import(project, [tmp_path / "empty"])
+    assert report.added == 0 and not report.skipped
+    assert "no image files found" in report.summary() and "jpg" in report.summary()
