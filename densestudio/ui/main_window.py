@@ -64,7 +64,17 @@ from densestudio.ui.workers import Worker
 
 log = logging.getLogger(__name__)
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+def _resources_dir() -> Path:
+    """Icons: resources/ at the repository root (a source checkout or editable install), or
+    the densestudio/resources package a wheel installs them as."""
+    package_dir = Path(__file__).resolve().parent.parent
+    for candidate in (package_dir.parent / "resources", package_dir / "resources"):
+        if (candidate / "densestudio.svg").is_file():
+            return candidate
+    return package_dir / "resources"
+
+
+RESOURCES = _resources_dir()
 
 
 def app_icon() -> QIcon:
