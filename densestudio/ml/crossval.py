@@ -26,7 +26,6 @@ from datetime import datetime
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sqlalchemy import select
 from torch import nn
 
@@ -40,8 +39,15 @@ from densestudio.ml import zoo
 from densestudio.ml.config import COMPACT_ARCHS, TrainConfig
 from densestudio.ml.events import PreparingData
 from densestudio.ml.label_errors import LabelIssue, rank_label_issues
-from densestudio.ml.runtime import amp_dtype, autocast, predict_probs, resolve_device, to_input
-from densestudio.ml.train import EMA, _input_mode, _make_scheduler, steps_per_epoch
+from densestudio.ml.runtime import amp_dtype, predict_probs, resolve_device
+from densestudio.ml.train import (
+    EMA,
+    StepParts,
+    _input_mode,
+    _make_scheduler,
+    optimization_step,
+    steps_per_epoch,
+)
 
 AUDIT_KIND = runs.AUDIT_KIND
 AUDIT_NAME = "label audit"
@@ -205,6 +211,7 @@ def train_on_tensors(
     loss_weight = (
         D.class_weights(y, num_classes).to(device) if cfg.balance == "weighted_loss" else None
     )
+    parts = StepParts(model, opt, sched, scaler, ema, device, dtype, use_cl, loss_weight, cfg)
     for epoch in range(cfg.epochs):
         model.train()
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -213,38 +220,7 @@ def train_on_tensors(
             if cancel is not None:
                 cancel.raise_if_cancelled()
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            xb = to_input(x[idx], device, False)
-            yb = y[idx].to(device, non_blocking=True)
-            if cfg.augment != "none":
-                xb = D.augment_batch(xb, cfg.augment, g)
-            if use_cl:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast(device, dtype):
-                logits = model(xb)
-            loss = F.cross_entropy(
-                logits.float(), yb, weight=loss_weight, label_smoothing=cfg.label_smoothing
-            )
-            if not torch.isfinite(loss):
-                raise AuditError(
-                    f"The loss became {loss.item()} while training a fold; lower the "
-                    "learning rate and try again."
-                )
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-            else:
-                loss.backward()
-            if cfg.max_grad_norm:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update(model)
+            optimization_step(parts, x[idx], y[idx], g, "while training a fold")
             if on_step is not None:
                 on_step(epoch + 1, step + 1, spe)
     out = ema.module if ema is not None else model

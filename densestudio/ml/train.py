@@ -262,6 +262,64 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+@dataclass
+class StepParts:
+    """Everything one optimization step needs (shared by fit and the label audit)."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: object
+    scaler: object | None
+    ema: EMA | None
+    device: torch.device
+    dtype: torch.dtype | None
+    channels_last: bool
+    loss_weight: torch.Tensor | None
+    cfg: TrainConfig
+
+
+def optimization_step(
+    parts: StepParts, x_uint8: torch.Tensor, y: torch.Tensor, g: torch.Generator, where: str
+) -> torch.Tensor:
+    """Augment one uint8 batch on the device, forward, loss, backward, clip, step, schedule,
+    EMA. Returns the (detached) loss; a non-finite loss stops training before the weights
+    are touched."""
+    cfg = parts.cfg
+    xb = to_input(x_uint8, parts.device, False)
+    yb = y.to(parts.device, non_blocking=True)
+    if cfg.augment != "none":
+        xb = D.augment_batch(xb, cfg.augment, g)
+    if parts.channels_last:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    with autocast(parts.device, parts.dtype):
+        logits = parts.model(xb)
+    loss = F.cross_entropy(
+        logits.float(), yb, weight=parts.loss_weight, label_smoothing=cfg.label_smoothing
+    )
+    if not torch.isfinite(loss):
+        raise TrainingError(
+            f"The loss became {loss.item()} {where}; lower the learning rate (or turn off "
+            "mixed precision) and try again."
+        )
+    parts.opt.zero_grad(set_to_none=True)
+    if parts.scaler is not None:
+        parts.scaler.scale(loss).backward()
+        parts.scaler.unscale_(parts.opt)
+    else:
+        loss.backward()
+    if cfg.max_grad_norm:
+        nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.max_grad_norm)
+    if parts.scaler is not None:
+        parts.scaler.step(parts.opt)
+        parts.scaler.update()
+    else:
+        parts.opt.step()
+    parts.sched.step()
+    if parts.ema is not None:
+        parts.ema.update(parts.model)
+    return loss.detach()
+
+
 def _skip_unreadable(
     project: Project, run_id: int, snap: Snapshot, pixels: torch.Tensor,
     failures: list[D.DecodeFailure], on_event: EventCallback,
@@ -455,6 +513,8 @@ def _train(
     ))  # fmt: skip
 
     eval_model = ema.module if ema is not None else model
+    step_parts = StepParts(model, opt, sched, scaler, ema, device, dtype, use_cl, loss_weight,
+                           cfg)
     run_start = time.perf_counter()
     images_done = 0
     stopped_early = False
@@ -471,38 +531,10 @@ def _train(
         for step in range(spe):
             cancel.raise_if_cancelled()
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            xb = to_input(x_train[idx], device, False)
-            yb = y_train[idx].to(device, non_blocking=True)
-            if cfg.augment != "none":
-                xb = D.augment_batch(xb, cfg.augment, g)
-            if use_cl:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast(device, dtype):
-                logits = model(xb)
-            loss = F.cross_entropy(
-                logits.float(), yb, weight=loss_weight, label_smoothing=cfg.label_smoothing
-            )
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"The loss became {loss.item()} at epoch {epoch + 1}; lower the "
-                    "learning rate (or turn off mixed precision) and try again."
-                )
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-            else:
-                loss.backward()
-            if cfg.max_grad_norm:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update(model)
+            loss = optimization_step(
+                step_parts, x_train[idx], y_train[idx], g,
+                f"at epoch {epoch + 1}",
+            )  # fmt: skip
             n = int(idx.numel())
             loss_sum += float(loss.detach()) * n
             seen += n
