@@ -32,6 +32,7 @@ from densestudio.ui.gallery_model import GalleryModel, TileOverlay
 from densestudio.ui.jobs import TRAIN_NICE, is_droppable
 from densestudio.ui.gallery_view import GalleryView
 from densestudio.ui.workers import Worker
+from densestudio.ui.relabel import RelabelSelectedMixin
 
 
 # ------------------------------------------------------------------ job (worker thread)
@@ -110,7 +111,7 @@ class ConfirmCommand(QUndoCommand):
         self.panel._set_confirmed(self.run_id, self.image_ids, False)
 
 
-class AuditPanel(QWidget):
+class AuditPanel(RelabelSelectedMixin, QWidget):
     auditStarted = Signal()
     auditFinished = Signal(int)  # run id
     auditEnded = Signal(str)  # "finished" | "cancelled" | "failed"
@@ -353,31 +354,6 @@ class AuditPanel(QWidget):
             row = min(rows) if rows else row
         self.audit = replace(self.audit, confirmed=stored)
         self._show(keep_row=row)
-
-    def _label_with_shortcut(self, key: str) -> None:
-        if self.controller is None:
-            return
-        cls = self.controller.class_for_shortcut(key)
-        if cls is None:
-            self.host.statusBar().showMessage(f"No class has the shortcut {key}.", 4000)
-            return
-        self.relabel_selected(cls.id)
-
-    def relabel_selected(self, class_id: int | None) -> int:
-        """Label the selected tiles (undoable); they stay in view, marked "relabeled"."""
-        if self.controller is None:
-            return 0
-        ids = self.selected_ids()
-        if not ids:
-            return 0
-        change = self.controller.label_images(ids, class_id)
-        n = len(change) if change is not None else 0
-        cls = self.controller.class_by_id(class_id)
-        if n:
-            self.host.statusBar().showMessage(
-                f"Relabeled {n} image{'s' if n != 1 else ''} as '{cls.name}'." if cls else
-                f"Removed the label of {n} image{'s' if n != 1 else ''}.", 4000)
-        return n
 
     def _on_labels_changed(self, image_ids: list[int]) -> None:
         shown = [i for i in image_ids if i in self.overlay]

@@ -49,6 +49,7 @@ from densestudio.ui.heatmaps import HeatmapGalleryModel
 from densestudio.ui.jobs import evaluate_job, is_droppable, predict_job
 from densestudio.ui.runs_panel import pct, run_title
 from densestudio.ui.workers import Worker
+from densestudio.ui.relabel import RelabelSelectedMixin
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def _item(text: str, right: bool = True) -> QTableWidgetItem:
     return item
 
 
-class ReviewPanel(QWidget):
+class ReviewPanel(RelabelSelectedMixin, QWidget):
     shownChanged = Signal(object)  # Shown
     predictionsReady = Signal(int)  # number of images predicted
     evaluated = Signal(int)  # run id
@@ -676,31 +677,6 @@ class ReviewPanel(QWidget):
             if index.isValid() and index.row() < self.model.rowCount():
                 ids = [self.model.image_id(index.row())]
         return ids
-
-    def _label_with_shortcut(self, key: str) -> None:
-        if self.controller is None:
-            return
-        cls = self.controller.class_for_shortcut(key)
-        if cls is None:
-            self.host.statusBar().showMessage(f"No class has the shortcut {key}.", 4000)
-            return
-        self.relabel_selected(cls.id)
-
-    def relabel_selected(self, class_id: int | None) -> int:
-        """Label the selected tiles (undoable); they stay in view, marked "relabeled"."""
-        if self.controller is None:
-            return 0
-        ids = self.selected_ids()
-        if not ids:
-            return 0
-        change = self.controller.label_images(ids, class_id)
-        n = len(change) if change is not None else 0
-        cls = self.controller.class_by_id(class_id)
-        if n:
-            self.host.statusBar().showMessage(
-                f"Relabeled {n} image{'s' if n != 1 else ''} as '{cls.name}'." if cls else
-                f"Removed the label of {n} image{'s' if n != 1 else ''}.", 4000)
-        return n
 
     def _acceptable(self, ids: list[int]) -> list[tuple[int, int]]:
         pairs = []
