@@ -15,7 +15,7 @@ Images relabeled before the view was opened count as resolved and are not listed
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, Signal
-from PySide6.QtGui import QKeyEvent, QPainter, QUndoCommand
+from PySide6.QtGui import QKeyEvent, QUndoCommand
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -71,16 +71,6 @@ class AuditGallery(GalleryView):
     confirmRequested = Signal()
     empty_text = ""
 
-    def paintEvent(self, event) -> None:  # noqa: ANN001, N802
-        super().paintEvent(event)
-        model = self.model()
-        if model is not None and model.rowCount() == 0 and self.empty_text:
-            painter = QPainter(self.viewport())
-            painter.setPen(self.palette().color(self.palette().ColorRole.PlaceholderText))
-            rect = self.viewport().rect().adjusted(24, 24, -24, -24)
-            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                             self.empty_text)
-            painter.end()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
         mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier

@@ -184,6 +184,18 @@ class GalleryView(QListView):
     labelShortcut = Signal(str)  # "1".."9"
     unlabelRequested = Signal()
     activatedImage = Signal(int)  # row (Enter / double-click)
+    empty_text = ""  # centred hint shown when the grid has no tiles
+
+    def paintEvent(self, event) -> None:  # noqa: ANN001, N802
+        super().paintEvent(event)
+        model = self.model()
+        if model is not None and model.rowCount() == 0 and self.empty_text:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().color(self.palette().ColorRole.PlaceholderText))
+            rect = self.viewport().rect().adjusted(24, 24, -24, -24)
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                             self.empty_text)
+            painter.end()
 
     def __init__(self, parent=None) -> None:  # noqa: ANN001
         super().__init__(parent)

@@ -23,7 +23,6 @@ from PySide6.QtGui import (
     QGuiApplication,
     QIcon,
     QKeySequence,
-    QPainter,
     QUndoGroup,
 )
 from PySide6.QtWidgets import (
@@ -90,17 +89,6 @@ class GalleryArea(GalleryView):
     """The grid, plus a centred hint when it has nothing to show."""
 
     empty_text = ""
-
-    def paintEvent(self, event) -> None:  # noqa: ANN001, N802
-        super().paintEvent(event)
-        model = self.model()
-        if model is not None and model.rowCount() == 0 and self.empty_text:
-            painter = QPainter(self.viewport())
-            painter.setPen(self.palette().color(self.palette().ColorRole.PlaceholderText))
-            rect = self.viewport().rect().adjusted(24, 24, -24, -24)
-            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                             self.empty_text)
-            painter.end()
 
 
 class MainWindow(QMainWindow):

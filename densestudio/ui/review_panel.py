@@ -18,7 +18,6 @@ import logging
 from dataclasses import dataclass
 
 from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, Signal
-from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -72,17 +71,6 @@ class Shown:
 
 class ReviewGallery(GalleryView):
     empty_text = ""
-
-    def paintEvent(self, event) -> None:  # noqa: ANN001, N802
-        super().paintEvent(event)
-        model = self.model()
-        if model is not None and model.rowCount() == 0 and self.empty_text:
-            painter = QPainter(self.viewport())
-            painter.setPen(self.palette().color(self.palette().ColorRole.PlaceholderText))
-            rect = self.viewport().rect().adjusted(24, 24, -24, -24)
-            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                             self.empty_text)
-            painter.end()
 
 
 def _table(parent: QWidget, headers: list[str]) -> QTableWidget:
