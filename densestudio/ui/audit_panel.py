@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
-from densestudio.ui.jobs import TRAIN_NICE, is_droppable
+from densestudio.ui.jobs import TRAIN_NICE, background_training, is_droppable
 from densestudio.ui.gallery_view import GalleryView
 from densestudio.ui.workers import Worker
 from densestudio.ui.relabel import RelabelSelectedMixin
@@ -48,12 +48,8 @@ def audit_job(
 ) -> int:
     """Run a label audit with all cores but one, at a lower priority; returns its run id."""
     from densestudio.ml.crossval import cross_validate
-    from densestudio.ml.threads import limited_threads, lower_thread_priority, wait_for_warm_up
 
-    wait_for_warm_up()
-    if nice:
-        lower_thread_priority(nice)
-    with limited_threads(threads):
+    with background_training(threads, nice):
         return cross_validate(project, folds, config, on_event, cancel).run_id
 
 

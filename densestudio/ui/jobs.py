@@ -14,9 +14,10 @@ runs no torch code itself; it only adapts the ml functions to what the GUI needs
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from densestudio.core.progress import CancelToken, EventCallback
@@ -80,6 +81,19 @@ def is_droppable(event: object) -> bool:
 
 
 # ------------------------------------------------------------------ jobs
+@contextlib.contextmanager
+def background_training(threads: int | None, nice: int) -> Iterator[None]:
+    """Settings for long training work in a worker thread of the app: torch's lazy imports
+    done, this thread at a lower CPU priority, all cores but one for torch."""
+    from densestudio.ml.threads import limited_threads, lower_thread_priority, wait_for_warm_up
+
+    wait_for_warm_up()
+    if nice:
+        lower_thread_priority(nice)
+    with limited_threads(threads):
+        yield
+
+
 def train_job(
     project,  # noqa: ANN001 - core.store.Project
     config,  # noqa: ANN001 - ml.config.TrainConfig | None (None when resuming)
@@ -91,14 +105,10 @@ def train_job(
     cancel: CancelToken,
 ) -> int:
     """Train a new run (or resume one); returns the run id. Cancelling ends it cleanly."""
-    from densestudio.ml.threads import limited_threads, lower_thread_priority, wait_for_warm_up
     from densestudio.ml.train import fit
 
-    wait_for_warm_up()
-    if nice:
-        lower_thread_priority(nice)
     batcher = StepBatcher(on_event)
-    with limited_threads(threads):
+    with background_training(threads, nice):
         try:
             return fit(project, config, batcher, cancel, resume_run_id=resume_run_id)
         finally:
