@@ -23,28 +23,8 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-NEU = ROOT.parent / "shared" / "datasets" / "neu-surface-defects"
-SIZE = (1440, 900)
 
-
-def wait(app, seconds: float, until=None) -> None:  # noqa: ANN001
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        app.processEvents()
-        if until is not None and until():
-            break
-        time.sleep(0.005)
-    for _ in range(5):
-        app.processEvents()
-
-
-def neu_subset(folder: Path, per_class: int) -> Path:
-    root = folder / "NEU surface defects"
-    for class_dir in sorted(p for p in NEU.iterdir() if p.is_dir()):
-        (root / class_dir.name).mkdir(parents=True)
-        for src in sorted(class_dir.iterdir())[:per_class]:
-            (root / class_dir.name / src.name).symlink_to(src)
-    return root
+from tests.benchmarks.make_screenshots import NEU, SIZE, neu_subset, wait  # noqa: E402
 
 
 def main() -> int:
