@@ -39,7 +39,7 @@ from densestudio.ml import zoo
 from densestudio.ml.config import COMPACT_ARCHS, TrainConfig
 from densestudio.ml.events import PreparingData
 from densestudio.ml.label_errors import LabelIssue, rank_label_issues
-from densestudio.ml.runtime import amp_dtype, predict_probs, resolve_device
+from densestudio.ml.runtime import adamw, amp_dtype, predict_probs, resolve_device
 from densestudio.ml.train import (
     EMA,
     StepParts,
@@ -193,11 +193,7 @@ def train_on_tensors(
     model.to(device)
     if use_cl:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(
-        [{"params": model.head_parameters(), "lr": cfg.lr},
-         {"params": model.backbone_parameters(), "lr": cfg.lr}],
-        lr=cfg.lr, weight_decay=cfg.weight_decay,
-    )  # fmt: skip
+    opt = adamw(list(model.parameters()), device, cfg.lr, cfg.weight_decay)
     n = int(y.numel())
     spe = steps_per_epoch(n, cfg.batch_size)
     total = spe * cfg.epochs

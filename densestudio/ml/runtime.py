@@ -57,6 +57,15 @@ def autocast(device: torch.device, dtype: torch.dtype | None):  # noqa: ANN201
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def adamw(
+    groups: list[dict], device: torch.device, lr: float, weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW, with the fused kernel where torch has one (CPU, CUDA): one pass over all
+    parameters instead of a dozen per-op passes; ~3 % of a compact-model CPU step."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
 def to_input(x_uint8: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x_uint8.to(device, non_blocking=True).float().div_(255.0)
     if channels_last and device.type != "mps":

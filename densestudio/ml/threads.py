@@ -58,7 +58,9 @@ def _warm_up_torch() -> None:
     # modules, >1 s). Some of those imports hold the GIL for 100+ ms at a time, which would
     # freeze the GUI thread if it happened inside a training run.
     param = torch.nn.Parameter(torch.zeros(1))
-    torch.optim.AdamW([param])
+    opt = torch.optim.AdamW([param], fused=True)  # as ml.runtime.adamw on the CPU
+    param.sum().backward()
+    opt.step()
 
 
 def start_warm_up() -> threading.Thread:

@@ -50,6 +50,7 @@ from densestudio.ml.events import (
 )
 from densestudio.ml.metrics import confusion_matrix, scores
 from densestudio.ml.runtime import (
+    adamw,
     amp_dtype,
     atomic_save,
     autocast,
@@ -474,10 +475,8 @@ def _train(
 
     head, backbone = model.head_parameters(), model.backbone_parameters()
     bb_lr = cfg.lr * (cfg.backbone_lr_mult if cfg.uses_pretrained else 1.0)
-    opt = torch.optim.AdamW(
-        [{"params": head, "lr": cfg.lr}, {"params": backbone, "lr": bb_lr}],
-        lr=cfg.lr, weight_decay=cfg.weight_decay,
-    )  # fmt: skip
+    opt = adamw([{"params": head, "lr": cfg.lr}, {"params": backbone, "lr": bb_lr}],
+                device, cfg.lr, cfg.weight_decay)  # fmt: skip
     spe = steps_per_epoch(tr.numel(), cfg.batch_size)
     total_steps = spe * cfg.epochs
     sched = _make_scheduler(opt, cfg, total_steps, spe)

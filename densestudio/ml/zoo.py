@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchvision.models import DenseNet
+from torchvision.models.densenet import _DenseBlock
 
 from densestudio.core.errors import DenseStudioError
-from densestudio.ml.config import COMPACT_ARCHS
 from densestudio.ml.events import WeightsDownload
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -185,6 +185,39 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
+class ChainedDenseBlock(_DenseBlock):
+    """torchvision's dense block with the same layers, weights and math, computed faster.
+
+    torchvision concatenates every earlier feature map for each layer, so the backward pass
+    adds a gradient into each earlier piece separately: O(layers^2) small additions that
+    cost ~12 % of a CPU training step for the compact models. Here each layer's input is the
+    previous input with the new features appended (one two-piece concatenation per layer),
+    and the layer's ops are called directly instead of through a one-element list. Measured
+    with bf16 + channels_last, densenet_bc_1m, 112 px, batch 32, 2 cores: 117 -> 137 img/s.
+    Gradient checkpointing (``memory_efficient``) still goes through torchvision's layer.
+    """
+
+    def forward(self, init_features: torch.Tensor) -> torch.Tensor:
+        x = init_features
+        for _name, layer in self.items():
+            if layer.memory_efficient:
+                new = layer([x])
+            else:
+                new = layer.conv1(layer.relu1(layer.norm1(x)))
+                new = layer.conv2(layer.relu2(layer.norm2(new)))
+                if layer.drop_rate > 0:
+                    new = nn.functional.dropout(new, p=layer.drop_rate, training=self.training)
+            x = torch.cat([x, new], 1)
+        return x
+
+
+def _chain_dense_blocks(backbone: DenseNet) -> None:
+    """Swap each block's class for ChainedDenseBlock: no new state, identical state dict."""
+    for module in backbone.features:
+        if type(module) is _DenseBlock:
+            module.__class__ = ChainedDenseBlock
+
+
 class DenseStudioNet(nn.Module):
     """Normalization + DenseNet backbone + classifier. Input: float [0, 1], N x C x H x W."""
 
@@ -256,6 +289,7 @@ def build_model(
         num_classes=1000 if weights_file is not None else num_classes,
         memory_efficient=memory_efficient,
     )  # fmt: skip
+    _chain_dense_blocks(backbone)
     if weights_file is not None:
         in_channels = 3
         state = load_state_dict_file(Path(weights_file))
@@ -289,22 +323,29 @@ def build_model(
 class ProbabilityModel(nn.Module):
     """Softmax probabilities averaged over flip views (test-time augmentation).
 
-    views: 1 = as is, 2 = + horizontal flip, 4 = + vertical flip + both. All views run as one
-    batch. This is the module that evaluation uses and that export writes.
+    views: 1 = as is, 2 = + horizontal flip, 4 = + vertical flip + both, 8 = those four and
+    their transposes (all eight symmetries of the square, as the "inspection" augmentation
+    trains on; a non-square input falls back to 4). All views run as one batch. This is the
+    module that evaluation uses and that export writes.
     """
 
     def __init__(self, net: nn.Module, views: int = 1) -> None:
         super().__init__()
-        if views not in (1, 2, 4):
-            raise ValueError("views must be 1, 2 or 4")
+        if views not in (1, 2, 4, 8):
+            raise ValueError("views must be 1, 2, 4 or 8")
         self.net = net
         self.views = views
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
-        if self.views == 2:
+        views = self.views
+        if views == 8 and x.shape[2] != x.shape[3]:
+            views = 4
+        if views == 2:
             x = torch.cat([x, x.flip(3)], 0)
-        elif self.views == 4:
+        elif views >= 4:
             x = torch.cat([x, x.flip(3), x.flip(2), x.flip([2, 3])], 0)
+            if views == 8:
+                x = torch.cat([x, x.transpose(2, 3)], 0)
         p = torch.softmax(self.net(x).float(), dim=1)
-        return p.view(self.views, n, p.shape[1]).mean(0)
+        return p.view(views, n, p.shape[1]).mean(0)
