@@ -140,3 +140,50 @@ def test_compact_models() -> None:
     assert m(torch.rand(2, 1, 32, 32)).shape == (2, 6)
     tiny = zoo.build_model("densenet_bc_tiny", 3, 3)
     assert zoo.count_parameters(tiny) < 0.2e6
+
+
+@pytest.mark.parametrize("memory_efficient", [False, True])
+def test_chained_dense_blocks_match_torchvision(memory_efficient: bool) -> None:
+    """Same state dict, outputs, batch-norm statistics and gradients as torchvision's own
+    dense blocks, so pretrained weights load unchanged and only the speed differs."""
+    from torchvision.models import DenseNet
+
+    torch.manual_seed(0)
+    ours = zoo.build_model("densenet_bc_tiny", 4, 3, mean=(0.0,) * 3, std=(1.0,) * 3,
+                           memory_efficient=memory_efficient)  # fmt: skip
+    ref = DenseNet(12, (4, 4, 4, 4), 24, num_classes=4, memory_efficient=memory_efficient)
+    assert any(isinstance(m, zoo.ChainedDenseBlock) for m in ours.modules())
+    assert list(ours.backbone.state_dict()) == list(ref.state_dict())
+    ref.load_state_dict(ours.backbone.state_dict())
+    x = torch.rand(3, 3, 48, 48)
+    for training in (True, False):
+        ours.train(training)
+        ref.train(training)
+        x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+        a, b = ours(x1), ref(x2)
+        torch.testing.assert_close(a, b)
+        (a * torch.arange(4.0)).sum().backward()
+        (b * torch.arange(4.0)).sum().backward()
+        torch.testing.assert_close(x1.grad, x2.grad)
+    for (name, p), q in zip(ours.backbone.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    for (name, buf), ref_buf in zip(ours.backbone.named_buffers(), ref.buffers(), strict=True):
+        torch.testing.assert_close(buf, ref_buf, msg=name)
+
+
+def test_eight_view_tta_averages_all_symmetries_of_the_square() -> None:
+    torch.manual_seed(0)
+    net = zoo.build_model("densenet_bc_tiny", 3, 1).eval()
+    x = torch.rand(2, 1, 40, 40)
+    views = []
+    for t in (x, x.transpose(2, 3)):
+        views += [t, t.flip(3), t.flip(2), t.flip([2, 3])]
+    with torch.no_grad():
+        expected = torch.stack([torch.softmax(net(v), 1) for v in views]).mean(0)
+        tta = zoo.ProbabilityModel(net, 8)
+        torch.testing.assert_close(tta(x), expected)
+        torch.testing.assert_close(torch.jit.script(tta)(x), expected)
+        # A non-square input cannot be transposed into the same shape: the four flips.
+        wide = torch.rand(2, 1, 40, 48)
+        four = zoo.ProbabilityModel(net, 4)(wide)
+        torch.testing.assert_close(tta(wide), four)
