@@ -302,5 +302,6 @@ def augment_batch(x: torch.Tensor, preset: str, generator: torch.Generator) -> t
 
 
 def tta_views(preset: str) -> int:
-    """How many flip views test-time augmentation averages for a training preset."""
-    return {"none": 1, "light": 2, "inspection": 4}[preset]
+    """How many views test-time augmentation averages for a training preset: the
+    symmetries the preset trains on (inspection: flips and 90-degree turns, all 8)."""
+    return {"none": 1, "light": 2, "inspection": 8}[preset]

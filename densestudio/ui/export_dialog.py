@@ -56,7 +56,7 @@ def describe(result: ExportResult) -> str:
                   f"({inp.get('channels')} channel{'s' if inp.get('channels') != 1 else ''}), "
                   "pixels in [0, 1]"),
         ("Model", f"{m.get('architecture')} · normalization inside the model"
-                  + (f" · {m.get('tta_views')} flip views averaged"
+                  + (f" · {m.get('tta_views')} flip/rotation views averaged"
                      if m.get("tta_views", 1) > 1 else "")),
         ("Output", m.get("output", "")),
     ]
