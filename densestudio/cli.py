@@ -345,10 +345,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         previous = signal.signal(signal.SIGINT, on_sigint)
         try:
             if args.resume is not None:
-                run_id = fit(project, None, on_event, cancel, resume_run_id=args.resume)
+                fit(project, None, on_event, cancel, resume_run_id=args.resume)
             else:
                 cfg = _train_config(args, project)
-                run_id = fit(project, cfg, on_event, cancel, allow_download=not args.offline)
+                fit(project, cfg, on_event, cancel, allow_download=not args.offline)
         finally:
             signal.signal(signal.SIGINT, previous)
             line.done()
@@ -436,6 +436,74 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if any(r.error for r in results) else EXIT_OK
 
 
+def cmd_operating_point(args: argparse.Namespace) -> int:
+    """Show, suggest, set or clear a run's OK/NG operating point (the GUI's "OK/NG" dialog)."""
+    import numpy as np
+
+    from densestudio.core import runs
+    from densestudio.ml import operating_point as op
+
+    with open_project(args.project) as project:
+        run_id = _pick_run(project, args.run)
+        names = runs.run_class_names(project, run_id)
+        if args.clear:
+            op.save_operating_point(project, run_id, None)
+            print(f"Run {run_id}: operating point removed.")
+            return EXIT_OK
+        stored = op.load_operating_point(project, run_id)
+        good = args.good or (stored.good_class if stored else op.suggest_good_class(names))
+        if good is None:
+            raise DenseStudioError(
+                f"Which class is the good one? Pass --good CLASS ({', '.join(names)}).")
+        if good not in names:
+            raise DenseStudioError(f"'{good}' is not a class of run {run_id} "
+                                   f"({', '.join(names)}).")
+        probs, true = op.stored_predictions(project, run_id, args.subset)
+        if len(true) == 0:
+            raise DenseStudioError(
+                f"Run {run_id} has no stored {args.subset} predictions; run "
+                f"'densestudio evaluate {args.project} --run {run_id} --subset {args.subset}'.")
+        p_good, is_good = op.good_scores(probs, true, names.index(good))
+        curve = op.tradeoff_curve(p_good, is_good, steps=1001)
+        suggested = op.best_threshold(curve, args.cost_miss, args.cost_false_reject)
+        print(f"Run {run_id}, {args.subset} predictions: {len(true)} images, "
+              f"{int(is_good.sum())} good ('{good}'), {int((~is_good).sum())} defective")
+        print(f"Costs miss : false reject = {args.cost_miss:g} : {args.cost_false_reject:g}; "
+              f"suggested threshold {suggested:.3f}")
+        print("threshold   miss rate   false-reject rate")
+        for t in sorted({0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, round(suggested, 3)}):
+            i = int(np.searchsorted(curve.thresholds, t - 1e-12))
+            mark = "  <- suggested" if t == round(suggested, 3) else ""
+            print(f"  {t:7.3f}   {100 * curve.miss_rate[i]:8.2f} %   "
+                  f"{100 * curve.false_reject_rate[i]:8.2f} %{mark}")
+        threshold = suggested if args.suggest else args.threshold
+        if threshold is None:
+            print(f"Stored operating point: {_describe_point(stored)}")
+            return EXIT_OK
+        low, high = args.unsure if args.unsure else (None, None)
+        point = op.OperatingPoint(good, float(threshold), low, high, args.cost_miss,
+                                  args.cost_false_reject)  # fmt: skip
+        try:
+            op.save_operating_point(project, run_id, point)
+        except op.OperatingPointError as exc:
+            raise DenseStudioError(str(exc)) from exc
+        rates = op.rates_at(p_good, is_good, point)
+        print(f"Saved for run {run_id}: {_describe_point(point)}")
+        print(f"On {args.subset}: miss {100 * rates['miss_rate']:.2f} %, false reject "
+              f"{100 * rates['false_reject_rate']:.2f} %, unsure "
+              f"{100 * rates['unsure_fraction']:.2f} %. Exported models carry it; "
+              "'densestudio predict' prints OK/NG/UNSURE.")
+    return EXIT_OK
+
+
+def _describe_point(point) -> str:  # noqa: ANN001 - OperatingPoint | None
+    if point is None:
+        return "none"
+    band = (f", unsure band [{point.unsure_low:g}, {point.unsure_high:g})"
+            if point.unsure_low is not None else "")
+    return f"good class '{point.good_class}', OK when P(good) >= {point.threshold:g}{band}"
+
+
 def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     """Training-engine subcommands; see densestudio/ml."""
     from densestudio.ml.config import ARCHS, AUGMENTS, BALANCES, DEVICES, STRATEGIES
@@ -493,6 +561,27 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--csv", metavar="OUT", help="write results to a CSV file")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("operating-point", help="OK/NG threshold of a run: show the miss vs "
+                       "false-reject trade-off, suggest, set or clear it")
+    p.add_argument("project")
+    p.add_argument("--run", type=int, help="run id (default: the latest finished run)")
+    p.add_argument("--subset", choices=["val", "test"], default="val",
+                   help="predictions to measure on (default: val)")
+    p.add_argument("--good", metavar="CLASS", help="the class that means a good part")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--threshold", type=float, metavar="T",
+                       help="save: OK when P(good) >= T")
+    which.add_argument("--suggest", action="store_true",
+                       help="save the threshold with the lowest expected cost")
+    which.add_argument("--clear", action="store_true", help="remove the operating point")
+    p.add_argument("--cost-miss", type=float, default=1.0, metavar="A",
+                   help="cost of passing a defective part (default 1)")
+    p.add_argument("--cost-false-reject", type=float, default=1.0, metavar="B",
+                   help="cost of rejecting a good part (default 1)")
+    p.add_argument("--unsure", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="send parts with LOW <= P(good) < HIGH to a person (UNSURE)")
+    p.set_defaults(func=cmd_operating_point)
 
 
 # ============================================================== label audit

@@ -155,6 +155,19 @@ def load_operating_point(project, run_id: int) -> OperatingPoint | None:  # noqa
     return from_dict(runs.get_run(project, run_id).extra.get(EXTRA_KEY))
 
 
+def stored_predictions(
+    project, run_id: int, subset: str  # noqa: ANN001 - core.store.Project
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (N x classes) and true class indices of the run's stored
+    predictions on ``subset`` ("val" or "test") for images that had a label."""
+    from densestudio.core import runs
+
+    preds = [p for p in runs.predictions(project, run_id, subset) if p.true_index is not None]
+    k = len(runs.run_class_names(project, run_id))
+    probs = np.stack([p.probs for p in preds]).astype(np.float64) if preds else np.zeros((0, k))
+    return probs, np.array([p.true_index for p in preds], dtype=np.int64)
+
+
 def suggest_good_class(class_names: tuple[str, ...] | list[str]) -> str | None:
     """A class whose name says "good" ("ok", "good", "pass", ...), or None."""
     for name in class_names:

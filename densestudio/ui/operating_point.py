@@ -238,14 +238,10 @@ class OperatingPointPanel(QWidget):
     def _load_predictions(self) -> None:
         if self._sync:
             return
-        preds = []
         if self.run is not None:
-            preds = [p for p in core_runs.predictions(self.project, self.run.id, self.subset)
-                     if p.true_index is not None]
-        k = len(self.class_names)
-        self.probs = (np.stack([p.probs for p in preds]).astype(np.float64) if preds
-                      else np.zeros((0, k)))
-        self.true = np.array([p.true_index for p in preds], dtype=np.int64)
+            self.probs, self.true = op.stored_predictions(self.project, self.run.id, self.subset)
+        else:
+            self.probs, self.true = np.zeros((0, len(self.class_names))), np.zeros(0, np.int64)
         self._reload_scores()
 
     def _reload_scores(self) -> None:

@@ -68,3 +68,42 @@ def test_cli_errors_are_messages(project_path: Path, tmp_path: Path, capsys) -> 
         add_images(project, write_images(tmp_path / "one", 5, classes=1))
     assert main(["train", str(one_class), *TINY]) == 2
     assert "at least 2 classes" in capsys.readouterr().err
+
+
+def test_operating_point_command(project_path: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", str(project_path), *TINY]) == 0
+    assert main(["evaluate", str(project_path), "--subset", "both"]) == 0
+    capsys.readouterr()
+    # Show only: the trade-off table, the suggestion, nothing stored yet.
+    assert main(["operating-point", str(project_path), "--good", "dark",
+                 "--cost-miss", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "good ('dark')" in out and "suggested threshold" in out
+    assert "Stored operating point: none" in out
+    with Project.open(project_path) as project:
+        assert runs.get_run(project, 1).extra.get("operating_point") is None
+
+    assert main(["operating-point", str(project_path), "--good", "dark", "--threshold", "0.5",
+                 "--unsure", "0.4", "0.6", "--subset", "test"]) == 0
+    assert "Saved for run 1" in capsys.readouterr().out
+    with Project.open(project_path) as project:
+        stored = runs.get_run(project, 1).extra["operating_point"]
+    assert stored["good_class"] == "dark" and stored["threshold"] == 0.5
+    assert (stored["unsure_low"], stored["unsure_high"]) == (0.4, 0.6)
+
+    model = tmp_path / "ok_ng.pt"
+    assert main(["export", str(project_path), str(model)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(model), str(tmp_path / "imgs" / "dark")]) == 0
+    decisions = {line.split("\t")[-1] for line in capsys.readouterr().out.splitlines()}
+    assert decisions <= {"OK", "NG", "UNSURE"} and decisions
+
+    assert main(["operating-point", str(project_path), "--suggest", "--good", "bright"]) == 0
+    assert "good class 'bright'" in capsys.readouterr().out
+    assert main(["operating-point", str(project_path), "--good", "nope"]) == 2
+    assert "'nope' is not a class" in capsys.readouterr().err
+    assert main(["operating-point", str(project_path), "--threshold", "1.5"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+    assert main(["operating-point", str(project_path), "--clear"]) == 0
+    with Project.open(project_path) as project:
+        assert runs.get_run(project, 1).extra.get("operating_point") is None
