@@ -9,6 +9,7 @@ hundreds of times slower. A desktop app therefore trains with one core left free
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import threading
 from collections.abc import Iterator
@@ -53,6 +54,20 @@ def lower_thread_priority(increment: int = 5) -> bool:
 _warm_up: threading.Thread | None = None
 
 
+def freeze_long_lived_objects() -> None:
+    """Take every object alive now out of Python's cyclic garbage collector (gc.freeze).
+
+    With torch, Qt and SQLAlchemy loaded the heap holds millions of objects, and a full
+    (generation 2) collection walks all of them while holding the GIL: 150-200 ms in
+    whichever thread happens to allocate. In the app that was a GUI freeze once per training
+    run (found with gc.callbacks in tests/benchmarks/bench_train_gui.py). Afterwards,
+    collections only walk objects created since. O(1); the price is that cyclic garbage
+    alive at this moment is never reclaimed, which is small at the call sites (after the
+    start-up imports, and when a background training run starts).
+    """
+    gc.freeze()
+
+
 def _warm_up_torch() -> None:
     # The first optimizer construction imports torch._dynamo, sympy, triton, ... (~900
     # modules, >1 s). Some of those imports hold the GIL for 100+ ms at a time, which would
@@ -61,6 +76,7 @@ def _warm_up_torch() -> None:
     opt = torch.optim.AdamW([param], fused=True)  # as ml.runtime.adamw on the CPU
     param.sum().backward()
     opt.step()
+    freeze_long_lived_objects()
 
 
 def start_warm_up() -> threading.Thread:

@@ -84,10 +84,14 @@ def is_droppable(event: object) -> bool:
 @contextlib.contextmanager
 def background_training(threads: int | None, nice: int) -> Iterator[None]:
     """Settings for long training work in a worker thread of the app: torch's lazy imports
-    done, this thread at a lower CPU priority, all cores but one for torch."""
-    from densestudio.ml.threads import limited_threads, lower_thread_priority, wait_for_warm_up
+    done, the objects alive now out of the garbage collector's full passes (no 200 ms GIL
+    holds mid-run), this thread at a lower CPU priority, all cores but one for torch."""
+    from densestudio.ml.threads import (
+        freeze_long_lived_objects, limited_threads, lower_thread_priority, wait_for_warm_up,
+    )  # fmt: skip
 
     wait_for_warm_up()
+    freeze_long_lived_objects()
     if nice:
         lower_thread_priority(nice)
     with limited_threads(threads):
