@@ -173,7 +173,7 @@ def evaluate_tensors(
 ) -> dict[str, EvalReport]:
     """Predict the snapshot's images of ``subsets`` with an in-memory model; store; report."""
     views = meta.get("tta_views", 1) if tta else 1
-    views = views if views in (1, 2, 4) else 1
+    views = views if views in (1, 2, 4, 8) else 1
     wrapped = zoo.ProbabilityModel(model, views)
     reports = {}
     for subset in subsets:
