@@ -544,6 +544,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if not ids or self.project is None:
             return {}
         current = {i.id: i.label_id for i in self.project.images_by_ids(ids)}
+        decide = self._ok_ng_decider()
         out: dict[int, TileOverlay] = {}
         for image_id in ids:
             p = self._prediction(image_id)
@@ -557,9 +558,24 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 true_id = (self.class_ids[p.true_index] if p.true_index < len(self.class_ids)
                            else None)
                 relabeled = current.get(image_id) != true_id
-            out[image_id] = TileOverlay(pred_id, p.confidence, correct,
-                                        f"{p.confidence * 100:.0f}%", relabeled)
+            text = f"{p.confidence * 100:.0f}%"
+            if decide is not None:
+                text += f" · {decide(p.probs)}"
+            out[image_id] = TileOverlay(pred_id, p.confidence, correct, text, relabeled)
         return out
+
+    def _ok_ng_decider(self):  # noqa: ANN202 - Callable[[np.ndarray], str] | None
+        """OK / NG / UNSURE from a prediction's probabilities, when the run has an
+        operating point (so tiles show what the production line would decide)."""
+        from densestudio.ml import operating_point as op
+
+        if self.run is None:
+            return None
+        point = op.load_operating_point(self.project, self.run.id)
+        if point is None or point.good_class not in self.run.class_names:
+            return None
+        good = list(self.run.class_names).index(point.good_class)
+        return lambda probs: point.decide(float(probs[good])) if good < len(probs) else "?"
 
     def _on_labels_changed(self, image_ids: list[int]) -> None:
         shown = [i for i in image_ids if i in self.overlay]
@@ -824,11 +840,17 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.op_dialog.close()
         dialog = OperatingPointDialog(self.project, self.run.id, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.panel.saved.connect(self._on_operating_point_saved)
         dialog.destroyed.connect(lambda *_: setattr(self, "op_dialog", None)
                                  if self.op_dialog is dialog else None)
         self.op_dialog = dialog
         dialog.show()
         return dialog
+
+    def _on_operating_point_saved(self, run_id: int, _point: object) -> None:
+        if self.run is not None and run_id == self.run.id and self.model.ids:
+            self.overlay = self._overlay_for(self.model.ids)
+            self.model.set_overlay(self.overlay)
 
     def _update_buttons(self, *_args: object) -> None:
         has_run = self.run is not None and bool(self.run.checkpoint_best)

@@ -129,6 +129,8 @@ def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:  # noqa:
     window.review_run(run_id)
     review = window.review_panel
     assert review.op_button.isEnabled()
+    shown = review.show_view("top_losses")
+    assert shown and all(review.overlay[i].text.endswith("%") for i in shown)
     qtbot.mouseClick(review.op_button, Qt.MouseButton.LeftButton)
     dialog = review.op_dialog
     assert dialog is not None and dialog.isVisible()
@@ -169,6 +171,11 @@ def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:  # noqa:
     assert stored == point and stored.good_class == "bright"
     assert stored.threshold == pytest.approx(suggested) and stored.cost_miss == 10.0
     assert (stored.unsure_low, stored.unsure_high) == (0.4, 0.8)
+    # The review tiles now say what the line would decide for each image.
+    probs = {p.image_id: p.probs[k]
+             for p in core_runs.predictions(project, run_id, review.subset)}
+    for image_id in shown:
+        assert review.overlay[image_id].text.endswith(" · " + stored.decide(probs[image_id]))
     dialog.close()
 
     # Reopened: the saved point is shown again.
@@ -179,4 +186,5 @@ def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:  # noqa:
     assert again.band_check.isChecked() and again.remove_button.isEnabled()
     again.remove()
     assert load_operating_point(project, run_id) is None
+    assert all(review.overlay[i].text.endswith("%") for i in shown)
     dialog.close()
