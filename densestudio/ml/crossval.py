@@ -46,6 +46,7 @@ from densestudio.ml.train import (
     _input_mode,
     _make_scheduler,
     optimization_step,
+    place_model,
     steps_per_epoch,
 )
 
@@ -188,11 +189,7 @@ def train_on_tensors(
     torch.manual_seed(cfg.seed)
     mean, std = D.channel_stats(x)
     model = zoo.build_model(cfg.arch, num_classes, int(x.shape[1]), mean=mean, std=std)
-    model.set_memory_efficient(cfg.memory_efficient)
-    use_cl = cfg.channels_last and device.type != "mps"
-    model.to(device)
-    if use_cl:
-        model.to(memory_format=torch.channels_last)
+    use_cl = place_model(model, cfg, device)
     opt = adamw(list(model.parameters()), device, cfg.lr, cfg.weight_decay)
     n = int(y.numel())
     spe = steps_per_epoch(n, cfg.batch_size)

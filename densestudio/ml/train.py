@@ -244,6 +244,16 @@ def model_meta(
     }
 
 
+def place_model(model: nn.Module, cfg: TrainConfig, device: torch.device) -> bool:
+    """Checkpointing flag, device and memory format for training; True if channels_last."""
+    model.set_memory_efficient(cfg.memory_efficient)
+    use_cl = cfg.channels_last and device.type != "mps"
+    model.to(device)
+    if use_cl:
+        model.to(memory_format=torch.channels_last)
+    return use_cl
+
+
 def model_from_meta(meta: dict) -> zoo.DenseStudioNet:
     return zoo.build_model(
         meta["arch"], int(meta["num_classes"]), int(meta["in_channels"]),
@@ -467,11 +477,7 @@ def _train(
             cfg.arch, k, in_ch, mean=mean, std=std, weights_file=weights_file,
         )  # fmt: skip
     meta = model_meta(cfg, snap.class_names, mode, model)
-    model.set_memory_efficient(cfg.memory_efficient)
-    use_cl = cfg.channels_last and device.type != "mps"
-    model.to(device)
-    if use_cl:
-        model.to(memory_format=torch.channels_last)
+    use_cl = place_model(model, cfg, device)
 
     head, backbone = model.head_parameters(), model.backbone_parameters()
     bb_lr = cfg.lr * (cfg.backbone_lr_mult if cfg.uses_pretrained else 1.0)
