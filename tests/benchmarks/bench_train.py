@@ -148,6 +148,14 @@ def main() -> int:
                   f"{ips:.0f} img/s median ({m['train_images_per_s']:.0f} mean) (data ready in "
                   f"{prep.get('data_s', 0):.1f} s, {int(prep.get('from_disk', 0))} from disk "
                   f"cache; best epoch {m['best_epoch']})", flush=True)
+            names = runs.run_class_names(project, run_id)
+            wrong = [q for q in runs.predictions(project, run_id, "test")
+                     if q.pred_index != q.true_index]
+            paths = {i.id: Path(i.path).name for i in project.images_by_ids(
+                [q.image_id for q in wrong])}  # fmt: skip
+            for q in wrong:
+                print(f"    wrong: {paths[q.image_id]} {names[q.true_index]} -> "
+                      f"{names[q.pred_index]} ({q.confidence:.2f})")
         accs = [r[1] for r in results]
         print(f"\nmean test accuracy {statistics.mean(accs) * 100:.2f} % over seeds "
               f"{[r[0] for r in results]}; mean macro-F1 "
