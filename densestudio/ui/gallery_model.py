@@ -39,6 +39,7 @@ class TileOverlay:
     correct: bool | None = None  # None when the image has no label to compare with
     text: str = ""  # extra line, e.g. "p=0.93"
     relabeled: bool = False  # the label changed since the run that made the prediction
+    decision: str = ""  # "OK" / "NG" / "UNSURE" when the run has an operating point
 
 
 class GalleryModel(QAbstractListModel):
@@ -226,6 +227,8 @@ class GalleryModel(QAbstractListModel):
             if overlay is not None:
                 pred = self.class_by_id(overlay.predicted_class_id)
                 tip += f"\npredicted: {pred.name if pred else '?'} ({overlay.confidence:.0%})"
+                if overlay.decision:
+                    tip += f"\nOK/NG threshold says: {overlay.decision}"
                 if overlay.relabeled:
                     tip += "\nrelabeled since the run"
             return tip

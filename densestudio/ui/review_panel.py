@@ -558,10 +558,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 true_id = (self.class_ids[p.true_index] if p.true_index < len(self.class_ids)
                            else None)
                 relabeled = current.get(image_id) != true_id
-            text = f"{p.confidence * 100:.0f}%"
-            if decide is not None:
-                text += f" · {decide(p.probs)}"
-            out[image_id] = TileOverlay(pred_id, p.confidence, correct, text, relabeled)
+            decision = decide(p.probs) if decide is not None else ""
+            out[image_id] = TileOverlay(pred_id, p.confidence, correct,
+                                        f"{p.confidence * 100:.0f}%", relabeled, decision)
         return out
 
     def _ok_ng_decider(self):  # noqa: ANN202 - Callable[[np.ndarray], str] | None

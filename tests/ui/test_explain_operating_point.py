@@ -130,7 +130,7 @@ def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:  # noqa:
     review = window.review_panel
     assert review.op_button.isEnabled()
     shown = review.show_view("top_losses")
-    assert shown and all(review.overlay[i].text.endswith("%") for i in shown)
+    assert shown and all(review.overlay[i].decision == "" for i in shown)
     qtbot.mouseClick(review.op_button, Qt.MouseButton.LeftButton)
     dialog = review.op_dialog
     assert dialog is not None and dialog.isVisible()
@@ -175,7 +175,7 @@ def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:  # noqa:
     probs = {p.image_id: p.probs[k]
              for p in core_runs.predictions(project, run_id, review.subset)}
     for image_id in shown:
-        assert review.overlay[image_id].text.endswith(" · " + stored.decide(probs[image_id]))
+        assert review.overlay[image_id].decision == stored.decide(probs[image_id])
     dialog.close()
 
     # Reopened: the saved point is shown again.
@@ -186,5 +186,5 @@ def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:  # noqa:
     assert again.band_check.isChecked() and again.remove_button.isEnabled()
     again.remove()
     assert load_operating_point(project, run_id) is None
-    assert all(review.overlay[i].text.endswith("%") for i in shown)
+    assert all(review.overlay[i].decision == "" for i in shown)
     dialog.close()
