@@ -273,6 +273,8 @@ def _train_config(args: argparse.Namespace, project) -> object:  # noqa: ANN001
             changes[field] = False
     if args.memory_efficient:
         changes["memory_efficient"] = True
+    if args.tta:
+        changes["tta"] = True
     return cfg.with_(**changes)
 
 
@@ -529,7 +531,11 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
                    help="early stopping after N epochs without improvement (0 = off)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
+    tta = p.add_mutually_exclusive_group()
+    tta.add_argument("--tta", action="store_true",
+                     help="test-time augmentation: average the flips/rotations the "
+                          "augmentation trains on (evaluation and the exported model)")
+    tta.add_argument("--no-tta", action="store_true", help="no test-time augmentation")
     p.add_argument("--no-ema", action="store_true", help="no moving average of weights")
     p.add_argument("--no-amp", action="store_true", help="full precision only")
     p.add_argument("--memory-efficient", action="store_true",

@@ -26,13 +26,14 @@ def project_path(tmp_path: Path) -> Path:
 
 
 def test_train_evaluate_export_predict(project_path: Path, tmp_path: Path, capsys) -> None:
-    assert main(["train", str(project_path), *TINY, "--augment", "light", "--seed", "3"]) == 0
+    assert main(["train", str(project_path), *TINY, "--augment", "light", "--seed", "3",
+                 "--tta"]) == 0
     out = capsys.readouterr().out
     assert "Run 1:" in out and "epoch   2/2" in out and "Finished run 1" in out
     with Project.open(project_path) as project:
         info = runs.get_run(project, 1)
         assert info.status == "finished" and info.config["seed"] == 3
-        assert info.config["augment"] == "light"
+        assert info.config["augment"] == "light" and info.config["tta"] is True
 
     assert main(["evaluate", str(project_path), "--subset", "both"]) == 0
     out = capsys.readouterr().out

@@ -220,6 +220,9 @@ def test_config_json_roundtrip_and_defaults() -> None:
         d = default_config(n, dev, w)
         assert d.problems() == [], (n, dev, w)
         assert d.uses_pretrained == (w and (dev == "cuda" or n < 3000))
+    neu = default_config(1799, "cpu")  # the benchmarked recipe (tests/benchmarks/bench_train.py)
+    assert (neu.arch, neu.img_size, neu.epochs, neu.batch_size, neu.monitor, neu.tta) == (
+        "densenet_bc_1m", 128, 30, 32, "val_loss", False)
 
 
 def test_head_then_full_with_a_user_weights_file(tiny_project: Project, tmp_path) -> None:
