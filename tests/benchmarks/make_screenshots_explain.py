@@ -2,10 +2,11 @@
 
     .venv/bin/python tests/benchmarks/make_screenshots_explain.py [--out docs/screenshots]
 
-Writes two files (the other README screenshots come from make_screenshots.py):
+Writes three files (the other README screenshots come from make_screenshots.py):
 - gradcam.png: the Images tab with the viewer's heatmap overlay on a NEU surface-defect test
   image, after a short training run (compact DenseNet-BC, 96 px) on 40 NEU images per class
   (read from ../shared/datasets, linked into a temporary folder, never copied);
+- review_ok_ng.png: the Review tab's top losses with OK / NG / UNSURE on each tile;
 - operating_point.png: the OK/NG threshold window of a run trained on the app's own demo
   images (ok / scratch / spot / crack; "ok" is the good class), with costs entered, the
   suggested threshold and an unsure band.
@@ -115,6 +116,11 @@ def operating_point_shot(app, window, tmp: Path, args) -> None:  # noqa: ANN001
     print(f"operating_point.png: good class 'ok', suggested threshold {t:.3f} "
           f"(miss costs 10, false reject 1), {len(panel.p_good)} validation images")
     dialog.close()
+    review = window.review_panel
+    review.show_view("top_losses")
+    wait(app, 1.0)  # thumbnails load in the background
+    window.grab().save(str(args.out / "review_ok_ng.png"))
+    print("review_ok_ng.png: top losses with the OK/NG decision on each tile")
     window.close_project()
 
 
