@@ -14,7 +14,7 @@ Images relabeled before the view was opened count as resolved and are not listed
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, Signal
+from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QUndoCommand
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -356,22 +356,12 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             self.model.set_overlay(self.overlay)
 
     def _tile_menu(self, pos: QPoint) -> None:
-        index = self.gallery.indexAt(pos)
-        if index.isValid() and not self.gallery.selectionModel().isSelected(index):
-            self.gallery.selectionModel().setCurrentIndex(
-                index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
-        ids = self.selected_ids()
-        if not ids or self.controller is None:
+        if not self._menu_selection(pos):
             return
-        from densestudio.ui.class_panel import swatch
-
         menu = QMenu(self)
         menu.addAction("Label is right\tEnter", self.confirm_selected)
         menu.addSeparator()
-        for cls in self.controller.classes():
-            key = f"\t{cls.shortcut}" if cls.shortcut else ""
-            action = menu.addAction(swatch(cls.color), f"Relabel as {cls.name}{key}")
-            action.triggered.connect(lambda _=False, cid=cls.id: self.relabel_selected(cid))
+        self._add_relabel_actions(menu, remove_label=False)
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
 
     # ================================================================ the audit job

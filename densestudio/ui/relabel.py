@@ -1,11 +1,36 @@
-"""Relabeling the selected tiles of a results gallery (review, label audit) with 1-9."""
+"""Relabeling the selected tiles of a results gallery (review, label audit) with 1-9 or
+from the tile context menu."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import QItemSelectionModel, QPoint
+from PySide6.QtWidgets import QMenu
+
 
 class RelabelSelectedMixin:
-    """Needs ``self.controller`` (ProjectController | None), ``self.host`` (the main window)
-    and ``self.selected_ids()``. Changes go through the controller, so they are undoable."""
+    """Needs ``self.controller`` (ProjectController | None), ``self.host`` (the main window),
+    ``self.gallery`` (a GalleryView) and ``self.selected_ids()``. Changes go through the
+    controller, so they are undoable."""
+
+    def _menu_selection(self, pos: QPoint) -> list[int]:
+        """The ids a context menu at ``pos`` acts on: a right-click on an unselected tile
+        selects just that tile first."""
+        index = self.gallery.indexAt(pos)
+        if index.isValid() and not self.gallery.selectionModel().isSelected(index):
+            self.gallery.selectionModel().setCurrentIndex(
+                index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        return self.selected_ids() if self.controller is not None else []
+
+    def _add_relabel_actions(self, menu: QMenu, remove_label: bool) -> None:
+        """One "Relabel as ..." entry per class (with its key), optionally "Remove label"."""
+        from densestudio.ui.class_panel import swatch
+
+        for cls in self.controller.classes():
+            key = f"\t{cls.shortcut}" if cls.shortcut else ""
+            action = menu.addAction(swatch(cls.color), f"Relabel as {cls.name}{key}")
+            action.triggered.connect(lambda _=False, cid=cls.id: self.relabel_selected(cid))
+        if remove_label:
+            menu.addAction("Remove label\t0", lambda: self.relabel_selected(None))
 
     def _label_with_shortcut(self, key: str) -> None:
         if self.controller is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, Signal
+from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -718,12 +718,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         return done
 
     def _tile_menu(self, pos: QPoint) -> None:
-        index = self.gallery.indexAt(pos)
-        if index.isValid() and not self.gallery.selectionModel().isSelected(index):
-            self.gallery.selectionModel().setCurrentIndex(
-                index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
-        ids = self.selected_ids()
-        if not ids or self.controller is None:
+        ids = self._menu_selection(pos)
+        if not ids:
             return
         menu = QMenu(self)
         header = menu.addAction(f"{len(ids):,} image{'s' if len(ids) != 1 else ''} selected")
@@ -733,13 +729,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             menu.addAction(f"Accept prediction{'s' if len(pairs) != 1 else ''}",
                            self.accept_selected)
             menu.addSeparator()
-        from densestudio.ui.class_panel import swatch
-
-        for cls in self.controller.classes():
-            key = f"\t{cls.shortcut}" if cls.shortcut else ""
-            action = menu.addAction(swatch(cls.color), f"Relabel as {cls.name}{key}")
-            action.triggered.connect(lambda _=False, cid=cls.id: self.relabel_selected(cid))
-        menu.addAction("Remove label\t0", lambda: self.relabel_selected(None))
+        self._add_relabel_actions(menu, remove_label=True)
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
 
     # ================================================================ workers

@@ -110,6 +110,16 @@ def test_label_audit_tab(qtbot, window, tmp_path) -> None:  # noqa: ANN001
     c.undo_stack.redo()
     assert panel.overlay[target].relabeled
 
+    # The tile menu: right-click selects the tile; "label is right" and one entry per class.
+    menus = []
+    window.exec_menu = lambda menu, _pos: menus.append(menu)  # the window is per test
+    row = panel.model.row_of(target)
+    panel._tile_menu(panel.gallery.visualRect(panel.model.index(row)).center())
+    texts = [a.text() for a in menus[0].actions()]
+    assert panel.selected_ids() == [target] and texts[0] == "Label is right\tEnter"
+    assert sum(t.startswith("Relabel as ") for t in texts) == len(c.classes())
+    assert not any(t.startswith("Remove label") for t in texts)
+
     # After reopening: confirmed and relabeled images are resolved and not listed again.
     panel.set_controller(None)
     panel.set_controller(c)

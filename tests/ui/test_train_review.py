@@ -327,6 +327,23 @@ def test_relabel_from_review_and_undo(qtbot, window, review) -> None:  # noqa: A
     assert project.image(image_id).label_id == new.id
 
 
+def test_review_tile_menu_selects_and_relabels(window, review, monkeypatch) -> None:  # noqa: ANN001
+    panel, _run_id = review
+    panel.show_view("top_losses")
+    assert panel.model.rowCount() > 1
+    menus = []
+    monkeypatch.setattr(window, "exec_menu", lambda menu, _pos: menus.append(menu))
+    panel._tile_menu(panel.gallery.visualRect(panel.model.index(1)).center())
+    assert panel.selected_ids() == [panel.model.image_id(1)]  # right-click selects the tile
+    actions = {a.text(): a for a in menus[0].actions()}
+    classes = window.controller.classes()
+    assert sum(t.startswith("Relabel as ") for t in actions) == len(classes)
+    assert "Remove label\t0" in actions
+    target = classes[-1]
+    actions[f"Relabel as {target.name}\t{target.shortcut}"].trigger()
+    assert window.controller.project.image(panel.model.image_id(1)).label_id == target.id
+
+
 def test_predict_unlabeled_and_accept(qtbot, window, review, tmp_path) -> None:  # noqa: ANN001
     panel, run_id = review
     project = window.controller.project
