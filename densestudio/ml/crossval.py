@@ -41,10 +41,8 @@ from densestudio.ml.events import PreparingData
 from densestudio.ml.label_errors import LabelIssue, rank_label_issues
 from densestudio.ml.runtime import adamw, amp_dtype, predict_probs, resolve_device
 from densestudio.ml.train import (
-    EMA,
-    StepParts,
     _input_mode,
-    _make_scheduler,
+    make_step_parts,
     optimization_step,
     place_model,
     steps_per_epoch,
@@ -193,18 +191,7 @@ def train_on_tensors(
     opt = adamw(list(model.parameters()), device, cfg.lr, cfg.weight_decay)
     n = int(y.numel())
     spe = steps_per_epoch(n, cfg.batch_size)
-    total = spe * cfg.epochs
-    sched = _make_scheduler(opt, cfg, total, spe)
-    dtype = amp_dtype(device, cfg.amp)
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    ema = None
-    if cfg.ema:
-        horizon = max(10.0, 0.05 * total)
-        ema = EMA(model, decay=min(0.9998, max(0.9, 1.0 - 1.0 / horizon)))
-    loss_weight = (
-        D.class_weights(y, num_classes).to(device) if cfg.balance == "weighted_loss" else None
-    )
-    parts = StepParts(model, opt, sched, scaler, ema, device, dtype, use_cl, loss_weight, cfg)
+    parts = make_step_parts(model, opt, cfg, device, use_cl, y, num_classes)
     for epoch in range(cfg.epochs):
         model.train()
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -216,7 +203,7 @@ def train_on_tensors(
             optimization_step(parts, x[idx], y[idx], g, "while training a fold")
             if on_step is not None:
                 on_step(epoch + 1, step + 1, spe)
-    out = ema.module if ema is not None else model
+    out = parts.ema.module if parts.ema is not None else model
     return out.eval()
 
 

@@ -289,6 +289,28 @@ class StepParts:
     cfg: TrainConfig
 
 
+def make_step_parts(
+    model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig, device: torch.device,
+    channels_last: bool, y_train: torch.Tensor, num_classes: int,
+) -> StepParts:
+    """Schedule, mixed precision, EMA and class weights around ``opt``: what every training
+    loop (a run, a cross-validation fold) steps with."""
+    spe = steps_per_epoch(int(y_train.numel()), cfg.batch_size)
+    total = spe * cfg.epochs
+    dtype = amp_dtype(device, cfg.amp)
+    ema = None
+    if cfg.ema:
+        horizon = max(10.0, 0.05 * total)
+        ema = EMA(model, decay=min(0.9998, max(0.9, 1.0 - 1.0 / horizon)))
+    loss_weight = (D.class_weights(y_train, num_classes).to(device)
+                   if cfg.balance == "weighted_loss" else None)  # fmt: skip
+    return StepParts(
+        model, opt, _make_scheduler(opt, cfg, total, spe),
+        torch.amp.GradScaler(device.type) if dtype == torch.float16 else None,
+        ema, device, dtype, channels_last, loss_weight, cfg,
+    )  # fmt: skip
+
+
 def optimization_step(
     parts: StepParts, x_uint8: torch.Tensor, y: torch.Tensor, g: torch.Generator, where: str
 ) -> torch.Tensor:
@@ -484,17 +506,9 @@ def _train(
     opt = adamw([{"params": head, "lr": cfg.lr}, {"params": backbone, "lr": bb_lr}],
                 device, cfg.lr, cfg.weight_decay)  # fmt: skip
     spe = steps_per_epoch(tr.numel(), cfg.batch_size)
-    total_steps = spe * cfg.epochs
-    sched = _make_scheduler(opt, cfg, total_steps, spe)
-    dtype = amp_dtype(device, cfg.amp)
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    ema = None
-    if cfg.ema:
-        horizon = max(10.0, 0.05 * total_steps)
-        ema = EMA(model, decay=min(0.9998, max(0.9, 1.0 - 1.0 / horizon)))
-    loss_weight = (
-        D.class_weights(y_train, k).to(device) if cfg.balance == "weighted_loss" else None
-    )
+    step_parts = make_step_parts(model, opt, cfg, device, use_cl, y_train, k)
+    sched, scaler, ema = step_parts.sched, step_parts.scaler, step_parts.ema
+    dtype = step_parts.dtype
 
     start_epoch, best_score, best_epoch, bad_epochs = 0, None, None, 0
     if ckpt is not None:
@@ -518,8 +532,6 @@ def _train(
     ))  # fmt: skip
 
     eval_model = ema.module if ema is not None else model
-    step_parts = StepParts(model, opt, sched, scaler, ema, device, dtype, use_cl, loss_weight,
-                           cfg)
     run_start = time.perf_counter()
     images_done = 0
     stopped_early = False
