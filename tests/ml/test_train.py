@@ -252,3 +252,26 @@ def test_head_then_full_with_a_user_weights_file(tiny_project: Project, tmp_path
     assert best["meta"]["in_channels"] == 3 and best["meta"]["mean"] == pytest.approx(
         list(zoo.IMAGENET_MEAN)
     )
+
+
+def test_ema_is_the_moving_average_of_every_float_tensor() -> None:
+    import copy
+
+    from densestudio.ml import zoo
+    from densestudio.ml.train import EMA
+
+    torch.manual_seed(0)
+    model = zoo.build_model("densenet_bc_tiny", 3, 1)
+    ema, expected = EMA(model, 0.9), copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    for step in range(1, 6):
+        model(torch.rand(4, 1, 32, 32)).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        ema.update(model)
+        d = min(0.9, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for ref, value in zip(expected.state_dict().values(), model.state_dict().values()):
+                ref.lerp_(value, 1 - d) if value.dtype.is_floating_point else ref.copy_(value)
+    for name, value in ema.module.state_dict().items():
+        torch.testing.assert_close(value, expected.state_dict()[name], msg=name)
