@@ -7,13 +7,15 @@ some files were skipped"), never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from densestudio import __version__
 from densestudio.core.errors import CancelledError, DenseStudioError
+from densestudio.core.progress import CancelToken
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -53,6 +55,25 @@ def format_eta(seconds: float | None) -> str:
         return "--:--"
     seconds = int(seconds)
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels(cancel: CancelToken) -> Iterator[None]:
+    """The first Ctrl-C asks a long job to stop cleanly (via ``cancel``), a second one
+    aborts at once."""
+    import signal
+
+    def on_sigint(_sig: int, _frame: object) -> None:
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print("\nStopping (press Ctrl-C again to abort at once)...", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ============================================================== core commands
@@ -279,9 +300,6 @@ def _train_config(args: argparse.Namespace, project) -> object:  # noqa: ANN001
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import signal
-
-    from densestudio.core.progress import CancelToken
     from densestudio.ml.events import (
         BatchProgress, EpochEnded, EvaluationProgress, ImagesSkipped, PreparingData, RunCancelled,
         RunFinished, RunStarted, WeightsDownload,
@@ -337,14 +355,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"Run {e.run_id} stopped after epoch {e.epoch}; continue it with "
                   f"`densestudio train {args.project} --resume {e.run_id}`.")
 
-    def on_sigint(_sig: int, _frame: object) -> None:
-        if cancel.cancelled:
-            raise KeyboardInterrupt
-        cancel.cancel()
-        print("\nStopping (press Ctrl-C again to abort at once)...", file=sys.stderr)
-
-    with open_project(args.project) as project:
-        previous = signal.signal(signal.SIGINT, on_sigint)
+    with open_project(args.project) as project, ctrl_c_cancels(cancel):
         try:
             if args.resume is not None:
                 fit(project, None, on_event, cancel, resume_run_id=args.resume)
@@ -352,7 +363,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                 cfg = _train_config(args, project)
                 fit(project, cfg, on_event, cancel, allow_download=not args.offline)
         finally:
-            signal.signal(signal.SIGINT, previous)
             line.done()
     return 130 if cancel.cancelled else EXIT_OK
 
@@ -592,9 +602,6 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
 
 # ============================================================== label audit
 def cmd_audit(args: argparse.Namespace) -> int:
-    import signal
-
-    from densestudio.core.progress import CancelToken
     from densestudio.ml import crossval
     from densestudio.ml.events import PreparingData
     from densestudio.ml.runtime import resolve_device
@@ -619,12 +626,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
                   f"{e.accuracy * 100:.1f} % agree with their labels, {e.seconds:.0f} s",
                   flush=True)
 
-    def on_sigint(_sig: int, _frame: object) -> None:
-        if cancel.cancelled:
-            raise KeyboardInterrupt
-        cancel.cancel()
-        print("\nStopping...", file=sys.stderr)
-
     with open_project(args.project) as project:
         if args.show:
             audit = crossval.load_audit(project)
@@ -640,11 +641,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 if getattr(args, name) is not None:
                     changes[name] = getattr(args, name)
             cfg = cfg.with_(**changes)
-            previous = signal.signal(signal.SIGINT, on_sigint)
             try:
-                audit = crossval.cross_validate(project, args.folds, cfg, on_event, cancel)
+                with ctrl_c_cancels(cancel):
+                    audit = crossval.cross_validate(project, args.folds, cfg, on_event, cancel)
             finally:
-                signal.signal(signal.SIGINT, previous)
                 line.done()
         suspects = audit.suspects()
         print(f"Audit {audit.run_id}: {len(audit.image_ids)} images, {audit.folds} folds, "

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from densestudio.cli import main
 from tests.core.bad_files import make_class_folders
 
@@ -62,3 +64,18 @@ def test_console_entry_point_runs(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "densestudio", "new", str(tmp_path / "x")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "Created project" in result.stdout
+
+
+def test_ctrl_c_cancels_then_aborts_and_restores_the_handler(capsys) -> None:
+    import signal
+
+    from densestudio.cli import ctrl_c_cancels
+    from densestudio.core.progress import CancelToken
+
+    before = signal.getsignal(signal.SIGINT)
+    cancel = CancelToken()
+    with pytest.raises(KeyboardInterrupt), ctrl_c_cancels(cancel):
+        signal.raise_signal(signal.SIGINT)  # first: ask the job to stop cleanly
+        assert cancel.cancelled and "Stopping" in capsys.readouterr().err
+        signal.raise_signal(signal.SIGINT)  # second: abort at once
+    assert signal.getsignal(signal.SIGINT) is before
