@@ -24,7 +24,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.benchmarks.make_screenshots import NEU, SIZE, neu_subset, wait  # noqa: E402
+from tests.benchmarks.make_screenshots import (  # noqa: E402
+    NEU, isolate_settings, neu_subset, open_window, wait,
+)
 
 
 def main() -> int:
@@ -43,16 +45,10 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.work or Path(tempfile.mkdtemp(prefix="ds-audit-shot-"))
     tmp.mkdir(parents=True, exist_ok=True)
-    os.environ["DENSESTUDIO_CONFIG_DIR"] = str(tmp / "config")
-    os.environ["DENSESTUDIO_DATA_DIR"] = str(tmp / "data")
-    os.environ["DENSESTUDIO_THEME"] = "light"
-
-    from PySide6.QtCore import QSettings
-
+    isolate_settings(tmp)
     from densestudio.core.store import Project
     from densestudio.ml import crossval
 
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp / "qs"))
     path = tmp / "projects" / "Steel strip inspection.dsproj"
     reuse = path.is_file()
     if reuse:
@@ -63,15 +59,7 @@ def main() -> int:
             shutil.rmtree(old, ignore_errors=True)
         make_audited_project(path, neu_subset(tmp, args.per_class), args)
 
-    from densestudio.ui.app import create_application
-    from densestudio.ui.main_window import MainWindow
-    from densestudio.ui.settings import Preferences
-
-    app = create_application([])
-    window = MainWindow(Preferences(tile_size=136))
-    window.resize(*SIZE)
-    window.show()
-    wait(app, 0.3)
+    app, window = open_window()
     window.open_project(path)
     panel = window.audit_panel
     window.show_panel(panel)

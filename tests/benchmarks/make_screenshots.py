@@ -39,6 +39,30 @@ def wait(app, seconds: float, until=None) -> None:  # noqa: ANN001
         app.processEvents()
 
 
+def isolate_settings(tmp: Path) -> None:
+    """Settings, data and QSettings under ``tmp`` (not the user's), light theme."""
+    os.environ["DENSESTUDIO_CONFIG_DIR"] = str(tmp / "config")
+    os.environ["DENSESTUDIO_DATA_DIR"] = str(tmp / "data")
+    os.environ["DENSESTUDIO_THEME"] = "light"
+    from PySide6.QtCore import QSettings
+
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp / "qs"))
+
+
+def open_window():  # noqa: ANN201 - (QApplication, MainWindow)
+    """The app and a shown main window of the screenshot size (call isolate_settings first)."""
+    from densestudio.ui.app import create_application
+    from densestudio.ui.main_window import MainWindow
+    from densestudio.ui.settings import Preferences
+
+    app = create_application([])
+    window = MainWindow(Preferences(tile_size=136))
+    window.resize(*SIZE)
+    window.show()
+    wait(app, 0.3)
+    return app, window
+
+
 def neu_subset(folder: Path, per_class: int) -> Path:
     root = folder / "NEU surface defects"
     for class_dir in sorted(p for p in NEU.iterdir() if p.is_dir()):
@@ -123,24 +147,14 @@ def main() -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="ds-shots-"))
-    os.environ["DENSESTUDIO_CONFIG_DIR"] = str(tmp / "config")
-    os.environ["DENSESTUDIO_DATA_DIR"] = str(tmp / "data")
     theme = os.environ.get("DENSESTUDIO_THEME")
-    os.environ["DENSESTUDIO_THEME"] = "light"
+    isolate_settings(tmp)
+    from PySide6.QtCore import QItemSelection, QItemSelectionModel
 
-    from PySide6.QtCore import QItemSelection, QItemSelectionModel, QSettings
-
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp / "qs"))
     from densestudio.core.importer import ImportOptions
-    from densestudio.ui.app import apply_palette, create_application
-    from densestudio.ui.main_window import MainWindow
-    from densestudio.ui.settings import Preferences
+    from densestudio.ui.app import apply_palette
 
-    app = create_application([])
-    window = MainWindow(Preferences(tile_size=136))
-    window.resize(*SIZE)
-    window.show()
-    wait(app, 0.3)
+    app, window = open_window()
 
     # A project with the NEU images, labeled from their folders; the demo in recent projects.
     projects = tmp / "projects"

@@ -27,7 +27,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.benchmarks.make_screenshots import NEU, neu_subset, wait  # noqa: E402
+from tests.benchmarks.make_screenshots import (  # noqa: E402
+    NEU, isolate_settings, neu_subset, open_window, wait,
+)
 
 SIZE = (1440, 900)
 
@@ -139,22 +141,8 @@ def main() -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="ds-shots-explain-"))
-    os.environ["DENSESTUDIO_CONFIG_DIR"] = str(tmp / "config")
-    os.environ["DENSESTUDIO_DATA_DIR"] = str(tmp / "data")
-    os.environ["DENSESTUDIO_THEME"] = "light"
-
-    from PySide6.QtCore import QSettings
-
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp / "qs"))
-    from densestudio.ui.app import create_application
-    from densestudio.ui.main_window import MainWindow
-    from densestudio.ui.settings import Preferences
-
-    app = create_application([])
-    window = MainWindow(Preferences(tile_size=136))
-    window.resize(*SIZE)
-    window.show()
-    wait(app, 0.3)
+    isolate_settings(tmp)
+    app, window = open_window()
     try:
         if args.only in (None, "gradcam"):
             gradcam_shot(app, window, tmp, args)
