@@ -268,20 +268,31 @@ def _pick_run(project, run_id: int | None) -> int:  # noqa: ANN001
 
 
 def _train_config(args: argparse.Namespace, project) -> object:  # noqa: ANN001
-    from densestudio.ml.config import default_config
+    """The recommended settings for this data and device (printed with their reasons),
+    with the options given on the command line on top."""
+    from densestudio.core.profile import data_profile
+    from densestudio.ml.recommend import recommend
     from densestudio.ml.runtime import resolve_device
 
-    counts = project.counts()
-    labeled = counts.total - counts.count(None)
     device = resolve_device(args.device)
     wants_weights = bool(args.pretrained or args.weights)
-    cfg = default_config(labeled, device.type, weights_available=wants_weights)
+    budget = 60.0 * args.minutes if args.minutes else None
+    rec = recommend(data_profile(project), device.type, weights_available=wants_weights,
+                    **({"budget_s": budget} if budget else {}))
+    print("Settings chosen for this data:")
+    for reason in rec.reasons:
+        print(f"  - {reason}")
+    cfg = rec.config
     changes: dict[str, object] = {"device": args.device}
     for name in ("arch", "img_size", "epochs", "batch_size", "lr", "augment", "balance",
-                 "seed", "unfreeze_epoch", "name"):
+                 "seed", "unfreeze_epoch", "name", "monitor"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
+    if args.epochs is not None and not args.minutes:
+        changes["time_budget_s"] = None  # a fixed number of epochs instead of a budget
+    if args.stretch:
+        changes["fit"] = "stretch"
     if args.weights:
         changes["weights_path"] = args.weights
         changes["pretrained"] = True
@@ -301,8 +312,8 @@ def _train_config(args: argparse.Namespace, project) -> object:  # noqa: ANN001
 
 def cmd_train(args: argparse.Namespace) -> int:
     from densestudio.ml.events import (
-        BatchProgress, EpochEnded, EvaluationProgress, ImagesSkipped, PreparingData, RunCancelled,
-        RunFinished, RunStarted, WeightsDownload,
+        BatchProgress, EpochEnded, EpochsPlanned, EvaluationProgress, ImagesSkipped,
+        PreparingData, RunCancelled, RunFinished, RunStarted, WeightsDownload,
     )  # fmt: skip
     from densestudio.ml.train import fit
 
@@ -321,6 +332,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             line.done()
             print(f"warning: {e.count} image(s) could not be read and are left out of this "
                   f"run: {'; '.join(e.examples)}", file=sys.stderr)
+        elif isinstance(e, EpochsPlanned):
+            line.done()
+            state["epochs"] = e.epochs
+            budget = f" to fit about {format_eta(e.budget_s)}" if e.budget_s else ""
+            print(f"planned {e.epochs} epochs{budget} ({e.reason})", flush=True)
         elif isinstance(e, RunStarted):
             line.done()
             state["epochs"] = e.total_epochs
@@ -334,8 +350,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif isinstance(e, EpochEnded):
             line.done() if line._tty else None
             star = " *" if e.improved else ""
+            balanced = ("" if e.val_balanced_acc is None
+                        else f"val balanced acc {e.val_balanced_acc * 100:5.1f} %  ")
             print(f"epoch {e.epoch:>3}/{state['epochs']}  train loss {e.train_loss:.4f}  "
-                  f"val loss {e.val_loss:.4f}  val acc {e.val_acc * 100:5.1f} %  "
+                  f"val loss {e.val_loss:.4f}  {balanced}val acc {e.val_acc * 100:5.1f} %  "
                   f"macro-F1 {e.val_macro_f1 * 100:5.1f} %  lr {e.lr:.2e}  "
                   f"{e.images_per_s:.0f} img/s  {e.seconds:.0f} s{star}", flush=True)
         elif isinstance(e, EvaluationProgress):
@@ -348,7 +366,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"Finished run {e.run_id}{early}; best epoch {e.best_epoch}.")
             for subset in ("val", "test"):
                 if f"{subset}_acc" in m:
-                    print(f"  {subset}: accuracy {m[f'{subset}_acc'] * 100:.2f} %  "
+                    worst = m.get(f"{subset}_worst_class")
+                    worst_text = (f"  worst class {worst} {m[f'{subset}_worst_recall'] * 100:.1f}"
+                                  " % recall" if worst else "")
+                    print(f"  {subset}: balanced accuracy {m[f'{subset}_balanced_acc'] * 100:.2f}"
+                          f" %{worst_text}  accuracy {m[f'{subset}_acc'] * 100:.2f} %  "
                           f"macro-F1 {m[f'{subset}_macro_f1'] * 100:.2f} %")
         elif isinstance(e, RunCancelled):
             line.done()
@@ -378,10 +400,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             runs.prediction_count(project, run_id, s) == 0 for s in subsets
         ):
             evaluate_run(project, run_id, subsets, tta=args.tta)
+        good = _good_class(project, run_id)
         for subset in subsets:
-            print(report(project, run_id, subset).format(top=args.top))
+            print(report(project, run_id, subset).format(top=args.top, good_class=good))
             print()
     return EXIT_OK
+
+
+def _good_class(project, run_id: int) -> str | None:  # noqa: ANN001
+    """The class meaning a good part: the run's OK/NG operating point's, if it has one."""
+    from densestudio.core import runs
+    from densestudio.ml.operating_point import EXTRA_KEY, from_dict
+
+    point = from_dict(runs.get_run(project, run_id).extra.get(EXTRA_KEY))
+    return point.good_class if point is not None else None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -518,7 +550,7 @@ def _describe_point(point) -> str:  # noqa: ANN001 - OperatingPoint | None
 
 def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     """Training-engine subcommands; see densestudio/ml."""
-    from densestudio.ml.config import ARCHS, AUGMENTS, BALANCES, DEVICES, STRATEGIES
+    from densestudio.ml.config import ARCHS, AUGMENTS, BALANCES, DEVICES, MONITORS, STRATEGIES
 
     p = sub.add_parser("train", help="train a DenseNet on the project's labeled images")
     p.add_argument("project")
@@ -527,8 +559,16 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
                    help="start from ImageNet weights (torch hub cache or download)")
     p.add_argument("--weights", metavar="FILE", help="ImageNet weights file to start from")
     p.add_argument("--offline", action="store_true", help="never download weights")
-    p.add_argument("--img-size", type=int, metavar="PX")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--img-size", type=int, metavar="PX",
+                   help="base input size (the canvas keeps the images' aspect ratio)")
+    p.add_argument("--stretch", action="store_true",
+                   help="squash images to the canvas instead of keeping their aspect ratio")
+    p.add_argument("--minutes", type=float, metavar="M",
+                   help="time budget: plan the epochs to fit about M minutes (default 10)")
+    p.add_argument("--epochs", type=int,
+                   help="train exactly this many epochs (no time budget unless --minutes)")
+    p.add_argument("--monitor", choices=MONITORS,
+                   help="metric that picks the best checkpoint (default val_balanced_acc)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--freeze", choices=STRATEGIES,

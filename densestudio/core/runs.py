@@ -21,7 +21,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 
 from densestudio.core.errors import ProjectError
-from densestudio.core.models import EpochMetric, Prediction, Run, RunImage, utcnow
+from densestudio.core.models import EpochMetric, Image, Prediction, Run, RunImage, utcnow
 from densestudio.core.store import Project
 
 RUN_STATUSES = ("created", "running", "finished", "cancelled", "failed")
@@ -55,9 +55,14 @@ class RunInfo:
         return str(self.config.get("kind", TRAIN_KIND))
 
     @property
+    def planned_epochs(self) -> int:
+        """Epochs the run will train: its time budget's plan, else the configured ones."""
+        return int(self.extra.get("planned_epochs") or self.config.get("epochs", 0))
+
+    @property
     def resumable(self) -> bool:
         return self.status in ("cancelled", "failed", "running") and (
-            self.epochs_done < int(self.config.get("epochs", 0))
+            self.epochs_done < self.planned_epochs
         )
 
 
@@ -78,6 +83,18 @@ class RunImageInfo:
     image_id: int
     class_index: int
     split: str
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    """One image of a run's snapshot with what training needs to read it."""
+
+    image_id: int
+    class_index: int
+    split: str
+    path: str
+    content_hash: str
+    mode: str
 
 
 @dataclass(frozen=True)
@@ -268,6 +285,35 @@ def drop_run_images(project: Project, run_id: int, image_ids: Sequence[int]) -> 
         for start in range(0, len(ids), 5000):
             s.execute(delete(RunImage).where(RunImage.run_id == run_id,
                                              RunImage.image_id.in_(ids[start : start + 5000])))
+
+
+def current_label_rows(project: Project) -> tuple[list[str], list[tuple[int, int, str]]]:
+    """Class names and ``(image_id, class_index, split)`` of every labeled, split, present
+    image: what a new run's snapshot holds."""
+    classes = project.classes()
+    index = {c.id: i for i, c in enumerate(classes)}
+    with project.session() as s:
+        rows = s.execute(
+            select(Image.id, Image.label_id, Image.split)
+            .where(Image.label_id.is_not(None), Image.split.is_not(None), Image.missing.is_(False))
+            .order_by(Image.id)
+        )
+        return [c.name for c in classes], [(i, index[lab], sp) for i, lab, sp in rows]
+
+
+def snapshot_rows(project: Project, run_id: int) -> list[SnapshotRow]:
+    """The run's snapshot joined with each image's path, content hash and mode."""
+    with project.session() as s:
+        rows = s.execute(
+            select(
+                RunImage.image_id, RunImage.class_index, RunImage.split,
+                Image.path, Image.content_hash, Image.mode,
+            )  # fmt: skip
+            .join(Image, Image.id == RunImage.image_id)
+            .where(RunImage.run_id == run_id)
+            .order_by(RunImage.image_id)
+        )
+        return [SnapshotRow(*r) for r in rows]
 
 
 def run_images(project: Project, run_id: int, split: str | None = None) -> list[RunImageInfo]:

@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 
 from densestudio.core.errors import DenseStudioError
+from densestudio.core.preprocess import Preprocessing, canvas_for
 
 ARCHS = (
     "densenet_bc_1m",  # compact DenseNet-BC: growth 12, blocks (6,12,24,16), 24 init features
@@ -22,10 +23,11 @@ ARCHS = (
 COMPACT_ARCHS = ("densenet_bc_1m", "densenet_bc_tiny")
 STRATEGIES = ("full", "head", "head_then_full")
 AUGMENTS = ("none", "light", "inspection")
-BALANCES = ("none", "weighted_loss", "sampler")
+BALANCES = ("none", "weighted_loss", "sampler", "sqrt_sampler", "logit_adjust")
+FITS = ("letterbox", "stretch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SCHEDULES = ("cosine", "onecycle")
-MONITORS = ("val_macro_f1", "val_acc", "val_loss")
+MONITORS = ("val_balanced_acc", "val_macro_f1", "val_acc", "val_loss")
 MIN_IMG_SIZE = 32
 
 
@@ -38,8 +40,11 @@ class TrainConfig:
     arch: str = "densenet_bc_1m"
     pretrained: bool = False
     weights_path: str | None = None  # a weights file the user picked (implies pretrained)
-    img_size: int = 128
-    epochs: int = 28
+    img_size: int = 128  # base size: the canvas holds about img_size x img_size pixels
+    aspect: float = 1.0  # canvas width:height (wide strips get a wide canvas)
+    fit: str = "letterbox"  # "letterbox" keeps the aspect ratio | "stretch" squashes
+    epochs: int = 28  # with a time budget: the most epochs the budget may allow
+    time_budget_s: float | None = None  # fit the run to this wall time (epochs from speed)
     batch_size: int = 32
     lr: float = 2e-3  # peak learning rate (head / from-scratch model)
     weight_decay: float = 0.05
@@ -52,7 +57,7 @@ class TrainConfig:
     augment: str = "inspection"  # "none" | "light" | "inspection"
     balance: str = "none"  # "none" | "weighted_loss" | "sampler"
     early_stopping_patience: int | None = None  # epochs without improvement; None = off
-    monitor: str = "val_loss"  # best checkpoint / early stopping metric
+    monitor: str = "val_balanced_acc"  # best checkpoint / early stopping metric
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "mps"
     amp: bool = True  # bf16/fp16 autocast where the device supports it
@@ -69,6 +74,16 @@ class TrainConfig:
     def uses_pretrained(self) -> bool:
         return self.pretrained or self.weights_path is not None
 
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """Input (width, height) in pixels."""
+        return canvas_for(self.img_size, self.aspect)
+
+    def preprocessing(self, mode: str) -> Preprocessing:
+        """The run's one preprocessing definition for input ``mode`` ("L" or "RGB")."""
+        width, height = self.canvas
+        return Preprocessing(width=width, height=height, mode=mode, fit=self.fit)
+
     def problems(self) -> list[str]:
         p: list[str] = []
         if self.arch not in ARCHS:
@@ -81,6 +96,10 @@ class TrainConfig:
             p.append(f"Image size must be at most 1024 px (got {self.img_size}).")
         if self.epochs < 1:
             p.append("Epochs must be at least 1.")
+        if self.time_budget_s is not None and not self.time_budget_s >= 10:
+            p.append("A time budget must be at least 10 seconds (or off).")
+        if not 1 / 16 <= self.aspect <= 16:
+            p.append(f"Aspect ratio must be between 1:16 and 16:1 (got {self.aspect:g}).")
         if self.batch_size < 2:
             p.append("Batch size must be at least 2 (batch normalization needs it).")
         if not self.lr > 0:
@@ -96,6 +115,7 @@ class TrainConfig:
             ("device", self.device, DEVICES),
             ("schedule", self.schedule, SCHEDULES),
             ("monitor", self.monitor, MONITORS),
+            ("fit", self.fit, FITS),
         ):
             if value not in allowed:
                 p.append(f"Unknown {name} '{value}' (choose from {', '.join(allowed)}).")
@@ -127,6 +147,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text: str | dict) -> TrainConfig:
         data = json.loads(text) if isinstance(text, str) else dict(text)
+        data.setdefault("fit", "stretch")  # runs from before letterboxing squashed images
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

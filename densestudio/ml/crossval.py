@@ -32,6 +32,7 @@ from torch import nn
 from densestudio.core import runs
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.models import Image
+from densestudio.core.profile import GRAY_MODES
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.store import Project
 from densestudio.ml import data as D
@@ -40,8 +41,8 @@ from densestudio.ml.config import COMPACT_ARCHS, TrainConfig
 from densestudio.ml.events import PreparingData
 from densestudio.ml.label_errors import LabelIssue, rank_label_issues
 from densestudio.ml.runtime import adamw, amp_dtype, predict_probs, resolve_device
-from densestudio.ml.train import (
-    _input_mode,
+from densestudio.ml.steps import (
+    input_mode,
     make_step_parts,
     optimization_step,
     place_model,
@@ -310,15 +311,15 @@ def _audit(
     cancel: CancelToken,
 ) -> LabelAudit:
     t_start = time.perf_counter()
-    gray = all(r[5] in D.GRAY_MODES for r in rows)
-    mode = _input_mode(cfg, gray)
+    gray = all(r[5] in GRAY_MODES for r in rows)
+    mode = input_mode(cfg, gray)
     items = [D.CacheItem(r[0], r[3], r[4]) for r in rows]
 
     def progress(done: int, total: int, from_disk: int) -> None:
         on_event(PreparingData(run_id, done, total, from_disk))
 
     pixels, failures = D.DecodedCache(project.cache_dir).load(
-        items, cfg.img_size, mode, progress, cancel
+        items, cfg.preprocessing(mode), progress, cancel
     )
     bad = {f.image_id for f in failures}
     keep = [i for i, r in enumerate(rows) if r[0] not in bad]

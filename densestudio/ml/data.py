@@ -1,9 +1,9 @@
 """Data pipeline: decode-once uint8 cache, batched tensor augmentation, sampling, stats.
 
-Each image is decoded, made upright, converted ("L" or "RGB") and resized to a square
-``size`` x ``size`` once (bilinear, antialiased by Pillow), then kept as uint8 in memory
-for the whole run and on disk under ``<project>-cache/decoded/<mode>-<size>/`` keyed by the
-image's content hash, so a second run starts without decoding any JPEG. Chunk files are
+Each image is decoded, made upright and turned into the run's input pixels once by its
+``core.preprocess.Preprocessing`` (mode, canvas, letterbox or stretch), then kept as uint8
+in memory for the whole run and on disk under ``<project>-cache/decoded/<preprocessing>/``
+keyed by the image's content hash, so a second run starts without decoding any JPEG. Chunk files are
 written atomically (temp file + rename), so concurrent runs and crashes cannot corrupt them.
 
 Augmentation runs on whole batches of tensors on the training device.
@@ -24,27 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from densestudio.core.imaging import ImageDecodeError, load_image, to_display_mode
+from densestudio.core.imaging import ImageDecodeError
+from densestudio.core.preprocess import Preprocessing
 from densestudio.core.progress import CancelToken
 
-GRAY_MODES = frozenset({"L", "1", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 MAX_CHUNKS = 16
-
-
-def prepare_pixels(source: str | Path | Image.Image, size: int, mode: str) -> np.ndarray:
-    """C x size x size uint8 pixels exactly as training saw them (and prediction must)."""
-    if isinstance(source, Image.Image):
-        img = to_display_mode(source)
-    else:
-        img = load_image(Path(source), max_side=size)
-    if img.mode != mode:
-        img = img.convert(mode)
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BILINEAR)
-    arr = np.asarray(img, dtype=np.uint8)
-    return arr[None].copy() if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
 @dataclass(frozen=True)
@@ -62,16 +47,16 @@ class DecodeFailure:
 
 
 class DecodedCache:
-    """Decoded, resized uint8 pixels keyed by content hash + size + mode."""
+    """Decoded, preprocessed uint8 pixels keyed by content hash and preprocessing."""
 
     def __init__(self, cache_dir: Path | None) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
 
-    def folder(self, size: int, mode: str) -> Path | None:
-        return None if self.cache_dir is None else self.cache_dir / "decoded" / f"{mode}-{size}"
+    def folder(self, prep: Preprocessing) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / "decoded" / prep.cache_key
 
-    def _read_disk(self, size: int, mode: str, wanted: set[str]) -> dict[str, np.ndarray]:
-        folder = self.folder(size, mode)
+    def _read_disk(self, prep: Preprocessing, wanted: set[str]) -> dict[str, np.ndarray]:
+        folder = self.folder(prep)
         found: dict[str, np.ndarray] = {}
         if folder is None or not folder.is_dir():
             return found
@@ -88,8 +73,8 @@ class DecodedCache:
                 chunk.unlink(missing_ok=True)  # a damaged cache file is just regenerated
         return found
 
-    def _write_chunk(self, size: int, mode: str, items: dict[str, np.ndarray]) -> None:
-        folder = self.folder(size, mode)
+    def _write_chunk(self, prep: Preprocessing, items: dict[str, np.ndarray]) -> None:
+        folder = self.folder(prep)
         if folder is None or not items:
             return
         try:
@@ -130,20 +115,18 @@ class DecodedCache:
     def load(
         self,
         items: Sequence[CacheItem],
-        size: int,
-        mode: str,
+        prep: Preprocessing,
         on_progress: Callable[[int, int, int], None] | None = None,
         cancel: CancelToken | None = None,
         workers: int | None = None,
     ) -> tuple[torch.Tensor, list[DecodeFailure]]:
-        """uint8 tensor N x C x size x size in ``items`` order, and the images that failed.
+        """uint8 tensor N x C x height x width in ``items`` order, and the images that failed.
 
         Failed images get zeros; callers decide whether that is acceptable.
         """
-        channels = 1 if mode == "L" else 3
-        out = torch.zeros((len(items), channels, size, size), dtype=torch.uint8)
+        out = torch.zeros((len(items), prep.channels, prep.height, prep.width), dtype=torch.uint8)
         wanted = {it.content_hash for it in items}
-        known = self._read_disk(size, mode, wanted)
+        known = self._read_disk(prep, wanted)
         from_disk = sum(1 for it in items if it.content_hash in known)
         todo = [(i, it) for i, it in enumerate(items) if it.content_hash not in known]
         for i, it in enumerate(items):
@@ -159,7 +142,7 @@ class DecodedCache:
         def work(pair: tuple[int, CacheItem]) -> tuple[int, CacheItem, np.ndarray | str]:
             i, it = pair
             try:
-                return i, it, prepare_pixels(it.path, size, mode)
+                return i, it, prep.load(it.path)
             except ImageDecodeError as exc:
                 return i, it, str(exc)
             except OSError as exc:
@@ -183,7 +166,7 @@ class DecodedCache:
                     if on_progress:
                         on_progress(done, total, from_disk)
         finally:
-            self._write_chunk(size, mode, fresh)  # keep finished work even when cancelled
+            self._write_chunk(prep, fresh)  # keep finished work even when cancelled
         return out, failures
 
 
@@ -206,15 +189,24 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return labels.numel() / (num_classes * counts)
 
 
+def log_priors(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """log of each class's share of ``labels``: what logit adjustment adds in training so
+    that the plain logits at prediction time are balanced (Menon et al., 2021)."""
+    counts = class_counts(labels, num_classes).float().clamp_min(1)
+    return (counts / counts.sum()).log()
+
+
 def epoch_order(
     labels: torch.Tensor, balance: str, generator: torch.Generator
 ) -> torch.Tensor:
-    """Indices for one epoch: a permutation, or class-balanced draws with replacement."""
+    """Indices for one epoch: a permutation, or draws with replacement that give every
+    class the same share ("sampler") or a share proportional to the square root of its size
+    ("sqrt_sampler": small classes seen more often without repeating them as much)."""
     n = labels.numel()
-    if balance == "sampler":
+    if balance in ("sampler", "sqrt_sampler"):
         counts = torch.bincount(labels).float()
-        weights = 1.0 / counts[labels]
-        return torch.multinomial(weights, n, replacement=True, generator=generator)
+        per_class = 1.0 / counts if balance == "sampler" else 1.0 / counts.sqrt()
+        return torch.multinomial(per_class[labels], n, replacement=True, generator=generator)
     return torch.randperm(n, generator=generator)
 
 

@@ -18,13 +18,18 @@ import torch
 
 from densestudio.core import runs
 from densestudio.core.errors import DenseStudioError
+from densestudio.core import preprocess
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.store import Project
 from densestudio.ml import data as D
 from densestudio.ml import zoo
+from densestudio.ml.checkpoint import load_checkpoint, model_from_meta
 from densestudio.ml.events import EvaluationProgress
 from densestudio.ml.metrics import confusion_matrix, scores
 from densestudio.ml.runtime import amp_dtype, predict_probs, resolve_device
+from densestudio.ml.snapshot import Snapshot, load_snapshot
+
+FEW_IMAGES = 10  # a class with fewer images in a subset cannot be judged on it
 
 
 class EvaluationError(DenseStudioError):
@@ -63,13 +68,55 @@ class EvalReport:
     confusion: list[list[int]]  # rows = true class, columns = predicted class
     top_losses: tuple[TopLoss, ...]
 
-    def format(self, top: int = 10) -> str:
+    @property
+    def worst_class(self) -> ClassMetrics | None:
+        """The class with the lowest recall among those present in this subset."""
+        present = [c for c in self.per_class if c.support > 0]
+        return min(present, key=lambda c: (c.recall, c.support)) if present else None
+
+    def few_image_classes(self, limit: int = FEW_IMAGES) -> list[ClassMetrics]:
+        """Classes with fewer than ``limit`` images here: their recall is not to be trusted."""
+        return [c for c in self.per_class if c.support < limit]
+
+    def called_good(self, good_class: str) -> tuple[int, int]:
+        """(defects predicted as ``good_class``, defects): the expensive error."""
+        if good_class not in self.class_names:
+            return 0, 0
+        g = self.class_names.index(good_class)
+        defects = sum(sum(row) for i, row in enumerate(self.confusion) if i != g)
+        missed = sum(row[g] for i, row in enumerate(self.confusion) if i != g)
+        return missed, defects
+
+    def headline(self, good_class: str | None = None) -> list[str]:
+        """What matters first: balanced accuracy, the worst class, defects called good,
+        and which classes have too few images to judge."""
+        worst = self.worst_class
+        parts = [f"balanced accuracy {self.balanced_accuracy * 100:.1f} %"]
+        if worst is not None:
+            parts.append(f"worst class {worst.name} {worst.recall * 100:.1f} % recall "
+                         f"({round(worst.recall * worst.support)} of {worst.support})")
+        if good_class:
+            missed, defects = self.called_good(good_class)
+            if defects:
+                parts.append(f"defects called {good_class}: {missed} of {defects} "
+                             f"({missed / defects * 100:.1f} %)")
+        lines = ["   ".join(parts)]
+        lines.append(f"accuracy {self.accuracy * 100:.1f} %   macro-F1 {self.macro_f1 * 100:.1f} %"
+                     + (f"   loss {self.loss:.4f}" if self.loss is not None else ""))
+        few = self.few_image_classes()
+        if few:
+            lines.append(
+                f"warning: too few {self.subset} images to judge "
+                + ", ".join(f"{c.name} ({c.support})" for c in few)
+                + f"; each needs at least {FEW_IMAGES}."
+            )
+        return lines
+
+    def format(self, top: int = 10, good_class: str | None = None) -> str:
         """A plain-text report (used by the CLI)."""
-        lines = [
-            f"Run {self.run_id}, {self.subset} set: {self.n} images",
-            f"  accuracy {self.accuracy * 100:.2f} %   balanced accuracy "
-            f"{self.balanced_accuracy * 100:.2f} %   macro-F1 {self.macro_f1 * 100:.2f} %"
-            + (f"   loss {self.loss:.4f}" if self.loss is not None else ""),
+        lines = [f"Run {self.run_id}, {self.subset} set: {self.n} images"]
+        lines += [f"  {line}" for line in self.headline(good_class)]
+        lines += [
             "",
             f"  {'class':<24} {'precision':>9} {'recall':>7} {'F1':>7} {'support':>8}",
         ]
@@ -94,6 +141,20 @@ class EvalReport:
 
 
 # ------------------------------------------------------------------ reports
+def summary_metrics(rep: EvalReport) -> dict[str, object]:
+    """The figures a run keeps for its subset (run lists, comparisons, export metadata)."""
+    worst = rep.worst_class
+    s = rep.subset
+    return {
+        f"{s}_acc": rep.accuracy, f"{s}_balanced_acc": rep.balanced_accuracy,
+        f"{s}_macro_f1": rep.macro_f1, f"{s}_loss": rep.loss, f"{s}_n": rep.n,
+        f"{s}_worst_recall": worst.recall if worst else None,
+        f"{s}_worst_class": worst.name if worst else None,
+        f"{s}_recall": {c.name: c.recall for c in rep.per_class},
+        f"{s}_support": {c.name: c.support for c in rep.per_class},
+    }  # fmt: skip
+
+
 def build_report(
     run_id: int,
     subset: str,
@@ -160,7 +221,7 @@ def evaluate_tensors(
     run_id: int,
     model: torch.nn.Module,
     meta: dict,
-    snap,  # noqa: ANN001 - train.Snapshot
+    snap: Snapshot,
     pixels: torch.Tensor,
     device: torch.device,
     dtype: torch.dtype | None,
@@ -202,8 +263,6 @@ def evaluate_tensors(
 
 def load_run_model(project: Project, run_id: int) -> tuple[zoo.DenseStudioNet, dict, dict]:
     """The run's best model (eval mode, CPU), its metadata and the run's config dict."""
-    from densestudio.ml.train import load_checkpoint, model_from_meta
-
     info = runs.get_run(project, run_id)
     path = info.checkpoint_best
     if not path or not Path(path).is_file():
@@ -231,15 +290,13 @@ def evaluate_run(
     Returns the report of the last subset that has images (by default: test, else val);
     ``report(project, run_id, subset)`` gives the others.
     """
-    from densestudio.ml.train import load_snapshot
-
     model, meta, config = load_run_model(project, run_id)
     snap = load_snapshot(project, run_id)
     wanted = [i for s in subsets for i in snap.indices(s)]
     if not wanted:
         raise EvaluationError(f"Run {run_id} has no images in {', '.join(subsets)}.")
     pixels, failures = D.DecodedCache(project.cache_dir).load(
-        snap.items, int(meta["img_size"]), meta["mode"], cancel=cancel
+        snap.items, preprocess.from_meta(meta), cancel=cancel
     )
     if failures:
         raise EvaluationError(
@@ -270,7 +327,7 @@ def predict_images(
     images = project.images_by_ids(list(image_ids))
     items = [D.CacheItem(i.id, i.path, i.content_hash) for i in images]
     pixels, failures = D.DecodedCache(project.cache_dir).load(
-        items, int(meta["img_size"]), meta["mode"], cancel=cancel
+        items, preprocess.from_meta(meta), cancel=cancel
     )
     bad = {f.image_id for f in failures}
     keep = [i for i, it in enumerate(items) if it.image_id not in bad]

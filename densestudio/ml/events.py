@@ -52,6 +52,17 @@ class EpochEnded:
     images_per_s: float
     seconds: float
     improved: bool = False
+    val_balanced_acc: float | None = None
+
+
+@dataclass(frozen=True)
+class EpochsPlanned:
+    """A time budget (re)planned the run's length from its measured speed."""
+
+    run_id: int
+    epochs: int
+    budget_s: float | None
+    reason: str
 
 
 @dataclass(frozen=True)

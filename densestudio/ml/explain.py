@@ -3,8 +3,9 @@
 ``gradcam(model, image, class_index=None)`` returns a heatmap (H x W, float32 in [0, 1], at
 the model's input resolution), the explained class (the predicted one by default) and the
 class probabilities. ``explain_image(project, run_id, image_id)`` does the same for a project
-image with the run's best weights and the run's preprocessing (``data.prepare_pixels``: the
-exact pixels training and evaluation saw); the GUI uses it through a worker.
+image with the run's best weights and the run's preprocessing (``core.preprocess``: the
+exact pixels training and evaluation saw), the heatmap cropped to where the image lies on the
+(letterboxed) canvas so it overlays the image itself; the GUI uses it through a worker.
 
 How it is computed. torchvision's ``DenseNet.forward`` ends with an in-place ReLU on the
 final features, which breaks hook-based Grad-CAM (the hooked tensor is overwritten). So the
@@ -44,11 +45,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from densestudio.core import runs
+from densestudio.core import preprocess, runs
 from densestudio.core.errors import DenseStudioError
-from densestudio.core.imaging import ImageDecodeError
+from densestudio.core.imaging import ImageDecodeError, load_image
 from densestudio.core.store import Project
-from densestudio.ml import data as D
 from densestudio.ml import zoo
 
 LAYERS = ("block1", "block2", "block3", "block4")
@@ -70,7 +70,7 @@ class Explanation:
     class_index: int  # the explained class
     predicted_index: int
     class_names: tuple[str, ...]
-    heatmap: np.ndarray  # float32, img_size x img_size, in [0, 1]
+    heatmap: np.ndarray  # float32 in [0, 1], covering the image (padding cropped away)
     probs: np.ndarray  # float32, one per class (single view)
     method: str  # "layercam" | "gradcam"
     layers: tuple[str, ...]  # the dense blocks the heatmap combines
@@ -132,7 +132,7 @@ def _as_batch(
         in_ch = int(model.backbone.features.conv0.in_channels)
         mode = mode or ("L" if in_ch == 1 else "RGB")
         size = size or max(image.size)
-        image = D.prepare_pixels(image, size, mode)
+        image = preprocess.legacy(size, mode).apply(image)
     t = torch.as_tensor(image)
     if t.dtype == torch.uint8:
         t = t.float().div(255.0)
@@ -260,25 +260,27 @@ class Explainer:
         self.model = self._loaded.model
         self.meta = self._loaded.meta
         self.class_names = tuple(self.meta["class_names"])
-        self.size = int(self.meta["img_size"])
-        self.mode = str(self.meta["mode"])
+        self.prep = preprocess.from_meta(self.meta)
 
-    def pixels(self, image_id: int) -> np.ndarray:
+    def pixels(self, image_id: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """The model's input pixels of a project image and where the image lies on them."""
         infos = self.project.images_by_ids([image_id])
         if not infos:
             raise ExplainError(f"No image with id {image_id} in this project.")
         path = infos[0].path
         try:
-            return D.prepare_pixels(Path(path), self.size, self.mode)
+            img = load_image(Path(path), max_side=max(self.prep.width, self.prep.height))
         except (ImageDecodeError, OSError) as exc:
             raise ExplainError(f"Cannot read {Path(path).name}: {exc}") from exc
+        return self.prep.apply(img), self.prep.content_box(img.width, img.height)
 
     def explain(self, image_id: int, class_index: int | None = None,
                 method: str = DEFAULT_METHOD, layer: str = "auto") -> Explanation:
-        px = self.pixels(image_id)
+        px, (left, top, w, h) = self.pixels(image_id)
         with self._loaded.lock:
             heat, k, probs, used = class_activation_map(
                 self.model, px, class_index, method=method, layer=layer)
+        heat = np.ascontiguousarray(heat[top : top + h, left : left + w])
         return Explanation(self.run_id, image_id, k, int(np.argmax(probs)), self.class_names,
                            heat, probs, method, used)
 
@@ -327,5 +329,5 @@ def explain_image(
     *, method: str = DEFAULT_METHOD, layer: str = "auto",
 ) -> Explanation:
     """The heatmap of one project image with the run's best model (predicted class if None),
-    preprocessed exactly like training and evaluation (``data.prepare_pixels``)."""
+    preprocessed exactly like training and evaluation (``core.preprocess``)."""
     return load_explainer(project, run_id).explain(image_id, class_index, method, layer)

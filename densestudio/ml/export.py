@@ -44,12 +44,11 @@ import torch
 from PIL import Image
 
 from densestudio import __version__
-from densestudio.core import runs
+from densestudio.core import preprocess, runs
 from densestudio.core.atomic import atomic_output
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.imaging import ImageDecodeError
 from densestudio.core.store import Project
-from densestudio.ml import data as D
 from densestudio.ml import zoo
 
 MODEL_FORMAT = "densestudio-model-1"
@@ -74,17 +73,20 @@ def _atomic_write(data: bytes, path: Path) -> None:
 def export_metadata(project: Project, run_id: int, meta: dict) -> dict:
     info = runs.get_run(project, run_id)
     views = int(meta.get("tta_views", 1)) if info.config.get("tta") else 1
+    prep = preprocess.from_meta(meta)
     return {
         "format": MODEL_FORMAT,
         "class_names": list(meta["class_names"]),
         "input": {
-            "size": int(meta["img_size"]), "channels": 1 if meta["mode"] == "L" else 3,
+            "size": int(meta["img_size"]), "width": prep.width, "height": prep.height,
+            "channels": prep.channels,
             "mode": meta["mode"], "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW",
         },
         "output": "probabilities (N x classes, softmax; averaged over TTA views)",
         "normalization": {"mean": meta["mean"], "std": meta["std"], "inside_model": True},
         "tta_views": views,
-        "preprocessing": PREPROCESSING,
+        "preprocessing": prep.to_dict(),
+        "preprocessing_text": PREPROCESSING,
         "architecture": meta["arch"],
         "model_in_channels": int(meta["in_channels"]),
         "metrics": info.metrics,
@@ -152,8 +154,8 @@ def export_model(project: Project, run_id: int, out_path: str | Path, onnx: bool
 def _export_onnx(wrapper: torch.nn.Module, metadata: dict, path: Path) -> None:
     import onnx
 
-    size, ch = metadata["input"]["size"], metadata["input"]["channels"]
-    dummy = torch.zeros(1, ch, size, size)
+    inp = metadata["input"]
+    dummy = torch.zeros(1, inp["channels"], inp["height"], inp["width"])
     buf = io.BytesIO()
     kwargs = dict(
         input_names=["image"], output_names=["probabilities"],
@@ -218,8 +220,15 @@ class ExportedModel:
             return None
         return point.decide(float(probs[self.class_names.index(point.good_class)]))
 
+    @property
+    def preprocessing(self) -> preprocess.Preprocessing:
+        stored = self.metadata.get("preprocessing")
+        if isinstance(stored, dict):
+            return preprocess.Preprocessing.from_dict(stored)
+        return preprocess.legacy(self.img_size, self.mode)
+
     def preprocess(self, source: str | Path | Image.Image) -> torch.Tensor:
-        return torch.from_numpy(D.prepare_pixels(source, self.img_size, self.mode))
+        return torch.from_numpy(self.preprocessing.load(source))
 
     @torch.no_grad()
     def predict(

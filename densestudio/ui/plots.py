@@ -172,14 +172,18 @@ class TrainingPlots(QWidget):
         # Smooth over ~1/3 of an epoch (between 5 and 50 steps).
         span = 10 if not steps_per_epoch else max(5, min(50, steps_per_epoch // 3))
         self._ema.reset(1.0 - 1.0 / span)
-        for p in self.plots:
-            if total_epochs:
-                p.setXRange(0, total_epochs, padding=0.02)
-            p.enableAutoRange(axis="x", enable=not total_epochs)
+        self.set_epoch_range(total_epochs)
         self.loss_plot.enableAutoRange(axis="y", enable=True)
         self.lr_plot.enableAutoRange(axis="y", enable=True)
         self._dirty = True
         self.redraw()
+
+    def set_epoch_range(self, total_epochs: int | None) -> None:
+        """Fix the x axes to the run's planned epochs (None: follow the data)."""
+        for p in self.plots:
+            if total_epochs:
+                p.setXRange(0, total_epochs, padding=0.02)
+            p.enableAutoRange(axis="x", enable=not total_epochs)
 
     def add_steps(self, xs: Sequence[float], losses: Sequence[float]) -> None:
         if not len(xs):

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from densestudio.core import runs as core_runs
 from densestudio.ml.config import ARCHS, COMPACT_ARCHS, TrainConfig
+from densestudio.ml.recommend import DEFAULT_BUDGET_S, Recommendation
 from densestudio.ui.jobs import TrainingSteps, is_droppable, train_job
 from densestudio.ui.plots import TrainingPlots
 from densestudio.ui.runs_panel import RunsPanel
@@ -62,8 +63,16 @@ AUGMENT_TEXT = {
 }
 BALANCE_TEXT = {
     "none": "None",
-    "weighted_loss": "Weighted loss",
+    "sqrt_sampler": "Square-root balanced sampling",
     "sampler": "Balanced sampling",
+    "weighted_loss": "Weighted loss",
+    "logit_adjust": "Logit adjustment",
+}
+MONITOR_TEXT = {
+    "val_balanced_acc": "Balanced accuracy",
+    "val_macro_f1": "Macro-F1",
+    "val_acc": "Accuracy",
+    "val_loss": "Validation loss",
 }
 
 
@@ -106,6 +115,7 @@ class TrainPanel(QWidget):
         super().__init__(parent)
         self.host = host  # MainWindow: controller, _start(worker), show_error
         self.controller = None
+        self.edited = False  # the user changed a setting: stop following recommendations
         self.worker: Worker | None = None
         self.run_id: int | None = None
         self.total_epochs = 0
@@ -135,6 +145,24 @@ class TrainPanel(QWidget):
         self.img_size.setRange(32, 1024)
         self.img_size.setSingleStep(16)
         self.img_size.setSuffix(" px")
+        self.keep_aspect = QCheckBox("Keep aspect ratio", self)
+        self.keep_aspect.setToolTip("Fit each image into the input and pad the rest, instead "
+                                    "of squashing it: thin defects in strips stay visible")
+        self.canvas_label = QLabel(self)
+        size_row = QHBoxLayout()
+        size_row.setContentsMargins(0, 0, 0, 0)
+        size_row.addWidget(self.img_size)
+        size_row.addWidget(self.keep_aspect, 1)
+        self.budget_on = QCheckBox("Fit into about", self)
+        self.budget = QSpinBox(self)
+        self.budget.setRange(1, 24 * 60)
+        self.budget.setSuffix(" min")
+        self.budget.setToolTip("The run measures its speed and plans its epochs to finish in "
+                               "about this time on this computer")
+        budget_row = QHBoxLayout()
+        budget_row.setContentsMargins(0, 0, 0, 0)
+        budget_row.addWidget(self.budget_on)
+        budget_row.addWidget(self.budget, 1)
         self.epochs = QSpinBox(self)
         self.epochs.setRange(1, 1000)
         self.batch = QSpinBox(self)
@@ -152,6 +180,11 @@ class TrainPanel(QWidget):
         self.balance = QComboBox(self)
         for key, text in BALANCE_TEXT.items():
             self.balance.addItem(text, key)
+        self.monitor = QComboBox(self)
+        for key, text in MONITOR_TEXT.items():
+            self.monitor.addItem(text, key)
+        self.monitor.setToolTip("The validation metric that picks the saved (best) epoch and "
+                                "drives early stopping")
         self.early = QCheckBox("Stop if no gain for", self)
         self.patience = QSpinBox(self)
         self.patience.setRange(1, 100)
@@ -170,23 +203,31 @@ class TrainPanel(QWidget):
                                         "the device and the weights available")
         self.data_label = QLabel(self)
         self.data_label.setWordWrap(True)
+        self.reasons_label = QLabel(self)
+        self.reasons_label.setWordWrap(True)
+        self.reasons_label.setTextFormat(Qt.TextFormat.RichText)
 
         form_box = QGroupBox("Settings", self)
         form = QFormLayout(form_box)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow(self.data_label)
+        form.addRow(self.reasons_label)
         form.addRow("Model", self.arch)
         form.addRow("", self.arch_hint)
         form.addRow("Pretrained", self.pretrained)
         form.addRow("", self.weights_label)
         form.addRow("", self.weights_button)
-        form.addRow("Image size", self.img_size)
-        form.addRow("Epochs", self.epochs)
+        form.addRow("Image size", size_row)
+        form.addRow("", self.canvas_label)
+        form.addRow("Training time", budget_row)
+        self.epochs_label = QLabel("Epochs", self)
+        form.addRow(self.epochs_label, self.epochs)
         form.addRow("Batch size", self.batch)
         form.addRow("Learning rate", self.lr)
         form.addRow("Fine-tuning", self.strategy)
         form.addRow("Augmentation", self.augment)
         form.addRow("Class balance", self.balance)
+        form.addRow("Best checkpoint by", self.monitor)
         form.addRow("Early stopping", early_row)
         form.addRow("Device", self.device)
         form.addRow("Run name", self.name)
@@ -220,7 +261,8 @@ class TrainPanel(QWidget):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(left_inner)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        for combo in (self.arch, self.strategy, self.augment, self.balance, self.device):
+        for combo in (self.arch, self.strategy, self.augment, self.balance, self.monitor,
+                      self.device):
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(12)
@@ -263,7 +305,20 @@ class TrainPanel(QWidget):
         self.pretrained.toggled.connect(self._on_pretrained)
         self.weights_button.clicked.connect(self.choose_weights)
         self.early.toggled.connect(self.patience.setEnabled)
+        self.budget_on.toggled.connect(self._on_budget)
+        self.img_size.valueChanged.connect(self._show_canvas)
+        self.keep_aspect.toggled.connect(self._show_canvas)
         self.defaults_button.clicked.connect(self.apply_recommended)
+        # Any edit of a setting keeps the form as the user left it (no re-recommending).
+        for combo in (self.arch, self.strategy, self.augment, self.balance, self.monitor,
+                      self.device):
+            combo.activated.connect(self._mark_edited)
+        for spin in (self.img_size, self.epochs, self.batch, self.lr, self.budget,
+                     self.patience):
+            spin.editingFinished.connect(self._mark_edited)
+        for box in (self.pretrained, self.keep_aspect, self.budget_on, self.early):
+            box.clicked.connect(self._mark_edited)
+        self.name.textEdited.connect(self._mark_edited)
         self.train_button.clicked.connect(self.start_training)
         self.cancel_button.clicked.connect(self.cancel_training)
         self.resume_button.clicked.connect(self._resume_selected)
@@ -274,8 +329,13 @@ class TrainPanel(QWidget):
 
     # ================================================================ project
     def set_controller(self, controller) -> None:  # noqa: ANN001
+        if self.controller is not None:
+            self.controller.countsChanged.disconnect(self._on_counts_changed)
         self.controller = controller
         self.runs.set_project(controller.project if controller else None)
+        self.edited = False
+        if controller is not None:
+            controller.countsChanged.connect(self._on_counts_changed)
         if controller is not None:
             # Import the engine here, not in the worker: loading torchvision's C extensions
             # holds the GIL for ~0.2 s, which would freeze the GUI when training starts.
@@ -314,29 +374,54 @@ class TrainPanel(QWidget):
             self.device.addItem(auto.upper(), auto)
         self.device_type = auto
 
-    def labeled_count(self) -> int:
-        counts = self.controller.counts(fresh=True)
-        return counts.total - counts.count(None)
+    def recommendation(self) -> Recommendation:
+        """Settings for the project's labeled images as they are now, and why."""
+        from densestudio.core.profile import data_profile
+        from densestudio.ml.recommend import recommend
+
+        state, _ = weights_status("densenet121", None)
+        return recommend(data_profile(self.project), getattr(self, "device_type", "cpu"),
+                         weights_available=state == "ok")
 
     def recommended_config(self) -> TrainConfig:
-        from densestudio.ml.config import default_config
-
-        _state, _ = weights_status("densenet121", None)
-        cfg = default_config(self.labeled_count(), getattr(self, "device_type", "cpu"),
-                             weights_available=_state == "ok")
-        return cfg
+        return self.recommendation().config
 
     def apply_recommended(self) -> None:
+        """Fill in the recommended settings; they then follow the labels (16.4) until the
+        user changes a setting."""
         if self.controller is None:
             return
+        rec = self.recommendation()
         self.weights_path = None
-        self.set_form(self.recommended_config())
-        n = self.labeled_count()
+        self.set_form(rec.config)
+        self.edited = False
+        counts = self.controller.counts(fresh=True)
+        n = counts.total - counts.count(None)
         cores = os.cpu_count() or 1
         self.data_label.setText(
             f"{n:,} labeled images · {cores} CPU core{'s' if cores != 1 else ''}"
             + (f" · {self.device_type.upper()}" if self.device_type != "cpu" else "")
-            + ". Recommended settings are filled in; press Train.")
+            + (". Recommended settings are filled in; press Train." if n else
+               ". Label images (at least 2 classes) to train."))
+        self.reasons_label.setText(
+            "<small>" + "<br>".join(f"• {r}" for r in rec.reasons) + "</small>" if n else "")
+
+    def _mark_edited(self, *_args: object) -> None:
+        self.edited = True
+
+    def _on_counts_changed(self) -> None:
+        if self.controller is not None and not self.edited and not self.running:
+            self.apply_recommended()
+
+    def _on_budget(self, on: bool) -> None:
+        self.budget.setEnabled(on)
+        self.epochs_label.setText("Epochs (at most)" if on else "Epochs")
+
+    def _show_canvas(self, *_args: object) -> None:
+        cfg = self.config()
+        w, h = cfg.canvas
+        how = "aspect ratio kept, padded" if cfg.fit == "letterbox" else "squashed"
+        self.canvas_label.setText(f"<small>input {w} x {h} px ({how})</small>")
 
     # ================================================================ form <-> config
     def set_form(self, cfg: TrainConfig) -> None:
@@ -347,12 +432,16 @@ class TrainPanel(QWidget):
             if cfg.weights_path:
                 self.weights_path = cfg.weights_path
             self.img_size.setValue(cfg.img_size)
+            self.keep_aspect.setChecked(cfg.fit == "letterbox")
+            self.budget_on.setChecked(cfg.time_budget_s is not None)
+            self.budget.setValue(round((cfg.time_budget_s or DEFAULT_BUDGET_S) / 60))
             self.epochs.setValue(cfg.epochs)
             self.batch.setValue(cfg.batch_size)
             self.lr.setValue(cfg.lr)
             self.strategy.setCurrentIndex(max(0, self.strategy.findData(cfg.strategy)))
             self.augment.setCurrentIndex(max(0, self.augment.findData(cfg.augment)))
             self.balance.setCurrentIndex(max(0, self.balance.findData(cfg.balance)))
+            self.monitor.setCurrentIndex(max(0, self.monitor.findData(cfg.monitor)))
             self.early.setChecked(cfg.early_stopping_patience is not None)
             self.patience.setValue(cfg.early_stopping_patience or 5)
             self.patience.setEnabled(cfg.early_stopping_patience is not None)
@@ -363,6 +452,8 @@ class TrainPanel(QWidget):
         finally:
             self._building = False
         self._on_arch()
+        self._on_budget(self.budget_on.isChecked())
+        self._show_canvas()
 
     def config(self) -> TrainConfig:
         base = getattr(self, "_base_config", TrainConfig())
@@ -374,6 +465,9 @@ class TrainPanel(QWidget):
             arch=arch, pretrained=pretrained,
             weights_path=self.weights_path if pretrained else None,
             img_size=self.img_size.value(), epochs=epochs, batch_size=self.batch.value(),
+            fit="letterbox" if self.keep_aspect.isChecked() else "stretch",
+            time_budget_s=60.0 * self.budget.value() if self.budget_on.isChecked() else None,
+            monitor=self.monitor.currentData(),
             lr=float(self.lr.value()), strategy=strategy,
             unfreeze_epoch=max(1, min(base.unfreeze_epoch, epochs - 1)),
             augment=self.augment.currentData(), balance=self.balance.currentData(),
@@ -440,7 +534,7 @@ class TrainPanel(QWidget):
             self._refuse("Cannot resume", [f"Run #{run_id} is {info.status} and cannot be "
                                            "resumed; start a new run."])
             return None
-        self.total_epochs = int(info.config.get("epochs", 0))
+        self.total_epochs = info.planned_epochs
         return self._launch(None, run_id)
 
     def _resume_selected(self) -> None:
@@ -507,6 +601,13 @@ class TrainPanel(QWidget):
             self._set_message(f"Epoch {event.epoch}/{self.total_epochs}: validation accuracy "
                               f"{acc}, loss {event.val_loss or 0:.3f}{star}.")
             self.runs.refresh(select=self.run_id)
+        elif isinstance(event, ev.EpochsPlanned):
+            self.total_epochs = event.epochs
+            self.plots.set_epoch_range(event.epochs)
+            budget = (f" to finish in about {format_eta(event.budget_s)}"
+                      if event.budget_s else "")
+            self._set_message(f"Run #{event.run_id}: {event.epochs} epochs planned{budget} "
+                              f"({event.reason}). You can keep labeling.")
         elif isinstance(event, ev.PreparingData):
             self.progress.setRange(0, max(1, event.total))
             self.progress.setValue(event.done)
@@ -608,7 +709,7 @@ class TrainPanel(QWidget):
         if info is None:
             return
         self.plots.load_history(core_runs.epoch_metrics(self.project, info.id),
-                                int(info.config.get("epochs", 0)) or None)
+                                info.planned_epochs or None)
         self.plotted_run = info.id
         self.status.setText(f"Showing run #{info.id} ({info.status}).")
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from densestudio.core.preprocess import Preprocessing, legacy
 from densestudio.ml import data as D
 
 from .conftest import write_images
@@ -20,39 +21,43 @@ def _items(files):  # noqa: ANN001, ANN202
 def test_disk_cache_means_no_second_decode(tmp_path, monkeypatch) -> None:
     items = _items(write_images(tmp_path / "i", 4))
     cache = D.DecodedCache(tmp_path / "cache")
-    first, failures = cache.load(items, 32, "L")
+    first, failures = cache.load(items, legacy(32, "L"))
     assert first.shape == (12, 1, 32, 32) and first.dtype == torch.uint8 and not failures
 
     def no_decode(*_a, **_k):  # noqa: ANN202
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(D, "prepare_pixels", no_decode)
+    monkeypatch.setattr(Preprocessing, "load", no_decode)
     seen = []
     second, _ = D.DecodedCache(tmp_path / "cache").load(
-        items, 32, "L", on_progress=lambda d, t, f: seen.append((d, t, f))
+        items, legacy(32, "L"), on_progress=lambda d, t, f: seen.append((d, t, f))
     )
     assert torch.equal(first, second)
     assert seen[-1] == (12, 12, 12)
-    # Another size or mode is another cache entry.
+    # Another size, mode or fit is another cache entry.
     monkeypatch.undo()
-    rgb, _ = cache.load(items[:2], 40, "RGB")
+    rgb, _ = cache.load(items[:2], legacy(40, "RGB"))
     assert rgb.shape == (2, 3, 40, 40)
+    wide, _ = cache.load(items[:2], Preprocessing(64, 32, "L"))
+    assert wide.shape == (2, 1, 32, 64) and not torch.equal(wide[:, :, :, :32], first[:2])
 
 
 def test_unreadable_files_are_reported(tmp_path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    out, failures = D.DecodedCache(None).load([D.CacheItem(7, str(bad), "x" * 32)], 32, "L")
+    out, failures = D.DecodedCache(None).load([D.CacheItem(7, str(bad), "x" * 32)],
+                                              legacy(32, "L"))
     assert out.shape == (1, 1, 32, 32)
     assert failures[0].image_id == 7 and failures[0].reason
 
 
-def test_prepare_pixels_matches_for_paths_and_pil(tmp_path) -> None:
+def test_preprocessing_matches_for_paths_and_pil(tmp_path) -> None:
     from PIL import Image
 
     (p, _), *_ = write_images(tmp_path / "i", 1)
-    a = D.prepare_pixels(p, 48, "L")
-    b = D.prepare_pixels(Image.open(p), 48, "L")
+    prep = Preprocessing(48, 48, "L")
+    a = prep.load(p)
+    b = prep.load(Image.open(p))
     assert a.shape == (1, 48, 48) and np.array_equal(a, b)
 
 

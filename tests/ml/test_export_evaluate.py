@@ -94,8 +94,9 @@ def test_export_roundtrip_in_app(trained) -> None:  # noqa: ANN001
     model = export.load_exported(out)
     meta = model.metadata
     assert model.class_names == ["dark", "bright", "stripes"]
-    assert meta["input"] == {"size": 32, "channels": 1, "mode": "L", "dtype": "float32",
-                             "range": [0.0, 1.0], "layout": "NCHW"}
+    assert meta["input"] == {"size": 32, "width": 32, "height": 32, "channels": 1,
+                             "mode": "L", "dtype": "float32", "range": [0.0, 1.0],
+                             "layout": "NCHW"}
     assert meta["architecture"] == "densenet_bc_tiny" and meta["tta_views"] == 8
     assert meta["data_fingerprint"] and meta["app_version"]
     assert "test_acc" in meta["metrics"]

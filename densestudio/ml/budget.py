@@ -1,0 +1,105 @@
+"""Fitting a training run to a time budget ("about 10 minutes on this computer").
+
+A user understands minutes, not epochs. With ``TrainConfig.time_budget_s`` set, training
+measures its own speed and plans how many epochs fit: first after a few optimizer steps of
+epoch 1 (before the learning-rate schedule has got far), again after epoch 1 with the real
+epoch time including validation, and after every later epoch only to shrink the plan when
+the computer got slower (another program took the CPU), so the ETA stays honest. The
+schedule is stretched or compressed to the planned length (``train.retarget_schedule``).
+
+Prediction costs about a third of a training step per image (forward only, no
+augmentation); that is how validation and the final evaluation are estimated before they
+have been timed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+FORWARD_SHARE = 1 / 3  # inference time per image / training time per image
+CALIBRATION_STEPS = 8  # optimizer steps before the first plan (the first 2 are not timed)
+SHRINK_SLACK = 1.10  # after epoch 1, re-plan only when the run would overrun by 10 %
+
+
+@dataclass
+class EpochPlanner:
+    budget_s: float
+    steps_per_epoch: int
+    n_train: int  # images per training epoch
+    n_val: int
+    n_final: int  # images predicted once training ends (validation + test)
+    max_epochs: int
+    started: float = field(default_factory=time.perf_counter)
+    epochs: int = 0  # the current plan (0 = not planned yet)
+    _image_s: float = 0.0  # seconds per training image
+    _epoch_times: list[float] = field(default_factory=list)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def _final_s(self) -> float:
+        return self.n_final * self._image_s * FORWARD_SHARE
+
+    def _clamp(self, epochs: float) -> int:
+        return int(min(self.max_epochs, max(1, math.floor(epochs))))
+
+    def after_steps(self, steps_done: int, step_s: float) -> int:
+        """First plan, ``steps_done`` steps into epoch 1, steps taking ``step_s`` each."""
+        self._image_s = step_s / max(1, self.n_train / self.steps_per_epoch)
+        epoch_s = self.steps_per_epoch * step_s + self.n_val * self._image_s * FORWARD_SHARE
+        time_left = self.budget_s - self.elapsed() - self._final_s()
+        self.epochs = self._clamp((time_left + steps_done * step_s) / max(epoch_s, 1e-9))
+        return self.epochs
+
+    def after_epoch(self, epochs_done: int, epoch_s: float) -> int:
+        """Re-plan after an epoch that took ``epoch_s`` seconds (training + validation)."""
+        self._epoch_times.append(epoch_s)
+        recent = sum(self._epoch_times[-2:]) / len(self._epoch_times[-2:])
+        self._image_s = recent / max(1.0, self.n_train + self.n_val * FORWARD_SHARE)
+        fits = self._clamp(
+            epochs_done + (self.budget_s - self.elapsed() - self._final_s()) / max(recent, 1e-9)
+        )
+        if epochs_done <= 1 or not self.epochs:
+            self.epochs = max(epochs_done, fits)
+        elif self.expected_total(epochs_done, recent) > SHRINK_SLACK * self.budget_s:
+            self.epochs = max(epochs_done, min(self.epochs, fits))
+        return self.epochs
+
+    def expected_total(self, epochs_done: int, epoch_s: float) -> float:
+        """Seconds the whole run takes with the current plan, from its start."""
+        return self.elapsed() + (self.epochs - epochs_done) * epoch_s + self._final_s()
+
+    def eta(self, epochs_done: float, epoch_s: float) -> float:
+        """Seconds left: the planned epochs still to run and the final evaluation."""
+        return max(0.0, (self.epochs - epochs_done) * epoch_s + self._final_s())
+
+
+# ------------------------------------------------------------------ speed before a run
+# Training images/s at 128 x 128 px measured on a 2-core x86 laptop-class CPU with this
+# code (bf16 autocast where the CPU has it, channels_last, batch 32); tests/benchmarks/
+# bench_defaults.py prints the real figure of every run. Used only to pick an input size
+# before the first run; the run itself measures its speed and plans its epochs.
+REFERENCE_SPEED_128 = {
+    "densenet_bc_tiny": 300.0,
+    "densenet_bc_1m": 100.0,
+    "densenet121": 22.0,
+    "densenet169": 18.0,
+    "densenet201": 14.0,
+    "densenet161": 9.0,
+}
+REFERENCE_THREADS = 2
+GPU_SPEEDUP = 25.0  # a modest discrete GPU against the reference CPU
+
+
+def estimated_train_speed(arch: str, pixels: int, device: str) -> float:
+    """Rough training images/s for ``arch`` at ``pixels`` input pixels on ``device``."""
+    import torch
+
+    base = REFERENCE_SPEED_128.get(arch, 20.0)
+    scale = 128 * 128 / max(pixels, 64 * 64)  # cost grows with the pixel count
+    if device in ("cuda", "mps"):
+        return base * scale * GPU_SPEEDUP
+    threads = max(1, torch.get_num_threads())
+    return base * scale * min(8.0, threads / REFERENCE_THREADS) ** 0.8
