@@ -1,6 +1,6 @@
 """Training configuration (one frozen dataclass, stored as JSON on the run row) and defaults.
 
-``default_config`` picks settings from the data size, the device and whether pretrained
+``ml.recommend`` picks the settings from the data, the device and whether pretrained
 weights are actually available; the GUI shows them and the CLI starts from them.
 """
 
@@ -153,46 +153,3 @@ class TrainConfig:
 
     def with_(self, **changes: object) -> TrainConfig:
         return replace(self, **changes)
-
-
-def default_config(
-    n_images: int, device: str = "cpu", weights_available: bool = False
-) -> TrainConfig:
-    """Sensible settings for ``n_images`` labeled images on ``device`` ("cpu", "cuda", "mps").
-
-    - No pretrained weights, or a CPU with a larger data set: the compact DenseNet-BC from
-      scratch (1 channel for gray data), 128 px (64 px above 20k images), inspection
-      augmentation (flips + 90-degree rotations + small affine + brightness/contrast),
-      one-cycle AdamW (peak 2e-3), EMA of the weights and the checkpoint with the lowest
-      validation loss (smoother than accuracy on a few hundred images). Epochs scale so
-      that small data sets still get ~1200 optimizer steps (NEU, 1259 training images: 30
-      epochs, ~7-8 min on 2 idle CPU cores; tests/benchmarks/bench_train.py). 128 px rather
-      than 112: NEU's fine textures (crazing, rolled-in scale) need the pixels. No test-time
-      augmentation by default: averaging the 8 flips/rotations cost 8x at prediction time
-      on the production line and measured no better on NEU (99.01 % vs 99.14 % mean over 3
-      seeds); the option stays (``tta``, ``densestudio evaluate --tta``).
-    - Pretrained weights on a GPU: densenet121 at 224 px, head for 2 epochs then everything
-      with a 10x lower backbone learning rate.
-    - Pretrained weights on a CPU and a small data set (< 3000 images): densenet121 at 128 px,
-      head then full, few epochs (a CPU does ~18 images/s at 128 px).
-    """
-    n_train = max(1, int(n_images * 0.7))
-    gpu = device in ("cuda", "mps")
-    if weights_available and (gpu or n_images < 3000):
-        size = 224 if gpu else 128
-        epochs = 12 if gpu else 6
-        return TrainConfig(
-            arch="densenet121", pretrained=True, img_size=size, epochs=epochs,
-            batch_size=32 if gpu else 16, lr=1e-3, weight_decay=0.01,
-            strategy="head_then_full", unfreeze_epoch=2, backbone_lr_mult=0.1,
-            schedule="cosine", warmup_epochs=0.5, augment="inspection",
-            early_stopping_patience=4, device="auto",
-        )  # fmt: skip
-    steps_per_epoch = max(1, -(-n_train // 32))
-    epochs = int(min(60, max(12, round(1200 / steps_per_epoch))))
-    size = 128 if n_images <= 20_000 or gpu else 64
-    return TrainConfig(
-        arch="densenet_bc_1m", pretrained=False, img_size=size, epochs=epochs,
-        batch_size=64 if gpu else 32, lr=2e-3, schedule="onecycle",
-        augment="inspection", tta=False, device="auto",
-    )  # fmt: skip

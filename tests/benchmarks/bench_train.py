@@ -3,7 +3,7 @@
     .venv/bin/python tests/benchmarks/bench_train.py [--seeds 0 1 2] [--quick] [--data DIR]
 
 Imports the folder into a temporary project (labels from sub-folders, stratified 70/15/15
-split), trains ``default_config(...)`` on the CPU (the compact DenseNet-BC from scratch) once
+split), trains the recommended settings (``ml.recommend``, as the Train tab) on the CPU (the compact DenseNet-BC from scratch) once
 per seed, and prints test accuracy, macro-F1, wall time and training images/s. Then it times
 the usual tutorial loop (torchvision ImageFolder, PIL Resize + ToTensor per image every epoch,
 DataLoader, fp32, torchvision's DenseNet built with the same growth/blocks/width, so the
@@ -28,7 +28,8 @@ import torch  # noqa: E402
 from densestudio.core import runs  # noqa: E402
 from densestudio.core.importer import ImportOptions, run_import  # noqa: E402
 from densestudio.core.store import ImageFilter, Project  # noqa: E402
-from densestudio.ml.config import default_config  # noqa: E402
+from densestudio.core.profile import data_profile  # noqa: E402
+from densestudio.ml.recommend import recommend  # noqa: E402
 from densestudio.ml.events import EpochEnded, PreparingData, RunStarted  # noqa: E402
 from densestudio.ml.train import fit  # noqa: E402
 
@@ -90,7 +91,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--lr", type=float)
-    ap.add_argument("--monitor", choices=("val_macro_f1", "val_acc", "val_loss"))
+    ap.add_argument("--monitor", choices=("val_balanced_acc", "val_macro_f1", "val_acc", "val_loss"))
     ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args()
     DEFAULT_DATA_ARG = args.data
@@ -105,14 +106,14 @@ def main() -> int:
         print(f"import: {counts.total} images in {secs:.1f} s; "
               f"train/val/test = {counts.count(..., 'train')}/{counts.count(..., 'val')}/"
               f"{counts.count(..., 'test')}")
-        cfg0 = default_config(counts.total, "cpu", weights_available=False)
+        cfg0 = recommend(data_profile(project), "cpu", weights_available=False).config
         if args.quick:
-            cfg0 = cfg0.with_(epochs=4)
+            cfg0 = cfg0.with_(epochs=4, time_budget_s=None)
             args.seeds = args.seeds[:1]
         if args.img_size:
             cfg0 = cfg0.with_(img_size=args.img_size)
         if args.epochs:
-            cfg0 = cfg0.with_(epochs=args.epochs)
+            cfg0 = cfg0.with_(epochs=args.epochs, time_budget_s=None)
         if args.batch_size:
             cfg0 = cfg0.with_(batch_size=args.batch_size)
         if args.lr:
