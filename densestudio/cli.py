@@ -417,23 +417,47 @@ def _good_class(project, run_id: int) -> str | None:  # noqa: ANN001
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from densestudio.ml.export import export_model
+    from densestudio.ml.export import ExportProgress, OodCalibrated, ParityChecked, export_model
 
-    with open_project(args.project) as project:
+    def on_event(e: object) -> None:
+        if isinstance(e, ExportProgress):
+            print(f"  {e.stage}...", file=sys.stderr, flush=True)
+        elif isinstance(e, OodCalibrated):
+            print(f"Unknown-input check: UNSURE when ood_score > {e.threshold:.4f} "
+                  f"({e.flagged * 100:.1f} % of {e.n} validation images)")
+        elif isinstance(e, ParityChecked):
+            print(("Parity: " if e.passed else "Parity FAILED: ") + e.describe())
+
+    cancel = CancelToken()
+    with open_project(args.project) as project, ctrl_c_cancels(cancel):
         run_id = _pick_run(project, args.run)
-        out = export_model(project, run_id, args.out, onnx=args.onnx)
-    print(f"Exported run {run_id} to {out}" + (f" and {out.with_suffix('.onnx')}"
-                                                  if args.onnx else ""))
+        out = Path(args.out)
+        if out.is_dir():  # a folder: the model goes inside it, named after project and run
+            out = out / f"{project.path.stem}-run{run_id}"
+        out = export_model(project, run_id, out, args.format, on_event=on_event, cancel=cancel)
+    print(f"Exported run {run_id} to {out}")
     return EXIT_OK
+
+
+def _load_model_file(path: str):  # noqa: ANN202 - runtime.model_file.ModelFile
+    """ONNX files run in ONNX Runtime without torch; only TorchScript files import it."""
+    from densestudio.runtime.model_file import sniff_format
+
+    if sniff_format(path) == "onnx":
+        from densestudio.runtime.onnx_model import load_onnx
+
+        return load_onnx(path)
+    from densestudio.ml.export import load_exported
+
+    return load_exported(path)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
     from densestudio.core.imaging import is_image_path
-    from densestudio.ml.export import load_exported
 
-    model = load_exported(args.model)
+    model = _load_model_file(args.model)
     paths: list[Path] = []
     for raw in args.inputs:
         p = Path(raw)
@@ -459,22 +483,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 if point.unsure_low is not None else "")
         print(f"Operating point: OK if P({point.good_class}) >= {point.threshold:.3f}, "
               f"else NG{band}", file=sys.stderr)
+    ood = model.spec.ood_threshold  # files with the unknown-input check
+    if ood is not None:
+        print(f"Unknown-input check: UNSURE when ood_score > {ood:.4f} (unlike the training "
+              f"images); {sum(r.unfamiliar for r in results)} of {len(results)} flagged",
+              file=sys.stderr)
+    decided = point is not None or ood is not None
     if args.csv:
         with open(args.csv, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["path", "class", "confidence", *[f"p_{n}" for n in names], "error",
-                        *(["decision"] if point is not None else [])])
+                        *(["decision"] if decided else []),
+                        *(["ood_score", "unfamiliar"] if ood is not None else [])])
             for r in results:
                 w.writerow([r.path, r.class_name or "", f"{r.confidence:.6f}",
                             *[f"{v:.6f}" for v in r.probs], r.error or "",
-                            *([r.decision or ""] if point is not None else [])])
+                            *([r.decision or ""] if decided else []),
+                            *([f"{r.ood_score:.6f}" if r.ood_score is not None else "",
+                               int(r.unfamiliar)] if ood is not None else [])])
         print(f"Wrote {len(results)} rows to {args.csv}")
     else:
         for r in results:
             if r.error:
                 print(f"{r.path}\tERROR\t{r.error}")
-            elif r.decision is not None:
-                print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}\t{r.decision}")
+            elif decided:  # "-": no operating point and nothing unusual
+                print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}\t{r.decision or '-'}")
             else:
                 print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}")
     return EXIT_PARTIAL if any(r.error for r in results) else EXIT_OK
@@ -604,16 +637,19 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=10, metavar="N", help="show N top losses")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("export", help="write a run's model as one self-describing file")
+    p = sub.add_parser("export", help="write a run's model as one self-describing file, "
+                       "checked against the app (ONNX by default)")
     p.add_argument("project")
-    p.add_argument("out", help="output file (.pt, TorchScript)")
+    p.add_argument("out", help="output file (.onnx; .pt = TorchScript) or a folder")
     p.add_argument("--run", type=int, help="run id (default: the latest finished run)")
-    p.add_argument("--onnx", action="store_true", help="also write OUT.onnx (needs onnx)")
+    p.add_argument("--format", choices=["onnx", "torchscript"],
+                   help="model format (default: from OUT's extension, else onnx)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("predict", help="classify images with an exported model (no project); "
-                       "prints OK/NG/UNSURE too when the model has an operating point")
-    p.add_argument("model", help="an exported .pt file")
+    p = sub.add_parser("predict", help="classify images with an exported model (no project, "
+                       "no torch for .onnx); prints OK/NG/UNSURE too when the model has an "
+                       "operating point, UNSURE for images unlike the training images")
+    p.add_argument("model", help="an exported .onnx (or TorchScript .pt) file")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--csv", metavar="OUT", help="write results to a CSV file")
     p.set_defaults(func=cmd_predict)

@@ -5,14 +5,22 @@ part (P(good) >= threshold) or reject it. Two errors trade against each other:
 - miss rate: defective parts that pass (escapes to the customer),
 - false-reject rate: good parts that are rejected (scrap, re-inspection).
 An "unsure" band around the threshold sends borderline parts to a human instead.
+The decision rule itself (``OperatingPoint``) is in ``densestudio.runtime.operating_point``,
+so the exported model's torch-free runtime applies exactly the same rule.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
+
+from densestudio.runtime.operating_point import (  # noqa: F401 - the rule lives in runtime
+    OperatingPoint,
+    OperatingPointError,
+    from_dict,
+    validate,
+)
 
 
 @dataclass(frozen=True)
@@ -22,32 +30,6 @@ class TradeoffCurve:
     false_reject_rate: np.ndarray  # fraction of good parts with P(good) < t
     n_good: int
     n_defective: int
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """What is stored with a run, used by predict and written into exported models."""
-
-    good_class: str
-    threshold: float
-    unsure_low: float | None = None  # P(good) in [unsure_low, unsure_high) -> "unsure"
-    unsure_high: float | None = None
-    cost_miss: float = 1.0
-    cost_false_reject: float = 1.0
-
-    def decide(self, p_good: float) -> str:
-        """"OK", "NG" or "UNSURE" for one part."""
-        if (self.unsure_low is not None and self.unsure_high is not None
-                and self.unsure_low <= p_good < self.unsure_high):
-            return "UNSURE"
-        return "OK" if p_good >= self.threshold else "NG"
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> OperatingPoint:
-        return cls(**json.loads(text))
 
 
 def tradeoff_curve(p_good: np.ndarray, is_good: np.ndarray, steps: int = 201) -> TradeoffCurve:
@@ -105,35 +87,6 @@ def rates_at(p_good: np.ndarray, is_good: np.ndarray, point: OperatingPoint) -> 
 EXTRA_KEY = "operating_point"
 GOOD_NAMES = ("ok", "good", "pass", "passed", "normal", "okay", "no_defect", "nodefect",
               "no defect", "defect-free", "defect_free", "clean", "non_defective")
-
-
-class OperatingPointError(ValueError):
-    """An operating point that cannot be used (unknown class, threshold out of range)."""
-
-
-def validate(point: OperatingPoint, class_names: tuple[str, ...] | list[str]) -> OperatingPoint:
-    if point.good_class not in class_names:
-        raise OperatingPointError(
-            f"'{point.good_class}' is not a class of this model ({', '.join(class_names)}).")
-    if not 0.0 <= point.threshold <= 1.0:
-        raise OperatingPointError("The threshold must be between 0 and 1.")
-    if (point.unsure_low is None) != (point.unsure_high is None):
-        raise OperatingPointError("The unsure band needs both a lower and an upper end.")
-    if point.unsure_low is not None and point.unsure_high is not None and not (
-            0.0 <= point.unsure_low < point.unsure_high <= 1.0):
-        raise OperatingPointError("The unsure band must satisfy 0 <= low < high <= 1.")
-    if point.cost_miss < 0 or point.cost_false_reject < 0:
-        raise OperatingPointError("Costs cannot be negative.")
-    return point
-
-
-def from_dict(data: dict | None) -> OperatingPoint | None:
-    """An ``OperatingPoint`` from its JSON dict (as stored or in model metadata)."""
-    if not data:
-        return None
-    known = {"good_class", "threshold", "unsure_low", "unsure_high", "cost_miss",
-             "cost_false_reject"}
-    return OperatingPoint(**{k: v for k, v in data.items() if k in known})
 
 
 def save_operating_point(

@@ -1,20 +1,21 @@
-"""Export a run as one self-describing model file (and ONNX when available), show what the
-file contains, and "check it": reload the written file, as a user on the production line
-would, and predict a few of the run's test images with it.
+"""Export a run as one self-describing model file (ONNX by default, TorchScript as an
+option), show what the file contains, and "check it": show the parity figures measured when
+the file was written (the file run in ONNX Runtime vs the app on every test image), reload
+the written file as a user on the production line would, and predict a few of the run's
+test images with it.
 
 Export and the check run in worker threads; the dialog stays responsive.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -37,10 +38,32 @@ from densestudio.ui.runs_panel import pct, run_title
 from densestudio.ui.workers import Worker
 
 CHECK_SAMPLES = 8
+FORMATS = {  # combo text -> (format, file suffix)
+    "ONNX (.onnx) — runs in ONNX Runtime: C++, C#, Python, Node.js": ("onnx", ".onnx"),
+    "TorchScript (.pt) — needs PyTorch (deprecated by torch)": ("torchscript", ".pt"),
+}
 
 
-def onnx_available() -> bool:
-    return importlib.util.find_spec("onnx") is not None
+def describe_parity(metadata: dict) -> str:
+    """One line on the parity check stored in the file ("" for files made before it)."""
+    p = metadata.get("parity")
+    if not isinstance(p, dict):
+        return ""
+    text = (f"{p.get('runtime')} gives the app's answers on all {p.get('n')} {p.get('subset')} "
+            f"images: max probability difference {float(p.get('max_abs_diff', 0)):.1e} "
+            f"(tolerance {p.get('tolerance')}), same class on "
+            f"{float(p.get('argmax_agreement', 0)) * 100:.1f} %")
+    return text
+
+
+def describe_ood(metadata: dict) -> str:
+    ood = metadata.get("ood")
+    if not isinstance(ood, dict):
+        return "—"
+    cal = ood.get("calibration", {})
+    return (f"images unlike the {ood.get('bank_size')} training images (ood_score > "
+            f"{float(ood.get('threshold', 0)):.3f}) are UNSURE; flags "
+            f"{float(cal.get('flagged', 0)) * 100:.1f} % of {cal.get('n')} validation images")
 
 
 def describe(result: ExportResult) -> str:
@@ -49,12 +72,17 @@ def describe(result: ExportResult) -> str:
     inp = m.get("input", {})
     metrics = m.get("metrics", {})
     names = m.get("class_names", [])
+    fmt = "ONNX" if m.get("onnx") else "TorchScript"
+    prep = m.get("preprocessing") or {}
+    fit = {"letterbox": "aspect ratio kept (padded)", "stretch": "stretched"}.get(
+        prep.get("fit"), "")
     rows = [
-        ("File", f"{Path(result.path).name} ({result.size_bytes / 1e6:.1f} MB)"),
+        ("File", f"{Path(result.path).name} ({fmt}, {result.size_bytes / 1e6:.1f} MB)"),
         ("Classes", f"{len(names)}: " + ", ".join(names)),
-        ("Input", f"{inp.get('size')} × {inp.get('size')} px, {inp.get('mode')} "
+        ("Input", f"{inp.get('width', inp.get('size'))} × {inp.get('height', inp.get('size'))}"
+                  f" px, {inp.get('mode')} "
                   f"({inp.get('channels')} channel{'s' if inp.get('channels') != 1 else ''}), "
-                  "pixels in [0, 1]"),
+                  f"{fit + ', ' if fit else ''}pixels in [0, 1]"),
         ("Model", f"{m.get('architecture')} · normalization inside the model"
                   + (f" · {m.get('tta_views')} flip/rotation views averaged"
                      if m.get("tta_views", 1) > 1 else "")),
@@ -72,8 +100,9 @@ def describe(result: ExportResult) -> str:
     rows.append(("Data", f"fingerprint {str(m.get('data_fingerprint') or '—')[:16]}"))
     rows.append(("Made with", f"DenseStudio {m.get('app_version')}, torch "
                               f"{m.get('torch_version')}"))
-    if result.onnx_path:
-        rows.append(("ONNX", Path(result.onnx_path).name))
+    if m.get("onnx"):
+        rows.append(("Unknown inputs", describe_ood(m)))
+    rows.append(("Parity", describe_parity(m) or "—"))
     body = "".join(f"<tr><td style='padding-right:10px'><b>{k}</b></td><td>{v}</td></tr>"
                    for k, v in rows)
     return f"<table cellspacing=2>{body}</table>"
@@ -95,31 +124,33 @@ class ExportDialog(QDialog):
         self.setWindowTitle(f"Export model — {run_title(self.run)}")
         self.setMinimumWidth(640)
 
-        default = self.project.path.parent / f"{self.project.path.stem}-run{run_id}.pt"
+        default = self.project.path.parent / f"{self.project.path.stem}-run{run_id}.onnx"
         self.path_edit = QLineEdit(str(default), self)
         browse = QPushButton("Browse…", self)
         browse.clicked.connect(self._browse)
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(browse)
-        self.onnx = QCheckBox("Also write ONNX (.onnx beside it)", self)
-        if not onnx_available():
-            self.onnx.setEnabled(False)
-            self.onnx.setText("Also write ONNX — needs the 'onnx' package (pip install onnx)")
+        self.format_combo = QComboBox(self)
+        for text, (fmt, _suffix) in FORMATS.items():
+            self.format_combo.addItem(text, fmt)
+        self.format_combo.currentIndexChanged.connect(self._format_changed)
         intro = QLabel(
-            "One TorchScript file with the class names, input size, normalization, metrics and "
-            "a fingerprint of the training data. It runs with plain PyTorch, without "
-            "DenseStudio.", self)
+            "One ONNX file with the class names, preprocessing, input size, metrics, the OK/NG "
+            "operating point and a fingerprint of the training data. It runs in ONNX Runtime "
+            "without DenseStudio or PyTorch, flags images unlike the training images as "
+            "UNSURE, and is checked against the app before it is written.", self)
         intro.setWordWrap(True)
         form = QFormLayout()
         form.addRow("File", path_row)
-        form.addRow("", self.onnx)
+        form.addRow("Format", self.format_combo)
 
         self.export_button = QPushButton("Export", self)
         self.export_button.setDefault(True)
         self.check_button = QPushButton("Check it", self)
         self.check_button.setToolTip(
-            f"Reload the written file and predict {CHECK_SAMPLES} of the run's test images")
+            "Show the parity figures measured on every test image when the file was written, "
+            f"then reload the file and predict {CHECK_SAMPLES} of the run's test images")
         self.check_button.setEnabled(False)
         self.status = QLabel(self)
         self.status.setWordWrap(True)
@@ -156,9 +187,21 @@ class ExportDialog(QDialog):
         self.export_button.clicked.connect(self.export)
         self.check_button.clicked.connect(self.check)
 
+    @property
+    def fmt(self) -> str:
+        return str(self.format_combo.currentData())
+
+    def _format_changed(self) -> None:
+        """Keep the file name's extension in step with the chosen format."""
+        suffix = ".onnx" if self.fmt == "onnx" else ".pt"
+        text = self.path_edit.text().strip()
+        if text:
+            self.path_edit.setText(str(Path(text).with_suffix(suffix)))
+
     def _browse(self) -> None:
+        pattern = "ONNX model (*.onnx)" if self.fmt == "onnx" else "TorchScript model (*.pt)"
         path, _ = QFileDialog.getSaveFileName(self, "Export model", self.path_edit.text(),
-                                              "DenseStudio model (*.pt)")
+                                              pattern)
         if path:
             self.path_edit.setText(path)
 
@@ -186,8 +229,7 @@ class ExportDialog(QDialog):
         if not text or self.worker is not None:
             return None
         self.status.setStyleSheet("")
-        worker = Worker(export_job, self.project, self.run.id, text, self.onnx.isChecked(),
-                        parent=self)
+        worker = Worker(export_job, self.project, self.run.id, text, self.fmt, parent=self)
         worker.finished.connect(self._on_exported)
         self._start(worker, "Exporting…")
         return worker
@@ -227,8 +269,9 @@ class ExportDialog(QDialog):
         self.check_table.setRowCount(len(rows))
         for i, r in enumerate(rows):
             mark = "" if r.agrees is None else ("✓ " if r.agrees else "✗ ")
+            unsure = " (UNSURE: unlike the training images)" if r.unfamiliar else ""
             values = (Path(r.path).name, r.expected or "—",
-                      r.error or f"{mark}{r.predicted}", f"{r.confidence * 100:.1f} %")
+                      r.error or f"{mark}{r.predicted}{unsure}", f"{r.confidence * 100:.1f} %")
             for col, text in enumerate(values):
                 item = QTableWidgetItem(text)
                 if col == 0:
@@ -238,8 +281,10 @@ class ExportDialog(QDialog):
         ok = sum(1 for r in rows if r.agrees)
         errors = sum(1 for r in rows if r.error)
         self.status.setStyleSheet("color: #1b7f3b;" if not errors else "color: #c62828;")
+        parity = describe_parity(self.result.metadata) if self.result else ""
         self.status.setText(
-            f"The file loads and predicts: {ok} of {len(rows)} sample images match their "
+            (f"Parity: {parity}. " if parity else "")
+            + f"The file loads and predicts: {ok} of {len(rows)} sample images match their "
             "labels" + (f"; {errors} could not be read." if errors else "."))
         self.checked.emit(self.check_rows)
 

@@ -148,26 +148,23 @@ def predict_job(
 @dataclass(frozen=True)
 class ExportResult:
     path: str
-    onnx_path: str | None
     size_bytes: int
-    metadata: dict
+    metadata: dict  # read back from the written file; "parity" holds the check's figures
 
 
 def export_job(
-    project, run_id: int, out_path: str, onnx: bool = False, *,  # noqa: ANN001
+    project, run_id: int, out_path: str, fmt: str | None = None, *,  # noqa: ANN001
     on_event: EventCallback, cancel: CancelToken,
 ) -> ExportResult:
-    """Write the model file (and ONNX), then read its metadata back from the file."""
+    """Write the model file (checked against the app), then read its metadata back."""
     from densestudio.ml.export import export_model, load_exported
     from densestudio.ml.threads import limited_threads
 
     with limited_threads():
-        path = export_model(project, run_id, out_path, onnx=onnx)
+        path = export_model(project, run_id, out_path, fmt, on_event=on_event, cancel=cancel)
         cancel.raise_if_cancelled()
         loaded = load_exported(path)
-    onnx_path = path.with_suffix(".onnx") if onnx else None
-    return ExportResult(str(path), str(onnx_path) if onnx_path else None,
-                        path.stat().st_size, loaded.metadata)
+    return ExportResult(str(path), path.stat().st_size, loaded.metadata)
 
 
 @dataclass(frozen=True)
@@ -177,6 +174,7 @@ class CheckRow:
     predicted: str | None
     confidence: float
     error: str | None = None
+    unfamiliar: bool = False  # the file's unknown-input check flagged it
 
     @property
     def agrees(self) -> bool | None:
@@ -198,7 +196,7 @@ def check_export_job(
         cancel.raise_if_cancelled()
         results = model.predict([p for p, _ in samples])
     return [
-        CheckRow(path, expected, r.class_name, r.confidence, r.error)
+        CheckRow(path, expected, r.class_name, r.confidence, r.error, r.unfamiliar)
         for (path, expected), r in zip(samples, results)
     ]
 

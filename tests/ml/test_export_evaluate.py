@@ -1,4 +1,5 @@
-"""Evaluation reports, run API, export -> plain-torch load -> same predictions."""
+"""Evaluation reports, run API, export -> reload -> same predictions (ONNX by default;
+TorchScript loads with plain torch)."""
 
 from __future__ import annotations
 
@@ -89,8 +90,8 @@ def test_predict_unlabeled_images(trained) -> None:  # noqa: ANN001
 
 def test_export_roundtrip_in_app(trained) -> None:  # noqa: ANN001
     project, run_id, tmp = trained
-    out = export.export_model(project, run_id, tmp / "model")
-    assert out.suffix == ".pt" and out.is_file()
+    out = export.export_model(project, run_id, tmp / "model")  # ONNX by default
+    assert out.suffix == ".onnx" and out.is_file()
     model = export.load_exported(out)
     meta = model.metadata
     assert model.class_names == ["dark", "bright", "stripes"]
@@ -176,27 +177,14 @@ def test_exported_model_runs_with_plain_torch_only(trained) -> None:  # noqa: AN
 def test_bad_model_files_are_refused(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"garbage")
-    with pytest.raises(export.ExportError, match="not a DenseStudio model"):
+    with pytest.raises(export.ModelFileError, match="not a DenseStudio model"):
         export.load_exported(junk)
-    with pytest.raises(export.ExportError, match="not found"):
+    with pytest.raises(export.ModelFileError, match="not found"):
         export.load_exported(tmp_path / "missing.pt")
     other = tmp_path / "other.pt"
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(other))
-    with pytest.raises(export.ExportError):
+    with pytest.raises(export.ModelFileError):
         export.load_exported(other)
-
-
-def test_onnx_without_onnx_installed_says_so(trained) -> None:  # noqa: ANN001
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        project, run_id, tmp = trained
-        with pytest.raises(export.ExportError, match="pip install onnx"):
-            export.export_model(project, run_id, tmp / "m.pt", onnx=True)
-    else:
-        project, run_id, tmp = trained
-        out = export.export_model(project, run_id, tmp / "m.pt", onnx=True)
-        assert out.with_suffix(".onnx").is_file()
 
 
 def test_runs_api_and_delete(trained, tmp_path: Path) -> None:  # noqa: ANN001

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from densestudio.core import atomic
-from densestudio.ml import export
 from densestudio.ml.runtime import atomic_save
 
 
@@ -29,8 +28,9 @@ def test_checkpoint_save_on_full_disk_keeps_previous(tmp_path: Path, monkeypatch
 
 def test_export_write_on_full_disk_keeps_previous(tmp_path: Path, monkeypatch) -> None:
     model = tmp_path / "model.pt"
-    export._atomic_write(b"previous model bytes", model)
+    # export_model writes (and checks) the file through atomic_write_via
+    atomic.atomic_write_via(model, lambda tmp: tmp.write_bytes(b"previous model bytes"))
     monkeypatch.setattr(atomic.os, "fsync", disk_full)
     with pytest.raises(OSError):
-        export._atomic_write(b"new model that never finishes", model)
+        atomic.atomic_write_via(model, lambda tmp: tmp.write_bytes(b"new model, never done"))
     assert model.read_bytes() == b"previous model bytes"

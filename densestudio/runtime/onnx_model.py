@@ -1,0 +1,105 @@
+"""Load an exported ``.onnx`` model and predict with ONNX Runtime: no torch needed.
+
+The graph takes ``image``: float32 N x C x H x W pixels in [0, 1], prepared by the stored
+``Preprocessing`` (normalization is inside the graph), and gives ``probabilities`` (N x
+classes) and, in files made since the out-of-distribution check exists, ``ood_score`` (N;
+higher = less like the training images; above the metadata's ``ood.threshold`` the image
+is flagged and its decision is UNSURE).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from densestudio.runtime.model_file import (
+    META_NAME,
+    ModelFile,
+    ModelFileError,
+    ModelSpec,
+    check_metadata,
+)
+
+INPUT_NAME = "image"
+PROBS_NAME = "probabilities"
+OOD_NAME = "ood_score"
+
+
+def session_options(threads: int | None = None):  # noqa: ANN201 - onnxruntime.SessionOptions
+    """Options tuned for CPU latency on a line PC: every graph optimization (conv + batch
+    norm + ReLU fusion, constant folding), sequential execution, ``threads`` intra-op
+    threads (default: the machine's cores, at most 4)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only: no warnings on the line PC's console
+    return opts
+
+
+class OnnxModel(ModelFile):
+    """An exported model in an ONNX Runtime session (CPU)."""
+
+    def __init__(self, session, metadata: dict, spec: ModelSpec, path: Path) -> None:  # noqa: ANN001
+        super().__init__(metadata, spec, path)
+        self.session = session
+        self.outputs = [o.name for o in session.get_outputs()]
+        self.has_ood = OOD_NAME in self.outputs
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        out = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(x, np.float32)})
+        named = dict(zip(self.outputs, out))
+        return named[PROBS_NAME].astype(np.float32), named.get(OOD_NAME)
+
+
+def read_onnx_metadata(session, path: str | Path) -> dict:  # noqa: ANN001
+    """The DenseStudio JSON of an ONNX Runtime session's model (``metadata_props``)."""
+    props = session.get_modelmeta().custom_metadata_map
+    text = props.get(META_NAME)
+    if text is None:
+        raise ModelFileError(f"{path} is an ONNX model but not a DenseStudio one "
+                             "(no DenseStudio metadata).")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ModelFileError(f"{path} has damaged DenseStudio metadata ({exc}).") from exc
+
+
+def load_onnx(path: str | Path, threads: int | None = None) -> OnnxModel:
+    """Open an exported ``.onnx`` file, check what it promises, and get it ready to predict."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - a regular dependency
+        raise ModelFileError("Running an ONNX model needs the 'onnxruntime' package "
+                             "(pip install onnxruntime).") from exc
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"Model file not found: {path}")
+    try:
+        session = ort.InferenceSession(str(path), sess_options=session_options(threads),
+                                       providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own types for foreign bytes
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path} is not a DenseStudio model file ({first}).") from exc
+    metadata = read_onnx_metadata(session, path)
+    inputs, outputs = session.get_inputs(), {o.name: o for o in session.get_outputs()}
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME or PROBS_NAME not in outputs:
+        raise ModelFileError(f"{path} is not a DenseStudio model file (its graph has no "
+                             f"'{INPUT_NAME}' -> '{PROBS_NAME}').")
+    probs_shape = outputs[PROBS_NAME].shape
+    n_out = probs_shape[-1] if probs_shape and isinstance(probs_shape[-1], int) else None
+    if n_out is None:
+        raise ModelFileError(f"{path} is not a usable DenseStudio model file: its number of "
+                             "outputs is not fixed.")
+    spec = check_metadata(metadata, path, n_outputs=n_out, input_shape=inputs[0].shape)
+    if spec.ood_threshold is not None and OOD_NAME not in outputs:
+        raise ModelFileError(f"{path} is not a usable DenseStudio model file: its metadata "
+                             f"has an out-of-distribution threshold but the graph no "
+                             f"'{OOD_NAME}'.")
+    return OnnxModel(session, metadata, spec, path)
