@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test venv bench screenshots clean
+NODE_EXAMPLE := packaging/examples/node
+
+.PHONY: run test venv node-example bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +15,23 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
+# The Node.js runner of exported models (tests/deploy/test_node_runner.py). `npm ci` installs
+# exactly package-lock.json; --ignore-scripts and ONNXRUNTIME_NODE_INSTALL=skip keep
+# onnxruntime-node from downloading CUDA binaries (its CPU binaries are in the package).
+# Without npm, or offline, the test is skipped and says why.
+$(NODE_EXAMPLE)/node_modules/.installed: $(NODE_EXAMPLE)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  (cd $(NODE_EXAMPLE) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --ignore-scripts --no-audit \
+	    --no-fund --loglevel=error && touch node_modules/.installed) \
+	  || echo "npm ci failed: the Node.js runner test will be skipped"; \
+	else echo "npm not found: the Node.js runner test will be skipped"; fi
+
+node-example: $(NODE_EXAMPLE)/node_modules/.installed
+
 run: venv
 	$(BIN)/densestudio
 
-test: venv
+test: venv node-example
 	$(BIN)/python -m pytest -q
 
 bench: venv
@@ -32,4 +47,4 @@ screenshots: venv
 	$(BIN)/python tests/benchmarks/make_screenshots_explain.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(NODE_EXAMPLE)/node_modules

@@ -46,3 +46,24 @@ def test_core_and_ml_import_without_qt() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == f"ok {len(modules)}"
+
+
+RUNTIME_SCRIPT = SCRIPT.replace(
+    'BLOCKED = ("PySide6", "pyqtgraph", "shiboken6", "densestudio.ui")',
+    'BLOCKED = ("PySide6", "pyqtgraph", "shiboken6", "densestudio.ui", "densestudio.ml", '
+    '"torch", "torchvision", "sqlalchemy")',
+)
+
+
+def test_runtime_and_cli_import_without_torch_or_sqlalchemy() -> None:
+    """The model file's runtime (and the CLI that predicts with it) run where only
+    onnxruntime, numpy and Pillow are installed."""
+    assert RUNTIME_SCRIPT != SCRIPT
+    modules = ["densestudio.cli", "densestudio.__main__", *_modules("densestudio.runtime")]
+    assert "densestudio.runtime.onnx_model" in modules
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNTIME_SCRIPT, *modules],
+        capture_output=True, text=True, cwd=ROOT.parent, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == f"ok {len(modules)}"

@@ -13,11 +13,13 @@
 // convert to L (ITU-R 601 luma, Pillow's fixed-point formula) or RGB, letterbox (scale to
 // fit, keep the aspect ratio, centre on a pad_value canvas) or stretch, with Pillow's
 // antialiased bilinear resampling re-implemented below (same coefficients, same 22-bit
-// fixed-point rounding, horizontal pass then vertical), then / 255. Differences that remain:
+// fixed-point rounding), then / 255. Differences that remain:
+// - Pillow 13 sometimes runs the vertical pass first (this runner always starts with the
+//   horizontal one), which moves a few pixels by one grey level when both axes shrink.
 // - JPEG decoding: jpeg-js's IDCT and colour conversion differ from libjpeg-turbo by a grey
 //   level or so, and Pillow decodes large JPEGs with DCT scaling ("draft" mode, 1/2, 1/4 or
-//   1/8) where this runner decodes in full and averages s x s blocks instead. PNG input is
-//   bit-identical. The test compares both with the Python predictions within a tolerance.
+//   1/8) where this runner decodes in full and averages s x s blocks instead.
+// The test compares both with the Python predictions within a tolerance.
 // - EXIF orientation is not applied here (line cameras do not write it).
 'use strict';
 
@@ -297,7 +299,11 @@ async function main() {
   }
 }
 
-main().catch((err) => {
-  console.error('error: ' + err.message);
-  process.exit(2);
-});
+if (require.main === module) {
+  main().catch((err) => {
+    console.error('error: ' + err.message);
+    process.exit(2);
+  });
+}
+
+module.exports = { readMetadata, preprocess, decide };
