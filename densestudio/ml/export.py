@@ -225,6 +225,8 @@ class _RunPixels:
 
 def _sample(indices: list[int], labels: Sequence[int], limit: int) -> list[int]:
     """At most ``limit`` of ``indices``, every class in proportion, deterministically."""
+    if limit <= 0:
+        return []
     if len(indices) <= limit:
         return indices
     step = len(indices) / limit
@@ -232,15 +234,17 @@ def _sample(indices: list[int], labels: Sequence[int], limit: int) -> list[int]:
     return [ordered[int(j * step)] for j in range(limit)]
 
 
-def _run_pixels(project: Project, run_id: int, meta: dict,
-                cancel: CancelToken | None) -> _RunPixels:
+def _run_pixels(project: Project, run_id: int, meta: dict, cancel: CancelToken | None,
+                with_ood: bool = True) -> _RunPixels:
+    """The parity images (and, ``with_ood``, the training and validation images)."""
     from densestudio.ml.snapshot import load_snapshot
 
     snap = load_snapshot(project, run_id)
     subset = "test" if snap.indices("test") else "val"
+    limit = MAX_BANK if with_ood else 0
     groups = {
-        "train": _sample(snap.indices("train"), snap.labels, MAX_BANK),
-        "val": _sample(snap.indices("val"), snap.labels, MAX_BANK),
+        "train": _sample(snap.indices("train"), snap.labels, limit),
+        "val": _sample(snap.indices("val"), snap.labels, limit),
         "check": snap.indices(subset),
     }
     if not groups["check"]:
@@ -413,7 +417,7 @@ def export_model(
     metadata = export_metadata(project, run_id, meta)
     prep = preprocess.Preprocessing.from_dict(metadata["preprocessing"])
     on_event(ExportProgress(run_id, "preparing images"))
-    pixels = _run_pixels(project, run_id, meta, cancel)
+    pixels = _run_pixels(project, run_id, meta, cancel, with_ood=fmt == "onnx")
     deploy = DeployModel(model, metadata["tta_views"], square=prep.width == prep.height).eval()
     in_app = zoo.ProbabilityModel(model, metadata["tta_views"]).eval()
     if fmt == "onnx":

@@ -39,9 +39,26 @@ def test_train_evaluate_export_predict(project_path: Path, tmp_path: Path, capsy
     out = capsys.readouterr().out
     assert "val set" in out and "test set" in out and "confusion matrix" in out
 
-    model = tmp_path / "model.pt"
+    model = tmp_path / "model.pt"  # TorchScript by its extension
     assert main(["export", str(project_path), str(model), "--run", "1"]) == 0
     assert model.is_file()
+    assert "Parity: parity on" in capsys.readouterr().out
+
+    folder = tmp_path / "exports"  # a folder: ONNX inside, named after project and run
+    folder.mkdir()
+    assert main(["export", str(project_path), str(folder)]) == 0
+    out = capsys.readouterr().out
+    onnx_model = folder / "p-run1.onnx"
+    assert onnx_model.is_file() and f"Exported run 1 to {onnx_model}" in out
+    assert "onnxruntime" in out and "argmax agreement 100.0 %" in out
+    assert "Unknown-input check: UNSURE when ood_score >" in out
+    onnx_csv = tmp_path / "onnx.csv"
+    assert main(["predict", str(onnx_model), str(tmp_path / "imgs" / "dark"), "--csv",
+                 str(onnx_csv)]) == 0
+    onnx_rows = list(csv.DictReader(onnx_csv.open()))
+    assert len(onnx_rows) == 12 and {"ood_score", "unfamiliar", "decision"} <= set(onnx_rows[0])
+    assert main(["export", str(project_path), str(tmp_path / "m.pt"), "--format", "onnx"]) == 2
+    assert "names a torchscript file" in capsys.readouterr().err
 
     csv_path = tmp_path / "preds.csv"
     assert main(["predict", str(model), str(tmp_path / "imgs" / "dark"), "--csv",

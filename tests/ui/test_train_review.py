@@ -395,6 +395,9 @@ def test_export_and_check(qtbot, window, review, tmp_path) -> None:  # noqa: ANN
         qtbot.mouseClick(panel.export_button, Qt.MouseButton.LeftButton)
     dialog = window.export_dialog
     assert dialog is not None and dialog.isVisible()
+    assert dialog.path_edit.text().endswith(".onnx") and dialog.fmt == "onnx"  # the default
+    dialog.format_combo.setCurrentIndex(1)  # TorchScript: the name follows the format
+    assert dialog.fmt == "torchscript" and dialog.path_edit.text().endswith(".pt")
     out = tmp_path / "exported" / "model.pt"
     dialog.path_edit.setText(str(out))
     assert not dialog.check_button.isEnabled()
@@ -406,6 +409,7 @@ def test_export_and_check(qtbot, window, review, tmp_path) -> None:  # noqa: ANN
     for name in CLASS_NAMES:
         assert name in html
     assert "32 × 32 px" in html and "accuracy" in html
+    assert "gives the app's answers on all" in html  # the parity figures of the written file
     qtbot.waitUntil(dialog.check_button.isEnabled, timeout=10_000)
 
     with qtbot.waitSignal(dialog.checked, timeout=120_000) as checked:
@@ -415,6 +419,7 @@ def test_export_and_check(qtbot, window, review, tmp_path) -> None:  # noqa: ANN
     assert all(r.error is None and r.predicted in CLASS_NAMES for r in rows)
     assert dialog.check_table.rowCount() == len(rows)
     assert "loads and predicts" in dialog.status.text()
+    assert dialog.status.text().startswith("Parity: TorchScript")
     dialog.close()
 
 
