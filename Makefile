@@ -40,6 +40,8 @@ bench: venv
 	$(BIN)/python tests/benchmarks/bench_train.py --seeds 0 1 2
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/benchmarks/bench_train_gui.py
 	$(BIN)/python tests/benchmarks/bench_label_errors.py
+	$(BIN)/python tests/benchmarks/bench_inference.py --int8
+	$(BIN)/python tests/benchmarks/bench_ood.py
 
 screenshots: venv
 	$(BIN)/python tests/benchmarks/make_screenshots.py

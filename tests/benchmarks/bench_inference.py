@@ -155,7 +155,7 @@ def main() -> None:
         size = sizes.get(name)
         print(f"  {name:<18} {statistics.median(lat[name]):>9.2f} {pct(lat[name], 99):>8.2f} "
               f"{statistics.median(through[name]):>10.1f} "
-              f"{(size / 1e6 if size else float('nan')):>8.2f}")
+              + (f"{size / 1e6:>8.2f}" if size else f"{'-':>8}"))
     print(f"ONNX Runtime / eager batch-1 median latency: "
           f"{', '.join(f'{r:.3f}' for r in ratios)} (goal <= 0.5)")
     print(f"load average after: {os.getloadavg()}")
