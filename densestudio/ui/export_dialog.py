@@ -38,9 +38,9 @@ from densestudio.ui.runs_panel import pct, run_title
 from densestudio.ui.workers import Worker
 
 CHECK_SAMPLES = 8
-FORMATS = {  # combo text -> (format, file suffix)
-    "ONNX (.onnx) — runs in ONNX Runtime: C++, C#, Python, Node.js": ("onnx", ".onnx"),
-    "TorchScript (.pt) — needs PyTorch (deprecated by torch)": ("torchscript", ".pt"),
+FORMATS = {  # combo text -> format
+    "ONNX (.onnx) — runs in ONNX Runtime: C++, C#, Python, Node.js": "onnx",
+    "TorchScript (.pt) — needs PyTorch (deprecated by torch)": "torchscript",
 }
 
 
@@ -49,11 +49,10 @@ def describe_parity(metadata: dict) -> str:
     p = metadata.get("parity")
     if not isinstance(p, dict):
         return ""
-    text = (f"{p.get('runtime')} gives the app's answers on all {p.get('n')} {p.get('subset')} "
+    return (f"{p.get('runtime')} gives the app's answers on all {p.get('n')} {p.get('subset')} "
             f"images: max probability difference {float(p.get('max_abs_diff', 0)):.1e} "
             f"(tolerance {p.get('tolerance')}), same class on "
             f"{float(p.get('argmax_agreement', 0)) * 100:.1f} %")
-    return text
 
 
 def describe_ood(metadata: dict) -> str:
@@ -132,7 +131,7 @@ class ExportDialog(QDialog):
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(browse)
         self.format_combo = QComboBox(self)
-        for text, (fmt, _suffix) in FORMATS.items():
+        for text, fmt in FORMATS.items():
             self.format_combo.addItem(text, fmt)
         self.format_combo.currentIndexChanged.connect(self._format_changed)
         intro = QLabel(

@@ -60,7 +60,7 @@ def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
     return float((r_unknown - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def make_project(path: Path, classes: list[str]) -> Project:
+def make_project(path: Path, classes: list[str], per_class: int | None = None) -> Project:
     if path.exists():
         path.unlink()
     for extra in path.parent.glob(path.name + "-*"):
@@ -68,7 +68,7 @@ def make_project(path: Path, classes: list[str]) -> Project:
     project = Project.create(path)
     rows, labels, seen = [], [], set()
     for name in classes:
-        for p in sorted((NEU / name).glob("*.jpg")):
+        for p in sorted((NEU / name).glob("*.jpg"))[:per_class]:
             digest = file_hash(p)
             if digest in seen:  # NEU holds a few identical files; the project keeps one
                 continue
@@ -139,12 +139,13 @@ def train(project: Project, args: argparse.Namespace, epochs: int) -> tuple[int,
 
 def far(args: argparse.Namespace, rng: np.random.Generator) -> None:
     classes = sorted(d.name for d in NEU.iterdir() if d.is_dir())
-    project = make_project(OUT / "far.dsproj", classes)
+    project = make_project(OUT / "far.dsproj", classes, args.per_class)
     run_id, secs = train(project, args, args.epochs)
     from densestudio.core import runs
 
     acc = runs.get_run(project, run_id).metrics
-    print(f"far: {args.arch} {args.img_size} px, {args.epochs} epochs, {secs:.0f} s, test "
+    print(f"far: {args.arch} {args.img_size} px, {args.epochs} epochs, "
+          f"{args.per_class or 300} images per class, {secs:.0f} s, test "
           f"accuracy {acc.get('test_acc', float('nan')) * 100:.1f} %")
     t = time.perf_counter()
     path = export.export_model(project, run_id, OUT / "far-model.onnx")
@@ -176,13 +177,13 @@ def near(args: argparse.Namespace) -> None:
 
     classes = sorted(d.name for d in NEU.iterdir() if d.is_dir())
     print(f"\nnear: each class held out; {args.arch} {args.img_size} px, {args.near_epochs} "
-          "epochs")
+          f"epochs, {args.per_class or 300} images per known class (all 300 held-out images)")
     print(f"  {'held out':<18} {'AUROC':>7} {'known test flagged':>19} {'held out flagged':>17}"
           f" {'test acc':>9} {'s':>5}")
     aurocs, flagged = [], []
     for held in classes:
         known_classes = [c for c in classes if c != held]
-        project = make_project(OUT / f"near-{held}.dsproj", known_classes)
+        project = make_project(OUT / f"near-{held}.dsproj", known_classes, args.per_class)
         run_id, secs = train(project, args, args.near_epochs)
         model, meta, _ = load_run_model(project, run_id)
         deploy = export.DeployModel(model, 1).eval()
@@ -218,6 +219,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--near-epochs", type=int, default=8)
     ap.add_argument("--far-n", type=int, default=200, help="images per far kind")
+    ap.add_argument("--per-class", type=int, default=None,
+                    help="train on the first N images of each class (default: all 300)")
     ap.add_argument("--skip-far", action="store_true")
     ap.add_argument("--skip-near", action="store_true")
     args = ap.parse_args()
