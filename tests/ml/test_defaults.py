@@ -198,7 +198,7 @@ def test_training_evaluation_heatmaps_and_export_see_the_same_pixels(tmp_path: P
             from densestudio.core.imaging import file_hash
 
             trained, _ = cache.load([D.CacheItem(image_id, str(path), file_hash(path))], prep)
-            exported = model.preprocess(path).numpy()
+            exported = model.preprocess(path)  # uint8 C x H x W, as the runtime feeds it
             explained, box = explainer.pixels(image_id)
             np.testing.assert_array_equal(trained[0].numpy(), exported)
             np.testing.assert_array_equal(trained[0].numpy(), explained)
