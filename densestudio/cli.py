@@ -754,11 +754,11 @@ class _StderrLog(logging.Handler):
 
 
 def _setup_output() -> None:
-    """File names need not be UTF-8: print their bytes as they are (stdout) or escaped
-    (stderr) instead of failing; show core's warnings on stderr."""
-    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
+    """File names need not be UTF-8: print their odd bytes escaped (caf\udce9.png) instead
+    of failing with UnicodeEncodeError; show core's warnings on stderr."""
+    for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError, OSError):
-            stream.reconfigure(errors=errors)  # type: ignore[union-attr]
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     log = logging.getLogger("densestudio")
     if not any(isinstance(h, _StderrLog) for h in log.handlers):
         log.addHandler(_StderrLog(logging.WARNING))

@@ -159,14 +159,21 @@ def explain_error(exc: BaseException, path: Path) -> str | None:
     if "locked" in low or "busy" in low:
         return (f"{path} is locked by another program; let it finish (or close it) and try "
                 "again. Nothing was changed.")
-    if "malformed" in low or "not a database" in low or "corrupt" in low:
-        return (f"{path} is damaged ({text}). Restore it from a backup (an upgrade leaves a "
-                f"copy named {path.name}.vN.bak beside it).")
+    if "malformed" in low or "corrupt" in low:
+        return (f"{path} is damaged ({text}). Restore it from a backup (if it was upgraded "
+                f"from an older DenseStudio, {path.name}.vN.bak beside it is a copy).")
+    if "not a database" in low:
+        return f"{path} is not a DenseStudio project, or it is damaged ({text})."
     if "disk i/o" in low:
         return f"A disk error occurred while using {path} ({text}); check the drive."
     if "unable to open" in low:
         return f"Cannot open {path} ({text})."
     return None
+
+
+def _needs_immutable(exc: BaseException) -> bool:
+    """SQLite's answer to a read-only open of a WAL file whose -shm it cannot create."""
+    return "unable to open" in str(exc) or "readonly" in str(exc)
 
 
 def _read_only_reason(path: Path) -> str | None:
@@ -193,11 +200,12 @@ def read_schema_version(path: Path) -> int | None:
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return None
-            if "unable to open" in str(exc) and not immutable:
+            if _needs_immutable(exc) and not immutable:
                 continue
             raise ProjectError(explain_error(exc, path) or f"Cannot read {path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
-            raise ProjectError(f"{path} is not a DenseStudio project ({exc}).") from exc
+            raise ProjectError(explain_error(exc, path)
+                               or f"{path} is not a DenseStudio project ({exc}).") from exc
         finally:
             con.close()
     if row is None:
@@ -273,7 +281,8 @@ def _upgrade_2_to_3(conn, path: Path) -> None:  # noqa: ANN001
     """v3 stores checkpoint paths relative to the project file. v2 stored them as given,
     which could be relative to the working directory of the process that trained; each is
     looked for beside the project, in the project's -runs folder, then in the current
-    folder, and the first that exists is kept (unchanged if none does)."""
+    folder, and the first that exists is kept; a missing one points at the place training
+    writes it (``<project>-runs/<run id>/``), or stays as it was."""
     runs_dir = path.with_name(path.name + "-runs")
     table = Run.__table__
     rows = conn.execute(select(table.c.id, table.c.checkpoint_best, table.c.checkpoint_last))
@@ -285,7 +294,9 @@ def _upgrade_2_to_3(conn, path: Path) -> None:  # noqa: ANN001
             old = Path(value)
             candidates = [old] if old.is_absolute() else [
                 path.parent / old, runs_dir / str(run_id) / old.name, Path(os.getcwd()) / old]
-            found = next((c for c in candidates if c.is_file()), candidates[0])
+            standard = runs_dir / str(run_id) / old.name  # where fit() writes them
+            found = next((c for c in candidates if c.is_file()),
+                         standard if old.parent.name == str(run_id) else candidates[0])
             fixed[column] = stored_path(found, path)
         if fixed:
             conn.execute(table.update().where(table.c.id == run_id).values(**fixed))
@@ -336,7 +347,7 @@ def _open_read_only(path: Path, reason: str) -> Database:
             return database
         except DBAPIError as exc:
             database.dispose()
-            if immutable or "unable to open" not in str(exc.orig):
+            if immutable or not _needs_immutable(exc.orig):
                 raise ProjectError(explain_error(exc, path) or f"Cannot open {path}: "
                                    f"{exc.orig}") from exc
     raise AssertionError("unreachable")

@@ -20,7 +20,7 @@ from densestudio.core import runs as core_runs
 from densestudio.core.importer import ImportOptions
 from densestudio.core.models import SOURCE_PREDICTION
 from densestudio.core.store import ImageFilter, Project
-from tests.ml.conftest import copy_project, CLASS_NAMES, write_images
+from tests.ml.conftest import CLASS_NAMES, copy_project, write_images
 
 TRAIN_TIMEOUT = 240_000  # ms; generous for a loaded 2-core machine
 
