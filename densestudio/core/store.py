@@ -196,9 +196,12 @@ class Project:
         """Why the project is open read-only (file or folder not writable), or None."""
         return self._db.read_only
 
-    def on_lock_wait(self, notify: Callable[[str], None]) -> None:
-        """Who hears "waiting for another process that is writing to this project..."."""
+    def on_lock_wait(self, notify: Callable[[str], None], wait_s: float | None = None) -> None:
+        """Who hears "waiting for another DenseStudio process that is writing to this
+        project..." (called in the waiting thread), and how long a write waits for another
+        process's lock before it fails with a ProjectError (default ``db.LOCK_WAIT_S``)."""
         self._db.lock_wait.notify = notify
+        self._db.lock_wait.wait_s = wait_s
 
     @property
     def cache_dir(self) -> Path:
