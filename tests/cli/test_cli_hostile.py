@@ -363,6 +363,12 @@ def test_split_ratios_are_checked_before_anything_changes(tmp_path: Path, capsys
     assert "split 70/15/15, seed 0" in out
 
 
+def test_split_ratios_alone_are_saved_for_new_images(tmp_path: Path, capsys) -> None:
+    run(capsys, "new", tmp_path / "p")
+    code, out, _ = run(capsys, "split", tmp_path / "p.dsproj", "--ratios", "0.5,0.25,0.25")
+    assert code == 0 and "Saved; it applies to new images" in out and "split 50/25/25" in out
+
+
 # ------------------------------------------------------------------ 8. smaller ones
 def test_class_names_from_folders_and_info_table(tmp_path: Path, capsys) -> None:
     run(capsys, "new", tmp_path / "p")
