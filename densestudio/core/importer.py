@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+import unicodedata
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -441,7 +442,7 @@ def _class_ids(s: Session, folder_labels: set[str], tally: _Tally) -> dict[str, 
                                               f"'{_short(name)}' ({change})")
         else:
             ids[label] = row.id
-            if row.name != label:
+            if unicodedata.normalize("NFC", row.name) != name or change:  # NFD looks the same
                 why = f" ({change})" if change else ""
                 tally.notes.setdefault(label, f"folder '{_short(label)}' labeled as existing "
                                               f"class '{_short(row.name)}'{why}")
