@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -86,9 +88,22 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def open_project(path: str):  # noqa: ANN201
+    """Open a project for a command; says so when it is read-only, and lets a write that
+    waits for another process's lock say that it is waiting."""
     from densestudio.core.store import Project
 
-    return Project.open(path)
+    project = Project.open(path)
+    if project.read_only:
+        print(f"note: opened read-only: {project.read_only}; changes cannot be saved.",
+              file=sys.stderr)
+    project.on_lock_wait(lambda message: print(message, file=sys.stderr, flush=True))
+    return project
+
+
+def printable(text: str) -> str:
+    """One line of text for a table or a message: control characters (a newline in an old
+    class name, undecodable file-name bytes) are shown escaped, never printed raw."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -112,6 +127,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         report = run_import(project, [Path(p) for p in args.paths], options, on_event=on_event)
     line.done()
     print(report.summary())
+    for note in report.notes:
+        print(f"  note: {note}")
     for skipped in report.skipped[: args.show_skipped]:
         print(f"  skipped {skipped.path}: {skipped.reason}")
     if len(report.skipped) > args.show_skipped:
@@ -143,6 +160,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         rows = [(c.shortcut or "", c.name, c.id) for c in classes] + [("", "(unlabeled)", None)]
         for key, name, class_id in rows:
             cells = " ".join(f"{counts.count(class_id, s):>7}" for s in SPLITS)
+            name = printable(name)
             print(f"  {key:>3}  {name[:24]:<24} {counts.count(class_id):>7} {cells}")
         if missing:
             print(f"\n{missing} image file(s) are missing; use `densestudio relink` to find them:")
@@ -169,23 +187,37 @@ def cmd_relink(args: argparse.Namespace) -> int:
     return EXIT_OK if result.still_missing == 0 else EXIT_PARTIAL
 
 
+def split_ratios(text: str) -> tuple[float, float, float]:
+    """argparse type of --ratios: three finite fractions >= 0 that sum to 1."""
+    from densestudio.core.errors import ProjectError
+    from densestudio.core.splits import check_ratios
+
+    try:
+        return check_ratios([float(x) for x in text.split(",")])
+    except (ValueError, ProjectError):
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not three fractions for train,val,test that are >= 0 and sum to 1 "
+            "(e.g. 0.7,0.15,0.15)") from None
+
+
 def cmd_split(args: argparse.Namespace) -> int:
+    from densestudio.core import splits
     from densestudio.core.store import lock_test_split, resplit
 
     with open_project(args.project) as project:
         if args.lock is not None:
             lock_test_split(project, args.lock == "on")
         if args.group_by is not None:
-            from densestudio.core.splits import set_group_by
-
             with project.transaction() as s:
-                set_group_by(s, "" if args.group_by == "none" else args.group_by)
+                splits.set_group_by(s, "" if args.group_by == "none" else args.group_by)
         if args.resplit:
-            ratios = tuple(float(x) for x in args.ratios.split(",")) if args.ratios else None
-            n = resplit(project, ratios, args.seed)  # type: ignore[arg-type]
+            n = resplit(project, args.ratios, args.seed)
             print(f"Re-assigned splits of {n} image(s).")
-        if args.group_by is not None and not args.resplit:
-            print("Group key saved; it applies to new images. Use --resplit to apply it to all.")
+        elif args.ratios is not None:
+            with project.transaction() as s:
+                splits.set_ratios(s, args.ratios)
+        if (args.group_by is not None or args.ratios is not None) and not args.resplit:
+            print("Saved; it applies to new images. Use --resplit to apply it to all.")
     return cmd_info(argparse.Namespace(project=args.project, check_files=False))
 
 
@@ -239,7 +271,8 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("split", help="show, re-assign or lock the train/val/test split")
     p.add_argument("project")
     p.add_argument("--resplit", action="store_true", help="re-assign all non-locked images")
-    p.add_argument("--ratios", help="train,val,test fractions, e.g. 0.7,0.15,0.15")
+    p.add_argument("--ratios", type=split_ratios,
+                   help="train,val,test fractions, e.g. 0.7,0.15,0.15")
     p.add_argument("--seed", type=int)
     p.add_argument("--lock", choices=["on", "off"], help="lock or unlock the test set")
     p.add_argument("--group-by", metavar="KEY",
@@ -293,8 +326,8 @@ def _train_config(args: argparse.Namespace, project) -> object:  # noqa: ANN001
         changes["time_budget_s"] = None  # a fixed number of epochs instead of a budget
     if args.stretch:
         changes["fit"] = "stretch"
-    if args.weights:
-        changes["weights_path"] = args.weights
+    if args.weights:  # stored with the run: absolute, not relative to this directory
+        changes["weights_path"] = str(Path(args.weights).expanduser().absolute())
         changes["pretrained"] = True
     if args.freeze is not None:
         changes["strategy"] = args.freeze
@@ -421,7 +454,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     with open_project(args.project) as project:
         run_id = _pick_run(project, args.run)
-        out = export_model(project, run_id, args.out, onnx=args.onnx)
+        out = Path(args.out)
+        if out.is_dir():  # a folder: the model goes inside it, named after project and run
+            out = out / f"{project.path.stem}-run{run_id}"
+        out = export_model(project, run_id, out, onnx=args.onnx)
     print(f"Exported run {run_id} to {out}" + (f" and {out.with_suffix('.onnx')}"
                                                   if args.onnx else ""))
     return EXIT_OK
@@ -460,13 +496,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"Operating point: OK if P({point.good_class}) >= {point.threshold:.3f}, "
               f"else NG{band}", file=sys.stderr)
     if args.csv:
-        with open(args.csv, "w", newline="", encoding="utf-8") as f:
+        from densestudio.core.exchange import csv_output, csv_text
+
+        with csv_output(Path(args.csv)) as f:
             w = csv.writer(f)
-            w.writerow(["path", "class", "confidence", *[f"p_{n}" for n in names], "error",
-                        *(["decision"] if point is not None else [])])
+            w.writerow(["path", "class", "confidence", *[csv_text(f"p_{n}") for n in names],
+                        "error", *(["decision"] if point is not None else [])])
             for r in results:
-                w.writerow([r.path, r.class_name or "", f"{r.confidence:.6f}",
-                            *[f"{v:.6f}" for v in r.probs], r.error or "",
+                w.writerow([csv_text(r.path or ""), csv_text(r.class_name or ""),
+                            f"{r.confidence:.6f}", *[f"{v:.6f}" for v in r.probs],
+                            csv_text(r.error or ""),
                             *([r.decision or ""] if point is not None else [])])
         print(f"Wrote {len(results)} rows to {args.csv}")
     else:
@@ -747,14 +786,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrLog(logging.Handler):
+    """Warnings of core/ml (e.g. a rebuilt thumbnail cache) as 'warning: ...' lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+
+def _setup_output() -> None:
+    """File names need not be UTF-8: print their odd bytes escaped (caf\udce9.png) instead
+    of failing with UnicodeEncodeError; show core's warnings on stderr."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    log = logging.getLogger("densestudio")
+    if not any(isinstance(h, _StderrLog) for h in log.handlers):
+        log.addHandler(_StderrLog(logging.WARNING))
+        log.setLevel(logging.INFO)
+
+
+def _storage_error(exc: Exception, args: argparse.Namespace) -> str | None:
+    """A message for a database error that escaped the core's own translation."""
+    if not type(exc).__module__.startswith("sqlalchemy"):
+        return None
+    from densestudio.core.db import explain_error
+
+    project = Path(getattr(args, "project", None) or "the project")
+    return explain_error(exc, project) or f"{project}: {getattr(exc, 'orig', exc)}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _setup_output()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `densestudio info P | head`: the reader has gone, not an error
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except CancelledError:
         print("\nCancelled.", file=sys.stderr)
         return 130
@@ -766,6 +842,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except OSError as exc:  # disk full, permission denied, ... on the user's files
         print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        message = _storage_error(exc, args)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
 

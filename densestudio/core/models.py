@@ -8,6 +8,7 @@ trained on and its per-image predictions are rows too, so a crash leaves nothing
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from sqlalchemy import (
     Boolean,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -26,6 +28,47 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+_BYTES_PREFIX = "bytes:"  # never starts a stored path: those are absolute or project-relative
+
+
+def encode_path(path: str) -> str:
+    """A file path as storable text, losslessly.
+
+    File names need not be UTF-8 (Linux gives their undecodable bytes to Python as lone
+    surrogates), but SQLite text must be. Such a path is stored percent-encoded behind
+    ``bytes:``; every other path is stored as it is.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return _BYTES_PREFIX + quote_from_bytes(path.encode("utf-8", "surrogateescape"), "/")
+    return path
+
+
+def decode_path(text: str) -> str:
+    if text.startswith(_BYTES_PREFIX):
+        return unquote_to_bytes(text[len(_BYTES_PREFIX):]).decode("utf-8", "surrogateescape")
+    return text
+
+
+def path_text(path: str) -> str:
+    """A path as plain text for display, sorting and filters (undecodable bytes -> U+FFFD)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+class FsPath(TypeDecorator):
+    """A Text column holding a file path that may contain undecodable bytes."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else encode_path(str(value))
+
+    def process_result_value(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else decode_path(value)
 
 
 class Base(DeclarativeBase):
@@ -61,9 +104,9 @@ SPLITS = ("train", "val", "test")
 class Image(Base):
     __tablename__ = "image"
     id: Mapped[int] = mapped_column(primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
-    filename: Mapped[str] = mapped_column(Text)  # lower-cased base name, for text filter/sort
-    folder: Mapped[str] = mapped_column(Text, default="")  # parent folder (group key)
+    path: Mapped[str] = mapped_column(FsPath, unique=True)  # absolute
+    filename: Mapped[str] = mapped_column(Text)  # lower-cased path_text(base name): filter/sort
+    folder: Mapped[str] = mapped_column(FsPath, default="")  # parent folder (group key)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
     byte_size: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
@@ -110,8 +153,9 @@ class Run(Base):
     best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     best_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     epochs_done: Mapped[int] = mapped_column(Integer, default=0)
-    checkpoint_best: Mapped[str | None] = mapped_column(Text, nullable=True)
-    checkpoint_last: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Relative to the project file's folder when inside it, else absolute (see runs.py).
+    checkpoint_best: Mapped[str | None] = mapped_column(FsPath, nullable=True)
+    checkpoint_last: Mapped[str | None] = mapped_column(FsPath, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     device: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # Extra run-scoped settings (e.g. OK/NG operating point) as JSON.

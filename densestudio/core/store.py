@@ -8,15 +8,16 @@ is one transaction, and label changes return a ``LabelChange`` the GUI can undo.
 from __future__ import annotations
 
 import getpass
+import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Select, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from densestudio.core import db
@@ -167,14 +168,14 @@ class Project:
     # ----------------------------------------------------------------- lifecycle
     @classmethod
     def create(cls, path: str | Path) -> Project:
-        path = Path(path)
+        path = db.project_target(path)
         if path.suffix == "":
-            path = path.with_suffix(PROJECT_SUFFIX)
+            path = path.with_name(path.name + PROJECT_SUFFIX)
         return cls(db.create_database(path))
 
     @classmethod
     def open(cls, path: str | Path) -> Project:
-        return cls(db.open_database(Path(path)))
+        return cls(db.open_database(db.project_target(path)))
 
     def close(self) -> None:
         self._db.dispose()
@@ -187,12 +188,33 @@ class Project:
 
     @property
     def path(self) -> Path:
+        """The project file, absolute."""
         return self._db.path
+
+    @property
+    def read_only(self) -> str | None:
+        """Why the project is open read-only (file or folder not writable), or None."""
+        return self._db.read_only
+
+    def on_lock_wait(self, notify: Callable[[str], None], wait_s: float | None = None) -> None:
+        """Who hears "waiting for another DenseStudio process that is writing to this
+        project..." (called in the waiting thread), and how long a write waits for another
+        process's lock before it fails with a ProjectError (default ``db.LOCK_WAIT_S``)."""
+        self._db.lock_wait.notify = notify
+        self._db.lock_wait.wait_s = wait_s
 
     @property
     def cache_dir(self) -> Path:
         """Folder beside the project for regenerable caches (thumbnails, decoded images)."""
         return self.path.with_name(self.path.name + "-cache")
+
+    def stored_path(self, path: str | Path) -> str:
+        """``path`` as kept in the project: relative to its folder when inside it."""
+        return db.stored_path(path, self.path)
+
+    def resolve_path(self, stored: str) -> Path:
+        """The absolute path of a stored one, whatever the working directory is."""
+        return db.resolve_stored_path(stored, self.path)
 
     @property
     def engine(self):  # noqa: ANN201 - sqlalchemy Engine
@@ -201,14 +223,31 @@ class Project:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session for reads (no transaction kept open afterwards)."""
-        with self._db.sessions() as session:
+        with self._storage_errors(), self._db.sessions() as session:
             yield session
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A session whose changes commit together at the end, or not at all."""
-        with self._db.sessions.begin() as session:
+        """A session whose changes commit together at the end, or not at all.
+
+        It holds the project's write lock from the start (another process's writes wait,
+        with a notice, see ``on_lock_wait``)."""
+        if self.read_only:
+            raise ProjectError(f"The project is open read-only ({self.read_only}); nothing "
+                               "was changed.")
+        with self._storage_errors(), self._db.writer.begin() as session:
             yield session
+
+    @contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        """Disk full, a damaged file, a lock held too long: one clear ProjectError."""
+        try:
+            yield
+        except DBAPIError as exc:
+            message = db.explain_error(exc, self.path)
+            if message is None:
+                raise
+            raise ProjectError(message) from exc
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         with self.session() as s:
@@ -225,38 +264,36 @@ class Project:
             return [_class_info(r) for r in rows]
 
     def class_by_name(self, name: str) -> ClassInfo | None:
+        """The class with this name (Unicode-normalized, ignoring upper/lower case)."""
         with self.session() as s:
-            row = s.scalar(select(LabelClass).where(LabelClass.name == name))
+            row = find_class(s, name)
             return _class_info(row) if row else None
 
     def add_class(self, name: str, color: str | None = None) -> ClassInfo:
-        name = _clean_class_name(name)
-        try:
-            with self.transaction() as s:
-                info = add_class_in_session(s, name, color)
-        except IntegrityError as exc:
-            raise ProjectError(f"A class named '{name}' already exists.") from exc
-        return info
+        name = normalize_class_name(name)
+        with self.transaction() as s:
+            _refuse_taken(s, name)
+            return add_class_in_session(s, name, color)
 
     def ensure_classes(self, names: Iterable[str]) -> dict[str, int]:
-        """Ids for these class names, creating the missing ones in one transaction."""
+        """Ids for these class names (an existing class that differs only in case or
+        Unicode form is reused), creating the missing ones in one transaction."""
         with self.transaction() as s:
-            existing = {r.name: r.id for r in s.scalars(select(LabelClass))}
+            ids: dict[str, int] = {}
             for name in names:
-                if name not in existing:
-                    existing[name] = add_class_in_session(s, _clean_class_name(name), None).id
-            return existing
+                row = find_class(s, name)
+                ids[name] = row.id if row else add_class_in_session(
+                    s, normalize_class_name(name), None).id
+            return ids
 
     def rename_class(self, class_id: int, name: str) -> ClassInfo:
-        name = _clean_class_name(name)
-        try:
-            with self.transaction() as s:
-                row = _get_class(s, class_id)
-                row.name = name
-                s.flush()
-                return _class_info(row)
-        except IntegrityError as exc:
-            raise ProjectError(f"A class named '{name}' already exists.") from exc
+        name = normalize_class_name(name)
+        with self.transaction() as s:
+            row = _get_class(s, class_id)
+            _refuse_taken(s, name, class_id)
+            row.name = name
+            s.flush()
+            return _class_info(row)
 
     def recolor_class(self, class_id: int, color: str) -> ClassInfo:
         with self.transaction() as s:
@@ -427,13 +464,69 @@ class Project:
 
 
 # --------------------------------------------------------------------- helpers
-def _clean_class_name(name: str) -> str:
-    name = name.strip()
+MAX_CLASS_NAME = 200  # characters (the column's size)
+# Characters a class name cannot hold: controls (newline, tab, NUL, ...), line/paragraph
+# separators and lone surrogates (undecodable file-name bytes).
+_BAD_NAME_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
+
+
+def class_key(name: str) -> str:
+    """What makes two class names the same class: Unicode form and case do not count."""
+    return unicodedata.normalize("NFC", name).strip().casefold()
+
+
+def normalize_class_name(name: str) -> str:
+    """A class name as typed (CLI, GUI), checked: NFC, trimmed, 1-200 characters, no
+    control characters. Raises ProjectError with the reason otherwise."""
+    name = unicodedata.normalize("NFC", name).strip()
     if not name:
         raise ProjectError("A class name cannot be empty.")
-    if len(name) > 200:
-        raise ProjectError("A class name can have at most 200 characters.")
+    if any(unicodedata.category(ch) in _BAD_NAME_CATEGORIES for ch in name):
+        raise ProjectError("A class name cannot contain line breaks, tabs or other control "
+                           "characters.")
+    if len(name) > MAX_CLASS_NAME:
+        raise ProjectError(f"A class name can have at most {MAX_CLASS_NAME} characters "
+                           f"(this one has {len(name)}).")
     return name
+
+
+def class_name_from_folder(folder: str) -> tuple[str | None, str | None]:
+    """A class name made from a folder name, and a note when it had to be changed.
+
+    Unlike a typed name, a folder name is fixed rather than refused (the import goes on):
+    undecodable bytes become U+FFFD, control characters become spaces, and a name over
+    200 characters is truncated.
+    """
+    text = unicodedata.normalize(
+        "NFC", folder.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    bad = any(unicodedata.category(ch) in _BAD_NAME_CATEGORIES for ch in text)
+    cleaned = "".join(
+        " " if unicodedata.category(ch) in _BAD_NAME_CATEGORIES else ch for ch in text).strip()
+    if not cleaned:
+        return None, None
+    notes = []
+    if bad:
+        notes.append("control characters replaced by spaces")
+    if len(cleaned) > MAX_CLASS_NAME:
+        cleaned = cleaned[:MAX_CLASS_NAME].rstrip()
+        notes.append(f"truncated to the {MAX_CLASS_NAME}-character limit of class names")
+    return cleaned, "; ".join(notes) or None
+
+
+def find_class(s: Session, name: str, exclude_id: int | None = None) -> LabelClass | None:
+    """The class called ``name``: exact (after NFC) first, else ignoring case."""
+    rows = [r for r in s.scalars(select(LabelClass)) if r.id != exclude_id]
+    exact = unicodedata.normalize("NFC", name).strip()
+    key = class_key(name)
+    return (next((r for r in rows if unicodedata.normalize("NFC", r.name) == exact), None)
+            or next((r for r in rows if class_key(r.name) == key), None))
+
+
+def _refuse_taken(s: Session, name: str, exclude_id: int | None = None) -> None:
+    row = find_class(s, name, exclude_id)
+    if row is not None:
+        how = "" if row.name == name else " (class names ignore upper/lower case)"
+        raise ProjectError(f"A class named '{row.name}' already exists{how}.")
 
 
 def _get_class(s: Session, class_id: int) -> LabelClass:

@@ -40,6 +40,18 @@ def write_images(folder: Path, n_per_class: int, seed: int = 0, classes: int = 3
     return out
 
 
+def copy_project(src: Path, dst: Path) -> Path:
+    """Copy a project the way a user must: the file and its -runs folder (checkpoint paths
+    are stored relative to the project file)."""
+    import shutil
+
+    shutil.copy(src, dst)
+    runs = src.with_name(src.name + "-runs")
+    if runs.is_dir():
+        shutil.copytree(runs, dst.with_name(dst.name + "-runs"))
+    return dst
+
+
 def add_images(project: Project, files: list[tuple[Path, str | None]]) -> list[int]:
     """Insert image rows and label them (splits are assigned by the store)."""
     rows = []

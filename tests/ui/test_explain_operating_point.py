@@ -4,7 +4,6 @@ stored predictions; saving the threshold persists it with the run)."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from PySide6.QtCore import Qt
 from densestudio.core import runs as core_runs
 from densestudio.core.importer import ImportOptions
 from densestudio.core.store import Project
-from tests.ml.conftest import write_images
+from tests.ml.conftest import copy_project, write_images
 
 TIMEOUT = 120_000
 
@@ -42,7 +41,7 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int
 def opened(window, trained_project, tmp_path):  # noqa: ANN001, ANN201
     src, run_id = trained_project
     dst = tmp_path / src.name
-    shutil.copy(src, dst)
+    copy_project(src, dst)
     assert window.open_project(dst)
     return window, run_id
 

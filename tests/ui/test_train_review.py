@@ -20,7 +20,7 @@ from densestudio.core import runs as core_runs
 from densestudio.core.importer import ImportOptions
 from densestudio.core.models import SOURCE_PREDICTION
 from densestudio.core.store import ImageFilter, Project
-from tests.ml.conftest import CLASS_NAMES, write_images
+from tests.ml.conftest import CLASS_NAMES, copy_project, write_images
 
 TRAIN_TIMEOUT = 240_000  # ms; generous for a loaded 2-core machine
 
@@ -244,7 +244,7 @@ def review(qtbot, window, trained, tmp_path):  # noqa: ANN001, ANN201
     """The trained project copied (so tests may change labels), open on the Review tab."""
     src, run_id, _other = trained
     dst = tmp_path / src.name
-    shutil.copy(src, dst)
+    copy_project(src, dst)
     assert window.open_project(dst)
     window.review_run(run_id)
     panel = window.review_panel
