@@ -81,6 +81,16 @@ def _qt_call(fn: object) -> str | None:
     return fn.__qualname__ if fn.__qualname__.split(".")[0] in _QT_NAMES else None
 
 
+def _function_name(frame: FrameType) -> str:
+    """``module.Class.function`` of the code running in ``frame``."""
+    code = frame.f_code
+    qualname = getattr(code, "co_qualname", None)  # Python 3.11+
+    if qualname is None:
+        owner = frame.f_locals.get("self") if code.co_argcount else None
+        qualname = f"{type(owner).__name__}.{code.co_name}" if owner is not None else code.co_name
+    return f"{Path(code.co_filename).stem}.{qualname}"
+
+
 def test_worker_threads_make_no_qt_calls(qtbot: QtBot, window: MainWindow, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from densestudio.ui.pixels import decode
@@ -95,7 +105,7 @@ def test_worker_threads_make_no_qt_calls(qtbot: QtBot, window: MainWindow, tmp_p
             return
         if event == "call" and frame.f_code.co_filename.startswith(UI_DIR):
             with lock:
-                ui_code.add(f"{Path(frame.f_code.co_filename).stem}.{frame.f_code.co_qualname}")
+                ui_code.add(_function_name(frame))
         elif event == "c_call" and (name := _qt_call(arg)) is not None:
             with lock:
                 qt_calls[name] = qt_calls.get(name, 0) + 1
