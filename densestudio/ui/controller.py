@@ -102,8 +102,7 @@ class ProjectController(QObject):
         self._counts_timer.stop()
         self._counts_generation += 1
         if self._counting_done is not None:
-            wait([self._counting_done], timeout=30)
-        self._pool.shutdown(wait=False)
+            wait([self._counting_done], timeout=30)  # the GIL is released while waiting
         self.undo_stack.clear()
         self.project.close()
 
