@@ -3,15 +3,17 @@
 Widgets call these methods instead of the store, so every labeling and class operation is
 written to the project at once and lands on one QUndoStack. User errors (``DenseStudioError``)
 are reported through ``error`` (the window shows them); nothing half-done is pushed.
+Counts are recounted in a plain Python thread that hands back only the table (``workers``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from densestudio.core.errors import DenseStudioError
@@ -26,6 +28,7 @@ from densestudio.core.store import (
     split_settings,
 )
 from densestudio.ui import undo
+from densestudio.ui.workers import GuiCall, to_gui
 
 
 class ProjectController(QObject):
@@ -34,7 +37,6 @@ class ProjectController(QObject):
     countsChanged = Signal()  # debounced: after a burst of changes
     splitsChanged = Signal()  # every image's split may have changed: reload
     error = Signal(str)
-    _countsReady = Signal(int, object)  # generation, CountTable (from the counting thread)
 
     COUNTS_DEBOUNCE_MS = 150
 
@@ -46,9 +48,9 @@ class ProjectController(QObject):
         self._counts: CountTable | None = None
         self._counts_generation = 0
         self._counting = False
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
-        self._countsReady.connect(self._on_counts_ready)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="counts")
+        self._counting_done: Future | None = None
+        self._counts_ready = to_gui(self._on_counts_ready)
         self._counts_timer = QTimer(self)
         self._counts_timer.setSingleShot(True)
         self._counts_timer.setInterval(self.COUNTS_DEBOUNCE_MS)
@@ -99,7 +101,8 @@ class ProjectController(QObject):
     def close(self) -> None:
         self._counts_timer.stop()
         self._counts_generation += 1
-        self._pool.waitForDone(30_000)
+        if self._counting_done is not None:
+            wait([self._counting_done], timeout=30)  # the GIL is released while waiting
         self.undo_stack.clear()
         self.project.close()
 
@@ -281,16 +284,8 @@ class ProjectController(QObject):
             self._counts_timer.start()  # one at a time; try again shortly
             return
         self._counting = True
-        generation, project, ready = self._counts_generation, self.project, self._countsReady
-
-        def count() -> None:
-            try:
-                table = project.counts()
-            except Exception:  # noqa: BLE001 - the project was closed meanwhile
-                table = None
-            ready.emit(generation, table)
-
-        self._pool.start(count)
+        self._counting_done = self._pool.submit(
+            _count, self.project, self._counts_generation, self._counts_ready)
 
     def _on_counts_ready(self, generation: int, table: CountTable | None) -> None:
         self._counting = False
@@ -300,3 +295,12 @@ class ProjectController(QObject):
             return
         self._counts = table
         self.countsChanged.emit()
+
+
+def _count(project: Project, generation: int, ready: GuiCall) -> None:
+    """The counting thread (plain data only): the table, or None if the project was closed."""
+    try:
+        table = project.counts()
+    except Exception:  # noqa: BLE001 - the project was closed meanwhile
+        table = None
+    ready(generation, table)
