@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from densestudio.core import history
 from densestudio.core.errors import ImportFailed
 from densestudio.core.errors import CancelledError
 from densestudio.core.imaging import (
@@ -299,6 +300,7 @@ def run_import(
         seconds=time.monotonic() - started,
         new_classes=tuple(tally.new_classes),
     )
+    history.log_import(project, paths, options.labels_from_subfolders, report)
     on_event(report)
     return report
 
@@ -354,6 +356,7 @@ def _commit_batch(
                 )
             )
         bulk_insert_images(s, rows)
+        history.record_imported(s, rows, who, now)
         assign_missing_splits(s)
     tally.added += len(rows)
 
