@@ -16,7 +16,9 @@ venv: $(BIN)/.installed
 run: venv
 	$(BIN)/densestudio
 
+# Test services (headless Chromium for the report test): installed once, then a no-op.
 test: venv
+	sh tests/setup_services.sh
 	$(BIN)/python -m pytest -q
 
 bench: venv
