@@ -87,6 +87,22 @@ class ImportSource:
 
 
 # ------------------------------------------------------------------ writing
+SCAN_ABOVE = 20_000  # ids: above this, one scan of the table beats chunked IN (...) queries
+
+
+def image_values(s: Session, column, ids: Sequence[int]) -> dict:  # noqa: ANN001
+    """``{image id: column value}`` for these images (a full scan when there are many)."""
+    if len(ids) > SCAN_ABOVE:
+        wanted = set(ids)
+        return {i: v for i, v in s.execute(select(Image.id, column)) if i in wanted}
+    out: dict = {}
+    ids = list(ids)
+    for start in range(0, len(ids), 5000):
+        out.update(iter(s.execute(select(Image.id, column).where(
+            Image.id.in_(ids[start : start + 5000])))))
+    return out
+
+
 def record(
     s: Session,
     changes: Sequence[tuple[int, int | None, int | None]],
@@ -101,12 +117,7 @@ def record(
         return
     at = at or utcnow()
     names = dict(iter(s.execute(select(LabelClass.id, LabelClass.name))))
-    hashes: dict[int, str] = {}
-    ids = sorted({i for i, _, _ in changes})
-    for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
-        hashes.update(iter(s.execute(
-            select(Image.id, Image.content_hash).where(Image.id.in_(chunk)))))
+    hashes = image_values(s, Image.content_hash, sorted({i for i, _, _ in changes}))
     rows = [
         {"image_id": int(i), "image_hash": hashes.get(i, ""), "at": at, "who": who[:64],
          "old_class_id": old, "old_class": names.get(old) if old is not None else None,

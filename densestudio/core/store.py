@@ -533,7 +533,7 @@ def _apply_states(
     the label history, in the same transaction."""
     from densestudio.core import splits  # splits imports store's types
 
-    old = _read_states(s, [i for i, _ in states]) if how is not None else {}
+    old = history.image_values(s, Image.label_id, [i for i, _ in states]) if how else {}
 
     grouped: dict[LabelState, list[int]] = defaultdict(list)
     for image_id, state in states:
@@ -552,8 +552,8 @@ def _apply_states(
             )
     splits.assign_missing_splits(s, [image_id for image_id, _ in states])
     if how is not None:
-        history.record(s, [(i, old[i].label_id, st.label_id) for i, st in states
-                           if i in old and old[i].label_id != st.label_id], how, current_user())
+        history.record(s, [(i, old[i], st.label_id) for i, st in states
+                           if i in old and old[i] != st.label_id], how, current_user())
 
 
 def _apply_filter(stmt: Select, flt: ImageFilter) -> Select:
