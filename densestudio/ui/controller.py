@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
+from densestudio.core import history
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.store import (
     ClassInfo,
@@ -107,11 +108,14 @@ class ProjectController(QObject):
         self.project.close()
 
     # ------------------------------------------------------------ labels
-    def label_images(self, image_ids: Sequence[int], class_id: int | None) -> LabelChange | None:
+    def label_images(self, image_ids: Sequence[int], class_id: int | None,
+                     how: str | None = None) -> LabelChange | None:
+        """``how`` for the label history; default: "keyboard" for one image, else "bulk"."""
         ids = list(image_ids)
         if not ids:
             return None
-        change = self._guard(lambda: self.project.set_labels(ids, class_id))
+        how = how or (history.HOW_KEYBOARD if len(ids) == 1 else history.HOW_BULK)
+        change = self._guard(lambda: self.project.set_labels(ids, class_id, how=how))
         if change is None:
             return None
         if len(change):
@@ -124,17 +128,19 @@ class ProjectController(QObject):
 
     def label_images_many(
         self, assignments: Sequence[tuple[int, int | None]], source: str | None = None,
-        text: str | None = None,
+        text: str | None = None, how: str | None = None,
     ) -> LabelChange | None:
         """Give each image its own label in one undoable step (e.g. accepted predictions,
-        recorded with ``source`` = models.SOURCE_PREDICTION)."""
+        recorded with ``source`` = models.SOURCE_PREDICTION; the history's ``how`` follows
+        from it unless given)."""
         pairs = list(assignments)
         if not pairs:
             return None
         if source is None:
-            change = self._guard(lambda: self.project.set_labels_many(pairs))
+            change = self._guard(lambda: self.project.set_labels_many(pairs, how=how))
         else:
-            change = self._guard(lambda: self.project.set_labels_many(pairs, source=source))
+            change = self._guard(
+                lambda: self.project.set_labels_many(pairs, source=source, how=how))
         if change is None:
             return None
         if len(change):
