@@ -108,3 +108,7 @@ def test_operating_point_command(project_path: Path, tmp_path: Path, capsys) -> 
     assert main(["operating-point", str(project_path), "--clear"]) == 0
     with Project.open(project_path) as project:
         assert runs.get_run(project, 1).extra.get("operating_point") is None
+    # No --good and no class named like a good part (dark / bright / stripes): it asks.
+    capsys.readouterr()
+    assert main(["operating-point", str(project_path)]) == 2
+    assert "No class name says so; pass --good CLASS" in capsys.readouterr().err
