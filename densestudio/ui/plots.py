@@ -261,9 +261,10 @@ class TrainingPlots(QWidget):
             r, g, b, *alpha = COLORS[color_key]
             if alpha:  # translucent curve: its colour as it looks on the background
                 a = alpha[0] / 255
-                bg = self.palette().color(QPalette.ColorRole.Base)
+                base = self.palette().color(QPalette.ColorRole.Base)
+                back = (base.red(), base.green(), base.blue())
                 r, g, b = (round(c * a + bc * (1 - a))
-                           for c, bc in zip((r, g, b), (bg.red(), bg.green(), bg.blue()), strict=True))
+                           for c, bc in zip((r, g, b), back, strict=True))
             parts.append(f"<span style='color:rgb({r},{g},{b})'>━━</span>&nbsp;{name}")
         text = " &nbsp; ".join(parts)
         self.titles[key] = text
