@@ -654,6 +654,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
               f"out-of-sample accuracy {audit.oos_accuracy * 100:.1f} %; {len(suspects)} "
               f"suspected label error(s)"
               + (f", {len(audit.confirmed)} confirmed right" if audit.confirmed else "") + ".")
+        for note in audit.notes():
+            print(f"Note: {note}")
         top = suspects[: args.top]
         if top:
             infos = {i.id: i for i in project.images_by_ids([audit.image_id(t) for t in top])}
