@@ -235,7 +235,9 @@ class MainWindow(QMainWindow):
         self.undo_action.setShortcut(K.Undo)
         self.undo_action.setIcon(self._icon("edit-undo", SP.SP_ArrowBack))
         self.redo_action = self.undo_group.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcuts([QKeySequence(K.Redo), QKeySequence("Ctrl+Shift+Z")])
+        # The platform's Redo keys may already include Ctrl+Shift+Z: a key listed twice on
+        # one action is an "ambiguous shortcut" and does nothing.
+        self.redo_action.setShortcuts(unique_keys(K.Redo, "Ctrl+Shift+Z"))
         self.redo_action.setIcon(self._icon("edit-redo", SP.SP_ArrowForward))
         self.select_all_action = self._action("Select &All", self.gallery.selectAll, K.SelectAll)
         self.select_all_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -257,10 +259,7 @@ class MainWindow(QMainWindow):
 
         self.fullscreen_action = self._action("&Full Screen", self.toggle_full_screen,
                                               K.FullScreen)
-        if self.fullscreen_action.shortcut().isEmpty() or \
-                self.fullscreen_action.shortcut() != QKeySequence("F11"):
-            self.fullscreen_action.setShortcuts([QKeySequence("F11"),
-                                                 QKeySequence(K.FullScreen)])
+        self.fullscreen_action.setShortcuts(unique_keys("F11", K.FullScreen))
         self.fullscreen_action.setCheckable(True)
         self.bigger_action = self._action("&Larger Tiles", lambda: self._step_tiles(16),
                                           K.ZoomIn)
@@ -1105,6 +1104,17 @@ class MainWindow(QMainWindow):
         self.viewer.shutdown()
         self.loader.shutdown()
         event.accept()
+
+
+def unique_keys(*keys: str | QKeySequence.StandardKey) -> list[QKeySequence]:
+    """Key sequences for one action, each once (a standard key counts with all of the
+    platform's bindings for it)."""
+    out: list[QKeySequence] = []
+    for key in keys:
+        found = (QKeySequence.keyBindings(key) if isinstance(key, QKeySequence.StandardKey)
+                 else [QKeySequence(key)])
+        out += [k for k in found if not k.isEmpty() and k not in out]
+    return out
 
 
 def _thumbnail_cache(project: Project):  # noqa: ANN202
