@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QElapsedTimer, QItemSelection, QItemSelectionModel, Qt, QTimer
+from PySide6.QtWidgets import QLabel
 
 from densestudio.core import runs as core_runs
 from densestudio.core.importer import ImportOptions
@@ -480,7 +481,11 @@ def test_predict_unlabeled_and_accept(qtbot, window, review, tmp_path) -> None: 
 
 
 def test_export_and_check(qtbot, window, review, tmp_path) -> None:  # noqa: ANN001
+    from densestudio.ml import operating_point as op
+
     panel, run_id = review
+    point = op.OperatingPoint("bright", 0.5, 0.4, 0.6)
+    op.save_operating_point(window.controller.project, run_id, point)
     with qtbot.waitSignal(panel.exportRequested, timeout=5000):
         qtbot.mouseClick(panel.export_button, Qt.MouseButton.LeftButton)
     dialog = window.export_dialog
@@ -495,7 +500,13 @@ def test_export_and_check(qtbot, window, review, tmp_path) -> None:  # noqa: ANN
     html = dialog.contents.toHtml()
     for name in CLASS_NAMES:
         assert name in html
-    assert "32 × 32 px" in html and "accuracy" in html
+    assert "32 × 32 px" in html and "balanced accuracy" in html
+    # The saved OK/NG rule is in the summary, in words; no jargon.
+    assert "OK/NG threshold (good class 'bright')" in dialog.findChild(QLabel).text()
+    text = dialog.contents.toPlainText()
+    assert "OK when P(bright) ≥ 0.500, else NG; UNSURE (to a person) when 0.400 ≤ P(bright) " \
+        "< 0.600" in text
+    assert "TTA" not in text and "one probability per class" in text
     qtbot.waitUntil(dialog.check_button.isEnabled, timeout=10_000)
 
     with qtbot.waitSignal(dialog.checked, timeout=120_000) as checked:
@@ -505,7 +516,22 @@ def test_export_and_check(qtbot, window, review, tmp_path) -> None:  # noqa: ANN
     assert all(r.error is None and r.predicted in CLASS_NAMES for r in rows)
     assert dialog.check_table.rowCount() == len(rows)
     assert "loads and predicts" in dialog.status.text()
+    # "Check it" shows what the file's OK/NG rule decides for each sample.
+    assert not dialog.check_table.isColumnHidden(4)
+    assert all(r.decision in ("OK", "NG", "UNSURE") for r in rows)
+    assert [dialog.check_table.item(i, 4).text() for i in range(len(rows))] == [
+        r.decision for r in rows]
+    assert "Its OK/NG rule says" in dialog.status.text()
     dialog.close()
+
+
+def test_export_summary_without_an_operating_point() -> None:
+    from densestudio.ui.export_dialog import operating_point_text, output_text
+
+    assert operating_point_text(None).startswith("none saved: the file gives class "
+                                                 "probabilities only")
+    assert output_text(1) == "one probability per class (they add up to 1)"
+    assert "average over 4 flipped / rotated copies" in output_text(4)
 
 
 def test_compare_two_runs(qtbot, window, review, trained) -> None:  # noqa: ANN001
