@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 from densestudio.core import runs as core_runs
 from densestudio.ml import summary
 from densestudio.ui.jobs import CheckRow, ExportResult, check_export_job, export_job
-from densestudio.ui.runs_panel import pct, run_title
+from densestudio.ui.runs_panel import run_title
 from densestudio.ui.workers import Worker
 
 CHECK_SAMPLES = 8
