@@ -102,6 +102,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.prefs = prefs or app_settings.load_preferences()
         self.controller: ProjectController | None = None
+        self._matching = 0  # images matching the gallery's filter now (see _recount)
         self.workers: list[Worker] = []
         self.import_worker: Worker | None = None
         self.demo_worker: Worker | None = None
@@ -325,7 +326,7 @@ class MainWindow(QMainWindow):
 
         self.filter_bar.changed.connect(self.apply_filter)
         self.filter_bar.tileSizeChanged.connect(self._on_tile_size)
-        self.model.queryChanged.connect(self._update_counts)
+        self.model.queryChanged.connect(self._recount)
         self.model.modelReset.connect(self._on_model_reset)
         self.gallery.labelShortcut.connect(self.label_with_shortcut)
         self.gallery.unlabelRequested.connect(lambda: self.label_selection(None))
@@ -438,7 +439,7 @@ class MainWindow(QMainWindow):
         self.model.set_controller(controller)  # the model updates its rows first
         controller.classesChanged.connect(self._on_classes_changed)
         controller.labelsChanged.connect(self._on_labels_changed)
-        controller.countsChanged.connect(self._update_counts)
+        controller.countsChanged.connect(self._recount)
         self.class_panel.set_controller(controller)
         self.split_panel.set_controller(controller)
         self.train_panel.set_controller(controller)
@@ -456,7 +457,7 @@ class MainWindow(QMainWindow):
         self.setWindowFilePath(str(project.path))
         self.prefs.last_project_dir = str(project.path.parent)
         app_settings.add_recent_project(project.path)
-        self._update_counts()
+        self._recount()
         if self.model.rowCount():
             self.gallery.go_to_row(0)
         self.gallery.setFocus()
@@ -874,12 +875,17 @@ class MainWindow(QMainWindow):
     def _viewer_navigate(self, delta: int) -> None:
         self.gallery.move_current(delta)
 
+    def _recount(self) -> None:
+        """After a query or label changes (not on every selection change: one count query)."""
+        self._matching = self.model.matching_count() if self.controller is not None else 0
+        self._update_counts()
+
     def _update_counts(self, *_args: object) -> None:
         if self.controller is None:
             return
         total = self.controller.counts().total
         shown = self.model.rowCount()
-        self.filter_bar.set_count(shown, total)
+        self.filter_bar.set_count(shown, total, min(self._matching, shown))
         selected = sum(r.height() for r in self.gallery.selectionModel().selection())
         sel = f" · {selected:,} selected" if selected > 1 else ""
         unlabeled = self.controller.counts().count(None)
