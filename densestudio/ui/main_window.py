@@ -397,7 +397,8 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot open the project", str(exc))
             if not Path(path).is_file():
                 app_settings.remove_recent_project(path)
-                self.welcome.set_recent(app_settings.recent_projects())
+                self.welcome.set_recent(app_settings.recent_projects(),
+                                    app_settings.recent_project_info())
             return False
         self._set_project(project)
         return True
@@ -457,16 +458,27 @@ class MainWindow(QMainWindow):
         self.setWindowFilePath(str(project.path))
         self.prefs.last_project_dir = str(project.path.parent)
         app_settings.add_recent_project(project.path)
+        self._remember_project()
         self._recount()
         if self.model.rowCount():
             self.gallery.go_to_row(0)
         self.gallery.setFocus()
         self.projectOpened.emit(project.path)
 
+    def _remember_project(self) -> None:
+        """Image count and time for the welcome view's list of recent projects."""
+        from datetime import datetime, timezone
+
+        if self.controller is not None:
+            app_settings.remember_recent_project(
+                self.controller.project.path, self.controller.counts().total,
+                datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
     def _teardown_project(self) -> None:
         controller = self.controller
         if controller is None:
             return
+        self._remember_project()  # the count as it is now
         self.controller = None
         self.loader.set_fetch(None)
         self.model.set_controller(None)
@@ -486,7 +498,8 @@ class MainWindow(QMainWindow):
         controller.deleteLater()
 
     def _show_welcome(self) -> None:
-        self.welcome.set_recent(app_settings.recent_projects())
+        self.welcome.set_recent(app_settings.recent_projects(),
+                                    app_settings.recent_project_info())
         self.stack.setCurrentWidget(self.welcome)
         self._set_docks_visible(False)
         for action in self.project_actions:
