@@ -235,11 +235,18 @@ class MainWindow(QMainWindow):
         self.undo_action = self.undo_group.createUndoAction(self, "&Undo")
         self.undo_action.setShortcut(K.Undo)
         self.undo_action.setIcon(self._icon("edit-undo", SP.SP_ArrowBack))
+        # The toolbar button keeps a short label; the menu and tooltip name the step (a
+        # 60-character class name made the button grow across the toolbar).
+        self.undo_action.setIconText("Undo")
         self.redo_action = self.undo_group.createRedoAction(self, "&Redo")
         # The platform's Redo keys may already include Ctrl+Shift+Z: a key listed twice on
         # one action is an "ambiguous shortcut" and does nothing.
         self.redo_action.setShortcuts(unique_keys(K.Redo, "Ctrl+Shift+Z"))
         self.redo_action.setIcon(self._icon("edit-redo", SP.SP_ArrowForward))
+        self.redo_action.setIconText("Redo")
+        for action, verb, signal in ((self.undo_action, "Undo", self.undo_group.undoTextChanged),
+                                     (self.redo_action, "Redo", self.undo_group.redoTextChanged)):
+            signal.connect(lambda text, a=action, v=verb: a.setToolTip(f"{v} {text}".strip()))
         self.select_all_action = self._action("Select &All", self.gallery.selectAll, K.SelectAll)
         self.select_all_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.gallery.addAction(self.select_all_action)
