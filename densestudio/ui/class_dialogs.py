@@ -77,6 +77,7 @@ class ClassNameDialog(QDialog):
         if problem:
             self.error.setText(problem)
             self.error.show()
+            self.adjustSize()  # room for the message (the label above keeps its lines)
             self.edit.setFocus()
             self.edit.selectAll()
             return

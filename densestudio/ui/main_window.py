@@ -160,7 +160,8 @@ class MainWindow(QMainWindow):
         self.class_panel = ClassPanel(self)
         self.split_panel = SplitPanel(self)
         self.class_dock = self._dock("Classes", self.class_panel, "classesDock")
-        self.split_dock = self._dock("Splits", self.split_panel, "splitsDock")
+        # The Splits panel scrolls in a short dock instead of drawing its rows over each other.
+        self.split_dock = self._dock("Splits", _scrolling(self.split_panel), "splitsDock")
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.class_dock)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.split_dock)
 
@@ -1130,6 +1131,17 @@ class MainWindow(QMainWindow):
         self.viewer.shutdown()
         self.loader.shutdown()
         event.accept()
+
+
+def _scrolling(widget: QWidget) -> QWidget:
+    from PySide6.QtWidgets import QFrame, QScrollArea
+
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(widget)
+    return area
 
 
 def unique_keys(*keys: str | QKeySequence.StandardKey) -> list[QKeySequence]:

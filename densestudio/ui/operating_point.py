@@ -261,6 +261,8 @@ class OperatingPointPanel(QWidget):
         else:
             self.p_good, self.is_good = op.good_scores(self.probs, self.true, good)
             self.curve = op.tradeoff_curve(self.p_good, self.is_good, steps=501)
+        if self.curve is not None and not self.band_check.isChecked():
+            self._set_band_from_data()  # shown (greyed) before the band is turned on
         if self.curve is not None:
             self.miss_curve.setData(self.curve.thresholds, 100 * self.curve.miss_rate)
             self.reject_curve.setData(self.curve.thresholds, 100 * self.curve.false_reject_rate)
@@ -340,14 +342,19 @@ class OperatingPointPanel(QWidget):
             self.line.setValue(value)
         self._update_readout()
 
+    def _set_band_from_data(self) -> None:
+        """The default unsure band: ~5 % of these parts around the threshold."""
+        band = op.default_unsure_band(self.p_good, self.threshold.value())
+        if band is not None:
+            sync, self._sync = self._sync, True
+            self.band_low.setValue(band[0])
+            self.band_high.setValue(band[1])
+            self.band_item.setRegion(band)
+            self._sync = sync
+
     def _on_band_toggled(self, on: bool) -> None:
         if on and not self._sync and len(self.p_good):
-            band = op.default_unsure_band(self.p_good, self.threshold.value())
-            if band is not None:
-                self._sync = True
-                self.band_low.setValue(band[0])
-                self.band_high.setValue(band[1])
-                self._sync = False
+            self._set_band_from_data()
         self.band_low.setEnabled(on)
         self.band_high.setEnabled(on)
         self.band_item.setVisible(on)

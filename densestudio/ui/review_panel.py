@@ -170,11 +170,11 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     # ================================================================ construction
     def _build(self) -> None:
-        self.run_combo = _run_combo(self, 34)
+        self.run_combo = _run_combo(self, 28)
         self.subset_combo = QComboBox(self)
         for key, text in SUBSETS:
             self.subset_combo.addItem(text, key)
-        self.compare_combo = _run_combo(self, 34)
+        self.compare_combo = _run_combo(self, 16)
         self.predict_button = QPushButton("Predict unlabeled", self)
         self.predict_button.setToolTip("Run this model over the images without a label")
         self.export_button = QPushButton("Export model…", self)
@@ -207,10 +207,13 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         # Comparing gets a tab of its own (the whole height, every column readable).
         self.compare_table = _table(self, ["Metric", "This run", "Other run", "Δ"])
         header = self.compare_table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        for col in (1, 2, 3):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
+        for col, mode in enumerate((QHeaderView.ResizeMode.ResizeToContents,
+                                    QHeaderView.ResizeMode.Stretch,
+                                    QHeaderView.ResizeMode.Stretch,
+                                    QHeaderView.ResizeMode.ResizeToContents)):
+            header.setSectionResizeMode(col, mode)
         self.compare_box = QGroupBox("Comparison", self)
+        self.compare_box.setFlat(True)
         QVBoxLayout(self.compare_box).addWidget(self.compare_table)
         self.compare_box.hide()
         self.compare_hint = QLabel("<small>Choose a run to compare this one with: its "
@@ -228,14 +231,22 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.details = QTabWidget(self)
         self.details.addTab(self.per_class, "Per class")
         self.details.addTab(compare_page, "Compare runs")
+        matrix_box = QWidget(self)
+        matrix_layout = QVBoxLayout(matrix_box)
+        matrix_layout.setContentsMargins(0, 0, 0, 0)
+        matrix_layout.addWidget(self.matrix, 1)
+        matrix_layout.addWidget(caption)
+        self.left_split = QSplitter(Qt.Orientation.Vertical, self)  # matrix | tables
+        self.left_split.addWidget(matrix_box)
+        self.left_split.addWidget(self.details)
+        self.left_split.setChildrenCollapsible(False)
+        self.left_split.setSizes([400, 400])
         left = QWidget(self)
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.summary)
         left_layout.addWidget(self.evaluate_button)
-        left_layout.addWidget(self.matrix, 3)
-        left_layout.addWidget(caption)
-        left_layout.addWidget(self.details, 2)
+        left_layout.addWidget(self.left_split, 1)
 
         # Right column.
         self.view_buttons: dict[str, QToolButton] = {}
@@ -746,6 +757,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                      val(other, "balanced_accuracy"), True))
         rows.append(("Worst-class recall", worst_a[1] if worst_a else None,
                      worst_b[1] if worst_b else None, True))
+        rows.append(("Worst class", None, None, True))  # names, filled in below
         rows.append(("Accuracy", val(a, "accuracy"), val(other, "accuracy"), True))
         rows.append(("Macro-F1", val(a, "macro_f1"), val(other, "macro_f1"), True))
         rows.append(("Loss", val(a, "loss"), val(other, "loss"), False))
@@ -767,10 +779,11 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                     item.setToolTip(name)
                 self.compare_table.setItem(row, col, item)
         for col, worst in ((1, worst_a), (2, worst_b)):  # which class is the worst
-            cell = self.compare_table.item(1, col)
+            cell = self.compare_table.item(2, col)
             if worst is not None and cell is not None:
-                cell.setText(f"{worst[0]} {cell.text()}")
+                cell.setText(worst[0])
                 cell.setToolTip(f"'{worst[0]}' is the class this run recognises least often")
+        self.compare_table.item(2, 3).setText("")
         both = self.compare_counts()
         self.compare_table.setItem(len(rows), 0, _item("Right here / right there only", False))
         self.compare_table.setItem(len(rows), 1, _item(f"{both[0]:,}"))

@@ -547,11 +547,12 @@ def test_compare_two_runs(qtbot, window, review, trained) -> None:  # noqa: ANN0
     table = panel.compare_table
     other_acc = panel.report  # this run's report; the other's numbers come from its preds
     # Led by the balanced metric and the worst class (named in the cell), then accuracy.
-    assert [table.item(r, 0).text() for r in range(4)] == [
-        "Balanced accuracy", "Worst-class recall", "Accuracy", "Macro-F1"]
-    assert table.item(2, 1).text() == pct(other_acc.accuracy)
+    assert [table.item(r, 0).text() for r in range(5)] == [
+        "Balanced accuracy", "Worst-class recall", "Worst class", "Accuracy", "Macro-F1"]
+    assert table.item(3, 1).text() == pct(other_acc.accuracy)
     worst = min((c for c in other_acc.per_class if c.support), key=lambda c: c.recall)
-    assert table.item(1, 1).text() == f"{worst.name} {pct(worst.recall)}"
+    assert table.item(1, 1).text() == pct(worst.recall)
+    assert table.item(2, 1).text() == worst.name
     assert panel.details.currentIndex() == 1  # the Compare runs tab came to the front
 
     a = {p.image_id: p for p in core_runs.predictions(project, run_id, panel.subset)}
@@ -563,7 +564,7 @@ def test_compare_two_runs(qtbot, window, review, trained) -> None:  # noqa: ANN0
     a_only = {i for i in a if i in b and right(a[i]) and not right(b[i])}
     b_only = {i for i in a if i in b and right(b[i]) and not right(a[i])}
     b_acc = sum(right(p) for p in b.values()) / len(b)
-    assert table.item(2, 2).text() == pct(b_acc)
+    assert table.item(3, 2).text() == pct(b_acc)
     ids = panel.show_view("a_only")
     assert sorted(ids) == sorted(a_only) and panel.model.ids == ids
     assert sorted(panel.show_view("b_only")) == sorted(b_only)
