@@ -207,11 +207,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         # Comparing gets a tab of its own (the whole height, every column readable).
         self.compare_table = _table(self, ["Metric", "This run", "Other run", "Δ"])
         header = self.compare_table.horizontalHeader()
-        for col, mode in enumerate((QHeaderView.ResizeMode.ResizeToContents,
-                                    QHeaderView.ResizeMode.Stretch,
-                                    QHeaderView.ResizeMode.Stretch,
-                                    QHeaderView.ResizeMode.ResizeToContents)):
-            header.setSectionResizeMode(col, mode)
+        for col in (1, 2, 3):  # figures always whole; a long metric name elides
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.compare_box = QGroupBox("Comparison", self)
         self.compare_box.setFlat(True)
         QVBoxLayout(self.compare_box).addWidget(self.compare_table)
@@ -228,6 +226,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         compare_layout.addLayout(compare_row)
         compare_layout.addWidget(self.compare_hint)
         compare_layout.addWidget(self.compare_box, 1)
+        self.compare_views = QHBoxLayout()  # the images one run gets right, the other wrong
+        compare_layout.addLayout(self.compare_views)
         self.details = QTabWidget(self)
         self.details.addTab(self.per_class, "Per class")
         self.details.addTab(compare_page, "Compare runs")
@@ -261,7 +261,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             b.clicked.connect(lambda _=False, k=key: self.show_view(k))
             self.view_group.addButton(b)
             self.view_buttons[key] = b
-            views.addWidget(b)
+            (self.compare_views if key in ("a_only", "b_only") else views).addWidget(b)
         views.addStretch(1)
         self.heat_button = QToolButton(self)
         self.heat_button.setText("Heatmaps")
@@ -294,6 +294,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.qualify = QLabel(self)  # how many predictions reach the threshold
         self.hint = QLabel("<small>Keys 1–9 relabel the selected images; Ctrl+Z undoes."
                            "</small>", self)
+        self.hint.setWordWrap(True)  # never what makes the page wider than the window
         actions = QHBoxLayout()
         actions.addWidget(self.hint, 1)
         actions.addWidget(self.accept_button)
@@ -525,12 +526,13 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             f"<b>{_esc(run_title(self.run))}</b> <small>({cfg.get('arch', '?')},{nb}"
             f"{cfg.get('img_size', '?')}{nb}px)</small>",
             f"<span style='font-size:large'><b>{pct(s.balanced_accuracy)}</b> balanced "
-            "accuracy</span>"
-            + (f" · worst class <b>{_esc(s.worst_class or '?')} {pct(s.worst_recall)}</b> "
-               "recall" if s.worst_recall is not None else ""),
-            f"accuracy {pct(rep.accuracy)} · macro-F1 {pct(rep.macro_f1)}"
-            f" <small>· {rep.n:,} {name} images{loss}</small>",
+            "accuracy</span>",
         ]
+        if s.worst_recall is not None:
+            lines.append(f"worst class <b>{_esc(s.worst_class or '?')} {pct(s.worst_recall)}"
+                         "</b> recall")
+        lines.append(f"accuracy {pct(rep.accuracy)} · macro-F1 {pct(rep.macro_f1)}"
+                     f" <small>· {rep.n:,} {name} images{loss}</small>")
         few = summary.few_image_classes(rep.per_class)
         if few:
             listed = ", ".join(f"{_esc(n)} ({k} {name} image{'s' if k != 1 else ''})"
@@ -765,7 +767,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         for c in (a.per_class if a else ()):
             rows.append((f"Recall {c.name}", c.recall, recall_other.get(c.name), True))
         self.compare_table.setHorizontalHeaderLabels(
-            ["Metric", run_title(self.run), run_title(self.other), "Δ"])
+            ["Metric", f"#{self.run.id}", f"#{self.other.id}", "Δ"])
+        for col, info in ((1, self.run), (2, self.other)):
+            self.compare_table.horizontalHeaderItem(col).setToolTip(run_title(info))
         self.compare_table.setRowCount(len(rows) + 1)
         for row, (name, x, y, is_pct) in enumerate(rows):
             def fmt(v, is_pct=is_pct):  # noqa: ANN001, ANN202
@@ -781,7 +785,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         for col, worst in ((1, worst_a), (2, worst_b)):  # which class is the worst
             cell = self.compare_table.item(2, col)
             if worst is not None and cell is not None:
-                cell.setText(worst[0])
+                cell.setText(worst[0] if len(worst[0]) <= 16 else worst[0][:15] + "…")
                 cell.setToolTip(f"'{worst[0]}' is the class this run recognises least often")
         self.compare_table.item(2, 3).setText("")
         both = self.compare_counts()
