@@ -304,6 +304,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         BatchProgress, EpochEnded, EvaluationProgress, ImagesSkipped, PreparingData, RunCancelled,
         RunFinished, RunStarted, WeightsDownload,
     )  # fmt: skip
+    from densestudio.ml import summary
     from densestudio.ml.train import fit
 
     line = ProgressLine()
@@ -346,10 +347,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             m = e.metrics
             early = " (stopped early)" if e.stopped_early else ""
             print(f"Finished run {e.run_id}{early}; best epoch {e.best_epoch}.")
-            for subset in ("val", "test"):
+            for subset in ("test", "val"):  # balanced accuracy and the worst class first
                 if f"{subset}_acc" in m:
-                    print(f"  {subset}: accuracy {m[f'{subset}_acc'] * 100:.2f} %  "
-                          f"macro-F1 {m[f'{subset}_macro_f1'] * 100:.2f} %")
+                    print(f"  {summary.long_text(summary.summarize(m, subset=subset))}, "
+                          f"macro-F1 {summary.pct(m.get(f'{subset}_macro_f1'))}")
         elif isinstance(e, RunCancelled):
             line.done()
             print(f"Run {e.run_id} stopped after epoch {e.epoch}; continue it with "
