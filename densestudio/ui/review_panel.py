@@ -135,6 +135,22 @@ def prediction_warnings(preds: list[core_runs.PredictionInfo], class_names: tupl
     return out
 
 
+def _too_few(few: list[tuple[str, int]], rep, subset: str) -> str:  # noqa: ANN001
+    """The warning for classes with too few images in the set to judge their recall."""
+    def images(k: int) -> str:
+        return f"{k} {subset} image{'s' if k != 1 else ''}"
+
+    if len(few) == len(rep.per_class) and len(few) > 1:
+        lo, hi = min(k for _, k in few), max(k for _, k in few)
+        each = f"{lo} each" if lo == hi else f"{lo}–{hi} each"
+        return (f"Too few to judge: every class has fewer than {summary.FEW_IMAGES} "
+                f"{subset} images ({each}); one image moves a class's recall by "
+                f"{100 / max(1, hi):.0f} % or more. Label more images.")
+    listed = ", ".join(f"{n} ({images(k)})" for n, k in few[:4])
+    more = f" and {len(few) - 4} more" if len(few) > 4 else ""
+    return f"Too few to judge: {listed}{more}. Label more images of these classes."
+
+
 def _item(text: str, right: bool = True) -> QTableWidgetItem:
     item = QTableWidgetItem(text)
     if right:
@@ -535,10 +551,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                      f" <small>· {rep.n:,} {name} images{loss}</small>")
         few = summary.few_image_classes(rep.per_class)
         if few:
-            listed = ", ".join(f"{_esc(n)} ({k} {name} image{'s' if k != 1 else ''})"
-                               for n, k in few)
-            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ Too few to judge: {listed}. "
-                         "Label more images of these classes.</span>")
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {_esc(_too_few(few, rep, name))}"
+                         "</span>")
         passed = self._defects_called_good()
         if passed:
             lines.append(passed)

@@ -338,10 +338,16 @@ def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(window, r
     assert f"<b>{rep.balanced_accuracy * 100:.1f} %</b> balanced accuracy" in text
     assert f"worst class <b>{worst.name} {worst.recall * 100:.1f} %</b> recall" in text
     assert "32&nbsp;px" in text  # "(densenet_bc_tiny, 32 px)" never wraps inside
+    from densestudio.ui.review_panel import _too_few
+
     # A test set of a few images per class: too few to judge, and it says so.
-    few = [c for c in rep.per_class if c.support < 10]
-    assert few and "Too few to judge: " + ", ".join(
-        f"{c.name} ({c.support} test image{'s' if c.support != 1 else ''})" for c in few) in text
+    assert all(c.support < 10 for c in rep.per_class)
+    assert "⚠ Too few to judge: every class has fewer than 10 test images" in text
+    # (Only some classes small: they are named.)
+    small = [(c.name, c.support) for c in rep.per_class][:1]
+    assert _too_few(small, rep, "test") == (
+        f"Too few to judge: {small[0][0]} ({small[0][1]} test image"
+        f"{'s' if small[0][1] != 1 else ''}). Label more images of these classes.")
     # The run picker: balanced accuracy after the name (old runs: no worst class stored).
     info = core_runs.get_run(project, run_id)
     entry = panel.run_combo.itemText(panel.run_combo.findData(run_id))
