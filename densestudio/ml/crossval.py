@@ -178,11 +178,13 @@ def estimate_seconds(n_images: int, k: int, cfg: TrainConfig, threads: int = 1,
     this project when there is one (scaled to the image size), else from the measured speed
     of the tiny model on a CPU thread (GPU: 10x). Convolutions cost ~ pixels, so speed goes
     with (128 / img_size)^2."""
-    work = k * cfg.epochs * n_images * (k - 1) / k + n_images
+    def work(n: int, folds: int, epochs: int) -> float:  # images through the model
+        return folds * epochs * n * (folds - 1) / folds + n
+
     if previous is not None and previous.metrics.get("seconds"):
         m, c = previous.metrics, previous.config
-        done = (int(m.get("folds", c.get("folds", k))) * int(c.get("epochs", cfg.epochs))
-                * int(m.get("n_images", n_images)))
+        done = work(int(m.get("n_images", n_images)), int(m.get("folds", c.get("folds", k))),
+                    int(c.get("epochs", cfg.epochs)))
         size = int(c.get("img_size", cfg.img_size))
         speed = done / float(m["seconds"]) * (size / cfg.img_size) ** 2
     else:
@@ -190,7 +192,7 @@ def estimate_seconds(n_images: int, k: int, cfg: TrainConfig, threads: int = 1,
         speed = TRAIN_IMAGES_PER_S * max(1, threads) * (128 / cfg.img_size) ** 2
         if device != "cpu":
             speed *= 10
-    return work / max(speed, 1e-6)
+    return work(n_images, k, cfg.epochs) / max(speed, 1e-6)
 
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:

@@ -43,12 +43,12 @@ from PySide6.QtWidgets import (
 from densestudio.core import runs as core_runs
 from densestudio.core.models import SOURCE_PREDICTION
 from densestudio.core.store import ImageFilter
+from densestudio.ml import summary
 from densestudio.ui.confusion import ConfusionMatrixView
 from densestudio.ui.gallery_model import TileOverlay
 from densestudio.ui.gallery_view import GalleryView
 from densestudio.ui.heatmaps import HeatmapGalleryModel
 from densestudio.ui.jobs import evaluate_job, is_droppable, predict_job
-from densestudio.ml import summary
 from densestudio.ui.runs_panel import pct, run_title
 from densestudio.ui.workers import Worker
 from densestudio.ui.relabel import RelabelSelectedMixin
