@@ -1,8 +1,9 @@
 """The Review tab: what a run gets right and wrong, and fixing labels from there.
 
-Left: the run and subset (validation / test), a summary (accuracy, balanced accuracy,
-macro-F1), the clickable confusion matrix, per-class precision / recall / F1 / support, and
-the comparison with a second run. Right: a gallery of the images behind what was clicked (a
+Left: the run and subset (validation / test), a summary led by balanced accuracy and the
+worst class's recall (``ml.summary``; accuracy after them), warnings for classes too small to
+judge, the clickable confusion matrix, and tabs with per-class precision / recall / F1 /
+support and the comparison with a second run. Right: a gallery of the images behind what was clicked (a
 matrix cell sorted by confidence, all misclassified, top losses, predictions for unlabeled
 images, or the images one run gets right and the other wrong) with the true class, the
 predicted class and the confidence on each tile. Keys 1-9 relabel the selected tiles (undo
