@@ -136,12 +136,13 @@ class LabelAudit:
 
     def suspects(self, include_confirmed: bool = False) -> list[LabelIssue]:
         """Images whose label looks wrong: flagged by confident learning (another class
-        reaches its own per-class threshold and beats the given one), within the guards of
-        ``label_errors`` (no flags for a class the model barely predicts, at most a third of
-        a class). Most suspicious first."""
+        reaches its own per-class threshold and beats the given one) first, then those the
+        model prefers another class for, within the guards of ``label_errors`` (none for a
+        class the model barely predicts, at most a third of a class). Most suspicious
+        first."""
         return [
             i for i in self.issues
-            if i.flagged and (include_confirmed or self.image_ids[i.index] not in self.confirmed)
+            if i.suspect and (include_confirmed or self.image_ids[i.index] not in self.confirmed)
         ]  # fmt: skip
 
     def notes(self) -> list[str]:

@@ -8,15 +8,19 @@ Northcutt et al., "Confident Learning" (2021):
 - an image is *flagged* when some other class k reaches its own threshold (p_k >= t_k) and
   beats the given label: the model confidently sees k there;
 - images are ranked by the normalized margin p[given] - max_{k != given} p[k]: the lower,
-  the more likely the label is wrong. Flagged images come first.
+  the more likely the label is wrong. Flagged images come first;
+- *suspects* (what the user is shown) are the flagged images and, after them, those the model
+  prefers another class for without reaching that class's threshold (negative margin): on
+  NEU with 5 % flipped labels the second group holds a quarter of the flips.
 
 Two guards keep the suggestions from erasing a small class (a 10-image class whose images the
 out-of-sample models mostly call something else is a class they did not learn, not a class of
 wrong labels):
-- a class whose out-of-sample recall is below ``MIN_RECALL`` gets no flags at all (its
+- a class whose out-of-sample recall is below ``MIN_RECALL`` gets no suspects at all (its
   ``ClassCheck`` says the suggestions for it are unreliable);
-- at most ``MAX_SHARE`` of a class's images are flagged (the most suspicious ones).
-Images held back by these guards keep their place in the ranking among the unflagged ones.
+- at most ``MAX_SHARE`` of a class's images are suspects (the most suspicious ones).
+Images held back by these guards are not flagged and keep their place in the ranking among
+the unflagged ones.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ class LabelIssue:
     suggested: int  # the class the model believes in
     score: float  # normalized margin in [-1, 1]; lower = more suspicious
     self_confidence: float  # p[given]
-    flagged: bool  # a suspected label error (after the guards)
-    held_back: bool = False  # confident learning flags it, a guard does not list it
+    flagged: bool  # confident learning flags it (after the guards)
+    held_back: bool = False  # it would be a suspect, but a guard does not list it
+    suspect: bool = False  # listed as a suspected label error (flagged or negative margin)
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,8 @@ class ClassCheck:
     index: int
     images: int  # labeled with this class
     recall: float  # share of them the out-of-sample model predicts as this class
-    flagged: int  # flagged by confident learning
-    listed: int  # of those, flagged after the guards
+    flagged: int  # would be suspects: flagged by confident learning or negative margin
+    listed: int  # of those, suspects after the guards
     reliable: bool  # recall >= MIN_RECALL
 
     @property
@@ -79,19 +84,20 @@ def class_recalls(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _guard(flagged: np.ndarray, margin: np.ndarray, labels: np.ndarray, recalls: np.ndarray,
+def _guard(candidates: np.ndarray, rank: np.ndarray, labels: np.ndarray, recalls: np.ndarray,
            max_share: float, min_recall: float) -> np.ndarray:
-    """Which flagged images the guards hold back (see the module docstring)."""
-    held = np.zeros_like(flagged)
+    """Which would-be suspects the guards hold back (see the module docstring); ``rank``:
+    each image's place in the ranking (the cap keeps the first ones)."""
+    held = np.zeros_like(candidates)
     for j in np.unique(labels):
-        rows = np.flatnonzero(flagged & (labels == j))
+        rows = np.flatnonzero(candidates & (labels == j))
         if not len(rows):
             continue
         if not recalls[j] >= min_recall:
             held[rows] = True
             continue
         cap = int(np.floor(max_share * int((labels == j).sum())))
-        held[rows[np.argsort(margin[rows], kind="stable")][cap:]] = True
+        held[rows[np.argsort(rank[rows], kind="stable")][cap:]] = True
     return held
 
 
@@ -114,13 +120,17 @@ def rank_label_issues(probs: np.ndarray, labels: np.ndarray, max_share: float = 
     masked = np.where(confident_other, probs, -np.inf)
     confident = confident_other.any(axis=1) & (masked.max(axis=1) > self_conf)
     suggested = np.where(confident, masked.argmax(axis=1), best_other)
-    held = _guard(confident, margin, labels, class_recalls(probs, labels), max_share,
+    candidates = confident | (margin < 0)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.lexsort((margin, ~confident))] = np.arange(n)
+    held = _guard(candidates, rank, labels, class_recalls(probs, labels), max_share,
                   min_recall)
     flagged = confident & ~held
     order = np.lexsort((margin, ~flagged))  # flagged first, then by margin ascending
     return [
         LabelIssue(int(i), int(labels[i]), int(suggested[i]), float(margin[i]),
-                   float(self_conf[i]), bool(flagged[i]), bool(held[i]))
+                   float(self_conf[i]), bool(flagged[i]), bool(held[i]),
+                   bool(candidates[i] and not held[i]))
         for i in order
     ]
 
@@ -133,9 +143,9 @@ def class_checks(probs: np.ndarray, labels: np.ndarray, issues: list[LabelIssue]
     if len(labels) == 0:
         return []
     recalls = class_recalls(probs, labels)
-    flagged = np.bincount([i.given for i in issues if i.flagged or i.held_back],
+    flagged = np.bincount([i.given for i in issues if i.suspect or i.held_back],
                           minlength=probs.shape[1])
-    listed = np.bincount([i.given for i in issues if i.flagged], minlength=probs.shape[1])
+    listed = np.bincount([i.given for i in issues if i.suspect], minlength=probs.shape[1])
     sizes = np.bincount(labels, minlength=probs.shape[1])
     return [
         ClassCheck(j, int(sizes[j]), float(recalls[j]), int(flagged[j]), int(listed[j]),

@@ -24,6 +24,8 @@ def test_hand_made_case() -> None:
     flagged = {i.index for i in issues if i.flagged}
     assert flagged == {2}, "0.55 < t_0 = 0.6: the borderline image is ranked, not flagged"
     assert issues[1].index == 5, "but it is the next most suspicious"
+    assert issues[1].suspect and not issues[1].flagged, "listed after the flagged ones"
+    assert {i.index for i in issues if i.suspect} == {2, 5}
     assert [i.index for i in issues][-1] == 0, "the most confident correct label is last"
 
 
