@@ -6,8 +6,8 @@ judge, the clickable confusion matrix, and tabs with per-class precision / recal
 support and the comparison with a second run. Right: a gallery of the images behind what
 was clicked (a matrix cell sorted by confidence, all misclassified, top losses, predictions
 for unlabeled images, or the images one run gets right and the other wrong) with the true
-class, the predicted class and the confidence on each tile. Keys 1-9 relabel the selected tiles (undo
-with Ctrl+Z); tiles whose label changed since the run are marked "relabeled".
+class, the predicted class and the confidence on each tile. Keys 1-9 relabel the selected
+tiles (undo with Ctrl+Z); tiles whose label changed since the run are marked "relabeled".
 
 All numbers come from predictions stored in the project (``core.runs``); evaluating a run,
 predicting unlabeled images and exporting run in worker threads.
