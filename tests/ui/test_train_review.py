@@ -348,13 +348,21 @@ def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(window, r
     assert _too_few(small, rep, "test") == (
         f"Too few to judge: {small[0][0]} ({small[0][1]} test image"
         f"{'s' if small[0][1] != 1 else ''}). Label more images of these classes.")
-    # The run picker: balanced accuracy after the name (old runs: no worst class stored).
+    # The run picker: balanced accuracy after the name, then the worst class the run stored.
     info = core_runs.get_run(project, run_id)
     entry = panel.run_combo.itemText(panel.run_combo.findData(run_id))
     assert entry == (f"#{run_id} {info.name} · balanced "
-                     f"{info.metrics['test_balanced_acc'] * 100:.1f} %")
+                     f"{info.metrics['test_balanced_acc'] * 100:.1f} % · worst "
+                     f"{info.metrics['test_worst_class']} "
+                     f"{info.metrics['test_worst_recall'] * 100:.1f} %")
+    # Old runs (no worst class stored) show balanced accuracy only.
+    old = {k: v for k, v in info.metrics.items() if not k.startswith("test_worst")}
+    core_runs.update_run(project, run_id, metrics=old)
+    panel.refresh_runs()
+    entry = panel.run_combo.itemText(panel.run_combo.findData(run_id))
+    assert entry.endswith(f"balanced {info.metrics['test_balanced_acc'] * 100:.1f} %")
 
-    # Runs trained with the worst class in their metrics show it in the picker and the table.
+    # The worst class stored with the run shows in the picker and the table.
     core_runs.update_run(project, run_id, metrics={
         **info.metrics, "test_worst_recall": 0.25, "test_worst_class": "stripes"})
     panel.refresh_runs()
