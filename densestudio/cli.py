@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from densestudio import __version__
+from densestudio.cli_signoff import add_signoff_commands
 from densestudio.core.errors import CancelledError, DenseStudioError
 from densestudio.core.progress import CancelToken
 
@@ -86,9 +89,22 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def open_project(path: str):  # noqa: ANN201
+    """Open a project for a command; says so when it is read-only, and lets a write that
+    waits for another process's lock say that it is waiting."""
     from densestudio.core.store import Project
 
-    return Project.open(path)
+    project = Project.open(path)
+    if project.read_only:
+        print(f"note: opened read-only: {project.read_only}; changes cannot be saved.",
+              file=sys.stderr)
+    project.on_lock_wait(lambda message: print(message, file=sys.stderr, flush=True))
+    return project
+
+
+def printable(text: str) -> str:
+    """One line of text for a table or a message: control characters (a newline in an old
+    class name, undecodable file-name bytes) are shown escaped, never printed raw."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -112,6 +128,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         report = run_import(project, [Path(p) for p in args.paths], options, on_event=on_event)
     line.done()
     print(report.summary())
+    for note in report.notes:
+        print(f"  note: {note}")
     for skipped in report.skipped[: args.show_skipped]:
         print(f"  skipped {skipped.path}: {skipped.reason}")
     if len(report.skipped) > args.show_skipped:
@@ -143,6 +161,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         rows = [(c.shortcut or "", c.name, c.id) for c in classes] + [("", "(unlabeled)", None)]
         for key, name, class_id in rows:
             cells = " ".join(f"{counts.count(class_id, s):>7}" for s in SPLITS)
+            name = printable(name)
             print(f"  {key:>3}  {name[:24]:<24} {counts.count(class_id):>7} {cells}")
         if missing:
             print(f"\n{missing} image file(s) are missing; use `densestudio relink` to find them:")
@@ -169,23 +188,37 @@ def cmd_relink(args: argparse.Namespace) -> int:
     return EXIT_OK if result.still_missing == 0 else EXIT_PARTIAL
 
 
+def split_ratios(text: str) -> tuple[float, float, float]:
+    """argparse type of --ratios: three finite fractions >= 0 that sum to 1."""
+    from densestudio.core.errors import ProjectError
+    from densestudio.core.splits import check_ratios
+
+    try:
+        return check_ratios([float(x) for x in text.split(",")])
+    except (ValueError, ProjectError):
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not three fractions for train,val,test that are >= 0 and sum to 1 "
+            "(e.g. 0.7,0.15,0.15)") from None
+
+
 def cmd_split(args: argparse.Namespace) -> int:
+    from densestudio.core import splits
     from densestudio.core.store import lock_test_split, resplit
 
     with open_project(args.project) as project:
         if args.lock is not None:
             lock_test_split(project, args.lock == "on")
         if args.group_by is not None:
-            from densestudio.core.splits import set_group_by
-
             with project.transaction() as s:
-                set_group_by(s, "" if args.group_by == "none" else args.group_by)
+                splits.set_group_by(s, "" if args.group_by == "none" else args.group_by)
         if args.resplit:
-            ratios = tuple(float(x) for x in args.ratios.split(",")) if args.ratios else None
-            n = resplit(project, ratios, args.seed)  # type: ignore[arg-type]
+            n = resplit(project, args.ratios, args.seed)
             print(f"Re-assigned splits of {n} image(s).")
-        if args.group_by is not None and not args.resplit:
-            print("Group key saved; it applies to new images. Use --resplit to apply it to all.")
+        elif args.ratios is not None:
+            with project.transaction() as s:
+                splits.set_ratios(s, args.ratios)
+        if (args.group_by is not None or args.ratios is not None) and not args.resplit:
+            print("Saved; it applies to new images. Use --resplit to apply it to all.")
     return cmd_info(argparse.Namespace(project=args.project, check_files=False))
 
 
@@ -239,7 +272,8 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("split", help="show, re-assign or lock the train/val/test split")
     p.add_argument("project")
     p.add_argument("--resplit", action="store_true", help="re-assign all non-locked images")
-    p.add_argument("--ratios", help="train,val,test fractions, e.g. 0.7,0.15,0.15")
+    p.add_argument("--ratios", type=split_ratios,
+                   help="train,val,test fractions, e.g. 0.7,0.15,0.15")
     p.add_argument("--seed", type=int)
     p.add_argument("--lock", choices=["on", "off"], help="lock or unlock the test set")
     p.add_argument("--group-by", metavar="KEY",
@@ -293,8 +327,8 @@ def _train_config(args: argparse.Namespace, project) -> object:  # noqa: ANN001
         changes["time_budget_s"] = None  # a fixed number of epochs instead of a budget
     if args.stretch:
         changes["fit"] = "stretch"
-    if args.weights:
-        changes["weights_path"] = args.weights
+    if args.weights:  # stored with the run: absolute, not relative to this directory
+        changes["weights_path"] = str(Path(args.weights).expanduser().absolute())
         changes["pretrained"] = True
     if args.freeze is not None:
         changes["strategy"] = args.freeze
@@ -315,6 +349,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         BatchProgress, EpochEnded, EpochsPlanned, EvaluationProgress, ImagesSkipped,
         PreparingData, RunCancelled, RunFinished, RunStarted, WeightsDownload,
     )  # fmt: skip
+    from densestudio.ml import summary
     from densestudio.ml.train import fit
 
     line = ProgressLine()
@@ -364,14 +399,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             m = e.metrics
             early = " (stopped early)" if e.stopped_early else ""
             print(f"Finished run {e.run_id}{early}; best epoch {e.best_epoch}.")
-            for subset in ("val", "test"):
+            for subset in ("test", "val"):  # balanced accuracy and the worst class first
                 if f"{subset}_acc" in m:
-                    worst = m.get(f"{subset}_worst_class")
-                    worst_text = (f"  worst class {worst} {m[f'{subset}_worst_recall'] * 100:.1f}"
-                                  " % recall" if worst else "")
-                    print(f"  {subset}: balanced accuracy {m[f'{subset}_balanced_acc'] * 100:.2f}"
-                          f" %{worst_text}  accuracy {m[f'{subset}_acc'] * 100:.2f} %  "
-                          f"macro-F1 {m[f'{subset}_macro_f1'] * 100:.2f} %")
+                    print(f"  {summary.long_text(summary.summarize(m, subset=subset))}, "
+                          f"macro-F1 {summary.pct(m.get(f'{subset}_macro_f1'))}")
         elif isinstance(e, RunCancelled):
             line.done()
             print(f"Run {e.run_id} stopped after epoch {e.epoch}; continue it with "
@@ -416,6 +447,27 @@ def _good_class(project, run_id: int) -> str | None:  # noqa: ANN001
     return point.good_class if point is not None else None
 
 
+def _pick_export_run(project, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """The run to export: --run, else the approved run, else the latest finished one; warns
+    on stderr when it is not approved (see `densestudio approve`)."""
+    from densestudio.core import signoff
+
+    run_id = args.run if args.run is not None else signoff.approved_run_id(project)
+    run_id = _pick_run(project, run_id)
+    if not signoff.is_approved(project, run_id):
+        print(f"warning: run {run_id} is not approved for release (approve it with "
+              f"`densestudio approve {args.project} --run {run_id} --why ...`).",
+              file=sys.stderr)
+    return run_id
+
+
+def _record_export(project, run_id: int, out: Path, files: Sequence[Path]) -> None:  # noqa: ANN001
+    """Remember the export in the run, for the validation report (its parity figures)."""
+    from densestudio.ml.report import record_export
+
+    record_export(project, run_id, out, files)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from densestudio.ml.export import ExportProgress, OodCalibrated, ParityChecked, export_model
 
@@ -430,11 +482,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     cancel = CancelToken()
     with open_project(args.project) as project, ctrl_c_cancels(cancel):
-        run_id = _pick_run(project, args.run)
+        run_id = _pick_export_run(project, args)
         out = Path(args.out)
         if out.is_dir():  # a folder: the model goes inside it, named after project and run
             out = out / f"{project.path.stem}-run{run_id}"
         out = export_model(project, run_id, out, args.format, on_event=on_event, cancel=cancel)
+        _record_export(project, run_id, out, [out])
     print(f"Exported run {run_id} to {out}")
     return EXIT_OK
 
@@ -490,14 +543,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
               file=sys.stderr)
     decided = point is not None or ood is not None
     if args.csv:
-        with open(args.csv, "w", newline="", encoding="utf-8") as f:
+        from densestudio.core.csv_cells import csv_output, csv_text
+
+        with csv_output(Path(args.csv)) as f:
             w = csv.writer(f)
-            w.writerow(["path", "class", "confidence", *[f"p_{n}" for n in names], "error",
-                        *(["decision"] if decided else []),
+            w.writerow(["path", "class", "confidence", *[csv_text(f"p_{n}") for n in names],
+                        "error", *(["decision"] if decided else []),
                         *(["ood_score", "unfamiliar"] if ood is not None else [])])
             for r in results:
-                w.writerow([r.path, r.class_name or "", f"{r.confidence:.6f}",
-                            *[f"{v:.6f}" for v in r.probs], r.error or "",
+                w.writerow([csv_text(r.path or ""), csv_text(r.class_name or ""),
+                            f"{r.confidence:.6f}", *[f"{v:.6f}" for v in r.probs],
+                            csv_text(r.error or ""),
                             *([r.decision or ""] if decided else []),
                             *([f"{r.ood_score:.6f}" if r.ood_score is not None else "",
                                int(r.unfamiliar)] if ood is not None else [])])
@@ -515,8 +571,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_operating_point(args: argparse.Namespace) -> int:
     """Show, suggest, set or clear a run's OK/NG operating point (the GUI's "OK/NG" dialog)."""
-    import numpy as np
-
     from densestudio.core import runs
     from densestudio.ml import operating_point as op
 
@@ -528,10 +582,13 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
             print(f"Run {run_id}: operating point removed.")
             return EXIT_OK
         stored = op.load_operating_point(project, run_id)
-        good = args.good or (stored.good_class if stored else op.suggest_good_class(names))
+        good = args.good or (stored.good_class if stored else op.guess_good_class(names))
         if good is None:
             raise DenseStudioError(
-                f"Which class is the good one? Pass --good CLASS ({', '.join(names)}).")
+                f"Which class is the good one? No class name says so; pass --good CLASS "
+                f"({', '.join(names)}).")
+        if not args.good and not stored:
+            print(f"Good class: '{good}' (from its name; --good CLASS picks another).")
         if good not in names:
             raise DenseStudioError(f"'{good}' is not a class of run {run_id} "
                                    f"({', '.join(names)}).")
@@ -547,13 +604,27 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
               f"{int(is_good.sum())} good ('{good}'), {int((~is_good).sum())} defective")
         print(f"Costs miss : false reject = {args.cost_miss:g} : {args.cost_false_reject:g}; "
               f"suggested threshold {suggested:.3f}")
-        print("threshold   miss rate   false-reject rate")
-        for t in sorted({0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, round(suggested, 3)}):
-            i = int(np.searchsorted(curve.thresholds, t - 1e-12))
-            mark = "  <- suggested" if t == round(suggested, 3) else ""
-            print(f"  {t:7.3f}   {100 * curve.miss_rate[i]:8.2f} %   "
-                  f"{100 * curve.false_reject_rate[i]:8.2f} %{mark}")
-        threshold = suggested if args.suggest else args.threshold
+        choice = None
+        if args.max_miss_rate is not None:
+            choice = op.threshold_for_max_miss(p_good, is_good, args.max_miss_rate)
+            if choice.threshold is None:
+                raise DenseStudioError(choice.message)
+        print("threshold   miss rate (95 % CI)        false-reject rate (95 % CI)")
+        marks = {round(suggested, 3): "  <- suggested"}
+        if choice is not None:
+            marks[round(choice.threshold, 4)] = (
+                f"  <- miss rate <= {args.max_miss_rate * 100:g} % (upper bound)")
+        for t in sorted({0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, *marks}):
+            r = op.rates_with_intervals(p_good, is_good, t)
+            print(f"  {t:7.4g}   {r.miss.estimate * 100:6.2f} % ({r.miss.range_text(2):>11})   "
+                  f"{r.false_reject.estimate * 100:6.2f} % ({r.false_reject.range_text(2):>11})"
+                  f"{marks.get(t, '')}")
+        _print_miss_claim(p_good, is_good, choice.threshold if choice else suggested,
+                          args.max_miss_rate or 0.01)
+        if choice is not None:
+            print(choice.message)
+        threshold = (suggested if args.suggest
+                     else choice.threshold if choice is not None else args.threshold)
         if threshold is None:
             print(f"Stored operating point: {_describe_point(stored)}")
             return EXIT_OK
@@ -564,13 +635,23 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
             op.save_operating_point(project, run_id, point)
         except op.OperatingPointError as exc:
             raise DenseStudioError(str(exc)) from exc
-        rates = op.rates_at(p_good, is_good, point)
+        rates = op.rates_with_intervals(p_good, is_good, point)
         print(f"Saved for run {run_id}: {_describe_point(point)}")
-        print(f"On {args.subset}: miss {100 * rates['miss_rate']:.2f} %, false reject "
-              f"{100 * rates['false_reject_rate']:.2f} %, unsure "
-              f"{100 * rates['unsure_fraction']:.2f} %. Exported models carry it; "
-              "'densestudio predict' prints OK/NG/UNSURE.")
+        print(f"On {args.subset}: {rates.describe()}; unsure {rates.unsure} of {len(p_good)}. "
+              "Exported models carry it; 'densestudio predict' prints OK/NG/UNSURE.")
     return EXIT_OK
+
+
+def _print_miss_claim(p_good, is_good, threshold: float, target: float) -> None:  # noqa: ANN001
+    """What the defect images can show: the miss rate's upper bound and the images needed
+    to claim ``target``."""
+    from densestudio.core.stats import images_needed_sentence
+    from densestudio.ml import operating_point as op
+
+    r = op.rates_with_intervals(p_good, is_good, threshold)
+    print(f"At {threshold:.4g}: {r.misses} of {r.n_defective} defect images missed, so the true "
+          f"miss rate is at most {r.miss_upper * 100:.2f} % (95 % confidence, one-sided); "
+          f"{images_needed_sentence(target)}.")
 
 
 def _describe_point(point) -> str:  # noqa: ANN001 - OperatingPoint | None
@@ -641,7 +722,8 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
                        "checked against the app (ONNX by default)")
     p.add_argument("project")
     p.add_argument("out", help="output file (.onnx; .pt = TorchScript) or a folder")
-    p.add_argument("--run", type=int, help="run id (default: the latest finished run)")
+    p.add_argument("--run", type=int, help="run id (default: the approved run, else the latest "
+                                           "finished run)")
     p.add_argument("--format", choices=["onnx", "torchscript"],
                    help="model format (default: from OUT's extension, else onnx)")
     p.set_defaults(func=cmd_export)
@@ -667,6 +749,9 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--suggest", action="store_true",
                        help="save the threshold with the lowest expected cost")
     which.add_argument("--clear", action="store_true", help="remove the operating point")
+    which.add_argument("--max-miss-rate", type=float, metavar="R",
+                       help="save the threshold with the fewest false rejects whose 95 %% "
+                            "upper bound on the miss rate is <= R (e.g. 0.01)")
     p.add_argument("--cost-miss", type=float, default=1.0, metavar="A",
                    help="cost of passing a defective part (default 1)")
     p.add_argument("--cost-false-reject", type=float, default=1.0, metavar="B",
@@ -727,6 +812,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
               f"out-of-sample accuracy {audit.oos_accuracy * 100:.1f} %; {len(suspects)} "
               f"suspected label error(s)"
               + (f", {len(audit.confirmed)} confirmed right" if audit.confirmed else "") + ".")
+        for note in audit.notes():
+            print(f"Note: {note}")
         top = suspects[: args.top]
         if top:
             infos = {i.id: i for i in project.images_by_ids([audit.image_id(t) for t in top])}
@@ -767,6 +854,7 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_core_commands,
     add_ml_commands,
     add_audit_commands,
+    add_signoff_commands,
 ]
 
 
@@ -777,20 +865,66 @@ def build_parser() -> argparse.ArgumentParser:
         "Run without a command to open the desktop app.",
     )
     parser.add_argument("--version", action="version", version=f"densestudio {__version__}")
+    parser.add_argument("--user", metavar="NAME",
+                        help="who label changes and approvals are recorded as (default: "
+                             "$DENSESTUDIO_USER or the OS user)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMAND_GROUPS:
         add(sub)
     return parser
 
 
+class _StderrLog(logging.Handler):
+    """Warnings of core/ml (e.g. a rebuilt thumbnail cache) as 'warning: ...' lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+
+def _setup_output() -> None:
+    """File names need not be UTF-8: print their odd bytes escaped (caf\udce9.png) instead
+    of failing with UnicodeEncodeError; show core's warnings on stderr."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    log = logging.getLogger("densestudio")
+    if not any(isinstance(h, _StderrLog) for h in log.handlers):
+        log.addHandler(_StderrLog(logging.WARNING))
+        log.setLevel(logging.INFO)
+
+
+def _storage_error(exc: Exception, args: argparse.Namespace) -> str | None:
+    """A message for a database error that escaped the core's own translation."""
+    if not type(exc).__module__.startswith("sqlalchemy"):
+        return None
+    from densestudio.core.db import explain_error
+
+    project = Path(getattr(args, "project", None) or "the project")
+    return explain_error(exc, project) or f"{project}: {getattr(exc, 'orig', exc)}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _setup_output()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    if args.user:
+        import os
+
+        from densestudio.core.store import USER_ENV
+
+        os.environ[USER_ENV] = args.user
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `densestudio info P | head`: the reader has gone, not an error
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except CancelledError:
         print("\nCancelled.", file=sys.stderr)
         return 130
@@ -802,6 +936,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except OSError as exc:  # disk full, permission denied, ... on the user's files
         print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        message = _storage_error(exc, args)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -2,7 +2,8 @@
 
 Write to a temporary file in the same folder, flush and fsync it, then rename it over the
 target (atomic on POSIX and Windows). A full disk, a crash or a kill at any moment leaves
-either the old file or the new one, never half of one.
+either the old file or the new one, never half of one. The new file gets the permissions a
+plain ``open`` would give it (the old file's, or the umask's), not the temporary file's 0600.
 """
 
 from __future__ import annotations
@@ -15,6 +16,22 @@ from pathlib import Path
 from typing import IO
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def _final_mode(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
 @contextmanager
 def atomic_output(path: Path, mode: str = "wb", **open_kwargs) -> Iterator[IO]:
     """``with atomic_output(p) as f: f.write(...)`` - replaces ``p`` only on success."""
@@ -22,6 +39,7 @@ def atomic_output(path: Path, mode: str = "wb", **open_kwargs) -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, _final_mode(path))
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
             f.flush()
@@ -40,6 +58,7 @@ def atomic_write_via(path: Path, write: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, _final_mode(path))
         write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

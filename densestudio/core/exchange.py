@@ -7,14 +7,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from densestudio.core.atomic import atomic_output
+from densestudio.core.csv_cells import csv_output, csv_text
 from densestudio.core.models import Image, LabelClass
 
 CSV_COLUMNS = (
     "path", "filename", "content_hash", "label", "split", "label_source", "labeled_by",
     "labeled_at", "width", "height", "mode", "missing",
 )  # fmt: skip
-
 
 def export_labels_csv(project, out: Path) -> int:  # noqa: ANN001 - store.Project
     """Write one row per image; atomic (temp file + rename) so a crash leaves no half file."""
@@ -27,13 +26,14 @@ def export_labels_csv(project, out: Path) -> int:  # noqa: ANN001 - store.Projec
                 Image.missing,
             ).order_by(Image.path)
         ).all()
-    with atomic_output(Path(out), "w", newline="", encoding="utf-8") as f:
+    with csv_output(out) as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for path, digest, label_id, split, source, who, when, w, h, mode, missing in rows:
             writer.writerow([
-                path, Path(path).name, digest, names.get(label_id, ""), split or "",
-                source or "", who or "", when.isoformat(timespec="seconds") if when else "",
+                csv_text(path), csv_text(Path(path).name), digest,
+                csv_text(names.get(label_id, "")), split or "", source or "",
+                csv_text(who or ""), when.isoformat(timespec="seconds") if when else "",
                 w, h, mode, int(missing),
             ])  # fmt: skip
     return len(rows)

@@ -4,6 +4,12 @@ One place knows how to turn a file into pixels: EXIF orientation, 16-bit graysca
 CMYK JPEGs, palette images with transparency, multi-page TIFF and animated GIF (first frame),
 and images large enough to trip Pillow's decompression-bomb guard. Everything downstream
 (thumbnails, training cache, viewer, prediction) gets 8-bit "L" or "RGB".
+
+Files are opened by ``open_regular`` only: a named pipe, a device or a socket put where an
+image was expected is refused at once instead of hanging or reading forever. Memory per
+decode is bounded: the pixel count is checked from the header before anything is decoded,
+JPEGs decode at reduced size when asked, and a file is never read whole into memory when it
+is large (zero-padding after a small image costs a streamed hash, not gigabytes of RAM).
 """
 
 from __future__ import annotations
@@ -11,12 +17,16 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, ContextManager
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from densestudio.core import files
 from densestudio.core.errors import DenseStudioError
 
 IMAGE_EXTENSIONS = frozenset(
@@ -30,10 +40,29 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files are errors, not grey 
 
 THUMBNAIL_SIZE = 256
 HASH_CHUNK = 1 << 20
+MAX_FILE_BYTES = 2 << 30  # 2 GiB: beyond this a file is not a plausible inspection image
+IN_MEMORY_BYTES = 64 << 20  # files up to this size are read once; larger ones are streamed
 
 
 class ImageDecodeError(DenseStudioError):
     """The file is not an image we can read; the message says why, for the import report."""
+
+
+class NotARegularFile(ImageDecodeError):
+    """A FIFO, device, socket or folder where an image file was expected."""
+
+
+def open_regular(path: Path) -> ContextManager[BinaryIO]:
+    """``files.open_regular`` raising NotARegularFile (an ImageDecodeError) for a FIFO etc."""
+    return files.open_regular(path, NotARegularFile)
+
+
+def _read_error(exc: OSError) -> ImageDecodeError:
+    if isinstance(exc, FileNotFoundError):
+        return ImageDecodeError("file not found")
+    if isinstance(exc, PermissionError):
+        return ImageDecodeError("permission denied")
+    return ImageDecodeError(f"cannot read: {exc.strerror or exc}")
 
 
 @dataclass(frozen=True)
@@ -51,11 +80,18 @@ def is_image_path(path: Path) -> bool:
 
 
 def file_hash(path: Path) -> str:
-    """Content hash (BLAKE2b-128, hex): the identity of an image across folders and moves."""
+    """Content hash (BLAKE2b-128, hex): the identity of an image across folders and moves.
+
+    Raises OSError, or NotARegularFile for a FIFO/device."""
+    with open_regular(path) as f:
+        return stream_hash(f)
+
+
+def stream_hash(f: BinaryIO) -> str:
+    """``bytes_hash`` of a file's whole content, read in chunks (constant memory)."""
     h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
+    while chunk := f.read(HASH_CHUNK):
+        h.update(chunk)
     return h.hexdigest()
 
 
@@ -73,7 +109,8 @@ def _bit_depth(mode: str) -> int:
     return 8
 
 
-def _open(source: Path | bytes) -> Image.Image:
+def _open(source: bytes | BinaryIO) -> Image.Image:
+    """Pillow's lazy open (header only) of bytes or an open file, with the size checks."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -130,10 +167,23 @@ def to_display_mode(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, ...
 
 
+@contextmanager
+def _opened(source: Path | bytes) -> Iterator[Image.Image]:
+    """A lazily opened image from bytes or a path (regular files only)."""
+    if isinstance(source, bytes):
+        yield _open(source)
+        return
+    with ExitStack() as stack:
+        try:
+            f = stack.enter_context(open_regular(Path(source)))
+        except OSError as exc:
+            raise _read_error(exc) from exc
+        yield _open(f)
+
+
 def probe(path: Path) -> ImageProbe:
     """Header-only look at a file (fast): dimensions and mode after EXIF rotation."""
-    img = _open(path)
-    with img:
+    with _opened(path) as img:
         width, height = img.size
         orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
         if orientation in (5, 6, 7, 8):
@@ -148,7 +198,11 @@ def load_image(source: Path | bytes, max_side: int | None = None) -> Image.Image
     needed at 256 px decodes ~8x faster; the result is at least ``max_side`` on its long side
     unless the source is smaller.
     """
-    img = _open(source)
+    with _opened(source) as img:
+        return _decode_upright(img, max_side)
+
+
+def _decode_upright(img: Image.Image, max_side: int | None) -> Image.Image:
     try:
         if max_side is not None and img.format == "JPEG":
             img.draft(img.mode if img.mode in ("L", "RGB") else "RGB", (max_side, max_side))
@@ -192,9 +246,10 @@ def thumbnail_hash(thumbnail_jpeg: bytes) -> int:
 
 
 def decode_for_import(
-    data: bytes, thumb_size: int = THUMBNAIL_SIZE
+    data: bytes | BinaryIO, thumb_size: int = THUMBNAIL_SIZE
 ) -> tuple[ImageProbe, bytes, int]:
-    """One decode per imported file: its probe (original size/mode), thumbnail JPEG and dHash."""
+    """One decode per imported file (its bytes, or the open file when it is large): its
+    probe (original size/mode), thumbnail JPEG and dHash."""
     img = _open(data)
     try:
         width, height = img.size

@@ -11,32 +11,46 @@ from __future__ import annotations
 import os
 import stat
 import time
+import unicodedata
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
-from densestudio.core.errors import ImportFailed
-from densestudio.core.errors import CancelledError
+from densestudio.core import history
+from densestudio.core.errors import CancelledError, ImportFailed, ProjectError
+from densestudio.core.files import file_kind
 from densestudio.core.imaging import (
+    IMAGE_EXTENSIONS,
+    IN_MEMORY_BYTES,
+    MAX_FILE_BYTES,
     ImageDecodeError,
     bytes_hash,
     decode_for_import,
-    IMAGE_EXTENSIONS,
     file_hash,
     is_image_path,
+    open_regular,
+    stream_hash,
 )
-from densestudio.core.models import SOURCE_FOLDER, Image, LabelClass, utcnow
+from densestudio.core.models import SOURCE_FOLDER, Image, path_text, utcnow
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.splits import assign_missing_splits
-from densestudio.core.store import Project, add_class_in_session, bulk_insert_images, current_user
+from densestudio.core.store import (
+    Project,
+    add_class_in_session,
+    bulk_insert_images,
+    class_name_from_folder,
+    current_user,
+    find_class,
+)
 from densestudio.core.thumbnails import ThumbnailCache
 
 BATCH_SIZE = 500
 BATCH_SECONDS = 1.0
-MAX_FILE_BYTES = 2 << 30  # 2 GiB: beyond this a file is not a plausible inspection image
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,9 @@ class ImportReport:
     cancelled: bool = False
     seconds: float = 0.0
     new_classes: tuple[str, ...] = ()
+    # How folder names became classes when not verbatim, e.g. "folder 'Scratches' labeled
+    # as existing class 'scratches'".
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> str:
         parts = [f"{self.added} image(s) added"]
@@ -117,6 +134,7 @@ class _Tally:
     duplicates: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
     new_classes: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)  # folder label -> note
 
 
 # ------------------------------------------------------------------ scanning
@@ -131,13 +149,20 @@ def scan(
     """
     for root in paths:
         root = Path(os.path.abspath(Path(root).expanduser()))  # absolute, no "..": stable keys
-        if not root.exists():
-            raise ImportFailed(f"Not found: {root}")
-        if root.is_file():
+        try:
+            mode = os.stat(root).st_mode
+        except FileNotFoundError:
+            raise ImportFailed(f"Not found: {root}") from None
+        except OSError as exc:
+            raise ImportFailed(f"Cannot read {root}: {exc.strerror or exc}") from None
+        if stat.S_ISREG(mode):
             if is_image_path(root):
                 yield _Candidate(root, None)
             else:
                 skipped.append(SkippedFile(str(root), "not an image file type"))
+            continue
+        if not stat.S_ISDIR(mode):
+            skipped.append(SkippedFile(str(root), f"not a regular file ({file_kind(mode)})"))
             continue
         visited: set[str] = set()
         stack = [root]
@@ -152,7 +177,8 @@ def scan(
                 visited.add(real)
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
             except OSError as exc:
-                skipped.append(SkippedFile(str(folder), f"cannot read folder: {exc.strerror or exc}"))
+                skipped.append(SkippedFile(str(folder),
+                                           f"cannot read folder: {exc.strerror or exc}"))
                 continue
             subfolders = []
             for entry in entries:
@@ -164,6 +190,9 @@ def scan(
                                                                       labels_from_subfolders))
                     elif entry.is_symlink() and not os.path.exists(entry.path):
                         skipped.append(SkippedFile(entry.path, "broken link"))
+                    elif is_image_path(Path(entry.name)):  # a FIFO, device, ... named x.jpg
+                        kind = file_kind(entry.stat(follow_symlinks=True).st_mode)
+                        skipped.append(SkippedFile(entry.path, f"not a regular file ({kind})"))
                 except OSError as exc:
                     skipped.append(SkippedFile(entry.path, f"cannot read: {exc.strerror or exc}"))
             stack.extend(reversed(subfolders))
@@ -181,28 +210,34 @@ def _label_for(root: Path, path: Path, enabled: bool) -> str | None:
 def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
     path = candidate.path
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            return SkippedFile(str(path), "not a regular file")
-        if st.st_size == 0:
-            return SkippedFile(str(path), "empty file (0 bytes)")
-        if st.st_size > MAX_FILE_BYTES:
-            return SkippedFile(str(path), "file larger than 2 GiB")
-        with open(path, "rb") as f:
-            data = f.read()
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return SkippedFile(str(path), "empty file (0 bytes)")
+            if size > MAX_FILE_BYTES:
+                return SkippedFile(str(path), "file larger than 2 GiB")
+            if size <= IN_MEMORY_BYTES:  # the usual case: one read for hash and decode
+                source: bytes | BinaryIO = f.read()
+                digest = bytes_hash(source)
+            else:  # stream the hash; Pillow then reads only what the image needs
+                digest = stream_hash(f)
+                f.seek(0)
+                source = f
+            try:
+                probe, thumb, phash = decode_for_import(source)
+            except ImageDecodeError as exc:
+                return SkippedFile(str(path), str(exc))
+            except Exception as exc:  # a Pillow plugin bug must not end the import
+                return SkippedFile(str(path), f"cannot decode ({type(exc).__name__}: {exc})")
+    except ImageDecodeError as exc:  # not a regular file
+        return SkippedFile(str(path), str(exc))
     except FileNotFoundError:
         return SkippedFile(str(path), "file vanished during import")
     except PermissionError:
         return SkippedFile(str(path), "permission denied")
     except OSError as exc:
         return SkippedFile(str(path), f"cannot read: {exc.strerror or exc}")
-    try:
-        probe, thumb, phash = decode_for_import(data)
-    except ImageDecodeError as exc:
-        return SkippedFile(str(path), str(exc))
-    except Exception as exc:  # a Pillow plugin bug must not end the import
-        return SkippedFile(str(path), f"cannot decode ({type(exc).__name__}: {exc})")
-    return _Decoded(candidate, len(data), bytes_hash(data), probe.width, probe.height,
+    return _Decoded(candidate, size, digest, probe.width, probe.height,
                     probe.mode, probe.bit_depth, thumb, phash)
 
 
@@ -214,13 +249,30 @@ def run_import(
     on_event: EventCallback = ignore_event,
     cancel: CancelToken | None = None,
 ) -> ImportReport:
-    """Import ``paths`` into ``project``; never raises for a bad file (see the report)."""
+    """Import ``paths`` into ``project``; never raises for a bad file (see the report).
+
+    Raises ImportFailed when the import cannot go on (no such folder, a read-only project,
+    a full disk): the batches committed before stay in the project, and the message says so.
+    """
     cancel = cancel or CancelToken()
     if not paths:
         raise ImportFailed("Nothing to import: no folders or files given.")
+    if project.read_only:
+        raise ImportFailed(f"The project is open read-only ({project.read_only}); nothing "
+                           "can be imported into it.")
     started = time.monotonic()
     tally = _Tally()
     thumbs = ThumbnailCache(project)
+    try:
+        return _run_import(project, paths, options, on_event, cancel, started, tally, thumbs)
+    finally:
+        thumbs.close()
+
+
+def _run_import(
+    project: Project, paths: Sequence[Path], options: ImportOptions, on_event: EventCallback,
+    cancel: CancelToken, started: float, tally: _Tally, thumbs: ThumbnailCache,
+) -> ImportReport:
     cancelled = False
 
     with project.session() as s:
@@ -250,7 +302,13 @@ def run_import(
     def commit() -> None:
         nonlocal pending, last_commit
         if pending:
-            _commit_batch(project, thumbs, pending, known_hashes, tally)
+            try:
+                _commit_batch(project, thumbs, pending, known_hashes, tally)
+            except ProjectError as exc:
+                raise ImportFailed(
+                    f"{exc} The import stopped; the {tally.added} image(s) added before that "
+                    "are saved. Import again to add the rest."
+                ) from exc
         pending = []
         last_commit = time.monotonic()
 
@@ -289,7 +347,6 @@ def run_import(
                     commit()
             cancelled = cancel.cancelled
         commit()
-    thumbs.close()
     report = ImportReport(
         added=tally.added,
         already_in_project=tally.already,
@@ -298,7 +355,9 @@ def run_import(
         cancelled=cancelled,
         seconds=time.monotonic() - started,
         new_classes=tuple(tally.new_classes),
+        notes=tuple(tally.notes.values()),
     )
+    history.log_import(project, paths, options.labels_from_subfolders, report)
     on_event(report)
     return report
 
@@ -311,8 +370,11 @@ def _commit_batch(
     tally: _Tally,
 ) -> None:
     """Insert one batch of decoded files in one transaction (thumbnails first: a crash
-    between the two leaves an unused cache entry, never a row without its data)."""
-    rows, fresh = [], []
+    between the two leaves an unused cache entry, never a row without its data).
+
+    The transaction holds the write lock from its start, so files another import (another
+    process) added since this one started are seen here and counted, not inserted twice."""
+    fresh = []
     for item in batch:
         if item.content_hash in known_hashes:
             tally.duplicates += 1
@@ -322,21 +384,27 @@ def _commit_batch(
     if not fresh:
         return
     thumbs.put_many((item.content_hash, item.thumbnail) for item in fresh)
-    labels = sorted({item.candidate.label for item in fresh if item.candidate.label})
     with project.transaction() as s:
-        class_ids = {r.name: r.id for r in s.scalars(select(LabelClass))}
-        for name in labels:
-            if name not in class_ids:
-                class_ids[name] = add_class_in_session(s, name, None).id
-                tally.new_classes.append(name)
+        taken_paths = set(s.scalars(select(Image.path).where(
+            Image.path.in_([str(item.candidate.path) for item in fresh]))))
+        taken_hashes = set(s.scalars(select(Image.content_hash).where(
+            Image.content_hash.in_([item.content_hash for item in fresh]))))
+        class_ids = _class_ids(s, {i.candidate.label for i in fresh if i.candidate.label}, tally)
         now, who = utcnow(), current_user()
+        rows = []
         for item in fresh:
             path = item.candidate.path
+            if str(path) in taken_paths:
+                tally.already += 1
+                continue
+            if item.content_hash in taken_hashes:
+                tally.duplicates += 1
+                continue
             label_id = class_ids.get(item.candidate.label) if item.candidate.label else None
             rows.append(
                 dict(
                     path=str(path),
-                    filename=path.name.lower(),
+                    filename=path_text(path.name).lower(),
                     folder=str(path.parent),
                     content_hash=item.content_hash,
                     byte_size=item.byte_size,
@@ -354,8 +422,40 @@ def _commit_batch(
                 )
             )
         bulk_insert_images(s, rows)
+        history.record_imported(s, rows, who, now)
         assign_missing_splits(s)
     tally.added += len(rows)
+
+
+def _class_ids(s: Session, folder_labels: set[str], tally: _Tally) -> dict[str, int | None]:
+    """Class id for each sub-folder name: an existing class that differs only in case or
+    Unicode form is reused (and said so); a new one is created (fixed where needed)."""
+    ids: dict[str, int | None] = {}
+    for label in sorted(folder_labels):
+        name, change = class_name_from_folder(label)
+        if name is None:
+            ids[label] = None
+            continue
+        row = find_class(s, name)
+        if row is None:
+            ids[label] = add_class_in_session(s, name, None).id
+            tally.new_classes.append(name)
+            if change:
+                tally.notes.setdefault(label, f"folder '{_short(label)}' labeled as class "
+                                              f"'{_short(name)}' ({change})")
+        else:
+            ids[label] = row.id
+            if unicodedata.normalize("NFC", row.name) != name or change:  # NFD looks the same
+                why = f" ({change})" if change else ""
+                tally.notes.setdefault(label, f"folder '{_short(label)}' labeled as existing "
+                                              f"class '{_short(row.name)}'{why}")
+    return ids
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """For messages: printable, and at most ``limit`` characters."""
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in path_text(text))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ------------------------------------------------------------------ relink
@@ -387,7 +487,7 @@ def relink(
             continue
         try:
             digest = file_hash(candidate.path)
-        except OSError:
+        except (OSError, ImageDecodeError):  # unreadable, or not a regular file
             continue
         image_id = missing.get(digest)
         if image_id is not None and image_id not in found:
@@ -401,7 +501,7 @@ def relink(
             s.execute(
                 update(Image)
                 .where(Image.id == image_id)
-                .values(path=str(path), filename=path.name.lower(), folder=str(path.parent),
-                        missing=False)
+                .values(path=str(path), filename=path_text(path.name).lower(),
+                        folder=str(path.parent), missing=False)
             )
     return RelinkResult(len(found), len(missing) - len(found))

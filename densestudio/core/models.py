@@ -8,6 +8,7 @@ trained on and its per-image predictions are rows too, so a crash leaves nothing
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from sqlalchemy import (
     Boolean,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -26,6 +28,47 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+_BYTES_PREFIX = "bytes:"  # never starts a stored path: those are absolute or project-relative
+
+
+def encode_path(path: str) -> str:
+    """A file path as storable text, losslessly.
+
+    File names need not be UTF-8 (Linux gives their undecodable bytes to Python as lone
+    surrogates), but SQLite text must be. Such a path is stored percent-encoded behind
+    ``bytes:``; every other path is stored as it is.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return _BYTES_PREFIX + quote_from_bytes(path.encode("utf-8", "surrogateescape"), "/")
+    return path
+
+
+def decode_path(text: str) -> str:
+    if text.startswith(_BYTES_PREFIX):
+        return unquote_to_bytes(text[len(_BYTES_PREFIX):]).decode("utf-8", "surrogateescape")
+    return text
+
+
+def path_text(path: str) -> str:
+    """A path as plain text for display, sorting and filters (undecodable bytes -> U+FFFD)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+class FsPath(TypeDecorator):
+    """A Text column holding a file path that may contain undecodable bytes."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else encode_path(str(value))
+
+    def process_result_value(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else decode_path(value)
 
 
 class Base(DeclarativeBase):
@@ -61,9 +104,9 @@ SPLITS = ("train", "val", "test")
 class Image(Base):
     __tablename__ = "image"
     id: Mapped[int] = mapped_column(primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
-    filename: Mapped[str] = mapped_column(Text)  # lower-cased base name, for text filter/sort
-    folder: Mapped[str] = mapped_column(Text, default="")  # parent folder (group key)
+    path: Mapped[str] = mapped_column(FsPath, unique=True)  # absolute
+    filename: Mapped[str] = mapped_column(Text)  # lower-cased path_text(base name): filter/sort
+    folder: Mapped[str] = mapped_column(FsPath, default="")  # parent folder (group key)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
     byte_size: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
@@ -110,8 +153,9 @@ class Run(Base):
     best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     best_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     epochs_done: Mapped[int] = mapped_column(Integer, default=0)
-    checkpoint_best: Mapped[str | None] = mapped_column(Text, nullable=True)
-    checkpoint_last: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Relative to the project file's folder when inside it, else absolute (see runs.py).
+    checkpoint_best: Mapped[str | None] = mapped_column(FsPath, nullable=True)
+    checkpoint_last: Mapped[str | None] = mapped_column(FsPath, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     device: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # Extra run-scoped settings (e.g. OK/NG operating point) as JSON.
@@ -160,3 +204,74 @@ class Prediction(Base):
     loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     probs: Mapped[bytes] = mapped_column(LargeBinary)  # float32 array, len(class names)
     __table_args__ = (Index("ix_prediction_run_subset", "run_id", "subset", "true_index", "pred_index"),)
+
+
+# ---------------------------------------------------------------------------- sign-off
+# Append-only records (core/history.py, core/signoff.py). No foreign keys to image/run on
+# the chained tables: they must outlive the rows they talk about, and a cascade must never
+# delete history. Each chained row stores the SHA-256 of its content and of the row before.
+
+
+class LabelEvent(Base):
+    """One label change of one image: who, when, old and new class, and how."""
+
+    __tablename__ = "label_event"
+    id: Mapped[int] = mapped_column(primary_key=True)  # chain order
+    image_id: Mapped[int] = mapped_column(Integer, index=True)
+    image_hash: Mapped[str] = mapped_column(String(64))  # content hash: the image itself
+    at: Mapped[datetime] = mapped_column(DateTime)
+    who: Mapped[str] = mapped_column(String(64))
+    old_class_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    old_class: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    new_class_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    new_class: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    how: Mapped[str] = mapped_column(String(32))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Approval(Base):
+    """A run signed off for release: who, when, why, on which data, with which metrics."""
+
+    __tablename__ = "approval"
+    id: Mapped[int] = mapped_column(primary_key=True)  # chain order
+    run_id: Mapped[int] = mapped_column(Integer, index=True)
+    run_name: Mapped[str] = mapped_column(String(200), default="")
+    approved_by: Mapped[str] = mapped_column(String(64))
+    approved_at: Mapped[datetime] = mapped_column(DateTime)
+    why: Mapped[str] = mapped_column(Text)
+    data_fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    class_names_json: Mapped[str] = mapped_column(Text, default="[]")
+    metrics_json: Mapped[str] = mapped_column(Text, default="{}")
+    label_head: Mapped[str] = mapped_column(String(64))  # label history's newest hash then
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class GoldenImage(Base):
+    """A must-pass image: the release gate fails when a candidate model gets it wrong."""
+
+    __tablename__ = "golden_image"
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+    )
+    added_by: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ImportLog(Base):
+    """One import: which folders or files, by whom, when, with which result (report's
+    "import sources")."""
+
+    __tablename__ = "import_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    who: Mapped[str] = mapped_column(String(64))
+    sources_json: Mapped[str] = mapped_column(Text)  # list of absolute paths
+    labels_from_subfolders: Mapped[bool] = mapped_column(Boolean, default=False)
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    already_in_project: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 from densestudio.core.errors import ProjectError
 from densestudio.core.imaging import thumbnail_hash
 from densestudio.core.models import SPLITS, Image
-from densestudio.core.splits import read_settings
+from densestudio.core.splits import read_settings, set_split
 from densestudio.core.thumbnails import ThumbnailCache
 
 BANDS = 4
@@ -173,6 +173,6 @@ def move_together(project, groups: list[NearDuplicateGroup]) -> int:  # noqa: AN
                 raise ProjectError("Some near-duplicates involve the locked test set; unlock it "
                                    "first to move them together.")
             ids = [i for i, sp in zip(group.image_ids, group.splits) if sp != target]
-            s.execute(update(Image).where(Image.id.in_(ids)).values(split=target))
+            set_split(s, ids, target)  # the locked-test rule is enforced there too
             moved += len(ids)
     return moved

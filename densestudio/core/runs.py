@@ -6,6 +6,8 @@ one transaction.
 
 Checkpoints live in a folder beside the project file, ``<project file>-runs/<run id>/``
 (not in the regenerable ``-cache`` folder: deleting caches must never lose a trained model).
+Their paths are stored relative to the project file's folder (absolute only when outside
+it) and come back from here absolute, so no reader depends on the working directory.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ class RunInfo:
     best_epoch: int | None
     best_score: float | None
     epochs_done: int
-    checkpoint_best: str | None
-    checkpoint_last: str | None
+    checkpoint_best: str | None  # absolute
+    checkpoint_last: str | None  # absolute
     error: str | None
     device: str | None
     extra: dict
@@ -127,14 +129,17 @@ def run_dir(project: Project, run_id: int) -> Path:
     return runs_dir(project) / str(run_id)
 
 
-def _run_info(r: Run) -> RunInfo:
+def _run_info(r: Run, project: Project) -> RunInfo:
+    def resolved(stored: str | None) -> str | None:
+        return str(project.resolve_path(stored)) if stored else None
+
     return RunInfo(
         id=r.id, name=r.name, created_at=r.created_at, finished_at=r.finished_at,
         status=r.status, config=json.loads(r.config_json or "{}"),
         class_names=tuple(json.loads(r.class_names_json or "[]")),
         metrics=json.loads(r.metrics_json or "{}"), best_epoch=r.best_epoch,
         best_score=r.best_score, epochs_done=r.epochs_done,
-        checkpoint_best=r.checkpoint_best, checkpoint_last=r.checkpoint_last,
+        checkpoint_best=resolved(r.checkpoint_best), checkpoint_last=resolved(r.checkpoint_last),
         error=r.error, device=r.device, extra=json.loads(r.extra_json or "{}"),
     )  # fmt: skip
 
@@ -143,7 +148,7 @@ def _run_info(r: Run) -> RunInfo:
 def list_runs(project: Project, kind: str | None = TRAIN_KIND) -> list[RunInfo]:
     """Runs of this kind (default: training runs; None: every run), newest first."""
     with project.session() as s:
-        infos = [_run_info(r) for r in s.scalars(select(Run).order_by(Run.id.desc()))]
+        infos = [_run_info(r, project) for r in s.scalars(select(Run).order_by(Run.id.desc()))]
     return [i for i in infos if kind is None or i.kind == kind]
 
 
@@ -152,7 +157,7 @@ def get_run(project: Project, run_id: int) -> RunInfo:
         row = s.get(Run, run_id)
         if row is None:
             raise ProjectError(f"No run with id {run_id} in this project.")
-        return _run_info(row)
+        return _run_info(row, project)
 
 
 def latest_run(
@@ -163,7 +168,7 @@ def latest_run(
         if status is not None:
             stmt = stmt.where(Run.status == status)
         for row in s.scalars(stmt):
-            info = _run_info(row)
+            info = _run_info(row, project)
             if kind is None or info.kind == kind:
                 return info
         return None
@@ -223,6 +228,9 @@ def update_run(
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
     values = dict(fields)
+    for key in ("checkpoint_best", "checkpoint_last"):
+        if values.get(key):
+            values[key] = project.stored_path(str(values[key]))
     if metrics is not None:
         values["metrics_json"] = json.dumps(metrics)
     if extra is not None:

@@ -3,7 +3,10 @@
 Each labeled image gets a split once. New images of a class fill whichever split is furthest
 below its target share, visiting them in an order fixed by (seed, content hash), so adding
 images never moves existing ones and the same files always land in the same place. The test
-split can be locked: then no image enters or leaves it, not even on a re-split.
+split can be locked: then no image enters or leaves it, not even on a re-split. That rule
+lives in one place, ``_update_split``, which every change of a split goes through (import,
+labeling, re-split, group-key changes, near-duplicate moves); while locked, new images are
+shared between train and val in the ratio train:val.
 
 With a group key (the parent folder, or a regex on the file name such as a lot or serial
 number) whole groups are assigned instead of images: every image of a group lands in the
@@ -15,6 +18,7 @@ rather than leak into training.)
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 from collections import defaultdict
@@ -22,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from densestudio.core import db
@@ -41,11 +45,28 @@ class SplitSettings:
     group_by: str = ""  # "" (none) | "folder" | "regex:<pattern>"
 
 
+def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    """Three finite, non-negative fractions that sum to 1, or a ProjectError saying so."""
+    values = tuple(float(r) for r in ratios)
+    if (len(values) != 3 or not all(math.isfinite(r) and r >= 0 for r in values)
+            or abs(sum(values) - 1.0) > 1e-6):
+        raise ProjectError("Split ratios must be three non-negative numbers that sum to 1 "
+                           "(train,val,test, e.g. 0.7,0.15,0.15).")
+    return values  # type: ignore[return-value]
+
+
 def read_settings(s: Session) -> SplitSettings:
-    ratios = tuple(float(x) for x in (db.get_meta(s, "split_ratios") or "0.7,0.15,0.15").split(","))
+    try:  # a hand-edited or damaged value falls back to the default, never a traceback
+        ratios = check_ratios([float(x) for x in (db.get_meta(s, "split_ratios") or "").split(",")])
+    except (ValueError, ProjectError):
+        ratios = DEFAULT_RATIOS
+    try:
+        seed = int(db.get_meta(s, "split_seed") or DEFAULT_SEED)
+    except ValueError:
+        seed = DEFAULT_SEED
     return SplitSettings(
-        ratios=ratios,  # type: ignore[arg-type]
-        seed=int(db.get_meta(s, "split_seed") or DEFAULT_SEED),
+        ratios=ratios,
+        seed=seed,
         test_locked=(db.get_meta(s, "test_locked") or "0") == "1",
         group_by=db.get_meta(s, "split_group_by") or "",
     )
@@ -114,28 +135,72 @@ def assign_missing_splits(s: Session, image_ids: Sequence[int] | None = None) ->
     ):
         counts[label][split] += 1
 
-    ratios = dict(zip(SPLITS, settings.ratios))
-    if settings.test_locked:
-        ratios["test"] = 0.0
+    ratios = _targets(settings)
     todo.sort(key=lambda r: (r[1], _order_key(settings.seed, r[2])))
     assigned: dict[str, list[int]] = defaultdict(list)
     for image_id, label, _ in todo:
-        c = counts[label]
-        total = sum(c.values()) + 1
-        # The split furthest below its target share; ties go train, val, test.
-        split = max(SPLITS, key=lambda sp: (ratios[sp] * total - c[sp], -SPLITS.index(sp)))
-        c[split] += 1
+        split = _furthest_below(counts[label], ratios, 1)
+        counts[label][split] += 1
         assigned[split].append(image_id)
-    _write_splits(s, assigned)
+    _write_splits(s, assigned, settings.test_locked)
     return len(todo)
 
 
-def _write_splits(s: Session, assigned: dict[str, list[int]]) -> None:
+def _targets(settings: SplitSettings) -> dict[str, float]:
+    """Target shares new images are assigned by. With the test set locked, only train and
+    val take images, in the ratio train:val (test counts are left out of the shares)."""
+    ratios = dict(zip(SPLITS, settings.ratios))
+    if not settings.test_locked:
+        return ratios
+    open_share = ratios["train"] + ratios["val"]
+    if open_share <= 0:
+        return {"train": 1.0, "val": 0.0}
+    return {"train": ratios["train"] / open_share, "val": ratios["val"] / open_share}
+
+
+def _furthest_below(counts: dict[str, int], ratios: dict[str, float], adding: int) -> str:
+    """The split (among those in ``ratios``) furthest below its target share after adding
+    ``adding`` images; ties go train, val, test."""
+    total = sum(counts[sp] for sp in ratios) + adding
+    return max(ratios, key=lambda sp: (ratios[sp] * total - counts[sp], -SPLITS.index(sp)))
+
+
+def _update_split(s: Session, ids: Sequence[int] | None, split: str | None,
+                  test_locked: bool) -> None:
+    """Set the split of these images (None: all). THE rule of a locked test set: no image
+    enters test, and no image in test gets another split (or none)."""
+    if test_locked and split == "test":
+        raise ProjectError("The test set is locked: no image can be added to it. Unlock it "
+                           "first.")
+    stmt = update(Image).values(split=split)
+    if test_locked:
+        stmt = stmt.where(or_(Image.split.is_(None), Image.split != "test"))
+    if ids is None:
+        s.execute(stmt)
+        return
+    ids = list(ids)
+    for start in range(0, len(ids), 5000):
+        s.execute(stmt.where(Image.id.in_(ids[start : start + 5000])))
+
+
+def _write_splits(s: Session, assigned: dict[str, list[int]], test_locked: bool) -> None:
     for split, ids in assigned.items():
-        for start in range(0, len(ids), 5000):
-            s.execute(
-                update(Image).where(Image.id.in_(ids[start : start + 5000])).values(split=split)
-            )
+        _update_split(s, ids, split, test_locked)
+
+
+def set_split(s: Session, image_ids: Sequence[int], split: str) -> None:
+    """Move images to ``split`` by hand (e.g. near-duplicates together), under the
+    locked-test rule: a ProjectError when it would add to or take from a locked test set."""
+    if split not in SPLITS:
+        raise ProjectError(f"Unknown split '{split}'.")
+    locked = read_settings(s).test_locked
+    if locked and split != "test":
+        in_test = s.scalar(select(Image.id).where(Image.id.in_(list(image_ids)),
+                                                   Image.split == "test").limit(1))
+        if in_test is not None:
+            raise ProjectError("The test set is locked: no image can leave it. Unlock it "
+                               "first.")
+    _update_split(s, image_ids, split, locked)
 
 
 def _assign_groups(s: Session, settings: SplitSettings) -> int:
@@ -158,9 +223,7 @@ def _assign_groups(s: Session, settings: SplitSettings) -> int:
         else:
             counts[split] += 1
             group_split.setdefault(key, split)
-    ratios = dict(zip(SPLITS, settings.ratios))
-    if settings.test_locked:
-        ratios["test"] = 0.0
+    ratios = _targets(settings)
     assigned: dict[str, list[int]] = defaultdict(list)
     order = sorted(todo, key=lambda k: _order_key(settings.seed, k))
     for key in order:
@@ -169,13 +232,11 @@ def _assign_groups(s: Session, settings: SplitSettings) -> int:
         if split == "test" and settings.test_locked:
             continue  # keep the locked test set closed; these stay unused
         if split is None:
-            total = sum(counts.values()) + len(ids)
-            split = max(SPLITS, key=lambda sp: (ratios[sp] * total - counts[sp],
-                                                 -SPLITS.index(sp)))
+            split = _furthest_below(counts, ratios, len(ids))
             group_split[key] = split
         counts[split] += len(ids)
         assigned[split].extend(ids)
-    _write_splits(s, assigned)
+    _write_splits(s, assigned, settings.test_locked)
     return sum(len(v) for v in assigned.values())
 
 
@@ -186,16 +247,11 @@ def resplit(
 ) -> int:
     """Re-assign splits of all labeled images (a locked test set stays as it is)."""
     settings = read_settings(s)
-    ratios = tuple(ratios or settings.ratios)  # type: ignore[assignment]
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
-        raise ProjectError("Split ratios must be three non-negative numbers that sum to 1.")
+    ratios = check_ratios(ratios or settings.ratios)
     if seed is None:
         seed = random.SystemRandom().randrange(1_000_000)
-    _write_settings(s, SplitSettings(ratios, seed, settings.test_locked, settings.group_by))  # type: ignore[arg-type]
-    stmt = update(Image).values(split=None)
-    if settings.test_locked:
-        stmt = stmt.where((Image.split != "test") | Image.split.is_(None))
-    s.execute(stmt)
+    _write_settings(s, SplitSettings(ratios, seed, settings.test_locked, settings.group_by))
+    _update_split(s, None, None, settings.test_locked)  # a locked test set stays as it is
     return assign_missing_splits(s)
 
 
@@ -214,6 +270,7 @@ def set_group_by(s: Session, group_by: str) -> None:
 
 def set_ratios(s: Session, ratios: tuple[float, float, float]) -> None:
     """Store new target ratios for future assignments (use resplit to apply them to all)."""
+    ratios = check_ratios(ratios)
     settings = read_settings(s)
     _write_settings(s, SplitSettings(ratios, settings.seed, settings.test_locked,
                                      settings.group_by))

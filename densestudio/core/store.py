@@ -8,20 +8,29 @@ is one transaction, and label changes return a ``LabelChange`` the GUI can undo.
 from __future__ import annotations
 
 import getpass
+import os
+import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Select, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from densestudio.core import db
+from densestudio.core import db, history
 from densestudio.core.errors import ProjectError
-from densestudio.core.models import SOURCE_HUMAN, SPLITS, Image, LabelClass, utcnow
+from densestudio.core.models import (
+    SOURCE_HUMAN,
+    SOURCE_PREDICTION,
+    SPLITS,
+    Image,
+    LabelClass,
+    utcnow,
+)
 
 PROJECT_SUFFIX = ".dsproj"
 CHUNK = 5000  # ids per IN (...) clause; well under SQLite's variable limit
@@ -151,7 +160,15 @@ def shortcut_for_position(position: int) -> str | None:
     return str(position + 1) if position < 9 else None
 
 
+USER_ENV = "DENSESTUDIO_USER"  # who label changes and approvals are recorded as
+
+
 def current_user() -> str:
+    """The name recorded as who did something: $DENSESTUDIO_USER (set by ``--user`` or a
+    preference) or else the OS login name."""
+    name = os.environ.get(USER_ENV, "").strip()
+    if name:
+        return name[:64]
     try:
         return getpass.getuser()
     except Exception:  # no login name (some containers, services)
@@ -167,14 +184,14 @@ class Project:
     # ----------------------------------------------------------------- lifecycle
     @classmethod
     def create(cls, path: str | Path) -> Project:
-        path = Path(path)
+        path = db.project_target(path)
         if path.suffix == "":
-            path = path.with_suffix(PROJECT_SUFFIX)
+            path = path.with_name(path.name + PROJECT_SUFFIX)
         return cls(db.create_database(path))
 
     @classmethod
     def open(cls, path: str | Path) -> Project:
-        return cls(db.open_database(Path(path)))
+        return cls(db.open_database(db.project_target(path)))
 
     def close(self) -> None:
         self._db.dispose()
@@ -187,12 +204,33 @@ class Project:
 
     @property
     def path(self) -> Path:
+        """The project file, absolute."""
         return self._db.path
+
+    @property
+    def read_only(self) -> str | None:
+        """Why the project is open read-only (file or folder not writable), or None."""
+        return self._db.read_only
+
+    def on_lock_wait(self, notify: Callable[[str], None], wait_s: float | None = None) -> None:
+        """Who hears "waiting for another DenseStudio process that is writing to this
+        project..." (called in the waiting thread), and how long a write waits for another
+        process's lock before it fails with a ProjectError (default ``db.LOCK_WAIT_S``)."""
+        self._db.lock_wait.notify = notify
+        self._db.lock_wait.wait_s = wait_s
 
     @property
     def cache_dir(self) -> Path:
         """Folder beside the project for regenerable caches (thumbnails, decoded images)."""
         return self.path.with_name(self.path.name + "-cache")
+
+    def stored_path(self, path: str | Path) -> str:
+        """``path`` as kept in the project: relative to its folder when inside it."""
+        return db.stored_path(path, self.path)
+
+    def resolve_path(self, stored: str) -> Path:
+        """The absolute path of a stored one, whatever the working directory is."""
+        return db.resolve_stored_path(stored, self.path)
 
     @property
     def engine(self):  # noqa: ANN201 - sqlalchemy Engine
@@ -201,14 +239,31 @@ class Project:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session for reads (no transaction kept open afterwards)."""
-        with self._db.sessions() as session:
+        with self._storage_errors(), self._db.sessions() as session:
             yield session
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A session whose changes commit together at the end, or not at all."""
-        with self._db.sessions.begin() as session:
+        """A session whose changes commit together at the end, or not at all.
+
+        It holds the project's write lock from the start (another process's writes wait,
+        with a notice, see ``on_lock_wait``)."""
+        if self.read_only:
+            raise ProjectError(f"The project is open read-only ({self.read_only}); nothing "
+                               "was changed.")
+        with self._storage_errors(), self._db.writer.begin() as session:
             yield session
+
+    @contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        """Disk full, a damaged file, a lock held too long: one clear ProjectError."""
+        try:
+            yield
+        except DBAPIError as exc:
+            message = db.explain_error(exc, self.path)
+            if message is None:
+                raise
+            raise ProjectError(message) from exc
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         with self.session() as s:
@@ -225,38 +280,36 @@ class Project:
             return [_class_info(r) for r in rows]
 
     def class_by_name(self, name: str) -> ClassInfo | None:
+        """The class with this name (Unicode-normalized, ignoring upper/lower case)."""
         with self.session() as s:
-            row = s.scalar(select(LabelClass).where(LabelClass.name == name))
+            row = find_class(s, name)
             return _class_info(row) if row else None
 
     def add_class(self, name: str, color: str | None = None) -> ClassInfo:
-        name = _clean_class_name(name)
-        try:
-            with self.transaction() as s:
-                info = add_class_in_session(s, name, color)
-        except IntegrityError as exc:
-            raise ProjectError(f"A class named '{name}' already exists.") from exc
-        return info
+        name = normalize_class_name(name)
+        with self.transaction() as s:
+            _refuse_taken(s, name)
+            return add_class_in_session(s, name, color)
 
     def ensure_classes(self, names: Iterable[str]) -> dict[str, int]:
-        """Ids for these class names, creating the missing ones in one transaction."""
+        """Ids for these class names (an existing class that differs only in case or
+        Unicode form is reused), creating the missing ones in one transaction."""
         with self.transaction() as s:
-            existing = {r.name: r.id for r in s.scalars(select(LabelClass))}
+            ids: dict[str, int] = {}
             for name in names:
-                if name not in existing:
-                    existing[name] = add_class_in_session(s, _clean_class_name(name), None).id
-            return existing
+                row = find_class(s, name)
+                ids[name] = row.id if row else add_class_in_session(
+                    s, normalize_class_name(name), None).id
+            return ids
 
     def rename_class(self, class_id: int, name: str) -> ClassInfo:
-        name = _clean_class_name(name)
-        try:
-            with self.transaction() as s:
-                row = _get_class(s, class_id)
-                row.name = name
-                s.flush()
-                return _class_info(row)
-        except IntegrityError as exc:
-            raise ProjectError(f"A class named '{name}' already exists.") from exc
+        name = normalize_class_name(name)
+        with self.transaction() as s:
+            row = _get_class(s, class_id)
+            _refuse_taken(s, name, class_id)
+            row.name = name
+            s.flush()
+            return _class_info(row)
 
     def recolor_class(self, class_id: int, color: str) -> ClassInfo:
         with self.transaction() as s:
@@ -274,28 +327,31 @@ class Project:
                 rows[class_id].position = position
                 rows[class_id].shortcut = shortcut_for_position(position)
 
-    def delete_class(self, class_id: int) -> RemovedClasses:
+    def delete_class(self, class_id: int, how: str = history.HOW_CLASS_DELETE
+                     ) -> RemovedClasses:
         """Delete a class; its images become unlabeled (never deleted)."""
-        return self._remove_classes([class_id], new_label=None)
+        return self._remove_classes([class_id], new_label=None, how=how)
 
-    def merge_classes(self, source_ids: Sequence[int], target_id: int) -> RemovedClasses:
+    def merge_classes(self, source_ids: Sequence[int], target_id: int,
+                      how: str = history.HOW_CLASS_MERGE) -> RemovedClasses:
         """Move every image of the source classes into the target and delete the sources."""
         if target_id in source_ids:
             raise ProjectError("Cannot merge a class into itself.")
-        return self._remove_classes(list(source_ids), new_label=target_id)
+        return self._remove_classes(list(source_ids), new_label=target_id, how=how)
 
-    def _remove_classes(self, class_ids: list[int], new_label: int | None) -> RemovedClasses:
+    def _remove_classes(self, class_ids: list[int], new_label: int | None, how: str
+                        ) -> RemovedClasses:
         with self.transaction() as s:
             removed = tuple(_class_info(_get_class(s, cid)) for cid in class_ids)
             if new_label is not None:
                 _get_class(s, new_label)
             ids = list(s.scalars(select(Image.id).where(Image.label_id.in_(class_ids))))
-            change = _set_labels(s, ids, new_label, SOURCE_HUMAN, current_user())
+            change = _set_labels(s, ids, new_label, SOURCE_HUMAN, current_user(), how)
             s.execute(delete(LabelClass).where(LabelClass.id.in_(class_ids)))
             _renumber_positions(s)
         return RemovedClasses(removed, change)
 
-    def restore_classes(self, removed: RemovedClasses) -> None:
+    def restore_classes(self, removed: RemovedClasses, how: str = history.HOW_UNDO) -> None:
         """Undo a delete or merge: the classes come back with their ids and labels."""
         with self.transaction() as s:
             for info in removed.classes:
@@ -306,12 +362,13 @@ class Project:
                     )
                 )  # fmt: skip
             s.flush()
-            _apply_states(s, removed.change.before)
+            _apply_states(s, removed.change.before, how)
             _renumber_positions(s, prefer={c.id: c.position for c in removed.classes})
 
-    def redo_remove_classes(self, removed: RemovedClasses) -> None:
+    def redo_remove_classes(self, removed: RemovedClasses, how: str = history.HOW_REDO
+                            ) -> None:
         with self.transaction() as s:
-            _apply_states(s, removed.change.after)
+            _apply_states(s, removed.change.after, how)
             ids = [c.id for c in removed.classes]
             s.execute(delete(LabelClass).where(LabelClass.id.in_(ids)))
             _renumber_positions(s)
@@ -323,17 +380,23 @@ class Project:
         label_id: int | None,
         source: str = SOURCE_HUMAN,
         who: str | None = None,
+        how: str = history.HOW_API,
     ) -> LabelChange:
-        """Label (or, with None, unlabel) many images in one transaction."""
+        """Label (or, with None, unlabel) many images in one transaction; ``how`` goes into
+        the label history (``history.HOWS``: keyboard, bulk, review, audit, ...)."""
         with self.transaction() as s:
             if label_id is not None:
                 _get_class(s, label_id)
-            return _set_labels(s, list(image_ids), label_id, source, who or current_user())
+            return _set_labels(s, list(image_ids), label_id, source, who or current_user(), how)
 
     def set_labels_many(
-        self, assignments: Sequence[tuple[int, int | None]], source: str = SOURCE_HUMAN
+        self, assignments: Sequence[tuple[int, int | None]], source: str = SOURCE_HUMAN,
+        how: str | None = None,
     ) -> LabelChange:
-        """Give each image its own label (e.g. accepting many predictions) in one transaction."""
+        """Give each image its own label (e.g. accepting many predictions) in one transaction.
+        ``how`` defaults to "accepted-prediction" for predictions, else "bulk"."""
+        if how is None:
+            how = history.HOW_PREDICTION if source == SOURCE_PREDICTION else history.HOW_BULK
         by_label: dict[int | None, list[int]] = defaultdict(list)
         for image_id, label_id in assignments:
             by_label[label_id].append(image_id)
@@ -341,18 +404,18 @@ class Project:
         after: list[tuple[int, LabelState]] = []
         with self.transaction() as s:
             for label_id, ids in by_label.items():
-                change = _set_labels(s, ids, label_id, source, current_user())
+                change = _set_labels(s, ids, label_id, source, current_user(), how)
                 before.extend(change.before)
                 after.extend(change.after)
         return LabelChange(tuple(before), tuple(after))
 
-    def undo_labels(self, change: LabelChange) -> None:
+    def undo_labels(self, change: LabelChange, how: str = history.HOW_UNDO) -> None:
         with self.transaction() as s:
-            _apply_states(s, change.before)
+            _apply_states(s, change.before, how)
 
-    def redo_labels(self, change: LabelChange) -> None:
+    def redo_labels(self, change: LabelChange, how: str = history.HOW_REDO) -> None:
         with self.transaction() as s:
-            _apply_states(s, change.after)
+            _apply_states(s, change.after, how)
 
     # ----------------------------------------------------------------- queries
     def count_images(self, flt: ImageFilter = ImageFilter()) -> int:
@@ -427,13 +490,69 @@ class Project:
 
 
 # --------------------------------------------------------------------- helpers
-def _clean_class_name(name: str) -> str:
-    name = name.strip()
+MAX_CLASS_NAME = 200  # characters (the column's size)
+# Characters a class name cannot hold: controls (newline, tab, NUL, ...), line/paragraph
+# separators and lone surrogates (undecodable file-name bytes).
+_BAD_NAME_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
+
+
+def class_key(name: str) -> str:
+    """What makes two class names the same class: Unicode form and case do not count."""
+    return unicodedata.normalize("NFC", name).strip().casefold()
+
+
+def normalize_class_name(name: str) -> str:
+    """A class name as typed (CLI, GUI), checked: NFC, trimmed, 1-200 characters, no
+    control characters. Raises ProjectError with the reason otherwise."""
+    name = unicodedata.normalize("NFC", name).strip()
     if not name:
         raise ProjectError("A class name cannot be empty.")
-    if len(name) > 200:
-        raise ProjectError("A class name can have at most 200 characters.")
+    if any(unicodedata.category(ch) in _BAD_NAME_CATEGORIES for ch in name):
+        raise ProjectError("A class name cannot contain line breaks, tabs or other control "
+                           "characters.")
+    if len(name) > MAX_CLASS_NAME:
+        raise ProjectError(f"A class name can have at most {MAX_CLASS_NAME} characters "
+                           f"(this one has {len(name)}).")
     return name
+
+
+def class_name_from_folder(folder: str) -> tuple[str | None, str | None]:
+    """A class name made from a folder name, and a note when it had to be changed.
+
+    Unlike a typed name, a folder name is fixed rather than refused (the import goes on):
+    undecodable bytes become U+FFFD, control characters become spaces, and a name over
+    200 characters is truncated.
+    """
+    text = unicodedata.normalize(
+        "NFC", folder.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    bad = any(unicodedata.category(ch) in _BAD_NAME_CATEGORIES for ch in text)
+    cleaned = "".join(
+        " " if unicodedata.category(ch) in _BAD_NAME_CATEGORIES else ch for ch in text).strip()
+    if not cleaned:
+        return None, None
+    notes = []
+    if bad:
+        notes.append("control characters replaced by spaces")
+    if len(cleaned) > MAX_CLASS_NAME:
+        cleaned = cleaned[:MAX_CLASS_NAME].rstrip()
+        notes.append(f"truncated to the {MAX_CLASS_NAME}-character limit of class names")
+    return cleaned, "; ".join(notes) or None
+
+
+def find_class(s: Session, name: str, exclude_id: int | None = None) -> LabelClass | None:
+    """The class called ``name``: exact (after NFC) first, else ignoring case."""
+    rows = [r for r in s.scalars(select(LabelClass)) if r.id != exclude_id]
+    exact = unicodedata.normalize("NFC", name).strip()
+    key = class_key(name)
+    return (next((r for r in rows if unicodedata.normalize("NFC", r.name) == exact), None)
+            or next((r for r in rows if class_key(r.name) == key), None))
+
+
+def _refuse_taken(s: Session, name: str, exclude_id: int | None = None) -> None:
+    row = find_class(s, name, exclude_id)
+    if row is not None:
+        how = "" if row.name == name else " (class names ignore upper/lower case)"
+        raise ProjectError(f"A class named '{row.name}' already exists{how}.")
 
 
 def _get_class(s: Session, class_id: int) -> LabelClass:
@@ -481,7 +600,8 @@ def _read_states(s: Session, ids: Sequence[int]) -> dict[int, LabelState]:
 
 
 def _set_labels(
-    s: Session, ids: list[int], label_id: int | None, source: str, who: str
+    s: Session, ids: list[int], label_id: int | None, source: str, who: str,
+    how: str = history.HOW_API,
 ) -> LabelChange:
     before = _read_states(s, ids)
     now = utcnow()
@@ -495,11 +615,18 @@ def _set_labels(
         tuple((i, before[i]) for i in changed), tuple((i, new) for i in changed)
     )
     _apply_states(s, change.after)
+    history.record(s, [(i, before[i].label_id, label_id) for i in changed], how, who, now)
     return change
 
 
-def _apply_states(s: Session, states: Sequence[tuple[int, LabelState]]) -> None:
+def _apply_states(
+    s: Session, states: Sequence[tuple[int, LabelState]], how: str | None = None
+) -> None:
+    """Write these label states; with ``how`` (undo, redo) the changes they make go into
+    the label history, in the same transaction."""
     from densestudio.core import splits  # splits imports store's types
+
+    old = history.image_values(s, Image.label_id, [i for i, _ in states]) if how else {}
 
     grouped: dict[LabelState, list[int]] = defaultdict(list)
     for image_id, state in states:
@@ -517,6 +644,9 @@ def _apply_states(s: Session, states: Sequence[tuple[int, LabelState]]) -> None:
                 )
             )
     splits.assign_missing_splits(s, [image_id for image_id, _ in states])
+    if how is not None:
+        history.record(s, [(i, old[i], st.label_id) for i, st in states
+                           if i in old and old[i] != st.label_id], how, current_user())
 
 
 def _apply_filter(stmt: Select, flt: ImageFilter) -> Select:

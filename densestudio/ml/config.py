@@ -12,13 +12,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.preprocess import Preprocessing, canvas_for
 
-ARCHS = (
-    "densenet_bc_1m",  # compact DenseNet-BC: growth 12, blocks (6,12,24,16), 24 init features
+ARCHS = (  # smallest first: how the Train tab lists them
     "densenet_bc_tiny",  # growth 12, blocks (4,4,4,4): ~0.14M params, for quick tries and tests
-    "densenet121",
-    "densenet161",
-    "densenet169",
-    "densenet201",
+    "densenet_bc_1m",  # compact DenseNet-BC: growth 12, blocks (6,12,24,16), 24 init features
+    "densenet121",  # 8.0M
+    "densenet169",  # 14.1M
+    "densenet201",  # 20.0M
+    "densenet161",  # 28.7M
 )
 COMPACT_ARCHS = ("densenet_bc_1m", "densenet_bc_tiny")
 STRATEGIES = ("full", "head", "head_then_full")
@@ -27,7 +27,7 @@ BALANCES = ("none", "weighted_loss", "sampler", "sqrt_sampler", "logit_adjust")
 FITS = ("letterbox", "stretch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SCHEDULES = ("cosine", "onecycle")
-MONITORS = ("val_balanced_acc", "val_macro_f1", "val_acc", "val_loss")
+MONITORS = ("val_balanced_acc", "val_defect_recall", "val_macro_f1", "val_acc", "val_loss")
 MIN_IMG_SIZE = 32
 
 
@@ -58,6 +58,7 @@ class TrainConfig:
     balance: str = "none"  # "none" | "weighted_loss" | "sampler"
     early_stopping_patience: int | None = None  # epochs without improvement; None = off
     monitor: str = "val_balanced_acc"  # best checkpoint / early stopping metric
+    good_class: str | None = None  # the class meaning a good part (val_defect_recall)
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "mps"
     amp: bool = True  # bf16/fp16 autocast where the device supports it
@@ -128,6 +129,8 @@ class TrainConfig:
             p.append("unfreeze_epoch must be between 1 and epochs - 1.")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             p.append("Early-stopping patience must be at least 1 epoch (or off).")
+        if self.monitor == "val_defect_recall" and not self.good_class:
+            p.append("Choosing checkpoints by defect recall needs the class that means good.")
         if self.channels not in (None, 1, 3):
             p.append("Channels must be 1, 3 or automatic.")
         if self.channels == 1 and self.uses_pretrained:

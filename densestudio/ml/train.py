@@ -325,6 +325,14 @@ def train_one_epoch(
 class Validation:
     loss: float
     scores: Scores
+    confusion: np.ndarray | None = None  # rows = true class, columns = predicted
+
+    def defect_recall(self, good: int) -> float:
+        """Share of defective images (every class but ``good``) not predicted as good."""
+        if self.confusion is None:
+            return 0.0
+        cm = np.delete(self.confusion, good, axis=0)
+        return float(1.0 - cm[:, good].sum() / max(1, cm.sum()))
 
 
 def validate(parts: StepParts, data: RunData, cancel: CancelToken) -> Validation:
@@ -336,21 +344,26 @@ def validate(parts: StepParts, data: RunData, cancel: CancelToken) -> Validation
         channels_last=parts.channels_last, cancel=cancel,
     )  # fmt: skip
     loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), data.y_val))
-    k = len(data.snap.class_names)
-    return Validation(loss, scores(confusion_matrix(data.y_val.numpy(), probs.argmax(1).numpy(), k)))
+    cm = confusion_matrix(data.y_val.numpy(), probs.argmax(1).numpy(), len(data.snap.class_names))
+    return Validation(loss, scores(cm), cm)
 
 
-def monitor_score(cfg: TrainConfig, val: Validation) -> float:
+def monitor_score(cfg: TrainConfig, val: Validation, class_names: tuple[str, ...] = ()) -> float:
     """Higher is better; ties of the metric are broken by a lower validation loss.
 
     The default, balanced accuracy (mean recall over classes), counts a 30-image defect
     class as much as a 900-image good class; validation loss and accuracy are dominated by
-    the big class and pick checkpoints that call small-class defects good."""
+    the big class and pick checkpoints that call small-class defects good.
+    "val_defect_recall" averages balanced accuracy with the share of defects not called
+    good (never defect recall alone: calling every part defective would win)."""
     if cfg.monitor == "val_loss":
         return -val.loss
     sc = val.scores
-    main = {"val_acc": sc.accuracy, "val_macro_f1": sc.macro_f1,
-            "val_balanced_acc": sc.balanced_accuracy}[cfg.monitor]  # fmt: skip
+    if cfg.monitor == "val_defect_recall" and cfg.good_class in class_names:
+        main = 0.5 * (sc.balanced_accuracy + val.defect_recall(class_names.index(cfg.good_class)))
+    else:
+        main = {"val_acc": sc.accuracy, "val_macro_f1": sc.macro_f1}.get(
+            cfg.monitor, sc.balanced_accuracy)
     return main - 1e-4 * min(val.loss, 100.0)
 
 
@@ -452,7 +465,7 @@ def _train(
         t0 = time.perf_counter()
         train_loss, seen, train_s = train_one_epoch(parts, data, epoch, cancel, on_step)
         val = validate(parts, data, cancel)
-        score = monitor_score(cfg, val)
+        score = monitor_score(cfg, val, data.snap.class_names)
         improved = state.best_score is None or score > state.best_score + 1e-9
         state.epoch = epoch + 1
         if improved:

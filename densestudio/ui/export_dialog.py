@@ -9,6 +9,7 @@ Export and the check run in worker threads; the dialog stays responsive.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -33,8 +34,9 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import runs as core_runs
+from densestudio.ml import summary
 from densestudio.ui.jobs import CheckRow, ExportResult, check_export_job, export_job
-from densestudio.ui.runs_panel import pct, run_title
+from densestudio.ui.runs_panel import run_title
 from densestudio.ui.workers import Worker
 
 CHECK_SAMPLES = 8
@@ -65,6 +67,29 @@ def describe_ood(metadata: dict) -> str:
             f"{float(cal.get('flagged', 0)) * 100:.1f} % of {cal.get('n')} validation images")
 
 
+def output_text(views: int) -> str:
+    """What the file outputs, in words (no "TTA")."""
+    text = "one probability per class (they add up to 1)"
+    if views > 1:
+        text += (f"; each is the average over {views} flipped / rotated copies of the image, "
+                 "which makes it steadier")
+    return text
+
+
+def operating_point_text(point: dict | None) -> str:
+    """The OK/NG rule stored in the file, or how to add one."""
+    if not point:
+        return ("none saved: the file gives class probabilities only (set one with "
+                "<i>OK/NG threshold…</i> in the Review tab, then export again)")
+    good, t = html.escape(str(point.get("good_class"))), float(point.get("threshold", 0.5))
+    text = f"OK when P({good}) ≥ {t:.3f}, else NG"
+    low, high = point.get("unsure_low"), point.get("unsure_high")
+    if low is not None and high is not None:
+        text += (f"; UNSURE (to a person) when {float(low):.3f} ≤ P({good}) &lt; "
+                 f"{float(high):.3f}")
+    return text
+
+
 def describe(result: ExportResult) -> str:
     """HTML summary of an exported file's metadata."""
     m = result.metadata
@@ -82,16 +107,12 @@ def describe(result: ExportResult) -> str:
                   f" px, {inp.get('mode')} "
                   f"({inp.get('channels')} channel{'s' if inp.get('channels') != 1 else ''}), "
                   f"{fit + ', ' if fit else ''}pixels in [0, 1]"),
-        ("Model", f"{m.get('architecture')} · normalization inside the model"
-                  + (f" · {m.get('tta_views')} flip/rotation views averaged"
-                     if m.get("tta_views", 1) > 1 else "")),
-        ("Output", m.get("output", "")),
+        ("Model", f"{m.get('architecture')} · normalization inside the model"),
+        ("Output", output_text(int(m.get("tta_views", 1) or 1))),
+        ("OK/NG", operating_point_text(m.get("operating_point"))),
     ]
-    scores = []
-    for subset in ("val", "test"):
-        if metrics.get(f"{subset}_acc") is not None:
-            scores.append(f"{subset}: accuracy {pct(metrics[f'{subset}_acc'])}, macro-F1 "
-                          f"{pct(metrics.get(f'{subset}_macro_f1'))}")
+    scores = [summary.long_text(summary.summarize(metrics, subset=subset))
+              for subset in ("test", "val") if metrics.get(f"{subset}_acc") is not None]
     rows.append(("Metrics", "; ".join(scores) or "—"))
     run = m.get("run", {})
     rows.append(("Trained", f"run #{run.get('id')} {run.get('name', '')}, best epoch "
@@ -134,9 +155,13 @@ class ExportDialog(QDialog):
         for text, fmt in FORMATS.items():
             self.format_combo.addItem(text, fmt)
         self.format_combo.currentIndexChanged.connect(self._format_changed)
+        from densestudio.ml.operating_point import load_operating_point
+
+        point = load_operating_point(self.project, run_id)
+        rule = (f", the OK/NG threshold (good class '{point.good_class}')" if point else "")
         intro = QLabel(
-            "One ONNX file with the class names, preprocessing, input size, metrics, the OK/NG "
-            "operating point and a fingerprint of the training data. It runs in ONNX Runtime "
+            "One ONNX file with the class names, preprocessing, input size, metrics"
+            f"{rule} and a fingerprint of the training data. It runs in ONNX Runtime "
             "without DenseStudio or PyTorch, flags images unlike the training images as "
             "UNSURE, and is checked against the app before it is written.", self)
         intro.setWordWrap(True)
@@ -158,9 +183,9 @@ class ExportDialog(QDialog):
         self.contents.setMinimumHeight(170)
         self.contents.setOpenLinks(False)
         self.contents.setHtml("<i>Export to see what the file contains.</i>")
-        self.check_table = QTableWidget(0, 4, self)
+        self.check_table = QTableWidget(0, 5, self)
         self.check_table.setHorizontalHeaderLabels(["Image", "Label", "Model file says",
-                                                    "Confidence"])
+                                                    "Confidence", "OK/NG"])
         self.check_table.verticalHeader().hide()
         self.check_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.check_table.horizontalHeader().setSectionResizeMode(
@@ -270,21 +295,29 @@ class ExportDialog(QDialog):
             mark = "" if r.agrees is None else ("✓ " if r.agrees else "✗ ")
             unsure = " (UNSURE: unlike the training images)" if r.unfamiliar else ""
             values = (Path(r.path).name, r.expected or "—",
-                      r.error or f"{mark}{r.predicted}{unsure}", f"{r.confidence * 100:.1f} %")
+                      r.error or f"{mark}{r.predicted}{unsure}", f"{r.confidence * 100:.1f} %",
+                      r.decision or "")
             for col, text in enumerate(values):
                 item = QTableWidgetItem(text)
                 if col == 0:
                     item.setToolTip(r.path)
                 self.check_table.setItem(i, col, item)
+        decided = any(r.decision for r in rows)
+        self.check_table.setColumnHidden(4, not decided)  # the file has no OK/NG rule
         self.check_table.show()
         ok = sum(1 for r in rows if r.agrees)
         errors = sum(1 for r in rows if r.error)
         self.status.setStyleSheet("color: #1b7f3b;" if not errors else "color: #c62828;")
+        verdicts = ""
+        if decided:
+            counts = {d: sum(r.decision == d for r in rows) for d in ("OK", "NG", "UNSURE")}
+            verdicts = " Its OK/NG rule says " + ", ".join(
+                f"{k} {v}" for k, v in counts.items() if v) + "."
         parity = describe_parity(self.result.metadata) if self.result else ""
         self.status.setText(
             (f"Parity: {parity}. " if parity else "")
             + f"The file loads and predicts: {ok} of {len(rows)} sample images match their "
-            "labels" + (f"; {errors} could not be read." if errors else "."))
+            "labels" + (f"; {errors} could not be read." if errors else ".") + verdicts)
         self.checked.emit(self.check_rows)
 
     def metadata_json(self) -> str:

@@ -1,4 +1,4 @@
-"""Background jobs of the Train / Review / Export panels, run by ``Worker`` in a QThread.
+"""Background jobs of the Train / Review / Export panels, run by ``Worker`` in a worker thread.
 
 Each job is a plain function ``job(..., on_event, cancel)`` that calls core/ml and returns
 frozen values (ids, dataclasses, paths), never ORM objects. This module has no widgets and
@@ -174,6 +174,7 @@ class CheckRow:
     predicted: str | None
     confidence: float
     error: str | None = None
+    decision: str | None = None  # "OK" / "NG" / "UNSURE" when the file has an OK/NG rule
     unfamiliar: bool = False  # the file's unknown-input check flagged it
 
     @property
@@ -196,8 +197,8 @@ def check_export_job(
         cancel.raise_if_cancelled()
         results = model.predict([p for p, _ in samples])
     return [
-        CheckRow(path, expected, r.class_name, r.confidence, r.error, r.unfamiliar)
-        for (path, expected), r in zip(samples, results)
+        CheckRow(path, expected, r.class_name, r.confidence, r.error, r.decision, r.unfamiliar)
+        for (path, expected), r in zip(samples, results, strict=True)
     ]
 
 

@@ -93,7 +93,48 @@ def make_bad_corpus(root: Path) -> dict[str, tuple[Path, str]]:
     add("spaces in name", _save(noise((20, 20), seed=8), root / "with  spaces .png"), "ok")
 
     add("decompression bomb", _write_bomb_png(root / "bomb.png"), "skip")
+
+    fifo = make_fifo(root / "pipe.jpg")
+    if fifo is not None:  # used to hang the import (and training, and predict) forever
+        add("fifo named jpg", fifo, "skip")
+    odd = non_utf8_path(root, b"caf\xe9-latin1.png")
+    if odd is not None:  # its UnicodeEncodeError used to abort the whole batch
+        add("non-utf-8 name", _save(noise((20, 20), seed=9), odd), "ok")
     return out
+
+
+def make_fifo(path: Path) -> Path | None:
+    """A named pipe with an image's name (None where the OS has none)."""
+    if not hasattr(os, "mkfifo"):
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def non_utf8_path(folder: Path, name: bytes) -> Path | None:
+    """``folder/name`` for a name that is not UTF-8 (Python sees lone surrogates), or None
+    where the file system refuses such names (macOS, Windows)."""
+    path = folder / os.fsdecode(name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        path.unlink()
+    except (OSError, UnicodeError):
+        return None
+    return path
+
+
+def write_zero_padded_jpeg(path: Path, total_bytes: int) -> Path:
+    """A small valid JPEG followed by zeros up to ``total_bytes`` (a sparse file: it costs
+    no disk). Decoding it must not read the padding into memory."""
+    buf = io.BytesIO()
+    noise((64, 48), seed=11).save(buf, format="JPEG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
+        f.truncate(total_bytes)
+    return path
 
 
 def _write_bomb_png(path: Path) -> Path:

@@ -49,3 +49,18 @@ def test_writer_failure_keeps_previous_file(tmp_path: Path) -> None:
     assert len(os.listdir(tmp_path)) == 1
     atomic_write_via(target, lambda tmp: tmp.write_bytes(b"complete"))
     assert target.read_bytes() == b"complete"
+
+
+def test_permissions_are_those_of_a_plain_write(tmp_path: Path) -> None:
+    """Not the temporary file's 0600: an exported model or CSV must stay readable to others
+    as any file the user writes; a replaced file keeps its own mode."""
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    with atomic_output(tmp_path / "new.bin") as f:
+        f.write(b"x")
+    assert (tmp_path / "new.bin").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    kept = tmp_path / "kept.bin"
+    kept.write_bytes(b"old")
+    kept.chmod(0o640)
+    atomic_write_via(kept, lambda p: p.write_bytes(b"new"))
+    assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_bytes() == b"new"

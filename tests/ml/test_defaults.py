@@ -96,6 +96,19 @@ def test_balanced_accuracy_picks_the_checkpoint_not_the_big_class() -> None:
         cfg.with_(monitor="val_loss"), b)
 
 
+def test_defect_recall_monitor_counts_defects_called_good() -> None:
+    names = ("ok", "crack", "spot")
+    # Both epochs: the same balanced accuracy; B calls fewer defects "ok".
+    a = Validation(0.3, Scores(0.9, 0.7, 0.7, (), (), (), ()),
+                   np.array([[90, 5, 5], [6, 4, 0], [4, 0, 6]]))
+    b = Validation(0.3, Scores(0.9, 0.7, 0.7, (), (), (), ()),
+                   np.array([[80, 10, 10], [1, 9, 0], [2, 0, 8]]))
+    assert a.defect_recall(0) == pytest.approx(0.5) and b.defect_recall(0) == pytest.approx(0.85)
+    cfg = TrainConfig(monitor="val_defect_recall", good_class="ok")
+    assert monitor_score(cfg, b, names) > monitor_score(cfg, a, names)
+    assert TrainConfig(monitor="val_defect_recall").problems()  # needs the good class
+
+
 def test_fit_keeps_the_epoch_with_the_best_balanced_accuracy(tiny_project: Project,
                                                              monkeypatch) -> None:
     scripted = iter([_val(0.2, 0.9, 0.5), _val(0.4, 0.8, 0.8), _val(0.1, 0.95, 0.6)])

@@ -14,7 +14,7 @@ from densestudio.core import runs
 from densestudio.core.store import Project
 from densestudio.ml import operating_point as op
 from densestudio.ml.operating_point import OperatingPoint
-from tests.ml.conftest import add_images, tiny_config, write_images
+from tests.ml.conftest import add_images, copy_project, tiny_config, write_images
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +32,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 def test_save_load_round_trip_and_validation(trained, tmp_path) -> None:  # noqa: ANN001
-    import shutil
-
     src, run_id, _ = trained
     path = tmp_path / src.name
-    shutil.copy(src, path)
+    copy_project(src, path)
     with Project.open(path) as project:
         assert op.load_operating_point(project, run_id) is None
         before = runs.get_run(project, run_id).extra
@@ -64,7 +62,7 @@ def test_save_load_round_trip_and_validation(trained, tmp_path) -> None:  # noqa
 
 
 def test_helpers() -> None:
-    assert op.suggest_good_class(["scratch", "OK", "spot"]) == "OK"
+    assert op.suggest_good_class(["scratch", "OK", "spot"]) == "OK"  # older name
     assert op.suggest_good_class(["a", "b"]) is None
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], np.float32)
     p_good, is_good = op.good_scores(probs, np.array([0, 1, 1]), good_index=0)
@@ -75,13 +73,11 @@ def test_helpers() -> None:
 
 
 def test_export_carries_the_point_and_predicts(trained, tmp_path, capsys) -> None:  # noqa: ANN001
-    import shutil
-
     from densestudio.ml.export import export_model, load_exported
 
     src, run_id, imgs = trained
     path = tmp_path / src.name
-    shutil.copy(src, path)
+    copy_project(src, path)
     with Project.open(path) as project:
         plain = load_exported(export_model(project, run_id, tmp_path / "plain.pt"))
         assert plain.metadata["operating_point"] is None and plain.operating_point is None

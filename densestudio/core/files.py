@@ -1,0 +1,77 @@
+"""Safe file access for paths users name: read only regular files, write outputs in place.
+
+Reading: ``open_regular`` never blocks on a named pipe and never reads a device (an image
+path replaced by a FIFO used to hang training forever). Writing: ``open_output`` replaces a
+regular file atomically, through a symlink the link's target (the link stays a link), and
+writes a pipe or character device (``/dev/stdout``, ``/dev/null``, ``>(cmd)``) directly
+instead of replacing the node; a folder, block device or socket is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from densestudio.core.atomic import atomic_output
+from densestudio.core.errors import DenseStudioError
+
+
+class NotARegularFile(DenseStudioError):
+    """A FIFO, device, socket or folder where a regular file was expected."""
+
+
+def file_kind(mode: int) -> str:
+    """'a named pipe (FIFO)', 'a folder', ... for an ``st_mode``."""
+    for test, kind in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+@contextmanager
+def open_regular(path: Path, error: type[Exception] = NotARegularFile) -> Iterator[BinaryIO]:
+    """Open a file for reading (binary) only if it is a regular file.
+
+    O_NONBLOCK makes opening a FIFO return at once (a plain open waits for a writer
+    forever); fstat on the open descriptor then refuses anything that is not a regular
+    file, with no window for the path to be swapped in between. ``error`` is raised for a
+    special file; errors of the open itself (missing, permission) are the OSError they are.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise error(f"not a regular file ({file_kind(mode)})")
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        yield f
+
+
+@contextmanager
+def open_output(path: Path, mode: str = "w", **open_kwargs) -> Iterator[IO]:
+    """``with open_output(p) as f: f.write(...)`` for an output file a user named."""
+    path = Path(path)
+    try:
+        st_mode = os.stat(path).st_mode  # follows links
+    except FileNotFoundError:
+        st_mode = None  # new file (or a dangling link: its target is created)
+    except OSError as exc:
+        raise DenseStudioError(f"Cannot write {path}: {exc.strerror or exc}") from exc
+    if st_mode is None or stat.S_ISREG(st_mode):
+        with atomic_output(Path(os.path.realpath(path)), mode, **open_kwargs) as f:
+            yield f
+    elif stat.S_ISFIFO(st_mode) or stat.S_ISCHR(st_mode):
+        with open(path, mode, **open_kwargs) as f:
+            yield f
+    else:
+        raise DenseStudioError(f"Cannot write {path}: it is {file_kind(st_mode)}; give a file "
+                               "name.")
