@@ -18,11 +18,13 @@ venv: $(BIN)/.installed
 # The Node.js runner of exported models (tests/deploy/test_node_runner.py). `npm ci` installs
 # exactly package-lock.json; --ignore-scripts and ONNXRUNTIME_NODE_INSTALL=skip keep
 # onnxruntime-node from downloading CUDA binaries (its CPU binaries are in the package).
-# Without npm, or offline, the test is skipped and says why.
+# Without npm, or offline, the test is skipped and says why; --prefer-offline uses npm's cache
+# and one short try (no retries) keeps an offline CI box from waiting minutes on the registry.
 $(NODE_EXAMPLE)/node_modules/.installed: $(NODE_EXAMPLE)/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 	  (cd $(NODE_EXAMPLE) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --ignore-scripts --no-audit \
-	    --no-fund --loglevel=error && touch node_modules/.installed) \
+	    --no-fund --loglevel=error --prefer-offline --fetch-retries=0 --fetch-timeout=20000 \
+	    && touch node_modules/.installed) \
 	  || echo "npm ci failed: the Node.js runner test will be skipped"; \
 	else echo "npm not found: the Node.js runner test will be skipped"; fi
 

@@ -346,7 +346,7 @@ def _onnx_bytes(deploy: DeployModel, prep: preprocess.Preprocessing, metadata: d
                 output_names=[onnx_model.PROBS_NAME, onnx_model.OOD_NAME],
                 dynamic_shapes={"image": {0: batch}}, optimize=True, verbose=False,
             )  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds
+    except Exception as exc:
         raise ExportError(f"Could not convert the model to ONNX: {exc}") from exc
     proto = program.model_proto
     proto.producer_name, proto.producer_version = "DenseStudio", __version__
@@ -369,7 +369,7 @@ def _scripted(deploy: DeployModel) -> torch.jit.ScriptModule:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.script(wrapper)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ExportError(f"Could not convert the model to TorchScript: {exc}") from exc
 
 
@@ -510,7 +510,7 @@ def load_exported(path: str | Path) -> ModelFile:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # jit.load "deprecated" notice
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except Exception as exc:  # noqa: BLE001 - not a TorchScript archive
+    except Exception as exc:
         raise ModelFileError(f"{path} is not a DenseStudio model file ({exc}).") from exc
     try:
         metadata = json.loads(extra[META_NAME])
@@ -522,7 +522,7 @@ def load_exported(path: str | Path) -> ModelFile:
     try:  # the number of outputs is only known by running it once
         probs, _ = model.forward(np.zeros((1, prep.channels, prep.height, prep.width),
                                           np.float32))
-    except Exception as exc:  # noqa: BLE001 - a crafted module can fail in any way
+    except Exception as exc:
         raise ModelFileError(f"{path} is not a usable DenseStudio model file: it does not run "
                              f"on its own input size ({str(exc)[:200]}).") from exc
     check_metadata(metadata, path, n_outputs=int(probs.shape[-1]), legacy_ok=True)

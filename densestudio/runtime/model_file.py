@@ -14,7 +14,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -59,7 +58,7 @@ def _fail(path: str | Path, why: str) -> ModelFileError:
 
 
 def check_metadata(
-    meta: Any,
+    meta: object,
     path: str | Path,
     *,
     n_outputs: int | None = None,
@@ -201,7 +200,7 @@ class ModelFile:
             if not arrays:
                 continue
             probs, ood = self.forward(np.stack(arrays).astype(np.float32) / 255.0)
-            for row, ((i, label), p) in enumerate(zip(where, probs)):
+            for row, ((i, label), p) in enumerate(zip(where, probs, strict=True)):
                 k = int(p.argmax())
                 score = None if ood is None else float(ood[row])
                 unfamiliar = score is not None and threshold is not None and score > threshold

@@ -54,7 +54,7 @@ class OnnxModel(ModelFile):
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         out = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(x, np.float32)})
-        named = dict(zip(self.outputs, out))
+        named = dict(zip(self.outputs, out, strict=True))
         return named[PROBS_NAME].astype(np.float32), named.get(OOD_NAME)
 
 
@@ -84,7 +84,7 @@ def load_onnx(path: str | Path, threads: int | None = None) -> OnnxModel:
     try:
         session = ort.InferenceSession(str(path), sess_options=session_options(threads),
                                        providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own types for foreign bytes
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path} is not a DenseStudio model file ({first}).") from exc
     metadata = read_onnx_metadata(session, path)

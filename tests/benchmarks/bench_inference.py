@@ -30,7 +30,7 @@ import numpy as np
 # Threads wait passively between calls: the engines run interleaved on a shared machine, and
 # a pool busy-waiting after its call would slow the next engine down.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-import torch  # noqa: E402
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))

@@ -23,18 +23,19 @@ PNG_TOLERANCE = 1e-3
 JPEG_TOLERANCE = 0.02
 
 
-def node_or_skip() -> str:
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node executable; skips (before the model is trained) without node or packages."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("Node.js is not installed (the runner needs node >= 18)")
-    if not (NODE_DIR / "node_modules" / "onnxruntime-node").is_dir():
+    if not (NODE_DIR / "node_modules" / ".installed").is_file():
         pytest.skip(f"npm packages are not installed in {NODE_DIR} (`make test` installs "
-                    "them with `npm ci`; it needs the npm registry once)")
+                    "them with `npm ci`; it needs the npm registry or npm's cache once)")
     return node
 
 
-def test_node_runner_matches_python(strip_run: StripRun, tmp_path: Path) -> None:
-    node = node_or_skip()
+def test_node_runner_matches_python(node: str, strip_run: StripRun, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     pngs = []
     for name, kind, (w, h) in (("wide_4to1.png", "bright", (200, 50)),
@@ -54,7 +55,7 @@ def test_node_runner_matches_python(strip_run: StripRun, tmp_path: Path) -> None
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert [Path(r["path"]).name for r in rows] == [p.name for p in paths]
     python = load_onnx(strip_run.model_path).predict(paths)
-    for path, row, want in zip(paths, rows, python):
+    for path, row, want in zip(paths, rows, python, strict=True):
         tol = PNG_TOLERANCE if path.suffix == ".png" else JPEG_TOLERANCE
         np.testing.assert_allclose(row["probs"], want.probs, atol=tol, err_msg=str(path))
         assert abs(row["ood_score"] - want.ood_score) <= max(tol, 1e-5), path

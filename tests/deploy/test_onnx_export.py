@@ -114,7 +114,7 @@ def test_torch_free_predict_equals_the_app(strip_run: StripRun, tmp_path: Path) 
     assert [r["path"] for r in rows] == [str(p) for p in paths]
     expected = in_app_probs(strip_run, paths)
     names = ["dark", "bright"]
-    for row, want in zip(rows, expected):
+    for row, want in zip(rows, expected, strict=True):
         got = np.array([float(row[f"p_{n}"]) for n in names])
         np.testing.assert_allclose(got, want, atol=1e-4)
         assert row["class"] == names[int(want.argmax())]
