@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from densestudio import __version__
 from densestudio.cli_signoff import add_signoff_commands
+from densestudio.core import formatting
 from densestudio.core.errors import CancelledError, DenseStudioError
 from densestudio.core.progress import CancelToken
 
@@ -54,10 +54,7 @@ def bar(fraction: float, width: int = 30) -> str:
 
 
 def format_eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "--:--"
-    seconds = int(seconds)
-    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return formatting.eta(seconds, unknown="--:--")  # plain ASCII for any terminal
 
 
 @contextlib.contextmanager
@@ -345,11 +342,19 @@ def _train_config(args: argparse.Namespace, project) -> object:  # noqa: ANN001
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from densestudio.ml.events import (
-        BatchProgress, EpochEnded, EpochsPlanned, EvaluationProgress, ImagesSkipped,
-        PreparingData, RunCancelled, RunFinished, RunStarted, WeightsDownload,
-    )  # fmt: skip
     from densestudio.ml import summary
+    from densestudio.ml.events import (
+        BatchProgress,
+        EpochEnded,
+        EpochsPlanned,
+        EvaluationProgress,
+        ImagesSkipped,
+        PreparingData,
+        RunCancelled,
+        RunFinished,
+        RunStarted,
+        WeightsDownload,
+    )  # fmt: skip
     from densestudio.ml.train import fit
 
     line = ProgressLine()
@@ -370,7 +375,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif isinstance(e, EpochsPlanned):
             line.done()
             state["epochs"] = e.epochs
-            budget = f" to fit about {format_eta(e.budget_s)}" if e.budget_s else ""
+            budget = (f" to fit about {format_eta(e.budget_s)}"
+                      if e.budget_s and not e.over_budget else "")
             print(f"planned {e.epochs} epochs{budget} ({e.reason})", flush=True)
         elif isinstance(e, RunStarted):
             line.done()
@@ -402,7 +408,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             for subset in ("test", "val"):  # balanced accuracy and the worst class first
                 if f"{subset}_acc" in m:
                     print(f"  {summary.long_text(summary.summarize(m, subset=subset))}, "
-                          f"macro-F1 {summary.pct(m.get(f'{subset}_macro_f1'))}")
+                          f"macro-F1 {formatting.percent(m.get(f'{subset}_macro_f1'))}")
         elif isinstance(e, RunCancelled):
             line.done()
             print(f"Run {e.run_id} stopped after epoch {e.epoch}; continue it with "

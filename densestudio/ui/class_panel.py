@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.core.formatting import html_text
 from densestudio.core.models import SPLITS
 from densestudio.ui.class_dialogs import ClassNameDialog, MergeDialog
 from densestudio.ui.controller import ProjectController
@@ -257,7 +258,7 @@ class ClassPanel(QWidget):
             return None
         info = c.class_by_id(ids[0])
         return self._open(ClassNameDialog(
-            self, f"Rename class {info.name}", f"Rename the class <b>{_esc(info.name)}</b> "
+            self, f"Rename class {info.name}", f"Rename the class <b>{html_text(info.name)}</b> "
             f"({_n(c.counts().count(info.id))} images) to:", info.name,
             apply=lambda name: self._apply(
                 lambda on_error: c.rename_class(ids[0], name, on_error=on_error))))
@@ -344,5 +345,3 @@ def _n(value: int) -> str:
     return f"{value:,}"
 
 
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -74,12 +74,6 @@ class StepBatcher:
         self._on_event(steps)
 
 
-def is_droppable(event: object) -> bool:
-    """Progress events the worker may thin out (the newest wins); steps are never dropped."""
-    name = type(event).__name__
-    return name.endswith("Progress") or name in ("PreparingData", "WeightsDownload")
-
-
 # ------------------------------------------------------------------ jobs
 @contextlib.contextmanager
 def background_training(threads: int | None, nice: int) -> Iterator[None]:
@@ -87,7 +81,10 @@ def background_training(threads: int | None, nice: int) -> Iterator[None]:
     done, the objects alive now out of the garbage collector's full passes (no 200 ms GIL
     holds mid-run), this thread at a lower CPU priority, all cores but one for torch."""
     from densestudio.ml.threads import (
-        freeze_long_lived_objects, limited_threads, lower_thread_priority, wait_for_warm_up,
+        freeze_long_lived_objects,
+        limited_threads,
+        lower_thread_priority,
+        wait_for_warm_up,
     )  # fmt: skip
 
     wait_for_warm_up()

@@ -42,21 +42,22 @@ from PySide6.QtWidgets import (
 
 from densestudio import __version__
 from densestudio.core.errors import DenseStudioError
+from densestudio.core.importer import ImportProgress
 from densestudio.core.store import PROJECT_SUFFIX, ImageInfo, Project
 from densestudio.ui import settings as app_settings
+from densestudio.ui.audit_panel import AuditPanel
 from densestudio.ui.class_panel import ClassPanel
 from densestudio.ui.controller import ProjectController
 from densestudio.ui.filter_bar import FilterBar
 from densestudio.ui.gallery_model import GalleryModel
 from densestudio.ui.gallery_view import GalleryView
+from densestudio.ui.heatmaps import HeatmapService
 from densestudio.ui.import_dialog import ImportDialog, ImportProgressWidget, ImportReportDialog
-from densestudio.ui.audit_panel import AuditPanel
 from densestudio.ui.review_panel import ReviewPanel
 from densestudio.ui.settings import Preferences
 from densestudio.ui.split_panel import SplitPanel
 from densestudio.ui.thumbnail_loader import ThumbnailLoader
 from densestudio.ui.train_panel import TrainPanel
-from densestudio.ui.heatmaps import HeatmapService
 from densestudio.ui.viewer import ImageViewer
 from densestudio.ui.welcome import WelcomeView
 from densestudio.ui.workers import Worker
@@ -575,7 +576,7 @@ class MainWindow(QMainWindow):
     def _on_demo_event(self, event: object) -> None:
         done, total = getattr(event, "done", None), getattr(event, "total", None)
         if done is not None and total:
-            verb = "Importing" if type(event).__name__ == "ImportProgress" else "Drawing"
+            verb = "Importing" if isinstance(event, ImportProgress) else "Drawing"
             self.welcome.set_busy(True, f"{verb} demo images… {done} / {total}")
 
     # ================================================================ import
@@ -674,7 +675,7 @@ class MainWindow(QMainWindow):
             self.import_worker.cancel()
 
     def _on_import_event(self, event: object) -> None:
-        if type(event).__name__ == "ImportProgress":
+        if isinstance(event, ImportProgress):
             self.import_progress.show_progress(event)
 
     def _on_import_finished(self, report) -> None:  # noqa: ANN001

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import runs as core_runs
+from densestudio.core.formatting import html_text
 from densestudio.ml import operating_point as op
 from densestudio.ml.operating_point import OperatingPoint
 
@@ -421,7 +422,7 @@ class OperatingPointPanel(QWidget):
 
         cost = missed * self.cost_miss.value() + rejected * self.cost_reject.value()
         self.readout.setText(
-            f"At P({_esc(point.good_class)}) ≥ <b>{t:.3f}</b> on {n:,} "
+            f"At P({html_text(point.good_class)}) ≥ <b>{t:.3f}</b> on {n:,} "
             f"{self.subset_combo.currentText().lower()} images: "
             f"<b style='color:rgb{MISS_COLOR}'>missed {part(missed, n_bad, 'defective')}</b>"
             f" · <b style='color:rgb{REJECT_COLOR}'>rejected {part(rejected, n_good, 'good')}"
@@ -437,7 +438,7 @@ class OperatingPointPanel(QWidget):
             return "This run has no operating point yet."
         band = (f", unsure {s.unsure_low:.3f}–{s.unsure_high:.3f}"
                 if s.unsure_low is not None else "")
-        return f"Saved: good class '{_esc(s.good_class)}', threshold {s.threshold:.3f}{band}."
+        return f"Saved: good class '{html_text(s.good_class)}', threshold {s.threshold:.3f}{band}."
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self.status.setText(f"<span style='color:#c62828'>{text}</span>" if error else text)
@@ -461,5 +462,3 @@ class OperatingPointDialog(QDialog):
         self.resize(820, 640)
 
 
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from html import escape
 
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import (
@@ -42,17 +41,20 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import runs as core_runs
+from densestudio.core.formatting import html_text
+from densestudio.core.formatting import percent as pct
 from densestudio.core.models import SOURCE_PREDICTION
 from densestudio.core.store import ImageFilter
 from densestudio.ml import summary
+from densestudio.ml.events import PreparingData
 from densestudio.ui.confusion import ConfusionMatrixView
 from densestudio.ui.gallery_model import TileOverlay
 from densestudio.ui.gallery_view import GalleryView
 from densestudio.ui.heatmaps import HeatmapGalleryModel
-from densestudio.ui.jobs import evaluate_job, is_droppable, predict_job
-from densestudio.ui.runs_panel import pct, run_title
-from densestudio.ui.workers import Worker
+from densestudio.ui.jobs import evaluate_job, predict_job
 from densestudio.ui.relabel import RelabelSelectedMixin
+from densestudio.ui.runs_panel import run_title
+from densestudio.ui.workers import Worker
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +90,6 @@ def _table(parent: QWidget, headers: list[str]) -> QTableWidget:
     table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
     table.setWordWrap(False)
     return table
-
-
-def _esc(text: str) -> str:
-    return escape(text, quote=False)
 
 
 WARN_COLOR = "#b26a00"
@@ -540,19 +538,19 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         cfg = self.run.config
         nb = "&nbsp;"
         lines = [
-            f"<b>{_esc(run_title(self.run))}</b> <small>({cfg.get('arch', '?')},{nb}"
+            f"<b>{html_text(run_title(self.run))}</b> <small>({cfg.get('arch', '?')},{nb}"
             f"{cfg.get('img_size', '?')}{nb}px)</small>",
             f"<span style='font-size:large'><b>{pct(s.balanced_accuracy)}</b> balanced "
             "accuracy</span>",
         ]
         if s.worst_recall is not None:
-            lines.append(f"worst class <b>{_esc(s.worst_class or '?')} {pct(s.worst_recall)}"
+            lines.append(f"worst class <b>{html_text(s.worst_class or '?')} {pct(s.worst_recall)}"
                          "</b> recall")
         lines.append(f"accuracy {pct(rep.accuracy)} · macro-F1 {pct(rep.macro_f1)}"
                      f" <small>· {rep.n:,} {name} images{loss}</small>")
         few = summary.few_image_classes(rep.per_class)
         if few:
-            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {_esc(_too_few(few, rep, name))}"
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(_too_few(few, rep, name))}"
                          "</span>")
         passed = self._defects_called_good()
         if passed:
@@ -574,7 +572,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         called = sum(point.decide(float(p.probs[good])) == "OK" for p in defects)
         share = called / len(defects)
         color = "#c62828" if called else "#1b7f3b"
-        return (f"<span style='color:{color}'>Defects called good ('{_esc(point.good_class)}' "
+        return (f"<span style='color:{color}'>Defects called good ('{html_text(point.good_class)}' "
                 f"at the saved threshold {point.threshold:.2f}): <b>{called} of "
                 f"{len(defects)}</b> ({pct(share)})</span>")
 
@@ -652,7 +650,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         else:
             raise ValueError(kind)
         self._show_ids(ids, Shown(kind, title))
-        self.warning.setText("<br>".join(f"⚠ {_esc(w)}" for w in warnings))
+        self.warning.setText("<br>".join(f"⚠ {html_text(w)}" for w in warnings))
         self.warning.setVisible(bool(warnings))
         return ids
 
@@ -938,7 +936,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if done is not None and total:
             self.progress.setRange(0, total)
             self.progress.setValue(done)
-            verb = "Preparing" if type(event).__name__ == "PreparingData" else "Predicting"
+            verb = "Preparing" if isinstance(event, PreparingData) else "Predicting"
             self.progress.setFormat(f"{verb} {done:,} / {total:,}")
 
     def _on_done(self, worker: Worker) -> None:
@@ -964,8 +962,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.predictionsReady.emit(0)
             return None
         run_id = self.run.id
-        worker = Worker(predict_job, self.project, run_id, ids, droppable=is_droppable,
-                        parent=self)
+        worker = Worker(predict_job, self.project, run_id, ids, parent=self)
         worker.finished.connect(lambda preds: self._on_predicted(run_id, preds))
         self._run_worker(worker, f"Predicting {len(ids):,} unlabeled images…")
         return worker
@@ -985,8 +982,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             return None
         run_id = self.run.id
         subsets = ("val", "test")
-        worker = Worker(evaluate_job, self.project, run_id, subsets, droppable=is_droppable,
-                        parent=self)
+        worker = Worker(evaluate_job, self.project, run_id, subsets, parent=self)
         worker.finished.connect(lambda _r: self._on_evaluated(run_id))
         self._run_worker(worker, "Evaluating…")
         return worker

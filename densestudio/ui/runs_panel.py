@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import runs as core_runs
+from densestudio.core.formatting import percent as pct
 from densestudio.ml import summary
 
 # Balanced accuracy and the worst class lead: accuracy hides a class that is never found.
@@ -36,10 +37,6 @@ STATUS_TEXT = {
     "running": "training…", "finished": "finished", "cancelled": "stopped (resumable)",
     "failed": "failed", "created": "created",
 }  # fmt: skip
-
-
-def pct(value: float | None) -> str:
-    return summary.pct(value)
 
 
 def settings_text(config: dict) -> str:

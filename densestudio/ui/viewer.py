@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.core.formatting import html_text
 from densestudio.core.imaging import ImageDecodeError
 from densestudio.core.store import ClassInfo, ImageInfo
 from densestudio.ui.pixels import Pixels, decode
@@ -349,12 +350,12 @@ class ImageViewer(QWidget):
         predicted = explanation.class_names[explanation.predicted_index]
         what = ("predicted" if key[2] is None else
                 f"predicted: {predicted}")
-        self._heat_text(f"Evidence for <b>{_esc(explanation.class_name)}</b> ({what}, "
+        self._heat_text(f"Evidence for <b>{html_text(explanation.class_name)}</b> ({what}, "
                         f"p = {p:.2f})")
         self.heatmapShown.emit(key[1])
 
     def _heat_text(self, text: str, error: bool = False) -> None:
-        self.heat_status.setText(f"<span style='color:#c62828'>{_esc(text)}</span>" if error
+        self.heat_status.setText(f"<span style='color:#c62828'>{html_text(text)}</span>" if error
                                  else f"<small>{text}</small>")
 
     def _on_heat_ready(self, key: tuple, explanation) -> None:  # noqa: ANN001
@@ -415,11 +416,11 @@ class ImageViewer(QWidget):
             self.title.setText("")
             self.details.setText("<i>No image selected.</i>")
             return
-        self.title.setText(f"<b>{_esc(info.name)}</b>")
+        self.title.setText(f"<b>{html_text(info.name)}</b>")
         self.title.setToolTip(info.path)
         cls = self._cls
         if cls is not None:
-            label = (f"<span style='background:{cls.color}; color:#fff'>&nbsp;{_esc(cls.name)}"
+            label = (f"<span style='background:{cls.color}; color:#fff'>&nbsp;{html_text(cls.name)}"
                      f"&nbsp;</span>")
             if info.label_source and info.label_source != "human":
                 label += f" <span style='color:gray'>(from {info.label_source})</span>"
@@ -434,7 +435,7 @@ class ImageViewer(QWidget):
             f"{label} &nbsp;·&nbsp; {split} &nbsp;·&nbsp; "
             f"{info.width}×{info.height}&nbsp;px, {depth}"
             f" &nbsp;·&nbsp; {human_size(info.byte_size)}{missing}<br>"
-            f"<span style='color:gray'>{_esc(info.path)}</span>"
+            f"<span style='color:gray'>{html_text(info.path)}</span>"
         )
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
@@ -464,5 +465,3 @@ class ImageViewer(QWidget):
             super().keyPressEvent(event)
 
 
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
