@@ -53,6 +53,7 @@ from densestudio.ui.import_dialog import ImportDialog, ImportProgressWidget, Imp
 from densestudio.ui.audit_panel import AuditPanel
 from densestudio.ui.review_panel import ReviewPanel
 from densestudio.ui.settings import Preferences
+from densestudio.ui.signoff_dialogs import add_golden_actions
 from densestudio.ui.split_panel import SplitPanel
 from densestudio.ui.thumbnail_loader import ThumbnailLoader
 from densestudio.ui.train_panel import TrainPanel
@@ -101,6 +102,7 @@ class MainWindow(QMainWindow):
     def __init__(self, prefs: Preferences | None = None) -> None:
         super().__init__()
         self.prefs = prefs or app_settings.load_preferences()
+        app_settings.apply_user_name(self.prefs)  # who history and approvals record
         self.controller: ProjectController | None = None
         self._matching = 0  # images matching the gallery's filter now (see _recount)
         self.workers: list[Worker] = []
@@ -275,12 +277,24 @@ class MainWindow(QMainWindow):
         self.smaller_action = self._action("&Smaller Tiles", lambda: self._step_tiles(-16),
                                            K.ZoomOut)
         self.shortcuts_action = self._action("&Keyboard Shortcuts", self.show_shortcuts, "F1")
+        self.preferences_action = self._action("&Preferences…", self.show_preferences,
+                                               QKeySequence.StandardKey.Preferences,
+                                               tip="Your name for the label history and "
+                                               "approvals; labeling behaviour")
+        self.preferences_action.setMenuRole(QAction.MenuRole.PreferencesRole)
+        self.report_action = self._action(
+            "&Validation Report…", lambda: self.review_panel.show_report_dialog(),
+            tip="Write a run's validation report: one HTML file that opens offline")
+        self.export_action = self._action(
+            "&Export Model…", lambda: self.show_export_dialog(), "Ctrl+E",
+            tip="Export the approved run (or another) as a model file for the line")
         self.about_action = self._action("&About DenseStudio", self.show_about)
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
         self.project_actions = [self.import_action, self.relink_action, self.refresh_action,
                                 self.close_action, self.select_all_action,
                                 self.next_unlabeled_action, self.unlabel_action,
-                                self.add_class_action, self.bigger_action, self.smaller_action]
+                                self.add_class_action, self.bigger_action, self.smaller_action,
+                                self.report_action, self.export_action]
 
     def _make_menus(self) -> None:
         bar = self.menuBar()
@@ -294,6 +308,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.relink_action)
         file_menu.addAction(self.refresh_action)
         file_menu.addSeparator()
+        file_menu.addActions([self.export_action, self.report_action])
+        file_menu.addSeparator()
         file_menu.addAction(self.close_action)
         file_menu.addAction(self.quit_action)
 
@@ -301,6 +317,8 @@ class MainWindow(QMainWindow):
         edit_menu.addActions([self.undo_action, self.redo_action])
         edit_menu.addSeparator()
         edit_menu.addActions([self.select_all_action, self.next_unlabeled_action])
+        edit_menu.addSeparator()
+        edit_menu.addAction(self.preferences_action)
 
         self.label_menu = bar.addMenu("&Label")
         self.label_menu.aboutToShow.connect(self._fill_label_menu)
@@ -357,6 +375,7 @@ class MainWindow(QMainWindow):
         self.train_panel.runs.runDeleted.connect(lambda _id: self.review_panel.refresh_runs())
         self.review_panel.exportRequested.connect(self.show_export_dialog)
         self.review_panel.runChanged.connect(self._update_heatmap_run)
+        self.review_panel.approvalsChanged.connect(lambda: self.train_panel.runs.refresh())
         self.train_panel.runs.runDeleted.connect(self._update_heatmap_run)
 
     # ================================================================ projects
@@ -456,6 +475,7 @@ class MainWindow(QMainWindow):
         self.review_panel.set_controller(controller)
         self._update_heatmap_run()
         self.audit_panel.set_controller(controller)
+        self.viewer.set_project(project)
         self.viewer.show_image(None)
         self.tabs.setCurrentIndex(0)
         self.stack.setCurrentWidget(self.tabs)
@@ -501,6 +521,7 @@ class MainWindow(QMainWindow):
             self.export_dialog.close()
             self.export_dialog = None
         self.viewer.show_image(None)
+        self.viewer.set_project(None)
         self.undo_group.removeStack(controller.undo_stack)
         controller.close()
         controller.deleteLater()
@@ -948,6 +969,8 @@ class MainWindow(QMainWindow):
         header.setEnabled(False)
         self._add_label_actions(menu)
         menu.addSeparator()
+        add_golden_actions(menu, self.controller.project, ids, self.on_golden_changed)
+        menu.addSeparator()
         if index.isValid():
             info = self.model.info(index.row())
             if info is not None:
@@ -1005,10 +1028,27 @@ class MainWindow(QMainWindow):
         else:
             self.viewer.set_heatmap_run(run.id, run.class_names, run_title(run))
 
-    def show_export_dialog(self, run_id: int):  # noqa: ANN201
+    def on_golden_changed(self, message: str) -> None:
+        """Must-pass marks changed (from a gallery's context menu)."""
+        self.statusBar().showMessage(message, 6000)
+        self.viewer.refresh_history()
+
+    def show_export_dialog(self, run_id: int | None = None):  # noqa: ANN201
+        """Export ``run_id``; without one, the approved run (else the newest finished)."""
+        from densestudio.core import runs as core_runs
+        from densestudio.core import signoff
         from densestudio.ui.export_dialog import ExportDialog
 
         if self.controller is None:
+            return None
+        if run_id is None:
+            run_id = signoff.approved_run_id(self.controller.project)
+        if run_id is None:
+            run_id = next((r.id for r in core_runs.list_runs(self.controller.project)
+                           if r.status == "finished" and r.checkpoint_best), None)
+        if run_id is None:
+            self.show_error("Nothing to export", "There is no finished training run yet: "
+                            "train one in the Train tab.")
             return None
         if self.export_dialog is not None:
             self.export_dialog.close()
@@ -1081,6 +1121,23 @@ class MainWindow(QMainWindow):
                           QMessageBox.StandardButton.Close, self)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
+
+    def show_preferences(self):  # noqa: ANN201 - PreferencesDialog
+        from densestudio.ui.preferences_dialog import PreferencesDialog
+
+        dialog = PreferencesDialog(self.prefs, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self._apply_preferences(dialog))
+        dialog.open()
+        return dialog
+
+    def _apply_preferences(self, dialog) -> None:  # noqa: ANN001 - PreferencesDialog
+        dialog.apply()
+        name = app_settings.apply_user_name(self.prefs)
+        self.auto_advance_action.setChecked(self.prefs.auto_advance)
+        app_settings.save_preferences(self.prefs)
+        self.statusBar().showMessage(f"Label changes and approvals are recorded as '{name}'.",
+                                     6000)
 
     def show_about(self) -> None:
         QMessageBox.about(
