@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from densestudio.core.progress import CancelToken, EventCallback
 
 if TYPE_CHECKING:  # torch-importing modules load in the worker, when a job starts
+    from densestudio.core.signoff import VerificationReport
     from densestudio.core.store import Project
     from densestudio.ml.gate import GateResult
     from densestudio.ml.report import ReportOptions, ReportWritten
@@ -281,3 +282,11 @@ def report_job(
     with limited_threads():
         return write_report(project, out_path, run_id, options or ReportOptions(),
                             on_event=on_event, cancel=cancel)
+
+
+def verify_job(project: Project, *, on_event: EventCallback,
+               cancel: CancelToken) -> VerificationReport:
+    """Recompute the label history's and the approvals' hash chains (reads every row)."""
+    from densestudio.core.signoff import verify_project
+
+    return verify_project(project)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QItemSelectionModel, QModelIndex, QPoint, Qt, QUrl, Signal
 from PySide6.QtGui import (
@@ -61,6 +62,9 @@ from densestudio.ui.heatmaps import HeatmapService
 from densestudio.ui.viewer import ImageViewer
 from densestudio.ui.welcome import WelcomeView
 from densestudio.ui.workers import Worker
+
+if TYPE_CHECKING:
+    from densestudio.core.signoff import VerificationReport
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +116,7 @@ class MainWindow(QMainWindow):
         self.report_dialog: ImportReportDialog | None = None
         self.last_import_report = None
         self.last_error: str | None = None
+        self.last_verification: VerificationReport | None = None  # the newest records check
         self.icon = app_icon()
         self.setWindowIcon(self.icon)
         self.setWindowTitle("DenseStudio")
@@ -288,13 +293,18 @@ class MainWindow(QMainWindow):
         self.export_action = self._action(
             "&Export Model…", lambda: self.show_export_dialog(), "Ctrl+E",
             tip="Export the approved run (or another) as a model file for the line")
+        self.verify_action = self._action(
+            "&Verify Records…", lambda: self.verify_records(quiet=False),
+            tip="Check that the label history and the approvals were not edited outside "
+            "DenseStudio")
         self.about_action = self._action("&About DenseStudio", self.show_about)
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
         self.project_actions = [self.import_action, self.relink_action, self.refresh_action,
                                 self.close_action, self.select_all_action,
                                 self.next_unlabeled_action, self.unlabel_action,
                                 self.add_class_action, self.bigger_action, self.smaller_action,
-                                self.report_action, self.export_action]
+                                self.report_action, self.export_action,
+                                self.verify_action]
 
     def _make_menus(self) -> None:
         bar = self.menuBar()
@@ -308,7 +318,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.relink_action)
         file_menu.addAction(self.refresh_action)
         file_menu.addSeparator()
-        file_menu.addActions([self.export_action, self.report_action])
+        file_menu.addActions([self.export_action, self.report_action, self.verify_action])
         file_menu.addSeparator()
         file_menu.addAction(self.close_action)
         file_menu.addAction(self.quit_action)
@@ -491,6 +501,7 @@ class MainWindow(QMainWindow):
         if self.model.rowCount():
             self.gallery.go_to_row(0)
         self.gallery.setFocus()
+        self.verify_records(quiet=True)  # editing behind the app's back shows on opening
         self.projectOpened.emit(project.path)
 
     def _remember_project(self) -> None:
@@ -507,6 +518,10 @@ class MainWindow(QMainWindow):
         if controller is None:
             return
         self._remember_project()  # the count as it is now
+        for worker in list(self.workers):  # none may outlive the project it reads
+            worker.cancel()
+        for worker in list(self.workers):
+            worker.wait(30_000)
         self.controller = None
         self.loader.set_fetch(None)
         self.model.set_controller(None)
@@ -1119,6 +1134,55 @@ class MainWindow(QMainWindow):
         )
         box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", text,
                           QMessageBox.StandardButton.Close, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    # ================================================================ records
+    def verify_records(self, quiet: bool = False) -> Worker | None:
+        """Check the label history's and the approvals' hash chains in the background.
+        ``quiet`` (on opening a project): say something only when they were edited."""
+        from densestudio.ui.jobs import verify_job
+
+        if self.controller is None:
+            return None
+        worker = Worker(verify_job, self.controller.project, parent=self)
+        worker.finished.connect(lambda report: self._on_verified(report, quiet))
+        worker.failed.connect(lambda message: self.show_error("Cannot check the records",
+                                                              message))
+        self._start(worker)
+        return worker
+
+    def _on_verified(self, report: VerificationReport, quiet: bool) -> None:
+        self.last_verification = report
+        labels, approvals = report.chains
+        if report.ok:
+            text = (f"Records intact: {labels.rows:,} label changes and {approvals.rows:,} "
+                    "approvals, each hash-chained to the one before.")
+            self.statusBar().showMessage(text, 8000)
+            if not quiet:
+                box = QMessageBox(QMessageBox.Icon.Information, "Records intact",
+                                  f"{text}\n\nNewest label-history hash: "
+                                  f"{labels.head_hash[:16]}…", QMessageBox.StandardButton.Ok,
+                                  self)
+                box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                box.open()
+            return
+        n = len(report.problems)
+        shown = "\n".join(f"• {p}" for p in report.problems[:5])
+        more = f"\n… and {n - 5:,} more (see Details)." if n > 5 else ""
+        message = ("This project's label history or approvals were changed outside "
+                   f"DenseStudio (e.g. with a SQLite tool):\n\n{shown}{more}\n\nNothing was "
+                   "changed or repaired. Treat labels and approvals from before the edit as "
+                   "unverified, and compare the newest hashes with those written down at "
+                   "sign-off (the validation report prints them).")
+        log.warning("Project records edited outside DenseStudio: %s", "; ".join(report.problems))
+        self.last_error = message
+        self.statusBar().showMessage(f"⚠ Records edited outside DenseStudio ({n:,} "
+                                     f"problem{'s' if n != 1 else ''}): File › Verify Records",
+                                     0)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Records edited outside DenseStudio",
+                          message, QMessageBox.StandardButton.Ok, self)
+        box.setDetailedText("\n".join(report.problems))
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 

@@ -2,14 +2,17 @@
 predictions, no training; see signoff_fixtures): 95 % intervals where decisions are made
 (Review header and per-class table, the OK/NG window), the threshold picked by the miss
 rate's upper bound, must-pass images failing the release gate, approving a run (then the
-export dialog offers it), the validation report, and the viewer's label history."""
+export dialog offers it), the validation report, the viewer's label history, and editing
+the history behind the app's back reported when the project opens."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
 from densestudio.core import signoff
 from densestudio.core.stats import clopper_pearson, images_needed, upper_bound_one_sided
@@ -268,3 +271,36 @@ def test_must_pass_mark_from_the_images_tab(opened, monkeypatch) -> None:  # noq
     {a.text(): a for a in menus[-1].actions()}["Remove Must-pass Mark"].trigger()
     assert signoff.golden_ids(window.controller.project) == set()
     assert "must-pass" not in window.viewer.history_summary.text()
+
+
+def test_editing_the_history_behind_the_apps_back_is_reported_on_opening(
+        qtbot, window, signoff_project, tmp_path) -> None:  # noqa: ANN001
+    src, _run_a, _run_b = signoff_project
+    path = copy_project(src, tmp_path / src.name)
+    # Intact: opening checks the records quietly; File › Verify Records says so.
+    assert window.open_project(path)
+    qtbot.waitUntil(lambda: window.last_verification is not None, timeout=TIMEOUT)
+    assert window.last_verification.ok and window.last_error is None
+    assert "Records intact: 85 label changes" in window.statusBar().currentMessage()
+    window.last_verification = None
+    window.verify_action.trigger()
+    qtbot.waitUntil(lambda: window.last_verification is not None, timeout=TIMEOUT)
+    box = next(w for w in window.findChildren(QMessageBox) if w.windowTitle() == "Records intact")
+    assert "85 label changes and 0 approvals" in box.text()
+    box.close()
+    window.close_project()
+
+    # A SQLite tool changes one label-history row: the next opening reports it.
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE label_event SET new_class = 'tampered' WHERE id = 3")
+    con.close()
+    window.last_verification = None
+    assert window.open_project(path)
+    qtbot.waitUntil(lambda: window.last_verification is not None, timeout=TIMEOUT)
+    assert not window.last_verification.ok
+    assert "label history row 3: content was changed after it was written" in window.last_error
+    box = next(w for w in window.findChildren(QMessageBox)
+               if w.windowTitle() == "Records edited outside DenseStudio")
+    assert box.isVisible() and "changed outside DenseStudio" in box.text()
+    assert "Records edited outside DenseStudio" in window.statusBar().currentMessage()
