@@ -416,6 +416,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 self.controller.classesChanged.disconnect(self._on_classes_changed)
             except (RuntimeError, TypeError):
                 pass
+        for dialog in (self.op_dialog, self.gate_dialog, self.report_dialog):
+            if dialog is not None:  # they belong to the project that is closing
+                dialog.close()
+        self.op_dialog = self.gate_dialog = self.report_dialog = None
         self.controller = controller
         self.model.set_controller(controller)
         self.run = None

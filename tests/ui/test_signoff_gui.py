@@ -161,7 +161,8 @@ def test_marked_must_pass_image_fails_the_gate(qtbot, opened, monkeypatch) -> No
     assert dialog.metrics.item(acc, 1).text() == pct_ci(clopper_pearson(84, 85))
     assert dialog.metrics.item(acc, 2).text() == pct_ci(clopper_pearson(85, 85))
     assert dialog.metrics.item(acc, 3).text() == f"{(84 / 85 - 1) * 100:+.1f}"
-    dialog.close()
+    window.close_project()  # the gate window belongs to the project: it closes too
+    assert panel.gate_dialog is None and not dialog.isVisible()
 
 
 def test_approving_a_run_makes_the_export_dialog_default_to_it(qtbot, opened) -> None:  # noqa: ANN001
