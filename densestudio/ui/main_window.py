@@ -1155,11 +1155,11 @@ class MainWindow(QMainWindow):
     def _on_verified(self, report: VerificationReport, quiet: bool) -> None:
         self.last_verification = report
         labels, approvals = report.chains
-        if report.ok:
+        if report.ok:  # on opening: silent (no status line over another action's)
             text = (f"Records intact: {labels.rows:,} label changes and {approvals.rows:,} "
                     "approvals, each hash-chained to the one before.")
-            self.statusBar().showMessage(text, 8000)
             if not quiet:
+                self.statusBar().showMessage(text, 8000)
                 box = QMessageBox(QMessageBox.Icon.Information, "Records intact",
                                   f"{text}\n\nNewest label-history hash: "
                                   f"{labels.head_hash[:16]}…", QMessageBox.StandardButton.Ok,
