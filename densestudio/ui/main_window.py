@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QItemSelectionModel, QModelIndex, QPoint, Qt, QUrl, Signal
 from PySide6.QtGui import (
@@ -55,12 +56,16 @@ from densestudio.ui.heatmaps import HeatmapService
 from densestudio.ui.import_dialog import ImportDialog, ImportProgressWidget, ImportReportDialog
 from densestudio.ui.review_panel import ReviewPanel
 from densestudio.ui.settings import Preferences
+from densestudio.ui.signoff_dialogs import add_golden_actions
 from densestudio.ui.split_panel import SplitPanel
 from densestudio.ui.thumbnail_loader import ThumbnailLoader
 from densestudio.ui.train_panel import TrainPanel
 from densestudio.ui.viewer import ImageViewer
 from densestudio.ui.welcome import WelcomeView
 from densestudio.ui.workers import Worker
+
+if TYPE_CHECKING:
+    from densestudio.core.signoff import VerificationReport
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +107,7 @@ class MainWindow(QMainWindow):
     def __init__(self, prefs: Preferences | None = None) -> None:
         super().__init__()
         self.prefs = prefs or app_settings.load_preferences()
+        app_settings.apply_user_name(self.prefs)  # who history and approvals record
         self.controller: ProjectController | None = None
         self._matching = 0  # images matching the gallery's filter now (see _recount)
         self.workers: list[Worker] = []
@@ -111,6 +117,7 @@ class MainWindow(QMainWindow):
         self.report_dialog: ImportReportDialog | None = None
         self.last_import_report = None
         self.last_error: str | None = None
+        self.last_verification: VerificationReport | None = None  # the newest records check
         self.icon = app_icon()
         self.setWindowIcon(self.icon)
         self.setWindowTitle("DenseStudio")
@@ -276,12 +283,29 @@ class MainWindow(QMainWindow):
         self.smaller_action = self._action("&Smaller Tiles", lambda: self._step_tiles(-16),
                                            K.ZoomOut)
         self.shortcuts_action = self._action("&Keyboard Shortcuts", self.show_shortcuts, "F1")
+        self.preferences_action = self._action("&Preferences…", self.show_preferences,
+                                               QKeySequence.StandardKey.Preferences,
+                                               tip="Your name for the label history and "
+                                               "approvals; labeling behaviour")
+        self.preferences_action.setMenuRole(QAction.MenuRole.PreferencesRole)
+        self.report_action = self._action(
+            "&Validation Report…", lambda: self.review_panel.show_report_dialog(),
+            tip="Write a run's validation report: one HTML file that opens offline")
+        self.export_action = self._action(
+            "&Export Model…", lambda: self.show_export_dialog(), "Ctrl+E",
+            tip="Export the approved run (or another) as a model file for the line")
+        self.verify_action = self._action(
+            "&Verify Records…", lambda: self.verify_records(quiet=False),
+            tip="Check that the label history and the approvals were not edited outside "
+            "DenseStudio")
         self.about_action = self._action("&About DenseStudio", self.show_about)
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
         self.project_actions = [self.import_action, self.relink_action, self.refresh_action,
                                 self.close_action, self.select_all_action,
                                 self.next_unlabeled_action, self.unlabel_action,
-                                self.add_class_action, self.bigger_action, self.smaller_action]
+                                self.add_class_action, self.bigger_action, self.smaller_action,
+                                self.report_action, self.export_action,
+                                self.verify_action]
 
     def _make_menus(self) -> None:
         bar = self.menuBar()
@@ -295,6 +319,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.relink_action)
         file_menu.addAction(self.refresh_action)
         file_menu.addSeparator()
+        file_menu.addActions([self.export_action, self.report_action, self.verify_action])
+        file_menu.addSeparator()
         file_menu.addAction(self.close_action)
         file_menu.addAction(self.quit_action)
 
@@ -302,6 +328,8 @@ class MainWindow(QMainWindow):
         edit_menu.addActions([self.undo_action, self.redo_action])
         edit_menu.addSeparator()
         edit_menu.addActions([self.select_all_action, self.next_unlabeled_action])
+        edit_menu.addSeparator()
+        edit_menu.addAction(self.preferences_action)
 
         self.label_menu = bar.addMenu("&Label")
         self.label_menu.aboutToShow.connect(self._fill_label_menu)
@@ -358,6 +386,7 @@ class MainWindow(QMainWindow):
         self.train_panel.runs.runDeleted.connect(lambda _id: self.review_panel.refresh_runs())
         self.review_panel.exportRequested.connect(self.show_export_dialog)
         self.review_panel.runChanged.connect(self._update_heatmap_run)
+        self.review_panel.approvalsChanged.connect(lambda: self.train_panel.runs.refresh())
         self.train_panel.runs.runDeleted.connect(self._update_heatmap_run)
 
     # ================================================================ projects
@@ -457,6 +486,7 @@ class MainWindow(QMainWindow):
         self.review_panel.set_controller(controller)
         self._update_heatmap_run()
         self.audit_panel.set_controller(controller)
+        self.viewer.set_project(project)
         self.viewer.show_image(None)
         self.tabs.setCurrentIndex(0)
         self.stack.setCurrentWidget(self.tabs)
@@ -472,6 +502,7 @@ class MainWindow(QMainWindow):
         if self.model.rowCount():
             self.gallery.go_to_row(0)
         self.gallery.setFocus()
+        self.verify_records(quiet=True)  # editing behind the app's back shows on opening
         self.projectOpened.emit(project.path)
 
     def _remember_project(self) -> None:
@@ -488,6 +519,10 @@ class MainWindow(QMainWindow):
         if controller is None:
             return
         self._remember_project()  # the count as it is now
+        for worker in list(self.workers):  # none may outlive the project it reads
+            worker.cancel()
+        for worker in list(self.workers):
+            worker.wait(30_000)
         self.controller = None
         self.loader.set_fetch(None)
         self.model.set_controller(None)
@@ -502,6 +537,7 @@ class MainWindow(QMainWindow):
             self.export_dialog.close()
             self.export_dialog = None
         self.viewer.show_image(None)
+        self.viewer.set_project(None)
         self.undo_group.removeStack(controller.undo_stack)
         controller.close()
         controller.deleteLater()
@@ -949,6 +985,8 @@ class MainWindow(QMainWindow):
         header.setEnabled(False)
         self._add_label_actions(menu)
         menu.addSeparator()
+        add_golden_actions(menu, self.controller.project, ids, self.on_golden_changed)
+        menu.addSeparator()
         if index.isValid():
             info = self.model.info(index.row())
             if info is not None:
@@ -1006,10 +1044,27 @@ class MainWindow(QMainWindow):
         else:
             self.viewer.set_heatmap_run(run.id, run.class_names, run_title(run))
 
-    def show_export_dialog(self, run_id: int):  # noqa: ANN201
+    def on_golden_changed(self, message: str) -> None:
+        """Must-pass marks changed (from a gallery's context menu)."""
+        self.statusBar().showMessage(message, 6000)
+        self.viewer.refresh_history()
+
+    def show_export_dialog(self, run_id: int | None = None):  # noqa: ANN201
+        """Export ``run_id``; without one, the approved run (else the newest finished)."""
+        from densestudio.core import runs as core_runs
+        from densestudio.core import signoff
         from densestudio.ui.export_dialog import ExportDialog
 
         if self.controller is None:
+            return None
+        if run_id is None:
+            run_id = signoff.approved_run_id(self.controller.project)
+        if run_id is None:
+            run_id = next((r.id for r in core_runs.list_runs(self.controller.project)
+                           if r.status == "finished" and r.checkpoint_best), None)
+        if run_id is None:
+            self.show_error("Nothing to export", "There is no finished training run yet: "
+                            "train one in the Train tab.")
             return None
         if self.export_dialog is not None:
             self.export_dialog.close()
@@ -1082,6 +1137,72 @@ class MainWindow(QMainWindow):
                           QMessageBox.StandardButton.Close, self)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
+
+    # ================================================================ records
+    def verify_records(self, quiet: bool = False) -> Worker | None:
+        """Check the label history's and the approvals' hash chains in the background.
+        ``quiet`` (on opening a project): say something only when they were edited."""
+        from densestudio.ui.jobs import verify_job
+
+        if self.controller is None:
+            return None
+        worker = Worker(verify_job, self.controller.project, parent=self)
+        worker.finished.connect(lambda report: self._on_verified(report, quiet))
+        worker.failed.connect(lambda message: self.show_error("Cannot check the records",
+                                                              message))
+        self._start(worker)
+        return worker
+
+    def _on_verified(self, report: VerificationReport, quiet: bool) -> None:
+        self.last_verification = report
+        labels, approvals = report.chains
+        if report.ok:  # on opening: silent (no status line over another action's)
+            text = (f"Records intact: {labels.rows:,} label changes and {approvals.rows:,} "
+                    "approvals, each hash-chained to the one before.")
+            if not quiet:
+                self.statusBar().showMessage(text, 8000)
+                box = QMessageBox(QMessageBox.Icon.Information, "Records intact",
+                                  f"{text}\n\nNewest label-history hash: "
+                                  f"{labels.head_hash[:16]}…", QMessageBox.StandardButton.Ok,
+                                  self)
+                box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                box.open()
+            return
+        n = len(report.problems)
+        shown = "\n".join(f"• {p}" for p in report.problems[:5])
+        more = f"\n… and {n - 5:,} more (see Details)." if n > 5 else ""
+        message = ("This project's label history or approvals were changed outside "
+                   f"DenseStudio (e.g. with a SQLite tool):\n\n{shown}{more}\n\nNothing was "
+                   "changed or repaired. Treat labels and approvals from before the edit as "
+                   "unverified, and compare the newest hashes with those written down at "
+                   "sign-off (the validation report prints them).")
+        log.warning("Project records edited outside DenseStudio: %s", "; ".join(report.problems))
+        self.last_error = message
+        self.statusBar().showMessage(f"⚠ Records edited outside DenseStudio ({n:,} "
+                                     f"problem{'s' if n != 1 else ''}): File › Verify Records",
+                                     0)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Records edited outside DenseStudio",
+                          message, QMessageBox.StandardButton.Ok, self)
+        box.setDetailedText("\n".join(report.problems))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def show_preferences(self):  # noqa: ANN201 - PreferencesDialog
+        from densestudio.ui.preferences_dialog import PreferencesDialog
+
+        dialog = PreferencesDialog(self.prefs, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self._apply_preferences(dialog))
+        dialog.open()
+        return dialog
+
+    def _apply_preferences(self, dialog) -> None:  # noqa: ANN001 - PreferencesDialog
+        dialog.apply()
+        name = app_settings.apply_user_name(self.prefs)
+        self.auto_advance_action.setChecked(self.prefs.auto_advance)
+        app_settings.save_preferences(self.prefs)
+        self.statusBar().showMessage(f"Label changes and approvals are recorded as '{name}'.",
+                                     6000)
 
     def show_about(self) -> None:
         QMessageBox.about(

@@ -2,6 +2,11 @@
 
 QSettings keeps only window geometry/state and the recent-projects list (DESIGN rule 5).
 ``DENSESTUDIO_CONFIG_DIR`` overrides the config folder (tests, portable installs).
+
+``user_name`` is who the label history and approvals record. core reads it from
+``$DENSESTUDIO_USER`` (``core.store.current_user``), so ``apply_user_name`` sets that variable
+from the preference at start-up and whenever it changes; an empty preference leaves what the
+environment says (else the OS login name is recorded).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths
+
+from densestudio.core.store import USER_ENV, current_user
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,28 @@ class Preferences:
     last_import_dir: str = ""
     last_project_dir: str = ""
     labels_from_subfolders: bool = True
+    user_name: str = ""  # who label changes and approvals are recorded as ("": OS user)
+
+
+_env_before: list[str | None] = []  # $DENSESTUDIO_USER before a preference replaced it
+
+
+def apply_user_name(prefs: Preferences) -> str:
+    """Make ``prefs.user_name`` the name core records (``$DENSESTUDIO_USER``); an empty
+    preference puts back what the environment said before (else the OS user is recorded).
+    Returns the name now in effect."""
+    name = prefs.user_name.strip()[:64]
+    if name:
+        if not _env_before:
+            _env_before.append(os.environ.get(USER_ENV))
+        os.environ[USER_ENV] = name
+    elif _env_before:
+        before = _env_before.pop()
+        if before is None:
+            os.environ.pop(USER_ENV, None)
+        else:
+            os.environ[USER_ENV] = before
+    return current_user()
 
 
 def config_dir() -> Path:
