@@ -937,7 +937,9 @@ def bulk_insert_images(s: Session, rows: list[dict]) -> None:
     Other clients' change feeds see them as changed rows."""
     if rows:
         seq = changes.bump(s)
-        s.execute(insert(Image), [{**row, "change_seq": seq} for row in rows])
+        # A Core insert of the table: one multi-row statement per batch on either database
+        # (the ORM's bulk path sends PostgreSQL one statement per row).
+        s.execute(insert(Image.__table__), [{**row, "change_seq": seq} for row in rows])
 
 
 # Split management lives in splits.py; these wrappers give GUI and CLI one entry point.
