@@ -11,6 +11,12 @@ def main() -> int:
         from densestudio.cli import main as cli_main
 
         return cli_main(sys.argv[1:])
+    from densestudio.ui.platform_check import display_problem
+
+    problem = display_problem()  # before Qt, which would abort with a generic message
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     from densestudio.ui.app import run_app
 
     return run_app()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from densestudio.core import history
 from densestudio.core.errors import ProjectError
 from densestudio.core.files import open_output
 from densestudio.core.machine import root_map
@@ -216,7 +217,8 @@ def import_labels_csv(project, source: Path, create_classes: bool = False,  # no
                 continue
             groups[(label_id, who or default_author or current_user())].append(image_id)
         for (label_id, who), ids in groups.items():
-            change = set_labels_in_session(s, ids, label_id, SOURCE_IMPORT, who)
+            change = set_labels_in_session(s, ids, label_id, SOURCE_IMPORT, who,
+                                           history.HOW_CSV)
             changed += len(change)
             unchanged += len(ids) - len(change)
     data_rows = sum(1 for r in rows[1:] if any(c.strip() for c in r))

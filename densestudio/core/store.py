@@ -28,10 +28,11 @@ from sqlalchemy import Select, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from densestudio.core import changes, db, machine
+from densestudio.core import changes, db, history, machine
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import (
     SOURCE_HUMAN,
+    SOURCE_PREDICTION,
     SPLITS,
     Image,
     LabelClass,
@@ -238,7 +239,15 @@ def shortcut_for_position(position: int) -> str | None:
     return str(position + 1) if position < 9 else None
 
 
+USER_ENV = "DENSESTUDIO_USER"  # who label changes and approvals are recorded as
+
+
 def current_user() -> str:
+    """The name recorded as who did something: $DENSESTUDIO_USER (set by ``--user`` or a
+    preference) or else the OS login name."""
+    name = os.environ.get(USER_ENV, "").strip()
+    if name:
+        return name[:64]
     try:
         return normalize_author(getpass.getuser())
     except Exception:  # no login name (some containers, services), or an odd one
@@ -490,29 +499,33 @@ class Project:
                 rows[class_id].shortcut = shortcut_for_position(position)
             changes.bump(s, classes=True)
 
-    def delete_class(self, class_id: int) -> RemovedClasses:
+    def delete_class(self, class_id: int, how: str = history.HOW_CLASS_DELETE
+                     ) -> RemovedClasses:
         """Delete a class; its images become unlabeled (never deleted)."""
-        return self._remove_classes([class_id], new_label=None)
+        return self._remove_classes([class_id], new_label=None, how=how)
 
-    def merge_classes(self, source_ids: Sequence[int], target_id: int) -> RemovedClasses:
+    def merge_classes(self, source_ids: Sequence[int], target_id: int,
+                      how: str = history.HOW_CLASS_MERGE) -> RemovedClasses:
         """Move every image of the source classes into the target and delete the sources."""
         if target_id in source_ids:
             raise ProjectError("Cannot merge a class into itself.")
-        return self._remove_classes(list(source_ids), new_label=target_id)
+        return self._remove_classes(list(source_ids), new_label=target_id, how=how)
 
-    def _remove_classes(self, class_ids: list[int], new_label: int | None) -> RemovedClasses:
+    def _remove_classes(self, class_ids: list[int], new_label: int | None, how: str
+                        ) -> RemovedClasses:
         with self.transaction() as s:
             removed = tuple(_class_info(_get_class(s, cid)) for cid in class_ids)
             if new_label is not None:
                 _get_class(s, new_label)
             ids = list(s.scalars(select(Image.id).where(Image.label_id.in_(class_ids))))
-            change = _set_labels(s, ids, new_label, SOURCE_HUMAN, current_user())
+            change = _set_labels(s, ids, new_label, SOURCE_HUMAN, current_user(), how)
             s.execute(delete(LabelClass).where(LabelClass.id.in_(class_ids)))
             _renumber_positions(s)
             changes.bump(s, classes=True)
         return RemovedClasses(removed, change)
 
-    def restore_classes(self, removed: RemovedClasses) -> tuple[LabelConflict, ...]:
+    def restore_classes(self, removed: RemovedClasses, how: str = history.HOW_UNDO
+                        ) -> tuple[LabelConflict, ...]:
         """Undo a delete or merge: the classes come back with their ids, and their images
         with their labels - those nobody relabeled since (the others are returned)."""
         with self.transaction() as s:
@@ -524,22 +537,23 @@ class Project:
                     )
                 )  # fmt: skip
             s.flush()
-            conflicts = _revert(s, removed.change.after, removed.change.before)
+            conflicts = _revert(s, removed.change.after, removed.change.before, how)
             _renumber_positions(s, prefer={c.id: c.position for c in removed.classes})
             changes.bump(s, classes=True)
             return conflicts
 
-    def redo_remove_classes(self, removed: RemovedClasses) -> tuple[LabelConflict, ...]:
+    def redo_remove_classes(self, removed: RemovedClasses, how: str = history.HOW_REDO
+                            ) -> tuple[LabelConflict, ...]:
         """Delete (or merge) the classes again. An image of them that someone relabeled
         since keeps its new label only if that is not one of these classes; the others
         are unlabeled (or moved to the merge target) whatever happened, since their class
         is going away."""
         with self.transaction() as s:
             ids = [c.id for c in removed.classes]
-            conflicts = _revert(s, removed.change.before, removed.change.after)
+            conflicts = _revert(s, removed.change.before, removed.change.after, how)
             target = removed.change.after[0][1].label_id if removed.change.after else None
             left = list(s.scalars(select(Image.id).where(Image.label_id.in_(ids))))
-            _set_labels(s, left, target, SOURCE_HUMAN, current_user())
+            _set_labels(s, left, target, SOURCE_HUMAN, current_user(), how)
             s.execute(delete(LabelClass).where(LabelClass.id.in_(ids)))
             _renumber_positions(s)
             changes.bump(s, classes=True)
@@ -552,9 +566,11 @@ class Project:
         label_id: int | None,
         source: str = SOURCE_HUMAN,
         who: str | None = None,
+        how: str = history.HOW_API,
         expected: Seen | None = None,
     ) -> LabelChange:
-        """Label (or, with None, unlabel) many images in one transaction, recording who.
+        """Label (or, with None, unlabel) many images in one transaction, recording who;
+        ``how`` goes into the label history (``history.HOWS``: keyboard, bulk, review, ...).
 
         With ``expected`` (the caller's view), an image someone changed after that view
         is left as it is and listed in the result's ``conflicts``; the others are changed.
@@ -563,13 +579,16 @@ class Project:
         with self.transaction() as s:
             if label_id is not None:
                 _get_class(s, label_id)
-            return _set_labels(s, list(image_ids), label_id, source, who, expected)
+            return _set_labels(s, list(image_ids), label_id, source, who, how, expected)
 
     def set_labels_many(
         self, assignments: Sequence[tuple[int, int | None]], source: str = SOURCE_HUMAN,
-        who: str | None = None, expected: Seen | None = None,
+        how: str | None = None, who: str | None = None, expected: Seen | None = None,
     ) -> LabelChange:
-        """Give each image its own label (e.g. accepting many predictions) in one transaction."""
+        """Give each image its own label (e.g. accepting many predictions) in one transaction.
+        ``how`` defaults to "accepted-prediction" for predictions, else "bulk"."""
+        if how is None:
+            how = history.HOW_PREDICTION if source == SOURCE_PREDICTION else history.HOW_BULK
         who = normalize_author(who) if who else current_user()
         by_label: dict[int | None, list[int]] = defaultdict(list)
         for image_id, label_id in assignments:
@@ -580,20 +599,22 @@ class Project:
                 if label_id is not None:
                     _get_class(s, label_id)
             for label_id, ids in by_label.items():
-                parts.append(_set_labels(s, ids, label_id, source, who, expected))
+                parts.append(_set_labels(s, ids, label_id, source, who, how, expected))
         return LabelChange(*(tuple(x for p in parts for x in getattr(p, name))
                              for name in ("before", "after", "versions", "conflicts")))
 
-    def undo_labels(self, change: LabelChange) -> tuple[LabelConflict, ...]:
+    def undo_labels(self, change: LabelChange, how: str = history.HOW_UNDO
+                    ) -> tuple[LabelConflict, ...]:
         """Put the images of ``change`` back as they were - each one only if it is still as
         the change left it; the others (someone changed them since) are returned."""
         with self.transaction() as s:
-            return _revert(s, change.after, change.before)
+            return _revert(s, change.after, change.before, how)
 
-    def redo_labels(self, change: LabelChange) -> tuple[LabelConflict, ...]:
+    def redo_labels(self, change: LabelChange, how: str = history.HOW_REDO
+                    ) -> tuple[LabelConflict, ...]:
         """Make ``change`` again after an undo, under the same rule as ``undo_labels``."""
         with self.transaction() as s:
-            return _revert(s, change.before, change.after)
+            return _revert(s, change.before, change.after, how)
 
     def counts_by_author(self) -> dict[int, dict[str, int]]:
         """Labeled images per class and per author (``labeled_by``; "" when unknown), for
@@ -811,7 +832,7 @@ def _conflict(image_id: int, row: _Row) -> LabelConflict:
 
 def _set_labels(
     s: Session, ids: list[int], label_id: int | None, source: str, who: str,
-    expected: Seen | None = None,
+    how: str = history.HOW_API, expected: Seen | None = None,
 ) -> LabelChange:
     """The one labeling step. It runs under the project write lock (see db), so the rows
     read here cannot change before they are written: the check and the write are one."""
@@ -828,6 +849,7 @@ def _set_labels(
                                                            rows[i].change_seq)}
     changed = [i for i in todo if i not in stale]
     versions = _apply_states(s, [(i, new) for i in changed], rows)
+    history.record(s, [(i, rows[i].state.label_id, label_id) for i in changed], how, who, now)
     return LabelChange(
         tuple((i, rows[i].state) for i in changed), tuple((i, new) for i in changed),
         versions, tuple(_conflict(i, rows[i]) for i in todo if i in stale),
@@ -839,7 +861,7 @@ set_labels_in_session = _set_labels  # for core modules that label inside their 
 
 def _revert(
     s: Session, expect: Sequence[tuple[int, LabelState]],
-    states: Sequence[tuple[int, LabelState]],
+    states: Sequence[tuple[int, LabelState]], how: str,
 ) -> tuple[LabelConflict, ...]:
     """Set each image to its state in ``states`` if it is still in its state in ``expect``
     (undo: expect the change's ``after``; redo: its ``before``); an image in neither (someone
@@ -856,6 +878,8 @@ def _revert(
         else:
             conflicts.append(_conflict(image_id, row))
     _apply_states(s, apply, rows)
+    history.record(s, [(i, rows[i].state.label_id, state.label_id) for i, state in apply
+                       if rows[i].state.label_id != state.label_id], how, current_user())
     return tuple(conflicts)
 
 

@@ -29,7 +29,7 @@ import torch
 from sqlalchemy import select
 from torch import nn
 
-from densestudio.core import runs
+from densestudio.core import history, runs
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.models import Image
 from densestudio.core.profile import GRAY_MODES
@@ -447,6 +447,7 @@ def set_confirmed(
     else:
         current.difference_update(int(i) for i in image_ids)
     runs.update_run(project, run_id, extra={**info.extra, "confirmed": sorted(current)})
+    history.record_confirmations(project, image_ids, confirmed)
     return frozenset(current)
 
 

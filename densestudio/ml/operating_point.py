@@ -14,6 +14,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from densestudio.core.stats import (
+    Interval,
+    clopper_pearson,
+    images_needed,
+    images_needed_sentence,
+    upper_bound_one_sided,
+)
+
 
 @dataclass(frozen=True)
 class TradeoffCurve:
@@ -182,3 +190,120 @@ def good_scores(probs: np.ndarray, true_index: np.ndarray, good_index: int
     (``probs``: N x classes; ``true_index``: N labels)."""
     probs = np.asarray(probs, dtype=np.float64).reshape(len(true_index), -1)
     return probs[:, good_index], np.asarray(true_index) == good_index
+
+
+# ------------------------------------------------------------------ uncertainty
+# A miss rate measured on a few dozen defect images is an estimate; these functions give it
+# an exact (Clopper-Pearson) interval and pick thresholds by its one-sided upper bound.
+@dataclass(frozen=True)
+class RatesWithIntervals:
+    """Miss and false-reject counts and rates at one operating point, with intervals.
+
+    Parts in the unsure band go to a person and are left out of both rates (as in
+    ``rates_at``)."""
+
+    threshold: float
+    n_defective: int  # defective parts decided OK or NG
+    n_good: int
+    misses: int
+    false_rejects: int
+    unsure: int
+    miss: Interval  # two-sided exact interval
+    false_reject: Interval
+    miss_upper: float  # one-sided exact upper bound on the miss rate
+    confidence: float
+
+    def describe(self) -> str:
+        return (f"miss {self.misses} of {self.n_defective} = {self.miss.percent()}, "
+                f"at most {self.miss_upper * 100:.1f} % ({self.confidence * 100:g} % "
+                f"one-sided); false reject {self.false_rejects} of {self.n_good} = "
+                f"{self.false_reject.percent()}")
+
+
+def rates_with_intervals(
+    p_good: np.ndarray, is_good: np.ndarray, point: OperatingPoint | float,
+    confidence: float = 0.95,
+) -> RatesWithIntervals:
+    """Counts, rates and exact intervals at ``point`` (an OperatingPoint or a threshold)."""
+    if not isinstance(point, OperatingPoint):
+        point = OperatingPoint("", float(point))
+    p_good = np.asarray(p_good, dtype=np.float64)
+    is_good = np.asarray(is_good, dtype=bool)
+    if (point.unsure_low is not None and point.unsure_high is not None):
+        unsure = (p_good >= point.unsure_low) & (p_good < point.unsure_high)
+    else:
+        unsure = np.zeros(len(p_good), dtype=bool)
+    ok = (p_good >= point.threshold) & ~unsure
+    ng = ~ok & ~unsure
+    n_bad, n_good = int((~is_good & ~unsure).sum()), int((is_good & ~unsure).sum())
+    misses, rejects = int((ok & ~is_good).sum()), int((ng & is_good).sum())
+    return RatesWithIntervals(
+        threshold=point.threshold, n_defective=n_bad, n_good=n_good, misses=misses,
+        false_rejects=rejects, unsure=int(unsure.sum()),
+        miss=clopper_pearson(misses, n_bad, confidence),
+        false_reject=clopper_pearson(rejects, n_good, confidence),
+        miss_upper=upper_bound_one_sided(misses, n_bad, confidence), confidence=confidence,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MissTargetChoice:
+    """The threshold with the fewest false rejects whose miss-rate upper bound meets a target."""
+
+    target: float  # the largest acceptable miss rate, e.g. 0.01
+    confidence: float
+    threshold: float | None  # None: no threshold can show the target with these images
+    rates: RatesWithIntervals | None
+    allowed_misses: int  # misses the bound tolerates with this many defect images (-1: none)
+    images_needed: int  # defect images needed to show the target with 0 missed
+    message: str
+
+
+def _round_up_above(value: float, digits: int = 4) -> float:
+    """The smallest number with ``digits`` decimals that is strictly above ``value``."""
+    scale = 10**digits
+    return min(1.0, (np.floor(value * scale + 1e-9) + 1) / scale)
+
+
+def threshold_for_max_miss(
+    p_good: np.ndarray, is_good: np.ndarray, max_miss_rate: float, confidence: float = 0.95,
+) -> MissTargetChoice:
+    """Pick the threshold by the *upper bound* of the miss rate, not its point estimate.
+
+    The one-sided exact upper bound grows with the number of misses, so the bound allows at
+    most m misses among the n defect images (largest m with bound(m, n) <= target). The
+    threshold is the lowest one (fewest good parts rejected) that lets at most m defects
+    pass: just above the (m+1)-th highest P(good) of a defect, on a 1e-4 grid.
+    """
+    p_good = np.asarray(p_good, dtype=np.float64)
+    is_good = np.asarray(is_good, dtype=bool)
+    needed = images_needed(max_miss_rate, confidence)
+    claim = images_needed_sentence(max_miss_rate, confidence)
+    defects = np.sort(p_good[~is_good])[::-1]
+    n = len(defects)
+    allowed = -1
+    while allowed + 1 < n and upper_bound_one_sided(allowed + 1, n, confidence) <= max_miss_rate:
+        allowed += 1
+    if allowed < 0:
+        bound = upper_bound_one_sided(0, n, confidence)
+        return MissTargetChoice(
+            max_miss_rate, confidence, None, None, -1, needed,
+            f"No threshold can show a miss rate <= {max_miss_rate * 100:.3g} % with "
+            f"{n} defect image{'s' if n != 1 else ''}: even 0 missed leaves an upper bound of "
+            f"{bound * 100:.1f} %; {claim} ({needed - n} more).")
+    for m in range(allowed, -1, -1):  # P(good) = 1.0 defects pass any threshold <= 1
+        threshold = _round_up_above(defects[m])
+        rates = rates_with_intervals(p_good, is_good, threshold, confidence)
+        if rates.miss_upper <= max_miss_rate:
+            break
+    else:
+        return MissTargetChoice(
+            max_miss_rate, confidence, None, None, -1, needed,
+            f"No threshold can show a miss rate <= {max_miss_rate * 100:.3g} %: the model "
+            f"gives {int((defects >= 1.0).sum())} defect image(s) P(good) = 1.")
+    return MissTargetChoice(
+        max_miss_rate, confidence, threshold, rates, m, needed,
+        f"Threshold {threshold:.4f}: {rates.misses} of {n} defect images missed, so the miss "
+        f"rate is at most {rates.miss_upper * 100:.2f} % ({confidence * 100:g} % confidence, "
+        f"target {max_miss_rate * 100:.3g} %); it rejects {rates.false_rejects} of "
+        f"{rates.n_good} good parts ({rates.false_reject.percent()}).")

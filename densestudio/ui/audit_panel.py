@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.core import history
 from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
 from densestudio.ui.jobs import TRAIN_NICE, background_training, is_droppable
@@ -98,6 +99,7 @@ class ConfirmCommand(QUndoCommand):
 
 
 class AuditPanel(RelabelSelectedMixin, QWidget):
+    relabel_how = history.HOW_AUDIT
     auditStarted = Signal()
     auditFinished = Signal(int)  # run id
     auditEnded = Signal(str)  # "finished" | "cancelled" | "failed"

@@ -3,17 +3,20 @@
 Widgets call these methods instead of the store, so every labeling and class operation is
 written to the project at once and lands on one QUndoStack. User errors (``DenseStudioError``)
 are reported through ``error`` (the window shows them); nothing half-done is pushed.
+Counts are recounted in a plain Python thread that hands back only the table (``workers``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
+from densestudio.core import history
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.store import (
     ClassInfo,
@@ -26,6 +29,7 @@ from densestudio.core.store import (
     split_settings,
 )
 from densestudio.ui import undo
+from densestudio.ui.workers import GuiCall, to_gui
 
 
 class ProjectController(QObject):
@@ -34,7 +38,6 @@ class ProjectController(QObject):
     countsChanged = Signal()  # debounced: after a burst of changes
     splitsChanged = Signal()  # every image's split may have changed: reload
     error = Signal(str)
-    _countsReady = Signal(int, object)  # generation, CountTable (from the counting thread)
 
     COUNTS_DEBOUNCE_MS = 150
 
@@ -46,9 +49,9 @@ class ProjectController(QObject):
         self._counts: CountTable | None = None
         self._counts_generation = 0
         self._counting = False
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
-        self._countsReady.connect(self._on_counts_ready)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="counts")
+        self._counting_done: Future | None = None
+        self._counts_ready = to_gui(self._on_counts_ready)
         self._counts_timer = QTimer(self)
         self._counts_timer.setSingleShot(True)
         self._counts_timer.setInterval(self.COUNTS_DEBOUNCE_MS)
@@ -99,16 +102,20 @@ class ProjectController(QObject):
     def close(self) -> None:
         self._counts_timer.stop()
         self._counts_generation += 1
-        self._pool.waitForDone(30_000)
+        if self._counting_done is not None:
+            wait([self._counting_done], timeout=30)  # the GIL is released while waiting
         self.undo_stack.clear()
         self.project.close()
 
     # ------------------------------------------------------------ labels
-    def label_images(self, image_ids: Sequence[int], class_id: int | None) -> LabelChange | None:
+    def label_images(self, image_ids: Sequence[int], class_id: int | None,
+                     how: str | None = None) -> LabelChange | None:
+        """``how`` for the label history; default: "keyboard" for one image, else "bulk"."""
         ids = list(image_ids)
         if not ids:
             return None
-        change = self._guard(lambda: self.project.set_labels(ids, class_id))
+        how = how or (history.HOW_KEYBOARD if len(ids) == 1 else history.HOW_BULK)
+        change = self._guard(lambda: self.project.set_labels(ids, class_id, how=how))
         if change is None:
             return None
         if len(change):
@@ -121,17 +128,19 @@ class ProjectController(QObject):
 
     def label_images_many(
         self, assignments: Sequence[tuple[int, int | None]], source: str | None = None,
-        text: str | None = None,
+        text: str | None = None, how: str | None = None,
     ) -> LabelChange | None:
         """Give each image its own label in one undoable step (e.g. accepted predictions,
-        recorded with ``source`` = models.SOURCE_PREDICTION)."""
+        recorded with ``source`` = models.SOURCE_PREDICTION; the history's ``how`` follows
+        from it unless given)."""
         pairs = list(assignments)
         if not pairs:
             return None
         if source is None:
-            change = self._guard(lambda: self.project.set_labels_many(pairs))
+            change = self._guard(lambda: self.project.set_labels_many(pairs, how=how))
         else:
-            change = self._guard(lambda: self.project.set_labels_many(pairs, source=source))
+            change = self._guard(
+                lambda: self.project.set_labels_many(pairs, source=source, how=how))
         if change is None:
             return None
         if len(change):
@@ -281,16 +290,8 @@ class ProjectController(QObject):
             self._counts_timer.start()  # one at a time; try again shortly
             return
         self._counting = True
-        generation, project, ready = self._counts_generation, self.project, self._countsReady
-
-        def count() -> None:
-            try:
-                table = project.counts()
-            except Exception:  # noqa: BLE001 - the project was closed meanwhile
-                table = None
-            ready.emit(generation, table)
-
-        self._pool.start(count)
+        self._counting_done = self._pool.submit(
+            _count, self.project, self._counts_generation, self._counts_ready)
 
     def _on_counts_ready(self, generation: int, table: CountTable | None) -> None:
         self._counting = False
@@ -300,3 +301,12 @@ class ProjectController(QObject):
             return
         self._counts = table
         self.countsChanged.emit()
+
+
+def _count(project: Project, generation: int, ready: GuiCall) -> None:
+    """The counting thread (plain data only): the table, or None if the project was closed."""
+    try:
+        table = project.counts()
+    except Exception:  # noqa: BLE001 - the project was closed meanwhile
+        table = None
+    ready(generation, table)

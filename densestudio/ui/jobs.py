@@ -1,4 +1,4 @@
-"""Background jobs of the Train / Review / Export panels, run by ``Worker`` in a QThread.
+"""Background jobs of the Train / Review / Export panels, run by ``Worker`` in a worker thread.
 
 Each job is a plain function ``job(..., on_event, cancel)`` that calls core/ml and returns
 frozen values (ids, dataclasses, paths), never ORM objects. This module has no widgets and

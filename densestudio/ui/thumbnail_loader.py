@@ -2,9 +2,15 @@
 
 The gallery asks for the thumbnails of the tiles it paints. Requests go on a bounded
 last-in-first-out queue, so while the user scrolls fast the tiles on screen now are served
-first and requests for tiles long gone are dropped. Worker threads (a private QThreadPool)
-fetch JPEG bytes (``ThumbnailCache.get_or_make``) and decode them into QImages; the GUI thread
-only converts each finished QImage into a QPixmap and repaints its tile.
+first and requests for tiles long gone are dropped.
+
+Threads: plain Python threads (a ``ThreadPoolExecutor``) fetch the JPEG bytes
+(``ThumbnailCache.get_or_make``) and decode them with Pillow into ``Pixels`` (plain bytes),
+which reach the GUI thread through ``workers.to_gui``; only the GUI thread builds QImages and
+QPixmaps. The threads see ``_Requests`` (a plain object: the queue, its lock, the fetch
+function), never the loader itself - see ``ui.workers`` for why no Qt object may live, die or
+be called with the GIL held in a worker (``QImage.fromData`` in a worker, probing every image
+plugin with the GIL held, once deadlocked the app).
 """
 
 from __future__ import annotations
@@ -13,44 +19,61 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QPixmap
 
 from densestudio.core.store import ImageInfo
+from densestudio.ui.pixels import Pixels, decode
+from densestudio.ui.workers import GuiCall, to_gui
 
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[ImageInfo], "bytes | None"]
 
 
-class _Bridge(QObject):
-    decoded = Signal(int, int, QImage)  # generation, image id, image (null = failed)
+def _no_fetch(_info: ImageInfo) -> bytes | None:
+    return None
 
 
-class _Drain(QRunnable):
-    """Pops requests (newest first) until the queue is empty."""
+class _Requests:
+    """What the worker threads share with the GUI thread; every field under ``lock``."""
 
-    def __init__(self, loader: ThumbnailLoader) -> None:
-        super().__init__()
-        self.loader = loader
-        self.setAutoDelete(True)
+    def __init__(self, max_queue: int) -> None:
+        self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)  # notified when a drain ends
+        self.queue: OrderedDict[int, ImageInfo] = OrderedDict()
+        self.in_flight: set[int] = set()
+        self.generation = 0
+        self.drains = 0
+        self.max_queue = max_queue
+        self.fetch: Fetch = _no_fetch
 
-    def run(self) -> None:
-        loader = self.loader
-        while True:
-            item = loader._pop()
-            if item is None:
-                return
-            generation, info = item
-            image = QImage()
-            try:
-                data = loader._fetch(info)
-                if data:
-                    image = QImage.fromData(data)
-            except Exception:  # a bad cache entry must not kill the thread
-                log.exception("Thumbnail for image %s failed", info.id)
-            loader._bridge.decoded.emit(generation, info.id, image)
+    def pop(self) -> tuple[int, Fetch, ImageInfo] | None:
+        """The newest request (with its generation and fetch), or None: this drain ends."""
+        with self.lock:
+            if not self.queue:
+                self.drains -= 1
+                self.idle.notify_all()
+                return None
+            image_id, info = self.queue.popitem(last=True)
+            self.in_flight.add(image_id)
+            return self.generation, self.fetch, info
+
+
+def _drain(requests: _Requests, deliver: GuiCall) -> None:
+    """A worker thread: decode requests (newest first) until the queue is empty."""
+    while (item := requests.pop()) is not None:
+        generation, fetch, info = item
+        pixels = None
+        try:
+            data = fetch(info)
+            if data:
+                pixels = decode(data)
+        except Exception:  # a bad cache entry must not kill the thread
+            log.exception("Thumbnail for image %s failed", info.id)
+        deliver(generation, info.id, pixels)
 
 
 class ThumbnailLoader(QObject):
@@ -65,28 +88,22 @@ class ThumbnailLoader(QObject):
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self._fetch: Fetch = fetch or (lambda _info: None)
         self.max_bytes = max_bytes
-        self.max_queue = max_queue
         self._cache: OrderedDict[int, QPixmap] = OrderedDict()
         self._bytes = 0
         self._failed: set[int] = set()
-        self._lock = threading.Lock()
-        self._queue: OrderedDict[int, ImageInfo] = OrderedDict()
-        self._in_flight: set[int] = set()
-        self._generation = 0
-        self._drains = 0
+        self._requests = _Requests(max_queue)
+        self._requests.fetch = fetch or _no_fetch
         self._threads = threads
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(threads)
-        self._bridge = _Bridge()
-        self._bridge.decoded.connect(self._on_decoded)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="thumbnails")
+        self._deliver = to_gui(self._on_decoded)
 
     # ------------------------------------------------------------ GUI thread API
     def set_fetch(self, fetch: Fetch | None) -> None:
         """Switch source (a project was opened/closed); forgets everything cached."""
         self.clear()
-        self._fetch = fetch or (lambda _info: None)
+        with self._requests.lock:
+            self._requests.fetch = fetch or _no_fetch
 
     def pixmap(self, image_id: int) -> QPixmap | None:
         pixmap = self._cache.get(image_id)
@@ -100,20 +117,21 @@ class ThumbnailLoader(QObject):
     def request(self, info: ImageInfo) -> None:
         if info.id in self._cache or info.id in self._failed:
             return
-        with self._lock:
-            if info.id in self._in_flight:
+        r = self._requests
+        with r.lock:
+            if info.id in r.in_flight:
                 return
-            if info.id in self._queue:
-                self._queue.move_to_end(info.id)
+            if info.id in r.queue:
+                r.queue.move_to_end(info.id)
             else:
-                self._queue[info.id] = info
-                while len(self._queue) > self.max_queue:
-                    self._queue.popitem(last=False)  # the oldest request: long scrolled away
-            start = self._drains < self._threads
+                r.queue[info.id] = info
+                while len(r.queue) > r.max_queue:
+                    r.queue.popitem(last=False)  # the oldest request: long scrolled away
+            start = r.drains < self._threads
             if start:
-                self._drains += 1
+                r.drains += 1
         if start:
-            self._pool.start(_Drain(self))
+            self._pool.submit(_drain, r, self._deliver)
 
     def forget(self, image_ids: list[int] | None = None) -> None:
         """Drop cached pixmaps (all, or these) so they are fetched again."""
@@ -129,15 +147,19 @@ class ThumbnailLoader(QObject):
             self._failed.discard(image_id)
 
     def clear(self) -> None:
-        with self._lock:
-            self._generation += 1
-            self._queue.clear()
-            self._in_flight.clear()
+        r = self._requests
+        with r.lock:
+            r.generation += 1
+            r.queue.clear()
+            r.in_flight.clear()
         self.forget()
 
     def shutdown(self, wait_ms: int = 5000) -> None:
+        """Forget the queue and wait (GIL released) for the decodes in progress."""
         self.clear()
-        self._pool.waitForDone(wait_ms)
+        r = self._requests
+        with r.idle:
+            r.idle.wait_for(lambda: r.drains == 0, wait_ms / 1000)
 
     @property
     def cached_bytes(self) -> int:
@@ -145,30 +167,21 @@ class ThumbnailLoader(QObject):
 
     @property
     def pending(self) -> int:
-        with self._lock:
-            return len(self._queue) + len(self._in_flight)
-
-    # ------------------------------------------------------------ worker side
-    def _pop(self) -> tuple[int, ImageInfo] | None:
-        with self._lock:
-            if not self._queue:
-                self._drains -= 1
-                return None
-            image_id, info = self._queue.popitem(last=True)
-            self._in_flight.add(image_id)
-            return self._generation, info
+        r = self._requests
+        with r.lock:
+            return len(r.queue) + len(r.in_flight)
 
     # ------------------------------------------------------------ GUI thread
-    @Slot(int, int, QImage)
-    def _on_decoded(self, generation: int, image_id: int, image: QImage) -> None:
-        with self._lock:
-            if generation != self._generation:
+    def _on_decoded(self, generation: int, image_id: int, pixels: Pixels | None) -> None:
+        r = self._requests
+        with r.lock:
+            if generation != r.generation:
                 return
-            self._in_flight.discard(image_id)
-        if image.isNull():
+            r.in_flight.discard(image_id)
+        if pixels is None:
             self._failed.add(image_id)
         else:
-            pixmap = QPixmap.fromImage(image)
+            pixmap = QPixmap.fromImage(pixels.to_qimage())
             self._cache[image_id] = pixmap
             self._bytes += _pixmap_bytes(pixmap)
             while self._bytes > self.max_bytes and len(self._cache) > 1:

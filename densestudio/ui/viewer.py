@@ -1,8 +1,10 @@
 """The viewer for the current image: fit / 1:1 zoom, wheel zoom, drag to pan, next/previous.
 
-Full images are decoded off the GUI thread with ``imaging.load_image`` (16-bit images come
-windowed to their 0.5-99.5 percentile range, so dim sensor data is visible); file path,
-dimensions, size, mode and label are shown under the image.
+Full images are decoded off the GUI thread, in one plain Python thread, with Pillow
+(``pixels.decode``: 16-bit images come windowed to their 0.5-99.5 percentile range, so dim
+sensor data is visible) into plain bytes; the GUI thread makes the QImage and QPixmap (see
+``ui.workers``: no Qt objects in worker threads). A request the user has already moved past
+is skipped, not decoded. File path, dimensions, size, mode and label are shown under the image.
 
 Once a trained run is chosen (``set_heatmap_run``), a heatmap bar appears: "Heatmap" lays the
 model's heatmap (where it finds evidence for the predicted class, or for a class picked in
@@ -12,10 +14,10 @@ the chooser) over the image with an opacity slider. Heatmaps come from a
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from PIL import Image as PILImage
-from PySide6.QtCore import QObject, QRectF, QRunnable, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QPainter, QPixmap, QTransform, QWheelEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -31,20 +33,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from densestudio.core.imaging import ImageDecodeError, load_image
+from densestudio.core.imaging import ImageDecodeError
 from densestudio.core.store import ClassInfo, ImageInfo
-
-
-def pil_to_qimage(img: PILImage.Image) -> QImage:
-    """8-bit L/RGB PIL image -> an independent QImage (safe to hand across threads)."""
-    if img.mode == "L":
-        fmt, channels = QImage.Format.Format_Grayscale8, 1
-    else:
-        img = img.convert("RGB")
-        fmt, channels = QImage.Format.Format_RGB888, 3
-    data = img.tobytes()
-    qimg = QImage(data, img.width, img.height, img.width * channels, fmt)
-    return qimg.copy()
+from densestudio.ui.pixels import Pixels, decode
+from densestudio.ui.workers import GuiCall, to_gui
 
 
 def human_size(n: int) -> str:
@@ -56,24 +48,25 @@ def human_size(n: int) -> str:
     return f"{n} bytes"
 
 
-class _LoadSignals(QObject):
-    loaded = Signal(int, int, QImage, str)  # request, image id, image, error
+class _Latest:
+    """The newest load request (the worker skips the ones the user has moved past)."""
+
+    def __init__(self) -> None:
+        self.request = 0
 
 
-class _LoadTask(QRunnable):
-    def __init__(self, request: int, info: ImageInfo, signals: _LoadSignals) -> None:
-        super().__init__()
-        self.request, self.info, self.signals = request, info, signals
-
-    def run(self) -> None:
-        try:
-            image = pil_to_qimage(load_image(Path(self.info.path)))
-            error = ""
-        except ImageDecodeError as exc:
-            image, error = QImage(), str(exc)
-        except Exception as exc:  # noqa: BLE001 - show, don't crash
-            image, error = QImage(), f"{type(exc).__name__}: {exc}"
-        self.signals.loaded.emit(self.request, self.info.id, image, error)
+def _load(latest: _Latest, request: int, info: ImageInfo, deliver: GuiCall) -> None:
+    """The worker thread: decode one image into plain Pixels (no Qt objects here)."""
+    if request != latest.request:
+        return
+    pixels, error = None, ""
+    try:
+        pixels = decode(Path(info.path))
+    except ImageDecodeError as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - show, don't crash
+        error = f"{type(exc).__name__}: {exc}"
+    deliver(request, info.id, pixels, error)
 
 
 class ImageCanvas(QGraphicsView):
@@ -198,12 +191,11 @@ class ImageViewer(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.info: ImageInfo | None = None
-        self._request = 0
+        self._latest = _Latest()
         self._cls: ClassInfo | None = None
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
-        self._signals = _LoadSignals()
-        self._signals.loaded.connect(self._on_loaded)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="viewer")
+        self._loading: Future | None = None
+        self._deliver = to_gui(self._on_loaded)
         self._shown_id: int | None = None  # the image whose pixels are on screen
         self.heatmaps = None  # heatmaps.HeatmapService
         self.heat_run: int | None = None
@@ -379,12 +371,13 @@ class ImageViewer(QWidget):
         self._update_details()
         if same and info is not None and info.path == self.info.path and self.canvas.has_image():
             return  # only the label changed
-        self._request += 1
+        self._latest.request += 1
         if info is None:
             self.canvas.set_pixmap(None, "No image selected.\nClick a tile in the gallery.")
             return
         self.canvas.message = ""
-        self._pool.start(_LoadTask(self._request, info, self._signals))
+        self._loading = self._pool.submit(_load, self._latest, self._latest.request, info,
+                                          self._deliver)
         key = self.heatmap_key()
         if key is not None:  # start computing while the image decodes
             self.heatmaps.request(*key, urgent=True)
@@ -395,18 +388,18 @@ class ImageViewer(QWidget):
             self._update_details()
 
     def shutdown(self) -> None:
-        self._request += 1
-        self._pool.waitForDone(5000)
+        self._latest.request += 1
+        if self._loading is not None:
+            wait([self._loading], timeout=5)  # the GIL is released while waiting
 
     # ------------------------------------------------------------ internals
-    @Slot(int, int, QImage, str)
-    def _on_loaded(self, request: int, image_id: int, image: QImage, error: str) -> None:
-        if request != self._request:
+    def _on_loaded(self, request: int, image_id: int, pixels: Pixels | None, error: str) -> None:
+        if request != self._latest.request:
             return  # the user moved on
-        if image.isNull():
+        if pixels is None:
             self.canvas.set_pixmap(None, f"Cannot show this image:\n{error}")
         else:
-            self.canvas.set_pixmap(QPixmap.fromImage(image))
+            self.canvas.set_pixmap(QPixmap.fromImage(pixels.to_qimage()))
         self._shown_id = image_id
         self.imageShown.emit(image_id)
         self._refresh_heatmap()

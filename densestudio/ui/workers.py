@@ -1,11 +1,26 @@
-"""Run a core/ml function (``fn(..., on_event=, cancel=)``) in a QThread.
+"""Background work for the GUI: ``Worker`` runs a core/ml function in a thread, ``to_gui``
+hands a worker thread's results to the GUI thread.
 
-The function's events come back as the ``event`` Signal, queued to the GUI thread. Frequent
-progress events are throttled to ~10 Hz (the newest one wins, and the last one before the end
-is always delivered); every other event (e.g. ``EpochEnded``) passes through at once, in order.
-The result arrives as ``finished(result)``; a ``DenseStudioError`` (user-caused) as
-``failed(message)``; a cancel as ``cancelled()``; a bug as ``failed`` with the traceback logged.
-``done`` is emitted last in every case, after the thread has stopped.
+Threads are plain Python threads, and the code that runs in them never touches Qt objects
+(no QObject, QImage, QPixmap, image plugins, not even a reference to one): a thread that held
+the GIL inside a Qt call that takes a Qt lock could deadlock against the GUI thread, which
+takes Qt locks and then waits for the GIL (e.g. while destroying a QObject whose wrapper needs
+Python). The one Qt call a worker makes is emitting the signal of a process-lifetime relay
+object that lives in the GUI thread; PySide releases the GIL while Qt queues it, and the
+payload is plain Python data (frozen dataclasses, ids, bytes, numpy arrays). The relay holds
+only weak references to its targets, so a worker never owns (and never destroys) a QObject;
+a result for an object that is gone is dropped. Why not QThread/QThreadPool: a worker object
+moved to a QThread, a QRunnable's wrapper or ``QThread.currentThread().quit()`` all put
+Qt-object life cycles in the worker; here there are none, and waiting is a plain
+``Thread.join``/``Condition.wait`` that releases the GIL.
+
+``Worker``: the function (``fn(..., on_event=, cancel=)``) reports events; they come back as the
+``event`` Signal, on the GUI thread. Frequent progress events are throttled to ~10 Hz (the
+newest one wins, and the last one before the end is always delivered); every other event
+(e.g. ``EpochEnded``) passes through at once, in order. The result arrives as
+``finished(result)``; a ``DenseStudioError`` (user-caused) as ``failed(message)``; a cancel as
+``cancelled()``; a bug as ``failed`` with the traceback logged. ``done`` is emitted last in
+every case, after the thread has stopped.
 """
 
 from __future__ import annotations
@@ -14,10 +29,12 @@ import logging
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+import shiboken6
+from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
 
 from densestudio.core.errors import CancelledError, DenseStudioError
 from densestudio.core.progress import CancelToken
@@ -27,38 +44,79 @@ log = logging.getLogger(__name__)
 THROTTLE_S = 0.1
 
 
+# ------------------------------------------------------------------ worker -> GUI thread
+class _Relay(QObject):
+    """Runs posted calls on the GUI thread, in the order they were posted."""
+
+    posted = Signal(object)  # (weak target, args)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posted.connect(self._run, Qt.ConnectionType.QueuedConnection)
+
+    @Slot(object)
+    def _run(self, item: tuple[weakref.WeakMethod, tuple]) -> None:
+        target, args = item
+        method = target()
+        if method is None or not _alive(method.__self__):
+            return  # its object is gone
+        method(*args)
+
+
+_relay: _Relay | None = None
+
+
+def _alive(obj: object) -> bool:
+    return not isinstance(obj, QObject) or shiboken6.isValid(obj)
+
+
+class GuiCall:
+    """A callable any thread may call: ``slot(*args)`` then runs on the GUI thread.
+
+    Holds ``slot`` (a bound method, usually of a QObject) weakly; plain data only in ``args``.
+    """
+
+    __slots__ = ("_relay", "_target")
+
+    def __init__(self, slot: Callable[..., object]) -> None:
+        global _relay
+        if _relay is None:
+            _relay = _Relay()
+            app = QCoreApplication.instance()
+            if app is not None and _relay.thread() is not app.thread():
+                _relay.moveToThread(app.thread())
+        self._relay = _relay
+        self._target = weakref.WeakMethod(slot)  # type: ignore[arg-type]
+
+    def __call__(self, *args: object) -> None:
+        self._relay.posted.emit((self._target, args))
+
+
+def to_gui(slot: Callable[..., object]) -> GuiCall:
+    """``slot`` as a thread-safe callable that runs it later on the GUI thread. Create it on
+    the GUI thread; hand it (not the QObject) to the worker."""
+    return GuiCall(slot)
+
+
+# ------------------------------------------------------------------ Worker
 def is_progress_event(event: object) -> bool:
     """Events that may be dropped when newer ones follow (class name ends with "Progress")."""
     return type(event).__name__.endswith("Progress")
 
 
-class _Runner(QObject):
-    """Lives in the worker thread; calls the function and reports through signals."""
+class _Reporter:
+    """The worker thread's side: throttles events and posts them, in order, to the GUI."""
 
-    event = Signal(object)
-    result = Signal(object)
-    error = Signal(str, bool)  # message, is_user_error
-    was_cancelled = Signal()
-
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        args: tuple,
-        kwargs: dict,
-        cancel: CancelToken,
-        throttle_s: float,
-        droppable: Callable[[object], bool],
-    ) -> None:
-        super().__init__()
-        self._fn, self._args, self._kwargs = fn, args, kwargs
-        self._cancel = cancel
+    def __init__(self, post: GuiCall, throttle_s: float,
+                 droppable: Callable[[object], bool]) -> None:
+        self._post = post
         self._throttle_s = throttle_s
         self._droppable = droppable
         self._last_emit = 0.0
         self._pending: object | None = None
         self._lock = threading.Lock()
 
-    def _on_event(self, event: object) -> None:
+    def on_event(self, event: object) -> None:
         # May be called from helper threads the function starts; keep emission ordered.
         with self._lock:
             now = time.monotonic()
@@ -66,42 +124,41 @@ class _Runner(QObject):
                 if now - self._last_emit >= self._throttle_s:
                     self._pending = None
                     self._last_emit = now
-                    self.event.emit(event)
+                    self._post("event", event)
                 else:
                     self._pending = event
                 return
             self._flush()
-            self.event.emit(event)
+            self._post("event", event)
+
+    def end(self, kind: str, value: object) -> None:
+        with self._lock:
+            self._flush()
+            self._post(kind, value)
 
     def _flush(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             self._last_emit = time.monotonic()
-            self.event.emit(pending)
+            self._post("event", pending)
 
-    @Slot()
-    def run(self) -> None:
-        try:
-            value = self._fn(*self._args, on_event=self._on_event, cancel=self._cancel,
-                             **self._kwargs)
-        except CancelledError:
-            with self._lock:
-                self._flush()
-            self.was_cancelled.emit()
-        except DenseStudioError as exc:
-            with self._lock:
-                self._flush()
-            self.error.emit(str(exc), True)
-        except Exception as exc:  # a bug: log the traceback, show a short message
-            log.error("Worker %s failed:\n%s", getattr(self._fn, "__name__", self._fn),
-                      traceback.format_exc())
-            self.error.emit(f"{type(exc).__name__}: {exc}", False)
-        else:
-            with self._lock:
-                self._flush()
-            self.result.emit(value)
-        finally:
-            QThread.currentThread().quit()
+
+def _run(fn: Callable[..., Any], args: tuple, kwargs: dict, cancel: CancelToken,
+         reporter: _Reporter) -> None:
+    """The worker thread: call the function, report how it ended (no Qt objects here)."""
+    try:
+        value = fn(*args, on_event=reporter.on_event, cancel=cancel, **kwargs)
+    except CancelledError:
+        reporter.end("cancelled", None)
+    except DenseStudioError as exc:
+        reporter.end("user_error", str(exc))
+    except Exception as exc:  # a bug: log the traceback, show a short message
+        log.error("Worker %s failed:\n%s", getattr(fn, "__name__", fn), traceback.format_exc())
+        reporter.end("error", f"{type(exc).__name__}: {exc}")
+    else:
+        reporter.end("finished", value)
+    finally:
+        reporter.end("ended", None)
 
 
 class Worker(QObject):
@@ -125,16 +182,10 @@ class Worker(QObject):
         super().__init__(parent)
         self.token = CancelToken()
         self.user_error = False
-        self._thread = QThread()
-        self._thread.setObjectName(f"worker:{getattr(fn, '__name__', 'job')}")
-        self._runner = _Runner(fn, args, kwargs, self.token, throttle_s, droppable)
-        self._runner.moveToThread(self._thread)
-        self._thread.started.connect(self._runner.run)
-        self._runner.event.connect(self.event)
-        self._runner.result.connect(self.finished)
-        self._runner.error.connect(self._on_error)
-        self._runner.was_cancelled.connect(self.cancelled)
-        self._thread.finished.connect(self._on_thread_finished)
+        reporter = _Reporter(to_gui(self._on_report), throttle_s, droppable)
+        self._thread = threading.Thread(
+            target=_run, args=(fn, args, kwargs, self.token, reporter),
+            name=f"worker:{getattr(fn, '__name__', 'job')}", daemon=True)
         self._running = False
 
     def start(self) -> None:
@@ -149,17 +200,24 @@ class Worker(QObject):
         return self._running
 
     def wait(self, ms: int = 30_000) -> bool:
-        """Block until the thread ends (used when quitting). Signals still queued are
+        """Block until the thread ends (used when quitting). Its reports still queued are
         delivered by the event loop later."""
-        return self._thread.wait(ms)
+        if self._thread.ident is None:
+            return True  # never started
+        self._thread.join(ms / 1000)
+        return not self._thread.is_alive()
 
-    @Slot(str, bool)
-    def _on_error(self, message: str, user_error: bool) -> None:
-        self.user_error = user_error
-        self.failed.emit(message)
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        self._running = False
-        self._runner.deleteLater()
-        self.done.emit()
+    def _on_report(self, kind: str, value: object) -> None:
+        if kind == "event":
+            self.event.emit(value)
+        elif kind == "finished":
+            self.finished.emit(value)
+        elif kind in ("user_error", "error"):
+            self.user_error = kind == "user_error"
+            self.failed.emit(value)
+        elif kind == "cancelled":
+            self.cancelled.emit()
+        elif kind == "ended":
+            self._thread.join()  # its last act was posting this: returns at once
+            self._running = False
+            self.done.emit()

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from densestudio.core import runs
+from densestudio.core import history, runs
 from densestudio.core.errors import CancelledError
 from densestudio.core.progress import CancelToken
 from densestudio.core.store import Project
@@ -107,6 +107,11 @@ def test_audit_recovers_flipped_labels(noisy_project) -> None:  # noqa: ANN001
         assert image_id not in [reloaded.image_id(i) for i in reloaded.suspects()]
         crossval.set_confirmed(again, audit.run_id, [image_id], confirmed=False)
         assert crossval.load_audit(again).confirmed == frozenset()
+        # both are in the label history, with the label they kept
+        label = again.image(image_id).label_id
+        assert [(e.how, e.old_class_id, e.new_class_id) for e in
+                history.image_history(again, image_id)][-2:] == [
+            ("audit-confirm", label, label), ("audit-unconfirm", label, label)]
 
 
 def test_audit_cancel_and_refusals(tiny_project) -> None:  # noqa: ANN001

@@ -11,6 +11,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from sqlalchemy import select, update
 
+from densestudio.core import history
 from densestudio.core import runs as core_runs
 from densestudio.core.importer import ImportOptions
 from densestudio.core.models import Image as ImageRow
@@ -109,6 +110,11 @@ def test_label_audit_tab(qtbot, window, tmp_path) -> None:  # noqa: ANN001
     assert not panel.overlay[target].relabeled
     c.undo_stack.redo()
     assert panel.overlay[target].relabeled
+    # the label history says how: relabeled in the audit, undone, redone; Enter/C confirmed
+    assert [e.how for e in history.image_history(project, target)][-3:] == [
+        "audit", "undo", "redo"]
+    assert [e.how for e in history.image_history(project, first)][-3:] == [
+        "audit-confirm", "audit-unconfirm", "audit-confirm"]
 
     # The tile menu: right-click selects the tile; "label is right" and one entry per class.
     menus = []

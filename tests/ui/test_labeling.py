@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from densestudio.core import history, signoff
 from densestudio.core.errors import ProjectError
 from densestudio.core.store import ImageFilter, Project, bulk_insert_images
 from densestudio.core.models import utcnow
@@ -56,6 +57,13 @@ def test_label_undo_redo_persist(controller) -> None:  # noqa: ANN001
     controller.label_images(ids[2:6], b.id)
     assert stack.count() == 4
     assert "Label 4 images as 'b'" in stack.text(3)
+    # the label history: bulk for a selection, keyboard for one image, undo and redo
+    controller.label_images([ids[9]], a.id)
+    assert [(e.how, e.old_class, e.new_class) for e in history.image_history(
+        controller.project, ids[2])] == [
+        ("bulk", None, "a"), ("bulk", "a", "b"), ("undo", "b", "a"), ("undo", "a", None),
+        ("redo", None, "a"), ("redo", "a", "b")]
+    assert [e.how for e in history.image_history(controller.project, ids[9])] == ["keyboard"]
 
 
 def test_class_operations_undo(controller, qtbot) -> None:  # noqa: ANN001
@@ -104,6 +112,9 @@ def test_class_operations_undo(controller, qtbot) -> None:  # noqa: ANN001
     while stack.canRedo():
         stack.redo()
     assert controller.project.counts().count(a.id) == 4
+    hows = {e.how for e in history.all_history(controller.project)}
+    assert hows == {"bulk", "class-merge", "class-delete", "undo", "redo"}
+    assert signoff.verify_project(controller.project).ok
 
 
 def test_user_errors_become_messages(controller, qtbot) -> None:  # noqa: ANN001
