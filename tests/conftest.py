@@ -69,8 +69,8 @@ def _machine_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[pg.PgServer]:
-    """A fresh PostgreSQL server for this test session (installed with apt-get if missing
-    and we may); the tests that need it are skipped, saying why, only if that fails."""
+    """A fresh PostgreSQL server for this test session; the tests that need it are skipped,
+    saying why, only where the server binaries are missing (``make test`` installs them)."""
     reasons: list[str] = []
     server = pg.start(reasons)
     if server is None:

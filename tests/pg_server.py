@@ -1,8 +1,8 @@
 """A throwaway PostgreSQL server for the tests (real, local, stopped at the end).
 
-Uses Debian's ``postgresql`` package: when ``initdb`` is not found under
-/usr/lib/postgresql/*/bin (or on PATH) and we are root on a Debian-like system, it is
-installed with apt-get first. The cluster is initialized into a fresh temporary folder,
+Uses the server binaries of Debian's ``postgresql`` package (``make test`` installs it with
+tests/setup_services.sh when /usr/lib/postgresql/*/bin/initdb is missing and we are root).
+The cluster is initialized into a fresh temporary folder,
 listens on a unix socket in that folder and on 127.0.0.1 (a free port), and runs as a
 non-root user (PostgreSQL refuses root): ``postgres`` when it exists. Local socket logins
 are trusted; TCP logins need the superuser's password (``PASSWORD``), so the tests can check
@@ -37,21 +37,6 @@ def find_bindir() -> Path | None:
         return candidates[-1].parent
     found = shutil.which("initdb")
     return Path(os.path.realpath(found)).parent if found else None
-
-
-def install() -> str | None:
-    """apt-get install postgresql (root only); None on success, else why not."""
-    if os.geteuid() != 0:
-        return "not root, so the postgresql package cannot be installed"
-    if not shutil.which("apt-get"):
-        return "no apt-get to install the postgresql package with"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"]):
-        result = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            return f"`{' '.join(cmd)}` failed: {result.stderr.strip()[-300:]}"
-    return None
 
 
 def _free_port() -> int:
@@ -174,17 +159,16 @@ class PgServer:
 
 
 def start(reason_if_unavailable: list[str] | None = None) -> PgServer | None:
-    """Start a fresh server (installing the package if needed); None if impossible, with
-    the reason appended to ``reason_if_unavailable``."""
+    """Start a fresh server; None if there are no server binaries, with the reason appended
+    to ``reason_if_unavailable``."""
     bindir = find_bindir()
     if bindir is None:
-        why = install()
-        bindir = find_bindir()
-        if bindir is None:
-            if reason_if_unavailable is not None:
-                reason_if_unavailable.append(
-                    f"PostgreSQL server binaries not found and not installable ({why})")
-            return None
+        if reason_if_unavailable is not None:
+            reason_if_unavailable.append(
+                "PostgreSQL server binaries not found (no /usr/lib/postgresql/*/bin/initdb): "
+                "install Debian's postgresql package; `make test` does it as root "
+                "(tests/setup_services.sh)")
+        return None
     user = None
     if os.geteuid() == 0:
         try:

@@ -35,9 +35,10 @@ log = logging.getLogger("densestudio")
 
 
 def bump(s: Session, image_ids: Sequence[int] = (), classes: bool = False,
-         everything: bool = False) -> int:
+         everything: bool = False, added: bool = False) -> int:
     """Give this write transaction its change number (once) and stamp it on ``image_ids``;
-    ``classes``: the classes changed; ``everything``: too many rows to list (resplit)."""
+    ``classes``: the classes changed; ``everything``: too many rows to list (resplit);
+    ``added``: images were added (a view lists them only after reloading)."""
     seq = s.info.get(_SESSION_KEY)
     if seq is None:
         seq = int(db.get_meta(s, "change_seq", "0") or 0) + 1
@@ -50,6 +51,8 @@ def bump(s: Session, image_ids: Sequence[int] = (), classes: bool = False,
         db.set_meta(s, "classes_seq", str(seq))
     if everything:
         db.set_meta(s, "reload_seq", str(seq))
+    if added:
+        db.set_meta(s, "added_seq", str(seq))
     ids = list(image_ids)
     for start in range(0, len(ids), CHUNK):
         s.execute(update(Image).where(Image.id.in_(ids[start:start + CHUNK]))
@@ -70,7 +73,8 @@ class ChangeBatch:
     seq: int
     versions: tuple[tuple[int, int], ...]  # (image id, its label version now), touched rows
     classes: bool  # classes were added, renamed, recoloured, reordered or removed
-    everything: bool  # too much to list: reload the whole view (an import, a resplit)
+    everything: bool  # too much to list: reload the whole view (a resplit, a huge import)
+    added: bool = False  # images were added (they are among ``versions`` unless everything)
 
     @property
     def image_ids(self) -> list[int]:
@@ -87,7 +91,7 @@ def read_changes(project, since: int) -> ChangeBatch | None:  # noqa: ANN001
     """The changes after number ``since``, or None if there are none (one cheap query)."""
     with project.session() as s:
         meta = dict(iter(s.execute(select(Meta.key, Meta.value).where(
-            Meta.key.in_(("change_seq", "classes_seq", "reload_seq"))))))
+            Meta.key.in_(("change_seq", "classes_seq", "reload_seq", "added_seq"))))))
         seq = int(meta.get("change_seq") or 0)
         if seq <= since:
             return None
@@ -99,7 +103,8 @@ def read_changes(project, since: int) -> ChangeBatch | None:  # noqa: ANN001
                 .order_by(Image.id).limit(MAX_IDS + 1))]
             everything = len(rows) > MAX_IDS
     return ChangeBatch(since, seq, () if everything else tuple(rows),
-                       int(meta.get("classes_seq") or 0) > since, everything)
+                       int(meta.get("classes_seq") or 0) > since, everything,
+                       int(meta.get("added_seq") or 0) > since)
 
 
 class ChangeFeed:

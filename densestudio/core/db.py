@@ -479,10 +479,11 @@ def _upgrade_2_to_3(conn, target: Target) -> None:  # noqa: ANN001
 
 def _upgrade_3_to_4(conn, _target: Target) -> None:  # noqa: ANN001
     """v4 is the schema for several labelers at once: a label version per image for
-    compare-and-set, and the number of the change that last touched each row for the
-    change feed (existing rows: version 0, change 0)."""
+    compare-and-set, the number of the change that last touched each row (for the change
+    feed) and of the one that last changed its label (existing rows: all 0)."""
     _add_column(conn, "image", "label_version", "INTEGER NOT NULL DEFAULT 0")
     _add_column(conn, "image", "change_seq", "BIGINT NOT NULL DEFAULT 0")
+    _add_column(conn, "image", "label_seq", "BIGINT NOT NULL DEFAULT 0")
     conn.exec_driver_sql(
         "CREATE INDEX IF NOT EXISTS ix_image_change_seq ON image (change_seq)")
 

@@ -149,6 +149,9 @@ class Image(Base):
     # Number of the project change (meta 'change_seq') that last touched this row: label,
     # split, file or the row itself; what other clients' change feeds look for.
     change_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Number of the change that last changed its label (what Seen.seq is checked against:
+    # a split, a file check or the import of the row itself is no conflict).
+    label_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     label: Mapped[LabelClass | None] = relationship(lazy="raise")
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from densestudio.core import machine
+from densestudio.core import history, machine
 from densestudio.core.errors import ProjectError, ServerUnreachable
 from densestudio.core.models import SOURCE_HUMAN
 from densestudio.core.store import LabelChange, LabelConflict, Project, Seen, current_user
@@ -39,18 +39,20 @@ class PendingChange:
     who: str
     versions: tuple[tuple[int, int], ...]  # the Seen it was made from
     seq: int | None
+    how: str = history.HOW_API  # for the label history
 
     def to_json(self) -> str:
         return json.dumps({"ids": list(self.image_ids), "label": self.label_id,
                            "source": self.source, "who": self.who,
-                           "versions": [list(v) for v in self.versions], "seq": self.seq})
+                           "versions": [list(v) for v in self.versions], "seq": self.seq,
+                           "how": self.how})
 
     @classmethod
     def from_json(cls, line: str) -> PendingChange:
         raw = json.loads(line)
         return cls(tuple(int(i) for i in raw["ids"]), raw["label"], str(raw["source"]),
                    str(raw["who"]), tuple((int(a), int(b)) for a, b in raw["versions"]),
-                   raw["seq"])
+                   raw["seq"], str(raw.get("how") or history.HOW_API))
 
 
 @dataclass(frozen=True)
@@ -119,13 +121,14 @@ class LabelQueue:
     # ------------------------------------------------------------ labeling
     def set_labels(
         self, image_ids: Sequence[int], label_id: int | None, source: str = SOURCE_HUMAN,
-        who: str | None = None, expected: Seen | None = None,
+        who: str | None = None, expected: Seen | None = None, how: str = history.HOW_API,
     ) -> LabelChange | None:
         """Like ``Project.set_labels``; None when the change was queued (offline)."""
+        wanted = set(image_ids)
         change = PendingChange(
             tuple(image_ids), label_id, source, who or current_user(),
             tuple((i, v) for i, v in (expected.versions if expected else {}).items()
-                  if i in set(image_ids)), expected.seq if expected else None)
+                  if i in wanted), expected.seq if expected else None, how)
         with self._lock:
             if self._online and not self._pending:
                 try:
@@ -160,9 +163,9 @@ class LabelQueue:
 
     def _apply(self, change: PendingChange) -> LabelChange:
         seen = Seen(dict(change.versions), change.seq)
-        return self.project.set_labels(list(change.image_ids), change.label_id, change.source,
-                                       change.who, seen if change.versions or
-                                       change.seq is not None else None)
+        return self.project.set_labels(
+            list(change.image_ids), change.label_id, change.source, change.who, change.how,
+            seen if change.versions or change.seq is not None else None)
 
     # ------------------------------------------------------------ journal
     def _load(self) -> list[PendingChange]:

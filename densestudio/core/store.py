@@ -106,10 +106,10 @@ class Seen:
     versions: Mapping[int, int] = field(default_factory=dict)
     seq: int | None = None
 
-    def is_stale(self, image_id: int, version: int, change_seq: int) -> bool:
+    def is_stale(self, image_id: int, version: int, label_seq: int) -> bool:
         if image_id in self.versions:
             return self.versions[image_id] != version
-        return self.seq is not None and change_seq > self.seq
+        return self.seq is not None and label_seq > self.seq
 
 
 @dataclass(frozen=True)
@@ -525,9 +525,10 @@ class Project:
         return RemovedClasses(removed, change)
 
     def restore_classes(self, removed: RemovedClasses, how: str = history.HOW_UNDO
-                        ) -> tuple[LabelConflict, ...]:
+                        ) -> LabelChange:
         """Undo a delete or merge: the classes come back with their ids, and their images
-        with their labels - those nobody relabeled since (the others are returned)."""
+        with their labels - those nobody relabeled since (the others are the result's
+        ``conflicts``)."""
         with self.transaction() as s:
             for info in removed.classes:
                 s.add(
@@ -537,27 +538,27 @@ class Project:
                     )
                 )  # fmt: skip
             s.flush()
-            conflicts = _revert(s, removed.change.after, removed.change.before, how)
+            done = _revert(s, removed.change.after, removed.change.before, how)
             _renumber_positions(s, prefer={c.id: c.position for c in removed.classes})
             changes.bump(s, classes=True)
-            return conflicts
+            return done
 
     def redo_remove_classes(self, removed: RemovedClasses, how: str = history.HOW_REDO
-                            ) -> tuple[LabelConflict, ...]:
+                            ) -> LabelChange:
         """Delete (or merge) the classes again. An image of them that someone relabeled
         since keeps its new label only if that is not one of these classes; the others
         are unlabeled (or moved to the merge target) whatever happened, since their class
         is going away."""
         with self.transaction() as s:
             ids = [c.id for c in removed.classes]
-            conflicts = _revert(s, removed.change.before, removed.change.after, how)
+            done = _revert(s, removed.change.before, removed.change.after, how)
             target = removed.change.after[0][1].label_id if removed.change.after else None
             left = list(s.scalars(select(Image.id).where(Image.label_id.in_(ids))))
-            _set_labels(s, left, target, SOURCE_HUMAN, current_user(), how)
+            forced = _set_labels(s, left, target, SOURCE_HUMAN, current_user(), how)
             s.execute(delete(LabelClass).where(LabelClass.id.in_(ids)))
             _renumber_positions(s)
             changes.bump(s, classes=True)
-            return conflicts
+            return _joined([done, forced])
 
     # ----------------------------------------------------------------- labels
     def set_labels(
@@ -600,18 +601,16 @@ class Project:
                     _get_class(s, label_id)
             for label_id, ids in by_label.items():
                 parts.append(_set_labels(s, ids, label_id, source, who, how, expected))
-        return LabelChange(*(tuple(x for p in parts for x in getattr(p, name))
-                             for name in ("before", "after", "versions", "conflicts")))
+        return _joined(parts)
 
-    def undo_labels(self, change: LabelChange, how: str = history.HOW_UNDO
-                    ) -> tuple[LabelConflict, ...]:
+    def undo_labels(self, change: LabelChange, how: str = history.HOW_UNDO) -> LabelChange:
         """Put the images of ``change`` back as they were - each one only if it is still as
-        the change left it; the others (someone changed them since) are returned."""
+        the change left it; the others (someone changed them since) are the ``conflicts``
+        of the result, which says what the undo did (and the new label versions)."""
         with self.transaction() as s:
             return _revert(s, change.after, change.before, how)
 
-    def redo_labels(self, change: LabelChange, how: str = history.HOW_REDO
-                    ) -> tuple[LabelConflict, ...]:
+    def redo_labels(self, change: LabelChange, how: str = history.HOW_REDO) -> LabelChange:
         """Make ``change`` again after an undo, under the same rule as ``undo_labels``."""
         with self.transaction() as s:
             return _revert(s, change.before, change.after, how)
@@ -806,7 +805,7 @@ def _renumber_positions(s: Session, prefer: dict[int, int] | None = None) -> Non
 class _Row:
     state: LabelState
     version: int
-    change_seq: int
+    label_seq: int
     name: str
 
 
@@ -816,7 +815,7 @@ def _read_states(s: Session, ids: Sequence[int]) -> dict[int, _Row]:
         rows = s.execute(
             select(
                 Image.id, Image.label_id, Image.label_source, Image.labeled_by,
-                Image.labeled_at, Image.label_version, Image.change_seq, Image.path,
+                Image.labeled_at, Image.label_version, Image.label_seq, Image.path,
             ).where(Image.id.in_(chunk))
         )
         for image_id, label_id, src, who, when, version, seq, path in rows:
@@ -846,7 +845,7 @@ def _set_labels(
     todo = [i for i in dict.fromkeys(ids) if i in rows and rows[i].state.label_id != label_id]
     stale = {i for i in todo
              if expected is not None and expected.is_stale(i, rows[i].version,
-                                                           rows[i].change_seq)}
+                                                           rows[i].label_seq)}
     changed = [i for i in todo if i not in stale]
     versions = _apply_states(s, [(i, new) for i in changed], rows)
     history.record(s, [(i, rows[i].state.label_id, label_id) for i in changed], how, who, now)
@@ -859,10 +858,15 @@ def _set_labels(
 set_labels_in_session = _set_labels  # for core modules that label inside their transaction
 
 
+def _joined(parts: Sequence[LabelChange]) -> LabelChange:
+    return LabelChange(*(tuple(x for p in parts for x in getattr(p, name))
+                         for name in ("before", "after", "versions", "conflicts")))
+
+
 def _revert(
     s: Session, expect: Sequence[tuple[int, LabelState]],
     states: Sequence[tuple[int, LabelState]], how: str,
-) -> tuple[LabelConflict, ...]:
+) -> LabelChange:
     """Set each image to its state in ``states`` if it is still in its state in ``expect``
     (undo: expect the change's ``after``; redo: its ``before``); an image in neither (someone
     changed it since) is left as it is and returned."""
@@ -877,10 +881,11 @@ def _revert(
             apply.append((image_id, state))
         else:
             conflicts.append(_conflict(image_id, row))
-    _apply_states(s, apply, rows)
+    versions = _apply_states(s, apply, rows)
     history.record(s, [(i, rows[i].state.label_id, state.label_id) for i, state in apply
                        if rows[i].state.label_id != state.label_id], how, current_user())
-    return tuple(conflicts)
+    return LabelChange(tuple((i, rows[i].state) for i, _ in apply), tuple(apply), versions,
+                       tuple(conflicts))
 
 
 def _apply_states(
@@ -908,6 +913,7 @@ def _apply_states(
                     labeled_at=state.labeled_at,
                     label_version=Image.label_version + 1,
                     change_seq=seq,
+                    label_seq=seq,
                 )
             )
     splits.assign_missing_splits(s, [image_id for image_id, _ in states])
@@ -960,7 +966,7 @@ def bulk_insert_images(s: Session, rows: list[dict]) -> None:
     """Insert image rows (dicts of Image columns) in one statement; used by the importer.
     Other clients' change feeds see them as changed rows."""
     if rows:
-        seq = changes.bump(s)
+        seq = changes.bump(s, added=True)
         # A Core insert of the table: one multi-row statement per batch on either database
         # (the ORM's bulk path sends PostgreSQL one statement per row).
         s.execute(insert(Image.__table__), [{**row, "change_seq": seq} for row in rows])

@@ -98,6 +98,8 @@ def run_app(argv: list[str] | None = None) -> int:
     window = MainWindow()
     window.show()
     projects = [a for a in argv[1:] if a.endswith(".dsproj") and Path(a).is_file()]
+    if "--project" in argv[:-1]:  # `densestudio open PROJECT`: a file or a postgresql:// URL
+        projects = [argv[argv.index("--project") + 1]]
     if projects:
         window.open_project(projects[0])
     return app.exec()

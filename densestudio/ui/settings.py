@@ -92,12 +92,29 @@ def recent_projects() -> list[str]:
 
 
 def add_recent_project(path: str | Path) -> list[str]:
-    path = str(Path(path).resolve())
+    """Remember a project file (absolute) or a shared project's URL (given without its
+    password: ``Project.location``)."""
+    path = str(path) if "://" in str(path) else str(Path(path).resolve())
     items = [p for p in recent_projects() if p != path]
     items.insert(0, path)
     del items[MAX_RECENT:]
     qsettings().setValue("recentProjects", items)
     return items
+
+
+def recent_title(entry: str) -> str:
+    """How a recent project is listed: a file's name, or "DATABASE on HOST (shared)"."""
+    if "://" not in entry:
+        return Path(entry).name
+    from densestudio.core.db import ServerURL, project_target
+
+    try:
+        target = project_target(entry)
+    except Exception:  # noqa: BLE001 - an odd entry is still listed
+        return entry
+    if isinstance(target, ServerURL):
+        return f"{target.name} on {target.url.host or 'this computer'} (shared)"
+    return entry
 
 
 def remove_recent_project(path: str | Path) -> list[str]:

@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.ui.settings import recent_title
+
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -124,8 +126,10 @@ class WelcomeView(QWidget):
         self.recent.clear()
         for path in paths:
             p = Path(path)
-            exists = p.is_file()
-            item = QListWidgetItem(f"{p.stem}\n{p.parent}" + ("" if exists else "  (not found)"))
+            shared = "://" in path  # a shared project's URL (no password in it)
+            exists = shared or p.is_file()
+            title = f"{recent_title(path)}\n{path}" if shared else f"{p.stem}\n{p.parent}"
+            item = QListWidgetItem(title + ("" if exists else "  (not found)"))
             item.setData(PATH_ROLE, path)
             item.setToolTip(path)
             if not exists:

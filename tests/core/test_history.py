@@ -38,8 +38,8 @@ def test_every_store_path_records_who_when_old_new_and_how(project: Project,
     change = project.set_labels([a, b], ids["ok"], how=history.HOW_BULK)
     project.set_labels([a], ids["scratch"], how=history.HOW_KEYBOARD)
     # a was changed after the bulk label: undo and redo leave it (the conflict rule), b goes
-    assert [x.image_id for x in project.undo_labels(change)] == [a]
-    assert [x.image_id for x in project.redo_labels(change)] == [a]
+    assert [x.image_id for x in project.undo_labels(change).conflicts] == [a]
+    assert [x.image_id for x in project.redo_labels(change).conflicts] == [a]
     project.set_labels_many([(c, ids["spot"])], source=SOURCE_PREDICTION)
     removed = project.merge_classes([ids["spot"]], ids["scratch"])
     project.restore_classes(removed)

@@ -63,6 +63,9 @@ def test_seen_seq_protects_images_the_view_has_no_version_for(project: Project) 
     change = project.set_labels(ids, cat.id, who="alice", expected=Seen(seq=seq))
     assert change.image_ids == [ids[0], ids[2]]
     assert [c.image_id for c in change.conflicts] == [ids[1]]
+    add_rows(project, 1, prefix="late")  # new since the view, never labeled: no conflict
+    late = project.image_ids(ImageFilter(text="late_"))
+    assert len(project.set_labels(late, cat.id, expected=Seen(seq=seq))) == 1
 
 
 def test_undo_and_redo_follow_the_same_rule(project: Project) -> None:
@@ -71,19 +74,19 @@ def test_undo_and_redo_follow_the_same_rule(project: Project) -> None:
     mine = project.set_labels(ids, cat.id, who="alice")
     with second_client(project) as bob:
         bob.set_labels([ids[0]], dog.id, who="bob")
-    conflicts = project.undo_labels(mine)
+    conflicts = project.undo_labels(mine).conflicts
     assert [c.image_id for c in conflicts] == [ids[0]] and conflicts[0].labeled_by == "bob"
     assert project.image(ids[0]).label_id == dog.id, "bob's label stays"
     assert project.count_images(ImageFilter(unlabeled=True)) == 3, "the rest is undone"
     with second_client(project) as bob:
         bob.set_labels([ids[1]], dog.id, who="bob")
-    conflicts = project.redo_labels(mine)
+    conflicts = project.redo_labels(mine).conflicts
     assert [c.image_id for c in conflicts] == [ids[0], ids[1]]
     assert [project.image(i).label_id for i in ids] == [dog.id, dog.id, cat.id, cat.id]
     # restoring a deleted class leaves images relabeled since as they are
     removed = project.delete_class(cat.id)
     project.set_labels([ids[2]], dog.id, who="carol")
-    assert [c.image_id for c in project.restore_classes(removed)] == [ids[2]]
+    assert [c.image_id for c in project.restore_classes(removed).conflicts] == [ids[2]]
     assert [project.image(i).label_id for i in ids] == [dog.id, dog.id, dog.id, cat.id]
 
 
@@ -116,7 +119,8 @@ def test_change_feed_reports_others_changes_as_plain_data(project: Project) -> N
     assert batch.classes, "a renamed class is news too"
     assert feed.poll() is None, "each change is reported once"
     add_rows(project, 2, prefix="new")
-    assert len(feed.poll().image_ids) == 2, "new images are news"
+    batch = feed.poll()
+    assert batch.added and len(batch.image_ids) == 2, "new images are news"
     project.set_labels(ids, None)
     project.undo_labels(change)
     assert set(feed.poll().image_ids) == set(ids[:2])
@@ -317,6 +321,7 @@ def test_server_schema_upgrade_from_v3(pg_url: str) -> None:
             con.exec_driver_sql("DROP INDEX ix_image_change_seq")
             con.exec_driver_sql("ALTER TABLE image DROP COLUMN label_version")
             con.exec_driver_sql("ALTER TABLE image DROP COLUMN change_seq")
+            con.exec_driver_sql("ALTER TABLE image DROP COLUMN label_seq")
             con.exec_driver_sql("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     with Project.open(pg_url) as upgraded:
         assert upgraded.get_meta("schema_version") == str(db.SCHEMA_VERSION)
