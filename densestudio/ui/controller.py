@@ -388,9 +388,7 @@ class ProjectController(QObject):
             return
         self._seen_seq = batch.seq
         if batch.everything or batch.added:
-            self._versions.clear()
-            self.reload()
-            self.reloadNeeded.emit()
+            self.reloadNeeded.emit()  # the window reloads (calling reload()) when it can
             return
         news = [i for i, v in batch.versions if self._versions.get(i) != v]
         self._versions.update(batch.versions)

@@ -449,7 +449,7 @@ class MainWindow(QMainWindow):
         controller.error.connect(lambda msg: self.show_error("Cannot do that", msg))
         controller.notice.connect(lambda msg: self.statusBar().showMessage(msg, 15000))
         controller.connectionChanged.connect(self._show_connection)
-        controller.reloadNeeded.connect(self._refresh_after_import)
+        controller.reloadNeeded.connect(self._on_reload_needed)
         self.controller = controller
         self.undo_group.addStack(controller.undo_stack)
         self.undo_group.setActiveStack(controller.undo_stack)
@@ -704,6 +704,12 @@ class MainWindow(QMainWindow):
     def _on_import_done(self, worker: Worker) -> None:
         if self.import_worker is worker:  # ended without a result (cancelled before start)
             self._import_ended()
+
+    def _on_reload_needed(self) -> None:
+        """Others added images or re-split: reload, unless our own import is running (its
+        end reloads anyway)."""
+        if self.import_worker is None or not self.import_worker.running:
+            self._refresh_after_import()
 
     def _refresh_after_import(self) -> None:
         if self.controller is None:

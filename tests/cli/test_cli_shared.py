@@ -100,3 +100,31 @@ def test_map_root_lists_adds_and_removes(tmp_path: Path, capsys) -> None:
     finally:
         (machine.config_dir() / machine.ROOTS_FILE).unlink(missing_ok=True)
         machine.load_root_map()
+
+
+def test_open_refuses_a_bad_project_argument_before_the_window(capsys) -> None:
+    code, _, err = run(capsys, "open", "mysql://host/db")
+    assert code == 2 and "database URL that DenseStudio cannot open (mysql)" in err
+
+
+@pytest.mark.postgres
+def test_train_evaluate_export_on_a_shared_project(pg_url: str, tmp_path: Path,
+                                                   capsys) -> None:
+    """Training writes its rows to the server and its checkpoints under the files root."""
+    from densestudio.core import runs
+    from tests.cli.test_cli_ml import TINY
+    from tests.ml.conftest import add_images, write_images
+
+    with Project.create(pg_url, files_root=tmp_path / "nas") as project:
+        add_images(project, write_images(tmp_path / "imgs", 12))
+    code, _, err = run(capsys, "train", pg_url, *TINY, "--seed", "1")
+    assert code == 0, err
+    with Project.open(pg_url) as project:
+        run_info = runs.latest_run(project, "finished")
+        assert Path(run_info.checkpoint_best).is_relative_to(tmp_path / "nas" / "runs")
+        assert Path(run_info.checkpoint_best).is_file()
+        name = project.name
+    code, out, _ = run(capsys, "evaluate", pg_url)
+    assert code == 0 and "accuracy" in out.lower()
+    code, out, _ = run(capsys, "export", pg_url, tmp_path)
+    assert code == 0 and (tmp_path / f"{name}-run{run_info.id}.pt").is_file()

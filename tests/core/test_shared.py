@@ -360,6 +360,8 @@ def test_login_errors_never_show_the_password(pg_server, pg_url: str) -> None:
     with pytest.raises(ProjectError) as info:
         Project.open(url)
     assert "refused the login" in str(info.value) and "wrong-pw-123" not in str(info.value)
+    with pytest.raises(ProjectError, match="does not exist on the server"):
+        Project.open(pg_server.url("no_such_db"))
     os.environ["PGPASSWORD"] = PASSWORD
     try:
         with pytest.raises(ProjectError, match="not a DenseStudio project"):

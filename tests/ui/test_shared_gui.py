@@ -108,3 +108,20 @@ def test_shared_project_in_the_window_and_offline(qtbot, window, pg_server, pg_d
         if not pg_server.running():
             pg_server.start()
     assert c.project.image(ids[0]).label_id == ok.id
+
+
+def test_images_added_elsewhere_appear_in_the_gallery(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "p.dsproj"
+    with Project.create(path) as project:
+        _add_rows(project, 3)
+    assert window.open_project(path)
+    assert window.model.rowCount() == 3
+    with Project.open(path) as other:  # a CLI import, another machine
+        from densestudio.core.store import bulk_insert_images
+
+        with other.transaction() as s:
+            bulk_insert_images(s, [dict(path="/nowhere/new.png", filename="new.png",
+                                        folder="/nowhere", content_hash="f" * 32,
+                                        byte_size=1, width=8, height=8, mode="L")])
+    qtbot.waitUntil(lambda: window.model.rowCount() == 4, timeout=3000)
+    assert window.status_count.text().startswith("4 images")
