@@ -82,11 +82,16 @@ class FlushResult:
         return [i for change in self.applied for i in change.image_ids]
 
 
-def journal_path(project: Project) -> Path:
-    """This machine's journal for a project (keyed by the URL without password)."""
+def journal_key(project: Project) -> str:
+    """The project's part of journal names on this machine (the URL without password)."""
     target = project.target
-    key = getattr(target, "key", None) or project.location.replace(os.sep, "_")[-100:]
-    return machine.data_dir() / "offline" / f"{key}.jsonl"
+    return getattr(target, "key", None) or project.location.replace(os.sep, "_")[-100:]
+
+
+def journal_path(project: Project) -> Path:
+    """This process's journal for a project; ``LabelQueue`` adopts those of processes that
+    ended before writing theirs (a crash while offline)."""
+    return machine.data_dir() / "offline" / f"{journal_key(project)}-{os.getpid()}.jsonl"
 
 
 class LabelQueue:
@@ -97,7 +102,7 @@ class LabelQueue:
         self.project = project
         self.journal = journal or journal_path(project)
         self._lock = threading.RLock()
-        self._pending: list[PendingChange] = self._load()
+        self._pending: list[PendingChange] = self._adopt(journal is None)
         self._online = not self._pending
 
     # ------------------------------------------------------------ state
@@ -168,21 +173,36 @@ class LabelQueue:
             seen if change.versions or change.seq is not None else None)
 
     # ------------------------------------------------------------ journal
-    def _load(self) -> list[PendingChange]:
+    def _adopt(self, all_of_project: bool) -> list[PendingChange]:
+        """Changes left in journals of this project on this machine (our own file, and with
+        ``all_of_project`` those of other processes: a client that crashed while offline).
+        Taking over those of a window still running costs nothing: writing a change twice
+        finds the label already set and leaves it."""
+        files = [self.journal]
+        if all_of_project:
+            files = sorted(self.journal.parent.glob(f"{journal_key(self.project)}-*.jsonl"))
+        pending = [change for f in files for change in self._load(f)]
+        if pending:
+            self._rewrite(pending)
+        for f in files:
+            if f != self.journal:
+                f.unlink(missing_ok=True)
+        return pending
+
+    def _load(self, path: Path) -> list[PendingChange]:
         try:
-            lines = self.journal.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             return []
         except OSError as exc:
-            log.warning("Cannot read the offline journal %s: %s", self.journal, exc)
+            log.warning("Cannot read the offline journal %s: %s", path, exc)
             return []
         pending = []
         for line in lines:
             try:
                 pending.append(PendingChange.from_json(line))
             except (ValueError, KeyError, TypeError):
-                log.warning("Ignoring a damaged line of %s (a crash while writing it)",
-                            self.journal)
+                log.warning("Ignoring a damaged line of %s (a crash while writing it)", path)
         return pending
 
     def _enqueue(self, change: PendingChange) -> None:
@@ -193,13 +213,15 @@ class LabelQueue:
             os.fsync(f.fileno())
         self._pending.append(change)
 
-    def _rewrite(self) -> None:
-        if not self._pending:
+    def _rewrite(self, pending: list[PendingChange] | None = None) -> None:
+        pending = self._pending if pending is None else pending
+        if not pending:
             self.journal.unlink(missing_ok=True)
             return
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.journal.with_name(self.journal.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write("".join(p.to_json() + "\n" for p in self._pending))
+            f.write("".join(p.to_json() + "\n" for p in pending))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.journal)

@@ -6,6 +6,7 @@ also across its own crash, and applies them after the restart)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -84,11 +85,13 @@ def test_server_killed_mid_labeling_then_restarted(pg_server, pg_database_url: s
         with pytest.raises(ServerUnreachable, match="cannot reach the database server"):
             project.counts()
         assert queue.flush().left == 15, "still down: nothing lost, nothing applied"
-        crashed_journal = queue.journal
-        del queue  # the labeling client crashes while offline ...
+        crashed = queue.journal.with_name(queue.journal.name.replace(
+            f"-{os.getpid()}.", "-999999."))
+        queue.journal.rename(crashed)  # the labeling client (another pid) crashes offline ...
+        del queue
         pg_server.start()
-        again = LabelQueue(project)  # ... and starts again: the journal is still there
-        assert again.journal == crashed_journal and again.state().waiting == 15
+        again = LabelQueue(project)  # ... and a new one adopts the journal it left
+        assert again.state().waiting == 15 and not crashed.exists()
         with Project.open(pg_database_url) as bob:  # bob labels one of them first
             bob.set_labels([ids[24]], ok.id, who="bob")
         result = again.flush()
