@@ -465,6 +465,7 @@ def _train_config(args: argparse.Namespace, project) -> object:  # noqa: ANN001
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from densestudio.ml import summary
     from densestudio.ml.events import (
         BatchProgress,
         EpochEnded,
@@ -526,14 +527,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             m = e.metrics
             early = " (stopped early)" if e.stopped_early else ""
             print(f"Finished run {e.run_id}{early}; best epoch {e.best_epoch}.")
-            for subset in ("val", "test"):
+            for subset in ("test", "val"):  # balanced accuracy and the worst class first
                 if f"{subset}_acc" in m:
-                    worst = m.get(f"{subset}_worst_class")
-                    worst_text = (f"  worst class {worst} {m[f'{subset}_worst_recall'] * 100:.1f}"
-                                  " % recall" if worst else "")
-                    print(f"  {subset}: balanced accuracy {m[f'{subset}_balanced_acc'] * 100:.2f}"
-                          f" %{worst_text}  accuracy {m[f'{subset}_acc'] * 100:.2f} %  "
-                          f"macro-F1 {m[f'{subset}_macro_f1'] * 100:.2f} %")
+                    print(f"  {summary.long_text(summary.summarize(m, subset=subset))}, "
+                          f"macro-F1 {summary.pct(m.get(f'{subset}_macro_f1'))}")
         elif isinstance(e, RunCancelled):
             line.done()
             print(f"Run {e.run_id} stopped after epoch {e.epoch}; continue it with "
@@ -684,10 +681,13 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
             print(f"Run {run_id}: operating point removed.")
             return EXIT_OK
         stored = op.load_operating_point(project, run_id)
-        good = args.good or (stored.good_class if stored else op.suggest_good_class(names))
+        good = args.good or (stored.good_class if stored else op.guess_good_class(names))
         if good is None:
             raise DenseStudioError(
-                f"Which class is the good one? Pass --good CLASS ({', '.join(names)}).")
+                f"Which class is the good one? No class name says so; pass --good CLASS "
+                f"({', '.join(names)}).")
+        if not args.good and not stored:
+            print(f"Good class: '{good}' (from its name; --good CLASS picks another).")
         if good not in names:
             raise DenseStudioError(f"'{good}' is not a class of run {run_id} "
                                    f"({', '.join(names)}).")
@@ -908,6 +908,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
               f"out-of-sample accuracy {audit.oos_accuracy * 100:.1f} %; {len(suspects)} "
               f"suspected label error(s)"
               + (f", {len(audit.confirmed)} confirmed right" if audit.confirmed else "") + ".")
+        for note in audit.notes():
+            print(f"Note: {note}")
         top = suspects[: args.top]
         if top:
             infos = {i.id: i for i in project.images_by_ids([audit.image_id(t) for t in top])}

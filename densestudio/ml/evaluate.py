@@ -16,21 +16,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from densestudio.core import runs
+from densestudio.core import preprocess, runs
 from densestudio.core.errors import DenseStudioError
-from densestudio.core import preprocess
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.stats import Interval, balanced_accuracy_interval, clopper_pearson
 from densestudio.core.store import Project
 from densestudio.ml import data as D
-from densestudio.ml import zoo
+from densestudio.ml import summary, zoo
 from densestudio.ml.checkpoint import load_checkpoint, model_from_meta
 from densestudio.ml.events import EvaluationProgress
 from densestudio.ml.metrics import confusion_matrix, scores
 from densestudio.ml.runtime import amp_dtype, predict_probs, resolve_device
 from densestudio.ml.snapshot import Snapshot, load_snapshot
-
-FEW_IMAGES = 10  # a class with fewer images in a subset cannot be judged on it
 
 
 class EvaluationError(DenseStudioError):
@@ -72,12 +69,8 @@ class EvalReport:
     @property
     def worst_class(self) -> ClassMetrics | None:
         """The class with the lowest recall among those present in this subset."""
-        present = [c for c in self.per_class if c.support > 0]
-        return min(present, key=lambda c: (c.recall, c.support)) if present else None
-
-    def few_image_classes(self, limit: int = FEW_IMAGES) -> list[ClassMetrics]:
-        """Classes with fewer than ``limit`` images here: their recall is not to be trusted."""
-        return [c for c in self.per_class if c.support < limit]
+        worst = summary.worst_class(self.per_class)
+        return next(c for c in self.per_class if c.name == worst[0]) if worst else None
 
     def called_good(self, good_class: str) -> tuple[int, int]:
         """(defects predicted as ``good_class``, defects): the expensive error."""
@@ -139,12 +132,12 @@ class EvalReport:
         lines.append(f"accuracy {self.accuracy * 100:.1f} % (95 % CI {acc.range_text()} %)   "
                      f"macro-F1 {self.macro_f1 * 100:.1f} %"
                      + (f"   loss {self.loss:.4f}" if self.loss is not None else ""))
-        few = self.few_image_classes()
+        few = summary.few_image_classes(self.per_class)
         if few:
             lines.append(
                 f"warning: too few {self.subset} images to judge "
-                + ", ".join(f"{c.name} ({c.support})" for c in few)
-                + f"; each needs at least {FEW_IMAGES}."
+                + ", ".join(f"{name} ({n})" for name, n in few)
+                + f"; each needs at least {summary.FEW_IMAGES}."
             )
         return lines
 

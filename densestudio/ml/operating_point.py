@@ -10,6 +10,9 @@ An "unsure" band around the threshold sends borderline parts to a human instead.
 from __future__ import annotations
 
 import json
+import math
+import re
+import unicodedata
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -176,12 +179,72 @@ def stored_predictions(
     return probs, np.array([p.true_index for p in preds], dtype=np.int64)
 
 
+# Names (after ``_normal_name``) that mean a good part, and words that may stand beside a good
+# word without changing its meaning ("good_parts", "ok_images").
+GOOD_WORDS = frozenset({
+    "ok", "okay", "good", "pass", "passed", "free", "defect_free", "defectfree", "no_defect",
+    "no_defects", "nodefect", "nodefects", "non_defective", "nondefective", "not_defective",
+    "functional", "normal", "clean", "accept", "accepted", "flawless", "intact",
+})  # fmt: skip
+NEUTRAL_WORDS = frozenset({"part", "parts", "image", "images", "sample", "samples", "class",
+                           "cell", "cells", "unit", "units", "product", "products", "surface"})
+_PREFIX = re.compile(r"^(?:[a-z]?\d+(?:[.,]\d+)?|[a-z])_+(?=[a-z])")  # "p0.00_", "01_", "a_"
+
+
+def _normal_name(name: str) -> str:
+    """Case-, width- and separator-insensitive form: "Defect-Free" -> "defect_free"."""
+    text = unicodedata.normalize("NFKC", name).casefold().strip()
+    text = re.sub(r"[\s\-]+", "_", text)
+    return _PREFIX.sub("", text)
+
+
+def _means_good(name: str) -> bool:
+    text = _normal_name(name)
+    if text in GOOD_WORDS:
+        return True
+    words = [w for w in text.split("_") if w]
+    return (any(w in GOOD_WORDS for w in words)
+            and all(w in GOOD_WORDS or w in NEUTRAL_WORDS for w in words))
+
+
+def guess_good_class(class_names: tuple[str, ...] | list[str]) -> str | None:
+    """The one class whose name means a good part ("ok", "Good", "pass", "defect-free",
+    "no_defect", "p0.00_functional", "good_parts", ...), or None when no class (or more
+    than one) does: then the user is asked, never given the first class silently."""
+    found = [name for name in class_names if _means_good(name)]
+    return found[0] if len(found) == 1 else None
+
+
 def suggest_good_class(class_names: tuple[str, ...] | list[str]) -> str | None:
-    """A class whose name says "good" ("ok", "good", "pass", ...), or None."""
-    for name in class_names:
-        if name.strip().lower() in GOOD_NAMES:
-            return name
-    return None
+    """Older name of ``guess_good_class``."""
+    return guess_good_class(class_names)
+
+
+UNSURE_SHARE = 0.05  # the default unsure band sends about this share of parts to a person
+
+
+def default_unsure_band(p_good: np.ndarray, threshold: float,
+                        share: float = UNSURE_SHARE) -> tuple[float, float] | None:
+    """An unsure band around ``threshold`` chosen from the data: the narrowest band, centred
+    on the threshold, that holds about ``share`` (5 %) of these parts (validation images).
+
+    Why this rule: the band's cost is a person's time, so its size is set by how many parts
+    it sends to them, a share the line can plan for (a fixed band such as 0.3-0.7 sent 62 %
+    of one project's parts to a person). The parts nearest the threshold are the ones the
+    model is least sure about and where its mistakes cluster; a confident mistake (a defect
+    at P(good) = 0.99) is not caught by any band short of sending everything to a person.
+    None when there are no parts. Ends are rounded outwards to 3 decimals."""
+    p = np.asarray(p_good, dtype=np.float64)
+    if p.size == 0:
+        return None
+    k = max(1, math.ceil(share * p.size))
+    radius = float(np.sort(np.abs(p - threshold))[k - 1])
+    low = max(0.0, math.floor((threshold - radius) * 1000) / 1000)
+    # decide() treats the upper end as open: reach just past the k-th nearest part.
+    high = min(1.0, math.ceil((threshold + radius) * 1000) / 1000 + 0.001)
+    if high <= low:
+        high = min(1.0, low + 0.001)
+    return round(low, 3), round(high, 3)
 
 
 def good_scores(probs: np.ndarray, true_index: np.ndarray, good_index: int

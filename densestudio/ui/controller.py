@@ -228,18 +228,20 @@ class ProjectController(QObject):
             self.notice.emit(conflicts_message(conflicts, {c.id: c.name for c in self._classes}))
 
     # ------------------------------------------------------------ classes
-    def add_class(self, name: str, color: str | None = None) -> ClassInfo | None:
-        info = self._guard(lambda: self.project.add_class(name, color))
+    def add_class(self, name: str, color: str | None = None,
+                  on_error: Callable[[str], None] | None = None) -> ClassInfo | None:
+        info = self._guard(lambda: self.project.add_class(name, color), on_error)
         if info is not None:
             self.undo_stack.push(undo.AddClassCommand(self, info))
             self._classes_changed()
         return info
 
-    def rename_class(self, class_id: int, name: str) -> bool:
+    def rename_class(self, class_id: int, name: str,
+                     on_error: Callable[[str], None] | None = None) -> bool:
         old = self.class_by_id(class_id)
         if old is None or old.name == name.strip():
             return False
-        info = self._guard(lambda: self.project.rename_class(class_id, name))
+        info = self._guard(lambda: self.project.rename_class(class_id, name), on_error)
         if info is None:
             return False
         self.undo_stack.push(undo.RenameClassCommand(self, class_id, old.name, info.name))
@@ -337,12 +339,13 @@ class ProjectController(QObject):
         self.countsChanged.emit()
 
     # ------------------------------------------------------------ internals
-    def _guard(self, fn: Callable[[], Any]) -> Any:
-        """Run a store call; a user error becomes the ``error`` signal (returns None)."""
+    def _guard(self, fn: Callable[[], Any], on_error: Callable[[str], None] | None = None) -> Any:
+        """Run a store call; a user error becomes the ``error`` signal, or goes to
+        ``on_error`` (a dialog showing it), and None is returned."""
         try:
             result = fn()
         except DenseStudioError as exc:
-            self.error.emit(str(exc))
+            (on_error or self.error.emit)(str(exc))
             return None
         return True if result is None else result
 

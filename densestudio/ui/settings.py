@@ -91,10 +91,15 @@ def recent_projects() -> list[str]:
     return [str(v) for v in (value or [])]
 
 
+def _entry(path: str | Path) -> str:
+    """How a project is keyed in the recent lists: a file's absolute path, or the URL."""
+    return str(path) if "://" in str(path) else str(Path(path).resolve())
+
+
 def add_recent_project(path: str | Path) -> list[str]:
     """Remember a project file (absolute) or a shared project's URL (given without its
     password: ``Project.location``)."""
-    path = str(path) if "://" in str(path) else str(Path(path).resolve())
+    path = _entry(path)
     items = [p for p in recent_projects() if p != path]
     items.insert(0, path)
     del items[MAX_RECENT:]
@@ -115,6 +120,23 @@ def recent_title(entry: str) -> str:
     if isinstance(target, ServerURL):
         return f"{target.name} on {target.url.host or 'this computer'} (shared)"
     return entry
+
+
+def recent_project_info() -> dict[str, dict]:
+    """What the welcome view shows beside a recent project: {path: {"images", "opened"}}."""
+    try:
+        value = json.loads(str(qsettings().value("recentProjectInfo", "{}") or "{}"))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def remember_recent_project(path: str | Path, images: int, opened: str) -> None:
+    """Record a project's image count and when it was opened (ISO time), for the list of
+    recent projects (no project file is opened to show that list)."""
+    info = {p: v for p, v in recent_project_info().items() if p in recent_projects()}
+    info[_entry(path)] = {"images": int(images), "opened": opened}
+    qsettings().setValue("recentProjectInfo", json.dumps(info))
 
 
 def remove_recent_project(path: str | Path) -> list[str]:

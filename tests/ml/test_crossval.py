@@ -158,3 +158,18 @@ def test_new_audit_replaces_old_and_keeps_confirmations(tiny_project) -> None:  
         second = crossval.cross_validate(tiny_project, k=3, config=cfg)
     assert [r.id for r in crossval.list_audits(tiny_project)] == [second.run_id]
     assert second.confirmed == frozenset({keep})  # the relabeled one is asked about again
+
+
+def test_estimate_seconds_scales_with_the_work_and_the_last_audit() -> None:
+    cfg = _audit_cfg(img_size=64, epochs=10)
+    one = crossval.estimate_seconds(1000, 5, cfg, threads=1)
+    assert crossval.estimate_seconds(2000, 5, cfg, threads=1) == pytest.approx(2 * one, 0.01)
+    assert crossval.estimate_seconds(1000, 5, cfg, threads=2) == pytest.approx(one / 2)
+    # With an earlier audit of the project: its measured speed (same work -> same seconds).
+    previous = runs.RunInfo(
+        1, "label audit", None, None, "finished", {"epochs": 10, "img_size": 64, "folds": 5},
+        (), {"seconds": 300.0, "n_images": 1000, "folds": 5}, None, None, 10, None, None,
+        None, None, {})
+    assert crossval.estimate_seconds(1000, 5, cfg, previous=previous) == pytest.approx(300.0)
+    assert crossval.estimate_seconds(1000, 5, cfg.with_(img_size=32),
+                                     previous=previous) == pytest.approx(75.0)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from PySide6.QtCore import Qt
 
 from densestudio.core import history, signoff
 from densestudio.core.errors import ProjectError
@@ -356,3 +357,24 @@ def test_open_bad_project_shows_message(qtbot, window, tmp_path) -> None:  # noq
     assert not window.open_project(bad)
     assert window.last_error and "bad.dsproj" in window.last_error
     assert window.stack.currentWidget() is window.welcome
+
+
+def test_recent_projects_open_with_a_button_and_show_size_and_date(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+    from tests.ml.conftest import add_images, write_images
+
+    path = tmp_path / "line3.dsproj"
+    assert window.new_project(path)
+    add_images(window.controller.project, write_images(tmp_path / "imgs", n_per_class=2))
+    window.controller.reload()
+    window.close_project()
+    welcome = window.welcome
+    item = welcome.recent.item(0)
+    lines = item.text().splitlines()
+    assert lines[0] == "line3" and lines[2].startswith("6 images · opened 20")
+    assert welcome.recent_hint.isVisible() and "Double-click" in welcome.recent_hint.text()
+    assert not welcome.open_recent_button.isEnabled()  # nothing selected yet
+    welcome.recent.setCurrentItem(item)  # a single click selects
+    assert welcome.open_recent_button.isEnabled()
+    with qtbot.waitSignal(window.projectOpened, timeout=10_000):
+        qtbot.mouseClick(welcome.open_recent_button, Qt.MouseButton.LeftButton)
+    assert window.controller is not None and window.controller.project.path == path.resolve()

@@ -95,6 +95,8 @@ def test_shared_project_in_the_window_and_offline(qtbot, window, pg_server, pg_d
     assert window.windowTitle() == f"{name} — DenseStudio"
     assert settings.recent_projects()[0] == with_password.display, "remembered, no password"
     assert "pw-77" not in settings.recent_projects()[0]
+    info = settings.recent_project_info()[with_password.display]
+    assert info["images"] == 4, "the welcome list's image count, keyed by the URL"
     status = window.connection_status
     assert status.isVisible() and status.text() == "shared · online"
     c = window.controller
