@@ -4,7 +4,9 @@ Uses the server binaries of Debian's ``postgresql`` package (``make test`` insta
 tests/setup_services.sh when /usr/lib/postgresql/*/bin/initdb is missing and we are root).
 The cluster is initialized into a fresh temporary folder,
 listens on a unix socket in that folder and on 127.0.0.1 (a free port), and runs as a
-non-root user (PostgreSQL refuses root): ``postgres`` when it exists. Local socket logins
+non-root user (PostgreSQL refuses root): ``postgres`` when it exists. It stops with the
+process that started it: ``cleanup`` at the end of the session (and atexit), and the
+parent-death signal if that process dies without cleaning up. Local socket logins
 are trusted; TCP logins need the superuser's password (``PASSWORD``), so the tests can check
 password handling too. fsync is off (the tests kill the server on purpose, never the OS).
 
@@ -83,7 +85,12 @@ class PgServer:
     def start(self) -> None:
         """Run the postmaster as our own child (so a killed one is reaped at once and a
         restart never meets a stale "another postmaster" lock), and wait until it is ready."""
-        args = [str(self.bindir / "postgres"), "-D", str(self.data),
+        # setpriv (util-linux): the postmaster gets SIGQUIT (immediate shutdown) when the
+        # thread that started it dies, so a test run killed or ended by the faulthandler
+        # backstop (no atexit then) leaves no server behind either.
+        setpriv = shutil.which("setpriv")
+        guard = [setpriv, "--pdeathsig", "QUIT", "--"] if setpriv else []
+        args = [*guard, str(self.bindir / "postgres"), "-D", str(self.data),
                 "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
                 "-c", f"unix_socket_directories={self.socket_dir}", "-c", "fsync=off",
                 "-c", "full_page_writes=off", "-c", "max_connections=60",

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -112,3 +115,39 @@ def test_server_killed_mid_labeling_then_restarted(pg_server, pg_database_url: s
 def queue_is_direct_again(queue: LabelQueue, image_id: int, label: int) -> bool:
     change = queue.set_labels([image_id], label, who="alice")
     return change is not None and change.image_ids == [image_id]
+
+
+def test_test_server_stops_when_the_run_that_started_it_dies(tmp_path: Path) -> None:
+    """`make test` leaves no server running, even when pytest is killed (no atexit then)."""
+    from tests import pg_server
+
+    if pg_server.find_bindir() is None:
+        pytest.skip("PostgreSQL server binaries not found")
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from tests import pg_server; "
+            "s = pg_server.start(); print(s._proc.pid, s.root, flush=True); time.sleep(300)")
+    run = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parents[2])],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        pid_text, root = run.stdout.readline().split()
+    finally:
+        run.kill()  # SIGKILL: no atexit, no fixture teardown
+        run.wait(30)
+    postmaster = int(pid_text)
+    deadline = time.monotonic() + 30
+    while _alive(postmaster) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert not _alive(postmaster), "the postmaster outlived the process that started it"
+    finally:
+        if _alive(postmaster):
+            os.kill(postmaster, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie left for init to reap counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
