@@ -18,12 +18,18 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from densestudio.core import db
 from densestudio.core.models import Image, Meta
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from densestudio.core.store import Project
 
 CHANNEL = "densestudio_changes"
 POLL_S = 1.0  # the polling fallback: others' changes show within about this long
@@ -81,13 +87,13 @@ class ChangeBatch:
         return [image_id for image_id, _ in self.versions]
 
 
-def current_seq(project) -> int:  # noqa: ANN001 - store.Project
+def current_seq(project: Project) -> int:
     """The project's latest change number (where a new feed starts)."""
     with project.session() as s:
         return int(db.get_meta(s, "change_seq", "0") or 0)
 
 
-def read_changes(project, since: int) -> ChangeBatch | None:  # noqa: ANN001
+def read_changes(project: Project, since: int) -> ChangeBatch | None:
     """The changes after number ``since``, or None if there are none (one cheap query)."""
     with project.session() as s:
         meta = dict(iter(s.execute(select(Meta.key, Meta.value).where(
@@ -98,7 +104,7 @@ def read_changes(project, since: int) -> ChangeBatch | None:  # noqa: ANN001
         everything = int(meta.get("reload_seq") or 0) > since
         rows: list[tuple[int, int]] = []
         if not everything:
-            rows = [tuple(r) for r in s.execute(
+            rows = [(int(r[0]), int(r[1])) for r in s.execute(
                 select(Image.id, Image.label_version).where(Image.change_seq > since)
                 .order_by(Image.id).limit(MAX_IDS + 1))]
             everything = len(rows) > MAX_IDS
@@ -116,10 +122,10 @@ class ChangeFeed:
     polls. A lost server raises ``ServerUnreachable``; call again to retry.
     """
 
-    def __init__(self, project, since: int | None = None) -> None:  # noqa: ANN001
+    def __init__(self, project: Project, since: int | None = None) -> None:
         self.project = project
         self.seq = current_seq(project) if since is None else since
-        self._listener = None  # psycopg connection with LISTEN, PostgreSQL only
+        self._listener: psycopg.Connection[Any] | None = None  # LISTENing; PostgreSQL only
         self._closed = threading.Event()
         self._waiting = False
 
@@ -156,21 +162,22 @@ class ChangeFeed:
         if listener is not None:
             try:
                 listener.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection
+            except Exception:  # closing a dead connection
                 pass
 
     def _wait_for_notify(self, timeout: float) -> None:
         try:
-            if self._listener is None or self._listener.closed:
-                self._listener = self._listen()
-            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+            listener = self._listener
+            if listener is None or listener.closed:
+                listener = self._listener = self._listen()
+            for _ in listener.notifies(timeout=timeout, stop_after=1):
                 pass
-        except Exception as exc:  # noqa: BLE001 - the listener died: poll, listen again later
+        except Exception as exc:  # the listener died: poll, listen again later
             log.info("change feed: listening failed (%s); polling instead", exc)
             self._hang_up()
             self._closed.wait(timeout)
 
-    def _listen(self):  # noqa: ANN202 - psycopg.Connection
+    def _listen(self) -> psycopg.Connection[Any]:
         raw = self.project.engine.raw_connection()
         try:
             conn = raw.driver_connection
@@ -180,4 +187,4 @@ class ChangeFeed:
             raise
         conn.autocommit = True
         conn.execute(f"LISTEN {CHANNEL}")
-        return conn
+        return conn  # type: ignore[no-any-return]  # driver_connection is typed Any

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Engine, create_engine, event, insert, inspect, select, update
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -100,7 +100,7 @@ def _hide_password(text: str) -> str:
     return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", text)
 
 
-def project_target(project: str | os.PathLike | ServerURL) -> Target:
+def project_target(project: str | os.PathLike[str] | ServerURL) -> Target:
     """The one place that turns a project argument (CLI, GUI, API) into what is opened.
 
     A ``Path`` (any ``os.PathLike``) is always a file. Text is a database URL only when it
@@ -194,7 +194,7 @@ def _make_engine(path: Path, read_only: bool = False, immutable: bool = False,
         cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
         cursor.close()
 
-    def on_begin(conn) -> None:  # noqa: ANN001 - sqlalchemy Connection
+    def on_begin(conn: Connection) -> None:
         if conn.get_execution_options().get("densestudio_write"):
             _begin_immediate(conn, path, lock_wait)
         else:
@@ -209,7 +209,7 @@ def _is_locked(exc: BaseException) -> bool:
     return "locked" in str(getattr(exc, "orig", exc)) or "busy" in str(getattr(exc, "orig", exc))
 
 
-def _begin_immediate(conn, path: Path, lock_wait: LockWait) -> None:  # noqa: ANN001
+def _begin_immediate(conn: Connection, path: Path, lock_wait: LockWait) -> None:
     """Take the write lock, waiting for another process that holds it: quietly at first,
     then with a notice, and finally with a clear error instead of 'database is locked'."""
     notice = LOCK_NOTICE_S if lock_wait.notice_s is None else lock_wait.notice_s
@@ -417,13 +417,13 @@ def create_database(target: Target) -> Database:
 
 
 # ------------------------------------------------------------------ schema upgrades
-def _add_column(conn, table: str, column: str, ddl: str) -> None:  # noqa: ANN001
+def _add_column(conn: Connection, table: str, column: str, ddl: str) -> None:
     """ALTER TABLE ... ADD COLUMN unless the column exists (either database)."""
     if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
         conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
 
 
-def _upgrade_1_to_2(conn, _target: Target) -> None:  # noqa: ANN001
+def _upgrade_1_to_2(conn: Connection, _target: Target) -> None:
     """v2 adds the perceptual hash used by the near-duplicate check (NULL for old rows)
     and a covering index for per-class split counts."""
     _add_column(conn, "image", "phash", "BIGINT")
@@ -448,7 +448,7 @@ def resolve_stored_path(text: str, root: Path) -> Path:
     return Path(os.path.abspath(root / text))
 
 
-def _upgrade_2_to_3(conn, target: Target) -> None:  # noqa: ANN001
+def _upgrade_2_to_3(conn: Connection, target: Target) -> None:
     """v3 stores checkpoint paths relative to the project file. v2 stored them as given,
     which could be relative to the working directory of the process that trained; each is
     looked for beside the project, in the project's -runs folder, then in the current
@@ -477,7 +477,7 @@ def _upgrade_2_to_3(conn, target: Target) -> None:  # noqa: ANN001
             conn.execute(table.update().where(table.c.id == run_id).values(**fixed))
 
 
-def _upgrade_3_to_4(conn, _target: Target) -> None:  # noqa: ANN001
+def _upgrade_3_to_4(conn: Connection, _target: Target) -> None:
     """v4 is the schema for several labelers at once: a label version per image for
     compare-and-set, the number of the change that last touched each row (for the change
     feed) and of the one that last changed its label (existing rows: all 0)."""
@@ -494,7 +494,7 @@ _UPGRADES: dict[int, Callable[..., None]] = {
     1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4}
 
 
-def _step_up(conn, target: Target, version: int) -> None:  # noqa: ANN001
+def _step_up(conn: Connection, target: Target, version: int) -> None:
     """Run the upgrade steps from ``version`` to SCHEMA_VERSION on one connection."""
     Base.metadata.create_all(conn)
     while version < SCHEMA_VERSION:
@@ -502,7 +502,7 @@ def _step_up(conn, target: Target, version: int) -> None:  # noqa: ANN001
         if step is not None:
             step(conn, target)
         version += 1
-        conn.execute(Meta.__table__.update().where(Meta.key == "schema_version")
+        conn.execute(update(Meta).where(Meta.key == "schema_version")
                      .values(value=str(version)))
 
 
@@ -601,7 +601,7 @@ def _server_engine(url: ServerURL, lock_wait: LockWait) -> Engine:
     engine = create_engine(url.url, pool_pre_ping=True,
                            connect_args={k: v for k, v in defaults.items() if k not in given})
 
-    def on_begin(conn) -> None:  # noqa: ANN001 - sqlalchemy Connection
+    def on_begin(conn: Connection) -> None:
         if conn.get_execution_options().get("densestudio_write"):
             _lock_project(conn, url, lock_wait)
 
@@ -609,7 +609,7 @@ def _server_engine(url: ServerURL, lock_wait: LockWait) -> Engine:
     return engine
 
 
-def _lock_project(conn, url: ServerURL, lock_wait: LockWait) -> None:  # noqa: ANN001
+def _lock_project(conn: Connection, url: ServerURL, lock_wait: LockWait) -> None:
     """Take the project's write lock (held until commit or rollback): at once if free, else
     waiting - quietly at first, then with a notice - and finally with a clear error."""
     if conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({PROJECT_LOCK_KEY})").scalar():
@@ -626,7 +626,9 @@ def _lock_project(conn, url: ServerURL, lock_wait: LockWait) -> None:  # noqa: A
             if _sqlstate(exc) != "55P03":  # lock_not_available
                 raise
             # Nothing was done in this transaction yet: roll it back and start afresh.
-            conn.connection.dbapi_connection.rollback()
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None  # a connection inside a transaction has one
+            dbapi.rollback()
             if attempt == 0:
                 lock_wait.notify(f"waiting for another DenseStudio client that is writing to "
                                  f"this project ({url.display})...")
@@ -647,7 +649,7 @@ def _server_database(url: ServerURL) -> Database:
     return Database(url, engine, reads, writes, None, lock_wait)
 
 
-def _server_version(conn) -> int | None:  # noqa: ANN001
+def _server_version(conn: Connection) -> int | None:
     if not inspect(conn).has_table("meta"):
         return None
     value = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
@@ -671,8 +673,7 @@ def _create_server_database(url: ServerURL) -> Database:
                 raise ProjectError(f"{url.display} is not empty (it has tables of another "
                                    "program); give an empty database.")
             Base.metadata.create_all(conn)
-            conn.execute(Meta.__table__.insert().values(key="schema_version",
-                                                        value=str(SCHEMA_VERSION)))
+            conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
     except BaseException as exc:
         database.dispose()
         if isinstance(exc, DBAPIError):

@@ -16,6 +16,7 @@ from densestudio.core.files import open_output
 from densestudio.core.machine import root_map
 from densestudio.core.models import SOURCE_IMPORT, Image, LabelClass
 from densestudio.core.store import (
+    Project,
     add_class_in_session,
     current_user,
     find_class,
@@ -45,7 +46,7 @@ def csv_output(out: Path):  # noqa: ANN201 - ContextManager[TextIO]
     return open_output(Path(out), "w", newline="", encoding="utf-8", errors="surrogateescape")
 
 
-def export_labels_csv(project, out: Path) -> int:  # noqa: ANN001 - store.Project
+def export_labels_csv(project: Project, out: Path) -> int:
     """Write one row per image; atomic (temp file + rename) so a crash leaves no half file."""
     with project.session() as s:
         names = dict(iter(s.execute(select(LabelClass.id, LabelClass.name))))
@@ -117,7 +118,7 @@ def _column(header: list[str], names: tuple[str, ...]) -> int | None:
     return next((lowered.index(n) for n in names if n in lowered), None)
 
 
-def import_labels_csv(project, source: Path, create_classes: bool = False,  # noqa: ANN001
+def import_labels_csv(project: Project, source: Path, create_classes: bool = False,
                       author: str | None = None) -> LabelImportReport:
     """Label images from a CSV file (a line's MES, a script, another project's export).
 
@@ -150,14 +151,16 @@ def import_labels_csv(project, source: Path, create_classes: bool = False,  # no
                            "'content_hash', 'class', and optionally 'author' (found: "
                            f"{', '.join(h.strip() for h in header) or 'nothing'}).")
     with project.session() as s:
-        by_path, by_hash = {}, {}
-        for image_id, path, digest in s.execute(select(Image.id, Image.path,
-                                                       Image.content_hash)):
-            by_path[path] = image_id
-            by_hash[digest.lower()] = image_id
+        by_path: dict[str, int] = {}
+        by_hash: dict[str, int] = {}
+        for known_id, known_path, known_hash in s.execute(
+                select(Image.id, Image.path, Image.content_hash)):
+            by_path[known_path] = known_id
+            by_hash[known_hash.lower()] = known_id
     base = source.resolve().parent
     wanted: dict[int, tuple[str, str | None, int]] = {}  # image -> (class, author, line)
-    unknown_images, bad_rows = [], []
+    unknown_images: list[tuple[int, str]] = []
+    bad_rows: list[tuple[int, str]] = []
     repeated = 0
 
     def get(row: list[str], col: int | None) -> str:
@@ -167,11 +170,11 @@ def import_labels_csv(project, source: Path, create_classes: bool = False,  # no
         if not any(cell.strip() for cell in row):
             continue
         path, digest = get(row, col_path), get(row, col_hash).lower()
-        name, who = get(row, col_class), get(row, col_author)
+        name, cell_author = get(row, col_class), get(row, col_author)
         if not name:
             bad_rows.append((line, "no class"))
             continue
-        image_id = None
+        image_id: int | None = None
         if path:
             local = root_map().to_local(path)
             absolute = local if os.path.isabs(local) else os.path.abspath(base / local)
@@ -182,7 +185,7 @@ def import_labels_csv(project, source: Path, create_classes: bool = False,  # no
             unknown_images.append((line, path or digest))
             continue
         try:
-            who = normalize_author(who) if who else None
+            who = normalize_author(cell_author) if cell_author else None
         except ProjectError as exc:
             bad_rows.append((line, str(exc)))
             continue
@@ -197,9 +200,9 @@ def import_labels_csv(project, source: Path, create_classes: bool = False,  # no
         for name, _, line in wanted.values():
             if name in class_ids:
                 continue
-            row = find_class(s, name)
-            class_ids[name] = row.id if row else None
-            if row is None and create_classes:
+            found = find_class(s, name)
+            class_ids[name] = found.id if found else None
+            if found is None and create_classes:
                 try:
                     info = add_class_in_session(s, normalize_class_name(name), None)
                 except ProjectError as exc:
@@ -209,15 +212,15 @@ def import_labels_csv(project, source: Path, create_classes: bool = False,  # no
                 created.append(info.name)
                 class_ids[name] = info.id
         groups: dict[tuple[int, str], list[int]] = defaultdict(list)
-        for image_id, (name, who, _) in wanted.items():
+        for image_id, (name, row_author, _) in wanted.items():
             label_id = class_ids[name]
             if label_id is None:
                 if name not in failed:
                     unknown_classes[name] = unknown_classes.get(name, 0) + 1
                 continue
-            groups[(label_id, who or default_author or current_user())].append(image_id)
-        for (label_id, who), ids in groups.items():
-            change = set_labels_in_session(s, ids, label_id, SOURCE_IMPORT, who,
+            groups[(label_id, row_author or default_author or current_user())].append(image_id)
+        for (label_id, by), ids in groups.items():
+            change = set_labels_in_session(s, ids, label_id, SOURCE_IMPORT, by,
                                            history.HOW_CSV)
             changed += len(change)
             unchanged += len(ids) - len(change)
