@@ -625,7 +625,9 @@ class Project:
                 .group_by(Image.label_id, Image.labeled_by))
             table: dict[int, dict[str, int]] = defaultdict(dict)
             for label_id, who, n in rows:
-                table[label_id][who or ""] = table[label_id].get(who or "", 0) + n
+                if label_id is not None:  # always (the WHERE); says so to the type checker
+                    counts = table[label_id]
+                    counts[who or ""] = counts.get(who or "", 0) + n
             return dict(table)
 
     # ----------------------------------------------------------------- queries
@@ -969,7 +971,8 @@ def bulk_insert_images(s: Session, rows: list[dict]) -> None:
         seq = changes.bump(s, added=True)
         # A Core insert of the table: one multi-row statement per batch on either database
         # (the ORM's bulk path sends PostgreSQL one statement per row).
-        s.execute(insert(Image.__table__), [{**row, "change_seq": seq} for row in rows])
+        s.execute(insert(Image.metadata.tables[Image.__tablename__]),
+                  [{**row, "change_seq": seq} for row in rows])
 
 
 # Split management lives in splits.py; these wrappers give GUI and CLI one entry point.
