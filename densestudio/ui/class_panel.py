@@ -158,6 +158,7 @@ class ClassPanel(QWidget):
             return
         counts = c.counts()
         classes = c.classes()
+        authors = c.author_counts()
         for info in classes:
             item = QTreeWidgetItem(
                 [info.shortcut or "", info.name, _n(counts.count(info.id))]
@@ -165,7 +166,9 @@ class ClassPanel(QWidget):
             )
             item.setIcon(1, swatch(info.color))
             item.setData(0, ID_ROLE, info.id)
-            item.setToolTip(1, info.name)
+            by = _by_author(authors.get(info.id, {}))
+            item.setToolTip(1, info.name + (f"\nLabeled by {by}" if by else ""))
+            item.setToolTip(2, f"Labeled by {by}" if by else "")
             self._align(item)
             self.tree.addTopLevelItem(item)
             item.setSelected(info.id in keep)
@@ -183,7 +186,13 @@ class ClassPanel(QWidget):
                                  "with sub-folder names as classes.")
         else:
             pct = f" ({labeled / total:.0%})" if total else ""
-            self.summary.setText(f"{_n(labeled)} of {_n(total)} images labeled{pct}.")
+            totals: dict[str, int] = {}
+            for per_class in authors.values():
+                for who, n in per_class.items():
+                    totals[who] = totals.get(who, 0) + n
+            by = _by_author(totals) if len(totals) > 1 or c.project.shared else ""
+            self.summary.setText(f"{_n(labeled)} of {_n(total)} images labeled{pct}."
+                                 + (f"\nBy {by}." if by else ""))
         self._update_buttons()
 
     def _align(self, item: QTreeWidgetItem) -> None:
@@ -339,6 +348,12 @@ class ClassPanel(QWidget):
                   self.down_action, self.merge_action, self.delete_action):
             menu.addAction(a)
         menu.exec(self.tree.viewport().mapToGlobal(pos))
+
+
+def _by_author(counts: dict[str, int]) -> str:
+    """"alice 1,200 · bob 800": who labeled how many (most first)."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return " · ".join(f"{who or '(unknown)'} {_n(n)}" for who, n in ranked)
 
 
 def _n(value: int) -> str:

@@ -117,7 +117,7 @@ class ExportDialog(QDialog):
         self.setWindowTitle(f"Export model — {run_title(self.run)}")
         self.setMinimumWidth(640)
 
-        default = self.project.path.parent / f"{self.project.path.stem}-run{run_id}.pt"
+        default = self.project.files_root / f"{self.project.name}-run{run_id}.pt"
         self.path_edit = QLineEdit(str(default), self)
         browse = QPushButton("Browse…", self)
         browse.clicked.connect(self._browse)

@@ -42,8 +42,10 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio import __version__
+from densestudio.core.db import ServerURL
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.importer import ImportProgress
+from densestudio.core.offline import QueueState
 from densestudio.core.store import PROJECT_SUFFIX, ImageInfo, Project
 from densestudio.ui import settings as app_settings
 from densestudio.ui.audit_panel import AuditPanel
@@ -98,7 +100,7 @@ class GalleryArea(GalleryView):
 
 
 class MainWindow(QMainWindow):
-    projectOpened = Signal(object)  # Path
+    projectOpened = Signal(object)  # Path of the file, or the db.ServerURL
     projectClosed = Signal()
     importFinished = Signal(object)  # ImportReport (also when cancelled)
     relinkFinished = Signal(object)  # RelinkResult
@@ -178,7 +180,11 @@ class MainWindow(QMainWindow):
         self.import_progress = ImportProgressWidget(self)
         self.import_progress.hide()
         self.import_progress.cancelRequested.connect(self.cancel_import)
+        self.connection_status = QLabel("", self)  # a shared project: online / offline
+        self.connection_status.setObjectName("connectionStatus")
+        self.connection_status.hide()
         self.statusBar().addPermanentWidget(self.import_progress)
+        self.statusBar().addPermanentWidget(self.connection_status)
         self.statusBar().addPermanentWidget(self.status_count)
 
         self._make_actions()
@@ -226,6 +232,9 @@ class MainWindow(QMainWindow):
         self.open_action = self._action("&Open Project…", self.ask_open_project, K.Open,
                                         self._icon("document-open", SP.SP_DialogOpenButton),
                                         "Open a project file")
+        self.open_shared_action = self._action(
+            "Open &Shared Project…", self.ask_open_shared_project,
+            tip="Open a project on a PostgreSQL server that the team labels together")
         self.demo_action = self._action("Open &Demo Project", self.open_demo_project,
                                         tip="A small ready-to-train project of generated images")
         self.import_action = self._action("&Import Images…", lambda: self.show_import_dialog(),
@@ -310,7 +319,7 @@ class MainWindow(QMainWindow):
     def _make_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        file_menu.addActions([self.new_action, self.open_action])
+        file_menu.addActions([self.new_action, self.open_action, self.open_shared_action])
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addAction(self.demo_action)
@@ -409,6 +418,13 @@ class MainWindow(QMainWindow):
         if path:
             self.open_project(path)
 
+    def ask_open_shared_project(self) -> None:
+        from densestudio.ui.shared_dialog import SharedProjectDialog
+
+        dialog = SharedProjectDialog(app_settings.recent_projects(), self)
+        if dialog.exec() and dialog.target() is not None:
+            self.open_project(dialog.target())
+
     def new_project(self, path: str | Path) -> bool:
         path = Path(path)
         if path.suffix != PROJECT_SUFFIX:
@@ -426,17 +442,19 @@ class MainWindow(QMainWindow):
             "onto the window.", 8000)
         return True
 
-    def open_project(self, path: str | Path) -> bool:
+    def open_project(self, path: str | Path | ServerURL) -> bool:
+        """Open a project file, or a shared project (a postgresql:// URL)."""
         if not self._can_switch_project():
             return False
         try:
             project = Project.open(path)
         except DenseStudioError as exc:
             self.show_error("Cannot open the project", str(exc))
-            if not Path(path).is_file():
-                app_settings.remove_recent_project(path)
+            if not isinstance(path, ServerURL) and "://" not in str(path) \
+                    and not Path(path).is_file():
+                app_settings.remove_recent_project(path)  # a server may be back later
                 self.welcome.set_recent(app_settings.recent_projects(),
-                                    app_settings.recent_project_info())
+                                        app_settings.recent_project_info())
             return False
         self._set_project(project)
         return True
@@ -468,6 +486,9 @@ class MainWindow(QMainWindow):
             self._teardown_project()
         controller = ProjectController(project, self)
         controller.error.connect(lambda msg: self.show_error("Cannot do that", msg))
+        controller.notice.connect(lambda msg: self.statusBar().showMessage(msg, 15000))
+        controller.connectionChanged.connect(self._show_connection)
+        controller.reloadNeeded.connect(self._on_reload_needed)
         self.controller = controller
         self.undo_group.addStack(controller.undo_stack)
         self.undo_group.setActiveStack(controller.undo_stack)
@@ -493,17 +514,19 @@ class MainWindow(QMainWindow):
         self._set_docks_visible(True)
         for action in self.project_actions:
             action.setEnabled(True)
-        self.setWindowTitle(f"{project.path.stem} — DenseStudio")
-        self.setWindowFilePath(str(project.path))
-        self.prefs.last_project_dir = str(project.path.parent)
-        app_settings.add_recent_project(project.path)
+        self.setWindowTitle(f"{project.name} — DenseStudio")
+        if not project.shared:
+            self.setWindowFilePath(str(project.path))
+            self.prefs.last_project_dir = str(project.path.parent)
+        app_settings.add_recent_project(project.location)  # a URL without its password
         self._remember_project()
+        self._show_connection(controller.connection_state())
         self._recount()
         if self.model.rowCount():
             self.gallery.go_to_row(0)
         self.gallery.setFocus()
         self.verify_records(quiet=True)  # editing behind the app's back shows on opening
-        self.projectOpened.emit(project.path)
+        self.projectOpened.emit(project.target)
 
     def _remember_project(self) -> None:
         """Image count and time for the welcome view's list of recent projects."""
@@ -511,7 +534,7 @@ class MainWindow(QMainWindow):
 
         if self.controller is not None:
             app_settings.remember_recent_project(
-                self.controller.project.path, self.controller.counts().total,
+                self.controller.project.location, self.controller.counts().total,
                 datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def _teardown_project(self) -> None:
@@ -552,6 +575,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("DenseStudio")
         self.setWindowFilePath("")
         self.status_count.setText("")
+        self._show_connection(None)
 
     def _set_docks_visible(self, visible: bool) -> None:
         """Docks belong to an open project; the welcome view has the window to itself."""
@@ -569,7 +593,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         items = app_settings.recent_projects()
         for path in items:
-            action = self.recent_menu.addAction(Path(path).name)
+            action = self.recent_menu.addAction(app_settings.recent_title(path))
             action.setToolTip(path)
             action.setStatusTip(path)
             action.triggered.connect(lambda _=False, p=path: self.open_project(p))
@@ -738,6 +762,12 @@ class MainWindow(QMainWindow):
     def _on_import_done(self, worker: Worker) -> None:
         if self.import_worker is worker:  # ended without a result (cancelled before start)
             self._import_ended()
+
+    def _on_reload_needed(self) -> None:
+        """Others added images or re-split: reload, unless our own import is running (its
+        end reloads anyway)."""
+        if self.import_worker is None or not self.import_worker.running:
+            self._refresh_after_import()
 
     def _refresh_after_import(self) -> None:
         if self.controller is None:
@@ -932,6 +962,23 @@ class MainWindow(QMainWindow):
 
     def _viewer_navigate(self, delta: int) -> None:
         self.gallery.move_current(delta)
+
+    def _show_connection(self, state: QueueState | None) -> None:
+        """The status-bar indicator of a shared project: online, or "offline — N changes
+        waiting" until they are written."""
+        label = self.connection_status
+        if state is None:
+            label.hide()
+            return
+        offline = not state.online or state.waiting
+        label.setText(state.message if offline else "shared · online")
+        label.setToolTip(
+            "The database server cannot be reached. Labels you set now are kept on this "
+            "computer and saved when it is back." if offline else
+            "Changes by others show up here within a second or two.")
+        label.setStyleSheet("color: white; background: #b3261e; padding: 0 6px;"
+                            if offline else "")
+        label.show()
 
     def _recount(self) -> None:
         """After a query or label changes (not on every selection change: one count query)."""

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import runs as core_runs
+from densestudio.core.store import Project
 from densestudio.ml.report import SECTIONS, ReportOptions
 from densestudio.ui.jobs import report_job
 from densestudio.ui.runs_panel import run_title
@@ -38,8 +39,10 @@ from densestudio.ui.workers import Worker
 SECTION_TITLES = dict(SECTIONS)
 
 
-def default_report_path(project_path: Path, run_id: int) -> Path:
-    return project_path.parent / f"{project_path.stem}-run{run_id}-report.html"
+def default_report_path(project: Project, run_id: int) -> Path:
+    """Next to the project file; for a shared project (no file) in the home folder."""
+    folder = Path.home() if project.shared else project.path.parent
+    return folder / f"{project.name}-run{run_id}-report.html"
 
 
 class ReportDialog(QDialog):
@@ -61,7 +64,7 @@ class ReportDialog(QDialog):
             if info.status == "finished":
                 self.run_combo.addItem(f"{run_title(info)}{state.mark(info.id)}", info.id)
         self.run_combo.setCurrentIndex(max(0, self.run_combo.findData(run_id)))
-        self.path_edit = QLineEdit(str(default_report_path(self.project.path, run_id)), self)
+        self.path_edit = QLineEdit(str(default_report_path(self.project, run_id)), self)
         self._path_is_default = True
         self.path_edit.textEdited.connect(lambda _t: setattr(self, "_path_is_default", False))
         browse = QPushButton("Browse…", self)
@@ -139,7 +142,7 @@ class ReportDialog(QDialog):
 
     def _on_run_changed(self) -> None:
         if self._path_is_default and self.run_id is not None:
-            self.path_edit.setText(str(default_report_path(self.project.path, self.run_id)))
+            self.path_edit.setText(str(default_report_path(self.project, self.run_id)))
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save validation report",

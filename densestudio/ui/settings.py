@@ -120,13 +120,36 @@ def recent_projects() -> list[str]:
     return [str(v) for v in (value or [])]
 
 
+def _entry(path: str | Path) -> str:
+    """How a project is keyed in the recent lists: a file's absolute path, or the URL."""
+    return str(path) if "://" in str(path) else str(Path(path).resolve())
+
+
 def add_recent_project(path: str | Path) -> list[str]:
-    path = str(Path(path).resolve())
+    """Remember a project file (absolute) or a shared project's URL (given without its
+    password: ``Project.location``)."""
+    path = _entry(path)
     items = [p for p in recent_projects() if p != path]
     items.insert(0, path)
     del items[MAX_RECENT:]
     qsettings().setValue("recentProjects", items)
     return items
+
+
+def recent_title(entry: str) -> str:
+    """How a recent project is listed: a file's name, or "DATABASE on HOST (shared)"."""
+    if "://" not in entry:
+        return Path(entry).name
+    from densestudio.core.db import ServerURL, project_target
+    from densestudio.core.errors import DenseStudioError
+
+    try:
+        target = project_target(entry)
+    except (DenseStudioError, ValueError):  # an odd entry is still listed, as it is
+        return entry
+    if isinstance(target, ServerURL):
+        return f"{target.name} on {target.url.host or 'this computer'} (shared)"
+    return entry
 
 
 def recent_project_info() -> dict[str, dict]:
@@ -142,7 +165,7 @@ def remember_recent_project(path: str | Path, images: int, opened: str) -> None:
     """Record a project's image count and when it was opened (ISO time), for the list of
     recent projects (no project file is opened to show that list)."""
     info = {p: v for p, v in recent_project_info().items() if p in recent_projects()}
-    info[str(Path(path).resolve())] = {"images": int(images), "opened": opened}
+    info[_entry(path)] = {"images": int(images), "opened": opened}
     qsettings().setValue("recentProjectInfo", json.dumps(info))
 
 
