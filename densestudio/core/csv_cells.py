@@ -11,12 +11,12 @@ from densestudio.core.files import open_output
 
 # A spreadsheet runs a cell that starts like a formula (=HYPERLINK(...), +, -, @) - OWASP's
 # CSV-injection advice: make such text cells start with a single quote instead.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_text(value: str) -> str:
     """A text cell that a spreadsheet shows as text, never evaluates."""
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def csv_output(out: Path) -> AbstractContextManager[IO[Any]]:

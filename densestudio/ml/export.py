@@ -40,7 +40,7 @@ from densestudio import __version__
 from densestudio.core import preprocess, runs
 from densestudio.core.atomic import atomic_write_via
 from densestudio.core.errors import DenseStudioError
-from densestudio.core.progress import CancelToken, EventCallback, ignore_event
+from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.store import Project
 from densestudio.ml import data as D
 from densestudio.ml import zoo
@@ -78,7 +78,7 @@ class ExportError(DenseStudioError):
 
 
 @dataclass(frozen=True)
-class ExportProgress:
+class ExportProgress(Progress):
     """Export stage for the CLI/GUI ("preparing images", "converting", "checking", ...)."""
 
     run_id: int
