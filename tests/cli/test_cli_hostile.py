@@ -122,9 +122,9 @@ def test_export_into_a_folder_writes_inside_it(trained: dict, capsys) -> None:
     folder = trained["root"] / "models"
     folder.mkdir(exist_ok=True)
     code, out, _ = run(capsys, "export", trained["work"] / "base.dsproj", folder, "--run", "1")
-    assert code == 0 and (folder / "base-run1.pt").is_file()
-    assert f"to {folder / 'base-run1.pt'}" in out
-    assert not folder.with_suffix(".pt").exists(), "nothing beside the folder"
+    assert code == 0 and (folder / "base-run1.onnx").is_file()  # ONNX is the default format
+    assert f"to {folder / 'base-run1.onnx'}" in out
+    assert not folder.with_suffix(".onnx").exists(), "nothing beside the folder"
 
 
 @needs_fifo

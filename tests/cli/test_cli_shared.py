@@ -141,4 +141,4 @@ def test_train_evaluate_export_on_a_shared_project(pg_url: str, tmp_path: Path,
     code, out, _ = run(capsys, "evaluate", pg_url)
     assert code == 0 and "accuracy" in out.lower()
     code, out, _ = run(capsys, "export", pg_url, tmp_path)
-    assert code == 0 and (tmp_path / f"{name}-run{run_info.id}.pt").is_file()
+    assert code == 0 and (tmp_path / f"{name}-run{run_info.id}.onnx").is_file()
