@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -232,8 +233,6 @@ def cmd_files_root(args: argparse.Namespace) -> int:
 
 def cmd_map_root(args: argparse.Namespace) -> int:
     """Show or change this machine's root mapping (stored root -> local root)."""
-    import os
-
     from densestudio.core import machine
 
     mapping = dict(machine.load_root_map().pairs)

@@ -27,15 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, insert, inspect, select, update
+from sqlalchemy import Engine, bindparam, create_engine, event, insert, inspect, select, update
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from densestudio.core.errors import ProjectError, ServerUnreachable
-from densestudio.core.models import Base, Meta, Run
+from densestudio.core.models import Base, Image, Meta, Run
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 30_000  # reads and a writer's own statements wait this long for a lock
 LOCK_NOTICE_S = 3.0  # a writer waiting this long for another process says so ...
 LOCK_WAIT_S = 120.0  # ... and gives up after this long with a clear message
@@ -488,10 +488,31 @@ def _upgrade_3_to_4(conn: Connection, _target: Target) -> None:
         "CREATE INDEX IF NOT EXISTS ix_image_change_seq ON image (change_seq)")
 
 
+def _upgrade_4_to_5(conn: Connection, _target: Target) -> None:
+    """v5 sorts names naturally (crazing_2 before crazing_10): a sort-key column filled
+    from each file name, and the name indexes moved onto it."""
+    from densestudio.core.files import natural_key
+
+    collate = ' COLLATE "C"' if conn.dialect.name == "postgresql" else ""  # as SortedText
+    _add_column(conn, "image", "name_key", f"TEXT{collate} NOT NULL DEFAULT ''")
+    table = Image.__table__
+    rows = list(conn.execute(select(table.c.id, table.c.filename)))
+    for start in range(0, len(rows), 5000):
+        conn.execute(update(table).where(table.c.id == bindparam("row_id"))
+                     .values(name_key=bindparam("key")),
+                     [{"row_id": i, "key": natural_key(f)} for i, f in rows[start:start + 5000]])
+    for old in ("ix_image_label_filename", "ix_image_split_filename", "ix_image_filename"):
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {old}")
+    for name, columns in (("ix_image_label_name_key", "label_id, name_key"),
+                          ("ix_image_split_name_key", "split, name_key"),
+                          ("ix_image_name_key", "name_key")):
+        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON image ({columns})")
+
+
 # Upgrades from version N to N+1, each a function (connection, target) run inside one
 # transaction; each works on SQLite and PostgreSQL alike.
 _UPGRADES: dict[int, Callable[..., None]] = {
-    1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4}
+    1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4, 4: _upgrade_4_to_5}
 
 
 def _step_up(conn: Connection, target: Target, version: int) -> None:

@@ -10,6 +10,7 @@ instead of replacing the node; a folder, block device or socket is refused.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,3 +76,20 @@ def open_output(path: Path, mode: str = "w", **open_kwargs) -> Iterator[IO]:
     else:
         raise DenseStudioError(f"Cannot write {path}: it is {file_kind(st_mode)}; give a file "
                                "name.")
+
+
+_DIGITS = re.compile(r"\d+")
+NUMBER_WIDTH = 20  # digit runs are compared as numbers up to 10**20
+
+
+def natural_key(filename: str) -> str:
+    """A sort key that orders names as people count: crazing_2 before crazing_10.
+
+    Each run of digits is zero-padded to a fixed width, so the key sorts as plain text
+    (the database's byte-wise collation) in natural order; case is ignored.
+    """
+    def pad(match: re.Match[str]) -> str:
+        digits = match.group().lstrip("0") or "0"
+        return digits.rjust(NUMBER_WIDTH, "0") if len(digits) <= NUMBER_WIDTH else digits
+
+    return _DIGITS.sub(pad, filename.lower())

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from densestudio.core import history
 from densestudio.core.errors import CancelledError, ImportFailed, ProjectError
-from densestudio.core.files import file_kind
+from densestudio.core.files import file_kind, natural_key
 from densestudio.core.imaging import (
     IMAGE_EXTENSIONS,
     IN_MEMORY_BYTES,
@@ -502,6 +502,7 @@ def relink(
                 update(Image)
                 .where(Image.id == image_id)
                 .values(path=str(path), filename=path_text(path.name).lower(),
+                        name_key=natural_key(path_text(path.name)),
                         folder=str(path.parent), missing=False)
             )
     return RelinkResult(len(found), len(missing) - len(found))

@@ -124,6 +124,8 @@ class Image(Base):
     path: Mapped[str] = mapped_column(FsPath, unique=True)  # absolute
     # lower-cased path_text(base name): filter/sort
     filename: Mapped[str] = mapped_column(SortedText)
+    # files.natural_key(filename): the name sort (crazing_2 before crazing_10)
+    name_key: Mapped[str] = mapped_column(SortedText, default="", server_default="")
     folder: Mapped[str] = mapped_column(FsPath, default="")  # parent folder (group key)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
     byte_size: Mapped[int] = mapped_column(BigInteger)
@@ -156,10 +158,10 @@ class Image(Base):
     label: Mapped[LabelClass | None] = relationship(lazy="raise")
 
     __table_args__ = (
-        Index("ix_image_label_filename", "label_id", "filename"),
+        Index("ix_image_label_name_key", "label_id", "name_key"),
         Index("ix_image_label_split", "label_id", "split"),  # covering index for counts
-        Index("ix_image_split_filename", "split", "filename"),
-        Index("ix_image_filename", "filename"),
+        Index("ix_image_split_name_key", "split", "name_key"),
+        Index("ix_image_name_key", "name_key"),
         Index("ix_image_added", "added_at"),
         Index("ix_image_change_seq", "change_seq"),
     )

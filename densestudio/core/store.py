@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from densestudio.core import changes, db, history, machine
 from densestudio.core.errors import ProjectError
+from densestudio.core.files import natural_key
 from densestudio.core.models import (
     SOURCE_HUMAN,
     SOURCE_PREDICTION,
@@ -949,7 +950,7 @@ def _apply_filter(stmt: Select, flt: ImageFilter) -> Select:
 
 def _apply_sort(stmt: Select, sort: str, descending: bool) -> Select:
     if sort == "name":
-        keys = [Image.filename, Image.id]
+        keys = [Image.name_key, Image.id]
     elif sort == "added":
         keys = [Image.added_at, Image.id]
     elif sort == "class":
@@ -958,7 +959,7 @@ def _apply_sort(stmt: Select, sort: str, descending: bool) -> Select:
             .where(LabelClass.id == Image.label_id)
             .scalar_subquery()
         )
-        keys = [func.coalesce(position, 1_000_000), Image.filename, Image.id]
+        keys = [func.coalesce(position, 1_000_000), Image.name_key, Image.id]
     else:
         raise ProjectError(f"Unknown sort key '{sort}' (choose from {', '.join(SORT_KEYS)}).")
     return stmt.order_by(*[k.desc() if descending else k for k in keys])
@@ -972,7 +973,8 @@ def bulk_insert_images(s: Session, rows: list[dict]) -> None:
         # A Core insert of the table: one multi-row statement per batch on either database
         # (the ORM's bulk path sends PostgreSQL one statement per row).
         s.execute(insert(Image.metadata.tables[Image.__tablename__]),
-                  [{**row, "change_seq": seq} for row in rows])
+                  [{**row, "name_key": natural_key(row["filename"]), "change_seq": seq}
+                   for row in rows])
 
 
 # Split management lives in splits.py; these wrappers give GUI and CLI one entry point.

@@ -79,6 +79,49 @@ def test_older_schema_is_upgraded_after_backup(tmp_path: Path) -> None:
     assert backup.exists() and db.read_schema_version(backup) == 1
 
 
+def _add_named(project: Project, names: list[str]) -> None:
+    with project.transaction() as s:
+        bulk_insert_images(s, [
+            dict(path=f"/data/{n}", filename=n.lower(), folder="/data", content_hash=n,
+                 byte_size=1, width=1, height=1, mode="L") for n in names])  # fmt: skip
+
+
+NAMES = ["crazing_100.png", "Crazing_2.png", "crazing_10.png", "crazing_1.png",
+         "crazing_010a.png", "patches_3.png"]
+NATURAL = ["crazing_1.png", "crazing_2.png", "crazing_10.png", "crazing_010a.png",
+           "crazing_100.png", "patches_3.png"]
+
+
+def test_name_sort_is_natural(project: Project) -> None:
+    """crazing_2 before crazing_10 (and case ignored), in the gallery's pages and id lists."""
+    _add_named(project, NAMES)
+    assert [r.filename for r in project.page(sort="name")] == NATURAL
+    assert [r.filename for r in project.page(sort="name", descending=True)] == NATURAL[::-1]
+    ids = project.image_ids(sort="name")
+    by_id = {r.id: r.filename for r in project.page(limit=100)}
+    assert [by_id[i] for i in ids] == NATURAL
+
+
+def test_v4_file_gets_natural_name_keys(tmp_path: Path) -> None:
+    """A v4 file (no name_key) is upgraded: keys filled from the names, order natural."""
+    path = tmp_path / "v4.dsproj"
+    with Project.create(path) as p:
+        _add_named(p, NAMES)
+    con = sqlite3.connect(path)
+    for index in ("ix_image_label_name_key", "ix_image_split_name_key", "ix_image_name_key"):
+        con.execute(f"DROP INDEX {index}")
+    con.execute("ALTER TABLE image DROP COLUMN name_key")
+    con.execute("CREATE INDEX ix_image_filename ON image (filename)")
+    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with Project.open(path) as upgraded:
+        assert [r.filename for r in upgraded.page(sort="name")] == NATURAL
+    indexes = {r[0] for r in sqlite3.connect(path).execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "ix_image_name_key" in indexes and "ix_image_filename" not in indexes
+
+
 def test_class_operations(project: Project) -> None:
     a = project.add_class("scratch")
     b = project.add_class(" spot ")

@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 from densestudio.core import history, signoff
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import utcnow
+from densestudio.core.progress import Progress
 from densestudio.core.store import ImageFilter, Project, bulk_insert_images
 
 
@@ -188,7 +189,7 @@ def test_thumbnail_loader_decodes_off_thread_and_bounds_memory(qtbot) -> None:  
 
 
 @dataclass(frozen=True)
-class FakeProgress:
+class FakeProgress(Progress):
     done: int
 
 
