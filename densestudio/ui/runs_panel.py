@@ -1,10 +1,15 @@
-"""The list of training runs: settings, best metrics, date; select one to review; delete."""
+"""The list of training runs: settings, best metrics, date; select one to review; delete.
+
+While the list is visible it re-reads the runs every ``POLL_MS`` and redraws when one
+changed, so a run trained elsewhere (``densestudio train`` or a torchrun job on a server,
+writing to the same project) appears and advances live."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -20,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from densestudio.core import runs as core_runs
 
+POLL_MS = 2000
 COLUMNS = ("Run", "Status", "Date", "Epochs", "Val acc", "Test acc", "Test macro-F1", "Settings")
 STATUS_TEXT = {
     "running": "training…", "finished": "finished", "cancelled": "stopped (resumable)",
@@ -61,6 +67,7 @@ class RunsPanel(QWidget):
     reviewRequested = Signal(int)
     resumeRequested = Signal(int)
     runDeleted = Signal(int)
+    runUpdated = Signal(int)  # a run's row changed in the project (e.g. trained elsewhere)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -92,6 +99,9 @@ class RunsPanel(QWidget):
         self.delete_button.clicked.connect(self.delete_selected)
         self.empty = QLabel("No runs yet. Press Train to start one.", self)
         self.empty.setStyleSheet("color: palette(placeholder-text);")
+        self.poll_timer = QTimer(self)
+        self.poll_timer.setInterval(POLL_MS)
+        self.poll_timer.timeout.connect(self.poll)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.title)
@@ -150,6 +160,27 @@ class RunsPanel(QWidget):
         self.empty.setVisible(not self.infos and self.project is not None)
         self._update_buttons()
         self.runSelected.emit(self.selected_run_id())
+
+    def poll(self) -> None:
+        """Redraw if any run changed since the list was drawn (new, progressed, finished)."""
+        if self.project is None:
+            return
+        fresh = core_runs.list_runs(self.project)
+        if fresh == self.infos:
+            return
+        before = {info.id: info for info in self.infos}
+        self.refresh()
+        for info in fresh:
+            if before.get(info.id) != info:
+                self.runUpdated.emit(info.id)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
+        super().showEvent(event)
+        self.poll_timer.start()
+
+    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802
+        self.poll_timer.stop()
+        super().hideEvent(event)
 
     def row_of(self, run_id: int) -> int | None:
         for row, info in enumerate(self.infos):
