@@ -16,7 +16,9 @@ venv: $(BIN)/.installed
 run: venv
 	$(BIN)/densestudio
 
+# Test services (headless Chromium for the report test): installed once, then a no-op.
 test: venv
+	sh tests/setup_services.sh
 	$(BIN)/python -m pytest -q
 
 bench: venv
@@ -30,6 +32,8 @@ screenshots: venv
 	$(BIN)/python tests/benchmarks/make_screenshots.py
 	$(BIN)/python tests/benchmarks/make_audit_screenshot.py
 	$(BIN)/python tests/benchmarks/make_screenshots_explain.py
+	sh tests/setup_services.sh
+	$(BIN)/python tests/benchmarks/make_report_screenshot.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from densestudio import __version__
+from densestudio.cli_signoff import add_signoff_commands
 from densestudio.core.errors import CancelledError, DenseStudioError
 from densestudio.core.progress import CancelToken
 
@@ -348,6 +349,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         BatchProgress, EpochEnded, EpochsPlanned, EvaluationProgress, ImagesSkipped,
         PreparingData, RunCancelled, RunFinished, RunStarted, WeightsDownload,
     )  # fmt: skip
+    from densestudio.ml import summary
     from densestudio.ml.train import fit
 
     line = ProgressLine()
@@ -397,14 +399,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             m = e.metrics
             early = " (stopped early)" if e.stopped_early else ""
             print(f"Finished run {e.run_id}{early}; best epoch {e.best_epoch}.")
-            for subset in ("val", "test"):
+            for subset in ("test", "val"):  # balanced accuracy and the worst class first
                 if f"{subset}_acc" in m:
-                    worst = m.get(f"{subset}_worst_class")
-                    worst_text = (f"  worst class {worst} {m[f'{subset}_worst_recall'] * 100:.1f}"
-                                  " % recall" if worst else "")
-                    print(f"  {subset}: balanced accuracy {m[f'{subset}_balanced_acc'] * 100:.2f}"
-                          f" %{worst_text}  accuracy {m[f'{subset}_acc'] * 100:.2f} %  "
-                          f"macro-F1 {m[f'{subset}_macro_f1'] * 100:.2f} %")
+                    print(f"  {summary.long_text(summary.summarize(m, subset=subset))}, "
+                          f"macro-F1 {summary.pct(m.get(f'{subset}_macro_f1'))}")
         elif isinstance(e, RunCancelled):
             line.done()
             print(f"Run {e.run_id} stopped after epoch {e.epoch}; continue it with "
@@ -458,15 +456,38 @@ def _good_class(project, run_id: int) -> str | None:  # noqa: ANN001
     return point.good_class if point is not None else None
 
 
+def _pick_export_run(project, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """The run to export: --run, else the approved run, else the latest finished one; warns
+    on stderr when it is not approved (see `densestudio approve`)."""
+    from densestudio.core import signoff
+
+    run_id = args.run if args.run is not None else signoff.approved_run_id(project)
+    run_id = _pick_run(project, run_id)
+    if not signoff.is_approved(project, run_id):
+        print(f"warning: run {run_id} is not approved for release (approve it with "
+              f"`densestudio approve {args.project} --run {run_id} --why ...`).",
+              file=sys.stderr)
+    return run_id
+
+
+def _record_export(project, run_id: int, out: Path, files: Sequence[Path]) -> None:  # noqa: ANN001
+    """Remember the export in the run, for the validation report (its parity figures)."""
+    from densestudio.ml.report import record_export
+
+    record_export(project, run_id, out, files)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from densestudio.ml.export import export_model
 
     with open_project(args.project) as project:
-        run_id = _pick_run(project, args.run)
+        run_id = _pick_export_run(project, args)
         out = Path(args.out)
         if out.is_dir():  # a folder: the model goes inside it, named after project and run
             out = out / f"{project.path.stem}-run{run_id}"
         out = export_model(project, run_id, out, onnx=args.onnx)
+        _record_export(project, run_id, out, [out, *([out.with_suffix(".onnx")] if args.onnx
+                                                    else [])])
     print(f"Exported run {run_id} to {out}" + (f" and {out.with_suffix('.onnx')}"
                                                   if args.onnx else ""))
     return EXIT_OK
@@ -530,8 +551,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_operating_point(args: argparse.Namespace) -> int:
     """Show, suggest, set or clear a run's OK/NG operating point (the GUI's "OK/NG" dialog)."""
-    import numpy as np
-
     from densestudio.core import runs
     from densestudio.ml import operating_point as op
 
@@ -543,10 +562,13 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
             print(f"Run {run_id}: operating point removed.")
             return EXIT_OK
         stored = op.load_operating_point(project, run_id)
-        good = args.good or (stored.good_class if stored else op.suggest_good_class(names))
+        good = args.good or (stored.good_class if stored else op.guess_good_class(names))
         if good is None:
             raise DenseStudioError(
-                f"Which class is the good one? Pass --good CLASS ({', '.join(names)}).")
+                f"Which class is the good one? No class name says so; pass --good CLASS "
+                f"({', '.join(names)}).")
+        if not args.good and not stored:
+            print(f"Good class: '{good}' (from its name; --good CLASS picks another).")
         if good not in names:
             raise DenseStudioError(f"'{good}' is not a class of run {run_id} "
                                    f"({', '.join(names)}).")
@@ -562,13 +584,27 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
               f"{int(is_good.sum())} good ('{good}'), {int((~is_good).sum())} defective")
         print(f"Costs miss : false reject = {args.cost_miss:g} : {args.cost_false_reject:g}; "
               f"suggested threshold {suggested:.3f}")
-        print("threshold   miss rate   false-reject rate")
-        for t in sorted({0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, round(suggested, 3)}):
-            i = int(np.searchsorted(curve.thresholds, t - 1e-12))
-            mark = "  <- suggested" if t == round(suggested, 3) else ""
-            print(f"  {t:7.3f}   {100 * curve.miss_rate[i]:8.2f} %   "
-                  f"{100 * curve.false_reject_rate[i]:8.2f} %{mark}")
-        threshold = suggested if args.suggest else args.threshold
+        choice = None
+        if args.max_miss_rate is not None:
+            choice = op.threshold_for_max_miss(p_good, is_good, args.max_miss_rate)
+            if choice.threshold is None:
+                raise DenseStudioError(choice.message)
+        print("threshold   miss rate (95 % CI)        false-reject rate (95 % CI)")
+        marks = {round(suggested, 3): "  <- suggested"}
+        if choice is not None:
+            marks[round(choice.threshold, 4)] = (
+                f"  <- miss rate <= {args.max_miss_rate * 100:g} % (upper bound)")
+        for t in sorted({0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, *marks}):
+            r = op.rates_with_intervals(p_good, is_good, t)
+            print(f"  {t:7.4g}   {r.miss.estimate * 100:6.2f} % ({r.miss.range_text(2):>11})   "
+                  f"{r.false_reject.estimate * 100:6.2f} % ({r.false_reject.range_text(2):>11})"
+                  f"{marks.get(t, '')}")
+        _print_miss_claim(p_good, is_good, choice.threshold if choice else suggested,
+                          args.max_miss_rate or 0.01)
+        if choice is not None:
+            print(choice.message)
+        threshold = (suggested if args.suggest
+                     else choice.threshold if choice is not None else args.threshold)
         if threshold is None:
             print(f"Stored operating point: {_describe_point(stored)}")
             return EXIT_OK
@@ -579,13 +615,23 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
             op.save_operating_point(project, run_id, point)
         except op.OperatingPointError as exc:
             raise DenseStudioError(str(exc)) from exc
-        rates = op.rates_at(p_good, is_good, point)
+        rates = op.rates_with_intervals(p_good, is_good, point)
         print(f"Saved for run {run_id}: {_describe_point(point)}")
-        print(f"On {args.subset}: miss {100 * rates['miss_rate']:.2f} %, false reject "
-              f"{100 * rates['false_reject_rate']:.2f} %, unsure "
-              f"{100 * rates['unsure_fraction']:.2f} %. Exported models carry it; "
-              "'densestudio predict' prints OK/NG/UNSURE.")
+        print(f"On {args.subset}: {rates.describe()}; unsure {rates.unsure} of {len(p_good)}. "
+              "Exported models carry it; 'densestudio predict' prints OK/NG/UNSURE.")
     return EXIT_OK
+
+
+def _print_miss_claim(p_good, is_good, threshold: float, target: float) -> None:  # noqa: ANN001
+    """What the defect images can show: the miss rate's upper bound and the images needed
+    to claim ``target``."""
+    from densestudio.core.stats import images_needed_sentence
+    from densestudio.ml import operating_point as op
+
+    r = op.rates_with_intervals(p_good, is_good, threshold)
+    print(f"At {threshold:.4g}: {r.misses} of {r.n_defective} defect images missed, so the true "
+          f"miss rate is at most {r.miss_upper * 100:.2f} % (95 % confidence, one-sided); "
+          f"{images_needed_sentence(target)}.")
 
 
 def _describe_point(point) -> str:  # noqa: ANN001 - OperatingPoint | None
@@ -655,7 +701,8 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a run's model as one self-describing file")
     p.add_argument("project")
     p.add_argument("out", help="output file (.pt, TorchScript)")
-    p.add_argument("--run", type=int, help="run id (default: the latest finished run)")
+    p.add_argument("--run", type=int, help="run id (default: the approved run, else the latest "
+                                           "finished run)")
     p.add_argument("--onnx", action="store_true", help="also write OUT.onnx (needs onnx)")
     p.set_defaults(func=cmd_export)
 
@@ -679,6 +726,9 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--suggest", action="store_true",
                        help="save the threshold with the lowest expected cost")
     which.add_argument("--clear", action="store_true", help="remove the operating point")
+    which.add_argument("--max-miss-rate", type=float, metavar="R",
+                       help="save the threshold with the fewest false rejects whose 95 %% "
+                            "upper bound on the miss rate is <= R (e.g. 0.01)")
     p.add_argument("--cost-miss", type=float, default=1.0, metavar="A",
                    help="cost of passing a defective part (default 1)")
     p.add_argument("--cost-false-reject", type=float, default=1.0, metavar="B",
@@ -739,6 +789,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
               f"out-of-sample accuracy {audit.oos_accuracy * 100:.1f} %; {len(suspects)} "
               f"suspected label error(s)"
               + (f", {len(audit.confirmed)} confirmed right" if audit.confirmed else "") + ".")
+        for note in audit.notes():
+            print(f"Note: {note}")
         top = suspects[: args.top]
         if top:
             infos = {i.id: i for i in project.images_by_ids([audit.image_id(t) for t in top])}
@@ -779,6 +831,7 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_core_commands,
     add_ml_commands,
     add_audit_commands,
+    add_signoff_commands,
 ]
 
 
@@ -789,6 +842,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Run without a command to open the desktop app.",
     )
     parser.add_argument("--version", action="version", version=f"densestudio {__version__}")
+    parser.add_argument("--user", metavar="NAME",
+                        help="who label changes and approvals are recorded as (default: "
+                             "$DENSESTUDIO_USER or the OS user)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMAND_GROUPS:
         add(sub)
@@ -834,6 +890,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    if args.user:
+        import os
+
+        from densestudio.core.store import USER_ENV
+
+        os.environ[USER_ENV] = args.user
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `densestudio info P | head`: the reader has gone, not an error

@@ -22,6 +22,7 @@ from typing import BinaryIO
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from densestudio.core import history
 from densestudio.core.errors import CancelledError, ImportFailed, ProjectError
 from densestudio.core.files import file_kind
 from densestudio.core.imaging import (
@@ -362,6 +363,7 @@ def _run_import(
         new_classes=tuple(tally.new_classes),
         notes=tuple(tally.notes.values()),
     )
+    history.log_import(project, paths, options.labels_from_subfolders, report)
     on_event(report)
     return report
 
@@ -426,6 +428,7 @@ def _commit_batch(
                 )
             )
         bulk_insert_images(s, rows)
+        history.record_imported(s, rows, who, now)
         assign_missing_splits(s)
     tally.added += len(rows)
 

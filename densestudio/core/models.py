@@ -204,3 +204,74 @@ class Prediction(Base):
     loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     probs: Mapped[bytes] = mapped_column(LargeBinary)  # float32 array, len(class names)
     __table_args__ = (Index("ix_prediction_run_subset", "run_id", "subset", "true_index", "pred_index"),)
+
+
+# ---------------------------------------------------------------------------- sign-off
+# Append-only records (core/history.py, core/signoff.py). No foreign keys to image/run on
+# the chained tables: they must outlive the rows they talk about, and a cascade must never
+# delete history. Each chained row stores the SHA-256 of its content and of the row before.
+
+
+class LabelEvent(Base):
+    """One label change of one image: who, when, old and new class, and how."""
+
+    __tablename__ = "label_event"
+    id: Mapped[int] = mapped_column(primary_key=True)  # chain order
+    image_id: Mapped[int] = mapped_column(Integer, index=True)
+    image_hash: Mapped[str] = mapped_column(String(64))  # content hash: the image itself
+    at: Mapped[datetime] = mapped_column(DateTime)
+    who: Mapped[str] = mapped_column(String(64))
+    old_class_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    old_class: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    new_class_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    new_class: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    how: Mapped[str] = mapped_column(String(32))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Approval(Base):
+    """A run signed off for release: who, when, why, on which data, with which metrics."""
+
+    __tablename__ = "approval"
+    id: Mapped[int] = mapped_column(primary_key=True)  # chain order
+    run_id: Mapped[int] = mapped_column(Integer, index=True)
+    run_name: Mapped[str] = mapped_column(String(200), default="")
+    approved_by: Mapped[str] = mapped_column(String(64))
+    approved_at: Mapped[datetime] = mapped_column(DateTime)
+    why: Mapped[str] = mapped_column(Text)
+    data_fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    class_names_json: Mapped[str] = mapped_column(Text, default="[]")
+    metrics_json: Mapped[str] = mapped_column(Text, default="{}")
+    label_head: Mapped[str] = mapped_column(String(64))  # label history's newest hash then
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class GoldenImage(Base):
+    """A must-pass image: the release gate fails when a candidate model gets it wrong."""
+
+    __tablename__ = "golden_image"
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+    )
+    added_by: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ImportLog(Base):
+    """One import: which folders or files, by whom, when, with which result (report's
+    "import sources")."""
+
+    __tablename__ = "import_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    who: Mapped[str] = mapped_column(String(64))
+    sources_json: Mapped[str] = mapped_column(Text)  # list of absolute paths
+    labels_from_subfolders: Mapped[bool] = mapped_column(Boolean, default=False)
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    already_in_project: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -8,6 +8,7 @@ is one transaction, and label changes return a ``LabelChange`` the GUI can undo.
 from __future__ import annotations
 
 import getpass
+import os
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,9 +21,16 @@ from sqlalchemy import Select, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from densestudio.core import db
+from densestudio.core import db, history
 from densestudio.core.errors import ProjectError
-from densestudio.core.models import SOURCE_HUMAN, SPLITS, Image, LabelClass, utcnow
+from densestudio.core.models import (
+    SOURCE_HUMAN,
+    SOURCE_PREDICTION,
+    SPLITS,
+    Image,
+    LabelClass,
+    utcnow,
+)
 
 PROJECT_SUFFIX = ".dsproj"
 CHUNK = 5000  # ids per IN (...) clause; well under SQLite's variable limit
@@ -152,7 +160,15 @@ def shortcut_for_position(position: int) -> str | None:
     return str(position + 1) if position < 9 else None
 
 
+USER_ENV = "DENSESTUDIO_USER"  # who label changes and approvals are recorded as
+
+
 def current_user() -> str:
+    """The name recorded as who did something: $DENSESTUDIO_USER (set by ``--user`` or a
+    preference) or else the OS login name."""
+    name = os.environ.get(USER_ENV, "").strip()
+    if name:
+        return name[:64]
     try:
         return getpass.getuser()
     except Exception:  # no login name (some containers, services)
@@ -311,28 +327,31 @@ class Project:
                 rows[class_id].position = position
                 rows[class_id].shortcut = shortcut_for_position(position)
 
-    def delete_class(self, class_id: int) -> RemovedClasses:
+    def delete_class(self, class_id: int, how: str = history.HOW_CLASS_DELETE
+                     ) -> RemovedClasses:
         """Delete a class; its images become unlabeled (never deleted)."""
-        return self._remove_classes([class_id], new_label=None)
+        return self._remove_classes([class_id], new_label=None, how=how)
 
-    def merge_classes(self, source_ids: Sequence[int], target_id: int) -> RemovedClasses:
+    def merge_classes(self, source_ids: Sequence[int], target_id: int,
+                      how: str = history.HOW_CLASS_MERGE) -> RemovedClasses:
         """Move every image of the source classes into the target and delete the sources."""
         if target_id in source_ids:
             raise ProjectError("Cannot merge a class into itself.")
-        return self._remove_classes(list(source_ids), new_label=target_id)
+        return self._remove_classes(list(source_ids), new_label=target_id, how=how)
 
-    def _remove_classes(self, class_ids: list[int], new_label: int | None) -> RemovedClasses:
+    def _remove_classes(self, class_ids: list[int], new_label: int | None, how: str
+                        ) -> RemovedClasses:
         with self.transaction() as s:
             removed = tuple(_class_info(_get_class(s, cid)) for cid in class_ids)
             if new_label is not None:
                 _get_class(s, new_label)
             ids = list(s.scalars(select(Image.id).where(Image.label_id.in_(class_ids))))
-            change = _set_labels(s, ids, new_label, SOURCE_HUMAN, current_user())
+            change = _set_labels(s, ids, new_label, SOURCE_HUMAN, current_user(), how)
             s.execute(delete(LabelClass).where(LabelClass.id.in_(class_ids)))
             _renumber_positions(s)
         return RemovedClasses(removed, change)
 
-    def restore_classes(self, removed: RemovedClasses) -> None:
+    def restore_classes(self, removed: RemovedClasses, how: str = history.HOW_UNDO) -> None:
         """Undo a delete or merge: the classes come back with their ids and labels."""
         with self.transaction() as s:
             for info in removed.classes:
@@ -343,12 +362,13 @@ class Project:
                     )
                 )  # fmt: skip
             s.flush()
-            _apply_states(s, removed.change.before)
+            _apply_states(s, removed.change.before, how)
             _renumber_positions(s, prefer={c.id: c.position for c in removed.classes})
 
-    def redo_remove_classes(self, removed: RemovedClasses) -> None:
+    def redo_remove_classes(self, removed: RemovedClasses, how: str = history.HOW_REDO
+                            ) -> None:
         with self.transaction() as s:
-            _apply_states(s, removed.change.after)
+            _apply_states(s, removed.change.after, how)
             ids = [c.id for c in removed.classes]
             s.execute(delete(LabelClass).where(LabelClass.id.in_(ids)))
             _renumber_positions(s)
@@ -360,17 +380,23 @@ class Project:
         label_id: int | None,
         source: str = SOURCE_HUMAN,
         who: str | None = None,
+        how: str = history.HOW_API,
     ) -> LabelChange:
-        """Label (or, with None, unlabel) many images in one transaction."""
+        """Label (or, with None, unlabel) many images in one transaction; ``how`` goes into
+        the label history (``history.HOWS``: keyboard, bulk, review, audit, ...)."""
         with self.transaction() as s:
             if label_id is not None:
                 _get_class(s, label_id)
-            return _set_labels(s, list(image_ids), label_id, source, who or current_user())
+            return _set_labels(s, list(image_ids), label_id, source, who or current_user(), how)
 
     def set_labels_many(
-        self, assignments: Sequence[tuple[int, int | None]], source: str = SOURCE_HUMAN
+        self, assignments: Sequence[tuple[int, int | None]], source: str = SOURCE_HUMAN,
+        how: str | None = None,
     ) -> LabelChange:
-        """Give each image its own label (e.g. accepting many predictions) in one transaction."""
+        """Give each image its own label (e.g. accepting many predictions) in one transaction.
+        ``how`` defaults to "accepted-prediction" for predictions, else "bulk"."""
+        if how is None:
+            how = history.HOW_PREDICTION if source == SOURCE_PREDICTION else history.HOW_BULK
         by_label: dict[int | None, list[int]] = defaultdict(list)
         for image_id, label_id in assignments:
             by_label[label_id].append(image_id)
@@ -378,18 +404,18 @@ class Project:
         after: list[tuple[int, LabelState]] = []
         with self.transaction() as s:
             for label_id, ids in by_label.items():
-                change = _set_labels(s, ids, label_id, source, current_user())
+                change = _set_labels(s, ids, label_id, source, current_user(), how)
                 before.extend(change.before)
                 after.extend(change.after)
         return LabelChange(tuple(before), tuple(after))
 
-    def undo_labels(self, change: LabelChange) -> None:
+    def undo_labels(self, change: LabelChange, how: str = history.HOW_UNDO) -> None:
         with self.transaction() as s:
-            _apply_states(s, change.before)
+            _apply_states(s, change.before, how)
 
-    def redo_labels(self, change: LabelChange) -> None:
+    def redo_labels(self, change: LabelChange, how: str = history.HOW_REDO) -> None:
         with self.transaction() as s:
-            _apply_states(s, change.after)
+            _apply_states(s, change.after, how)
 
     # ----------------------------------------------------------------- queries
     def count_images(self, flt: ImageFilter = ImageFilter()) -> int:
@@ -574,7 +600,8 @@ def _read_states(s: Session, ids: Sequence[int]) -> dict[int, LabelState]:
 
 
 def _set_labels(
-    s: Session, ids: list[int], label_id: int | None, source: str, who: str
+    s: Session, ids: list[int], label_id: int | None, source: str, who: str,
+    how: str = history.HOW_API,
 ) -> LabelChange:
     before = _read_states(s, ids)
     now = utcnow()
@@ -588,11 +615,18 @@ def _set_labels(
         tuple((i, before[i]) for i in changed), tuple((i, new) for i in changed)
     )
     _apply_states(s, change.after)
+    history.record(s, [(i, before[i].label_id, label_id) for i in changed], how, who, now)
     return change
 
 
-def _apply_states(s: Session, states: Sequence[tuple[int, LabelState]]) -> None:
+def _apply_states(
+    s: Session, states: Sequence[tuple[int, LabelState]], how: str | None = None
+) -> None:
+    """Write these label states; with ``how`` (undo, redo) the changes they make go into
+    the label history, in the same transaction."""
     from densestudio.core import splits  # splits imports store's types
+
+    old = history.image_values(s, Image.label_id, [i for i, _ in states]) if how else {}
 
     grouped: dict[LabelState, list[int]] = defaultdict(list)
     for image_id, state in states:
@@ -610,6 +644,9 @@ def _apply_states(s: Session, states: Sequence[tuple[int, LabelState]]) -> None:
                 )
             )
     splits.assign_missing_splits(s, [image_id for image_id, _ in states])
+    if how is not None:
+        history.record(s, [(i, old[i], st.label_id) for i, st in states
+                           if i in old and old[i] != st.label_id], how, current_user())
 
 
 def _apply_filter(stmt: Select, flt: ImageFilter) -> Select:

@@ -12,13 +12,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.preprocess import Preprocessing, canvas_for
 
-ARCHS = (
-    "densenet_bc_1m",  # compact DenseNet-BC: growth 12, blocks (6,12,24,16), 24 init features
+ARCHS = (  # smallest first: how the Train tab lists them
     "densenet_bc_tiny",  # growth 12, blocks (4,4,4,4): ~0.14M params, for quick tries and tests
-    "densenet121",
-    "densenet161",
-    "densenet169",
-    "densenet201",
+    "densenet_bc_1m",  # compact DenseNet-BC: growth 12, blocks (6,12,24,16), 24 init features
+    "densenet121",  # 8.0M
+    "densenet169",  # 14.1M
+    "densenet201",  # 20.0M
+    "densenet161",  # 28.7M
 )
 COMPACT_ARCHS = ("densenet_bc_1m", "densenet_bc_tiny")
 STRATEGIES = ("full", "head", "head_then_full")

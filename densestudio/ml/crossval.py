@@ -29,7 +29,7 @@ import torch
 from sqlalchemy import select
 from torch import nn
 
-from densestudio.core import runs
+from densestudio.core import history, runs
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.models import Image
 from densestudio.core.profile import GRAY_MODES
@@ -39,7 +39,13 @@ from densestudio.ml import data as D
 from densestudio.ml import zoo
 from densestudio.ml.config import COMPACT_ARCHS, TrainConfig
 from densestudio.ml.events import PreparingData
-from densestudio.ml.label_errors import LabelIssue, rank_label_issues
+from densestudio.ml.label_errors import (
+    ClassCheck,
+    LabelIssue,
+    check_notes,
+    class_checks,
+    rank_label_issues,
+)
 from densestudio.ml.runtime import adamw, amp_dtype, predict_probs, resolve_device
 from densestudio.ml.steps import (
     input_mode,
@@ -118,6 +124,7 @@ class LabelAudit:
     folds: int
     config: dict = field(default_factory=dict)
     confirmed: frozenset[int] = frozenset()  # image ids the user said are labeled right
+    checks: tuple[ClassCheck, ...] = ()  # per class: can its suggestions be trusted?
 
     @property
     def oos_accuracy(self) -> float:
@@ -129,13 +136,19 @@ class LabelAudit:
         return self.image_ids[issue.index]
 
     def suspects(self, include_confirmed: bool = False) -> list[LabelIssue]:
-        """Images whose label looks wrong: flagged by confident learning, or the model
-        prefers another class (negative margin). Most suspicious first."""
+        """Images whose label looks wrong: flagged by confident learning (another class
+        reaches its own per-class threshold and beats the given one) first, then those the
+        model prefers another class for, within the guards of ``label_errors`` (none for a
+        class the model barely predicts, at most a third of a class). Most suspicious
+        first."""
         return [
             i for i in self.issues
-            if (i.flagged or i.score < 0)
-            and (include_confirmed or self.image_ids[i.index] not in self.confirmed)
+            if i.suspect and (include_confirmed or self.image_ids[i.index] not in self.confirmed)
         ]  # fmt: skip
+
+    def notes(self) -> list[str]:
+        """Warnings to show with the suspects (unreliable classes, capped classes)."""
+        return check_notes(list(self.checks), self.class_names)
 
 
 # ------------------------------------------------------------------ settings
@@ -155,6 +168,33 @@ def audit_config(n_images: int, device: str = "cpu") -> TrainConfig:
         weight_decay=0.05, label_smoothing=0.1, schedule="onecycle", augment="inspection",
         ema=True, tta=True, device="auto", name=AUDIT_NAME,
     )  # fmt: skip
+
+
+TRAIN_IMAGES_PER_S = 125.0  # densenet_bc_tiny at 128 px, one CPU thread (DESIGN.md figures)
+
+
+def estimate_seconds(n_images: int, k: int, cfg: TrainConfig, threads: int = 1,
+                     previous: runs.RunInfo | None = None) -> float:
+    """Rough duration of an audit before it starts: k folds x epochs x the training images
+    of a fold, plus predicting every image once. The speed comes from the previous audit of
+    this project when there is one (scaled to the image size), else from the measured speed
+    of the tiny model on a CPU thread (GPU: 10x). Convolutions cost ~ pixels, so speed goes
+    with (128 / img_size)^2."""
+    def work(n: int, folds: int, epochs: int) -> float:  # images through the model
+        return folds * epochs * n * (folds - 1) / folds + n
+
+    if previous is not None and previous.metrics.get("seconds"):
+        m, c = previous.metrics, previous.config
+        done = work(int(m.get("n_images", n_images)), int(m.get("folds", c.get("folds", k))),
+                    int(c.get("epochs", cfg.epochs)))
+        size = int(c.get("img_size", cfg.img_size))
+        speed = done / float(m["seconds"]) * (size / cfg.img_size) ** 2
+    else:
+        device = resolve_device(cfg.device).type
+        speed = TRAIN_IMAGES_PER_S * max(1, threads) * (128 / cfg.img_size) ** 2
+        if device != "cpu":
+            speed *= 10
+    return work(n_images, k, cfg.epochs) / max(speed, 1e-6)
 
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -400,10 +440,12 @@ def _make_audit(
     confirmed: frozenset[int],
 ) -> LabelAudit:
     issues = tuple(rank_label_issues(probs, labels)) if len(image_ids) else ()
+    checks = tuple(class_checks(probs, labels, list(issues))) if len(image_ids) else ()
     return LabelAudit(
         run_id=run_id, created_at=created_at, class_names=tuple(names),
         image_ids=tuple(int(i) for i in image_ids), labels=tuple(int(v) for v in labels),
         probs=probs, issues=issues, folds=folds, config=config, confirmed=confirmed,
+        checks=checks,
     )  # fmt: skip
 
 
@@ -447,11 +489,13 @@ def set_confirmed(
     else:
         current.difference_update(int(i) for i in image_ids)
     runs.update_run(project, run_id, extra={**info.extra, "confirmed": sorted(current)})
+    history.record_confirmations(project, image_ids, confirmed)
     return frozenset(current)
 
 
 __all__ = [
     "AUDIT_KIND", "AuditError", "AuditFinished", "AuditProgress", "AuditStarted", "FoldEnded",
-    "LabelAudit", "audit_config", "check_auditable", "cross_validate", "list_audits",
+    "LabelAudit", "audit_config", "check_auditable", "cross_validate", "estimate_seconds",
+    "list_audits",
     "load_audit", "set_confirmed", "stratified_folds", "train_on_tensors",
 ]  # fmt: skip

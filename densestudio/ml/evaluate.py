@@ -16,20 +16,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from densestudio.core import runs
+from densestudio.core import preprocess, runs
 from densestudio.core.errors import DenseStudioError
-from densestudio.core import preprocess
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
+from densestudio.core.stats import Interval, balanced_accuracy_interval, clopper_pearson
 from densestudio.core.store import Project
 from densestudio.ml import data as D
-from densestudio.ml import zoo
+from densestudio.ml import summary, zoo
 from densestudio.ml.checkpoint import load_checkpoint, model_from_meta
 from densestudio.ml.events import EvaluationProgress
 from densestudio.ml.metrics import confusion_matrix, scores
 from densestudio.ml.runtime import amp_dtype, predict_probs, resolve_device
 from densestudio.ml.snapshot import Snapshot, load_snapshot
-
-FEW_IMAGES = 10  # a class with fewer images in a subset cannot be judged on it
 
 
 class EvaluationError(DenseStudioError):
@@ -71,12 +69,8 @@ class EvalReport:
     @property
     def worst_class(self) -> ClassMetrics | None:
         """The class with the lowest recall among those present in this subset."""
-        present = [c for c in self.per_class if c.support > 0]
-        return min(present, key=lambda c: (c.recall, c.support)) if present else None
-
-    def few_image_classes(self, limit: int = FEW_IMAGES) -> list[ClassMetrics]:
-        """Classes with fewer than ``limit`` images here: their recall is not to be trusted."""
-        return [c for c in self.per_class if c.support < limit]
+        worst = summary.worst_class(self.per_class)
+        return next(c for c in self.per_class if c.name == worst[0]) if worst else None
 
     def called_good(self, good_class: str) -> tuple[int, int]:
         """(defects predicted as ``good_class``, defects): the expensive error."""
@@ -87,28 +81,63 @@ class EvalReport:
         missed = sum(row[g] for i, row in enumerate(self.confusion) if i != g)
         return missed, defects
 
+    # ------------------------------------------------------------ intervals (exact, 95 %)
+    def accuracy_interval(self, confidence: float = 0.95) -> Interval:
+        correct = sum(self.confusion[i][i] for i in range(len(self.confusion)))
+        return clopper_pearson(correct, self.n, confidence)
+
+    def balanced_accuracy_interval(self, confidence: float = 0.95) -> Interval:
+        """Conservative interval of the mean recall (core.stats.balanced_accuracy_interval)."""
+        k = len(self.confusion)
+        return balanced_accuracy_interval([self.confusion[i][i] for i in range(k)],
+                                          [sum(self.confusion[i]) for i in range(k)], confidence)
+
+    def recall_interval(self, index: int, confidence: float = 0.95) -> Interval:
+        """Of the images of class ``index``, how many the model calls that class."""
+        return clopper_pearson(self.confusion[index][index], sum(self.confusion[index]),
+                               confidence)
+
+    def precision_interval(self, index: int, confidence: float = 0.95) -> Interval:
+        """Of the images the model calls class ``index``, how many really are."""
+        column = sum(row[index] for row in self.confusion)
+        return clopper_pearson(self.confusion[index][index], column, confidence)
+
+    def called_good_interval(self, good_class: str, confidence: float = 0.95) -> Interval:
+        """Defects predicted as ``good_class``: the rate with its exact interval."""
+        missed, defects = self.called_good(good_class)
+        return clopper_pearson(missed, defects, confidence)
+
     def headline(self, good_class: str | None = None) -> list[str]:
         """What matters first: balanced accuracy, the worst class, defects called good,
-        and which classes have too few images to judge."""
+        and which classes have too few images to judge (with 95 % intervals)."""
         worst = self.worst_class
-        parts = [f"balanced accuracy {self.balanced_accuracy * 100:.1f} %"]
+        bal = self.balanced_accuracy_interval()
+        parts = [f"balanced accuracy {self.balanced_accuracy * 100:.1f} % "
+                 f"(95 % CI {bal.range_text()} %)"]
         if worst is not None:
+            ci = self.recall_interval(self.class_names.index(worst.name))
             parts.append(f"worst class {worst.name} {worst.recall * 100:.1f} % recall "
-                         f"({round(worst.recall * worst.support)} of {worst.support})")
+                         f"({round(worst.recall * worst.support)} of {worst.support}; "
+                         f"95 % CI {ci.range_text()} %)")
         if good_class:
             missed, defects = self.called_good(good_class)
             if defects:
+                ci = self.called_good_interval(good_class)
+                upper = clopper_pearson(missed, defects, sided="upper").high
                 parts.append(f"defects called {good_class}: {missed} of {defects} "
-                             f"({missed / defects * 100:.1f} %)")
+                             f"({missed / defects * 100:.1f} %; 95 % CI {ci.range_text()} %, "
+                             f"at most {upper * 100:.1f} % one-sided)")
         lines = ["   ".join(parts)]
-        lines.append(f"accuracy {self.accuracy * 100:.1f} %   macro-F1 {self.macro_f1 * 100:.1f} %"
+        acc = self.accuracy_interval()
+        lines.append(f"accuracy {self.accuracy * 100:.1f} % (95 % CI {acc.range_text()} %)   "
+                     f"macro-F1 {self.macro_f1 * 100:.1f} %"
                      + (f"   loss {self.loss:.4f}" if self.loss is not None else ""))
-        few = self.few_image_classes()
+        few = summary.few_image_classes(self.per_class)
         if few:
             lines.append(
                 f"warning: too few {self.subset} images to judge "
-                + ", ".join(f"{c.name} ({c.support})" for c in few)
-                + f"; each needs at least {FEW_IMAGES}."
+                + ", ".join(f"{name} ({n})" for name, n in few)
+                + f"; each needs at least {summary.FEW_IMAGES}."
             )
         return lines
 
@@ -118,13 +147,18 @@ class EvalReport:
         lines += [f"  {line}" for line in self.headline(good_class)]
         lines += [
             "",
-            f"  {'class':<24} {'precision':>9} {'recall':>7} {'F1':>7} {'support':>8}",
+            f"  {'class':<24} {'precision':>9} {'95 % CI':>11} {'recall':>7} {'95 % CI':>11} "
+            f"{'F1':>7} {'support':>8}",
         ]
-        for c in self.per_class:
+        for i, c in enumerate(self.per_class):
+            p_ci, r_ci = self.precision_interval(i), self.recall_interval(i)
             lines.append(
-                f"  {c.name[:24]:<24} {c.precision * 100:>8.1f}% {c.recall * 100:>6.1f}% "
+                f"  {c.name[:24]:<24} {c.precision * 100:>8.1f}% {p_ci.range_text():>11} "
+                f"{c.recall * 100:>6.1f}% {r_ci.range_text():>11} "
                 f"{c.f1 * 100:>6.1f}% {c.support:>8}"
             )
+        lines.append("  (95 % intervals: exact Clopper-Pearson; balanced accuracy: mean of "
+                     "the classes' exact bounds, Bonferroni-adjusted)")
         width = max(5, *(len(n[:10]) for n in self.class_names))
         lines += ["", "  confusion matrix (rows = true, columns = predicted)"]
         lines.append("  " + " " * (width + 1) + " ".join(f"{n[:10]:>{width}}" for n in self.class_names))
@@ -321,8 +355,10 @@ def predict_images(
     cancel: CancelToken | None = None,
     tta: bool | None = None,
     device: str = "auto",
+    store: bool = True,
 ) -> list[runs.PredictionInfo]:
-    """Predict any project images (e.g. unlabeled ones); stored with subset "unlabeled"."""
+    """Predict any project images (e.g. unlabeled ones); stored with subset "unlabeled"
+    unless ``store`` is False (the release gate predicts labeled images it only compares)."""
     model, meta, config = load_run_model(project, run_id)
     images = project.images_by_ids(list(image_ids))
     items = [D.CacheItem(i.id, i.path, i.content_hash) for i in images]
@@ -349,5 +385,6 @@ def predict_images(
                             p.probs)
         for p in _to_predictions([items[i].image_id for i in keep], [None] * len(keep), probs)
     ]  # fmt: skip
-    runs.save_predictions(project, run_id, "unlabeled", preds)
+    if store:
+        runs.save_predictions(project, run_id, "unlabeled", preds)
     return preds

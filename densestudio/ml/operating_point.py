@@ -10,9 +10,20 @@ An "unsure" band around the threshold sends borderline parts to a human instead.
 from __future__ import annotations
 
 import json
+import math
+import re
+import unicodedata
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from densestudio.core.stats import (
+    Interval,
+    clopper_pearson,
+    images_needed,
+    images_needed_sentence,
+    upper_bound_one_sided,
+)
 
 
 @dataclass(frozen=True)
@@ -168,12 +179,72 @@ def stored_predictions(
     return probs, np.array([p.true_index for p in preds], dtype=np.int64)
 
 
+# Names (after ``_normal_name``) that mean a good part, and words that may stand beside a good
+# word without changing its meaning ("good_parts", "ok_images").
+GOOD_WORDS = frozenset({
+    "ok", "okay", "good", "pass", "passed", "free", "defect_free", "defectfree", "no_defect",
+    "no_defects", "nodefect", "nodefects", "non_defective", "nondefective", "not_defective",
+    "functional", "normal", "clean", "accept", "accepted", "flawless", "intact",
+})  # fmt: skip
+NEUTRAL_WORDS = frozenset({"part", "parts", "image", "images", "sample", "samples", "class",
+                           "cell", "cells", "unit", "units", "product", "products", "surface"})
+_PREFIX = re.compile(r"^(?:[a-z]?\d+(?:[.,]\d+)?|[a-z])_+(?=[a-z])")  # "p0.00_", "01_", "a_"
+
+
+def _normal_name(name: str) -> str:
+    """Case-, width- and separator-insensitive form: "Defect-Free" -> "defect_free"."""
+    text = unicodedata.normalize("NFKC", name).casefold().strip()
+    text = re.sub(r"[\s\-]+", "_", text)
+    return _PREFIX.sub("", text)
+
+
+def _means_good(name: str) -> bool:
+    text = _normal_name(name)
+    if text in GOOD_WORDS:
+        return True
+    words = [w for w in text.split("_") if w]
+    return (any(w in GOOD_WORDS for w in words)
+            and all(w in GOOD_WORDS or w in NEUTRAL_WORDS for w in words))
+
+
+def guess_good_class(class_names: tuple[str, ...] | list[str]) -> str | None:
+    """The one class whose name means a good part ("ok", "Good", "pass", "defect-free",
+    "no_defect", "p0.00_functional", "good_parts", ...), or None when no class (or more
+    than one) does: then the user is asked, never given the first class silently."""
+    found = [name for name in class_names if _means_good(name)]
+    return found[0] if len(found) == 1 else None
+
+
 def suggest_good_class(class_names: tuple[str, ...] | list[str]) -> str | None:
-    """A class whose name says "good" ("ok", "good", "pass", ...), or None."""
-    for name in class_names:
-        if name.strip().lower() in GOOD_NAMES:
-            return name
-    return None
+    """Older name of ``guess_good_class``."""
+    return guess_good_class(class_names)
+
+
+UNSURE_SHARE = 0.05  # the default unsure band sends about this share of parts to a person
+
+
+def default_unsure_band(p_good: np.ndarray, threshold: float,
+                        share: float = UNSURE_SHARE) -> tuple[float, float] | None:
+    """An unsure band around ``threshold`` chosen from the data: the narrowest band, centred
+    on the threshold, that holds about ``share`` (5 %) of these parts (validation images).
+
+    Why this rule: the band's cost is a person's time, so its size is set by how many parts
+    it sends to them, a share the line can plan for (a fixed band such as 0.3-0.7 sent 62 %
+    of one project's parts to a person). The parts nearest the threshold are the ones the
+    model is least sure about and where its mistakes cluster; a confident mistake (a defect
+    at P(good) = 0.99) is not caught by any band short of sending everything to a person.
+    None when there are no parts. Ends are rounded outwards to 3 decimals."""
+    p = np.asarray(p_good, dtype=np.float64)
+    if p.size == 0:
+        return None
+    k = max(1, math.ceil(share * p.size))
+    radius = float(np.sort(np.abs(p - threshold))[k - 1])
+    low = max(0.0, math.floor((threshold - radius) * 1000) / 1000)
+    # decide() treats the upper end as open: reach just past the k-th nearest part.
+    high = min(1.0, math.ceil((threshold + radius) * 1000) / 1000 + 0.001)
+    if high <= low:
+        high = min(1.0, low + 0.001)
+    return round(low, 3), round(high, 3)
 
 
 def good_scores(probs: np.ndarray, true_index: np.ndarray, good_index: int
@@ -182,3 +253,120 @@ def good_scores(probs: np.ndarray, true_index: np.ndarray, good_index: int
     (``probs``: N x classes; ``true_index``: N labels)."""
     probs = np.asarray(probs, dtype=np.float64).reshape(len(true_index), -1)
     return probs[:, good_index], np.asarray(true_index) == good_index
+
+
+# ------------------------------------------------------------------ uncertainty
+# A miss rate measured on a few dozen defect images is an estimate; these functions give it
+# an exact (Clopper-Pearson) interval and pick thresholds by its one-sided upper bound.
+@dataclass(frozen=True)
+class RatesWithIntervals:
+    """Miss and false-reject counts and rates at one operating point, with intervals.
+
+    Parts in the unsure band go to a person and are left out of both rates (as in
+    ``rates_at``)."""
+
+    threshold: float
+    n_defective: int  # defective parts decided OK or NG
+    n_good: int
+    misses: int
+    false_rejects: int
+    unsure: int
+    miss: Interval  # two-sided exact interval
+    false_reject: Interval
+    miss_upper: float  # one-sided exact upper bound on the miss rate
+    confidence: float
+
+    def describe(self) -> str:
+        return (f"miss {self.misses} of {self.n_defective} = {self.miss.percent()}, "
+                f"at most {self.miss_upper * 100:.1f} % ({self.confidence * 100:g} % "
+                f"one-sided); false reject {self.false_rejects} of {self.n_good} = "
+                f"{self.false_reject.percent()}")
+
+
+def rates_with_intervals(
+    p_good: np.ndarray, is_good: np.ndarray, point: OperatingPoint | float,
+    confidence: float = 0.95,
+) -> RatesWithIntervals:
+    """Counts, rates and exact intervals at ``point`` (an OperatingPoint or a threshold)."""
+    if not isinstance(point, OperatingPoint):
+        point = OperatingPoint("", float(point))
+    p_good = np.asarray(p_good, dtype=np.float64)
+    is_good = np.asarray(is_good, dtype=bool)
+    if (point.unsure_low is not None and point.unsure_high is not None):
+        unsure = (p_good >= point.unsure_low) & (p_good < point.unsure_high)
+    else:
+        unsure = np.zeros(len(p_good), dtype=bool)
+    ok = (p_good >= point.threshold) & ~unsure
+    ng = ~ok & ~unsure
+    n_bad, n_good = int((~is_good & ~unsure).sum()), int((is_good & ~unsure).sum())
+    misses, rejects = int((ok & ~is_good).sum()), int((ng & is_good).sum())
+    return RatesWithIntervals(
+        threshold=point.threshold, n_defective=n_bad, n_good=n_good, misses=misses,
+        false_rejects=rejects, unsure=int(unsure.sum()),
+        miss=clopper_pearson(misses, n_bad, confidence),
+        false_reject=clopper_pearson(rejects, n_good, confidence),
+        miss_upper=upper_bound_one_sided(misses, n_bad, confidence), confidence=confidence,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MissTargetChoice:
+    """The threshold with the fewest false rejects whose miss-rate upper bound meets a target."""
+
+    target: float  # the largest acceptable miss rate, e.g. 0.01
+    confidence: float
+    threshold: float | None  # None: no threshold can show the target with these images
+    rates: RatesWithIntervals | None
+    allowed_misses: int  # misses the bound tolerates with this many defect images (-1: none)
+    images_needed: int  # defect images needed to show the target with 0 missed
+    message: str
+
+
+def _round_up_above(value: float, digits: int = 4) -> float:
+    """The smallest number with ``digits`` decimals that is strictly above ``value``."""
+    scale = 10**digits
+    return min(1.0, (np.floor(value * scale + 1e-9) + 1) / scale)
+
+
+def threshold_for_max_miss(
+    p_good: np.ndarray, is_good: np.ndarray, max_miss_rate: float, confidence: float = 0.95,
+) -> MissTargetChoice:
+    """Pick the threshold by the *upper bound* of the miss rate, not its point estimate.
+
+    The one-sided exact upper bound grows with the number of misses, so the bound allows at
+    most m misses among the n defect images (largest m with bound(m, n) <= target). The
+    threshold is the lowest one (fewest good parts rejected) that lets at most m defects
+    pass: just above the (m+1)-th highest P(good) of a defect, on a 1e-4 grid.
+    """
+    p_good = np.asarray(p_good, dtype=np.float64)
+    is_good = np.asarray(is_good, dtype=bool)
+    needed = images_needed(max_miss_rate, confidence)
+    claim = images_needed_sentence(max_miss_rate, confidence)
+    defects = np.sort(p_good[~is_good])[::-1]
+    n = len(defects)
+    allowed = -1
+    while allowed + 1 < n and upper_bound_one_sided(allowed + 1, n, confidence) <= max_miss_rate:
+        allowed += 1
+    if allowed < 0:
+        bound = upper_bound_one_sided(0, n, confidence)
+        return MissTargetChoice(
+            max_miss_rate, confidence, None, None, -1, needed,
+            f"No threshold can show a miss rate <= {max_miss_rate * 100:.3g} % with "
+            f"{n} defect image{'s' if n != 1 else ''}: even 0 missed leaves an upper bound of "
+            f"{bound * 100:.1f} %; {claim} ({needed - n} more).")
+    for m in range(allowed, -1, -1):  # P(good) = 1.0 defects pass any threshold <= 1
+        threshold = _round_up_above(defects[m])
+        rates = rates_with_intervals(p_good, is_good, threshold, confidence)
+        if rates.miss_upper <= max_miss_rate:
+            break
+    else:
+        return MissTargetChoice(
+            max_miss_rate, confidence, None, None, -1, needed,
+            f"No threshold can show a miss rate <= {max_miss_rate * 100:.3g} %: the model "
+            f"gives {int((defects >= 1.0).sum())} defect image(s) P(good) = 1.")
+    return MissTargetChoice(
+        max_miss_rate, confidence, threshold, rates, m, needed,
+        f"Threshold {threshold:.4f}: {rates.misses} of {n} defect images missed, so the miss "
+        f"rate is at most {rates.miss_upper * 100:.2f} % ({confidence * 100:g} % confidence, "
+        f"target {max_miss_rate * 100:.3g} %); it rejects {rates.false_rejects} of "
+        f"{rates.n_good} good parts ({rates.false_reject.percent()}).")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from densestudio import __version__
 from densestudio.ui import settings as app_settings
@@ -52,10 +52,22 @@ def wants_dark() -> bool:
 
 
 def apply_palette(app: QApplication) -> None:
-    """Fusion style with a light or dark palette, whichever the OS currently uses."""
-    app.setPalette(dark_palette() if wants_dark() else app.style().standardPalette())
+    """Fusion style with a light or dark palette, whichever the OS currently uses.
+
+    Only a real change re-applies style sheets: walking ``allWidgets()`` also meets widgets
+    whose deletion is pending, and touching those can crash (seen once in 20 GUI-test runs,
+    where every test's fresh window called this with an unchanged palette)."""
+    palette = dark_palette() if wants_dark() else app.style().standardPalette()
+    if palette == app.palette():
+        return
+    app.setPalette(palette)
     # Style sheets that use palette(...) colours resolve them when set: re-apply them.
-    for widget in app.allWidgets():
+    for widget in app.topLevelWidgets():
+        _reapply_sheets(widget)
+
+
+def _reapply_sheets(top: QWidget) -> None:
+    for widget in [top, *top.findChildren(QWidget)]:
         sheet = widget.styleSheet()
         if "palette(" in sheet:
             widget.setStyleSheet("")

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.core import history
 from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
 from densestudio.ui.jobs import TRAIN_NICE, background_training, is_droppable
@@ -51,6 +52,18 @@ def audit_job(
 
     with background_training(threads, nice):
         return cross_validate(project, folds, config, on_event, cancel).run_id
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _duration(seconds: float) -> str:
+    """"40 s", "3 min", "1 h 20 min": an estimate, so rounded."""
+    if seconds < 60:
+        return f"{max(10, round(seconds / 10) * 10)} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _eta(seconds: float | None) -> str:
@@ -92,12 +105,18 @@ class ConfirmCommand(QUndoCommand):
             self._first = False
             return
         self.panel._set_confirmed(self.run_id, self.image_ids, True)
+        self.panel.host.statusBar().showMessage(f"Redone: {self.text().lower()} as right.", 4000)
 
     def undo(self) -> None:
         self.panel._set_confirmed(self.run_id, self.image_ids, False)
+        n = len(self.image_ids)
+        self.panel.host.statusBar().showMessage(
+            f"Undone: {n} image{'s are' if n != 1 else ' is'} back in the list of suspects.",
+            4000)
 
 
 class AuditPanel(RelabelSelectedMixin, QWidget):
+    relabel_how = history.HOW_AUDIT
     auditStarted = Signal()
     auditFinished = Signal(int)  # run id
     auditEnded = Signal(str)  # "finished" | "cancelled" | "failed"
@@ -131,6 +150,10 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.img_size.setSingleStep(16)
         self.img_size.setValue(64)
         self.img_size.setSuffix(" px")
+        for spin, widest in ((self.folds, "20"), (self.epochs, "auto"), (self.img_size, "128 px")):
+            spin.setMinimumWidth(spin.fontMetrics().horizontalAdvance(widest) + 44)
+        self.estimate = QLabel(self)  # how long the audit will take, before it starts
+        self.estimate.setStyleSheet("color: palette(placeholder-text);")
         self.start_button = QPushButton("Find suspected label errors", self)
         self.start_button.setToolTip(
             "Train a small model k times, each time predicting the images it did not see; "
@@ -145,6 +168,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         bar.addWidget(QLabel("Image size", self))
         bar.addWidget(self.img_size)
         bar.addStretch(1)
+        bar.addWidget(self.estimate)
         bar.addWidget(self.start_button)
         bar.addWidget(self.cancel_button)
 
@@ -154,6 +178,10 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.summary = QLabel(self)
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.notes = QLabel(self)  # which suggestions not to trust, and why
+        self.notes.setWordWrap(True)
+        self.notes.setStyleSheet("color: #b26a00;")
+        self.notes.hide()
 
         self.model = GalleryModel(None, self.host.loader, self)
         self.gallery = AuditGallery(self)
@@ -182,9 +210,12 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.progress)
         layout.addWidget(self.summary)
+        layout.addWidget(self.notes)
         layout.addWidget(self.gallery, 1)
         layout.addLayout(actions)
 
+        for spin in (self.folds, self.epochs, self.img_size):
+            spin.valueChanged.connect(lambda _v: self._update_estimate())
         self.start_button.clicked.connect(self.start_audit)
         self.cancel_button.clicked.connect(self.cancel)
         self.gallery.selectionModel().selectionChanged.connect(self._update_buttons)
@@ -204,6 +235,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             try:
                 self.controller.labelsChanged.disconnect(self._on_labels_changed)
                 self.controller.classesChanged.disconnect(self._on_classes_changed)
+                self.controller.countsChanged.disconnect(self._update_estimate)
             except (RuntimeError, TypeError):
                 pass
         self.controller = controller
@@ -212,7 +244,9 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         if controller is not None:
             controller.labelsChanged.connect(self._on_labels_changed)
             controller.classesChanged.connect(self._on_classes_changed)
+            controller.countsChanged.connect(self._update_estimate)
         self.load_audit()
+        self._update_estimate()
 
     def load_audit(self, run_id: int | None = None) -> None:
         """Show a stored audit (default: the newest) or say how to start one."""
@@ -230,6 +264,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             self._update_summary()
             self._update_buttons()
             return
+        self._show_settings_of(self.audit)
         self.class_ids = self._class_map(self.audit.class_names)
         suspects = self.audit.suspects()
         ids = [self.audit.image_id(i) for i in suspects]
@@ -243,6 +278,40 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             self.issue_of[image_id] = issue
         self.gallery.empty_text = "No suspected label errors left. Well done."
         self._show(keep_row=None)
+
+    def _show_settings_of(self, audit) -> None:  # noqa: ANN001 - ml.crossval.LabelAudit
+        """The form shows the settings of the audit on screen (epochs stay "auto" when the
+        audit used the automatic number)."""
+        from densestudio.ml.crossval import audit_config
+        from densestudio.ml.runtime import resolve_device
+
+        cfg = audit.config
+        if audit.folds:
+            self.folds.setValue(audit.folds)
+        if cfg.get("img_size"):
+            self.img_size.setValue(int(cfg["img_size"]))
+        epochs = int(cfg.get("epochs", 0))
+        auto = audit_config(len(audit.image_ids), resolve_device("auto").type).epochs
+        self.epochs.setValue(0 if epochs == auto else epochs)
+
+    def _update_estimate(self) -> None:
+        from densestudio.ml.crossval import check_auditable, estimate_seconds, list_audits
+        from densestudio.ml.threads import interactive_threads
+
+        if self.project is None or self.running or check_auditable(self.project,
+                                                                   self.folds.value()):
+            self.estimate.setText("")
+            return
+        counts = self.controller.counts()
+        n = counts.total - counts.count(None)
+        previous = next(iter(list_audits(self.project)), None)
+        seconds = estimate_seconds(n, self.folds.value(), self.config(),
+                                   interactive_threads(), previous)
+        self.estimate.setText(f"about {_duration(seconds)}")
+        self.estimate.setToolTip(
+            f"{self.folds.value()} folds × {self.config().epochs} epochs on {n:,} labeled "
+            "images; estimated from " + ("the last audit's speed" if previous else
+                                         "the small model's usual speed on this device"))
 
     def _class_map(self, names) -> list[int | None]:  # noqa: ANN001
         by_name = {c.name: c.id for c in self.controller.classes()} if self.controller else {}
@@ -282,6 +351,9 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
 
     def _update_summary(self) -> None:
         a = self.audit
+        notes = a.notes() if a is not None else []
+        self.notes.setText("<br>".join(f"⚠ {_esc(n)}" for n in notes))
+        self.notes.setVisible(bool(notes))
         if a is None:
             self.summary.setText("")
             return
@@ -399,6 +471,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.progress.show()
         self.host._start(worker)
         self._update_buttons()
+        self.estimate.setText("")
         self.auditStarted.emit()
         return worker
 
@@ -447,6 +520,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             self.worker = None
             self.progress.hide()
             self._update_buttons()
+            self._update_estimate()
             self.auditEnded.emit(self.last_outcome)
 
     def _update_buttons(self, *_args: object) -> None:

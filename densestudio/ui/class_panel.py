@@ -1,11 +1,14 @@
 """Class panel: the project's classes with 1-9 shortcuts, colours and counts per split.
 
 Add, rename, recolour, reorder, merge and delete go through the controller, so each is one
-undoable step written to the project at once. Dialogs are small overridable methods
-(``ask_text``, ``ask_color``, ``confirm``, ``ask_merge_target``) so tests can drive them.
+undoable step written to the project at once. The name and merge dialogs open without
+blocking (``self.dialog``; see ``class_dialogs``), so tests drive them like a user; the
+colour and delete questions are small overridable methods (``ask_color``, ``confirm``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QPainter, QPixmap
@@ -14,7 +17,6 @@ from PySide6.QtWidgets import (
     QColorDialog,
     QHBoxLayout,
     QHeaderView,
-    QInputDialog,
     QLabel,
     QMenu,
     QMessageBox,
@@ -26,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core.models import SPLITS
+from densestudio.ui.class_dialogs import ClassNameDialog, MergeDialog
 from densestudio.ui.controller import ProjectController
 
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -53,6 +56,7 @@ class ClassPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller: ProjectController | None = None
+        self.dialog: ClassNameDialog | MergeDialog | None = None  # the one open now
 
         self.tree = QTreeWidget(self)
         self.tree.setColumnCount(len(self.COLUMNS))
@@ -167,7 +171,8 @@ class ClassPanel(QWidget):
         unlabeled = counts.count(None)
         item = QTreeWidgetItem(["", "(unlabeled)", _n(unlabeled), "", "", ""])
         item.setData(0, ID_ROLE, UNLABELED)
-        item.setForeground(1, QBrush(self.palette().color(self.palette().ColorRole.PlaceholderText)))
+        placeholder = self.palette().color(self.palette().ColorRole.PlaceholderText)
+        item.setForeground(1, QBrush(placeholder))
         self._align(item)
         self.tree.addTopLevelItem(item)
         total = counts.total
@@ -198,9 +203,24 @@ class ClassPanel(QWidget):
         self.delete_action.setEnabled(has_project and len(ids) >= 1)
 
     # ------------------------------------------------------------ dialogs (overridable)
-    def ask_text(self, title: str, label: str, text: str = "") -> str | None:
-        value, ok = QInputDialog.getText(self, title, label, text=text)
-        return value if ok else None
+    def _open(self, dialog: ClassNameDialog | MergeDialog) -> ClassNameDialog | MergeDialog:
+        if self.dialog is not None:
+            self.dialog.close()
+        self.dialog = dialog
+        dialog.finished.connect(lambda _r: self._forget(dialog))
+        dialog.open()
+        return dialog
+
+    def _forget(self, dialog: QWidget) -> None:
+        if self.dialog is dialog:
+            self.dialog = None
+        dialog.deleteLater()
+
+    def _apply(self, operation: Callable[[Callable[[str], None]], object]) -> str | None:
+        """Run a controller operation with its error reported to the dialog (returned)."""
+        errors: list[str] = []
+        operation(errors.append)
+        return errors[0] if errors else None
 
     def ask_color(self, initial: str) -> str | None:
         color = QColorDialog.getColor(QColor(initial), self, "Class colour")
@@ -214,29 +234,33 @@ class ClassPanel(QWidget):
         )
         return answer == QMessageBox.StandardButton.Yes
 
-    def ask_merge_target(self, names: list[str]) -> int | None:
-        name, ok = QInputDialog.getItem(self, "Merge classes", "Move all images into:", names, 0,
-                                        False)
-        return names.index(name) if ok else None
-
     # ------------------------------------------------------------ actions
-    def add_class(self) -> None:
-        if self.controller is None:
-            return
-        name = self.ask_text("Add class", "Name of the new class:")
-        if name:
-            info = self.controller.add_class(name)
-            if info is not None:
-                self.select_class(info.id)
+    def add_class(self) -> ClassNameDialog | None:
+        c = self.controller
+        if c is None:
+            return None
 
-    def rename_selected(self) -> None:
+        def apply(name: str) -> str | None:
+            def add(on_error: Callable[[str], None]) -> None:
+                info = c.add_class(name, on_error=on_error)
+                if info is not None:
+                    self.select_class(info.id)
+            return self._apply(add)
+
+        return self._open(ClassNameDialog(self, "Add class", "Name of the new class:",
+                                          apply=apply))
+
+    def rename_selected(self) -> ClassNameDialog | None:
         ids = self.selected_class_ids()
-        if self.controller is None or len(ids) != 1:
-            return
-        info = self.controller.class_by_id(ids[0])
-        name = self.ask_text("Rename class", "New name:", info.name if info else "")
-        if name:
-            self.controller.rename_class(ids[0], name)
+        c = self.controller
+        if c is None or len(ids) != 1 or c.class_by_id(ids[0]) is None:
+            return None
+        info = c.class_by_id(ids[0])
+        return self._open(ClassNameDialog(
+            self, f"Rename class {info.name}", f"Rename the class <b>{_esc(info.name)}</b> "
+            f"({_n(c.counts().count(info.id))} images) to:", info.name,
+            apply=lambda name: self._apply(
+                lambda on_error: c.rename_class(ids[0], name, on_error=on_error))))
 
     def recolor_selected(self) -> None:
         ids = self.selected_class_ids()
@@ -253,21 +277,32 @@ class ClassPanel(QWidget):
             self.controller.move_class(ids[0], delta)
             self.select_class(ids[0])
 
-    def merge_selected(self) -> None:
+    def merge_selected(self) -> MergeDialog | None:
+        """Merge the selected classes into one the user chooses (several selected: into one
+        of them or another class; the chosen one stays)."""
         c = self.controller
         ids = self.selected_class_ids()
         if c is None or not ids:
-            return
+            return None
         targets = [info for info in c.classes() if info.id not in ids or len(ids) > 1]
         if not targets:
-            return
-        choice = self.ask_merge_target([t.name for t in targets])
-        if choice is None:
-            return
-        target = targets[choice]
-        sources = [i for i in ids if i != target.id]
-        if sources:
-            c.merge_classes(sources, target.id)
+            return None
+        counts = c.counts()
+        sources = [(info.name, counts.count(info.id)) for info in c.classes()
+                   if info.id in ids]
+        dialog = MergeDialog(self, sources, [t.name for t in targets])
+
+        def merge() -> None:
+            choice = dialog.choice()
+            if choice is None:
+                return
+            target = targets[choice]
+            moved = [i for i in ids if i != target.id]
+            if moved and c.merge_classes(moved, target.id):
+                self.select_class(target.id)
+
+        dialog.accepted.connect(merge)
+        return self._open(dialog)
 
     def delete_selected(self) -> None:
         c = self.controller
@@ -307,3 +342,7 @@ class ClassPanel(QWidget):
 
 def _n(value: int) -> str:
     return f"{value:,}"
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

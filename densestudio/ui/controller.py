@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
+from densestudio.core import history
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.store import (
     ClassInfo,
@@ -107,11 +108,14 @@ class ProjectController(QObject):
         self.project.close()
 
     # ------------------------------------------------------------ labels
-    def label_images(self, image_ids: Sequence[int], class_id: int | None) -> LabelChange | None:
+    def label_images(self, image_ids: Sequence[int], class_id: int | None,
+                     how: str | None = None) -> LabelChange | None:
+        """``how`` for the label history; default: "keyboard" for one image, else "bulk"."""
         ids = list(image_ids)
         if not ids:
             return None
-        change = self._guard(lambda: self.project.set_labels(ids, class_id))
+        how = how or (history.HOW_KEYBOARD if len(ids) == 1 else history.HOW_BULK)
+        change = self._guard(lambda: self.project.set_labels(ids, class_id, how=how))
         if change is None:
             return None
         if len(change):
@@ -124,17 +128,19 @@ class ProjectController(QObject):
 
     def label_images_many(
         self, assignments: Sequence[tuple[int, int | None]], source: str | None = None,
-        text: str | None = None,
+        text: str | None = None, how: str | None = None,
     ) -> LabelChange | None:
         """Give each image its own label in one undoable step (e.g. accepted predictions,
-        recorded with ``source`` = models.SOURCE_PREDICTION)."""
+        recorded with ``source`` = models.SOURCE_PREDICTION; the history's ``how`` follows
+        from it unless given)."""
         pairs = list(assignments)
         if not pairs:
             return None
         if source is None:
-            change = self._guard(lambda: self.project.set_labels_many(pairs))
+            change = self._guard(lambda: self.project.set_labels_many(pairs, how=how))
         else:
-            change = self._guard(lambda: self.project.set_labels_many(pairs, source=source))
+            change = self._guard(
+                lambda: self.project.set_labels_many(pairs, source=source, how=how))
         if change is None:
             return None
         if len(change):
@@ -145,18 +151,20 @@ class ProjectController(QObject):
         return change
 
     # ------------------------------------------------------------ classes
-    def add_class(self, name: str, color: str | None = None) -> ClassInfo | None:
-        info = self._guard(lambda: self.project.add_class(name, color))
+    def add_class(self, name: str, color: str | None = None,
+                  on_error: Callable[[str], None] | None = None) -> ClassInfo | None:
+        info = self._guard(lambda: self.project.add_class(name, color), on_error)
         if info is not None:
             self.undo_stack.push(undo.AddClassCommand(self, info))
             self._classes_changed()
         return info
 
-    def rename_class(self, class_id: int, name: str) -> bool:
+    def rename_class(self, class_id: int, name: str,
+                     on_error: Callable[[str], None] | None = None) -> bool:
         old = self.class_by_id(class_id)
         if old is None or old.name == name.strip():
             return False
-        info = self._guard(lambda: self.project.rename_class(class_id, name))
+        info = self._guard(lambda: self.project.rename_class(class_id, name), on_error)
         if info is None:
             return False
         self.undo_stack.push(undo.RenameClassCommand(self, class_id, old.name, info.name))
@@ -254,12 +262,13 @@ class ProjectController(QObject):
         self.countsChanged.emit()
 
     # ------------------------------------------------------------ internals
-    def _guard(self, fn: Callable[[], Any]) -> Any:
-        """Run a store call; a user error becomes the ``error`` signal (returns None)."""
+    def _guard(self, fn: Callable[[], Any], on_error: Callable[[str], None] | None = None) -> Any:
+        """Run a store call; a user error becomes the ``error`` signal, or goes to
+        ``on_error`` (a dialog showing it), and None is returned."""
         try:
             result = fn()
         except DenseStudioError as exc:
-            self.error.emit(str(exc))
+            (on_error or self.error.emit)(str(exc))
             return None
         return True if result is None else result
 

@@ -7,6 +7,7 @@ Export and the check run in worker threads; the dialog stays responsive.
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 from pathlib import Path
@@ -32,8 +33,9 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import runs as core_runs
+from densestudio.ml import summary
 from densestudio.ui.jobs import CheckRow, ExportResult, check_export_job, export_job
-from densestudio.ui.runs_panel import pct, run_title
+from densestudio.ui.runs_panel import run_title
 from densestudio.ui.workers import Worker
 
 CHECK_SAMPLES = 8
@@ -41,6 +43,29 @@ CHECK_SAMPLES = 8
 
 def onnx_available() -> bool:
     return importlib.util.find_spec("onnx") is not None
+
+
+def output_text(views: int) -> str:
+    """What the file outputs, in words (no "TTA")."""
+    text = "one probability per class (they add up to 1)"
+    if views > 1:
+        text += (f"; each is the average over {views} flipped / rotated copies of the image, "
+                 "which makes it steadier")
+    return text
+
+
+def operating_point_text(point: dict | None) -> str:
+    """The OK/NG rule stored in the file, or how to add one."""
+    if not point:
+        return ("none saved: the file gives class probabilities only (set one with "
+                "<i>OK/NG threshold…</i> in the Review tab, then export again)")
+    good, t = html.escape(str(point.get("good_class"))), float(point.get("threshold", 0.5))
+    text = f"OK when P({good}) ≥ {t:.3f}, else NG"
+    low, high = point.get("unsure_low"), point.get("unsure_high")
+    if low is not None and high is not None:
+        text += (f"; UNSURE (to a person) when {float(low):.3f} ≤ P({good}) &lt; "
+                 f"{float(high):.3f}")
+    return text
 
 
 def describe(result: ExportResult) -> str:
@@ -55,16 +80,12 @@ def describe(result: ExportResult) -> str:
         ("Input", f"{inp.get('size')} × {inp.get('size')} px, {inp.get('mode')} "
                   f"({inp.get('channels')} channel{'s' if inp.get('channels') != 1 else ''}), "
                   "pixels in [0, 1]"),
-        ("Model", f"{m.get('architecture')} · normalization inside the model"
-                  + (f" · {m.get('tta_views')} flip/rotation views averaged"
-                     if m.get("tta_views", 1) > 1 else "")),
-        ("Output", m.get("output", "")),
+        ("Model", f"{m.get('architecture')} · normalization inside the model"),
+        ("Output", output_text(int(m.get("tta_views", 1) or 1))),
+        ("OK/NG", operating_point_text(m.get("operating_point"))),
     ]
-    scores = []
-    for subset in ("val", "test"):
-        if metrics.get(f"{subset}_acc") is not None:
-            scores.append(f"{subset}: accuracy {pct(metrics[f'{subset}_acc'])}, macro-F1 "
-                          f"{pct(metrics.get(f'{subset}_macro_f1'))}")
+    scores = [summary.long_text(summary.summarize(metrics, subset=subset))
+              for subset in ("test", "val") if metrics.get(f"{subset}_acc") is not None]
     rows.append(("Metrics", "; ".join(scores) or "—"))
     run = m.get("run", {})
     rows.append(("Trained", f"run #{run.get('id')} {run.get('name', '')}, best epoch "
@@ -106,10 +127,14 @@ class ExportDialog(QDialog):
         if not onnx_available():
             self.onnx.setEnabled(False)
             self.onnx.setText("Also write ONNX — needs the 'onnx' package (pip install onnx)")
+        from densestudio.ml.operating_point import load_operating_point
+
+        point = load_operating_point(self.project, run_id)
+        rule = (f", the OK/NG threshold (good class '{point.good_class}')" if point else "")
         intro = QLabel(
-            "One TorchScript file with the class names, input size, normalization, metrics and "
-            "a fingerprint of the training data. It runs with plain PyTorch, without "
-            "DenseStudio.", self)
+            "One TorchScript file with the class names, input size, normalization, metrics"
+            f"{rule} and a fingerprint of the training data. It runs with plain PyTorch, "
+            "without DenseStudio.", self)
         intro.setWordWrap(True)
         form = QFormLayout()
         form.addRow("File", path_row)
@@ -128,9 +153,9 @@ class ExportDialog(QDialog):
         self.contents.setMinimumHeight(170)
         self.contents.setOpenLinks(False)
         self.contents.setHtml("<i>Export to see what the file contains.</i>")
-        self.check_table = QTableWidget(0, 4, self)
+        self.check_table = QTableWidget(0, 5, self)
         self.check_table.setHorizontalHeaderLabels(["Image", "Label", "Model file says",
-                                                    "Confidence"])
+                                                    "Confidence", "OK/NG"])
         self.check_table.verticalHeader().hide()
         self.check_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.check_table.horizontalHeader().setSectionResizeMode(
@@ -228,19 +253,27 @@ class ExportDialog(QDialog):
         for i, r in enumerate(rows):
             mark = "" if r.agrees is None else ("✓ " if r.agrees else "✗ ")
             values = (Path(r.path).name, r.expected or "—",
-                      r.error or f"{mark}{r.predicted}", f"{r.confidence * 100:.1f} %")
+                      r.error or f"{mark}{r.predicted}", f"{r.confidence * 100:.1f} %",
+                      r.decision or "")
             for col, text in enumerate(values):
                 item = QTableWidgetItem(text)
                 if col == 0:
                     item.setToolTip(r.path)
                 self.check_table.setItem(i, col, item)
+        decided = any(r.decision for r in rows)
+        self.check_table.setColumnHidden(4, not decided)  # the file has no OK/NG rule
         self.check_table.show()
         ok = sum(1 for r in rows if r.agrees)
         errors = sum(1 for r in rows if r.error)
         self.status.setStyleSheet("color: #1b7f3b;" if not errors else "color: #c62828;")
+        verdicts = ""
+        if decided:
+            counts = {d: sum(r.decision == d for r in rows) for d in ("OK", "NG", "UNSURE")}
+            verdicts = " Its OK/NG rule says " + ", ".join(
+                f"{k} {v}" for k, v in counts.items() if v) + "."
         self.status.setText(
             f"The file loads and predicts: {ok} of {len(rows)} sample images match their "
-            "labels" + (f"; {errors} could not be read." if errors else "."))
+            "labels" + (f"; {errors} could not be read." if errors else ".") + verdicts)
         self.checked.emit(self.check_rows)
 
     def metadata_json(self) -> str:

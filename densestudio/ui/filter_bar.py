@@ -147,7 +147,14 @@ class FilterBar(QWidget):
     def descending(self) -> bool:
         return self.order_button.isChecked()
 
-    def set_count(self, shown: int, total: int) -> None:
-        self.count_label.setText(
-            f"{shown:,} images" if shown == total else f"{shown:,} of {total:,} images"
-        )
+    def set_count(self, shown: int, total: int, matching: int | None = None) -> None:
+        """``matching``: images that match the filter now (labeling can take shown rows
+        out of an Unlabeled or class filter; they stay until the filter is applied again)."""
+        matching = shown if matching is None else matching
+        text = f"{matching:,} images" if matching == total else f"{matching:,} of {total:,} images"
+        if matching != shown:
+            text += f" ({shown - matching:,} shown no longer match)"
+        self.count_label.setText(text)
+        self.count_label.setToolTip(
+            "Change the filter (or press F5) to hide images that no longer match"
+            if matching != shown else "")

@@ -111,7 +111,8 @@ class GalleryModel(QAbstractListModel):
         self.explicit = False
         self.reload()
 
-    def set_ids(self, image_ids: Sequence[int], overlay: dict[int, TileOverlay] | None = None) -> None:
+    def set_ids(self, image_ids: Sequence[int],
+                overlay: dict[int, TileOverlay] | None = None) -> None:
         """Show exactly these images in this order (e.g. misclassified, by confidence)."""
         self.beginResetModel()
         self.explicit = True
@@ -169,6 +170,14 @@ class GalleryModel(QAbstractListModel):
             info = self._infos.get(image_id)
         return info
 
+    def matching_count(self) -> int:
+        """How many images match the filter now. Rows stay while the user labels (so the
+        selection does not jump), so with the Unlabeled or a class filter this can be fewer
+        than the rows shown."""
+        if self.explicit or self.controller is None:
+            return len(self._ids)
+        return self.controller.project.count_images(self.filter)
+
     def class_of(self, info: ImageInfo | None) -> ClassInfo | None:
         if info is None or info.label_id is None:
             return None
@@ -192,7 +201,8 @@ class GalleryModel(QAbstractListModel):
                 return row
         return None
 
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
+    def data(self, index: QModelIndex | QPersistentModelIndex,  # noqa: ANN201
+             role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
         row = index.row()

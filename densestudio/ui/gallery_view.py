@@ -21,6 +21,7 @@ from densestudio.ui.gallery_model import GalleryModel, TileOverlay
 
 MIN_TILE, MAX_TILE, DEFAULT_TILE = 72, 256, 144
 SPLIT_LABELS = {"train": "train", "val": "val", "test": "test"}
+SHORT_SPLIT_LABELS = {"train": "Tr", "val": "Va", "test": "Te"}  # small tiles: still distinct
 
 
 def text_color_for(background: QColor) -> QColor:
@@ -69,7 +70,8 @@ class TileDelegate(QStyledItemDelegate):
             painter.setBrush(fill)
             painter.drawRoundedRect(inner, 6, 6)
         elif current:
-            painter.setPen(QPen(palette.color(QPalette.ColorRole.Highlight), 1.2, Qt.PenStyle.DashLine))
+            highlight = palette.color(QPalette.ColorRole.Highlight)
+            painter.setPen(QPen(highlight, 1.2, Qt.PenStyle.DashLine))
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRoundedRect(inner, 6, 6)
 
@@ -122,9 +124,8 @@ class TileDelegate(QStyledItemDelegate):
 
         # Split marker (top-right); a split only matters for labeled images.
         if info.split and info.label_id is not None:
-            text = SPLIT_LABELS.get(info.split, info.split)
-            if self.tile < 112:
-                text = text[0].upper()
+            labels = SHORT_SPLIT_LABELS if self.tile < 112 else SPLIT_LABELS
+            text = labels.get(info.split, info.split)
             w = fm.horizontalAdvance(text) + 8
             tag = QRectF(thumb_rect.right() - w - 2, thumb_rect.top() + 3, w, chip_h)
             painter.setPen(Qt.PenStyle.NoPen)
@@ -227,6 +228,8 @@ class GalleryView(QListView):
         self.delegate.set_tile_size(size)
         self._update_scroll_step()
         self._update_grid()
+        if self.currentIndex().isValid():  # zooming keeps the current tile in view
+            self.scrollTo(self.currentIndex(), QAbstractItemView.ScrollHint.PositionAtCenter)
 
     def _update_grid(self) -> None:
         """Spread the columns over the full width (no ragged gap at the right edge)."""

@@ -177,6 +177,7 @@ class CheckRow:
     predicted: str | None
     confidence: float
     error: str | None = None
+    decision: str | None = None  # "OK" / "NG" / "UNSURE" when the file has an OK/NG rule
 
     @property
     def agrees(self) -> bool | None:
@@ -198,7 +199,7 @@ def check_export_job(
         cancel.raise_if_cancelled()
         results = model.predict([p for p, _ in samples])
     return [
-        CheckRow(path, expected, r.class_name, r.confidence, r.error)
+        CheckRow(path, expected, r.class_name, r.confidence, r.error, r.decision)
         for (path, expected), r in zip(samples, results)
     ]
 

@@ -102,6 +102,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.prefs = prefs or app_settings.load_preferences()
         self.controller: ProjectController | None = None
+        self._matching = 0  # images matching the gallery's filter now (see _recount)
         self.workers: list[Worker] = []
         self.import_worker: Worker | None = None
         self.demo_worker: Worker | None = None
@@ -159,7 +160,8 @@ class MainWindow(QMainWindow):
         self.class_panel = ClassPanel(self)
         self.split_panel = SplitPanel(self)
         self.class_dock = self._dock("Classes", self.class_panel, "classesDock")
-        self.split_dock = self._dock("Splits", self.split_panel, "splitsDock")
+        # The Splits panel scrolls in a short dock instead of drawing its rows over each other.
+        self.split_dock = self._dock("Splits", _scrolling(self.split_panel), "splitsDock")
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.class_dock)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.split_dock)
 
@@ -234,9 +236,18 @@ class MainWindow(QMainWindow):
         self.undo_action = self.undo_group.createUndoAction(self, "&Undo")
         self.undo_action.setShortcut(K.Undo)
         self.undo_action.setIcon(self._icon("edit-undo", SP.SP_ArrowBack))
+        # The toolbar button keeps a short label; the menu and tooltip name the step (a
+        # 60-character class name made the button grow across the toolbar).
+        self.undo_action.setIconText("Undo")
         self.redo_action = self.undo_group.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcuts([QKeySequence(K.Redo), QKeySequence("Ctrl+Shift+Z")])
+        # The platform's Redo keys may already include Ctrl+Shift+Z: a key listed twice on
+        # one action is an "ambiguous shortcut" and does nothing.
+        self.redo_action.setShortcuts(unique_keys(K.Redo, "Ctrl+Shift+Z"))
         self.redo_action.setIcon(self._icon("edit-redo", SP.SP_ArrowForward))
+        self.redo_action.setIconText("Redo")
+        for action, verb, signal in ((self.undo_action, "Undo", self.undo_group.undoTextChanged),
+                                     (self.redo_action, "Redo", self.undo_group.redoTextChanged)):
+            signal.connect(lambda text, a=action, v=verb: a.setToolTip(f"{v} {text}".strip()))
         self.select_all_action = self._action("Select &All", self.gallery.selectAll, K.SelectAll)
         self.select_all_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.gallery.addAction(self.select_all_action)
@@ -257,10 +268,7 @@ class MainWindow(QMainWindow):
 
         self.fullscreen_action = self._action("&Full Screen", self.toggle_full_screen,
                                               K.FullScreen)
-        if self.fullscreen_action.shortcut().isEmpty() or \
-                self.fullscreen_action.shortcut() != QKeySequence("F11"):
-            self.fullscreen_action.setShortcuts([QKeySequence("F11"),
-                                                 QKeySequence(K.FullScreen)])
+        self.fullscreen_action.setShortcuts(unique_keys("F11", K.FullScreen))
         self.fullscreen_action.setCheckable(True)
         self.bigger_action = self._action("&Larger Tiles", lambda: self._step_tiles(16),
                                           K.ZoomIn)
@@ -326,7 +334,7 @@ class MainWindow(QMainWindow):
 
         self.filter_bar.changed.connect(self.apply_filter)
         self.filter_bar.tileSizeChanged.connect(self._on_tile_size)
-        self.model.queryChanged.connect(self._update_counts)
+        self.model.queryChanged.connect(self._recount)
         self.model.modelReset.connect(self._on_model_reset)
         self.gallery.labelShortcut.connect(self.label_with_shortcut)
         self.gallery.unlabelRequested.connect(lambda: self.label_selection(None))
@@ -397,7 +405,8 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot open the project", str(exc))
             if not Path(path).is_file():
                 app_settings.remove_recent_project(path)
-                self.welcome.set_recent(app_settings.recent_projects())
+                self.welcome.set_recent(app_settings.recent_projects(),
+                                    app_settings.recent_project_info())
             return False
         self._set_project(project)
         return True
@@ -439,7 +448,7 @@ class MainWindow(QMainWindow):
         self.model.set_controller(controller)  # the model updates its rows first
         controller.classesChanged.connect(self._on_classes_changed)
         controller.labelsChanged.connect(self._on_labels_changed)
-        controller.countsChanged.connect(self._update_counts)
+        controller.countsChanged.connect(self._recount)
         self.class_panel.set_controller(controller)
         self.split_panel.set_controller(controller)
         self.train_panel.set_controller(controller)
@@ -457,16 +466,27 @@ class MainWindow(QMainWindow):
         self.setWindowFilePath(str(project.path))
         self.prefs.last_project_dir = str(project.path.parent)
         app_settings.add_recent_project(project.path)
-        self._update_counts()
+        self._remember_project()
+        self._recount()
         if self.model.rowCount():
             self.gallery.go_to_row(0)
         self.gallery.setFocus()
         self.projectOpened.emit(project.path)
 
+    def _remember_project(self) -> None:
+        """Image count and time for the welcome view's list of recent projects."""
+        from datetime import datetime, timezone
+
+        if self.controller is not None:
+            app_settings.remember_recent_project(
+                self.controller.project.path, self.controller.counts().total,
+                datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
     def _teardown_project(self) -> None:
         controller = self.controller
         if controller is None:
             return
+        self._remember_project()  # the count as it is now
         self.controller = None
         self.loader.set_fetch(None)
         self.model.set_controller(None)
@@ -486,7 +506,8 @@ class MainWindow(QMainWindow):
         controller.deleteLater()
 
     def _show_welcome(self) -> None:
-        self.welcome.set_recent(app_settings.recent_projects())
+        self.welcome.set_recent(app_settings.recent_projects(),
+                                    app_settings.recent_project_info())
         self.stack.setCurrentWidget(self.welcome)
         self._set_docks_visible(False)
         for action in self.project_actions:
@@ -875,12 +896,17 @@ class MainWindow(QMainWindow):
     def _viewer_navigate(self, delta: int) -> None:
         self.gallery.move_current(delta)
 
+    def _recount(self) -> None:
+        """After a query or label changes (not on every selection change: one count query)."""
+        self._matching = self.model.matching_count() if self.controller is not None else 0
+        self._update_counts()
+
     def _update_counts(self, *_args: object) -> None:
         if self.controller is None:
             return
         total = self.controller.counts().total
         shown = self.model.rowCount()
-        self.filter_bar.set_count(shown, total)
+        self.filter_bar.set_count(shown, total, min(self._matching, shown))
         selected = sum(r.height() for r in self.gallery.selectionModel().selection())
         sel = f" · {selected:,} selected" if selected > 1 else ""
         unlabeled = self.controller.counts().count(None)
@@ -1105,6 +1131,28 @@ class MainWindow(QMainWindow):
         self.viewer.shutdown()
         self.loader.shutdown()
         event.accept()
+
+
+def _scrolling(widget: QWidget) -> QWidget:
+    from PySide6.QtWidgets import QFrame, QScrollArea
+
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(widget)
+    return area
+
+
+def unique_keys(*keys: str | QKeySequence.StandardKey) -> list[QKeySequence]:
+    """Key sequences for one action, each once (a standard key counts with all of the
+    platform's bindings for it)."""
+    out: list[QKeySequence] = []
+    for key in keys:
+        found = (QKeySequence.keyBindings(key) if isinstance(key, QKeySequence.StandardKey)
+                 else [QKeySequence(key)])
+        out += [k for k in found if not k.isEmpty() and k not in out]
+    return out
 
 
 def _thumbnail_cache(project: Project):  # noqa: ANN202

@@ -74,6 +74,8 @@ class OperatingPointPanel(QWidget):
         self.good_combo = QComboBox(self)
         self.good_combo.setToolTip("The class that means a good part (OK); all others are "
                                    "defects (NG)")
+        self.good_combo.setPlaceholderText("Choose the class that means a good part…")
+        self.good_combo.setMinimumContentsLength(24)
         self.subset_combo = QComboBox(self)
         for key, text in SUBSETS:
             self.subset_combo.addItem(text, key)
@@ -82,7 +84,9 @@ class OperatingPointPanel(QWidget):
         self.threshold = _spin(self, 0.0, 1.0, 0.01, 3, 0.5)
         self.threshold.setToolTip("A part passes (OK) when P(good) is at least this")
         self.band_check = QCheckBox("Unsure band", self)
-        self.band_check.setToolTip("Parts with P(good) in this band go to a person (UNSURE)")
+        self.band_check.setToolTip(
+            "Parts with P(good) in this band go to a person (UNSURE). Turned on, it starts as "
+            f"the band around the threshold that holds {op.UNSURE_SHARE:.0%} of these parts.")
         self.band_low = _spin(self, 0.0, 1.0, 0.01, 3, 0.3)
         self.band_high = _spin(self, 0.0, 1.0, 0.01, 3, 0.7)
         self.cost_miss = _spin(self, 0.0, 1e6, 1.0, 2, 1.0)
@@ -114,8 +118,13 @@ class OperatingPointPanel(QWidget):
         item.setYRange(0, 100, padding=0.02)
         item.setMouseEnabled(x=False, y=False)
         item.hideButtons()
-        legend = item.addLegend(offset=(10, 10),
-                                labelTextColor=self.palette().color(QPalette.ColorRole.Text))
+        # The legend is the title line: inside the plot it covered the miss-rate curve.
+        item.setTitle(
+            f"<span style='color:rgb{MISS_COLOR}'>━━</span>&nbsp;Miss rate (defects passed)"
+            f" &nbsp; <span style='color:rgb{REJECT_COLOR}'>━━</span>&nbsp;False-reject rate "
+            f"(good parts rejected) &nbsp; <span style='color:rgb{BAND_COLOR[:3]}'>██</span>"
+            "&nbsp;Unsure band (to a person)",
+            color=self.palette().color(QPalette.ColorRole.Text), size="9pt")
         self.band_item = pg.LinearRegionItem(values=(0.3, 0.7), brush=pg.mkBrush(*BAND_COLOR),
                                              movable=True)
         self.band_item.setZValue(-10)
@@ -125,8 +134,6 @@ class OperatingPointPanel(QWidget):
                                     name="Miss rate (defects passed)")
         self.reject_curve = item.plot([], [], pen=pg.mkPen(REJECT_COLOR, width=2.5),
                                       name="False-reject rate (good parts rejected)")
-        self.band_legend = pg.PlotDataItem([], [], pen=pg.mkPen(BAND_COLOR[:3], width=6))
-        legend.addItem(self.band_legend, "Unsure band (to a person)")
         self.line = pg.InfiniteLine(pos=0.5, angle=90, movable=True,
                                     pen=pg.mkPen((40, 40, 40), width=2),
                                     hoverPen=pg.mkPen((0, 0, 0), width=3),
@@ -209,11 +216,11 @@ class OperatingPointPanel(QWidget):
         try:
             self.good_combo.clear()
             self.good_combo.addItems(list(self.class_names))
+            # The stored class, else a class whose name means good; else ask (no default:
+            # the first class is as likely a defect as anything).
             good = (self.stored.good_class if self.stored else
-                    op.suggest_good_class(self.class_names) or
-                    (self.class_names[0] if self.class_names else None))
-            if good is not None:
-                self.good_combo.setCurrentIndex(max(0, self.good_combo.findText(good)))
+                    op.guess_good_class(self.class_names))
+            self.good_combo.setCurrentIndex(self.good_combo.findText(good) if good else -1)
             if self.run is not None:
                 has_val = core_runs.prediction_count(project, self.run.id, "val") > 0
                 self.subset_combo.setCurrentIndex(0 if has_val else 1)
@@ -254,6 +261,8 @@ class OperatingPointPanel(QWidget):
         else:
             self.p_good, self.is_good = op.good_scores(self.probs, self.true, good)
             self.curve = op.tradeoff_curve(self.p_good, self.is_good, steps=501)
+        if self.curve is not None and not self.band_check.isChecked():
+            self._set_band_from_data()  # shown (greyed) before the band is turned on
         if self.curve is not None:
             self.miss_curve.setData(self.curve.thresholds, 100 * self.curve.miss_rate)
             self.reject_curve.setData(self.curve.thresholds, 100 * self.curve.false_reject_rate)
@@ -333,7 +342,19 @@ class OperatingPointPanel(QWidget):
             self.line.setValue(value)
         self._update_readout()
 
+    def _set_band_from_data(self) -> None:
+        """The default unsure band: ~5 % of these parts around the threshold."""
+        band = op.default_unsure_band(self.p_good, self.threshold.value())
+        if band is not None:
+            sync, self._sync = self._sync, True
+            self.band_low.setValue(band[0])
+            self.band_high.setValue(band[1])
+            self.band_item.setRegion(band)
+            self._sync = sync
+
     def _on_band_toggled(self, on: bool) -> None:
+        if on and not self._sync and len(self.p_good):
+            self._set_band_from_data()
         self.band_low.setEnabled(on)
         self.band_high.setEnabled(on)
         self.band_item.setVisible(on)
@@ -373,9 +394,16 @@ class OperatingPointPanel(QWidget):
             self.miss_dot.setData([], [])
             self.reject_dot.setData([], [])
             what = self.subset_combo.currentText().lower()
-            self.readout.setText(
-                f"No stored {what} predictions for this run. Evaluate it in the Review tab "
-                "first." if self.run is not None else "Open a finished run.")
+            if self.run is None:
+                text = "Open a finished run."
+            elif point is None:
+                text = ("<b>Which class means a good part?</b> Choose it above; every other "
+                        "class counts as a defect. (No class name says so, e.g. ok, good, "
+                        "pass, defect-free.)")
+            else:
+                text = (f"No stored {what} predictions for this run. Evaluate it in the "
+                        "Review tab first.")
+            self.readout.setText(text)
             return
         i = int(np.argmin(np.abs(self.curve.thresholds - t)))
         self.miss_dot.setData([t], [100 * np.nan_to_num(self.curve.miss_rate[i])])

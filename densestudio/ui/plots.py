@@ -1,6 +1,10 @@
 """Live training plots (pyqtgraph): loss per step (raw and smoothed) with validation loss per
 epoch, validation accuracy / macro-F1 per epoch, and the learning rate.
 
+Legends are part of each plot's title line (coloured names), so they never cover a curve.
+A past run (or a resumed one) has no per-step losses stored: its training loss is drawn per
+epoch, as a dashed line through each epoch's mean at the middle of the epoch.
+
 Points go into growing numpy buffers (amortised O(1) appends); a 10 Hz timer pushes the
 buffers that changed to the curves with ``setData``. Nothing here calls ``processEvents``;
 long runs stay cheap because curves clip to the view and downsample (peak mode).
@@ -71,6 +75,10 @@ class Ema:
             self.alpha = alpha
         self._value, self._t = 0.0, 0
 
+    def seed(self, value: float) -> None:
+        """Continue from ``value`` (as if it were the average so far), without warm-up."""
+        self._value, self._t = value, 10**6
+
     def __call__(self, v: float) -> float:
         if not math.isfinite(v):
             return v
@@ -99,8 +107,9 @@ class TrainingPlots(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
 
-        def plot(row: int, col: int, title: str, y_label: str, colspan: int = 1,
-                 legend_offset: tuple[int, int] = (-6, 6)) -> pg.PlotItem:
+        self._fg = fg
+
+        def plot(row: int, col: int, title: str, y_label: str, colspan: int = 1) -> pg.PlotItem:
             p = self.view.addPlot(row=row, col=col, colspan=colspan)
             p.setTitle(title, color=fg, size="10pt")
             p.showGrid(x=True, y=True, alpha=0.15)
@@ -112,12 +121,10 @@ class TrainingPlots(QWidget):
             p.setMenuEnabled(False)
             p.setClipToView(True)
             p.setDownsampling(auto=True, mode="peak")
-            legend = p.addLegend(offset=legend_offset, labelTextColor=fg, labelTextSize="8pt")
-            legend.setBrush(pg.mkBrush(bg.red(), bg.green(), bg.blue(), 200))
             return p
 
         self.loss_plot = plot(0, 0, "Loss", "loss", colspan=2)
-        self.acc_plot = plot(1, 0, "Validation accuracy", "%", legend_offset=(-6, -6))
+        self.acc_plot = plot(1, 0, "Validation accuracy", "%")
         self.lr_plot = plot(1, 1, "Learning rate", "lr")
         # Same epoch range on every plot (set explicitly: pyqtgraph's X-link aligns plots by
         # screen position, which misaligns plots of different widths).
@@ -127,9 +134,10 @@ class TrainingPlots(QWidget):
 
         self.raw_curve = self.loss_plot.plot(pen=_pen("raw", 1.0), name="train (per step)")
         self.smooth_curve = self.loss_plot.plot(pen=_pen("smooth", 2.2), name="train (smoothed)")
+        epoch_pen = _pen("train_epoch", 2.0)
+        epoch_pen.setStyle(pg.QtCore.Qt.PenStyle.DashLine)
         self.train_epoch_curve = self.loss_plot.plot(
-            pen=_pen("train_epoch", 2.2), symbol="o", symbolSize=5,
-            symbolBrush=COLORS["train_epoch"])
+            pen=epoch_pen, symbol="o", symbolSize=5, symbolBrush=COLORS["train_epoch"])
         self.val_loss_curve = self.loss_plot.plot(
             pen=_pen("val_loss", 2.2), symbol="o", symbolSize=6, symbolBrush=COLORS["val_loss"],
             name="validation")
@@ -158,6 +166,10 @@ class TrainingPlots(QWidget):
         ]  # fmt: skip
         self._dirty = False
         self._legend_state: tuple[bool, bool] | None = None
+        self.titles: dict[str, str] = {}  # plot name -> its title line (with the legend)
+        self._set_title(self.acc_plot, "acc", "Validation accuracy",
+                        [("val_acc", "accuracy"), ("val_f1", "macro-F1")])
+        self._set_title(self.lr_plot, "lr", "Learning rate", [])
         self.redraws = 0
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
@@ -196,7 +208,7 @@ class TrainingPlots(QWidget):
                   val_f1: float | None, lr: float, train_loss: float | None = None) -> None:
         x = [float(epoch)]
         if train_loss is not None and self.raw.n == 0:  # history without per-step points
-            self.train_epoch.extend(x, [train_loss])
+            self.train_epoch.extend([epoch - 0.5], [train_loss])  # an epoch's mean: its middle
         if val_loss is not None:
             self.val_loss.extend(x, [val_loss])
         if val_acc is not None:
@@ -211,6 +223,8 @@ class TrainingPlots(QWidget):
         self.reset(total_epochs)
         for m in metrics:
             self.add_epoch(m.epoch, m.val_loss, m.val_acc, m.val_macro_f1, m.lr, m.train_loss)
+        if metrics and math.isfinite(metrics[-1].train_loss):
+            self._ema.seed(metrics[-1].train_loss)  # a resumed run's smoothed loss carries on
         self.redraw()
 
     def truncate_epochs(self, epochs_done: int) -> None:
@@ -231,17 +245,34 @@ class TrainingPlots(QWidget):
             x, y = series.view()
             curve.setData(x, y)
         live = self.raw.n > 0
-        history = self.train_epoch.n > 0 and not live
+        history = self.train_epoch.n > 0
         if (live, history) != self._legend_state:
             self._legend_state = (live, history)
-            legend = self.loss_plot.legend
-            legend.clear()
+            entries = []
             if live or not history:
-                legend.addItem(self.raw_curve, "train (per step)")
-                legend.addItem(self.smooth_curve, "train (smoothed)")
+                entries += [("raw", "train (per step)"), ("smooth", "train (smoothed)")]
             if history:
-                legend.addItem(self.train_epoch_curve, "train (per epoch)")
-            legend.addItem(self.val_loss_curve, "validation")
+                entries.append(("train_epoch", "train (per epoch, mean)"))
+            entries.append(("val_loss", "validation"))
+            self._set_title(self.loss_plot, "loss", "Loss", entries)
+
+    def _set_title(self, plot: pg.PlotItem, key: str, title: str,
+                   entries: list[tuple[str, str]]) -> None:
+        """The plot's title with its legend: coloured line marks and names, in one line
+        above the plot (a legend inside would cover curves)."""
+        parts = [f"<b>{title}</b>"]
+        for color_key, name in entries:
+            r, g, b, *alpha = COLORS[color_key]
+            if alpha:  # translucent curve: its colour as it looks on the background
+                a = alpha[0] / 255
+                base = self.palette().color(QPalette.ColorRole.Base)
+                back = (base.red(), base.green(), base.blue())
+                r, g, b = (round(c * a + bc * (1 - a))
+                           for c, bc in zip((r, g, b), back, strict=True))
+            parts.append(f"<span style='color:rgb({r},{g},{b})'>━━</span>&nbsp;{name}")
+        text = " &nbsp; ".join(parts)
+        self.titles[key] = text
+        plot.setTitle(text, color=self._fg, size="9pt")
 
     @property
     def step_count(self) -> int:

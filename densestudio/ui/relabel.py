@@ -6,11 +6,15 @@ from __future__ import annotations
 from PySide6.QtCore import QItemSelectionModel, QPoint
 from PySide6.QtWidgets import QMenu
 
+from densestudio.core import history
+
 
 class RelabelSelectedMixin:
     """Needs ``self.controller`` (ProjectController | None), ``self.host`` (the main window),
     ``self.gallery`` (a GalleryView) and ``self.selected_ids()``. Changes go through the
     controller, so they are undoable."""
+
+    relabel_how = history.HOW_REVIEW  # how the label history records these changes
 
     def _menu_selection(self, pos: QPoint) -> list[int]:
         """The ids a context menu at ``pos`` acts on: a right-click on an unselected tile
@@ -48,7 +52,7 @@ class RelabelSelectedMixin:
         ids = self.selected_ids()
         if not ids:
             return 0
-        change = self.controller.label_images(ids, class_id)
+        change = self.controller.label_images(ids, class_id, how=self.relabel_how)
         n = len(change) if change is not None else 0
         cls = self.controller.class_by_id(class_id)
         if n:

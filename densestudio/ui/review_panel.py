@@ -1,12 +1,13 @@
 """The Review tab: what a run gets right and wrong, and fixing labels from there.
 
-Left: the run and subset (validation / test), a summary (accuracy, balanced accuracy,
-macro-F1), the clickable confusion matrix, per-class precision / recall / F1 / support, and
-the comparison with a second run. Right: a gallery of the images behind what was clicked (a
-matrix cell sorted by confidence, all misclassified, top losses, predictions for unlabeled
-images, or the images one run gets right and the other wrong) with the true class, the
-predicted class and the confidence on each tile. Keys 1-9 relabel the selected tiles (undo
-with Ctrl+Z); tiles whose label changed since the run are marked "relabeled".
+Left: the run and subset (validation / test), a summary led by balanced accuracy and the
+worst class's recall (``ml.summary``; accuracy after them), warnings for classes too small to
+judge, the clickable confusion matrix, and tabs with per-class precision / recall / F1 /
+support and the comparison with a second run. Right: a gallery of the images behind what
+was clicked (a matrix cell sorted by confidence, all misclassified, top losses, predictions
+for unlabeled images, or the images one run gets right and the other wrong) with the true
+class, the predicted class and the confidence on each tile. Keys 1-9 relabel the selected
+tiles (undo with Ctrl+Z); tiles whose label changed since the run are marked "relabeled".
 
 All numbers come from predictions stored in the project (``core.runs``); evaluating a run,
 predicting unlabeled images and exporting run in worker threads.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from html import escape
 
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import (
@@ -33,6 +35,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -41,6 +44,7 @@ from PySide6.QtWidgets import (
 from densestudio.core import runs as core_runs
 from densestudio.core.models import SOURCE_PREDICTION
 from densestudio.core.store import ImageFilter
+from densestudio.ml import summary
 from densestudio.ui.confusion import ConfusionMatrixView
 from densestudio.ui.gallery_model import TileOverlay
 from densestudio.ui.gallery_view import GalleryView
@@ -86,6 +90,68 @@ def _table(parent: QWidget, headers: list[str]) -> QTableWidget:
     return table
 
 
+def _esc(text: str) -> str:
+    return escape(text, quote=False)
+
+
+WARN_COLOR = "#b26a00"
+LOW_CONFIDENCE = 0.7  # every prediction below this: the model is unsure about these images
+
+
+def _run_combo(parent: QWidget, chars: int) -> QComboBox:
+    """A run picker wide enough for "#12 name · balanced 66.7 % · worst …"; its list shows
+    entries in full."""
+    combo = QComboBox(parent)
+    combo.setMinimumContentsLength(chars)
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.view().setTextElideMode(Qt.TextElideMode.ElideNone)
+    return combo
+
+
+def run_entry(info: core_runs.RunInfo) -> str:
+    """A run in a picker: its title, then balanced accuracy and the worst class."""
+    text = summary.short_text(summary.summarize(info.metrics))
+    return f"{run_title(info)} · {text or info.status}"
+
+
+def prediction_warnings(preds: list[core_runs.PredictionInfo], class_names: tuple[str, ...],
+                        low: float = LOW_CONFIDENCE) -> list[str]:
+    """What to distrust in predictions for unlabeled images: classes the model never picks
+    (it may not know them), and all predictions being unsure."""
+    if not preds:
+        return []
+    out = []
+    predicted = {p.pred_index for p in preds}
+    never = [n for i, n in enumerate(class_names) if i not in predicted]
+    if never:
+        names = ", ".join(f"'{n}'" for n in never)
+        out.append(f"No image was predicted as {names}: if some of these images are "
+                   f"{'that class' if len(never) == 1 else 'those classes'}, the model does "
+                   "not recognise it yet.")
+    best = max(p.confidence for p in preds)
+    if best < low:
+        out.append(f"Every prediction is below {low * 100:.0f} % confidence (the highest is "
+                   f"{best * 100:.0f} %): the model is unsure about all of these images; "
+                   "check them before accepting any.")
+    return out
+
+
+def _too_few(few: list[tuple[str, int]], rep, subset: str) -> str:  # noqa: ANN001
+    """The warning for classes with too few images in the set to judge their recall."""
+    def images(k: int) -> str:
+        return f"{k} {subset} image{'s' if k != 1 else ''}"
+
+    if len(few) == len(rep.per_class) and len(few) > 1:
+        lo, hi = min(k for _, k in few), max(k for _, k in few)
+        each = f"{lo} each" if lo == hi else f"{lo}–{hi} each"
+        return (f"Too few to judge: every class has fewer than {summary.FEW_IMAGES} "
+                f"{subset} images ({each}); one image moves a class's recall by "
+                f"{100 / max(1, hi):.0f} % or more. Label more images.")
+    listed = ", ".join(f"{n} ({images(k)})" for n, k in few[:4])
+    more = f" and {len(few) - 4} more" if len(few) > 4 else ""
+    return f"Too few to judge: {listed}{more}. Label more images of these classes."
+
+
 def _item(text: str, right: bool = True) -> QTableWidgetItem:
     item = QTableWidgetItem(text)
     if right:
@@ -121,17 +187,11 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     # ================================================================ construction
     def _build(self) -> None:
-        self.run_combo = QComboBox(self)
-        self.run_combo.setMinimumContentsLength(16)
-        self.run_combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.run_combo = _run_combo(self, 28)
         self.subset_combo = QComboBox(self)
         for key, text in SUBSETS:
             self.subset_combo.addItem(text, key)
-        self.compare_combo = QComboBox(self)
-        self.compare_combo.setMinimumContentsLength(12)
-        self.compare_combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.compare_combo = _run_combo(self, 16)
         self.predict_button = QPushButton("Predict unlabeled", self)
         self.predict_button.setToolTip("Run this model over the images without a label")
         self.export_button = QPushButton("Export model…", self)
@@ -139,10 +199,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         bar.addWidget(QLabel("Run", self))
         bar.addWidget(self.run_combo, 2)
         bar.addWidget(self.subset_combo)
-        bar.addSpacing(8)
-        bar.addWidget(QLabel("Compare with", self))
-        bar.addWidget(self.compare_combo, 1)
-        bar.addStretch(0)
+        bar.addStretch(1)
         bar.addWidget(self.predict_button)
         self.op_button = QPushButton("OK/NG threshold…", self)
         self.op_button.setToolTip(
@@ -155,6 +212,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.summary = QLabel(self)
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.evaluate_button = QPushButton("Evaluate now", self)
         self.evaluate_button.hide()
         self.matrix = ConfusionMatrixView(self)
@@ -163,19 +221,49 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                          "of the row · click a cell to see its images</small>", self)
         caption.setWordWrap(True)
         self.per_class = _table(self, ["Class", "Precision", "Recall", "F1", "Support"])
+        # Comparing gets a tab of its own (the whole height, every column readable).
         self.compare_table = _table(self, ["Metric", "This run", "Other run", "Δ"])
+        header = self.compare_table.horizontalHeader()
+        for col in (1, 2, 3):  # figures always whole; a long metric name elides
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.compare_box = QGroupBox("Comparison", self)
+        self.compare_box.setFlat(True)
         QVBoxLayout(self.compare_box).addWidget(self.compare_table)
         self.compare_box.hide()
+        self.compare_hint = QLabel("<small>Choose a run to compare this one with: its "
+                                   "figures on the same images, side by side.</small>", self)
+        self.compare_hint.setWordWrap(True)
+        compare_page = QWidget(self)
+        compare_layout = QVBoxLayout(compare_page)
+        compare_layout.setContentsMargins(4, 4, 4, 4)
+        compare_row = QHBoxLayout()
+        compare_row.addWidget(QLabel("Compare with", self))
+        compare_row.addWidget(self.compare_combo, 1)
+        compare_layout.addLayout(compare_row)
+        compare_layout.addWidget(self.compare_hint)
+        compare_layout.addWidget(self.compare_box, 1)
+        self.compare_views = QHBoxLayout()  # the images one run gets right, the other wrong
+        compare_layout.addLayout(self.compare_views)
+        self.details = QTabWidget(self)
+        self.details.addTab(self.per_class, "Per class")
+        self.details.addTab(compare_page, "Compare runs")
+        matrix_box = QWidget(self)
+        matrix_layout = QVBoxLayout(matrix_box)
+        matrix_layout.setContentsMargins(0, 0, 0, 0)
+        matrix_layout.addWidget(self.matrix, 1)
+        matrix_layout.addWidget(caption)
+        self.left_split = QSplitter(Qt.Orientation.Vertical, self)  # matrix | tables
+        self.left_split.addWidget(matrix_box)
+        self.left_split.addWidget(self.details)
+        self.left_split.setChildrenCollapsible(False)
+        self.left_split.setSizes([400, 400])
         left = QWidget(self)
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.summary)
         left_layout.addWidget(self.evaluate_button)
-        left_layout.addWidget(self.matrix, 3)
-        left_layout.addWidget(caption)
-        left_layout.addWidget(self.per_class, 2)
-        left_layout.addWidget(self.compare_box, 2)
+        left_layout.addWidget(self.left_split, 1)
 
         # Right column.
         self.view_buttons: dict[str, QToolButton] = {}
@@ -190,7 +278,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             b.clicked.connect(lambda _=False, k=key: self.show_view(k))
             self.view_group.addButton(b)
             self.view_buttons[key] = b
-            views.addWidget(b)
+            (self.compare_views if key in ("a_only", "b_only") else views).addWidget(b)
         views.addStretch(1)
         self.heat_button = QToolButton(self)
         self.heat_button.setText("Heatmaps")
@@ -201,6 +289,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         views.addWidget(self.heat_button)
         self.title = QLabel(self)
         self.title.setWordWrap(True)
+        self.warning = QLabel(self)  # what to distrust in the predictions shown
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet(f"color: {WARN_COLOR};")
+        self.warning.hide()
         self.model = HeatmapGalleryModel(None, self.host.loader, self)
         self.gallery = ReviewGallery(self)
         self.gallery.setModel(self.model)
@@ -216,13 +308,16 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.threshold.setDecimals(0)
         self.threshold.setValue(90)
         self.threshold.setSuffix(" %")
+        self.qualify = QLabel(self)  # how many predictions reach the threshold
         self.hint = QLabel("<small>Keys 1–9 relabel the selected images; Ctrl+Z undoes."
                            "</small>", self)
+        self.hint.setWordWrap(True)  # never what makes the page wider than the window
         actions = QHBoxLayout()
         actions.addWidget(self.hint, 1)
         actions.addWidget(self.accept_button)
         actions.addWidget(self.accept_all_button)
         actions.addWidget(self.threshold)
+        actions.addWidget(self.qualify)
         self.progress = QProgressBar(self)
         self.progress.hide()
         self.cancel_button = QPushButton("Cancel", self)
@@ -235,6 +330,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         right_layout.setContentsMargins(0, 0, 0, 0)
         right_layout.addLayout(views)
         right_layout.addWidget(self.title)
+        right_layout.addWidget(self.warning)
         right_layout.addWidget(self.gallery, 1)
         right_layout.addLayout(prog)
         right_layout.addLayout(actions)
@@ -263,6 +359,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.accept_button.clicked.connect(self.accept_selected)
         self.accept_all_button.clicked.connect(
             lambda: self.accept_above(self.threshold.value() / 100.0))
+        self.threshold.valueChanged.connect(lambda _v: self._update_qualify())
         self.cancel_button.clicked.connect(self.cancel)
         self.gallery.selectionModel().selectionChanged.connect(self._update_buttons)
         self._update_buttons()
@@ -304,9 +401,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         try:
             self.run_combo.clear()
             for info in infos:
-                acc = info.metrics.get("test_acc", info.metrics.get("val_acc"))
-                extra = f" · {pct(acc)}" if acc is not None else f" · {info.status}"
-                self.run_combo.addItem(run_title(info) + extra, info.id)
+                self.run_combo.addItem(run_entry(info), info.id)
+                self.run_combo.setItemData(self.run_combo.count() - 1, run_entry(info),
+                                           Qt.ItemDataRole.ToolTipRole)
             index = self.run_combo.findData(keep) if keep is not None else -1
             if index < 0 and infos:
                 index = 0
@@ -355,7 +452,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def _fill_compare(self) -> None:
         keep = self.other.id if self.other else None
         self.compare_combo.clear()
-        self.compare_combo.addItem("—", None)
+        self.compare_combo.addItem("— (no comparison)", None)
         for i in range(self.run_combo.count()):
             run_id = self.run_combo.itemData(i)
             if self.run is not None and run_id != self.run.id:
@@ -426,21 +523,60 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.gallery.empty_text = "No predictions to show."
             return
         self.evaluate_button.hide()
-        loss = f" · loss {rep.loss:.3f}" if rep.loss is not None else ""
-        cfg = self.run.config
-        self.summary.setText(
-            f"<b>{run_title(self.run)}</b> <small>({cfg.get('arch', '?')}, "
-            f"{cfg.get('img_size', '?')} px)</small><br>"
-            f"<span style='font-size:large'><b>{rep.accuracy * 100:.1f} %</b> accuracy</span>"
-            f" · balanced accuracy <b>{rep.balanced_accuracy * 100:.1f} %</b>"
-            f" · macro-F1 <b>{rep.macro_f1 * 100:.1f} %</b><br>"
-            f"<small>{rep.n:,} {name} images{loss}</small>")
+        self.summary.setText(self._header_html(rep, name))
         self.matrix.set_matrix(rep.class_names, rep.confusion)
         self.per_class.setRowCount(len(rep.per_class))
         for row, c in enumerate(rep.per_class):
             values = (c.name, pct(c.precision), pct(c.recall), pct(c.f1), f"{c.support:,}")
             for col, text in enumerate(values):
                 self.per_class.setItem(row, col, _item(text, right=col > 0))
+
+    def _header_html(self, rep, name: str) -> str:  # noqa: ANN001 - evaluate.EvalReport
+        """Balanced accuracy and the worst class first (accuracy hides a class that is never
+        found); a warning for classes too small to judge; the defects an OK/NG threshold
+        would pass."""
+        s = summary.summarize({}, rep, self.subset)  # the figures of what is shown
+        loss = f" · loss {rep.loss:.3f}" if rep.loss is not None else ""
+        cfg = self.run.config
+        nb = "&nbsp;"
+        lines = [
+            f"<b>{_esc(run_title(self.run))}</b> <small>({cfg.get('arch', '?')},{nb}"
+            f"{cfg.get('img_size', '?')}{nb}px)</small>",
+            f"<span style='font-size:large'><b>{pct(s.balanced_accuracy)}</b> balanced "
+            "accuracy</span>",
+        ]
+        if s.worst_recall is not None:
+            lines.append(f"worst class <b>{_esc(s.worst_class or '?')} {pct(s.worst_recall)}"
+                         "</b> recall")
+        lines.append(f"accuracy {pct(rep.accuracy)} · macro-F1 {pct(rep.macro_f1)}"
+                     f" <small>· {rep.n:,} {name} images{loss}</small>")
+        few = summary.few_image_classes(rep.per_class)
+        if few:
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {_esc(_too_few(few, rep, name))}"
+                         "</span>")
+        passed = self._defects_called_good()
+        if passed:
+            lines.append(passed)
+        return "<br>".join(lines)
+
+    def _defects_called_good(self) -> str:
+        """"Defects called good" at the run's saved OK/NG threshold (empty without one)."""
+        from densestudio.ml import operating_point as op
+
+        point = op.load_operating_point(self.project, self.run.id)
+        if point is None or point.good_class not in self.run.class_names:
+            return ""
+        good = list(self.run.class_names).index(point.good_class)
+        defects = [p for p in self.preds.values()
+                   if p.true_index is not None and p.true_index != good and good < len(p.probs)]
+        if not defects:
+            return ""
+        called = sum(point.decide(float(p.probs[good])) == "OK" for p in defects)
+        share = called / len(defects)
+        color = "#c62828" if called else "#1b7f3b"
+        return (f"<span style='color:{color}'>Defects called good ('{_esc(point.good_class)}' "
+                f"at the saved threshold {point.threshold:.2f}): <b>{called} of "
+                f"{len(defects)}</b> ({pct(share)})</span>")
 
     def _clear(self, text: str) -> None:
         self.run, self.report, self.other = None, None, None
@@ -450,6 +586,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.matrix.set_matrix([], [])
         self.per_class.setRowCount(0)
         self.compare_box.hide()
+        self.compare_hint.show()
         self.compare_combo.clear()
         self.gallery.empty_text = text
         self._show_ids([], Shown("none", ""))
@@ -483,6 +620,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if button is not None:
             button.setChecked(True)
         subset = dict(SUBSETS)[self.subset].lower()
+        warnings: list[str] = []
         if kind == "misclassified":
             wrong = [p for p in self.preds.values()
                      if p.true_index is not None and p.pred_index != p.true_index]
@@ -502,6 +640,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             title = (f"<b>{len(ids)}</b> unlabeled images with predictions · least confident "
                      "first" if self.unlabeled_preds else
                      "No predictions for unlabeled images yet: press <i>Predict unlabeled</i>.")
+            warnings = prediction_warnings(preds, self.run.class_names)
         elif kind in ("a_only", "b_only"):
             ids = self.compare_ids(kind)
             if self.other is None:
@@ -513,6 +652,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         else:
             raise ValueError(kind)
         self._show_ids(ids, Shown(kind, title))
+        self.warning.setText("<br>".join(f"⚠ {_esc(w)}" for w in warnings))
+        self.warning.setVisible(bool(warnings))
         return ids
 
     def _uncheck_views(self) -> None:
@@ -523,6 +664,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     def _show_ids(self, ids: list[int], shown: Shown) -> None:
         self.shown = shown
+        self.warning.hide()
         if self.model.heat_run is not None and self.model.heatmaps is not None:
             self.model.heatmaps.drop_pending()  # tiles no longer shown
         self.title.setText(shown.title)
@@ -557,7 +699,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 correct = p.pred_index == p.true_index
                 true_id = (self.class_ids[p.true_index] if p.true_index < len(self.class_ids)
                            else None)
-                relabeled = current.get(image_id) != true_id
+                now = current.get(image_id)
+                relabeled = now != true_id
+                if relabeled and now is not None:  # judge against the label it has now
+                    correct = pred_id == now
             decision = decide(p.probs) if decide is not None else ""
             out[image_id] = TileOverlay(pred_id, p.confidence, correct,
                                         f"{p.confidence * 100:.0f}%", relabeled, decision)
@@ -601,10 +746,12 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if run_id is None or self.project is None:
             self.other, self.other_preds = None, {}
             self.compare_box.hide()
+            self.compare_hint.show()
             self._update_buttons()
             return
         self.other = core_runs.get_run(self.project, run_id)
         self._load_other()
+        self.details.setCurrentIndex(1)  # show the comparison just asked for
         self._update_buttons()
 
     def _load_other(self) -> None:
@@ -621,16 +768,23 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         def val(rep, attr):  # noqa: ANN001, ANN202
             return None if rep is None else getattr(rep, attr)
 
-        rows.append(("Accuracy", val(a, "accuracy"), val(other, "accuracy"), True))
+        worst_a = summary.worst_class(a.per_class) if a else None
+        worst_b = summary.worst_class(other.per_class) if other else None
         rows.append(("Balanced accuracy", val(a, "balanced_accuracy"),
                      val(other, "balanced_accuracy"), True))
+        rows.append(("Worst-class recall", worst_a[1] if worst_a else None,
+                     worst_b[1] if worst_b else None, True))
+        rows.append(("Worst class", None, None, True))  # names, filled in below
+        rows.append(("Accuracy", val(a, "accuracy"), val(other, "accuracy"), True))
         rows.append(("Macro-F1", val(a, "macro_f1"), val(other, "macro_f1"), True))
         rows.append(("Loss", val(a, "loss"), val(other, "loss"), False))
-        f1_other = {c.name: c.f1 for c in other.per_class} if other else {}
+        recall_other = {c.name: c.recall for c in other.per_class} if other else {}
         for c in (a.per_class if a else ()):
-            rows.append((f"F1 {c.name}", c.f1, f1_other.get(c.name), True))
+            rows.append((f"Recall {c.name}", c.recall, recall_other.get(c.name), True))
         self.compare_table.setHorizontalHeaderLabels(
-            ["Metric", run_title(self.run), run_title(self.other), "Δ"])
+            ["Metric", f"#{self.run.id}", f"#{self.other.id}", "Δ"])
+        for col, info in ((1, self.run), (2, self.other)):
+            self.compare_table.horizontalHeaderItem(col).setToolTip(run_title(info))
         self.compare_table.setRowCount(len(rows) + 1)
         for row, (name, x, y, is_pct) in enumerate(rows):
             def fmt(v, is_pct=is_pct):  # noqa: ANN001, ANN202
@@ -639,7 +793,16 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             delta = "—" if x is None or y is None else (
                 f"{(x - y) * 100:+.1f}" if is_pct else f"{x - y:+.3f}")
             for col, text in enumerate((name, fmt(x), fmt(y), delta)):
-                self.compare_table.setItem(row, col, _item(text, right=col > 0))
+                item = _item(text, right=col > 0)
+                if col == 0:
+                    item.setToolTip(name)
+                self.compare_table.setItem(row, col, item)
+        for col, worst in ((1, worst_a), (2, worst_b)):  # which class is the worst
+            cell = self.compare_table.item(2, col)
+            if worst is not None and cell is not None:
+                cell.setText(worst[0] if len(worst[0]) <= 16 else worst[0][:15] + "…")
+                cell.setToolTip(f"'{worst[0]}' is the class this run recognises least often")
+        self.compare_table.item(2, 3).setText("")
         both = self.compare_counts()
         self.compare_table.setItem(len(rows), 0, _item("Right here / right there only", False))
         self.compare_table.setItem(len(rows), 1, _item(f"{both[0]:,}"))
@@ -647,6 +810,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.compare_table.setItem(len(rows), 3, _item(""))
         self.compare_box.setTitle(f"Comparison on the {dict(SUBSETS)[self.subset].lower()} set")
         self.compare_box.show()
+        self.compare_hint.hide()
 
     @staticmethod
     def _right(p: core_runs.PredictionInfo | None) -> bool | None:
@@ -695,10 +859,30 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def accept_selected(self) -> int:
         return self._accept(self._acceptable(self.selected_ids()))
 
+    def _above(self, threshold: float) -> list[int]:
+        return [i for i in self.model.ids
+                if i in self.unlabeled_preds and self.unlabeled_preds[i].confidence >= threshold]
+
     def accept_above(self, threshold: float) -> int:
-        ids = [i for i in self.model.ids
-               if i in self.unlabeled_preds and self.unlabeled_preds[i].confidence >= threshold]
+        ids = self._above(threshold)
+        if not ids:
+            shown = [self.unlabeled_preds[i].confidence for i in self.model.ids
+                     if i in self.unlabeled_preds]
+            best = f" (the most confident is {max(shown) * 100:.0f} %)" if shown else ""
+            self.host.statusBar().showMessage(
+                f"No prediction reaches {threshold * 100:.0f} %{best}: nothing was accepted. "
+                "Lower the threshold, or select images and accept them one by one.", 8000)
+            return 0
         return self._accept(self._acceptable(ids))
+
+    def _update_qualify(self) -> None:
+        """"3 of 20 qualify" beside Accept all, so an empty result is no surprise."""
+        unlabeled_view = self.shown is not None and self.shown.kind == "unlabeled"
+        if not unlabeled_view or not self.model.ids:
+            self.qualify.setText("")
+            return
+        n = len(self._above(self.threshold.value() / 100.0))
+        self.qualify.setText(f"<small>{n:,} of {len(self.model.ids):,} qualify</small>")
 
     def _accept(self, pairs: list[tuple[int, int]]) -> int:
         if not pairs or self.controller is None:
@@ -791,6 +975,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             return
         self.unlabeled_preds.update({p.image_id: p for p in preds})
         self.show_view("unlabeled")
+        warnings = prediction_warnings(list(preds), self.run.class_names)
+        if warnings:
+            self.host.statusBar().showMessage(warnings[0], 10000)
         self.predictionsReady.emit(len(preds))
 
     def evaluate(self) -> Worker | None:
@@ -837,7 +1024,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         return dialog
 
     def _on_operating_point_saved(self, run_id: int, _point: object) -> None:
-        if self.run is not None and run_id == self.run.id and self.model.ids:
+        if self.run is None or run_id != self.run.id:
+            return
+        self._show_report()  # the header says how many defects the threshold passes
+        if self.model.ids:
             self.overlay = self._overlay_for(self.model.ids)
             self.model.set_overlay(self.overlay)
 
@@ -853,6 +1043,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.accept_button.setEnabled(unlabeled_view and bool(self.model.ids))
         self.accept_all_button.setEnabled(unlabeled_view and bool(self.model.ids))
         self.threshold.setEnabled(unlabeled_view)
+        self._update_qualify()
         has_other = self.other is not None
         for key in ("a_only", "b_only"):
             self.view_buttons[key].setEnabled(has_other)

@@ -24,9 +24,20 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import runs as core_runs
+from densestudio.ml import summary
 
 POLL_MS = 2000
-COLUMNS = ("Run", "Status", "Date", "Epochs", "Val acc", "Test acc", "Test macro-F1", "Settings")
+# Balanced accuracy and the worst class lead: accuracy hides a class that is never found.
+COLUMNS = ("Run", "Status", "Balanced acc", "Worst class", "Accuracy", "Epochs", "Date",
+           "Settings")
+COLUMN_TIPS = {
+    "Balanced acc": "Mean recall over the classes, on the test set (validation when the run "
+                    "has no test images): every class counts the same, however few images it has",
+    "Worst class": "The class the run recognises least often, with its recall",
+    "Accuracy": "Share of all test (else validation) images predicted right; on imbalanced "
+                "data it can be high while a small class is never found",
+}
+NUMERIC = {"Balanced acc", "Worst class", "Accuracy", "Epochs"}
 STATUS_TEXT = {
     "running": "training…", "finished": "finished", "cancelled": "stopped (resumable)",
     "failed": "failed", "created": "created",
@@ -34,7 +45,7 @@ STATUS_TEXT = {
 
 
 def pct(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f} %"
+    return summary.pct(value)
 
 
 def settings_text(config: dict) -> str:
@@ -77,6 +88,9 @@ class RunsPanel(QWidget):
         self.title = QLabel("<b>Runs</b>", self)
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for col, name in enumerate(COLUMNS):
+            if name in COLUMN_TIPS:
+                self.table.horizontalHeaderItem(col).setToolTip(COLUMN_TIPS[name])
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -127,24 +141,23 @@ class RunsPanel(QWidget):
         try:
             self.table.setRowCount(len(self.infos))
             for row, info in enumerate(self.infos):
-                m = info.metrics
                 epochs = f"{info.epochs_done}/{info.config.get('epochs', '?')}"
                 if info.best_epoch:
                     epochs += f" (best {info.best_epoch})"
-                date = local_time(info.created_at)
-                values = (
-                    run_title(info), STATUS_TEXT.get(info.status, info.status), date, epochs,
-                    pct(m.get("val_acc")), pct(m.get("test_acc")),
-                    pct(m.get("test_macro_f1")), settings_text(info.config),
-                )
-                for col, text in enumerate(values):
+                values = {
+                    "Run": run_title(info), "Status": STATUS_TEXT.get(info.status, info.status),
+                    **self._metric_cells(info), "Epochs": epochs,
+                    "Date": local_time(info.created_at), "Settings": settings_text(info.config),
+                }  # fmt: skip
+                for col, name in enumerate(COLUMNS):
+                    text = values[name]
                     item = QTableWidgetItem(text)
                     item.setData(Qt.ItemDataRole.UserRole, info.id)
-                    if col == 1 and info.error:
+                    if name == "Status" and info.error:
                         item.setToolTip(info.error)
-                    elif col == 7:
+                    elif name in ("Settings", "Worst class"):
                         item.setToolTip(text)
-                    if col in (3, 4, 5, 6):
+                    if name in NUMERIC:
                         item.setTextAlignment(Qt.AlignmentFlag.AlignRight
                                               | Qt.AlignmentFlag.AlignVCenter)
                     self.table.setItem(row, col, item)
@@ -181,6 +194,23 @@ class RunsPanel(QWidget):
     def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802
         self.poll_timer.stop()
         super().hideEvent(event)
+
+    def _metric_cells(self, info: core_runs.RunInfo) -> dict[str, str]:
+        """Balanced accuracy, worst class and accuracy of a finished run; a stopped run
+        shows the validation accuracy of its best (else last) validated epoch."""
+        s = summary.summarize(info.metrics)
+        if not s.empty:
+            where = "" if s.subset == "test" else f" ({s.subset})"
+            worst = ("—" if s.worst_recall is None
+                     else f"{s.worst_class} {pct(s.worst_recall)}")
+            return {"Balanced acc": pct(s.balanced_accuracy) + where, "Worst class": worst,
+                    "Accuracy": pct(s.accuracy) + where}
+        validated = [m for m in core_runs.epoch_metrics(self.project, info.id)
+                     if m.val_acc is not None] if self.project is not None else []
+        best = next((m for m in validated if m.epoch == info.best_epoch),
+                    validated[-1] if validated else None)
+        accuracy = "—" if best is None else f"{pct(best.val_acc)} (val, epoch {best.epoch})"
+        return {"Balanced acc": "—", "Worst class": "—", "Accuracy": accuracy}
 
     def row_of(self, run_id: int) -> int | None:
         for row, info in enumerate(self.infos):

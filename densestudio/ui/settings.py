@@ -100,6 +100,23 @@ def add_recent_project(path: str | Path) -> list[str]:
     return items
 
 
+def recent_project_info() -> dict[str, dict]:
+    """What the welcome view shows beside a recent project: {path: {"images", "opened"}}."""
+    try:
+        value = json.loads(str(qsettings().value("recentProjectInfo", "{}") or "{}"))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def remember_recent_project(path: str | Path, images: int, opened: str) -> None:
+    """Record a project's image count and when it was opened (ISO time), for the list of
+    recent projects (no project file is opened to show that list)."""
+    info = {p: v for p, v in recent_project_info().items() if p in recent_projects()}
+    info[str(Path(path).resolve())] = {"images": int(images), "opened": opened}
+    qsettings().setValue("recentProjectInfo", json.dumps(info))
+
+
 def remove_recent_project(path: str | Path) -> list[str]:
     items = [p for p in recent_projects() if p != str(path)]
     qsettings().setValue("recentProjects", items)

@@ -78,9 +78,7 @@ class SplitPanel(QWidget):
         self.table.setSizeAdjustPolicy(QTableWidget.SizeAdjustPolicy.AdjustToContents)
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        rows_h = sum(self.table.verticalHeader().sectionSizeHint(r) for r in range(4))
-        self.table.setFixedHeight(rows_h + self.table.horizontalHeader().sizeHint().height()
-                                  + 2 * self.table.frameWidth() + 2)
+        self._fit_table()
         self.table.setToolTip("Double-click a row to show its images in the gallery.")
         self.table.cellDoubleClicked.connect(
             lambda row, _col: self.showSplitRequested.emit([*SPLITS, "none"][row])
@@ -188,6 +186,24 @@ class SplitPanel(QWidget):
         self._updating = False
         self.refresh()
 
+    def _fit_table(self) -> None:
+        """Exactly as tall as its four rows (measured after the style sized them: a height
+        computed before that cut the last row, "No split")."""
+        self.table.resizeRowsToContents()
+        height = (self.table.verticalHeader().length()
+                  + self.table.horizontalHeader().sizeHint().height()
+                  + 2 * self.table.frameWidth() + 2)
+        self.table.setFixedHeight(height)
+
+    def showEvent(self, event) -> None:  # noqa: ANN001, N802
+        super().showEvent(event)
+        self._fit_table()
+
+    def changeEvent(self, event) -> None:  # noqa: ANN001, N802
+        super().changeEvent(event)
+        if event.type() in (event.Type.FontChange, event.Type.StyleChange):
+            self._fit_table()
+
     def set_controller(self, controller: ProjectController | None) -> None:
         if self.worker is not None:
             self.worker.cancel()
@@ -219,7 +235,8 @@ class SplitPanel(QWidget):
                 share = f"{n / labeled:.0%}" if labeled else "–"
                 for col, text in enumerate((f"{n:,}", share)):
                     item = QTableWidgetItem(text)
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
                     self.table.setItem(row, col, item)
             settings = c.split_settings()
             for spin, ratio in zip(self.spins, settings.ratios):

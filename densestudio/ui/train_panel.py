@@ -333,6 +333,9 @@ class TrainPanel(QWidget):
         if self.controller is not None:
             self.controller.countsChanged.disconnect(self._on_counts_changed)
         self.controller = controller
+        self.plots.reset()  # before the runs list: it selects the newest run and plots it
+        self.plotted_run = None
+        self.status.setText("Not training.")
         self.runs.set_project(controller.project if controller else None)
         self.edited = False
         if controller is not None:
@@ -348,9 +351,6 @@ class TrainPanel(QWidget):
 
             self._fill_devices()
             self.apply_recommended()
-        self.plots.reset()
-        self.plotted_run = None
-        self.status.setText("Not training.")
         self.progress.setValue(0)
         self.progress.setFormat("")
         self.message.clear()
@@ -645,13 +645,13 @@ class TrainPanel(QWidget):
             self.status.setText("Predicting the validation and test images with the best "
                                 "weights…")
         elif isinstance(event, ev.RunFinished):
-            m = event.metrics
-            parts = [f"{s} accuracy {m[f'{s}_acc'] * 100:.1f} %" for s in ("val", "test")
-                     if m.get(f"{s}_acc") is not None]
+            from densestudio.ml.summary import long_text, summarize
+
             early = " (stopped early)" if event.stopped_early else ""
             self.last_outcome = "finished"
-            self._set_message(f"Run #{event.run_id} finished{early}: " + ", ".join(parts)
-                              + ". Open it in the Review tab.")
+            self._set_message(f"Run #{event.run_id} finished{early}: "
+                              f"{long_text(summarize(event.metrics))}. Open it in the Review "
+                              "tab.")
         elif isinstance(event, ev.RunCancelled):
             self.last_outcome = "cancelled"
             self._set_message(f"Run #{event.run_id} stopped after epoch {event.epoch}. "

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QUndoCommand
 
+from densestudio.core import history
 from densestudio.core.store import ClassInfo, LabelChange, RemovedClasses
 
 if TYPE_CHECKING:
@@ -62,11 +63,11 @@ class AddClassCommand(_DoneCommand):
 
     def _redo(self) -> None:
         if self.removed is not None:
-            self.c.project.restore_classes(self.removed)
+            self.c.project.restore_classes(self.removed, how=history.HOW_REDO)
         self.c._classes_changed()
 
     def _undo(self) -> None:
-        self.removed = self.c.project.delete_class(self.info.id)
+        self.removed = self.c.project.delete_class(self.info.id, how=history.HOW_UNDO)
         self.c._classes_changed(self.removed.change.image_ids)
 
 

@@ -43,7 +43,8 @@ def human_size(n: int) -> str:
     size = float(n)
     for unit in ("bytes", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+            # A no-break space: "22.3 KB" never wraps into "22.3 / KB".
+            return f"{size:.0f}\u00a0{unit}" if unit == "bytes" else f"{size:.1f}\u00a0{unit}"
         size /= 1024
     return f"{n} bytes"
 
@@ -214,7 +215,8 @@ class ImageViewer(QWidget):
             b.clicked.connect(slot)
             return b
 
-        self.prev_button = tool("◀", "Previous image (Left / Shift+Space)", lambda: self.navigate.emit(-1))
+        self.prev_button = tool("◀", "Previous image (Left / Shift+Space)",
+                                lambda: self.navigate.emit(-1))
         self.next_button = tool("▶", "Next image (Right / Space)", lambda: self.navigate.emit(1))
         self.fit_button = tool("Fit", "Fit the image in the view (F)", self.canvas.fit)
         self.one_button = tool("1:1", "Actual pixels (Ctrl+0)", lambda: self.canvas.set_zoom(1.0))
@@ -429,7 +431,8 @@ class ImageViewer(QWidget):
         missing = " <b style='color:#c62828'>file missing</b>" if info.missing else ""
         split = info.split or "no split"
         self.details.setText(
-            f"{label} &nbsp;·&nbsp; {split} &nbsp;·&nbsp; {info.width}×{info.height} px, {depth}"
+            f"{label} &nbsp;·&nbsp; {split} &nbsp;·&nbsp; "
+            f"{info.width}×{info.height}&nbsp;px, {depth}"
             f" &nbsp;·&nbsp; {human_size(info.byte_size)}{missing}<br>"
             f"<span style='color:gray'>{_esc(info.path)}</span>"
         )

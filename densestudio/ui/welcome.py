@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -89,6 +90,13 @@ class WelcomeView(QWidget):
         self.recent.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.recent.itemActivated.connect(self._on_activated)
         self.recent.setToolTip("Double-click or press Enter to open")
+        self.recent.itemSelectionChanged.connect(self._update_open_button)
+        self.open_recent_button = QPushButton("Open", self)
+        self.open_recent_button.setToolTip("Open the selected project")
+        self.open_recent_button.clicked.connect(self._open_selected)
+        self.recent_hint = QLabel("Double-click a project, or select it and press Open.", self)
+        self.recent_hint.setStyleSheet("color: palette(placeholder-text);")
+        self.recent_hint.setWordWrap(True)
         self.empty_recent = QLabel(
             "No recent projects yet.\nCreate a new project, or open the demo to try "
             "everything in a minute.", self)
@@ -101,6 +109,10 @@ class WelcomeView(QWidget):
         recent_box = QVBoxLayout()
         recent_box.addWidget(QLabel("<b>Recent projects</b>", self))
         recent_box.addWidget(self.recent_stack, 1)
+        open_row = QHBoxLayout()
+        open_row.addWidget(self.recent_hint, 1)
+        open_row.addWidget(self.open_recent_button)
+        recent_box.addLayout(open_row)
 
         columns = QHBoxLayout()
         columns.addLayout(actions, 2)
@@ -120,18 +132,25 @@ class WelcomeView(QWidget):
         outer.addWidget(panel, 20)
         outer.addStretch(1)
 
-    def set_recent(self, paths: list[str]) -> None:
+    def set_recent(self, paths: list[str], info: dict[str, dict] | None = None) -> None:
+        """``info``: {path: {"images": n, "opened": ISO time}} remembered from earlier."""
         self.recent.clear()
+        info = info or {}
         for path in paths:
             p = Path(path)
             exists = p.is_file()
-            item = QListWidgetItem(f"{p.stem}\n{p.parent}" + ("" if exists else "  (not found)"))
+            details = _details(info.get(path, {}))
+            item = QListWidgetItem(f"{p.stem}\n{p.parent}" + ("" if exists else "  (not found)")
+                                   + (f"\n{details}" if details else ""))
             item.setData(PATH_ROLE, path)
             item.setToolTip(path)
             if not exists:
                 item.setForeground(self.palette().color(self.palette().ColorRole.PlaceholderText))
             self.recent.addItem(item)
         self.recent_stack.setCurrentWidget(self.recent if paths else self.empty_recent)
+        self.recent_hint.setVisible(bool(paths))
+        self.open_recent_button.setVisible(bool(paths))
+        self._update_open_button()
 
     def set_busy(self, busy: bool, text: str = "") -> None:
         for b in (self.new_button, self.open_button, self.demo_button):
@@ -143,3 +162,25 @@ class WelcomeView(QWidget):
 
     def _on_activated(self, item: QListWidgetItem) -> None:
         self.recentRequested.emit(item.data(PATH_ROLE))
+
+    def _update_open_button(self) -> None:
+        self.open_recent_button.setEnabled(bool(self.recent.selectedItems()))
+
+    def _open_selected(self) -> None:
+        items = self.recent.selectedItems()
+        if items:
+            self._on_activated(items[0])
+
+
+def _details(info: dict) -> str:
+    """"1,234 images · opened 2026-12-01 09:28" (what is known of it)."""
+    parts = []
+    if info.get("images") is not None:
+        n = int(info["images"])
+        parts.append(f"{n:,} image{'s' if n != 1 else ''}")
+    try:
+        opened = datetime.fromisoformat(str(info["opened"]))
+        parts.append(f"opened {opened.astimezone().strftime('%Y-%m-%d %H:%M')}")
+    except (KeyError, ValueError):
+        pass
+    return " · ".join(parts)

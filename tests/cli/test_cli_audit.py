@@ -8,7 +8,7 @@ from densestudio.cli import main
 from densestudio.core import runs
 from densestudio.core.store import Project
 from densestudio.ml.threads import limited_threads
-from tests.ml.conftest import CLASS_NAMES, add_images, write_images
+from tests.ml.conftest import CLASS_NAMES, add_images, small_class_audit, write_images
 
 
 def test_audit_command(tmp_path: Path, capsys) -> None:  # noqa: ANN001
@@ -38,3 +38,13 @@ def test_audit_command(tmp_path: Path, capsys) -> None:  # noqa: ANN001
 
     assert main(["audit", str(path), "--show", "--top", "1"]) == 0
     assert "rank" in capsys.readouterr().out
+
+
+def test_audit_notes_a_class_it_cannot_judge(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    path = tmp_path / "p.dsproj"
+    with Project.create(path) as project:
+        small_class_audit(project, tmp_path)
+    assert main(["audit", str(path), "--show"]) == 0
+    out = capsys.readouterr().out
+    assert "1 suspected label error(s)" in out
+    assert "Note: The audit model barely predicts 'stripes' (recall 0 % of its 6 images)" in out

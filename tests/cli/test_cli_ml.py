@@ -30,6 +30,7 @@ def test_train_evaluate_export_predict(project_path: Path, tmp_path: Path, capsy
                  "--tta"]) == 0
     out = capsys.readouterr().out
     assert "Run 1:" in out and "epoch   2/2" in out and "Finished run 1" in out
+    assert "  test: balanced accuracy " in out and "  validation: balanced accuracy " in out
     with Project.open(project_path) as project:
         info = runs.get_run(project, 1)
         assert info.status == "finished" and info.config["seed"] == 3
@@ -108,3 +109,7 @@ def test_operating_point_command(project_path: Path, tmp_path: Path, capsys) -> 
     assert main(["operating-point", str(project_path), "--clear"]) == 0
     with Project.open(project_path) as project:
         assert runs.get_run(project, 1).extra.get("operating_point") is None
+    # No --good and no class named like a good part (dark / bright / stripes): it asks.
+    capsys.readouterr()
+    assert main(["operating-point", str(project_path)]) == 2
+    assert "No class name says so; pass --good CLASS" in capsys.readouterr().err

@@ -95,3 +95,36 @@ def tiny_config(**kw) -> TrainConfig:
     )
     base.update(kw)
     return TrainConfig(**base)
+
+
+def store_audit(project: Project, ids: list[int], labels: list[int], probs: np.ndarray,
+                names: tuple[str, ...]) -> int:
+    """A finished label audit with these out-of-sample probabilities, without training."""
+    from densestudio.core import runs
+
+    run_id = runs.create_run(
+        project, name="label audit", class_names=names,
+        config_json='{"kind": "label_audit", "folds": 3, "epochs": 4, "img_size": 32}',
+        snapshot=[(i, c, "train") for i, c in zip(ids, labels)])
+    runs.save_predictions(project, run_id, "oos", [
+        runs.PredictionInfo(i, "oos", c, int(probs[r].argmax()), float(probs[r].max()), 0.1,
+                            probs[r].astype(np.float32))
+        for r, (i, c) in enumerate(zip(ids, labels))])
+    runs.update_run(project, run_id, status="finished", finished=True)
+    return run_id
+
+
+def small_class_audit(project: Project, folder: Path) -> list[int]:
+    """12 dark + 12 bright images and 6 stripes that the audit model calls dark at 96 %
+    (it barely predicts stripes), plus one real error (the first dark image, called bright).
+    Returns the image ids."""
+    files = (write_images(folder / "big", n_per_class=12, classes=2)
+             + write_images(folder / "small", n_per_class=6, seed=1, classes=3)[12:])
+    ids = add_images(project, files)
+    labels = [CLASS_NAMES.index(c) for _, c in files]
+    probs = np.full((len(ids), 3), 0.02)
+    for row, given in enumerate(labels):
+        probs[row, 0 if given == 2 else given] = 0.96
+    probs[0] = (0.02, 0.96, 0.02)
+    store_audit(project, ids, labels, probs, tuple(CLASS_NAMES[:3]))
+    return ids

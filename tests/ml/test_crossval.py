@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from densestudio.core import runs
+from densestudio.core import history, runs
 from densestudio.core.errors import CancelledError
 from densestudio.core.progress import CancelToken
 from densestudio.core.store import Project
@@ -107,6 +107,11 @@ def test_audit_recovers_flipped_labels(noisy_project) -> None:  # noqa: ANN001
         assert image_id not in [reloaded.image_id(i) for i in reloaded.suspects()]
         crossval.set_confirmed(again, audit.run_id, [image_id], confirmed=False)
         assert crossval.load_audit(again).confirmed == frozenset()
+        # both are in the label history, with the label they kept
+        label = again.image(image_id).label_id
+        assert [(e.how, e.old_class_id, e.new_class_id) for e in
+                history.image_history(again, image_id)][-2:] == [
+            ("audit-confirm", label, label), ("audit-unconfirm", label, label)]
 
 
 def test_audit_cancel_and_refusals(tiny_project) -> None:  # noqa: ANN001
@@ -153,3 +158,18 @@ def test_new_audit_replaces_old_and_keeps_confirmations(tiny_project) -> None:  
         second = crossval.cross_validate(tiny_project, k=3, config=cfg)
     assert [r.id for r in crossval.list_audits(tiny_project)] == [second.run_id]
     assert second.confirmed == frozenset({keep})  # the relabeled one is asked about again
+
+
+def test_estimate_seconds_scales_with_the_work_and_the_last_audit() -> None:
+    cfg = _audit_cfg(img_size=64, epochs=10)
+    one = crossval.estimate_seconds(1000, 5, cfg, threads=1)
+    assert crossval.estimate_seconds(2000, 5, cfg, threads=1) == pytest.approx(2 * one, 0.01)
+    assert crossval.estimate_seconds(1000, 5, cfg, threads=2) == pytest.approx(one / 2)
+    # With an earlier audit of the project: its measured speed (same work -> same seconds).
+    previous = runs.RunInfo(
+        1, "label audit", None, None, "finished", {"epochs": 10, "img_size": 64, "folds": 5},
+        (), {"seconds": 300.0, "n_images": 1000, "folds": 5}, None, None, 10, None, None,
+        None, None, {})
+    assert crossval.estimate_seconds(1000, 5, cfg, previous=previous) == pytest.approx(300.0)
+    assert crossval.estimate_seconds(1000, 5, cfg.with_(img_size=32),
+                                     previous=previous) == pytest.approx(75.0)

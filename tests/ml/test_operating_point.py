@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from densestudio.ml import operating_point as op
 from densestudio.ml.operating_point import (
     OperatingPoint,
     best_threshold,
@@ -59,3 +60,38 @@ def test_unsure_band_and_decisions() -> None:
 def test_one_sided_data_is_nan_not_crash() -> None:
     curve = tradeoff_curve(np.array([0.9, 0.8]), np.array([True, True]), steps=5)
     assert np.isnan(curve.miss_rate).all() and curve.n_defective == 0
+
+
+def test_guess_good_class_from_names() -> None:
+    guess = op.guess_good_class
+    assert guess(["scratch", "OK", "spot"]) == "OK"
+    assert guess(["NG", "Good"]) == "Good"
+    assert guess(["p0.00_functional", "p0.33_possibly_defective", "p1.00_defective"]) == (
+        "p0.00_functional")
+    assert guess(["Defect-Free", "dent"]) == "Defect-Free"
+    assert guess(["no defect", "defect"]) == "no defect"
+    assert guess(["NoDefect", "crack"]) == "NoDefect"
+    assert guess(["non_defective", "defective"]) == "non_defective"
+    assert guess(["good_parts", "bad_parts"]) == "good_parts"
+    assert guess(["PASS", "fail"]) == "PASS"
+    assert guess(["ＯＫ", "NG"]) == "ＯＫ"  # full-width letters (NFKC)
+    # Nothing means good, or two classes do: ask (never the first class by default).
+    assert guess(["crazing", "patches", "scratches"]) is None
+    assert guess(["not_good", "bad"]) is None
+    assert guess(["ok", "good"]) is None
+    assert guess([]) is None
+
+
+def test_default_unsure_band_sends_a_small_share_to_a_person() -> None:
+    rng = np.random.default_rng(0)
+    p_good = rng.random(200)
+    low, high = op.default_unsure_band(p_good, 0.6)
+    assert low < 0.6 < high
+    inside = ((p_good >= low) & (p_good < high)).mean()
+    assert 0.05 <= inside <= 0.07, inside  # about 5 %, not most of the parts
+    point = op.OperatingPoint("ok", 0.6, low, high)
+    is_good = p_good > 0.5
+    assert op.rates_at(p_good, is_good, point)["unsure_fraction"] == inside
+    assert op.default_unsure_band(np.array([]), 0.5) is None
+    # Parts far from the threshold: the band still reaches the nearest one, within [0, 1].
+    assert op.default_unsure_band(np.array([0.0, 1.0]), 0.5) == (0.0, 1.0)

@@ -62,7 +62,7 @@ def test_save_load_round_trip_and_validation(trained, tmp_path) -> None:  # noqa
 
 
 def test_helpers() -> None:
-    assert op.suggest_good_class(["scratch", "OK", "spot"]) == "OK"
+    assert op.suggest_good_class(["scratch", "OK", "spot"]) == "OK"  # older name
     assert op.suggest_good_class(["a", "b"]) is None
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], np.float32)
     p_good, is_good = op.good_scores(probs, np.array([0, 1, 1]), good_index=0)

@@ -2,6 +2,7 @@
 
     python crash_child.py import PROJECT FOLDER
     python crash_child.py label PROJECT SEED OPS
+    python crash_child.py label-undo PROJECT SEED OPS   (each op: label, undo, redo)
     python crash_child.py train PROJECT [RESUME_RUN_ID]
 
 Each acknowledged step is printed as one line ("ACK n") only after the store call that did
@@ -49,6 +50,17 @@ def main() -> None:
         for n, (op_ids, label) in enumerate(label_ops(seed, n_ops, ids, classes)):
             project.set_labels(op_ids, label)
             print(f"ACK {n}", flush=True)
+    elif mode == "label-undo":
+        seed, n_ops = int(sys.argv[3]), int(sys.argv[4])
+        ids = project.image_ids()
+        classes = [c.id for c in project.classes()]
+        for n, (op_ids, label) in enumerate(label_ops(seed, n_ops, ids, classes)):
+            change = project.set_labels(op_ids, label, how="bulk")
+            print(f"ACK {n} label", flush=True)
+            project.undo_labels(change)
+            print(f"ACK {n} undo", flush=True)
+            project.redo_labels(change)
+            print(f"ACK {n} redo", flush=True)
     elif mode == "train":
         train(project, int(sys.argv[3]) if len(sys.argv) > 3 else None)
     print("DONE", flush=True)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from densestudio.core import history, signoff
 from densestudio.core.store import ImageFilter, Project
 from tests.core.bad_files import make_class_folders
 
@@ -43,3 +44,7 @@ def test_cli_import_while_project_is_open_elsewhere(tmp_path: Path) -> None:
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
+    with Project.open(path) as project:  # both processes appended to one unbroken chain
+        assert signoff.verify_project(project).ok
+        assert {e.how for e in history.all_history(project)} == {"import", "api"}
+        assert history.history_count(project) >= 50

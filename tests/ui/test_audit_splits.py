@@ -11,6 +11,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from sqlalchemy import select, update
 
+from densestudio.core import history
 from densestudio.core import runs as core_runs
 from densestudio.core.importer import ImportOptions
 from densestudio.core.models import Image as ImageRow
@@ -53,6 +54,9 @@ def test_label_audit_tab(qtbot, window, tmp_path) -> None:  # noqa: ANN001
     assert "Find suspected label errors" in panel.gallery.empty_text
     _audit_form(panel)
     assert panel.config().epochs == 10 and panel.config().img_size == 32
+    # Before it starts, the user sees roughly how long it will take.
+    assert panel.estimate.text().startswith("about ")
+    assert "3 folds × 10 epochs on 36 labeled images" in panel.estimate.toolTip()
 
     # Cancel mid-way: nothing is kept.
     with qtbot.waitSignal(panel.auditEnded, timeout=AUDIT_TIMEOUT) as ended:
@@ -90,9 +94,11 @@ def test_label_audit_tab(qtbot, window, tmp_path) -> None:  # noqa: ANN001
     qtbot.keyClick(panel.gallery, Qt.Key.Key_Return)
     assert first not in panel.model.ids
     assert first in crossval.load_audit(project).confirmed
+    assert "Confirmed 1 label as right" in window.statusBar().currentMessage()
     c.undo_stack.undo()
     assert panel.model.ids[0] == first
     assert first not in crossval.load_audit(project).confirmed
+    assert window.statusBar().currentMessage().startswith("Undone: 1 image is back")
     qtbot.keyClick(panel.gallery, Qt.Key.Key_C)
     assert first not in panel.model.ids and first in crossval.load_audit(project).confirmed
 
@@ -109,6 +115,11 @@ def test_label_audit_tab(qtbot, window, tmp_path) -> None:  # noqa: ANN001
     assert not panel.overlay[target].relabeled
     c.undo_stack.redo()
     assert panel.overlay[target].relabeled
+    # the label history says how: relabeled in the audit, undone, redone; Enter/C confirmed
+    assert [e.how for e in history.image_history(project, target)][-3:] == [
+        "audit", "undo", "redo"]
+    assert [e.how for e in history.image_history(project, first)][-3:] == [
+        "audit-confirm", "audit-unconfirm", "audit-confirm"]
 
     # The tile menu: right-click selects the tile; "label is right" and one entry per class.
     menus = []
@@ -120,12 +131,35 @@ def test_label_audit_tab(qtbot, window, tmp_path) -> None:  # noqa: ANN001
     assert sum(t.startswith("Relabel as ") for t in texts) == len(c.classes())
     assert not any(t.startswith("Remove label") for t in texts)
 
-    # After reopening: confirmed and relabeled images are resolved and not listed again.
+    # After reopening: confirmed and relabeled images are resolved and not listed again, and
+    # the form shows the settings of the audit shown (not 5 folds / auto).
     panel.set_controller(None)
+    panel.folds.setValue(5)
+    panel.epochs.setValue(0)
     panel.set_controller(c)
+    assert (panel.folds.value(), panel.epochs.value(), panel.img_size.value()) == (3, 10, 32)
+    assert "from the last audit's speed" in panel.estimate.toolTip()
     assert panel.audit is not None and first not in panel.model.ids
     assert target not in panel.model.ids
     assert len(panel.model.ids) == len(shown) - 2
+
+
+def test_label_audit_says_when_a_small_class_cannot_be_judged(window, tmp_path) -> None:  # noqa: ANN001
+    """A stored audit whose model barely predicts the 6-image class "stripes": its images
+    are not suggested for relabeling, and the tab says why."""
+    from densestudio.core.store import Project
+    from tests.ml.conftest import small_class_audit
+
+    path = tmp_path / "small.dsproj"
+    with Project.create(path) as project:
+        ids = small_class_audit(project, tmp_path)
+    assert window.open_project(path)
+    panel = window.audit_panel
+    window.show_panel(panel)
+    assert panel.model.ids == [ids[0]], "only the real error; no stripes image"
+    assert panel.notes.isVisible()
+    assert ("The audit model barely predicts 'stripes' (recall 0 % of its 6 images); "
+            "suggestions for it are unreliable") in panel.notes.text()
 
 
 def test_label_audit_refuses_too_few_images(qtbot, window, tmp_path) -> None:  # noqa: ANN001

@@ -56,10 +56,11 @@ def test_label_workflow_end_to_end(qtbot, window, neu_subset, tmp_path, monkeypa
 
     # Classes through the class panel (its dialogs answered by the test).
     class_names = sorted(p.name for p in neu_subset.iterdir())
-    answers = iter(class_names)
-    monkeypatch.setattr(window.class_panel, "ask_text", lambda *a, **k: next(answers))
-    for _ in class_names:
-        window.class_panel.add_class()
+    for name in class_names:
+        dialog = window.class_panel.add_class()
+        dialog.edit.setText(name)
+        dialog.accept()
+        assert window.class_panel.dialog is None or not dialog.isVisible()
     classes = window.controller.classes()
     assert [c.name for c in classes] == class_names
     assert [c.shortcut for c in classes] == ["1", "2", "3", "4"]

@@ -135,8 +135,13 @@ def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:  # noqa:
     assert dialog is not None and dialog.isVisible()
     panel = dialog.panel
     val = [p for p in core_runs.predictions(project, run_id, "val")]
-    assert panel.subset == "val" and len(panel.p_good) == len(val)
+    assert panel.subset == "val" and len(panel.true) == len(val)
     assert panel.stored is None and "no operating point" in panel.status.text()
+    # No class name means "good" (dark / bright / stripes): it asks instead of taking the
+    # first class.
+    assert panel.good_combo.currentIndex() == -1 and panel.point() is None
+    assert "Which class means a good part?" in panel.readout.text()
+    assert not panel.save_button.isEnabled()
 
     panel.good_combo.setCurrentIndex(panel.good_combo.findText("bright"))
     k = list(core_runs.run_class_names(project, run_id)).index("bright")
@@ -154,6 +159,12 @@ def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:  # noqa:
     assert panel.threshold.value() == pytest.approx(0.61)
     panel.band_check.setChecked(True)
     assert panel.band_item.isVisible()
+    # Turned on, the band comes from the data: about 5 % of the validation parts (at least
+    # one), centred on the threshold; not a fixed 0.3-0.7.
+    low, high = panel.band_low.value(), panel.band_high.value()
+    assert low < 0.61 < high
+    inside = int(((panel.p_good >= low) & (panel.p_good < high)).sum())
+    assert 1 <= inside <= max(1, int(np.ceil(0.05 * len(panel.p_good)))) + 1
     panel.band_item.setRegion((0.4, 0.8))
     assert (panel.band_low.value(), panel.band_high.value()) == (0.4, 0.8)
     assert "unsure" in panel.readout.text() and "missed" in panel.readout.text()
@@ -175,6 +186,12 @@ def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:  # noqa:
              for p in core_runs.predictions(project, run_id, review.subset)}
     for image_id in shown:
         assert review.overlay[image_id].decision == stored.decide(probs[image_id])
+    # The Review header says how many defects that threshold calls good.
+    defects = [p for p in core_runs.predictions(project, run_id, review.subset)
+               if p.true_index != k]
+    called = sum(stored.decide(p.probs[k]) == "OK" for p in defects)
+    assert f"Defects called good ('bright' at the saved threshold {stored.threshold:.2f}): " \
+        f"<b>{called} of {len(defects)}</b>" in review.summary.text()
     dialog.close()
 
     # Reopened: the saved point is shown again.

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from PySide6.QtCore import Qt
 
+from densestudio.core import history, signoff
 from densestudio.core.errors import ProjectError
 from densestudio.core.store import ImageFilter, Project, bulk_insert_images
 from densestudio.core.models import utcnow
@@ -56,6 +58,13 @@ def test_label_undo_redo_persist(controller) -> None:  # noqa: ANN001
     controller.label_images(ids[2:6], b.id)
     assert stack.count() == 4
     assert "Label 4 images as 'b'" in stack.text(3)
+    # the label history: bulk for a selection, keyboard for one image, undo and redo
+    controller.label_images([ids[9]], a.id)
+    assert [(e.how, e.old_class, e.new_class) for e in history.image_history(
+        controller.project, ids[2])] == [
+        ("bulk", None, "a"), ("bulk", "a", "b"), ("undo", "b", "a"), ("undo", "a", None),
+        ("redo", None, "a"), ("redo", "a", "b")]
+    assert [e.how for e in history.image_history(controller.project, ids[9])] == ["keyboard"]
 
 
 def test_class_operations_undo(controller, qtbot) -> None:  # noqa: ANN001
@@ -104,6 +113,9 @@ def test_class_operations_undo(controller, qtbot) -> None:  # noqa: ANN001
     while stack.canRedo():
         stack.redo()
     assert controller.project.counts().count(a.id) == 4
+    hows = {e.how for e in history.all_history(controller.project)}
+    assert hows == {"bulk", "class-merge", "class-delete", "undo", "redo"}
+    assert signoff.verify_project(controller.project).ok
 
 
 def test_user_errors_become_messages(controller, qtbot) -> None:  # noqa: ANN001
@@ -345,3 +357,24 @@ def test_open_bad_project_shows_message(qtbot, window, tmp_path) -> None:  # noq
     assert not window.open_project(bad)
     assert window.last_error and "bad.dsproj" in window.last_error
     assert window.stack.currentWidget() is window.welcome
+
+
+def test_recent_projects_open_with_a_button_and_show_size_and_date(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+    from tests.ml.conftest import add_images, write_images
+
+    path = tmp_path / "line3.dsproj"
+    assert window.new_project(path)
+    add_images(window.controller.project, write_images(tmp_path / "imgs", n_per_class=2))
+    window.controller.reload()
+    window.close_project()
+    welcome = window.welcome
+    item = welcome.recent.item(0)
+    lines = item.text().splitlines()
+    assert lines[0] == "line3" and lines[2].startswith("6 images · opened 20")
+    assert welcome.recent_hint.isVisible() and "Double-click" in welcome.recent_hint.text()
+    assert not welcome.open_recent_button.isEnabled()  # nothing selected yet
+    welcome.recent.setCurrentItem(item)  # a single click selects
+    assert welcome.open_recent_button.isEnabled()
+    with qtbot.waitSignal(window.projectOpened, timeout=10_000):
+        qtbot.mouseClick(welcome.open_recent_button, Qt.MouseButton.LeftButton)
+    assert window.controller is not None and window.controller.project.path == path.resolve()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from densestudio.core import runs as core_runs
 from densestudio.core.store import Project
+from densestudio.ui.runs_panel import COLUMNS
 from tests.ml.conftest import add_images, tiny_config, write_images
 
 
@@ -38,7 +39,7 @@ def test_run_written_by_another_process_shows_live(qtbot, window, tmp_path) -> N
                                      epochs_done=epoch, best_epoch=epoch)  # fmt: skip
             row = runs.row_of(run_id)
             assert runs.table.item(row, 1).text() == "training…"
-            assert runs.table.item(row, 3).text().startswith(f"{epoch}/3")
+            assert runs.table.item(row, COLUMNS.index("Epochs")).text().startswith(f"{epoch}/3")
             assert panel.plotted_run == run_id and panel.plots.epoch_count == epoch
 
     window.show_panel(window.review_panel)  # hidden: no polling

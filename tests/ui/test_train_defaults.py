@@ -65,3 +65,12 @@ def test_time_budget_and_aspect_ratio_are_the_users_to_change(qtbot, window, tmp
     assert panel.config().time_budget_s is None and panel.epochs_label.text() == "Epochs"
     panel.keep_aspect.setChecked(False)
     assert panel.config().fit == "stretch" and "squashed" in panel.canvas_label.text()
+
+
+def test_models_are_listed_smallest_first(window) -> None:  # noqa: ANN001
+    from densestudio.ml.zoo import build_model
+
+    combo = window.train_panel.arch
+    archs = [combo.itemData(i) for i in range(combo.count())]
+    sizes = [sum(p.numel() for p in build_model(a, 2, 3).parameters()) for a in archs]
+    assert sizes == sorted(sizes)

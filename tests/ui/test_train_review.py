@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QElapsedTimer, QItemSelection, QItemSelectionModel, Qt, QTimer
+from PySide6.QtWidgets import QLabel
 
 from densestudio.core import runs as core_runs
 from densestudio.core.importer import ImportOptions
@@ -115,6 +116,10 @@ def test_train_button_live_plots_runs_list(qtbot, window, tmp_path) -> None:  # 
     assert panel.plots.redraws >= 2
     assert panel.progress.format() == "Finished"
     assert "finished" in panel.last_message and "Review" in panel.last_message
+    m = core_runs.get_run(window.controller.project, run_id).metrics
+    assert (f"finished: test: balanced accuracy {m['test_balanced_acc'] * 100:.1f} %"
+            in panel.last_message)
+    assert panel.last_message.index("balanced") < panel.last_message.index("(accuracy")
 
     # The runs list shows it with its settings and metrics; the review tab lists it.
     runs = panel.runs
@@ -122,7 +127,10 @@ def test_train_button_live_plots_runs_list(qtbot, window, tmp_path) -> None:  # 
     assert row is not None and runs.selected_run_id() == run_id
     assert runs.table.item(row, 1).text() == "finished"
     assert "densenet_bc_tiny" in runs.table.item(row, 7).text()
-    assert runs.table.item(row, 4).text().endswith("%")
+    header = [runs.table.horizontalHeaderItem(i).text() for i in range(4)]
+    assert header == ["Run", "Status", "Balanced acc", "Worst class"]
+    assert runs.table.item(row, 2).text() == f"{m['test_balanced_acc'] * 100:.1f} %"
+    assert runs.table.item(row, 4).text() == f"{m['test_acc'] * 100:.1f} %"
     assert window.review_panel.run_combo.findData(run_id) >= 0
     snapshot = {r.image_id: r.class_index for r in core_runs.run_images(c.project, run_id)}
     names = core_runs.get_run(c.project, run_id).class_names
@@ -153,12 +161,26 @@ def test_cancel_mid_run_and_resume(qtbot, window, tmp_path) -> None:  # noqa: AN
     info = core_runs.get_run(window.controller.project, run_id)
     assert info.status == "cancelled" and info.resumable
     assert 1 <= info.epochs_done < 3
-    assert panel.runs.table.item(panel.runs.row_of(run_id), 1).text().startswith("stopped")
+    row = panel.runs.row_of(run_id)
+    assert panel.runs.table.item(row, 1).text().startswith("stopped")
+    # Validated epochs show, although the run has no final figures yet.
+    best = next(m for m in core_runs.epoch_metrics(window.controller.project, run_id)
+                if m.epoch == info.best_epoch)
+    assert panel.runs.table.item(row, 4).text() == (
+        f"{best.val_acc * 100:.1f} % (val, epoch {best.epoch})")
     assert panel.resume_button.isEnabled()
     done_before = info.epochs_done
 
     with qtbot.waitSignal(panel.trainingEnded, timeout=TRAIN_TIMEOUT):
         qtbot.mouseClick(panel.resume_button, Qt.MouseButton.LeftButton)
+        # The epochs before the stop (no per-step losses kept) are drawn per epoch, at each
+        # epoch's middle, and named so in the legend beside the live per-step curve.
+        qtbot.waitUntil(lambda: panel.plots.step_count > 0, timeout=TRAIN_TIMEOUT)
+        x, _y = panel.plots.train_epoch.view()
+        assert list(x) == [e - 0.5 for e in range(1, done_before + 1)]
+        panel.plots.redraw()
+        title = panel.plots.titles["loss"]
+        assert "train (per step)" in title and "train (per epoch, mean)" in title
     assert panel.last_outcome == "finished", panel.last_message
     info = core_runs.get_run(window.controller.project, run_id)
     assert info.status == "finished" and info.epochs_done == 3
@@ -167,6 +189,14 @@ def test_cancel_mid_run_and_resume(qtbot, window, tmp_path) -> None:  # noqa: AN
     assert panel.plots.epoch_count == 3  # history before the cancel + the resumed epochs
     assert [m.epoch for m in core_runs.epoch_metrics(window.controller.project, run_id)] == [
         1, 2, 3]
+
+    # Reopened: the preselected (newest) run's curves are shown at once.
+    path = window.controller.project.path
+    window.close_project()
+    assert window.open_project(path)
+    assert panel.runs.selected_run_id() == run_id
+    assert panel.plots.epoch_count == 3 and panel.plotted_run == run_id
+    assert panel.status.text() == f"Showing run #{run_id} (finished)."
 
 
 def test_refusals_and_failures_are_clear(qtbot, window, tmp_path, monkeypatch) -> None:  # noqa: ANN001
@@ -297,6 +327,52 @@ def test_confusion_matrix_click_shows_exactly_those_images(qtbot, window, review
                                                                  limit=200)
 
 
+def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(window, review) -> None:  # noqa: ANN001
+    panel, run_id = review
+    project = window.controller.project
+    rep = panel.report
+    worst = min((c for c in rep.per_class if c.support), key=lambda c: c.recall)
+    text = panel.summary.text()
+    # The header: balanced accuracy first (large), the worst class's recall, then accuracy.
+    assert text.index("balanced accuracy") < text.index("accuracy " + f"{rep.accuracy * 100:.1f}")
+    assert f"<b>{rep.balanced_accuracy * 100:.1f} %</b> balanced accuracy" in text
+    assert f"worst class <b>{worst.name} {worst.recall * 100:.1f} %</b> recall" in text
+    assert "32&nbsp;px" in text  # "(densenet_bc_tiny, 32 px)" never wraps inside
+    from densestudio.ui.review_panel import _too_few
+
+    # A test set of a few images per class: too few to judge, and it says so.
+    assert all(c.support < 10 for c in rep.per_class)
+    assert "⚠ Too few to judge: every class has fewer than 10 test images" in text
+    # (Only some classes small: they are named.)
+    small = [(c.name, c.support) for c in rep.per_class][:1]
+    assert _too_few(small, rep, "test") == (
+        f"Too few to judge: {small[0][0]} ({small[0][1]} test image"
+        f"{'s' if small[0][1] != 1 else ''}). Label more images of these classes.")
+    # The run picker: balanced accuracy after the name, then the worst class the run stored.
+    info = core_runs.get_run(project, run_id)
+    entry = panel.run_combo.itemText(panel.run_combo.findData(run_id))
+    assert entry == (f"#{run_id} {info.name} · balanced "
+                     f"{info.metrics['test_balanced_acc'] * 100:.1f} % · worst "
+                     f"{info.metrics['test_worst_class']} "
+                     f"{info.metrics['test_worst_recall'] * 100:.1f} %")
+    # Old runs (no worst class stored) show balanced accuracy only.
+    old = {k: v for k, v in info.metrics.items() if not k.startswith("test_worst")}
+    core_runs.update_run(project, run_id, metrics=old)
+    panel.refresh_runs()
+    entry = panel.run_combo.itemText(panel.run_combo.findData(run_id))
+    assert entry.endswith(f"balanced {info.metrics['test_balanced_acc'] * 100:.1f} %")
+
+    # The worst class stored with the run shows in the picker and the table.
+    core_runs.update_run(project, run_id, metrics={
+        **info.metrics, "test_worst_recall": 0.25, "test_worst_class": "stripes"})
+    panel.refresh_runs()
+    entry = panel.run_combo.itemText(panel.run_combo.findData(run_id))
+    assert entry.endswith(" · worst stripes 25.0 %")
+    table = window.train_panel.runs
+    table.refresh()
+    assert table.table.item(table.row_of(run_id), 3).text() == "stripes 25.0 %"
+
+
 def test_relabel_from_review_and_undo(qtbot, window, review) -> None:  # noqa: ANN001
     panel, run_id = review
     project = window.controller.project
@@ -328,6 +404,24 @@ def test_relabel_from_review_and_undo(qtbot, window, review) -> None:  # noqa: A
     assert not panel.overlay[image_id].relabeled
     window.redo_action.trigger()
     assert project.image(image_id).label_id == new.id
+    assert panel.overlay[image_id].correct is False  # relabeled away from the prediction
+
+    # A mistake relabeled to the class the run predicted: no longer a red ✗ but a ✓.
+    ids = panel.show_view("misclassified")
+    if not ids:  # this training happened to get every image right: make it miss one
+        from dataclasses import replace
+
+        image_id = next(i for i, p in panel.preds.items() if p.true_index is not None)
+        p = panel.preds[image_id]
+        panel.preds[image_id] = replace(p, pred_index=(p.true_index + 1) % 3)
+        ids = panel.show_view("misclassified")
+    wrong = panel.preds[ids[0]]
+    assert panel.overlay[ids[0]].correct is False
+    panel.gallery.go_to_row(0)
+    predicted = panel.class_ids[wrong.pred_index]
+    qtbot.keyClick(panel.gallery, window.controller.class_by_id(predicted).shortcut)
+    assert project.image(ids[0]).label_id == predicted
+    assert panel.overlay[ids[0]].relabeled and panel.overlay[ids[0]].correct is True
 
 
 def test_review_tile_menu_selects_and_relabels(window, review, monkeypatch) -> None:  # noqa: ANN001
@@ -370,6 +464,23 @@ def test_predict_unlabeled_and_accept(qtbot, window, review, tmp_path) -> None: 
     assert conf == sorted(conf)  # least confident first
     ov = panel.model.data(panel.model.index(0), panel.model.OverlayRole)
     assert ov.predicted_class_id is not None and ov.correct is None
+    # Warnings when a class is never predicted or every prediction is unsure.
+    from densestudio.ui.review_panel import prediction_warnings
+
+    warnings = prediction_warnings(list(panel.unlabeled_preds.values()), panel.run.class_names)
+    assert panel.warning.isVisible() == bool(warnings)
+    for w in warnings:
+        assert w.split(":")[0] in panel.warning.text()
+    # "Accept all >= X %": how many qualify, and a clear message when none does.
+    n90 = sum(c >= 0.9 for c in conf)
+    assert panel.qualify.text() == f"<small>{n90} of 9 qualify</small>"
+    panel.threshold.setValue(100)
+    if max(conf) < 1.0:
+        assert panel.qualify.text() == "<small>0 of 9 qualify</small>"
+        qtbot.mouseClick(panel.accept_all_button, Qt.MouseButton.LeftButton)
+        assert window.statusBar().currentMessage().startswith(
+            f"No prediction reaches 100 % (the most confident is {max(conf) * 100:.0f} %)")
+        assert len(project.image_ids(ImageFilter(unlabeled=True))) == 9
     assert core_runs.prediction_count(project, run_id, "unlabeled") == 9
     assert core_runs.prediction_count(project, run_id, "test") > 0  # untouched
 
@@ -393,7 +504,11 @@ def test_predict_unlabeled_and_accept(qtbot, window, review, tmp_path) -> None: 
 
 
 def test_export_and_check(qtbot, window, review, tmp_path) -> None:  # noqa: ANN001
+    from densestudio.ml import operating_point as op
+
     panel, run_id = review
+    point = op.OperatingPoint("bright", 0.5, 0.4, 0.6)
+    op.save_operating_point(window.controller.project, run_id, point)
     with qtbot.waitSignal(panel.exportRequested, timeout=5000):
         qtbot.mouseClick(panel.export_button, Qt.MouseButton.LeftButton)
     dialog = window.export_dialog
@@ -408,7 +523,13 @@ def test_export_and_check(qtbot, window, review, tmp_path) -> None:  # noqa: ANN
     html = dialog.contents.toHtml()
     for name in CLASS_NAMES:
         assert name in html
-    assert "32 × 32 px" in html and "accuracy" in html
+    assert "32 × 32 px" in html and "balanced accuracy" in html
+    # The saved OK/NG rule is in the summary, in words; no jargon.
+    assert "OK/NG threshold (good class 'bright')" in dialog.findChild(QLabel).text()
+    text = dialog.contents.toPlainText()
+    assert "OK when P(bright) ≥ 0.500, else NG; UNSURE (to a person) when 0.400 ≤ P(bright) " \
+        "< 0.600" in text
+    assert "TTA" not in text and "one probability per class" in text
     qtbot.waitUntil(dialog.check_button.isEnabled, timeout=10_000)
 
     with qtbot.waitSignal(dialog.checked, timeout=120_000) as checked:
@@ -418,7 +539,22 @@ def test_export_and_check(qtbot, window, review, tmp_path) -> None:  # noqa: ANN
     assert all(r.error is None and r.predicted in CLASS_NAMES for r in rows)
     assert dialog.check_table.rowCount() == len(rows)
     assert "loads and predicts" in dialog.status.text()
+    # "Check it" shows what the file's OK/NG rule decides for each sample.
+    assert not dialog.check_table.isColumnHidden(4)
+    assert all(r.decision in ("OK", "NG", "UNSURE") for r in rows)
+    assert [dialog.check_table.item(i, 4).text() for i in range(len(rows))] == [
+        r.decision for r in rows]
+    assert "Its OK/NG rule says" in dialog.status.text()
     dialog.close()
+
+
+def test_export_summary_without_an_operating_point() -> None:
+    from densestudio.ui.export_dialog import operating_point_text, output_text
+
+    assert operating_point_text(None).startswith("none saved: the file gives class "
+                                                 "probabilities only")
+    assert output_text(1) == "one probability per class (they add up to 1)"
+    assert "average over 4 flipped / rotated copies" in output_text(4)
 
 
 def test_compare_two_runs(qtbot, window, review, trained) -> None:  # noqa: ANN001
@@ -433,9 +569,14 @@ def test_compare_two_runs(qtbot, window, review, trained) -> None:  # noqa: ANN0
     assert panel.compare_box.isVisible() and panel.view_buttons["a_only"].isEnabled()
     table = panel.compare_table
     other_acc = panel.report  # this run's report; the other's numbers come from its preds
-    assert table.item(0, 0).text() == "Accuracy"
-    assert table.item(0, 1).text() == pct(other_acc.accuracy)
-    assert [table.item(r, 0).text() for r in range(1, 3)] == ["Balanced accuracy", "Macro-F1"]
+    # Led by the balanced metric and the worst class (named in the cell), then accuracy.
+    assert [table.item(r, 0).text() for r in range(5)] == [
+        "Balanced accuracy", "Worst-class recall", "Worst class", "Accuracy", "Macro-F1"]
+    assert table.item(3, 1).text() == pct(other_acc.accuracy)
+    worst = min((c for c in other_acc.per_class if c.support), key=lambda c: c.recall)
+    assert table.item(1, 1).text() == pct(worst.recall)
+    assert table.item(2, 1).text() == worst.name
+    assert panel.details.currentIndex() == 1  # the Compare runs tab came to the front
 
     a = {p.image_id: p for p in core_runs.predictions(project, run_id, panel.subset)}
     b = {p.image_id: p for p in core_runs.predictions(project, other, panel.subset)}
@@ -446,7 +587,7 @@ def test_compare_two_runs(qtbot, window, review, trained) -> None:  # noqa: ANN0
     a_only = {i for i in a if i in b and right(a[i]) and not right(b[i])}
     b_only = {i for i in a if i in b and right(b[i]) and not right(a[i])}
     b_acc = sum(right(p) for p in b.values()) / len(b)
-    assert table.item(0, 2).text() == pct(b_acc)
+    assert table.item(3, 2).text() == pct(b_acc)
     ids = panel.show_view("a_only")
     assert sorted(ids) == sorted(a_only) and panel.model.ids == ids
     assert sorted(panel.show_view("b_only")) == sorted(b_only)
@@ -455,3 +596,22 @@ def test_compare_two_runs(qtbot, window, review, trained) -> None:  # noqa: ANN0
     assert table.item(last, 2).text() == f"{len(b_only):,}"
     panel.compare_combo.setCurrentIndex(0)
     assert panel.other is None and not panel.compare_box.isVisible()
+
+
+def test_prediction_warnings() -> None:
+    from densestudio.ui.review_panel import prediction_warnings
+
+    def pred(i: int, cls: int, conf: float) -> core_runs.PredictionInfo:
+        return core_runs.PredictionInfo(i, "unlabeled", None, cls, conf, None,
+                                        np.zeros(3, np.float32))
+
+    # All 20 predicted "dark" at 51-67 %: both warnings.
+    preds = [pred(i, 0, 0.51 + 0.008 * i) for i in range(20)]
+    warnings = prediction_warnings(preds, CLASS_NAMES)
+    assert warnings[0].startswith("No image was predicted as 'bright', 'stripes':")
+    assert warnings[1].startswith("Every prediction is below 70 % confidence (the highest "
+                                  "is 66 %)")
+    # Every class predicted, some confidently: nothing to warn about.
+    preds = [pred(0, 0, 0.95), pred(1, 1, 0.6), pred(2, 2, 0.8)]
+    assert prediction_warnings(preds, CLASS_NAMES) == []
+    assert prediction_warnings([], CLASS_NAMES) == []

@@ -1,0 +1,33 @@
+"""Layout details (issue 16, item 15): nothing cut, nothing wrapping mid-figure, the Undo
+button stays its size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QToolButton
+
+from densestudio.ui.viewer import human_size
+
+LONG = "scratch_on_upper_surface_near_coil_edge_lot_7_second_shift_A"
+
+
+def test_undo_button_keeps_its_size_and_its_tooltip_names_the_step(window, tmp_path) -> None:  # noqa: ANN001
+    assert window.new_project(tmp_path / "u.dsproj")
+    button = window.toolbar.widgetForAction(window.undo_action)
+    assert isinstance(button, QToolButton)
+    window.controller.add_class(LONG)
+    assert button.text() == "Undo" and button.sizeHint().width() < 200
+    assert window.undo_action.toolTip() == f"Undo Add class '{LONG}'"
+    assert LONG in window.undo_action.text()  # the Edit menu names it in full
+
+
+def test_splits_table_shows_every_row(window, tmp_path: Path) -> None:  # noqa: ANN001
+    assert window.new_project(tmp_path / "s.dsproj")
+    table = window.split_panel.table
+    assert table.height() >= (table.verticalHeader().length()
+                              + table.horizontalHeader().height())  # "No split" not cut
+
+
+def test_sizes_never_wrap_inside() -> None:
+    assert human_size(22_835) == "22.3\u00a0KB" and " " not in human_size(512)
