@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageFilter
-
 from sqlalchemy import select, update
 
 from densestudio.core.errors import ProjectError

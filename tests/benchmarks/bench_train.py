@@ -27,10 +27,10 @@ import torch  # noqa: E402
 
 from densestudio.core import runs  # noqa: E402
 from densestudio.core.importer import ImportOptions, run_import  # noqa: E402
-from densestudio.core.store import ImageFilter, Project  # noqa: E402
 from densestudio.core.profile import data_profile  # noqa: E402
-from densestudio.ml.recommend import recommend  # noqa: E402
+from densestudio.core.store import ImageFilter, Project  # noqa: E402
 from densestudio.ml.events import EpochEnded, PreparingData, RunStarted  # noqa: E402
+from densestudio.ml.recommend import recommend  # noqa: E402
 from densestudio.ml.train import fit  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "neu-surface-defects"

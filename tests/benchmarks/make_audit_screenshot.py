@@ -25,7 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.benchmarks.make_screenshots import (  # noqa: E402
-    NEU, isolate_settings, neu_subset, open_window, wait,
+    NEU,
+    isolate_settings,
+    neu_subset,
+    open_window,
+    wait,
 )
 
 

@@ -13,8 +13,8 @@ from PySide6.QtCore import Qt
 
 from densestudio.core import history, signoff
 from densestudio.core.errors import ProjectError
-from densestudio.core.store import ImageFilter, Project, bulk_insert_images
 from densestudio.core.models import utcnow
+from densestudio.core.store import ImageFilter, Project, bulk_insert_images
 
 
 def _add_rows(project: Project, n: int) -> list[int]:

@@ -558,7 +558,7 @@ def test_export_summary_without_an_operating_point() -> None:
 
 
 def test_compare_two_runs(qtbot, window, review, trained) -> None:  # noqa: ANN001
-    from densestudio.ui.runs_panel import pct
+    from densestudio.core.formatting import percent as pct
 
     panel, run_id = review
     other = trained[2]
