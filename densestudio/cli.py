@@ -535,7 +535,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"Run {e.run_id} stopped after epoch {e.epoch}; continue it with "
                   f"`densestudio train {args.project} --resume {e.run_id}`.")
 
-    with open_project(args.project) as project, ctrl_c_cancels(cancel):
+    from densestudio.ml import distributed
+
+    with distributed.joined() as world, open_project(args.project) as project, \
+            ctrl_c_cancels(cancel):
+        if not world.is_main:  # a torchrun process: trains the run rank 0 starts or resumes
+            fit(project, None, lambda _e: None, cancel)
+            return EXIT_OK
+        if world.size > 1:
+            print(f"Training in {world.size} processes (torchrun); this is rank 0, which "
+                  "writes the run's checkpoints and metrics.")
         try:
             if args.resume is not None:
                 fit(project, None, on_event, cancel, resume_run_id=args.resume)

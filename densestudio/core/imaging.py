@@ -37,6 +37,11 @@ IMAGE_EXTENSIONS = frozenset(
 MAX_PIXELS = 200_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files are errors, not grey bottoms
+# Pillow warns for MAX_PIXELS..2 x MAX_PIXELS and raises above; ``_open`` refuses anything
+# above MAX_PIXELS itself, right after reading the header. The warning is made an error once
+# here, not per image with ``warnings.catch_warnings`` (which swaps the process-wide filter
+# list: slow, and not thread-safe in the import's worker threads).
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 THUMBNAIL_SIZE = 256
 HASH_CHUNK = 1 << 20
@@ -112,9 +117,7 @@ def _bit_depth(mode: str) -> int:
 def _open(source: bytes | BinaryIO) -> Image.Image:
     """Pillow's lazy open (header only) of bytes or an open file, with the size checks."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"image too large (over {MAX_PIXELS // 1_000_000} MP)") from exc
     except Image.DecompressionBombWarning as exc:
@@ -218,38 +221,56 @@ def _decode_upright(img: Image.Image, max_side: int | None) -> Image.Image:
         raise ImageDecodeError("image too large") from exc
 
 
+def _shrunk(img: Image.Image, size: int) -> Image.Image:
+    """``img`` with its long side at most ``size`` (the image itself when it fits)."""
+    if max(img.size) <= size:
+        return img
+    thumb = img.copy()
+    thumb.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return thumb
+
+
+def _jpeg(img: Image.Image, quality: int = 85) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
 def make_thumbnail(img: Image.Image, size: int = THUMBNAIL_SIZE, quality: int = 85) -> bytes:
     """A JPEG (long side ``size``) of an already-decoded image."""
-    thumb = img.copy() if max(img.size) > size else img
-    if max(thumb.size) > size:
-        thumb.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    out = io.BytesIO()
-    thumb.save(out, format="JPEG", quality=quality)
-    return out.getvalue()
+    return _jpeg(_shrunk(img, size), quality)
 
 
 def difference_hash(img: Image.Image) -> int:
     """64-bit dHash (as a signed int, SQLite's integer range): near-identical images differ
     in few bits, so a small Hamming distance flags re-shot or re-saved duplicates."""
     small = np.asarray(img.convert("L").resize((9, 8), Image.Resampling.BILINEAR), np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).flatten()
-    value = 0
-    for bit in bits:
-        value = (value << 1) | int(bit)
+    value = int.from_bytes(np.packbits(small[:, 1:] > small[:, :-1]).tobytes(), "big")
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def thumbnail_hash(thumbnail_jpeg: bytes) -> int:
-    """dHash of a thumbnail: the same function at import and when back-filling old rows."""
+    """dHash of a cached thumbnail (back-filling rows imported before dHash existed); the
+    import hashes the same thumbnail-size image before it is JPEG-encoded, which gives the
+    same bits up to compression noise."""
     with Image.open(io.BytesIO(thumbnail_jpeg)) as img:
         return difference_hash(img)
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}  # fmt: skip
 
 
 def decode_for_import(
     data: bytes | BinaryIO, thumb_size: int = THUMBNAIL_SIZE
 ) -> tuple[ImageProbe, bytes, int]:
     """One decode per imported file (its bytes, or the open file when it is large): its
-    probe (original size/mode), thumbnail JPEG and dHash."""
+    probe (original size/mode), thumbnail JPEG and the thumbnail's dHash (from the decoded
+    thumbnail-size image, not by decoding the JPEG again)."""
     img = _open(data)
     try:
         width, height = img.size
@@ -261,9 +282,9 @@ def decode_for_import(
             img.draft("RGB" if mode not in ("L",) else "L", (thumb_size, thumb_size))
         img.seek(0)
         img.load()
-        upright = to_display_mode(ImageOps.exif_transpose(img))
-        thumb = make_thumbnail(upright, thumb_size)
-        dhash = thumbnail_hash(thumb)
+        method = _TRANSPOSE.get(orientation)  # (ImageOps.exif_transpose would also copy)
+        small = _shrunk(to_display_mode(img.transpose(method) if method else img), thumb_size)
+        thumb, dhash = _jpeg(small), difference_hash(small)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:

@@ -12,8 +12,9 @@ import os
 import stat
 import time
 import unicodedata
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -51,6 +52,7 @@ from densestudio.core.thumbnails import ThumbnailCache
 
 BATCH_SIZE = 500
 BATCH_SECONDS = 1.0
+CHUNK = 16  # files per pool task (and per progress event): fewer futures and wake-ups
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,10 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
                     probe.mode, probe.bit_depth, thumb, phash)
 
 
+def _decode_chunk(chunk: list[_Candidate]) -> list[_Decoded | SkippedFile]:
+    return [_decode(candidate) for candidate in chunk]
+
+
 # ------------------------------------------------------------------ import
 def run_import(
     project: Project,
@@ -321,20 +327,18 @@ def _run_import(
 
     if not cancelled:
         with ThreadPoolExecutor(max_workers=options.workers) as pool:
-            it = iter(candidates)
-            running: set[Future] = set()
-            window = options.workers * 4
-            while True:
-                while len(running) < window and not cancel.cancelled:
-                    candidate = next(it, None)
-                    if candidate is None:
+            chunks = (candidates[i : i + CHUNK] for i in range(0, total, CHUNK))
+            running: deque[Future] = deque()
+            while not cancel.cancelled:
+                while len(running) < 2 * options.workers:
+                    chunk = next(chunks, None)
+                    if chunk is None:
                         break
-                    running.add(pool.submit(_decode, candidate))
+                    running.append(pool.submit(_decode_chunk, chunk))
                 if not running:
                     break
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    result = future.result()
+                current = ""
+                for result in running.popleft().result():  # in order; the pool stays busy
                     done += 1
                     if isinstance(result, SkippedFile):
                         tally.skipped.append(result)
@@ -342,9 +346,11 @@ def _run_import(
                     else:
                         pending.append(result)
                         current = str(result.candidate.path)
-                    progress(current)
+                progress(current)
                 if len(pending) >= BATCH_SIZE or time.monotonic() - last_commit > BATCH_SECONDS:
                     commit()
+            for future in running:  # cancelled: what has not started never starts
+                future.cancel()
             cancelled = cancel.cancelled
         commit()
     report = ImportReport(

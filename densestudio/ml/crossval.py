@@ -213,7 +213,7 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 # ------------------------------------------------------------------ training
 def train_on_tensors(
-    x: torch.Tensor,
+    x: D.Pixels | torch.Tensor,
     y: torch.Tensor,
     cfg: TrainConfig,
     num_classes: int,
@@ -365,7 +365,7 @@ def _audit(
     keep = [i for i, r in enumerate(rows) if r[0] not in bad]
     if len(keep) < 2 * k:
         raise AuditError(f"Only {len(keep)} images could be read; the audit needs {2 * k}.")
-    pixels = pixels[torch.tensor(keep, dtype=torch.long)]
+    pixels = pixels.take(keep)
     rows = [rows[i] for i in keep]
     labels = np.array([r[1] for r in rows], dtype=np.int64)
     y_all = torch.from_numpy(labels)
@@ -393,11 +393,11 @@ def _audit(
             on_event(AuditProgress(run_id, f + 1, k, epoch, cfg.epochs, step, steps, eta))
 
         model = train_on_tensors(
-            pixels[train_idx], y_all[train_idx], cfg.with_(seed=cfg.seed + f), num_classes,
+            pixels.take(train_idx), y_all[train_idx], cfg.with_(seed=cfg.seed + f), num_classes,
             device, on_step, cancel,
         )  # fmt: skip
         p = predict_probs(
-            zoo.ProbabilityModel(model, views), pixels[torch.from_numpy(held_idx)], device,
+            zoo.ProbabilityModel(model, views), pixels.take(held_idx), device,
             dtype=dtype, channels_last=cfg.channels_last and device.type != "mps",
             cancel=cancel,
         )  # fmt: skip

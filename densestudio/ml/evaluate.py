@@ -256,7 +256,7 @@ def evaluate_tensors(
     model: torch.nn.Module,
     meta: dict,
     snap: Snapshot,
-    pixels: torch.Tensor,
+    pixels: D.Pixels,
     device: torch.device,
     dtype: torch.dtype | None,
     channels_last: bool,
@@ -280,7 +280,7 @@ def evaluate_tensors(
             on_event(EvaluationProgress(run_id, subset, done, total))
 
         probs = predict_probs(
-            wrapped, pixels[torch.tensor(idx)], device, dtype=dtype,
+            wrapped, pixels.take(idx), device, dtype=dtype,
             channels_last=channels_last, cancel=cancel, on_batch=on_batch,
         )  # fmt: skip
         preds = _to_predictions(
@@ -377,7 +377,7 @@ def predict_images(
         on_event(EvaluationProgress(run_id, "unlabeled", done, total))
 
     probs = predict_probs(
-        wrapped, pixels[torch.tensor(keep, dtype=torch.long)], dev,
+        wrapped, pixels.take(keep), dev,
         dtype=amp_dtype(dev, bool(config.get("amp", True))), cancel=cancel, on_batch=on_batch,
     )  # fmt: skip
     preds = [

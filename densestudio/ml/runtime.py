@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -12,6 +13,9 @@ from torch import nn
 from densestudio.core.atomic import atomic_output
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.progress import CancelToken
+
+if TYPE_CHECKING:
+    from densestudio.ml.decoded_cache import Pixels
 
 
 class DeviceError(DenseStudioError):
@@ -76,7 +80,7 @@ def to_input(x_uint8: torch.Tensor, device: torch.device, channels_last: bool) -
 @torch.no_grad()
 def predict_probs(
     model: nn.Module,
-    x_uint8: torch.Tensor,
+    x_uint8: torch.Tensor | Pixels,
     device: torch.device,
     *,
     batch_size: int = 128,
@@ -85,7 +89,8 @@ def predict_probs(
     cancel: CancelToken | None = None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
-    """Class probabilities (float32, CPU) for a uint8 N x C x H x W tensor."""
+    """Class probabilities (float32, CPU) for uint8 N x C x H x W images (a tensor, or
+    ``Pixels`` read from the decoded-image cache one batch at a time)."""
     model.eval()
     out = []
     n = x_uint8.shape[0]

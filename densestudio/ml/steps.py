@@ -153,6 +153,7 @@ class StepParts:
     loss_weight: torch.Tensor | None
     logit_offset: torch.Tensor | None  # logit adjustment: log class priors added in training
     cfg: TrainConfig
+    forward: nn.Module | None = None  # what the step calls instead of ``model`` (DDP)
 
     def retarget(self, total_steps: int) -> None:
         """A new run length: the schedule and the EMA's horizon follow it."""
@@ -183,20 +184,21 @@ def make_step_parts(
 
 
 def optimization_step(
-    parts: StepParts, x_uint8: torch.Tensor, y: torch.Tensor, g: torch.Generator, where: str
+    parts: StepParts, x_uint8: torch.Tensor, y: torch.Tensor, g: torch.Generator, where: str,
+    part: D.BatchPart | None = None,
 ) -> torch.Tensor:
     """Augment one uint8 batch on the device, forward, loss, backward, clip, step, schedule,
     EMA. Returns the (detached) loss; a non-finite loss stops training before the weights
-    are touched."""
+    are touched. ``part``: the batch is this process's part of a multi-process batch."""
     cfg = parts.cfg
     xb = to_input(x_uint8, parts.device, False)
     yb = y.to(parts.device, non_blocking=True)
     if cfg.augment != "none":
-        xb = D.augment_batch(xb, cfg.augment, g)
+        xb = D.augment_batch(xb, cfg.augment, g, part)
     if parts.channels_last:
         xb = xb.contiguous(memory_format=torch.channels_last)
     with autocast(parts.device, parts.dtype):
-        logits = parts.model(xb).float()
+        logits = (parts.forward or parts.model)(xb).float()
     if parts.logit_offset is not None:
         logits = logits + parts.logit_offset
     loss = F.cross_entropy(
@@ -208,11 +210,12 @@ def optimization_step(
             "mixed precision) and try again."
         )
     parts.opt.zero_grad(set_to_none=True)
+    objective = loss if part is None else loss * part.weight
     if parts.scaler is not None:
-        parts.scaler.scale(loss).backward()
+        parts.scaler.scale(objective).backward()
         parts.scaler.unscale_(parts.opt)
     else:
-        loss.backward()
+        objective.backward()
     if cfg.max_grad_norm:
         nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.max_grad_norm)
     if parts.scaler is not None:

@@ -31,7 +31,7 @@ from densestudio.core.preprocess import Preprocessing
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.store import Project
 from densestudio.ml import data as D
-from densestudio.ml import zoo
+from densestudio.ml import distributed, zoo
 from densestudio.ml.budget import CALIBRATION_STEPS, EpochPlanner
 from densestudio.ml.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -119,13 +119,17 @@ def fit(
     """Train (or resume) a run; returns its id. See the module docstring."""
     cancel = cancel or CancelToken()
     started = time.perf_counter()
+    world = distributed.current()  # under torchrun: the others train the run rank 0 starts
+    if not world.is_main:
+        resume_run_id = world.run_id_from_main()
     if resume_run_id is not None:
         info = runs.get_run(project, resume_run_id)
         if info.status == "finished":
             raise TrainingError(f"Run {resume_run_id} already finished; start a new run.")
         cfg = TrainConfig.from_json(info.config).validate()
         run_id = resume_run_id
-        runs.update_run(project, run_id, status="running", error=None)
+        if world.is_main:
+            runs.update_run(project, run_id, status="running", error=None)
     else:
         if config is None:
             raise TrainingError("No training configuration given.")
@@ -141,19 +145,22 @@ def fit(
             config_json=cfg.to_json(), class_names=names, snapshot=rows, device=str(device),
             extra={"weights_file": str(weights_file) if weights_file else None},
         )  # fmt: skip
+    world.announce_run(run_id)
     try:
         snap = load_snapshot(project, run_id)
         return _train(project, run_id, cfg, snap, on_event, cancel, started,
                       allow_download, opener)  # fmt: skip
     except CancelledError:
         info = runs.get_run(project, run_id)
-        runs.update_run(project, run_id, status="cancelled")
+        if world.is_main:
+            runs.update_run(project, run_id, status="cancelled")
         on_event(RunCancelled(run_id, info.epochs_done))
         return run_id
     except BaseException as exc:
         message = _failure_message(exc, cfg)
         try:
-            runs.update_run(project, run_id, status="failed", error=message)
+            if world.is_main:
+                runs.update_run(project, run_id, status="failed", error=message)
         finally:
             on_event(RunFailed(run_id, message))
         if isinstance(exc, (KeyboardInterrupt, DenseStudioError)):
@@ -193,10 +200,10 @@ class RunData:
 
     snap: Snapshot
     prep: Preprocessing
-    pixels: torch.Tensor  # uint8 N x C x H x W, snapshot order
-    x_train: torch.Tensor
+    pixels: D.Pixels  # uint8 N x C x H x W, snapshot order, read from the cache per batch
+    x_train: D.Pixels
     y_train: torch.Tensor
-    x_val: torch.Tensor
+    x_val: D.Pixels
     y_val: torch.Tensor
 
 
@@ -209,10 +216,11 @@ def _prepare_data(
     def progress(done: int, total: int, from_disk: int) -> None:
         on_event(PreparingData(run_id, done, total, from_disk))
 
+    world = distributed.current()
     pixels, failures = D.DecodedCache(project.cache_dir).load(
-        snap.items, prep, progress, cancel
+        snap.items, prep, progress, cancel, share=(world.rank, world.size)
     )
-    if failures:
+    if world.any(bool(failures)):
         pixels, snap = _skip_unreadable(project, run_id, snap, pixels, failures, on_event)
     labels = torch.tensor(snap.labels, dtype=torch.long)
     tr = torch.tensor(snap.indices("train"), dtype=torch.long)
@@ -222,22 +230,27 @@ def _prepare_data(
     empty = [n for c, n in enumerate(snap.class_names) if not (labels[tr] == c).any()]
     if empty:
         raise TrainingError(f"No readable training image left for: {', '.join(empty)}.")
-    return RunData(snap, prep, pixels, pixels[tr], labels[tr], pixels[va], labels[va])
+    return RunData(snap, prep, pixels, pixels.take(tr), labels[tr], pixels.take(va), labels[va])
 
 
 def _skip_unreadable(
-    project: Project, run_id: int, snap: Snapshot, pixels: torch.Tensor,
+    project: Project, run_id: int, snap: Snapshot, pixels: D.Pixels,
     failures: list[D.DecodeFailure], on_event: EventCallback,
-) -> tuple[torch.Tensor, Snapshot]:
+) -> tuple[D.Pixels, Snapshot]:
     """Drop images that could not be read from the run (with a warning), flag vanished
     files as missing in the project, and return the remaining pixels and snapshot."""
     bad = {f.image_id for f in failures}
-    runs.drop_run_images(project, run_id, sorted(bad))
-    project.flag_missing([f.image_id for f in failures if not Path(f.path).exists()])
+    world = distributed.current()
+    if world.is_main:
+        runs.drop_run_images(project, run_id, sorted(bad))
+        project.flag_missing([f.image_id for f in failures if not Path(f.path).exists()])
+    world.barrier()  # every process reads the snapshot rank 0 has just reduced
     examples = tuple(f"{Path(f.path).name}: {f.reason}" for f in failures[:5])
     on_event(ImagesSkipped(run_id, len(failures), examples))
-    keep = [i for i, item in enumerate(snap.items) if item.image_id not in bad]
-    return pixels[keep], load_snapshot(project, run_id)
+    reduced = load_snapshot(project, run_id)
+    kept = set(reduced.image_ids)
+    keep = [i for i, item in enumerate(snap.items) if item.image_id in kept]
+    return pixels.take(keep), reduced
 
 
 # ------------------------------------------------------------------ model and state
@@ -308,17 +321,21 @@ def train_one_epoch(
     g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
     order = D.epoch_order(data.y_train, cfg.balance, g)
     spe = steps_per_epoch(int(data.y_train.numel()), cfg.batch_size)
+    world = distributed.current()
+    cancel = world.agreed(cancel)
     t0 = time.perf_counter()
     loss_sum, seen = 0.0, 0
     for step in range(spe):
         cancel.raise_if_cancelled()
         idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        idx, part = world.shard(idx)  # this process's part of the batch (all of it if alone)
         loss = float(optimization_step(parts, data.x_train[idx], data.y_train[idx], g,
-                                       f"at epoch {epoch + 1}"))  # fmt: skip
+                                       f"at epoch {epoch + 1}", part))  # fmt: skip
         loss_sum += loss * int(idx.numel())
         seen += int(idx.numel())
         on_step(step + 1, loss, time.perf_counter() - t0)
-    return loss_sum / max(seen, 1), seen, time.perf_counter() - t0
+    loss_sum, seen = world.sum(loss_sum, seen)
+    return loss_sum / max(seen, 1), int(seen), time.perf_counter() - t0
 
 
 @dataclass(frozen=True)
@@ -374,6 +391,8 @@ def _save_epoch(
     """Checkpoint files first, then the rows that point at them."""
     folder = runs.run_dir(project, run_id)
     last_path, best_path = folder / "last.pt", folder / "best.pt"
+    if not distributed.current().is_main:
+        return last_path, best_path
     eval_model = parts.ema.module if parts.ema is not None else parts.model
     if improved:
         atomic_save({
@@ -411,13 +430,16 @@ def _train(
     info = runs.get_run(project, run_id)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
+    world = distributed.current()
     data = _prepare_data(project, run_id, cfg, snap, on_event, cancel)
     ckpt = None
-    if info.checkpoint_last and Path(info.checkpoint_last).is_file():
+    if world.is_main and info.checkpoint_last and Path(info.checkpoint_last).is_file():
         ckpt = load_checkpoint(info.checkpoint_last)
+    ckpt = world.broadcast(ckpt)  # every process resumes from rank 0's last.pt
     weights_file = None if ckpt else _weights_file(cfg, allow_download, opener, on_event)
     parts, meta, state = _build(cfg, data, device, ckpt, weights_file)
-    if ckpt is not None:
+    world.wrap(parts)
+    if ckpt is not None and world.is_main:
         runs.delete_epoch_metrics_after(project, run_id, state.epoch)
     n_train, n_val = int(data.y_train.numel()), int(data.y_val.numel())
     spe = steps_per_epoch(n_train, cfg.batch_size)
@@ -431,6 +453,7 @@ def _train(
                         state.epoch))  # fmt: skip
 
     def plan(epochs: int, reason: str) -> None:
+        epochs = world.broadcast(epochs)  # rank 0's plan: every process trains as many
         over = planner is not None and planner.over_budget
         if over:
             reason += (f"; {epochs} epochs is the least that trains a usable model, so this "
@@ -438,7 +461,8 @@ def _train(
         if epochs != state.planned_epochs:
             state.planned_epochs = epochs
             parts.retarget(spe * epochs)
-            runs.update_run_extra(project, run_id, planned_epochs=epochs)
+            if world.is_main:
+                runs.update_run_extra(project, run_id, planned_epochs=epochs)
             on_event(EpochsPlanned(run_id, epochs, cfg.time_budget_s, reason, over))
 
     stopped_early = False
@@ -468,7 +492,7 @@ def _train(
 
         t0 = time.perf_counter()
         train_loss, seen, train_s = train_one_epoch(parts, data, epoch, cancel, on_step)
-        val = validate(parts, data, cancel)
+        val = world.on_main(lambda: validate(parts, data, cancel))
         score = monitor_score(cfg, val, data.snap.class_names)
         improved = state.best_score is None or score > state.best_score + 1e-9
         state.epoch = epoch + 1
@@ -510,6 +534,9 @@ def _finish(
 ) -> int:
     """Predict val and test with the best weights, store the run's final metrics."""
     from densestudio.ml import evaluate
+
+    if not distributed.current().is_main:
+        return run_id
 
     eval_model = parts.ema.module if parts.ema is not None else parts.model
     best = load_checkpoint(runs.run_dir(project, run_id) / "best.pt")

@@ -1,13 +1,17 @@
 """The list of training runs: settings, best metrics, date, which run is approved for release;
-select one to review; delete."""
+select one to review; delete.
+
+While the list is visible it re-reads the runs every ``POLL_MS`` and redraws when one
+changed, so a run trained elsewhere (``densestudio train`` or a torchrun job on a server,
+writing to the same project) appears and advances live."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -26,6 +30,7 @@ from densestudio.core import signoff
 from densestudio.core.formatting import percent as pct
 from densestudio.ml import summary
 
+POLL_MS = 2000
 # Balanced accuracy and the worst class lead: accuracy hides a class that is never found.
 COLUMNS = ("Run", "Status", "Balanced acc", "Worst class", "Accuracy", "Epochs", "Date",
            "Settings")
@@ -113,6 +118,7 @@ class RunsPanel(QWidget):
     reviewRequested = Signal(int)
     resumeRequested = Signal(int)
     runDeleted = Signal(int)
+    runUpdated = Signal(int)  # a run's row changed in the project (e.g. trained elsewhere)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -147,6 +153,9 @@ class RunsPanel(QWidget):
         self.delete_button.clicked.connect(self.delete_selected)
         self.empty = QLabel("No runs yet. Press Train to start one.", self)
         self.empty.setStyleSheet("color: palette(placeholder-text);")
+        self.poll_timer = QTimer(self)
+        self.poll_timer.setInterval(POLL_MS)
+        self.poll_timer.timeout.connect(self.poll)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.title)
@@ -210,6 +219,27 @@ class RunsPanel(QWidget):
         self.empty.setVisible(not self.infos and self.project is not None)
         self._update_buttons()
         self.runSelected.emit(self.selected_run_id())
+
+    def poll(self) -> None:
+        """Redraw if any run changed since the list was drawn (new, progressed, finished)."""
+        if self.project is None:
+            return
+        fresh = core_runs.list_runs(self.project)
+        if fresh == self.infos:
+            return
+        before = {info.id: info for info in self.infos}
+        self.refresh()
+        for info in fresh:
+            if before.get(info.id) != info:
+                self.runUpdated.emit(info.id)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
+        super().showEvent(event)
+        self.poll_timer.start()
+
+    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802
+        self.poll_timer.stop()
+        super().hideEvent(event)
 
     def _metric_cells(self, info: core_runs.RunInfo) -> dict[str, str]:
         """Balanced accuracy, worst class and accuracy of a finished run; a stopped run

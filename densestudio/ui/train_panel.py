@@ -315,6 +315,7 @@ class TrainPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel_training)
         self.resume_button.clicked.connect(self._resume_selected)
         self.runs.runSelected.connect(self._on_run_selected)
+        self.runs.runUpdated.connect(self._on_run_updated)
         self.runs.resumeRequested.connect(self.resume_run)
         self.runs.reviewRequested.connect(self.reviewRequested)
         self._update_buttons()
@@ -703,6 +704,12 @@ class TrainPanel(QWidget):
                                 info.planned_epochs or None)
         self.plotted_run = info.id
         self.status.setText(f"Showing run #{info.id} ({info.status}).")
+
+    def _on_run_updated(self, run_id: int) -> None:
+        """A run shown in the plots advanced elsewhere: draw its new epochs."""
+        if run_id == self.plotted_run and not self.running:
+            self.plotted_run = None
+            self._on_run_selected(self.runs.selected_run_id())
 
     def _set_message(self, text: str, error: bool = False) -> None:
         self.last_message = text

@@ -1,9 +1,11 @@
 """Import and query benchmark (issue: foundation).
 
     .venv/bin/python tests/benchmarks/bench_import.py [--small 10000] [--large 500] [--rows 100000]
+    .venv/bin/python tests/benchmarks/bench_import.py --small 3000 --large 0 --rows 0 --repeats 3
 
 1. Generates N synthetic 256x256 JPEGs and M 4000x3000 JPEGs in a temp folder, imports each set
-   into a fresh project in a child process, and prints images/s and the child's peak RSS.
+   into a fresh project in a child process, and prints images/s and the child's peak RSS,
+   beside the simplest single-threaded loop over the same files (``REFERENCE``).
    To keep generation time sane, each set is made of distinct base images and copies that
    differ only by a JPEG comment segment: every file has its own content hash and is fully
    decoded like any other, so the import does exactly the work of distinct images.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -65,31 +68,77 @@ from pathlib import Path
 from densestudio.core.store import Project
 from densestudio.core.importer import run_import
 project = Project.create(Path(sys.argv[1]))
+cpu = time.process_time()
 t = time.perf_counter()
 report = run_import(project, [Path(sys.argv[2])])
 seconds = time.perf_counter() - t
-print(json.dumps({"added": report.added, "skipped": len(report.skipped), "seconds": seconds,
+cpu = time.process_time() - cpu
+print(json.dumps({"cpu_s": cpu, "added": report.added, "skipped": len(report.skipped),
+                  "seconds": seconds,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
-def import_in_child(project: Path, folder: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(project), str(folder)],
+# The simplest import one could write: one thread reads, SHA-256-hashes, decodes and writes
+# a 256 px JPEG thumbnail of each file (no database, no duplicate check, no dHash). The
+# importer has to beat it (issue 14: >= 1.5x on 2 cores).
+REFERENCE = r"""
+import hashlib, io, json, resource, sys, time
+from pathlib import Path
+from PIL import Image
+out = Path(sys.argv[1])
+out.mkdir()
+files = sorted(Path(sys.argv[2]).iterdir())
+cpu = time.process_time()
+t = time.perf_counter()
+for f in files:
+    data = f.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    with Image.open(io.BytesIO(data)) as img:
+        img = img.convert("RGB")
+        img.thumbnail((256, 256))
+        img.save(out / (digest + ".jpg"), "JPEG", quality=85)
+seconds = time.perf_counter() - t
+cpu = time.process_time() - cpu
+print(json.dumps({"cpu_s": cpu, "added": len(files), "skipped": 0, "seconds": seconds,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def import_in_child(project: Path, folder: Path, code: str = CHILD) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, str(project), str(folder)],
                          capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_import(tmp: Path, label: str, count: int, size: tuple[int, int], bases: int) -> None:
+def bench_import(
+    tmp: Path, label: str, count: int, size: tuple[int, int], bases: int, repeats: int = 1
+) -> None:
+    """Import the generated folder into a fresh project, and run the reference loop over
+    it, alternately ``repeats`` times (a busy machine slows both alike); medians."""
     folder = tmp / label
     t = time.perf_counter()
     nbytes = generate(folder, count, size, bases)
     gen = time.perf_counter() - t
     print(f"[{label}] generated {count} x {size[0]}x{size[1]} JPEGs "
           f"({nbytes / 1e6:.0f} MB) in {gen:.1f} s", flush=True)
-    result = import_in_child(tmp / f"{label}.dsproj", folder)
-    rate = result["added"] / result["seconds"]
-    print(f"[{label}] imported {result['added']} images in {result['seconds']:.1f} s: "
-          f"{rate:.0f} images/s, peak memory {result['peak_rss_mb']:.0f} MB", flush=True)
+    rates: dict[str, list[float]] = {"import": [], "reference loop": []}
+    for rep in range(repeats):
+        result = import_in_child(tmp / f"{label}-{rep}.dsproj", folder)
+        rates["import"].append(result["added"] / result["seconds"])
+        print(f"[{label}] imported {result['added']} images in {result['seconds']:.1f} s: "
+              f"{rates['import'][-1]:.0f} images/s, "
+              f"{result['cpu_s'] / result['added'] * 1000:.2f} ms CPU per image, "
+              f"peak memory {result['peak_rss_mb']:.0f} MB", flush=True)
+        ref = import_in_child(tmp / f"{label}-ref-{rep}", folder, REFERENCE)
+        rates["reference loop"].append(ref["added"] / ref["seconds"])
+        print(f"[{label}] reference loop (1 thread: read, SHA-256, decode, 256 px JPEG): "
+              f"{rates['reference loop'][-1]:.0f} images/s, "
+              f"{ref['cpu_s'] / ref['added'] * 1000:.2f} ms CPU per image", flush=True)
+    imp, ref_rate = (statistics.median(v) for v in rates.values())
+    print(f"[{label}] median import {imp:.0f} images/s vs reference loop {ref_rate:.0f} "
+          f"images/s: ratio {imp / ref_rate:.2f} (goal >= 1.5 on 2 cores); load average "
+          + " ".join(f"{v:.1f}" for v in os.getloadavg()), flush=True)
 
 
 def bench_query(tmp: Path, rows: int) -> None:
@@ -145,13 +194,17 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=500)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="import and reference loop runs per set (alternating)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ds-bench-") as tmp:
         tmp_path = Path(tmp)
         if args.small:
-            bench_import(tmp_path, "small 256px", args.small, (256, 256), bases=200)
+            bench_import(tmp_path, "small 256px", args.small, (256, 256), bases=200,
+                         repeats=args.repeats)
         if args.large:
-            bench_import(tmp_path, "large 12MP", args.large, (4000, 3000), bases=20)
+            bench_import(tmp_path, "large 12MP", args.large, (4000, 3000), bases=20,
+                         repeats=args.repeats)
         if args.rows:
             bench_query(tmp_path, args.rows)
 
