@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test venv bench screenshots clean
+.PHONY: run test lint venv bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,13 @@ venv: $(BIN)/.installed
 run: venv
 	$(BIN)/densestudio
 
+# Style (ruff) and types (mypy, strict for core/ and ml/; settings in pyproject.toml).
+lint: venv
+	$(BIN)/ruff check densestudio tests
+	$(BIN)/mypy
+
 # Test services (headless Chromium for the report test): installed once, then a no-op.
-test: venv
+test: venv lint
 	sh tests/setup_services.sh
 	$(BIN)/python -m pytest -q
 
