@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +25,7 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 class ProgressLine:
     """A single self-overwriting terminal line, updated at most ~10 times a second."""
 
-    def __init__(self, stream=sys.stderr) -> None:  # noqa: ANN001
+    def __init__(self, stream=sys.stderr) -> None:
         self.stream = stream
         self._last = 0.0
         self._tty = stream.isatty()
@@ -88,7 +87,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def open_project(path: str):  # noqa: ANN201
+def open_project(path: str):
     """Open a project for a command; says so when it is read-only, and lets a write that
     waits for another process's lock say that it is waiting."""
     from densestudio.core.store import Project
@@ -290,7 +289,7 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
 
 # ============================================================== ml commands
 # (train / evaluate / export / predict are registered by add_ml_commands below)
-def _pick_run(project, run_id: int | None) -> int:  # noqa: ANN001
+def _pick_run(project, run_id: int | None) -> int:
     from densestudio.core import runs
 
     if run_id is not None:
@@ -301,7 +300,7 @@ def _pick_run(project, run_id: int | None) -> int:  # noqa: ANN001
     return latest.id
 
 
-def _train_config(args: argparse.Namespace, project) -> object:  # noqa: ANN001
+def _train_config(args: argparse.Namespace, project) -> object:
     """The recommended settings for this data and device (printed with their reasons),
     with the options given on the command line on top."""
     from densestudio.core.profile import data_profile
@@ -345,11 +344,19 @@ def _train_config(args: argparse.Namespace, project) -> object:  # noqa: ANN001
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from densestudio.ml.events import (
-        BatchProgress, EpochEnded, EpochsPlanned, EvaluationProgress, ImagesSkipped,
-        PreparingData, RunCancelled, RunFinished, RunStarted, WeightsDownload,
-    )  # fmt: skip
     from densestudio.ml import summary
+    from densestudio.ml.events import (
+        BatchProgress,
+        EpochEnded,
+        EpochsPlanned,
+        EvaluationProgress,
+        ImagesSkipped,
+        PreparingData,
+        RunCancelled,
+        RunFinished,
+        RunStarted,
+        WeightsDownload,
+    )  # fmt: skip
     from densestudio.ml.train import fit
 
     line = ProgressLine()
@@ -438,7 +445,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _good_class(project, run_id: int) -> str | None:  # noqa: ANN001
+def _good_class(project, run_id: int) -> str | None:
     """The class meaning a good part: the run's OK/NG operating point's, if it has one."""
     from densestudio.core import runs
     from densestudio.ml.operating_point import EXTRA_KEY, from_dict
@@ -447,7 +454,7 @@ def _good_class(project, run_id: int) -> str | None:  # noqa: ANN001
     return point.good_class if point is not None else None
 
 
-def _pick_export_run(project, args: argparse.Namespace) -> int:  # noqa: ANN001
+def _pick_export_run(project, args: argparse.Namespace) -> int:
     """The run to export: --run, else the approved run, else the latest finished one; warns
     on stderr when it is not approved (see `densestudio approve`)."""
     from densestudio.core import signoff
@@ -461,7 +468,7 @@ def _pick_export_run(project, args: argparse.Namespace) -> int:  # noqa: ANN001
     return run_id
 
 
-def _record_export(project, run_id: int, out: Path, files: Sequence[Path]) -> None:  # noqa: ANN001
+def _record_export(project, run_id: int, out: Path, files: Sequence[Path]) -> None:
     """Remember the export in the run, for the validation report (its parity figures)."""
     from densestudio.ml.report import record_export
 
@@ -613,7 +620,7 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_miss_claim(p_good, is_good, threshold: float, target: float) -> None:  # noqa: ANN001
+def _print_miss_claim(p_good, is_good, threshold: float, target: float) -> None:
     """What the defect images can show: the miss rate's upper bound and the images needed
     to claim ``target``."""
     from densestudio.core.stats import images_needed_sentence
@@ -625,7 +632,7 @@ def _print_miss_claim(p_good, is_good, threshold: float, target: float) -> None:
           f"{images_needed_sentence(target)}.")
 
 
-def _describe_point(point) -> str:  # noqa: ANN001 - OperatingPoint | None
+def _describe_point(point) -> str:  # TYPEHINT - OperatingPoint | None
     if point is None:
         return "none"
     band = (f", unsure band [{point.unsure_low:g}, {point.unsure_high:g})"

@@ -102,7 +102,7 @@ def _make_engine(path: Path, read_only: bool = False, immutable: bool = False,
         cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
         cursor.close()
 
-    def on_begin(conn) -> None:  # noqa: ANN001 - sqlalchemy Connection
+    def on_begin(conn) -> None:  # TYPEHINT - sqlalchemy Connection
         if conn.get_execution_options().get("densestudio_write"):
             _begin_immediate(conn, path, lock_wait)
         else:
@@ -117,7 +117,7 @@ def _is_locked(exc: BaseException) -> bool:
     return "locked" in str(getattr(exc, "orig", exc)) or "busy" in str(getattr(exc, "orig", exc))
 
 
-def _begin_immediate(conn, path: Path, lock_wait: LockWait) -> None:  # noqa: ANN001
+def _begin_immediate(conn, path: Path, lock_wait: LockWait) -> None:
     """Take the write lock, waiting for another process that holds it: quietly at first,
     then with a notice, and finally with a clear error instead of 'database is locked'."""
     notice = LOCK_NOTICE_S if lock_wait.notice_s is None else lock_wait.notice_s
@@ -247,13 +247,13 @@ def create_database(path: Path) -> Database:
     return database
 
 
-def _add_column(conn, table: str, column: str, ddl: str) -> None:  # noqa: ANN001
+def _add_column(conn, table: str, column: str, ddl: str) -> None:
     names = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")}
     if column not in names:
         conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
 
 
-def _upgrade_1_to_2(conn, _path: Path) -> None:  # noqa: ANN001
+def _upgrade_1_to_2(conn, _path: Path) -> None:
     """v2 adds the perceptual hash used by the near-duplicate check (NULL for old rows)
     and a covering index for per-class split counts."""
     _add_column(conn, "image", "phash", "INTEGER")
@@ -277,7 +277,7 @@ def resolve_stored_path(text: str, project_path: Path) -> Path:
     return Path(os.path.abspath(Path(project_path).parent / text))
 
 
-def _upgrade_2_to_3(conn, path: Path) -> None:  # noqa: ANN001
+def _upgrade_2_to_3(conn, path: Path) -> None:
     """v3 stores checkpoint paths relative to the project file. v2 stored them as given,
     which could be relative to the working directory of the process that trained; each is
     looked for beside the project, in the project's -runs folder, then in the current
@@ -406,17 +406,17 @@ def set_meta(session: Session, key: str, value: str) -> None:
 
 
 __all__ = [
+    "SCHEMA_VERSION",
     "Database",
     "LockWait",
-    "SCHEMA_VERSION",
-    "project_target",
+    "backup_path_for",
+    "create_database",
     "engine_url",
     "explain_error",
-    "create_database",
-    "open_database",
-    "stored_path",
-    "resolve_stored_path",
     "get_meta",
+    "open_database",
+    "project_target",
+    "resolve_stored_path",
     "set_meta",
-    "backup_path_for",
+    "stored_path",
 ]

@@ -25,13 +25,13 @@ def csv_text(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_STARTS) else value
 
 
-def csv_output(out: Path):  # noqa: ANN201 - ContextManager[TextIO]
+def csv_output(out: Path):  # TYPEHINT - ContextManager[TextIO]
     """The CSV file a user named, written safely (see ``files.open_output``); file names
     that are not UTF-8 are written as their original bytes."""
     return open_output(Path(out), "w", newline="", encoding="utf-8", errors="surrogateescape")
 
 
-def export_labels_csv(project, out: Path) -> int:  # noqa: ANN001 - store.Project
+def export_labels_csv(project, out: Path) -> int:  # TYPEHINT - store.Project
     """Write one row per image; atomic (temp file + rename) so a crash leaves no half file."""
     with project.session() as s:
         names = dict(iter(s.execute(select(LabelClass.id, LabelClass.name))))

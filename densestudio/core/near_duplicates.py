@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageFilter
-
 from sqlalchemy import select, update
 
 from densestudio.core.errors import ProjectError
@@ -51,7 +50,7 @@ def _unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
-def backfill_hashes(project) -> int:  # noqa: ANN001
+def backfill_hashes(project) -> int:
     """Compute missing dHashes (rows from older versions) from their thumbnails."""
     with project.session() as s:
         todo = list(s.scalars(select(Image.id).where(Image.phash.is_(None),
@@ -71,7 +70,7 @@ def backfill_hashes(project) -> int:  # noqa: ANN001
     return len(values)
 
 
-def find_cross_split_duplicates(project, max_distance: int = 3) -> list[NearDuplicateGroup]:  # noqa: ANN001
+def find_cross_split_duplicates(project, max_distance: int = 3) -> list[NearDuplicateGroup]:
     """Groups of near-identical labeled images that sit in different splits."""
     if not 0 <= max_distance <= BANDS - 1:
         raise ProjectError(f"max_distance must be between 0 and {BANDS - 1}.")
@@ -129,7 +128,7 @@ def find_cross_split_duplicates(project, max_distance: int = 3) -> list[NearDupl
 class _Signatures:
     """High-passed 64x64 grey unit vectors from the thumbnail cache, made on demand."""
 
-    def __init__(self, project) -> None:  # noqa: ANN001
+    def __init__(self, project) -> None:
         self._project = project
         self._cache = ThumbnailCache(project)
         self._vectors: dict[int, np.ndarray | None] = {}
@@ -157,7 +156,7 @@ class _Signatures:
         return float(va @ vb)
 
 
-def move_together(project, groups: list[NearDuplicateGroup]) -> int:  # noqa: ANN001
+def move_together(project, groups: list[NearDuplicateGroup]) -> int:
     """Put each group's images in one split (the one most of them are in; ties: train).
 
     A locked test set is never changed: a group touching it is refused with a message.

@@ -79,7 +79,7 @@ def _write_settings(s: Session, settings: SplitSettings) -> None:
     db.set_meta(s, "split_group_by", settings.group_by)
 
 
-def group_key_function(group_by: str):  # noqa: ANN201 - Callable[[str], str | None]
+def group_key_function(group_by: str):  # TYPEHINT - Callable[[str], str | None]
     """path -> group key, or None when images are split one by one."""
     if not group_by:
         return None

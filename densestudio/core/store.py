@@ -233,7 +233,7 @@ class Project:
         return db.resolve_stored_path(stored, self.path)
 
     @property
-    def engine(self):  # noqa: ANN201 - sqlalchemy Engine
+    def engine(self):  # TYPEHINT - sqlalchemy Engine
         return self._db.engine
 
     @contextmanager
@@ -698,7 +698,7 @@ def bulk_insert_images(s: Session, rows: list[dict]) -> None:
 
 
 # Split management lives in splits.py; these wrappers give GUI and CLI one entry point.
-def split_settings(project: Project):  # noqa: ANN201
+def split_settings(project: Project):
     from densestudio.core import splits
 
     with project.session() as s:

@@ -218,7 +218,7 @@ def train_on_tensors(
     cfg: TrainConfig,
     num_classes: int,
     device: torch.device,
-    on_step=None,  # noqa: ANN001 - Callable[[epoch, step, steps], None]
+    on_step=None,  # TYPEHINT - Callable[[epoch, step, steps], None]
     cancel: CancelToken | None = None,
 ) -> nn.Module:
     """Train a compact model from scratch on uint8 ``x`` (N x C x H x W) and labels ``y``

@@ -125,7 +125,7 @@ def export_model(project: Project, run_id: int, out_path: str | Path, onnx: bool
         out_path = out_path.with_suffix(".pt")
     if onnx:
         try:
-            import onnx as _onnx  # noqa: F401
+            import onnx as _onnx  # noqa: F401 - only checks that the package is installed
         except ImportError as exc:
             raise ExportError(
                 "ONNX export needs the 'onnx' package (pip install onnx); "
@@ -139,7 +139,7 @@ def export_model(project: Project, run_id: int, out_path: str | Path, onnx: bool
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             scripted = torch.jit.script(wrapper)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ExportError(f"Could not convert the model to TorchScript: {exc}") from exc
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -207,7 +207,7 @@ class ExportedModel:
         return str(self.metadata["input"]["mode"])
 
     @property
-    def operating_point(self):  # noqa: ANN201 - OperatingPoint | None
+    def operating_point(self):  # TYPEHINT - OperatingPoint | None
         """The OK/NG operating point stored in the file (None when it has none)."""
         from densestudio.ml.operating_point import from_dict
 
@@ -273,7 +273,7 @@ def load_exported(path: str | Path) -> ExportedModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # jit.load "deprecated" notice
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except Exception as exc:  # noqa: BLE001 - not a TorchScript archive
+    except Exception as exc:  # not a TorchScript archive
         raise ExportError(f"{path} is not a DenseStudio model file ({exc}).") from exc
     try:
         metadata = json.loads(extra[META_NAME])

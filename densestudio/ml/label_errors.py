@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 MAX_SHARE = 1 / 3  # never flag more than this share of a class's images
 MIN_RECALL = 0.5  # a class the audit model finds less often than this: no flags for it
 

@@ -111,7 +111,7 @@ def _when(dt: datetime | None) -> str:
     return "-" if dt is None else f"{dt:%Y-%m-%d %H:%M} UTC"
 
 
-def _ci(interval) -> str:  # noqa: ANN001 - stats.Interval
+def _ci(interval) -> str:  # TYPEHINT - stats.Interval
     return '<span class="ci">' + escape(interval.range_text()) + " %</span>" if interval.n \
         else '<span class="ci">-</span>'
 
@@ -319,7 +319,7 @@ class _Builder:
 
             try:
                 return preprocess.from_meta(load_checkpoint(path)["meta"]).describe()
-            except Exception as exc:  # noqa: BLE001 - a broken checkpoint must not stop it
+            except Exception as exc:  # a broken checkpoint must not stop it
                 return f"unknown (checkpoint unreadable: {exc})"
         return "unknown (the run's model file is gone)"
 
@@ -594,7 +594,7 @@ class _Builder:
                 from densestudio.ml.export import read_metadata
 
                 parity = {**(read_metadata(path).get("parity") or {}), **parity}
-            except Exception:  # noqa: BLE001 - another file now, or a format we cannot read
+            except Exception:  # another file now, or a format we cannot read
                 pass
         if parity:
             out.append("<h3>Parity of the exported model</h3>")
@@ -795,7 +795,7 @@ def record_export(project: Project, run_id: int, path: str | Path,
             from densestudio.ml.export import read_metadata
 
             parity = read_metadata(path).get("parity")
-        except Exception:  # noqa: BLE001 - the record is a courtesy; never fail an export
+        except Exception:  # the record is a courtesy; never fail an export
             parity = None
     record = {
         "path": str(path.absolute()),

@@ -124,7 +124,7 @@ class ClassPanel(QWidget):
         layout.addWidget(self.summary)
         self.refresh()
 
-    def changeEvent(self, event) -> None:  # noqa: ANN001, N802
+    def changeEvent(self, event) -> None:
         super().changeEvent(event)
         if event.type() == event.Type.PaletteChange:
             self.refresh()  # the (unlabeled) row is drawn in the placeholder colour
@@ -323,7 +323,7 @@ class ClassPanel(QWidget):
         class_id = item.data(0, ID_ROLE)
         self.labelSelectionRequested.emit(None if class_id == UNLABELED else class_id)
 
-    def _context_menu(self, pos) -> None:  # noqa: ANN001
+    def _context_menu(self, pos) -> None:
         item = self.tree.itemAt(pos)
         menu = QMenu(self)
         if item is not None:

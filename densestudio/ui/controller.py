@@ -89,7 +89,7 @@ class ProjectController(QObject):
             self._counts = self.project.counts()
         return self._counts
 
-    def split_settings(self):  # noqa: ANN201
+    def split_settings(self):
         return split_settings(self.project)
 
     def reload(self) -> None:
@@ -310,6 +310,6 @@ def _count(project: Project, generation: int, ready: GuiCall) -> None:
     """The counting thread (plain data only): the table, or None if the project was closed."""
     try:
         table = project.counts()
-    except Exception:  # noqa: BLE001 - the project was closed meanwhile
+    except Exception:  # the project was closed meanwhile
         table = None
     ready(generation, table)

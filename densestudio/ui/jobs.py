@@ -87,7 +87,10 @@ def background_training(threads: int | None, nice: int) -> Iterator[None]:
     done, the objects alive now out of the garbage collector's full passes (no 200 ms GIL
     holds mid-run), this thread at a lower CPU priority, all cores but one for torch."""
     from densestudio.ml.threads import (
-        freeze_long_lived_objects, limited_threads, lower_thread_priority, wait_for_warm_up,
+        freeze_long_lived_objects,
+        limited_threads,
+        lower_thread_priority,
+        wait_for_warm_up,
     )  # fmt: skip
 
     wait_for_warm_up()
@@ -99,8 +102,8 @@ def background_training(threads: int | None, nice: int) -> Iterator[None]:
 
 
 def train_job(
-    project,  # noqa: ANN001 - core.store.Project
-    config,  # noqa: ANN001 - ml.config.TrainConfig | None (None when resuming)
+    project,  # TYPEHINT - core.store.Project
+    config,  # TYPEHINT - ml.config.TrainConfig | None (None when resuming)
     resume_run_id: int | None = None,
     threads: int | None = None,
     nice: int = TRAIN_NICE,
@@ -120,7 +123,7 @@ def train_job(
 
 
 def evaluate_job(
-    project, run_id: int, subsets: Sequence[str] = ("val", "test"), *,  # noqa: ANN001
+    project, run_id: int, subsets: Sequence[str] = ("val", "test"), *,
     on_event: EventCallback, cancel: CancelToken,
 ) -> int:
     """Predict and store the run's val/test images (for runs without stored predictions)."""
@@ -133,7 +136,7 @@ def evaluate_job(
 
 
 def predict_job(
-    project, run_id: int, image_ids: Sequence[int], *,  # noqa: ANN001
+    project, run_id: int, image_ids: Sequence[int], *,
     on_event: EventCallback, cancel: CancelToken,
 ) -> list:
     """Predict images (e.g. the unlabeled ones) with the run's model; stored as "unlabeled"."""
@@ -154,7 +157,7 @@ class ExportResult:
 
 
 def export_job(
-    project, run_id: int, out_path: str, onnx: bool = False, *,  # noqa: ANN001
+    project, run_id: int, out_path: str, onnx: bool = False, *,
     on_event: EventCallback, cancel: CancelToken,
 ) -> ExportResult:
     """Write the model file (and ONNX), then read its metadata back from the file."""
@@ -225,7 +228,7 @@ class HeatmapFailed:
 
 
 def explain_job(
-    project, run_id: int, requests: Sequence[tuple[int, int | None]], *,  # noqa: ANN001
+    project, run_id: int, requests: Sequence[tuple[int, int | None]], *,
     on_event: EventCallback, cancel: CancelToken,
 ) -> int:
     """Heatmaps for (image id, class index or None) pairs with the run's model; each one is

@@ -44,19 +44,19 @@ from densestudio import __version__
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.store import PROJECT_SUFFIX, ImageInfo, Project
 from densestudio.ui import settings as app_settings
+from densestudio.ui.audit_panel import AuditPanel
 from densestudio.ui.class_panel import ClassPanel
 from densestudio.ui.controller import ProjectController
 from densestudio.ui.filter_bar import FilterBar
 from densestudio.ui.gallery_model import GalleryModel
 from densestudio.ui.gallery_view import GalleryView
+from densestudio.ui.heatmaps import HeatmapService
 from densestudio.ui.import_dialog import ImportDialog, ImportProgressWidget, ImportReportDialog
-from densestudio.ui.audit_panel import AuditPanel
 from densestudio.ui.review_panel import ReviewPanel
 from densestudio.ui.settings import Preferences
 from densestudio.ui.split_panel import SplitPanel
 from densestudio.ui.thumbnail_loader import ThumbnailLoader
 from densestudio.ui.train_panel import TrainPanel
-from densestudio.ui.heatmaps import HeatmapService
 from densestudio.ui.viewer import ImageViewer
 from densestudio.ui.welcome import WelcomeView
 from densestudio.ui.workers import Worker
@@ -195,7 +195,7 @@ class MainWindow(QMainWindow):
         icon = QIcon.fromTheme(theme)
         return icon if not icon.isNull() else self.style().standardIcon(fallback)
 
-    def _action(self, text: str, slot: Callable | None = None, shortcut=None,  # noqa: ANN001
+    def _action(self, text: str, slot: Callable | None = None, shortcut=None,
                 icon: QIcon | None = None, tip: str = "") -> QAction:
         action = QAction(text, self)
         if slot is not None:
@@ -609,7 +609,7 @@ class MainWindow(QMainWindow):
             self.prefs.last_import_dir = str(first if first.is_dir() else first.parent)
         self.start_import(paths, ImportOptions(labels_from_subfolders=subfolders))
 
-    def start_import(self, paths: list[Path], options=None) -> Worker | None:  # noqa: ANN001
+    def start_import(self, paths: list[Path], options=None) -> Worker | None:
         """Import in a worker thread (the code path of the dialog and of drag-and-drop)."""
         from densestudio.core.importer import ImportOptions, run_import
 
@@ -652,7 +652,7 @@ class MainWindow(QMainWindow):
         self._start(worker)
         return worker
 
-    def _on_relink_finished(self, result) -> None:  # noqa: ANN001
+    def _on_relink_finished(self, result) -> None:
         self._refresh_after_import()
         message = (f"Relinked {result.relinked} image(s); {result.still_missing} still missing.")
         self.statusBar().showMessage(message, 15000)
@@ -677,7 +677,7 @@ class MainWindow(QMainWindow):
         if type(event).__name__ == "ImportProgress":
             self.import_progress.show_progress(event)
 
-    def _on_import_finished(self, report) -> None:  # noqa: ANN001
+    def _on_import_finished(self, report) -> None:
         self._import_ended()
         self.last_import_report = report
         self._refresh_after_import()
@@ -715,17 +715,17 @@ class MainWindow(QMainWindow):
             self.gallery.go_to_row(row)
 
     # ---------------------------------------------------------------- drag and drop
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
             event.acceptProposedAction()
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event) -> None:  # noqa: ANN001, N802
+    def dragMoveEvent(self, event) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+    def dropEvent(self, event: QDropEvent) -> None:
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
         if not paths:
             return
@@ -1005,7 +1005,7 @@ class MainWindow(QMainWindow):
         else:
             self.viewer.set_heatmap_run(run.id, run.class_names, run_title(run))
 
-    def show_export_dialog(self, run_id: int):  # noqa: ANN201
+    def show_export_dialog(self, run_id: int):
         from densestudio.ui.export_dialog import ExportDialog
 
         if self.controller is None:
@@ -1121,7 +1121,7 @@ class MainWindow(QMainWindow):
         s.setValue("window/splitter", self.splitter.saveState())
         app_settings.save_preferences(self.prefs)
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         for worker in list(self.workers):
             worker.cancel()
         for worker in list(self.workers):
@@ -1155,7 +1155,7 @@ def unique_keys(*keys: str | QKeySequence.StandardKey) -> list[QKeySequence]:
     return out
 
 
-def _thumbnail_cache(project: Project):  # noqa: ANN202
+def _thumbnail_cache(project: Project):
     try:
         from densestudio.core.thumbnails import ThumbnailCache
     except ImportError:  # pragma: no cover - thumbnails module missing

@@ -120,7 +120,7 @@ class RunsPanel(QWidget):
         self._update_buttons()
 
     # ------------------------------------------------------------ data
-    def set_project(self, project) -> None:  # noqa: ANN001
+    def set_project(self, project) -> None:
         self.project = project
         self.refresh()
 

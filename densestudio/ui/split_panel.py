@@ -38,7 +38,7 @@ GROUP_CHOICES = (("", "None (image by image)"), ("folder", "Parent folder"),
 ERROR_STYLE = "color: #c62828;"
 
 
-def near_duplicates_job(project, *, on_event: EventCallback, cancel: CancelToken) -> list:  # noqa: ANN001
+def near_duplicates_job(project, *, on_event: EventCallback, cancel: CancelToken) -> list:
     """Groups of near-identical labeled images in different splits (frozen dataclasses)."""
     from densestudio.core.near_duplicates import find_cross_split_duplicates
 
@@ -195,11 +195,11 @@ class SplitPanel(QWidget):
                   + 2 * self.table.frameWidth() + 2)
         self.table.setFixedHeight(height)
 
-    def showEvent(self, event) -> None:  # noqa: ANN001, N802
+    def showEvent(self, event) -> None:
         super().showEvent(event)
         self._fit_table()
 
-    def changeEvent(self, event) -> None:  # noqa: ANN001, N802
+    def changeEvent(self, event) -> None:
         super().changeEvent(event)
         if event.type() in (event.Type.FontChange, event.Type.StyleChange):
             self._fit_table()

@@ -38,8 +38,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
 
 
 def make_thumbnails(n: int = 64, size: int = 128) -> list[bytes]:
@@ -127,7 +126,7 @@ class StallMeter:
         return worst
 
 
-def run_for(app, seconds: float, until=None) -> None:  # noqa: ANN001
+def run_for(app, seconds: float, until=None) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         app.processEvents()

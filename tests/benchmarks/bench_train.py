@@ -23,15 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch
 
-from densestudio.core import runs  # noqa: E402
-from densestudio.core.importer import ImportOptions, run_import  # noqa: E402
-from densestudio.core.store import ImageFilter, Project  # noqa: E402
-from densestudio.core.profile import data_profile  # noqa: E402
-from densestudio.ml.recommend import recommend  # noqa: E402
-from densestudio.ml.events import EpochEnded, PreparingData, RunStarted  # noqa: E402
-from densestudio.ml.train import fit  # noqa: E402
+from densestudio.core import runs
+from densestudio.core.importer import ImportOptions, run_import
+from densestudio.core.profile import data_profile
+from densestudio.core.store import ImageFilter, Project
+from densestudio.ml.events import EpochEnded, PreparingData, RunStarted
+from densestudio.ml.recommend import recommend
+from densestudio.ml.train import fit
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "neu-surface-defects"
 

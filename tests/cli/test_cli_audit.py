@@ -11,7 +11,7 @@ from densestudio.ml.threads import limited_threads
 from tests.ml.conftest import CLASS_NAMES, add_images, small_class_audit, write_images
 
 
-def test_audit_command(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_audit_command(tmp_path: Path, capsys) -> None:
     files = write_images(tmp_path / "imgs", 10)
     wrong = files[0][0]  # a dark image labeled "stripes"
     files[0] = (wrong, CLASS_NAMES[2])
@@ -40,7 +40,7 @@ def test_audit_command(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     assert "rank" in capsys.readouterr().out
 
 
-def test_audit_notes_a_class_it_cannot_judge(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_audit_notes_a_class_it_cannot_judge(tmp_path: Path, capsys) -> None:
     path = tmp_path / "p.dsproj"
     with Project.create(path) as project:
         small_class_audit(project, tmp_path)

@@ -303,7 +303,7 @@ def test_disk_full_during_import(tmp_path: Path, capsys, monkeypatch) -> None:
     real = db._make_engine
     limit = os.path.getsize(tmp_path / "p.dsproj") // 4096 + 2
 
-    def full_disk_engine(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def full_disk_engine(*args, **kwargs):
         engine = real(*args, **kwargs)  # SQLite then fails with SQLITE_FULL, as on a full disk
         event.listen(engine, "connect",
                      lambda con, _r: con.execute(f"PRAGMA max_page_count = {limit}"))

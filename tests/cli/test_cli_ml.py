@@ -10,7 +10,6 @@ import pytest
 from densestudio.cli import main
 from densestudio.core import runs
 from densestudio.core.store import Project
-
 from tests.ml.conftest import add_images, write_images
 
 TINY = ["--arch", "densenet_bc_tiny", "--img-size", "32", "--epochs", "2", "--batch-size", "6",

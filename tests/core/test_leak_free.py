@@ -107,8 +107,9 @@ def test_near_duplicates_reported_when_forced_apart(project: Project, tmp_path: 
         Image.fromarray(_texture(100 + i)).save(folder / f"other{i}.png")
     run_import(project, [tmp_path / "imgs"], ImportOptions(labels_from_subfolders=True))
     one, two = (project.image_ids(ImageFilter(text=n))[0] for n in ("one.png", "two.jpg"))
-    from densestudio.core.models import Image as ImageRow
     from sqlalchemy import update
+
+    from densestudio.core.models import Image as ImageRow
 
     with project.transaction() as s:
         s.execute(update(ImageRow).where(ImageRow.id == one).values(split="train"))

@@ -68,8 +68,9 @@ def add_images(project: Project, files: list[tuple[Path, str | None]]) -> list[i
     names = sorted({c for _, c in files if c})
     ids = project.ensure_classes([n for n in CLASS_NAMES if n in names])
     by_path = {}
-    from densestudio.core.models import Image as ImageRow
     from sqlalchemy import select
+
+    from densestudio.core.models import Image as ImageRow
 
     with project.session() as s:
         for i, path in s.execute(select(ImageRow.id, ImageRow.path)):

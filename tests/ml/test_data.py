@@ -12,7 +12,7 @@ from densestudio.ml import data as D
 from .conftest import write_images
 
 
-def _items(files):  # noqa: ANN001, ANN202
+def _items(files):
     from densestudio.core.imaging import file_hash
 
     return [D.CacheItem(i, str(p), file_hash(p)) for i, (p, _) in enumerate(files)]
@@ -24,7 +24,7 @@ def test_disk_cache_means_no_second_decode(tmp_path, monkeypatch) -> None:
     first, failures = cache.load(items, legacy(32, "L"))
     assert first.shape == (12, 1, 32, 32) and first.dtype == torch.uint8 and not failures
 
-    def no_decode(*_a, **_k):  # noqa: ANN202
+    def no_decode(*_a, **_k):
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(Preprocessing, "load", no_decode)

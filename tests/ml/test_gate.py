@@ -15,7 +15,7 @@ NAMES = ["ok", "scratch"]
 
 
 @pytest.fixture
-def project(tmp_path) -> Project:  # noqa: ANN001
+def project(tmp_path) -> Project:
     p = Project.create(tmp_path / "gate.dsproj")
     yield p
     p.close()

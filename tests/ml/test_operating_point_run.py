@@ -18,7 +18,7 @@ from tests.ml.conftest import add_images, copy_project, tiny_config, write_image
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def trained(tmp_path_factory: pytest.TempPathFactory):
     from densestudio.ml.threads import limited_threads
     from densestudio.ml.train import fit
 
@@ -31,7 +31,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     return path, run_id, root / "imgs"
 
 
-def test_save_load_round_trip_and_validation(trained, tmp_path) -> None:  # noqa: ANN001
+def test_save_load_round_trip_and_validation(trained, tmp_path) -> None:
     src, run_id, _ = trained
     path = tmp_path / src.name
     copy_project(src, path)
@@ -72,7 +72,7 @@ def test_helpers() -> None:
         OperatingPoint("ok", 0.3))
 
 
-def test_export_carries_the_point_and_predicts(trained, tmp_path, capsys) -> None:  # noqa: ANN001
+def test_export_carries_the_point_and_predicts(trained, tmp_path, capsys) -> None:
     from densestudio.ml.export import export_model, load_exported
 
     src, run_id, imgs = trained

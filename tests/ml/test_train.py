@@ -115,7 +115,7 @@ def test_crash_is_recorded_and_resumable(tiny_project: Project, monkeypatch) -> 
     real = train.D.augment_batch
     calls = {"n": 0}
 
-    def flaky(x, preset, g):  # noqa: ANN001, ANN202
+    def flaky(x, preset, g):
         calls["n"] += 1
         if calls["n"] == 7:  # second epoch (5 steps per epoch)
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from densestudio.core.importer import ImportOptions, ImportProgress, run_import  # noqa: E402
-from densestudio.core.store import Project  # noqa: E402
+from densestudio.core.importer import ImportOptions, ImportProgress, run_import
+from densestudio.core.store import Project
 
 
 def label_ops(seed: int, n_ops: int, image_ids: list[int], class_ids: list[int]):

@@ -53,14 +53,14 @@ def project(tmp_path: Path) -> Project:
     p.close()
 
 
-def finishes(fn, timeout: float = 20.0):  # noqa: ANN001, ANN201
+def finishes(fn, timeout: float = 20.0):
     """Run ``fn`` in a daemon thread; fail (instead of hanging the suite) if it blocks."""
     result: dict = {}
 
     def target() -> None:
         try:
             result["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:  # handed to the test
             result["error"] = exc
 
     thread = threading.Thread(target=target, daemon=True)
@@ -251,7 +251,7 @@ def test_overlapping_imports_at_once_both_complete(project: Project, tmp_path: P
     real_put = ThumbnailCache.put_many
     raced = []
 
-    def put_many_then_race(self, items):  # noqa: ANN001
+    def put_many_then_race(self, items):
         if not raced:
             raced.append("racing")
             raced.append(run_import(other, [data], LABELS))  # the "other process"
@@ -440,7 +440,7 @@ def test_bad_schema_version_and_damaged_pages_are_clear_errors(tmp_path: Path) -
 @pytest.mark.parametrize("ratios", [(float("nan"),) * 3, (float("inf"), 0, 0), (-1, 1, 1),
                                     (0.5, 0.5), (1, 1, 1)])
 def test_split_ratios_must_be_finite_non_negative_and_sum_to_one(project: Project,
-                                                                 ratios) -> None:  # noqa: ANN001
+                                                                 ratios) -> None:
     from densestudio.core.store import resplit
 
     with pytest.raises(ProjectError, match="sum to 1"):

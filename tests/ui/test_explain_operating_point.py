@@ -38,7 +38,7 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int
 
 
 @pytest.fixture
-def opened(window, trained_project, tmp_path):  # noqa: ANN001, ANN201
+def opened(window, trained_project, tmp_path):
     src, run_id = trained_project
     dst = tmp_path / src.name
     copy_project(src, dst)
@@ -46,7 +46,7 @@ def opened(window, trained_project, tmp_path):  # noqa: ANN001, ANN201
     return window, run_id
 
 
-def test_viewer_heatmap_overlay(qtbot, opened, monkeypatch) -> None:  # noqa: ANN001
+def test_viewer_heatmap_overlay(qtbot, opened, monkeypatch) -> None:
     import densestudio.ml.explain as explain
 
     window, run_id = opened
@@ -54,7 +54,7 @@ def test_viewer_heatmap_overlay(qtbot, opened, monkeypatch) -> None:  # noqa: AN
     threads: list[str] = []
     original = explain.Explainer.explain
 
-    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def spy(self, *args, **kwargs):
         threads.append(threading.current_thread().name)
         return original(self, *args, **kwargs)
 
@@ -104,7 +104,7 @@ def test_viewer_heatmap_overlay(qtbot, opened, monkeypatch) -> None:  # noqa: AN
     assert viewer.heat_run is None and window.heatmaps.worker is None
 
 
-def test_review_tiles_show_heatmaps(qtbot, opened) -> None:  # noqa: ANN001
+def test_review_tiles_show_heatmaps(qtbot, opened) -> None:
     window, run_id = opened
     window.review_run(run_id)
     panel = window.review_panel
@@ -120,7 +120,7 @@ def test_review_tiles_show_heatmaps(qtbot, opened) -> None:  # noqa: ANN001
     assert panel.model.data(panel.model.index(0), panel.model.HeatmapRole) is None
 
 
-def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:  # noqa: ANN001
+def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:
     from densestudio.ml.operating_point import load_operating_point
 
     window, run_id = opened

@@ -12,7 +12,7 @@ from densestudio.ui.gallery_view import MIN_TILE, SHORT_SPLIT_LABELS
 from tests.ml.conftest import write_images
 
 
-def _open(qtbot, window, tmp_path: Path, n_per_class: int, labels: bool) -> None:  # noqa: ANN001
+def _open(qtbot, window, tmp_path: Path, n_per_class: int, labels: bool) -> None:
     write_images(tmp_path / "imgs", n_per_class=n_per_class)
     assert window.new_project(tmp_path / "g.dsproj")
     with qtbot.waitSignal(window.importFinished, timeout=60_000):
@@ -25,7 +25,7 @@ def test_small_tiles_tell_train_from_test() -> None:
     assert SHORT_SPLIT_LABELS["train"] != SHORT_SPLIT_LABELS["test"]
 
 
-def test_zoom_keeps_the_current_tile_in_view(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_zoom_keeps_the_current_tile_in_view(qtbot, window, tmp_path) -> None:
     _open(qtbot, window, tmp_path, n_per_class=40, labels=True)
     gallery = window.gallery
     window.filter_bar.tile_slider.setValue(MIN_TILE)
@@ -43,7 +43,7 @@ def test_zoom_keeps_the_current_tile_in_view(qtbot, window, tmp_path) -> None:  
     assert gallery.viewport().rect().intersects(gallery.visualRect(gallery.currentIndex()))
 
 
-def test_unlabeled_filter_count_follows_labeling(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_unlabeled_filter_count_follows_labeling(qtbot, window, tmp_path) -> None:
     _open(qtbot, window, tmp_path, n_per_class=3, labels=False)
     c = window.controller
     cls = c.add_class("scratch")

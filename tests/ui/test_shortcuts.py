@@ -18,7 +18,7 @@ WINDOW_WIDE = (Qt.ShortcutContext.WindowShortcut, Qt.ShortcutContext.Application
 TYPING_KEYS = {"Space", "Backspace", "Del", "Return", "Enter", "Left", "Right", "Up", "Down"}
 
 
-def _bindings(window) -> list[tuple[str, object, Qt.ShortcutContext, list[QWidget]]]:  # noqa: ANN001
+def _bindings(window) -> list[tuple[str, object, Qt.ShortcutContext, list[QWidget]]]:
     """(key, owner, context, widgets it is attached to) for every action and QShortcut of
     the window, its docks, tabs and menus."""
     out = []
@@ -47,7 +47,7 @@ def _name(owner: object) -> str:
     return owner.text() if isinstance(owner, QAction) else type(owner).__name__
 
 
-def test_no_shortcut_is_bound_twice(window, tmp_path: Path, qtbot) -> None:  # noqa: ANN001
+def test_no_shortcut_is_bound_twice(window, tmp_path: Path, qtbot) -> None:
     write_images(tmp_path / "imgs", n_per_class=2)
     assert window.new_project(tmp_path / "keys.dsproj")
     with qtbot.waitSignal(window.importFinished, timeout=60_000):
@@ -68,7 +68,7 @@ def test_no_shortcut_is_bound_twice(window, tmp_path: Path, qtbot) -> None:  # n
     assert plain == []
 
 
-def test_ctrl_shift_z_redoes(window, tmp_path: Path, qtbot) -> None:  # noqa: ANN001
+def test_ctrl_shift_z_redoes(window, tmp_path: Path, qtbot) -> None:
     write_images(tmp_path / "imgs", n_per_class=2)
     assert window.new_project(tmp_path / "redo.dsproj")
     with qtbot.waitSignal(window.importFinished, timeout=60_000):

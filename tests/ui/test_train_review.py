@@ -51,14 +51,14 @@ class Heartbeat:
         return max(self.gaps, default=0)
 
 
-def _import(qtbot, window, folder: Path, subfolders: bool):  # noqa: ANN001, ANN202
+def _import(qtbot, window, folder: Path, subfolders: bool):
     with qtbot.waitSignal(window.importFinished, timeout=60_000) as blocker:
         window.start_import([folder], ImportOptions(labels_from_subfolders=subfolders))
     qtbot.waitUntil(lambda: window.import_worker is None, timeout=30_000)
     return blocker.args[0]
 
 
-def _open_tiny(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+def _open_tiny(qtbot, window, tmp_path: Path) -> None:
     write_images(tmp_path / "imgs", n_per_class=12)
     assert window.new_project(tmp_path / "tiny.dsproj")
     report = _import(qtbot, window, tmp_path / "imgs", subfolders=True)
@@ -66,7 +66,7 @@ def _open_tiny(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
     window.train_panel.set_controller(window.controller)  # recount after the import
 
 
-def _tiny_form(panel, epochs: int = 2) -> None:  # noqa: ANN001
+def _tiny_form(panel, epochs: int = 2) -> None:
     panel.arch.setCurrentIndex(panel.arch.findData("densenet_bc_tiny"))
     panel.img_size.setValue(32)
     panel.epochs.setValue(epochs)
@@ -77,7 +77,7 @@ def _tiny_form(panel, epochs: int = 2) -> None:  # noqa: ANN001
 
 
 # ====================================================================== training
-def test_train_button_live_plots_runs_list(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_train_button_live_plots_runs_list(qtbot, window, tmp_path) -> None:
     _open_tiny(qtbot, window, tmp_path)
     panel = window.train_panel
     window.show_panel(panel)
@@ -148,7 +148,7 @@ def test_train_button_live_plots_runs_list(qtbot, window, tmp_path) -> None:  # 
     assert not core_runs.run_dir(c.project, run_id).exists()
 
 
-def test_cancel_mid_run_and_resume(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_cancel_mid_run_and_resume(qtbot, window, tmp_path) -> None:
     _open_tiny(qtbot, window, tmp_path)
     panel = window.train_panel
     _tiny_form(panel, epochs=3)
@@ -199,7 +199,7 @@ def test_cancel_mid_run_and_resume(qtbot, window, tmp_path) -> None:  # noqa: AN
     assert panel.status.text() == f"Showing run #{run_id} (finished)."
 
 
-def test_refusals_and_failures_are_clear(qtbot, window, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_refusals_and_failures_are_clear(qtbot, window, tmp_path, monkeypatch) -> None:
     panel = window.train_panel
     # Fewer than 2 classes.
     write_images(tmp_path / "one", n_per_class=6, classes=1)
@@ -226,7 +226,7 @@ def test_refusals_and_failures_are_clear(qtbot, window, tmp_path, monkeypatch) -
     # Out of memory in the engine: a clear message, the app carries on.
     import densestudio.ml.train as train_mod
 
-    def oom(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+    def oom(*_a, **_k):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(train_mod, "_train", oom)
@@ -270,7 +270,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
 
 
 @pytest.fixture
-def review(qtbot, window, trained, tmp_path):  # noqa: ANN001, ANN201
+def review(qtbot, window, trained, tmp_path):
     """The trained project copied (so tests may change labels), open on the Review tab."""
     src, run_id, _other = trained
     dst = tmp_path / src.name
@@ -283,7 +283,7 @@ def review(qtbot, window, trained, tmp_path):  # noqa: ANN001, ANN201
     return panel, run_id
 
 
-def test_confusion_matrix_click_shows_exactly_those_images(qtbot, window, review) -> None:  # noqa: ANN001
+def test_confusion_matrix_click_shows_exactly_those_images(qtbot, window, review) -> None:
     panel, run_id = review
     project = window.controller.project
     assert panel.subset == "test"
@@ -327,7 +327,7 @@ def test_confusion_matrix_click_shows_exactly_those_images(qtbot, window, review
                                                                  limit=200)
 
 
-def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(window, review) -> None:  # noqa: ANN001
+def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(window, review) -> None:
     panel, run_id = review
     project = window.controller.project
     rep = panel.report
@@ -373,7 +373,7 @@ def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(window, r
     assert table.table.item(table.row_of(run_id), 3).text() == "stripes 25.0 %"
 
 
-def test_relabel_from_review_and_undo(qtbot, window, review) -> None:  # noqa: ANN001
+def test_relabel_from_review_and_undo(qtbot, window, review) -> None:
     panel, run_id = review
     project = window.controller.project
     # The fullest cell, not the diagonal: a 2-epoch run may get every test image wrong.
@@ -424,7 +424,7 @@ def test_relabel_from_review_and_undo(qtbot, window, review) -> None:  # noqa: A
     assert panel.overlay[ids[0]].relabeled and panel.overlay[ids[0]].correct is True
 
 
-def test_review_tile_menu_selects_and_relabels(window, review, monkeypatch) -> None:  # noqa: ANN001
+def test_review_tile_menu_selects_and_relabels(window, review, monkeypatch) -> None:
     panel, _run_id = review
     panel.show_view("top_losses")
     assert panel.model.rowCount() > 1
@@ -441,7 +441,7 @@ def test_review_tile_menu_selects_and_relabels(window, review, monkeypatch) -> N
     assert window.controller.project.image(panel.model.image_id(1)).label_id == target.id
 
 
-def test_predict_unlabeled_and_accept(qtbot, window, review, tmp_path) -> None:  # noqa: ANN001
+def test_predict_unlabeled_and_accept(qtbot, window, review, tmp_path) -> None:
     panel, run_id = review
     project = window.controller.project
     # New, unlabeled images arrive.
@@ -503,7 +503,7 @@ def test_predict_unlabeled_and_accept(qtbot, window, review, tmp_path) -> None: 
     assert len(project.image_ids(ImageFilter(unlabeled=True))) == 9
 
 
-def test_export_and_check(qtbot, window, review, tmp_path) -> None:  # noqa: ANN001
+def test_export_and_check(qtbot, window, review, tmp_path) -> None:
     from densestudio.ml import operating_point as op
 
     panel, run_id = review
@@ -557,7 +557,7 @@ def test_export_summary_without_an_operating_point() -> None:
     assert "average over 4 flipped / rotated copies" in output_text(4)
 
 
-def test_compare_two_runs(qtbot, window, review, trained) -> None:  # noqa: ANN001
+def test_compare_two_runs(qtbot, window, review, trained) -> None:
     from densestudio.ui.runs_panel import pct
 
     panel, run_id = review
@@ -581,7 +581,7 @@ def test_compare_two_runs(qtbot, window, review, trained) -> None:  # noqa: ANN0
     a = {p.image_id: p for p in core_runs.predictions(project, run_id, panel.subset)}
     b = {p.image_id: p for p in core_runs.predictions(project, other, panel.subset)}
 
-    def right(p):  # noqa: ANN001, ANN202
+    def right(p):
         return p.pred_index == p.true_index
 
     a_only = {i for i in a if i in b and right(a[i]) and not right(b[i])}
