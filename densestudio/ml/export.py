@@ -30,6 +30,7 @@ threshold on P(good), unsure band). Running it needs only torch (and Pillow to r
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import platform
@@ -124,13 +125,11 @@ def export_model(project: Project, run_id: int, out_path: str | Path, onnx: bool
     if out_path.suffix == "":
         out_path = out_path.with_suffix(".pt")
     if onnx:
-        try:
-            import onnx as _onnx  # noqa: F401 - only checks that the package is installed
-        except ImportError as exc:
+        if importlib.util.find_spec("onnx") is None:
             raise ExportError(
                 "ONNX export needs the 'onnx' package (pip install onnx); "
                 "the TorchScript file needs nothing extra."
-            ) from exc
+            )
     model, meta, _config = load_run_model(project, run_id)
     model.set_memory_efficient(False)
     metadata = export_metadata(project, run_id, meta)

@@ -8,6 +8,7 @@ of the labels, so the user can keep labeling while it runs.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from pathlib import Path
@@ -342,9 +343,10 @@ class TrainPanel(QWidget):
         if controller is not None:
             # Import the engine here, not in the worker: loading torchvision's C extensions
             # holds the GIL for ~0.2 s, which would freeze the GUI when training starts.
-            import densestudio.ml.evaluate  # noqa: F401 - imported to load it, not to use a name
-            import densestudio.ml.train  # noqa: F401 - imported to load it, not to use a name
             from densestudio.ml.threads import start_warm_up
+
+            for engine in ("densestudio.ml.evaluate", "densestudio.ml.train"):
+                importlib.import_module(engine)
 
             start_warm_up()  # torch's lazy imports now, not in the middle of a run
 

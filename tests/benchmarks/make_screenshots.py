@@ -20,6 +20,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +76,7 @@ def neu_subset(folder: Path, per_class: int) -> Path:
     return root
 
 
-def train_review_export(app, window, tmp: Path, args) -> None:
+def train_review_export(app, window: MainWindow, tmp: Path, args) -> None:
     """train.png (mid-run), review.png (confusion matrix, a clicked cell), export.png."""
     from densestudio.core.importer import ImportOptions
 

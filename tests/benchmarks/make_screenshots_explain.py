@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,9 @@ from tests.benchmarks.make_screenshots import (
     open_window,
     wait,
 )
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 SIZE = (1440, 900)
 
@@ -60,7 +64,7 @@ def train(project_path: Path, images: Path, img_size: int, epochs: int) -> int:
     return run_id
 
 
-def gradcam_shot(app, window, tmp: Path, args) -> None:
+def gradcam_shot(app, window: MainWindow, tmp: Path, args) -> None:
     from densestudio.core import runs
 
     images = neu_subset(tmp / "neu", args.per_class)
@@ -95,7 +99,7 @@ def gradcam_shot(app, window, tmp: Path, args) -> None:
     window.close_project()
 
 
-def operating_point_shot(app, window, tmp: Path, args) -> None:
+def operating_point_shot(app, window: MainWindow, tmp: Path, args) -> None:
     from densestudio.core.demo import make_demo_images
 
     folder = tmp / "demo images"

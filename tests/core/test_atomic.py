@@ -23,7 +23,9 @@ def test_success_replaces(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["model.bin"], "no temp files left"
 
 
-def test_disk_full_during_write_keeps_previous_file(tmp_path: Path, monkeypatch) -> None:
+def test_disk_full_during_write_keeps_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "model.bin"
     target.write_bytes(b"previous good file")
     monkeypatch.setattr(atomic.os, "fsync", disk_full)

@@ -31,7 +31,7 @@ def hows(project: Project, image_id: int) -> list[tuple[str, str | None, str | N
 
 
 def test_every_store_path_records_who_when_old_new_and_how(project: Project,
-                                                          monkeypatch) -> None:
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DENSESTUDIO_USER", "inspector-7")
     a, b, c = add_fake_images(project, 3)
     ids = project.ensure_classes(["ok", "scratch", "spot"])

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from densestudio.core.errors import ProjectError
@@ -35,7 +37,7 @@ def test_small_class_gets_validation_first(project: Project) -> None:
     assert splits == ["train", "train", "val"]
 
 
-def test_deterministic_for_same_seed(tmp_path) -> None:
+def test_deterministic_for_same_seed(tmp_path: Path) -> None:
     results = []
     for name in ("p1", "p2"):
         with Project.create(tmp_path / name) as p:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,7 @@ def _items(files):
     return [D.CacheItem(i, str(p), file_hash(p)) for i, (p, _) in enumerate(files)]
 
 
-def test_disk_cache_means_no_second_decode(tmp_path, monkeypatch) -> None:
+def test_disk_cache_means_no_second_decode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     items = _items(write_images(tmp_path / "i", 4))
     cache = D.DecodedCache(tmp_path / "cache")
     first, failures = cache.load(items, legacy(32, "L"))
@@ -42,7 +44,7 @@ def test_disk_cache_means_no_second_decode(tmp_path, monkeypatch) -> None:
     assert wide.shape == (2, 1, 32, 64) and not torch.equal(wide[:, :, :, :32], first[:2])
 
 
-def test_unreadable_files_are_reported(tmp_path) -> None:
+def test_unreadable_files_are_reported(tmp_path: Path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     out, failures = D.DecodedCache(None).load([D.CacheItem(7, str(bad), "x" * 32)],
@@ -51,7 +53,7 @@ def test_unreadable_files_are_reported(tmp_path) -> None:
     assert failures[0].image_id == 7 and failures[0].reason
 
 
-def test_preprocessing_matches_for_paths_and_pil(tmp_path) -> None:
+def test_preprocessing_matches_for_paths_and_pil(tmp_path: Path) -> None:
     from PIL import Image
 
     (p, _), *_ = write_images(tmp_path / "i", 1)

@@ -142,7 +142,7 @@ def _collect(project, run_id, images, boxes, square, hits, held_out) -> None:
                 held_out.append(hit)
 
 
-def test_explain_predicted_class_and_unreadable_file(squares, tmp_path) -> None:
+def test_explain_predicted_class_and_unreadable_file(squares, tmp_path: Path) -> None:
     project, run_id, boxes = squares
     image = next(i for i in project.images_by_ids(project.image_ids()) if i.path in boxes)
     e = explain.explain_image(project, run_id, image.id)

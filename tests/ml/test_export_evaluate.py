@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,7 +25,7 @@ from .conftest import add_images, tiny_config, write_images
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("trained")
     files = write_images(tmp / "imgs", 14)
     unlabeled = write_images(tmp / "new", 2, seed=5)
@@ -187,9 +188,7 @@ def test_bad_model_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_onnx_without_onnx_installed_says_so(trained) -> None:
-    try:
-        import onnx  # noqa: F401 - only checks whether the package is installed
-    except ImportError:
+    if importlib.util.find_spec("onnx") is None:
         project, run_id, tmp = trained
         with pytest.raises(export.ExportError, match="pip install onnx"):
             export.export_model(project, run_id, tmp / "m.pt", onnx=True)

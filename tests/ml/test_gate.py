@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sqlalchemy import update
@@ -15,7 +17,7 @@ NAMES = ["ok", "scratch"]
 
 
 @pytest.fixture
-def project(tmp_path) -> Project:
+def project(tmp_path: Path) -> Project:
     p = Project.create(tmp_path / "gate.dsproj")
     yield p
     p.close()

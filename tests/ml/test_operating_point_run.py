@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     return path, run_id, root / "imgs"
 
 
-def test_save_load_round_trip_and_validation(trained, tmp_path) -> None:
+def test_save_load_round_trip_and_validation(trained, tmp_path: Path) -> None:
     src, run_id, _ = trained
     path = tmp_path / src.name
     copy_project(src, path)
@@ -72,7 +73,9 @@ def test_helpers() -> None:
         OperatingPoint("ok", 0.3))
 
 
-def test_export_carries_the_point_and_predicts(trained, tmp_path, capsys) -> None:
+def test_export_carries_the_point_and_predicts(
+    trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from densestudio.ml.export import export_model, load_exported
 
     src, run_id, imgs = trained

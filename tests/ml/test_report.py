@@ -61,7 +61,7 @@ def clone_run(project: Project, source: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def signed(tmp_path_factory):
+def signed(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("signed")
     project = Project.create(tmp / "p.dsproj")
     add_images(project, write_images(tmp / "imgs", 10))
@@ -171,7 +171,9 @@ def test_report_renders_in_headless_chromium_offline(signed) -> None:
     assert all(any(s.startswith(title) for s in starts) for _, title in SECTIONS[1:])
 
 
-def test_export_uses_the_approved_run_and_the_report_shows_it(signed, capsys) -> None:
+def test_export_uses_the_approved_run_and_the_report_shows_it(
+    signed, capsys: pytest.CaptureFixture[str]
+) -> None:
     project, first, second, tmp = signed
     model = tmp / "model.pt"
     assert main(["export", str(project.path), str(model)]) == 0

@@ -17,7 +17,9 @@ def disk_full(*_args, **_kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_checkpoint_save_on_full_disk_keeps_previous(tmp_path: Path, monkeypatch) -> None:
+def test_checkpoint_save_on_full_disk_keeps_previous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ckpt = tmp_path / "last.pt"
     atomic_save({"epoch": 3, "w": torch.ones(4)}, ckpt)
     monkeypatch.setattr(atomic.os, "fsync", disk_full)
@@ -27,7 +29,9 @@ def test_checkpoint_save_on_full_disk_keeps_previous(tmp_path: Path, monkeypatch
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"], "no temp file left behind"
 
 
-def test_export_write_on_full_disk_keeps_previous(tmp_path: Path, monkeypatch) -> None:
+def test_export_write_on_full_disk_keeps_previous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = tmp_path / "model.pt"
     export._atomic_write(b"previous model bytes", model)
     monkeypatch.setattr(atomic.os, "fsync", disk_full)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from pytestqt.qtbot import QtBot
+
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any QApplication exists
 os.environ.setdefault("QT_QUICK_BACKEND", "software")
 
@@ -37,7 +39,7 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def window(qtbot):
+def window(qtbot: QtBot):
     from densestudio.ui.app import create_application
     from densestudio.ui.main_window import MainWindow
     from densestudio.ui.settings import Preferences

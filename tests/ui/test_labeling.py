@@ -5,16 +5,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
 
 from densestudio.core import history, signoff
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import utcnow
 from densestudio.core.store import ImageFilter, Project, bulk_insert_images
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 
 def _add_rows(project: Project, n: int) -> list[int]:
@@ -28,7 +33,7 @@ def _add_rows(project: Project, n: int) -> list[int]:
 
 
 @pytest.fixture
-def controller(qtbot, tmp_path):
+def controller(qtbot: QtBot, tmp_path: Path):
     from densestudio.ui.controller import ProjectController
 
     project = Project.create(tmp_path / "c.dsproj")
@@ -67,7 +72,7 @@ def test_label_undo_redo_persist(controller) -> None:
     assert [e.how for e in history.image_history(controller.project, ids[9])] == ["keyboard"]
 
 
-def test_class_operations_undo(controller, qtbot) -> None:
+def test_class_operations_undo(controller, qtbot: QtBot) -> None:
     ids = _add_rows(controller.project, 6)
     stack = controller.undo_stack
     a = controller.add_class("a")
@@ -118,7 +123,7 @@ def test_class_operations_undo(controller, qtbot) -> None:
     assert signoff.verify_project(controller.project).ok
 
 
-def test_user_errors_become_messages(controller, qtbot) -> None:
+def test_user_errors_become_messages(controller, qtbot: QtBot) -> None:
     controller.add_class("a")
     with qtbot.waitSignal(controller.error) as blocker:
         assert controller.add_class("a") is None
@@ -126,7 +131,7 @@ def test_user_errors_become_messages(controller, qtbot) -> None:
     assert controller.undo_stack.count() == 1
 
 
-def test_gallery_model_pages_filters_and_overlay(controller, qtbot) -> None:
+def test_gallery_model_pages_filters_and_overlay(controller, qtbot: QtBot) -> None:
     from densestudio.ui import gallery_model
     from densestudio.ui.gallery_model import GalleryModel, TileOverlay
     from densestudio.ui.thumbnail_loader import ThumbnailLoader
@@ -157,7 +162,7 @@ def test_gallery_model_pages_filters_and_overlay(controller, qtbot) -> None:
     assert model.row_of(ids[1]) == 1
 
 
-def test_thumbnail_loader_decodes_off_thread_and_bounds_memory(qtbot) -> None:
+def test_thumbnail_loader_decodes_off_thread_and_bounds_memory(qtbot: QtBot) -> None:
     import io
     import threading
 
@@ -197,7 +202,7 @@ class EpochEnded:
     epoch: int
 
 
-def test_worker_throttles_progress_but_keeps_other_events(qtbot) -> None:
+def test_worker_throttles_progress_but_keeps_other_events(qtbot: QtBot) -> None:
     from densestudio.ui.workers import Worker
 
     def job(n: int, on_event, cancel) -> str:
@@ -223,7 +228,7 @@ def test_worker_throttles_progress_but_keeps_other_events(qtbot) -> None:
     assert not worker.running
 
 
-def test_worker_reports_errors_and_cancel(qtbot) -> None:
+def test_worker_reports_errors_and_cancel(qtbot: QtBot) -> None:
     from densestudio.ui.workers import Worker
 
     def bad(on_event, cancel) -> None:
@@ -245,7 +250,7 @@ def test_worker_reports_errors_and_cancel(qtbot) -> None:
         w2.cancel()
 
 
-def test_preferences_and_recent_projects(tmp_path) -> None:
+def test_preferences_and_recent_projects(tmp_path: Path) -> None:
     from densestudio.ui import settings
 
     prefs = settings.load_preferences()
@@ -265,7 +270,7 @@ def test_preferences_and_recent_projects(tmp_path) -> None:
     assert settings.recent_projects()[0].endswith("p5.dsproj")
 
 
-def test_window_geometry_is_remembered(qtbot, window) -> None:
+def test_window_geometry_is_remembered(qtbot: QtBot, window: MainWindow) -> None:
     from densestudio.ui.main_window import MainWindow
     from densestudio.ui.settings import Preferences
 
@@ -276,7 +281,7 @@ def test_window_geometry_is_remembered(qtbot, window) -> None:
     assert (again.width(), again.height()) == (window.width(), window.height()) == (760, 540)
 
 
-def test_viewer_shows_16_bit_images_windowed(qtbot, tmp_path) -> None:
+def test_viewer_shows_16_bit_images_windowed(qtbot: QtBot, tmp_path: Path) -> None:
     from densestudio.core.store import ImageInfo
     from densestudio.ui.viewer import ImageViewer
 
@@ -311,7 +316,9 @@ def test_viewer_shows_16_bit_images_windowed(qtbot, tmp_path) -> None:
     viewer.shutdown()
 
 
-def test_viewer_navigation_follows_gallery(qtbot, window, neu_subset, tmp_path) -> None:
+def test_viewer_navigation_follows_gallery(
+    qtbot: QtBot, window: MainWindow, neu_subset: Path, tmp_path: Path
+) -> None:
     from densestudio.core.importer import ImportOptions
 
     assert window.new_project(tmp_path / "v.dsproj")
@@ -332,7 +339,7 @@ def test_viewer_navigation_follows_gallery(qtbot, window, neu_subset, tmp_path) 
     assert "unlabeled" in window.viewer.details.text()
 
 
-def test_demo_project_from_welcome(qtbot, window) -> None:
+def test_demo_project_from_welcome(qtbot: QtBot, window: MainWindow) -> None:
     with qtbot.waitSignal(window.projectOpened, timeout=120_000) as opened:
         window.welcome.demo_button.click()
     path = Path(opened.args[0])
@@ -351,7 +358,7 @@ def test_demo_project_from_welcome(qtbot, window) -> None:
     assert window.controller.counts().total == counts.total
 
 
-def test_open_bad_project_shows_message(qtbot, window, tmp_path) -> None:
+def test_open_bad_project_shows_message(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     bad = tmp_path / "bad.dsproj"
     bad.write_bytes(b"not sqlite at all" * 100)
     assert not window.open_project(bad)
@@ -359,7 +366,9 @@ def test_open_bad_project_shows_message(qtbot, window, tmp_path) -> None:
     assert window.stack.currentWidget() is window.welcome
 
 
-def test_recent_projects_open_with_a_button_and_show_size_and_date(qtbot, window, tmp_path) -> None:
+def test_recent_projects_open_with_a_button_and_show_size_and_date(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     from tests.ml.conftest import add_images, write_images
 
     path = tmp_path / "line3.dsproj"
