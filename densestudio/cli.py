@@ -137,7 +137,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from densestudio.core.models import SPLITS
+    from densestudio.core.constants import SPLITS
     from densestudio.core.store import ImageFilter, split_settings
 
     with open_project(args.project) as project:

@@ -93,14 +93,6 @@ class LabelClass(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-# Label sources: who decided an image's class.
-SOURCE_HUMAN = "human"
-SOURCE_FOLDER = "folder"  # imported from the sub-folder name
-SOURCE_PREDICTION = "prediction"  # an accepted model prediction
-
-SPLITS = ("train", "val", "test")
-
-
 class Image(Base):
     __tablename__ = "image"
     id: Mapped[int] = mapped_column(primary_key=True)

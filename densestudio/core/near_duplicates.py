@@ -23,9 +23,10 @@ from PIL import Image as PILImage
 from PIL import ImageFilter
 from sqlalchemy import select, update
 
+from densestudio.core.constants import SPLITS
 from densestudio.core.errors import ProjectError
 from densestudio.core.imaging import thumbnail_hash
-from densestudio.core.models import SPLITS, Image
+from densestudio.core.models import Image
 from densestudio.core.splits import read_settings, set_split
 from densestudio.core.thumbnails import ThumbnailCache
 

@@ -30,8 +30,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from densestudio.core import db
+from densestudio.core.constants import SPLITS
 from densestudio.core.errors import ProjectError
-from densestudio.core.models import SPLITS, Image
+from densestudio.core.models import Image
 
 DEFAULT_RATIOS = (0.70, 0.15, 0.15)
 DEFAULT_SEED = 0

@@ -22,15 +22,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from densestudio.core import db, history
+from densestudio.core.constants import SOURCE_HUMAN, SOURCE_PREDICTION, SPLITS
 from densestudio.core.errors import ProjectError
-from densestudio.core.models import (
-    SOURCE_HUMAN,
-    SOURCE_PREDICTION,
-    SPLITS,
-    Image,
-    LabelClass,
-    utcnow,
-)
+from densestudio.core.models import Image, LabelClass, utcnow
 
 PROJECT_SUFFIX = ".dsproj"
 CHUNK = 5000  # ids per IN (...) clause; well under SQLite's variable limit

@@ -23,7 +23,6 @@ import base64
 import io
 import json
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,14 +31,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import func, select
 
 from densestudio import __version__
-from densestudio.core import charts, history, runs, signoff
+from densestudio.core import charts, history, queries, runs, signoff
 from densestudio.core.atomic import atomic_output
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.imaging import ImageDecodeError, load_image
-from densestudio.core.models import Image, LabelEvent, RunImage
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.stats import images_needed_sentence, wilson
 from densestudio.core.store import Project, current_user, split_settings
@@ -235,13 +232,7 @@ class _Builder:
                 "edited outside DenseStudio (see Sign-off records)")
 
     def data(self) -> str:
-        counts: Counter = Counter()
-        with self.project.session() as s:
-            for c, sp, n in s.execute(
-                    select(RunImage.class_index, RunImage.split, func.count())
-                    .where(RunImage.run_id == self.run_id)
-                    .group_by(RunImage.class_index, RunImage.split)):
-                counts[(c, sp)] = n
+        counts = queries.run_image_counts(self.project, self.run_id)
         colours = {c.name: c.color for c in self.project.classes()}
         rows = []
         for i, name in enumerate(self.names):
@@ -281,9 +272,7 @@ class _Builder:
             out.append("<p>No imports recorded (the images were added before import "
                        "sources were kept, or by a script).</p>")
         by_how = history.history_summary(self.project)
-        with self.project.session() as s:
-            since = s.scalar(select(func.count(LabelEvent.id)).where(
-                LabelEvent.at > self.info.created_at)) or 0
+        since = queries.label_changes_since(self.project, self.info.created_at)
         out.append("<h3>Label history</h3>")
         out.append(_kv([
             ("Label changes recorded", f"{sum(by_how.values()):,} ("
@@ -696,8 +685,7 @@ def _current_fingerprint(project: Project) -> str:
     from densestudio.ml.data import fingerprint
 
     names, rows = runs.current_label_rows(project)
-    with project.session() as s:
-        hashes = dict(iter(s.execute(select(Image.id, Image.content_hash))))
+    hashes = queries.content_hashes(project)
     return fingerprint([(hashes[i], names[c], sp) for i, c, sp in rows])
 
 

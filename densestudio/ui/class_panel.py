@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from densestudio.core.models import SPLITS
+from densestudio.core.constants import SPLITS
 from densestudio.ui.class_dialogs import ClassNameDialog, MergeDialog
 from densestudio.ui.controller import ProjectController
 

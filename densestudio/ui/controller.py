@@ -131,7 +131,7 @@ class ProjectController(QObject):
         text: str | None = None, how: str | None = None,
     ) -> LabelChange | None:
         """Give each image its own label in one undoable step (e.g. accepted predictions,
-        recorded with ``source`` = models.SOURCE_PREDICTION; the history's ``how`` follows
+        recorded with ``source`` = constants.SOURCE_PREDICTION; the history's ``how`` follows
         from it unless given)."""
         pairs = list(assignments)
         if not pairs:

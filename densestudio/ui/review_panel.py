@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import runs as core_runs
-from densestudio.core.models import SOURCE_PREDICTION
+from densestudio.core.constants import SOURCE_PREDICTION
 from densestudio.core.store import ImageFilter
 from densestudio.ml import summary
 from densestudio.ui.confusion import ConfusionMatrixView

@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.core.constants import SPLITS
 from densestudio.core.errors import DenseStudioError
-from densestudio.core.models import SPLITS
 from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ui.controller import ProjectController
 from densestudio.ui.workers import Worker

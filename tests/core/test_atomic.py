@@ -3,6 +3,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -10,7 +11,7 @@ from densestudio.core import atomic
 from densestudio.core.atomic import atomic_output, atomic_write_via
 
 
-def disk_full(*_args, **_kwargs):
+def disk_full(*_args, **_kwargs) -> NoReturn:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from densestudio.core import hashchain, history, runs, signoff
+from densestudio.core.constants import SOURCE_PREDICTION
 from densestudio.core.errors import ProjectError
 from densestudio.core.importer import ImportOptions, run_import
-from densestudio.core.models import SOURCE_PREDICTION, LabelEvent
+from densestudio.core.models import LabelEvent
 from densestudio.core.store import Project, bulk_insert_images
 from tests.core.bad_files import make_class_folders
 

@@ -128,7 +128,7 @@ def test_cancel_mid_import_keeps_committed_batches(project: Project, tmp_path: P
     monkeypatch.setattr(importer, "BATCH_SIZE", 10)
     token = CancelToken()
 
-    def on_event(event):
+    def on_event(event) -> None:
         if isinstance(event, ImportProgress) and event.done >= 25:
             token.cancel()
 

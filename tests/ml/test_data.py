@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def test_disk_cache_means_no_second_decode(tmp_path: Path, monkeypatch: pytest.M
     first, failures = cache.load(items, legacy(32, "L"))
     assert first.shape == (12, 1, 32, 32) and first.dtype == torch.uint8 and not failures
 
-    def no_decode(*_a, **_k):
+    def no_decode(*_a, **_k) -> NoReturn:
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(Preprocessing, "load", no_decode)

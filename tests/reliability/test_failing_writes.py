@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from densestudio.ml import export
 from densestudio.ml.runtime import atomic_save
 
 
-def disk_full(*_args, **_kwargs):
+def disk_full(*_args, **_kwargs) -> NoReturn:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 

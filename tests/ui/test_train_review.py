@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import pytest
@@ -20,8 +20,8 @@ from PySide6.QtWidgets import QLabel
 from pytestqt.qtbot import QtBot
 
 from densestudio.core import runs as core_runs
+from densestudio.core.constants import SOURCE_PREDICTION
 from densestudio.core.importer import ImportOptions
-from densestudio.core.models import SOURCE_PREDICTION
 from densestudio.core.store import ImageFilter, Project
 from tests.ml.conftest import CLASS_NAMES, copy_project, write_images
 
@@ -235,7 +235,7 @@ def test_refusals_and_failures_are_clear(
     # Out of memory in the engine: a clear message, the app carries on.
     import densestudio.ml.train as train_mod
 
-    def oom(*_a, **_k):
+    def oom(*_a, **_k) -> NoReturn:
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(train_mod, "_train", oom)
