@@ -48,7 +48,7 @@ class ProgressLine:
 
 
 def bar(fraction: float, width: int = 30) -> str:
-    filled = int(round(max(0.0, min(1.0, fraction)) * width))
+    filled = round(max(0.0, min(1.0, fraction)) * width)
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
@@ -232,7 +232,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
               f" ({sum(g.crosses_test for g in groups)} touch the test set).")
         for group in groups[:20]:
             print("  " + ", ".join(f"{names[i]} [{sp}]"
-                                   for i, sp in zip(group.image_ids, group.splits)))
+                                   for i, sp in zip(group.image_ids, group.splits, strict=False)))
         if args.move and groups:
             print(f"Moved {move_together(project, groups)} image(s) so each group shares a split.")
     return EXIT_OK

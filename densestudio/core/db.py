@@ -288,7 +288,7 @@ def _upgrade_2_to_3(conn, path: Path) -> None:
     rows = conn.execute(select(table.c.id, table.c.checkpoint_best, table.c.checkpoint_last))
     for run_id, *values in list(rows):
         fixed = {}
-        for column, value in zip(("checkpoint_best", "checkpoint_last"), values):
+        for column, value in zip(("checkpoint_best", "checkpoint_last"), values, strict=False):
             if not value:
                 continue
             old = Path(value)

@@ -195,7 +195,9 @@ class Prediction(Base):
     confidence: Mapped[float] = mapped_column(Float)
     loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     probs: Mapped[bytes] = mapped_column(LargeBinary)  # float32 array, len(class names)
-    __table_args__ = (Index("ix_prediction_run_subset", "run_id", "subset", "true_index", "pred_index"),)
+    __table_args__ = (
+        Index("ix_prediction_run_subset", "run_id", "subset", "true_index", "pred_index"),
+    )
 
 
 # ---------------------------------------------------------------------------- sign-off

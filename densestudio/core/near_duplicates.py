@@ -172,7 +172,7 @@ def move_together(project, groups: list[NearDuplicateGroup]) -> int:
             if locked and "test" in group.splits:
                 raise ProjectError("Some near-duplicates involve the locked test set; unlock it "
                                    "first to move them together.")
-            ids = [i for i, sp in zip(group.image_ids, group.splits) if sp != target]
+            ids = [i for i, sp in zip(group.image_ids, group.splits, strict=False) if sp != target]
             set_split(s, ids, target)  # the locked-test rule is enforced there too
             moved += len(ids)
     return moved

@@ -47,7 +47,7 @@ def labeled_present_images(project: Project) -> list[tuple[int, int, str | None,
                    Image.mode)
             .where(Image.label_id.is_not(None), Image.missing.is_(False))
             .order_by(Image.id)
-        ).all()  # fmt: skip
+        ).all()
     return [(i, lab, sp, path, h, mode) for i, lab, sp, path, h, mode in rows if lab is not None]
 
 

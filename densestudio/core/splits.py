@@ -150,7 +150,7 @@ def assign_missing_splits(s: Session, image_ids: Sequence[int] | None = None) ->
 def _targets(settings: SplitSettings) -> dict[str, float]:
     """Target shares new images are assigned by. With the test set locked, only train and
     val take images, in the ratio train:val (test counts are left out of the shares)."""
-    ratios = dict(zip(SPLITS, settings.ratios))
+    ratios = dict(zip(SPLITS, settings.ratios, strict=False))
     if not settings.test_locked:
         return ratios
     open_share = ratios["train"] + ratios["val"]

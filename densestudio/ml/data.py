@@ -97,7 +97,7 @@ class DecodedCache:
         merged: dict[str, np.ndarray] = {}
         for chunk in chunks:
             with np.load(chunk) as data:
-                for h, px in zip(data["hashes"], data["pixels"]):
+                for h, px in zip(data["hashes"], data["pixels"], strict=False):
                     merged.setdefault(h.decode(), px)
         fd, tmp = tempfile.mkstemp(prefix=".chunk-", suffix=".npz.tmp", dir=folder)
         with os.fdopen(fd, "wb") as f:

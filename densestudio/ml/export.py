@@ -252,7 +252,7 @@ class ExportedModel:
                 continue
             x = torch.stack(tensors).float().div_(255.0)
             probs = self.module(x).float().numpy()
-            for (i, label), p in zip(where, probs):
+            for (i, label), p in zip(where, probs, strict=False):
                 k = int(p.argmax())
                 results[i] = PredictionResult(label, names[k], float(p[k]), p.astype(np.float32),
                                               decision=self.decide(p))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -376,7 +377,7 @@ class _Builder:
         edges = np.linspace(0, 1, 11)
         xs, ys, lo, hi, rows = [], [], [], [], []
         ece = 0.0
-        for a, b in zip(edges[:-1], edges[1:]):
+        for a, b in itertools.pairwise(edges):
             sel = (conf >= a) & ((conf < b) | (b == 1.0))
             n = int(sel.sum())
             if not n:
@@ -665,7 +666,7 @@ def _confusion_html(names: Sequence[str], cm: Sequence[Sequence[int]]) -> str:
     """Rows = true class, columns = predicted; cells shaded by the row's share."""
     head = "".join(f'<th class="pred">{escape(n)}</th>' for n in names)
     body = []
-    for i, (name, row) in enumerate(zip(names, cm)):
+    for i, (name, row) in enumerate(zip(names, cm, strict=False)):
         total = sum(row) or 1
         cells = []
         for j, v in enumerate(row):

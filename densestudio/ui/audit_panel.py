@@ -269,7 +269,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         suspects = self.audit.suspects()
         ids = [self.audit.image_id(i) for i in suspects]
         current = {i.id: i.label_id for i in self.project.images_by_ids(ids)}
-        for issue, image_id in zip(suspects, ids):
+        for issue, image_id in zip(suspects, ids, strict=False):
             if image_id not in current:
                 continue  # deleted since
             if current[image_id] != self._class_id(issue.given):

@@ -77,7 +77,9 @@ class ConfusionModel(QAbstractTableModel):
         # Any non-zero cell gets a visible tint; full colour at 100 % of the row.
         return _mix(WHITE, target, 0.12 + 0.88 * share)
 
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+    def data(
+        self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ):
         if not index.isValid():
             return None
         r, c = index.row(), index.column()
@@ -99,7 +101,9 @@ class ConfusionModel(QAbstractTableModel):
                     f"{what}). Click to show them.")
         return None
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ):
         if section >= len(self.names):
             return None
         if role == Qt.ItemDataRole.DisplayRole:

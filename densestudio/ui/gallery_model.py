@@ -260,7 +260,7 @@ class GalleryModel(QAbstractListModel):
         rows = sorted(r for r in (self.row_of(i) for i in cached) if r is not None)
         # Notify in contiguous runs (cheap even for a 100k-row bulk label).
         start = prev = None
-        for row in rows + [None]:
+        for row in [*rows, None]:
             if start is not None and (row is None or row != prev + 1):
                 self.dataChanged.emit(self.index(start), self.index(prev))
                 start = None

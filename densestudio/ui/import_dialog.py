@@ -31,7 +31,7 @@ from densestudio.core.imaging import IMAGE_EXTENSIONS
 def format_eta(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds < 0:
         return "–"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds >= 3600:
         return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
     if seconds >= 60:

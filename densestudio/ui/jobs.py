@@ -203,7 +203,7 @@ def check_export_job(
         results = model.predict([p for p, _ in samples])
     return [
         CheckRow(path, expected, r.class_name, r.confidence, r.error, r.decision)
-        for (path, expected), r in zip(samples, results)
+        for (path, expected), r in zip(samples, results, strict=False)
     ]
 
 

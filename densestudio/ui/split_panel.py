@@ -239,7 +239,7 @@ class SplitPanel(QWidget):
                                           | Qt.AlignmentFlag.AlignVCenter)
                     self.table.setItem(row, col, item)
             settings = c.split_settings()
-            for spin, ratio in zip(self.spins, settings.ratios):
+            for spin, ratio in zip(self.spins, settings.ratios, strict=False):
                 spin.setValue(round(ratio * 100))
             self.lock_box.setChecked(settings.test_locked)
             group_by = settings.group_by

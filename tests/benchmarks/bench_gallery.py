@@ -121,8 +121,10 @@ class StallMeter:
         gaps = sorted(self.gaps)
         worst = (gaps[-1] - 0.010) * 1000 if gaps else 0.0
         p99 = (gaps[int(len(gaps) * 0.99)] - 0.010) * 1000 if gaps else 0.0
-        print(f"  {name:<34} ticks {len(gaps):5d}   worst stall {max(0, worst):6.1f} ms   "
-              f"p99 {max(0, p99):5.1f} ms   median interval {statistics.median(gaps) * 1000:5.1f} ms")
+        print(
+            f"  {name:<34} ticks {len(gaps):5d}   worst stall {max(0, worst):6.1f} ms   "
+            f"p99 {max(0, p99):5.1f} ms   median interval {statistics.median(gaps) * 1000:5.1f} ms"
+        )
         return worst
 
 

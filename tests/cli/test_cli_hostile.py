@@ -47,8 +47,9 @@ def class_counts(out: str, name: str) -> list[int]:
 
 
 # ------------------------------------------------------------------ 1. locked test set
-def test_locked_test_set_takes_nothing_on_a_later_import(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_locked_test_set_takes_nothing_on_a_later_import(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """new L; import L a (12 of one class); split L --lock on; import L b (60 more)."""
     monkeypatch.chdir(tmp_path)
     make_class_folders(tmp_path / "a", ("x",), per_class=12)
@@ -102,8 +103,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"work": work, "root": root, "second": second}
 
 
-def test_models_are_found_from_any_working_directory(trained: dict, capsys: pytest.CaptureFixture[str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_are_found_from_any_working_directory(
+    trained: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """cd /; densestudio export X/base.dsproj m.pt (was: "Run 1 has no saved model")."""
     work = trained["work"]
     monkeypatch.chdir("/")
@@ -163,7 +165,11 @@ def test_predict_refuses_a_fifo_at_once(
 
 
 def test_predict_csv_through_a_symlink_and_with_formula_like_names(
-        trained: dict, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained: dict,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     model = trained["root"] / "csv.pt"
     assert run(capsys, "export", trained["work"] / "base.dsproj", model, "--run", "1")[0] == 0
     noise((24, 24), "L", seed=3).save(tmp_path / "=HYPERLINK(1).png")
@@ -171,7 +177,7 @@ def test_predict_csv_through_a_symlink_and_with_formula_like_names(
     link = tmp_path / "link.csv"
     link.symlink_to(target)
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(capsys, "predict", model, "=HYPERLINK(1).png", "--csv", link)
+    code, _out, _ = run(capsys, "predict", model, "=HYPERLINK(1).png", "--csv", link)
     assert code == 0 and link.is_symlink(), "the link stays a link"
     rows = list(csv.DictReader(target.open(encoding="utf-8")))
     assert rows[0]["path"] == "'=HYPERLINK(1).png", "escaped for spreadsheets"
@@ -221,8 +227,8 @@ def test_two_imports_at_once_with_overlapping_content(tmp_path: Path) -> None:
                                "--labels-from-subfolders"], text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for folder in own]
-    results = [p.communicate(timeout=180) + (p.returncode,) for p in procs]
-    for out, err, code in results:
+    results = [(*p.communicate(timeout=180), p.returncode) for p in procs]
+    for _out, err, code in results:
         assert code == 0 and "Traceback" not in err, err
     with Project.open(path) as project:
         assert project.count_images() == 30 + 20
@@ -232,8 +238,9 @@ def test_two_imports_at_once_with_overlapping_content(tmp_path: Path) -> None:
     con.close()
 
 
-def test_a_writer_holding_the_lock_too_long_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_writer_holding_the_lock_too_long_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = make_class_folders(tmp_path / "d", ("a",), per_class=3)
     run(capsys, "new", tmp_path / "p")
     monkeypatch.setattr(db, "LOCK_NOTICE_S", 0.05)
@@ -367,8 +374,9 @@ def test_bad_schema_version_and_damaged_file_exit_2(
 
 
 @pytest.mark.parametrize("ratios", ["a,b,c", "nan,nan,nan", "inf,0,0", "-1,1,1", "0.5,0.5"])
-def test_split_ratios_are_checked_before_anything_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                          ratios: str) -> None:
+def test_split_ratios_are_checked_before_anything_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ratios: str
+) -> None:
     run(capsys, "new", tmp_path / "p")
     code, out, err = run(capsys, "split", tmp_path / "p.dsproj", "--resplit",
                          f"--ratios={ratios}")
@@ -424,7 +432,7 @@ def test_export_labels_onto_links_pipes_devices_and_folders(
     run(capsys, "import", project, tmp_path / "d", "--labels-from-subfolders")
     target = tmp_path / "real.csv"
     (tmp_path / "link.csv").symlink_to(target)
-    code, out, _ = run(capsys, "export-labels", project, tmp_path / "link.csv")
+    code, _out, _ = run(capsys, "export-labels", project, tmp_path / "link.csv")
     assert code == 0 and (tmp_path / "link.csv").is_symlink()
     rows = list(csv.DictReader(target.open(encoding="utf-8")))
     assert {r["label"] for r in rows} == {"'=HYPERLINK(\"x\")"}

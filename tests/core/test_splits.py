@@ -20,7 +20,11 @@ def test_stratified_counts_and_stability(project: Project) -> None:
     project.set_labels(ids[100:], b.id)
     counts = project.counts()
     for cls in (a.id, b.id):
-        assert (counts.count(cls, "train"), counts.count(cls, "val"), counts.count(cls, "test")) == (70, 15, 15)
+        assert (
+            counts.count(cls, "train"),
+            counts.count(cls, "val"),
+            counts.count(cls, "test"),
+        ) == (70, 15, 15)
     before = split_of(project)
     more = add_rows(project, 20, prefix="new")
     project.set_labels(more, a.id)
@@ -62,7 +66,9 @@ def test_resplit_and_locked_test(project: Project) -> None:
     assert counts.count(a.id, "train") + counts.count(a.id, "val") == 85
     extra = add_rows(project, 10, prefix="late")
     project.set_labels(extra, a.id)
-    assert set(project.image_ids(ImageFilter(split="test"))) == test_before, "locked: nothing enters"
+    assert set(project.image_ids(ImageFilter(split="test"))) == test_before, (
+        "locked: nothing enters"
+    )
     lock_test_split(project, False)
     resplit(project, (0.7, 0.15, 0.15), seed=1)
     assert split_settings(project).seed == 1

@@ -106,7 +106,7 @@ def test_export_roundtrip_in_app(trained) -> None:
     stored = {p.image_id: p for p in runs.predictions(project, run_id, "test")}
     images = project.images_by_ids(list(stored))
     results = model.predict([i.path for i in images])
-    for img, res in zip(images, results):
+    for img, res in zip(images, results, strict=False):
         assert res.class_name == model.class_names[stored[img.id].pred_index]
         np.testing.assert_allclose(res.probs, stored[img.id].probs, atol=1e-5)
 
@@ -169,7 +169,7 @@ def test_exported_model_runs_with_plain_torch_only(trained) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     plain = json.loads(proc.stdout.strip().splitlines()[-1])
-    for (name, probs), res in zip(plain, in_app):
+    for (name, probs), res in zip(plain, in_app, strict=False):
         assert name == res.class_name
         np.testing.assert_allclose(probs, res.probs, atol=1e-6)
 

@@ -102,7 +102,7 @@ def test_gate_fails_on_a_significant_drop_and_on_must_pass_images(project: Proje
 
     # must-pass images from the training split: the gate uses their stored predictions
     golden = ids[:2]
-    signoff.add_golden(project, golden + [test[10]])
+    signoff.add_golden(project, [*golden, test[10]])
     for run_id, wrong in ((old, set()), (worse, {golden[0]})):
         t = truth(project.image_ids())
         runs.save_predictions(project, run_id, "unlabeled", [

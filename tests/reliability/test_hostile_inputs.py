@@ -128,8 +128,9 @@ def test_locked_test_set_survives_every_entry_point(project: Project, tmp_path: 
 
 
 # ------------------------------------------------------------------ 2. project-relative paths
-def test_checkpoint_paths_are_stored_relative_to_the_project(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpoint_paths_are_stored_relative_to_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     work = tmp_path / "X"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -185,8 +186,9 @@ def test_upgrade_fixes_cwd_relative_checkpoint_paths(
     assert db.backup_path_for(work / "base.dsproj", 2).is_file()
 
 
-def test_image_paths_are_absolute_whatever_the_import_argument(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_paths_are_absolute_whatever_the_import_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_class_folders(tmp_path / "imgs", ("x",), per_class=2)
     monkeypatch.chdir(tmp_path)
     with Project.create("p") as project:
@@ -289,8 +291,9 @@ def test_a_long_writer_is_waited_for_with_a_notice_then_a_clear_error(
     assert project.add_class("late").name == "late"
 
 
-def test_a_writer_that_finishes_while_we_wait_lets_us_through(project: Project,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_writer_that_finishes_while_we_wait_lets_us_through(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(db, "LOCK_NOTICE_S", 0.05)
     holder = hold_write_lock(project.path)
     waiting = threading.Event()
@@ -386,8 +389,9 @@ def test_disk_full_during_import_stops_cleanly_and_keeps_what_was_saved(
 
 
 @pytest.mark.parametrize("damage", ["folder", "garbage"])
-def test_damaged_thumbnail_cache_is_moved_aside_and_rebuilt(project: Project, tmp_path: Path,
-                                                            damage: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_damaged_thumbnail_cache_is_moved_aside_and_rebuilt(
+    project: Project, tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
     cache = project.cache_dir / "thumbnails.sqlite"
     cache.parent.mkdir(parents=True)
     if damage == "folder":
@@ -432,7 +436,7 @@ def test_bad_schema_version_and_damaged_pages_are_clear_errors(tmp_path: Path) -
             f.seek((root - 1) * 4096)
             f.write(b"\xff" * 16)
     with Project.open(damaged) as project:  # its meta table is fine
-        with pytest.raises(ProjectError, match="is damaged .*malformed"):
+        with pytest.raises(ProjectError, match=r"is damaged .*malformed"):
             project.counts()
     garbage = tmp_path / "garbage.dsproj"
     garbage.write_bytes(b"\x00" * 100 + os.urandom(8000))

@@ -283,8 +283,13 @@ def test_import_report_lists_skipped_files(
     dialog.accept()
 
 
-def test_tile_context_menu_selects_and_lists_classes(qtbot: QtBot, window: MainWindow, neu_subset: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tile_context_menu_selects_and_lists_classes(
+    qtbot: QtBot,
+    window: MainWindow,
+    neu_subset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     assert window.new_project(tmp_path / "menu.dsproj")
     with qtbot.waitSignal(window.importFinished, timeout=60_000):
         window.start_import([neu_subset], _options(True))

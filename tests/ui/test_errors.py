@@ -28,7 +28,7 @@ def test_exception_in_slot_is_reported_and_app_survives(
     button.clicked.connect(explode)
     button.click()
     qtbot.waitUntil(lambda: bool(shown), timeout=5000)
-    title, message, details = shown[0]
+    _title, message, details = shown[0]
     assert "ValueError: a bug in a slot" in message
     assert "Traceback" in details and "explode" in details
     # the event loop still runs

@@ -192,7 +192,7 @@ def test_cancel_mid_run_and_resume(qtbot: QtBot, window: MainWindow, tmp_path: P
     info = core_runs.get_run(window.controller.project, run_id)
     assert info.status == "finished" and info.epochs_done == 3
     assert f"resuming after epoch {done_before}" in "".join(
-        [panel.last_message] + [panel.status.text()]) or panel.plots.epoch_count == 3
+        [panel.last_message, panel.status.text()]) or panel.plots.epoch_count == 3
     assert panel.plots.epoch_count == 3  # history before the cancel + the resumed epochs
     assert [m.epoch for m in core_runs.epoch_metrics(window.controller.project, run_id)] == [
         1, 2, 3]
@@ -387,7 +387,7 @@ def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(
 
 
 def test_relabel_from_review_and_undo(qtbot: QtBot, window: MainWindow, review) -> None:
-    panel, run_id = review
+    panel, _run_id = review
     project = window.controller.project
     # The fullest cell, not the diagonal: a 2-epoch run may get every test image wrong.
     confusion = panel.report.confusion
