@@ -37,6 +37,7 @@ screenshots: venv
 	$(BIN)/python tests/benchmarks/make_screenshots.py
 	$(BIN)/python tests/benchmarks/make_audit_screenshot.py
 	$(BIN)/python tests/benchmarks/make_screenshots_explain.py
+	$(BIN)/python tests/benchmarks/make_signoff_screenshots.py
 	sh tests/setup_services.sh
 	$(BIN)/python tests/benchmarks/make_report_screenshot.py
 

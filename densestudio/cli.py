@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from densestudio import __version__
 from densestudio.cli_signoff import add_signoff_commands
+from densestudio.core import formatting
 from densestudio.core.errors import CancelledError, DenseStudioError
 from densestudio.core.progress import CancelToken
 
@@ -53,10 +55,7 @@ def bar(fraction: float, width: int = 30) -> str:
 
 
 def format_eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "--:--"
-    seconds = int(seconds)
-    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return formatting.eta(seconds, unknown="--:--")  # plain ASCII for any terminal
 
 
 @contextlib.contextmanager
@@ -82,9 +81,23 @@ def ctrl_c_cancels(cancel: CancelToken) -> Iterator[None]:
 def cmd_new(args: argparse.Namespace) -> int:
     from densestudio.core.store import Project
 
-    with Project.create(args.project) as project:
-        print(f"Created project {project.path}")
+    with Project.create(args.project, files_root=args.files_root) as project:
+        print(f"Created project {project.location}")
+        if project.shared:
+            print(f"  files root (runs, checkpoints): {project.files_root}"
+                  + ("" if args.files_root else " - on this machine only; give the team a "
+                     "shared folder with `densestudio files-root PROJECT DIR`"))
     return EXIT_OK
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """The desktop app with this project (a file or a postgresql:// URL) open."""
+    from densestudio.core.db import project_target
+
+    project_target(args.project)  # a bad argument is a one-line error here, not in the GUI
+    from densestudio.ui.app import run_app
+
+    return run_app(["densestudio", "--project", args.project])
 
 
 def open_project(path: str):
@@ -147,7 +160,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         counts = project.counts()
         settings = split_settings(project)
         missing = project.count_images(ImageFilter(missing=True))
-        print(f"Project {project.path}")
+        print(f"Project {project.location}")
+        if project.shared:
+            print(f"  files root: {project.files_root}")
         print(f"  images: {counts.total}   labeled: {counts.total - counts.count(None)}"
               f"   unlabeled: {counts.count(None)}   missing files: {missing}")
         ratios = "/".join(f"{r * 100:g}" for r in settings.ratios)
@@ -162,10 +177,80 @@ def cmd_info(args: argparse.Namespace) -> int:
             cells = " ".join(f"{counts.count(class_id, s):>7}" for s in SPLITS)
             name = printable(name)
             print(f"  {key:>3}  {name[:24]:<24} {counts.count(class_id):>7} {cells}")
+        authors = _author_totals(project)
+        if len(authors) > 1 or (project.shared and authors):
+            print("  labeled by: " + ", ".join(f"{printable(who or '(unknown)')} {n}"
+                                               for who, n in authors))
         if missing:
             print(f"\n{missing} image file(s) are missing; use `densestudio relink` to find them:")
             for img in project.missing_images()[:10]:
                 print(f"  {img.path}")
+    return EXIT_OK
+
+
+def _author_totals(project) -> list[tuple[str, int]]:
+    totals: dict[str, int] = {}
+    for per_author in project.counts_by_author().values():
+        for who, n in per_author.items():
+            totals[who] = totals.get(who, 0) + n
+    return sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def cmd_import_labels(args: argparse.Namespace) -> int:
+    from densestudio.core.exchange import import_labels_csv
+
+    with open_project(args.project) as project:
+        report = import_labels_csv(project, Path(args.csv), create_classes=args.create_classes,
+                                   author=args.author)
+    print(report.summary())
+    if report.created_classes:
+        print("  created classes: " + ", ".join(printable(n) for n in report.created_classes))
+    for name, n in sorted(report.unknown_classes.items()):
+        print(f"  unknown class '{printable(name)}': {n} row(s) skipped"
+              " (--create-classes creates it)")
+    for line, key in report.unknown_images[: args.show_skipped]:
+        print(f"  line {line}: no image with path or hash '{printable(key)}'")
+    for line, why in report.bad_rows[: args.show_skipped]:
+        print(f"  line {line}: {printable(why)}")
+    hidden = (max(len(report.unknown_images) - args.show_skipped, 0)
+              + max(len(report.bad_rows) - args.show_skipped, 0))
+    if hidden:
+        print(f"  ... and {hidden} more skipped row(s)")
+    if report.repeated:
+        print(f"  {report.repeated} image(s) were named by more than one row; the last counts")
+    return EXIT_PARTIAL if report.skipped else EXIT_OK
+
+
+def cmd_files_root(args: argparse.Namespace) -> int:
+    with open_project(args.project) as project:
+        if args.folder is not None:
+            project.set_files_root(args.folder)
+            print(f"Files root of {project.location} set to {project.files_root}")
+        else:
+            print(project.files_root)
+    return EXIT_OK
+
+
+def cmd_map_root(args: argparse.Namespace) -> int:
+    """Show or change this machine's root mapping (stored root -> local root)."""
+    from densestudio.core import machine
+
+    mapping = dict(machine.load_root_map().pairs)
+    if args.stored is not None:
+        if args.remove:
+            if mapping.pop(args.stored, None) is None:
+                raise DenseStudioError(f"'{args.stored}' is not mapped on this machine.")
+        elif args.local is None:
+            raise DenseStudioError("Give the local folder too: map-root STORED LOCAL "
+                                   "(or --remove).")
+        else:
+            mapping[args.stored] = os.path.abspath(Path(args.local).expanduser())
+        path = machine.save_root_map(mapping)
+        print(f"Saved {path}")
+    for stored, local in sorted(mapping.items()):
+        print(f"  {stored} -> {local}")
+    if not mapping:
+        print("No roots are mapped on this machine.")
     return EXIT_OK
 
 
@@ -239,9 +324,43 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 
 
 def add_core_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("new", help="create an empty project file")
-    p.add_argument("project", help="path of the new project (.dsproj added if missing)")
+    p = sub.add_parser("new", help="create an empty project file, or a shared project in "
+                                   "an empty PostgreSQL database")
+    p.add_argument("project", help="path of the new project (.dsproj added if missing), or "
+                                   "postgresql://USER@HOST/DATABASE")
+    p.add_argument("--files-root", metavar="DIR",
+                   help="shared project: the shared folder for its runs and checkpoints")
     p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("open", help="open a project (file or postgresql:// URL) in the app")
+    p.add_argument("project")
+    p.set_defaults(func=cmd_open)
+
+    p = sub.add_parser("import-labels", help="label images from a CSV file (columns: path "
+                                             "or content_hash, class, optional author)")
+    p.add_argument("project")
+    p.add_argument("csv")
+    p.add_argument("--create-classes", action="store_true",
+                   help="create classes the project does not have (else their rows are "
+                        "skipped and listed)")
+    p.add_argument("--author", help="who decided the labels of rows without an author "
+                                    "column (default: this user)")
+    p.add_argument("--show-skipped", type=int, default=20, metavar="N",
+                   help="list at most N skipped rows of each kind (default 20)")
+    p.set_defaults(func=cmd_import_labels)
+
+    p = sub.add_parser("files-root", help="show or set a shared project's folder for runs "
+                                          "and checkpoints")
+    p.add_argument("project")
+    p.add_argument("folder", nargs="?", help="a folder every machine can read")
+    p.set_defaults(func=cmd_files_root)
+
+    p = sub.add_parser("map-root", help="this machine's mapping of a folder as stored in "
+                                        "shared projects to where it is mounted here")
+    p.add_argument("stored", nargs="?", help="the folder as the project stores it")
+    p.add_argument("local", nargs="?", help="where it is on this machine")
+    p.add_argument("--remove", action="store_true", help="remove the mapping of STORED")
+    p.set_defaults(func=cmd_map_root)
 
     p = sub.add_parser("import", help="import image folders or files into a project")
     p.add_argument("project")
@@ -377,7 +496,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif isinstance(e, EpochsPlanned):
             line.done()
             state["epochs"] = e.epochs
-            budget = f" to fit about {format_eta(e.budget_s)}" if e.budget_s else ""
+            budget = (f" to fit about {format_eta(e.budget_s)}"
+                      if e.budget_s and not e.over_budget else "")
             print(f"planned {e.epochs} epochs{budget} ({e.reason})", flush=True)
         elif isinstance(e, RunStarted):
             line.done()
@@ -409,7 +529,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             for subset in ("test", "val"):  # balanced accuracy and the worst class first
                 if f"{subset}_acc" in m:
                     print(f"  {summary.long_text(summary.summarize(m, subset=subset))}, "
-                          f"macro-F1 {summary.pct(m.get(f'{subset}_macro_f1'))}")
+                          f"macro-F1 {formatting.percent(m.get(f'{subset}_macro_f1'))}")
         elif isinstance(e, RunCancelled):
             line.done()
             print(f"Run {e.run_id} stopped after epoch {e.epoch}; continue it with "
@@ -482,7 +602,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         run_id = _pick_export_run(project, args)
         out = Path(args.out)
         if out.is_dir():  # a folder: the model goes inside it, named after project and run
-            out = out / f"{project.path.stem}-run{run_id}"
+            out = out / f"{project.name}-run{run_id}"
         out = export_model(project, run_id, out, onnx=args.onnx)
         _record_export(project, run_id, out, [out, *([out.with_suffix(".onnx")] if args.onnx
                                                     else [])])
@@ -872,10 +992,13 @@ def _storage_error(exc: Exception, args: argparse.Namespace) -> str | None:
     """A message for a database error that escaped the core's own translation."""
     if not type(exc).__module__.startswith("sqlalchemy"):
         return None
-    from densestudio.core.db import explain_error
+    from densestudio.core.db import describe, explain_error, project_target
 
-    project = Path(getattr(args, "project", None) or "the project")
-    return explain_error(exc, project) or f"{project}: {getattr(exc, 'orig', exc)}"
+    try:
+        target = project_target(getattr(args, "project", None) or "the project")
+    except DenseStudioError:
+        target = Path("the project")
+    return explain_error(exc, target) or f"{describe(target)}: {getattr(exc, 'orig', exc)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,19 +1,27 @@
-"""Suite-wide: a backstop for pytest-timeout that needs no GIL.
+"""Suite-wide set-up.
 
-pytest-timeout's timer is a Python thread: a deadlock in which some thread holds the GIL
-forever (a worker inside a Qt call, waiting on a Qt lock) stops it as well. faulthandler's
-watchdog is a C thread: ``BACKSTOP_S`` after a test's timeout it prints every thread's Python
-stack to the real stderr and exits the process with status 1.
+- A backstop for pytest-timeout that needs no GIL. pytest-timeout's timer is a Python
+  thread: a deadlock in which some thread holds the GIL forever (a worker inside a Qt call,
+  waiting on a Qt lock) stops it as well. faulthandler's watchdog is a C thread:
+  ``BACKSTOP_S`` after a test's timeout it prints every thread's Python stack to the real
+  stderr and exits the process with status 1.
+- Per-machine folders (caches, journals, the root mapping of shared projects) kept out of
+  the user's home.
+- A real PostgreSQL server (tests/pg_server.py) for the tests of shared projects, started on
+  first use and stopped at the end of the session.
 """
 
 from __future__ import annotations
 
 import faulthandler
+import itertools
 import os
 import sys
 from collections.abc import Iterator
 
 import pytest
+
+from tests import pg_server as pg
 
 BACKSTOP_S = float(os.environ.get("DENSESTUDIO_TIMEOUT_BACKSTOP_S", "30"))
 _stderr_fd = pytest.StashKey[int]()
@@ -48,3 +56,55 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     finally:
         if timeout > 0:
             faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _machine_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Caches, journals and the root mapping of shared projects live in per-user folders;
+    the tests (and the CLI processes they start) use temporary ones."""
+    base = tmp_path_factory.mktemp("machine")
+    for name in ("CONFIG", "CACHE", "DATA"):
+        os.environ[f"DENSESTUDIO_{name}_DIR"] = str(base / name.lower())
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pg.PgServer]:
+    """A fresh PostgreSQL server for this test session; the tests that need it are skipped,
+    saying why, only where the server binaries are missing (``make test`` installs them)."""
+    reasons: list[str] = []
+    server = pg.start(reasons)
+    if server is None:
+        pytest.skip(reasons[0])
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+_schemas = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def _pg_test_database(pg_server: pg.PgServer) -> str:
+    return pg_server.create_database("dstests")
+
+
+@pytest.fixture
+def pg_url(pg_server: pg.PgServer, _pg_test_database: str) -> str:
+    """The URL of a fresh, empty PostgreSQL project location: its own schema in the tests'
+    database (a schema is made in milliseconds, a database in half a second)."""
+    schema = f"s{next(_schemas)}"
+    import psycopg
+
+    with psycopg.connect(host=str(pg_server.socket_dir), port=pg_server.port,
+                         user=pg.SUPERUSER, dbname=_pg_test_database, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return pg_server.url(_pg_test_database) + f"&options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def pg_database_url(pg_server: pg.PgServer) -> Iterator[str]:
+    """The URL of a whole fresh database (for tests of several processes or a restart)."""
+    name = pg_server.create_database()
+    yield pg_server.url(name)
+    pg_server.drop_database(name)

@@ -10,5 +10,6 @@ from __future__ import annotations
 SOURCE_HUMAN = "human"
 SOURCE_FOLDER = "folder"  # imported from the sub-folder name
 SOURCE_PREDICTION = "prediction"  # an accepted model prediction
+SOURCE_IMPORT = "import"  # set by `densestudio import-labels` (a line's MES, a script)
 
 SPLITS = ("train", "val", "test")

@@ -18,14 +18,14 @@ import numpy as np
 from PIL import Image
 
 from densestudio.core.errors import CancelledError, ProjectError
-from densestudio.core.progress import CancelToken, EventCallback, ignore_event
+from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 
 DEMO_CLASSES = ("ok", "scratch", "spot", "crack")
 DEMO_PROJECT_NAME = "DenseStudio demo.dsproj"
 
 
 @dataclass(frozen=True)
-class DemoProgress:
+class DemoProgress(Progress):
     """Drawing the demo images (before their import)."""
 
     done: int

@@ -15,3 +15,10 @@ class ImportFailed(DenseStudioError):
 
 class CancelledError(DenseStudioError):
     """Long work stopped because the user cancelled it."""
+
+
+class ServerUnreachable(ProjectError):
+    """The database server of a shared project cannot be reached (network, server down).
+
+    Nothing was changed; label changes made meanwhile can wait in an ``offline.LabelQueue``.
+    """

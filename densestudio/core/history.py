@@ -34,14 +34,15 @@ HOW_AUDIT = "audit"  # relabeled in the label audit
 HOW_AUDIT_CONFIRM = "audit-confirm"  # "label is right" in the label audit (no change)
 HOW_AUDIT_UNCONFIRM = "audit-unconfirm"  # that confirmation undone
 HOW_IMPORT = "import"  # sub-folder name at import
+HOW_CSV = "import-labels"  # a CSV file (densestudio import-labels: a line's MES, a script)
 HOW_UNDO = "undo"
 HOW_REDO = "redo"
 HOW_CLASS_DELETE = "class-delete"  # the class was deleted: its images became unlabeled
 HOW_CLASS_MERGE = "class-merge"  # the class was merged into another
 HOW_API = "api"  # a script or the command line through the store
 HOWS = (HOW_KEYBOARD, HOW_BULK, HOW_REVIEW, HOW_PREDICTION, HOW_AUDIT, HOW_AUDIT_CONFIRM,
-        HOW_AUDIT_UNCONFIRM, HOW_IMPORT, HOW_UNDO, HOW_REDO, HOW_CLASS_DELETE, HOW_CLASS_MERGE,
-        HOW_API)
+        HOW_AUDIT_UNCONFIRM, HOW_IMPORT, HOW_CSV, HOW_UNDO, HOW_REDO, HOW_CLASS_DELETE,
+        HOW_CLASS_MERGE, HOW_API)
 
 LABEL_CHAIN = hashchain.Chain(
     "label history", LabelEvent,

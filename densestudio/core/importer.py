@@ -38,7 +38,7 @@ from densestudio.core.imaging import (
     stream_hash,
 )
 from densestudio.core.models import Image, path_text, utcnow
-from densestudio.core.progress import CancelToken, EventCallback, ignore_event
+from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.splits import assign_missing_splits
 from densestudio.core.store import (
     Project,
@@ -61,7 +61,7 @@ class ImportOptions:
 
 
 @dataclass(frozen=True)
-class ImportProgress:
+class ImportProgress(Progress):
     phase: str  # "scanning" | "importing"
     done: int
     total: int

@@ -1,8 +1,9 @@
-"""ORM tables of a project file (SQLAlchemy 2.0 typed declarative models).
+"""ORM tables of a project (SQLAlchemy 2.0 typed declarative models).
 
-A project is one SQLite file. Labels live on the image row (one label per image) so the
-gallery's hot query needs no join; runs, their per-epoch metrics, the label snapshot a run
-trained on and its per-image predictions are rows too, so a crash leaves nothing half-known.
+A project is one SQLite file, or one PostgreSQL database for a team (the same tables).
+Labels live on the image row (one label per image) so the gallery's hot query needs no
+join; runs, their per-epoch metrics, the label snapshot a run trained on and its per-image
+predictions are rows too, so a crash leaves nothing half-known.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import datetime, timezone
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -24,6 +26,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from densestudio.core.machine import root_map
+
+# Text that sorts by code point on both databases (SQLite's default; PostgreSQL's "C"), so a
+# gallery sorted by name shows the same order on either.
+SortedText = Text().with_variant(Text(collation="C"), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -59,16 +67,24 @@ def path_text(path: str) -> str:
 
 
 class FsPath(TypeDecorator):
-    """A Text column holding a file path that may contain undecodable bytes."""
+    """A Text column holding a file path that may contain undecodable bytes.
+
+    Paths are stored as the machine that wrote them sees them, and read through this
+    machine's root mapping (``machine.RootMap``), so a share mounted elsewhere still works.
+    """
 
     impl = Text
     cache_ok = True
 
+    def load_dialect_impl(self, dialect):
+        return dialect.type_descriptor(
+            Text(collation="C") if dialect.name == "postgresql" else Text())
+
     def process_bind_param(self, value: str | None, dialect: object) -> str | None:
-        return None if value is None else encode_path(str(value))
+        return None if value is None else encode_path(root_map().to_stored(str(value)))
 
     def process_result_value(self, value: str | None, dialect: object) -> str | None:
-        return None if value is None else decode_path(value)
+        return None if value is None else root_map().to_local(decode_path(value))
 
 
 class Base(DeclarativeBase):
@@ -97,10 +113,11 @@ class Image(Base):
     __tablename__ = "image"
     id: Mapped[int] = mapped_column(primary_key=True)
     path: Mapped[str] = mapped_column(FsPath, unique=True)  # absolute
-    filename: Mapped[str] = mapped_column(Text)  # lower-cased path_text(base name): filter/sort
+    # lower-cased path_text(base name): filter/sort
+    filename: Mapped[str] = mapped_column(SortedText)
     folder: Mapped[str] = mapped_column(FsPath, default="")  # parent folder (group key)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    byte_size: Mapped[int] = mapped_column(Integer)
+    byte_size: Mapped[int] = mapped_column(BigInteger)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     mode: Mapped[str] = mapped_column(String(16))  # Pillow mode after import ("L", "RGB", "I;16")
@@ -108,7 +125,7 @@ class Image(Base):
     added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     missing: Mapped[bool] = mapped_column(Boolean, default=False)
     # 64-bit difference hash (signed for SQLite) for near-duplicate checks; None if unknown.
-    phash: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    phash: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     label_id: Mapped[int | None] = mapped_column(
         ForeignKey("label_class.id", ondelete="SET NULL"), nullable=True
@@ -117,6 +134,15 @@ class Image(Base):
     labeled_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     labeled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     split: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    # Compare-and-set for labelers working at once: +1 on every label change; a change made
+    # from a view that saw an older version is refused for that image (store.Seen).
+    label_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Number of the project change (meta 'change_seq') that last touched this row: label,
+    # split, file or the row itself; what other clients' change feeds look for.
+    change_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Number of the change that last changed its label (what Seen.seq is checked against:
+    # a split, a file check or the import of the row itself is no conflict).
+    label_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     label: Mapped[LabelClass | None] = relationship(lazy="raise")
 
@@ -126,6 +152,7 @@ class Image(Base):
         Index("ix_image_split_filename", "split", "filename"),
         Index("ix_image_filename", "filename"),
         Index("ix_image_added", "added_at"),
+        Index("ix_image_change_seq", "change_seq"),
     )
 
 

@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from densestudio.core.errors import CancelledError
 
 EventCallback = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Base of the events that only say how far a job is (done of total, a step, a rate).
+
+    They come often and each one supersedes the last, so a receiver may drop all but the
+    newest; every other event (started, epoch ended, finished, failed) must be delivered.
+    """
 
 
 def ignore_event(_event: object) -> None:

@@ -122,7 +122,7 @@ class PredictionInfo:
 
 
 def runs_dir(project: Project) -> Path:
-    return project.path.with_name(project.path.name + "-runs")
+    return project.runs_dir
 
 
 def run_dir(project: Project, run_id: int) -> Path:

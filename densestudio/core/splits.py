@@ -29,7 +29,7 @@ from pathlib import PurePath
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from densestudio.core import db
+from densestudio.core import changes, db
 from densestudio.core.constants import SPLITS
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import Image
@@ -178,10 +178,12 @@ def _update_split(s: Session, ids: Sequence[int] | None, split: str | None,
         stmt = stmt.where(or_(Image.split.is_(None), Image.split != "test"))
     if ids is None:
         s.execute(stmt)
+        changes.bump(s, everything=True)
         return
     ids = list(ids)
+    seq = changes.bump(s)
     for start in range(0, len(ids), 5000):
-        s.execute(stmt.where(Image.id.in_(ids[start : start + 5000])))
+        s.execute(stmt.where(Image.id.in_(ids[start : start + 5000])).values(change_seq=seq))
 
 
 def _write_splits(s: Session, assigned: dict[str, list[int]], test_locked: bool) -> None:

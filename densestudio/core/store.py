@@ -3,6 +3,13 @@
 All values that leave this module are frozen dataclasses (never ORM objects), so callers in
 any thread can hold them. Each method opens its own short session; every multi-row change
 is one transaction, and label changes return a ``LabelChange`` the GUI can undo.
+
+A project is a file (SQLite) or a shared database (PostgreSQL) that several labelers use at
+once. The rule for two of them labeling the same image: a change made from a view of the
+image that is out of date (``Seen``: someone changed it after the view was read) is refused
+for that image and reported as a ``LabelConflict`` - never a silent overwrite; the rest of a
+bulk change is applied. Undo and redo follow the same rule: they only touch an image that
+is still as the change left it.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import getpass
 import os
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,10 +28,10 @@ from sqlalchemy import Select, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from densestudio.core import db, history
+from densestudio.core import changes, db, history, machine
 from densestudio.core.constants import SOURCE_HUMAN, SOURCE_PREDICTION, SPLITS
 from densestudio.core.errors import ProjectError
-from densestudio.core.models import Image, LabelClass, utcnow
+from densestudio.core.models import Image, LabelClass, path_text, utcnow
 
 PROJECT_SUFFIX = ".dsproj"
 CHUNK = 5000  # ids per IN (...) clause; well under SQLite's variable limit
@@ -64,6 +71,7 @@ class ImageInfo:
     labeled_by: str | None
     labeled_at: datetime | None
     split: str | None
+    label_version: int = 0  # what a change made from this view expects (see Seen)
 
     @property
     def name(self) -> str:
@@ -79,11 +87,80 @@ class LabelState:
 
 
 @dataclass(frozen=True)
+class Seen:
+    """What a labeling client's view of the images was when it asked for a change.
+
+    ``versions``: the label version it saw per image (``ImageInfo.label_version``, or a
+    change feed's batch); for any other image, ``seq``: the project change number its view
+    is up to date with (``changes.ChangeFeed.seq``). A change to an image that was changed
+    after that is refused for the image (unless it already has the label asked for).
+    """
+
+    versions: Mapping[int, int] = field(default_factory=dict)
+    seq: int | None = None
+
+    def is_stale(self, image_id: int, version: int, label_seq: int) -> bool:
+        if image_id in self.versions:
+            return self.versions[image_id] != version
+        return self.seq is not None and label_seq > self.seq
+
+
+@dataclass(frozen=True)
+class LabelConflict:
+    """An image a change was not applied to, because someone else changed it first."""
+
+    image_id: int
+    name: str  # file name, for messages
+    label_id: int | None  # its label now
+    labeled_by: str | None  # who made the change that won
+    labeled_at: datetime | None
+
+    def message(self, class_names: Mapping[int, str] | None = None,
+                now: datetime | None = None) -> str:
+        """"'img_001.png' was relabeled by alice a moment ago; your change was not applied"."""
+        who = f" by {self.labeled_by}" if self.labeled_by else ""
+        what = "unlabeled" if self.label_id is None else "relabeled"
+        if self.label_id is not None and class_names and self.label_id in class_names:
+            what = f"relabeled as '{class_names[self.label_id]}'"
+        return f"'{self.name}' was {what}{who} {_ago(self.labeled_at, now)}; your change " \
+               "was not applied"
+
+
+def _ago(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "meanwhile"
+    seconds = ((now or utcnow()) - when).total_seconds()
+    if seconds < 60:
+        return "a moment ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    return f"at {when:%Y-%m-%d %H:%M} UTC"
+
+
+def conflicts_message(conflicts: Sequence[LabelConflict],
+                      class_names: Mapping[int, str] | None = None) -> str:
+    """One message for the conflicts of a (bulk) change."""
+    if len(conflicts) == 1:
+        return conflicts[0].message(class_names) + "."
+    by: dict[str, int] = defaultdict(int)
+    for c in conflicts:
+        by[c.labeled_by or "someone"] += 1
+    who = ", ".join(f"{name} {n}" for name, n in sorted(by.items(), key=lambda kv: -kv[1]))
+    first = ", ".join(f"'{c.name}'" for c in conflicts[:3])
+    more = f" and {len(conflicts) - 3} more" if len(conflicts) > 3 else ""
+    return (f"{len(conflicts)} images were changed by others meanwhile ({who}): {first}{more}; "
+            "your change was not applied to them.")
+
+
+@dataclass(frozen=True)
 class LabelChange:
-    """What a labeling operation changed: enough to undo (``before``) and redo (``after``)."""
+    """What a labeling operation changed: enough to undo (``before``) and redo (``after``),
+    each image's label version after it, and the images it was refused for."""
 
     before: tuple[tuple[int, LabelState], ...]
     after: tuple[tuple[int, LabelState], ...]
+    versions: tuple[tuple[int, int], ...] = ()
+    conflicts: tuple[LabelConflict, ...] = ()
 
     @property
     def image_ids(self) -> list[int]:
@@ -142,6 +219,7 @@ _IMAGE_COLUMNS = (
     Image.id, Image.path, Image.filename, Image.folder, Image.content_hash, Image.byte_size,
     Image.width, Image.height, Image.mode, Image.bit_depth, Image.added_at, Image.missing,
     Image.label_id, Image.label_source, Image.labeled_by, Image.labeled_at, Image.split,
+    Image.label_version,
 )  # fmt: skip
 
 
@@ -164,28 +242,59 @@ def current_user() -> str:
     if name:
         return name[:64]
     try:
-        return getpass.getuser()
-    except Exception:  # no login name (some containers, services)
+        return normalize_author(getpass.getuser())
+    except Exception:  # no login name (some containers, services), or an odd one
         return "user"
 
 
+MAX_AUTHOR = 64  # characters (the column's size)
+
+
+def normalize_author(name: str) -> str:
+    """An author name as given (``--author``, a CSV column): trimmed, 1-64 characters, no
+    control characters. Raises ProjectError with the reason otherwise."""
+    name = unicodedata.normalize("NFC", name).strip()
+    if not name:
+        raise ProjectError("An author name cannot be empty.")
+    if any(unicodedata.category(ch) in _BAD_NAME_CATEGORIES for ch in name):
+        raise ProjectError("An author name cannot contain line breaks or control characters.")
+    if len(name) > MAX_AUTHOR:
+        raise ProjectError(f"An author name can have at most {MAX_AUTHOR} characters.")
+    return name
+
+
 class Project:
-    """An open project file. Thread-safe: every call uses its own session."""
+    """An open project: a file, or a shared database. Thread-safe: every call uses its own
+    session."""
 
     def __init__(self, database: db.Database) -> None:
         self._db = database
+        self._files_root: Path | None = None
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
-    def create(cls, path: str | Path) -> Project:
-        path = db.project_target(path)
-        if path.suffix == "":
-            path = path.with_name(path.name + PROJECT_SUFFIX)
-        return cls(db.create_database(path))
+    def create(cls, target: str | Path | db.ServerURL,
+               files_root: str | Path | None = None) -> Project:
+        """A new project file, or the tables of a shared project in an empty database;
+        ``files_root``: a shared project's folder for runs (see ``files_root``)."""
+        machine.load_root_map()
+        target = db.project_target(target)
+        if isinstance(target, Path) and target.suffix == "":
+            target = target.with_name(target.name + PROJECT_SUFFIX)
+        project = cls(db.create_database(target))
+        if files_root is not None:
+            try:
+                project.set_files_root(files_root)
+            except BaseException:
+                project.close()
+                raise
+        return project
 
     @classmethod
-    def open(cls, path: str | Path) -> Project:
-        return cls(db.open_database(db.project_target(path)))
+    def open(cls, target: str | Path | db.ServerURL) -> Project:
+        """Open a project file or a shared project (``postgresql://USER@HOST/DATABASE``)."""
+        machine.load_root_map()
+        return cls(db.open_database(db.project_target(target)))
 
     def close(self) -> None:
         self._db.dispose()
@@ -198,8 +307,29 @@ class Project:
 
     @property
     def path(self) -> Path:
-        """The project file, absolute."""
+        """The project file, absolute (a shared project has none: ProjectError)."""
         return self._db.path
+
+    @property
+    def target(self) -> Path | db.ServerURL:
+        """What was opened: the project file or the server URL."""
+        return self._db.target
+
+    @property
+    def shared(self) -> bool:
+        """A shared project on a database server (several labelers at once)."""
+        return self._db.is_server
+
+    @property
+    def location(self) -> str:
+        """The file's path or the URL (without a password), for messages and lists."""
+        return db.describe(self._db.target)
+
+    @property
+    def name(self) -> str:
+        """A short name: the file name without its suffix, or the database's name."""
+        target = self._db.target
+        return target.name if isinstance(target, db.ServerURL) else target.stem
 
     @property
     def read_only(self) -> str | None:
@@ -215,16 +345,54 @@ class Project:
 
     @property
     def cache_dir(self) -> Path:
-        """Folder beside the project for regenerable caches (thumbnails, decoded images)."""
-        return self.path.with_name(self.path.name + "-cache")
+        """Folder for regenerable caches (thumbnails, decoded images): beside a project
+        file; on this machine for a shared project (each machine keeps its own)."""
+        target = self._db.target
+        if isinstance(target, db.ServerURL):
+            return machine.cache_dir() / "shared" / target.key
+        return target.with_name(target.name + "-cache")
+
+    @property
+    def files_root(self) -> Path:
+        """The folder a project's own files (training runs, checkpoints) live in, and that
+        stored paths are relative to: a project file's folder; for a shared project the
+        folder set with ``set_files_root`` - a shared folder every machine can read,
+        through this machine's root mapping - or, until one is set, a folder on this
+        machine."""
+        target = self._db.target
+        if not isinstance(target, db.ServerURL):
+            return target.parent
+        if self._files_root is None:
+            stored = self.get_meta("files_root")
+            self._files_root = (Path(machine.root_map().to_local(stored)) if stored
+                                else machine.data_dir() / "shared" / target.key)
+        return self._files_root
+
+    def set_files_root(self, folder: str | Path) -> None:
+        """Set a shared project's files root (stored as this machine names it; others map
+        it in their ``roots.json``)."""
+        if not self.shared:
+            raise ProjectError("A project file keeps its files beside it; only a shared "
+                               "project has a files root to set.")
+        folder = Path(os.path.abspath(Path(folder).expanduser()))
+        self.set_meta("files_root", machine.root_map().to_stored(str(folder)))
+        self._files_root = folder
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where training runs write their checkpoints (``<runs_dir>/<run id>/``)."""
+        target = self._db.target
+        if isinstance(target, db.ServerURL):
+            return self.files_root / "runs"
+        return target.with_name(target.name + "-runs")
 
     def stored_path(self, path: str | Path) -> str:
-        """``path`` as kept in the project: relative to its folder when inside it."""
-        return db.stored_path(path, self.path)
+        """``path`` as kept in the project: relative to the files root when inside it."""
+        return db.stored_path(path, self.files_root)
 
     def resolve_path(self, stored: str) -> Path:
         """The absolute path of a stored one, whatever the working directory is."""
-        return db.resolve_stored_path(stored, self.path)
+        return db.resolve_stored_path(stored, self.files_root)
 
     @property
     def engine(self):  # TYPEHINT - sqlalchemy Engine
@@ -254,10 +422,10 @@ class Project:
         try:
             yield
         except DBAPIError as exc:
-            message = db.explain_error(exc, self.path)
-            if message is None:
+            error = db.storage_error(exc, self._db.target)
+            if error is None:
                 raise
-            raise ProjectError(message) from exc
+            raise error from exc
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         with self.session() as s:
@@ -303,12 +471,14 @@ class Project:
             _refuse_taken(s, name, class_id)
             row.name = name
             s.flush()
+            changes.bump(s, classes=True)
             return _class_info(row)
 
     def recolor_class(self, class_id: int, color: str) -> ClassInfo:
         with self.transaction() as s:
             row = _get_class(s, class_id)
             row.color = color
+            changes.bump(s, classes=True)
             return _class_info(row)
 
     def reorder_classes(self, class_ids: Sequence[int]) -> None:
@@ -320,6 +490,7 @@ class Project:
             for position, class_id in enumerate(class_ids):
                 rows[class_id].position = position
                 rows[class_id].shortcut = shortcut_for_position(position)
+            changes.bump(s, classes=True)
 
     def delete_class(self, class_id: int, how: str = history.HOW_CLASS_DELETE
                      ) -> RemovedClasses:
@@ -343,10 +514,14 @@ class Project:
             change = _set_labels(s, ids, new_label, SOURCE_HUMAN, current_user(), how)
             s.execute(delete(LabelClass).where(LabelClass.id.in_(class_ids)))
             _renumber_positions(s)
+            changes.bump(s, classes=True)
         return RemovedClasses(removed, change)
 
-    def restore_classes(self, removed: RemovedClasses, how: str = history.HOW_UNDO) -> None:
-        """Undo a delete or merge: the classes come back with their ids and labels."""
+    def restore_classes(self, removed: RemovedClasses, how: str = history.HOW_UNDO
+                        ) -> LabelChange:
+        """Undo a delete or merge: the classes come back with their ids, and their images
+        with their labels - those nobody relabeled since (the others are the result's
+        ``conflicts``)."""
         with self.transaction() as s:
             for info in removed.classes:
                 s.add(
@@ -356,16 +531,27 @@ class Project:
                     )
                 )  # fmt: skip
             s.flush()
-            _apply_states(s, removed.change.before, how)
+            done = _revert(s, removed.change.after, removed.change.before, how)
             _renumber_positions(s, prefer={c.id: c.position for c in removed.classes})
+            changes.bump(s, classes=True)
+            return done
 
     def redo_remove_classes(self, removed: RemovedClasses, how: str = history.HOW_REDO
-                            ) -> None:
+                            ) -> LabelChange:
+        """Delete (or merge) the classes again. An image of them that someone relabeled
+        since keeps its new label only if that is not one of these classes; the others
+        are unlabeled (or moved to the merge target) whatever happened, since their class
+        is going away."""
         with self.transaction() as s:
-            _apply_states(s, removed.change.after, how)
             ids = [c.id for c in removed.classes]
+            done = _revert(s, removed.change.before, removed.change.after, how)
+            target = removed.change.after[0][1].label_id if removed.change.after else None
+            left = list(s.scalars(select(Image.id).where(Image.label_id.in_(ids))))
+            forced = _set_labels(s, left, target, SOURCE_HUMAN, current_user(), how)
             s.execute(delete(LabelClass).where(LabelClass.id.in_(ids)))
             _renumber_positions(s)
+            changes.bump(s, classes=True)
+            return _joined([done, forced])
 
     # ----------------------------------------------------------------- labels
     def set_labels(
@@ -375,41 +561,67 @@ class Project:
         source: str = SOURCE_HUMAN,
         who: str | None = None,
         how: str = history.HOW_API,
+        expected: Seen | None = None,
     ) -> LabelChange:
-        """Label (or, with None, unlabel) many images in one transaction; ``how`` goes into
-        the label history (``history.HOWS``: keyboard, bulk, review, audit, ...)."""
+        """Label (or, with None, unlabel) many images in one transaction, recording who;
+        ``how`` goes into the label history (``history.HOWS``: keyboard, bulk, review, ...).
+
+        With ``expected`` (the caller's view), an image someone changed after that view
+        is left as it is and listed in the result's ``conflicts``; the others are changed.
+        """
+        who = normalize_author(who) if who else current_user()
         with self.transaction() as s:
             if label_id is not None:
                 _get_class(s, label_id)
-            return _set_labels(s, list(image_ids), label_id, source, who or current_user(), how)
+            return _set_labels(s, list(image_ids), label_id, source, who, how, expected)
 
     def set_labels_many(
         self, assignments: Sequence[tuple[int, int | None]], source: str = SOURCE_HUMAN,
-        how: str | None = None,
+        how: str | None = None, who: str | None = None, expected: Seen | None = None,
     ) -> LabelChange:
         """Give each image its own label (e.g. accepting many predictions) in one transaction.
         ``how`` defaults to "accepted-prediction" for predictions, else "bulk"."""
         if how is None:
             how = history.HOW_PREDICTION if source == SOURCE_PREDICTION else history.HOW_BULK
+        who = normalize_author(who) if who else current_user()
         by_label: dict[int | None, list[int]] = defaultdict(list)
         for image_id, label_id in assignments:
             by_label[label_id].append(image_id)
-        before: list[tuple[int, LabelState]] = []
-        after: list[tuple[int, LabelState]] = []
+        parts: list[LabelChange] = []
         with self.transaction() as s:
+            for label_id in by_label:
+                if label_id is not None:
+                    _get_class(s, label_id)
             for label_id, ids in by_label.items():
-                change = _set_labels(s, ids, label_id, source, current_user(), how)
-                before.extend(change.before)
-                after.extend(change.after)
-        return LabelChange(tuple(before), tuple(after))
+                parts.append(_set_labels(s, ids, label_id, source, who, how, expected))
+        return _joined(parts)
 
-    def undo_labels(self, change: LabelChange, how: str = history.HOW_UNDO) -> None:
+    def undo_labels(self, change: LabelChange, how: str = history.HOW_UNDO) -> LabelChange:
+        """Put the images of ``change`` back as they were - each one only if it is still as
+        the change left it; the others (someone changed them since) are the ``conflicts``
+        of the result, which says what the undo did (and the new label versions)."""
         with self.transaction() as s:
-            _apply_states(s, change.before, how)
+            return _revert(s, change.after, change.before, how)
 
-    def redo_labels(self, change: LabelChange, how: str = history.HOW_REDO) -> None:
+    def redo_labels(self, change: LabelChange, how: str = history.HOW_REDO) -> LabelChange:
+        """Make ``change`` again after an undo, under the same rule as ``undo_labels``."""
         with self.transaction() as s:
-            _apply_states(s, change.after, how)
+            return _revert(s, change.before, change.after, how)
+
+    def counts_by_author(self) -> dict[int, dict[str, int]]:
+        """Labeled images per class and per author (``labeled_by``; "" when unknown), for
+        the Classes panel of a project several people label."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Image.label_id, Image.labeled_by, func.count(Image.id))
+                .where(Image.label_id.is_not(None))
+                .group_by(Image.label_id, Image.labeled_by))
+            table: dict[int, dict[str, int]] = defaultdict(dict)
+            for label_id, who, n in rows:
+                if label_id is not None:  # always (the WHERE); says so to the type checker
+                    counts = table[label_id]
+                    counts[who or ""] = counts.get(who or "", 0) + n
+            return dict(table)
 
     # ----------------------------------------------------------------- queries
     def count_images(self, flt: ImageFilter = ImageFilter()) -> int:
@@ -469,6 +681,7 @@ class Project:
         with self.transaction() as s:
             for chunk in _chunks(list(image_ids)):
                 s.execute(update(Image).where(Image.id.in_(chunk)).values(missing=True))
+            changes.bump(s, image_ids)
 
     def refresh_missing(self) -> tuple[int, int]:
         """Check every file on disk; flag vanished ones. Returns (now missing, restored)."""
@@ -480,6 +693,8 @@ class Project:
             for ids, flag in ((gone, True), (back, False)):
                 for chunk in _chunks(ids):
                     s.execute(update(Image).where(Image.id.in_(chunk)).values(missing=flag))
+            if gone or back:
+                changes.bump(s, gone + back)
         return len(gone) + sum(1 for _, _, m in rows if m) - len(back), len(back)
 
 
@@ -565,6 +780,7 @@ def add_class_in_session(s: Session, name: str, color: str | None) -> ClassInfo:
     row = LabelClass(name=name, color=color, position=count, shortcut=shortcut_for_position(count))
     s.add(row)
     s.flush()
+    changes.bump(s, classes=True)
     return _class_info(row)
 
 
@@ -580,48 +796,103 @@ def _renumber_positions(s: Session, prefer: dict[int, int] | None = None) -> Non
         row.shortcut = shortcut_for_position(position)
 
 
-def _read_states(s: Session, ids: Sequence[int]) -> dict[int, LabelState]:
-    states: dict[int, LabelState] = {}
+@dataclass(frozen=True)
+class _Row:
+    state: LabelState
+    version: int
+    label_seq: int
+    name: str
+
+
+def _read_states(s: Session, ids: Sequence[int]) -> dict[int, _Row]:
+    rows_by_id: dict[int, _Row] = {}
     for chunk in _chunks(ids):
         rows = s.execute(
             select(
-                Image.id, Image.label_id, Image.label_source, Image.labeled_by, Image.labeled_at
+                Image.id, Image.label_id, Image.label_source, Image.labeled_by,
+                Image.labeled_at, Image.label_version, Image.label_seq, Image.path,
             ).where(Image.id.in_(chunk))
         )
-        for image_id, *state in rows:
-            states[image_id] = LabelState(*state)
-    return states
+        for image_id, label_id, src, who, when, version, seq, path in rows:
+            rows_by_id[image_id] = _Row(LabelState(label_id, src, who, when), version, seq,
+                                        path_text(Path(path).name))
+    return rows_by_id
+
+
+def _conflict(image_id: int, row: _Row) -> LabelConflict:
+    return LabelConflict(image_id, row.name, row.state.label_id, row.state.labeled_by,
+                         row.state.labeled_at)
 
 
 def _set_labels(
     s: Session, ids: list[int], label_id: int | None, source: str, who: str,
-    how: str = history.HOW_API,
+    how: str = history.HOW_API, expected: Seen | None = None,
 ) -> LabelChange:
-    before = _read_states(s, ids)
+    """The one labeling step. It runs under the project write lock (see db), so the rows
+    read here cannot change before they are written: the check and the write are one."""
+    rows = _read_states(s, ids)
     now = utcnow()
     new = (
-        LabelState(None, None, None, None)
+        LabelState(None, None, who, now)  # an unlabel records who did it, too
         if label_id is None
         else LabelState(label_id, source, who, now)
     )
-    changed = [i for i in ids if i in before and before[i].label_id != label_id]
-    change = LabelChange(
-        tuple((i, before[i]) for i in changed), tuple((i, new) for i in changed)
+    todo = [i for i in dict.fromkeys(ids) if i in rows and rows[i].state.label_id != label_id]
+    stale = {i for i in todo
+             if expected is not None and expected.is_stale(i, rows[i].version,
+                                                           rows[i].label_seq)}
+    changed = [i for i in todo if i not in stale]
+    versions = _apply_states(s, [(i, new) for i in changed], rows)
+    history.record(s, [(i, rows[i].state.label_id, label_id) for i in changed], how, who, now)
+    return LabelChange(
+        tuple((i, rows[i].state) for i in changed), tuple((i, new) for i in changed),
+        versions, tuple(_conflict(i, rows[i]) for i in todo if i in stale),
     )
-    _apply_states(s, change.after)
-    history.record(s, [(i, before[i].label_id, label_id) for i in changed], how, who, now)
-    return change
+
+
+set_labels_in_session = _set_labels  # for core modules that label inside their transaction
+
+
+def _joined(parts: Sequence[LabelChange]) -> LabelChange:
+    return LabelChange(*(tuple(x for p in parts for x in getattr(p, name))
+                         for name in ("before", "after", "versions", "conflicts")))
+
+
+def _revert(
+    s: Session, expect: Sequence[tuple[int, LabelState]],
+    states: Sequence[tuple[int, LabelState]], how: str,
+) -> LabelChange:
+    """Set each image to its state in ``states`` if it is still in its state in ``expect``
+    (undo: expect the change's ``after``; redo: its ``before``); an image in neither (someone
+    changed it since) is left as it is and returned."""
+    rows = _read_states(s, [i for i, _ in states])
+    wanted = dict(expect)
+    apply, conflicts = [], []
+    for image_id, state in states:
+        row = rows.get(image_id)
+        if row is None or row.state == state:
+            continue  # gone, or already so
+        if row.state == wanted.get(image_id):
+            apply.append((image_id, state))
+        else:
+            conflicts.append(_conflict(image_id, row))
+    versions = _apply_states(s, apply, rows)
+    history.record(s, [(i, rows[i].state.label_id, state.label_id) for i, state in apply
+                       if rows[i].state.label_id != state.label_id], how, current_user())
+    return LabelChange(tuple((i, rows[i].state) for i, _ in apply), tuple(apply), versions,
+                       tuple(conflicts))
 
 
 def _apply_states(
-    s: Session, states: Sequence[tuple[int, LabelState]], how: str | None = None
-) -> None:
-    """Write these label states; with ``how`` (undo, redo) the changes they make go into
-    the label history, in the same transaction."""
+    s: Session, states: Sequence[tuple[int, LabelState]], rows: Mapping[int, _Row]
+) -> tuple[tuple[int, int], ...]:
+    """Write label states (label version +1, stamped with this transaction's change
+    number); returns each image's new version."""
     from densestudio.core import splits  # splits imports store's types
 
-    old = history.image_values(s, Image.label_id, [i for i, _ in states]) if how else {}
-
+    if not states:
+        return ()
+    seq = changes.bump(s)
     grouped: dict[LabelState, list[int]] = defaultdict(list)
     for image_id, state in states:
         grouped[state].append(image_id)
@@ -635,12 +906,13 @@ def _apply_states(
                     label_source=state.source,
                     labeled_by=state.labeled_by,
                     labeled_at=state.labeled_at,
+                    label_version=Image.label_version + 1,
+                    change_seq=seq,
+                    label_seq=seq,
                 )
             )
     splits.assign_missing_splits(s, [image_id for image_id, _ in states])
-    if how is not None:
-        history.record(s, [(i, old[i], st.label_id) for i, st in states
-                           if i in old and old[i] != st.label_id], how, current_user())
+    return tuple((i, rows[i].version + 1) for i, _ in states)
 
 
 def _apply_filter(stmt: Select, flt: ImageFilter) -> Select:
@@ -686,9 +958,14 @@ def _apply_sort(stmt: Select, sort: str, descending: bool) -> Select:
 
 
 def bulk_insert_images(s: Session, rows: list[dict]) -> None:
-    """Insert image rows (dicts of Image columns) in one statement; used by the importer."""
+    """Insert image rows (dicts of Image columns) in one statement; used by the importer.
+    Other clients' change feeds see them as changed rows."""
     if rows:
-        s.execute(insert(Image), rows)
+        seq = changes.bump(s, added=True)
+        # A Core insert of the table: one multi-row statement per batch on either database
+        # (the ORM's bulk path sends PostgreSQL one statement per row).
+        s.execute(insert(Image.metadata.tables[Image.__tablename__]),
+                  [{**row, "change_seq": seq} for row in rows])
 
 
 # Split management lives in splits.py; these wrappers give GUI and CLI one entry point.

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 FORWARD_SHARE = 1 / 3  # inference time per image / training time per image
 CALIBRATION_STEPS = 8  # optimizer steps before the first plan (the first 2 are not timed)
 SHRINK_SLACK = 1.10  # after epoch 1, re-plan only when the run would overrun by 10 %
+# Fewer epochs than this do not train a usable model (warm-up, EMA and the schedule need room):
+# on a computer too slow (or too busy) for the budget the run takes longer and says so,
+# rather than finishing on time with a model that calls every defect good.
+MIN_EPOCHS = 6
 
 
 @dataclass
@@ -35,6 +39,7 @@ class EpochPlanner:
     epochs: int = 0  # the current plan (0 = not planned yet)
     _image_s: float = 0.0  # seconds per training image
     _epoch_times: list[float] = field(default_factory=list)
+    _fits: int = 0  # epochs that fit the budget at the last plan, before the minimum
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -42,8 +47,18 @@ class EpochPlanner:
     def _final_s(self) -> float:
         return self.n_final * self._image_s * FORWARD_SHARE
 
+    @property
+    def min_epochs(self) -> int:
+        return min(self.max_epochs, MIN_EPOCHS)
+
+    @property
+    def over_budget(self) -> bool:
+        """The plan is the minimum number of epochs, and even that does not fit the budget."""
+        return self.epochs == self.min_epochs and self._fits < self.min_epochs
+
     def _clamp(self, epochs: float) -> int:
-        return int(min(self.max_epochs, max(1, math.floor(epochs))))
+        self._fits = math.floor(epochs)
+        return int(min(self.max_epochs, max(self.min_epochs, self._fits)))
 
     def after_steps(self, steps_done: int, step_s: float) -> int:
         """First plan, ``steps_done`` steps into epoch 1, steps taking ``step_s`` each."""

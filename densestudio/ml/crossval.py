@@ -31,7 +31,7 @@ from torch import nn
 from densestudio.core import history, queries, runs
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.profile import GRAY_MODES
-from densestudio.core.progress import CancelToken, EventCallback, ignore_event
+from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.store import Project
 from densestudio.ml import data as D
 from densestudio.ml import zoo
@@ -75,8 +75,8 @@ class AuditStarted:
 
 
 @dataclass(frozen=True)
-class AuditProgress:
-    """One optimizer step of one fold (thinned by the GUI; the name ends with Progress)."""
+class AuditProgress(Progress):
+    """One optimizer step of one fold (a ``Progress``: the GUI thins them out)."""
 
     run_id: int
     fold: int  # 1-based

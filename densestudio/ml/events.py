@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from densestudio.core.progress import Progress
+
 
 @dataclass(frozen=True)
-class PreparingData:
+class PreparingData(Progress):
     """Decoding/resizing images into the training cache (``done`` of ``total``)."""
 
     run_id: int | None
@@ -30,7 +32,7 @@ class RunStarted:
 
 
 @dataclass(frozen=True)
-class BatchProgress:
+class BatchProgress(Progress):
     run_id: int
     epoch: int  # 1-based
     step: int  # 1-based, within the epoch
@@ -63,6 +65,7 @@ class EpochsPlanned:
     epochs: int
     budget_s: float | None
     reason: str
+    over_budget: bool = False  # the minimum useful run does not fit: it takes longer
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class CheckpointSaved:
 
 
 @dataclass(frozen=True)
-class EvaluationProgress:
+class EvaluationProgress(Progress):
     run_id: int
     subset: str
     done: int
@@ -112,7 +115,7 @@ class RunFailed:
 
 
 @dataclass(frozen=True)
-class WeightsDownload:
+class WeightsDownload(Progress):
     """Pretrained weights download progress (bytes)."""
 
     filename: str

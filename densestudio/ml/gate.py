@@ -50,6 +50,7 @@ class GateImage:
     candidate_p_true: float  # the candidate's probability of the true class
     against_pred: str | None = None
     against_p_true: float | None = None
+    candidate_confidence: float | None = None  # the candidate's probability of its prediction
 
     @property
     def candidate_right(self) -> bool:
@@ -160,6 +161,7 @@ def _line(i: GateImage) -> str:
 class _Verdict:
     pred: str
     p_true: float
+    confidence: float  # probability of the predicted class
 
 
 # ------------------------------------------------------------------ the gate
@@ -215,7 +217,7 @@ def _verdicts(
     for image_id, p in stored.items():
         truth = true_class[image_id]
         p_true = float(p.probs[names.index(truth)]) if truth in names else 0.0
-        out[image_id] = _Verdict(names[p.pred_index], p_true)
+        out[image_id] = _Verdict(names[p.pred_index], p_true, float(p.confidence))
     return out, warnings
 
 
@@ -292,7 +294,8 @@ def compare_runs_for_gate(
             continue
         t = theirs.get(image_id)
         images.append(GateImage(image_id, path, true_class, split, golden, v.pred, v.p_true,
-                                t.pred if t else None, t.p_true if t else None))
+                                t.pred if t else None, t.p_true if t else None,
+                                v.confidence))
     newly_wrong = tuple(i for i in images if i.against_right and not i.candidate_right)
     newly_right = tuple(i for i in images if i.against_right is False and i.candidate_right)
     drops = sorted((i for i in images if i.shift is not None and i.shift < 0

@@ -23,7 +23,6 @@ import base64
 import io
 import itertools
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,8 +36,9 @@ from densestudio import __version__
 from densestudio.core import charts, history, queries, runs, signoff
 from densestudio.core.atomic import atomic_output
 from densestudio.core.errors import DenseStudioError
+from densestudio.core.formatting import percent
 from densestudio.core.imaging import ImageDecodeError, load_image
-from densestudio.core.progress import CancelToken, EventCallback, ignore_event
+from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.stats import images_needed_sentence, wilson
 from densestudio.core.store import Project, current_user, split_settings
 from densestudio.ml import operating_point as op
@@ -72,7 +72,7 @@ class ReportOptions:
 
 
 @dataclass(frozen=True)
-class ReportProgress:
+class ReportProgress(Progress):
     section: str
     done: int
     total: int
@@ -88,11 +88,6 @@ class ReportWritten:
 
 
 # ------------------------------------------------------------------ small helpers
-def _pct(v: float | None, digits: int = 1) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else \
-        f"{v * 100:.{digits}f} %"
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
     """An HTML table; cells are already-escaped HTML."""
     head = "".join(f"<th>{h}</th>" for h in header)
@@ -208,7 +203,7 @@ class _Builder:
             if len(p_good):
                 r = op.rates_with_intervals(p_good, is_good, self.point)
                 rows.append(("OK/NG", f"miss rate {r.miss.percent()}, at most "
-                                      f"<b>{_pct(r.miss_upper)}</b> (95 %, one-sided)"))
+                                      f"<b>{percent(r.miss_upper)}</b> (95 %, one-sided)"))
         if self.gate is not None:
             cls = "pass" if self.gate.passed else "fail"
             rows.append(("Release gate", f'<span class="{cls}">{escape(self.gate.verdict)}'
@@ -343,14 +338,14 @@ class _Builder:
                "exact (Clopper-Pearson) for rates; for balanced accuracy the mean of the "
                "classes' exact bounds at a Bonferroni-adjusted level.</p>",
                _kv([("Accuracy", acc.percent()), ("Balanced accuracy", bal.percent()),
-                    ("Macro-F1", _pct(rep.macro_f1)),
+                    ("Macro-F1", percent(rep.macro_f1)),
                     ("Loss", f"{rep.loss:.4f}" if rep.loss is not None else "-")])]
         rows, forest = [], []
         for i, c in enumerate(rep.per_class):
             p_ci, r_ci = rep.precision_interval(i), rep.recall_interval(i)
             few = ' <span class="warn">(few images)</span>' if c.support < 10 else ""
-            rows.append([escape(c.name) + few, _pct(c.precision), _ci(p_ci), _pct(c.recall),
-                         _ci(r_ci), _pct(c.f1), f"{c.support:,}"])
+            rows.append([escape(c.name) + few, percent(c.precision), _ci(p_ci), percent(c.recall),
+                         _ci(r_ci), percent(c.f1), f"{c.support:,}"])
             if r_ci.n:
                 forest.append(charts.ForestRow(c.name, r_ci.estimate, r_ci.low, r_ci.high,
                                                f"({r_ci.k} of {r_ci.n})"))
@@ -389,8 +384,8 @@ class _Builder:
             lo.append(ci.low)
             hi.append(ci.high)
             ece += n / len(conf) * abs(k / n - float(conf[sel].mean()))
-            rows.append([f"{a * 100:.0f}-{b * 100:.0f} %", f"{n:,}", _pct(k / n),
-                         _pct(float(conf[sel].mean()))])
+            rows.append([f"{a * 100:.0f}-{b * 100:.0f} %", f"{n:,}", percent(k / n),
+                         percent(float(conf[sel].mean()))])
         chart = charts.Chart(
             "Reliability: accuracy vs. confidence", (
                 charts.Series("perfectly calibrated", [0, 1], [0, 1], color="#999999",
@@ -399,7 +394,7 @@ class _Builder:
                               points=True)),
             x_label="confidence of the predicted class", y_label="accuracy",
             x_range=(0.0, 1.0), y_range=(0.0, 1.0), percent_y=True, height=320)
-        return (f"<p>Expected calibration error {_pct(ece)}: when the model says 90 %, it is "
+        return (f"<p>Expected calibration error {percent(ece)}: when the model says 90 %, it is "
                 "right about that often if the dots lie on the diagonal.</p>"
                 + charts.render(chart)
                 + _table(["confidence", "images", "accuracy", "mean confidence"], rows, "num"))
@@ -436,7 +431,7 @@ class _Builder:
             r = op.rates_with_intervals(p_good, is_good, point)
             cost = (r.misses * point.cost_miss + r.false_rejects * point.cost_false_reject)
             rows.append([subset, f"{r.misses} of {r.n_defective}", r.miss.percent(),
-                         f"<b>{_pct(r.miss_upper)}</b>",
+                         f"<b>{percent(r.miss_upper)}</b>",
                          f"{r.false_rejects} of {r.n_good}", r.false_reject.percent(),
                          f"{r.unsure}", f"{cost / max(len(p_good), 1) * 1000:,.0f}"])
         if not rows:

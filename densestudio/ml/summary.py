@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from densestudio.core.formatting import percent as pct
+
 SUBSET_ORDER = ("test", "val")  # the held-out test set first: it is what the line will see
 SUBSET_NAMES = {"test": "test", "val": "validation"}
 FEW_IMAGES = 10  # fewer images of a class than this in a subset: too few to judge it
@@ -36,10 +38,6 @@ class RunSummary:
     @property
     def empty(self) -> bool:
         return self.balanced_accuracy is None and self.accuracy is None
-
-
-def pct(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None else f"{value * 100:.{digits}f} %"
 
 
 def worst_class(per_class: Iterable[Any]) -> tuple[str, float] | None:

@@ -431,11 +431,15 @@ def _train(
                         state.epoch))  # fmt: skip
 
     def plan(epochs: int, reason: str) -> None:
+        over = planner is not None and planner.over_budget
+        if over:
+            reason += (f"; {epochs} epochs is the least that trains a usable model, so this "
+                       "run takes longer than the budget on this computer")
         if epochs != state.planned_epochs:
             state.planned_epochs = epochs
             parts.retarget(spe * epochs)
             runs.update_run_extra(project, run_id, planned_epochs=epochs)
-            on_event(EpochsPlanned(run_id, epochs, cfg.time_budget_s, reason))
+            on_event(EpochsPlanned(run_id, epochs, cfg.time_budget_s, reason, over))
 
     stopped_early = False
     epoch_seconds: list[float] = []

@@ -109,7 +109,15 @@ def run_app(argv: list[str] | None = None) -> int:
 
     window = MainWindow()
     window.show()
-    projects = [a for a in argv[1:] if a.endswith(".dsproj") and Path(a).is_file()]
-    if projects:
-        window.open_project(projects[0])
+    project = project_from_argv(argv)
+    if project is not None:
+        window.open_project(project)
     return app.exec()
+
+
+def project_from_argv(argv: list[str]) -> str | None:
+    """The project to open at start: ``--project FILE_OR_URL`` (from ``densestudio open``),
+    else the first existing ``.dsproj`` file named (a file manager's "Open with")."""
+    if "--project" in argv[:-1]:
+        return argv[argv.index("--project") + 1]
+    return next((a for a in argv[1:] if a.endswith(".dsproj") and Path(a).is_file()), None)

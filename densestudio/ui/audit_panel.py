@@ -27,11 +27,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from densestudio.core import history
+from densestudio.core import formatting, history
+from densestudio.core.formatting import html_text
 from densestudio.core.progress import CancelToken, EventCallback
+from densestudio.ml.events import PreparingData
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
 from densestudio.ui.gallery_view import GalleryView
-from densestudio.ui.jobs import TRAIN_NICE, background_training, is_droppable
+from densestudio.ui.jobs import TRAIN_NICE, background_training
 from densestudio.ui.relabel import RelabelSelectedMixin
 from densestudio.ui.workers import Worker
 
@@ -54,24 +56,6 @@ def audit_job(
         return cross_validate(project, folds, config, on_event, cancel).run_id
 
 
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _duration(seconds: float) -> str:
-    """"40 s", "3 min", "1 h 20 min": an estimate, so rounded."""
-    if seconds < 60:
-        return f"{max(10, round(seconds / 10) * 10)} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def _eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds:
-        return "…"
-    seconds = int(seconds)
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else (
-        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}")
 
 
 class AuditGallery(GalleryView):
@@ -307,7 +291,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         previous = next(iter(list_audits(self.project)), None)
         seconds = estimate_seconds(n, self.folds.value(), self.config(),
                                    interactive_threads(), previous)
-        self.estimate.setText(f"about {_duration(seconds)}")
+        self.estimate.setText(f"about {formatting.duration(seconds)}")
         self.estimate.setToolTip(
             f"{self.folds.value()} folds × {self.config().epochs} epochs on {n:,} labeled "
             "images; estimated from " + ("the last audit's speed" if previous else
@@ -352,7 +336,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
     def _update_summary(self) -> None:
         a = self.audit
         notes = a.notes() if a is not None else []
-        self.notes.setText("<br>".join(f"⚠ {_esc(n)}" for n in notes))
+        self.notes.setText("<br>".join(f"⚠ {html_text(n)}" for n in notes))
         self.notes.setVisible(bool(notes))
         if a is None:
             self.summary.setText("")
@@ -459,7 +443,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             self.host.show_error("Cannot audit the labels yet", " ".join(problems))
             return None
         cfg = self.config()
-        worker = Worker(audit_job, self.project, k, cfg, droppable=is_droppable, parent=self)
+        worker = Worker(audit_job, self.project, k, cfg, parent=self)
         self.worker = worker
         worker.event.connect(self._on_event)
         worker.finished.connect(self._on_finished)
@@ -481,20 +465,21 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             self.progress.setFormat("Cancelling…")
 
     def _on_event(self, event: object) -> None:
-        name = type(event).__name__
-        if name == "PreparingData":
+        from densestudio.ml.crossval import AuditProgress, FoldEnded  # loaded by the job
+
+        if isinstance(event, PreparingData):
             self.progress.setRange(0, max(1, event.total))
             self.progress.setValue(event.done)
             self.progress.setFormat(f"Preparing images {event.done:,} / {event.total:,}")
-        elif name == "AuditProgress":
+        elif isinstance(event, AuditProgress):
             per_fold = event.epochs * event.steps
             done = (event.fold - 1) * per_fold + (event.epoch - 1) * event.steps + event.step
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * done / max(1, event.folds * per_fold)))
             self.progress.setFormat(
                 f"Fold {event.fold}/{event.folds} · epoch {event.epoch}/{event.epochs} · "
-                f"ETA {_eta(event.eta_s)}")
-        elif name == "FoldEnded":
+                f"ETA {formatting.eta(event.eta_s)}")
+        elif isinstance(event, FoldEnded):
             self.host.statusBar().showMessage(
                 f"Label audit: fold {event.fold}/{event.folds} done ({event.held_out} images "
                 f"predicted, {event.accuracy * 100:.1f} % agree with their labels).", 5000)

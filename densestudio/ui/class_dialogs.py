@@ -10,7 +10,6 @@ shown in the dialog, which stays open to correct it. The merge dialog starts wit
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from html import escape
 
 from PySide6.QtWidgets import (
     QComboBox,
@@ -22,12 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.core.formatting import html_text
+
 MAX_FIELD_PX = 720  # the name field grows with the name up to this width
 ERROR_STYLE = "color: #c62828;"
 
 
-def _esc(text: str) -> str:
-    return escape(text, quote=False)
 
 
 class ClassNameDialog(QDialog):
@@ -90,7 +89,7 @@ class MergeDialog(QDialog):
     def __init__(self, parent: QWidget | None, sources: Sequence[tuple[str, int]],
                  targets: Sequence[str]) -> None:
         super().__init__(parent)
-        names = ", ".join(f"'{_esc(n)}'" for n, _ in sources)
+        names = ", ".join(f"'{html_text(n)}'" for n, _ in sources)
         images = sum(k for _, k in sources)
         one = len(sources) == 1
         self.setWindowTitle(f"Merge class {sources[0][0]}" if one else

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core.constants import SPLITS
+from densestudio.core.formatting import html_text
 from densestudio.ui.class_dialogs import ClassNameDialog, MergeDialog
 from densestudio.ui.controller import ProjectController
 
@@ -157,6 +158,7 @@ class ClassPanel(QWidget):
             return
         counts = c.counts()
         classes = c.classes()
+        authors = c.author_counts()
         for info in classes:
             item = QTreeWidgetItem(
                 [info.shortcut or "", info.name, _n(counts.count(info.id))]
@@ -164,7 +166,9 @@ class ClassPanel(QWidget):
             )
             item.setIcon(1, swatch(info.color))
             item.setData(0, ID_ROLE, info.id)
-            item.setToolTip(1, info.name)
+            by = _by_author(authors.get(info.id, {}))
+            item.setToolTip(1, info.name + (f"\nLabeled by {by}" if by else ""))
+            item.setToolTip(2, f"Labeled by {by}" if by else "")
             self._align(item)
             self.tree.addTopLevelItem(item)
             item.setSelected(info.id in keep)
@@ -182,7 +186,13 @@ class ClassPanel(QWidget):
                                  "with sub-folder names as classes.")
         else:
             pct = f" ({labeled / total:.0%})" if total else ""
-            self.summary.setText(f"{_n(labeled)} of {_n(total)} images labeled{pct}.")
+            totals: dict[str, int] = {}
+            for per_class in authors.values():
+                for who, n in per_class.items():
+                    totals[who] = totals.get(who, 0) + n
+            by = _by_author(totals) if len(totals) > 1 or c.project.shared else ""
+            self.summary.setText(f"{_n(labeled)} of {_n(total)} images labeled{pct}."
+                                 + (f"\nBy {by}." if by else ""))
         self._update_buttons()
 
     def _align(self, item: QTreeWidgetItem) -> None:
@@ -257,7 +267,7 @@ class ClassPanel(QWidget):
             return None
         info = c.class_by_id(ids[0])
         return self._open(ClassNameDialog(
-            self, f"Rename class {info.name}", f"Rename the class <b>{_esc(info.name)}</b> "
+            self, f"Rename class {info.name}", f"Rename the class <b>{html_text(info.name)}</b> "
             f"({_n(c.counts().count(info.id))} images) to:", info.name,
             apply=lambda name: self._apply(
                 lambda on_error: c.rename_class(ids[0], name, on_error=on_error))))
@@ -340,9 +350,13 @@ class ClassPanel(QWidget):
         menu.exec(self.tree.viewport().mapToGlobal(pos))
 
 
+def _by_author(counts: dict[str, int]) -> str:
+    """"alice 1,200 · bob 800": who labeled how many (most first)."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return " · ".join(f"{who or '(unknown)'} {_n(n)}" for who, n in ranked)
+
+
 def _n(value: int) -> str:
     return f"{value:,}"
 
 
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -4,10 +4,19 @@ Widgets call these methods instead of the store, so every labeling and class ope
 written to the project at once and lands on one QUndoStack. User errors (``DenseStudioError``)
 are reported through ``error`` (the window shows them); nothing half-done is pushed.
 Counts are recounted in a plain Python thread that hands back only the table (``workers``).
+
+Others' changes (another labeler on a shared project, another process on a file) arrive
+from a change-feed thread (``core.changes``) within about a second and refresh the rows,
+counts and classes they touch. Labels are written with this window's view of the images
+(``store.Seen``), so a change to an image someone else changed meanwhile is refused for that
+image and said so (``notice``). On a shared project, labeling while the server cannot be
+reached is queued (``core.offline``) and written when it is back (``connectionChanged``).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -16,13 +25,17 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
-from densestudio.core import history
-from densestudio.core.errors import DenseStudioError
+from densestudio.core import changes, history
+from densestudio.core.errors import DenseStudioError, ServerUnreachable
+from densestudio.core.offline import FlushResult, LabelQueue, QueueState
 from densestudio.core.store import (
     ClassInfo,
     CountTable,
     LabelChange,
+    LabelConflict,
     Project,
+    Seen,
+    conflicts_message,
     lock_test_split,
     resplit,
     set_split_group_by,
@@ -31,13 +44,18 @@ from densestudio.core.store import (
 from densestudio.ui import undo
 from densestudio.ui.workers import GuiCall, to_gui
 
+log = logging.getLogger("densestudio")
+
 
 class ProjectController(QObject):
     labelsChanged = Signal(object)  # list[int] of image ids whose label (or split) changed
     classesChanged = Signal()
     countsChanged = Signal()  # debounced: after a burst of changes
     splitsChanged = Signal()  # every image's split may have changed: reload
+    reloadNeeded = Signal()  # others added images or re-split: reload the whole view
     error = Signal(str)
+    notice = Signal(str)  # for the status line: e.g. a change refused for a conflict
+    connectionChanged = Signal(object)  # offline.QueueState of a shared project
 
     COUNTS_DEBOUNCE_MS = 150
 
@@ -56,11 +74,33 @@ class ProjectController(QObject):
         self._counts_timer.setSingleShot(True)
         self._counts_timer.setInterval(self.COUNTS_DEBOUNCE_MS)
         self._counts_timer.timeout.connect(self._count_in_background)
+        self._author_counts: dict[int, dict[str, int]] = {}
+        # What this window has seen: the change number its view is current with, and the
+        # label version of images it knows more recently (its own changes, the feed's).
+        self.queue = LabelQueue(project) if project.shared else None
+        self._feed = changes.ChangeFeed(project)
+        self._seen_seq = self._feed.seq
+        self._versions: dict[int, int] = {}
+        self._closed = False
+        self._stop_watching = threading.Event()
+        self._watcher = threading.Thread(
+            target=_watch, name="change-feed", daemon=True,
+            args=(self._feed, self.queue, self._stop_watching, to_gui(self._on_batch),
+                  to_gui(self._on_connection), to_gui(self._on_flushed)))
+        self._watcher.start()
 
     # ------------------------------------------------------------ state
     @property
     def path(self) -> Path:
         return self.project.path
+
+    def author_counts(self) -> dict[int, dict[str, int]]:
+        """Labeled images per class and author (refreshed with the counts)."""
+        return self._author_counts
+
+    def connection_state(self) -> QueueState | None:
+        """A shared project's connection: online, or offline with changes waiting."""
+        return self.queue.state() if self.queue is not None else None
 
     def classes(self) -> list[ClassInfo]:
         return list(self._classes)
@@ -87,19 +127,27 @@ class ProjectController(QObject):
         if fresh or self._counts is None:
             self._counts_generation += 1
             self._counts = self.project.counts()
+            self._author_counts = self.project.counts_by_author()
         return self._counts
 
     def split_settings(self):
         return split_settings(self.project)
 
     def reload(self) -> None:
-        """Re-read classes and counts (after an import or another process's changes)."""
+        """Re-read classes and counts (after an import or another process's changes); the
+        caller reloads the view too, so it is current with the project's latest change."""
+        self._seen_seq = max(self._seen_seq, changes.current_seq(self.project))
+        self._versions.clear()
         self._classes = self.project.classes()
         self.counts(fresh=True)
         self.classesChanged.emit()
         self.countsChanged.emit()
 
     def close(self) -> None:
+        self._closed = True
+        self._stop_watching.set()
+        self._feed.close()
+        self._watcher.join(10)
         self._counts_timer.stop()
         self._counts_generation += 1
         if self._counting_done is not None:
@@ -115,15 +163,24 @@ class ProjectController(QObject):
         if not ids:
             return None
         how = how or (history.HOW_KEYBOARD if len(ids) == 1 else history.HOW_BULK)
-        change = self._guard(lambda: self.project.set_labels(ids, class_id, how=how))
-        if change is None:
+        seen = self.seen(ids)
+        try:
+            if self.queue is not None:
+                change = self.queue.set_labels(ids, class_id, expected=seen, how=how)
+            else:
+                change = self.project.set_labels(ids, class_id, how=how, expected=seen)
+        except DenseStudioError as exc:
+            self.error.emit(str(exc))
+            return None
+        if change is None:  # queued: the server cannot be reached
+            self.connectionChanged.emit(self.queue.state())
             return None
         if len(change):
             name = self.class_by_id(class_id).name if class_id is not None else None
             what = f"{len(change)} image{'s' if len(change) != 1 else ''}"
             text = f"Label {what} as '{name}'" if name else f"Remove label of {what}"
             self.undo_stack.push(undo.LabelCommand(self, change, text))
-            self._labels_changed(change.image_ids)
+        self.changed_labels(change)
         return change
 
     def label_images_many(
@@ -136,19 +193,39 @@ class ProjectController(QObject):
         pairs = list(assignments)
         if not pairs:
             return None
+        seen = self.seen([i for i, _ in pairs])
         if source is None:
-            change = self._guard(lambda: self.project.set_labels_many(pairs, how=how))
-        else:
             change = self._guard(
-                lambda: self.project.set_labels_many(pairs, source=source, how=how))
+                lambda: self.project.set_labels_many(pairs, how=how, expected=seen))
+        else:
+            change = self._guard(lambda: self.project.set_labels_many(
+                pairs, source=source, how=how, expected=seen))
         if change is None:
             return None
         if len(change):
             n = len(change)
             self.undo_stack.push(undo.LabelCommand(
                 self, change, text or f"Label {n} image{'s' if n != 1 else ''}"))
-            self._labels_changed(change.image_ids)
+        self.changed_labels(change)
         return change
+
+    def seen(self, image_ids: Sequence[int]) -> Seen:
+        """This window's view of these images, for the conflict rule."""
+        known = self._versions
+        return Seen({i: known[i] for i in image_ids if i in known}, self._seen_seq)
+
+    def changed_labels(self, change: LabelChange) -> None:
+        """After a label change of ours (or an undo): remember the new versions, tell of
+        the images it was refused for, and refresh them all."""
+        self._versions.update(change.versions)
+        self.report_conflicts(change.conflicts)
+        ids = change.image_ids + [c.image_id for c in change.conflicts]
+        if ids:
+            self._labels_changed(ids)
+
+    def report_conflicts(self, conflicts: Sequence[LabelConflict]) -> None:
+        if conflicts:
+            self.notice.emit(conflicts_message(conflicts, {c.id: c.name for c in self._classes}))
 
     # ------------------------------------------------------------ classes
     def add_class(self, name: str, color: str | None = None,
@@ -296,20 +373,90 @@ class ProjectController(QObject):
         self._counting_done = self._pool.submit(
             _count, self.project, self._counts_generation, self._counts_ready)
 
-    def _on_counts_ready(self, generation: int, table: CountTable | None) -> None:
+    def _on_counts_ready(self, generation: int, table: CountTable | None,
+                         authors: dict[int, dict[str, int]] | None = None) -> None:
         self._counting = False
         if table is None or generation != self._counts_generation:
             if table is not None:
                 self._counts_timer.start()  # changed while counting: count again
             return
         self._counts = table
+        self._author_counts = authors or {}
         self.countsChanged.emit()
+
+    # ------------------------------------------------------------ others' changes
+    def _on_batch(self, batch: changes.ChangeBatch) -> None:
+        """The feed thread saw changes (ours among them): refresh what others changed."""
+        if self._closed or batch.seq <= self._seen_seq:
+            return
+        self._seen_seq = batch.seq
+        if batch.everything or batch.added:
+            self.reloadNeeded.emit()  # the window reloads (calling reload()) when it can
+            return
+        news = [i for i, v in batch.versions if self._versions.get(i) != v]
+        self._versions.update(batch.versions)
+        if batch.classes:
+            self._classes_changed(news)
+        elif news:
+            self._labels_changed(news)
+
+    def _on_connection(self, state: QueueState) -> None:
+        if not self._closed:
+            self.connectionChanged.emit(state)
+
+    def _on_flushed(self, result: FlushResult) -> None:
+        """Changes made while offline were written (or refused) now the server is back."""
+        if self._closed:
+            return
+        for change in result.applied:
+            self.changed_labels(change)
+        for message in result.failed:
+            self.error.emit(message)
+        if result.applied:
+            n = sum(len(c) for c in result.applied)
+            self.notice.emit(f"Back online: {n} label change{'s' if n != 1 else ''} made "
+                             "offline were saved.")
+        self.connectionChanged.emit(self.queue.state() if self.queue else None)
 
 
 def _count(project: Project, generation: int, ready: GuiCall) -> None:
     """The counting thread (plain data only): the table, or None if the project was closed."""
     try:
         table = project.counts()
+        authors = project.counts_by_author()
     except Exception:  # the project was closed meanwhile
-        table = None
-    ready(generation, table)
+        table, authors = None, None
+    ready(generation, table, authors)
+
+
+def _watch(feed: changes.ChangeFeed, queue: LabelQueue | None, stop: threading.Event,
+           on_batch: GuiCall, on_connection: GuiCall, on_flushed: GuiCall) -> None:
+    """The change-feed thread: waits for changes (plain data to the GUI thread); notices a
+    lost server, and when it is back writes what was queued meanwhile."""
+    online = True
+    while not stop.is_set():
+        try:
+            batch = feed.wait(timeout=changes.POLL_S)
+            if queue is not None and (not online or not queue.online or queue.pending()):
+                result = queue.flush()
+                online = queue.online
+                on_flushed(result)
+                if not online:
+                    stop.wait(changes.POLL_S)
+                    continue
+            online = True
+        except ServerUnreachable:
+            if online and queue is not None:
+                queue.mark_offline()
+                on_connection(queue.state())
+            online = False
+            stop.wait(changes.POLL_S)
+            continue
+        except Exception as exc:  # the project was closed, a bug: keep going
+            if stop.is_set():
+                return
+            log.warning("change feed: %s", exc)
+            stop.wait(changes.POLL_S)
+            continue
+        if batch is not None:
+            on_batch(batch)

@@ -36,6 +36,7 @@ from densestudio.core import runs as core_runs
 from densestudio.ml import summary
 from densestudio.ui.jobs import CheckRow, ExportResult, check_export_job, export_job
 from densestudio.ui.runs_panel import run_title
+from densestudio.ui.signoff_dialogs import approval_note
 from densestudio.ui.workers import Worker
 
 CHECK_SAMPLES = 8
@@ -116,7 +117,7 @@ class ExportDialog(QDialog):
         self.setWindowTitle(f"Export model — {run_title(self.run)}")
         self.setMinimumWidth(640)
 
-        default = self.project.path.parent / f"{self.project.path.stem}-run{run_id}.pt"
+        default = self.project.files_root / f"{self.project.name}-run{run_id}.pt"
         self.path_edit = QLineEdit(str(default), self)
         browse = QPushButton("Browse…", self)
         browse.clicked.connect(self._browse)
@@ -136,6 +137,10 @@ class ExportDialog(QDialog):
             f"{rule} and a fingerprint of the training data. It runs with plain PyTorch, "
             "without DenseStudio.", self)
         intro.setWordWrap(True)
+        note, approved = approval_note(self.project, run_id)  # export the approved run
+        self.approval = QLabel(note, self)
+        self.approval.setWordWrap(True)
+        self.approval.setStyleSheet(f"color: {'#1b7f3b' if approved else '#b26a00'};")
         form = QFormLayout()
         form.addRow("File", path_row)
         form.addRow("", self.onnx)
@@ -173,6 +178,7 @@ class ExportDialog(QDialog):
 
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
+        layout.addWidget(self.approval)
         layout.addLayout(form)
         layout.addLayout(row)
         layout.addWidget(self.contents, 2)

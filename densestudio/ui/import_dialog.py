@@ -25,18 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.core import formatting
 from densestudio.core.imaging import IMAGE_EXTENSIONS
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "–"
-    seconds = round(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
 
 
 def has_class_subfolders(paths: list[Path]) -> bool:
@@ -187,7 +177,7 @@ class ImportProgressWidget(QWidget):
         if not self.cancel_button.isEnabled():
             return
         rate = getattr(event, "rate", 0.0)
-        eta = format_eta(getattr(event, "eta_s", None))
+        eta = formatting.eta(getattr(event, "eta_s", None))
         self.label.setText(
             f"Importing {done:,} / {total:,} · {getattr(event, 'added', 0):,} added · "
             f"{rate:,.0f}/s · {eta} left"

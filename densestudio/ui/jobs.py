@@ -19,8 +19,15 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from densestudio.core.progress import CancelToken, EventCallback
+
+if TYPE_CHECKING:  # torch-importing modules load in the worker, when a job starts
+    from densestudio.core.signoff import VerificationReport
+    from densestudio.core.store import Project
+    from densestudio.ml.gate import GateResult
+    from densestudio.ml.report import ReportOptions, ReportWritten
 
 FLUSH_S = 0.1
 TRAIN_NICE = 5  # the training thread yields the CPU to the GUI on a busy machine
@@ -72,12 +79,6 @@ class StepBatcher:
             self._x, self._loss, self._last = [], [], None
             self._sent = time.monotonic()
         self._on_event(steps)
-
-
-def is_droppable(event: object) -> bool:
-    """Progress events the worker may thin out (the newest wins); steps are never dropped."""
-    name = type(event).__name__
-    return name.endswith("Progress") or name in ("PreparingData", "WeightsDownload")
 
 
 # ------------------------------------------------------------------ jobs
@@ -249,3 +250,40 @@ def explain_job(
             on_event(HeatmapReady(run_id, image_id, class_index, e))
             done += 1
     return done
+
+
+# ------------------------------------------------------------------ sign-off
+def gate_job(
+    project: Project, candidate: int, against: int | None = None,
+    max_newly_wrong: int | None = None, *, on_event: EventCallback, cancel: CancelToken,
+) -> GateResult:
+    """The release gate (it may predict must-pass images a run has no stored prediction
+    for, with all cores but one)."""
+    from densestudio.ml.gate import compare_runs_for_gate
+    from densestudio.ml.threads import limited_threads
+
+    with limited_threads():
+        return compare_runs_for_gate(project, candidate, against,
+                                     max_newly_wrong=max_newly_wrong, on_event=on_event,
+                                     cancel=cancel)
+
+
+def report_job(
+    project: Project, out_path: str, run_id: int, options: ReportOptions | None = None, *,
+    on_event: EventCallback, cancel: CancelToken,
+) -> ReportWritten:
+    """Write the validation report (heatmaps and the gate may run the model)."""
+    from densestudio.ml.report import ReportOptions, write_report
+    from densestudio.ml.threads import limited_threads
+
+    with limited_threads():
+        return write_report(project, out_path, run_id, options or ReportOptions(),
+                            on_event=on_event, cancel=cancel)
+
+
+def verify_job(project: Project, *, on_event: EventCallback,
+               cancel: CancelToken) -> VerificationReport:
+    """Recompute the label history's and the approvals' hash chains (reads every row)."""
+    from densestudio.core.signoff import verify_project
+
+    return verify_project(project)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QItemSelectionModel, QModelIndex, QPoint, Qt, QUrl, Signal
 from PySide6.QtGui import (
@@ -41,7 +42,10 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio import __version__
+from densestudio.core.db import ServerURL
 from densestudio.core.errors import DenseStudioError
+from densestudio.core.importer import ImportProgress
+from densestudio.core.offline import QueueState
 from densestudio.core.store import PROJECT_SUFFIX, ImageInfo, Project
 from densestudio.ui import settings as app_settings
 from densestudio.ui.audit_panel import AuditPanel
@@ -54,12 +58,16 @@ from densestudio.ui.heatmaps import HeatmapService
 from densestudio.ui.import_dialog import ImportDialog, ImportProgressWidget, ImportReportDialog
 from densestudio.ui.review_panel import ReviewPanel
 from densestudio.ui.settings import Preferences
+from densestudio.ui.signoff_dialogs import add_golden_actions
 from densestudio.ui.split_panel import SplitPanel
 from densestudio.ui.thumbnail_loader import ThumbnailLoader
 from densestudio.ui.train_panel import TrainPanel
 from densestudio.ui.viewer import ImageViewer
 from densestudio.ui.welcome import WelcomeView
 from densestudio.ui.workers import Worker
+
+if TYPE_CHECKING:
+    from densestudio.core.signoff import VerificationReport
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +100,7 @@ class GalleryArea(GalleryView):
 
 
 class MainWindow(QMainWindow):
-    projectOpened = Signal(object)  # Path
+    projectOpened = Signal(object)  # Path of the file, or the db.ServerURL
     projectClosed = Signal()
     importFinished = Signal(object)  # ImportReport (also when cancelled)
     relinkFinished = Signal(object)  # RelinkResult
@@ -101,6 +109,7 @@ class MainWindow(QMainWindow):
     def __init__(self, prefs: Preferences | None = None) -> None:
         super().__init__()
         self.prefs = prefs or app_settings.load_preferences()
+        app_settings.apply_user_name(self.prefs)  # who history and approvals record
         self.controller: ProjectController | None = None
         self._matching = 0  # images matching the gallery's filter now (see _recount)
         self.workers: list[Worker] = []
@@ -110,6 +119,7 @@ class MainWindow(QMainWindow):
         self.report_dialog: ImportReportDialog | None = None
         self.last_import_report = None
         self.last_error: str | None = None
+        self.last_verification: VerificationReport | None = None  # the newest records check
         self.icon = app_icon()
         self.setWindowIcon(self.icon)
         self.setWindowTitle("DenseStudio")
@@ -170,7 +180,11 @@ class MainWindow(QMainWindow):
         self.import_progress = ImportProgressWidget(self)
         self.import_progress.hide()
         self.import_progress.cancelRequested.connect(self.cancel_import)
+        self.connection_status = QLabel("", self)  # a shared project: online / offline
+        self.connection_status.setObjectName("connectionStatus")
+        self.connection_status.hide()
         self.statusBar().addPermanentWidget(self.import_progress)
+        self.statusBar().addPermanentWidget(self.connection_status)
         self.statusBar().addPermanentWidget(self.status_count)
 
         self._make_actions()
@@ -218,6 +232,9 @@ class MainWindow(QMainWindow):
         self.open_action = self._action("&Open Project…", self.ask_open_project, K.Open,
                                         self._icon("document-open", SP.SP_DialogOpenButton),
                                         "Open a project file")
+        self.open_shared_action = self._action(
+            "Open &Shared Project…", self.ask_open_shared_project,
+            tip="Open a project on a PostgreSQL server that the team labels together")
         self.demo_action = self._action("Open &Demo Project", self.open_demo_project,
                                         tip="A small ready-to-train project of generated images")
         self.import_action = self._action("&Import Images…", lambda: self.show_import_dialog(),
@@ -275,17 +292,34 @@ class MainWindow(QMainWindow):
         self.smaller_action = self._action("&Smaller Tiles", lambda: self._step_tiles(-16),
                                            K.ZoomOut)
         self.shortcuts_action = self._action("&Keyboard Shortcuts", self.show_shortcuts, "F1")
+        self.preferences_action = self._action("&Preferences…", self.show_preferences,
+                                               QKeySequence.StandardKey.Preferences,
+                                               tip="Your name for the label history and "
+                                               "approvals; labeling behaviour")
+        self.preferences_action.setMenuRole(QAction.MenuRole.PreferencesRole)
+        self.report_action = self._action(
+            "&Validation Report…", lambda: self.review_panel.show_report_dialog(),
+            tip="Write a run's validation report: one HTML file that opens offline")
+        self.export_action = self._action(
+            "&Export Model…", lambda: self.show_export_dialog(), "Ctrl+E",
+            tip="Export the approved run (or another) as a model file for the line")
+        self.verify_action = self._action(
+            "&Verify Records…", lambda: self.verify_records(quiet=False),
+            tip="Check that the label history and the approvals were not edited outside "
+            "DenseStudio")
         self.about_action = self._action("&About DenseStudio", self.show_about)
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
         self.project_actions = [self.import_action, self.relink_action, self.refresh_action,
                                 self.close_action, self.select_all_action,
                                 self.next_unlabeled_action, self.unlabel_action,
-                                self.add_class_action, self.bigger_action, self.smaller_action]
+                                self.add_class_action, self.bigger_action, self.smaller_action,
+                                self.report_action, self.export_action,
+                                self.verify_action]
 
     def _make_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        file_menu.addActions([self.new_action, self.open_action])
+        file_menu.addActions([self.new_action, self.open_action, self.open_shared_action])
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addAction(self.demo_action)
@@ -294,6 +328,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.relink_action)
         file_menu.addAction(self.refresh_action)
         file_menu.addSeparator()
+        file_menu.addActions([self.export_action, self.report_action, self.verify_action])
+        file_menu.addSeparator()
         file_menu.addAction(self.close_action)
         file_menu.addAction(self.quit_action)
 
@@ -301,6 +337,8 @@ class MainWindow(QMainWindow):
         edit_menu.addActions([self.undo_action, self.redo_action])
         edit_menu.addSeparator()
         edit_menu.addActions([self.select_all_action, self.next_unlabeled_action])
+        edit_menu.addSeparator()
+        edit_menu.addAction(self.preferences_action)
 
         self.label_menu = bar.addMenu("&Label")
         self.label_menu.aboutToShow.connect(self._fill_label_menu)
@@ -357,6 +395,7 @@ class MainWindow(QMainWindow):
         self.train_panel.runs.runDeleted.connect(lambda _id: self.review_panel.refresh_runs())
         self.review_panel.exportRequested.connect(self.show_export_dialog)
         self.review_panel.runChanged.connect(self._update_heatmap_run)
+        self.review_panel.approvalsChanged.connect(lambda: self.train_panel.runs.refresh())
         self.train_panel.runs.runDeleted.connect(self._update_heatmap_run)
 
     # ================================================================ projects
@@ -379,6 +418,13 @@ class MainWindow(QMainWindow):
         if path:
             self.open_project(path)
 
+    def ask_open_shared_project(self) -> None:
+        from densestudio.ui.shared_dialog import SharedProjectDialog
+
+        dialog = SharedProjectDialog(app_settings.recent_projects(), self)
+        if dialog.exec() and dialog.target() is not None:
+            self.open_project(dialog.target())
+
     def new_project(self, path: str | Path) -> bool:
         path = Path(path)
         if path.suffix != PROJECT_SUFFIX:
@@ -396,17 +442,19 @@ class MainWindow(QMainWindow):
             "onto the window.", 8000)
         return True
 
-    def open_project(self, path: str | Path) -> bool:
+    def open_project(self, path: str | Path | ServerURL) -> bool:
+        """Open a project file, or a shared project (a postgresql:// URL)."""
         if not self._can_switch_project():
             return False
         try:
             project = Project.open(path)
         except DenseStudioError as exc:
             self.show_error("Cannot open the project", str(exc))
-            if not Path(path).is_file():
-                app_settings.remove_recent_project(path)
+            if not isinstance(path, ServerURL) and "://" not in str(path) \
+                    and not Path(path).is_file():
+                app_settings.remove_recent_project(path)  # a server may be back later
                 self.welcome.set_recent(app_settings.recent_projects(),
-                                    app_settings.recent_project_info())
+                                        app_settings.recent_project_info())
             return False
         self._set_project(project)
         return True
@@ -438,6 +486,9 @@ class MainWindow(QMainWindow):
             self._teardown_project()
         controller = ProjectController(project, self)
         controller.error.connect(lambda msg: self.show_error("Cannot do that", msg))
+        controller.notice.connect(lambda msg: self.statusBar().showMessage(msg, 15000))
+        controller.connectionChanged.connect(self._show_connection)
+        controller.reloadNeeded.connect(self._on_reload_needed)
         self.controller = controller
         self.undo_group.addStack(controller.undo_stack)
         self.undo_group.setActiveStack(controller.undo_stack)
@@ -456,22 +507,26 @@ class MainWindow(QMainWindow):
         self.review_panel.set_controller(controller)
         self._update_heatmap_run()
         self.audit_panel.set_controller(controller)
+        self.viewer.set_project(project)
         self.viewer.show_image(None)
         self.tabs.setCurrentIndex(0)
         self.stack.setCurrentWidget(self.tabs)
         self._set_docks_visible(True)
         for action in self.project_actions:
             action.setEnabled(True)
-        self.setWindowTitle(f"{project.path.stem} — DenseStudio")
-        self.setWindowFilePath(str(project.path))
-        self.prefs.last_project_dir = str(project.path.parent)
-        app_settings.add_recent_project(project.path)
+        self.setWindowTitle(f"{project.name} — DenseStudio")
+        if not project.shared:
+            self.setWindowFilePath(str(project.path))
+            self.prefs.last_project_dir = str(project.path.parent)
+        app_settings.add_recent_project(project.location)  # a URL without its password
         self._remember_project()
+        self._show_connection(controller.connection_state())
         self._recount()
         if self.model.rowCount():
             self.gallery.go_to_row(0)
         self.gallery.setFocus()
-        self.projectOpened.emit(project.path)
+        self.verify_records(quiet=True)  # editing behind the app's back shows on opening
+        self.projectOpened.emit(project.target)
 
     def _remember_project(self) -> None:
         """Image count and time for the welcome view's list of recent projects."""
@@ -479,7 +534,7 @@ class MainWindow(QMainWindow):
 
         if self.controller is not None:
             app_settings.remember_recent_project(
-                self.controller.project.path, self.controller.counts().total,
+                self.controller.project.location, self.controller.counts().total,
                 datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def _teardown_project(self) -> None:
@@ -487,6 +542,10 @@ class MainWindow(QMainWindow):
         if controller is None:
             return
         self._remember_project()  # the count as it is now
+        for worker in list(self.workers):  # none may outlive the project it reads
+            worker.cancel()
+        for worker in list(self.workers):
+            worker.wait(30_000)
         self.controller = None
         self.loader.set_fetch(None)
         self.model.set_controller(None)
@@ -501,6 +560,7 @@ class MainWindow(QMainWindow):
             self.export_dialog.close()
             self.export_dialog = None
         self.viewer.show_image(None)
+        self.viewer.set_project(None)
         self.undo_group.removeStack(controller.undo_stack)
         controller.close()
         controller.deleteLater()
@@ -515,6 +575,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("DenseStudio")
         self.setWindowFilePath("")
         self.status_count.setText("")
+        self._show_connection(None)
 
     def _set_docks_visible(self, visible: bool) -> None:
         """Docks belong to an open project; the welcome view has the window to itself."""
@@ -532,7 +593,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         items = app_settings.recent_projects()
         for path in items:
-            action = self.recent_menu.addAction(Path(path).name)
+            action = self.recent_menu.addAction(app_settings.recent_title(path))
             action.setToolTip(path)
             action.setStatusTip(path)
             action.triggered.connect(lambda _=False, p=path: self.open_project(p))
@@ -575,7 +636,7 @@ class MainWindow(QMainWindow):
     def _on_demo_event(self, event: object) -> None:
         done, total = getattr(event, "done", None), getattr(event, "total", None)
         if done is not None and total:
-            verb = "Importing" if type(event).__name__ == "ImportProgress" else "Drawing"
+            verb = "Importing" if isinstance(event, ImportProgress) else "Drawing"
             self.welcome.set_busy(True, f"{verb} demo images… {done} / {total}")
 
     # ================================================================ import
@@ -674,7 +735,7 @@ class MainWindow(QMainWindow):
             self.import_worker.cancel()
 
     def _on_import_event(self, event: object) -> None:
-        if type(event).__name__ == "ImportProgress":
+        if isinstance(event, ImportProgress):
             self.import_progress.show_progress(event)
 
     def _on_import_finished(self, report) -> None:
@@ -701,6 +762,12 @@ class MainWindow(QMainWindow):
     def _on_import_done(self, worker: Worker) -> None:
         if self.import_worker is worker:  # ended without a result (cancelled before start)
             self._import_ended()
+
+    def _on_reload_needed(self) -> None:
+        """Others added images or re-split: reload, unless our own import is running (its
+        end reloads anyway)."""
+        if self.import_worker is None or not self.import_worker.running:
+            self._refresh_after_import()
 
     def _refresh_after_import(self) -> None:
         if self.controller is None:
@@ -896,6 +963,23 @@ class MainWindow(QMainWindow):
     def _viewer_navigate(self, delta: int) -> None:
         self.gallery.move_current(delta)
 
+    def _show_connection(self, state: QueueState | None) -> None:
+        """The status-bar indicator of a shared project: online, or "offline — N changes
+        waiting" until they are written."""
+        label = self.connection_status
+        if state is None:
+            label.hide()
+            return
+        offline = not state.online or state.waiting
+        label.setText(state.message if offline else "shared · online")
+        label.setToolTip(
+            "The database server cannot be reached. Labels you set now are kept on this "
+            "computer and saved when it is back." if offline else
+            "Changes by others show up here within a second or two.")
+        label.setStyleSheet("color: white; background: #b3261e; padding: 0 6px;"
+                            if offline else "")
+        label.show()
+
     def _recount(self) -> None:
         """After a query or label changes (not on every selection change: one count query)."""
         self._matching = self.model.matching_count() if self.controller is not None else 0
@@ -947,6 +1031,8 @@ class MainWindow(QMainWindow):
         header = menu.addAction(f"{n:,} image{'s' if n != 1 else ''} selected")
         header.setEnabled(False)
         self._add_label_actions(menu)
+        menu.addSeparator()
+        add_golden_actions(menu, self.controller.project, ids, self.on_golden_changed)
         menu.addSeparator()
         if index.isValid():
             info = self.model.info(index.row())
@@ -1005,10 +1091,27 @@ class MainWindow(QMainWindow):
         else:
             self.viewer.set_heatmap_run(run.id, run.class_names, run_title(run))
 
-    def show_export_dialog(self, run_id: int):
+    def on_golden_changed(self, message: str) -> None:
+        """Must-pass marks changed (from a gallery's context menu)."""
+        self.statusBar().showMessage(message, 6000)
+        self.viewer.refresh_history()
+
+    def show_export_dialog(self, run_id: int | None = None):
+        """Export ``run_id``; without one, the approved run (else the newest finished)."""
+        from densestudio.core import runs as core_runs
+        from densestudio.core import signoff
         from densestudio.ui.export_dialog import ExportDialog
 
         if self.controller is None:
+            return None
+        if run_id is None:
+            run_id = signoff.approved_run_id(self.controller.project)
+        if run_id is None:
+            run_id = next((r.id for r in core_runs.list_runs(self.controller.project)
+                           if r.status == "finished" and r.checkpoint_best), None)
+        if run_id is None:
+            self.show_error("Nothing to export", "There is no finished training run yet: "
+                            "train one in the Train tab.")
             return None
         if self.export_dialog is not None:
             self.export_dialog.close()
@@ -1081,6 +1184,72 @@ class MainWindow(QMainWindow):
                           QMessageBox.StandardButton.Close, self)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
+
+    # ================================================================ records
+    def verify_records(self, quiet: bool = False) -> Worker | None:
+        """Check the label history's and the approvals' hash chains in the background.
+        ``quiet`` (on opening a project): say something only when they were edited."""
+        from densestudio.ui.jobs import verify_job
+
+        if self.controller is None:
+            return None
+        worker = Worker(verify_job, self.controller.project, parent=self)
+        worker.finished.connect(lambda report: self._on_verified(report, quiet))
+        worker.failed.connect(lambda message: self.show_error("Cannot check the records",
+                                                              message))
+        self._start(worker)
+        return worker
+
+    def _on_verified(self, report: VerificationReport, quiet: bool) -> None:
+        self.last_verification = report
+        labels, approvals = report.chains
+        if report.ok:  # on opening: silent (no status line over another action's)
+            text = (f"Records intact: {labels.rows:,} label changes and {approvals.rows:,} "
+                    "approvals, each hash-chained to the one before.")
+            if not quiet:
+                self.statusBar().showMessage(text, 8000)
+                box = QMessageBox(QMessageBox.Icon.Information, "Records intact",
+                                  f"{text}\n\nNewest label-history hash: "
+                                  f"{labels.head_hash[:16]}…", QMessageBox.StandardButton.Ok,
+                                  self)
+                box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                box.open()
+            return
+        n = len(report.problems)
+        shown = "\n".join(f"• {p}" for p in report.problems[:5])
+        more = f"\n… and {n - 5:,} more (see Details)." if n > 5 else ""
+        message = ("This project's label history or approvals were changed outside "
+                   f"DenseStudio (e.g. with a SQLite tool):\n\n{shown}{more}\n\nNothing was "
+                   "changed or repaired. Treat labels and approvals from before the edit as "
+                   "unverified, and compare the newest hashes with those written down at "
+                   "sign-off (the validation report prints them).")
+        log.warning("Project records edited outside DenseStudio: %s", "; ".join(report.problems))
+        self.last_error = message
+        self.statusBar().showMessage(f"⚠ Records edited outside DenseStudio ({n:,} "
+                                     f"problem{'s' if n != 1 else ''}): File › Verify Records",
+                                     0)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Records edited outside DenseStudio",
+                          message, QMessageBox.StandardButton.Ok, self)
+        box.setDetailedText("\n".join(report.problems))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def show_preferences(self):  # TYPEHINT - PreferencesDialog
+        from densestudio.ui.preferences_dialog import PreferencesDialog
+
+        dialog = PreferencesDialog(self.prefs, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self._apply_preferences(dialog))
+        dialog.open()
+        return dialog
+
+    def _apply_preferences(self, dialog) -> None:  # TYPEHINT - PreferencesDialog
+        dialog.apply()
+        name = app_settings.apply_user_name(self.prefs)
+        self.auto_advance_action.setChecked(self.prefs.auto_advance)
+        app_settings.save_preferences(self.prefs)
+        self.statusBar().showMessage(f"Label changes and approvals are recorded as '{name}'.",
+                                     6000)
 
     def show_about(self) -> None:
         QMessageBox.about(

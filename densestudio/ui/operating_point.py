@@ -7,6 +7,12 @@ drags the threshold line (or types it), may add an "unsure" band (parts sent to 
 enters what each error costs to get a suggested threshold, and saves: the point is stored with
 the run (``ml.operating_point.save_operating_point``) and used by ``densestudio predict`` and
 the exported model.
+
+A miss rate measured on a few dozen defect images is an estimate, so the readout gives the
+miss and false-reject rates with exact 95 % intervals and the one-sided upper bound on the
+miss rate ("0 of 45 missed: at most 6.4 %"). *Target miss rate* picks the threshold whose
+upper bound meets the target (``ml.operating_point.threshold_for_max_miss``), or says that
+these defect images cannot show it and how many would be needed.
 """
 
 from __future__ import annotations
@@ -31,13 +37,17 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import runs as core_runs
+from densestudio.core.formatting import html_text
+from densestudio.core.stats import images_needed_sentence, upper_bound_one_sided
 from densestudio.ml import operating_point as op
 from densestudio.ml.operating_point import OperatingPoint
+from densestudio.ui.intervals import ci_tip, pct_ci
 
 SUBSETS = (("val", "Validation"), ("test", "Test"))
 MISS_COLOR = (213, 94, 0)
 REJECT_COLOR = (0, 114, 178)
 BAND_COLOR = (230, 159, 0, 50)
+OK, WARN, ERROR = "#1b7f3b", "#b26a00", "#c62828"
 
 
 def _spin(parent: QWidget, lo: float, hi: float, step: float, decimals: int,
@@ -66,6 +76,8 @@ class OperatingPointPanel(QWidget):
         self.is_good = np.zeros(0, bool)
         self.curve: op.TradeoffCurve | None = None
         self.stored: OperatingPoint | None = None
+        self.rates: op.RatesWithIntervals | None = None  # at the threshold shown
+        self.last_choice: op.MissTargetChoice | None = None
         self._sync = False
         self._build()
 
@@ -81,7 +93,9 @@ class OperatingPointPanel(QWidget):
             self.subset_combo.addItem(text, key)
         self.subset_combo.setToolTip("Pick the threshold on validation images; check it on "
                                      "the test images")
-        self.threshold = _spin(self, 0.0, 1.0, 0.01, 3, 0.5)
+        # 4 decimals: a threshold picked by the miss-rate bound sits just above a defect's
+        # P(good) on a 1e-4 grid; rounding it to 3 decimals could let that defect pass.
+        self.threshold = _spin(self, 0.0, 1.0, 0.01, 4, 0.5)
         self.threshold.setToolTip("A part passes (OK) when P(good) is at least this")
         self.band_check = QCheckBox("Unsure band", self)
         self.band_check.setToolTip(
@@ -94,6 +108,17 @@ class OperatingPointPanel(QWidget):
         self.cost_reject = _spin(self, 0.0, 1e6, 1.0, 2, 1.0)
         self.cost_reject.setToolTip("What one good part that is rejected costs (scrap, "
                                     "re-inspection)")
+        self.target = _spin(self, 0.01, 50.0, 0.5, 2, 1.0)
+        self.target.setSuffix(" %")
+        self.target.setToolTip("The largest miss rate the line accepts: the threshold is "
+                               "chosen so that, with 95 % confidence, the true miss rate is at "
+                               "most this (the upper bound, not the measured rate)")
+        self.target_button = QPushButton("Pick threshold", self)
+        self.target_button.setToolTip("The threshold with the fewest rejected good parts "
+                                      "whose miss-rate upper bound meets the target")
+        self.target_status = QLabel(self)
+        self.target_status.setWordWrap(True)
+        self.target_status.setTextFormat(Qt.TextFormat.RichText)
         self.suggest_button = QPushButton("Suggest threshold", self)
         self.suggest_button.setToolTip("The threshold with the lowest total cost on this data")
         self.save_button = QPushButton("Save with the run", self)
@@ -137,7 +162,7 @@ class OperatingPointPanel(QWidget):
         self.line = pg.InfiniteLine(pos=0.5, angle=90, movable=True,
                                     pen=pg.mkPen((40, 40, 40), width=2),
                                     hoverPen=pg.mkPen((0, 0, 0), width=3),
-                                    label="t = {value:.3f}",
+                                    label="t = {value:.4g}",
                                     labelOpts={"position": 0.95, "color": (40, 40, 40),
                                                "fill": (255, 255, 255, 200)})
         item.addItem(self.line)
@@ -161,13 +186,26 @@ class OperatingPointPanel(QWidget):
         cform.addRow("A missed defect costs", self.cost_miss)
         cform.addRow("A false reject costs", self.cost_reject)
         cform.addRow(self.suggest_button)
+        target_box = QGroupBox("Miss-rate target (95 % confidence)", self)
+        tform = QVBoxLayout(target_box)
+        trow = QHBoxLayout()
+        trow.addWidget(QLabel("Target miss rate ≤", self))
+        trow.addWidget(self.target)
+        trow.addWidget(self.target_button)
+        trow.addStretch(1)
+        tform.addLayout(trow)
+        tform.addWidget(self.target_status)
         self.readout = QLabel(self)
         self.readout.setTextFormat(Qt.TextFormat.RichText)
         self.readout.setWordWrap(True)
+        self.intervals = QLabel(self)
+        self.intervals.setTextFormat(Qt.TextFormat.RichText)
+        self.intervals.setWordWrap(True)
         self.status = QLabel(self)
         self.status.setWordWrap(True)
         boxes = QHBoxLayout()
         boxes.addWidget(point_box, 1)
+        boxes.addWidget(target_box, 2)
         boxes.addWidget(cost_box, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.status, 1)
@@ -178,6 +216,7 @@ class OperatingPointPanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.readout)
+        layout.addWidget(self.intervals)
         layout.addLayout(boxes)
         layout.addLayout(buttons)
 
@@ -192,6 +231,8 @@ class OperatingPointPanel(QWidget):
         self.cost_miss.valueChanged.connect(lambda _v: self._update_readout())
         self.cost_reject.valueChanged.connect(lambda _v: self._update_readout())
         self.suggest_button.clicked.connect(self.suggest)
+        self.target_button.clicked.connect(self.pick_for_target)
+        self.target.valueChanged.connect(lambda _v: self._update_target_status())
         self.save_button.clicked.connect(self.save)
         self.remove_button.clicked.connect(self.remove)
         self._update_enabled()
@@ -271,6 +312,7 @@ class OperatingPointPanel(QWidget):
             self.reject_curve.setData([], [])
         self._update_enabled()
         self._update_readout()
+        self._update_target_status()
 
     # ================================================================ the point
     def point(self) -> OperatingPoint | None:
@@ -298,6 +340,42 @@ class OperatingPointPanel(QWidget):
         self._set_status(f"Suggested: {t:.3f} has the lowest total cost on the "
                          f"{self.subset_combo.currentText().lower()} images.")
         return t
+
+    def pick_for_target(self) -> op.MissTargetChoice | None:
+        """Move the threshold to the one whose miss-rate *upper bound* meets the target."""
+        if self.curve is None:
+            return None
+        choice = op.threshold_for_max_miss(self.p_good, self.is_good, self.target.value() / 100)
+        self.last_choice = choice
+        if choice.threshold is not None:
+            self.set_threshold(choice.threshold)
+        self._update_target_status(choice)
+        return choice
+
+    def _update_target_status(self, choice: op.MissTargetChoice | None = None) -> None:
+        """The choice just made, else what these defect images can show at all."""
+        target = self.target.value() / 100
+        n_bad = int((~self.is_good).sum()) if self.curve is not None else 0
+        if self.curve is None:
+            self.target_status.setText("")
+            return
+        needed = images_needed_sentence(target).replace("<=", "≤").replace(">=", "≥")
+        if choice is None:
+            zero = upper_bound_one_sided(0, n_bad)
+            can = zero <= target
+            text = (f"{n_bad} defect images: even 0 missed shows at most "
+                    f"{zero * 100:.2f} %. {needed[0].upper()}{needed[1:]}.")
+            self.target_status.setText(f"<small>{html_text(text)}</small>" if can else
+                                       f"<small style='color:{WARN}'>{html_text(text)}</small>")
+            return
+        if choice.threshold is None:
+            self.target_status.setText(f"<span style='color:{ERROR}'>Cannot be met: "
+                                       f"{html_text(_nice(choice.message))}</span>")
+            return
+        band = (" The unsure band leaves its parts out of the rates above."
+                if self.band_check.isChecked() else "")
+        self.target_status.setText(f"<span style='color:{OK}'>{html_text(_nice(choice.message))}"
+                                   f"</span><small>{band}</small>")
 
     def save(self) -> OperatingPoint | None:
         point = self.point()
@@ -381,7 +459,7 @@ class OperatingPointPanel(QWidget):
     def _update_enabled(self) -> None:
         has = self.curve is not None
         for w in (self.threshold, self.band_check, self.cost_miss, self.cost_reject,
-                  self.suggest_button, self.save_button):
+                  self.suggest_button, self.save_button, self.target, self.target_button):
             w.setEnabled(has)
         self.band_low.setEnabled(has and self.band_check.isChecked())
         self.band_high.setEnabled(has and self.band_check.isChecked())
@@ -391,6 +469,8 @@ class OperatingPointPanel(QWidget):
         point = self.point()
         t = self.threshold.value()
         if self.curve is None or point is None:
+            self.rates = None
+            self.intervals.setText("")
             self.miss_dot.setData([], [])
             self.reject_dot.setData([], [])
             what = self.subset_combo.currentText().lower()
@@ -408,28 +488,42 @@ class OperatingPointPanel(QWidget):
         i = int(np.argmin(np.abs(self.curve.thresholds - t)))
         self.miss_dot.setData([t], [100 * np.nan_to_num(self.curve.miss_rate[i])])
         self.reject_dot.setData([t], [100 * np.nan_to_num(self.curve.false_reject_rate[i])])
-        decisions = np.array([point.decide(float(p)) for p in self.p_good])
-        good, bad = self.is_good, ~self.is_good
-        missed = int(((decisions == "OK") & bad).sum())
-        rejected = int(((decisions == "NG") & good).sum())
-        unsure = int((decisions == "UNSURE").sum())
-        n_bad, n_good, n = int(bad.sum()), int(good.sum()), len(self.p_good)
+        r = op.rates_with_intervals(self.p_good, self.is_good, point)
+        self.rates = r
+        n = len(self.p_good)
 
         def part(k: int, total: int, what: str) -> str:
             share = f"{100 * k / total:.1f} %" if total else "—"
             return f"{k} of {total} {what} ({share})"
 
-        cost = missed * self.cost_miss.value() + rejected * self.cost_reject.value()
+        cost = r.misses * self.cost_miss.value() + r.false_rejects * self.cost_reject.value()
+        unsure = (f" · <b>unsure {part(r.unsure, n, 'parts')}</b>, sent to a person"
+                  if point.unsure_low is not None else "")
         self.readout.setText(
-            f"At P({_esc(point.good_class)}) ≥ <b>{t:.3f}</b> on {n:,} "
+            f"At P({html_text(point.good_class)}) ≥ <b>{_t(t)}</b> on {n:,} "
             f"{self.subset_combo.currentText().lower()} images: "
-            f"<b style='color:rgb{MISS_COLOR}'>missed {part(missed, n_bad, 'defective')}</b>"
-            f" · <b style='color:rgb{REJECT_COLOR}'>rejected {part(rejected, n_good, 'good')}"
-            "</b>"
-            + (f" · <b>unsure {part(unsure, n, 'parts')}</b>, sent to a person"
-               if point.unsure_low is not None else "")
-            + f" · total cost {cost:g}")
+            f"<b style='color:rgb{MISS_COLOR}'>missed {part(r.misses, r.n_defective, 'defective')}"
+            f"</b> · <b style='color:rgb{REJECT_COLOR}'>rejected "
+            f"{part(r.false_rejects, r.n_good, 'good')}</b>{unsure} · total cost {cost:g}")
+        self.intervals.setText(self._intervals_html(r))
+        self.intervals.setToolTip(
+            ci_tip(r.miss, "miss rate") + "\n" + ci_tip(r.false_reject, "false-reject rate")
+            + "\nParts in the unsure band go to a person and count in neither rate.")
         self.changed.emit(point)
+
+    def _intervals_html(self, r: op.RatesWithIntervals) -> str:
+        """"Miss rate 0.0 % (0.0–7.9), at most 6.4 % with 95 % confidence · false-reject
+        rate 2.1 % (0.3–7.4)"."""
+        if not r.n_defective:
+            miss = "no defect images here"
+        else:
+            miss = (f"miss rate {pct_ci(r.miss)}, <b>at most {r.miss_upper * 100:.2f} %</b> "
+                    "with 95 % confidence")
+        reject = (f"false-reject rate {pct_ci(r.false_reject)}" if r.n_good
+                  else "no good parts here")
+        return (f"<span style='color:rgb{MISS_COLOR}'>{miss}</span> · "
+                f"<span style='color:rgb{REJECT_COLOR}'>{reject}</span> "
+                "<small>(brackets: exact 95 % intervals)</small>")
 
     def _stored_text(self) -> str:
         s = self.stored
@@ -437,7 +531,7 @@ class OperatingPointPanel(QWidget):
             return "This run has no operating point yet."
         band = (f", unsure {s.unsure_low:.3f}–{s.unsure_high:.3f}"
                 if s.unsure_low is not None else "")
-        return f"Saved: good class '{_esc(s.good_class)}', threshold {s.threshold:.3f}{band}."
+        return f"Saved: good class '{html_text(s.good_class)}', threshold {_t(s.threshold)}{band}."
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self.status.setText(f"<span style='color:#c62828'>{text}</span>" if error else text)
@@ -461,5 +555,13 @@ class OperatingPointDialog(QDialog):
         self.resize(820, 640)
 
 
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _t(threshold: float) -> str:
+    """A threshold with 3 decimals, or 4 when it has them (picked by the miss-rate bound)."""
+    return f"{threshold:.3f}" if round(threshold, 3) == round(threshold, 6) else f"{threshold:.4f}"
+
+
+
+
+def _nice(text: str) -> str:
+    """The core's plain-text sentences with ≤ / ≥ (it writes <= / >= for terminals)."""
+    return text.replace("<=", "≤").replace(">=", "≥")

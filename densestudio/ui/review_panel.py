@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from html import escape
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import (
@@ -43,16 +43,27 @@ from PySide6.QtWidgets import (
 
 from densestudio.core import runs as core_runs
 from densestudio.core.constants import SOURCE_PREDICTION
+from densestudio.core.formatting import html_text
+from densestudio.core.formatting import percent as pct
+from densestudio.core.stats import clopper_pearson, upper_bound_one_sided
 from densestudio.core.store import ImageFilter
 from densestudio.ml import summary
+from densestudio.ml.events import PreparingData
 from densestudio.ui.confusion import ConfusionMatrixView
 from densestudio.ui.gallery_model import TileOverlay
 from densestudio.ui.gallery_view import GalleryView
 from densestudio.ui.heatmaps import HeatmapGalleryModel
-from densestudio.ui.jobs import evaluate_job, is_droppable, predict_job
+from densestudio.ui.intervals import ci_range, ci_tip, pct_ci
+from densestudio.ui.jobs import evaluate_job, predict_job
 from densestudio.ui.relabel import RelabelSelectedMixin
-from densestudio.ui.runs_panel import pct, run_title
+from densestudio.ui.runs_panel import ApprovalState, approval_state, local_time, run_title
+from densestudio.ui.signoff_dialogs import APPROVED_COLOR, ApproveDialog, add_golden_actions
 from densestudio.ui.workers import Worker
+
+if TYPE_CHECKING:  # imported when first opened (they pull in the whole window)
+    from densestudio.ml.gate import GateResult
+    from densestudio.ui.gate_view import GateDialog
+    from densestudio.ui.report_dialog import ReportDialog
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +101,6 @@ def _table(parent: QWidget, headers: list[str]) -> QTableWidget:
     return table
 
 
-def _esc(text: str) -> str:
-    return escape(text, quote=False)
-
-
 WARN_COLOR = "#b26a00"
 LOW_CONFIDENCE = 0.7  # every prediction below this: the model is unsure about these images
 
@@ -108,10 +115,11 @@ def _run_combo(parent: QWidget, chars: int) -> QComboBox:
     return combo
 
 
-def run_entry(info: core_runs.RunInfo) -> str:
-    """A run in a picker: its title, then balanced accuracy and the worst class."""
+def run_entry(info: core_runs.RunInfo, mark: str = "") -> str:
+    """A run in a picker: its title (and ``mark``, e.g. " · ✓ approved"), then balanced
+    accuracy and the worst class."""
     text = summary.short_text(summary.summarize(info.metrics))
-    return f"{run_title(info)} · {text or info.status}"
+    return f"{run_title(info)}{mark} · {text or info.status}"
 
 
 def prediction_warnings(preds: list[core_runs.PredictionInfo], class_names: tuple[str, ...],
@@ -165,6 +173,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     evaluated = Signal(int)  # run id
     exportRequested = Signal(int)  # run id
     runChanged = Signal(object)  # run id or None: the run shown changed
+    approvalsChanged = Signal()  # a run was approved
 
     def __init__(self, host, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -182,6 +191,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.overlay: dict[int, TileOverlay] = {}
         self.worker: Worker | None = None
         self.op_dialog = None
+        self.gate_dialog = None
+        self.report_dialog = None
+        self.approvals = ApprovalState()
         self._loading = False
         self._build()
 
@@ -206,6 +218,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             "For inspection: pick the class that means a good part and see missed defects "
             "vs. rejected good parts as the threshold moves; save the threshold with the run")
         bar.addWidget(self.op_button)
+        bar.addWidget(self._build_signoff_button())
         bar.addWidget(self.export_button)
 
         # Left column.
@@ -220,7 +233,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         caption = QLabel("<small>Rows: true class · columns: predicted class · colour: share "
                          "of the row · click a cell to see its images</small>", self)
         caption.setWordWrap(True)
-        self.per_class = _table(self, ["Class", "Precision", "Recall", "F1", "Support"])
+        self.per_class = _table(self, ["Class", "Precision %", "Recall %", "F1 %", "Support"])
+        for col in (1, 2):
+            self.per_class.horizontalHeaderItem(col).setToolTip(
+                "The rate on these images, then its exact 95 % interval in brackets")
         # Comparing gets a tab of its own (the whole height, every column readable).
         self.compare_table = _table(self, ["Metric", "This run", "Other run", "Δ"])
         header = self.compare_table.horizontalHeader()
@@ -364,6 +380,28 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.gallery.selectionModel().selectionChanged.connect(self._update_buttons)
         self._update_buttons()
 
+    def _build_signoff_button(self) -> QToolButton:
+        """Sign-off: release gate, approval, validation report, must-pass marks."""
+        self.signoff_button = QToolButton(self)
+        self.signoff_button.setText("Sign-off")
+        self.signoff_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.signoff_button.setToolTip("Release gate against the approved run, approve a run "
+                                       "for release, write the validation report, mark "
+                                       "must-pass images")
+        menu = QMenu(self.signoff_button)
+        self.gate_action = menu.addAction("Release Gate…", self.show_gate)
+        self.gate_action.setToolTip("Compare this run with the approved run image by image "
+                                    "on the test split and every must-pass image")
+        self.approve_action = menu.addAction("Approve Run…", self.show_approve)
+        self.report_action = menu.addAction("Validation Report…", self.show_report_dialog)
+        menu.addSeparator()
+        self.mark_golden_action = menu.addAction(
+            "Mark Selected as Must-pass", lambda: self._set_golden(True))
+        self.unmark_golden_action = menu.addAction(
+            "Remove Must-pass Mark of Selected", lambda: self._set_golden(False))
+        self.signoff_button.setMenu(menu)
+        return self.signoff_button
+
     # ================================================================ project and runs
     @property
     def project(self):
@@ -376,6 +414,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 self.controller.classesChanged.disconnect(self._on_classes_changed)
             except (RuntimeError, TypeError):
                 pass
+        for dialog in (self.op_dialog, self.gate_dialog, self.report_dialog):
+            if dialog is not None:  # they belong to the project that is closing
+                dialog.close()
+        self.op_dialog = self.gate_dialog = self.report_dialog = None
         self.controller = controller
         self.model.set_controller(controller)
         self.run = None
@@ -397,12 +439,14 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         user is relabeling) when the current run is still there."""
         keep = select if select is not None else (self.run.id if self.run else None)
         infos = self.reviewable_runs()
+        self.approvals = approval_state(self.project)
         self._loading = True
         try:
             self.run_combo.clear()
             for info in infos:
-                self.run_combo.addItem(run_entry(info), info.id)
-                self.run_combo.setItemData(self.run_combo.count() - 1, run_entry(info),
+                entry = run_entry(info, self.approvals.mark(info.id))
+                self.run_combo.addItem(entry, info.id)
+                self.run_combo.setItemData(self.run_combo.count() - 1, entry,
                                            Qt.ItemDataRole.ToolTipRole)
             index = self.run_combo.findData(keep) if keep is not None else -1
             if index < 0 and infos:
@@ -417,6 +461,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 self._fill_compare()
             finally:
                 self._loading = False
+            if self.report is not None:
+                self.summary.setText(self._header_html(self.report,
+                                                       dict(SUBSETS)[self.subset].lower()))
             return
         if run_id is None:
             self._clear("No trained runs yet. Train one in the Train tab." if self.project
@@ -527,9 +574,16 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.matrix.set_matrix(rep.class_names, rep.confusion)
         self.per_class.setRowCount(len(rep.per_class))
         for row, c in enumerate(rep.per_class):
-            values = (c.name, pct(c.precision), pct(c.recall), pct(c.f1), f"{c.support:,}")
+            precision, recall = rep.precision_interval(row), rep.recall_interval(row)
+            values = (c.name, pct_ci(precision, unit=False), pct_ci(recall, unit=False),
+                      f"{c.f1 * 100:.1f}", f"{c.support:,}")
+            tips = (c.name, ci_tip(precision, f"precision of {c.name}"),
+                    ci_tip(recall, f"recall of {c.name}"), "", "")
             for col, text in enumerate(values):
-                self.per_class.setItem(row, col, _item(text, right=col > 0))
+                item = _item(text, right=col > 0)
+                if tips[col]:
+                    item.setToolTip(tips[col])
+                self.per_class.setItem(row, col, item)
 
     def _header_html(self, rep, name: str) -> str:  # TYPEHINT - evaluate.EvalReport
         """Balanced accuracy and the worst class first (accuracy hides a class that is never
@@ -539,20 +593,26 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         loss = f" · loss {rep.loss:.3f}" if rep.loss is not None else ""
         cfg = self.run.config
         nb = "&nbsp;"
+        bal = rep.balanced_accuracy_interval()
         lines = [
-            f"<b>{_esc(run_title(self.run))}</b> <small>({cfg.get('arch', '?')},{nb}"
-            f"{cfg.get('img_size', '?')}{nb}px)</small>",
+            f"<b>{html_text(run_title(self.run))}</b> <small>({cfg.get('arch', '?')},{nb}"
+            f"{cfg.get('img_size', '?')}{nb}px)</small>" + self._approval_badge(),
             f"<span style='font-size:large'><b>{pct(s.balanced_accuracy)}</b> balanced "
-            "accuracy</span>",
+            f"accuracy</span> <small>({ci_range(bal).replace(' ', nb)})</small>",
         ]
         if s.worst_recall is not None:
-            lines.append(f"worst class <b>{_esc(s.worst_class or '?')} {pct(s.worst_recall)}"
-                         "</b> recall")
-        lines.append(f"accuracy {pct(rep.accuracy)} · macro-F1 {pct(rep.macro_f1)}"
-                     f" <small>· {rep.n:,} {name} images{loss}</small>")
+            worst = (rep.recall_interval(rep.class_names.index(s.worst_class))
+                     if s.worst_class in rep.class_names else None)
+            bracket = f" <small>({ci_range(worst).replace(' ', nb)})</small>" if worst else ""
+            lines.append(f"worst class <b>{html_text(s.worst_class or '?')} {pct(s.worst_recall)}"
+                         f"</b> recall{bracket}")
+        lines.append(f"accuracy {pct_ci(rep.accuracy_interval()).replace(' ', nb)} · "
+                     f"macro-F1 {pct(rep.macro_f1)}"
+                     f" <small>· {rep.n:,} {name} images{loss} · brackets: 95 % "
+                     "intervals</small>")
         few = summary.few_image_classes(rep.per_class)
         if few:
-            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {_esc(_too_few(few, rep, name))}"
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(_too_few(few, rep, name))}"
                          "</span>")
         passed = self._defects_called_good()
         if passed:
@@ -572,11 +632,13 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if not defects:
             return ""
         called = sum(point.decide(float(p.probs[good])) == "OK" for p in defects)
-        share = called / len(defects)
+        ci = clopper_pearson(called, len(defects))
+        upper = upper_bound_one_sided(called, len(defects))
         color = "#c62828" if called else "#1b7f3b"
-        return (f"<span style='color:{color}'>Defects called good ('{_esc(point.good_class)}' "
+        return (f"<span style='color:{color}'>Defects called good ('{html_text(point.good_class)}' "
                 f"at the saved threshold {point.threshold:.2f}): <b>{called} of "
-                f"{len(defects)}</b> ({pct(share)})</span>")
+                f"{len(defects)}</b> ({pct_ci(ci)}; at most {upper * 100:.1f} % with 95 % "
+                "confidence)</span>")
 
     def _clear(self, text: str) -> None:
         self.run, self.report, self.other = None, None, None
@@ -652,7 +714,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         else:
             raise ValueError(kind)
         self._show_ids(ids, Shown(kind, title))
-        self.warning.setText("<br>".join(f"⚠ {_esc(w)}" for w in warnings))
+        self.warning.setText("<br>".join(f"⚠ {html_text(w)}" for w in warnings))
         self.warning.setVisible(bool(warnings))
         return ids
 
@@ -914,6 +976,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                            self.accept_selected)
             menu.addSeparator()
         self._add_relabel_actions(menu, remove_label=True)
+        menu.addSeparator()
+        add_golden_actions(menu, self.project, ids, self.host.on_golden_changed)
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
 
     # ================================================================ workers
@@ -938,7 +1002,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if done is not None and total:
             self.progress.setRange(0, total)
             self.progress.setValue(done)
-            verb = "Preparing" if type(event).__name__ == "PreparingData" else "Predicting"
+            verb = "Preparing" if isinstance(event, PreparingData) else "Predicting"
             self.progress.setFormat(f"{verb} {done:,} / {total:,}")
 
     def _on_done(self, worker: Worker) -> None:
@@ -964,8 +1028,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.predictionsReady.emit(0)
             return None
         run_id = self.run.id
-        worker = Worker(predict_job, self.project, run_id, ids, droppable=is_droppable,
-                        parent=self)
+        worker = Worker(predict_job, self.project, run_id, ids, parent=self)
         worker.finished.connect(lambda preds: self._on_predicted(run_id, preds))
         self._run_worker(worker, f"Predicting {len(ids):,} unlabeled images…")
         return worker
@@ -985,8 +1048,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             return None
         run_id = self.run.id
         subsets = ("val", "test")
-        worker = Worker(evaluate_job, self.project, run_id, subsets, droppable=is_droppable,
-                        parent=self)
+        worker = Worker(evaluate_job, self.project, run_id, subsets, parent=self)
         worker.finished.connect(lambda _r: self._on_evaluated(run_id))
         self._run_worker(worker, "Evaluating…")
         return worker
@@ -1031,6 +1093,95 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.overlay = self._overlay_for(self.model.ids)
             self.model.set_overlay(self.overlay)
 
+    # ================================================================ sign-off
+    def _approval_badge(self) -> str:
+        """"✓ approved for release" beside the run's title, or which run is."""
+        state = self.approvals
+        if self.run is None or state.current is None:
+            return ""
+        current = state.current
+        if self.run.id == current.run_id:
+            return (f" <b style='color:{APPROVED_COLOR}'>✓ approved for release</b> "
+                    f"<small>(by {html_text(current.approved_by)}, "
+                    f"{local_time(current.approved_at)})</small>")
+        what = "approved earlier" if self.run.id in state.by_run else "not approved"
+        return (f" <small style='color:gray'>· {what}; the approved run is "
+                f"#{current.run_id}</small>")
+
+    def _set_golden(self, marked: bool) -> int:
+        """Mark (or unmark) the selected tiles as must-pass."""
+        from densestudio.core import signoff
+
+        ids = self.selected_ids()
+        if not ids or self.project is None:
+            return 0
+        if marked:
+            n = signoff.add_golden(self.project, ids)
+            message = f"Marked {n:,} image{'s' if n != 1 else ''} as must-pass."
+        else:
+            n = signoff.remove_golden(self.project, ids)
+            message = f"Removed the must-pass mark of {n:,} image{'s' if n != 1 else ''}."
+        self.host.on_golden_changed(message)
+        return n
+
+    def show_gate(self, against: int | None = None) -> GateDialog | None:
+        """The release gate for the run shown (against the approved run by default)."""
+        from densestudio.ui.gate_view import GateDialog
+
+        if self.run is None or self.project is None:
+            return None
+        if self.gate_dialog is not None:
+            self.gate_dialog.close()
+        dialog = GateDialog(self.host, self.run.id, against, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.approveRequested.connect(self.show_approve)
+        dialog.destroyed.connect(lambda *_: setattr(self, "gate_dialog", None)
+                                 if self.gate_dialog is dialog else None)
+        self.gate_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def show_approve(self, run_id: int | None = None,
+                     gate: GateResult | None = None) -> ApproveDialog | None:
+        """Approve a run (default: the one shown) for release."""
+        if self.project is None:
+            return None
+        run_id = run_id if run_id is not None else (self.run.id if self.run else None)
+        dialog = ApproveDialog(self.project, run_id, gate, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.approved.connect(self._on_approved)
+        dialog.open()
+        return dialog
+
+    def _on_approved(self, info: object) -> None:
+        self.refresh_runs(reload=False)
+        if self.gate_dialog is not None:
+            self.gate_dialog.refresh_runs()
+        self.host.statusBar().showMessage(
+            f"Run #{info.run_id} is approved for release (by {info.approved_by}).", 8000)
+        self.approvalsChanged.emit()
+
+    def show_report_dialog(self) -> ReportDialog | None:
+        """Write the validation report of the run shown (or the newest finished run)."""
+        from densestudio.ui.report_dialog import ReportDialog
+
+        if self.project is None:
+            return None
+        run_id = self.run.id if self.run is not None else next(
+            (r.id for r in core_runs.list_runs(self.project) if r.status == "finished"), None)
+        if run_id is None:
+            self.host.show_error("No run to report on", "Train a run first (Train tab).")
+            return None
+        if self.report_dialog is not None:
+            self.report_dialog.close()
+        dialog = ReportDialog(self.host, run_id, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.destroyed.connect(lambda *_: setattr(self, "report_dialog", None)
+                                 if self.report_dialog is dialog else None)
+        self.report_dialog = dialog
+        dialog.show()
+        return dialog
+
     def _update_buttons(self, *_args: object) -> None:
         has_run = self.run is not None and bool(self.run.checkpoint_best)
         self.op_button.setEnabled(self.run is not None and (
@@ -1038,6 +1189,13 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         busy = self._busy()
         self.predict_button.setEnabled(has_run and not busy)
         self.export_button.setEnabled(has_run)
+        finished = self.run is not None and self.run.status == "finished"
+        self.signoff_button.setEnabled(self.run is not None)
+        for action in (self.gate_action, self.approve_action, self.report_action):
+            action.setEnabled(finished)
+        selected = bool(self.model.ids) and self.gallery.selectionModel().hasSelection()
+        self.mark_golden_action.setEnabled(selected)
+        self.unmark_golden_action.setEnabled(selected)
         self.evaluate_button.setEnabled(not busy)
         unlabeled_view = self.shown is not None and self.shown.kind == "unlabeled"
         self.accept_button.setEnabled(unlabeled_view and bool(self.model.ids))

@@ -1,10 +1,13 @@
-"""The list of training runs: settings, best metrics, date; select one to review; delete."""
+"""The list of training runs: settings, best metrics, date, which run is approved for release;
+select one to review; delete."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -19,6 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import runs as core_runs
+from densestudio.core import signoff
+from densestudio.core.formatting import percent as pct
 from densestudio.ml import summary
 
 # Balanced accuracy and the worst class lead: accuracy hides a class that is never found.
@@ -36,10 +41,6 @@ STATUS_TEXT = {
     "running": "training…", "finished": "finished", "cancelled": "stopped (resumable)",
     "failed": "failed", "created": "created",
 }  # fmt: skip
-
-
-def pct(value: float | None) -> str:
-    return summary.pct(value)
 
 
 def settings_text(config: dict) -> str:
@@ -65,6 +66,46 @@ def local_time(utc: datetime) -> str:
 
 def run_title(info: core_runs.RunInfo) -> str:
     return f"#{info.id} {info.name}"
+
+
+@dataclass(frozen=True)
+class ApprovalState:
+    """The approved run (the newest approval of a run that still exists) and each run's
+    newest approval."""
+
+    current: signoff.ApprovalInfo | None = None
+    by_run: dict[int, signoff.ApprovalInfo] = field(default_factory=dict)
+
+    @property
+    def approved_run(self) -> int | None:
+        return self.current.run_id if self.current else None
+
+    def mark(self, run_id: int) -> str:
+        """" · ✓ approved" for the approved run, " · approved earlier" for a run whose
+        approval a newer one replaced, else ""."""
+        if self.current is not None and run_id == self.current.run_id:
+            return " · ✓ approved"
+        return " · approved earlier" if run_id in self.by_run else ""
+
+    def describe(self, run_id: int) -> str:
+        """One sentence about the run's approval (for tooltips and headers)."""
+        a = self.by_run.get(run_id)
+        if a is None:
+            if self.current is None:
+                return "No run is approved for release yet."
+            return f"Not approved; the approved run is #{self.current.run_id}."
+        when = local_time(a.approved_at)
+        text = f"Approved by {a.approved_by} on {when}: {a.why}"
+        if self.current is not None and self.current.run_id != run_id:
+            text += f" (since replaced by the approval of run #{self.current.run_id})"
+        return text
+
+
+def approval_state(project) -> ApprovalState:  # TYPEHINT - core.store.Project | None
+    if project is None:
+        return ApprovalState()
+    by_run = {a.run_id: a for a in signoff.approvals(project)}  # oldest first: newest wins
+    return ApprovalState(signoff.latest_approval(project), by_run)
 
 
 class RunsPanel(QWidget):
@@ -127,6 +168,7 @@ class RunsPanel(QWidget):
     def refresh(self, select: int | None = None) -> None:
         keep = select if select is not None else self.selected_run_id()
         self.infos = core_runs.list_runs(self.project) if self.project is not None else []
+        approvals = approval_state(self.project)
         self.table.blockSignals(True)
         try:
             self.table.setRowCount(len(self.infos))
@@ -135,7 +177,8 @@ class RunsPanel(QWidget):
                 if info.best_epoch:
                     epochs += f" (best {info.best_epoch})"
                 values = {
-                    "Run": run_title(info), "Status": STATUS_TEXT.get(info.status, info.status),
+                    "Run": run_title(info),
+                    "Status": STATUS_TEXT.get(info.status, info.status) + approvals.mark(info.id),
                     **self._metric_cells(info), "Epochs": epochs,
                     "Date": local_time(info.created_at), "Settings": settings_text(info.config),
                 }  # fmt: skip
@@ -145,6 +188,10 @@ class RunsPanel(QWidget):
                     item.setData(Qt.ItemDataRole.UserRole, info.id)
                     if name == "Status" and info.error:
                         item.setToolTip(info.error)
+                    elif name == "Status" and info.id in approvals.by_run:
+                        item.setToolTip(approvals.describe(info.id))
+                        if info.id == approvals.approved_run:
+                            item.setForeground(QColor("#1b7f3b"))
                     elif name in ("Settings", "Worst class"):
                         item.setToolTip(text)
                     if name in NUMERIC:

@@ -2,6 +2,11 @@
 
 QSettings keeps only window geometry/state and the recent-projects list (DESIGN rule 5).
 ``DENSESTUDIO_CONFIG_DIR`` overrides the config folder (tests, portable installs).
+
+``user_name`` is who the label history and approvals record. core reads it from
+``$DENSESTUDIO_USER`` (``core.store.current_user``), so ``apply_user_name`` sets that variable
+from the preference at start-up and whenever it changes; an empty preference leaves what the
+environment says (else the OS login name is recorded).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths
+
+from densestudio.core.store import USER_ENV, current_user
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,28 @@ class Preferences:
     last_import_dir: str = ""
     last_project_dir: str = ""
     labels_from_subfolders: bool = True
+    user_name: str = ""  # who label changes and approvals are recorded as ("": OS user)
+
+
+_env_before: list[str | None] = []  # $DENSESTUDIO_USER before a preference replaced it
+
+
+def apply_user_name(prefs: Preferences) -> str:
+    """Make ``prefs.user_name`` the name core records (``$DENSESTUDIO_USER``); an empty
+    preference puts back what the environment said before (else the OS user is recorded).
+    Returns the name now in effect."""
+    name = prefs.user_name.strip()[:64]
+    if name:
+        if not _env_before:
+            _env_before.append(os.environ.get(USER_ENV))
+        os.environ[USER_ENV] = name
+    elif _env_before:
+        before = _env_before.pop()
+        if before is None:
+            os.environ.pop(USER_ENV, None)
+        else:
+            os.environ[USER_ENV] = before
+    return current_user()
 
 
 def config_dir() -> Path:
@@ -91,13 +120,36 @@ def recent_projects() -> list[str]:
     return [str(v) for v in (value or [])]
 
 
+def _entry(path: str | Path) -> str:
+    """How a project is keyed in the recent lists: a file's absolute path, or the URL."""
+    return str(path) if "://" in str(path) else str(Path(path).resolve())
+
+
 def add_recent_project(path: str | Path) -> list[str]:
-    path = str(Path(path).resolve())
+    """Remember a project file (absolute) or a shared project's URL (given without its
+    password: ``Project.location``)."""
+    path = _entry(path)
     items = [p for p in recent_projects() if p != path]
     items.insert(0, path)
     del items[MAX_RECENT:]
     qsettings().setValue("recentProjects", items)
     return items
+
+
+def recent_title(entry: str) -> str:
+    """How a recent project is listed: a file's name, or "DATABASE on HOST (shared)"."""
+    if "://" not in entry:
+        return Path(entry).name
+    from densestudio.core.db import ServerURL, project_target
+    from densestudio.core.errors import DenseStudioError
+
+    try:
+        target = project_target(entry)
+    except (DenseStudioError, ValueError):  # an odd entry is still listed, as it is
+        return entry
+    if isinstance(target, ServerURL):
+        return f"{target.name} on {target.url.host or 'this computer'} (shared)"
+    return entry
 
 
 def recent_project_info() -> dict[str, dict]:
@@ -113,7 +165,7 @@ def remember_recent_project(path: str | Path, images: int, opened: str) -> None:
     """Record a project's image count and when it was opened (ISO time), for the list of
     recent projects (no project file is opened to show that list)."""
     info = {p: v for p, v in recent_project_info().items() if p in recent_projects()}
-    info[str(Path(path).resolve())] = {"images": int(images), "opened": opened}
+    info[_entry(path)] = {"images": int(images), "opened": opened}
     qsettings().setValue("recentProjectInfo", json.dumps(info))
 
 

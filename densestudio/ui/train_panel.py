@@ -34,10 +34,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.core import formatting
 from densestudio.core import runs as core_runs
 from densestudio.ml.config import ARCHS, COMPACT_ARCHS, TrainConfig
 from densestudio.ml.recommend import DEFAULT_BUDGET_S, Recommendation
-from densestudio.ui.jobs import TrainingSteps, is_droppable, train_job
+from densestudio.ui.jobs import TrainingSteps, train_job
 from densestudio.ui.plots import TrainingPlots
 from densestudio.ui.runs_panel import RunsPanel
 from densestudio.ui.workers import Worker
@@ -75,15 +76,6 @@ MONITOR_TEXT = {
     "val_acc": "Accuracy",
     "val_loss": "Validation loss",
 }
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "—"
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def weights_status(arch: str, weights_path: str | None) -> tuple[str, str]:
@@ -564,8 +556,7 @@ class TrainPanel(QWidget):
             self.plots.load_history(core_runs.epoch_metrics(self.project, resume_run_id),
                                     self.total_epochs)
             self.plots.truncate_epochs(info.epochs_done)
-        worker = Worker(train_job, self.project, cfg, resume_run_id, None,
-                        droppable=is_droppable, parent=self)
+        worker = Worker(train_job, self.project, cfg, resume_run_id, None, parent=self)
         worker.event.connect(self._on_event)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
@@ -606,8 +597,8 @@ class TrainPanel(QWidget):
         elif isinstance(event, ev.EpochsPlanned):
             self.total_epochs = event.epochs
             self.plots.set_epoch_range(event.epochs)
-            budget = (f" to finish in about {format_eta(event.budget_s)}"
-                      if event.budget_s else "")
+            budget = (f" to finish in about {formatting.duration(event.budget_s)}"
+                      if event.budget_s and not event.over_budget else "")
             self._set_message(f"Run #{event.run_id}: {event.epochs} epochs planned{budget} "
                               f"({event.reason}). You can keep labeling.")
         elif isinstance(event, ev.PreparingData):
@@ -668,7 +659,7 @@ class TrainPanel(QWidget):
         self.progress.setFormat(f"Epoch {b.epoch}/{total} · step {b.step}/{b.steps}")
         self.status.setText(
             f"Epoch {b.epoch} of {total} · loss {b.loss:.3f} · {b.images_per_s:,.0f} images/s"
-            f" · ETA {format_eta(b.eta_s)} · {self.device_text.upper() or 'CPU'}")
+            f" · ETA {formatting.eta(b.eta_s)} · {self.device_text.upper() or 'CPU'}")
 
     def _on_finished(self, run_id: object) -> None:
         self.run_id = int(run_id) if run_id is not None else None

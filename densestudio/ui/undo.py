@@ -1,5 +1,8 @@
 """QUndoCommands over the project store: every labeling and class operation can be undone.
 
+Undo and redo of labels follow the store's conflict rule: an image someone else changed
+since is left as it is, and the controller says so.
+
 The controller performs an operation first (so a ``DenseStudioError`` reaches the user before
 anything is pushed), then pushes a command built from the store's result; the command's first
 ``redo()`` (called by ``QUndoStack.push``) is therefore a no-op. Every undo/redo writes to the
@@ -47,12 +50,10 @@ class LabelCommand(_DoneCommand):
         self.change = change
 
     def _redo(self) -> None:
-        self.c.project.redo_labels(self.change)
-        self.c._labels_changed(self.change.image_ids)
+        self.c.changed_labels(self.c.project.redo_labels(self.change))
 
     def _undo(self) -> None:
-        self.c.project.undo_labels(self.change)
-        self.c._labels_changed(self.change.image_ids)
+        self.c.changed_labels(self.c.project.undo_labels(self.change))
 
 
 class AddClassCommand(_DoneCommand):
@@ -79,11 +80,11 @@ class RemoveClassesCommand(_DoneCommand):
         self.removed = removed
 
     def _redo(self) -> None:
-        self.c.project.redo_remove_classes(self.removed)
+        self.c.changed_labels(self.c.project.redo_remove_classes(self.removed))
         self.c._classes_changed(self.removed.change.image_ids)
 
     def _undo(self) -> None:
-        self.c.project.restore_classes(self.removed)
+        self.c.changed_labels(self.c.project.restore_classes(self.removed))
         self.c._classes_changed(self.removed.change.image_ids)
 
 

@@ -6,6 +6,10 @@ sensor data is visible) into plain bytes; the GUI thread makes the QImage and QP
 ``ui.workers``: no Qt objects in worker threads). A request the user has already moved past
 is skipped, not decoded. File path, dimensions, size, mode and label are shown under the image.
 
+Under the details, a collapsible *History* panel lists the image's label changes (who,
+when, how, old -> new class; ``core.history.image_history``), refreshed whenever its label
+changes (including undo / redo), and says when the image is marked must-pass.
+
 Once a trained run is chosen (``set_heatmap_run``), a heatmap bar appears: "Heatmap" lays the
 model's heatmap (where it finds evidence for the predicted class, or for a class picked in
 the chooser) over the image with an opacity slider. Heatmaps come from a
@@ -15,11 +19,13 @@ the chooser) over the image with an opacity slider. Heatmaps come from a
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import datetime, timezone
 from pathlib import Path
 
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QPainter, QPixmap, QTransform, QWheelEvent
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QComboBox,
     QGraphicsPixmapItem,
     QGraphicsScene,
@@ -29,14 +35,34 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSlider,
     QToolButton,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from densestudio.core import history, signoff
+from densestudio.core.formatting import html_text
 from densestudio.core.imaging import ImageDecodeError
 from densestudio.core.store import ClassInfo, ImageInfo
 from densestudio.ui.pixels import Pixels, decode
 from densestudio.ui.workers import GuiCall, to_gui
+
+
+def history_time(utc: datetime) -> str:
+    """Label events are stored in naive UTC; show local time."""
+    if utc.tzinfo is None:
+        utc = utc.replace(tzinfo=timezone.utc)
+    return utc.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def history_change(event: history.LabelEventInfo) -> str:
+    """"(unlabeled) → scratch", or "scratch (confirmed)" for a change that kept the label."""
+    old = event.old_class or "(unlabeled)"
+    new = event.new_class or "(unlabeled)"
+    if old == new:
+        return f"{new} (confirmed)" if event.how == history.HOW_AUDIT_CONFIRM else new
+    return f"{old} → {new}"
 
 
 def human_size(n: int) -> str:
@@ -200,6 +226,8 @@ class ImageViewer(QWidget):
         self._shown_id: int | None = None  # the image whose pixels are on screen
         self.heatmaps = None  # heatmaps.HeatmapService
         self.heat_run: int | None = None
+        self.project = None  # core.store.Project: for the label history panel
+        self.history: list[history.LabelEventInfo] = []
 
         self.zoom_label = QLabel("", self)
         self.zoom_label.setMinimumWidth(48)
@@ -245,8 +273,88 @@ class ImageViewer(QWidget):
         layout.addWidget(self._build_heat_bar())
         layout.addWidget(self.canvas, 1)
         layout.addWidget(self.details)
+        layout.addWidget(self._build_history())
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._update_details()
+
+    def _build_history(self) -> QWidget:
+        box = QWidget(self)
+        self.history_button = QToolButton(box)
+        self.history_button.setText("History")
+        self.history_button.setCheckable(True)
+        self.history_button.setAutoRaise(True)
+        self.history_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.history_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.history_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.history_button.setToolTip("Every label change of this image: who, when, how "
+                                       "(kept append-only in the project)")
+        self.history_summary = QLabel("", box)
+        self.history_summary.setTextFormat(Qt.TextFormat.RichText)
+        self.history_summary.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                           QSizePolicy.Policy.Preferred)
+        self.history_list = QTreeWidget(box)
+        self.history_list.setHeaderLabels(["When", "Who", "How", "Change"])
+        self.history_list.setRootIsDecorated(False)
+        self.history_list.setUniformRowHeights(True)
+        self.history_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.history_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.history_list.setMaximumHeight(150)
+        self.history_list.setVisible(False)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.history_button)
+        row.addWidget(self.history_summary, 1)
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(4, 0, 4, 4)
+        layout.setSpacing(2)
+        layout.addLayout(row)
+        layout.addWidget(self.history_list)
+        self.history_button.toggled.connect(self.set_history_expanded)
+        return box
+
+    # ------------------------------------------------------------ label history
+    def set_project(self, project) -> None:  # TYPEHINT - core.store.Project | None
+        """The project whose label history the History panel reads."""
+        self.project = project
+        self.refresh_history()
+
+    def set_history_expanded(self, expanded: bool) -> None:
+        if self.history_button.isChecked() != expanded:
+            self.history_button.setChecked(expanded)  # comes back here through toggled
+            return
+        self.history_button.setArrowType(Qt.ArrowType.DownArrow if expanded
+                                         else Qt.ArrowType.RightArrow)
+        self.history_list.setVisible(expanded)
+
+    def refresh_history(self) -> None:
+        """Re-read the shown image's label history (after it was shown or relabeled)."""
+        info = self.info
+        if self.project is None or info is None:
+            self.history = []
+            self.history_list.clear()
+            self.history_summary.setText("")
+            self.history_button.setEnabled(False)
+            return
+        self.history = history.image_history(self.project, info.id)
+        self.history_button.setEnabled(True)
+        self.history_list.clear()
+        for e in reversed(self.history):  # newest first
+            item = QTreeWidgetItem([history_time(e.at), e.who, e.how.replace("-", " "),
+                                    history_change(e)])
+            item.setToolTip(3, f"image content {e.image_hash[:16]}…")
+            self.history_list.addTopLevelItem(item)
+        for col in range(3):
+            self.history_list.resizeColumnToContents(col)
+        golden = (" · <b style='color:#b26a00'>★ must-pass</b>"
+                  if info.id in signoff.golden_ids(self.project) else "")
+        n = len(self.history)
+        if not n:
+            text = "<span style='color:gray'>no label changes recorded</span>"
+        else:
+            last = self.history[-1]
+            text = (f"{n} change{'s' if n != 1 else ''} · last: {html_text(history_change(last))} "
+                    f"by {html_text(last.who)}, {history_time(last.at)}")
+        self.history_summary.setText(f"<small>{text}{golden}</small>")
 
     def _build_heat_bar(self) -> QWidget:
         self.heat_bar = QWidget(self)
@@ -349,12 +457,12 @@ class ImageViewer(QWidget):
         predicted = explanation.class_names[explanation.predicted_index]
         what = ("predicted" if key[2] is None else
                 f"predicted: {predicted}")
-        self._heat_text(f"Evidence for <b>{_esc(explanation.class_name)}</b> ({what}, "
+        self._heat_text(f"Evidence for <b>{html_text(explanation.class_name)}</b> ({what}, "
                         f"p = {p:.2f})")
         self.heatmapShown.emit(key[1])
 
     def _heat_text(self, text: str, error: bool = False) -> None:
-        self.heat_status.setText(f"<span style='color:#c62828'>{_esc(text)}</span>" if error
+        self.heat_status.setText(f"<span style='color:#c62828'>{html_text(text)}</span>" if error
                                  else f"<small>{text}</small>")
 
     def _on_heat_ready(self, key: tuple, explanation) -> None:
@@ -371,6 +479,7 @@ class ImageViewer(QWidget):
         same = info is not None and self.info is not None and info.id == self.info.id
         self.info, self._cls = info, cls
         self._update_details()
+        self.refresh_history()
         if same and info is not None and info.path == self.info.path and self.canvas.has_image():
             return  # only the label changed
         self._latest.request += 1
@@ -388,6 +497,7 @@ class ImageViewer(QWidget):
         if info is not None and self.info is not None and info.id == self.info.id:
             self.info, self._cls = info, cls
             self._update_details()
+            self.refresh_history()
 
     def shutdown(self) -> None:
         self._latest.request += 1
@@ -415,11 +525,11 @@ class ImageViewer(QWidget):
             self.title.setText("")
             self.details.setText("<i>No image selected.</i>")
             return
-        self.title.setText(f"<b>{_esc(info.name)}</b>")
+        self.title.setText(f"<b>{html_text(info.name)}</b>")
         self.title.setToolTip(info.path)
         cls = self._cls
         if cls is not None:
-            label = (f"<span style='background:{cls.color}; color:#fff'>&nbsp;{_esc(cls.name)}"
+            label = (f"<span style='background:{cls.color}; color:#fff'>&nbsp;{html_text(cls.name)}"
                      f"&nbsp;</span>")
             if info.label_source and info.label_source != "human":
                 label += f" <span style='color:gray'>(from {info.label_source})</span>"
@@ -434,7 +544,7 @@ class ImageViewer(QWidget):
             f"{label} &nbsp;·&nbsp; {split} &nbsp;·&nbsp; "
             f"{info.width}×{info.height}&nbsp;px, {depth}"
             f" &nbsp;·&nbsp; {human_size(info.byte_size)}{missing}<br>"
-            f"<span style='color:gray'>{_esc(info.path)}</span>"
+            f"<span style='color:gray'>{html_text(info.path)}</span>"
         )
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
@@ -464,5 +574,3 @@ class ImageViewer(QWidget):
             super().keyPressEvent(event)
 
 
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

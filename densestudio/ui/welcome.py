@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.ui.settings import recent_title
+
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -138,9 +140,11 @@ class WelcomeView(QWidget):
         info = info or {}
         for path in paths:
             p = Path(path)
-            exists = p.is_file()
+            shared = "://" in path  # a shared project's URL (no password in it)
+            exists = shared or p.is_file()
+            title = f"{recent_title(path)}\n{path}" if shared else f"{p.stem}\n{p.parent}"
             details = _details(info.get(path, {}))
-            item = QListWidgetItem(f"{p.stem}\n{p.parent}" + ("" if exists else "  (not found)")
+            item = QListWidgetItem(title + ("" if exists else "  (not found)")
                                    + (f"\n{details}" if details else ""))
             item.setData(PATH_ROLE, path)
             item.setToolTip(path)

@@ -37,7 +37,7 @@ import shiboken6
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
 
 from densestudio.core.errors import CancelledError, DenseStudioError
-from densestudio.core.progress import CancelToken
+from densestudio.core.progress import CancelToken, Progress
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ def to_gui(slot: Callable[..., object]) -> GuiCall:
 
 # ------------------------------------------------------------------ Worker
 def is_progress_event(event: object) -> bool:
-    """Events that may be dropped when newer ones follow (class name ends with "Progress")."""
-    return type(event).__name__.endswith("Progress")
+    """Events that may be dropped when newer ones follow (``core.progress.Progress``)."""
+    return isinstance(event, Progress)
 
 
 class _Reporter:

@@ -4,7 +4,8 @@
 
 Imports the folder into a temporary project (labels from sub-folders, stratified 70/15/15
 split), trains the recommended settings (``ml.recommend``, as the Train tab) on the CPU (the
-compact DenseNet-BC from scratch) once per seed, and prints test accuracy, macro-F1, wall time and training images/s. Then it times
+compact DenseNet-BC from scratch) once per seed, and prints test accuracy, macro-F1, wall time
+and training images/s. Then it times
 the usual tutorial loop (torchvision ImageFolder, PIL Resize + ToTensor per image every epoch,
 DataLoader, fp32, torchvision's DenseNet built with the same growth/blocks/width, so the
 same network and parameter count) training at the same image size for one epoch, and prints

@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from densestudio.ui.main_window import MainWindow
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,9 +36,6 @@ from tests.benchmarks.make_screenshots import (
     open_window,
     wait,
 )
-
-if TYPE_CHECKING:
-    from densestudio.ui.main_window import MainWindow
 
 SIZE = (1440, 900)
 

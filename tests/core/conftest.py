@@ -9,9 +9,14 @@ from densestudio.core.store import Project
 NEU = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "neu-surface-defects"
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    p = Project.create(tmp_path / "test.dsproj")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
+    """An empty project: a file, and (the same tests again) a shared project on the test
+    PostgreSQL server whose files root is a temporary folder."""
+    if request.param == "sqlite":
+        p = Project.create(tmp_path / "test.dsproj")
+    else:
+        p = Project.create(request.getfixturevalue("pg_url"), files_root=tmp_path / "files")
     yield p
     p.close()
 

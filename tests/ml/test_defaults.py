@@ -146,7 +146,12 @@ def test_planner_fits_epochs_into_the_budget(monkeypatch: pytest.MonkeyPatch) ->
         planned = p.after_epoch(epoch, 26.0)
     assert planned < first
     assert p.expected_total(9, 26.0) <= 600 * budget.SHRINK_SLACK
-    assert budget.EpochPlanner(10, 40, 1280, 270, 540, 100, started=0.0).after_steps(8, 5) == 1
+    # A budget too small (or a computer too busy) for a useful run: the minimum, and it says so.
+    tight = budget.EpochPlanner(10, 40, 1280, 270, 540, 100, started=0.0)
+    assert tight.after_steps(8, 5) == budget.MIN_EPOCHS
+    assert tight.over_budget
+    assert not p.over_budget
+    assert budget.EpochPlanner(10, 40, 1280, 270, 540, 3, started=0.0).after_steps(8, 5) == 3
 
 
 def test_schedule_retargets_to_a_new_length() -> None:

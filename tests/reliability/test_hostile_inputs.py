@@ -218,10 +218,25 @@ def test_what_without_suffix_gets_one(tmp_path: Path) -> None:
 
 def test_database_urls_are_refused_not_created_as_folders(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other URL schemes are refused; a PostgreSQL URL is a server, never a folder (a
+    closed local port here: "cannot reach"); "./" makes any such name a file path."""
+    import socket
+
+    from densestudio.core.errors import ServerUnreachable
+
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ProjectError, match="database URL"):
-        Project.create("postgresql://host/db")
+    for url in ("sqlite:///x.dsproj", "mysql://host/db", "SQLITE://x"):
+        with pytest.raises(ProjectError, match="database URL that DenseStudio cannot open"):
+            Project.create(url)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    with pytest.raises(ServerUnreachable, match="cannot reach the database server"):
+        Project.create(f"postgresql://nobody:secret@127.0.0.1:{port}/db")
     assert list(tmp_path.iterdir()) == []
+    assert db.project_target("C://x.dsproj") == tmp_path / "C:" / "x.dsproj", "a drive"
+    with Project.create("./postgresql:/host/db") as project:  # a file, as written
+        assert project.path == tmp_path / "postgresql:" / "host" / "db.dsproj"
 
 
 # ------------------------------------------------------------------ 4. non-UTF-8 file names

@@ -33,6 +33,9 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DENSESTUDIO_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("DENSESTUDIO_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DENSESTUDIO_THEME", "light")
+    # Who history and approvals record: the OS user unless a test (or the user-name
+    # preference, which sets this variable) says otherwise; restored after each test.
+    monkeypatch.delenv("DENSESTUDIO_USER", raising=False)
     from densestudio.ui import settings
 
     settings.qsettings().clear()

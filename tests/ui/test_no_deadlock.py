@@ -63,7 +63,7 @@ WORKER_SIDE = {
     "workers._run", "workers._Reporter.on_event", "workers._Reporter.end",
     "workers._Reporter._flush", "workers.GuiCall.__call__", "workers.is_progress_event",
     "thumbnail_loader._drain", "thumbnail_loader._Requests.pop", "viewer._load",
-    "controller._count", "pixels.decode", "pixels.Pixels.from_pil",
+    "controller._count", "controller._watch", "pixels.decode", "pixels.Pixels.from_pil",
 }
 
 

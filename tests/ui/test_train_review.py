@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -23,10 +23,8 @@ from densestudio.core import runs as core_runs
 from densestudio.core.constants import SOURCE_PREDICTION
 from densestudio.core.importer import ImportOptions
 from densestudio.core.store import ImageFilter, Project
+from densestudio.ui.main_window import MainWindow
 from tests.ml.conftest import CLASS_NAMES, copy_project, write_images
-
-if TYPE_CHECKING:
-    from densestudio.ui.main_window import MainWindow
 
 TRAIN_TIMEOUT = 240_000  # ms; generous for a loaded 2-core machine
 
@@ -575,7 +573,7 @@ def test_export_summary_without_an_operating_point() -> None:
 
 
 def test_compare_two_runs(qtbot: QtBot, window: MainWindow, review, trained) -> None:
-    from densestudio.ui.runs_panel import pct
+    from densestudio.core.formatting import percent as pct
 
     panel, run_id = review
     other = trained[2]
