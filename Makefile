@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 
 NODE_EXAMPLE := packaging/examples/node
 
-.PHONY: run test venv node-example bench screenshots clean
+.PHONY: run test lint venv node-example bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,13 @@ node-example: $(NODE_EXAMPLE)/node_modules/.installed
 run: venv
 	$(BIN)/densestudio
 
+# Style (ruff) and types (mypy, strict for core/ and ml/; settings in pyproject.toml).
+lint: venv
+	$(BIN)/ruff check densestudio tests
+	$(BIN)/mypy
+
 # Test services (headless Chromium for the report test): installed once, then a no-op.
-test: venv node-example
+test: venv lint node-example
 	sh tests/setup_services.sh
 	$(BIN)/python -m pytest -q
 

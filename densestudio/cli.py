@@ -27,7 +27,7 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 class ProgressLine:
     """A single self-overwriting terminal line, updated at most ~10 times a second."""
 
-    def __init__(self, stream=sys.stderr) -> None:  # noqa: ANN001
+    def __init__(self, stream=sys.stderr) -> None:
         self.stream = stream
         self._last = 0.0
         self._tty = stream.isatty()
@@ -50,7 +50,7 @@ class ProgressLine:
 
 
 def bar(fraction: float, width: int = 30) -> str:
-    filled = int(round(max(0.0, min(1.0, fraction)) * width))
+    filled = round(max(0.0, min(1.0, fraction)) * width)
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
@@ -100,7 +100,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     return run_app(["densestudio", "--project", args.project])
 
 
-def open_project(path: str):  # noqa: ANN201
+def open_project(path: str):
     """Open a project for a command; says so when it is read-only, and lets a write that
     waits for another process's lock say that it is waiting."""
     from densestudio.core.store import Project
@@ -150,7 +150,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from densestudio.core.models import SPLITS
+    from densestudio.core.constants import SPLITS
     from densestudio.core.store import ImageFilter, split_settings
 
     with open_project(args.project) as project:
@@ -178,7 +178,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             name = printable(name)
             print(f"  {key:>3}  {name[:24]:<24} {counts.count(class_id):>7} {cells}")
         authors = _author_totals(project)
-        if len(authors) > 1 or project.shared and authors:
+        if len(authors) > 1 or (project.shared and authors):
             print("  labeled by: " + ", ".join(f"{printable(who or '(unknown)')} {n}"
                                                for who, n in authors))
         if missing:
@@ -188,7 +188,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _author_totals(project) -> list[tuple[str, int]]:  # noqa: ANN001
+def _author_totals(project) -> list[tuple[str, int]]:
     totals: dict[str, int] = {}
     for per_author in project.counts_by_author().values():
         for who, n in per_author.items():
@@ -317,7 +317,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
               f" ({sum(g.crosses_test for g in groups)} touch the test set).")
         for group in groups[:20]:
             print("  " + ", ".join(f"{names[i]} [{sp}]"
-                                   for i, sp in zip(group.image_ids, group.splits)))
+                                   for i, sp in zip(group.image_ids, group.splits, strict=False)))
         if args.move and groups:
             print(f"Moved {move_together(project, groups)} image(s) so each group shares a split.")
     return EXIT_OK
@@ -408,7 +408,7 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
 
 # ============================================================== ml commands
 # (train / evaluate / export / predict are registered by add_ml_commands below)
-def _pick_run(project, run_id: int | None) -> int:  # noqa: ANN001
+def _pick_run(project, run_id: int | None) -> int:
     from densestudio.core import runs
 
     if run_id is not None:
@@ -419,7 +419,7 @@ def _pick_run(project, run_id: int | None) -> int:  # noqa: ANN001
     return latest.id
 
 
-def _train_config(args: argparse.Namespace, project) -> object:  # noqa: ANN001
+def _train_config(args: argparse.Namespace, project) -> object:
     """The recommended settings for this data and device (printed with their reasons),
     with the options given on the command line on top."""
     from densestudio.core.profile import data_profile
@@ -574,7 +574,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _good_class(project, run_id: int) -> str | None:  # noqa: ANN001
+def _good_class(project, run_id: int) -> str | None:
     """The class meaning a good part: the run's OK/NG operating point's, if it has one."""
     from densestudio.core import runs
     from densestudio.ml.operating_point import EXTRA_KEY, from_dict
@@ -583,7 +583,7 @@ def _good_class(project, run_id: int) -> str | None:  # noqa: ANN001
     return point.good_class if point is not None else None
 
 
-def _pick_export_run(project, args: argparse.Namespace) -> int:  # noqa: ANN001
+def _pick_export_run(project, args: argparse.Namespace) -> int:
     """The run to export: --run, else the approved run, else the latest finished one; warns
     on stderr when it is not approved (see `densestudio approve`)."""
     from densestudio.core import signoff
@@ -597,7 +597,7 @@ def _pick_export_run(project, args: argparse.Namespace) -> int:  # noqa: ANN001
     return run_id
 
 
-def _record_export(project, run_id: int, out: Path, files: Sequence[Path]) -> None:  # noqa: ANN001
+def _record_export(project, run_id: int, out: Path, files: Sequence[Path]) -> None:
     """Remember the export in the run, for the validation report (its parity figures)."""
     from densestudio.ml.report import record_export
 
@@ -778,7 +778,7 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_miss_claim(p_good, is_good, threshold: float, target: float) -> None:  # noqa: ANN001
+def _print_miss_claim(p_good, is_good, threshold: float, target: float) -> None:
     """What the defect images can show: the miss rate's upper bound and the images needed
     to claim ``target``."""
     from densestudio.core.stats import images_needed_sentence
@@ -790,7 +790,7 @@ def _print_miss_claim(p_good, is_good, threshold: float, target: float) -> None:
           f"{images_needed_sentence(target)}.")
 
 
-def _describe_point(point) -> str:  # noqa: ANN001 - OperatingPoint | None
+def _describe_point(point) -> str:  # TYPEHINT - OperatingPoint | None
     if point is None:
         return "none"
     band = (f", unsure band [{point.unsure_low:g}, {point.unsure_high:g})"

@@ -15,13 +15,13 @@ from densestudio.core.errors import DenseStudioError
 EXIT_OK, EXIT_FAIL = 0, 1
 
 
-def _open(path: str):  # noqa: ANN202 - store.Project
+def _open(path: str):  # TYPEHINT - store.Project
     from densestudio.core.store import Project
 
     return Project.open(path)
 
 
-def _latest_finished(project) -> int:  # noqa: ANN001
+def _latest_finished(project) -> int:
     from densestudio.core import runs
 
     latest = runs.latest_run(project, "finished")

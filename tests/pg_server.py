@@ -147,7 +147,7 @@ class PgServer:
             return f"postgresql://{SUPERUSER}{secret}@127.0.0.1:{self.port}/{database}"
         return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={self.port}"
 
-    def admin(self):  # noqa: ANN201 - psycopg.Connection
+    def admin(self):  # TYPEHINT - psycopg.Connection
         import psycopg
 
         return psycopg.connect(host=str(self.socket_dir), port=self.port, user=SUPERUSER,

@@ -129,7 +129,7 @@ def render(chart: Chart) -> str:
         color = s.color or PALETTE[i % len(PALETTE)]
         if s.band:
             lo, hi = s.band
-            pts = [(x, a, b) for x, a, b in zip(s.xs, lo, hi)
+            pts = [(x, a, b) for x, a, b in zip(s.xs, lo, hi, strict=False)
                    if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
             if pts:
                 upper = " ".join(f"{px(x):.1f},{py(min(max(b, y0), y1)):.1f}" for x, _, b in pts)
@@ -175,7 +175,7 @@ def render(chart: Chart) -> str:
 def _segments(xs: Sequence[float], ys: Sequence[float | None]) -> list[list[tuple[float, float]]]:
     """Runs of finite points (a None/NaN breaks the line)."""
     segments: list[list[tuple[float, float]]] = [[]]
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=False):
         if y is None or not math.isfinite(float(y)):
             if segments[-1]:
                 segments.append([])

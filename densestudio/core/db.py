@@ -463,7 +463,7 @@ def _upgrade_2_to_3(conn: Connection, target: Target) -> None:
     rows = conn.execute(select(table.c.id, table.c.checkpoint_best, table.c.checkpoint_last))
     for run_id, *values in list(rows):
         fixed = {}
-        for column, value in zip(("checkpoint_best", "checkpoint_last"), values):
+        for column, value in zip(("checkpoint_best", "checkpoint_last"), values, strict=False):
             if not value:
                 continue
             old = Path(value)
@@ -751,22 +751,22 @@ def set_meta(session: Session, key: str, value: str) -> None:
 
 
 __all__ = [
+    "SCHEMA_VERSION",
     "Database",
     "LockWait",
-    "SCHEMA_VERSION",
-    "project_target",
-    "engine_url",
-    "explain_error",
-    "storage_error",
-    "is_disconnect",
     "ServerURL",
     "Target",
-    "describe",
-    "create_database",
-    "open_database",
-    "stored_path",
-    "resolve_stored_path",
-    "get_meta",
-    "set_meta",
     "backup_path_for",
+    "create_database",
+    "describe",
+    "engine_url",
+    "explain_error",
+    "get_meta",
+    "is_disconnect",
+    "open_database",
+    "project_target",
+    "resolve_stored_path",
+    "set_meta",
+    "storage_error",
+    "stored_path",
 ]

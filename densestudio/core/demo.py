@@ -8,6 +8,7 @@ review within seconds of starting the app.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def _draw_polyline(
     size = img.shape[0]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     dist = np.full(img.shape, np.inf, dtype=np.float32)
-    for p, q in zip(points[:-1], points[1:]):
+    for p, q in itertools.pairwise(points):
         dist = np.minimum(dist, _segment_distance(xx, yy, p, q))
     img += delta * np.exp(-((dist / width) ** 2))
 

@@ -20,7 +20,7 @@ def eta(seconds: float | None, unknown: str = UNKNOWN) -> str:
     """Time left as a clock: "0:42", "12:05", "1:02:03" (``unknown`` before it is known)."""
     if seconds is None or _unknown(seconds):
         return unknown
-    total = int(round(seconds))
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -91,7 +91,7 @@ class ImportSource:
 SCAN_ABOVE = 20_000  # ids: above this, one scan of the table beats chunked IN (...) queries
 
 
-def image_values(s: Session, column, ids: Sequence[int]) -> dict:  # noqa: ANN001
+def image_values(s: Session, column, ids: Sequence[int]) -> dict:
     """``{image id: column value}`` for these images (a full scan when there are many)."""
     if len(ids) > SCAN_ABOVE:
         wanted = set(ids)
@@ -129,7 +129,7 @@ def record(
     hashchain.append(s, LABEL_CHAIN, rows)
 
 
-def record_confirmations(project, image_ids: Sequence[int], confirmed: bool,  # noqa: ANN001
+def record_confirmations(project, image_ids: Sequence[int], confirmed: bool,
                          who: str | None = None) -> None:
     """The label audit's "label is right" (or its undo) as events that keep the label."""
     from densestudio.core.store import current_user
@@ -162,8 +162,8 @@ def record_imported(s: Session, rows: Sequence[dict], who: str, at: datetime | N
     record(s, sorted(found), HOW_IMPORT, who, at)
 
 
-def log_import(project, sources: Sequence[Path], labels_from_subfolders: bool,  # noqa: ANN001
-               report, who: str | None = None) -> None:  # noqa: ANN001 - ImportReport
+def log_import(project, sources: Sequence[Path], labels_from_subfolders: bool,
+               report, who: str | None = None) -> None:  # TYPEHINT - ImportReport
     """Remember where images came from (the report's "import sources")."""
     from densestudio.core.store import current_user
 
@@ -183,7 +183,7 @@ def _info(r: LabelEvent) -> LabelEventInfo:
                           r.how, r.old_class_id, r.new_class_id)
 
 
-def image_history(project, image_id: int) -> list[LabelEventInfo]:  # noqa: ANN001
+def image_history(project, image_id: int) -> list[LabelEventInfo]:
     """Every label event of one image, oldest first (the viewer's history panel)."""
     with project.session() as s:
         rows = s.scalars(select(LabelEvent).where(LabelEvent.image_id == image_id)
@@ -191,7 +191,7 @@ def image_history(project, image_id: int) -> list[LabelEventInfo]:  # noqa: ANN0
         return [_info(r) for r in rows]
 
 
-def all_history(project, limit: int | None = None,  # noqa: ANN001
+def all_history(project, limit: int | None = None,
                 newest_first: bool = False) -> list[LabelEventInfo]:
     with project.session() as s:
         stmt = select(LabelEvent).order_by(
@@ -201,29 +201,29 @@ def all_history(project, limit: int | None = None,  # noqa: ANN001
         return [_info(r) for r in s.scalars(stmt)]
 
 
-def history_count(project) -> int:  # noqa: ANN001
+def history_count(project) -> int:
     with project.session() as s:
         return s.scalar(select(func.count(LabelEvent.id))) or 0
 
 
-def history_summary(project) -> dict[str, int]:  # noqa: ANN001
+def history_summary(project) -> dict[str, int]:
     """Events per ``how`` (for the report)."""
     with project.session() as s:
         return dict(iter(s.execute(select(LabelEvent.how, func.count()).group_by(LabelEvent.how))))
 
 
-def head_hash(project) -> str:  # noqa: ANN001
+def head_hash(project) -> str:
     """The newest label event's hash (GENESIS when there is none)."""
     with project.session() as s:
         return hashchain.tail(s, LABEL_CHAIN)[1]
 
 
-def verify_history(project) -> hashchain.ChainStatus:  # noqa: ANN001
+def verify_history(project) -> hashchain.ChainStatus:
     with project.session() as s:
         return hashchain.verify(s, LABEL_CHAIN)
 
 
-def import_sources(project) -> list[ImportSource]:  # noqa: ANN001
+def import_sources(project) -> list[ImportSource]:
     with project.session() as s:
         rows = s.scalars(select(ImportLog).order_by(ImportLog.id))
         return [ImportSource(r.id, r.at, r.who, tuple(json.loads(r.sources_json or "[]")),
@@ -231,7 +231,7 @@ def import_sources(project) -> list[ImportSource]:  # noqa: ANN001
                              r.already_in_project, r.skipped, bool(r.cancelled)) for r in rows]
 
 
-def find_image(project, ref: str | int):  # noqa: ANN001, ANN201 - store.ImageInfo
+def find_image(project, ref: str | int):  # TYPEHINT - store.ImageInfo
     """An image by id, full path or file name (a file name must be unique)."""
     text = str(ref).strip()
     with project.session() as s:

@@ -18,10 +18,10 @@ import hashlib
 import io
 import warnings
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, ContextManager
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -57,7 +57,7 @@ class NotARegularFile(ImageDecodeError):
     """A FIFO, device, socket or folder where an image file was expected."""
 
 
-def open_regular(path: Path) -> ContextManager[BinaryIO]:
+def open_regular(path: Path) -> AbstractContextManager[BinaryIO]:
     """``files.open_regular`` raising NotARegularFile (an ImageDecodeError) for a FIFO etc."""
     return files.open_regular(path, NotARegularFile)
 

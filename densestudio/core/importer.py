@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from densestudio.core import history
+from densestudio.core.constants import SOURCE_FOLDER
 from densestudio.core.errors import CancelledError, ImportFailed, ProjectError
 from densestudio.core.files import file_kind, natural_key
 from densestudio.core.imaging import (
@@ -37,7 +38,7 @@ from densestudio.core.imaging import (
     open_regular,
     stream_hash,
 )
-from densestudio.core.models import SOURCE_FOLDER, Image, path_text, utcnow
+from densestudio.core.models import Image, path_text, utcnow
 from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.splits import assign_missing_splits
 from densestudio.core.store import (

@@ -76,7 +76,7 @@ class FsPath(TypeDecorator):
     impl = Text
     cache_ok = True
 
-    def load_dialect_impl(self, dialect):  # noqa: ANN001, ANN201
+    def load_dialect_impl(self, dialect):
         return dialect.type_descriptor(
             Text(collation="C") if dialect.name == "postgresql" else Text())
 
@@ -107,15 +107,6 @@ class LabelClass(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
     shortcut: Mapped[str | None] = mapped_column(String(8), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-
-
-# Label sources: who decided an image's class.
-SOURCE_HUMAN = "human"
-SOURCE_FOLDER = "folder"  # imported from the sub-folder name
-SOURCE_PREDICTION = "prediction"  # an accepted model prediction
-SOURCE_IMPORT = "import"  # set by `densestudio import-labels` (a line's MES, a script)
-
-SPLITS = ("train", "val", "test")
 
 
 class Image(Base):
@@ -233,7 +224,9 @@ class Prediction(Base):
     confidence: Mapped[float] = mapped_column(Float)
     loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     probs: Mapped[bytes] = mapped_column(LargeBinary)  # float32 array, len(class names)
-    __table_args__ = (Index("ix_prediction_run_subset", "run_id", "subset", "true_index", "pred_index"),)
+    __table_args__ = (
+        Index("ix_prediction_run_subset", "run_id", "subset", "true_index", "pred_index"),
+    )
 
 
 # ---------------------------------------------------------------------------- sign-off

@@ -23,9 +23,10 @@ from PIL import Image as PILImage
 from PIL import ImageFilter
 from sqlalchemy import select, update
 
+from densestudio.core.constants import SPLITS
 from densestudio.core.errors import ProjectError
 from densestudio.core.imaging import thumbnail_hash
-from densestudio.core.models import SPLITS, Image
+from densestudio.core.models import Image
 from densestudio.core.splits import read_settings, set_split
 from densestudio.core.thumbnails import ThumbnailCache
 
@@ -50,7 +51,7 @@ def _unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
-def backfill_hashes(project) -> int:  # noqa: ANN001
+def backfill_hashes(project) -> int:
     """Compute missing dHashes (rows from older versions) from their thumbnails."""
     with project.session() as s:
         todo = list(s.scalars(select(Image.id).where(Image.phash.is_(None),
@@ -70,7 +71,7 @@ def backfill_hashes(project) -> int:  # noqa: ANN001
     return len(values)
 
 
-def find_cross_split_duplicates(project, max_distance: int = 3) -> list[NearDuplicateGroup]:  # noqa: ANN001
+def find_cross_split_duplicates(project, max_distance: int = 3) -> list[NearDuplicateGroup]:
     """Groups of near-identical labeled images that sit in different splits."""
     if not 0 <= max_distance <= BANDS - 1:
         raise ProjectError(f"max_distance must be between 0 and {BANDS - 1}.")
@@ -128,7 +129,7 @@ def find_cross_split_duplicates(project, max_distance: int = 3) -> list[NearDupl
 class _Signatures:
     """High-passed 64x64 grey unit vectors from the thumbnail cache, made on demand."""
 
-    def __init__(self, project) -> None:  # noqa: ANN001
+    def __init__(self, project) -> None:
         self._project = project
         self._cache = ThumbnailCache(project)
         self._vectors: dict[int, np.ndarray | None] = {}
@@ -156,7 +157,7 @@ class _Signatures:
         return float(va @ vb)
 
 
-def move_together(project, groups: list[NearDuplicateGroup]) -> int:  # noqa: ANN001
+def move_together(project, groups: list[NearDuplicateGroup]) -> int:
     """Put each group's images in one split (the one most of them are in; ties: train).
 
     A locked test set is never changed: a group touching it is refused with a message.
@@ -171,7 +172,7 @@ def move_together(project, groups: list[NearDuplicateGroup]) -> int:  # noqa: AN
             if locked and "test" in group.splits:
                 raise ProjectError("Some near-duplicates involve the locked test set; unlock it "
                                    "first to move them together.")
-            ids = [i for i, sp in zip(group.image_ids, group.splits) if sp != target]
+            ids = [i for i, sp in zip(group.image_ids, group.splits, strict=False) if sp != target]
             set_split(s, ids, target)  # the locked-test rule is enforced there too
             moved += len(ids)
     return moved

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from densestudio.core import history, machine
+from densestudio.core.constants import SOURCE_HUMAN
 from densestudio.core.errors import ProjectError, ServerUnreachable
-from densestudio.core.models import SOURCE_HUMAN
 from densestudio.core.store import LabelChange, LabelConflict, Project, Seen, current_user
 
 log = logging.getLogger("densestudio")

@@ -55,7 +55,9 @@ class Preprocessing:
     def cache_key(self) -> str:
         """Names the decoded-pixel cache folder: images prepared differently never mix."""
         fit = "lb" if self.fit == "letterbox" else "st"
-        return f"{self.mode}-{self.width}x{self.height}-{fit}{self.pad_value if fit == 'lb' else ''}"
+        return (
+            f"{self.mode}-{self.width}x{self.height}-{fit}{self.pad_value if fit == 'lb' else ''}"
+        )
 
     def describe(self) -> str:
         """For people (Train tab, export summary, report)."""

@@ -141,7 +141,7 @@ def _run_info(r: Run, project: Project) -> RunInfo:
         best_score=r.best_score, epochs_done=r.epochs_done,
         checkpoint_best=resolved(r.checkpoint_best), checkpoint_last=resolved(r.checkpoint_last),
         error=r.error, device=r.device, extra=json.loads(r.extra_json or "{}"),
-    )  # fmt: skip
+    )
 
 
 # ------------------------------------------------------------------ runs
@@ -194,7 +194,7 @@ def create_run(
             name=name, status="running", config_json=config_json,
             class_names_json=json.dumps(list(class_names)), device=device,
             extra_json=json.dumps(extra or {}),
-        )  # fmt: skip
+        )
         s.add(row)
         s.flush()
         run_id = row.id
@@ -316,7 +316,7 @@ def snapshot_rows(project: Project, run_id: int) -> list[SnapshotRow]:
             select(
                 RunImage.image_id, RunImage.class_index, RunImage.split,
                 Image.path, Image.content_hash, Image.mode,
-            )  # fmt: skip
+            )
             .join(Image, Image.id == RunImage.image_id)
             .where(RunImage.run_id == run_id)
             .order_by(RunImage.image_id)
@@ -343,7 +343,7 @@ def epoch_metrics(project: Project, run_id: int) -> list[EpochMetricInfo]:
             EpochMetricInfo(
                 r.epoch, r.train_loss, r.val_loss, r.val_acc, r.val_macro_f1, r.lr,
                 r.images_per_s, r.seconds,
-            )  # fmt: skip
+            )
             for r in rows
         ]
 
@@ -378,7 +378,7 @@ def save_predictions(
                 "confidence": float(p.confidence),
                 "loss": None if p.loss is None else float(p.loss),
                 "probs": np.asarray(p.probs, dtype=np.float32).tobytes(),
-            }  # fmt: skip
+            }
             for p in predictions
         ]
         for start in range(0, len(rows), 5000):
@@ -392,7 +392,7 @@ def predictions(
         stmt = select(
             Prediction.image_id, Prediction.subset, Prediction.true_index, Prediction.pred_index,
             Prediction.confidence, Prediction.loss, Prediction.probs,
-        ).where(Prediction.run_id == run_id)  # fmt: skip
+        ).where(Prediction.run_id == run_id)
         if subset is not None:
             stmt = stmt.where(Prediction.subset == subset)
         return [

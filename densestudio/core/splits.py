@@ -30,8 +30,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from densestudio.core import changes, db
+from densestudio.core.constants import SPLITS
 from densestudio.core.errors import ProjectError
-from densestudio.core.models import SPLITS, Image
+from densestudio.core.models import Image
 
 DEFAULT_RATIOS = (0.70, 0.15, 0.15)
 DEFAULT_SEED = 0
@@ -79,7 +80,7 @@ def _write_settings(s: Session, settings: SplitSettings) -> None:
     db.set_meta(s, "split_group_by", settings.group_by)
 
 
-def group_key_function(group_by: str):  # noqa: ANN201 - Callable[[str], str | None]
+def group_key_function(group_by: str):  # TYPEHINT - Callable[[str], str | None]
     """path -> group key, or None when images are split one by one."""
     if not group_by:
         return None
@@ -149,7 +150,7 @@ def assign_missing_splits(s: Session, image_ids: Sequence[int] | None = None) ->
 def _targets(settings: SplitSettings) -> dict[str, float]:
     """Target shares new images are assigned by. With the test set locked, only train and
     val take images, in the ratio train:val (test counts are left out of the shares)."""
-    ratios = dict(zip(SPLITS, settings.ratios))
+    ratios = dict(zip(SPLITS, settings.ratios, strict=False))
     if not settings.test_locked:
         return ratios
     open_share = ratios["train"] + ratios["val"]

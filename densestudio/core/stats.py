@@ -259,7 +259,7 @@ def balanced_accuracy_interval(
     the mean of the classes' exact bounds, each at confidence 1 - (1 - confidence) / K
     (Bonferroni), so all K recalls - and hence their mean - lie inside with at least
     ``confidence``. ``k``/``n`` of the result are the summed counts."""
-    pairs = [(int(c), int(s)) for c, s in zip(correct, support) if s > 0]
+    pairs = [(int(c), int(s)) for c, s in zip(correct, support, strict=False) if s > 0]
     if not pairs:
         return Interval(0, 0, 0.0, 1.0, confidence, "bonferroni")
     each = 1.0 - (1.0 - confidence) / len(pairs)

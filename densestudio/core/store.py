@@ -29,17 +29,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from densestudio.core import changes, db, history, machine
+from densestudio.core.constants import SOURCE_HUMAN, SOURCE_PREDICTION, SPLITS
 from densestudio.core.errors import ProjectError
 from densestudio.core.files import natural_key
-from densestudio.core.models import (
-    SOURCE_HUMAN,
-    SOURCE_PREDICTION,
-    SPLITS,
-    Image,
-    LabelClass,
-    path_text,
-    utcnow,
-)
+from densestudio.core.models import Image, LabelClass, path_text, utcnow
 
 PROJECT_SUFFIX = ".dsproj"
 CHUNK = 5000  # ids per IN (...) clause; well under SQLite's variable limit
@@ -403,7 +396,7 @@ class Project:
         return db.resolve_stored_path(stored, self.files_root)
 
     @property
-    def engine(self):  # noqa: ANN201 - sqlalchemy Engine
+    def engine(self):  # TYPEHINT - sqlalchemy Engine
         return self._db.engine
 
     @contextmanager
@@ -978,7 +971,7 @@ def bulk_insert_images(s: Session, rows: list[dict]) -> None:
 
 
 # Split management lives in splits.py; these wrappers give GUI and CLI one entry point.
-def split_settings(project: Project):  # noqa: ANN201
+def split_settings(project: Project):
     from densestudio.core import splits
 
     with project.session() as s:

@@ -29,7 +29,7 @@ log = logging.getLogger("densestudio")
 def _damaged(exc: BaseException, path: Path) -> bool:
     """A cache file that will never work again (as opposed to a busy or full disk)."""
     if isinstance(exc, sqlite3.OperationalError):
-        return path.is_dir() or "unable to open" in str(exc) and path.exists()
+        return path.is_dir() or ("unable to open" in str(exc) and path.exists())
     return isinstance(exc, sqlite3.DatabaseError)
 
 

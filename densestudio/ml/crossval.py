@@ -26,12 +26,10 @@ from datetime import datetime
 
 import numpy as np
 import torch
-from sqlalchemy import select
 from torch import nn
 
-from densestudio.core import history, runs
+from densestudio.core import history, queries, runs
 from densestudio.core.errors import DenseStudioError
-from densestudio.core.models import Image
 from densestudio.core.profile import GRAY_MODES
 from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.store import Project
@@ -218,7 +216,7 @@ def train_on_tensors(
     cfg: TrainConfig,
     num_classes: int,
     device: torch.device,
-    on_step=None,  # noqa: ANN001 - Callable[[epoch, step, steps], None]
+    on_step=None,  # TYPEHINT - Callable[[epoch, step, steps], None]
     cancel: CancelToken | None = None,
 ) -> nn.Module:
     """Train a compact model from scratch on uint8 ``x`` (N x C x H x W) and labels ``y``
@@ -252,13 +250,7 @@ def train_on_tensors(
 def _labeled_rows(project: Project) -> tuple[list[str], list[tuple[int, int, str, str, str, str]]]:
     """Classes that have labeled images, and (id, class index, split, path, hash, mode)."""
     classes = project.classes()
-    with project.session() as s:
-        rows = list(s.execute(
-            select(Image.id, Image.label_id, Image.split, Image.path, Image.content_hash,
-                   Image.mode)
-            .where(Image.label_id.is_not(None), Image.missing.is_(False))
-            .order_by(Image.id)
-        ))  # fmt: skip
+    rows = queries.labeled_present_images(project)
     used = {r[1] for r in rows}
     kept = [c for c in classes if c.id in used]
     index = {c.id: i for i, c in enumerate(kept)}

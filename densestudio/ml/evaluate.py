@@ -161,8 +161,10 @@ class EvalReport:
                      "the classes' exact bounds, Bonferroni-adjusted)")
         width = max(5, *(len(n[:10]) for n in self.class_names))
         lines += ["", "  confusion matrix (rows = true, columns = predicted)"]
-        lines.append("  " + " " * (width + 1) + " ".join(f"{n[:10]:>{width}}" for n in self.class_names))
-        for name, row in zip(self.class_names, self.confusion):
+        lines.append(
+            "  " + " " * (width + 1) + " ".join(f"{n[:10]:>{width}}" for n in self.class_names)
+        )
+        for name, row in zip(self.class_names, self.confusion, strict=False):
             lines.append(f"  {name[:10]:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
         if self.top_losses and top:
             lines += ["", "  top losses (image id: true -> predicted, confidence, loss)"]
@@ -240,7 +242,7 @@ def _to_predictions(
     out = []
     p = probs.numpy().astype(np.float32)
     pred = p.argmax(1)
-    for row, (image_id, t) in enumerate(zip(image_ids, true)):
+    for row, (image_id, t) in enumerate(zip(image_ids, true, strict=False)):
         loss = None if t is None else float(-np.log(max(float(p[row, t]), 1e-12)))
         out.append(
             runs.PredictionInfo(

@@ -206,7 +206,7 @@ def class_activation_map(
             grads = torch.autograd.grad(_class_score(logits[0], k), [acts[n] for n in layers])
         with torch.no_grad():
             total = torch.zeros((1, 1, *x.shape[-2:]), dtype=torch.float32, device=x.device)
-            for name, grad in zip(layers, grads):
+            for name, grad in zip(layers, grads, strict=False):
                 cam = _layer_map(method, acts[name].float(), grad.float())
                 cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
                 top = float(cam.max())

@@ -18,11 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
-from densestudio.core import runs, signoff
+from densestudio.core import queries, runs, signoff
 from densestudio.core.errors import DenseStudioError
-from densestudio.core.models import Image, LabelClass, RunImage
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.stats import (
     Interval,
@@ -172,13 +169,8 @@ def gate_images(project: Project) -> tuple[list[tuple[int, str, str, str | None,
                                             list[str]]:
     """(image id, path, current class, split, golden) of the gate set, and warnings."""
     golden = signoff.golden_ids(project)
-    with project.session() as s:
-        names = dict(iter(s.execute(select(LabelClass.id, LabelClass.name))))
-        rows = s.execute(
-            select(Image.id, Image.path, Image.label_id, Image.split, Image.missing)
-            .where((Image.split == "test") | Image.id.in_(golden))
-            .order_by(Image.id)
-        ).all()
+    names = queries.class_names_by_id(project)
+    rows = queries.test_or_listed_images(project, golden)
     out, warnings = [], []
     unlabeled_golden = missing = 0
     for image_id, path, label_id, split, is_missing in rows:
@@ -230,10 +222,7 @@ def _verdicts(
 
 
 def _trained_on(project: Project, run_id: int, image_ids: list[int]) -> int:
-    with project.session() as s:
-        trained = set(s.scalars(select(RunImage.image_id).where(
-            RunImage.run_id == run_id, RunImage.split == "train")))
-    return len(trained.intersection(image_ids))
+    return len(queries.trained_image_ids(project, run_id).intersection(image_ids))
 
 
 def _metrics(images: list[GateImage], side: str) -> tuple[Interval, Interval,

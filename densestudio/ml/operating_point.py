@@ -100,7 +100,7 @@ GOOD_NAMES = ("ok", "good", "pass", "passed", "normal", "okay", "no_defect", "no
 
 
 def save_operating_point(
-    project, run_id: int, point: OperatingPoint | None  # noqa: ANN001 - core.store.Project
+    project, run_id: int, point: OperatingPoint | None  # TYPEHINT - core.store.Project
 ) -> None:
     """Store (or, with None, remove) the run's operating point."""
     from dataclasses import asdict
@@ -112,14 +112,14 @@ def save_operating_point(
     runs.update_run_extra(project, run_id, **{EXTRA_KEY: asdict(point) if point else None})
 
 
-def load_operating_point(project, run_id: int) -> OperatingPoint | None:  # noqa: ANN001
+def load_operating_point(project, run_id: int) -> OperatingPoint | None:
     from densestudio.core import runs
 
     return from_dict(runs.get_run(project, run_id).extra.get(EXTRA_KEY))
 
 
 def stored_predictions(
-    project, run_id: int, subset: str  # noqa: ANN001 - core.store.Project
+    project, run_id: int, subset: str  # TYPEHINT - core.store.Project
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities (N x classes) and true class indices of the run's stored
     predictions on ``subset`` ("val" or "test") for images that had a label."""

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,15 +31,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import func, select
 
 from densestudio import __version__
-from densestudio.core import charts, history, runs, signoff
+from densestudio.core import charts, history, queries, runs, signoff
 from densestudio.core.atomic import atomic_output
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.formatting import percent
 from densestudio.core.imaging import ImageDecodeError, load_image
-from densestudio.core.models import Image, LabelEvent, RunImage
 from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.stats import images_needed_sentence, wilson
 from densestudio.core.store import Project, current_user, split_settings
@@ -106,7 +104,7 @@ def _when(dt: datetime | None) -> str:
     return "-" if dt is None else f"{dt:%Y-%m-%d %H:%M} UTC"
 
 
-def _ci(interval) -> str:  # noqa: ANN001 - stats.Interval
+def _ci(interval) -> str:  # TYPEHINT - stats.Interval
     return '<span class="ci">' + escape(interval.range_text()) + " %</span>" if interval.n \
         else '<span class="ci">-</span>'
 
@@ -230,13 +228,7 @@ class _Builder:
                 "edited outside DenseStudio (see Sign-off records)")
 
     def data(self) -> str:
-        counts: Counter = Counter()
-        with self.project.session() as s:
-            for c, sp, n in s.execute(
-                    select(RunImage.class_index, RunImage.split, func.count())
-                    .where(RunImage.run_id == self.run_id)
-                    .group_by(RunImage.class_index, RunImage.split)):
-                counts[(c, sp)] = n
+        counts = queries.run_image_counts(self.project, self.run_id)
         colours = {c.name: c.color for c in self.project.classes()}
         rows = []
         for i, name in enumerate(self.names):
@@ -276,9 +268,7 @@ class _Builder:
             out.append("<p>No imports recorded (the images were added before import "
                        "sources were kept, or by a script).</p>")
         by_how = history.history_summary(self.project)
-        with self.project.session() as s:
-            since = s.scalar(select(func.count(LabelEvent.id)).where(
-                LabelEvent.at > self.info.created_at)) or 0
+        since = queries.label_changes_since(self.project, self.info.created_at)
         out.append("<h3>Label history</h3>")
         out.append(_kv([
             ("Label changes recorded", f"{sum(by_how.values()):,} ("
@@ -314,7 +304,7 @@ class _Builder:
 
             try:
                 return preprocess.from_meta(load_checkpoint(path)["meta"]).describe()
-            except Exception as exc:  # noqa: BLE001 - a broken checkpoint must not stop it
+            except Exception as exc:  # a broken checkpoint must not stop it
                 return f"unknown (checkpoint unreadable: {exc})"
         return "unknown (the run's model file is gone)"
 
@@ -382,7 +372,7 @@ class _Builder:
         edges = np.linspace(0, 1, 11)
         xs, ys, lo, hi, rows = [], [], [], [], []
         ece = 0.0
-        for a, b in zip(edges[:-1], edges[1:]):
+        for a, b in itertools.pairwise(edges):
             sel = (conf >= a) & ((conf < b) | (b == 1.0))
             n = int(sel.sum())
             if not n:
@@ -589,7 +579,7 @@ class _Builder:
                 from densestudio.ml.export import read_metadata
 
                 parity = {**(read_metadata(path).get("parity") or {}), **parity}
-            except Exception:  # noqa: BLE001 - another file now, or a format we cannot read
+            except Exception:  # another file now, or a format we cannot read
                 pass
         if parity:
             out.append("<h3>Parity of the exported model</h3>")
@@ -671,7 +661,7 @@ def _confusion_html(names: Sequence[str], cm: Sequence[Sequence[int]]) -> str:
     """Rows = true class, columns = predicted; cells shaded by the row's share."""
     head = "".join(f'<th class="pred">{escape(n)}</th>' for n in names)
     body = []
-    for i, (name, row) in enumerate(zip(names, cm)):
+    for i, (name, row) in enumerate(zip(names, cm, strict=False)):
         total = sum(row) or 1
         cells = []
         for j, v in enumerate(row):
@@ -691,8 +681,7 @@ def _current_fingerprint(project: Project) -> str:
     from densestudio.ml.data import fingerprint
 
     names, rows = runs.current_label_rows(project)
-    with project.session() as s:
-        hashes = dict(iter(s.execute(select(Image.id, Image.content_hash))))
+    hashes = queries.content_hashes(project)
     return fingerprint([(hashes[i], names[c], sp) for i, c, sp in rows])
 
 
@@ -790,7 +779,7 @@ def record_export(project: Project, run_id: int, path: str | Path,
             from densestudio.ml.export import read_metadata
 
             parity = read_metadata(path).get("parity")
-        except Exception:  # noqa: BLE001 - the record is a courtesy; never fail an export
+        except Exception:  # the record is a courtesy; never fail an export
             parity = None
     record = {
         "path": str(path.absolute()),

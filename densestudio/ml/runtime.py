@@ -40,7 +40,7 @@ def cpu_bf16_fast() -> bool:
     """True when oneDNN has native bf16 on this CPU (AVX512-BF16 / AMX): autocast pays off."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # noqa: BLE001 - older builds
+    except Exception:  # older builds
         return False
 
 
@@ -55,7 +55,7 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     return None  # mps: autocast support varies; full precision is the safe choice
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None):  # noqa: ANN201
+def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)

@@ -170,7 +170,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a .pth file (weights_only; old torchvision key names remapped)."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle/zip errors of many kinds
+    except Exception as exc:  # pickle/zip errors of many kinds
         raise WeightsError(f"Cannot read weights file {path}: {exc}") from exc
     for key in ("state_dict", "model", "model_state"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):

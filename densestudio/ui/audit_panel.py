@@ -40,9 +40,9 @@ from densestudio.ui.workers import Worker
 
 # ------------------------------------------------------------------ job (worker thread)
 def audit_job(
-    project,  # noqa: ANN001 - core.store.Project
+    project,  # TYPEHINT - core.store.Project
     folds: int,
-    config,  # noqa: ANN001 - ml.config.TrainConfig | None
+    config,  # TYPEHINT - ml.config.TrainConfig | None
     threads: int | None = None,
     nice: int = TRAIN_NICE,
     *,
@@ -65,7 +65,7 @@ class AuditGallery(GalleryView):
     empty_text = ""
 
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
         if mods == Qt.KeyboardModifier.NoModifier and event.key() in (
             Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_C
@@ -106,7 +106,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
     auditEnded = Signal(str)  # "finished" | "cancelled" | "failed"
     suspectsChanged = Signal(int)  # number listed
 
-    def __init__(self, host, parent: QWidget | None = None) -> None:  # noqa: ANN001
+    def __init__(self, host, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host  # MainWindow: loader, _start(worker), show_error, statusBar
         self.controller = None
@@ -207,14 +207,14 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
 
     # ================================================================ project
     @property
-    def project(self):  # noqa: ANN201
+    def project(self):
         return self.controller.project if self.controller else None
 
     @property
     def running(self) -> bool:
         return self.worker is not None
 
-    def set_controller(self, controller) -> None:  # noqa: ANN001
+    def set_controller(self, controller) -> None:
         if self.controller is not None:
             try:
                 self.controller.labelsChanged.disconnect(self._on_labels_changed)
@@ -253,7 +253,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         suspects = self.audit.suspects()
         ids = [self.audit.image_id(i) for i in suspects]
         current = {i.id: i.label_id for i in self.project.images_by_ids(ids)}
-        for issue, image_id in zip(suspects, ids):
+        for issue, image_id in zip(suspects, ids, strict=False):
             if image_id not in current:
                 continue  # deleted since
             if current[image_id] != self._class_id(issue.given):
@@ -263,7 +263,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.gallery.empty_text = "No suspected label errors left. Well done."
         self._show(keep_row=None)
 
-    def _show_settings_of(self, audit) -> None:  # noqa: ANN001 - ml.crossval.LabelAudit
+    def _show_settings_of(self, audit) -> None:  # TYPEHINT - ml.crossval.LabelAudit
         """The form shows the settings of the audit on screen (epochs stay "auto" when the
         audit used the automatic number)."""
         from densestudio.ml.crossval import audit_config
@@ -297,7 +297,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             "images; estimated from " + ("the last audit's speed" if previous else
                                          "the small model's usual speed on this device"))
 
-    def _class_map(self, names) -> list[int | None]:  # noqa: ANN001
+    def _class_map(self, names) -> list[int | None]:
         by_name = {c.name: c.id for c in self.controller.classes()} if self.controller else {}
         return [by_name.get(n) for n in names]
 
@@ -421,7 +421,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
 
     # ================================================================ the audit job
-    def config(self):  # noqa: ANN201 - ml.config.TrainConfig
+    def config(self):  # TYPEHINT - ml.config.TrainConfig
         from densestudio.ml.crossval import audit_config
         from densestudio.ml.runtime import resolve_device
 

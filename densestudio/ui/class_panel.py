@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.core.constants import SPLITS
 from densestudio.core.formatting import html_text
-from densestudio.core.models import SPLITS
 from densestudio.ui.class_dialogs import ClassNameDialog, MergeDialog
 from densestudio.ui.controller import ProjectController
 
@@ -125,7 +125,7 @@ class ClassPanel(QWidget):
         layout.addWidget(self.summary)
         self.refresh()
 
-    def changeEvent(self, event) -> None:  # noqa: ANN001, N802
+    def changeEvent(self, event) -> None:
         super().changeEvent(event)
         if event.type() == event.Type.PaletteChange:
             self.refresh()  # the (unlabeled) row is drawn in the placeholder colour
@@ -333,7 +333,7 @@ class ClassPanel(QWidget):
         class_id = item.data(0, ID_ROLE)
         self.labelSelectionRequested.emit(None if class_id == UNLABELED else class_id)
 
-    def _context_menu(self, pos) -> None:  # noqa: ANN001
+    def _context_menu(self, pos) -> None:
         item = self.tree.itemAt(pos)
         menu = QMenu(self)
         if item is not None:

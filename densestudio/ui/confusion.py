@@ -46,7 +46,7 @@ MISTAKE = QColor("#cb181d")
 
 
 class ConfusionModel(QAbstractTableModel):
-    def __init__(self, parent=None) -> None:  # noqa: ANN001
+    def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.names: list[str] = []
         self.counts: list[list[int]] = []
@@ -59,10 +59,10 @@ class ConfusionModel(QAbstractTableModel):
         self.counts = [list(map(int, row)) for row in counts]
         self.endResetModel()
 
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.counts)
 
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.names)
 
     def share(self, row: int, col: int) -> float:
@@ -77,7 +77,9 @@ class ConfusionModel(QAbstractTableModel):
         # Any non-zero cell gets a visible tint; full colour at 100 % of the row.
         return _mix(WHITE, target, 0.12 + 0.88 * share)
 
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
+    def data(
+        self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ):
         if not index.isValid():
             return None
         r, c = index.row(), index.column()
@@ -99,7 +101,9 @@ class ConfusionModel(QAbstractTableModel):
                     f"{what}). Click to show them.")
         return None
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201, N802
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ):
         if section >= len(self.names):
             return None
         if role == Qt.ItemDataRole.DisplayRole:
@@ -151,12 +155,12 @@ class RotatedHeader(QHeaderView):
         return [str(model.headerData(i, Qt.Orientation.Horizontal) or "")
                 for i in range(model.columnCount())]
 
-    def sizeHint(self) -> QSize:  # noqa: N802
+    def sizeHint(self) -> QSize:
         fm = self.fontMetrics()
         width = max((fm.horizontalAdvance(n) for n in self._names()), default=0)
         return QSize(super().sizeHint().width(), min(self.MAX_HEIGHT, width + 14))
 
-    def paintSection(self, painter: QPainter, rect: QRect, index: int) -> None:  # noqa: N802
+    def paintSection(self, painter: QPainter, rect: QRect, index: int) -> None:
         painter.save()
         pal = self.palette()
         painter.fillRect(rect, pal.color(QPalette.ColorRole.Button))

@@ -130,7 +130,7 @@ class ProjectController(QObject):
             self._author_counts = self.project.counts_by_author()
         return self._counts
 
-    def split_settings(self):  # noqa: ANN201
+    def split_settings(self):
         return split_settings(self.project)
 
     def reload(self) -> None:
@@ -188,7 +188,7 @@ class ProjectController(QObject):
         text: str | None = None, how: str | None = None,
     ) -> LabelChange | None:
         """Give each image its own label in one undoable step (e.g. accepted predictions,
-        recorded with ``source`` = models.SOURCE_PREDICTION; the history's ``how`` follows
+        recorded with ``source`` = constants.SOURCE_PREDICTION; the history's ``how`` follows
         from it unless given)."""
         pairs = list(assignments)
         if not pairs:
@@ -424,7 +424,7 @@ def _count(project: Project, generation: int, ready: GuiCall) -> None:
     try:
         table = project.counts()
         authors = project.counts_by_author()
-    except Exception:  # noqa: BLE001 - the project was closed meanwhile
+    except Exception:  # the project was closed meanwhile
         table, authors = None, None
     ready(generation, table, authors)
 
@@ -452,7 +452,7 @@ def _watch(feed: changes.ChangeFeed, queue: LabelQueue | None, stop: threading.E
             online = False
             stop.wait(changes.POLL_S)
             continue
-        except Exception as exc:  # noqa: BLE001 - the project was closed, a bug: keep going
+        except Exception as exc:  # the project was closed, a bug: keep going
             if stop.is_set():
                 return
             log.warning("change feed: %s", exc)

@@ -133,7 +133,7 @@ class ExportDialog(QDialog):
     exported = Signal(object)  # ExportResult
     checked = Signal(object)  # list[CheckRow]
 
-    def __init__(self, host, run_id: int, parent: QWidget | None = None) -> None:  # noqa: ANN001
+    def __init__(self, host, run_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent or host)
         self.host = host
         self.project = host.controller.project
@@ -329,7 +329,7 @@ class ExportDialog(QDialog):
     def metadata_json(self) -> str:
         return json.dumps(self.result.metadata, indent=1) if self.result else ""
 
-    def done(self, result: int) -> None:  # noqa: D401 - QDialog.done
+    def done(self, result: int) -> None:  # QDialog.done
         if self.worker is not None:
             self.worker.cancel()
         super().done(result)

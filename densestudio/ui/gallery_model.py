@@ -56,7 +56,7 @@ class GalleryModel(QAbstractListModel):
         self,
         controller: ProjectController | None,
         loader: ThumbnailLoader,
-        parent=None,  # noqa: ANN001
+        parent=None,
     ) -> None:
         super().__init__(parent)
         self.controller = controller
@@ -145,7 +145,7 @@ class GalleryModel(QAbstractListModel):
         self.queryChanged.emit()
 
     # ------------------------------------------------------------ access
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self._ids)
 
     @property
@@ -201,7 +201,7 @@ class GalleryModel(QAbstractListModel):
                 return row
         return None
 
-    def data(self, index: QModelIndex | QPersistentModelIndex,  # noqa: ANN201
+    def data(self, index: QModelIndex | QPersistentModelIndex,
              role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
@@ -260,7 +260,7 @@ class GalleryModel(QAbstractListModel):
         rows = sorted(r for r in (self.row_of(i) for i in cached) if r is not None)
         # Notify in contiguous runs (cheap even for a 100k-row bulk label).
         start = prev = None
-        for row in rows + [None]:
+        for row in [*rows, None]:
             if start is not None and (row is None or row != prev + 1):
                 self.dataChanged.emit(self.index(start), self.index(prev))
                 start = None

@@ -33,7 +33,7 @@ def text_color_for(background: QColor) -> QColor:
 class TileDelegate(QStyledItemDelegate):
     MARGIN = 5
 
-    def __init__(self, parent=None) -> None:  # noqa: ANN001
+    def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.tile = DEFAULT_TILE
         self._small = QFont()
@@ -44,7 +44,7 @@ class TileDelegate(QStyledItemDelegate):
     def set_tile_size(self, size: int) -> None:
         self.tile = max(MIN_TILE, min(MAX_TILE, int(size)))
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
         fm = QFontMetrics(self._small)
         return QSize(self.tile, self.tile + fm.height() + 4)
 
@@ -189,7 +189,7 @@ class GalleryView(QListView):
     activatedImage = Signal(int)  # row (Enter / double-click)
     empty_text = ""  # centred hint shown when the grid has no tiles
 
-    def paintEvent(self, event) -> None:  # noqa: ANN001, N802
+    def paintEvent(self, event) -> None:
         super().paintEvent(event)
         model = self.model()
         if model is not None and model.rowCount() == 0 and self.empty_text:
@@ -200,7 +200,7 @@ class GalleryView(QListView):
                              self.empty_text)
             painter.end()
 
-    def __init__(self, parent=None) -> None:  # noqa: ANN001
+    def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.delegate = TileDelegate(self)
         self.setItemDelegate(self.delegate)
@@ -241,7 +241,7 @@ class GalleryView(QListView):
         if size != self.gridSize():
             self.setGridSize(size)
 
-    def resizeEvent(self, event) -> None:  # noqa: ANN001, N802
+    def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._update_grid()
 
@@ -263,7 +263,7 @@ class GalleryView(QListView):
         self.setCurrentIndex(index)  # selects just this tile (ExtendedSelection)
         self.scrollTo(index)
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
         mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
         if mods == Qt.KeyboardModifier.NoModifier and Qt.Key.Key_1 <= key <= Qt.Key.Key_9:

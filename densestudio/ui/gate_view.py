@@ -83,7 +83,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
     gateFinished = Signal(object)  # ml.gate.GateResult
     approveRequested = Signal(int, object)  # candidate run id, GateResult
 
-    def __init__(self, host, candidate: int, against: int | None = None,  # noqa: ANN001
+    def __init__(self, host, candidate: int, against: int | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent or host)
         self.host = host  # MainWindow: controller, loader, _start(worker), show_images

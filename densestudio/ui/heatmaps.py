@@ -62,14 +62,14 @@ class HeatmapService(QObject):
         self.computed = 0  # explanations made (tests, benchmarks)
 
     # ------------------------------------------------------------ API
-    def set_project(self, project) -> None:  # noqa: ANN001
+    def set_project(self, project) -> None:
         """A new (or no) project: forget everything and stop the worker."""
         self.shutdown()
         self.project = project
         self._cache.clear()
         self._errors.clear()
 
-    def get(self, run_id: int, image_id: int, class_index: int | None = None):  # noqa: ANN201
+    def get(self, run_id: int, image_id: int, class_index: int | None = None):
         key = (run_id, image_id, class_index)
         hit = self._cache.get(key)
         if hit is not None:
@@ -80,7 +80,7 @@ class HeatmapService(QObject):
         return self._errors.get((run_id, image_id, class_index))
 
     def request(self, run_id: int, image_id: int, class_index: int | None = None,
-                urgent: bool = False):  # noqa: ANN201
+                urgent: bool = False):
         """The cached explanation, or None after queueing its computation (``ready`` follows)."""
         key = (run_id, image_id, class_index)
         hit = self.get(*key)
@@ -172,7 +172,7 @@ class HeatmapGalleryModel(GalleryModel):
 
     TILE_CACHE = 2000
 
-    def __init__(self, controller, loader, parent=None) -> None:  # noqa: ANN001
+    def __init__(self, controller, loader, parent=None) -> None:
         super().__init__(controller, loader, parent)
         self.heatmaps: HeatmapService | None = None
         self.heat_run: int | None = None
@@ -194,7 +194,7 @@ class HeatmapGalleryModel(GalleryModel):
     def tile_heatmap(self, image_id: int) -> QPixmap | None:
         return None if self.heat_run is None else self._tiles.get((self.heat_run, image_id))
 
-    def data(self, index: QModelIndex | QPersistentModelIndex,  # noqa: ANN201
+    def data(self, index: QModelIndex | QPersistentModelIndex,
              role: int = Qt.ItemDataRole.DisplayRole):
         if role != self.HeatmapRole:
             return super().data(index, role)
@@ -208,14 +208,14 @@ class HeatmapGalleryModel(GalleryModel):
                 pixmap = self._store(self.heat_run, image_id, explanation)
         return pixmap
 
-    def _store(self, run_id: int, image_id: int, explanation) -> QPixmap:  # noqa: ANN001
+    def _store(self, run_id: int, image_id: int, explanation) -> QPixmap:
         pixmap = QPixmap.fromImage(colorize(explanation.heatmap))
         self._tiles[(run_id, image_id)] = pixmap
         while len(self._tiles) > self.TILE_CACHE:
             self._tiles.popitem(last=False)
         return pixmap
 
-    def _on_ready(self, key: tuple, explanation) -> None:  # noqa: ANN001
+    def _on_ready(self, key: tuple, explanation) -> None:
         run_id, image_id, class_index = key
         if run_id != self.heat_run or class_index is not None:
             return

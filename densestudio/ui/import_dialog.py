@@ -191,7 +191,7 @@ class ImportProgressWidget(QWidget):
 class ImportReportDialog(QDialog):
     """The summary of a finished (or cancelled) import and every skipped file with its reason."""
 
-    def __init__(self, report, parent: QWidget | None = None) -> None:  # noqa: ANN001
+    def __init__(self, report, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.report = report
         self.setWindowTitle("Import cancelled" if report.cancelled else "Import finished")

@@ -209,7 +209,7 @@ class MainWindow(QMainWindow):
         icon = QIcon.fromTheme(theme)
         return icon if not icon.isNull() else self.style().standardIcon(fallback)
 
-    def _action(self, text: str, slot: Callable | None = None, shortcut=None,  # noqa: ANN001
+    def _action(self, text: str, slot: Callable | None = None, shortcut=None,
                 icon: QIcon | None = None, tip: str = "") -> QAction:
         action = QAction(text, self)
         if slot is not None:
@@ -670,7 +670,7 @@ class MainWindow(QMainWindow):
             self.prefs.last_import_dir = str(first if first.is_dir() else first.parent)
         self.start_import(paths, ImportOptions(labels_from_subfolders=subfolders))
 
-    def start_import(self, paths: list[Path], options=None) -> Worker | None:  # noqa: ANN001
+    def start_import(self, paths: list[Path], options=None) -> Worker | None:
         """Import in a worker thread (the code path of the dialog and of drag-and-drop)."""
         from densestudio.core.importer import ImportOptions, run_import
 
@@ -713,7 +713,7 @@ class MainWindow(QMainWindow):
         self._start(worker)
         return worker
 
-    def _on_relink_finished(self, result) -> None:  # noqa: ANN001
+    def _on_relink_finished(self, result) -> None:
         self._refresh_after_import()
         message = (f"Relinked {result.relinked} image(s); {result.still_missing} still missing.")
         self.statusBar().showMessage(message, 15000)
@@ -738,7 +738,7 @@ class MainWindow(QMainWindow):
         if isinstance(event, ImportProgress):
             self.import_progress.show_progress(event)
 
-    def _on_import_finished(self, report) -> None:  # noqa: ANN001
+    def _on_import_finished(self, report) -> None:
         self._import_ended()
         self.last_import_report = report
         self._refresh_after_import()
@@ -782,17 +782,17 @@ class MainWindow(QMainWindow):
             self.gallery.go_to_row(row)
 
     # ---------------------------------------------------------------- drag and drop
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
             event.acceptProposedAction()
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event) -> None:  # noqa: ANN001, N802
+    def dragMoveEvent(self, event) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+    def dropEvent(self, event: QDropEvent) -> None:
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
         if not paths:
             return
@@ -1096,7 +1096,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message, 6000)
         self.viewer.refresh_history()
 
-    def show_export_dialog(self, run_id: int | None = None):  # noqa: ANN201
+    def show_export_dialog(self, run_id: int | None = None):
         """Export ``run_id``; without one, the approved run (else the newest finished)."""
         from densestudio.core import runs as core_runs
         from densestudio.core import signoff
@@ -1234,7 +1234,7 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 
-    def show_preferences(self):  # noqa: ANN201 - PreferencesDialog
+    def show_preferences(self):  # TYPEHINT - PreferencesDialog
         from densestudio.ui.preferences_dialog import PreferencesDialog
 
         dialog = PreferencesDialog(self.prefs, self)
@@ -1243,7 +1243,7 @@ class MainWindow(QMainWindow):
         dialog.open()
         return dialog
 
-    def _apply_preferences(self, dialog) -> None:  # noqa: ANN001 - PreferencesDialog
+    def _apply_preferences(self, dialog) -> None:  # TYPEHINT - PreferencesDialog
         dialog.apply()
         name = app_settings.apply_user_name(self.prefs)
         self.auto_advance_action.setChecked(self.prefs.auto_advance)
@@ -1290,7 +1290,7 @@ class MainWindow(QMainWindow):
         s.setValue("window/splitter", self.splitter.saveState())
         app_settings.save_preferences(self.prefs)
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         for worker in list(self.workers):
             worker.cancel()
         for worker in list(self.workers):
@@ -1324,7 +1324,7 @@ def unique_keys(*keys: str | QKeySequence.StandardKey) -> list[QKeySequence]:
     return out
 
 
-def _thumbnail_cache(project: Project):  # noqa: ANN202
+def _thumbnail_cache(project: Project):
     try:
         from densestudio.core.thumbnails import ThumbnailCache
     except ImportError:  # pragma: no cover - thumbnails module missing

@@ -247,7 +247,7 @@ class OperatingPointPanel(QWidget):
             ax.setTextPen(pg.mkPen(QColor(fg)))
 
     # ================================================================ data
-    def set_run(self, project, run_id: int | None) -> None:  # noqa: ANN001
+    def set_run(self, project, run_id: int | None) -> None:
         """Show the trade-off of a run (its stored point, if any, is loaded)."""
         self.project = project
         self.run = core_runs.get_run(project, run_id) if project and run_id else None
@@ -541,7 +541,7 @@ class OperatingPointPanel(QWidget):
 class OperatingPointDialog(QDialog):
     """The panel in a window of its own, opened from the Review tab."""
 
-    def __init__(self, project, run_id: int, parent: QWidget | None = None) -> None:  # noqa: ANN001
+    def __init__(self, project, run_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.panel = OperatingPointPanel(self)
         self.panel.set_run(project, run_id)

@@ -48,7 +48,7 @@ def default_report_path(project: Project, run_id: int) -> Path:
 class ReportDialog(QDialog):
     written = Signal(object)  # ml.report.ReportWritten
 
-    def __init__(self, host, run_id: int, parent: QWidget | None = None) -> None:  # noqa: ANN001
+    def __init__(self, host, run_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent or host)
         self.host = host  # MainWindow: controller, _start(worker)
         self.project = host.controller.project

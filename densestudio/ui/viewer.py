@@ -91,7 +91,7 @@ def _load(latest: _Latest, request: int, info: ImageInfo, deliver: GuiCall) -> N
         pixels = decode(Path(info.path))
     except ImageDecodeError as exc:
         error = str(exc)
-    except Exception as exc:  # noqa: BLE001 - show, don't crash
+    except Exception as exc:  # show, don't crash
         error = f"{type(exc).__name__}: {exc}"
     deliver(request, info.id, pixels, error)
 
@@ -119,7 +119,7 @@ class ImageCanvas(QGraphicsView):
         self.message = ""
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys go to the viewer (labeling)
 
-    def mousePressEvent(self, event) -> None:  # noqa: ANN001, N802
+    def mousePressEvent(self, event) -> None:
         if self.parentWidget() is not None:
             self.parentWidget().setFocus()
         super().mousePressEvent(event)
@@ -181,7 +181,7 @@ class ImageCanvas(QGraphicsView):
         self.scale(zoom, zoom)
         self.zoomChanged.emit(self.zoom)
 
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+    def wheelEvent(self, event: QWheelEvent) -> None:
         if not self.has_image():
             return
         steps = event.angleDelta().y() / 120.0
@@ -191,12 +191,12 @@ class ImageCanvas(QGraphicsView):
             self.scale(factor, factor)
             self.zoomChanged.emit(self.zoom)
 
-    def resizeEvent(self, event) -> None:  # noqa: ANN001, N802
+    def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         if self.fit_mode:
             self.fit()
 
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
         if self.message:
             painter.save()
             painter.resetTransform()
@@ -235,7 +235,7 @@ class ImageViewer(QWidget):
         self.canvas.zoomChanged.connect(self._on_zoom)
         self.canvas.set_pixmap(None, "No image selected.\nClick a tile in the gallery.")
 
-        def tool(text: str, tip: str, slot) -> QToolButton:  # noqa: ANN001
+        def tool(text: str, tip: str, slot) -> QToolButton:
             b = QToolButton(self)
             b.setText(text)
             b.setToolTip(tip)
@@ -313,7 +313,7 @@ class ImageViewer(QWidget):
         return box
 
     # ------------------------------------------------------------ label history
-    def set_project(self, project) -> None:  # noqa: ANN001 - core.store.Project | None
+    def set_project(self, project) -> None:  # TYPEHINT - core.store.Project | None
         """The project whose label history the History panel reads."""
         self.project = project
         self.refresh_history()
@@ -393,7 +393,7 @@ class ImageViewer(QWidget):
         return self.heat_bar
 
     # ------------------------------------------------------------ heatmaps
-    def set_heatmap_service(self, service) -> None:  # noqa: ANN001 - heatmaps.HeatmapService
+    def set_heatmap_service(self, service) -> None:  # TYPEHINT - heatmaps.HeatmapService
         if self.heatmaps is not None:
             self.heatmaps.ready.disconnect(self._on_heat_ready)
             self.heatmaps.failed.disconnect(self._on_heat_failed)
@@ -447,7 +447,7 @@ class ImageViewer(QWidget):
         error = self.heatmaps.error(*key)
         self._heat_text(error or "Computing the heatmap…", bool(error))
 
-    def _apply_heatmap(self, key: tuple, explanation) -> None:  # noqa: ANN001
+    def _apply_heatmap(self, key: tuple, explanation) -> None:
         from densestudio.ui.heatmaps import colorize
 
         if self._shown_id != key[1] or not self.canvas.has_image():
@@ -465,7 +465,7 @@ class ImageViewer(QWidget):
         self.heat_status.setText(f"<span style='color:#c62828'>{html_text(text)}</span>" if error
                                  else f"<small>{text}</small>")
 
-    def _on_heat_ready(self, key: tuple, explanation) -> None:  # noqa: ANN001
+    def _on_heat_ready(self, key: tuple, explanation) -> None:
         if key == self.heatmap_key():
             self._apply_heatmap(key, explanation)
 
@@ -547,7 +547,7 @@ class ImageViewer(QWidget):
             f"<span style='color:gray'>{html_text(info.path)}</span>"
         )
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         key, mods = event.key(), event.modifiers()
         plain = mods in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier)
         if plain and Qt.Key.Key_1 <= key <= Qt.Key.Key_9:

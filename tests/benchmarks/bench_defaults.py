@@ -42,17 +42,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from PIL import Image, ImageFilter  # noqa: E402
+from PIL import Image, ImageFilter
 
-from densestudio.core import runs  # noqa: E402
-from densestudio.core.importer import ImportOptions, run_import  # noqa: E402
-from densestudio.core.profile import data_profile  # noqa: E402
-from densestudio.core.store import Project  # noqa: E402
-from densestudio.ml.config import TrainConfig  # noqa: E402
-from densestudio.ml.evaluate import report  # noqa: E402
-from densestudio.ml.events import EpochsPlanned, RunStarted  # noqa: E402
-from densestudio.ml.recommend import recommend  # noqa: E402
-from densestudio.ml.train import fit  # noqa: E402
+from densestudio.core import runs
+from densestudio.core.importer import ImportOptions, run_import
+from densestudio.core.profile import data_profile
+from densestudio.core.store import Project
+from densestudio.ml.config import TrainConfig
+from densestudio.ml.evaluate import report
+from densestudio.ml.events import EpochsPlanned, RunStarted
+from densestudio.ml.recommend import recommend
+from densestudio.ml.train import fit
 
 SHARED = ROOT.parent / "shared" / "datasets"
 REAL = {

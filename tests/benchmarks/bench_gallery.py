@@ -38,7 +38,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def make_thumbnails(n: int = 64, size: int = 128) -> list[bytes]:
@@ -121,12 +121,14 @@ class StallMeter:
         gaps = sorted(self.gaps)
         worst = (gaps[-1] - 0.010) * 1000 if gaps else 0.0
         p99 = (gaps[int(len(gaps) * 0.99)] - 0.010) * 1000 if gaps else 0.0
-        print(f"  {name:<34} ticks {len(gaps):5d}   worst stall {max(0, worst):6.1f} ms   "
-              f"p99 {max(0, p99):5.1f} ms   median interval {statistics.median(gaps) * 1000:5.1f} ms")
+        print(
+            f"  {name:<34} ticks {len(gaps):5d}   worst stall {max(0, worst):6.1f} ms   "
+            f"p99 {max(0, p99):5.1f} ms   median interval {statistics.median(gaps) * 1000:5.1f} ms"
+        )
         return worst
 
 
-def run_for(app, seconds: float, until=None) -> None:  # noqa: ANN001
+def run_for(app, seconds: float, until=None) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         app.processEvents()

@@ -22,12 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from densestudio.core.store import Project  # noqa: E402
-from densestudio.ml import crossval  # noqa: E402
-from densestudio.ml.label_errors import precision_at  # noqa: E402
-from densestudio.ml.threads import limited_threads  # noqa: E402
+from densestudio.core.store import Project
+from densestudio.ml import crossval
+from densestudio.ml.label_errors import precision_at
+from densestudio.ml.threads import limited_threads
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "neu-surface-defects"
 
@@ -51,7 +51,7 @@ def flip_labels(project: Project, fraction: float, seed: int) -> set[int]:
     return {i for i, _ in assignments}
 
 
-def _filter(class_id: int):  # noqa: ANN202
+def _filter(class_id: int):
     from densestudio.core.store import ImageFilter
 
     return ImageFilter(class_ids=(class_id,))

@@ -3,8 +3,9 @@
     .venv/bin/python tests/benchmarks/bench_train.py [--seeds 0 1 2] [--quick] [--data DIR]
 
 Imports the folder into a temporary project (labels from sub-folders, stratified 70/15/15
-split), trains the recommended settings (``ml.recommend``, as the Train tab) on the CPU (the compact DenseNet-BC from scratch) once
-per seed, and prints test accuracy, macro-F1, wall time and training images/s. Then it times
+split), trains the recommended settings (``ml.recommend``, as the Train tab) on the CPU (the
+compact DenseNet-BC from scratch) once per seed, and prints test accuracy, macro-F1, wall time
+and training images/s. Then it times
 the usual tutorial loop (torchvision ImageFolder, PIL Resize + ToTensor per image every epoch,
 DataLoader, fp32, torchvision's DenseNet built with the same growth/blocks/width, so the
 same network and parameter count) training at the same image size for one epoch, and prints
@@ -23,15 +24,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch
 
-from densestudio.core import runs  # noqa: E402
-from densestudio.core.importer import ImportOptions, run_import  # noqa: E402
-from densestudio.core.profile import data_profile  # noqa: E402
-from densestudio.core.store import ImageFilter, Project  # noqa: E402
-from densestudio.ml.events import EpochEnded, PreparingData, RunStarted  # noqa: E402
-from densestudio.ml.recommend import recommend  # noqa: E402
-from densestudio.ml.train import fit  # noqa: E402
+from densestudio.core import runs
+from densestudio.core.importer import ImportOptions, run_import
+from densestudio.core.profile import data_profile
+from densestudio.core.store import ImageFilter, Project
+from densestudio.ml.events import EpochEnded, PreparingData, RunStarted
+from densestudio.ml.recommend import recommend
+from densestudio.ml.train import fit
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "neu-surface-defects"
 
@@ -91,7 +92,9 @@ def main() -> int:
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--lr", type=float)
-    ap.add_argument("--monitor", choices=("val_balanced_acc", "val_macro_f1", "val_acc", "val_loss"))
+    ap.add_argument(
+        "--monitor", choices=("val_balanced_acc", "val_macro_f1", "val_acc", "val_loss")
+    )
     ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args()
     DEFAULT_DATA_ARG = args.data

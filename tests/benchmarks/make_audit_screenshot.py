@@ -24,7 +24,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.benchmarks.make_screenshots import (  # noqa: E402
+from tests.benchmarks.make_screenshots import (
     NEU,
     isolate_settings,
     neu_subset,

@@ -20,6 +20,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +32,7 @@ NEU = ROOT.parent / "shared" / "datasets" / "neu-surface-defects"
 SIZE = (1440, 900)
 
 
-def wait(app, seconds: float, until=None) -> None:  # noqa: ANN001
+def wait(app, seconds: float, until=None) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         app.processEvents()
@@ -49,7 +53,7 @@ def isolate_settings(tmp: Path) -> None:
     QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp / "qs"))
 
 
-def open_window():  # noqa: ANN201 - (QApplication, MainWindow)
+def open_window():  # TYPEHINT - (QApplication, MainWindow)
     """The app and a shown main window of the screenshot size (call isolate_settings first)."""
     from densestudio.ui.app import create_application
     from densestudio.ui.main_window import MainWindow
@@ -72,7 +76,7 @@ def neu_subset(folder: Path, per_class: int) -> Path:
     return root
 
 
-def train_review_export(app, window, tmp: Path, args) -> None:  # noqa: ANN001
+def train_review_export(app, window: MainWindow, tmp: Path, args) -> None:
     """train.png (mid-run), review.png (confusion matrix, a clicked cell), export.png."""
     from densestudio.core.importer import ImportOptions
 

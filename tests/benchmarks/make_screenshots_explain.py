@@ -23,11 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from densestudio.ui.main_window import MainWindow
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.benchmarks.make_screenshots import (  # noqa: E402
+from tests.benchmarks.make_screenshots import (
     NEU,
     isolate_settings,
     neu_subset,
@@ -60,7 +62,7 @@ def train(project_path: Path, images: Path, img_size: int, epochs: int) -> int:
     return run_id
 
 
-def gradcam_shot(app, window, tmp: Path, args) -> None:  # noqa: ANN001
+def gradcam_shot(app, window: MainWindow, tmp: Path, args) -> None:
     from densestudio.core import runs
 
     images = neu_subset(tmp / "neu", args.per_class)
@@ -95,7 +97,7 @@ def gradcam_shot(app, window, tmp: Path, args) -> None:  # noqa: ANN001
     window.close_project()
 
 
-def operating_point_shot(app, window, tmp: Path, args) -> None:  # noqa: ANN001
+def operating_point_shot(app, window: MainWindow, tmp: Path, args) -> None:
     from densestudio.core.demo import make_demo_images
 
     folder = tmp / "demo images"

@@ -26,8 +26,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.benchmarks.make_screenshots import isolate_settings, open_window, wait  # noqa: E402
-from tests.ui.signoff_fixtures import MISSED, image_id_of, make_signoff_project  # noqa: E402
+from tests.benchmarks.make_screenshots import isolate_settings, open_window, wait
+from tests.ui.signoff_fixtures import MISSED, image_id_of, make_signoff_project
 
 
 def main() -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from densestudio.cli import main
 from densestudio.core import runs
 from densestudio.core.store import Project
@@ -11,7 +13,7 @@ from densestudio.ml.threads import limited_threads
 from tests.ml.conftest import CLASS_NAMES, add_images, small_class_audit, write_images
 
 
-def test_audit_command(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_audit_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     files = write_images(tmp_path / "imgs", 10)
     wrong = files[0][0]  # a dark image labeled "stripes"
     files[0] = (wrong, CLASS_NAMES[2])
@@ -40,7 +42,9 @@ def test_audit_command(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     assert "rank" in capsys.readouterr().out
 
 
-def test_audit_notes_a_class_it_cannot_judge(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_audit_notes_a_class_it_cannot_judge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "p.dsproj"
     with Project.create(path) as project:
         small_class_audit(project, tmp_path)

@@ -11,13 +11,13 @@ from densestudio.cli import main
 from tests.core.bad_files import make_class_folders
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_new_import_info_export_relink(tmp_path: Path, capsys) -> None:
+def test_new_import_info_export_relink(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = make_class_folders(tmp_path / "data", classes=("good", "bad"), per_class=5)
     proj = tmp_path / "p.dsproj"
     assert run(capsys, "new", tmp_path / "p")[0] == 0
@@ -40,7 +40,9 @@ def test_new_import_info_export_relink(tmp_path: Path, capsys) -> None:
     assert code == 0 and "test set locked" in out and "seed 3" in out
 
 
-def test_import_with_bad_files_exits_nonzero_with_report(tmp_path: Path, capsys) -> None:
+def test_import_with_bad_files_exits_nonzero_with_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = make_class_folders(tmp_path / "data", classes=("a",), per_class=2)
     (data / "a" / "broken.jpg").write_text("nope")
     run(capsys, "new", tmp_path / "p")
@@ -48,7 +50,9 @@ def test_import_with_bad_files_exits_nonzero_with_report(tmp_path: Path, capsys)
     assert code == 1 and "1 skipped" in out and "broken.jpg" in out
 
 
-def test_user_errors_are_messages_not_tracebacks(tmp_path: Path, capsys) -> None:
+def test_user_errors_are_messages_not_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run(capsys, "info", tmp_path / "missing.dsproj")
     assert code == 2 and err.startswith("error: Project file not found")
     run(capsys, "new", tmp_path / "p")
@@ -66,7 +70,9 @@ def test_console_entry_point_runs(tmp_path: Path) -> None:
     assert result.returncode == 0 and "Created project" in result.stdout
 
 
-def test_ctrl_c_cancels_then_aborts_and_restores_the_handler(capsys) -> None:
+def test_ctrl_c_cancels_then_aborts_and_restores_the_handler(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
     import signal
 
     from densestudio.cli import ctrl_c_cancels

@@ -33,7 +33,7 @@ CLI = [sys.executable, "-m", "densestudio"]
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
 
 
-def run(capsys, *args: object) -> tuple[int, str, str]:
+def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     assert "Traceback" not in err
@@ -47,8 +47,9 @@ def class_counts(out: str, name: str) -> list[int]:
 
 
 # ------------------------------------------------------------------ 1. locked test set
-def test_locked_test_set_takes_nothing_on_a_later_import(tmp_path: Path, capsys,
-                                                          monkeypatch) -> None:
+def test_locked_test_set_takes_nothing_on_a_later_import(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """new L; import L a (12 of one class); split L --lock on; import L b (60 more)."""
     monkeypatch.chdir(tmp_path)
     make_class_folders(tmp_path / "a", ("x",), per_class=12)
@@ -102,8 +103,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"work": work, "root": root, "second": second}
 
 
-def test_models_are_found_from_any_working_directory(trained: dict, capsys,
-                                                     monkeypatch) -> None:
+def test_models_are_found_from_any_working_directory(
+    trained: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """cd /; densestudio export X/base.dsproj m.pt (was: "Run 1 has no saved model")."""
     work = trained["work"]
     monkeypatch.chdir("/")
@@ -118,7 +120,9 @@ def test_models_are_found_from_any_working_directory(trained: dict, capsys,
     assert code == 0
 
 
-def test_export_into_a_folder_writes_inside_it(trained: dict, capsys) -> None:
+def test_export_into_a_folder_writes_inside_it(
+    trained: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = trained["root"] / "models"
     folder.mkdir(exist_ok=True)
     code, out, _ = run(capsys, "export", trained["work"] / "base.dsproj", folder, "--run", "1")
@@ -141,7 +145,9 @@ def test_train_skips_an_image_replaced_by_a_fifo(trained: dict) -> None:
 
 
 @needs_fifo
-def test_predict_refuses_a_fifo_at_once(trained: dict, capsys, tmp_path: Path) -> None:
+def test_predict_refuses_a_fifo_at_once(
+    trained: dict, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     model = trained["root"] / "predict.pt"
     assert run(capsys, "export", trained["work"] / "base.dsproj", model, "--run", "1")[0] == 0
     fifo = make_fifo(tmp_path / "f.jpg")
@@ -159,7 +165,11 @@ def test_predict_refuses_a_fifo_at_once(trained: dict, capsys, tmp_path: Path) -
 
 
 def test_predict_csv_through_a_symlink_and_with_formula_like_names(
-        trained: dict, capsys, tmp_path: Path, monkeypatch) -> None:
+    trained: dict,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     model = trained["root"] / "csv.pt"
     assert run(capsys, "export", trained["work"] / "base.dsproj", model, "--run", "1")[0] == 0
     noise((24, 24), "L", seed=3).save(tmp_path / "=HYPERLINK(1).png")
@@ -167,14 +177,16 @@ def test_predict_csv_through_a_symlink_and_with_formula_like_names(
     link = tmp_path / "link.csv"
     link.symlink_to(target)
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(capsys, "predict", model, "=HYPERLINK(1).png", "--csv", link)
+    code, _out, _ = run(capsys, "predict", model, "=HYPERLINK(1).png", "--csv", link)
     assert code == 0 and link.is_symlink(), "the link stays a link"
     rows = list(csv.DictReader(target.open(encoding="utf-8")))
     assert rows[0]["path"] == "'=HYPERLINK(1).png", "escaped for spreadsheets"
 
 
 # ------------------------------------------------------------------ 3. names are not URLs
-def test_project_names_with_url_characters(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_project_names_with_url_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     names = ["other.db?.dsproj", "what?.dsproj", "a#b.dsproj", "x%20y.dsproj"]
     for name in names:
@@ -186,7 +198,9 @@ def test_project_names_with_url_characters(tmp_path: Path, capsys, monkeypatch) 
 
 
 # ------------------------------------------------------------------ 4. non-UTF-8 names
-def test_non_utf8_names_import_info_relink(tmp_path: Path, capsys) -> None:
+def test_non_utf8_names_import_info_relink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     odd = non_utf8_path(tmp_path / "imgs", b"caf\xe9.png")
     if odd is None:
         pytest.skip("this file system refuses non-UTF-8 names")
@@ -213,8 +227,8 @@ def test_two_imports_at_once_with_overlapping_content(tmp_path: Path) -> None:
                                "--labels-from-subfolders"], text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for folder in own]
-    results = [p.communicate(timeout=180) + (p.returncode,) for p in procs]
-    for out, err, code in results:
+    results = [(*p.communicate(timeout=180), p.returncode) for p in procs]
+    for _out, err, code in results:
         assert code == 0 and "Traceback" not in err, err
     with Project.open(path) as project:
         assert project.count_images() == 30 + 20
@@ -224,8 +238,9 @@ def test_two_imports_at_once_with_overlapping_content(tmp_path: Path) -> None:
     con.close()
 
 
-def test_a_writer_holding_the_lock_too_long_is_a_clear_error(tmp_path: Path, capsys,
-                                                             monkeypatch) -> None:
+def test_a_writer_holding_the_lock_too_long_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = make_class_folders(tmp_path / "d", ("a",), per_class=3)
     run(capsys, "new", tmp_path / "p")
     monkeypatch.setattr(db, "LOCK_NOTICE_S", 0.05)
@@ -246,7 +261,9 @@ def test_a_writer_holding_the_lock_too_long_is_a_clear_error(tmp_path: Path, cap
 
 # ------------------------------------------------------------------ 6. special files
 @needs_fifo
-def test_import_of_a_fifo_says_not_a_regular_file(tmp_path: Path, capsys) -> None:
+def test_import_of_a_fifo_says_not_a_regular_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fifo = make_fifo(tmp_path / "f.jpg")
     run(capsys, "new", tmp_path / "p")
     code, out, _ = run(capsys, "import", tmp_path / "p.dsproj", fifo)
@@ -295,7 +312,9 @@ def test_read_only_project_file_or_folder(tmp_path: Path, where: str) -> None:
             "no -wal/-shm files (SQLite opened it immutable)"
 
 
-def test_disk_full_during_import(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_disk_full_during_import(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = make_class_folders(tmp_path / "first", ("a",), per_class=3, seed=7)
     data = make_class_folders(tmp_path / "d", ("a",), per_class=40, size=(64, 64))
     run(capsys, "new", tmp_path / "p")
@@ -303,7 +322,7 @@ def test_disk_full_during_import(tmp_path: Path, capsys, monkeypatch) -> None:
     real = db._make_engine
     limit = os.path.getsize(tmp_path / "p.dsproj") // 4096 + 2
 
-    def full_disk_engine(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def full_disk_engine(*args, **kwargs):
         engine = real(*args, **kwargs)  # SQLite then fails with SQLITE_FULL, as on a full disk
         event.listen(engine, "connect",
                      lambda con, _r: con.execute(f"PRAGMA max_page_count = {limit}"))
@@ -321,7 +340,9 @@ def test_disk_full_during_import(tmp_path: Path, capsys, monkeypatch) -> None:
     assert code == 0 and class_counts(out, "a")[0] >= 3, "what was saved is still there"
 
 
-def test_damaged_thumbnail_cache_is_rebuilt_with_a_warning(tmp_path: Path, capsys) -> None:
+def test_damaged_thumbnail_cache_is_rebuilt_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run(capsys, "new", tmp_path / "p")
     (tmp_path / "p.dsproj-cache" / "thumbnails.sqlite").mkdir(parents=True)
     data = make_class_folders(tmp_path / "d", ("a",), per_class=2)
@@ -331,7 +352,9 @@ def test_damaged_thumbnail_cache_is_rebuilt_with_a_warning(tmp_path: Path, capsy
     assert (tmp_path / "p.dsproj-cache" / "thumbnails.sqlite").is_file()
 
 
-def test_bad_schema_version_and_damaged_file_exit_2(tmp_path: Path, capsys) -> None:
+def test_bad_schema_version_and_damaged_file_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run(capsys, "new", tmp_path / "p")
     con = sqlite3.connect(tmp_path / "p.dsproj")
     con.execute("UPDATE meta SET value = 'two' WHERE key = 'schema_version'")
@@ -351,8 +374,9 @@ def test_bad_schema_version_and_damaged_file_exit_2(tmp_path: Path, capsys) -> N
 
 
 @pytest.mark.parametrize("ratios", ["a,b,c", "nan,nan,nan", "inf,0,0", "-1,1,1", "0.5,0.5"])
-def test_split_ratios_are_checked_before_anything_changes(tmp_path: Path, capsys,
-                                                          ratios: str) -> None:
+def test_split_ratios_are_checked_before_anything_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ratios: str
+) -> None:
     run(capsys, "new", tmp_path / "p")
     code, out, err = run(capsys, "split", tmp_path / "p.dsproj", "--resplit",
                          f"--ratios={ratios}")
@@ -363,14 +387,18 @@ def test_split_ratios_are_checked_before_anything_changes(tmp_path: Path, capsys
     assert "split 70/15/15, seed 0" in out
 
 
-def test_split_ratios_alone_are_saved_for_new_images(tmp_path: Path, capsys) -> None:
+def test_split_ratios_alone_are_saved_for_new_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run(capsys, "new", tmp_path / "p")
     code, out, _ = run(capsys, "split", tmp_path / "p.dsproj", "--ratios", "0.5,0.25,0.25")
     assert code == 0 and "Saved; it applies to new images" in out and "split 50/25/25" in out
 
 
 # ------------------------------------------------------------------ 8. smaller ones
-def test_class_names_from_folders_and_info_table(tmp_path: Path, capsys) -> None:
+def test_class_names_from_folders_and_info_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run(capsys, "new", tmp_path / "p")
     project = tmp_path / "p.dsproj"
     make_class_folders(tmp_path / "a", ("scratches",), per_class=1)
@@ -395,14 +423,16 @@ def test_class_names_from_folders_and_info_table(tmp_path: Path, capsys) -> None
     assert code == 0 and "two\\nlines" in out and "\nlines" not in out
 
 
-def test_export_labels_onto_links_pipes_devices_and_folders(tmp_path: Path, capsys) -> None:
+def test_export_labels_onto_links_pipes_devices_and_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run(capsys, "new", tmp_path / "p")
     project = tmp_path / "p.dsproj"
     make_class_folders(tmp_path / "d", ('=HYPERLINK("x")',), per_class=2)
     run(capsys, "import", project, tmp_path / "d", "--labels-from-subfolders")
     target = tmp_path / "real.csv"
     (tmp_path / "link.csv").symlink_to(target)
-    code, out, _ = run(capsys, "export-labels", project, tmp_path / "link.csv")
+    code, _out, _ = run(capsys, "export-labels", project, tmp_path / "link.csv")
     assert code == 0 and (tmp_path / "link.csv").is_symlink()
     rows = list(csv.DictReader(target.open(encoding="utf-8")))
     assert {r["label"] for r in rows} == {"'=HYPERLINK(\"x\")"}

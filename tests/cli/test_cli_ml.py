@@ -24,7 +24,9 @@ def project_path(tmp_path: Path) -> Path:
     return path
 
 
-def test_train_evaluate_export_predict(project_path: Path, tmp_path: Path, capsys) -> None:
+def test_train_evaluate_export_predict(
+    project_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["train", str(project_path), *TINY, "--augment", "light", "--seed", "3",
                  "--tta"]) == 0
     out = capsys.readouterr().out
@@ -71,7 +73,9 @@ def test_train_evaluate_export_predict(project_path: Path, tmp_path: Path, capsy
     assert capsys.readouterr().out.startswith(one + "\t")
 
 
-def test_cli_errors_are_messages(project_path: Path, tmp_path: Path, capsys) -> None:
+def test_cli_errors_are_messages(
+    project_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["evaluate", str(project_path)]) == 2
     assert "no finished training run" in capsys.readouterr().err
     assert main(["train", str(project_path), *TINY, "--img-size", "8"]) == 2
@@ -88,7 +92,9 @@ def test_cli_errors_are_messages(project_path: Path, tmp_path: Path, capsys) -> 
     assert "at least 2 classes" in capsys.readouterr().err
 
 
-def test_operating_point_command(project_path: Path, tmp_path: Path, capsys) -> None:
+def test_operating_point_command(
+    project_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["train", str(project_path), *TINY]) == 0
     assert main(["evaluate", str(project_path), "--subset", "both"]) == 0
     capsys.readouterr()

@@ -16,7 +16,7 @@ from tests.ml.test_gate import crafted_run, make_project
 
 
 @pytest.fixture
-def crafted(tmp_path: Path):  # noqa: ANN201
+def crafted(tmp_path: Path):
     path = tmp_path / "p.dsproj"
     with Project.create(path) as project:
         ids, _ = make_project(project)
@@ -26,7 +26,9 @@ def crafted(tmp_path: Path):  # noqa: ANN201
     return path, ids, old, new
 
 
-def test_evaluate_and_operating_point_show_intervals(crafted, capsys) -> None:  # noqa: ANN001
+def test_evaluate_and_operating_point_show_intervals(
+    crafted, capsys: pytest.CaptureFixture[str]
+) -> None:
     path, _ids, old, _new = crafted
     assert main(["evaluate", str(path), "--run", str(old)]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -61,7 +63,7 @@ def test_evaluate_and_operating_point_show_intervals(crafted, capsys) -> None:  
         assert op.rates_with_intervals(p_good, is_good, point).miss_upper <= 0.3
 
 
-def test_approve_gate_and_golden(crafted, capsys) -> None:  # noqa: ANN001
+def test_approve_gate_and_golden(crafted, capsys: pytest.CaptureFixture[str]) -> None:
     path, ids, old, new = crafted
     assert main(["approve", str(path), "--run", str(old)]) == 2
     assert "why" in capsys.readouterr().err
@@ -87,7 +89,7 @@ def test_approve_gate_and_golden(crafted, capsys) -> None:  # noqa: ANN001
     assert main(["golden", str(path), "add", "nope.png"]) == 2
 
 
-def test_history_and_verify(crafted, capsys) -> None:  # noqa: ANN001
+def test_history_and_verify(crafted, capsys: pytest.CaptureFixture[str]) -> None:
     path, ids, _old, _new = crafted
     assert main(["history", str(path), "p03.png"]) == 0
     out = capsys.readouterr().out

@@ -3,6 +3,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -10,7 +11,7 @@ from densestudio.core import atomic
 from densestudio.core.atomic import atomic_output, atomic_write_via
 
 
-def disk_full(*_args, **_kwargs):
+def disk_full(*_args, **_kwargs) -> NoReturn:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
@@ -23,7 +24,9 @@ def test_success_replaces(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["model.bin"], "no temp files left"
 
 
-def test_disk_full_during_write_keeps_previous_file(tmp_path: Path, monkeypatch) -> None:
+def test_disk_full_during_write_keeps_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "model.bin"
     target.write_bytes(b"previous good file")
     monkeypatch.setattr(atomic.os, "fsync", disk_full)

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import text
 
 from densestudio.core import hashchain, history, runs, signoff
+from densestudio.core.constants import SOURCE_PREDICTION
 from densestudio.core.errors import ProjectError
 from densestudio.core.importer import ImportOptions, run_import
-from densestudio.core.models import SOURCE_PREDICTION, LabelEvent
+from densestudio.core.models import LabelEvent
 from densestudio.core.store import Project, bulk_insert_images
 from tests.core.bad_files import make_class_folders
 
@@ -31,7 +32,7 @@ def hows(project: Project, image_id: int) -> list[tuple[str, str | None, str | N
 
 
 def test_every_store_path_records_who_when_old_new_and_how(project: Project,
-                                                          monkeypatch) -> None:
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DENSESTUDIO_USER", "inspector-7")
     a, b, c = add_fake_images(project, 3)
     ids = project.ensure_classes(["ok", "scratch", "spot"])
@@ -106,7 +107,7 @@ def sql(project: Project, statement: str, *params: object) -> None:
     for name in names:
         statement = statement.replace("?", f":{name}", 1)
     with project.engine.begin() as con:
-        con.execute(text(statement), dict(zip(names, params)))
+        con.execute(text(statement), dict(zip(names, params, strict=False)))
 
 
 def problems(project: Project) -> list[str]:

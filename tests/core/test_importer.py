@@ -81,7 +81,7 @@ def test_bad_corpus_never_stops_import(project: Project, tmp_path: Path) -> None
 
 
 def test_unreadable_folder_and_vanishing_file(project: Project, tmp_path: Path,
-                                              monkeypatch) -> None:
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_class_folders(tmp_path / "data", classes=("a", "b"), per_class=2)
     real_scandir = os.scandir
 
@@ -123,12 +123,12 @@ def test_single_files_and_non_image_file(project: Project, tmp_path: Path) -> No
 
 
 def test_cancel_mid_import_keeps_committed_batches(project: Project, tmp_path: Path,
-                                                   monkeypatch) -> None:
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_class_folders(tmp_path / "d", classes=("a", "b"), per_class=30, size=(16, 16))
     monkeypatch.setattr(importer, "BATCH_SIZE", 10)
     token = CancelToken()
 
-    def on_event(event):
+    def on_event(event) -> None:
         if isinstance(event, ImportProgress) and event.done >= 25:
             token.cancel()
 

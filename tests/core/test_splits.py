@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from densestudio.core.errors import ProjectError
@@ -18,7 +20,11 @@ def test_stratified_counts_and_stability(project: Project) -> None:
     project.set_labels(ids[100:], b.id)
     counts = project.counts()
     for cls in (a.id, b.id):
-        assert (counts.count(cls, "train"), counts.count(cls, "val"), counts.count(cls, "test")) == (70, 15, 15)
+        assert (
+            counts.count(cls, "train"),
+            counts.count(cls, "val"),
+            counts.count(cls, "test"),
+        ) == (70, 15, 15)
     before = split_of(project)
     more = add_rows(project, 20, prefix="new")
     project.set_labels(more, a.id)
@@ -35,7 +41,7 @@ def test_small_class_gets_validation_first(project: Project) -> None:
     assert splits == ["train", "train", "val"]
 
 
-def test_deterministic_for_same_seed(tmp_path) -> None:
+def test_deterministic_for_same_seed(tmp_path: Path) -> None:
     results = []
     for name in ("p1", "p2"):
         with Project.create(tmp_path / name) as p:
@@ -60,7 +66,9 @@ def test_resplit_and_locked_test(project: Project) -> None:
     assert counts.count(a.id, "train") + counts.count(a.id, "val") == 85
     extra = add_rows(project, 10, prefix="late")
     project.set_labels(extra, a.id)
-    assert set(project.image_ids(ImageFilter(split="test"))) == test_before, "locked: nothing enters"
+    assert set(project.image_ids(ImageFilter(split="test"))) == test_before, (
+        "locked: nothing enters"
+    )
     lock_test_split(project, False)
     resplit(project, (0.7, 0.15, 0.15), seed=1)
     assert split_settings(project).seed == 1

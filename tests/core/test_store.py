@@ -215,7 +215,9 @@ def test_queries_filters_sort_and_paging(project: Project) -> None:
     assert project.count_images(ImageFilter(class_ids=(a.id,))) == 10
     assert project.count_images(ImageFilter(unlabeled=True)) == 25
     assert project.count_images(ImageFilter(class_ids=(a.id,), unlabeled=True)) == 35
-    labeled_splits = sum(project.count_images(ImageFilter(split=s)) for s in ("train", "val", "test"))
+    labeled_splits = sum(
+        project.count_images(ImageFilter(split=s)) for s in ("train", "val", "test")
+    )
     assert labeled_splits == 10
     assert project.count_images(ImageFilter(split="none")) == 25
     page = project.page(sort="name", offset=0, limit=3)

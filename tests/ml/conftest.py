@@ -106,11 +106,11 @@ def store_audit(project: Project, ids: list[int], labels: list[int], probs: np.n
     run_id = runs.create_run(
         project, name="label audit", class_names=names,
         config_json='{"kind": "label_audit", "folds": 3, "epochs": 4, "img_size": 32}',
-        snapshot=[(i, c, "train") for i, c in zip(ids, labels)])
+        snapshot=[(i, c, "train") for i, c in zip(ids, labels, strict=False)])
     runs.save_predictions(project, run_id, "oos", [
         runs.PredictionInfo(i, "oos", c, int(probs[r].argmax()), float(probs[r].max()), 0.1,
                             probs[r].astype(np.float32))
-        for r, (i, c) in enumerate(zip(ids, labels))])
+        for r, (i, c) in enumerate(zip(ids, labels, strict=False))])
     runs.update_run(project, run_id, status="finished", finished=True)
     return run_id
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ def _audit_cfg(**kw) -> TrainConfig:
 
 
 @pytest.fixture
-def noisy_project(tmp_path):  # noqa: ANN201
+def noisy_project(tmp_path: Path):
     """3 clearly separable classes x 30 images (24 px); 5 % of the labels flipped (seeded)."""
     files = write_images(tmp_path / "imgs", n_per_class=30)
     rng = np.random.default_rng(3)
@@ -55,7 +56,7 @@ def test_stratified_folds_spread_each_class() -> None:
     assert set(folds.tolist()) == {0, 1, 2}
 
 
-def test_audit_recovers_flipped_labels(noisy_project) -> None:  # noqa: ANN001
+def test_audit_recovers_flipped_labels(noisy_project: Project) -> None:
     project, wrong = noisy_project
     events: list = []
     t = time.perf_counter()
@@ -114,7 +115,7 @@ def test_audit_recovers_flipped_labels(noisy_project) -> None:  # noqa: ANN001
             ("audit-confirm", label, label), ("audit-unconfirm", label, label)]
 
 
-def test_audit_cancel_and_refusals(tiny_project) -> None:  # noqa: ANN001
+def test_audit_cancel_and_refusals(tiny_project: Project) -> None:
     token = CancelToken()
 
     def on_event(event: object) -> None:
@@ -145,7 +146,7 @@ def test_audit_config_defaults() -> None:
     assert 6 <= cfg.epochs <= 30 and cfg.img_size <= 96
 
 
-def test_new_audit_replaces_old_and_keeps_confirmations(tiny_project) -> None:  # noqa: ANN001
+def test_new_audit_replaces_old_and_keeps_confirmations(tiny_project: Project) -> None:
     cfg = _audit_cfg(epochs=1)
     with limited_threads(1):
         first = crossval.cross_validate(tiny_project, k=3, config=cfg)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import NoReturn
+
 import numpy as np
 import pytest
 import torch
@@ -12,19 +15,19 @@ from densestudio.ml import data as D
 from .conftest import write_images
 
 
-def _items(files):  # noqa: ANN001, ANN202
+def _items(files):
     from densestudio.core.imaging import file_hash
 
     return [D.CacheItem(i, str(p), file_hash(p)) for i, (p, _) in enumerate(files)]
 
 
-def test_disk_cache_means_no_second_decode(tmp_path, monkeypatch) -> None:
+def test_disk_cache_means_no_second_decode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     items = _items(write_images(tmp_path / "i", 4))
     cache = D.DecodedCache(tmp_path / "cache")
     first, failures = cache.load(items, legacy(32, "L"))
     assert first.shape == (12, 1, 32, 32) and first.dtype == torch.uint8 and not failures
 
-    def no_decode(*_a, **_k):  # noqa: ANN202
+    def no_decode(*_a, **_k) -> NoReturn:
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(Preprocessing, "load", no_decode)
@@ -42,7 +45,7 @@ def test_disk_cache_means_no_second_decode(tmp_path, monkeypatch) -> None:
     assert wide.shape == (2, 1, 32, 64) and not torch.equal(wide[:][:, :, :, :32], first[:2])
 
 
-def test_unreadable_files_are_reported(tmp_path) -> None:
+def test_unreadable_files_are_reported(tmp_path: Path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     out, failures = D.DecodedCache(None).load([D.CacheItem(7, str(bad), "x" * 32)],
@@ -51,7 +54,7 @@ def test_unreadable_files_are_reported(tmp_path) -> None:
     assert failures[0].image_id == 7 and failures[0].reason
 
 
-def test_preprocessing_matches_for_paths_and_pil(tmp_path) -> None:
+def test_preprocessing_matches_for_paths_and_pil(tmp_path: Path) -> None:
     from PIL import Image
 
     (p, _), *_ = write_images(tmp_path / "i", 1)

@@ -109,8 +109,9 @@ def test_defect_recall_monitor_counts_defects_called_good() -> None:
     assert TrainConfig(monitor="val_defect_recall").problems()  # needs the good class
 
 
-def test_fit_keeps_the_epoch_with_the_best_balanced_accuracy(tiny_project: Project,
-                                                             monkeypatch) -> None:
+def test_fit_keeps_the_epoch_with_the_best_balanced_accuracy(
+    tiny_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scripted = iter([_val(0.2, 0.9, 0.5), _val(0.4, 0.8, 0.8), _val(0.1, 0.95, 0.6)])
     real = train.validate
     monkeypatch.setattr(train, "validate", lambda *a: (real(*a), next(scripted))[1])
@@ -128,7 +129,7 @@ class FakeClock:
         return self.now
 
 
-def test_planner_fits_epochs_into_the_budget(monkeypatch) -> None:
+def test_planner_fits_epochs_into_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
     monkeypatch.setattr(budget.time, "perf_counter", clock)
     p = budget.EpochPlanner(budget_s=600, steps_per_epoch=40, n_train=1280, n_val=270,
@@ -220,7 +221,7 @@ def test_training_evaluation_heatmaps_and_export_see_the_same_pixels(tmp_path: P
             explained, box = explainer.pixels(image_id)
             np.testing.assert_array_equal(trained[0].numpy(), exported)
             np.testing.assert_array_equal(trained[0].numpy(), explained)
-            left, top, w, h = box
+            _left, _top, w, h = box
             assert (w > h) == (path == wide) and max(w, h) == 48  # letterboxed, not squashed
             heat = explainer.explain(image_id).heatmap
             assert heat.shape == (h, w)  # the overlay covers the image, not the padding

@@ -43,7 +43,7 @@ def write_square_images(folder: Path, seed: int = 0) -> dict[str, tuple[int, int
 
 
 @pytest.fixture(scope="module")
-def squares(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def squares(tmp_path_factory: pytest.TempPathFactory):
     from densestudio.ml.train import fit
 
     root = tmp_path_factory.mktemp("squares")
@@ -107,7 +107,7 @@ def test_gradcam_arguments() -> None:
     assert model.training  # the mode is restored
 
 
-def test_heatmap_peak_falls_on_the_square(squares) -> None:  # noqa: ANN001
+def test_heatmap_peak_falls_on_the_square(squares) -> None:
     project, run_id, boxes = squares
     info = runs.get_run(project, run_id)
     assert info.status == "finished"
@@ -129,7 +129,7 @@ def test_heatmap_peak_falls_on_the_square(squares) -> None:  # noqa: ANN001
     assert rate["layercam"] >= 0.70
 
 
-def _collect(project, run_id, images, boxes, square, hits, held_out) -> None:  # noqa: ANN001
+def _collect(project, run_id, images, boxes, square, hits, held_out) -> None:
     for image in images:
         for method in hits:
             e = explain.explain_image(project, run_id, image.id, class_index=square,
@@ -142,7 +142,7 @@ def _collect(project, run_id, images, boxes, square, hits, held_out) -> None:  #
                 held_out.append(hit)
 
 
-def test_explain_predicted_class_and_unreadable_file(squares, tmp_path) -> None:  # noqa: ANN001
+def test_explain_predicted_class_and_unreadable_file(squares, tmp_path: Path) -> None:
     project, run_id, boxes = squares
     image = next(i for i in project.images_by_ids(project.image_ids()) if i.path in boxes)
     e = explain.explain_image(project, run_id, image.id)

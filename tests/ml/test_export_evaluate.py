@@ -25,7 +25,7 @@ from .conftest import add_images, tiny_config, write_images
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):  # noqa: ANN201
+def trained(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("trained")
     files = write_images(tmp / "imgs", 14)
     unlabeled = write_images(tmp / "new", 2, seed=5)
@@ -48,7 +48,7 @@ def test_metrics_by_hand() -> None:
     assert s.macro_f1 == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
 
 
-def test_report_and_confusion_cells(trained) -> None:  # noqa: ANN001
+def test_report_and_confusion_cells(trained) -> None:
     project, run_id, _ = trained
     rep = evaluate.report(project, run_id, "test")
     assert rep.n == 6 and sum(map(sum, rep.confusion)) == 6
@@ -69,7 +69,7 @@ def test_report_and_confusion_cells(trained) -> None:  # noqa: ANN001
     assert runs.top_losses(project, run_id, "test", 2) == [t.image_id for t in rep.top_losses[:2]]
 
 
-def test_evaluate_run_with_and_without_tta(trained) -> None:  # noqa: ANN001
+def test_evaluate_run_with_and_without_tta(trained) -> None:
     project, run_id, _ = trained
     plain = evaluate.evaluate_run(project, run_id, ("val", "test"), tta=False)
     assert plain.subset == "test" and plain.n == 6
@@ -78,7 +78,7 @@ def test_evaluate_run_with_and_without_tta(trained) -> None:  # noqa: ANN001
     assert runs.prediction_count(project, run_id, "val") == 6
 
 
-def test_predict_unlabeled_images(trained) -> None:  # noqa: ANN001
+def test_predict_unlabeled_images(trained) -> None:
     project, run_id, _ = trained
     ids = project.image_ids(ImageFilter(unlabeled=True))
     assert len(ids) == 6
@@ -88,7 +88,7 @@ def test_predict_unlabeled_images(trained) -> None:  # noqa: ANN001
     assert len(stored) == 6 and all(p.true_index is None and p.loss is None for p in stored)
 
 
-def test_export_roundtrip_in_app(trained) -> None:  # noqa: ANN001
+def test_export_roundtrip_in_app(trained) -> None:
     project, run_id, tmp = trained
     out = export.export_model(project, run_id, tmp / "model")  # ONNX by default
     assert out.suffix == ".onnx" and out.is_file()
@@ -106,7 +106,7 @@ def test_export_roundtrip_in_app(trained) -> None:  # noqa: ANN001
     stored = {p.image_id: p for p in runs.predictions(project, run_id, "test")}
     images = project.images_by_ids(list(stored))
     results = model.predict([i.path for i in images])
-    for img, res in zip(images, results):
+    for img, res in zip(images, results, strict=False):
         assert res.class_name == model.class_names[stored[img.id].pred_index]
         np.testing.assert_allclose(res.probs, stored[img.id].probs, atol=1e-5)
 
@@ -157,7 +157,7 @@ PLAIN_TORCH = textwrap.dedent(
 )
 
 
-def test_exported_model_runs_with_plain_torch_only(trained) -> None:  # noqa: ANN001
+def test_exported_model_runs_with_plain_torch_only(trained) -> None:
     project, run_id, tmp = trained
     out = export.export_model(project, run_id, tmp / "plain.pt")
     paths = [i.path for i in project.page(ImageFilter(split="test"), limit=6)]
@@ -169,7 +169,7 @@ def test_exported_model_runs_with_plain_torch_only(trained) -> None:  # noqa: AN
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     plain = json.loads(proc.stdout.strip().splitlines()[-1])
-    for (name, probs), res in zip(plain, in_app):
+    for (name, probs), res in zip(plain, in_app, strict=False):
         assert name == res.class_name
         np.testing.assert_allclose(probs, res.probs, atol=1e-6)
 
@@ -187,7 +187,7 @@ def test_bad_model_files_are_refused(tmp_path: Path) -> None:
         export.load_exported(other)
 
 
-def test_runs_api_and_delete(trained, tmp_path: Path) -> None:  # noqa: ANN001
+def test_runs_api_and_delete(trained, tmp_path: Path) -> None:
     project, run_id, _ = trained
     listed = runs.list_runs(project)
     assert run_id in [r.id for r in listed]

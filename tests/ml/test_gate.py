@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sqlalchemy import update
@@ -15,7 +17,7 @@ NAMES = ["ok", "scratch"]
 
 
 @pytest.fixture
-def project(tmp_path) -> Project:  # noqa: ANN001
+def project(tmp_path: Path) -> Project:
     p = Project.create(tmp_path / "gate.dsproj")
     yield p
     p.close()
@@ -100,7 +102,7 @@ def test_gate_fails_on_a_significant_drop_and_on_must_pass_images(project: Proje
 
     # must-pass images from the training split: the gate uses their stored predictions
     golden = ids[:2]
-    signoff.add_golden(project, golden + [test[10]])
+    signoff.add_golden(project, [*golden, test[10]])
     for run_id, wrong in ((old, set()), (worse, {golden[0]})):
         t = truth(project.image_ids())
         runs.save_predictions(project, run_id, "unlabeled", [

@@ -52,7 +52,7 @@ def _probs(rows: list[tuple[int, float]], k: int = 3) -> np.ndarray:
     return out
 
 
-def _audit(probs: np.ndarray, labels: np.ndarray, names: tuple[str, ...]):  # noqa: ANN202
+def _audit(probs: np.ndarray, labels: np.ndarray, names: tuple[str, ...]):
     from densestudio.ml.crossval import _make_audit
 
     return _make_audit(1, None, names, list(range(100, 100 + len(labels))), labels, probs,

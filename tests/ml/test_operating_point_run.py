@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from tests.ml.conftest import add_images, copy_project, tiny_config, write_image
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def trained(tmp_path_factory: pytest.TempPathFactory):
     from densestudio.ml.threads import limited_threads
     from densestudio.ml.train import fit
 
@@ -31,7 +32,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     return path, run_id, root / "imgs"
 
 
-def test_save_load_round_trip_and_validation(trained, tmp_path) -> None:  # noqa: ANN001
+def test_save_load_round_trip_and_validation(trained, tmp_path: Path) -> None:
     src, run_id, _ = trained
     path = tmp_path / src.name
     copy_project(src, path)
@@ -72,7 +73,9 @@ def test_helpers() -> None:
         OperatingPoint("ok", 0.3))
 
 
-def test_export_carries_the_point_and_predicts(trained, tmp_path, capsys) -> None:  # noqa: ANN001
+def test_export_carries_the_point_and_predicts(
+    trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from densestudio.ml.export import export_model, load_exported
 
     src, run_id, imgs = trained
@@ -116,7 +119,7 @@ def test_export_carries_the_point_and_predicts(trained, tmp_path, capsys) -> Non
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
     assert len(lines) == 6
-    for line, r in zip(lines, results):
+    for line, r in zip(lines, results, strict=False):
         assert line.split("\t")[-1] == r.decision
     assert "OK if P(bright) >= 0.500" in captured.err and "UNSURE" in captured.err
     csv_path = tmp_path / "preds.csv"

@@ -61,7 +61,7 @@ def clone_run(project: Project, source: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def signed(tmp_path_factory):  # noqa: ANN201
+def signed(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("signed")
     project = Project.create(tmp / "p.dsproj")
     add_images(project, write_images(tmp / "imgs", 10))
@@ -95,7 +95,7 @@ class _Refs(HTMLParser):
                 self.ids.append(value or "")
 
 
-def test_gate_predicts_must_pass_images_without_stored_predictions(signed) -> None:  # noqa: ANN001
+def test_gate_predicts_must_pass_images_without_stored_predictions(signed) -> None:
     project, first, second, _ = signed
     g = compare_runs_for_gate(project, second)
     assert g.against == first and g.against_approved and g.n_golden == 1
@@ -106,7 +106,7 @@ def test_gate_predicts_must_pass_images_without_stored_predictions(signed) -> No
     assert not any(p.image_id == golden.image_id for p in runs.predictions(project, second))
 
 
-def test_report_has_every_section_and_loads_nothing(signed) -> None:  # noqa: ANN001
+def test_report_has_every_section_and_loads_nothing(signed) -> None:
     project, first, second, tmp = signed
     out = write_report(project, tmp / "report.html", second)
     html = out.path.read_text(encoding="utf-8")
@@ -132,7 +132,7 @@ def test_report_has_every_section_and_loads_nothing(signed) -> None:  # noqa: AN
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (tests/setup_services.sh "
                                              "installs Debian's package with apt-get as root)")
-def test_report_renders_in_headless_chromium_offline(signed) -> None:  # noqa: ANN001
+def test_report_renders_in_headless_chromium_offline(signed) -> None:
     project, _first, second, tmp = signed
     report = write_report(project, tmp / "browser.html", second).path
     profile = tmp / "chromium-profile"
@@ -171,7 +171,9 @@ def test_report_renders_in_headless_chromium_offline(signed) -> None:  # noqa: A
     assert all(any(s.startswith(title) for s in starts) for _, title in SECTIONS[1:])
 
 
-def test_export_uses_the_approved_run_and_the_report_shows_it(signed, capsys) -> None:  # noqa: ANN001
+def test_export_uses_the_approved_run_and_the_report_shows_it(
+    signed, capsys: pytest.CaptureFixture[str]
+) -> None:
     project, first, second, tmp = signed
     model = tmp / "model.pt"
     assert main(["export", str(project.path), str(model)]) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -111,11 +113,13 @@ def test_cancel_then_resume_matches_an_uninterrupted_run(tiny_project: Project) 
         fit(tiny_project, None, resume_run_id=run_id)
 
 
-def test_crash_is_recorded_and_resumable(tiny_project: Project, monkeypatch) -> None:
+def test_crash_is_recorded_and_resumable(
+    tiny_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = train.D.augment_batch
     calls = {"n": 0}
 
-    def flaky(x, preset, g, part=None):  # noqa: ANN001, ANN202
+    def flaky(x, preset, g, part=None):
         calls["n"] += 1
         if calls["n"] == 7:  # second epoch (5 steps per epoch)
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -136,7 +140,7 @@ def test_crash_is_recorded_and_resumable(tiny_project: Project, monkeypatch) -> 
     assert info.status == "finished" and info.epochs_done == 2 and info.error is None
 
 
-def test_early_stopping(tiny_project: Project, monkeypatch) -> None:
+def test_early_stopping(tiny_project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(train, "monitor_score", lambda *a: 0.0)  # never improves after epoch 1
     events: list[object] = []
     run_id = fit(
@@ -149,7 +153,7 @@ def test_early_stopping(tiny_project: Project, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("balance", ["weighted_loss", "sampler", "sqrt_sampler", "logit_adjust"])
-def test_balance_options_train(tmp_path, balance: str) -> None:
+def test_balance_options_train(tmp_path: Path, balance: str) -> None:
     files = write_images(tmp_path / "a", 6, classes=2) + write_images(tmp_path / "b", 20, seed=1,
                                                                      classes=1)
     with Project.create(tmp_path / "p.dsproj") as project:
@@ -158,7 +162,7 @@ def test_balance_options_train(tmp_path, balance: str) -> None:
         assert runs.get_run(project, run_id).status == "finished"
 
 
-def test_rgb_images_give_a_three_channel_model(tmp_path) -> None:
+def test_rgb_images_give_a_three_channel_model(tmp_path: Path) -> None:
     from PIL import Image
 
     files = write_images(tmp_path / "imgs", 8, classes=2)
@@ -172,7 +176,7 @@ def test_rgb_images_give_a_three_channel_model(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------ refusals
-def test_refuses_fewer_than_two_classes(tmp_path) -> None:
+def test_refuses_fewer_than_two_classes(tmp_path: Path) -> None:
     with Project.create(tmp_path / "p.dsproj") as project:
         add_images(project, write_images(tmp_path / "i", 8, classes=1))
         assert "at least 2 classes" in check_trainable(project)[0]
@@ -222,7 +226,7 @@ def test_config_json_roundtrip_and_old_runs() -> None:
     assert TrainConfig().fit == "letterbox" and TrainConfig().monitor == "val_balanced_acc"
 
 
-def test_head_then_full_with_a_user_weights_file(tiny_project: Project, tmp_path) -> None:
+def test_head_then_full_with_a_user_weights_file(tiny_project: Project, tmp_path: Path) -> None:
     """A picked weights file (no hub, no network): head epoch keeps the backbone frozen."""
     from densestudio.ml import zoo
 
@@ -268,7 +272,9 @@ def test_ema_is_the_moving_average_of_every_float_tensor() -> None:
         ema.update(model)
         d = min(0.9, (1 + step) / (10 + step))
         with torch.no_grad():
-            for ref, value in zip(expected.state_dict().values(), model.state_dict().values()):
+            for ref, value in zip(
+                expected.state_dict().values(), model.state_dict().values(), strict=False
+            ):
                 ref.lerp_(value, 1 - d) if value.dtype.is_floating_point else ref.copy_(value)
     for name, value in ema.module.state_dict().items():
         torch.testing.assert_close(value, expected.state_dict()[name], msg=name)

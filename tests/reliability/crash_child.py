@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from densestudio.core.importer import ImportOptions, ImportProgress, run_import  # noqa: E402
-from densestudio.core.store import Project  # noqa: E402
+from densestudio.core.importer import ImportOptions, ImportProgress, run_import
+from densestudio.core.store import Project
 
 
 def label_ops(seed: int, n_ops: int, image_ids: list[int], class_ids: list[int]):
@@ -27,7 +27,7 @@ def label_ops(seed: int, n_ops: int, image_ids: list[int], class_ids: list[int])
     rng = random.Random(seed)
     for _ in range(n_ops):
         ids = rng.sample(image_ids, rng.randint(1, min(40, len(image_ids))))
-        label = rng.choice(class_ids + [None])
+        label = rng.choice([*class_ids, None])
         yield ids, label
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from densestudio.core.store import Project, Seen  # noqa: E402
+from densestudio.core.store import Project, Seen
 
 REFRESH_EVERY = 8  # steps between re-reading the view: changes in between may conflict
 

@@ -66,7 +66,7 @@ def integrity_ok(path: Path) -> None:
         con.close()
 
 
-def test_sigkill_during_import(tmp_path: Path, monkeypatch) -> None:
+def test_sigkill_during_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = make_class_folders(tmp_path / "data", classes=("a", "b", "c"), per_class=40,
                               size=(48, 48))
     rng = random.Random(1)

@@ -70,7 +70,7 @@ def test_history_survives_sigkill_during_labeling_undo_redo(tmp_path: Path) -> N
     assert survived == KILLS
 
 
-def _calls(events) -> list[tuple[str, frozenset[int]]]:  # noqa: ANN001
+def _calls(events) -> list[tuple[str, frozenset[int]]]:
     """The store calls in the history: runs of events with the same how and time."""
     calls: list[tuple[str, object, set[int]]] = []
     for e in events:

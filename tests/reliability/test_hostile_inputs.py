@@ -53,14 +53,14 @@ def project(tmp_path: Path) -> Project:
     p.close()
 
 
-def finishes(fn, timeout: float = 20.0):  # noqa: ANN001, ANN201
+def finishes(fn, timeout: float = 20.0):
     """Run ``fn`` in a daemon thread; fail (instead of hanging the suite) if it blocks."""
     result: dict = {}
 
     def target() -> None:
         try:
             result["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:  # handed to the test
             result["error"] = exc
 
     thread = threading.Thread(target=target, daemon=True)
@@ -128,8 +128,9 @@ def test_locked_test_set_survives_every_entry_point(project: Project, tmp_path: 
 
 
 # ------------------------------------------------------------------ 2. project-relative paths
-def test_checkpoint_paths_are_stored_relative_to_the_project(tmp_path: Path,
-                                                              monkeypatch) -> None:
+def test_checkpoint_paths_are_stored_relative_to_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     work = tmp_path / "X"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -157,7 +158,9 @@ def test_checkpoint_paths_are_stored_relative_to_the_project(tmp_path: Path,
         assert Path(runs.get_run(project, 1).checkpoint_best).read_bytes() == b"model"
 
 
-def test_upgrade_fixes_cwd_relative_checkpoint_paths(tmp_path: Path, monkeypatch) -> None:
+def test_upgrade_fixes_cwd_relative_checkpoint_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A v2 project trained from the parent folder stored 'X/base.dsproj-runs/1/best.pt'."""
     work = tmp_path / "X"
     with Project.create(work / "base.dsproj") as project:
@@ -183,8 +186,9 @@ def test_upgrade_fixes_cwd_relative_checkpoint_paths(tmp_path: Path, monkeypatch
     assert db.backup_path_for(work / "base.dsproj", 2).is_file()
 
 
-def test_image_paths_are_absolute_whatever_the_import_argument(tmp_path: Path,
-                                                                 monkeypatch) -> None:
+def test_image_paths_are_absolute_whatever_the_import_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_class_folders(tmp_path / "imgs", ("x",), per_class=2)
     monkeypatch.chdir(tmp_path)
     with Project.create("p") as project:
@@ -213,7 +217,7 @@ def test_what_without_suffix_gets_one(tmp_path: Path) -> None:
 
 
 def test_database_urls_are_refused_not_created_as_folders(tmp_path: Path,
-                                                           monkeypatch) -> None:
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Other URL schemes are refused; a PostgreSQL URL is a server, never a folder (a
     closed local port here: "cannot reach"); "./" makes any such name a file path."""
     import socket
@@ -258,7 +262,7 @@ def test_non_utf8_names_import_and_relink_losslessly(project: Project, tmp_path:
 
 # ------------------------------------------------------------------ 5. concurrent writers
 def test_overlapping_imports_at_once_both_complete(project: Project, tmp_path: Path,
-                                                   monkeypatch) -> None:
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Another import commits the same files between this import's scan and its commit
     (what two processes at once do): no IntegrityError, nothing twice."""
     data = make_class_folders(tmp_path / "d", ("a", "b"), per_class=5)
@@ -266,7 +270,7 @@ def test_overlapping_imports_at_once_both_complete(project: Project, tmp_path: P
     real_put = ThumbnailCache.put_many
     raced = []
 
-    def put_many_then_race(self, items):  # noqa: ANN001
+    def put_many_then_race(self, items):
         if not raced:
             raced.append("racing")
             raced.append(run_import(other, [data], LABELS))  # the "other process"
@@ -287,7 +291,7 @@ def hold_write_lock(path: Path) -> sqlite3.Connection:
 
 
 def test_a_long_writer_is_waited_for_with_a_notice_then_a_clear_error(
-        project: Project, monkeypatch) -> None:
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(db, "LOCK_NOTICE_S", 0.05)
     monkeypatch.setattr(db, "LOCK_WAIT_S", 0.3)
     notices: list[str] = []
@@ -302,8 +306,9 @@ def test_a_long_writer_is_waited_for_with_a_notice_then_a_clear_error(
     assert project.add_class("late").name == "late"
 
 
-def test_a_writer_that_finishes_while_we_wait_lets_us_through(project: Project,
-                                                              monkeypatch) -> None:
+def test_a_writer_that_finishes_while_we_wait_lets_us_through(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(db, "LOCK_NOTICE_S", 0.05)
     holder = hold_write_lock(project.path)
     waiting = threading.Event()
@@ -353,7 +358,9 @@ def test_a_device_is_never_read_as_an_image() -> None:
 
 
 # ------------------------------------------------------------------ 7. odd environments
-def test_read_only_project_reads_and_refuses_writes(tmp_path: Path, monkeypatch) -> None:
+def test_read_only_project_reads_and_refuses_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Where the file cannot be written (root ignores chmod, so the check is faked here;
     tests/cli/test_cli_hostile.py runs the real thing), it opens read-only."""
     path = tmp_path / "p.dsproj"
@@ -374,7 +381,7 @@ def test_read_only_project_reads_and_refuses_writes(tmp_path: Path, monkeypatch)
 
 
 def test_disk_full_during_import_stops_cleanly_and_keeps_what_was_saved(
-        project: Project, tmp_path: Path, monkeypatch) -> None:
+        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite's max_page_count gives exactly the error of a full disk (SQLITE_FULL)."""
     data = make_class_folders(tmp_path / "d", ("a",), per_class=40, size=(64, 64))
     run_import(project, [make_class_folders(tmp_path / "first", ("a",), per_class=3,
@@ -397,8 +404,9 @@ def test_disk_full_during_import_stops_cleanly_and_keeps_what_was_saved(
 
 
 @pytest.mark.parametrize("damage", ["folder", "garbage"])
-def test_damaged_thumbnail_cache_is_moved_aside_and_rebuilt(project: Project, tmp_path: Path,
-                                                            damage: str, caplog) -> None:
+def test_damaged_thumbnail_cache_is_moved_aside_and_rebuilt(
+    project: Project, tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
     cache = project.cache_dir / "thumbnails.sqlite"
     cache.parent.mkdir(parents=True)
     if damage == "folder":
@@ -443,7 +451,7 @@ def test_bad_schema_version_and_damaged_pages_are_clear_errors(tmp_path: Path) -
             f.seek((root - 1) * 4096)
             f.write(b"\xff" * 16)
     with Project.open(damaged) as project:  # its meta table is fine
-        with pytest.raises(ProjectError, match="is damaged .*malformed"):
+        with pytest.raises(ProjectError, match=r"is damaged .*malformed"):
             project.counts()
     garbage = tmp_path / "garbage.dsproj"
     garbage.write_bytes(b"\x00" * 100 + os.urandom(8000))
@@ -455,7 +463,7 @@ def test_bad_schema_version_and_damaged_pages_are_clear_errors(tmp_path: Path) -
 @pytest.mark.parametrize("ratios", [(float("nan"),) * 3, (float("inf"), 0, 0), (-1, 1, 1),
                                     (0.5, 0.5), (1, 1, 1)])
 def test_split_ratios_must_be_finite_non_negative_and_sum_to_one(project: Project,
-                                                                 ratios) -> None:  # noqa: ANN001
+                                                                 ratios) -> None:
     from densestudio.core.store import resplit
 
     with pytest.raises(ProjectError, match="sum to 1"):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from densestudio.cli import main as cli
 from densestudio.core import runs
 from densestudio.core.importer import ImportOptions, relink, run_import
@@ -15,7 +17,9 @@ from densestudio.ml.train import fit
 from tests.ml.conftest import tiny_config, write_images
 
 
-def test_training_skips_vanished_files_then_relink_restores(tmp_path: Path, capsys) -> None:
+def test_training_skips_vanished_files_then_relink_restores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_images(tmp_path / "imgs", n_per_class=10)
     project = Project.create(tmp_path / "p.dsproj")
     run_import(project, [tmp_path / "imgs"], ImportOptions(labels_from_subfolders=True))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 
+from pytestqt.qtbot import QtBot
+
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any QApplication exists
 os.environ.setdefault("QT_QUICK_BACKEND", "software")
 
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
+import shutil
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 NEU = SHARED / "datasets" / "neu-surface-defects"
@@ -40,7 +42,7 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def window(qtbot):  # noqa: ANN001, ANN201
+def window(qtbot: QtBot):
     from densestudio.ui.app import create_application
     from densestudio.ui.main_window import MainWindow
     from densestudio.ui.settings import Preferences

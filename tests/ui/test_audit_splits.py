@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
 from sqlalchemy import select, update
 
 from densestudio.core import history
@@ -18,23 +20,26 @@ from densestudio.core.models import Image as ImageRow
 from densestudio.ml import crossval
 from tests.ml.conftest import write_images
 
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
+
 AUDIT_TIMEOUT = 240_000  # ms; generous for a loaded 2-core machine
 
 
-def _import(qtbot, window, folder: Path, subfolders: bool = True) -> None:  # noqa: ANN001
+def _import(qtbot: QtBot, window: MainWindow, folder: Path, subfolders: bool = True) -> None:
     with qtbot.waitSignal(window.importFinished, timeout=60_000):
         window.start_import([folder], ImportOptions(labels_from_subfolders=subfolders))
     qtbot.waitUntil(lambda: window.import_worker is None, timeout=30_000)
 
 
-def _audit_form(panel, epochs: int = 10) -> None:  # noqa: ANN001
+def _audit_form(panel, epochs: int = 10) -> None:
     panel.folds.setValue(3)
     panel.epochs.setValue(epochs)
     panel.img_size.setValue(32)
 
 
 # ====================================================================== label audit
-def test_label_audit_tab(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_label_audit_tab(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     write_images(tmp_path / "imgs", n_per_class=12)
     assert window.new_project(tmp_path / "audit.dsproj")
     _import(qtbot, window, tmp_path / "imgs")
@@ -144,7 +149,9 @@ def test_label_audit_tab(qtbot, window, tmp_path) -> None:  # noqa: ANN001
     assert len(panel.model.ids) == len(shown) - 2
 
 
-def test_label_audit_says_when_a_small_class_cannot_be_judged(window, tmp_path) -> None:  # noqa: ANN001
+def test_label_audit_says_when_a_small_class_cannot_be_judged(
+    window: MainWindow, tmp_path: Path
+) -> None:
     """A stored audit whose model barely predicts the 6-image class "stripes": its images
     are not suggested for relabeling, and the tab says why."""
     from densestudio.core.store import Project
@@ -162,7 +169,9 @@ def test_label_audit_says_when_a_small_class_cannot_be_judged(window, tmp_path) 
             "suggestions for it are unreliable") in panel.notes.text()
 
 
-def test_label_audit_refuses_too_few_images(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_label_audit_refuses_too_few_images(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     write_images(tmp_path / "imgs", n_per_class=2, classes=1)
     assert window.new_project(tmp_path / "few.dsproj")
     _import(qtbot, window, tmp_path / "imgs")
@@ -197,12 +206,12 @@ def _write_lots(folder: Path) -> dict[str, list[Path]]:
     return out
 
 
-def _splits_by_path(project) -> dict[str, str | None]:  # noqa: ANN001
+def _splits_by_path(project) -> dict[str, str | None]:
     with project.session() as s:
         return {p: sp for p, sp in s.execute(select(ImageRow.path, ImageRow.split))}
 
 
-def test_split_panel_group_key(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_split_panel_group_key(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     _write_lots(tmp_path / "imgs")
     assert window.new_project(tmp_path / "lots.dsproj")
     _import(qtbot, window, tmp_path / "imgs")
@@ -247,7 +256,7 @@ def test_split_panel_group_key(qtbot, window, tmp_path) -> None:  # noqa: ANN001
     assert window.controller.split_settings().group_by == ""
 
 
-def test_split_panel_near_duplicates(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_split_panel_near_duplicates(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     files = _write_lots(tmp_path / "imgs")
     assert window.new_project(tmp_path / "dups.dsproj")
     _import(qtbot, window, tmp_path / "imgs")

@@ -5,13 +5,17 @@ and says the source class disappears."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from densestudio.core.store import ImageFilter
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 LONG = "scratch_on_upper_surface_near_coil_edge_lot_7_second_shift_A"  # 60 characters
 
 
-def _project(window, tmp_path: Path):  # noqa: ANN001, ANN202
+def _project(window: MainWindow, tmp_path: Path):
     from tests.ml.conftest import add_images, write_images
 
     assert window.new_project(tmp_path / "classes.dsproj")
@@ -22,7 +26,9 @@ def _project(window, tmp_path: Path):  # noqa: ANN001, ANN202
     return c
 
 
-def test_rename_shows_the_whole_name_and_explains_a_refusal(window, tmp_path) -> None:  # noqa: ANN001
+def test_rename_shows_the_whole_name_and_explains_a_refusal(
+    window: MainWindow, tmp_path: Path
+) -> None:
     c = _project(window, tmp_path)
     info = c.add_class(LONG)
     panel = window.class_panel
@@ -51,7 +57,9 @@ def test_rename_shows_the_whole_name_and_explains_a_refusal(window, tmp_path) ->
     assert c.class_by_id(info.id).name == LONG
 
 
-def test_merge_names_the_source_and_has_no_default_target(window, tmp_path) -> None:  # noqa: ANN001
+def test_merge_names_the_source_and_has_no_default_target(
+    window: MainWindow, tmp_path: Path
+) -> None:
     c = _project(window, tmp_path)
     names = {k.name: k for k in c.classes()}
     source, target = names["stripes"], names["bright"]

@@ -4,15 +4,21 @@ button stays its size."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QToolButton
 
 from densestudio.ui.viewer import human_size
 
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
+
 LONG = "scratch_on_upper_surface_near_coil_edge_lot_7_second_shift_A"
 
 
-def test_undo_button_keeps_its_size_and_its_tooltip_names_the_step(window, tmp_path) -> None:  # noqa: ANN001
+def test_undo_button_keeps_its_size_and_its_tooltip_names_the_step(
+    window: MainWindow, tmp_path: Path
+) -> None:
     assert window.new_project(tmp_path / "u.dsproj")
     button = window.toolbar.widgetForAction(window.undo_action)
     assert isinstance(button, QToolButton)
@@ -22,7 +28,7 @@ def test_undo_button_keeps_its_size_and_its_tooltip_names_the_step(window, tmp_p
     assert LONG in window.undo_action.text()  # the Edit menu names it in full
 
 
-def test_splits_table_shows_every_row(window, tmp_path: Path) -> None:  # noqa: ANN001
+def test_splits_table_shows_every_row(window: MainWindow, tmp_path: Path) -> None:
     assert window.new_project(tmp_path / "s.dsproj")
     table = window.split_panel.table
     assert table.height() >= (table.verticalHeader().length()

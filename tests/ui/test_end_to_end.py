@@ -4,6 +4,7 @@ reopen; drag-and-drop import; cancelling an import."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -11,17 +12,21 @@ from PIL import Image
 from PySide6.QtCore import QItemSelection, QMimeData, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
+from pytestqt.qtbot import QtBot
 
 from densestudio.core.store import ImageFilter, Project
 
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
-def _wait_import(qtbot, window, timeout: int = 60_000):  # noqa: ANN001, ANN202
+
+def _wait_import(qtbot: QtBot, window: MainWindow, timeout: int = 60_000):
     with qtbot.waitSignal(window.importFinished, timeout=timeout) as blocker:
         pass
     return blocker.args[0]
 
 
-def _import_via_dialog(qtbot, window, paths, subfolders: bool):  # noqa: ANN001, ANN202
+def _import_via_dialog(qtbot: QtBot, window: MainWindow, paths, subfolders: bool):
     dialog = window.show_import_dialog(list(paths))
     assert dialog is not None and dialog.isVisible()
     dialog.subfolders.setChecked(subfolders)
@@ -38,11 +43,17 @@ def _labels(path: Path) -> dict[str, str | None]:
         return {i.name: names.get(i.label_id) for i in project.page(limit=10_000)}
 
 
-def _press(qtbot, widget, key, modifier=Qt.KeyboardModifier.NoModifier) -> None:  # noqa: ANN001
+def _press(qtbot: QtBot, widget, key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
     qtbot.keyClick(widget, key, modifier)
 
 
-def test_label_workflow_end_to_end(qtbot, window, neu_subset, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_label_workflow_end_to_end(
+    qtbot: QtBot,
+    window: MainWindow,
+    neu_subset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     path = tmp_path / "inspect.dsproj"
     assert window.stack.currentWidget() is window.welcome
     assert window.new_project(path)
@@ -166,7 +177,7 @@ def test_label_workflow_end_to_end(qtbot, window, neu_subset, tmp_path, monkeypa
     again.close()
 
 
-def _drop(window, paths: list[Path]) -> None:  # noqa: ANN001
+def _drop(window: MainWindow, paths: list[Path]) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     pos = window.rect().center()
@@ -180,7 +191,9 @@ def _drop(window, paths: list[Path]) -> None:  # noqa: ANN001
     QApplication.sendEvent(window, drop)
 
 
-def test_drag_and_drop_import(qtbot, window, neu_subset, tmp_path) -> None:  # noqa: ANN001
+def test_drag_and_drop_import(
+    qtbot: QtBot, window: MainWindow, neu_subset: Path, tmp_path: Path
+) -> None:
     # Without a project a drop explains what to do.
     _drop(window, [neu_subset])
     assert "project" in (window.last_error or "").lower()
@@ -219,7 +232,7 @@ def many_images(tmp_path: Path) -> Path:
     return folder
 
 
-def test_cancel_import(qtbot, window, many_images, tmp_path) -> None:  # noqa: ANN001
+def test_cancel_import(qtbot: QtBot, window: MainWindow, many_images: Path, tmp_path: Path) -> None:
     assert window.new_project(tmp_path / "cancel.dsproj")
     worker = window.start_import([many_images])
     assert worker is not None
@@ -249,7 +262,9 @@ def test_cancel_import(qtbot, window, many_images, tmp_path) -> None:  # noqa: A
     assert window.model.rowCount() == 1500
 
 
-def test_import_report_lists_skipped_files(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_import_report_lists_skipped_files(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     folder = tmp_path / "mixed"
     folder.mkdir()
     Image.new("L", (16, 16), 90).save(folder / "good.png")
@@ -268,8 +283,13 @@ def test_import_report_lists_skipped_files(qtbot, window, tmp_path) -> None:  # 
     dialog.accept()
 
 
-def test_tile_context_menu_selects_and_lists_classes(qtbot, window, neu_subset, tmp_path,  # noqa: ANN001
-                                                     monkeypatch) -> None:
+def test_tile_context_menu_selects_and_lists_classes(
+    qtbot: QtBot,
+    window: MainWindow,
+    neu_subset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     assert window.new_project(tmp_path / "menu.dsproj")
     with qtbot.waitSignal(window.importFinished, timeout=60_000):
         window.start_import([neu_subset], _options(True))
@@ -285,13 +305,15 @@ def test_tile_context_menu_selects_and_lists_classes(qtbot, window, neu_subset, 
     assert any(t.startswith("Remove Label") for t in texts)
 
 
-def _options(subfolders: bool):  # noqa: ANN202
+def _options(subfolders: bool):
     from densestudio.core.importer import ImportOptions
 
     return ImportOptions(labels_from_subfolders=subfolders)
 
 
-def test_filter_by_split_and_empty_state(qtbot, window, neu_subset, tmp_path) -> None:  # noqa: ANN001
+def test_filter_by_split_and_empty_state(
+    qtbot: QtBot, window: MainWindow, neu_subset: Path, tmp_path: Path
+) -> None:
     assert window.new_project(tmp_path / "split.dsproj")
     with qtbot.waitSignal(window.importFinished, timeout=60_000):
         window.start_import([neu_subset], _options(True))

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
+from pytestqt.qtbot import QtBot
 
 from densestudio.ui import errors
 
 
-def test_exception_in_slot_is_reported_and_app_survives(qtbot, monkeypatch) -> None:
+def test_exception_in_slot_is_reported_and_app_survives(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
     errors.install_excepthook(QApplication.instance())
     shown = []
     monkeypatch.setattr(errors, "show_error", lambda parent, title, msg, details="": shown.append(
@@ -24,7 +28,7 @@ def test_exception_in_slot_is_reported_and_app_survives(qtbot, monkeypatch) -> N
     button.clicked.connect(explode)
     button.click()
     qtbot.waitUntil(lambda: bool(shown), timeout=5000)
-    title, message, details = shown[0]
+    _title, message, details = shown[0]
     assert "ValueError: a bug in a slot" in message
     assert "Traceback" in details and "explode" in details
     # the event loop still runs
@@ -34,7 +38,7 @@ def test_exception_in_slot_is_reported_and_app_survives(qtbot, monkeypatch) -> N
     sys.excepthook = sys.__excepthook__
 
 
-def test_error_dialog_has_details(qtbot) -> None:
+def test_error_dialog_has_details(qtbot: QtBot) -> None:
     def close_box() -> None:
         box = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox)
                    and w.isVisible())

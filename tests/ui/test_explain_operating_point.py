@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
 
 from densestudio.core import runs as core_runs
 from densestudio.core.importer import ImportOptions
 from densestudio.core.store import Project
 from tests.ml.conftest import copy_project, write_images
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 TIMEOUT = 120_000
 
@@ -38,7 +43,7 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int
 
 
 @pytest.fixture
-def opened(window, trained_project, tmp_path):  # noqa: ANN001, ANN201
+def opened(window: MainWindow, trained_project, tmp_path: Path):
     src, run_id = trained_project
     dst = tmp_path / src.name
     copy_project(src, dst)
@@ -46,7 +51,7 @@ def opened(window, trained_project, tmp_path):  # noqa: ANN001, ANN201
     return window, run_id
 
 
-def test_viewer_heatmap_overlay(qtbot, opened, monkeypatch) -> None:  # noqa: ANN001
+def test_viewer_heatmap_overlay(qtbot: QtBot, opened, monkeypatch: pytest.MonkeyPatch) -> None:
     import densestudio.ml.explain as explain
 
     window, run_id = opened
@@ -54,7 +59,7 @@ def test_viewer_heatmap_overlay(qtbot, opened, monkeypatch) -> None:  # noqa: AN
     threads: list[str] = []
     original = explain.Explainer.explain
 
-    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def spy(self, *args, **kwargs):
         threads.append(threading.current_thread().name)
         return original(self, *args, **kwargs)
 
@@ -104,7 +109,7 @@ def test_viewer_heatmap_overlay(qtbot, opened, monkeypatch) -> None:  # noqa: AN
     assert viewer.heat_run is None and window.heatmaps.worker is None
 
 
-def test_review_tiles_show_heatmaps(qtbot, opened) -> None:  # noqa: ANN001
+def test_review_tiles_show_heatmaps(qtbot: QtBot, opened) -> None:
     window, run_id = opened
     window.review_run(run_id)
     panel = window.review_panel
@@ -120,7 +125,7 @@ def test_review_tiles_show_heatmaps(qtbot, opened) -> None:  # noqa: ANN001
     assert panel.model.data(panel.model.index(0), panel.model.HeatmapRole) is None
 
 
-def test_operating_point_window_loads_and_saves(qtbot, opened) -> None:  # noqa: ANN001
+def test_operating_point_window_loads_and_saves(qtbot: QtBot, opened) -> None:
     from densestudio.ml.operating_point import load_operating_point
 
     window, run_id = opened

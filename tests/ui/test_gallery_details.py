@@ -4,15 +4,20 @@ current tile in view, and the count under the Unlabeled filter after labeling.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
 
 from densestudio.core.importer import ImportOptions
 from densestudio.ui.gallery_view import MIN_TILE, SHORT_SPLIT_LABELS
 from tests.ml.conftest import write_images
 
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
-def _open(qtbot, window, tmp_path: Path, n_per_class: int, labels: bool) -> None:  # noqa: ANN001
+
+def _open(qtbot: QtBot, window: MainWindow, tmp_path: Path, n_per_class: int, labels: bool) -> None:
     write_images(tmp_path / "imgs", n_per_class=n_per_class)
     assert window.new_project(tmp_path / "g.dsproj")
     with qtbot.waitSignal(window.importFinished, timeout=60_000):
@@ -25,7 +30,9 @@ def test_small_tiles_tell_train_from_test() -> None:
     assert SHORT_SPLIT_LABELS["train"] != SHORT_SPLIT_LABELS["test"]
 
 
-def test_zoom_keeps_the_current_tile_in_view(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_zoom_keeps_the_current_tile_in_view(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     _open(qtbot, window, tmp_path, n_per_class=40, labels=True)
     gallery = window.gallery
     window.filter_bar.tile_slider.setValue(MIN_TILE)
@@ -43,7 +50,9 @@ def test_zoom_keeps_the_current_tile_in_view(qtbot, window, tmp_path) -> None:  
     assert gallery.viewport().rect().intersects(gallery.visualRect(gallery.currentIndex()))
 
 
-def test_unlabeled_filter_count_follows_labeling(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_unlabeled_filter_count_follows_labeling(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     _open(qtbot, window, tmp_path, n_per_class=3, labels=False)
     c = window.controller
     cls = c.add_class("scratch")

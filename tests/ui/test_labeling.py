@@ -5,17 +5,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
 
 from densestudio.core import history, signoff
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import utcnow
 from densestudio.core.progress import Progress
 from densestudio.core.store import ImageFilter, Project, bulk_insert_images
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 
 def _add_rows(project: Project, n: int) -> list[int]:
@@ -29,7 +34,7 @@ def _add_rows(project: Project, n: int) -> list[int]:
 
 
 @pytest.fixture
-def controller(qtbot, tmp_path):  # noqa: ANN001, ANN201
+def controller(qtbot: QtBot, tmp_path: Path):
     from densestudio.ui.controller import ProjectController
 
     project = Project.create(tmp_path / "c.dsproj")
@@ -38,7 +43,7 @@ def controller(qtbot, tmp_path):  # noqa: ANN001, ANN201
     c.close()
 
 
-def test_label_undo_redo_persist(controller) -> None:  # noqa: ANN001
+def test_label_undo_redo_persist(controller) -> None:
     ids = _add_rows(controller.project, 10)
     a = controller.add_class("a")
     b = controller.add_class("b")
@@ -68,7 +73,7 @@ def test_label_undo_redo_persist(controller) -> None:  # noqa: ANN001
     assert [e.how for e in history.image_history(controller.project, ids[9])] == ["keyboard"]
 
 
-def test_class_operations_undo(controller, qtbot) -> None:  # noqa: ANN001
+def test_class_operations_undo(controller, qtbot: QtBot) -> None:
     ids = _add_rows(controller.project, 6)
     stack = controller.undo_stack
     a = controller.add_class("a")
@@ -119,7 +124,7 @@ def test_class_operations_undo(controller, qtbot) -> None:  # noqa: ANN001
     assert signoff.verify_project(controller.project).ok
 
 
-def test_user_errors_become_messages(controller, qtbot) -> None:  # noqa: ANN001
+def test_user_errors_become_messages(controller, qtbot: QtBot) -> None:
     controller.add_class("a")
     with qtbot.waitSignal(controller.error) as blocker:
         assert controller.add_class("a") is None
@@ -127,7 +132,7 @@ def test_user_errors_become_messages(controller, qtbot) -> None:  # noqa: ANN001
     assert controller.undo_stack.count() == 1
 
 
-def test_gallery_model_pages_filters_and_overlay(controller, qtbot) -> None:  # noqa: ANN001
+def test_gallery_model_pages_filters_and_overlay(controller, qtbot: QtBot) -> None:
     from densestudio.ui import gallery_model
     from densestudio.ui.gallery_model import GalleryModel, TileOverlay
     from densestudio.ui.thumbnail_loader import ThumbnailLoader
@@ -158,7 +163,7 @@ def test_gallery_model_pages_filters_and_overlay(controller, qtbot) -> None:  # 
     assert model.row_of(ids[1]) == 1
 
 
-def test_thumbnail_loader_decodes_off_thread_and_bounds_memory(qtbot) -> None:  # noqa: ANN001
+def test_thumbnail_loader_decodes_off_thread_and_bounds_memory(qtbot: QtBot) -> None:
     import io
     import threading
 
@@ -198,10 +203,10 @@ class EpochEnded:
     epoch: int
 
 
-def test_worker_throttles_progress_but_keeps_other_events(qtbot) -> None:  # noqa: ANN001
+def test_worker_throttles_progress_but_keeps_other_events(qtbot: QtBot) -> None:
     from densestudio.ui.workers import Worker
 
-    def job(n: int, on_event, cancel) -> str:  # noqa: ANN001
+    def job(n: int, on_event, cancel) -> str:
         for i in range(n):
             on_event(FakeProgress(i))
             if i % 100 == 0:
@@ -224,10 +229,10 @@ def test_worker_throttles_progress_but_keeps_other_events(qtbot) -> None:  # noq
     assert not worker.running
 
 
-def test_worker_reports_errors_and_cancel(qtbot) -> None:  # noqa: ANN001
+def test_worker_reports_errors_and_cancel(qtbot: QtBot) -> None:
     from densestudio.ui.workers import Worker
 
-    def bad(on_event, cancel) -> None:  # noqa: ANN001
+    def bad(on_event, cancel) -> None:
         raise ProjectError("That project is read-only.")
 
     w = Worker(bad)
@@ -235,7 +240,7 @@ def test_worker_reports_errors_and_cancel(qtbot) -> None:  # noqa: ANN001
         w.start()
     assert failed.args == ["That project is read-only."] and w.user_error
 
-    def slow(on_event, cancel) -> None:  # noqa: ANN001
+    def slow(on_event, cancel) -> None:
         while True:
             cancel.raise_if_cancelled()
             time.sleep(0.005)
@@ -246,7 +251,7 @@ def test_worker_reports_errors_and_cancel(qtbot) -> None:  # noqa: ANN001
         w2.cancel()
 
 
-def test_preferences_and_recent_projects(tmp_path) -> None:  # noqa: ANN001
+def test_preferences_and_recent_projects(tmp_path: Path) -> None:
     from densestudio.ui import settings
 
     prefs = settings.load_preferences()
@@ -266,7 +271,7 @@ def test_preferences_and_recent_projects(tmp_path) -> None:  # noqa: ANN001
     assert settings.recent_projects()[0].endswith("p5.dsproj")
 
 
-def test_window_geometry_is_remembered(qtbot, window) -> None:  # noqa: ANN001
+def test_window_geometry_is_remembered(qtbot: QtBot, window: MainWindow) -> None:
     from densestudio.ui.main_window import MainWindow
     from densestudio.ui.settings import Preferences
 
@@ -277,7 +282,7 @@ def test_window_geometry_is_remembered(qtbot, window) -> None:  # noqa: ANN001
     assert (again.width(), again.height()) == (window.width(), window.height()) == (760, 540)
 
 
-def test_viewer_shows_16_bit_images_windowed(qtbot, tmp_path) -> None:  # noqa: ANN001
+def test_viewer_shows_16_bit_images_windowed(qtbot: QtBot, tmp_path: Path) -> None:
     from densestudio.core.store import ImageInfo
     from densestudio.ui.viewer import ImageViewer
 
@@ -312,7 +317,9 @@ def test_viewer_shows_16_bit_images_windowed(qtbot, tmp_path) -> None:  # noqa: 
     viewer.shutdown()
 
 
-def test_viewer_navigation_follows_gallery(qtbot, window, neu_subset, tmp_path) -> None:  # noqa: ANN001
+def test_viewer_navigation_follows_gallery(
+    qtbot: QtBot, window: MainWindow, neu_subset: Path, tmp_path: Path
+) -> None:
     from densestudio.core.importer import ImportOptions
 
     assert window.new_project(tmp_path / "v.dsproj")
@@ -333,7 +340,7 @@ def test_viewer_navigation_follows_gallery(qtbot, window, neu_subset, tmp_path) 
     assert "unlabeled" in window.viewer.details.text()
 
 
-def test_demo_project_from_welcome(qtbot, window) -> None:  # noqa: ANN001
+def test_demo_project_from_welcome(qtbot: QtBot, window: MainWindow) -> None:
     with qtbot.waitSignal(window.projectOpened, timeout=120_000) as opened:
         window.welcome.demo_button.click()
     path = Path(opened.args[0])
@@ -352,7 +359,7 @@ def test_demo_project_from_welcome(qtbot, window) -> None:  # noqa: ANN001
     assert window.controller.counts().total == counts.total
 
 
-def test_open_bad_project_shows_message(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_open_bad_project_shows_message(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     bad = tmp_path / "bad.dsproj"
     bad.write_bytes(b"not sqlite at all" * 100)
     assert not window.open_project(bad)
@@ -360,7 +367,9 @@ def test_open_bad_project_shows_message(qtbot, window, tmp_path) -> None:  # noq
     assert window.stack.currentWidget() is window.welcome
 
 
-def test_recent_projects_open_with_a_button_and_show_size_and_date(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_recent_projects_open_with_a_button_and_show_size_and_date(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     from tests.ml.conftest import add_images, write_images
 
     path = tmp_path / "line3.dsproj"

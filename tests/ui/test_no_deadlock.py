@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import BuiltinFunctionType, FrameType, ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -27,8 +28,10 @@ from pytestqt.qtbot import QtBot
 
 from densestudio.core.importer import ImportOptions
 from densestudio.core.progress import CancelToken, EventCallback
-from densestudio.ui.main_window import MainWindow
 from tests.ml.conftest import write_images
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 ROOT = Path(__file__).resolve().parents[2]
 UI_DIR = str(ROOT / "densestudio" / "ui")

@@ -7,13 +7,21 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pytestqt.qtbot import QtBot
 
 from densestudio.core.importer import ImportOptions, run_import
 from densestudio.core.store import ImageFilter, Project
 from tests.core.bad_files import make_class_folders
 
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
-def test_refresh_flags_missing_and_relink_restores(window, qtbot, tmp_path: Path) -> None:
+
+def test_refresh_flags_missing_and_relink_restores(
+    window: MainWindow, qtbot: QtBot, tmp_path: Path
+) -> None:
     data = make_class_folders(tmp_path / "data", classes=("a", "b"), per_class=3)
     path = tmp_path / "p.dsproj"
     with Project.create(path) as p:
@@ -30,7 +38,7 @@ def test_refresh_flags_missing_and_relink_restores(window, qtbot, tmp_path: Path
     assert project.count_images(ImageFilter(missing=True)) == 0
 
 
-def test_refresh_shows_images_imported_by_the_cli(window, tmp_path: Path) -> None:
+def test_refresh_shows_images_imported_by_the_cli(window: MainWindow, tmp_path: Path) -> None:
     first = make_class_folders(tmp_path / "first", classes=("a",), per_class=2)
     later = make_class_folders(tmp_path / "later", classes=("b",), per_class=4, seed=9)
     path = tmp_path / "p.dsproj"

@@ -4,16 +4,20 @@ Project…, and the offline indicator of a shared project whose server went away
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from pytestqt.qtbot import QtBot
 
 from densestudio.core.db import ServerURL
 from densestudio.core.store import Project
 from densestudio.ui.controller import ProjectController
+from densestudio.ui.main_window import MainWindow
 from tests.ui.test_labeling import _add_rows
 
 
 @pytest.fixture
-def two_windows(qtbot, tmp_path):  # noqa: ANN001, ANN201
+def two_windows(qtbot: QtBot, tmp_path: Path):
     """Two controllers on one project file, as two processes (or people) would have."""
     path = tmp_path / "team.dsproj"
     with Project.create(path) as project:
@@ -26,7 +30,7 @@ def two_windows(qtbot, tmp_path):  # noqa: ANN001, ANN201
     b.close()
 
 
-def test_others_changes_arrive_and_stale_ones_are_refused(qtbot, two_windows) -> None:  # noqa: ANN001
+def test_others_changes_arrive_and_stale_ones_are_refused(qtbot: QtBot, two_windows) -> None:
     a, b = two_windows
     ids = a.project.image_ids()
     ok, ng = (c.id for c in a.classes())
@@ -50,7 +54,9 @@ def test_others_changes_arrive_and_stale_ones_are_refused(qtbot, two_windows) ->
     assert b.project.image(ids[2]).label_id == ok
 
 
-def test_class_panel_shows_counts_per_author(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_class_panel_shows_counts_per_author(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     path = tmp_path / "p.dsproj"
     with Project.create(path) as project:
         ids = _add_rows(project, 5)
@@ -63,7 +69,7 @@ def test_class_panel_shows_counts_per_author(qtbot, window, tmp_path) -> None:  
     assert panel.tree.topLevelItem(0).toolTip(2) == "Labeled by alice 3 · bob 2"
 
 
-def test_open_shared_project_dialog(qtbot) -> None:  # noqa: ANN001
+def test_open_shared_project_dialog(qtbot: QtBot) -> None:
     from densestudio.ui.shared_dialog import SharedProjectDialog
 
     dialog = SharedProjectDialog(["/x/a.dsproj", "postgresql://alice@db.plant/line3"])
@@ -82,8 +88,9 @@ def test_open_shared_project_dialog(qtbot) -> None:  # noqa: ANN001
 
 
 @pytest.mark.postgres
-def test_shared_project_in_the_window_and_offline(qtbot, window, pg_server, pg_database_url,  # noqa: ANN001
-                                                  tmp_path) -> None:
+def test_shared_project_in_the_window_and_offline(
+    qtbot: QtBot, window: MainWindow, pg_server, pg_database_url, tmp_path: Path
+) -> None:
     from densestudio.ui import settings
 
     with Project.create(pg_database_url, files_root=tmp_path / "files") as project:
@@ -112,7 +119,9 @@ def test_shared_project_in_the_window_and_offline(qtbot, window, pg_server, pg_d
     assert c.project.image(ids[0]).label_id == ok.id
 
 
-def test_images_added_elsewhere_appear_in_the_gallery(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_images_added_elsewhere_appear_in_the_gallery(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     path = tmp_path / "p.dsproj"
     with Project.create(path) as project:
         _add_rows(project, 3)

@@ -8,9 +8,10 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import QMenu, QToolBar, QWidget
+from pytestqt.qtbot import QtBot
 
 from densestudio.core.importer import ImportOptions
-from densestudio.ui.main_window import unique_keys
+from densestudio.ui.main_window import MainWindow, unique_keys
 from tests.ml.conftest import write_images
 
 WINDOW_WIDE = (Qt.ShortcutContext.WindowShortcut, Qt.ShortcutContext.ApplicationShortcut)
@@ -18,7 +19,7 @@ WINDOW_WIDE = (Qt.ShortcutContext.WindowShortcut, Qt.ShortcutContext.Application
 TYPING_KEYS = {"Space", "Backspace", "Del", "Return", "Enter", "Left", "Right", "Up", "Down"}
 
 
-def _bindings(window) -> list[tuple[str, object, Qt.ShortcutContext, list[QWidget]]]:  # noqa: ANN001
+def _bindings(window: MainWindow) -> list[tuple[str, object, Qt.ShortcutContext, list[QWidget]]]:
     """(key, owner, context, widgets it is attached to) for every action and QShortcut of
     the window, its docks, tabs and menus."""
     out = []
@@ -47,7 +48,7 @@ def _name(owner: object) -> str:
     return owner.text() if isinstance(owner, QAction) else type(owner).__name__
 
 
-def test_no_shortcut_is_bound_twice(window, tmp_path: Path, qtbot) -> None:  # noqa: ANN001
+def test_no_shortcut_is_bound_twice(window: MainWindow, tmp_path: Path, qtbot: QtBot) -> None:
     write_images(tmp_path / "imgs", n_per_class=2)
     assert window.new_project(tmp_path / "keys.dsproj")
     with qtbot.waitSignal(window.importFinished, timeout=60_000):
@@ -68,7 +69,7 @@ def test_no_shortcut_is_bound_twice(window, tmp_path: Path, qtbot) -> None:  # n
     assert plain == []
 
 
-def test_ctrl_shift_z_redoes(window, tmp_path: Path, qtbot) -> None:  # noqa: ANN001
+def test_ctrl_shift_z_redoes(window: MainWindow, tmp_path: Path, qtbot: QtBot) -> None:
     write_images(tmp_path / "imgs", n_per_class=2)
     assert window.new_project(tmp_path / "redo.dsproj")
     with qtbot.waitSignal(window.importFinished, timeout=60_000):

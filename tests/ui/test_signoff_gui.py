@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
+from pytestqt.qtbot import QtBot
 
 from densestudio.core import signoff
 from densestudio.core.stats import clopper_pearson, images_needed, upper_bound_one_sided
 from densestudio.core.store import USER_ENV, current_user
 from densestudio.ui.intervals import pct_ci
+from densestudio.ui.main_window import MainWindow
 from tests.ml.conftest import copy_project
 from tests.ui.signoff_fixtures import MISSED, N_OK, N_SCRATCH, image_id_of, make_signoff_project
 
@@ -30,14 +32,14 @@ def signoff_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int
 
 
 @pytest.fixture
-def opened(window, signoff_project, tmp_path):  # noqa: ANN001, ANN201
+def opened(window: MainWindow, signoff_project, tmp_path: Path):
     src, run_a, run_b = signoff_project
     dst = copy_project(src, tmp_path / src.name)
     assert window.open_project(dst)
     return window, run_a, run_b
 
 
-def test_review_header_and_per_class_table_show_intervals(opened) -> None:  # noqa: ANN001
+def test_review_header_and_per_class_table_show_intervals(opened) -> None:
     window, _run_a, run_b = opened
     window.review_run(run_b)
     panel = window.review_panel
@@ -66,7 +68,7 @@ def test_review_header_and_per_class_table_show_intervals(opened) -> None:  # no
     assert "44 of 45" in table.item(row, 2).toolTip()
 
 
-def test_operating_point_window_shows_rates_with_intervals(qtbot, opened) -> None:  # noqa: ANN001
+def test_operating_point_window_shows_rates_with_intervals(qtbot: QtBot, opened) -> None:
     window, _run_a, run_b = opened
     window.review_run(run_b)
     qtbot.mouseClick(window.review_panel.op_button, Qt.MouseButton.LeftButton)
@@ -90,7 +92,7 @@ def test_operating_point_window_shows_rates_with_intervals(qtbot, opened) -> Non
     assert "you need ≥ 299 defect images with 0 missed" in panel.target_status.text()
 
 
-def test_target_miss_rate_picks_the_threshold_by_its_upper_bound(qtbot, opened) -> None:  # noqa: ANN001
+def test_target_miss_rate_picks_the_threshold_by_its_upper_bound(qtbot: QtBot, opened) -> None:
     window, _run_a, run_b = opened
     window.review_run(run_b)
     panel = window.review_panel.show_operating_point().panel
@@ -122,7 +124,9 @@ def test_target_miss_rate_picks_the_threshold_by_its_upper_bound(qtbot, opened) 
     assert f"({images_needed(0.01) - N_SCRATCH} more)" in status
 
 
-def test_marked_must_pass_image_fails_the_gate(qtbot, opened, monkeypatch) -> None:  # noqa: ANN001
+def test_marked_must_pass_image_fails_the_gate(
+    qtbot: QtBot, opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
     window, run_a, run_b = opened
     project = window.controller.project
     window.review_run(run_b)
@@ -165,7 +169,7 @@ def test_marked_must_pass_image_fails_the_gate(qtbot, opened, monkeypatch) -> No
     assert panel.gate_dialog is None and not dialog.isVisible()
 
 
-def test_approving_a_run_makes_the_export_dialog_default_to_it(qtbot, opened) -> None:  # noqa: ANN001
+def test_approving_a_run_makes_the_export_dialog_default_to_it(qtbot: QtBot, opened) -> None:
     window, run_a, run_b = opened
     project = window.controller.project
     # Who is recorded comes from the preferences.
@@ -206,7 +210,7 @@ def test_approving_a_run_makes_the_export_dialog_default_to_it(qtbot, opened) ->
     export.close()
 
 
-def test_report_action_writes_the_report(qtbot, opened, tmp_path) -> None:  # noqa: ANN001
+def test_report_action_writes_the_report(qtbot: QtBot, opened, tmp_path: Path) -> None:
     window, _run_a, run_b = opened
     window.review_run(run_b)
     window.report_action.trigger()  # File › Validation Report…
@@ -228,7 +232,9 @@ def test_report_action_writes_the_report(qtbot, opened, tmp_path) -> None:  # no
     assert str(out) in window.statusBar().currentMessage()
 
 
-def test_viewer_shows_history_after_relabel_and_undo(qtbot, opened, monkeypatch) -> None:  # noqa: ANN001
+def test_viewer_shows_history_after_relabel_and_undo(
+    qtbot: QtBot, opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
     window, _run_a, _run_b = opened
     monkeypatch.setenv(USER_ENV, "labeler-1")
     window.auto_advance_action.setChecked(False)
@@ -257,7 +263,7 @@ def test_viewer_shows_history_after_relabel_and_undo(qtbot, opened, monkeypatch)
     assert "4 changes · last: ok → scratch by labeler-1" in viewer.history_summary.text()
 
 
-def test_must_pass_mark_from_the_images_tab(opened, monkeypatch) -> None:  # noqa: ANN001
+def test_must_pass_mark_from_the_images_tab(opened, monkeypatch: pytest.MonkeyPatch) -> None:
     window, _run_a, _run_b = opened
     menus = []
     monkeypatch.setattr(window, "exec_menu", lambda menu, _pos: menus.append(menu))
@@ -275,7 +281,7 @@ def test_must_pass_mark_from_the_images_tab(opened, monkeypatch) -> None:  # noq
 
 
 def test_editing_the_history_behind_the_apps_back_is_reported_on_opening(
-        qtbot, window, signoff_project, tmp_path) -> None:  # noqa: ANN001
+        qtbot: QtBot, window: MainWindow, signoff_project, tmp_path: Path) -> None:
     src, _run_a, _run_b = signoff_project
     path = copy_project(src, tmp_path / src.name)
     # Intact: opening checks the records quietly; File › Verify Records says so.

@@ -4,20 +4,27 @@ and why is shown, it follows the project's labels, and the user's own edits are 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
 
 from densestudio.core.importer import ImportOptions
 from tests.ml.conftest import write_images
 
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
-def _import(qtbot, window, folder: Path) -> None:  # noqa: ANN001
+
+def _import(qtbot: QtBot, window: MainWindow, folder: Path) -> None:
     with qtbot.waitSignal(window.importFinished, timeout=60_000):
         window.start_import([folder], ImportOptions(labels_from_subfolders=True))
     qtbot.waitUntil(lambda: window.import_worker is None, timeout=30_000)
 
 
-def test_recommendation_follows_the_labels_and_says_why(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_recommendation_follows_the_labels_and_says_why(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     panel = window.train_panel
     assert window.new_project(tmp_path / "p.dsproj")
     window.show_panel(panel)
@@ -52,7 +59,9 @@ def test_recommendation_follows_the_labels_and_says_why(qtbot, window, tmp_path)
     assert panel.config().balance != "weighted_loss"
 
 
-def test_time_budget_and_aspect_ratio_are_the_users_to_change(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_time_budget_and_aspect_ratio_are_the_users_to_change(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     panel = window.train_panel
     write_images(tmp_path / "a", 6, classes=2)
     assert window.new_project(tmp_path / "p.dsproj")
@@ -67,7 +76,7 @@ def test_time_budget_and_aspect_ratio_are_the_users_to_change(qtbot, window, tmp
     assert panel.config().fit == "stretch" and "squashed" in panel.canvas_label.text()
 
 
-def test_models_are_listed_smallest_first(window) -> None:  # noqa: ANN001
+def test_models_are_listed_smallest_first(window: MainWindow) -> None:
     from densestudio.ml.zoo import build_model
 
     combo = window.train_panel.arch

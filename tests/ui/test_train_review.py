@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QElapsedTimer, QItemSelection, QItemSelectionModel, Qt, QTimer
 from PySide6.QtWidgets import QLabel
+from pytestqt.qtbot import QtBot
 
 from densestudio.core import runs as core_runs
+from densestudio.core.constants import SOURCE_PREDICTION
 from densestudio.core.importer import ImportOptions
-from densestudio.core.models import SOURCE_PREDICTION
 from densestudio.core.store import ImageFilter, Project
+from densestudio.ui.main_window import MainWindow
 from tests.ml.conftest import CLASS_NAMES, copy_project, write_images
 
 TRAIN_TIMEOUT = 240_000  # ms; generous for a loaded 2-core machine
@@ -51,14 +54,14 @@ class Heartbeat:
         return max(self.gaps, default=0)
 
 
-def _import(qtbot, window, folder: Path, subfolders: bool):  # noqa: ANN001, ANN202
+def _import(qtbot: QtBot, window: MainWindow, folder: Path, subfolders: bool):
     with qtbot.waitSignal(window.importFinished, timeout=60_000) as blocker:
         window.start_import([folder], ImportOptions(labels_from_subfolders=subfolders))
     qtbot.waitUntil(lambda: window.import_worker is None, timeout=30_000)
     return blocker.args[0]
 
 
-def _open_tiny(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+def _open_tiny(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     write_images(tmp_path / "imgs", n_per_class=12)
     assert window.new_project(tmp_path / "tiny.dsproj")
     report = _import(qtbot, window, tmp_path / "imgs", subfolders=True)
@@ -66,7 +69,7 @@ def _open_tiny(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
     window.train_panel.set_controller(window.controller)  # recount after the import
 
 
-def _tiny_form(panel, epochs: int = 2) -> None:  # noqa: ANN001
+def _tiny_form(panel, epochs: int = 2) -> None:
     panel.arch.setCurrentIndex(panel.arch.findData("densenet_bc_tiny"))
     panel.img_size.setValue(32)
     panel.epochs.setValue(epochs)
@@ -77,7 +80,9 @@ def _tiny_form(panel, epochs: int = 2) -> None:  # noqa: ANN001
 
 
 # ====================================================================== training
-def test_train_button_live_plots_runs_list(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_train_button_live_plots_runs_list(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     _open_tiny(qtbot, window, tmp_path)
     panel = window.train_panel
     window.show_panel(panel)
@@ -148,7 +153,7 @@ def test_train_button_live_plots_runs_list(qtbot, window, tmp_path) -> None:  # 
     assert not core_runs.run_dir(c.project, run_id).exists()
 
 
-def test_cancel_mid_run_and_resume(qtbot, window, tmp_path) -> None:  # noqa: ANN001
+def test_cancel_mid_run_and_resume(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     _open_tiny(qtbot, window, tmp_path)
     panel = window.train_panel
     _tiny_form(panel, epochs=3)
@@ -185,7 +190,7 @@ def test_cancel_mid_run_and_resume(qtbot, window, tmp_path) -> None:  # noqa: AN
     info = core_runs.get_run(window.controller.project, run_id)
     assert info.status == "finished" and info.epochs_done == 3
     assert f"resuming after epoch {done_before}" in "".join(
-        [panel.last_message] + [panel.status.text()]) or panel.plots.epoch_count == 3
+        [panel.last_message, panel.status.text()]) or panel.plots.epoch_count == 3
     assert panel.plots.epoch_count == 3  # history before the cancel + the resumed epochs
     assert [m.epoch for m in core_runs.epoch_metrics(window.controller.project, run_id)] == [
         1, 2, 3]
@@ -199,7 +204,9 @@ def test_cancel_mid_run_and_resume(qtbot, window, tmp_path) -> None:  # noqa: AN
     assert panel.status.text() == f"Showing run #{run_id} (finished)."
 
 
-def test_refusals_and_failures_are_clear(qtbot, window, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_refusals_and_failures_are_clear(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     panel = window.train_panel
     # Fewer than 2 classes.
     write_images(tmp_path / "one", n_per_class=6, classes=1)
@@ -226,7 +233,7 @@ def test_refusals_and_failures_are_clear(qtbot, window, tmp_path, monkeypatch) -
     # Out of memory in the engine: a clear message, the app carries on.
     import densestudio.ml.train as train_mod
 
-    def oom(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+    def oom(*_a, **_k) -> NoReturn:
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(train_mod, "_train", oom)
@@ -270,7 +277,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
 
 
 @pytest.fixture
-def review(qtbot, window, trained, tmp_path):  # noqa: ANN001, ANN201
+def review(qtbot: QtBot, window: MainWindow, trained, tmp_path: Path):
     """The trained project copied (so tests may change labels), open on the Review tab."""
     src, run_id, _other = trained
     dst = tmp_path / src.name
@@ -283,7 +290,9 @@ def review(qtbot, window, trained, tmp_path):  # noqa: ANN001, ANN201
     return panel, run_id
 
 
-def test_confusion_matrix_click_shows_exactly_those_images(qtbot, window, review) -> None:  # noqa: ANN001
+def test_confusion_matrix_click_shows_exactly_those_images(
+    qtbot: QtBot, window: MainWindow, review
+) -> None:
     panel, run_id = review
     project = window.controller.project
     assert panel.subset == "test"
@@ -327,7 +336,9 @@ def test_confusion_matrix_click_shows_exactly_those_images(qtbot, window, review
                                                                  limit=200)
 
 
-def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(window, review) -> None:  # noqa: ANN001
+def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(
+    window: MainWindow, review
+) -> None:
     panel, run_id = review
     project = window.controller.project
     rep = panel.report
@@ -373,8 +384,8 @@ def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(window, r
     assert table.table.item(table.row_of(run_id), 3).text() == "stripes 25.0 %"
 
 
-def test_relabel_from_review_and_undo(qtbot, window, review) -> None:  # noqa: ANN001
-    panel, run_id = review
+def test_relabel_from_review_and_undo(qtbot: QtBot, window: MainWindow, review) -> None:
+    panel, _run_id = review
     project = window.controller.project
     # The fullest cell, not the diagonal: a 2-epoch run may get every test image wrong.
     confusion = panel.report.confusion
@@ -424,7 +435,9 @@ def test_relabel_from_review_and_undo(qtbot, window, review) -> None:  # noqa: A
     assert panel.overlay[ids[0]].relabeled and panel.overlay[ids[0]].correct is True
 
 
-def test_review_tile_menu_selects_and_relabels(window, review, monkeypatch) -> None:  # noqa: ANN001
+def test_review_tile_menu_selects_and_relabels(
+    window: MainWindow, review, monkeypatch: pytest.MonkeyPatch
+) -> None:
     panel, _run_id = review
     panel.show_view("top_losses")
     assert panel.model.rowCount() > 1
@@ -441,7 +454,9 @@ def test_review_tile_menu_selects_and_relabels(window, review, monkeypatch) -> N
     assert window.controller.project.image(panel.model.image_id(1)).label_id == target.id
 
 
-def test_predict_unlabeled_and_accept(qtbot, window, review, tmp_path) -> None:  # noqa: ANN001
+def test_predict_unlabeled_and_accept(
+    qtbot: QtBot, window: MainWindow, review, tmp_path: Path
+) -> None:
     panel, run_id = review
     project = window.controller.project
     # New, unlabeled images arrive.
@@ -503,7 +518,7 @@ def test_predict_unlabeled_and_accept(qtbot, window, review, tmp_path) -> None: 
     assert len(project.image_ids(ImageFilter(unlabeled=True))) == 9
 
 
-def test_export_and_check(qtbot, window, review, tmp_path) -> None:  # noqa: ANN001
+def test_export_and_check(qtbot: QtBot, window: MainWindow, review, tmp_path: Path) -> None:
     from densestudio.ml import operating_point as op
 
     panel, run_id = review
@@ -562,7 +577,7 @@ def test_export_summary_without_an_operating_point() -> None:
     assert "average over 4 flipped / rotated copies" in output_text(4)
 
 
-def test_compare_two_runs(qtbot, window, review, trained) -> None:  # noqa: ANN001
+def test_compare_two_runs(qtbot: QtBot, window: MainWindow, review, trained) -> None:
     from densestudio.core.formatting import percent as pct
 
     panel, run_id = review
@@ -586,7 +601,7 @@ def test_compare_two_runs(qtbot, window, review, trained) -> None:  # noqa: ANN0
     a = {p.image_id: p for p in core_runs.predictions(project, run_id, panel.subset)}
     b = {p.image_id: p for p in core_runs.predictions(project, other, panel.subset)}
 
-    def right(p):  # noqa: ANN001, ANN202
+    def right(p):
         return p.pred_index == p.true_index
 
     a_only = {i for i in a if i in b and right(a[i]) and not right(b[i])}

@@ -1,0 +1,15 @@
+"""Vocabulary shared by every layer: label sources and split names.
+
+They live apart from ``core.models`` (the ORM tables) so ui/ and the CLI can use them without
+importing the tables.
+"""
+
+from __future__ import annotations
+
+# Label sources: who decided an image's class.
+SOURCE_HUMAN = "human"
+SOURCE_FOLDER = "folder"  # imported from the sub-folder name
+SOURCE_PREDICTION = "prediction"  # an accepted model prediction
+SOURCE_IMPORT = "import"  # set by `densestudio import-labels` (a line's MES, a script)
+
+SPLITS = ("train", "val", "test")
