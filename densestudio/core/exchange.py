@@ -11,8 +11,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from densestudio.core import history
-from densestudio.core.csv_cells import FORMULA_STARTS, csv_output, csv_text
 from densestudio.core.constants import SOURCE_IMPORT
+from densestudio.core.csv_cells import FORMULA_STARTS, csv_output, csv_text
 from densestudio.core.errors import ProjectError
 from densestudio.core.machine import root_map
 from densestudio.core.models import Image, LabelClass

@@ -233,11 +233,11 @@ class RunsPanel(QWidget):
             if before.get(info.id) != info:
                 self.runUpdated.emit(info.id)
 
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
+    def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         self.poll_timer.start()
 
-    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802
+    def hideEvent(self, event: QHideEvent) -> None:
         self.poll_timer.stop()
         super().hideEvent(event)
 

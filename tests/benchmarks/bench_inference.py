@@ -35,9 +35,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from densestudio.core.preprocess import Preprocessing  # noqa: E402
-from densestudio.ml import export, zoo  # noqa: E402
-from densestudio.runtime import onnx_model  # noqa: E402
+from densestudio.core.preprocess import Preprocessing
+from densestudio.ml import export, zoo
+from densestudio.runtime import onnx_model
 
 NEU = ROOT.parent / "shared" / "datasets" / "neu-surface-defects"
 

@@ -32,13 +32,13 @@ from PIL import Image, ImageFilter
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from densestudio.core.imaging import file_hash  # noqa: E402
-from densestudio.core.store import Project, bulk_insert_images  # noqa: E402
-from densestudio.ml import export  # noqa: E402
-from densestudio.ml.config import TrainConfig  # noqa: E402
-from densestudio.ml.evaluate import load_run_model  # noqa: E402
-from densestudio.ml.train import fit  # noqa: E402
-from densestudio.runtime.onnx_model import load_onnx  # noqa: E402
+from densestudio.core.imaging import file_hash
+from densestudio.core.store import Project, bulk_insert_images
+from densestudio.ml import export
+from densestudio.ml.config import TrainConfig
+from densestudio.ml.evaluate import load_run_model
+from densestudio.ml.train import fit
+from densestudio.runtime.onnx_model import load_onnx
 
 DATA = ROOT.parent / "shared" / "datasets"
 NEU = DATA / "neu-surface-defects"
