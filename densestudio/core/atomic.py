@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def _read_umask() -> int:
@@ -33,7 +33,7 @@ def _final_mode(path: Path) -> int:
 
 
 @contextmanager
-def atomic_output(path: Path, mode: str = "wb", **open_kwargs) -> Iterator[IO]:
+def atomic_output(path: Path, mode: str = "wb", **open_kwargs: str | None) -> Iterator[IO[Any]]:
     """``with atomic_output(p) as f: f.write(...)`` - replaces ``p`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

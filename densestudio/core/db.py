@@ -33,7 +33,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, Operationa
 from sqlalchemy.orm import Session, sessionmaker
 
 from densestudio.core.errors import ProjectError, ServerUnreachable
-from densestudio.core.models import Base, Image, Meta, Run
+from densestudio.core.models import Base, Image, Meta, Run, table_of
 
 SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 30_000  # reads and a writer's own statements wait this long for a lock
@@ -337,7 +337,7 @@ def _server_error(exc: BaseException, url: ServerURL) -> ProjectError | None:
     return None
 
 
-def _needs_immutable(exc: BaseException) -> bool:
+def _needs_immutable(exc: BaseException | None) -> bool:
     """SQLite's answer to a read-only open of a WAL file whose -shm it cannot create."""
     return "unable to open" in str(exc) or "readonly" in str(exc)
 
@@ -459,7 +459,7 @@ def _upgrade_2_to_3(conn: Connection, target: Target) -> None:
         return
     path = target
     runs_dir = path.with_name(path.name + "-runs")
-    table = Run.__table__
+    table = table_of(Run)
     rows = conn.execute(select(table.c.id, table.c.checkpoint_best, table.c.checkpoint_last))
     for run_id, *values in list(rows):
         fixed = {}
@@ -495,7 +495,7 @@ def _upgrade_4_to_5(conn: Connection, _target: Target) -> None:
 
     collate = ' COLLATE "C"' if conn.dialect.name == "postgresql" else ""  # as SortedText
     _add_column(conn, "image", "name_key", f"TEXT{collate} NOT NULL DEFAULT ''")
-    table = Image.__table__
+    table = table_of(Image)
     rows = list(conn.execute(select(table.c.id, table.c.filename)))
     for start in range(0, len(rows), 5000):
         conn.execute(update(table).where(table.c.id == bindparam("row_id"))

@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from densestudio.core.atomic import atomic_output
 from densestudio.core.errors import DenseStudioError
@@ -58,7 +58,7 @@ def open_regular(path: Path, error: type[Exception] = NotARegularFile) -> Iterat
 
 
 @contextmanager
-def open_output(path: Path, mode: str = "w", **open_kwargs) -> Iterator[IO]:
+def open_output(path: Path, mode: str = "w", **open_kwargs: str | None) -> Iterator[IO[Any]]:
     """``with open_output(p) as f: f.write(...)`` for an output file a user named."""
     path = Path(path)
     try:

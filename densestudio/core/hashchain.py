@@ -18,12 +18,13 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from densestudio.core import db
-from densestudio.core.models import Meta
+from densestudio.core.models import Approval, LabelEvent, Meta, table_of
 
 GENESIS = "0" * 64
 _SEP = "\x1f"
@@ -34,7 +35,7 @@ class Chain:
     """A chained table: its ORM class and the columns that make up a row's content."""
 
     name: str  # used in messages and the meta key
-    model: type
+    model: type[LabelEvent] | type[Approval]
     fields: tuple[str, ...]  # content columns in hashing order (id first)
 
     @property
@@ -97,7 +98,7 @@ def tail(s: Session, chain: Chain) -> tuple[int, str]:
     return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 
-def append(s: Session, chain: Chain, rows: list[dict]) -> str:
+def append(s: Session, chain: Chain, rows: list[dict[str, object]]) -> str:
     """Give ``rows`` (dicts of the content columns except id) the next ids and their hashes,
     insert them and move the head; one statement, in the caller's transaction. Returns the
     new head hash."""
@@ -113,7 +114,7 @@ def append(s: Session, chain: Chain, rows: list[dict]) -> str:
         row["prev_hash"] = last_hash
         last_hash = row_hash([row[f] for f in chain.fields], last_hash)
         row["hash"] = last_hash
-    s.connection().execute(chain.model.__table__.insert(), rows)  # Core executemany: fast
+    s.connection().execute(table_of(chain.model).insert(), rows)  # Core executemany: fast
     db.set_meta(s, chain.head_key, f"{last_id} {last_hash}")
     return last_hash
 
@@ -141,7 +142,8 @@ def verify(s: Session, chain: Chain, batch: int = 5000) -> ChainStatus:
         if len(problems) < 1000:
             problems.append(ChainProblem(chain.name, row_id, what))
 
-    rows: Iterable = s.execute(stmt.execution_options(yield_per=batch))
+    # Rows of column values, whatever their types (all hashed as text).
+    rows: Iterable[Sequence[Any]] = s.execute(stmt.execution_options(yield_per=batch))
     for *values, stored_prev, stored_hash in rows:
         row_id = int(values[0])
         count += 1
@@ -160,8 +162,8 @@ def verify(s: Session, chain: Chain, batch: int = 5000) -> ChainStatus:
     if head_id == -1:
         problem(None, "the recorded head is unreadable (edited)")
     elif head_id > prev_id:
-        gone = head_id - prev_id
-        problem(None, f"the newest {gone} row{'s were' if gone != 1 else ' was'} deleted "
+        cut = head_id - prev_id
+        problem(None, f"the newest {cut} row{'s were' if cut != 1 else ' was'} deleted "
                       f"(the chain ended at row {head_id}, now at {prev_id})")
     elif head_id < prev_id:
         problem(prev_id if head_id == prev_id - 1 else None,

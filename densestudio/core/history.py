@@ -17,13 +17,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from densestudio.core import hashchain
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import Image, ImportLog, LabelClass, LabelEvent, utcnow
+
+if TYPE_CHECKING:  # store and importer import this module
+    from densestudio.core.importer import ImportReport
+    from densestudio.core.store import ImageInfo, Project
 
 # How a label changed.
 HOW_KEYBOARD = "keyboard"  # 1-9 / 0 on one image in the gallery or viewer
@@ -91,12 +96,14 @@ class ImportSource:
 SCAN_ABOVE = 20_000  # ids: above this, one scan of the table beats chunked IN (...) queries
 
 
-def image_values(s: Session, column, ids: Sequence[int]) -> dict:
+def image_values(
+    s: Session, column: InstrumentedAttribute[Any], ids: Sequence[int]
+) -> dict[int, Any]:
     """``{image id: column value}`` for these images (a full scan when there are many)."""
     if len(ids) > SCAN_ABOVE:
         wanted = set(ids)
         return {i: v for i, v in s.execute(select(Image.id, column)) if i in wanted}
-    out: dict = {}
+    out: dict[int, Any] = {}
     ids = list(ids)
     for start in range(0, len(ids), 5000):
         out.update(iter(s.execute(select(Image.id, column).where(
@@ -129,7 +136,7 @@ def record(
     hashchain.append(s, LABEL_CHAIN, rows)
 
 
-def record_confirmations(project, image_ids: Sequence[int], confirmed: bool,
+def record_confirmations(project: Project, image_ids: Sequence[int], confirmed: bool,
                          who: str | None = None) -> None:
     """The label audit's "label is right" (or its undo) as events that keep the label."""
     from densestudio.core.store import current_user
@@ -145,7 +152,7 @@ def record_confirmations(project, image_ids: Sequence[int], confirmed: bool,
                who or current_user())
 
 
-def record_imported(s: Session, rows: Sequence[dict], who: str, at: datetime | None = None
+def record_imported(s: Session, rows: Sequence[dict[str, Any]], who: str, at: datetime | None = None
                     ) -> None:
     """History for images just inserted with a label by the importer (``rows`` are the
     inserted column dicts)."""
@@ -162,8 +169,8 @@ def record_imported(s: Session, rows: Sequence[dict], who: str, at: datetime | N
     record(s, sorted(found), HOW_IMPORT, who, at)
 
 
-def log_import(project, sources: Sequence[Path], labels_from_subfolders: bool,
-               report, who: str | None = None) -> None:  # TYPEHINT - ImportReport
+def log_import(project: Project, sources: Sequence[Path], labels_from_subfolders: bool,
+               report: ImportReport, who: str | None = None) -> None:
     """Remember where images came from (the report's "import sources")."""
     from densestudio.core.store import current_user
 
@@ -183,7 +190,7 @@ def _info(r: LabelEvent) -> LabelEventInfo:
                           r.how, r.old_class_id, r.new_class_id)
 
 
-def image_history(project, image_id: int) -> list[LabelEventInfo]:
+def image_history(project: Project, image_id: int) -> list[LabelEventInfo]:
     """Every label event of one image, oldest first (the viewer's history panel)."""
     with project.session() as s:
         rows = s.scalars(select(LabelEvent).where(LabelEvent.image_id == image_id)
@@ -191,7 +198,7 @@ def image_history(project, image_id: int) -> list[LabelEventInfo]:
         return [_info(r) for r in rows]
 
 
-def all_history(project, limit: int | None = None,
+def all_history(project: Project, limit: int | None = None,
                 newest_first: bool = False) -> list[LabelEventInfo]:
     with project.session() as s:
         stmt = select(LabelEvent).order_by(
@@ -201,29 +208,29 @@ def all_history(project, limit: int | None = None,
         return [_info(r) for r in s.scalars(stmt)]
 
 
-def history_count(project) -> int:
+def history_count(project: Project) -> int:
     with project.session() as s:
         return s.scalar(select(func.count(LabelEvent.id))) or 0
 
 
-def history_summary(project) -> dict[str, int]:
+def history_summary(project: Project) -> dict[str, int]:
     """Events per ``how`` (for the report)."""
     with project.session() as s:
         return dict(iter(s.execute(select(LabelEvent.how, func.count()).group_by(LabelEvent.how))))
 
 
-def head_hash(project) -> str:
+def head_hash(project: Project) -> str:
     """The newest label event's hash (GENESIS when there is none)."""
     with project.session() as s:
         return hashchain.tail(s, LABEL_CHAIN)[1]
 
 
-def verify_history(project) -> hashchain.ChainStatus:
+def verify_history(project: Project) -> hashchain.ChainStatus:
     with project.session() as s:
         return hashchain.verify(s, LABEL_CHAIN)
 
 
-def import_sources(project) -> list[ImportSource]:
+def import_sources(project: Project) -> list[ImportSource]:
     with project.session() as s:
         rows = s.scalars(select(ImportLog).order_by(ImportLog.id))
         return [ImportSource(r.id, r.at, r.who, tuple(json.loads(r.sources_json or "[]")),
@@ -231,7 +238,7 @@ def import_sources(project) -> list[ImportSource]:
                              r.already_in_project, r.skipped, bool(r.cancelled)) for r in rows]
 
 
-def find_image(project, ref: str | int):  # TYPEHINT - store.ImageInfo
+def find_image(project: Project, ref: str | int) -> ImageInfo:
     """An image by id, full path or file name (a file name must be unique)."""
     text = str(ref).strip()
     with project.session() as s:

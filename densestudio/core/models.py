@@ -9,6 +9,7 @@ predictions are rows too, so a crash leaves nothing half-known.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any, cast
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from sqlalchemy import (
@@ -21,11 +22,14 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeEngine
 
 from densestudio.core.machine import root_map
 
@@ -66,7 +70,7 @@ def path_text(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-class FsPath(TypeDecorator):
+class FsPath(TypeDecorator[str]):
     """A Text column holding a file path that may contain undecodable bytes.
 
     Paths are stored as the machine that wrote them sees them, and read through this
@@ -76,7 +80,7 @@ class FsPath(TypeDecorator):
     impl = Text
     cache_ok = True
 
-    def load_dialect_impl(self, dialect):
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         return dialect.type_descriptor(
             Text(collation="C") if dialect.name == "postgresql" else Text())
 
@@ -89,6 +93,12 @@ class FsPath(TypeDecorator):
 
 class Base(DeclarativeBase):
     pass
+
+
+def table_of(model: type[Base]) -> Table:
+    """A mapped class's Core table (SQLAlchemy types ``__table__`` as a plain FromClause;
+    every class here is mapped to a Table)."""
+    return cast(Table, model.__table__)
 
 
 class Meta(Base):

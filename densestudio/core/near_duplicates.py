@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image as PILImage
@@ -29,6 +30,9 @@ from densestudio.core.imaging import thumbnail_hash
 from densestudio.core.models import Image
 from densestudio.core.splits import read_settings, set_split
 from densestudio.core.thumbnails import ThumbnailCache
+
+if TYPE_CHECKING:
+    from densestudio.core.store import Project
 
 BANDS = 4
 MIN_CORRELATION = 0.9  # of the thumbnails' detail, for a candidate pair to count
@@ -51,7 +55,7 @@ def _unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
-def backfill_hashes(project) -> int:
+def backfill_hashes(project: Project) -> int:
     """Compute missing dHashes (rows from older versions) from their thumbnails."""
     with project.session() as s:
         todo = list(s.scalars(select(Image.id).where(Image.phash.is_(None),
@@ -71,7 +75,9 @@ def backfill_hashes(project) -> int:
     return len(values)
 
 
-def find_cross_split_duplicates(project, max_distance: int = 3) -> list[NearDuplicateGroup]:
+def find_cross_split_duplicates(
+    project: Project, max_distance: int = 3
+) -> list[NearDuplicateGroup]:
     """Groups of near-identical labeled images that sit in different splits."""
     if not 0 <= max_distance <= BANDS - 1:
         raise ProjectError(f"max_distance must be between 0 and {BANDS - 1}.")
@@ -129,7 +135,7 @@ def find_cross_split_duplicates(project, max_distance: int = 3) -> list[NearDupl
 class _Signatures:
     """High-passed 64x64 grey unit vectors from the thumbnail cache, made on demand."""
 
-    def __init__(self, project) -> None:
+    def __init__(self, project: Project) -> None:
         self._project = project
         self._cache = ThumbnailCache(project)
         self._vectors: dict[int, np.ndarray | None] = {}
@@ -157,7 +163,7 @@ class _Signatures:
         return float(va @ vb)
 
 
-def move_together(project, groups: list[NearDuplicateGroup]) -> int:
+def move_together(project: Project, groups: list[NearDuplicateGroup]) -> int:
     """Put each group's images in one split (the one most of them are in; ties: train).
 
     A locked test set is never changed: a group touching it is refused with a message.

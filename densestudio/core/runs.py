@@ -18,12 +18,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
 
 from densestudio.core.errors import ProjectError
-from densestudio.core.models import EpochMetric, Image, Prediction, Run, RunImage, utcnow
+from densestudio.core.models import (
+    EpochMetric,
+    Image,
+    Prediction,
+    Run,
+    RunImage,
+    table_of,
+    utcnow,
+)
 from densestudio.core.store import Project
 
 RUN_STATUSES = ("created", "running", "finished", "cancelled", "failed")
@@ -39,9 +48,9 @@ class RunInfo:
     created_at: datetime
     finished_at: datetime | None
     status: str
-    config: dict
+    config: dict[str, Any]
     class_names: tuple[str, ...]
-    metrics: dict
+    metrics: dict[str, Any]
     best_epoch: int | None
     best_score: float | None
     epochs_done: int
@@ -49,7 +58,7 @@ class RunInfo:
     checkpoint_last: str | None  # absolute
     error: str | None
     device: str | None
-    extra: dict
+    extra: dict[str, Any]
 
     @property
     def kind(self) -> str:
@@ -186,7 +195,7 @@ def create_run(
     class_names: Sequence[str],
     snapshot: Sequence[tuple[int, int, str]],
     device: str | None = None,
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> int:
     """A new run with its label snapshot ``(image_id, class_index, split)``, one transaction."""
     with project.transaction() as s:
@@ -203,7 +212,7 @@ def create_run(
             for i, c, sp in snapshot
         ]
         for start in range(0, len(rows), 5000):
-            s.execute(RunImage.__table__.insert(), rows[start : start + 5000])
+            s.execute(table_of(RunImage).insert(), rows[start : start + 5000])
     return run_id
 
 
@@ -217,8 +226,8 @@ def update_run(
     project: Project,
     run_id: int,
     *,
-    metrics: dict | None = None,
-    extra: dict | None = None,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
     epoch_metric: EpochMetricInfo | None = None,
     finished: bool = False,
     **fields: object,
@@ -249,7 +258,7 @@ def update_run(
             s.add(EpochMetric(run_id=run_id, **epoch_metric.__dict__))
 
 
-def update_run_extra(project: Project, run_id: int, **changes: object) -> dict:
+def update_run_extra(project: Project, run_id: int, **changes: object) -> dict[str, Any]:
     """Set keys of the run's ``extra`` JSON (run-scoped settings) in one transaction; a value
     of None removes the key. Returns the new ``extra`` dict."""
     with project.transaction() as s:
@@ -382,7 +391,7 @@ def save_predictions(
             for p in predictions
         ]
         for start in range(0, len(rows), 5000):
-            s.execute(Prediction.__table__.insert(), rows[start : start + 5000])
+            s.execute(table_of(Prediction).insert(), rows[start : start + 5000])
 
 
 def predictions(

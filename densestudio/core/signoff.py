@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 
@@ -40,7 +41,7 @@ class ApprovalInfo:
     why: str
     data_fingerprint: str
     class_names: tuple[str, ...]
-    metrics: dict
+    metrics: dict[str, Any]
     label_head: str
     hash: str
 

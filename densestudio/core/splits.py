@@ -22,7 +22,7 @@ import math
 import random
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -80,7 +80,7 @@ def _write_settings(s: Session, settings: SplitSettings) -> None:
     db.set_meta(s, "split_group_by", settings.group_by)
 
 
-def group_key_function(group_by: str):  # TYPEHINT - Callable[[str], str | None]
+def group_key_function(group_by: str) -> Callable[[str], str] | None:
     """path -> group key, or None when images are split one by one."""
     if not group_by:
         return None

@@ -23,8 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, Select, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -33,6 +34,9 @@ from densestudio.core.constants import SOURCE_HUMAN, SOURCE_PREDICTION, SPLITS
 from densestudio.core.errors import ProjectError
 from densestudio.core.files import natural_key
 from densestudio.core.models import Image, LabelClass, path_text, utcnow
+
+if TYPE_CHECKING:  # splits is imported where it is used
+    from densestudio.core.splits import SplitSettings
 
 PROJECT_SUFFIX = ".dsproj"
 CHUNK = 5000  # ids per IN (...) clause; well under SQLite's variable limit
@@ -396,7 +400,7 @@ class Project:
         return db.resolve_stored_path(stored, self.files_root)
 
     @property
-    def engine(self):  # TYPEHINT - sqlalchemy Engine
+    def engine(self) -> Engine:
         return self._db.engine
 
     @contextmanager
@@ -958,7 +962,7 @@ def _apply_sort(stmt: Select, sort: str, descending: bool) -> Select:
     return stmt.order_by(*[k.desc() if descending else k for k in keys])
 
 
-def bulk_insert_images(s: Session, rows: list[dict]) -> None:
+def bulk_insert_images(s: Session, rows: list[dict[str, Any]]) -> None:
     """Insert image rows (dicts of Image columns) in one statement; used by the importer.
     Other clients' change feeds see them as changed rows."""
     if rows:
@@ -971,7 +975,7 @@ def bulk_insert_images(s: Session, rows: list[dict]) -> None:
 
 
 # Split management lives in splits.py; these wrappers give GUI and CLI one entry point.
-def split_settings(project: Project):
+def split_settings(project: Project) -> SplitSettings:
     from densestudio.core import splits
 
     with project.session() as s:

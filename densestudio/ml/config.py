@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.preprocess import Preprocessing, canvas_for
@@ -148,7 +149,7 @@ class TrainConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | dict) -> TrainConfig:
+    def from_json(cls, text: str | dict[str, Any]) -> TrainConfig:
         data = json.loads(text) if isinstance(text, str) else dict(text)
         data.setdefault("fit", "stretch")  # runs from before letterboxing squashed images
         known = {f.name for f in fields(cls)}

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,7 +122,7 @@ class LabelAudit:
     probs: np.ndarray  # N x K out-of-sample probabilities
     issues: tuple[LabelIssue, ...]  # every image, most suspicious first (index -> image_ids)
     folds: int
-    config: dict = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
     confirmed: frozenset[int] = frozenset()  # image ids the user said are labeled right
     checks: tuple[ClassCheck, ...] = ()  # per class: can its suggestions be trusted?
 
@@ -216,7 +218,7 @@ def train_on_tensors(
     cfg: TrainConfig,
     num_classes: int,
     device: torch.device,
-    on_step=None,  # TYPEHINT - Callable[[epoch, step, steps], None]
+    on_step: Callable[[int, int, int], None] | None = None,  # (epoch, step, steps)
     cancel: CancelToken | None = None,
 ) -> nn.Module:
     """Train a compact model from scratch on uint8 ``x`` (N x C x H x W) and labels ``y``
@@ -428,7 +430,7 @@ def _make_audit(
     labels: np.ndarray,
     probs: np.ndarray,
     folds: int,
-    config: dict,
+    config: dict[str, Any],
     confirmed: frozenset[int],
 ) -> LabelAudit:
     issues = tuple(rank_label_issues(probs, labels)) if len(image_ids) else ()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from densestudio.ml.decoded_cache import CacheItem as CacheItem
 from densestudio.ml.decoded_cache import DecodedCache as DecodedCache
 from densestudio.ml.decoded_cache import DecodeFailure as DecodeFailure
-from densestudio.ml.decoded_cache import Pixels
+from densestudio.ml.decoded_cache import Pixels as Pixels  # ml.data's public name
 
 STATS_SAMPLE = 4096  # images that channel_stats reads at most
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -256,7 +257,7 @@ def evaluate_tensors(
     project: Project,
     run_id: int,
     model: torch.nn.Module,
-    meta: dict,
+    meta: dict[str, Any],
     snap: Snapshot,
     pixels: D.Pixels,
     device: torch.device,
@@ -297,7 +298,9 @@ def evaluate_tensors(
     return reports
 
 
-def load_run_model(project: Project, run_id: int) -> tuple[zoo.DenseStudioNet, dict, dict]:
+def load_run_model(
+    project: Project, run_id: int
+) -> tuple[zoo.DenseStudioNet, dict[str, Any], dict[str, Any]]:
     """The run's best model (eval mode, CPU), its metadata and the run's config dict."""
     info = runs.get_run(project, run_id)
     path = info.checkpoint_best

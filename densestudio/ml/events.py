@@ -6,6 +6,7 @@ The GUI re-emits them as Qt signals; the CLI prints them. They carry ids and num
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from densestudio.core.progress import Progress
 
@@ -88,7 +89,7 @@ class EvaluationProgress(Progress):
 class RunFinished:
     run_id: int
     best_epoch: int | None
-    metrics: dict = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
     stopped_early: bool = False
 
 

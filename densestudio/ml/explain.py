@@ -39,6 +39,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -245,7 +246,7 @@ def gradcam(
 @dataclass
 class _LoadedModel:
     model: zoo.DenseStudioNet
-    meta: dict
+    meta: dict[str, Any]
     lock: threading.Lock  # one explanation at a time per model (autograd on shared weights)
 
 

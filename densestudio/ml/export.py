@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ from densestudio.runtime.model_file import (  # noqa: F401 - re-exported for cal
     MODEL_FORMAT,
     ModelFile,
     ModelFileError,
+    ModelSpec,
     PredictionResult,
     check_metadata,
     sniff_format,
@@ -172,7 +174,7 @@ class DeployModel(nn.Module):
 
 
 # ------------------------------------------------------------------ metadata
-def export_metadata(project: Project, run_id: int, meta: dict) -> dict:
+def export_metadata(project: Project, run_id: int, meta: dict[str, Any]) -> dict[str, Any]:
     info = runs.get_run(project, run_id)
     views = int(meta.get("tta_views", 1)) if info.config.get("tta") else 1
     prep = preprocess.from_meta(meta)
@@ -203,7 +205,7 @@ def export_metadata(project: Project, run_id: int, meta: dict) -> dict:
     }  # fmt: skip
 
 
-def _operating_point_meta(info: runs.RunInfo) -> dict | None:
+def _operating_point_meta(info: runs.RunInfo) -> dict[str, Any] | None:
     """The run's OK/NG operating point for the metadata (None when it has none)."""
     from densestudio.ml.operating_point import EXTRA_KEY
 
@@ -234,7 +236,7 @@ def _sample(indices: list[int], labels: Sequence[int], limit: int) -> list[int]:
     return [ordered[int(j * step)] for j in range(limit)]
 
 
-def _run_pixels(project: Project, run_id: int, meta: dict, cancel: CancelToken | None,
+def _run_pixels(project: Project, run_id: int, meta: dict[str, Any], cancel: CancelToken | None,
                 with_ood: bool = True) -> _RunPixels:
     """The parity images (and, ``with_ood``, the training and validation images)."""
     from densestudio.ml.snapshot import load_snapshot
@@ -293,7 +295,7 @@ def _run_file(model: ModelFile, pixels: torch.Tensor, batch: int = 64
     return np.concatenate(probs), (np.concatenate(ood) if ood else None)
 
 
-def ood_statistics(deploy: DeployModel, run_pixels: _RunPixels) -> dict | None:
+def ood_statistics(deploy: DeployModel, run_pixels: _RunPixels) -> dict[str, Any] | None:
     """Fill ``deploy.bank`` with the training images' features and pick the threshold that
     flags ``OOD_FLAG_SHARE`` of the validation images; the metadata's "ood" entry."""
     if run_pixels.train.shape[0] < 2 or run_pixels.val.shape[0] == 0:
@@ -331,7 +333,9 @@ def _resolve(out_path: str | Path, fmt: str | None) -> tuple[Path, str]:
     return path, by_suffix
 
 
-def _onnx_bytes(deploy: DeployModel, prep: preprocess.Preprocessing, metadata: dict) -> object:
+def _onnx_bytes(
+    deploy: DeployModel, prep: preprocess.Preprocessing, metadata: dict[str, Any]
+) -> object:
     """The module as an ONNX model proto (dynamic batch; traced with a batch of 2)."""
     import onnx  # noqa: F401 - the exporter needs it; fail here with a clear message
 
@@ -356,7 +360,7 @@ def _onnx_bytes(deploy: DeployModel, prep: preprocess.Preprocessing, metadata: d
     return proto
 
 
-def _with_metadata(proto, metadata: dict) -> bytes:  # noqa: ANN001 - onnx.ModelProto
+def _with_metadata(proto, metadata: dict[str, Any]) -> bytes:  # noqa: ANN001 - onnx.ModelProto
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_NAME, json.dumps(metadata)
@@ -373,7 +377,9 @@ def _scripted(deploy: DeployModel) -> torch.jit.ScriptModule:
         raise ExportError(f"Could not convert the model to TorchScript: {exc}") from exc
 
 
-def _save_torchscript(scripted: torch.jit.ScriptModule, metadata: dict, path: Path) -> None:
+def _save_torchscript(
+    scripted: torch.jit.ScriptModule, metadata: dict[str, Any], path: Path
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.save(scripted, str(path), _extra_files={META_NAME: json.dumps(metadata)})
@@ -444,7 +450,7 @@ def export_model(
         proto = _onnx_bytes(deploy, prep, metadata)
         runtime = f"onnxruntime {onnxruntime.__version__}"
 
-        def write(tmp: Path, with_meta: dict) -> None:
+        def write(tmp: Path, with_meta: dict[str, Any]) -> None:
             tmp.write_bytes(_with_metadata(proto, with_meta))
 
         def run(tmp: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -453,7 +459,7 @@ def export_model(
         scripted = _scripted(deploy)
         runtime = f"TorchScript (torch {torch.__version__})"
 
-        def write(tmp: Path, with_meta: dict) -> None:
+        def write(tmp: Path, with_meta: dict[str, Any]) -> None:
             _save_torchscript(scripted, with_meta, tmp)
 
         def run(tmp: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -484,7 +490,9 @@ def export_model(
 class TorchScriptModel(ModelFile):
     """A TorchScript export (probabilities only; needs torch)."""
 
-    def __init__(self, module: torch.jit.ScriptModule, metadata: dict, spec, path: Path) -> None:  # noqa: ANN001
+    def __init__(
+        self, module: torch.jit.ScriptModule, metadata: dict[str, Any], spec: ModelSpec, path: Path
+    ) -> None:
         super().__init__(metadata, spec, path)
         self.module = module.eval()
 
@@ -496,7 +504,7 @@ class TorchScriptModel(ModelFile):
 ExportedModel = ModelFile  # what ``load_exported`` returns, whichever the format
 
 
-def read_metadata(path: str | Path) -> dict:
+def read_metadata(path: str | Path) -> dict[str, Any]:
     return load_exported(path).metadata
 
 

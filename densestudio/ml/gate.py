@@ -17,6 +17,7 @@ the test split are chosen by people, so they are kept out of the rates).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from densestudio.core import queries, runs, signoff
 from densestudio.core.errors import DenseStudioError
@@ -333,7 +334,7 @@ def compare_runs_for_gate(
     )  # fmt: skip
 
 
-def gate_summary(result: GateResult) -> dict:
+def gate_summary(result: GateResult) -> dict[str, Any]:
     """The gate result as plain JSON values (kept with an approval, shown in the report)."""
     return {
         "candidate": result.candidate, "against": result.against, "passed": result.passed,

@@ -15,6 +15,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from densestudio.runtime.operating_point import (  # noqa: F401 - the rule lives
     from_dict,
     validate,
 )
+
+if TYPE_CHECKING:  # core.runs and the store load when a run's point is read or saved
+    from densestudio.core.store import Project
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ GOOD_NAMES = ("ok", "good", "pass", "passed", "normal", "okay", "no_defect", "no
 
 
 def save_operating_point(
-    project, run_id: int, point: OperatingPoint | None  # TYPEHINT - core.store.Project
+    project: Project, run_id: int, point: OperatingPoint | None
 ) -> None:
     """Store (or, with None, remove) the run's operating point."""
     from dataclasses import asdict
@@ -112,14 +116,14 @@ def save_operating_point(
     runs.update_run_extra(project, run_id, **{EXTRA_KEY: asdict(point) if point else None})
 
 
-def load_operating_point(project, run_id: int) -> OperatingPoint | None:
+def load_operating_point(project: Project, run_id: int) -> OperatingPoint | None:
     from densestudio.core import runs
 
     return from_dict(runs.get_run(project, run_id).extra.get(EXTRA_KEY))
 
 
 def stored_predictions(
-    project, run_id: int, subset: str  # TYPEHINT - core.store.Project
+    project: Project, run_id: int, subset: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities (N x classes) and true class indices of the run's stored
     predictions on ``subset`` ("val" or "test") for images that had a label."""

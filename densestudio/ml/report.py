@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -39,7 +40,7 @@ from densestudio.core.errors import DenseStudioError
 from densestudio.core.formatting import percent
 from densestudio.core.imaging import ImageDecodeError, load_image
 from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
-from densestudio.core.stats import images_needed_sentence, wilson
+from densestudio.core.stats import Interval, images_needed_sentence, wilson
 from densestudio.core.store import Project, current_user, split_settings
 from densestudio.ml import operating_point as op
 
@@ -104,7 +105,7 @@ def _when(dt: datetime | None) -> str:
     return "-" if dt is None else f"{dt:%Y-%m-%d %H:%M} UTC"
 
 
-def _ci(interval) -> str:  # TYPEHINT - stats.Interval
+def _ci(interval: Interval) -> str:
     return '<span class="ci">' + escape(interval.range_text()) + " %</span>" if interval.n \
         else '<span class="ci">-</span>'
 
@@ -770,7 +771,7 @@ def write_report(
 
 
 def record_export(project: Project, run_id: int, path: str | Path,
-                  files: Sequence[str | Path] = (), parity: dict | None = None) -> None:
+                  files: Sequence[str | Path] = (), parity: dict[str, Any] | None = None) -> None:
     """Remember a successful export in the run (``extra["last_export"]``) for the report;
     parity figures come from ``parity`` or, if absent, the exported file's metadata."""
     path = Path(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -55,14 +55,16 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     return None  # mps: autocast support varies; full precision is the safe choice
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None):
+def autocast(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[object]:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def adamw(
-    groups: list[dict], device: torch.device, lr: float, weight_decay: float
+    groups: list[dict[str, Any]], device: torch.device, lr: float, weight_decay: float
 ) -> torch.optim.AdamW:
     """AdamW, with the fused kernel where torch has one (CPU, CUDA): one pass over all
     parameters instead of a dozen per-op passes; ~3 % of a compact-model CPU step."""

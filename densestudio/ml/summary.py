@@ -17,9 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from densestudio.core.formatting import percent as pct
+
+if TYPE_CHECKING:  # evaluate imports this module
+    from densestudio.ml.evaluate import EvalReport
 
 SUBSET_ORDER = ("test", "val")  # the held-out test set first: it is what the line will see
 SUBSET_NAMES = {"test": "test", "val": "validation"}
@@ -56,7 +59,9 @@ def few_image_classes(per_class: Iterable[Any], limit: int = FEW_IMAGES) -> list
     return [(c.name, int(c.support)) for c in per_class if c.support < limit]
 
 
-def summarize(metrics: dict, report: Any = None, subset: str | None = None) -> RunSummary:
+def summarize(
+    metrics: dict[str, Any], report: EvalReport | None = None, subset: str | None = None
+) -> RunSummary:
     """The summary of a run from its ``metrics`` (test set first, else validation), or of
     ``subset`` when given. ``report``: an evaluation report of that subset, used for the
     worst class when the metrics do not have it (and for everything when metrics are empty)."""
