@@ -33,14 +33,21 @@ def _final_mode(path: Path) -> int:
 
 
 @contextmanager
-def atomic_output(path: Path, mode: str = "wb", **open_kwargs: str | None) -> Iterator[IO[Any]]:
+def atomic_output(
+    path: Path,
+    mode: str = "wb",
+    *,
+    encoding: str | None = None,
+    errors: str | None = None,
+    newline: str | None = None,
+) -> Iterator[IO[Any]]:
     """``with atomic_output(p) as f: f.write(...)`` - replaces ``p`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, _final_mode(path))
-        with os.fdopen(fd, mode, **open_kwargs) as f:
+        with os.fdopen(fd, mode, encoding=encoding, errors=errors, newline=newline) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
@@ -180,11 +180,12 @@ class ChangeFeed:
     def _listen(self) -> psycopg.Connection[Any]:
         raw = self.project.engine.raw_connection()
         try:
-            conn = raw.driver_connection
+            # SQLAlchemy types the DBAPI-level connection as Any | None; here it is psycopg's.
+            conn = cast("psycopg.Connection[Any]", raw.driver_connection)
             raw.detach()  # ours alone: never returned to the pool
         except Exception:
             raw.close()
             raise
         conn.autocommit = True
         conn.execute(f"LISTEN {CHANNEL}")
-        return conn  # type: ignore[no-any-return]  # driver_connection is typed Any
+        return conn

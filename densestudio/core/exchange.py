@@ -34,7 +34,8 @@ CSV_COLUMNS = (
 def export_labels_csv(project: Project, out: Path) -> int:
     """Write one row per image; atomic (temp file + rename) so a crash leaves no half file."""
     with project.session() as s:
-        names = dict(iter(s.execute(select(LabelClass.id, LabelClass.name))))
+        # keyed by int | None: unlabeled rows look up None and get ""
+        names: dict[int | None, str] = dict(iter(s.execute(select(LabelClass.id, LabelClass.name))))
         rows = s.execute(
             select(
                 Image.path, Image.content_hash, Image.label_id, Image.split, Image.label_source,

@@ -58,7 +58,14 @@ def open_regular(path: Path, error: type[Exception] = NotARegularFile) -> Iterat
 
 
 @contextmanager
-def open_output(path: Path, mode: str = "w", **open_kwargs: str | None) -> Iterator[IO[Any]]:
+def open_output(
+    path: Path,
+    mode: str = "w",
+    *,
+    encoding: str | None = None,
+    errors: str | None = None,
+    newline: str | None = None,
+) -> Iterator[IO[Any]]:
     """``with open_output(p) as f: f.write(...)`` for an output file a user named."""
     path = Path(path)
     try:
@@ -68,10 +75,11 @@ def open_output(path: Path, mode: str = "w", **open_kwargs: str | None) -> Itera
     except OSError as exc:
         raise DenseStudioError(f"Cannot write {path}: {exc.strerror or exc}") from exc
     if st_mode is None or stat.S_ISREG(st_mode):
-        with atomic_output(Path(os.path.realpath(path)), mode, **open_kwargs) as f:
+        with atomic_output(Path(os.path.realpath(path)), mode, encoding=encoding, errors=errors,
+                           newline=newline) as f:
             yield f
     elif stat.S_ISFIFO(st_mode) or stat.S_ISCHR(st_mode):
-        with open(path, mode, **open_kwargs) as f:
+        with open(path, mode, encoding=encoding, errors=errors, newline=newline) as f:
             yield f
     else:
         raise DenseStudioError(f"Cannot write {path}: it is {file_kind(st_mode)}; give a file "

@@ -220,8 +220,9 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
             if size > MAX_FILE_BYTES:
                 return SkippedFile(str(path), "file larger than 2 GiB")
             if size <= IN_MEMORY_BYTES:  # the usual case: one read for hash and decode
-                source: bytes | BinaryIO = f.read()
-                digest = bytes_hash(source)
+                data = f.read()
+                source: bytes | BinaryIO = data
+                digest = bytes_hash(data)
             else:  # stream the hash; Pillow then reads only what the image needs
                 digest = stream_hash(f)
                 f.seek(0)
@@ -329,7 +330,7 @@ def _run_import(
     if not cancelled:
         with ThreadPoolExecutor(max_workers=options.workers) as pool:
             chunks = (candidates[i : i + CHUNK] for i in range(0, total, CHUNK))
-            running: deque[Future] = deque()
+            running: deque[Future[list[_Decoded | SkippedFile]]] = deque()
             while not cancel.cancelled:
                 while len(running) < 2 * options.workers:
                     chunk = next(chunks, None)

@@ -85,7 +85,7 @@ def find_cross_split_duplicates(
     with project.session() as s:
         rows = list(s.execute(select(Image.id, Image.phash, Image.split).where(
             Image.phash.is_not(None), Image.split.is_not(None))))
-    hashes = {i: _unsigned(h) for i, h, _ in rows}
+    hashes = {i: _unsigned(h) for i, h, _ in rows}  # type: ignore[arg-type]  # NOT NULL by the query
     split_of = {i: sp for i, _, sp in rows}
     buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
     for image_id, h in hashes.items():
@@ -127,7 +127,8 @@ def find_cross_split_duplicates(
     for root, ids in clusters.items():
         splits = tuple(split_of[i] for i in sorted(ids))
         if len(set(splits)) > 1:
-            groups.append(NearDuplicateGroup(tuple(sorted(ids)), splits, worst.get(root, 0)))
+            groups.append(NearDuplicateGroup(  # splits: NOT NULL by the query
+                tuple(sorted(ids)), splits, worst.get(root, 0)))  # type: ignore[arg-type]
     groups.sort(key=lambda g: (not g.crosses_test, -len(g.image_ids)))
     return groups
 

@@ -47,9 +47,9 @@ def data_profile(project: Project) -> DataProfile:
             select(Image.label_id, Image.split, func.count()).where(*labeled)
             .group_by(Image.label_id, Image.split)
         ):
-            counts[index[label_id]] += n
+            counts[index[label_id]] += n  # type: ignore[index]  # the query excludes NULL
             if split == "train":
-                train[index[label_id]] += n
+                train[index[label_id]] += n  # type: ignore[index]  # as above
         sizes = tuple((int(w), int(h), int(n)) for w, h, n in s.execute(
             select(Image.width, Image.height, func.count()).where(*labeled)
             .group_by(Image.width, Image.height)

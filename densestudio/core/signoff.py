@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import delete, select
 
@@ -23,6 +23,9 @@ from densestudio.core import hashchain, history, runs
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import Approval, GoldenImage, Image, LabelEvent, utcnow
 from densestudio.core.store import Project, current_user
+
+if TYPE_CHECKING:
+    from sqlalchemy import CursorResult
 
 APPROVAL_CHAIN = hashchain.Chain(
     "approvals", Approval,
@@ -147,7 +150,9 @@ def add_golden(project: Project, image_ids: Sequence[int], note: str = "",
 def remove_golden(project: Project, image_ids: Sequence[int]) -> int:
     ids = sorted({int(i) for i in image_ids})
     with project.transaction() as s:
-        result = s.execute(delete(GoldenImage).where(GoldenImage.image_id.in_(ids)))
+        # a DELETE's result is a CursorResult (SQLAlchemy types execute() as a plain Result)
+        result = cast("CursorResult[Any]", s.execute(
+            delete(GoldenImage).where(GoldenImage.image_id.in_(ids))))
     return int(result.rowcount or 0)
 
 

@@ -23,11 +23,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, Select, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql import ColumnElement
 
 from densestudio.core import changes, db, history, machine
 from densestudio.core.constants import SOURCE_HUMAN, SOURCE_PREDICTION, SPLITS
@@ -36,7 +38,13 @@ from densestudio.core.files import natural_key
 from densestudio.core.models import Image, LabelClass, path_text, utcnow
 
 if TYPE_CHECKING:  # splits is imported where it is used
+    from typing import TypeAlias
+
+    from typing_extensions import Unpack
+
     from densestudio.core.splits import SplitSettings
+
+    _AnySelect: TypeAlias = Select[Unpack[tuple[Any, ...]]]  # a SELECT of any columns
 
 PROJECT_SUFFIX = ".dsproj"
 CHUNK = 5000  # ids per IN (...) clause; well under SQLite's variable limit
@@ -204,7 +212,10 @@ class CountTable:
 
     cells: dict[tuple[int | None, str | None], int] = field(default_factory=dict)
 
-    def count(self, class_id: int | None = ..., split: str | None = ...) -> int:  # type: ignore[assignment]
+    def count(
+        self, class_id: int | EllipsisType | None = ..., split: str | EllipsisType | None = ...
+    ) -> int:
+        """Images of ``class_id`` in ``split``; ``...`` (the default) means any."""
         return sum(
             n
             for (c, s), n in self.cells.items()
@@ -660,7 +671,8 @@ class Project:
         with self.session() as s:
             for chunk in _chunks(list(image_ids)):
                 for r in s.execute(select(*_IMAGE_COLUMNS).where(Image.id.in_(chunk))):
-                    found[r[0]] = ImageInfo(*r)
+                    # select(*columns) types its rows as one column wide
+                    found[r[0]] = ImageInfo(*r)  # type: ignore[call-arg]
         return [found[i] for i in image_ids if i in found]
 
     def image(self, image_id: int) -> ImageInfo:
@@ -920,7 +932,7 @@ def _apply_states(
     return tuple((i, rows[i].version + 1) for i, _ in states)
 
 
-def _apply_filter(stmt: Select, flt: ImageFilter) -> Select:
+def _apply_filter(stmt: _AnySelect, flt: ImageFilter) -> _AnySelect:
     if flt.image_ids is not None:
         stmt = stmt.where(Image.id.in_(flt.image_ids))
     if flt.class_ids is not None and flt.unlabeled:
@@ -945,7 +957,8 @@ def _apply_filter(stmt: Select, flt: ImageFilter) -> Select:
     return stmt
 
 
-def _apply_sort(stmt: Select, sort: str, descending: bool) -> Select:
+def _apply_sort(stmt: _AnySelect, sort: str, descending: bool) -> _AnySelect:
+    keys: list[ColumnElement[Any] | InstrumentedAttribute[Any]]
     if sort == "name":
         keys = [Image.name_key, Image.id]
     elif sort == "added":
