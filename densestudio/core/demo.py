@@ -58,7 +58,7 @@ def metal_texture(rng: np.random.Generator, size: int = 128) -> np.ndarray:
     angle = rng.uniform(0, 2 * math.pi)
     light = np.cos(angle) * xx + np.sin(angle) * yy
     base = rng.uniform(105, 160)
-    img = base + 11.0 * streak + 4.0 * grain + rng.uniform(10, 30) * (light - 0.5)
+    img: np.ndarray = base + 11.0 * streak + 4.0 * grain + rng.uniform(10, 30) * (light - 0.5)
     if rng.random() < 0.5:  # brushed vertically on some parts
         img = img.T.copy()
     return img

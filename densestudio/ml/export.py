@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -57,6 +57,9 @@ from densestudio.runtime.model_file import (  # noqa: F401 - re-exported for cal
     sniff_format,
 )
 from densestudio.runtime.operating_point import RULE, from_dict
+
+if TYPE_CHECKING:
+    import onnx  # the optional [onnx] extra
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
@@ -131,6 +134,8 @@ class DeployModel(nn.Module):
     (global-average-pooled, un-augmented view) to its ``k``-th nearest row of ``bank``
     (training images' features); without a bank it is 0.
     """
+
+    bank: torch.Tensor  # a buffer (rows x features), registered in __init__
 
     def __init__(self, net: zoo.DenseStudioNet, views: int, bank: torch.Tensor | None = None,
                  k: int = OOD_K, square: bool = True) -> None:
@@ -306,6 +311,7 @@ def ood_statistics(deploy: DeployModel, run_pixels: _RunPixels) -> dict[str, Any
     deploy.bank = nn.functional.normalize(torch.cat(feats), dim=1)
     deploy.k = max(1, min(OOD_K, deploy.bank.shape[0] - 1))
     _, val_scores = _run_torch(deploy, run_pixels.val)
+    assert val_scores is not None  # DeployModel returns (probabilities, ood scores)
     threshold = float(np.quantile(val_scores, 1.0 - OOD_FLAG_SHARE, method="higher"))
     return {
         "method": "knn-cosine", "output": onnx_model.OOD_NAME, "k": deploy.k,
@@ -352,6 +358,7 @@ def _onnx_bytes(
             )  # fmt: skip
     except Exception as exc:
         raise ExportError(f"Could not convert the model to ONNX: {exc}") from exc
+    assert program is not None  # dynamo=True always returns the program
     proto = program.model_proto
     proto.producer_name, proto.producer_version = "DenseStudio", __version__
     proto.doc_string = (f"DenseStudio {metadata['architecture']} classifier for "
@@ -360,11 +367,12 @@ def _onnx_bytes(
     return proto
 
 
-def _with_metadata(proto, metadata: dict[str, Any]) -> bytes:  # noqa: ANN001 - onnx.ModelProto
+def _with_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> bytes:
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_NAME, json.dumps(metadata)
-    return proto.SerializeToString()
+    data: bytes = proto.SerializeToString()
+    return data
 
 
 def _scripted(deploy: DeployModel) -> torch.jit.ScriptModule:
@@ -517,7 +525,8 @@ def load_exported(path: str | Path) -> ModelFile:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # jit.load "deprecated" notice
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            module = torch.jit.load(  # type: ignore[no-untyped-call]  # untyped in torch
+                str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:
         raise ModelFileError(f"{path} is not a DenseStudio model file ({exc}).") from exc
     try:

@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -81,7 +82,14 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-Opener = Callable[[str], object]
+class Download(Protocol):
+    """What an ``Opener`` returns (``urlopen``'s response; ``headers`` and ``close`` are
+    optional)."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+Opener = Callable[[str], Download]
 ProgressFn = Callable[[WeightsDownload], None]
 
 
@@ -185,7 +193,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-class ChainedDenseBlock(_DenseBlock):
+class ChainedDenseBlock(_DenseBlock):  # type: ignore[misc]  # torchvision is untyped
     """torchvision's dense block with the same layers, weights and math, computed faster.
 
     torchvision concatenates every earlier feature map for each layer, so the backward pass
@@ -220,6 +228,9 @@ def _chain_dense_blocks(backbone: DenseNet) -> None:
 
 class DenseStudioNet(nn.Module):
     """Normalization + DenseNet backbone + classifier. Input: float [0, 1], N x C x H x W."""
+
+    mean: torch.Tensor  # buffers (1 x C x 1 x 1), registered in __init__
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -258,7 +269,7 @@ class DenseStudioNet(nn.Module):
     def set_memory_efficient(self, on: bool) -> None:
         for m in self.modules():
             if hasattr(m, "memory_efficient"):
-                m.memory_efficient = on
+                m.memory_efficient = on  # type: ignore[assignment]  # a torchvision layer's flag
 
 
 def count_parameters(model: nn.Module) -> int:
