@@ -6,9 +6,11 @@ to load: the SVG text uses the page's font and prints sharply to PDF.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape
+
+import numpy as np
 
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#7f7f7f")
 
@@ -16,7 +18,7 @@ PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#7
 @dataclass(frozen=True)
 class Series:
     name: str
-    xs: Sequence[float]
+    xs: Sequence[float] | np.ndarray  # a list or a numpy array of x values
     ys: Sequence[float | None]  # None / NaN: a gap
     color: str | None = None
     dashed: bool = False
@@ -172,7 +174,7 @@ def render(chart: Chart) -> str:
     return "\n".join(out)
 
 
-def _segments(xs: Sequence[float], ys: Sequence[float | None]) -> list[list[tuple[float, float]]]:
+def _segments(xs: Iterable[float], ys: Sequence[float | None]) -> list[list[tuple[float, float]]]:
     """Runs of finite points (a None/NaN breaks the line)."""
     segments: list[list[tuple[float, float]]] = [[]]
     for x, y in zip(xs, ys, strict=False):

@@ -117,4 +117,5 @@ def estimated_train_speed(arch: str, pixels: int, device: str) -> float:
     if device in ("cuda", "mps"):
         return base * scale * GPU_SPEEDUP
     threads = max(1, torch.get_num_threads())
-    return base * scale * min(8.0, threads / REFERENCE_THREADS) ** 0.8
+    speed: float = base * scale * min(8.0, threads / REFERENCE_THREADS) ** 0.8
+    return speed

@@ -156,4 +156,5 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def with_(self, **changes: object) -> TrainConfig:
-        return replace(self, **changes)
+        # values for fields of several types; replace() checks the names at run time
+        return replace(self, **changes)  # type: ignore[arg-type]

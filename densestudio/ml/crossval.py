@@ -318,7 +318,8 @@ def cross_validate(
 
 
 def _carried_confirmations(
-    project: Project, previous: list[runs.RunInfo], names: list[str], rows: list[tuple]
+    project: Project, previous: list[runs.RunInfo], names: list[str],
+    rows: list[tuple[int, int, str, str, str, str]],
 ) -> list[int]:
     """Images confirmed in the newest earlier audit whose label has not changed since."""
     if not previous:

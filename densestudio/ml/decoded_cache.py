@@ -72,7 +72,8 @@ class _ArrayRows:
         self.array = array
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        return self.array[rows]
+        out: np.ndarray = self.array[rows]
+        return out
 
 
 class _FileRows:
@@ -105,7 +106,7 @@ class _FileRows:
         out = np.empty((len(rows), *self.row_shape), dtype=np.uint8)
         if not len(rows):
             return out
-        flat = memoryview(out).cast("B")
+        flat = memoryview(out).cast("B")  # type: ignore[arg-type]  # see _write_at
         starts = np.flatnonzero(np.diff(rows) != 1) + 1
         bounds = zip(np.concatenate(([0], starts)), np.concatenate((starts, [len(rows)])),
                      strict=True)
@@ -113,6 +114,10 @@ class _FileRows:
         for a, b in bounds:
             self._read_into(flat[a * rb : b * rb], int(rows[a]) * rb)
         return out
+
+
+# What Pixels can be indexed with, as a tensor: an int, a slice, an index array or tensor.
+Index = int | slice | Sequence[int] | np.ndarray | torch.Tensor
 
 
 class Pixels:
@@ -124,8 +129,8 @@ class Pixels:
     """
 
     def __init__(self, source: _ArrayRows | _FileRows, rows: np.ndarray,
-                 row_shape: tuple[int, int, int]) -> None:  # fmt: skip
-        self._source = source
+                 row_shape: tuple[int, ...]) -> None:  # fmt: skip
+        self._source = source  # row_shape: (C, H, W)
         self.rows = np.asarray(rows, dtype=np.int64)
         self.row_shape = tuple(row_shape)
 
@@ -146,15 +151,16 @@ class Pixels:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _select(self, idx: object) -> np.ndarray:
+    def _select(self, idx: Index) -> np.ndarray:
         if isinstance(idx, torch.Tensor):
             idx = idx.numpy()
-        return self.rows[idx]
+        rows: np.ndarray = self.rows[idx]
+        return rows
 
-    def take(self, idx: object) -> Pixels:
+    def take(self, idx: Index) -> Pixels:
         return Pixels(self._source, np.atleast_1d(self._select(idx)), self.row_shape)
 
-    def __getitem__(self, idx: object) -> torch.Tensor:
+    def __getitem__(self, idx: Index) -> torch.Tensor:
         rows = self._select(idx)
         if np.ndim(rows) == 0:
             return self._gather(np.array([int(rows)]))[0]
@@ -184,7 +190,8 @@ def _locked(path: Path) -> Iterator[None]:
 
             while True:
                 try:
-                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                    # Windows only: mypy checks for Linux, where msvcrt has neither name
+                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # type: ignore[attr-defined]
                     break
                 except OSError:  # LK_LOCK gives up after ~10 s; keep waiting
                     continue
@@ -198,7 +205,8 @@ def _write_at(path: Path, offset: int, data: np.ndarray) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | _BINARY, 0o666)
     try:
         os.lseek(fd, offset, os.SEEK_SET)
-        view = memoryview(np.ascontiguousarray(data)).cast("B")
+        # ndarray has the buffer protocol; numpy's stubs declare it only for Python >= 3.12
+        view = memoryview(np.ascontiguousarray(data)).cast("B")  # type: ignore[arg-type]
         while len(view):
             view = view[os.write(fd, view) :]
         os.fsync(fd)

@@ -165,7 +165,8 @@ class World:
         model = parts.model
         cuda = parts.device.type == "cuda"
         if cuda:
-            torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # swaps the children in place
+            # swaps the children in place (unannotated in torch)
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
         cfg = parts.cfg
         parts.forward = DistributedDataParallel(
             model, device_ids=[torch.cuda.current_device()] if cuda else None,

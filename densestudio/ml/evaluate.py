@@ -207,7 +207,8 @@ def build_report(
     sc = scores(cm)
     losses = [p.loss for p in labeled if p.loss is not None]
     worst = sorted(
-        (p for p in labeled if p.loss is not None), key=lambda p: (-p.loss, p.image_id)
+        (p for p in labeled if p.loss is not None),
+        key=lambda p: (-p.loss, p.image_id),  # type: ignore[operator]  # loss: not None here
     )[:top_k]
     return EvalReport(
         run_id=run_id, subset=subset, n=len(labeled), accuracy=sc.accuracy,

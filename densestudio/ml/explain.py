@@ -299,7 +299,7 @@ def _load_model(project: Project, run_id: int) -> _LoadedModel:
 
 # Models by checkpoint file (path + modification time); never by Project object, so a closed
 # and reopened project gets fresh Explainers that share the loaded weights.
-_CACHE: OrderedDict[tuple, _LoadedModel] = OrderedDict()
+_CACHE: OrderedDict[tuple[str, int], _LoadedModel] = OrderedDict()  # (path, mtime ns)
 _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 2
 

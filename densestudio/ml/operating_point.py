@@ -70,7 +70,8 @@ def expected_cost(curve: TradeoffCurve, cost_miss: float, cost_false_reject: flo
     """Total cost at each threshold: misses * cost_miss + false rejects * cost_false_reject."""
     misses = np.nan_to_num(curve.miss_rate) * curve.n_defective
     rejects = np.nan_to_num(curve.false_reject_rate) * curve.n_good
-    return misses * cost_miss + rejects * cost_false_reject
+    cost: np.ndarray = misses * cost_miss + rejects * cost_false_reject
+    return cost
 
 
 def best_threshold(curve: TradeoffCurve, cost_miss: float = 1.0,
@@ -281,7 +282,8 @@ class MissTargetChoice:
 def _round_up_above(value: float, digits: int = 4) -> float:
     """The smallest number with ``digits`` decimals that is strictly above ``value``."""
     scale = 10**digits
-    return min(1.0, (np.floor(value * scale + 1e-9) + 1) / scale)
+    above: float = (np.floor(value * scale + 1e-9) + 1) / scale
+    return min(1.0, above)
 
 
 def threshold_for_max_miss(

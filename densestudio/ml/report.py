@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -43,6 +43,9 @@ from densestudio.core.progress import CancelToken, EventCallback, Progress, igno
 from densestudio.core.stats import Interval, images_needed_sentence, wilson
 from densestudio.core.store import Project, current_user, split_settings
 from densestudio.ml import operating_point as op
+
+if TYPE_CHECKING:  # the gate is imported when the report asks for it
+    from densestudio.ml.gate import GateResult
 
 SECTIONS = (
     ("summary", "Summary"),
@@ -123,7 +126,7 @@ def overlay_heatmap(img: PILImage.Image, heatmap: np.ndarray) -> PILImage.Image:
     base = img.convert("RGB")
     h = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0.0, 1.0)
     heat = PILImage.fromarray((h * 255).astype(np.uint8), "L").resize(base.size,
-                                                                       PILImage.BILINEAR)
+                                                                       PILImage.Resampling.BILINEAR)
     idx = np.asarray(heat)
     colour = _LUT[idx].astype(np.float32)
     alpha = (0.85 * (idx / 255.0) ** 0.7 + 0.08)[..., None]
@@ -134,7 +137,7 @@ def overlay_heatmap(img: PILImage.Image, heatmap: np.ndarray) -> PILImage.Image:
 def image_data_uri(img: PILImage.Image, max_side: int = 220) -> str:
     """A JPEG ``data:`` URI of the image, at most ``max_side`` px."""
     img = img.convert("RGB")
-    img.thumbnail((max_side, max_side), PILImage.BILINEAR)
+    img.thumbnail((max_side, max_side), PILImage.Resampling.BILINEAR)
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -171,7 +174,7 @@ class _Builder:
                       if p.true_index is not None]
         self.approvals = signoff.approvals(project, run_id)
         self.verification = signoff.verify_project(project)
-        self.gate = None
+        self.gate: GateResult | None = None
         self.gate_error: str | None = None
         self.point = op.load_operating_point(project, run_id)
 
@@ -532,11 +535,12 @@ class _Builder:
                     heat = explainer.explain(p.image_id).heatmap
                 except ExplainError:
                     heat = None
-            caption = (f"is <b>{escape(self.names[p.true_index])}</b>, predicted "
+            # self.preds keeps only predictions with a true_index
+            caption = (f"is <b>{escape(self.names[p.true_index])}</b>, predicted "  # type: ignore[index]
                        f"<b>{escape(self.names[p.pred_index])}</b> "
                        f"({p.confidence * 100:.0f} %)")
             now = names_now.get(info.label_id) if info.label_id is not None else None
-            if now != self.names[p.true_index]:
+            if now != self.names[p.true_index]:  # type: ignore[index]  # as above
                 caption += f'<br><span class="warn">relabeled since: {escape(now or "none")}'\
                            "</span>"
             items.append((p.image_id, info.path, heat, caption))

@@ -16,6 +16,7 @@ from torch import nn
 
 from densestudio.core.errors import DenseStudioError
 from densestudio.ml import data as D
+from densestudio.ml import zoo
 from densestudio.ml.config import TrainConfig
 from densestudio.ml.runtime import amp_dtype, autocast, to_input
 
@@ -38,7 +39,9 @@ class EMA:
             p.requires_grad_(False)
         self.decay = decay
         self.updates = 0
-        self._pairs: tuple[list, list, list] | None = None  # averages, sources, other pairs
+        # averages, sources, other (non-float) pairs
+        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor],
+                           list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -121,7 +124,7 @@ def retarget_schedule(sched: object, total_steps: int) -> None:
                 fn.total = total_steps
 
 
-def place_model(model: nn.Module, cfg: TrainConfig, device: torch.device) -> bool:
+def place_model(model: zoo.DenseStudioNet, cfg: TrainConfig, device: torch.device) -> bool:
     """Checkpointing flag, device and memory format for training; True if channels_last."""
     model.set_memory_efficient(cfg.memory_efficient)
     use_cl = cfg.channels_last and device.type != "mps"
@@ -145,8 +148,8 @@ class StepParts:
 
     model: nn.Module
     opt: torch.optim.Optimizer
-    sched: object
-    scaler: object | None
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
     ema: EMA | None
     device: torch.device
     dtype: torch.dtype | None
@@ -213,10 +216,10 @@ def optimization_step(
     parts.opt.zero_grad(set_to_none=True)
     objective = loss if part is None else loss * part.weight
     if parts.scaler is not None:
-        parts.scaler.scale(objective).backward()
+        parts.scaler.scale(objective).backward()  # type: ignore[no-untyped-call]  # as below
         parts.scaler.unscale_(parts.opt)
     else:
-        objective.backward()
+        objective.backward()  # type: ignore[no-untyped-call]  # unannotated in torch
     if cfg.max_grad_norm:
         nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.max_grad_norm)
     if parts.scaler is not None:

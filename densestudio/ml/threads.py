@@ -74,7 +74,7 @@ def _warm_up_torch() -> None:
     # freeze the GUI thread if it happened inside a training run.
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([param], fused=True)  # as ml.runtime.adamw on the CPU
-    param.sum().backward()
+    param.sum().backward()  # type: ignore[no-untyped-call]  # unannotated in torch
     opt.step()
     freeze_long_lived_objects()
 

@@ -291,9 +291,9 @@ def _build(
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        parts.sched.load_state_dict(ckpt["scheduler"])  # type: ignore[attr-defined]
+        parts.sched.load_state_dict(ckpt["scheduler"])
         if parts.scaler is not None and ckpt.get("scaler"):
-            parts.scaler.load_state_dict(ckpt["scaler"])  # type: ignore[attr-defined]
+            parts.scaler.load_state_dict(ckpt["scaler"])
         if parts.ema is not None and ckpt.get("ema"):
             parts.ema.load_state_dict(ckpt["ema"])
         state = TrainState(
@@ -334,8 +334,8 @@ def train_one_epoch(
         loss_sum += loss * int(idx.numel())
         seen += int(idx.numel())
         on_step(step + 1, loss, time.perf_counter() - t0)
-    loss_sum, seen = world.sum(loss_sum, seen)
-    return loss_sum / max(seen, 1), int(seen), time.perf_counter() - t0
+    loss_sum, seen_all = world.sum(loss_sum, seen)  # over all processes (floats)
+    return loss_sum / max(seen_all, 1), int(seen_all), time.perf_counter() - t0
 
 
 @dataclass(frozen=True)
@@ -407,8 +407,8 @@ def _save_epoch(
         "model": cpu_state(parts.model),
         "ema": parts.ema.state_dict() if parts.ema is not None else None,
         "optimizer": parts.opt.state_dict(),
-        "scheduler": parts.sched.state_dict(),  # type: ignore[attr-defined]
-        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,  # type: ignore[attr-defined]
+        "scheduler": parts.sched.state_dict(),
+        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
         "best_score": state.best_score, "best_epoch": state.best_epoch,
         "bad_epochs": state.bad_epochs, "planned_epochs": state.planned_epochs,
         "rng_cpu": torch.get_rng_state(),

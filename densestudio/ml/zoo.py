@@ -247,7 +247,8 @@ class DenseStudioNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] != self.mean.shape[1]:
             x = x.expand(-1, self.mean.shape[1], -1, -1)  # gray -> RGB for 3-channel models
-        return self.backbone((x - self.mean) / self.std)
+        out: torch.Tensor = self.backbone((x - self.mean) / self.std)  # torchvision: untyped
+        return out
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.backbone.classifier.parameters())
