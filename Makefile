@@ -33,7 +33,7 @@ node-example: $(NODE_EXAMPLE)/node_modules/.installed
 run: venv
 	$(BIN)/densestudio
 
-# Style (ruff) and types (mypy, strict for core/ and ml/; settings in pyproject.toml).
+# Style (ruff) and types (mypy, strict for core/, ml/ and runtime/; settings in pyproject.toml).
 lint: venv
 	$(BIN)/ruff check densestudio tests
 	$(BIN)/mypy

@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -146,7 +147,7 @@ class ModelFile:
     when the file has one, the out-of-distribution score per image).
     """
 
-    def __init__(self, metadata: dict, spec: ModelSpec, path: Path) -> None:
+    def __init__(self, metadata: dict[str, Any], spec: ModelSpec, path: Path) -> None:
         self.metadata = metadata
         self.spec = spec
         self.path = path

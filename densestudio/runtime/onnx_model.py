@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,12 +24,15 @@ from densestudio.runtime.model_file import (
     check_metadata,
 )
 
+if TYPE_CHECKING:  # imported where a model is loaded: the package is heavy
+    import onnxruntime as ort
+
 INPUT_NAME = "image"
 PROBS_NAME = "probabilities"
 OOD_NAME = "ood_score"
 
 
-def session_options(threads: int | None = None):  # noqa: ANN201 - onnxruntime.SessionOptions
+def session_options(threads: int | None = None) -> ort.SessionOptions:
     """Options tuned for CPU latency on a line PC: every graph optimization (conv + batch
     norm + ReLU fusion, constant folding), sequential execution, ``threads`` intra-op
     threads (default: the machine's cores, at most 4)."""
@@ -46,7 +50,9 @@ def session_options(threads: int | None = None):  # noqa: ANN201 - onnxruntime.S
 class OnnxModel(ModelFile):
     """An exported model in an ONNX Runtime session (CPU)."""
 
-    def __init__(self, session, metadata: dict, spec: ModelSpec, path: Path) -> None:  # noqa: ANN001
+    def __init__(
+        self, session: ort.InferenceSession, metadata: dict[str, Any], spec: ModelSpec, path: Path
+    ) -> None:
         super().__init__(metadata, spec, path)
         self.session = session
         self.outputs = [o.name for o in session.get_outputs()]
@@ -58,7 +64,7 @@ class OnnxModel(ModelFile):
         return named[PROBS_NAME].astype(np.float32), named.get(OOD_NAME)
 
 
-def read_onnx_metadata(session, path: str | Path) -> dict:  # noqa: ANN001
+def read_onnx_metadata(session: ort.InferenceSession, path: str | Path) -> dict[str, Any]:
     """The DenseStudio JSON of an ONNX Runtime session's model (``metadata_props``)."""
     props = session.get_modelmeta().custom_metadata_map
     text = props.get(META_NAME)
@@ -66,7 +72,8 @@ def read_onnx_metadata(session, path: str | Path) -> dict:  # noqa: ANN001
         raise ModelFileError(f"{path} is an ONNX model but not a DenseStudio one "
                              "(no DenseStudio metadata).")
     try:
-        return json.loads(text)
+        meta: dict[str, Any] = json.loads(text)
+        return meta
     except (json.JSONDecodeError, TypeError) as exc:
         raise ModelFileError(f"{path} has damaged DenseStudio metadata ({exc}).") from exc
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 RULE = ("OK if P(good_class) >= threshold, else NG; UNSURE (sent to a person) "
         "if unsure_low <= P(good_class) < unsure_high")
@@ -68,7 +69,7 @@ def validate(point: OperatingPoint, class_names: tuple[str, ...] | list[str]) ->
     return point
 
 
-def from_dict(data: dict | None) -> OperatingPoint | None:
+def from_dict(data: dict[str, Any] | None) -> OperatingPoint | None:
     """An ``OperatingPoint`` from its JSON dict (as stored or in model metadata)."""
     if not data:
         return None
