@@ -135,7 +135,8 @@ class DeployModel(nn.Module):
     (training images' features); without a bank it is 0.
     """
 
-    bank: torch.Tensor  # a buffer (rows x features), registered in __init__
+    if TYPE_CHECKING:  # a buffer (rows x features), registered in __init__ (see zoo)
+        bank: torch.Tensor
 
     def __init__(self, net: zoo.DenseStudioNet, views: int, bank: torch.Tensor | None = None,
                  k: int = OOD_K, square: bool = True) -> None:

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import nn
@@ -229,8 +229,9 @@ def _chain_dense_blocks(backbone: DenseNet) -> None:
 class DenseStudioNet(nn.Module):
     """Normalization + DenseNet backbone + classifier. Input: float [0, 1], N x C x H x W."""
 
-    mean: torch.Tensor  # buffers (1 x C x 1 x 1), registered in __init__
-    std: torch.Tensor
+    if TYPE_CHECKING:  # buffers (1 x C x 1 x 1), registered in __init__; not at run time,
+        mean: torch.Tensor  # where TorchScript would read the annotations
+        std: torch.Tensor
 
     def __init__(
         self,
