@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from densestudio import __version__
 from densestudio.cli_signoff import add_signoff_commands
@@ -21,13 +22,19 @@ from densestudio.core import formatting
 from densestudio.core.errors import CancelledError, DenseStudioError
 from densestudio.core.progress import CancelToken
 
+if TYPE_CHECKING:  # imported lazily at run time: `densestudio --help` stays fast
+    import numpy as np
+
+    from densestudio.core.store import Project
+    from densestudio.runtime.operating_point import OperatingPoint
+
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
 
 class ProgressLine:
     """A single self-overwriting terminal line, updated at most ~10 times a second."""
 
-    def __init__(self, stream=sys.stderr) -> None:
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
         self._last = 0.0
         self._tty = stream.isatty()
@@ -100,7 +107,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     return run_app(["densestudio", "--project", args.project])
 
 
-def open_project(path: str):
+def open_project(path: str) -> Project:
     """Open a project for a command; says so when it is read-only, and lets a write that
     waits for another process's lock say that it is waiting."""
     from densestudio.core.store import Project
@@ -188,7 +195,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _author_totals(project) -> list[tuple[str, int]]:
+def _author_totals(project: Project) -> list[tuple[str, int]]:
     totals: dict[str, int] = {}
     for per_author in project.counts_by_author().values():
         for who, n in per_author.items():
@@ -408,7 +415,7 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
 
 # ============================================================== ml commands
 # (train / evaluate / export / predict are registered by add_ml_commands below)
-def _pick_run(project, run_id: int | None) -> int:
+def _pick_run(project: Project, run_id: int | None) -> int:
     from densestudio.core import runs
 
     if run_id is not None:
@@ -419,7 +426,7 @@ def _pick_run(project, run_id: int | None) -> int:
     return latest.id
 
 
-def _train_config(args: argparse.Namespace, project) -> object:
+def _train_config(args: argparse.Namespace, project: Project) -> object:
     """The recommended settings for this data and device (printed with their reasons),
     with the options given on the command line on top."""
     from densestudio.core.profile import data_profile
@@ -574,7 +581,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _good_class(project, run_id: int) -> str | None:
+def _good_class(project: Project, run_id: int) -> str | None:
     """The class meaning a good part: the run's OK/NG operating point's, if it has one."""
     from densestudio.core import runs
     from densestudio.ml.operating_point import EXTRA_KEY, from_dict
@@ -583,7 +590,7 @@ def _good_class(project, run_id: int) -> str | None:
     return point.good_class if point is not None else None
 
 
-def _pick_export_run(project, args: argparse.Namespace) -> int:
+def _pick_export_run(project: Project, args: argparse.Namespace) -> int:
     """The run to export: --run, else the approved run, else the latest finished one; warns
     on stderr when it is not approved (see `densestudio approve`)."""
     from densestudio.core import signoff
@@ -597,7 +604,7 @@ def _pick_export_run(project, args: argparse.Namespace) -> int:
     return run_id
 
 
-def _record_export(project, run_id: int, out: Path, files: Sequence[Path]) -> None:
+def _record_export(project: Project, run_id: int, out: Path, files: Sequence[Path]) -> None:
     """Remember the export in the run, for the validation report (its parity figures)."""
     from densestudio.ml.report import record_export
 
@@ -778,7 +785,9 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_miss_claim(p_good, is_good, threshold: float, target: float) -> None:
+def _print_miss_claim(
+    p_good: np.ndarray, is_good: np.ndarray, threshold: float, target: float
+) -> None:
     """What the defect images can show: the miss rate's upper bound and the images needed
     to claim ``target``."""
     from densestudio.core.stats import images_needed_sentence
@@ -790,7 +799,7 @@ def _print_miss_claim(p_good, is_good, threshold: float, target: float) -> None:
           f"{images_needed_sentence(target)}.")
 
 
-def _describe_point(point) -> str:  # TYPEHINT - OperatingPoint | None
+def _describe_point(point: OperatingPoint | None) -> str:
     if point is None:
         return "none"
     band = (f", unsure band [{point.unsure_low:g}, {point.unsure_high:g})"

@@ -14,6 +14,9 @@ Images relabeled before the view was opened count as resolved and are not listed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QUndoCommand
 from PySide6.QtWidgets import (
@@ -37,12 +40,19 @@ from densestudio.ui.jobs import TRAIN_NICE, background_training
 from densestudio.ui.relabel import RelabelSelectedMixin
 from densestudio.ui.workers import Worker
 
+if TYPE_CHECKING:
+    from densestudio.core.store import Project
+    from densestudio.ml.config import TrainConfig
+    from densestudio.ml.crossval import LabelAudit
+    from densestudio.ui.controller import ProjectController
+    from densestudio.ui.main_window import MainWindow
+
 
 # ------------------------------------------------------------------ job (worker thread)
 def audit_job(
-    project,  # TYPEHINT - core.store.Project
+    project: Project,
     folds: int,
-    config,  # TYPEHINT - ml.config.TrainConfig | None
+    config: TrainConfig | None,
     threads: int | None = None,
     nice: int = TRAIN_NICE,
     *,
@@ -106,10 +116,10 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
     auditEnded = Signal(str)  # "finished" | "cancelled" | "failed"
     suspectsChanged = Signal(int)  # number listed
 
-    def __init__(self, host, parent: QWidget | None = None) -> None:
+    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host  # MainWindow: loader, _start(worker), show_error, statusBar
-        self.controller = None
+        self.controller: ProjectController | None = None
         self.audit = None  # ml.crossval.LabelAudit
         self.order: list[int] = []  # suspects (image ids), most suspicious first
         self.issue_of: dict[int, object] = {}  # image id -> LabelIssue
@@ -207,14 +217,14 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
 
     # ================================================================ project
     @property
-    def project(self):
+    def project(self) -> Project | None:
         return self.controller.project if self.controller else None
 
     @property
     def running(self) -> bool:
         return self.worker is not None
 
-    def set_controller(self, controller) -> None:
+    def set_controller(self, controller: ProjectController | None) -> None:
         if self.controller is not None:
             try:
                 self.controller.labelsChanged.disconnect(self._on_labels_changed)
@@ -263,7 +273,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.gallery.empty_text = "No suspected label errors left. Well done."
         self._show(keep_row=None)
 
-    def _show_settings_of(self, audit) -> None:  # TYPEHINT - ml.crossval.LabelAudit
+    def _show_settings_of(self, audit: LabelAudit) -> None:
         """The form shows the settings of the audit on screen (epochs stay "auto" when the
         audit used the automatic number)."""
         from densestudio.ml.crossval import audit_config
@@ -297,7 +307,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             "images; estimated from " + ("the last audit's speed" if previous else
                                          "the small model's usual speed on this device"))
 
-    def _class_map(self, names) -> list[int | None]:
+    def _class_map(self, names: Sequence[str]) -> list[int | None]:
         by_name = {c.name: c.id for c in self.controller.classes()} if self.controller else {}
         return [by_name.get(n) for n in names]
 
@@ -421,7 +431,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
 
     # ================================================================ the audit job
-    def config(self):  # TYPEHINT - ml.config.TrainConfig
+    def config(self) -> TrainConfig:
         from densestudio.ml.crossval import audit_config
         from densestudio.ml.runtime import resolve_device
 

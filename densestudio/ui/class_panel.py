@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -125,7 +125,7 @@ class ClassPanel(QWidget):
         layout.addWidget(self.summary)
         self.refresh()
 
-    def changeEvent(self, event) -> None:
+    def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
         if event.type() == event.Type.PaletteChange:
             self.refresh()  # the (unlabeled) row is drawn in the placeholder colour
@@ -333,7 +333,7 @@ class ClassPanel(QWidget):
         class_id = item.data(0, ID_ROLE)
         self.labelSelectionRequested.emit(None if class_id == UNLABELED else class_id)
 
-    def _context_menu(self, pos) -> None:
+    def _context_menu(self, pos: QPoint) -> None:
         item = self.tree.itemAt(pos)
         menu = QMenu(self)
         if item is not None:

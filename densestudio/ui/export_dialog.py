@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -39,6 +40,9 @@ from densestudio.ui.jobs import CheckRow, ExportResult, check_export_job, export
 from densestudio.ui.runs_panel import run_title
 from densestudio.ui.signoff_dialogs import approval_note
 from densestudio.ui.workers import Worker
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 CHECK_SAMPLES = 8
 FORMATS = {  # combo text -> format
@@ -133,7 +137,7 @@ class ExportDialog(QDialog):
     exported = Signal(object)  # ExportResult
     checked = Signal(object)  # list[CheckRow]
 
-    def __init__(self, host, run_id: int, parent: QWidget | None = None) -> None:
+    def __init__(self, host: MainWindow, run_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent or host)
         self.host = host
         self.project = host.controller.project

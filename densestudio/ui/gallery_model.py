@@ -17,6 +17,7 @@ from PySide6.QtCore import (
     QAbstractListModel,
     QItemSelection,
     QModelIndex,
+    QObject,
     QPersistentModelIndex,
     Qt,
     Signal,
@@ -56,7 +57,7 @@ class GalleryModel(QAbstractListModel):
         self,
         controller: ProjectController | None,
         loader: ThumbnailLoader,
-        parent=None,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.controller = controller
@@ -202,7 +203,7 @@ class GalleryModel(QAbstractListModel):
         return None
 
     def data(self, index: QModelIndex | QPersistentModelIndex,
-             role: int = Qt.ItemDataRole.DisplayRole):
+             role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
         row = index.row()

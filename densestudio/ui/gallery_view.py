@@ -7,14 +7,25 @@ model has in memory; thumbnails not yet decoded show a placeholder until they ar
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPoint, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPalette, QPen
+from PySide6.QtCore import QModelIndex, QObject, QPoint, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QKeyEvent,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QPen,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QListView,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
+    QWidget,
 )
 
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
@@ -33,7 +44,7 @@ def text_color_for(background: QColor) -> QColor:
 class TileDelegate(QStyledItemDelegate):
     MARGIN = 5
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.tile = DEFAULT_TILE
         self._small = QFont()
@@ -189,7 +200,7 @@ class GalleryView(QListView):
     activatedImage = Signal(int)  # row (Enter / double-click)
     empty_text = ""  # centred hint shown when the grid has no tiles
 
-    def paintEvent(self, event) -> None:
+    def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)
         model = self.model()
         if model is not None and model.rowCount() == 0 and self.empty_text:
@@ -200,7 +211,7 @@ class GalleryView(QListView):
                              self.empty_text)
             painter.end()
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.delegate = TileDelegate(self)
         self.setItemDelegate(self.delegate)
@@ -241,7 +252,7 @@ class GalleryView(QListView):
         if size != self.gridSize():
             self.setGridSize(size)
 
-    def resizeEvent(self, event) -> None:
+    def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._update_grid()
 

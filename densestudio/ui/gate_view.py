@@ -11,6 +11,8 @@ afterwards). *Approve run…* opens the approval dialog with the verdict beside 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -42,6 +44,9 @@ from densestudio.ui.relabel import RelabelSelectedMixin
 from densestudio.ui.runs_panel import run_title
 from densestudio.ui.signoff_dialogs import add_golden_actions, approval_state
 from densestudio.ui.workers import Worker
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 PASS_COLOR = "#1b7f3b"
 FAIL_COLOR = "#c62828"
@@ -83,7 +88,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
     gateFinished = Signal(object)  # ml.gate.GateResult
     approveRequested = Signal(int, object)  # candidate run id, GateResult
 
-    def __init__(self, host, candidate: int, against: int | None = None,
+    def __init__(self, host: MainWindow, candidate: int, against: int | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent or host)
         self.host = host  # MainWindow: controller, loader, _start(worker), show_images

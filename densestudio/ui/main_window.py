@@ -20,6 +20,7 @@ from PySide6.QtGui import (
     QCloseEvent,
     QDesktopServices,
     QDragEnterEvent,
+    QDragMoveEvent,
     QDropEvent,
     QGuiApplication,
     QIcon,
@@ -67,7 +68,11 @@ from densestudio.ui.welcome import WelcomeView
 from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
+    from densestudio.core.importer import ImportOptions, ImportReport, RelinkResult
     from densestudio.core.signoff import VerificationReport
+    from densestudio.core.thumbnails import ThumbnailCache
+    from densestudio.ui.export_dialog import ExportDialog
+    from densestudio.ui.preferences_dialog import PreferencesDialog
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +161,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(images_page, "Images")
         self.train_panel = TrainPanel(self, self)
         self.review_panel = ReviewPanel(self, self)
-        self.export_dialog = None
+        self.export_dialog: ExportDialog | None = None
         self.add_tab(self.train_panel, "Train", scroll=True)
         self.add_tab(self.review_panel, "Review", scroll=True)
         self.audit_panel = AuditPanel(self, self)
@@ -209,7 +214,8 @@ class MainWindow(QMainWindow):
         icon = QIcon.fromTheme(theme)
         return icon if not icon.isNull() else self.style().standardIcon(fallback)
 
-    def _action(self, text: str, slot: Callable | None = None, shortcut=None,
+    def _action(self, text: str, slot: Callable | None = None,
+                shortcut: str | QKeySequence.StandardKey | None = None,
                 icon: QIcon | None = None, tip: str = "") -> QAction:
         action = QAction(text, self)
         if slot is not None:
@@ -670,7 +676,9 @@ class MainWindow(QMainWindow):
             self.prefs.last_import_dir = str(first if first.is_dir() else first.parent)
         self.start_import(paths, ImportOptions(labels_from_subfolders=subfolders))
 
-    def start_import(self, paths: list[Path], options=None) -> Worker | None:
+    def start_import(
+        self, paths: list[Path], options: ImportOptions | None = None
+    ) -> Worker | None:
         """Import in a worker thread (the code path of the dialog and of drag-and-drop)."""
         from densestudio.core.importer import ImportOptions, run_import
 
@@ -713,7 +721,7 @@ class MainWindow(QMainWindow):
         self._start(worker)
         return worker
 
-    def _on_relink_finished(self, result) -> None:
+    def _on_relink_finished(self, result: RelinkResult) -> None:
         self._refresh_after_import()
         message = (f"Relinked {result.relinked} image(s); {result.still_missing} still missing.")
         self.statusBar().showMessage(message, 15000)
@@ -738,7 +746,7 @@ class MainWindow(QMainWindow):
         if isinstance(event, ImportProgress):
             self.import_progress.show_progress(event)
 
-    def _on_import_finished(self, report) -> None:
+    def _on_import_finished(self, report: ImportReport) -> None:
         self._import_ended()
         self.last_import_report = report
         self._refresh_after_import()
@@ -788,7 +796,7 @@ class MainWindow(QMainWindow):
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event) -> None:
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
@@ -1096,7 +1104,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message, 6000)
         self.viewer.refresh_history()
 
-    def show_export_dialog(self, run_id: int | None = None):
+    def show_export_dialog(self, run_id: int | None = None) -> ExportDialog | None:
         """Export ``run_id``; without one, the approved run (else the newest finished)."""
         from densestudio.core import runs as core_runs
         from densestudio.core import signoff
@@ -1234,7 +1242,7 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 
-    def show_preferences(self):  # TYPEHINT - PreferencesDialog
+    def show_preferences(self) -> PreferencesDialog:
         from densestudio.ui.preferences_dialog import PreferencesDialog
 
         dialog = PreferencesDialog(self.prefs, self)
@@ -1243,7 +1251,7 @@ class MainWindow(QMainWindow):
         dialog.open()
         return dialog
 
-    def _apply_preferences(self, dialog) -> None:  # TYPEHINT - PreferencesDialog
+    def _apply_preferences(self, dialog: PreferencesDialog) -> None:
         dialog.apply()
         name = app_settings.apply_user_name(self.prefs)
         self.auto_advance_action.setChecked(self.prefs.auto_advance)
@@ -1324,7 +1332,7 @@ def unique_keys(*keys: str | QKeySequence.StandardKey) -> list[QKeySequence]:
     return out
 
 
-def _thumbnail_cache(project: Project):
+def _thumbnail_cache(project: Project) -> ThumbnailCache | None:
     try:
         from densestudio.core.thumbnails import ThumbnailCache
     except ImportError:  # pragma: no cover - thumbnails module missing

@@ -17,6 +17,8 @@ these defect images cannot show it and how many would be needed.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -43,6 +45,9 @@ from densestudio.ml import operating_point as op
 from densestudio.ml.operating_point import OperatingPoint
 from densestudio.ui.intervals import ci_tip, pct_ci
 
+if TYPE_CHECKING:
+    from densestudio.core.store import Project
+
 SUBSETS = (("val", "Validation"), ("test", "Test"))
 MISS_COLOR = (213, 94, 0)
 REJECT_COLOR = (0, 114, 178)
@@ -67,7 +72,7 @@ class OperatingPointPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.project = None
+        self.project: Project | None = None
         self.run: core_runs.RunInfo | None = None
         self.class_names: tuple[str, ...] = ()
         self.probs = np.zeros((0, 0), np.float32)
@@ -247,7 +252,7 @@ class OperatingPointPanel(QWidget):
             ax.setTextPen(pg.mkPen(QColor(fg)))
 
     # ================================================================ data
-    def set_run(self, project, run_id: int | None) -> None:
+    def set_run(self, project: Project, run_id: int | None) -> None:
         """Show the trade-off of a run (its stored point, if any, is loaded)."""
         self.project = project
         self.run = core_runs.get_run(project, run_id) if project and run_id else None
@@ -541,7 +546,7 @@ class OperatingPointPanel(QWidget):
 class OperatingPointDialog(QDialog):
     """The panel in a window of its own, opened from the Review tab."""
 
-    def __init__(self, project, run_id: int, parent: QWidget | None = None) -> None:
+    def __init__(self, project: Project, run_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.panel = OperatingPointPanel(self)
         self.panel.set_run(project, run_id)

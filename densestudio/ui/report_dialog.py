@@ -9,6 +9,7 @@ gate, so it runs in a worker; the dialog shows the section being written and can
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
@@ -36,6 +37,9 @@ from densestudio.ui.runs_panel import run_title
 from densestudio.ui.signoff_dialogs import approval_state
 from densestudio.ui.workers import Worker
 
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
+
 SECTION_TITLES = dict(SECTIONS)
 
 
@@ -48,7 +52,7 @@ def default_report_path(project: Project, run_id: int) -> Path:
 class ReportDialog(QDialog):
     written = Signal(object)  # ml.report.ReportWritten
 
-    def __init__(self, host, run_id: int, parent: QWidget | None = None) -> None:
+    def __init__(self, host: MainWindow, run_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent or host)
         self.host = host  # MainWindow: controller, _start(worker)
         self.project = host.controller.project

@@ -16,6 +16,7 @@ predicting unlabeled images and exporting run in worker threads.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,8 +62,15 @@ from densestudio.ui.signoff_dialogs import APPROVED_COLOR, ApproveDialog, add_go
 from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:  # imported when first opened (they pull in the whole window)
+    import numpy as np
+
+    from densestudio.core.store import Project
+    from densestudio.ml.evaluate import EvalReport
     from densestudio.ml.gate import GateResult
+    from densestudio.ui.controller import ProjectController
     from densestudio.ui.gate_view import GateDialog
+    from densestudio.ui.main_window import MainWindow
+    from densestudio.ui.operating_point import OperatingPointDialog
     from densestudio.ui.report_dialog import ReportDialog
 
 log = logging.getLogger(__name__)
@@ -144,7 +152,7 @@ def prediction_warnings(preds: list[core_runs.PredictionInfo], class_names: tupl
     return out
 
 
-def _too_few(few: list[tuple[str, int]], rep, subset: str) -> str:
+def _too_few(few: list[tuple[str, int]], rep: EvalReport, subset: str) -> str:
     """The warning for classes with too few images in the set to judge their recall."""
     def images(k: int) -> str:
         return f"{k} {subset} image{'s' if k != 1 else ''}"
@@ -175,10 +183,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     runChanged = Signal(object)  # run id or None: the run shown changed
     approvalsChanged = Signal()  # a run was approved
 
-    def __init__(self, host, parent: QWidget | None = None) -> None:
+    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host  # MainWindow: controller, loader, _start(worker), show_error
-        self.controller = None
+        self.controller: ProjectController | None = None
         self.run: core_runs.RunInfo | None = None
         self.subset = "val"
         self.report = None
@@ -190,7 +198,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.shown: Shown | None = None
         self.overlay: dict[int, TileOverlay] = {}
         self.worker: Worker | None = None
-        self.op_dialog = None
+        self.op_dialog: OperatingPointDialog | None = None
         self.gate_dialog = None
         self.report_dialog = None
         self.approvals = ApprovalState()
@@ -404,10 +412,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     # ================================================================ project and runs
     @property
-    def project(self):
+    def project(self) -> Project | None:
         return self.controller.project if self.controller else None
 
-    def set_controller(self, controller) -> None:
+    def set_controller(self, controller: ProjectController | None) -> None:
         if self.controller is not None:
             try:
                 self.controller.labelsChanged.disconnect(self._on_labels_changed)
@@ -585,7 +593,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                     item.setToolTip(tips[col])
                 self.per_class.setItem(row, col, item)
 
-    def _header_html(self, rep, name: str) -> str:  # TYPEHINT - evaluate.EvalReport
+    def _header_html(self, rep: EvalReport, name: str) -> str:
         """Balanced accuracy and the worst class first (accuracy hides a class that is never
         found); a warning for classes too small to judge; the defects an OK/NG threshold
         would pass."""
@@ -770,7 +778,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                                         f"{p.confidence * 100:.0f}%", relabeled, decision)
         return out
 
-    def _ok_ng_decider(self):  # TYPEHINT - Callable[[np.ndarray], str] | None
+    def _ok_ng_decider(self) -> Callable[[np.ndarray], str] | None:
         """OK / NG / UNSURE from a prediction's probabilities, when the run has an
         operating point (so tiles show what the production line would decide)."""
         from densestudio.ml import operating_point as op
@@ -827,7 +835,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         rows: list[tuple[str, float | None, float | None, bool]] = []
         a = self.report
 
-        def val(rep, attr):
+        def val(rep: EvalReport | None, attr: str) -> float | None:
             return None if rep is None else getattr(rep, attr)
 
         worst_a = summary.worst_class(a.per_class) if a else None
@@ -849,7 +857,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.compare_table.horizontalHeaderItem(col).setToolTip(run_title(info))
         self.compare_table.setRowCount(len(rows) + 1)
         for row, (name, x, y, is_pct) in enumerate(rows):
-            def fmt(v, is_pct=is_pct):
+            def fmt(v: float | None, is_pct: bool = is_pct) -> str:
                 return "—" if v is None else (pct(v) if is_pct else f"{v:.3f}")
 
             delta = "—" if x is None or y is None else (
@@ -1069,7 +1077,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
               and bool(self.run.checkpoint_best) and service is not None)
         self.model.set_heatmaps(service, self.run.id if on else None)
 
-    def show_operating_point(self):  # TYPEHINT - OperatingPointDialog | None
+    def show_operating_point(self) -> OperatingPointDialog | None:
         from densestudio.ui.operating_point import OperatingPointDialog
 
         if self.run is None or self.project is None:

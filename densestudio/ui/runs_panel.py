@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QHideEvent, QShowEvent
@@ -29,6 +30,9 @@ from densestudio.core import runs as core_runs
 from densestudio.core import signoff
 from densestudio.core.formatting import percent as pct
 from densestudio.ml import summary
+
+if TYPE_CHECKING:
+    from densestudio.core.store import Project
 
 POLL_MS = 2000
 # Balanced accuracy and the worst class lead: accuracy hides a class that is never found.
@@ -106,7 +110,7 @@ class ApprovalState:
         return text
 
 
-def approval_state(project) -> ApprovalState:  # TYPEHINT - core.store.Project | None
+def approval_state(project: Project | None) -> ApprovalState:
     if project is None:
         return ApprovalState()
     by_run = {a.run_id: a for a in signoff.approvals(project)}  # oldest first: newest wins
@@ -122,7 +126,7 @@ class RunsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.project = None
+        self.project: Project | None = None
         self.busy_run_id: int | None = None  # the run being trained now (cannot be deleted)
         self.infos: list[core_runs.RunInfo] = []
         self.title = QLabel("<b>Runs</b>", self)
@@ -170,7 +174,7 @@ class RunsPanel(QWidget):
         self._update_buttons()
 
     # ------------------------------------------------------------ data
-    def set_project(self, project) -> None:
+    def set_project(self, project: Project | None) -> None:
         self.project = project
         self.refresh()
 

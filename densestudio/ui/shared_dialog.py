@@ -59,7 +59,7 @@ class SharedProjectDialog(QDialog):
         """What to open (the password, if typed, inside the URL object only)."""
         return self._target
 
-    def accept(self) -> None:  # TYPEHINT - QDialog
+    def accept(self) -> None:
         text = self.url.currentText().strip()
         try:
             target = project_target(text) if text else None

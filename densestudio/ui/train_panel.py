@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -42,6 +43,12 @@ from densestudio.ui.jobs import TrainingSteps, train_job
 from densestudio.ui.plots import TrainingPlots
 from densestudio.ui.runs_panel import RunsPanel
 from densestudio.ui.workers import Worker
+
+if TYPE_CHECKING:
+    from densestudio.core.store import Project
+    from densestudio.ml.events import BatchProgress
+    from densestudio.ui.controller import ProjectController
+    from densestudio.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +111,10 @@ class TrainPanel(QWidget):
     runFinished = Signal(int)
     reviewRequested = Signal(int)
 
-    def __init__(self, host, parent: QWidget | None = None) -> None:
+    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host  # MainWindow: controller, _start(worker), show_error
-        self.controller = None
+        self.controller: ProjectController | None = None
         self.edited = False  # the user changed a setting: stop following recommendations
         self.worker: Worker | None = None
         self.run_id: int | None = None
@@ -322,7 +329,7 @@ class TrainPanel(QWidget):
         self._update_buttons()
 
     # ================================================================ project
-    def set_controller(self, controller) -> None:
+    def set_controller(self, controller: ProjectController | None) -> None:
         if self.controller is not None:
             self.controller.countsChanged.disconnect(self._on_counts_changed)
         self.controller = controller
@@ -351,7 +358,7 @@ class TrainPanel(QWidget):
         self._update_buttons()
 
     @property
-    def project(self):
+    def project(self) -> Project | None:
         return self.controller.project if self.controller else None
 
     @property
@@ -652,7 +659,7 @@ class TrainPanel(QWidget):
         elif isinstance(event, ev.RunFailed):
             self.last_outcome = "failed"
 
-    def _show_step(self, b) -> None:  # TYPEHINT - BatchProgress
+    def _show_step(self, b: BatchProgress) -> None:
         total = max(1, self.total_epochs)
         frac = (b.epoch - 1 + b.step / max(1, b.steps)) / total
         self.progress.setRange(0, 1000)

@@ -173,11 +173,11 @@ class Worker(QObject):
     def __init__(
         self,
         fn: Callable[..., Any],
-        *args: Any,
+        *args: object,  # handed on to ``fn`` untouched
         throttle_s: float = THROTTLE_S,
         droppable: Callable[[object], bool] = is_progress_event,
         parent: QObject | None = None,
-        **kwargs: Any,
+        **kwargs: object,
     ) -> None:
         super().__init__(parent)
         self.token = CancelToken()
