@@ -122,7 +122,12 @@ class _CellDelegate(QStyledItemDelegate):
         super().__init__(view)
         self.view = view
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
         model: ConfusionModel = index.model()  # type: ignore[assignment]
         r, c = index.row(), index.column()
         rect = option.rect

@@ -143,7 +143,7 @@ class ExportDialog(QDialog):
         self.project = host.controller.project
         self.run = core_runs.get_run(self.project, run_id)
         self.worker: Worker | None = None
-        self.result: ExportResult | None = None
+        self.export_result: ExportResult | None = None
         self.check_rows: list[CheckRow] = []
         self.last_error: str | None = None
         self.setWindowTitle(f"Export model — {run_title(self.run)}")
@@ -251,7 +251,7 @@ class ExportDialog(QDialog):
     def _on_done(self) -> None:
         self.worker = None
         self.export_button.setEnabled(True)
-        self.check_button.setEnabled(self.result is not None)
+        self.check_button.setEnabled(self.export_result is not None)
 
     def _on_failed(self, message: str) -> None:
         self.last_error = message
@@ -269,7 +269,7 @@ class ExportDialog(QDialog):
         return worker
 
     def _on_exported(self, result: ExportResult) -> None:
-        self.result = result
+        self.export_result = result
         self.path_edit.setText(result.path)
         self.contents.setHtml(describe(result))
         self.status.setStyleSheet("color: #1b7f3b;")
@@ -290,10 +290,10 @@ class ExportDialog(QDialog):
                 if r.image_id in infos]
 
     def check(self) -> Worker | None:
-        if self.result is None or self.worker is not None:
+        if self.export_result is None or self.worker is not None:
             return None
         self.status.setStyleSheet("")
-        worker = Worker(check_export_job, self.result.path, self.samples(), parent=self)
+        worker = Worker(check_export_job, self.export_result.path, self.samples(), parent=self)
         worker.finished.connect(self._on_checked)
         self._start(worker, "Loading the file and predicting…")
         return worker
@@ -323,7 +323,7 @@ class ExportDialog(QDialog):
             counts = {d: sum(r.decision == d for r in rows) for d in ("OK", "NG", "UNSURE")}
             verdicts = " Its OK/NG rule says " + ", ".join(
                 f"{k} {v}" for k, v in counts.items() if v) + "."
-        parity = describe_parity(self.result.metadata) if self.result else ""
+        parity = describe_parity(self.export_result.metadata) if self.export_result else ""
         self.status.setText(
             (f"Parity: {parity}. " if parity else "")
             + f"The file loads and predicts: {ok} of {len(rows)} sample images match their "
@@ -331,7 +331,7 @@ class ExportDialog(QDialog):
         self.checked.emit(self.check_rows)
 
     def metadata_json(self) -> str:
-        return json.dumps(self.result.metadata, indent=1) if self.result else ""
+        return json.dumps(self.export_result.metadata, indent=1) if self.export_result else ""
 
     def done(self, result: int) -> None:  # QDialog.done
         if self.worker is not None:

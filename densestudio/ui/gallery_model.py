@@ -63,7 +63,7 @@ class GalleryModel(QAbstractListModel):
         self.controller = controller
         self.loader = loader
         self.filter = ImageFilter()
-        self.sort = "name"
+        self.sort_by = "name"
         self.descending = False
         self.explicit = False
         self._ids: list[int] = []
@@ -83,11 +83,12 @@ class GalleryModel(QAbstractListModel):
         self._ids = []
         self._clear_cache()
         self._overlay = {}
-        self.filter, self.sort, self.descending, self.explicit = ImageFilter(), "name", False, False
+        self.filter, self.sort_by = ImageFilter(), "name"
+        self.descending, self.explicit = False, False
         self._classes = {}
         if controller is not None:
             self._bind(controller)
-            self._ids = controller.project.image_ids(self.filter, self.sort, self.descending)
+            self._ids = controller.project.image_ids(self.filter, self.sort_by, self.descending)
         self.endResetModel()
         self.queryChanged.emit()
 
@@ -106,7 +107,7 @@ class GalleryModel(QAbstractListModel):
         if flt is not None:
             self.filter = flt
         if sort is not None:
-            self.sort = sort
+            self.sort_by = sort
         if descending is not None:
             self.descending = descending
         self.explicit = False
@@ -136,7 +137,7 @@ class GalleryModel(QAbstractListModel):
         ids = (
             self._ids
             if self.explicit
-            else self.controller.project.image_ids(self.filter, self.sort, self.descending)
+            else self.controller.project.image_ids(self.filter, self.sort_by, self.descending)
         )
         self.beginResetModel()
         self._ids = list(ids)
@@ -260,14 +261,14 @@ class GalleryModel(QAbstractListModel):
                 self._infos[info.id] = info
         rows = sorted(r for r in (self.row_of(i) for i in cached) if r is not None)
         # Notify in contiguous runs (cheap even for a 100k-row bulk label).
-        start = prev = None
-        for row in [*rows, None]:
-            if start is not None and (row is None or row != prev + 1):
-                self.dataChanged.emit(self.index(start), self.index(prev))
-                start = None
-            if row is not None and start is None:
-                start = row
-            prev = row
+        runs: list[tuple[int, int]] = []  # (first, last) row
+        for row in rows:
+            if runs and row == runs[-1][1] + 1:
+                runs[-1] = (runs[-1][0], row)
+            else:
+                runs.append((row, row))
+        for first, last in runs:
+            self.dataChanged.emit(self.index(first), self.index(last))
 
     def _on_classes_changed(self) -> None:
         if self.controller is not None:

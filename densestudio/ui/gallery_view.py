@@ -7,7 +7,19 @@ model has in memory; thumbnails not yet decoded show a placeholder until they ar
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QObject, QPoint, QRect, QRectF, QSize, Qt, Signal
+from typing import cast
+
+from PySide6.QtCore import (
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -17,6 +29,7 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPalette,
     QPen,
+    QPixmap,
     QResizeEvent,
 )
 from PySide6.QtWidgets import (
@@ -55,11 +68,20 @@ class TileDelegate(QStyledItemDelegate):
     def set_tile_size(self, size: int) -> None:
         self.tile = max(MIN_TILE, min(MAX_TILE, int(size)))
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+    def sizeHint(
+        self,
+        option: QStyleOptionViewItem | None,
+        index: QModelIndex | QPersistentModelIndex | None,
+    ) -> QSize:
         fm = QFontMetrics(self._small)
         return QSize(self.tile, self.tile + fm.height() + 4)
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
         model: GalleryModel = index.model()  # type: ignore[assignment]
         row = index.row()
         info = model.info(row)
@@ -95,13 +117,13 @@ class TileDelegate(QStyledItemDelegate):
             return
 
         # Thumbnail (or placeholder).
-        pixmap = model.data(index, Qt.ItemDataRole.DecorationRole)
+        pixmap = cast("QPixmap | None", model.data(index, Qt.ItemDataRole.DecorationRole))
         if pixmap is not None and not pixmap.isNull():
             size = pixmap.size().scaled(thumb_rect.size(), Qt.AspectRatioMode.KeepAspectRatio)
             target = QRect(QPoint(0, 0), size)
             target.moveCenter(thumb_rect.center())
             painter.drawPixmap(target, pixmap)
-            heat = model.data(index, GalleryModel.HeatmapRole)
+            heat = cast("QPixmap | None", model.data(index, GalleryModel.HeatmapRole))
             if heat is not None and not heat.isNull():  # review tiles: where the model looks
                 painter.setOpacity(0.65)
                 painter.drawPixmap(target, heat)
@@ -147,7 +169,7 @@ class TileDelegate(QStyledItemDelegate):
             painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
 
         # Prediction overlay (top-left): predicted class and right/wrong mark.
-        overlay: TileOverlay | None = model.data(index, GalleryModel.OverlayRole)
+        overlay = cast("TileOverlay | None", model.data(index, GalleryModel.OverlayRole))
         if overlay is not None:
             pred = model.class_by_id(overlay.predicted_class_id)
             mark = "" if overlay.correct is None else ("✓ " if overlay.correct else "✗ ")

@@ -932,7 +932,7 @@ class MainWindow(QMainWindow):
         if self.model.explicit:
             flt = replace(flt, image_ids=tuple(self.model.ids))
         best = None
-        for image_id in self.controller.project.image_ids(flt, self.model.sort,
+        for image_id in self.controller.project.image_ids(flt, self.model.sort_by,
                                                           self.model.descending):
             row = self.model.row_of(image_id)
             if row is not None and row > start and (best is None or row < best):
