@@ -120,7 +120,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         super().__init__(parent)
         self.host = host  # MainWindow: loader, _start(worker), show_error, statusBar
         self.controller: ProjectController | None = None
-        self.audit = None  # ml.crossval.LabelAudit
+        self.audit: LabelAudit | None = None
         self.order: list[int] = []  # suspects (image ids), most suspicious first
         self.issue_of: dict[int, object] = {}  # image id -> LabelIssue
         self.class_ids: list[int | None] = []  # audit class index -> current class id
@@ -296,6 +296,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
                                                                    self.folds.value()):
             self.estimate.setText("")
             return
+        assert self.controller is not None  # it has the project
         counts = self.controller.counts()
         n = counts.total - counts.count(None)
         previous = next(iter(list_audits(self.project)), None)
@@ -315,7 +316,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         return self.class_ids[index] if 0 <= index < len(self.class_ids) else None
 
     def shown_ids(self) -> list[int]:
-        confirmed = self.audit.confirmed if self.audit is not None else frozenset()
+        confirmed: frozenset[int] = self.audit.confirmed if self.audit is not None else frozenset()
         return [i for i in self.order if i not in confirmed]
 
     def _show(self, keep_row: int | None) -> None:
@@ -345,7 +346,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
 
     def _update_summary(self) -> None:
         a = self.audit
-        notes = a.notes() if a is not None else []
+        notes: list[str] = a.notes() if a is not None else []
         self.notes.setText("<br>".join(f"⚠ {html_text(n)}" for n in notes))
         self.notes.setVisible(bool(notes))
         if a is None:
@@ -435,6 +436,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         from densestudio.ml.crossval import audit_config
         from densestudio.ml.runtime import resolve_device
 
+        assert self.controller is not None  # only asked while a project is open
         counts = self.controller.counts(fresh=True)
         n = counts.total - counts.count(None)
         cfg = audit_config(n, resolve_device("auto").type).with_(img_size=self.img_size.value())

@@ -191,7 +191,7 @@ class GalleryModel(QAbstractListModel):
     def ids_in_selection(self, selection: QItemSelection) -> list[int]:
         """Image ids of a selection, in display order, without one QModelIndex per row."""
         rows: set[int] = set()
-        for rng in selection:
+        for rng in selection:  # type: ignore[attr-defined]  # stubs lack __iter__
             rows.update(range(rng.top(), rng.bottom() + 1))
         return [self._ids[r] for r in sorted(rows) if r < len(self._ids)]
 

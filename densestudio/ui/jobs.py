@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # torch-importing modules load in the worker, when a job star
     from densestudio.core.signoff import VerificationReport
     from densestudio.core.store import Project
     from densestudio.ml.config import TrainConfig
+    from densestudio.ml.events import BatchProgress
     from densestudio.ml.gate import GateResult
     from densestudio.ml.report import ReportOptions, ReportWritten
 
@@ -41,7 +42,7 @@ class TrainingSteps:
     run_id: int
     x: tuple[float, ...]  # position in epochs: epoch - 1 + step / steps
     loss: tuple[float, ...]
-    last: object  # the newest BatchProgress (epoch, step, images/s, ETA)
+    last: BatchProgress  # the newest (epoch, step, images/s, ETA)
 
 
 class StepBatcher:
@@ -52,7 +53,7 @@ class StepBatcher:
         self._flush_s = flush_s
         self._x: list[float] = []
         self._loss: list[float] = []
-        self._last = None
+        self._last: BatchProgress | None = None
         self._sent = time.monotonic()
         self._lock = threading.Lock()
 

@@ -122,7 +122,7 @@ class MainWindow(QMainWindow):
         self.demo_worker: Worker | None = None
         self.import_dialog: ImportDialog | None = None
         self.report_dialog: ImportReportDialog | None = None
-        self.last_import_report = None
+        self.last_import_report: ImportReport | None = None
         self.last_error: str | None = None
         self.last_verification: VerificationReport | None = None  # the newest records check
         self.icon = app_icon()
@@ -428,8 +428,10 @@ class MainWindow(QMainWindow):
         from densestudio.ui.shared_dialog import SharedProjectDialog
 
         dialog = SharedProjectDialog(app_settings.recent_projects(), self)
-        if dialog.exec() and dialog.target() is not None:
-            self.open_project(dialog.target())
+        if dialog.exec():
+            target = dialog.target()
+            if target is not None:
+                self.open_project(target)
 
     def new_project(self, path: str | Path) -> bool:
         path = Path(path)
@@ -931,6 +933,7 @@ class MainWindow(QMainWindow):
         flt = replace(self.model.filter, class_ids=None, unlabeled=True)
         if self.model.explicit:
             flt = replace(flt, image_ids=tuple(self.model.ids))
+        assert self.controller is not None  # the model has rows
         best = None
         for image_id in self.controller.project.image_ids(flt, self.model.sort_by,
                                                           self.model.descending):
@@ -999,7 +1002,8 @@ class MainWindow(QMainWindow):
         total = self.controller.counts().total
         shown = self.model.rowCount()
         self.filter_bar.set_count(shown, total, min(self._matching, shown))
-        selected = sum(r.height() for r in self.gallery.selectionModel().selection())
+        selection = self.gallery.selectionModel().selection()
+        selected = sum(r.height() for r in selection)  # type: ignore[attr-defined]  # stubs lack __iter__
         sel = f" · {selected:,} selected" if selected > 1 else ""
         unlabeled = self.controller.counts().count(None)
         self.status_count.setText(f"{total:,} images · {unlabeled:,} unlabeled{sel}")
@@ -1038,6 +1042,7 @@ class MainWindow(QMainWindow):
         n = len(ids)
         header = menu.addAction(f"{n:,} image{'s' if n != 1 else ''} selected")
         header.setEnabled(False)
+        assert self.controller is not None  # there are tiles
         self._add_label_actions(menu)
         menu.addSeparator()
         add_golden_actions(menu, self.controller.project, ids, self.on_golden_changed)
@@ -1149,7 +1154,7 @@ class MainWindow(QMainWindow):
         """Bring the tab that holds ``widget`` to the front."""
         for i in range(self.tabs.count()):
             page = self.tabs.widget(i)
-            if page is widget or page.isAncestorOf(widget):
+            if page is widget or (page is not None and page.isAncestorOf(widget)):
                 self.tabs.setCurrentIndex(i)
                 return
 

@@ -382,6 +382,7 @@ class TrainPanel(QWidget):
         from densestudio.ml.recommend import recommend
 
         state, _ = weights_status("densenet121", None)
+        assert self.project is not None  # only asked while a project is open
         return recommend(data_profile(self.project), getattr(self, "device_type", "cpu"),
                          weights_available=state == "ok")
 
@@ -514,6 +515,7 @@ class TrainPanel(QWidget):
         """Why training cannot start (empty = ready): data first, then settings."""
         from densestudio.ml.train import check_trainable
 
+        assert self.project is not None  # only asked while a project is open
         problems = check_trainable(self.project)
         problems += cfg.problems()
         return problems
@@ -531,7 +533,7 @@ class TrainPanel(QWidget):
     def resume_run(self, run_id: int) -> Worker | None:
         if self.controller is None or self.running:
             return None
-        info = core_runs.get_run(self.project, run_id)
+        info = core_runs.get_run(self.controller.project, run_id)
         if not info.resumable:
             self._refuse("Cannot resume", [f"Run #{run_id} is {info.status} and cannot be "
                                            "resumed; start a new run."])
@@ -560,6 +562,7 @@ class TrainPanel(QWidget):
             self.total_epochs = cfg.epochs
         self.plots.reset(self.total_epochs or None)
         if resume_run_id is not None:
+            assert self.project is not None  # training it
             info = core_runs.get_run(self.project, resume_run_id)
             self.plots.load_history(core_runs.epoch_metrics(self.project, resume_run_id),
                                     self.total_epochs)
@@ -669,7 +672,7 @@ class TrainPanel(QWidget):
             f"Epoch {b.epoch} of {total} · loss {b.loss:.3f} · {b.images_per_s:,.0f} images/s"
             f" · ETA {formatting.eta(b.eta_s)} · {self.device_text.upper() or 'CPU'}")
 
-    def _on_finished(self, run_id: object) -> None:
+    def _on_finished(self, run_id: int | None) -> None:
         self.run_id = int(run_id) if run_id is not None else None
         if self.last_outcome is None:
             self.last_outcome = "finished"
@@ -702,7 +705,7 @@ class TrainPanel(QWidget):
         self.trainingEnded.emit(self.run_id)
 
     # ------------------------------------------------------------ helpers
-    def _on_run_selected(self, run_id: object) -> None:
+    def _on_run_selected(self, run_id: int | None) -> None:
         self._update_buttons()
         if self.running or run_id is None or self.project is None or run_id == self.plotted_run:
             return

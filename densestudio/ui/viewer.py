@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QImage,
@@ -137,8 +137,9 @@ class ImageCanvas(QGraphicsView):
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys go to the viewer (labeling)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        if self.parentWidget() is not None:
-            self.parentWidget().setFocus()
+        parent = self.parentWidget()
+        if parent is not None:
+            parent.setFocus()
         super().mousePressEvent(event)
 
     def set_pixmap(self, pixmap: QPixmap | None, message: str = "") -> None:
@@ -213,7 +214,7 @@ class ImageCanvas(QGraphicsView):
         if self.fit_mode:
             self.fit()
 
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:
         if self.message:
             painter.save()
             painter.resetTransform()
@@ -456,6 +457,7 @@ class ImageViewer(QWidget):
             self.canvas.set_overlay(None)
             self.heat_status.setText("")
             return
+        assert self.heatmaps is not None  # there is a key
         explanation = self.heatmaps.request(*key, urgent=True)
         if explanation is not None:
             self._apply_heatmap(key, explanation)
@@ -497,7 +499,8 @@ class ImageViewer(QWidget):
         self.info, self._cls = info, cls
         self._update_details()
         self.refresh_history()
-        if same and info is not None and info.path == self.info.path and self.canvas.has_image():
+        if (same and info is not None and self.info is not None and info.path == self.info.path
+                and self.canvas.has_image()):
             return  # only the label changed
         self._latest.request += 1
         if info is None:
@@ -507,7 +510,7 @@ class ImageViewer(QWidget):
         self._loading = self._pool.submit(_load, self._latest, self._latest.request, info,
                                           self._deliver)
         key = self.heatmap_key()
-        if key is not None:  # start computing while the image decodes
+        if key is not None and self.heatmaps is not None:  # start while the image decodes
             self.heatmaps.request(*key, urgent=True)
 
     def update_label(self, info: ImageInfo | None, cls: ClassInfo | None) -> None:
