@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `densestudio --help` stays fas
     import numpy as np
 
     from densestudio.core.store import Project
+    from densestudio.ml.config import TrainConfig
     from densestudio.runtime.operating_point import OperatingPoint
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
@@ -426,7 +427,7 @@ def _pick_run(project: Project, run_id: int | None) -> int:
     return latest.id
 
 
-def _train_config(args: argparse.Namespace, project: Project) -> object:
+def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
     """The recommended settings for this data and device (printed with their reasons),
     with the options given on the command line on top."""
     from densestudio.core.profile import data_profile
@@ -584,7 +585,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _good_class(project: Project, run_id: int) -> str | None:
     """The class meaning a good part: the run's OK/NG operating point's, if it has one."""
     from densestudio.core import runs
-    from densestudio.ml.operating_point import EXTRA_KEY, from_dict
+    from densestudio.ml.operating_point import EXTRA_KEY
+    from densestudio.runtime.operating_point import from_dict
 
     point = from_dict(runs.get_run(project, run_id).extra.get(EXTRA_KEY))
     return point.good_class if point is not None else None
@@ -716,6 +718,7 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
     """Show, suggest, set or clear a run's OK/NG operating point (the GUI's "OK/NG" dialog)."""
     from densestudio.core import runs
     from densestudio.ml import operating_point as op
+    from densestudio.runtime.operating_point import OperatingPoint, OperatingPointError
 
     with open_project(args.project) as project:
         run_id = _pick_run(project, args.run)
@@ -748,35 +751,37 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
         print(f"Costs miss : false reject = {args.cost_miss:g} : {args.cost_false_reject:g}; "
               f"suggested threshold {suggested:.3f}")
         choice = None
+        chosen: float | None = None  # choice.threshold, when there is a choice
         if args.max_miss_rate is not None:
             choice = op.threshold_for_max_miss(p_good, is_good, args.max_miss_rate)
             if choice.threshold is None:
                 raise DenseStudioError(choice.message)
+            chosen = choice.threshold
         print("threshold   miss rate (95 % CI)        false-reject rate (95 % CI)")
         marks = {round(suggested, 3): "  <- suggested"}
-        if choice is not None:
-            marks[round(choice.threshold, 4)] = (
+        if chosen is not None:
+            marks[round(chosen, 4)] = (
                 f"  <- miss rate <= {args.max_miss_rate * 100:g} % (upper bound)")
         for t in sorted({0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, *marks}):
             r = op.rates_with_intervals(p_good, is_good, t)
             print(f"  {t:7.4g}   {r.miss.estimate * 100:6.2f} % ({r.miss.range_text(2):>11})   "
                   f"{r.false_reject.estimate * 100:6.2f} % ({r.false_reject.range_text(2):>11})"
                   f"{marks.get(t, '')}")
-        _print_miss_claim(p_good, is_good, choice.threshold if choice else suggested,
+        _print_miss_claim(p_good, is_good, chosen if chosen is not None else suggested,
                           args.max_miss_rate or 0.01)
         if choice is not None:
             print(choice.message)
         threshold = (suggested if args.suggest
-                     else choice.threshold if choice is not None else args.threshold)
+                     else chosen if chosen is not None else args.threshold)
         if threshold is None:
             print(f"Stored operating point: {_describe_point(stored)}")
             return EXIT_OK
         low, high = args.unsure if args.unsure else (None, None)
-        point = op.OperatingPoint(good, float(threshold), low, high, args.cost_miss,
+        point = OperatingPoint(good, float(threshold), low, high, args.cost_miss,
                                   args.cost_false_reject)  # fmt: skip
         try:
             op.save_operating_point(project, run_id, point)
-        except op.OperatingPointError as exc:
+        except OperatingPointError as exc:
             raise DenseStudioError(str(exc)) from exc
         rates = op.rates_with_intervals(p_good, is_good, point)
         print(f"Saved for run {run_id}: {_describe_point(point)}")

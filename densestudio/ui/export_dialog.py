@@ -140,6 +140,7 @@ class ExportDialog(QDialog):
     def __init__(self, host: MainWindow, run_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent or host)
         self.host = host
+        assert host.controller is not None  # opened for a run of the open project
         self.project = host.controller.project
         self.run = core_runs.get_run(self.project, run_id)
         self.worker: Worker | None = None

@@ -93,6 +93,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent or host)
         self.host = host  # MainWindow: controller, loader, _start(worker), show_images
+        assert host.controller is not None  # opened for runs of the open project
         self.controller = host.controller
         self.project = self.controller.project
         self.worker: Worker | None = None

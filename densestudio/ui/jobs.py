@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # torch-importing modules load in the worker, when a job star
     from densestudio.core.store import Project
     from densestudio.ml.config import TrainConfig
     from densestudio.ml.events import BatchProgress
+    from densestudio.ml.explain import Explanation
     from densestudio.ml.gate import GateResult
     from densestudio.ml.report import ReportOptions, ReportWritten
 
@@ -217,7 +218,7 @@ class HeatmapReady:
     run_id: int
     image_id: int
     class_index: int | None
-    explanation: object  # ml.explain.Explanation (numpy arrays; no ORM objects)
+    explanation: Explanation  # numpy arrays; no ORM objects
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from densestudio.core import runs as core_runs
 from densestudio.core.formatting import html_text
 from densestudio.core.stats import images_needed_sentence, upper_bound_one_sided
 from densestudio.ml import operating_point as op
-from densestudio.ml.operating_point import OperatingPoint
+from densestudio.runtime.operating_point import OperatingPoint, OperatingPointError
 from densestudio.ui.intervals import ci_tip, pct_ci
 
 if TYPE_CHECKING:
@@ -388,7 +388,7 @@ class OperatingPointPanel(QWidget):
             return None
         try:
             op.save_operating_point(self.project, self.run.id, point)
-        except op.OperatingPointError as exc:
+        except OperatingPointError as exc:
             self._set_status(str(exc), error=True)
             return None
         self.stored = point

@@ -56,6 +56,7 @@ class ReportDialog(QDialog):
     def __init__(self, host: MainWindow, run_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent or host)
         self.host = host  # MainWindow: controller, _start(worker)
+        assert host.controller is not None  # opened for a run of the open project
         self.project = host.controller.project
         self.worker: Worker | None = None
         self.last_report: ReportWritten | None = None
