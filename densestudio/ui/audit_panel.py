@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from densestudio.core.store import Project
     from densestudio.ml.config import TrainConfig
     from densestudio.ml.crossval import LabelAudit
+    from densestudio.ml.label_errors import LabelIssue
     from densestudio.ui.controller import ProjectController
     from densestudio.ui.main_window import MainWindow
 
@@ -122,7 +123,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.controller: ProjectController | None = None
         self.audit: LabelAudit | None = None
         self.order: list[int] = []  # suspects (image ids), most suspicious first
-        self.issue_of: dict[int, object] = {}  # image id -> LabelIssue
+        self.issue_of: dict[int, LabelIssue] = {}
         self.class_ids: list[int | None] = []  # audit class index -> current class id
         self.overlay: dict[int, TileOverlay] = {}
         self.worker: Worker | None = None

@@ -179,6 +179,7 @@ class ProjectController(QObject):
             self.error.emit(str(exc))
             return None
         if change is None:  # queued: the server cannot be reached
+            assert self.queue is not None  # only a shared project queues
             self.connectionChanged.emit(self.queue.state())
             return None
         if len(change):

@@ -47,6 +47,7 @@ from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
     from densestudio.ml.gate import GateResult
+    from densestudio.ui.controller import ProjectController
     from densestudio.ui.main_window import MainWindow
 
 PASS_COLOR = "#1b7f3b"
@@ -94,7 +95,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         super().__init__(parent or host)
         self.host = host  # MainWindow: controller, loader, _start(worker), show_images
         assert host.controller is not None  # opened for runs of the open project
-        self.controller = host.controller
+        self.controller: ProjectController = host.controller
         self.project = self.controller.project
         self.worker: Worker | None = None
         self.outcome: GateResult | None = None

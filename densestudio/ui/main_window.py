@@ -937,9 +937,9 @@ class MainWindow(QMainWindow):
         best = None
         for image_id in self.controller.project.image_ids(flt, self.model.sort_by,
                                                           self.model.descending):
-            row = self.model.row_of(image_id)
-            if row is not None and row > start and (best is None or row < best):
-                best = row
+            found = self.model.row_of(image_id)
+            if found is not None and found > start and (best is None or found < best):
+                best = found
                 if self.model.explicit is False:
                     break  # same order as the view: the first one after start is it
         return best

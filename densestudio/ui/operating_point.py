@@ -257,7 +257,7 @@ class OperatingPointPanel(QWidget):
         self.project = project
         self.run = core_runs.get_run(project, run_id) if project and run_id else None
         self.class_names = self.run.class_names if self.run else ()
-        self.stored = op.load_operating_point(project, run_id) if self.run else None
+        self.stored = op.load_operating_point(project, self.run.id) if self.run else None
         self._sync = True
         try:
             self.good_combo.clear()

@@ -64,6 +64,7 @@ from densestudio.ui.workers import Worker
 if TYPE_CHECKING:  # imported when first opened (they pull in the whole window)
     import numpy as np
 
+    from densestudio.core.signoff import ApprovalInfo
     from densestudio.core.store import Project
     from densestudio.ml.evaluate import EvalReport
     from densestudio.ml.gate import GateResult
@@ -189,7 +190,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.controller: ProjectController | None = None
         self.run: core_runs.RunInfo | None = None
         self.subset = "val"
-        self.report = None
+        self.report: EvalReport | None = None
         self.preds: dict[int, core_runs.PredictionInfo] = {}
         self.unlabeled_preds: dict[int, core_runs.PredictionInfo] = {}
         self.other: core_runs.RunInfo | None = None
@@ -199,8 +200,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.overlay: dict[int, TileOverlay] = {}
         self.worker: Worker | None = None
         self.op_dialog: OperatingPointDialog | None = None
-        self.gate_dialog = None
-        self.report_dialog = None
+        self.gate_dialog: GateDialog | None = None
+        self.report_dialog: ReportDialog | None = None
         self.approvals = ApprovalState()
         self._loading = False
         self._build()
@@ -849,7 +850,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         rows.append(("Macro-F1", val(a, "macro_f1"), val(other, "macro_f1"), True))
         rows.append(("Loss", val(a, "loss"), val(other, "loss"), False))
         recall_other = {c.name: c.recall for c in other.per_class} if other else {}
-        for c in (a.per_class if a else ()):
+        for c in (a.per_class if a else []):
             rows.append((f"Recall {c.name}", c.recall, recall_other.get(c.name), True))
         self.compare_table.setHorizontalHeaderLabels(
             ["Metric", f"#{self.run.id}", f"#{self.other.id}", "Δ"])
@@ -899,6 +900,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             ra, rb = self._right(p), self._right(q)
             if ra is None or rb is None:
                 continue
+            assert q is not None  # else rb is None
             if (kind == "a_only" and ra and not rb) or (kind == "b_only" and rb and not ra):
                 out.append((-(p.confidence if kind == "b_only" else q.confidence), image_id))
         return [i for _, i in sorted(out)]
@@ -1075,7 +1077,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         service = getattr(self.host, "heatmaps", None)
         on = (self.heat_button.isChecked() and self.run is not None
               and bool(self.run.checkpoint_best) and service is not None)
-        self.model.set_heatmaps(service, self.run.id if on else None)
+        self.model.set_heatmaps(service, self.run.id if on and self.run is not None else None)
 
     def show_operating_point(self) -> OperatingPointDialog | None:
         from densestudio.ui.operating_point import OperatingPointDialog
@@ -1161,7 +1163,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         dialog.open()
         return dialog
 
-    def _on_approved(self, info: object) -> None:
+    def _on_approved(self, info: ApprovalInfo) -> None:
         self.refresh_runs(reload=False)
         if self.gate_dialog is not None:
             self.gate_dialog.refresh_runs()

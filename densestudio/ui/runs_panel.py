@@ -211,11 +211,11 @@ class RunsPanel(QWidget):
                         item.setTextAlignment(Qt.AlignmentFlag.AlignRight
                                               | Qt.AlignmentFlag.AlignVCenter)
                     self.table.setItem(row, col, item)
-            row = self.row_of(keep) if keep is not None else None
-            if row is None and self.infos:
-                row = 0
-            if row is not None:
-                self.table.selectRow(row)
+            selected = self.row_of(keep) if keep is not None else None
+            if selected is None and self.infos:
+                selected = 0
+            if selected is not None:
+                self.table.selectRow(selected)
             else:
                 self.table.clearSelection()
         finally:
