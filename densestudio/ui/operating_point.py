@@ -75,7 +75,7 @@ class OperatingPointPanel(QWidget):
         self.project: Project | None = None
         self.run: core_runs.RunInfo | None = None
         self.class_names: tuple[str, ...] = ()
-        self.probs = np.zeros((0, 0), np.float32)
+        self.probs: np.ndarray = np.zeros((0, 0), np.float32)
         self.true = np.zeros(0, np.int64)
         self.p_good = np.zeros(0)
         self.is_good = np.zeros(0, bool)

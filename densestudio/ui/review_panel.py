@@ -244,7 +244,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         caption.setWordWrap(True)
         self.per_class = _table(self, ["Class", "Precision %", "Recall %", "F1 %", "Support"])
         for col in (1, 2):
-            self.per_class.horizontalHeaderItem(col).setToolTip(
+            self.per_class.horizontalHeaderItem(col).setToolTip(  # type: ignore[union-attr]  # the labels made it
                 "The rate on these images, then its exact 95 % interval in brackets")
         # Comparing gets a tab of its own (the whole height, every column readable).
         self.compare_table = _table(self, ["Metric", "This run", "Other run", "Δ"])
@@ -534,6 +534,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     # ================================================================ loading
     def _class_map(self, names: tuple[str, ...]) -> list[int | None]:
+        assert self.controller is not None  # callers check for a project
         by_name = {c.name: c.id for c in self.controller.classes()}
         return [by_name.get(n) for n in names]
 
@@ -598,6 +599,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         """Balanced accuracy and the worst class first (accuracy hides a class that is never
         found); a warning for classes too small to judge; the defects an OK/NG threshold
         would pass."""
+        assert self.run is not None  # ``rep`` is one of its reports
         s = summary.summarize({}, rep, self.subset)  # the figures of what is shown
         loss = f" · loss {rep.loss:.3f}" if rep.loss is not None else ""
         cfg = self.run.config
@@ -632,6 +634,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         """"Defects called good" at the run's saved OK/NG threshold (empty without one)."""
         from densestudio.ml import operating_point as op
 
+        assert self.run is not None and self.project is not None  # a report is shown
         point = op.load_operating_point(self.project, self.run.id)
         if point is None or point.good_class not in self.run.class_names:
             return ""
@@ -686,6 +689,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def show_view(self, kind: str) -> list[int]:
         if self.run is None:
             return []
+        assert self.project is not None  # it has the run
         self.matrix.set_active(None)
         button = self.view_buttons.get(kind)
         if button is not None:
@@ -828,7 +832,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def _load_other(self) -> None:
         from densestudio.ml.evaluate import build_report
 
-        assert self.other is not None
+        assert self.other is not None and self.run is not None and self.project is not None
         preds = core_runs.predictions(self.project, self.other.id, self.subset)
         self.other_preds = {p.image_id: p for p in preds}
         other = (build_report(self.other.id, self.subset, self.other.class_names, preds)
@@ -855,7 +859,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.compare_table.setHorizontalHeaderLabels(
             ["Metric", f"#{self.run.id}", f"#{self.other.id}", "Δ"])
         for col, info in ((1, self.run), (2, self.other)):
-            self.compare_table.horizontalHeaderItem(col).setToolTip(run_title(info))
+            header = self.compare_table.horizontalHeaderItem(col)
+            header.setToolTip(run_title(info))  # type: ignore[union-attr]  # the labels made it
         self.compare_table.setRowCount(len(rows) + 1)
         for row, (name, x, y, is_pct) in enumerate(rows):
             def fmt(v: float | None, is_pct: bool = is_pct) -> str:
@@ -873,7 +878,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             if worst is not None and cell is not None:
                 cell.setText(worst[0] if len(worst[0]) <= 16 else worst[0][:15] + "…")
                 cell.setToolTip(f"'{worst[0]}' is the class this run recognises least often")
-        self.compare_table.item(2, 3).setText("")
+        self.compare_table.item(2, 3).setText("")  # type: ignore[union-attr]  # set above
         both = self.compare_counts()
         self.compare_table.setItem(len(rows), 0, _item("Right here / right there only", False))
         self.compare_table.setItem(len(rows), 1, _item(f"{both[0]:,}"))
@@ -959,7 +964,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def _accept(self, pairs: list[tuple[int, int]]) -> int:
         if not pairs or self.controller is None:
             return 0
-        current = {i.id: i.label_id for i in self.project.images_by_ids([i for i, _ in pairs])}
+        project = self.controller.project
+        current = {i.id: i.label_id for i in project.images_by_ids([i for i, _ in pairs])}
         pairs = [(i, c) for i, c in pairs if current.get(i) is None]  # never overwrite labels
         if not pairs:
             self.host.statusBar().showMessage("Those images already have labels.", 4000)
@@ -987,6 +993,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             menu.addSeparator()
         self._add_relabel_actions(menu, remove_label=True)
         menu.addSeparator()
+        assert self.project is not None  # there are tiles
         add_golden_actions(menu, self.project, ids, self.host.on_golden_changed)
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
 

@@ -134,7 +134,8 @@ class RunsPanel(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         for col, name in enumerate(COLUMNS):
             if name in COLUMN_TIPS:
-                self.table.horizontalHeaderItem(col).setToolTip(COLUMN_TIPS[name])
+                header = self.table.horizontalHeaderItem(col)
+                header.setToolTip(COLUMN_TIPS[name])  # type: ignore[union-attr]  # the labels made it
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -276,7 +277,8 @@ class RunsPanel(QWidget):
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
         if not rows:
             return None
-        return self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+        item = self.table.item(rows[0].row(), 0)
+        return item.data(Qt.ItemDataRole.UserRole)  # type: ignore[union-attr]  # a row's cell
 
     def select_run(self, run_id: int) -> None:
         row = self.row_of(run_id)
