@@ -259,6 +259,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             self._update_summary()
             self._update_buttons()
             return
+        assert self.project is not None  # the audit was loaded from it
         self._show_settings_of(self.audit)
         self.class_ids = self._class_map(self.audit.class_names)
         suspects = self.audit.suspects()

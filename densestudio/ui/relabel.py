@@ -43,6 +43,7 @@ class RelabelSelectedMixin:
         """One "Relabel as ..." entry per class (with its key), optionally "Remove label"."""
         from densestudio.ui.class_panel import swatch
 
+        assert self.controller is not None  # a menu on tiles of the open project
         for cls in self.controller.classes():
             key = f"\t{cls.shortcut}" if cls.shortcut else ""
             action = menu.addAction(swatch(cls.color), f"Relabel as {cls.name}{key}")

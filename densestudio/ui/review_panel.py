@@ -673,6 +673,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         """The images of one confusion-matrix cell, most confident first."""
         if self.run is None or self.report is None:
             return []
+        assert self.project is not None  # it has the run
         names = self.run.class_names
         ids = core_runs.confusion_cell_images(self.project, self.run.id, self.subset,
                                               true_index, pred_index)

@@ -134,8 +134,8 @@ class RunsPanel(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         for col, name in enumerate(COLUMNS):
             if name in COLUMN_TIPS:
-                header = self.table.horizontalHeaderItem(col)
-                header.setToolTip(COLUMN_TIPS[name])  # type: ignore[union-attr]  # the labels made it
+                tip_item = self.table.horizontalHeaderItem(col)
+                tip_item.setToolTip(COLUMN_TIPS[name])  # type: ignore[union-attr]  # the labels made it
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
