@@ -104,7 +104,7 @@ def describe(result: ExportResult) -> str:
     fmt = "ONNX" if m.get("onnx") else "TorchScript"
     prep = m.get("preprocessing") or {}
     fit = {"letterbox": "aspect ratio kept (padded)", "stretch": "stretched"}.get(
-        prep.get("fit"), "")
+        prep.get("fit") or "", "")
     rows = [
         ("File", f"{Path(result.path).name} ({fmt}, {result.size_bytes / 1e6:.1f} MB)"),
         ("Classes", f"{len(names)}: " + ", ".join(names)),

@@ -233,7 +233,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         self.approve_button.clicked.connect(self._approve)
         self.close_button.clicked.connect(self.close)
 
-    def _fill_runs(self, candidate: int, against: int | None) -> None:
+    def _fill_runs(self, candidate: int | None, against: int | None) -> None:
         state = approval_state(self.project)
         runs = [r for r in core_runs.list_runs(self.project) if r.status == "finished"]
         for combo in (self.candidate_combo, self.against_combo):
