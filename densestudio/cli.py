@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from densestudio import __version__
 from densestudio.cli_signoff import add_signoff_commands
@@ -21,13 +22,20 @@ from densestudio.core import formatting
 from densestudio.core.errors import CancelledError, DenseStudioError
 from densestudio.core.progress import CancelToken
 
+if TYPE_CHECKING:  # imported lazily at run time: `densestudio --help` stays fast
+    import numpy as np
+
+    from densestudio.core.store import Project
+    from densestudio.ml.config import TrainConfig
+    from densestudio.runtime.operating_point import OperatingPoint
+
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
 
 class ProgressLine:
     """A single self-overwriting terminal line, updated at most ~10 times a second."""
 
-    def __init__(self, stream=sys.stderr) -> None:
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
         self._last = 0.0
         self._tty = stream.isatty()
@@ -100,7 +108,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     return run_app(["densestudio", "--project", args.project])
 
 
-def open_project(path: str):
+def open_project(path: str) -> Project:
     """Open a project for a command; says so when it is read-only, and lets a write that
     waits for another process's lock say that it is waiting."""
     from densestudio.core.store import Project
@@ -188,7 +196,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _author_totals(project) -> list[tuple[str, int]]:
+def _author_totals(project: Project) -> list[tuple[str, int]]:
     totals: dict[str, int] = {}
     for per_author in project.counts_by_author().values():
         for who, n in per_author.items():
@@ -408,7 +416,7 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
 
 # ============================================================== ml commands
 # (train / evaluate / export / predict are registered by add_ml_commands below)
-def _pick_run(project, run_id: int | None) -> int:
+def _pick_run(project: Project, run_id: int | None) -> int:
     from densestudio.core import runs
 
     if run_id is not None:
@@ -419,7 +427,7 @@ def _pick_run(project, run_id: int | None) -> int:
     return latest.id
 
 
-def _train_config(args: argparse.Namespace, project) -> object:
+def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
     """The recommended settings for this data and device (printed with their reasons),
     with the options given on the command line on top."""
     from densestudio.core.profile import data_profile
@@ -574,16 +582,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _good_class(project, run_id: int) -> str | None:
+def _good_class(project: Project, run_id: int) -> str | None:
     """The class meaning a good part: the run's OK/NG operating point's, if it has one."""
     from densestudio.core import runs
-    from densestudio.ml.operating_point import EXTRA_KEY, from_dict
+    from densestudio.ml.operating_point import EXTRA_KEY
+    from densestudio.runtime.operating_point import from_dict
 
     point = from_dict(runs.get_run(project, run_id).extra.get(EXTRA_KEY))
     return point.good_class if point is not None else None
 
 
-def _pick_export_run(project, args: argparse.Namespace) -> int:
+def _pick_export_run(project: Project, args: argparse.Namespace) -> int:
     """The run to export: --run, else the approved run, else the latest finished one; warns
     on stderr when it is not approved (see `densestudio approve`)."""
     from densestudio.core import signoff
@@ -597,7 +606,7 @@ def _pick_export_run(project, args: argparse.Namespace) -> int:
     return run_id
 
 
-def _record_export(project, run_id: int, out: Path, files: Sequence[Path]) -> None:
+def _record_export(project: Project, run_id: int, out: Path, files: Sequence[Path]) -> None:
     """Remember the export in the run, for the validation report (its parity figures)."""
     from densestudio.ml.report import record_export
 
@@ -709,6 +718,7 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
     """Show, suggest, set or clear a run's OK/NG operating point (the GUI's "OK/NG" dialog)."""
     from densestudio.core import runs
     from densestudio.ml import operating_point as op
+    from densestudio.runtime.operating_point import OperatingPoint, OperatingPointError
 
     with open_project(args.project) as project:
         run_id = _pick_run(project, args.run)
@@ -741,35 +751,37 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
         print(f"Costs miss : false reject = {args.cost_miss:g} : {args.cost_false_reject:g}; "
               f"suggested threshold {suggested:.3f}")
         choice = None
+        chosen: float | None = None  # choice.threshold, when there is a choice
         if args.max_miss_rate is not None:
             choice = op.threshold_for_max_miss(p_good, is_good, args.max_miss_rate)
             if choice.threshold is None:
                 raise DenseStudioError(choice.message)
+            chosen = choice.threshold
         print("threshold   miss rate (95 % CI)        false-reject rate (95 % CI)")
         marks = {round(suggested, 3): "  <- suggested"}
-        if choice is not None:
-            marks[round(choice.threshold, 4)] = (
+        if chosen is not None:
+            marks[round(chosen, 4)] = (
                 f"  <- miss rate <= {args.max_miss_rate * 100:g} % (upper bound)")
         for t in sorted({0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, *marks}):
             r = op.rates_with_intervals(p_good, is_good, t)
             print(f"  {t:7.4g}   {r.miss.estimate * 100:6.2f} % ({r.miss.range_text(2):>11})   "
                   f"{r.false_reject.estimate * 100:6.2f} % ({r.false_reject.range_text(2):>11})"
                   f"{marks.get(t, '')}")
-        _print_miss_claim(p_good, is_good, choice.threshold if choice else suggested,
+        _print_miss_claim(p_good, is_good, chosen if chosen is not None else suggested,
                           args.max_miss_rate or 0.01)
         if choice is not None:
             print(choice.message)
         threshold = (suggested if args.suggest
-                     else choice.threshold if choice is not None else args.threshold)
+                     else chosen if chosen is not None else args.threshold)
         if threshold is None:
             print(f"Stored operating point: {_describe_point(stored)}")
             return EXIT_OK
         low, high = args.unsure if args.unsure else (None, None)
-        point = op.OperatingPoint(good, float(threshold), low, high, args.cost_miss,
+        point = OperatingPoint(good, float(threshold), low, high, args.cost_miss,
                                   args.cost_false_reject)  # fmt: skip
         try:
             op.save_operating_point(project, run_id, point)
-        except op.OperatingPointError as exc:
+        except OperatingPointError as exc:
             raise DenseStudioError(str(exc)) from exc
         rates = op.rates_with_intervals(p_good, is_good, point)
         print(f"Saved for run {run_id}: {_describe_point(point)}")
@@ -778,7 +790,9 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_miss_claim(p_good, is_good, threshold: float, target: float) -> None:
+def _print_miss_claim(
+    p_good: np.ndarray, is_good: np.ndarray, threshold: float, target: float
+) -> None:
     """What the defect images can show: the miss rate's upper bound and the images needed
     to claim ``target``."""
     from densestudio.core.stats import images_needed_sentence
@@ -790,7 +804,7 @@ def _print_miss_claim(p_good, is_good, threshold: float, target: float) -> None:
           f"{images_needed_sentence(target)}.")
 
 
-def _describe_point(point) -> str:  # TYPEHINT - OperatingPoint | None
+def _describe_point(point: OperatingPoint | None) -> str:
     if point is None:
         return "none"
     band = (f", unsure band [{point.unsure_low:g}, {point.unsure_high:g})"

@@ -9,19 +9,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from densestudio.core.errors import DenseStudioError
+
+if TYPE_CHECKING:  # imported lazily at run time, like cli.py
+    from densestudio.core.store import Project
 
 EXIT_OK, EXIT_FAIL = 0, 1
 
 
-def _open(path: str):  # TYPEHINT - store.Project
+def _open(path: str) -> Project:
     from densestudio.core.store import Project
 
     return Project.open(path)
 
 
-def _latest_finished(project) -> int:
+def _latest_finished(project: Project) -> int:
     from densestudio.core import runs
 
     latest = runs.latest_run(project, "finished")

@@ -27,6 +27,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psycopg
 
 SUPERUSER = "densestudio"
 PASSWORD = "s3cret-test-pw"  # the superuser's password for TCP logins (tests only)
@@ -147,7 +151,7 @@ class PgServer:
             return f"postgresql://{SUPERUSER}{secret}@127.0.0.1:{self.port}/{database}"
         return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={self.port}"
 
-    def admin(self):  # TYPEHINT - psycopg.Connection
+    def admin(self) -> psycopg.Connection:
         import psycopg
 
         return psycopg.connect(host=str(self.socket_dir), port=self.port, user=SUPERUSER,

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
@@ -75,7 +76,8 @@ def _reapply_sheets(top: QWidget) -> None:
 
 
 def create_application(argv: list[str] | None = None) -> QApplication:
-    app = QApplication.instance()
+    # The instance is a QApplication: this function (or pytest-qt) made it.
+    app = cast("QApplication | None", QApplication.instance())
     if app is None:
         app = QApplication(argv if argv is not None else sys.argv)
     app.setOrganizationName(app_settings.ORGANIZATION)
@@ -97,7 +99,7 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     install_excepthook(app)
     apply_palette(app)
     app.styleHints().colorSchemeChanged.connect(lambda _scheme: apply_palette(app))
-    return app  # type: ignore[return-value]
+    return app
 
 
 def run_app(argv: list[str] | None = None) -> int:

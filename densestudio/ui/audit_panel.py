@@ -14,6 +14,9 @@ Images relabeled before the view was opened count as resolved and are not listed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QUndoCommand
 from PySide6.QtWidgets import (
@@ -37,12 +40,20 @@ from densestudio.ui.jobs import TRAIN_NICE, background_training
 from densestudio.ui.relabel import RelabelSelectedMixin
 from densestudio.ui.workers import Worker
 
+if TYPE_CHECKING:
+    from densestudio.core.store import Project
+    from densestudio.ml.config import TrainConfig
+    from densestudio.ml.crossval import LabelAudit
+    from densestudio.ml.label_errors import LabelIssue
+    from densestudio.ui.controller import ProjectController
+    from densestudio.ui.main_window import MainWindow
+
 
 # ------------------------------------------------------------------ job (worker thread)
 def audit_job(
-    project,  # TYPEHINT - core.store.Project
+    project: Project,
     folds: int,
-    config,  # TYPEHINT - ml.config.TrainConfig | None
+    config: TrainConfig | None,
     threads: int | None = None,
     nice: int = TRAIN_NICE,
     *,
@@ -106,13 +117,13 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
     auditEnded = Signal(str)  # "finished" | "cancelled" | "failed"
     suspectsChanged = Signal(int)  # number listed
 
-    def __init__(self, host, parent: QWidget | None = None) -> None:
+    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host  # MainWindow: loader, _start(worker), show_error, statusBar
-        self.controller = None
-        self.audit = None  # ml.crossval.LabelAudit
+        self.controller: ProjectController | None = None
+        self.audit: LabelAudit | None = None
         self.order: list[int] = []  # suspects (image ids), most suspicious first
-        self.issue_of: dict[int, object] = {}  # image id -> LabelIssue
+        self.issue_of: dict[int, LabelIssue] = {}
         self.class_ids: list[int | None] = []  # audit class index -> current class id
         self.overlay: dict[int, TileOverlay] = {}
         self.worker: Worker | None = None
@@ -207,14 +218,14 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
 
     # ================================================================ project
     @property
-    def project(self):
+    def project(self) -> Project | None:
         return self.controller.project if self.controller else None
 
     @property
     def running(self) -> bool:
         return self.worker is not None
 
-    def set_controller(self, controller) -> None:
+    def set_controller(self, controller: ProjectController | None) -> None:
         if self.controller is not None:
             try:
                 self.controller.labelsChanged.disconnect(self._on_labels_changed)
@@ -248,6 +259,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             self._update_summary()
             self._update_buttons()
             return
+        assert self.project is not None  # the audit was loaded from it
         self._show_settings_of(self.audit)
         self.class_ids = self._class_map(self.audit.class_names)
         suspects = self.audit.suspects()
@@ -263,7 +275,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.gallery.empty_text = "No suspected label errors left. Well done."
         self._show(keep_row=None)
 
-    def _show_settings_of(self, audit) -> None:  # TYPEHINT - ml.crossval.LabelAudit
+    def _show_settings_of(self, audit: LabelAudit) -> None:
         """The form shows the settings of the audit on screen (epochs stay "auto" when the
         audit used the automatic number)."""
         from densestudio.ml.crossval import audit_config
@@ -286,6 +298,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
                                                                    self.folds.value()):
             self.estimate.setText("")
             return
+        assert self.controller is not None  # it has the project
         counts = self.controller.counts()
         n = counts.total - counts.count(None)
         previous = next(iter(list_audits(self.project)), None)
@@ -297,7 +310,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             "images; estimated from " + ("the last audit's speed" if previous else
                                          "the small model's usual speed on this device"))
 
-    def _class_map(self, names) -> list[int | None]:
+    def _class_map(self, names: Sequence[str]) -> list[int | None]:
         by_name = {c.name: c.id for c in self.controller.classes()} if self.controller else {}
         return [by_name.get(n) for n in names]
 
@@ -305,7 +318,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         return self.class_ids[index] if 0 <= index < len(self.class_ids) else None
 
     def shown_ids(self) -> list[int]:
-        confirmed = self.audit.confirmed if self.audit is not None else frozenset()
+        confirmed: frozenset[int] = self.audit.confirmed if self.audit is not None else frozenset()
         return [i for i in self.order if i not in confirmed]
 
     def _show(self, keep_row: int | None) -> None:
@@ -335,7 +348,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
 
     def _update_summary(self) -> None:
         a = self.audit
-        notes = a.notes() if a is not None else []
+        notes: list[str] = a.notes() if a is not None else []
         self.notes.setText("<br>".join(f"⚠ {html_text(n)}" for n in notes))
         self.notes.setVisible(bool(notes))
         if a is None:
@@ -421,10 +434,11 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
 
     # ================================================================ the audit job
-    def config(self):  # TYPEHINT - ml.config.TrainConfig
+    def config(self) -> TrainConfig:
         from densestudio.ml.crossval import audit_config
         from densestudio.ml.runtime import resolve_device
 
+        assert self.controller is not None  # only asked while a project is open
         counts = self.controller.counts(fresh=True)
         n = counts.total - counts.count(None)
         cfg = audit_config(n, resolve_device("auto").type).with_(img_size=self.img_size.value())

@@ -9,8 +9,9 @@ colour and delete questions are small overridable methods (``ask_color``, ``conf
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -34,6 +35,7 @@ from densestudio.ui.controller import ProjectController
 
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
 UNLABELED = -1
+_Dialog = TypeVar("_Dialog", ClassNameDialog, MergeDialog)
 
 
 def swatch(color: str, size: int = 14) -> QIcon:
@@ -125,7 +127,7 @@ class ClassPanel(QWidget):
         layout.addWidget(self.summary)
         self.refresh()
 
-    def changeEvent(self, event) -> None:
+    def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
         if event.type() == event.Type.PaletteChange:
             self.refresh()  # the (unlabeled) row is drawn in the placeholder colour
@@ -146,6 +148,7 @@ class ClassPanel(QWidget):
     def select_class(self, class_id: int) -> None:
         for i in range(self.tree.topLevelItemCount()):
             item = self.tree.topLevelItem(i)
+            assert item is not None  # i < topLevelItemCount()
             item.setSelected(item.data(0, ID_ROLE) == class_id)
 
     def refresh(self) -> None:
@@ -208,12 +211,12 @@ class ClassPanel(QWidget):
         for a in (self.rename_action, self.color_action, self.up_action, self.down_action):
             a.setEnabled(has_project and one)
         self.merge_action.setEnabled(
-            bool(has_project and ids and len(self.controller.classes()) > 1)
+            bool(self.controller is not None and ids and len(self.controller.classes()) > 1)
         )
         self.delete_action.setEnabled(has_project and len(ids) >= 1)
 
     # ------------------------------------------------------------ dialogs (overridable)
-    def _open(self, dialog: ClassNameDialog | MergeDialog) -> ClassNameDialog | MergeDialog:
+    def _open(self, dialog: _Dialog) -> _Dialog:
         if self.dialog is not None:
             self.dialog.close()
         self.dialog = dialog
@@ -263,9 +266,9 @@ class ClassPanel(QWidget):
     def rename_selected(self) -> ClassNameDialog | None:
         ids = self.selected_class_ids()
         c = self.controller
-        if c is None or len(ids) != 1 or c.class_by_id(ids[0]) is None:
+        info = c.class_by_id(ids[0]) if c is not None and len(ids) == 1 else None
+        if c is None or info is None:
             return None
-        info = c.class_by_id(ids[0])
         return self._open(ClassNameDialog(
             self, f"Rename class {info.name}", f"Rename the class <b>{html_text(info.name)}</b> "
             f"({_n(c.counts().count(info.id))} images) to:", info.name,
@@ -321,7 +324,7 @@ class ClassPanel(QWidget):
             return
         counts = c.counts()
         n = sum(counts.count(i) for i in ids)
-        names = ", ".join(f"'{c.class_by_id(i).name}'" for i in ids if c.class_by_id(i))
+        names = ", ".join(f"'{info.name}'" for info in map(c.class_by_id, ids) if info)
         text = (f"Delete class {names}? Its {n} image(s) become unlabeled; the images "
                 f"themselves stay in the project. You can undo this (Ctrl+Z).")
         if not self.confirm("Delete class", text):
@@ -333,7 +336,7 @@ class ClassPanel(QWidget):
         class_id = item.data(0, ID_ROLE)
         self.labelSelectionRequested.emit(None if class_id == UNLABELED else class_id)
 
-    def _context_menu(self, pos) -> None:
+    def _context_menu(self, pos: QPoint) -> None:
         item = self.tree.itemAt(pos)
         menu = QMenu(self)
         if item is not None:

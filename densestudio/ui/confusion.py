@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
+    QObject,
     QPersistentModelIndex,
     QRect,
     QSize,
@@ -46,7 +47,7 @@ MISTAKE = QColor("#cb181d")
 
 
 class ConfusionModel(QAbstractTableModel):
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.names: list[str] = []
         self.counts: list[list[int]] = []
@@ -79,7 +80,7 @@ class ConfusionModel(QAbstractTableModel):
 
     def data(
         self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
-    ):
+    ) -> object:
         if not index.isValid():
             return None
         r, c = index.row(), index.column()
@@ -103,7 +104,7 @@ class ConfusionModel(QAbstractTableModel):
 
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ):
+    ) -> object:
         if section >= len(self.names):
             return None
         if role == Qt.ItemDataRole.DisplayRole:
@@ -121,7 +122,12 @@ class _CellDelegate(QStyledItemDelegate):
         super().__init__(view)
         self.view = view
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
         model: ConfusionModel = index.model()  # type: ignore[assignment]
         r, c = index.row(), index.column()
         rect = option.rect

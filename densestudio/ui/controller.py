@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
@@ -44,7 +44,13 @@ from densestudio.core.store import (
 from densestudio.ui import undo
 from densestudio.ui.workers import GuiCall, to_gui
 
+if TYPE_CHECKING:
+    from densestudio.core.near_duplicates import NearDuplicateGroup
+    from densestudio.core.splits import SplitSettings
+
 log = logging.getLogger("densestudio")
+
+_T = TypeVar("_T")
 
 
 class ProjectController(QObject):
@@ -130,7 +136,7 @@ class ProjectController(QObject):
             self._author_counts = self.project.counts_by_author()
         return self._counts
 
-    def split_settings(self):
+    def split_settings(self) -> SplitSettings:
         return split_settings(self.project)
 
     def reload(self) -> None:
@@ -173,6 +179,7 @@ class ProjectController(QObject):
             self.error.emit(str(exc))
             return None
         if change is None:  # queued: the server cannot be reached
+            assert self.queue is not None  # only a shared project queues
             self.connectionChanged.emit(self.queue.state())
             return None
         if len(change):
@@ -324,7 +331,7 @@ class ProjectController(QObject):
             self._splits_moved()
         return n
 
-    def move_near_duplicates_together(self, groups: Sequence[Any]) -> int | None:
+    def move_near_duplicates_together(self, groups: Sequence[NearDuplicateGroup]) -> int | None:
         """Put each group of near-identical images (core.near_duplicates) in one split."""
         from densestudio.core.near_duplicates import move_together
 
@@ -339,7 +346,19 @@ class ProjectController(QObject):
         self.countsChanged.emit()
 
     # ------------------------------------------------------------ internals
-    def _guard(self, fn: Callable[[], Any], on_error: Callable[[str], None] | None = None) -> Any:
+    @overload
+    def _guard(
+        self, fn: Callable[[], None], on_error: Callable[[str], None] | None = None
+    ) -> Literal[True] | None: ...
+
+    @overload
+    def _guard(
+        self, fn: Callable[[], _T], on_error: Callable[[str], None] | None = None
+    ) -> _T | None: ...
+
+    def _guard(
+        self, fn: Callable[[], object], on_error: Callable[[str], None] | None = None
+    ) -> object:
         """Run a store call; a user error becomes the ``error`` signal, or goes to
         ``on_error`` (a dialog showing it), and None is returned."""
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -39,6 +40,9 @@ from densestudio.ui.jobs import CheckRow, ExportResult, check_export_job, export
 from densestudio.ui.runs_panel import run_title
 from densestudio.ui.signoff_dialogs import approval_note
 from densestudio.ui.workers import Worker
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 CHECK_SAMPLES = 8
 FORMATS = {  # combo text -> format
@@ -100,7 +104,7 @@ def describe(result: ExportResult) -> str:
     fmt = "ONNX" if m.get("onnx") else "TorchScript"
     prep = m.get("preprocessing") or {}
     fit = {"letterbox": "aspect ratio kept (padded)", "stretch": "stretched"}.get(
-        prep.get("fit"), "")
+        prep.get("fit") or "", "")
     rows = [
         ("File", f"{Path(result.path).name} ({fmt}, {result.size_bytes / 1e6:.1f} MB)"),
         ("Classes", f"{len(names)}: " + ", ".join(names)),
@@ -133,13 +137,14 @@ class ExportDialog(QDialog):
     exported = Signal(object)  # ExportResult
     checked = Signal(object)  # list[CheckRow]
 
-    def __init__(self, host, run_id: int, parent: QWidget | None = None) -> None:
+    def __init__(self, host: MainWindow, run_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent or host)
         self.host = host
+        assert host.controller is not None  # opened for a run of the open project
         self.project = host.controller.project
         self.run = core_runs.get_run(self.project, run_id)
         self.worker: Worker | None = None
-        self.result: ExportResult | None = None
+        self.export_result: ExportResult | None = None
         self.check_rows: list[CheckRow] = []
         self.last_error: str | None = None
         self.setWindowTitle(f"Export model — {run_title(self.run)}")
@@ -247,7 +252,7 @@ class ExportDialog(QDialog):
     def _on_done(self) -> None:
         self.worker = None
         self.export_button.setEnabled(True)
-        self.check_button.setEnabled(self.result is not None)
+        self.check_button.setEnabled(self.export_result is not None)
 
     def _on_failed(self, message: str) -> None:
         self.last_error = message
@@ -265,7 +270,7 @@ class ExportDialog(QDialog):
         return worker
 
     def _on_exported(self, result: ExportResult) -> None:
-        self.result = result
+        self.export_result = result
         self.path_edit.setText(result.path)
         self.contents.setHtml(describe(result))
         self.status.setStyleSheet("color: #1b7f3b;")
@@ -286,10 +291,10 @@ class ExportDialog(QDialog):
                 if r.image_id in infos]
 
     def check(self) -> Worker | None:
-        if self.result is None or self.worker is not None:
+        if self.export_result is None or self.worker is not None:
             return None
         self.status.setStyleSheet("")
-        worker = Worker(check_export_job, self.result.path, self.samples(), parent=self)
+        worker = Worker(check_export_job, self.export_result.path, self.samples(), parent=self)
         worker.finished.connect(self._on_checked)
         self._start(worker, "Loading the file and predicting…")
         return worker
@@ -319,7 +324,7 @@ class ExportDialog(QDialog):
             counts = {d: sum(r.decision == d for r in rows) for d in ("OK", "NG", "UNSURE")}
             verdicts = " Its OK/NG rule says " + ", ".join(
                 f"{k} {v}" for k, v in counts.items() if v) + "."
-        parity = describe_parity(self.result.metadata) if self.result else ""
+        parity = describe_parity(self.export_result.metadata) if self.export_result else ""
         self.status.setText(
             (f"Parity: {parity}. " if parity else "")
             + f"The file loads and predicts: {ok} of {len(rows)} sample images match their "
@@ -327,7 +332,7 @@ class ExportDialog(QDialog):
         self.checked.emit(self.check_rows)
 
     def metadata_json(self) -> str:
-        return json.dumps(self.result.metadata, indent=1) if self.result else ""
+        return json.dumps(self.export_result.metadata, indent=1) if self.export_result else ""
 
     def done(self, result: int) -> None:  # QDialog.done
         if self.worker is not None:

@@ -17,6 +17,7 @@ from PySide6.QtCore import (
     QAbstractListModel,
     QItemSelection,
     QModelIndex,
+    QObject,
     QPersistentModelIndex,
     Qt,
     Signal,
@@ -56,13 +57,13 @@ class GalleryModel(QAbstractListModel):
         self,
         controller: ProjectController | None,
         loader: ThumbnailLoader,
-        parent=None,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.controller = controller
         self.loader = loader
         self.filter = ImageFilter()
-        self.sort = "name"
+        self.sort_by = "name"
         self.descending = False
         self.explicit = False
         self._ids: list[int] = []
@@ -82,11 +83,12 @@ class GalleryModel(QAbstractListModel):
         self._ids = []
         self._clear_cache()
         self._overlay = {}
-        self.filter, self.sort, self.descending, self.explicit = ImageFilter(), "name", False, False
+        self.filter, self.sort_by = ImageFilter(), "name"
+        self.descending, self.explicit = False, False
         self._classes = {}
         if controller is not None:
             self._bind(controller)
-            self._ids = controller.project.image_ids(self.filter, self.sort, self.descending)
+            self._ids = controller.project.image_ids(self.filter, self.sort_by, self.descending)
         self.endResetModel()
         self.queryChanged.emit()
 
@@ -105,7 +107,7 @@ class GalleryModel(QAbstractListModel):
         if flt is not None:
             self.filter = flt
         if sort is not None:
-            self.sort = sort
+            self.sort_by = sort
         if descending is not None:
             self.descending = descending
         self.explicit = False
@@ -135,7 +137,7 @@ class GalleryModel(QAbstractListModel):
         ids = (
             self._ids
             if self.explicit
-            else self.controller.project.image_ids(self.filter, self.sort, self.descending)
+            else self.controller.project.image_ids(self.filter, self.sort_by, self.descending)
         )
         self.beginResetModel()
         self._ids = list(ids)
@@ -189,7 +191,7 @@ class GalleryModel(QAbstractListModel):
     def ids_in_selection(self, selection: QItemSelection) -> list[int]:
         """Image ids of a selection, in display order, without one QModelIndex per row."""
         rows: set[int] = set()
-        for rng in selection:
+        for rng in selection:  # type: ignore[attr-defined]  # stubs lack __iter__
             rows.update(range(rng.top(), rng.bottom() + 1))
         return [self._ids[r] for r in sorted(rows) if r < len(self._ids)]
 
@@ -202,7 +204,7 @@ class GalleryModel(QAbstractListModel):
         return None
 
     def data(self, index: QModelIndex | QPersistentModelIndex,
-             role: int = Qt.ItemDataRole.DisplayRole):
+             role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
         row = index.row()
@@ -259,14 +261,14 @@ class GalleryModel(QAbstractListModel):
                 self._infos[info.id] = info
         rows = sorted(r for r in (self.row_of(i) for i in cached) if r is not None)
         # Notify in contiguous runs (cheap even for a 100k-row bulk label).
-        start = prev = None
-        for row in [*rows, None]:
-            if start is not None and (row is None or row != prev + 1):
-                self.dataChanged.emit(self.index(start), self.index(prev))
-                start = None
-            if row is not None and start is None:
-                start = row
-            prev = row
+        runs: list[tuple[int, int]] = []  # (first, last) row
+        for row in rows:
+            if runs and row == runs[-1][1] + 1:
+                runs[-1] = (runs[-1][0], row)
+            else:
+                runs.append((row, row))
+        for first, last in runs:
+            self.dataChanged.emit(self.index(first), self.index(last))
 
     def _on_classes_changed(self) -> None:
         if self.controller is not None:

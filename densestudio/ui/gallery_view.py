@@ -7,14 +7,38 @@ model has in memory; thumbnails not yet decoded show a placeholder until they ar
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPoint, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPalette, QPen
+from typing import cast
+
+from PySide6.QtCore import (
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QKeyEvent,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QPen,
+    QPixmap,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QListView,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
+    QWidget,
 )
 
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
@@ -33,7 +57,7 @@ def text_color_for(background: QColor) -> QColor:
 class TileDelegate(QStyledItemDelegate):
     MARGIN = 5
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.tile = DEFAULT_TILE
         self._small = QFont()
@@ -44,11 +68,20 @@ class TileDelegate(QStyledItemDelegate):
     def set_tile_size(self, size: int) -> None:
         self.tile = max(MIN_TILE, min(MAX_TILE, int(size)))
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+    def sizeHint(
+        self,
+        option: QStyleOptionViewItem | None,
+        index: QModelIndex | QPersistentModelIndex | None,
+    ) -> QSize:
         fm = QFontMetrics(self._small)
         return QSize(self.tile, self.tile + fm.height() + 4)
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
         model: GalleryModel = index.model()  # type: ignore[assignment]
         row = index.row()
         info = model.info(row)
@@ -84,13 +117,13 @@ class TileDelegate(QStyledItemDelegate):
             return
 
         # Thumbnail (or placeholder).
-        pixmap = model.data(index, Qt.ItemDataRole.DecorationRole)
+        pixmap = cast("QPixmap | None", model.data(index, Qt.ItemDataRole.DecorationRole))
         if pixmap is not None and not pixmap.isNull():
             size = pixmap.size().scaled(thumb_rect.size(), Qt.AspectRatioMode.KeepAspectRatio)
             target = QRect(QPoint(0, 0), size)
             target.moveCenter(thumb_rect.center())
             painter.drawPixmap(target, pixmap)
-            heat = model.data(index, GalleryModel.HeatmapRole)
+            heat = cast("QPixmap | None", model.data(index, GalleryModel.HeatmapRole))
             if heat is not None and not heat.isNull():  # review tiles: where the model looks
                 painter.setOpacity(0.65)
                 painter.drawPixmap(target, heat)
@@ -136,7 +169,7 @@ class TileDelegate(QStyledItemDelegate):
             painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
 
         # Prediction overlay (top-left): predicted class and right/wrong mark.
-        overlay: TileOverlay | None = model.data(index, GalleryModel.OverlayRole)
+        overlay = cast("TileOverlay | None", model.data(index, GalleryModel.OverlayRole))
         if overlay is not None:
             pred = model.class_by_id(overlay.predicted_class_id)
             mark = "" if overlay.correct is None else ("✓ " if overlay.correct else "✗ ")
@@ -189,7 +222,7 @@ class GalleryView(QListView):
     activatedImage = Signal(int)  # row (Enter / double-click)
     empty_text = ""  # centred hint shown when the grid has no tiles
 
-    def paintEvent(self, event) -> None:
+    def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)
         model = self.model()
         if model is not None and model.rowCount() == 0 and self.empty_text:
@@ -200,7 +233,7 @@ class GalleryView(QListView):
                              self.empty_text)
             painter.end()
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.delegate = TileDelegate(self)
         self.setItemDelegate(self.delegate)
@@ -241,7 +274,7 @@ class GalleryView(QListView):
         if size != self.gridSize():
             self.setGridSize(size)
 
-    def resizeEvent(self, event) -> None:
+    def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._update_grid()
 

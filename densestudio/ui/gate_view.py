@@ -11,6 +11,8 @@ afterwards). *Approve run…* opens the approval dialog with the verdict beside 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -42,6 +44,11 @@ from densestudio.ui.relabel import RelabelSelectedMixin
 from densestudio.ui.runs_panel import run_title
 from densestudio.ui.signoff_dialogs import add_golden_actions, approval_state
 from densestudio.ui.workers import Worker
+
+if TYPE_CHECKING:
+    from densestudio.ml.gate import GateResult
+    from densestudio.ui.controller import ProjectController
+    from densestudio.ui.main_window import MainWindow
 
 PASS_COLOR = "#1b7f3b"
 FAIL_COLOR = "#c62828"
@@ -83,14 +90,15 @@ class GateDialog(RelabelSelectedMixin, QDialog):
     gateFinished = Signal(object)  # ml.gate.GateResult
     approveRequested = Signal(int, object)  # candidate run id, GateResult
 
-    def __init__(self, host, candidate: int, against: int | None = None,
+    def __init__(self, host: MainWindow, candidate: int, against: int | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent or host)
         self.host = host  # MainWindow: controller, loader, _start(worker), show_images
-        self.controller = host.controller
+        assert host.controller is not None  # opened for runs of the open project
+        self.controller: ProjectController = host.controller
         self.project = self.controller.project
         self.worker: Worker | None = None
-        self.result = None  # ml.gate.GateResult
+        self.outcome: GateResult | None = None
         self.view = "golden_failures"
         self.last_error: str | None = None
         self.setWindowTitle("Release gate")
@@ -225,7 +233,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         self.approve_button.clicked.connect(self._approve)
         self.close_button.clicked.connect(self.close)
 
-    def _fill_runs(self, candidate: int, against: int | None) -> None:
+    def _fill_runs(self, candidate: int | None, against: int | None) -> None:
         state = approval_state(self.project)
         runs = [r for r in core_runs.list_runs(self.project) if r.status == "finished"]
         for combo in (self.candidate_combo, self.against_combo):
@@ -247,9 +255,9 @@ class GateDialog(RelabelSelectedMixin, QDialog):
 
     def refresh_runs(self) -> None:
         """Re-read the runs and which one is approved (after an approval)."""
-        keep = self.result
+        keep = self.outcome
         self._fill_runs(self.candidate, self.against)
-        self.result = keep
+        self.outcome = keep
         self._show_result()
 
     # ================================================================ running
@@ -293,14 +301,14 @@ class GateDialog(RelabelSelectedMixin, QDialog):
             self.progress.setValue(done)
             self.progress.setFormat(f"Predicting gate images {done:,} / {total:,}")
 
-    def _on_finished(self, result: object) -> None:
-        self.result = result
+    def _on_finished(self, result: GateResult) -> None:
+        self.outcome = result
         self._show_result()
         self.gateFinished.emit(result)
 
     def _on_failed(self, message: str) -> None:
         self.last_error = message
-        self.result = None
+        self.outcome = None
         self._show_result()
         self.verdict.setText(f"<span style='color:{FAIL_COLOR}'>The gate could not run: "
                              f"{html_text(message)}</span>")
@@ -313,14 +321,14 @@ class GateDialog(RelabelSelectedMixin, QDialog):
             self.run_button.setEnabled(True)
 
     def _on_runs_changed(self) -> None:
-        if self.result is not None and (self.result.candidate != self.candidate
-                                        or self.against not in (None, self.result.against)):
-            self.result = None
+        if self.outcome is not None and (self.outcome.candidate != self.candidate
+                                        or self.against not in (None, self.outcome.against)):
+            self.outcome = None
             self._show_result()
 
     # ================================================================ showing
     def _show_result(self) -> None:
-        r = self.result
+        r = self.outcome
         self.approve_button.setEnabled(self.candidate is not None)
         if self.candidate is not None:
             self.approve_button.setText(f"Approve run #{self.candidate}…")
@@ -381,22 +389,22 @@ class GateDialog(RelabelSelectedMixin, QDialog):
 
     def ids(self, view: str | None = None) -> list[int]:
         """The image ids of a view of the result (in the gate's order)."""
-        if self.result is None:
+        if self.outcome is None:
             return []
-        return [i.image_id for i in getattr(self.result, view or self.view)]
+        return [i.image_id for i in getattr(self.outcome, view or self.view)]
 
     def show_view(self, view: str) -> list[int]:
         self.view = view
         self.view_buttons[view].setChecked(True)
-        items = getattr(self.result, view) if self.result is not None else ()
+        items = getattr(self.outcome, view) if self.outcome is not None else ()
         ids = [i.image_id for i in items]
         self.model.set_ids(ids, self._overlay(items))
         what = VIEW_TITLES[view][len(ids) != 1]
         self.title.setText(f"<b>{len(ids):,}</b> {what} · tiles: the candidate's prediction, "
                            "then P(true class)" + (", approved run → candidate"
-                                                   if self.result and self.result.against
+                                                   if self.outcome and self.outcome.against
                                                    else ""))
-        self.gallery.empty_text = "None." if self.result is not None else GateGallery.empty_text
+        self.gallery.empty_text = "None." if self.outcome is not None else GateGallery.empty_text
         self.show_button.setEnabled(bool(ids))
         if ids:
             self.gallery.go_to_row(0)
@@ -445,7 +453,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
 
     def _approve(self) -> None:
         if self.candidate is not None:
-            result = self.result if self.result and self.result.candidate == self.candidate \
+            result = self.outcome if self.outcome and self.outcome.candidate == self.candidate \
                 else None
             self.approveRequested.emit(self.candidate, result)
 

@@ -11,6 +11,7 @@ one run's requests, so a scroll through hundreds of tiles never floods the machi
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
@@ -19,6 +20,12 @@ from PySide6.QtGui import QImage, QPixmap
 from densestudio.ui.gallery_model import GalleryModel
 from densestudio.ui.jobs import HeatmapFailed, HeatmapReady, explain_job
 from densestudio.ui.workers import Worker
+
+if TYPE_CHECKING:  # torch loads in the worker, when the first heatmap is asked for
+    from densestudio.core.store import Project
+    from densestudio.ml.explain import Explanation
+    from densestudio.ui.controller import ProjectController
+    from densestudio.ui.thumbnail_loader import ThumbnailLoader
 
 Key = tuple[int, int, "int | None"]  # run id, image id, class index (None = predicted)
 
@@ -54,22 +61,24 @@ class HeatmapService(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.project = None
-        self._cache: OrderedDict[Key, object] = OrderedDict()
+        self.project: Project | None = None
+        self._cache: OrderedDict[Key, Explanation] = OrderedDict()
         self._errors: dict[Key, str] = {}
         self._queue: OrderedDict[Key, bool] = OrderedDict()  # key -> urgent
         self.worker: Worker | None = None
         self.computed = 0  # explanations made (tests, benchmarks)
 
     # ------------------------------------------------------------ API
-    def set_project(self, project) -> None:
+    def set_project(self, project: Project | None) -> None:
         """A new (or no) project: forget everything and stop the worker."""
         self.shutdown()
         self.project = project
         self._cache.clear()
         self._errors.clear()
 
-    def get(self, run_id: int, image_id: int, class_index: int | None = None):
+    def get(
+        self, run_id: int, image_id: int, class_index: int | None = None
+    ) -> Explanation | None:
         key = (run_id, image_id, class_index)
         hit = self._cache.get(key)
         if hit is not None:
@@ -80,7 +89,7 @@ class HeatmapService(QObject):
         return self._errors.get((run_id, image_id, class_index))
 
     def request(self, run_id: int, image_id: int, class_index: int | None = None,
-                urgent: bool = False):
+                urgent: bool = False) -> Explanation | None:
         """The cached explanation, or None after queueing its computation (``ready`` follows)."""
         key = (run_id, image_id, class_index)
         hit = self.get(*key)
@@ -172,7 +181,12 @@ class HeatmapGalleryModel(GalleryModel):
 
     TILE_CACHE = 2000
 
-    def __init__(self, controller, loader, parent=None) -> None:
+    def __init__(
+        self,
+        controller: ProjectController | None,
+        loader: ThumbnailLoader,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(controller, loader, parent)
         self.heatmaps: HeatmapService | None = None
         self.heat_run: int | None = None
@@ -195,7 +209,7 @@ class HeatmapGalleryModel(GalleryModel):
         return None if self.heat_run is None else self._tiles.get((self.heat_run, image_id))
 
     def data(self, index: QModelIndex | QPersistentModelIndex,
-             role: int = Qt.ItemDataRole.DisplayRole):
+             role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if role != self.HeatmapRole:
             return super().data(index, role)
         if self.heat_run is None or self.heatmaps is None or not index.isValid():
@@ -208,14 +222,14 @@ class HeatmapGalleryModel(GalleryModel):
                 pixmap = self._store(self.heat_run, image_id, explanation)
         return pixmap
 
-    def _store(self, run_id: int, image_id: int, explanation) -> QPixmap:
+    def _store(self, run_id: int, image_id: int, explanation: Explanation) -> QPixmap:
         pixmap = QPixmap.fromImage(colorize(explanation.heatmap))
         self._tiles[(run_id, image_id)] = pixmap
         while len(self._tiles) > self.TILE_CACHE:
             self._tiles.popitem(last=False)
         return pixmap
 
-    def _on_ready(self, key: tuple, explanation) -> None:
+    def _on_ready(self, key: tuple, explanation: Explanation) -> None:
         run_id, image_id, class_index = key
         if run_id != self.heat_run or class_index is not None:
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication
@@ -27,6 +28,9 @@ from PySide6.QtWidgets import (
 
 from densestudio.core import formatting
 from densestudio.core.imaging import IMAGE_EXTENSIONS
+
+if TYPE_CHECKING:
+    from densestudio.core.importer import ImportReport
 
 
 def has_class_subfolders(paths: list[Path]) -> bool:
@@ -191,7 +195,7 @@ class ImportProgressWidget(QWidget):
 class ImportReportDialog(QDialog):
     """The summary of a finished (or cancelled) import and every skipped file with its reason."""
 
-    def __init__(self, report, parent: QWidget | None = None) -> None:
+    def __init__(self, report: ImportReport, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.report = report
         self.setWindowTitle("Import cancelled" if report.cancelled else "Import finished")

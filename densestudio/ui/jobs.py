@@ -26,6 +26,9 @@ from densestudio.core.progress import CancelToken, EventCallback
 if TYPE_CHECKING:  # torch-importing modules load in the worker, when a job starts
     from densestudio.core.signoff import VerificationReport
     from densestudio.core.store import Project
+    from densestudio.ml.config import TrainConfig
+    from densestudio.ml.events import BatchProgress
+    from densestudio.ml.explain import Explanation
     from densestudio.ml.gate import GateResult
     from densestudio.ml.report import ReportOptions, ReportWritten
 
@@ -40,7 +43,7 @@ class TrainingSteps:
     run_id: int
     x: tuple[float, ...]  # position in epochs: epoch - 1 + step / steps
     loss: tuple[float, ...]
-    last: object  # the newest BatchProgress (epoch, step, images/s, ETA)
+    last: BatchProgress  # the newest (epoch, step, images/s, ETA)
 
 
 class StepBatcher:
@@ -51,7 +54,7 @@ class StepBatcher:
         self._flush_s = flush_s
         self._x: list[float] = []
         self._loss: list[float] = []
-        self._last = None
+        self._last: BatchProgress | None = None
         self._sent = time.monotonic()
         self._lock = threading.Lock()
 
@@ -103,8 +106,8 @@ def background_training(threads: int | None, nice: int) -> Iterator[None]:
 
 
 def train_job(
-    project,  # TYPEHINT - core.store.Project
-    config,  # TYPEHINT - ml.config.TrainConfig | None (None when resuming)
+    project: Project,
+    config: TrainConfig | None,  # None when resuming
     resume_run_id: int | None = None,
     threads: int | None = None,
     nice: int = TRAIN_NICE,
@@ -124,7 +127,7 @@ def train_job(
 
 
 def evaluate_job(
-    project, run_id: int, subsets: Sequence[str] = ("val", "test"), *,
+    project: Project, run_id: int, subsets: Sequence[str] = ("val", "test"), *,
     on_event: EventCallback, cancel: CancelToken,
 ) -> int:
     """Predict and store the run's val/test images (for runs without stored predictions)."""
@@ -137,7 +140,7 @@ def evaluate_job(
 
 
 def predict_job(
-    project, run_id: int, image_ids: Sequence[int], *,
+    project: Project, run_id: int, image_ids: Sequence[int], *,
     on_event: EventCallback, cancel: CancelToken,
 ) -> list:
     """Predict images (e.g. the unlabeled ones) with the run's model; stored as "unlabeled"."""
@@ -157,7 +160,7 @@ class ExportResult:
 
 
 def export_job(
-    project, run_id: int, out_path: str, fmt: str | None = None, *,
+    project: Project, run_id: int, out_path: str, fmt: str | None = None, *,
     on_event: EventCallback, cancel: CancelToken,
 ) -> ExportResult:
     """Write the model file (checked against the app), then read its metadata back."""
@@ -215,7 +218,7 @@ class HeatmapReady:
     run_id: int
     image_id: int
     class_index: int | None
-    explanation: object  # ml.explain.Explanation (numpy arrays; no ORM objects)
+    explanation: Explanation  # numpy arrays; no ORM objects
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,7 @@ class HeatmapFailed:
 
 
 def explain_job(
-    project, run_id: int, requests: Sequence[tuple[int, int | None]], *,
+    project: Project, run_id: int, requests: Sequence[tuple[int, int | None]], *,
     on_event: EventCallback, cancel: CancelToken,
 ) -> int:
     """Heatmaps for (image id, class index or None) pairs with the run's model; each one is

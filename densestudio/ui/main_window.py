@@ -20,6 +20,7 @@ from PySide6.QtGui import (
     QCloseEvent,
     QDesktopServices,
     QDragEnterEvent,
+    QDragMoveEvent,
     QDropEvent,
     QGuiApplication,
     QIcon,
@@ -67,7 +68,11 @@ from densestudio.ui.welcome import WelcomeView
 from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
+    from densestudio.core.importer import ImportOptions, ImportReport, RelinkResult
     from densestudio.core.signoff import VerificationReport
+    from densestudio.core.thumbnails import ThumbnailCache
+    from densestudio.ui.export_dialog import ExportDialog
+    from densestudio.ui.preferences_dialog import PreferencesDialog
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +122,7 @@ class MainWindow(QMainWindow):
         self.demo_worker: Worker | None = None
         self.import_dialog: ImportDialog | None = None
         self.report_dialog: ImportReportDialog | None = None
-        self.last_import_report = None
+        self.last_import_report: ImportReport | None = None
         self.last_error: str | None = None
         self.last_verification: VerificationReport | None = None  # the newest records check
         self.icon = app_icon()
@@ -156,7 +161,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(images_page, "Images")
         self.train_panel = TrainPanel(self, self)
         self.review_panel = ReviewPanel(self, self)
-        self.export_dialog = None
+        self.export_dialog: ExportDialog | None = None
         self.add_tab(self.train_panel, "Train", scroll=True)
         self.add_tab(self.review_panel, "Review", scroll=True)
         self.audit_panel = AuditPanel(self, self)
@@ -209,7 +214,8 @@ class MainWindow(QMainWindow):
         icon = QIcon.fromTheme(theme)
         return icon if not icon.isNull() else self.style().standardIcon(fallback)
 
-    def _action(self, text: str, slot: Callable | None = None, shortcut=None,
+    def _action(self, text: str, slot: Callable | None = None,
+                shortcut: str | QKeySequence.StandardKey | None = None,
                 icon: QIcon | None = None, tip: str = "") -> QAction:
         action = QAction(text, self)
         if slot is not None:
@@ -422,8 +428,10 @@ class MainWindow(QMainWindow):
         from densestudio.ui.shared_dialog import SharedProjectDialog
 
         dialog = SharedProjectDialog(app_settings.recent_projects(), self)
-        if dialog.exec() and dialog.target() is not None:
-            self.open_project(dialog.target())
+        if dialog.exec():
+            target = dialog.target()
+            if target is not None:
+                self.open_project(target)
 
     def new_project(self, path: str | Path) -> bool:
         path = Path(path)
@@ -670,7 +678,9 @@ class MainWindow(QMainWindow):
             self.prefs.last_import_dir = str(first if first.is_dir() else first.parent)
         self.start_import(paths, ImportOptions(labels_from_subfolders=subfolders))
 
-    def start_import(self, paths: list[Path], options=None) -> Worker | None:
+    def start_import(
+        self, paths: list[Path], options: ImportOptions | None = None
+    ) -> Worker | None:
         """Import in a worker thread (the code path of the dialog and of drag-and-drop)."""
         from densestudio.core.importer import ImportOptions, run_import
 
@@ -713,7 +723,7 @@ class MainWindow(QMainWindow):
         self._start(worker)
         return worker
 
-    def _on_relink_finished(self, result) -> None:
+    def _on_relink_finished(self, result: RelinkResult) -> None:
         self._refresh_after_import()
         message = (f"Relinked {result.relinked} image(s); {result.still_missing} still missing.")
         self.statusBar().showMessage(message, 15000)
@@ -738,7 +748,7 @@ class MainWindow(QMainWindow):
         if isinstance(event, ImportProgress):
             self.import_progress.show_progress(event)
 
-    def _on_import_finished(self, report) -> None:
+    def _on_import_finished(self, report: ImportReport) -> None:
         self._import_ended()
         self.last_import_report = report
         self._refresh_after_import()
@@ -788,7 +798,7 @@ class MainWindow(QMainWindow):
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event) -> None:
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
@@ -923,12 +933,13 @@ class MainWindow(QMainWindow):
         flt = replace(self.model.filter, class_ids=None, unlabeled=True)
         if self.model.explicit:
             flt = replace(flt, image_ids=tuple(self.model.ids))
+        assert self.controller is not None  # the model has rows
         best = None
-        for image_id in self.controller.project.image_ids(flt, self.model.sort,
+        for image_id in self.controller.project.image_ids(flt, self.model.sort_by,
                                                           self.model.descending):
-            row = self.model.row_of(image_id)
-            if row is not None and row > start and (best is None or row < best):
-                best = row
+            found = self.model.row_of(image_id)
+            if found is not None and found > start and (best is None or found < best):
+                best = found
                 if self.model.explicit is False:
                     break  # same order as the view: the first one after start is it
         return best
@@ -991,7 +1002,8 @@ class MainWindow(QMainWindow):
         total = self.controller.counts().total
         shown = self.model.rowCount()
         self.filter_bar.set_count(shown, total, min(self._matching, shown))
-        selected = sum(r.height() for r in self.gallery.selectionModel().selection())
+        selection = self.gallery.selectionModel().selection()
+        selected = sum(r.height() for r in selection)  # type: ignore[attr-defined]  # stubs lack __iter__
         sel = f" · {selected:,} selected" if selected > 1 else ""
         unlabeled = self.controller.counts().count(None)
         self.status_count.setText(f"{total:,} images · {unlabeled:,} unlabeled{sel}")
@@ -1030,6 +1042,7 @@ class MainWindow(QMainWindow):
         n = len(ids)
         header = menu.addAction(f"{n:,} image{'s' if n != 1 else ''} selected")
         header.setEnabled(False)
+        assert self.controller is not None  # there are tiles
         self._add_label_actions(menu)
         menu.addSeparator()
         add_golden_actions(menu, self.controller.project, ids, self.on_golden_changed)
@@ -1096,7 +1109,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message, 6000)
         self.viewer.refresh_history()
 
-    def show_export_dialog(self, run_id: int | None = None):
+    def show_export_dialog(self, run_id: int | None = None) -> ExportDialog | None:
         """Export ``run_id``; without one, the approved run (else the newest finished)."""
         from densestudio.core import runs as core_runs
         from densestudio.core import signoff
@@ -1141,7 +1154,7 @@ class MainWindow(QMainWindow):
         """Bring the tab that holds ``widget`` to the front."""
         for i in range(self.tabs.count()):
             page = self.tabs.widget(i)
-            if page is widget or page.isAncestorOf(widget):
+            if page is widget or (page is not None and page.isAncestorOf(widget)):
                 self.tabs.setCurrentIndex(i)
                 return
 
@@ -1234,7 +1247,7 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 
-    def show_preferences(self):  # TYPEHINT - PreferencesDialog
+    def show_preferences(self) -> PreferencesDialog:
         from densestudio.ui.preferences_dialog import PreferencesDialog
 
         dialog = PreferencesDialog(self.prefs, self)
@@ -1243,7 +1256,7 @@ class MainWindow(QMainWindow):
         dialog.open()
         return dialog
 
-    def _apply_preferences(self, dialog) -> None:  # TYPEHINT - PreferencesDialog
+    def _apply_preferences(self, dialog: PreferencesDialog) -> None:
         dialog.apply()
         name = app_settings.apply_user_name(self.prefs)
         self.auto_advance_action.setChecked(self.prefs.auto_advance)
@@ -1324,7 +1337,7 @@ def unique_keys(*keys: str | QKeySequence.StandardKey) -> list[QKeySequence]:
     return out
 
 
-def _thumbnail_cache(project: Project):
+def _thumbnail_cache(project: Project) -> ThumbnailCache | None:
     try:
         from densestudio.core.thumbnails import ThumbnailCache
     except ImportError:  # pragma: no cover - thumbnails module missing

@@ -17,6 +17,8 @@ these defect images cannot show it and how many would be needed.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -40,8 +42,11 @@ from densestudio.core import runs as core_runs
 from densestudio.core.formatting import html_text
 from densestudio.core.stats import images_needed_sentence, upper_bound_one_sided
 from densestudio.ml import operating_point as op
-from densestudio.ml.operating_point import OperatingPoint
+from densestudio.runtime.operating_point import OperatingPoint, OperatingPointError
 from densestudio.ui.intervals import ci_tip, pct_ci
+
+if TYPE_CHECKING:
+    from densestudio.core.store import Project
 
 SUBSETS = (("val", "Validation"), ("test", "Test"))
 MISS_COLOR = (213, 94, 0)
@@ -67,10 +72,10 @@ class OperatingPointPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.project = None
+        self.project: Project | None = None
         self.run: core_runs.RunInfo | None = None
         self.class_names: tuple[str, ...] = ()
-        self.probs = np.zeros((0, 0), np.float32)
+        self.probs: np.ndarray = np.zeros((0, 0), np.float32)
         self.true = np.zeros(0, np.int64)
         self.p_good = np.zeros(0)
         self.is_good = np.zeros(0, bool)
@@ -247,12 +252,12 @@ class OperatingPointPanel(QWidget):
             ax.setTextPen(pg.mkPen(QColor(fg)))
 
     # ================================================================ data
-    def set_run(self, project, run_id: int | None) -> None:
+    def set_run(self, project: Project, run_id: int | None) -> None:
         """Show the trade-off of a run (its stored point, if any, is loaded)."""
         self.project = project
         self.run = core_runs.get_run(project, run_id) if project and run_id else None
         self.class_names = self.run.class_names if self.run else ()
-        self.stored = op.load_operating_point(project, run_id) if self.run else None
+        self.stored = op.load_operating_point(project, self.run.id) if self.run else None
         self._sync = True
         try:
             self.good_combo.clear()
@@ -383,7 +388,7 @@ class OperatingPointPanel(QWidget):
             return None
         try:
             op.save_operating_point(self.project, self.run.id, point)
-        except op.OperatingPointError as exc:
+        except OperatingPointError as exc:
             self._set_status(str(exc), error=True)
             return None
         self.stored = point
@@ -541,7 +546,7 @@ class OperatingPointPanel(QWidget):
 class OperatingPointDialog(QDialog):
     """The panel in a window of its own, opened from the Review tab."""
 
-    def __init__(self, project, run_id: int, parent: QWidget | None = None) -> None:
+    def __init__(self, project: Project, run_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.panel = OperatingPointPanel(self)
         self.panel.set_run(project, run_id)

@@ -3,10 +3,17 @@ from the tile context menu."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QItemSelectionModel, QPoint
 from PySide6.QtWidgets import QMenu
 
 from densestudio.core import history
+
+if TYPE_CHECKING:
+    from densestudio.ui.controller import ProjectController
+    from densestudio.ui.gallery_view import GalleryView
+    from densestudio.ui.main_window import MainWindow
 
 
 class RelabelSelectedMixin:
@@ -15,6 +22,13 @@ class RelabelSelectedMixin:
     controller, so they are undoable."""
 
     relabel_how = history.HOW_REVIEW  # how the label history records these changes
+
+    if TYPE_CHECKING:  # what the panel using the mixin provides
+        controller: ProjectController | None
+        host: MainWindow
+        gallery: GalleryView
+
+        def selected_ids(self) -> list[int]: ...
 
     def _menu_selection(self, pos: QPoint) -> list[int]:
         """The ids a context menu at ``pos`` acts on: a right-click on an unselected tile
@@ -29,6 +43,7 @@ class RelabelSelectedMixin:
         """One "Relabel as ..." entry per class (with its key), optionally "Remove label"."""
         from densestudio.ui.class_panel import swatch
 
+        assert self.controller is not None  # a menu on tiles of the open project
         for cls in self.controller.classes():
             key = f"\t{cls.shortcut}" if cls.shortcut else ""
             action = menu.addAction(swatch(cls.color), f"Relabel as {cls.name}{key}")

@@ -9,6 +9,7 @@ gate, so it runs in a worker; the dialog shows the section being written and can
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
@@ -36,6 +37,10 @@ from densestudio.ui.runs_panel import run_title
 from densestudio.ui.signoff_dialogs import approval_state
 from densestudio.ui.workers import Worker
 
+if TYPE_CHECKING:
+    from densestudio.ml.report import ReportWritten
+    from densestudio.ui.main_window import MainWindow
+
 SECTION_TITLES = dict(SECTIONS)
 
 
@@ -48,12 +53,13 @@ def default_report_path(project: Project, run_id: int) -> Path:
 class ReportDialog(QDialog):
     written = Signal(object)  # ml.report.ReportWritten
 
-    def __init__(self, host, run_id: int, parent: QWidget | None = None) -> None:
+    def __init__(self, host: MainWindow, run_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent or host)
         self.host = host  # MainWindow: controller, _start(worker)
+        assert host.controller is not None  # opened for a run of the open project
         self.project = host.controller.project
         self.worker: Worker | None = None
-        self.result = None  # ml.report.ReportWritten
+        self.last_report: ReportWritten | None = None
         self.last_error: str | None = None
         self.setWindowTitle("Validation report")
         self.setMinimumWidth(620)
@@ -195,8 +201,8 @@ class ReportDialog(QDialog):
             self.progress.setRange(0, total)
             self.progress.setValue(done)
 
-    def _on_written(self, result: object) -> None:
-        self.result = result
+    def _on_written(self, result: ReportWritten) -> None:
+        self.last_report = result
         self.path_edit.setText(str(result.path))
         self.status.setStyleSheet("color: #1b7f3b;")
         self.status.setText(f"Written: {result.path} ({result.size_bytes / 1024:,.0f} KiB, "
@@ -218,11 +224,13 @@ class ReportDialog(QDialog):
             self.progress.hide()
             self.cancel_button.hide()
             self.write_button.setEnabled(self.run_id is not None)
-            if self.result is None and self.last_error is None:
+            if self.last_report is None and self.last_error is None:
                 self.status.setText("Cancelled: no report was written.")
 
     def report_url(self) -> QUrl | None:
-        return QUrl.fromLocalFile(str(self.result.path)) if self.result is not None else None
+        if self.last_report is None:
+            return None
+        return QUrl.fromLocalFile(str(self.last_report.path))
 
     def open_report(self) -> None:
         url = self.report_url()
@@ -230,8 +238,8 @@ class ReportDialog(QDialog):
             QDesktopServices.openUrl(url)
 
     def _open_folder(self) -> None:
-        if self.result is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.result.path).parent)))
+        if self.last_report is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.last_report.path).parent)))
 
     def done(self, result: int) -> None:  # cancels a running worker first
         if self.worker is not None:

@@ -16,6 +16,7 @@ predicting unlabeled images and exporting run in worker threads.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,8 +62,16 @@ from densestudio.ui.signoff_dialogs import APPROVED_COLOR, ApproveDialog, add_go
 from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:  # imported when first opened (they pull in the whole window)
+    import numpy as np
+
+    from densestudio.core.signoff import ApprovalInfo
+    from densestudio.core.store import Project
+    from densestudio.ml.evaluate import EvalReport
     from densestudio.ml.gate import GateResult
+    from densestudio.ui.controller import ProjectController
     from densestudio.ui.gate_view import GateDialog
+    from densestudio.ui.main_window import MainWindow
+    from densestudio.ui.operating_point import OperatingPointDialog
     from densestudio.ui.report_dialog import ReportDialog
 
 log = logging.getLogger(__name__)
@@ -144,7 +153,7 @@ def prediction_warnings(preds: list[core_runs.PredictionInfo], class_names: tupl
     return out
 
 
-def _too_few(few: list[tuple[str, int]], rep, subset: str) -> str:
+def _too_few(few: list[tuple[str, int]], rep: EvalReport, subset: str) -> str:
     """The warning for classes with too few images in the set to judge their recall."""
     def images(k: int) -> str:
         return f"{k} {subset} image{'s' if k != 1 else ''}"
@@ -175,13 +184,13 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     runChanged = Signal(object)  # run id or None: the run shown changed
     approvalsChanged = Signal()  # a run was approved
 
-    def __init__(self, host, parent: QWidget | None = None) -> None:
+    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host  # MainWindow: controller, loader, _start(worker), show_error
-        self.controller = None
+        self.controller: ProjectController | None = None
         self.run: core_runs.RunInfo | None = None
         self.subset = "val"
-        self.report = None
+        self.report: EvalReport | None = None
         self.preds: dict[int, core_runs.PredictionInfo] = {}
         self.unlabeled_preds: dict[int, core_runs.PredictionInfo] = {}
         self.other: core_runs.RunInfo | None = None
@@ -190,9 +199,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.shown: Shown | None = None
         self.overlay: dict[int, TileOverlay] = {}
         self.worker: Worker | None = None
-        self.op_dialog = None
-        self.gate_dialog = None
-        self.report_dialog = None
+        self.op_dialog: OperatingPointDialog | None = None
+        self.gate_dialog: GateDialog | None = None
+        self.report_dialog: ReportDialog | None = None
         self.approvals = ApprovalState()
         self._loading = False
         self._build()
@@ -235,7 +244,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         caption.setWordWrap(True)
         self.per_class = _table(self, ["Class", "Precision %", "Recall %", "F1 %", "Support"])
         for col in (1, 2):
-            self.per_class.horizontalHeaderItem(col).setToolTip(
+            self.per_class.horizontalHeaderItem(col).setToolTip(  # type: ignore[union-attr]  # the labels made it
                 "The rate on these images, then its exact 95 % interval in brackets")
         # Comparing gets a tab of its own (the whole height, every column readable).
         self.compare_table = _table(self, ["Metric", "This run", "Other run", "Δ"])
@@ -404,10 +413,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     # ================================================================ project and runs
     @property
-    def project(self):
+    def project(self) -> Project | None:
         return self.controller.project if self.controller else None
 
-    def set_controller(self, controller) -> None:
+    def set_controller(self, controller: ProjectController | None) -> None:
         if self.controller is not None:
             try:
                 self.controller.labelsChanged.disconnect(self._on_labels_changed)
@@ -525,6 +534,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     # ================================================================ loading
     def _class_map(self, names: tuple[str, ...]) -> list[int | None]:
+        assert self.controller is not None  # callers check for a project
         by_name = {c.name: c.id for c in self.controller.classes()}
         return [by_name.get(n) for n in names]
 
@@ -585,10 +595,11 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                     item.setToolTip(tips[col])
                 self.per_class.setItem(row, col, item)
 
-    def _header_html(self, rep, name: str) -> str:  # TYPEHINT - evaluate.EvalReport
+    def _header_html(self, rep: EvalReport, name: str) -> str:
         """Balanced accuracy and the worst class first (accuracy hides a class that is never
         found); a warning for classes too small to judge; the defects an OK/NG threshold
         would pass."""
+        assert self.run is not None  # ``rep`` is one of its reports
         s = summary.summarize({}, rep, self.subset)  # the figures of what is shown
         loss = f" · loss {rep.loss:.3f}" if rep.loss is not None else ""
         cfg = self.run.config
@@ -623,6 +634,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         """"Defects called good" at the run's saved OK/NG threshold (empty without one)."""
         from densestudio.ml import operating_point as op
 
+        assert self.run is not None and self.project is not None  # a report is shown
         point = op.load_operating_point(self.project, self.run.id)
         if point is None or point.good_class not in self.run.class_names:
             return ""
@@ -661,6 +673,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         """The images of one confusion-matrix cell, most confident first."""
         if self.run is None or self.report is None:
             return []
+        assert self.project is not None  # it has the run
         names = self.run.class_names
         ids = core_runs.confusion_cell_images(self.project, self.run.id, self.subset,
                                               true_index, pred_index)
@@ -677,6 +690,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def show_view(self, kind: str) -> list[int]:
         if self.run is None:
             return []
+        assert self.project is not None  # it has the run
         self.matrix.set_active(None)
         button = self.view_buttons.get(kind)
         if button is not None:
@@ -770,7 +784,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                                         f"{p.confidence * 100:.0f}%", relabeled, decision)
         return out
 
-    def _ok_ng_decider(self):  # TYPEHINT - Callable[[np.ndarray], str] | None
+    def _ok_ng_decider(self) -> Callable[[np.ndarray], str] | None:
         """OK / NG / UNSURE from a prediction's probabilities, when the run has an
         operating point (so tiles show what the production line would decide)."""
         from densestudio.ml import operating_point as op
@@ -819,7 +833,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def _load_other(self) -> None:
         from densestudio.ml.evaluate import build_report
 
-        assert self.other is not None
+        assert self.other is not None and self.run is not None and self.project is not None
         preds = core_runs.predictions(self.project, self.other.id, self.subset)
         self.other_preds = {p.image_id: p for p in preds}
         other = (build_report(self.other.id, self.subset, self.other.class_names, preds)
@@ -827,7 +841,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         rows: list[tuple[str, float | None, float | None, bool]] = []
         a = self.report
 
-        def val(rep, attr):
+        def val(rep: EvalReport | None, attr: str) -> float | None:
             return None if rep is None else getattr(rep, attr)
 
         worst_a = summary.worst_class(a.per_class) if a else None
@@ -841,15 +855,16 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         rows.append(("Macro-F1", val(a, "macro_f1"), val(other, "macro_f1"), True))
         rows.append(("Loss", val(a, "loss"), val(other, "loss"), False))
         recall_other = {c.name: c.recall for c in other.per_class} if other else {}
-        for c in (a.per_class if a else ()):
+        for c in (a.per_class if a else []):
             rows.append((f"Recall {c.name}", c.recall, recall_other.get(c.name), True))
         self.compare_table.setHorizontalHeaderLabels(
             ["Metric", f"#{self.run.id}", f"#{self.other.id}", "Δ"])
         for col, info in ((1, self.run), (2, self.other)):
-            self.compare_table.horizontalHeaderItem(col).setToolTip(run_title(info))
+            header = self.compare_table.horizontalHeaderItem(col)
+            header.setToolTip(run_title(info))  # type: ignore[union-attr]  # the labels made it
         self.compare_table.setRowCount(len(rows) + 1)
         for row, (name, x, y, is_pct) in enumerate(rows):
-            def fmt(v, is_pct=is_pct):
+            def fmt(v: float | None, is_pct: bool = is_pct) -> str:
                 return "—" if v is None else (pct(v) if is_pct else f"{v:.3f}")
 
             delta = "—" if x is None or y is None else (
@@ -864,7 +879,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             if worst is not None and cell is not None:
                 cell.setText(worst[0] if len(worst[0]) <= 16 else worst[0][:15] + "…")
                 cell.setToolTip(f"'{worst[0]}' is the class this run recognises least often")
-        self.compare_table.item(2, 3).setText("")
+        self.compare_table.item(2, 3).setText("")  # type: ignore[union-attr]  # set above
         both = self.compare_counts()
         self.compare_table.setItem(len(rows), 0, _item("Right here / right there only", False))
         self.compare_table.setItem(len(rows), 1, _item(f"{both[0]:,}"))
@@ -891,6 +906,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             ra, rb = self._right(p), self._right(q)
             if ra is None or rb is None:
                 continue
+            assert q is not None  # else rb is None
             if (kind == "a_only" and ra and not rb) or (kind == "b_only" and rb and not ra):
                 out.append((-(p.confidence if kind == "b_only" else q.confidence), image_id))
         return [i for _, i in sorted(out)]
@@ -949,7 +965,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def _accept(self, pairs: list[tuple[int, int]]) -> int:
         if not pairs or self.controller is None:
             return 0
-        current = {i.id: i.label_id for i in self.project.images_by_ids([i for i, _ in pairs])}
+        project = self.controller.project
+        current = {i.id: i.label_id for i in project.images_by_ids([i for i, _ in pairs])}
         pairs = [(i, c) for i, c in pairs if current.get(i) is None]  # never overwrite labels
         if not pairs:
             self.host.statusBar().showMessage("Those images already have labels.", 4000)
@@ -977,6 +994,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             menu.addSeparator()
         self._add_relabel_actions(menu, remove_label=True)
         menu.addSeparator()
+        assert self.project is not None  # there are tiles
         add_golden_actions(menu, self.project, ids, self.host.on_golden_changed)
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
 
@@ -1067,9 +1085,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         service = getattr(self.host, "heatmaps", None)
         on = (self.heat_button.isChecked() and self.run is not None
               and bool(self.run.checkpoint_best) and service is not None)
-        self.model.set_heatmaps(service, self.run.id if on else None)
+        self.model.set_heatmaps(service, self.run.id if on and self.run is not None else None)
 
-    def show_operating_point(self):  # TYPEHINT - OperatingPointDialog | None
+    def show_operating_point(self) -> OperatingPointDialog | None:
         from densestudio.ui.operating_point import OperatingPointDialog
 
         if self.run is None or self.project is None:
@@ -1153,7 +1171,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         dialog.open()
         return dialog
 
-    def _on_approved(self, info: object) -> None:
+    def _on_approved(self, info: ApprovalInfo) -> None:
         self.refresh_runs(reload=False)
         if self.gate_dialog is not None:
             self.gate_dialog.refresh_runs()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QHideEvent, QShowEvent
@@ -29,6 +30,9 @@ from densestudio.core import runs as core_runs
 from densestudio.core import signoff
 from densestudio.core.formatting import percent as pct
 from densestudio.ml import summary
+
+if TYPE_CHECKING:
+    from densestudio.core.store import Project
 
 POLL_MS = 2000
 # Balanced accuracy and the worst class lead: accuracy hides a class that is never found.
@@ -106,7 +110,7 @@ class ApprovalState:
         return text
 
 
-def approval_state(project) -> ApprovalState:  # TYPEHINT - core.store.Project | None
+def approval_state(project: Project | None) -> ApprovalState:
     if project is None:
         return ApprovalState()
     by_run = {a.run_id: a for a in signoff.approvals(project)}  # oldest first: newest wins
@@ -122,7 +126,7 @@ class RunsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.project = None
+        self.project: Project | None = None
         self.busy_run_id: int | None = None  # the run being trained now (cannot be deleted)
         self.infos: list[core_runs.RunInfo] = []
         self.title = QLabel("<b>Runs</b>", self)
@@ -130,7 +134,8 @@ class RunsPanel(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         for col, name in enumerate(COLUMNS):
             if name in COLUMN_TIPS:
-                self.table.horizontalHeaderItem(col).setToolTip(COLUMN_TIPS[name])
+                tip_item = self.table.horizontalHeaderItem(col)
+                tip_item.setToolTip(COLUMN_TIPS[name])  # type: ignore[union-attr]  # the labels made it
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -170,7 +175,7 @@ class RunsPanel(QWidget):
         self._update_buttons()
 
     # ------------------------------------------------------------ data
-    def set_project(self, project) -> None:
+    def set_project(self, project: Project | None) -> None:
         self.project = project
         self.refresh()
 
@@ -207,11 +212,11 @@ class RunsPanel(QWidget):
                         item.setTextAlignment(Qt.AlignmentFlag.AlignRight
                                               | Qt.AlignmentFlag.AlignVCenter)
                     self.table.setItem(row, col, item)
-            row = self.row_of(keep) if keep is not None else None
-            if row is None and self.infos:
-                row = 0
-            if row is not None:
-                self.table.selectRow(row)
+            selected = self.row_of(keep) if keep is not None else None
+            if selected is None and self.infos:
+                selected = 0
+            if selected is not None:
+                self.table.selectRow(selected)
             else:
                 self.table.clearSelection()
         finally:
@@ -272,7 +277,8 @@ class RunsPanel(QWidget):
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
         if not rows:
             return None
-        return self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+        item = self.table.item(rows[0].row(), 0)
+        return item.data(Qt.ItemDataRole.UserRole)  # type: ignore[union-attr]  # a row's cell
 
     def select_run(self, run_id: int) -> None:
         row = self.row_of(run_id)

@@ -16,6 +16,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import cast
 
 from PySide6.QtCore import QSettings, QStandardPaths
 
@@ -117,7 +118,7 @@ def recent_projects() -> list[str]:
     value = qsettings().value("recentProjects", [])
     if isinstance(value, str):  # QSettings returns a bare string for one-element lists
         value = [value]
-    return [str(v) for v in (value or [])]
+    return [str(v) for v in cast("list[object]", value or [])]  # a list, or nothing stored
 
 
 def _entry(path: str | Path) -> str:

@@ -28,7 +28,9 @@ class SharedProjectDialog(QDialog):
         self.url.setEditable(True)
         self.url.addItems([r for r in recent if "://" in r])
         self.url.setCurrentText(self.url.itemText(0) if self.url.count() else "")
-        self.url.lineEdit().setPlaceholderText(PLACEHOLDER)
+        line_edit = self.url.lineEdit()
+        assert line_edit is not None  # setEditable(True) made it
+        line_edit.setPlaceholderText(PLACEHOLDER)
         self.url.setMinimumWidth(420)
         self.password = QLineEdit(self)
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
@@ -59,7 +61,7 @@ class SharedProjectDialog(QDialog):
         """What to open (the password, if typed, inside the URL object only)."""
         return self._target
 
-    def accept(self) -> None:  # TYPEHINT - QDialog
+    def accept(self) -> None:
         text = self.url.currentText().strip()
         try:
             target = project_target(text) if text else None

@@ -10,6 +10,7 @@ gate compares against and the export dialog offers first. Run lists mark it with
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -32,6 +33,9 @@ from densestudio.core.formatting import html_text
 from densestudio.core.store import Project, current_user
 from densestudio.ml import summary
 from densestudio.ui.runs_panel import approval_state, local_time, run_title
+
+if TYPE_CHECKING:
+    from densestudio.ml.gate import GateResult
 
 APPROVED_COLOR = "#1b7f3b"
 WARN_COLOR = "#b26a00"
@@ -67,7 +71,7 @@ class ApproveDialog(QDialog):
     approved = Signal(object)  # signoff.ApprovalInfo
 
     def __init__(self, project: Project, run_id: int | None = None,
-                 gate: object | None = None, parent: QWidget | None = None) -> None:
+                 gate: GateResult | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.project = project
         self.gate = gate

@@ -9,7 +9,10 @@ groups touching it are left as they are, with a message saying so.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -33,12 +36,18 @@ from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ui.controller import ProjectController
 from densestudio.ui.workers import Worker
 
+if TYPE_CHECKING:
+    from densestudio.core.near_duplicates import NearDuplicateGroup
+    from densestudio.core.store import Project
+
 GROUP_CHOICES = (("", "None (image by image)"), ("folder", "Parent folder"),
                  ("regex", "Regex on the file name"))
 ERROR_STYLE = "color: #c62828;"
 
 
-def near_duplicates_job(project, *, on_event: EventCallback, cancel: CancelToken) -> list:
+def near_duplicates_job(
+    project: Project, *, on_event: EventCallback, cancel: CancelToken
+) -> list[NearDuplicateGroup]:
     """Groups of near-identical labeled images in different splits (frozen dataclasses)."""
     from densestudio.core.near_duplicates import find_cross_split_duplicates
 
@@ -195,11 +204,11 @@ class SplitPanel(QWidget):
                   + 2 * self.table.frameWidth() + 2)
         self.table.setFixedHeight(height)
 
-    def showEvent(self, event) -> None:
+    def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         self._fit_table()
 
-    def changeEvent(self, event) -> None:
+    def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
         if event.type() in (event.Type.FontChange, event.Type.StyleChange):
             self._fit_table()

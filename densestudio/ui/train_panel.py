@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -42,6 +43,12 @@ from densestudio.ui.jobs import TrainingSteps, train_job
 from densestudio.ui.plots import TrainingPlots
 from densestudio.ui.runs_panel import RunsPanel
 from densestudio.ui.workers import Worker
+
+if TYPE_CHECKING:
+    from densestudio.core.store import Project
+    from densestudio.ml.events import BatchProgress
+    from densestudio.ui.controller import ProjectController
+    from densestudio.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +111,10 @@ class TrainPanel(QWidget):
     runFinished = Signal(int)
     reviewRequested = Signal(int)
 
-    def __init__(self, host, parent: QWidget | None = None) -> None:
+    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host  # MainWindow: controller, _start(worker), show_error
-        self.controller = None
+        self.controller: ProjectController | None = None
         self.edited = False  # the user changed a setting: stop following recommendations
         self.worker: Worker | None = None
         self.run_id: int | None = None
@@ -322,7 +329,7 @@ class TrainPanel(QWidget):
         self._update_buttons()
 
     # ================================================================ project
-    def set_controller(self, controller) -> None:
+    def set_controller(self, controller: ProjectController | None) -> None:
         if self.controller is not None:
             self.controller.countsChanged.disconnect(self._on_counts_changed)
         self.controller = controller
@@ -351,7 +358,7 @@ class TrainPanel(QWidget):
         self._update_buttons()
 
     @property
-    def project(self):
+    def project(self) -> Project | None:
         return self.controller.project if self.controller else None
 
     @property
@@ -375,6 +382,7 @@ class TrainPanel(QWidget):
         from densestudio.ml.recommend import recommend
 
         state, _ = weights_status("densenet121", None)
+        assert self.project is not None  # only asked while a project is open
         return recommend(data_profile(self.project), getattr(self, "device_type", "cpu"),
                          weights_available=state == "ok")
 
@@ -507,6 +515,7 @@ class TrainPanel(QWidget):
         """Why training cannot start (empty = ready): data first, then settings."""
         from densestudio.ml.train import check_trainable
 
+        assert self.project is not None  # only asked while a project is open
         problems = check_trainable(self.project)
         problems += cfg.problems()
         return problems
@@ -524,7 +533,7 @@ class TrainPanel(QWidget):
     def resume_run(self, run_id: int) -> Worker | None:
         if self.controller is None or self.running:
             return None
-        info = core_runs.get_run(self.project, run_id)
+        info = core_runs.get_run(self.controller.project, run_id)
         if not info.resumable:
             self._refuse("Cannot resume", [f"Run #{run_id} is {info.status} and cannot be "
                                            "resumed; start a new run."])
@@ -553,6 +562,7 @@ class TrainPanel(QWidget):
             self.total_epochs = cfg.epochs
         self.plots.reset(self.total_epochs or None)
         if resume_run_id is not None:
+            assert self.project is not None  # training it
             info = core_runs.get_run(self.project, resume_run_id)
             self.plots.load_history(core_runs.epoch_metrics(self.project, resume_run_id),
                                     self.total_epochs)
@@ -652,7 +662,7 @@ class TrainPanel(QWidget):
         elif isinstance(event, ev.RunFailed):
             self.last_outcome = "failed"
 
-    def _show_step(self, b) -> None:  # TYPEHINT - BatchProgress
+    def _show_step(self, b: BatchProgress) -> None:
         total = max(1, self.total_epochs)
         frac = (b.epoch - 1 + b.step / max(1, b.steps)) / total
         self.progress.setRange(0, 1000)
@@ -662,7 +672,7 @@ class TrainPanel(QWidget):
             f"Epoch {b.epoch} of {total} · loss {b.loss:.3f} · {b.images_per_s:,.0f} images/s"
             f" · ETA {formatting.eta(b.eta_s)} · {self.device_text.upper() or 'CPU'}")
 
-    def _on_finished(self, run_id: object) -> None:
+    def _on_finished(self, run_id: int | None) -> None:
         self.run_id = int(run_id) if run_id is not None else None
         if self.last_outcome is None:
             self.last_outcome = "finished"
@@ -695,7 +705,7 @@ class TrainPanel(QWidget):
         self.trainingEnded.emit(self.run_id)
 
     # ------------------------------------------------------------ helpers
-    def _on_run_selected(self, run_id: object) -> None:
+    def _on_run_selected(self, run_id: int | None) -> None:
         self._update_buttons()
         if self.running or run_id is None or self.project is None or run_id == self.plotted_run:
             return

@@ -18,12 +18,24 @@ the chooser) over the image with an opacity slider. Heatmaps come from a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QKeyEvent, QPainter, QPixmap, QTransform, QWheelEvent
+from PySide6.QtCore import QRect, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPixmap,
+    QResizeEvent,
+    QTransform,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -47,6 +59,11 @@ from densestudio.core.imaging import ImageDecodeError
 from densestudio.core.store import ClassInfo, ImageInfo
 from densestudio.ui.pixels import Pixels, decode
 from densestudio.ui.workers import GuiCall, to_gui
+
+if TYPE_CHECKING:
+    from densestudio.core.store import Project
+    from densestudio.ml.explain import Explanation
+    from densestudio.ui.heatmaps import HeatmapService
 
 
 def history_time(utc: datetime) -> str:
@@ -119,9 +136,10 @@ class ImageCanvas(QGraphicsView):
         self.message = ""
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys go to the viewer (labeling)
 
-    def mousePressEvent(self, event) -> None:
-        if self.parentWidget() is not None:
-            self.parentWidget().setFocus()
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        parent = self.parentWidget()
+        if parent is not None:
+            parent.setFocus()
         super().mousePressEvent(event)
 
     def set_pixmap(self, pixmap: QPixmap | None, message: str = "") -> None:
@@ -191,12 +209,12 @@ class ImageCanvas(QGraphicsView):
             self.scale(factor, factor)
             self.zoomChanged.emit(self.zoom)
 
-    def resizeEvent(self, event) -> None:
+    def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         if self.fit_mode:
             self.fit()
 
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:
         if self.message:
             painter.save()
             painter.resetTransform()
@@ -224,9 +242,9 @@ class ImageViewer(QWidget):
         self._loading: Future | None = None
         self._deliver = to_gui(self._on_loaded)
         self._shown_id: int | None = None  # the image whose pixels are on screen
-        self.heatmaps = None  # heatmaps.HeatmapService
+        self.heatmaps: HeatmapService | None = None
         self.heat_run: int | None = None
-        self.project = None  # core.store.Project: for the label history panel
+        self.project: Project | None = None  # for the label history panel
         self.history: list[history.LabelEventInfo] = []
 
         self.zoom_label = QLabel("", self)
@@ -235,7 +253,7 @@ class ImageViewer(QWidget):
         self.canvas.zoomChanged.connect(self._on_zoom)
         self.canvas.set_pixmap(None, "No image selected.\nClick a tile in the gallery.")
 
-        def tool(text: str, tip: str, slot) -> QToolButton:
+        def tool(text: str, tip: str, slot: Callable[[], object]) -> QToolButton:
             b = QToolButton(self)
             b.setText(text)
             b.setToolTip(tip)
@@ -313,7 +331,7 @@ class ImageViewer(QWidget):
         return box
 
     # ------------------------------------------------------------ label history
-    def set_project(self, project) -> None:  # TYPEHINT - core.store.Project | None
+    def set_project(self, project: Project | None) -> None:
         """The project whose label history the History panel reads."""
         self.project = project
         self.refresh_history()
@@ -393,7 +411,7 @@ class ImageViewer(QWidget):
         return self.heat_bar
 
     # ------------------------------------------------------------ heatmaps
-    def set_heatmap_service(self, service) -> None:  # TYPEHINT - heatmaps.HeatmapService
+    def set_heatmap_service(self, service: HeatmapService) -> None:
         if self.heatmaps is not None:
             self.heatmaps.ready.disconnect(self._on_heat_ready)
             self.heatmaps.failed.disconnect(self._on_heat_failed)
@@ -439,6 +457,7 @@ class ImageViewer(QWidget):
             self.canvas.set_overlay(None)
             self.heat_status.setText("")
             return
+        assert self.heatmaps is not None  # there is a key
         explanation = self.heatmaps.request(*key, urgent=True)
         if explanation is not None:
             self._apply_heatmap(key, explanation)
@@ -447,7 +466,7 @@ class ImageViewer(QWidget):
         error = self.heatmaps.error(*key)
         self._heat_text(error or "Computing the heatmap…", bool(error))
 
-    def _apply_heatmap(self, key: tuple, explanation) -> None:
+    def _apply_heatmap(self, key: tuple, explanation: Explanation) -> None:
         from densestudio.ui.heatmaps import colorize
 
         if self._shown_id != key[1] or not self.canvas.has_image():
@@ -465,7 +484,7 @@ class ImageViewer(QWidget):
         self.heat_status.setText(f"<span style='color:#c62828'>{html_text(text)}</span>" if error
                                  else f"<small>{text}</small>")
 
-    def _on_heat_ready(self, key: tuple, explanation) -> None:
+    def _on_heat_ready(self, key: tuple, explanation: Explanation) -> None:
         if key == self.heatmap_key():
             self._apply_heatmap(key, explanation)
 
@@ -480,7 +499,8 @@ class ImageViewer(QWidget):
         self.info, self._cls = info, cls
         self._update_details()
         self.refresh_history()
-        if same and info is not None and info.path == self.info.path and self.canvas.has_image():
+        if (same and info is not None and self.info is not None and info.path == self.info.path
+                and self.canvas.has_image()):
             return  # only the label changed
         self._latest.request += 1
         if info is None:
@@ -490,7 +510,7 @@ class ImageViewer(QWidget):
         self._loading = self._pool.submit(_load, self._latest, self._latest.request, info,
                                           self._deliver)
         key = self.heatmap_key()
-        if key is not None:  # start computing while the image decodes
+        if key is not None and self.heatmaps is not None:  # start while the image decodes
             self.heatmaps.request(*key, urgent=True)
 
     def update_label(self, info: ImageInfo | None, cls: ClassInfo | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal, SignalInstance
 from PySide6.QtGui import QFont, QIcon
 from PySide6.QtWidgets import (
     QFrame,
@@ -54,7 +54,7 @@ class WelcomeView(QWidget):
         titles.addWidget(tagline)
         head.addLayout(titles, 1)
 
-        def big_button(text: str, detail: str, signal: Signal) -> QPushButton:
+        def big_button(text: str, detail: str, signal: SignalInstance) -> QPushButton:
             b = QPushButton(f"{text}\n{detail}", self)
             b.setMinimumHeight(58)
             b.setStyleSheet("QPushButton { text-align: left; padding: 8px 14px; }")

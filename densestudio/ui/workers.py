@@ -86,7 +86,7 @@ class GuiCall:
             if app is not None and _relay.thread() is not app.thread():
                 _relay.moveToThread(app.thread())
         self._relay = _relay
-        self._target = weakref.WeakMethod(slot)  # type: ignore[arg-type]
+        self._target = weakref.WeakMethod(slot)
 
     def __call__(self, *args: object) -> None:
         self._relay.posted.emit((self._target, args))
@@ -164,7 +164,9 @@ def _run(fn: Callable[..., Any], args: tuple, kwargs: dict, cancel: CancelToken,
 class Worker(QObject):
     """Handle the GUI keeps for one background job. Create, connect, then ``start()``."""
 
-    event = Signal(object)
+    # The name is the API (``worker.event.connect`` everywhere); it shadows QObject.event()
+    # for Python callers only, and nothing calls that on a Worker.
+    event = Signal(object)  # type: ignore[assignment]
     finished = Signal(object)  # the function's return value
     failed = Signal(str)  # a message for the user
     cancelled = Signal()
@@ -173,11 +175,11 @@ class Worker(QObject):
     def __init__(
         self,
         fn: Callable[..., Any],
-        *args: Any,
+        *args: object,  # handed on to ``fn`` untouched
         throttle_s: float = THROTTLE_S,
         droppable: Callable[[object], bool] = is_progress_event,
         parent: QObject | None = None,
-        **kwargs: Any,
+        **kwargs: object,
     ) -> None:
         super().__init__(parent)
         self.token = CancelToken()

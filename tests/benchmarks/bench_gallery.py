@@ -32,13 +32,18 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication
 
 
 def make_thumbnails(n: int = 64, size: int = 128) -> list[bytes]:
@@ -128,7 +133,7 @@ class StallMeter:
         return worst
 
 
-def run_for(app, seconds: float, until=None) -> None:
+def run_for(app: QApplication, seconds: float, until: Callable[[], bool] | None = None) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         app.processEvents()

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -28,6 +29,9 @@ from densestudio.core.store import Project
 from densestudio.ml import crossval
 from densestudio.ml.label_errors import precision_at
 from densestudio.ml.threads import limited_threads
+
+if TYPE_CHECKING:
+    from densestudio.core.store import ImageFilter
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "neu-surface-defects"
 
@@ -51,7 +55,7 @@ def flip_labels(project: Project, fraction: float, seed: int) -> set[int]:
     return {i for i, _ in assignments}
 
 
-def _filter(class_id: int):
+def _filter(class_id: int) -> ImageFilter:
     from densestudio.core.store import ImageFilter
 
     return ImageFilter(class_ids=(class_id,))

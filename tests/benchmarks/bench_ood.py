@@ -89,8 +89,8 @@ def make_project(path: Path, classes: list[str], per_class: int | None = None) -
     with project.session() as s:
         by_path = dict(s.execute(select(ImageRow.path, ImageRow.id)).all())
     for name in classes:
-        project.set_labels([by_path[r["path"]] for r, c in zip(rows, labels, strict=True) if c == name],
-                           ids[name])
+        chosen = [by_path[r["path"]] for r, c in zip(rows, labels, strict=True) if c == name]
+        project.set_labels(chosen, ids[name])
     return project
 
 

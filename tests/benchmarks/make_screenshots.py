@@ -19,10 +19,13 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication
+
     from densestudio.ui.main_window import MainWindow
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -32,7 +35,7 @@ NEU = ROOT.parent / "shared" / "datasets" / "neu-surface-defects"
 SIZE = (1440, 900)
 
 
-def wait(app, seconds: float, until=None) -> None:
+def wait(app: QApplication, seconds: float, until: Callable[[], bool] | None = None) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         app.processEvents()
@@ -53,7 +56,7 @@ def isolate_settings(tmp: Path) -> None:
     QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp / "qs"))
 
 
-def open_window():  # TYPEHINT - (QApplication, MainWindow)
+def open_window() -> tuple[QApplication, MainWindow]:
     """The app and a shown main window of the screenshot size (call isolate_settings first)."""
     from densestudio.ui.app import create_application
     from densestudio.ui.main_window import MainWindow
@@ -76,7 +79,9 @@ def neu_subset(folder: Path, per_class: int) -> Path:
     return root
 
 
-def train_review_export(app, window: MainWindow, tmp: Path, args) -> None:
+def train_review_export(
+    app: QApplication, window: MainWindow, tmp: Path, args: argparse.Namespace
+) -> None:
     """train.png (mid-run), review.png (confusion matrix, a clicked cell), export.png."""
     from densestudio.core.importer import ImportOptions
 

@@ -22,8 +22,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from densestudio.ui.main_window import MainWindow
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +66,9 @@ def train(project_path: Path, images: Path, img_size: int, epochs: int) -> int:
     return run_id
 
 
-def gradcam_shot(app, window: MainWindow, tmp: Path, args) -> None:
+def gradcam_shot(
+    app: QApplication, window: MainWindow, tmp: Path, args: argparse.Namespace
+) -> None:
     from densestudio.core import runs
 
     images = neu_subset(tmp / "neu", args.per_class)
@@ -97,7 +103,9 @@ def gradcam_shot(app, window: MainWindow, tmp: Path, args) -> None:
     window.close_project()
 
 
-def operating_point_shot(app, window: MainWindow, tmp: Path, args) -> None:
+def operating_point_shot(
+    app: QApplication, window: MainWindow, tmp: Path, args: argparse.Namespace
+) -> None:
     from densestudio.core.demo import make_demo_images
 
     folder = tmp / "demo images"

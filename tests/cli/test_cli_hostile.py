@@ -19,7 +19,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 from densestudio.cli import main
 from densestudio.core import db
@@ -322,7 +322,7 @@ def test_disk_full_during_import(
     real = db._make_engine
     limit = os.path.getsize(tmp_path / "p.dsproj") // 4096 + 2
 
-    def full_disk_engine(*args, **kwargs):
+    def full_disk_engine(*args: object, **kwargs: object) -> Engine:
         engine = real(*args, **kwargs)  # SQLite then fails with SQLITE_FULL, as on a full disk
         event.listen(engine, "connect",
                      lambda con, _r: con.execute(f"PRAGMA max_page_count = {limit}"))

@@ -14,9 +14,11 @@ from densestudio.core.store import Project
 from densestudio.ml import operating_point as op
 from tests.ml.test_gate import crafted_run, make_project
 
+Crafted = tuple[Path, list[int], int, int]  # project file, image ids, old run, new run
+
 
 @pytest.fixture
-def crafted(tmp_path: Path):
+def crafted(tmp_path: Path) -> Crafted:
     path = tmp_path / "p.dsproj"
     with Project.create(path) as project:
         ids, _ = make_project(project)
@@ -27,7 +29,7 @@ def crafted(tmp_path: Path):
 
 
 def test_evaluate_and_operating_point_show_intervals(
-    crafted, capsys: pytest.CaptureFixture[str]
+    crafted: Crafted, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path, _ids, old, _new = crafted
     assert main(["evaluate", str(path), "--run", str(old)]) == 0
@@ -63,7 +65,7 @@ def test_evaluate_and_operating_point_show_intervals(
         assert op.rates_with_intervals(p_good, is_good, point).miss_upper <= 0.3
 
 
-def test_approve_gate_and_golden(crafted, capsys: pytest.CaptureFixture[str]) -> None:
+def test_approve_gate_and_golden(crafted: Crafted, capsys: pytest.CaptureFixture[str]) -> None:
     path, ids, old, new = crafted
     assert main(["approve", str(path), "--run", str(old)]) == 2
     assert "why" in capsys.readouterr().err
@@ -89,7 +91,7 @@ def test_approve_gate_and_golden(crafted, capsys: pytest.CaptureFixture[str]) ->
     assert main(["golden", str(path), "add", "nope.png"]) == 2
 
 
-def test_history_and_verify(crafted, capsys: pytest.CaptureFixture[str]) -> None:
+def test_history_and_verify(crafted: Crafted, capsys: pytest.CaptureFixture[str]) -> None:
     path, ids, _old, _new = crafted
     assert main(["history", str(path), "p03.png"]) == 0
     out = capsys.readouterr().out

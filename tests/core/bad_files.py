@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +15,13 @@ from PIL import Image
 EXPECTED: dict[str, str] = {}
 
 
-def _save(img: Image.Image, path: Path, **kw) -> Path:
+def _save(img: Image.Image, path: Path, **kw: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, **kw)
     return path
 
 
-def noise(size=(32, 24), mode="RGB", seed=0) -> Image.Image:
+def noise(size: tuple[int, int] = (32, 24), mode: str = "RGB", seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     channels = {"RGB": 3, "L": 1}[mode]
     arr = rng.integers(0, 256, size=(size[1], size[0], channels), dtype=np.uint8)
@@ -153,8 +154,13 @@ def _write_bomb_png(path: Path) -> Path:
     return path
 
 
-def make_class_folders(root: Path, classes=("ok", "ng"), per_class=6, size=(32, 32),
-                       seed: int = 0) -> Path:
+def make_class_folders(
+    root: Path,
+    classes: Sequence[str] = ("ok", "ng"),
+    per_class: int = 6,
+    size: tuple[int, int] = (32, 32),
+    seed: int = 0,
+) -> Path:
     """Synthetic labeled images: root/<class>/<i>.png, classes differ in brightness."""
     for c_index, name in enumerate(classes):
         for i in range(per_class):

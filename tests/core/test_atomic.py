@@ -11,7 +11,7 @@ from densestudio.core import atomic
 from densestudio.core.atomic import atomic_output, atomic_write_via
 
 
-def disk_full(*_args, **_kwargs) -> NoReturn:
+def disk_full(*_args: object, **_kwargs: object) -> NoReturn:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,13 @@ from PIL import Image
 
 from densestudio.core import importer
 from densestudio.core.errors import ImportFailed
-from densestudio.core.importer import ImportOptions, ImportProgress, relink, run_import
+from densestudio.core.importer import (
+    ImportOptions,
+    ImportProgress,
+    SkippedFile,
+    relink,
+    run_import,
+)
 from densestudio.core.progress import CancelToken
 from densestudio.core.store import ImageFilter, Project
 from densestudio.core.thumbnails import ThumbnailCache
@@ -85,7 +92,7 @@ def test_unreadable_folder_and_vanishing_file(project: Project, tmp_path: Path,
     root = make_class_folders(tmp_path / "data", classes=("a", "b"), per_class=2)
     real_scandir = os.scandir
 
-    def scandir(path):
+    def scandir(path: str | os.PathLike[str]) -> Iterator[os.DirEntry[str]]:
         if Path(path).name == "b":
             raise PermissionError(13, "Permission denied")
         return real_scandir(path)
@@ -93,7 +100,7 @@ def test_unreadable_folder_and_vanishing_file(project: Project, tmp_path: Path,
     monkeypatch.setattr(importer.os, "scandir", scandir)
     real_decode = importer._decode
 
-    def vanish(candidate):
+    def vanish(candidate: importer._Candidate) -> importer._Decoded | SkippedFile:
         if candidate.path.name == "a_000.png":
             candidate.path.unlink()
         return real_decode(candidate)
@@ -128,7 +135,7 @@ def test_cancel_mid_import_keeps_committed_batches(project: Project, tmp_path: P
     monkeypatch.setattr(importer, "BATCH_SIZE", 10)
     token = CancelToken()
 
-    def on_event(event) -> None:
+    def on_event(event: object) -> None:
         if isinstance(event, ImportProgress) and event.done >= 25:
             token.cancel()
 

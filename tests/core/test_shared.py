@@ -17,6 +17,7 @@ from densestudio.core.errors import ProjectError
 from densestudio.core.exchange import export_labels_csv, import_labels_csv
 from densestudio.core.store import ImageFilter, Project, Seen, conflicts_message
 from tests.core.test_store import add_rows
+from tests.pg_server import PgServer
 
 
 def second_client(project: Project) -> Project:
@@ -353,7 +354,7 @@ def test_writers_wait_for_each_other_with_a_notice(pg_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_login_errors_never_show_the_password(pg_server, pg_url: str) -> None:
+def test_login_errors_never_show_the_password(pg_server: PgServer, pg_url: str) -> None:
     from tests.pg_server import PASSWORD
 
     url = pg_server.url("postgres", tcp=True).replace("@", ":wrong-pw-123@")

@@ -89,7 +89,7 @@ def tiny_project(tmp_path: Path) -> Project:
     project.close()
 
 
-def tiny_config(**kw) -> TrainConfig:
+def tiny_config(**kw: object) -> TrainConfig:
     base = dict(
         arch="densenet_bc_tiny", img_size=32, epochs=2, batch_size=6, lr=3e-3,
         augment="light", ema=False, tta=False, device="cpu", seed=0,

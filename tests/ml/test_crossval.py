@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,10 @@ from densestudio.ml.label_errors import precision_at
 from densestudio.ml.threads import limited_threads
 from tests.ml.conftest import CLASS_NAMES, add_images, write_images
 
+Noisy = tuple[Project, set[int]]  # the project, the images whose label was flipped
 
-def _audit_cfg(**kw) -> TrainConfig:
+
+def _audit_cfg(**kw: object) -> TrainConfig:
     base = dict(
         arch="densenet_bc_tiny", img_size=32, epochs=8, batch_size=16, lr=3e-3,
         augment="light", ema=True, tta=False, device="cpu", seed=0, name="label audit",
@@ -29,7 +32,7 @@ def _audit_cfg(**kw) -> TrainConfig:
 
 
 @pytest.fixture
-def noisy_project(tmp_path: Path):
+def noisy_project(tmp_path: Path) -> Iterator[Noisy]:
     """3 clearly separable classes x 30 images (24 px); 5 % of the labels flipped (seeded)."""
     files = write_images(tmp_path / "imgs", n_per_class=30)
     rng = np.random.default_rng(3)

@@ -15,7 +15,7 @@ from densestudio.ml import data as D
 from .conftest import write_images
 
 
-def _items(files):
+def _items(files: list[tuple[Path, str]]) -> list[D.CacheItem]:
     from densestudio.core.imaging import file_hash
 
     return [D.CacheItem(i, str(p), file_hash(p)) for i, (p, _) in enumerate(files)]
@@ -27,7 +27,7 @@ def test_disk_cache_means_no_second_decode(tmp_path: Path, monkeypatch: pytest.M
     first, failures = cache.load(items, legacy(32, "L"))
     assert first.shape == (12, 1, 32, 32) and first.dtype == torch.uint8 and not failures
 
-    def no_decode(*_a, **_k) -> NoReturn:
+    def no_decode(*_a: object, **_k: object) -> NoReturn:
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(Preprocessing, "load", no_decode)

@@ -7,6 +7,7 @@ position, class "none" has none. A tiny compact DenseNet learns it in a few seco
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,12 @@ from PIL import Image
 
 from densestudio.core import runs
 from densestudio.core.importer import ImportOptions, run_import
-from densestudio.core.store import Project
+from densestudio.core.store import ImageInfo, Project
 from densestudio.ml import explain, zoo
 from densestudio.ml.config import TrainConfig
 from densestudio.ml.threads import limited_threads
+
+Squares = tuple[Project, int, dict[str, tuple[int, int]]]  # project, run, square boxes
 
 SIZE, SQUARE, PER_CLASS = 48, 6, 60
 
@@ -43,7 +46,7 @@ def write_square_images(folder: Path, seed: int = 0) -> dict[str, tuple[int, int
 
 
 @pytest.fixture(scope="module")
-def squares(tmp_path_factory: pytest.TempPathFactory):
+def squares(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Squares]:
     from densestudio.ml.train import fit
 
     root = tmp_path_factory.mktemp("squares")
@@ -107,7 +110,7 @@ def test_gradcam_arguments() -> None:
     assert model.training  # the mode is restored
 
 
-def test_heatmap_peak_falls_on_the_square(squares) -> None:
+def test_heatmap_peak_falls_on_the_square(squares: Squares) -> None:
     project, run_id, boxes = squares
     info = runs.get_run(project, run_id)
     assert info.status == "finished"
@@ -129,7 +132,15 @@ def test_heatmap_peak_falls_on_the_square(squares) -> None:
     assert rate["layercam"] >= 0.70
 
 
-def _collect(project, run_id, images, boxes, square, hits, held_out) -> None:
+def _collect(
+    project: Project,
+    run_id: int,
+    images: list[ImageInfo],
+    boxes: dict[str, tuple[int, int]],
+    square: int,
+    hits: dict[str, list[bool]],
+    held_out: list[bool],
+) -> None:
     for image in images:
         for method in hits:
             e = explain.explain_image(project, run_id, image.id, class_index=square,
@@ -142,7 +153,7 @@ def _collect(project, run_id, images, boxes, square, hits, held_out) -> None:
                 held_out.append(hit)
 
 
-def test_explain_predicted_class_and_unreadable_file(squares, tmp_path: Path) -> None:
+def test_explain_predicted_class_and_unreadable_file(squares: Squares, tmp_path: Path) -> None:
     project, run_id, boxes = squares
     image = next(i for i in project.images_by_ids(project.image_ids()) if i.path in boxes)
     e = explain.explain_image(project, run_id, image.id)

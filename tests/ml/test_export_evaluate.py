@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,11 @@ from densestudio.ml.train import fit
 
 from .conftest import add_images, tiny_config, write_images
 
+Trained = tuple[Project, int, Path]  # project, run, its folder
+
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     tmp = tmp_path_factory.mktemp("trained")
     files = write_images(tmp / "imgs", 14)
     unlabeled = write_images(tmp / "new", 2, seed=5)
@@ -48,7 +51,7 @@ def test_metrics_by_hand() -> None:
     assert s.macro_f1 == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
 
 
-def test_report_and_confusion_cells(trained) -> None:
+def test_report_and_confusion_cells(trained: Trained) -> None:
     project, run_id, _ = trained
     rep = evaluate.report(project, run_id, "test")
     assert rep.n == 6 and sum(map(sum, rep.confusion)) == 6
@@ -69,7 +72,7 @@ def test_report_and_confusion_cells(trained) -> None:
     assert runs.top_losses(project, run_id, "test", 2) == [t.image_id for t in rep.top_losses[:2]]
 
 
-def test_evaluate_run_with_and_without_tta(trained) -> None:
+def test_evaluate_run_with_and_without_tta(trained: Trained) -> None:
     project, run_id, _ = trained
     plain = evaluate.evaluate_run(project, run_id, ("val", "test"), tta=False)
     assert plain.subset == "test" and plain.n == 6
@@ -78,7 +81,7 @@ def test_evaluate_run_with_and_without_tta(trained) -> None:
     assert runs.prediction_count(project, run_id, "val") == 6
 
 
-def test_predict_unlabeled_images(trained) -> None:
+def test_predict_unlabeled_images(trained: Trained) -> None:
     project, run_id, _ = trained
     ids = project.image_ids(ImageFilter(unlabeled=True))
     assert len(ids) == 6
@@ -88,7 +91,7 @@ def test_predict_unlabeled_images(trained) -> None:
     assert len(stored) == 6 and all(p.true_index is None and p.loss is None for p in stored)
 
 
-def test_export_roundtrip_in_app(trained) -> None:
+def test_export_roundtrip_in_app(trained: Trained) -> None:
     project, run_id, tmp = trained
     out = export.export_model(project, run_id, tmp / "model")  # ONNX by default
     assert out.suffix == ".onnx" and out.is_file()
@@ -157,7 +160,7 @@ PLAIN_TORCH = textwrap.dedent(
 )
 
 
-def test_exported_model_runs_with_plain_torch_only(trained) -> None:
+def test_exported_model_runs_with_plain_torch_only(trained: Trained) -> None:
     project, run_id, tmp = trained
     out = export.export_model(project, run_id, tmp / "plain.pt")
     paths = [i.path for i in project.page(ImageFilter(split="test"), limit=6)]
@@ -187,7 +190,7 @@ def test_bad_model_files_are_refused(tmp_path: Path) -> None:
         export.load_exported(other)
 
 
-def test_runs_api_and_delete(trained, tmp_path: Path) -> None:
+def test_runs_api_and_delete(trained: Trained, tmp_path: Path) -> None:
     project, run_id, _ = trained
     listed = runs.list_runs(project)
     assert run_id in [r.id for r in listed]

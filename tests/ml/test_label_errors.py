@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 
 from densestudio.ml.label_errors import per_class_thresholds, precision_at, rank_label_issues
+
+if TYPE_CHECKING:
+    from densestudio.ml.crossval import LabelAudit
 
 
 def test_hand_made_case() -> None:
@@ -52,7 +57,7 @@ def _probs(rows: list[tuple[int, float]], k: int = 3) -> np.ndarray:
     return out
 
 
-def _audit(probs: np.ndarray, labels: np.ndarray, names: tuple[str, ...]):
+def _audit(probs: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> LabelAudit:
     from densestudio.ml.crossval import _make_audit
 
     return _make_audit(1, None, names, list(range(100, 100 + len(labels))), labels, probs,

@@ -17,9 +17,11 @@ from densestudio.ml import operating_point as op
 from densestudio.ml.operating_point import OperatingPoint
 from tests.ml.conftest import add_images, copy_project, tiny_config, write_images
 
+Trained = tuple[Path, int, Path]  # project file, run, image folder
+
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     from densestudio.ml.threads import limited_threads
     from densestudio.ml.train import fit
 
@@ -32,7 +34,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     return path, run_id, root / "imgs"
 
 
-def test_save_load_round_trip_and_validation(trained, tmp_path: Path) -> None:
+def test_save_load_round_trip_and_validation(trained: Trained, tmp_path: Path) -> None:
     src, run_id, _ = trained
     path = tmp_path / src.name
     copy_project(src, path)
@@ -74,7 +76,7 @@ def test_helpers() -> None:
 
 
 def test_export_carries_the_point_and_predicts(
-    trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from densestudio.ml.export import export_model, load_exported
 

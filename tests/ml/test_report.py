@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +24,8 @@ from densestudio.ml.report import SECTIONS, record_export, write_report
 from densestudio.ml.train import fit
 
 from .conftest import add_images, tiny_config, write_images
+
+Signed = tuple[Project, int, int, Path]  # project, approved run, candidate run, folder
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PDFTOTEXT = shutil.which("pdftotext")
@@ -61,7 +65,7 @@ def clone_run(project: Project, source: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def signed(tmp_path_factory: pytest.TempPathFactory):
+def signed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signed]:
     tmp = tmp_path_factory.mktemp("signed")
     project = Project.create(tmp / "p.dsproj")
     add_images(project, write_images(tmp / "imgs", 10))
@@ -95,7 +99,7 @@ class _Refs(HTMLParser):
                 self.ids.append(value or "")
 
 
-def test_gate_predicts_must_pass_images_without_stored_predictions(signed) -> None:
+def test_gate_predicts_must_pass_images_without_stored_predictions(signed: Signed) -> None:
     project, first, second, _ = signed
     g = compare_runs_for_gate(project, second)
     assert g.against == first and g.against_approved and g.n_golden == 1
@@ -106,7 +110,7 @@ def test_gate_predicts_must_pass_images_without_stored_predictions(signed) -> No
     assert not any(p.image_id == golden.image_id for p in runs.predictions(project, second))
 
 
-def test_report_has_every_section_and_loads_nothing(signed) -> None:
+def test_report_has_every_section_and_loads_nothing(signed: Signed) -> None:
     project, first, second, tmp = signed
     out = write_report(project, tmp / "report.html", second)
     html = out.path.read_text(encoding="utf-8")
@@ -132,7 +136,7 @@ def test_report_has_every_section_and_loads_nothing(signed) -> None:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (tests/setup_services.sh "
                                              "installs Debian's package with apt-get as root)")
-def test_report_renders_in_headless_chromium_offline(signed) -> None:
+def test_report_renders_in_headless_chromium_offline(signed: Signed) -> None:
     project, _first, second, tmp = signed
     report = write_report(project, tmp / "browser.html", second).path
     profile = tmp / "chromium-profile"
@@ -172,7 +176,7 @@ def test_report_renders_in_headless_chromium_offline(signed) -> None:
 
 
 def test_export_uses_the_approved_run_and_the_report_shows_it(
-    signed, capsys: pytest.CaptureFixture[str]
+    signed: Signed, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project, first, second, tmp = signed
     model = tmp / "model.pt"

@@ -12,6 +12,7 @@ from densestudio.core.progress import CancelToken
 from densestudio.core.store import Project, resplit
 from densestudio.ml import train
 from densestudio.ml.config import ConfigError, TrainConfig
+from densestudio.ml.data import BatchPart
 from densestudio.ml.events import (
     BatchProgress,
     CheckpointSaved,
@@ -119,7 +120,9 @@ def test_crash_is_recorded_and_resumable(
     real = train.D.augment_batch
     calls = {"n": 0}
 
-    def flaky(x, preset, g, part=None):
+    def flaky(
+        x: torch.Tensor, preset: str, g: torch.Generator, part: BatchPart | None = None
+    ) -> torch.Tensor:
         calls["n"] += 1
         if calls["n"] == 7:  # second epoch (5 steps per epoch)
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -22,7 +23,9 @@ from densestudio.core.importer import ImportOptions, ImportProgress, run_import
 from densestudio.core.store import Project
 
 
-def label_ops(seed: int, n_ops: int, image_ids: list[int], class_ids: list[int]):
+def label_ops(
+    seed: int, n_ops: int, image_ids: list[int], class_ids: list[int]
+) -> Iterator[tuple[list[int], int | None]]:
     """The deterministic sequence of (image ids, label) operations for a seed."""
     rng = random.Random(seed)
     for _ in range(n_ops):

@@ -13,7 +13,7 @@ from densestudio.core import atomic
 from densestudio.ml.runtime import atomic_save
 
 
-def disk_full(*_args, **_kwargs) -> NoReturn:
+def disk_full(*_args: object, **_kwargs: object) -> NoReturn:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import signal
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_history_survives_sigkill_during_labeling_undo_redo(tmp_path: Path) -> N
     assert survived == KILLS
 
 
-def _calls(events) -> list[tuple[str, frozenset[int]]]:
+def _calls(events: Sequence[history.LabelEventInfo]) -> list[tuple[str, frozenset[int]]]:
     """The store calls in the history: runs of events with the same how and time."""
     calls: list[tuple[str, object, set[int]]] = []
     for e in events:

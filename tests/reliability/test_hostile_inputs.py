@@ -12,7 +12,9 @@ import sqlite3
 import threading
 import tracemalloc
 import unicodedata
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import event, select
@@ -42,18 +44,20 @@ from tests.core.bad_files import (
     write_zero_padded_jpeg,
 )
 
+T = TypeVar("T")
+
 LABELS = ImportOptions(labels_from_subfolders=True)
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
+def project(tmp_path: Path) -> Iterator[Project]:
     p = Project.create(tmp_path / "test.dsproj")
     yield p
     p.close()
 
 
-def finishes(fn, timeout: float = 20.0):
+def finishes(fn: Callable[[], T], timeout: float = 20.0) -> T:
     """Run ``fn`` in a daemon thread; fail (instead of hanging the suite) if it blocks."""
     result: dict = {}
 
@@ -270,7 +274,7 @@ def test_overlapping_imports_at_once_both_complete(project: Project, tmp_path: P
     real_put = ThumbnailCache.put_many
     raced = []
 
-    def put_many_then_race(self, items):
+    def put_many_then_race(self: ThumbnailCache, items: Iterable[tuple[str, bytes]]) -> None:
         if not raced:
             raced.append("racing")
             raced.append(run_import(other, [data], LABELS))  # the "other process"
@@ -463,7 +467,7 @@ def test_bad_schema_version_and_damaged_pages_are_clear_errors(tmp_path: Path) -
 @pytest.mark.parametrize("ratios", [(float("nan"),) * 3, (float("inf"), 0, 0), (-1, 1, 1),
                                     (0.5, 0.5), (1, 1, 1)])
 def test_split_ratios_must_be_finite_non_negative_and_sum_to_one(project: Project,
-                                                                 ratios) -> None:
+                                                                 ratios: tuple[float, ...]) -> None:
     from densestudio.core.store import resplit
 
     with pytest.raises(ProjectError, match="sum to 1"):

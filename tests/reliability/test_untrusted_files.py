@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ class Payload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[[Path], None], tuple[Path]]:
         return (Path.touch, (self.marker,))
 
 
@@ -64,7 +65,9 @@ def test_plain_torch_load_would_run_the_payload(tmp_path: Path, marker: Path) ->
 
 
 @pytest.mark.parametrize("make", [malicious_torch_file, malicious_plain_pickle])
-def test_checkpoint_refused(tmp_path: Path, marker: Path, make) -> None:
+def test_checkpoint_refused(
+    tmp_path: Path, marker: Path, make: Callable[[Path, Path], Path]
+) -> None:
     path = make(tmp_path / "evil.ckpt", marker)
     with pytest.raises(DenseStudioError) as info:
         load_checkpoint(path)
@@ -73,7 +76,9 @@ def test_checkpoint_refused(tmp_path: Path, marker: Path, make) -> None:
 
 
 @pytest.mark.parametrize("make", [malicious_torch_file, malicious_plain_pickle])
-def test_weights_file_refused(tmp_path: Path, marker: Path, make) -> None:
+def test_weights_file_refused(
+    tmp_path: Path, marker: Path, make: Callable[[Path, Path], Path]
+) -> None:
     path = make(tmp_path / "evil.pth", marker)
     with pytest.raises(DenseStudioError, match="Cannot read weights file"):
         load_state_dict_file(path)
@@ -82,7 +87,9 @@ def test_weights_file_refused(tmp_path: Path, marker: Path, make) -> None:
 
 @pytest.mark.parametrize("make", [malicious_torch_file, malicious_plain_pickle,
                                   malicious_torchscript_zip])
-def test_model_file_refused(tmp_path: Path, marker: Path, make) -> None:
+def test_model_file_refused(
+    tmp_path: Path, marker: Path, make: Callable[[Path, Path], Path]
+) -> None:
     path = make(tmp_path / "evil.dsmodel", marker)
     with pytest.raises(DenseStudioError, match="not a DenseStudio model file"):
         load_exported(path)

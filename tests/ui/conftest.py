@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from pytestqt.qtbot import QtBot
 
@@ -13,6 +15,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 NEU = SHARED / "datasets" / "neu-surface-defects"
@@ -42,7 +47,7 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def window(qtbot: QtBot):
+def window(qtbot: QtBot) -> Iterator[MainWindow]:
     from densestudio.ui.app import create_application
     from densestudio.ui.main_window import MainWindow
     from densestudio.ui.settings import Preferences

@@ -21,6 +21,8 @@ from densestudio.ml import crossval
 from tests.ml.conftest import write_images
 
 if TYPE_CHECKING:
+    from densestudio.core.store import Project
+    from densestudio.ui.audit_panel import AuditPanel
     from densestudio.ui.main_window import MainWindow
 
 AUDIT_TIMEOUT = 240_000  # ms; generous for a loaded 2-core machine
@@ -32,7 +34,7 @@ def _import(qtbot: QtBot, window: MainWindow, folder: Path, subfolders: bool = T
     qtbot.waitUntil(lambda: window.import_worker is None, timeout=30_000)
 
 
-def _audit_form(panel, epochs: int = 10) -> None:
+def _audit_form(panel: AuditPanel, epochs: int = 10) -> None:
     panel.folds.setValue(3)
     panel.epochs.setValue(epochs)
     panel.img_size.setValue(32)
@@ -206,7 +208,7 @@ def _write_lots(folder: Path) -> dict[str, list[Path]]:
     return out
 
 
-def _splits_by_path(project) -> dict[str, str | None]:
+def _splits_by_path(project: Project) -> dict[str, str | None]:
     with project.session() as s:
         return {p: sp for p, sp in s.execute(select(ImageRow.path, ImageRow.split))}
 

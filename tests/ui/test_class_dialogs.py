@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 from densestudio.core.store import ImageFilter
 
 if TYPE_CHECKING:
+    from densestudio.ui.controller import ProjectController
     from densestudio.ui.main_window import MainWindow
 
 LONG = "scratch_on_upper_surface_near_coil_edge_lot_7_second_shift_A"  # 60 characters
 
 
-def _project(window: MainWindow, tmp_path: Path):
+def _project(window: MainWindow, tmp_path: Path) -> ProjectController:
     from tests.ml.conftest import add_images, write_images
 
     assert window.new_project(tmp_path / "classes.dsproj")

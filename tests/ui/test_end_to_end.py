@@ -3,6 +3,7 @@ reopen; drag-and-drop import; cancelling an import."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,22 +12,25 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QItemSelection, QMimeData, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QDialogButtonBox
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from densestudio.core.store import ImageFilter, Project
 
 if TYPE_CHECKING:
+    from densestudio.core.importer import ImportOptions, ImportReport
     from densestudio.ui.main_window import MainWindow
 
 
-def _wait_import(qtbot: QtBot, window: MainWindow, timeout: int = 60_000):
+def _wait_import(qtbot: QtBot, window: MainWindow, timeout: int = 60_000) -> ImportReport:
     with qtbot.waitSignal(window.importFinished, timeout=timeout) as blocker:
         pass
     return blocker.args[0]
 
 
-def _import_via_dialog(qtbot: QtBot, window: MainWindow, paths, subfolders: bool):
+def _import_via_dialog(
+    qtbot: QtBot, window: MainWindow, paths: Iterable[Path], subfolders: bool
+) -> ImportReport:
     dialog = window.show_import_dialog(list(paths))
     assert dialog is not None and dialog.isVisible()
     dialog.subfolders.setChecked(subfolders)
@@ -43,7 +47,12 @@ def _labels(path: Path) -> dict[str, str | None]:
         return {i.name: names.get(i.label_id) for i in project.page(limit=10_000)}
 
 
-def _press(qtbot: QtBot, widget, key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
+def _press(
+    qtbot: QtBot,
+    widget: QWidget,
+    key: Qt.Key,
+    modifier: Qt.KeyboardModifier = Qt.KeyboardModifier.NoModifier,
+) -> None:
     qtbot.keyClick(widget, key, modifier)
 
 
@@ -305,7 +314,7 @@ def test_tile_context_menu_selects_and_lists_classes(
     assert any(t.startswith("Remove Label") for t in texts)
 
 
-def _options(subfolders: bool):
+def _options(subfolders: bool) -> ImportOptions:
     from densestudio.core.importer import ImportOptions
 
     return ImportOptions(labels_from_subfolders=subfolders)

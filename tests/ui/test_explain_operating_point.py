@@ -19,7 +19,11 @@ from densestudio.core.store import Project
 from tests.ml.conftest import copy_project, write_images
 
 if TYPE_CHECKING:
+    from densestudio.ml.explain import Explainer, Explanation
     from densestudio.ui.main_window import MainWindow
+
+    Opened = tuple[MainWindow, int]  # the window, the run
+
 
 TIMEOUT = 120_000
 
@@ -43,7 +47,7 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int
 
 
 @pytest.fixture
-def opened(window: MainWindow, trained_project, tmp_path: Path):
+def opened(window: MainWindow, trained_project: tuple[Path, int], tmp_path: Path) -> Opened:
     src, run_id = trained_project
     dst = tmp_path / src.name
     copy_project(src, dst)
@@ -51,7 +55,9 @@ def opened(window: MainWindow, trained_project, tmp_path: Path):
     return window, run_id
 
 
-def test_viewer_heatmap_overlay(qtbot: QtBot, opened, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_viewer_heatmap_overlay(
+    qtbot: QtBot, opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import densestudio.ml.explain as explain
 
     window, run_id = opened
@@ -59,7 +65,7 @@ def test_viewer_heatmap_overlay(qtbot: QtBot, opened, monkeypatch: pytest.Monkey
     threads: list[str] = []
     original = explain.Explainer.explain
 
-    def spy(self, *args, **kwargs):
+    def spy(self: Explainer, *args: object, **kwargs: object) -> Explanation:
         threads.append(threading.current_thread().name)
         return original(self, *args, **kwargs)
 
@@ -109,7 +115,7 @@ def test_viewer_heatmap_overlay(qtbot: QtBot, opened, monkeypatch: pytest.Monkey
     assert viewer.heat_run is None and window.heatmaps.worker is None
 
 
-def test_review_tiles_show_heatmaps(qtbot: QtBot, opened) -> None:
+def test_review_tiles_show_heatmaps(qtbot: QtBot, opened: Opened) -> None:
     window, run_id = opened
     window.review_run(run_id)
     panel = window.review_panel
@@ -125,7 +131,7 @@ def test_review_tiles_show_heatmaps(qtbot: QtBot, opened) -> None:
     assert panel.model.data(panel.model.index(0), panel.model.HeatmapRole) is None
 
 
-def test_operating_point_window_loads_and_saves(qtbot: QtBot, opened) -> None:
+def test_operating_point_window_loads_and_saves(qtbot: QtBot, opened: Opened) -> None:
     from densestudio.ml.operating_point import load_operating_point
 
     window, run_id = opened

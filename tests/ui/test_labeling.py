@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,10 +17,11 @@ from pytestqt.qtbot import QtBot
 from densestudio.core import history, signoff
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import utcnow
-from densestudio.core.progress import Progress
+from densestudio.core.progress import CancelToken, EventCallback, Progress
 from densestudio.core.store import ImageFilter, Project, bulk_insert_images
 
 if TYPE_CHECKING:
+    from densestudio.ui.controller import ProjectController
     from densestudio.ui.main_window import MainWindow
 
 
@@ -34,7 +36,7 @@ def _add_rows(project: Project, n: int) -> list[int]:
 
 
 @pytest.fixture
-def controller(qtbot: QtBot, tmp_path: Path):
+def controller(qtbot: QtBot, tmp_path: Path) -> Iterator[ProjectController]:
     from densestudio.ui.controller import ProjectController
 
     project = Project.create(tmp_path / "c.dsproj")
@@ -43,7 +45,7 @@ def controller(qtbot: QtBot, tmp_path: Path):
     c.close()
 
 
-def test_label_undo_redo_persist(controller) -> None:
+def test_label_undo_redo_persist(controller: ProjectController) -> None:
     ids = _add_rows(controller.project, 10)
     a = controller.add_class("a")
     b = controller.add_class("b")
@@ -73,7 +75,7 @@ def test_label_undo_redo_persist(controller) -> None:
     assert [e.how for e in history.image_history(controller.project, ids[9])] == ["keyboard"]
 
 
-def test_class_operations_undo(controller, qtbot: QtBot) -> None:
+def test_class_operations_undo(controller: ProjectController, qtbot: QtBot) -> None:
     ids = _add_rows(controller.project, 6)
     stack = controller.undo_stack
     a = controller.add_class("a")
@@ -124,7 +126,7 @@ def test_class_operations_undo(controller, qtbot: QtBot) -> None:
     assert signoff.verify_project(controller.project).ok
 
 
-def test_user_errors_become_messages(controller, qtbot: QtBot) -> None:
+def test_user_errors_become_messages(controller: ProjectController, qtbot: QtBot) -> None:
     controller.add_class("a")
     with qtbot.waitSignal(controller.error) as blocker:
         assert controller.add_class("a") is None
@@ -132,7 +134,9 @@ def test_user_errors_become_messages(controller, qtbot: QtBot) -> None:
     assert controller.undo_stack.count() == 1
 
 
-def test_gallery_model_pages_filters_and_overlay(controller, qtbot: QtBot) -> None:
+def test_gallery_model_pages_filters_and_overlay(
+    controller: ProjectController, qtbot: QtBot
+) -> None:
     from densestudio.ui import gallery_model
     from densestudio.ui.gallery_model import GalleryModel, TileOverlay
     from densestudio.ui.thumbnail_loader import ThumbnailLoader
@@ -206,7 +210,7 @@ class EpochEnded:
 def test_worker_throttles_progress_but_keeps_other_events(qtbot: QtBot) -> None:
     from densestudio.ui.workers import Worker
 
-    def job(n: int, on_event, cancel) -> str:
+    def job(n: int, on_event: EventCallback, cancel: CancelToken) -> str:
         for i in range(n):
             on_event(FakeProgress(i))
             if i % 100 == 0:
@@ -232,7 +236,7 @@ def test_worker_throttles_progress_but_keeps_other_events(qtbot: QtBot) -> None:
 def test_worker_reports_errors_and_cancel(qtbot: QtBot) -> None:
     from densestudio.ui.workers import Worker
 
-    def bad(on_event, cancel) -> None:
+    def bad(on_event: EventCallback, cancel: CancelToken) -> None:
         raise ProjectError("That project is read-only.")
 
     w = Worker(bad)
@@ -240,7 +244,7 @@ def test_worker_reports_errors_and_cancel(qtbot: QtBot) -> None:
         w.start()
     assert failed.args == ["That project is read-only."] and w.user_error
 
-    def slow(on_event, cancel) -> None:
+    def slow(on_event: EventCallback, cancel: CancelToken) -> None:
         while True:
             cancel.raise_if_cancelled()
             time.sleep(0.005)

@@ -4,6 +4,7 @@ Project…, and the offline indicator of a shared project whose server went away
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,14 @@ from densestudio.core.db import ServerURL
 from densestudio.core.store import Project
 from densestudio.ui.controller import ProjectController
 from densestudio.ui.main_window import MainWindow
+from tests.pg_server import PgServer
 from tests.ui.test_labeling import _add_rows
+
+Pair = tuple[ProjectController, ProjectController]  # two sessions on one project
 
 
 @pytest.fixture
-def two_windows(qtbot: QtBot, tmp_path: Path):
+def two_windows(qtbot: QtBot, tmp_path: Path) -> Iterator[Pair]:
     """Two controllers on one project file, as two processes (or people) would have."""
     path = tmp_path / "team.dsproj"
     with Project.create(path) as project:
@@ -30,7 +34,7 @@ def two_windows(qtbot: QtBot, tmp_path: Path):
     b.close()
 
 
-def test_others_changes_arrive_and_stale_ones_are_refused(qtbot: QtBot, two_windows) -> None:
+def test_others_changes_arrive_and_stale_ones_are_refused(qtbot: QtBot, two_windows: Pair) -> None:
     a, b = two_windows
     ids = a.project.image_ids()
     ok, ng = (c.id for c in a.classes())
@@ -89,7 +93,7 @@ def test_open_shared_project_dialog(qtbot: QtBot) -> None:
 
 @pytest.mark.postgres
 def test_shared_project_in_the_window_and_offline(
-    qtbot: QtBot, window: MainWindow, pg_server, pg_database_url, tmp_path: Path
+    qtbot: QtBot, window: MainWindow, pg_server: PgServer, pg_database_url: str, tmp_path: Path
 ) -> None:
     from densestudio.ui import settings
 

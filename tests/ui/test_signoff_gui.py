@@ -23,6 +23,8 @@ from densestudio.ui.main_window import MainWindow
 from tests.ml.conftest import copy_project
 from tests.ui.signoff_fixtures import MISSED, N_OK, N_SCRATCH, image_id_of, make_signoff_project
 
+Opened = tuple[MainWindow, int, int]  # the window, run a (approved), run b
+
 TIMEOUT = 120_000
 
 
@@ -32,14 +34,14 @@ def signoff_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int
 
 
 @pytest.fixture
-def opened(window: MainWindow, signoff_project, tmp_path: Path):
+def opened(window: MainWindow, signoff_project: tuple[Path, int, int], tmp_path: Path) -> Opened:
     src, run_a, run_b = signoff_project
     dst = copy_project(src, tmp_path / src.name)
     assert window.open_project(dst)
     return window, run_a, run_b
 
 
-def test_review_header_and_per_class_table_show_intervals(opened) -> None:
+def test_review_header_and_per_class_table_show_intervals(opened: Opened) -> None:
     window, _run_a, run_b = opened
     window.review_run(run_b)
     panel = window.review_panel
@@ -68,7 +70,7 @@ def test_review_header_and_per_class_table_show_intervals(opened) -> None:
     assert "44 of 45" in table.item(row, 2).toolTip()
 
 
-def test_operating_point_window_shows_rates_with_intervals(qtbot: QtBot, opened) -> None:
+def test_operating_point_window_shows_rates_with_intervals(qtbot: QtBot, opened: Opened) -> None:
     window, _run_a, run_b = opened
     window.review_run(run_b)
     qtbot.mouseClick(window.review_panel.op_button, Qt.MouseButton.LeftButton)
@@ -92,7 +94,9 @@ def test_operating_point_window_shows_rates_with_intervals(qtbot: QtBot, opened)
     assert "you need ≥ 299 defect images with 0 missed" in panel.target_status.text()
 
 
-def test_target_miss_rate_picks_the_threshold_by_its_upper_bound(qtbot: QtBot, opened) -> None:
+def test_target_miss_rate_picks_the_threshold_by_its_upper_bound(
+    qtbot: QtBot, opened: Opened
+) -> None:
     window, _run_a, run_b = opened
     window.review_run(run_b)
     panel = window.review_panel.show_operating_point().panel
@@ -125,7 +129,7 @@ def test_target_miss_rate_picks_the_threshold_by_its_upper_bound(qtbot: QtBot, o
 
 
 def test_marked_must_pass_image_fails_the_gate(
-    qtbot: QtBot, opened, monkeypatch: pytest.MonkeyPatch
+    qtbot: QtBot, opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     window, run_a, run_b = opened
     project = window.controller.project
@@ -169,7 +173,9 @@ def test_marked_must_pass_image_fails_the_gate(
     assert panel.gate_dialog is None and not dialog.isVisible()
 
 
-def test_approving_a_run_makes_the_export_dialog_default_to_it(qtbot: QtBot, opened) -> None:
+def test_approving_a_run_makes_the_export_dialog_default_to_it(
+    qtbot: QtBot, opened: Opened
+) -> None:
     window, run_a, run_b = opened
     project = window.controller.project
     # Who is recorded comes from the preferences.
@@ -210,7 +216,7 @@ def test_approving_a_run_makes_the_export_dialog_default_to_it(qtbot: QtBot, ope
     export.close()
 
 
-def test_report_action_writes_the_report(qtbot: QtBot, opened, tmp_path: Path) -> None:
+def test_report_action_writes_the_report(qtbot: QtBot, opened: Opened, tmp_path: Path) -> None:
     window, _run_a, run_b = opened
     window.review_run(run_b)
     window.report_action.trigger()  # File › Validation Report…
@@ -233,7 +239,7 @@ def test_report_action_writes_the_report(qtbot: QtBot, opened, tmp_path: Path) -
 
 
 def test_viewer_shows_history_after_relabel_and_undo(
-    qtbot: QtBot, opened, monkeypatch: pytest.MonkeyPatch
+    qtbot: QtBot, opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     window, _run_a, _run_b = opened
     monkeypatch.setenv(USER_ENV, "labeler-1")
@@ -263,7 +269,9 @@ def test_viewer_shows_history_after_relabel_and_undo(
     assert "4 changes · last: ok → scratch by labeler-1" in viewer.history_summary.text()
 
 
-def test_must_pass_mark_from_the_images_tab(opened, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_must_pass_mark_from_the_images_tab(
+    opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
     window, _run_a, _run_b = opened
     menus = []
     monkeypatch.setattr(window, "exec_menu", lambda menu, _pos: menus.append(menu))
@@ -281,7 +289,8 @@ def test_must_pass_mark_from_the_images_tab(opened, monkeypatch: pytest.MonkeyPa
 
 
 def test_editing_the_history_behind_the_apps_back_is_reported_on_opening(
-        qtbot: QtBot, window: MainWindow, signoff_project, tmp_path: Path) -> None:
+    qtbot: QtBot, window: MainWindow, signoff_project: tuple[Path, int, int], tmp_path: Path
+) -> None:
     src, _run_a, _run_b = signoff_project
     path = copy_project(src, tmp_path / src.name)
     # Intact: opening checks the records quietly; File › Verify Records says so.

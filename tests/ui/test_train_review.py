@@ -21,10 +21,14 @@ from pytestqt.qtbot import QtBot
 
 from densestudio.core import runs as core_runs
 from densestudio.core.constants import SOURCE_PREDICTION
-from densestudio.core.importer import ImportOptions
+from densestudio.core.importer import ImportOptions, ImportReport
 from densestudio.core.store import ImageFilter, Project
 from densestudio.ui.main_window import MainWindow
+from densestudio.ui.review_panel import ReviewPanel
+from densestudio.ui.train_panel import TrainPanel
 from tests.ml.conftest import CLASS_NAMES, copy_project, write_images
+
+Review = tuple[ReviewPanel, int]  # the Review tab, the run it shows
 
 TRAIN_TIMEOUT = 240_000  # ms; generous for a loaded 2-core machine
 
@@ -54,7 +58,7 @@ class Heartbeat:
         return max(self.gaps, default=0)
 
 
-def _import(qtbot: QtBot, window: MainWindow, folder: Path, subfolders: bool):
+def _import(qtbot: QtBot, window: MainWindow, folder: Path, subfolders: bool) -> ImportReport:
     with qtbot.waitSignal(window.importFinished, timeout=60_000) as blocker:
         window.start_import([folder], ImportOptions(labels_from_subfolders=subfolders))
     qtbot.waitUntil(lambda: window.import_worker is None, timeout=30_000)
@@ -69,7 +73,7 @@ def _open_tiny(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     window.train_panel.set_controller(window.controller)  # recount after the import
 
 
-def _tiny_form(panel, epochs: int = 2) -> None:
+def _tiny_form(panel: TrainPanel, epochs: int = 2) -> None:
     panel.arch.setCurrentIndex(panel.arch.findData("densenet_bc_tiny"))
     panel.img_size.setValue(32)
     panel.epochs.setValue(epochs)
@@ -233,7 +237,7 @@ def test_refusals_and_failures_are_clear(
     # Out of memory in the engine: a clear message, the app carries on.
     import densestudio.ml.train as train_mod
 
-    def oom(*_a, **_k) -> NoReturn:
+    def oom(*_a: object, **_k: object) -> NoReturn:
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(train_mod, "_train", oom)
@@ -277,7 +281,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
 
 
 @pytest.fixture
-def review(qtbot: QtBot, window: MainWindow, trained, tmp_path: Path):
+def review(
+    qtbot: QtBot, window: MainWindow, trained: tuple[Path, int, int], tmp_path: Path
+) -> Review:
     """The trained project copied (so tests may change labels), open on the Review tab."""
     src, run_id, _other = trained
     dst = tmp_path / src.name
@@ -291,7 +297,7 @@ def review(qtbot: QtBot, window: MainWindow, trained, tmp_path: Path):
 
 
 def test_confusion_matrix_click_shows_exactly_those_images(
-    qtbot: QtBot, window: MainWindow, review
+    qtbot: QtBot, window: MainWindow, review: Review
 ) -> None:
     panel, run_id = review
     project = window.controller.project
@@ -337,7 +343,7 @@ def test_confusion_matrix_click_shows_exactly_those_images(
 
 
 def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(
-    window: MainWindow, review
+    window: MainWindow, review: Review
 ) -> None:
     panel, run_id = review
     project = window.controller.project
@@ -384,7 +390,7 @@ def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(
     assert table.table.item(table.row_of(run_id), 3).text() == "stripes 25.0 %"
 
 
-def test_relabel_from_review_and_undo(qtbot: QtBot, window: MainWindow, review) -> None:
+def test_relabel_from_review_and_undo(qtbot: QtBot, window: MainWindow, review: Review) -> None:
     panel, _run_id = review
     project = window.controller.project
     # The fullest cell, not the diagonal: a 2-epoch run may get every test image wrong.
@@ -436,7 +442,7 @@ def test_relabel_from_review_and_undo(qtbot: QtBot, window: MainWindow, review) 
 
 
 def test_review_tile_menu_selects_and_relabels(
-    window: MainWindow, review, monkeypatch: pytest.MonkeyPatch
+    window: MainWindow, review: Review, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     panel, _run_id = review
     panel.show_view("top_losses")
@@ -455,7 +461,7 @@ def test_review_tile_menu_selects_and_relabels(
 
 
 def test_predict_unlabeled_and_accept(
-    qtbot: QtBot, window: MainWindow, review, tmp_path: Path
+    qtbot: QtBot, window: MainWindow, review: Review, tmp_path: Path
 ) -> None:
     panel, run_id = review
     project = window.controller.project
@@ -518,7 +524,7 @@ def test_predict_unlabeled_and_accept(
     assert len(project.image_ids(ImageFilter(unlabeled=True))) == 9
 
 
-def test_export_and_check(qtbot: QtBot, window: MainWindow, review, tmp_path: Path) -> None:
+def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_path: Path) -> None:
     from densestudio.ml import operating_point as op
 
     panel, run_id = review
@@ -577,7 +583,9 @@ def test_export_summary_without_an_operating_point() -> None:
     assert "average over 4 flipped / rotated copies" in output_text(4)
 
 
-def test_compare_two_runs(qtbot: QtBot, window: MainWindow, review, trained) -> None:
+def test_compare_two_runs(
+    qtbot: QtBot, window: MainWindow, review: Review, trained: tuple[Path, int, int]
+) -> None:
     from densestudio.core.formatting import percent as pct
 
     panel, run_id = review
@@ -601,7 +609,7 @@ def test_compare_two_runs(qtbot: QtBot, window: MainWindow, review, trained) -> 
     a = {p.image_id: p for p in core_runs.predictions(project, run_id, panel.subset)}
     b = {p.image_id: p for p in core_runs.predictions(project, other, panel.subset)}
 
-    def right(p):
+    def right(p: core_runs.PredictionInfo) -> bool:
         return p.pred_index == p.true_index
 
     a_only = {i for i in a if i in b and right(a[i]) and not right(b[i])}
