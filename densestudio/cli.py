@@ -523,8 +523,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             balanced = ("" if e.val_balanced_acc is None
                         else f"val balanced acc {e.val_balanced_acc * 100:5.1f} %  ")
             print(f"epoch {e.epoch:>3}/{state['epochs']}  train loss {e.train_loss:.4f}  "
-                  f"val loss {e.val_loss:.4f}  {balanced}val acc {e.val_acc * 100:5.1f} %  "
-                  f"macro-F1 {e.val_macro_f1 * 100:5.1f} %  lr {e.lr:.2e}  "
+                  f"val loss {e.val_loss:.4f}  {balanced}val acc "
+                  f"{formatting.percent(e.val_acc):>7}  "
+                  f"macro-F1 {formatting.percent(e.val_macro_f1):>7}  lr {e.lr:.2e}  "
                   f"{e.images_per_s:.0f} img/s  {e.seconds:.0f} s{star}", flush=True)
         elif isinstance(e, EvaluationProgress):
             line.update(f"evaluating {e.subset} {bar(e.done / max(e.total, 1))}",

@@ -183,7 +183,8 @@ class ProjectController(QObject):
             self.connectionChanged.emit(self.queue.state())
             return None
         if len(change):
-            name = self.class_by_id(class_id).name if class_id is not None else None
+            label = self.class_by_id(class_id) if class_id is not None else None
+            name = label.name if label is not None else None
             what = f"{len(change)} image{'s' if len(change) != 1 else ''}"
             text = f"Label {what} as '{name}'" if name else f"Remove label of {what}"
             self.undo_stack.push(undo.LabelCommand(self, change, text))

@@ -291,7 +291,7 @@ class OperatingPointPanel(QWidget):
     def _load_predictions(self) -> None:
         if self._sync:
             return
-        if self.run is not None:
+        if self.run is not None and self.project is not None:
             self.probs, self.true = op.stored_predictions(self.project, self.run.id, self.subset)
         else:
             self.probs, self.true = np.zeros((0, len(self.class_names))), np.zeros(0, np.int64)
@@ -384,7 +384,7 @@ class OperatingPointPanel(QWidget):
 
     def save(self) -> OperatingPoint | None:
         point = self.point()
-        if point is None or self.run is None:
+        if point is None or self.run is None or self.project is None:
             return None
         try:
             op.save_operating_point(self.project, self.run.id, point)
@@ -399,7 +399,7 @@ class OperatingPointPanel(QWidget):
         return point
 
     def remove(self) -> None:
-        if self.run is None:
+        if self.run is None or self.project is None:
             return
         op.save_operating_point(self.project, self.run.id, None)
         self.stored = None

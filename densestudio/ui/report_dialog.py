@@ -195,7 +195,7 @@ class ReportDialog(QDialog):
         done, total = getattr(event, "done", None), getattr(event, "total", None)
         if section is not None and total:
             self.progress.setRange(0, total)
-            self.progress.setValue(done)
+            self.progress.setValue(done or 0)
             self.status.setText(f"Writing: {SECTION_TITLES.get(section, section)}…")
         elif done is not None and total:  # evaluating or predicting before the sections
             self.progress.setRange(0, total)

@@ -573,7 +573,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             status = self.run.status if self.run else ""
             can = self.run is not None and bool(self.run.checkpoint_best)
             self.summary.setText(
-                f"<b>{run_title(self.run)}</b> has no stored predictions for the {name} set"
+                f"<b>{run_title(self.run) if self.run else 'This run'}</b> has no stored "
+                f"predictions for the {name} set"
                 + (" (the run did not finish)." if status != "finished" else ".")
                 + (" Evaluate it to see the confusion matrix." if can else ""))
             self.evaluate_button.setVisible(can)
@@ -789,7 +790,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         operating point (so tiles show what the production line would decide)."""
         from densestudio.ml import operating_point as op
 
-        if self.run is None:
+        if self.run is None or self.project is None:
             return None
         point = op.load_operating_point(self.project, self.run.id)
         if point is None or point.good_class not in self.run.class_names:
