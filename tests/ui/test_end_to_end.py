@@ -118,16 +118,11 @@ def test_label_workflow_end_to_end(
     qtbot.waitUntil(lambda: window.class_panel.tree.topLevelItem(2).text(2) == "6")
     assert "8 of 12 images labeled" in window.class_panel.summary.text()
 
-    # Undo/redo with the standard shortcuts (and the actions behind them).
-    window.activateWindow()
-    _press(qtbot, gallery, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    if model.info(4).label_id is not None:  # shortcut not delivered by this platform
-        window.undo_action.trigger()
+    # Undo/redo through the Edit menu's actions (their Ctrl+Z / Ctrl+Shift+Z keys are
+    # pressed in tests/ui/test_shortcuts.py).
+    window.undo_action.trigger()
     assert all(model.info(r).label_id is None for r in range(4, 10))
-    _press(qtbot, gallery, Qt.Key.Key_Z,
-           Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
-    if model.info(4).label_id is None:
-        window.redo_action.trigger()
+    window.redo_action.trigger()
     assert all(model.info(r).label_id == classes[2].id for r in range(4, 10))
 
     # Ctrl+A selects everything shown; Backspace unlabels the selection; undo restores it.
