@@ -47,6 +47,7 @@ bench: venv
 	$(BIN)/python tests/benchmarks/bench_import.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/benchmarks/bench_gallery.py
 	$(BIN)/python tests/benchmarks/bench_train.py --seeds 0 1 2
+	$(BIN)/python tests/benchmarks/bench_defaults.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/benchmarks/bench_train_gui.py
 	$(BIN)/python tests/benchmarks/bench_label_errors.py
 	$(BIN)/python tests/benchmarks/bench_inference.py --int8

@@ -59,7 +59,7 @@ from densestudio.runtime.model_file import (  # noqa: F401 - re-exported for cal
 from densestudio.runtime.operating_point import RULE, from_dict
 
 if TYPE_CHECKING:
-    import onnx  # the optional [onnx] extra
+    import onnx
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
@@ -342,7 +342,7 @@ def _resolve(out_path: str | Path, fmt: str | None) -> tuple[Path, str]:
 
 def _onnx_bytes(
     deploy: DeployModel, prep: preprocess.Preprocessing, metadata: dict[str, Any]
-) -> object:
+) -> onnx.ModelProto:
     """The module as an ONNX model proto (dynamic batch; traced with a batch of 2)."""
     import onnx  # noqa: F401 - the exporter needs it; fail here with a clear message
 
