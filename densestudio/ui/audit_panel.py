@@ -35,7 +35,7 @@ from densestudio.core.formatting import html_text
 from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ml.events import PreparingData
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
-from densestudio.ui.gallery_view import GalleryView
+from densestudio.ui.gallery_view import GalleryView, selected_ids
 from densestudio.ui.jobs import TRAIN_NICE, background_training
 from densestudio.ui.relabel import RelabelSelectedMixin
 from densestudio.ui.workers import Worker
@@ -369,12 +369,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
 
     # ================================================================ labeling
     def selected_ids(self) -> list[int]:
-        ids = self.model.ids_in_selection(self.gallery.selectionModel().selection())
-        if not ids:
-            index = self.gallery.currentIndex()
-            if index.isValid() and index.row() < self.model.rowCount():
-                ids = [self.model.image_id(index.row())]
-        return ids
+        return selected_ids(self.gallery, self.model)
 
     def confirm_selected(self) -> int:
         """The selected images are labeled right: they leave the list (Ctrl+Z undoes)."""

@@ -214,6 +214,16 @@ class TileDelegate(QStyledItemDelegate):
         painter.restore()
 
 
+def selected_ids(view: QListView, model: GalleryModel) -> list[int]:
+    """The images an action applies to: the selected tiles, else the current one."""
+    ids = model.ids_in_selection(view.selectionModel().selection())
+    if not ids:
+        index = view.currentIndex()
+        if index.isValid() and index.row() < model.rowCount():
+            ids = [model.image_id(index.row())]
+    return ids
+
+
 class GalleryView(QListView):
     """Grid of tiles; 1-9 label, 0/Backspace unlabel, Space/Shift+Space move."""
 

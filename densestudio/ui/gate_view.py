@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 from densestudio.core import runs as core_runs
 from densestudio.core.formatting import html_text
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
-from densestudio.ui.gallery_view import GalleryView
+from densestudio.ui.gallery_view import GalleryView, selected_ids
 from densestudio.ui.intervals import ci_tip, pct_ci
 from densestudio.ui.jobs import gate_job
 from densestudio.ui.relabel import RelabelSelectedMixin
@@ -425,12 +425,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
 
     # ================================================================ actions
     def selected_ids(self) -> list[int]:
-        ids = self.model.ids_in_selection(self.gallery.selectionModel().selection())
-        if not ids:
-            index = self.gallery.currentIndex()
-            if index.isValid() and index.row() < self.model.rowCount():
-                ids = [self.model.image_id(index.row())]
-        return ids
+        return selected_ids(self.gallery, self.model)
 
     def _tile_menu(self, pos: QPoint) -> None:
         ids = self._menu_selection(pos)

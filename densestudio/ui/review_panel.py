@@ -52,7 +52,7 @@ from densestudio.ml import summary
 from densestudio.ml.events import PreparingData
 from densestudio.ui.confusion import ConfusionMatrixView
 from densestudio.ui.gallery_model import TileOverlay
-from densestudio.ui.gallery_view import GalleryView
+from densestudio.ui.gallery_view import GalleryView, selected_ids
 from densestudio.ui.heatmaps import HeatmapGalleryModel
 from densestudio.ui.intervals import ci_range, ci_tip, pct_ci
 from densestudio.ui.jobs import evaluate_job, predict_job
@@ -917,12 +917,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     # ================================================================ labeling
     def selected_ids(self) -> list[int]:
-        ids = self.model.ids_in_selection(self.gallery.selectionModel().selection())
-        if not ids:
-            index = self.gallery.currentIndex()
-            if index.isValid() and index.row() < self.model.rowCount():
-                ids = [self.model.image_id(index.row())]
-        return ids
+        return selected_ids(self.gallery, self.model)
 
     def _acceptable(self, ids: list[int]) -> list[tuple[int, int]]:
         pairs = []
