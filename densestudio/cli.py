@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from densestudio import __version__
 from densestudio.cli_signoff import add_signoff_commands
+from densestudio.cli_types import COST, COUNT, POSITIVE, PROBABILITY, RATE, number
 from densestudio.core import formatting
 from densestudio.core.errors import CancelledError, DenseStudioError
 from densestudio.core.progress import CancelToken
@@ -68,21 +69,24 @@ def format_eta(seconds: float | None) -> str:
 
 @contextlib.contextmanager
 def ctrl_c_cancels(cancel: CancelToken) -> Iterator[None]:
-    """The first Ctrl-C asks a long job to stop cleanly (via ``cancel``), a second one
-    aborts at once."""
+    """The first Ctrl-C (or SIGTERM: `kill`, a service manager, a batch system's time limit)
+    asks a long job to stop cleanly via ``cancel`` - a training run is then saved as stopped
+    and resumable instead of staying "running" -; a second one aborts at once."""
     import signal
 
-    def on_sigint(_sig: int, _frame: object) -> None:
+    def on_signal(_sig: int, _frame: object) -> None:
         if cancel.cancelled:
             raise KeyboardInterrupt
         cancel.cancel()
         print("\nStopping (press Ctrl-C again to abort at once)...", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    stops = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    previous = {sig: signal.signal(sig, on_signal) for sig in stops}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # ============================================================== core commands
@@ -353,7 +357,7 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
                         "skipped and listed)")
     p.add_argument("--author", help="who decided the labels of rows without an author "
                                     "column (default: this user)")
-    p.add_argument("--show-skipped", type=int, default=20, metavar="N",
+    p.add_argument("--show-skipped", type=COUNT, default=20, metavar="N",
                    help="list at most N skipped rows of each kind (default 20)")
     p.set_defaults(func=cmd_import_labels)
 
@@ -375,7 +379,7 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", help="folders (searched recursively) or image files")
     p.add_argument("--labels-from-subfolders", action="store_true",
                    help="label each image with the name of the sub-folder it is in")
-    p.add_argument("--show-skipped", type=int, default=20, metavar="N",
+    p.add_argument("--show-skipped", type=COUNT, default=20, metavar="N",
                    help="list at most N skipped files (default 20)")
     p.set_defaults(func=cmd_import)
 
@@ -409,7 +413,8 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("duplicates", help="near-identical images that sit in different splits")
     p.add_argument("project")
-    p.add_argument("--max-distance", type=int, default=3, help="dHash bits that may differ (0-3)")
+    p.add_argument("--max-distance", type=number(int, at_least=0, at_most=3), default=3,
+                   help="dHash bits that may differ (0-3)")
     p.add_argument("--move", action="store_true", help="move each group into one split")
     p.set_defaults(func=cmd_duplicates)
 
@@ -654,8 +659,11 @@ def _load_model_file(path: str):  # noqa: ANN202 - runtime.model_file.ModelFile
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
+    from densestudio.core.files import check_output
     from densestudio.core.imaging import is_image_path
 
+    if args.csv:
+        check_output(Path(args.csv))  # a folder is refused now, not after predicting
     model = _load_model_file(args.model)
     paths: list[Path] = []
     for raw in args.inputs:
@@ -828,7 +836,7 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
                    help="base input size (the canvas keeps the images' aspect ratio)")
     p.add_argument("--stretch", action="store_true",
                    help="squash images to the canvas instead of keeping their aspect ratio")
-    p.add_argument("--minutes", type=float, metavar="M",
+    p.add_argument("--minutes", type=POSITIVE, metavar="M",
                    help="time budget: plan the epochs to fit about M minutes (default 10)")
     p.add_argument("--epochs", type=int,
                    help="train exactly this many epochs (no time budget unless --minutes)")
@@ -866,7 +874,7 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subset", choices=["val", "test", "both"], default="test")
     p.add_argument("--tta", action="store_true", help="re-predict with flip TTA")
     p.add_argument("--recompute", action="store_true", help="re-predict instead of stored")
-    p.add_argument("--top", type=int, default=10, metavar="N", help="show N top losses")
+    p.add_argument("--top", type=COUNT, default=10, metavar="N", help="show N top losses")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="write a run's model as one self-describing file, "
@@ -895,19 +903,19 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
                    help="predictions to measure on (default: val)")
     p.add_argument("--good", metavar="CLASS", help="the class that means a good part")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--threshold", type=float, metavar="T",
+    which.add_argument("--threshold", type=PROBABILITY, metavar="T",
                        help="save: OK when P(good) >= T")
     which.add_argument("--suggest", action="store_true",
                        help="save the threshold with the lowest expected cost")
     which.add_argument("--clear", action="store_true", help="remove the operating point")
-    which.add_argument("--max-miss-rate", type=float, metavar="R",
+    which.add_argument("--max-miss-rate", type=RATE, metavar="R",
                        help="save the threshold with the fewest false rejects whose 95 %% "
                             "upper bound on the miss rate is <= R (e.g. 0.01)")
-    p.add_argument("--cost-miss", type=float, default=1.0, metavar="A",
+    p.add_argument("--cost-miss", type=COST, default=1.0, metavar="A",
                    help="cost of passing a defective part (default 1)")
-    p.add_argument("--cost-false-reject", type=float, default=1.0, metavar="B",
+    p.add_argument("--cost-false-reject", type=COST, default=1.0, metavar="B",
                    help="cost of rejecting a good part (default 1)")
-    p.add_argument("--unsure", type=float, nargs=2, metavar=("LOW", "HIGH"),
+    p.add_argument("--unsure", type=PROBABILITY, nargs=2, metavar=("LOW", "HIGH"),
                    help="send parts with LOW <= P(good) < HIGH to a person (UNSURE)")
     p.set_defaults(func=cmd_operating_point)
 
@@ -993,7 +1001,7 @@ def add_audit_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", choices=COMPACT_ARCHS, help="compact model trained per fold")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--top", type=int, default=20, metavar="N",
+    p.add_argument("--top", type=COUNT, default=20, metavar="N",
                    help="print the N most suspicious images (default 20)")
     p.add_argument("--show", action="store_true",
                    help="print the stored audit again instead of running a new one")

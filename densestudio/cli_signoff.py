@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from densestudio.cli_types import COUNT
 from densestudio.core.errors import DenseStudioError
 
 if TYPE_CHECKING:  # imported lazily at run time, like cli.py
@@ -162,7 +163,7 @@ def add_signoff_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("history", help="label history of one image or of the whole project")
     p.add_argument("project")
     p.add_argument("image", nargs="?", help="image id, path or file name (default: all)")
-    p.add_argument("--limit", type=int, default=50, metavar="N",
+    p.add_argument("--limit", type=COUNT, default=50, metavar="N",
                    help="whole log: show the newest N changes (default 50)")
     p.add_argument("--verify", action="store_true", help="also check the hash chains")
     p.set_defaults(func=cmd_history)
@@ -194,9 +195,9 @@ def add_signoff_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidate", type=int, required=True, metavar="RUN")
     p.add_argument("--against", type=int, metavar="RUN",
                    help="the run to compare with (default: the latest approved run)")
-    p.add_argument("--max-newly-wrong", type=int, metavar="N",
+    p.add_argument("--max-newly-wrong", type=COUNT, metavar="N",
                    help="also fail when more than N images are newly wrong")
-    p.add_argument("--top", type=int, default=10, metavar="N", help="list N images per kind")
+    p.add_argument("--top", type=COUNT, default=10, metavar="N", help="list N images per kind")
     p.set_defaults(func=cmd_gate)
 
     p = sub.add_parser("report", help="write a self-contained HTML validation report")
@@ -205,7 +206,7 @@ def add_signoff_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=int, help="run id (default: the latest finished run)")
     p.add_argument("--subset", choices=["val", "test"], default="test",
                    help="the set the metrics are reported on (default: test)")
-    p.add_argument("--mistakes", type=int, default=8, metavar="N",
+    p.add_argument("--mistakes", type=COUNT, default=8, metavar="N",
                    help="show the N most confident mistakes (default 8)")
     p.add_argument("--no-heatmaps", action="store_true", help="mistakes without heatmaps")
     p.add_argument("--no-gate", action="store_true",

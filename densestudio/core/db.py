@@ -33,6 +33,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, Operationa
 from sqlalchemy.orm import Session, sessionmaker
 
 from densestudio.core.errors import ProjectError, ServerUnreachable
+from densestudio.core.files import not_found_message
 from densestudio.core.models import Base, Image, Meta, Run, table_of
 
 SCHEMA_VERSION = 5
@@ -110,6 +111,8 @@ def project_target(project: str | os.PathLike[str] | ServerURL) -> Target:
     """
     if isinstance(project, ServerURL):
         return project
+    if not os.fspath(project).strip():
+        raise ProjectError("No project given: name a project file (e.g. line3.dsproj).")
     if isinstance(project, str):
         match = _URL_SCHEME.match(project)
         if match and match.group(1).lower() in _SERVER_SCHEMES:
@@ -546,7 +549,7 @@ def open_database(target: Target) -> Database:
     if path.is_dir():
         raise ProjectError(f"{path} is a folder, not a project file.")
     if not path.is_file():
-        raise ProjectError(f"Project file not found: {path}")
+        raise ProjectError(not_found_message(path, "Project file"))
     version = _check_version(read_schema_version(path), str(path))
     read_only = _read_only_reason(path)
     if version < SCHEMA_VERSION:

@@ -35,6 +35,16 @@ def file_kind(mode: int) -> str:
     return "a special file"
 
 
+def not_found_message(path: Path, what: str) -> str:
+    """"Model file not found: X" - or, when X exists but is a FIFO, a device or a folder,
+    what it is (a FIFO is never opened: that would wait for a writer for ever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return f"{what} not found: {path}"
+    return f"{what} {path} is {file_kind(mode)}, not a regular file."
+
+
 @contextmanager
 def open_regular(path: Path, error: type[Exception] = NotARegularFile) -> Iterator[BinaryIO]:
     """Open a file for reading (binary) only if it is a regular file.
@@ -68,22 +78,29 @@ def open_output(
 ) -> Iterator[IO[Any]]:
     """``with open_output(p) as f: f.write(...)`` for an output file a user named."""
     path = Path(path)
-    try:
-        st_mode = os.stat(path).st_mode  # follows links
-    except FileNotFoundError:
-        st_mode = None  # new file (or a dangling link: its target is created)
-    except OSError as exc:
-        raise DenseStudioError(f"Cannot write {path}: {exc.strerror or exc}") from exc
+    st_mode = check_output(path)
     if st_mode is None or stat.S_ISREG(st_mode):
         with atomic_output(Path(os.path.realpath(path)), mode, encoding=encoding, errors=errors,
                            newline=newline) as f:
             yield f
-    elif stat.S_ISFIFO(st_mode) or stat.S_ISCHR(st_mode):
+    else:  # a pipe or a device: written directly, never replaced
         with open(path, mode, encoding=encoding, errors=errors, newline=newline) as f:
             yield f
-    else:
+
+
+def check_output(path: Path) -> int | None:
+    """The mode of an output a user named (None: a new file), refusing a folder or another
+    special file: a long command calls it before its work so that it fails at once."""
+    try:
+        st_mode = os.stat(path).st_mode  # follows links
+    except FileNotFoundError:
+        return None  # new file (or a dangling link: its target is created)
+    except OSError as exc:
+        raise DenseStudioError(f"Cannot write {path}: {exc.strerror or exc}") from exc
+    if not (stat.S_ISREG(st_mode) or stat.S_ISFIFO(st_mode) or stat.S_ISCHR(st_mode)):
         raise DenseStudioError(f"Cannot write {path}: it is {file_kind(st_mode)}; give a file "
                                "name.")
+    return st_mode
 
 
 _DIGITS = re.compile(r"\d+")

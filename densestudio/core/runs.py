@@ -13,7 +13,9 @@ it) and come back from here absolute, so no reader depends on the working direct
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +38,24 @@ from densestudio.core.models import (
 from densestudio.core.store import Project
 
 RUN_STATUSES = ("created", "running", "finished", "cancelled", "failed")
+OWNER_KEY = "owner"  # extra["owner"]: host and pid of the process training the run
+
+
+def owner_here() -> dict[str, Any]:
+    """What ``extra["owner"]`` holds while this process trains a run."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # on Windows os.kill(pid, 0) would end it
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot be told: do not call it gone
+    return True
 SUBSETS = ("train", "val", "test", "unlabeled", "oos")  # oos: label audit (out-of-sample)
 TRAIN_KIND = "train"
 AUDIT_KIND = "label_audit"  # config["kind"] of a label audit (ml.crossval)
@@ -75,6 +95,23 @@ class RunInfo:
         return self.status in ("cancelled", "failed", "running") and (
             self.epochs_done < self.planned_epochs
         )
+
+    @property
+    def interrupted(self) -> bool:
+        """Marked running, but the process that trains it on this computer is gone (killed,
+        crashed, power cut): it will never finish by itself and can be resumed. A run trained
+        on another computer (a shared project) cannot be checked and counts as running."""
+        owner = self.extra.get(OWNER_KEY)
+        if self.status != "running" or not isinstance(owner, dict):
+            return False
+        if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+            return False
+        return not _process_alive(owner["pid"])
+
+    @property
+    def shown_status(self) -> str:
+        """The status to show a person: "interrupted" instead of a running that never ends."""
+        return "interrupted" if self.interrupted else self.status
 
 
 @dataclass(frozen=True)

@@ -307,7 +307,7 @@ def load_run_model(
     path = info.checkpoint_best
     if not path or not Path(path).is_file():
         raise EvaluationError(
-            f"Run {run_id} has no saved model (status: {info.status}); train it first."
+            f"Run {run_id} has no saved model (status: {info.shown_status}); train it first."
         )
     ckpt = load_checkpoint(path)
     model = model_from_meta(ckpt["meta"])

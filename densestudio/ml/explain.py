@@ -309,7 +309,7 @@ def load_explainer(project: Project, run_id: int) -> Explainer:
     info = runs.get_run(project, run_id)
     path = info.checkpoint_best
     if not path or not Path(path).is_file():
-        raise ExplainError(f"Run {run_id} has no saved model (status: {info.status}); "
+        raise ExplainError(f"Run {run_id} has no saved model (status: {info.shown_status}); "
                            "train it first.")
     key = (str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
     with _CACHE_LOCK:

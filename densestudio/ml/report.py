@@ -766,6 +766,8 @@ def write_report(
     builder = _Builder(project, run_id, options, on_event, cancel or CancelToken())
     html = builder.html()
     out = Path(out)
+    if out.is_dir():  # a folder: the report goes inside it, as export does with models
+        out = out / f"{project.name}-run{run_id}-report.html"
     if out.suffix.lower() not in (".html", ".htm"):
         out = out.with_suffix(out.suffix + ".html") if out.suffix else out.with_suffix(".html")
     with atomic_output(out, "w", encoding="utf-8") as f:

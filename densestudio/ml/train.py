@@ -130,6 +130,7 @@ def fit(
         run_id = resume_run_id
         if world.is_main:
             runs.update_run(project, run_id, status="running", error=None)
+            runs.update_run_extra(project, run_id, **{runs.OWNER_KEY: runs.owner_here()})
     else:
         if config is None:
             raise TrainingError("No training configuration given.")
@@ -143,7 +144,8 @@ def fit(
         run_id = runs.create_run(
             project, name=cfg.name or f"{cfg.arch} {cfg.img_size}px",
             config_json=cfg.to_json(), class_names=names, snapshot=rows, device=str(device),
-            extra={"weights_file": str(weights_file) if weights_file else None},
+            extra={"weights_file": str(weights_file) if weights_file else None,
+                   runs.OWNER_KEY: runs.owner_here()},
         )  # fmt: skip
     world.announce_run(run_id)
     try:

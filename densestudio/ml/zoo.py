@@ -28,6 +28,7 @@ from torchvision.models import DenseNet
 from torchvision.models.densenet import _DenseBlock
 
 from densestudio.core.errors import DenseStudioError
+from densestudio.core.files import not_found_message
 from densestudio.ml.events import WeightsDownload
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -107,7 +108,7 @@ def resolve_weights(
     if weights_path is not None:
         path = Path(weights_path).expanduser()
         if not path.is_file():
-            raise WeightsUnavailable(f"Weights file not found: {path}")
+            raise WeightsUnavailable(not_found_message(path, "Weights file"))
         return path
     spec = spec or weight_spec(arch)
     folder = Path(hub_dir) if hub_dir is not None else hub_checkpoint_dir()
@@ -179,7 +180,8 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of many kinds
-        raise WeightsError(f"Cannot read weights file {path}: {exc}") from exc
+        raise WeightsError(f"{path} is not a PyTorch weights file (.pth) that can be read "
+                           f"safely ({type(exc).__name__}: {str(exc)[:200]})") from exc
     for key in ("state_dict", "model", "model_state"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]

@@ -21,6 +21,7 @@ from PIL import Image
 
 from densestudio.core import preprocess
 from densestudio.core.errors import DenseStudioError
+from densestudio.core.files import not_found_message
 from densestudio.core.imaging import ImageDecodeError
 from densestudio.runtime.operating_point import (
     OperatingPoint,
@@ -215,7 +216,7 @@ def sniff_format(path: str | Path) -> str:
     """"torchscript" (a zip archive) or "onnx" (anything else is tried as ONNX)."""
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"Model file not found: {path}")
+        raise ModelFileError(not_found_message(path, "Model file"))
     with open(path, "rb") as f:
         head = f.read(4)
     return "torchscript" if head == b"PK\x03\x04" else "onnx"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from densestudio.core.files import not_found_message
 from densestudio.runtime.model_file import (
     META_NAME,
     ModelFile,
@@ -87,7 +88,7 @@ def load_onnx(path: str | Path, threads: int | None = None) -> OnnxModel:
                              "(pip install onnxruntime).") from exc
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"Model file not found: {path}")
+        raise ModelFileError(not_found_message(path, "Model file"))
     try:
         session = ort.InferenceSession(str(path), sess_options=session_options(threads),
                                        providers=["CPUExecutionProvider"])

@@ -128,7 +128,7 @@ def run_entry(info: core_runs.RunInfo, mark: str = "") -> str:
     """A run in a picker: its title (and ``mark``, e.g. " · ✓ approved"), then balanced
     accuracy and the worst class."""
     text = summary.short_text(summary.summarize(info.metrics))
-    return f"{run_title(info)}{mark} · {text or info.status}"
+    return f"{run_title(info)}{mark} · {text or info.shown_status}"
 
 
 def prediction_warnings(preds: list[core_runs.PredictionInfo], class_names: tuple[str, ...],

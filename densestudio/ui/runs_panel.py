@@ -48,7 +48,7 @@ COLUMN_TIPS = {
 NUMERIC = {"Balanced acc", "Worst class", "Accuracy", "Epochs"}
 STATUS_TEXT = {
     "running": "training…", "finished": "finished", "cancelled": "stopped (resumable)",
-    "failed": "failed", "created": "created",
+    "failed": "failed", "created": "created", "interrupted": "interrupted (resumable)",
 }  # fmt: skip
 
 
@@ -192,7 +192,8 @@ class RunsPanel(QWidget):
                     epochs += f" (best {info.best_epoch})"
                 values = {
                     "Run": run_title(info),
-                    "Status": STATUS_TEXT.get(info.status, info.status) + approvals.mark(info.id),
+                    "Status": STATUS_TEXT.get(info.shown_status, info.shown_status)
+                    + approvals.mark(info.id),
                     **self._metric_cells(info), "Epochs": epochs,
                     "Date": local_time(info.created_at), "Settings": settings_text(info.config),
                 }  # fmt: skip

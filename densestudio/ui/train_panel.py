@@ -715,7 +715,7 @@ class TrainPanel(QWidget):
         self.plots.load_history(core_runs.epoch_metrics(self.project, info.id),
                                 info.planned_epochs or None)
         self.plotted_run = info.id
-        self.status.setText(f"Showing run #{info.id} ({info.status}).")
+        self.status.setText(f"Showing run #{info.id} ({info.shown_status}).")
 
     def _on_run_updated(self, run_id: int) -> None:
         """A run shown in the plots advanced elsewhere: draw its new epochs."""

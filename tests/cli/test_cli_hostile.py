@@ -10,6 +10,7 @@ import io
 import os
 import shlex
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -450,3 +451,113 @@ def test_export_labels_onto_links_pipes_devices_and_folders(
     code, _, err = run(capsys, "export-labels", project, tmp_path / "d")
     assert code == 2 and err == f"error: Cannot write {tmp_path / 'd'}: it is a folder; give " \
                                 "a file name.\n"
+
+
+# ------------------------------------------------------------------ held-out probe (after 15)
+@pytest.mark.parametrize("args", [
+    ["train", "P", "--minutes", "nan"], ["train", "P", "--minutes", "-1"],
+    ["operating-point", "P", "--max-miss-rate", "2"],
+    ["operating-point", "P", "--max-miss-rate", "nan"],
+    ["operating-point", "P", "--threshold", "1.5"],
+    ["operating-point", "P", "--unsure", "0.2", "inf"],
+    ["operating-point", "P", "--cost-miss", "-3"],
+    ["report", "P", "r.html", "--mistakes", "-5"], ["history", "P", "--limit", "-1"],
+    ["gate", "P", "--candidate", "1", "--max-newly-wrong", "-1"],
+    ["evaluate", "P", "--top", "x"], ["duplicates", "P", "--max-distance", "9"],
+    ["import", "P", "d", "--show-skipped", "-2"],
+])
+def test_numbers_a_command_cannot_use_are_refused_at_the_command_line(
+    capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    """`train --minutes nan` and `operating-point --max-miss-rate 2` were tracebacks."""
+    code, out, err = run(capsys, *args)
+    option = next(a for a in reversed(args) if a.startswith("--"))
+    assert code == 2 and out == "" and f"error: argument {option}: '" in err
+    assert "is not a number" in err or "is not an integer" in err
+
+
+def test_an_empty_project_name_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`densestudio new ''` created <parent>/<cwd name>.dsproj beside the working folder."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for command in ("new", "info"):
+        code, _, err = run(capsys, command, "")
+        assert code == 2 and err == ("error: No project given: name a project file "
+                                     "(e.g. line3.dsproj).\n")
+    assert list(tmp_path.iterdir()) == [work] and list(work.iterdir()) == []
+
+
+def test_report_into_a_folder_writes_inside_it(
+    trained: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As export does: `report P <dir>` wrote <dir>.html beside the folder."""
+    folder = trained["root"] / "reports"
+    folder.mkdir(exist_ok=True)
+    code, _out, _ = run(capsys, "report", trained["work"] / "base.dsproj", folder, "--run", "1",
+                       "--mistakes", "0", "--no-heatmaps", "--no-gate")
+    assert code == 0 and (folder / "base-run1-report.html").is_file()
+    assert not folder.with_suffix(".html").exists(), "nothing beside the folder"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name == "nt", reason="POSIX signals")
+def test_sigterm_stops_training_cleanly_and_resumably(tmp_path: Path) -> None:
+    """`kill PID` (a service manager, a batch system's time limit) left the run "running"
+    for ever; now it stops like Ctrl-C: saved as stopped, resumable."""
+    data = make_class_folders(tmp_path / "d", ("ok", "ng"), per_class=8)
+    path = tmp_path / "p.dsproj"
+    subprocess.run([*CLI, "new", str(path)], check=True, capture_output=True)
+    subprocess.run([*CLI, "import", str(path), str(data), "--labels-from-subfolders"],
+                   check=True, capture_output=True)
+    args = [*TINY, "--epochs", "500"]  # the last --epochs counts
+    proc = subprocess.Popen([*CLI, "train", str(path), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the first epoch's summary line: training is under way
+        if line.lstrip().startswith("epoch") and "train loss" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130 and "Traceback" not in rest
+    assert "stopped after epoch" in rest and "--resume 1" in rest
+    with Project.open(path) as project:
+        from densestudio.core import runs
+
+        info = runs.get_run(project, 1)
+        assert info.status == "cancelled" and info.resumable and not info.interrupted
+
+
+def test_predict_refuses_a_folder_as_csv_before_predicting(
+    trained: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = trained["root"] / "out" / "probe.onnx"
+    run(capsys, "export", trained["work"] / "base.dsproj", model, "--run", "1")
+    folder = trained["root"] / "csvs"
+    folder.mkdir(exist_ok=True)
+    code, out, err = run(capsys, "predict", model, trained["work"], "--csv", folder)
+    assert code == 2 and out == "" and "predicting" not in err
+    assert err == f"error: Cannot write {folder}: it is a folder; give a file name.\n"
+
+
+@needs_fifo
+def test_a_fifo_or_device_as_project_model_or_weights_says_what_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They were "not found" (a FIFO is never opened: that waits for a writer for ever)."""
+    fifo = make_fifo(tmp_path / "p.dsproj")
+    code, _, err = run(capsys, "info", fifo)
+    assert code == 2 and err == f"error: Project file {fifo} is a named pipe (FIFO), not a " \
+                                "regular file.\n"
+    images = make_class_folders(tmp_path / "d", ("x",), per_class=1)
+    for model, kind in ((make_fifo(tmp_path / "m.onnx"), "a named pipe (FIFO)"),
+                        (Path("/dev/zero"), "a character device"), (images, "a folder")):
+        if not model.exists():
+            continue
+        code, _, err = run(capsys, "predict", model, images)
+        assert code == 2 and err == f"error: Model file {model} is {kind}, not a regular file.\n"
+    from densestudio.ml import zoo
+
+    with pytest.raises(zoo.WeightsUnavailable, match=r"is a named pipe \(FIFO\), not a regular"):
+        zoo.resolve_weights("densenet121", weights_path=tmp_path / "m.onnx")

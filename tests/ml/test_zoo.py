@@ -124,7 +124,7 @@ def test_old_style_torchvision_keys_load(tmp_path: Path) -> None:
 def test_wrong_weights_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "junk.pth"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(zoo.WeightsError, match="Cannot read weights file"):
+    with pytest.raises(zoo.WeightsError, match="is not a PyTorch weights file"):
         zoo.build_model("densenet121", 3, weights_file=path)
     small = zoo.build_model("densenet_bc_tiny", 1000, 3).backbone.state_dict()
     torch.save(small, tmp_path / "tiny.pth")

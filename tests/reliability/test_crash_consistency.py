@@ -171,6 +171,7 @@ def test_sigkill_during_training_then_resume(tmp_path: Path) -> None:
             if info.status == "finished":
                 survived += 1
                 continue
+            assert info.interrupted and info.resumable, "the killed process is seen to be gone"
         out = subprocess.run([sys.executable, str(CHILD), "train", str(path), str(run_ids[0])],
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr

@@ -80,7 +80,7 @@ def test_weights_file_refused(
     tmp_path: Path, marker: Path, make: Callable[[Path, Path], Path]
 ) -> None:
     path = make(tmp_path / "evil.pth", marker)
-    with pytest.raises(DenseStudioError, match="Cannot read weights file"):
+    with pytest.raises(DenseStudioError, match="is not a PyTorch weights file"):
         load_state_dict_file(path)
     assert not marker.exists()
 
