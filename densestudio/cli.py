@@ -472,7 +472,8 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
         changes["memory_efficient"] = True
     if args.tta:
         changes["tta"] = True
-    return cfg.with_(**changes)
+    cfg = cfg.with_(**changes)
+    return cfg if args.unfreeze_epoch is not None else cfg.unfreeze_within_epochs()
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -158,3 +158,14 @@ class TrainConfig:
     def with_(self, **changes: object) -> TrainConfig:
         # values for fields of several types; replace() checks the names at run time
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def unfreeze_within_epochs(self) -> TrainConfig:
+        """The default "head first, then everything" fitted to fewer epochs than it planned
+        for: the backbone is unfrozen before the last epoch, and a 1-epoch run trains the
+        head only (a user who asked for a number of epochs should not be told to fix a
+        setting they never chose)."""
+        if self.strategy != "head_then_full" or 0 < self.unfreeze_epoch < self.epochs:
+            return self
+        if self.epochs < 2:
+            return self.with_(strategy="head")
+        return self.with_(unfreeze_epoch=max(1, min(self.unfreeze_epoch, self.epochs - 1)))

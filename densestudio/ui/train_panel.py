@@ -472,11 +472,10 @@ class TrainPanel(QWidget):
             time_budget_s=60.0 * self.budget.value() if self.budget_on.isChecked() else None,
             monitor=self.monitor.currentData(),
             lr=float(self.lr.value()), strategy=strategy,
-            unfreeze_epoch=max(1, min(base.unfreeze_epoch, epochs - 1)),
             augment=self.augment.currentData(), balance=self.balance.currentData(),
             early_stopping_patience=self.patience.value() if self.early.isChecked() else None,
             device=self.device.currentData() or "auto", name=self.name.text().strip(),
-        )  # fmt: skip
+        ).unfreeze_within_epochs()  # fmt: skip
 
     def _on_arch(self, *_args: object) -> None:
         arch = self.arch.currentData()

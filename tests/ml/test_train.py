@@ -281,3 +281,17 @@ def test_ema_is_the_moving_average_of_every_float_tensor() -> None:
                 ref.lerp_(value, 1 - d) if value.dtype.is_floating_point else ref.copy_(value)
     for name, value in ema.module.state_dict().items():
         torch.testing.assert_close(value, expected.state_dict()[name], msg=name)
+
+
+def test_head_then_full_fits_into_fewer_epochs_than_it_planned_for() -> None:
+    """`train --weights F --epochs 1` said "unfreeze_epoch must be between 1 and epochs - 1",
+    a setting the user never chose."""
+    base = TrainConfig(arch="densenet121", pretrained=True, strategy="head_then_full",
+                       unfreeze_epoch=2)
+    one = base.with_(epochs=1).unfreeze_within_epochs()
+    assert one.strategy == "head" and not one.problems()
+    two = base.with_(epochs=2).unfreeze_within_epochs()
+    assert (two.strategy, two.unfreeze_epoch) == ("head_then_full", 1) and not two.problems()
+    ten = base.with_(epochs=10)
+    assert ten.unfreeze_within_epochs() == ten, "a plan that fits is left alone"
+    assert base.with_(epochs=1, strategy="full").unfreeze_within_epochs().strategy == "full"
