@@ -221,9 +221,22 @@ def _decode_upright(img: Image.Image, max_side: int | None) -> Image.Image:
         raise ImageDecodeError("image too large") from exc
 
 
+THUMBNAIL_MIN_SHORT_SIDE = 16
+"""A thumbnail's short side is stretched to at least this: a 20000 x 3 strip would shrink to a
+256 x 1 line that no one can see or click on a tile; 256 x 16 shows it whole, as a band."""
+
+
 def _shrunk(img: Image.Image, size: int) -> Image.Image:
-    """``img`` with its long side at most ``size`` (the image itself when it fits)."""
-    if max(img.size) <= size:
+    """``img`` with its long side at most ``size`` (the image itself when it fits) and its
+    short side at least ``THUMBNAIL_MIN_SHORT_SIDE`` when the long side has room for it."""
+    width, height = img.size
+    scale = min(1.0, size / max(width, height))
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if min(target) < THUMBNAIL_MIN_SHORT_SIDE <= max(target):  # an extreme aspect ratio
+        stretched = (max(target[0], THUMBNAIL_MIN_SHORT_SIDE),
+                     max(target[1], THUMBNAIL_MIN_SHORT_SIDE))
+        return img.resize(stretched, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    if scale == 1.0:
         return img
     thumb = img.copy()
     thumb.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)

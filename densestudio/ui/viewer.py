@@ -113,6 +113,10 @@ def _load(latest: _Latest, request: int, info: ImageInfo, deliver: GuiCall) -> N
     deliver(request, info.id, pixels, error)
 
 
+MIN_ZOOM, MAX_ZOOM = 0.02, 40.0
+MIN_FIT_SIDE = 24  # screen pixels: "Fit" never draws an image thinner than this
+
+
 class ImageCanvas(QGraphicsView):
     zoomChanged = Signal(float)
 
@@ -187,14 +191,25 @@ class ImageCanvas(QGraphicsView):
         return not self._item.pixmap().isNull()
 
     def fit(self) -> None:
+        """The whole image in the view - except that its short side is never drawn thinner
+        than ``MIN_FIT_SIDE`` screen pixels: a 20000 x 3 strip would be an invisible line,
+        so it is shown from its start and scrolls (drag) along its length."""
         self.fit_mode = True
         if self.has_image():
             self.fitInView(self._item, Qt.AspectRatioMode.KeepAspectRatio)
+            rect = self._item.pixmap().rect()
+            short = min(rect.width(), rect.height())
+            if short * self.zoom < MIN_FIT_SIDE:
+                zoom = min(MAX_ZOOM, MIN_FIT_SIDE / short)
+                self.resetTransform()
+                self.scale(zoom, zoom)
+                for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
+                    bar.setValue(bar.minimum())  # the image's start at the view's start
         self.zoomChanged.emit(self.zoom)
 
     def set_zoom(self, zoom: float) -> None:
         self.fit_mode = False
-        zoom = max(0.02, min(40.0, zoom))
+        zoom = max(MIN_ZOOM, min(MAX_ZOOM, zoom))
         self.resetTransform()
         self.scale(zoom, zoom)
         self.zoomChanged.emit(self.zoom)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -392,3 +393,37 @@ def test_recent_projects_open_with_a_button_and_show_size_and_date(
     with qtbot.waitSignal(window.projectOpened, timeout=10_000):
         qtbot.mouseClick(welcome.open_recent_button, Qt.MouseButton.LeftButton)
     assert window.controller is not None and window.controller.project.path == path.resolve()
+
+
+def test_extreme_aspect_images_stay_visible_in_tiles_and_viewer(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """A 20000 x 3 strip was a 256 x 1 thumbnail and a 0.06-pixel line at "Fit"."""
+    from densestudio.core.imaging import THUMBNAIL_MIN_SHORT_SIDE, make_thumbnail
+    from densestudio.core.store import ImageInfo
+    from densestudio.ui.viewer import MIN_FIT_SIDE, ImageViewer
+
+    strip = Image.fromarray(np.full((3, 20000, 3), 200, np.uint8))
+    tall = Image.fromarray(np.full((9000, 2), 90, np.uint8))
+    sizes = {}
+    for name, img in (("strip", strip), ("tall", tall), ("square", Image.new("RGB", (800, 600))),
+                      ("tiny", Image.new("L", (5, 3)))):
+        with Image.open(io.BytesIO(make_thumbnail(img))) as thumb:
+            sizes[name] = thumb.size
+    assert sizes == {"strip": (256, THUMBNAIL_MIN_SHORT_SIDE), "tall": (16, 256),
+                     "square": (256, 192), "tiny": (5, 3)}
+
+    path = tmp_path / "strip.png"
+    strip.save(path)
+    info = ImageInfo(1, str(path), "strip.png", str(tmp_path), "0" * 32, path.stat().st_size,
+                     20000, 3, "RGB", 8, utcnow(), False, None, None, None, None, None)
+    viewer = ImageViewer()
+    qtbot.addWidget(viewer)
+    viewer.resize(400, 300)
+    viewer.show()
+    with qtbot.waitSignal(viewer.imageShown, timeout=10_000):
+        viewer.show_image(info)
+    canvas = viewer.canvas
+    assert canvas.fit_mode and 3 * canvas.zoom >= MIN_FIT_SIDE - 0.01
+    assert canvas.horizontalScrollBar().value() == canvas.horizontalScrollBar().minimum()
+    assert canvas.mapToScene(0, 0).x() <= 1, "shown from its start"
