@@ -402,6 +402,9 @@ def create_database(target: Target) -> Database:
     path = target
     if path.exists() or path.is_symlink():
         raise ProjectError(f"{path} already exists; open it instead of creating it.")
+    blocking = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise ProjectError(f"Cannot create {path}: {blocking} is a file, not a folder.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

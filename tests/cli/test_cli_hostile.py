@@ -476,7 +476,7 @@ def test_numbers_a_command_cannot_use_are_refused_at_the_command_line(
     assert "is not a number" in err or "is not an integer" in err
 
 
-def test_an_empty_project_name_is_refused(
+def test_an_empty_project_name_or_a_file_as_its_folder_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`densestudio new ''` created <parent>/<cwd name>.dsproj beside the working folder."""
@@ -488,6 +488,10 @@ def test_an_empty_project_name_is_refused(
         assert code == 2 and err == ("error: No project given: name a project file "
                                      "(e.g. line3.dsproj).\n")
     assert list(tmp_path.iterdir()) == [work] and list(work.iterdir()) == []
+    (work / "notes.txt").write_text("a file")
+    code, _, err = run(capsys, "new", "notes.txt/sub/x.dsproj")
+    assert code == 2 and err == (f"error: Cannot create {work / 'notes.txt/sub/x.dsproj'}: "
+                                 f"{work / 'notes.txt'} is a file, not a folder.\n")
 
 
 def test_report_into_a_folder_writes_inside_it(
