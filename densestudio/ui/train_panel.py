@@ -253,8 +253,6 @@ class TrainPanel(QWidget):
         left_inner = QWidget(self)
         left_layout = QVBoxLayout(left_inner)
         left_layout.addWidget(form_box)
-        left_layout.addLayout(buttons)
-        left_layout.addWidget(self.message)
         left_layout.addStretch(1)
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
@@ -269,6 +267,14 @@ class TrainPanel(QWidget):
         # Never narrower than the form needs (no clipped fields, no horizontal scrolling).
         scroll.setMinimumWidth(left_inner.minimumSizeHint().width()
                                + scroll.verticalScrollBar().sizeHint().width() + 4)
+        # Only the form scrolls: Train/Cancel/Resume and the run's outcome stay in view on a
+        # laptop screen (below the form they were cut off at 1440x900).
+        left = QWidget(self)
+        left_column = QVBoxLayout(left)
+        left_column.setContentsMargins(0, 0, 0, 0)
+        left_column.addWidget(scroll, 1)
+        left_column.addLayout(buttons)
+        left_column.addWidget(self.message)
 
         self.progress = QProgressBar(self)
         self.progress.setRange(0, 1000)
@@ -292,7 +298,7 @@ class TrainPanel(QWidget):
         self.right.setStretchFactor(1, 1)
         self.right.setChildrenCollapsible(False)
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        self.splitter.addWidget(scroll)
+        self.splitter.addWidget(left)
         self.splitter.addWidget(self.right)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)

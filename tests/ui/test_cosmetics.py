@@ -37,3 +37,21 @@ def test_splits_table_shows_every_row(window: MainWindow, tmp_path: Path) -> Non
 
 def test_sizes_never_wrap_inside() -> None:
     assert human_size(22_835) == "22.3\u00a0KB" and " " not in human_size(512)
+
+
+def test_train_button_and_outcome_stay_in_view_while_the_form_scrolls(
+    window: MainWindow, tmp_path: Path
+) -> None:
+    """With the settings' explanations the form grew taller than a laptop screen: the Train
+    button and the "Run #N finished: balanced accuracy ..." line were scrolled out of view."""
+    from PySide6.QtWidgets import QScrollArea
+
+    assert window.new_project(tmp_path / "t.dsproj")
+    window.resize(780, 560)
+    panel = window.train_panel
+    window.show_panel(panel)
+    window.show()
+    scroll = next(w for w in panel.findChildren(QScrollArea) if w.isAncestorOf(panel.lr))
+    for widget in (panel.train_button, panel.cancel_button, panel.message):
+        assert not scroll.isAncestorOf(widget), "outside the scrolling form"
+    assert not panel.train_button.visibleRegion().isEmpty()
