@@ -38,12 +38,24 @@ from densestudio.core.models import (
 from densestudio.core.store import Project
 
 RUN_STATUSES = ("created", "running", "finished", "cancelled", "failed")
-OWNER_KEY = "owner"  # extra["owner"]: host and pid of the process training the run
+SUBSETS = ("train", "val", "test", "unlabeled", "oos")  # oos: label audit (out-of-sample)
+TRAIN_KIND = "train"
+AUDIT_KIND = "label_audit"  # config["kind"] of a label audit (ml.crossval)
+OWNER_KEY = "owner"  # extra["owner"]: host, boot and pid of the process training the run
 
 
 def owner_here() -> dict[str, Any]:
     """What ``extra["owner"]`` holds while this process trains a run."""
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "boot": _boot_id()}
+
+
+def _boot_id() -> str | None:
+    """Changes at every restart of the computer (Linux): after a power cut the pid of the
+    run's process may belong to another program, the boot id tells that it is gone."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _process_alive(pid: int) -> bool:
@@ -53,12 +65,9 @@ def _process_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:
         return True  # exists (another user's) or cannot be told: do not call it gone
     return True
-SUBSETS = ("train", "val", "test", "unlabeled", "oos")  # oos: label audit (out-of-sample)
-TRAIN_KIND = "train"
-AUDIT_KIND = "label_audit"  # config["kind"] of a label audit (ml.crossval)
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,9 @@ class RunInfo:
             return False
         if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
             return False
+        boot = _boot_id()
+        if owner.get("boot") and boot and owner["boot"] != boot:
+            return True  # the computer restarted since
         return not _process_alive(owner["pid"])
 
     @property

@@ -49,7 +49,7 @@ def test_run_written_by_another_process_shows_live(qtbot, window, tmp_path) -> N
 def test_a_run_whose_process_was_killed_shows_interrupted(qtbot, window, tmp_path) -> None:  # noqa: ANN001
     """A run left "running" by a killed process (SIGKILL, power cut) would show "training…"
     forever; the owner's host and pid tell that it is gone, and it can be resumed."""
-    import socket
+    import os
     import subprocess
     import sys
 
@@ -60,13 +60,16 @@ def test_a_run_whose_process_was_killed_shows_interrupted(qtbot, window, tmp_pat
         add_images(project, write_images(tmp_path / "imgs", 4))
         names, rows = core_runs.current_label_rows(project)
         ids = {}
-        for who, pid, host in (("killed", gone.pid, socket.gethostname()),
-                               ("alive", core_runs.owner_here()["pid"], socket.gethostname()),
-                               ("elsewhere", gone.pid, "gpu-server-7")):
+        here = core_runs.owner_here()
+        owners = {"killed": {"host": here["host"], "pid": gone.pid},
+                  "alive": here,
+                  "elsewhere": {"host": "gpu-server-7", "pid": gone.pid}}
+        if here["boot"]:  # Linux: the pid lives, but the computer restarted since
+            owners["rebooted"] = {**here, "pid": os.getppid(), "boot": "an earlier boot"}
+        for who, owner in owners.items():
             ids[who] = core_runs.create_run(
                 project, name=who, config_json=tiny_config(epochs=3).to_json(),
-                class_names=names, snapshot=rows,
-                extra={core_runs.OWNER_KEY: {"host": host, "pid": pid}})
+                class_names=names, snapshot=rows, extra={core_runs.OWNER_KEY: owner})
         info = core_runs.get_run(project, ids["killed"])
         assert info.status == "running" and info.interrupted and info.resumable
         assert not core_runs.get_run(project, ids["alive"]).interrupted
@@ -76,5 +79,6 @@ def test_a_run_whose_process_was_killed_shows_interrupted(qtbot, window, tmp_pat
     runs = window.train_panel.runs
     window.show_panel(window.train_panel)
     status = {who: runs.table.item(runs.row_of(i), 1).text() for who, i in ids.items()}
+    assert status.pop("rebooted", "interrupted (resumable)") == "interrupted (resumable)"
     assert status == {"killed": "interrupted (resumable)", "alive": "training…",
                       "elsewhere": "training…"}
