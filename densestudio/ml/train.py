@@ -140,6 +140,8 @@ def fit(
             raise TrainingError(" ".join(problems))
         device = resolve_device(cfg.device)  # fail before creating a run row
         weights_file = _weights_file(cfg, allow_download, opener, on_event)
+        if weights_file is not None:  # a damaged or unfitting file fails before a run exists
+            zoo.build_model(cfg.arch, 2, weights_file=weights_file)
         names, rows = runs.current_label_rows(project)
         run_id = runs.create_run(
             project, name=cfg.name or f"{cfg.arch} {cfg.img_size}px",

@@ -295,3 +295,21 @@ def test_head_then_full_fits_into_fewer_epochs_than_it_planned_for() -> None:
     ten = base.with_(epochs=10)
     assert ten.unfreeze_within_epochs() == ten, "a plan that fits is left alone"
     assert base.with_(epochs=1, strategy="full").unfreeze_within_epochs().strategy == "full"
+
+
+def test_a_bad_weights_file_is_refused_before_a_run_exists(
+    tiny_project: Project, tmp_path: Path
+) -> None:
+    """It used to leave a "failed" run behind for each try."""
+    from densestudio.ml import zoo
+
+    for content in (b"not a pickle", None):
+        weights = tmp_path / "w.pth"
+        if content is None:  # a readable file for another architecture
+            torch.save(zoo.build_model("densenet169", 1000, 3).backbone.state_dict(), weights)
+        else:
+            weights.write_bytes(content)
+        cfg = tiny_config(arch="densenet121", weights_path=str(weights), epochs=2)
+        with pytest.raises(zoo.WeightsError):
+            fit(tiny_project, cfg)
+    assert runs.list_runs(tiny_project) == []
