@@ -1,4 +1,4 @@
-"""Vocabulary shared by every layer: label sources and split names.
+"""Vocabulary shared by every layer: label sources, split names, model file formats.
 
 They live apart from ``core.models`` (the ORM tables) so ui/ and the CLI can use them without
 importing the tables.
@@ -13,3 +13,7 @@ SOURCE_PREDICTION = "prediction"  # an accepted model prediction
 SOURCE_IMPORT = "import"  # set by `densestudio import-labels` (a line's MES, a script)
 
 SPLITS = ("train", "val", "test")
+
+# Exported model files: the format a file name's extension names.
+MODEL_FORMAT_BY_SUFFIX = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript",
+                          ".ts": "torchscript"}

@@ -40,6 +40,7 @@ from torch import nn
 from densestudio import __version__
 from densestudio.core import preprocess, runs
 from densestudio.core.atomic import atomic_write_via
+from densestudio.core.constants import MODEL_FORMAT_BY_SUFFIX
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.store import Project
@@ -62,7 +63,6 @@ if TYPE_CHECKING:
     import onnx
 
 FORMATS = ("onnx", "torchscript")
-SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
 OPSET = 18
 PARITY_TOLERANCE = 1e-3  # max |P_file - P_app| over the parity images
 OOD_K = 5  # k of the k-nearest-neighbour out-of-distribution score
@@ -330,7 +330,7 @@ def _resolve(out_path: str | Path, fmt: str | None) -> tuple[Path, str]:
     path = Path(out_path)
     if fmt is not None and fmt not in FORMATS:
         raise ExportError(f"Unknown model format '{fmt}' (choose from {', '.join(FORMATS)}).")
-    by_suffix = SUFFIXES.get(path.suffix.lower())
+    by_suffix = MODEL_FORMAT_BY_SUFFIX.get(path.suffix.lower())
     if path.suffix == "" or by_suffix is None:
         fmt = fmt or "onnx"
         return path.with_name(path.name + (".onnx" if fmt == "onnx" else ".pt")), fmt

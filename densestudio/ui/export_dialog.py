@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import runs as core_runs
+from densestudio.core.constants import MODEL_FORMAT_BY_SUFFIX
 from densestudio.ml import summary
 from densestudio.ui.jobs import CheckRow, ExportResult, check_export_job, export_job
 from densestudio.ui.runs_panel import run_title
@@ -152,6 +153,7 @@ class ExportDialog(QDialog):
 
         default = self.project.files_root / f"{self.project.name}-run{run_id}.onnx"
         self.path_edit = QLineEdit(str(default), self)
+        self.path_edit.editingFinished.connect(self._follow_suffix)
         browse = QPushButton("Browse…", self)
         browse.clicked.connect(self._browse)
         path_row = QHBoxLayout()
@@ -230,8 +232,16 @@ class ExportDialog(QDialog):
         """Keep the file name's extension in step with the chosen format."""
         suffix = ".onnx" if self.fmt == "onnx" else ".pt"
         text = self.path_edit.text().strip()
-        if text:
+        if text and MODEL_FORMAT_BY_SUFFIX.get(Path(text).suffix.lower()) != self.fmt:
             self.path_edit.setText(str(Path(text).with_suffix(suffix)))
+
+    def _follow_suffix(self) -> None:
+        """A typed "model.pt" chooses TorchScript (as on the command line) instead of being
+        refused for not matching the format shown."""
+        named = MODEL_FORMAT_BY_SUFFIX.get(Path(self.path_edit.text().strip()).suffix.lower())
+        index = self.format_combo.findData(named) if named else -1
+        if index >= 0:
+            self.format_combo.setCurrentIndex(index)
 
     def _browse(self) -> None:
         pattern = "ONNX model (*.onnx)" if self.fmt == "onnx" else "TorchScript model (*.pt)"
@@ -260,6 +270,7 @@ class ExportDialog(QDialog):
         self.status.setText(message)
 
     def export(self) -> Worker | None:
+        self._follow_suffix()
         text = self.path_edit.text().strip()
         if not text or self.worker is not None:
             return None

@@ -537,13 +537,14 @@ def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_
     assert dialog.path_edit.text().endswith(".onnx") and dialog.fmt == "onnx"  # the default
     dialog.format_combo.setCurrentIndex(1)  # TorchScript: the name follows the format
     assert dialog.fmt == "torchscript" and dialog.path_edit.text().endswith(".pt")
+    dialog.format_combo.setCurrentIndex(0)
     out = tmp_path / "exported" / "model.pt"
-    dialog.path_edit.setText(str(out))
+    dialog.path_edit.setText(str(out))  # a typed .pt name chooses TorchScript, as the CLI does
     assert not dialog.check_button.isEnabled()
     with qtbot.waitSignal(dialog.exported, timeout=120_000) as exported:
         qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
     result = exported.args[0]
-    assert out.is_file() and result.path == str(out)
+    assert out.is_file() and result.path == str(out) and dialog.fmt == "torchscript"
     html = dialog.contents.toHtml()
     for name in CLASS_NAMES:
         assert name in html
