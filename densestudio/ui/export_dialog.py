@@ -166,12 +166,9 @@ class ExportDialog(QDialog):
         from densestudio.ml.operating_point import load_operating_point
 
         point = load_operating_point(self.project, run_id)
-        rule = (f", the OK/NG threshold (good class '{point.good_class}')" if point else "")
-        intro = QLabel(
-            "One ONNX file with the class names, preprocessing, input size, metrics"
-            f"{rule} and a fingerprint of the training data. It runs in ONNX Runtime "
-            "without DenseStudio or PyTorch, flags images unlike the training images as "
-            "UNSURE, and is checked against the app before it is written.", self)
+        self._rule = (f", the OK/NG threshold (good class '{point.good_class}')" if point
+                      else "")
+        intro = self.intro = QLabel(self._intro_text(), self)
         intro.setWordWrap(True)
         note, approved = approval_note(self.project, run_id)  # export the approved run
         self.approval = QLabel(note, self)
@@ -228,8 +225,18 @@ class ExportDialog(QDialog):
     def fmt(self) -> str:
         return str(self.format_combo.currentData())
 
+    def _intro_text(self) -> str:
+        runs_in = ("It runs in ONNX Runtime without DenseStudio or PyTorch" if self.fmt == "onnx"
+                   else "It needs PyTorch to run (for the line, ONNX needs neither PyTorch nor "
+                        "DenseStudio)")
+        return (f"One {'ONNX' if self.fmt == 'onnx' else 'TorchScript'} file with the class "
+                f"names, preprocessing, input size, metrics{self._rule} and a fingerprint of "
+                f"the training data. {runs_in}, flags images unlike the training images as "
+                "UNSURE, and is checked against the app before it is written.")
+
     def _format_changed(self) -> None:
-        """Keep the file name's extension in step with the chosen format."""
+        """Keep the file name's extension (and the description) in step with the format."""
+        self.intro.setText(self._intro_text())
         suffix = ".onnx" if self.fmt == "onnx" else ".pt"
         text = self.path_edit.text().strip()
         if text and MODEL_FORMAT_BY_SUFFIX.get(Path(text).suffix.lower()) != self.fmt:

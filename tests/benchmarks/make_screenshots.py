@@ -129,7 +129,7 @@ def train_review_export(
     # Export and check.
     dialog = window.show_export_dialog(run_id)
     dialog.resize(760, 640)
-    dialog.path_edit.setText(str(tmp / "export" / "steel-defects.pt"))
+    dialog.path_edit.setText(str(tmp / "export" / "steel-defects.onnx"))  # the default format
     results: list = []
     dialog.exported.connect(results.append)
     dialog.checked.connect(results.append)

@@ -535,6 +535,8 @@ def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_
     dialog = window.export_dialog
     assert dialog is not None and dialog.isVisible()
     assert dialog.path_edit.text().endswith(".onnx") and dialog.fmt == "onnx"  # the default
+    assert dialog.intro.text().startswith("One ONNX file") and "without DenseStudio or " \
+        "PyTorch" in dialog.intro.text()
     dialog.format_combo.setCurrentIndex(1)  # TorchScript: the name follows the format
     assert dialog.fmt == "torchscript" and dialog.path_edit.text().endswith(".pt")
     dialog.format_combo.setCurrentIndex(0)
@@ -545,6 +547,8 @@ def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_
         qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
     result = exported.args[0]
     assert out.is_file() and result.path == str(out) and dialog.fmt == "torchscript"
+    assert dialog.intro.text().startswith("One TorchScript file") and "needs PyTorch" in \
+        dialog.intro.text()
     html = dialog.contents.toHtml()
     for name in CLASS_NAMES:
         assert name in html
