@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMenu,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -39,6 +38,7 @@ from densestudio.core.formatting import html_text
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
 from densestudio.ui.gallery_view import GalleryView, selected_ids
 from densestudio.ui.intervals import ci_tip, pct_ci
+from densestudio.ui.job_progress import JobProgress
 from densestudio.ui.jobs import gate_job
 from densestudio.ui.relabel import RelabelSelectedMixin
 from densestudio.ui.runs_panel import run_title
@@ -131,13 +131,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         top.addWidget(self.max_wrong)
         top.addWidget(self.run_button)
 
-        self.progress = QProgressBar(self)
-        self.progress.hide()
-        self.cancel_button = QPushButton("Cancel", self)
-        self.cancel_button.hide()
-        prog = QHBoxLayout()
-        prog.addWidget(self.progress, 1)
-        prog.addWidget(self.cancel_button)
+        self.progress = JobProgress(self)
 
         self.verdict = QLabel(self)
         self.verdict.setWordWrap(True)
@@ -218,7 +212,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addLayout(prog)
+        layout.addWidget(self.progress)
         layout.addWidget(self.verdict)
         layout.addWidget(self.warnings)
         layout.addWidget(self.splitter, 1)
@@ -226,7 +220,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         self.resize(1180, 760)
 
         self.run_button.clicked.connect(self.run_gate)
-        self.cancel_button.clicked.connect(self.cancel)
+        self.progress.cancelRequested.connect(self.cancel)
         self.candidate_combo.currentIndexChanged.connect(lambda _i: self._on_runs_changed())
         self.against_combo.currentIndexChanged.connect(lambda _i: self._on_runs_changed())
         self.show_button.clicked.connect(self._show_in_gallery)
@@ -281,11 +275,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         worker.done.connect(lambda: self._on_done(worker))
         self.worker = worker
         self.last_error = None
-        self.progress.setRange(0, 0)
-        self.progress.setFormat("Comparing the runs image by image…")
-        self.progress.setTextVisible(True)
-        self.progress.show()
-        self.cancel_button.show()
+        self.progress.start("Comparing the runs image by image…")
         self.run_button.setEnabled(False)
         self.host._start(worker)
         return worker
@@ -297,9 +287,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
     def _on_event(self, event: object) -> None:
         done, total = getattr(event, "done", None), getattr(event, "total", None)
         if done is not None and total:
-            self.progress.setRange(0, total)
-            self.progress.setValue(done)
-            self.progress.setFormat(f"Predicting gate images {done:,} / {total:,}")
+            self.progress.count(done, total, f"Predicting gate images {done:,} / {total:,}")
 
     def _on_finished(self, result: GateResult) -> None:
         self.outcome = result
@@ -317,7 +305,6 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         if self.worker is worker:
             self.worker = None
             self.progress.hide()
-            self.cancel_button.hide()
             self.run_button.setEnabled(True)
 
     def _on_runs_changed(self) -> None:

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -32,6 +31,7 @@ from PySide6.QtWidgets import (
 from densestudio.core import runs as core_runs
 from densestudio.core.store import Project
 from densestudio.ml.report import SECTIONS, ReportOptions
+from densestudio.ui.job_progress import JobProgress
 from densestudio.ui.jobs import report_job
 from densestudio.ui.runs_panel import run_title
 from densestudio.ui.signoff_dialogs import approval_state
@@ -103,10 +103,7 @@ class ReportDialog(QDialog):
 
         self.write_button = QPushButton("Write report", self)
         self.write_button.setDefault(True)
-        self.cancel_button = QPushButton("Cancel", self)
-        self.cancel_button.hide()
-        self.progress = QProgressBar(self)
-        self.progress.hide()
+        self.progress = JobProgress(self)
         self.status = QLabel(self)
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -118,7 +115,6 @@ class ReportDialog(QDialog):
         self.close_button = QPushButton("Close", self)
         row = QHBoxLayout()
         row.addWidget(self.write_button)
-        row.addWidget(self.cancel_button)
         row.addWidget(self.progress, 1)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
@@ -134,7 +130,7 @@ class ReportDialog(QDialog):
 
         self.run_combo.currentIndexChanged.connect(lambda _i: self._on_run_changed())
         self.write_button.clicked.connect(self.write)
-        self.cancel_button.clicked.connect(self.cancel)
+        self.progress.cancelRequested.connect(self.cancel)
         self.open_button.clicked.connect(self.open_report)
         self.folder_button.clicked.connect(self._open_folder)
         self.close_button.clicked.connect(self.close)
@@ -177,9 +173,7 @@ class ReportDialog(QDialog):
         self.last_error = None
         self.status.setStyleSheet("")
         self.status.setText("Writing the report…")
-        self.progress.setRange(0, 0)
-        self.progress.show()
-        self.cancel_button.show()
+        self.progress.start()
         self.write_button.setEnabled(False)
         self.open_button.setEnabled(False)
         self.folder_button.setEnabled(False)
@@ -194,12 +188,10 @@ class ReportDialog(QDialog):
         section = getattr(event, "section", None)
         done, total = getattr(event, "done", None), getattr(event, "total", None)
         if section is not None and total:
-            self.progress.setRange(0, total)
-            self.progress.setValue(done or 0)
+            self.progress.count(done or 0, total)
             self.status.setText(f"Writing: {SECTION_TITLES.get(section, section)}…")
         elif done is not None and total:  # evaluating or predicting before the sections
-            self.progress.setRange(0, total)
-            self.progress.setValue(done)
+            self.progress.count(done, total)
 
     def _on_written(self, result: ReportWritten) -> None:
         self.last_report = result
@@ -222,7 +214,6 @@ class ReportDialog(QDialog):
         if self.worker is worker:
             self.worker = None
             self.progress.hide()
-            self.cancel_button.hide()
             self.write_button.setEnabled(self.run_id is not None)
             if self.last_report is None and self.last_error is None:
                 self.status.setText("Cancelled: no report was written.")

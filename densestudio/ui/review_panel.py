@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMenu,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QTableWidget,
@@ -55,6 +54,7 @@ from densestudio.ui.gallery_model import TileOverlay
 from densestudio.ui.gallery_view import GalleryView, selected_ids
 from densestudio.ui.heatmaps import HeatmapGalleryModel
 from densestudio.ui.intervals import ci_range, ci_tip, pct_ci
+from densestudio.ui.job_progress import JobProgress
 from densestudio.ui.jobs import evaluate_job, predict_job
 from densestudio.ui.relabel import RelabelSelectedMixin
 from densestudio.ui.runs_panel import ApprovalState, approval_state, local_time, run_title
@@ -343,13 +343,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         actions.addWidget(self.accept_all_button)
         actions.addWidget(self.threshold)
         actions.addWidget(self.qualify)
-        self.progress = QProgressBar(self)
-        self.progress.hide()
-        self.cancel_button = QPushButton("Cancel", self)
-        self.cancel_button.hide()
-        prog = QHBoxLayout()
-        prog.addWidget(self.progress, 1)
-        prog.addWidget(self.cancel_button)
+        self.progress = JobProgress(self)
         right = QWidget(self)
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
@@ -357,7 +351,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         right_layout.addWidget(self.title)
         right_layout.addWidget(self.warning)
         right_layout.addWidget(self.gallery, 1)
-        right_layout.addLayout(prog)
+        right_layout.addWidget(self.progress)
         right_layout.addLayout(actions)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
@@ -385,7 +379,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.accept_all_button.clicked.connect(
             lambda: self.accept_above(self.threshold.value() / 100.0))
         self.threshold.valueChanged.connect(lambda _v: self._update_qualify())
-        self.cancel_button.clicked.connect(self.cancel)
+        self.progress.cancelRequested.connect(self.cancel)
         self.gallery.selectionModel().selectionChanged.connect(self._update_buttons)
         self._update_buttons()
 
@@ -1003,27 +997,20 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         worker.event.connect(self._on_event)
         worker.failed.connect(lambda msg: self.host.show_error("Cannot do that", msg))
         worker.done.connect(lambda: self._on_done(worker))
-        self.progress.setRange(0, 0)
-        self.progress.setFormat(text)
-        self.progress.setTextVisible(True)
-        self.progress.show()
-        self.cancel_button.show()
+        self.progress.start(text)
         self.host._start(worker)
         self._update_buttons()
 
     def _on_event(self, event: object) -> None:
         done, total = getattr(event, "done", None), getattr(event, "total", None)
         if done is not None and total:
-            self.progress.setRange(0, total)
-            self.progress.setValue(done)
             verb = "Preparing" if isinstance(event, PreparingData) else "Predicting"
-            self.progress.setFormat(f"{verb} {done:,} / {total:,}")
+            self.progress.count(done, total, f"{verb} {done:,} / {total:,}")
 
     def _on_done(self, worker: Worker) -> None:
         if self.worker is worker:
             self.worker = None
             self.progress.hide()
-            self.cancel_button.hide()
             self._update_buttons()
 
     def cancel(self) -> None:
