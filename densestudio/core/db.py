@@ -23,7 +23,8 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -691,7 +692,7 @@ def _create_server_database(url: ServerURL) -> Database:
     """Create the tables in an existing, empty database (the server's administrator creates
     the database itself: ``createdb``), in one transaction."""
     database = _server_database(url)
-    try:
+    with _disposed_on_failure(database, url, "create"):
         with database.engine.execution_options(densestudio_write=True).begin() as conn:
             if _server_version(conn) is not None:
                 raise ProjectError(f"{url.display} already holds a DenseStudio project; open "
@@ -701,14 +702,22 @@ def _create_server_database(url: ServerURL) -> Database:
                                    "program); give an empty database.")
             Base.metadata.create_all(conn)
             conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+    return database
+
+
+@contextmanager
+def _disposed_on_failure(database: Database, url: ServerURL, doing: str) -> Iterator[None]:
+    """Creating or opening a server project: on any failure the connections are closed, and
+    a database error becomes one clear line ("Cannot open ...: ...")."""
+    try:
+        yield
     except BaseException as exc:
         database.dispose()
         if isinstance(exc, DBAPIError):
             error = storage_error(exc, url)
-            raise (error or ProjectError(f"Cannot create {url.display}: "
+            raise (error or ProjectError(f"Cannot {doing} {url.display}: "
                                          f"{_first_line(exc)}")) from exc
         raise
-    return database
 
 
 def _open_server_database(url: ServerURL) -> Database:
@@ -716,7 +725,7 @@ def _open_server_database(url: ServerURL) -> Database:
     older (no copy is made: the upgrade commits whole or not at all; `pg_dump` is the
     backup), and note when this database user may only read."""
     database = _server_database(url)
-    try:
+    with _disposed_on_failure(database, url, "open"):
         with database.engine.connect() as conn:
             version = _check_version(_server_version(conn), url.display)
             missing = set(Base.metadata.tables) - set(inspect(conn).get_table_names())
@@ -733,13 +742,6 @@ def _open_server_database(url: ServerURL) -> Database:
             with database.engine.execution_options(densestudio_write=True).begin() as conn:
                 current = _server_version(conn) or version  # another client may have done it
                 _step_up(conn, url, current)
-    except BaseException as exc:
-        database.dispose()
-        if isinstance(exc, DBAPIError):
-            error = storage_error(exc, url)
-            raise (error or ProjectError(f"Cannot open {url.display}: "
-                                         f"{_first_line(exc)}")) from exc
-        raise
     return database
 
 

@@ -12,6 +12,7 @@ it) and come back from here absolute, so no reader depends on the working direct
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -49,6 +50,7 @@ def owner_here() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid(), "boot": _boot_id()}
 
 
+@functools.cache  # fixed for the life of the process; the runs list asks on every poll
 def _boot_id() -> str | None:
     """Changes at every restart of the computer (Linux): after a power cut the pid of the
     run's process may belong to another program, the boot id tells that it is gone."""
