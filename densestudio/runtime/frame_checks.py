@@ -45,10 +45,10 @@ SHARPNESS_FACTOR = 1.5  # sharpness range: training min / 1.5 .. max * 1.5
 TOO_DARK, OVEREXPOSED, OUT_OF_FOCUS, FLAT, UNLIKE = (
     "too dark", "overexposed", "out of focus", "flat", "unlike the training images")
 # (statistic, side) -> reason; the first reason in PRIORITY among a frame's violations wins
-REASONS = {("p50", "low"): TOO_DARK, ("p99", "low"): TOO_DARK, ("dark", "high"): TOO_DARK,
-           ("p50", "high"): OVEREXPOSED, ("p01", "high"): OVEREXPOSED,
-           ("bright", "high"): OVEREXPOSED, ("sharpness", "low"): OUT_OF_FOCUS,
-           ("std", "low"): FLAT}
+# (a missing dark end, p01 high, is low contrast rather than overexposure: no reason of its own)
+REASONS = {("p50", "low"): TOO_DARK, ("dark", "high"): TOO_DARK,
+           ("p50", "high"): OVEREXPOSED, ("bright", "high"): OVEREXPOSED,
+           ("sharpness", "low"): OUT_OF_FOCUS, ("std", "low"): FLAT}
 PRIORITY = (TOO_DARK, OVEREXPOSED, OUT_OF_FOCUS, FLAT, UNLIKE)
 VERSION = 1
 WORK_SIDE = 256  # sharpness and the rest are measured at this long side (or less)
@@ -143,7 +143,8 @@ def ranges_from(stats: Sequence[FrameStats], labels: Sequence[str] | None = None
                    "aspect = log2(width / height); accepted range = the training images' "
                    "min/max widened, per class (by_class) and over all"),
         "rule": ("UNSURE when the frame fits no class's ranges (by_class; without them, "
-                 "'ranges'), with the reason of the nearest class's violations"),
+                 "'ranges'); the reason comes from the statistics outside 'ranges' or, when "
+                 "none is, from those outside the nearest class's ranges"),
     }  # fmt: skip
 
 
@@ -168,6 +169,7 @@ class FrameChecks:
     fine when it fits one of ``boxes``."""
 
     boxes: tuple[dict[str, tuple[float, float]], ...]
+    overall: dict[str, tuple[float, float]] | None = None  # over all training frames
 
     @classmethod
     def from_meta(cls, entry: object) -> FrameChecks | None:
@@ -179,8 +181,9 @@ class FrameChecks:
         by_class = entry.get("by_class") or {}
         if not isinstance(by_class, dict):
             raise ValueError("'frame_checks' by_class is not a table")
-        boxes = [_parse_box(b) for b in by_class.values()] or [_parse_box(entry.get("ranges"))]
-        return cls(tuple(boxes))
+        overall = _parse_box(entry.get("ranges"))
+        boxes = [_parse_box(b) for b in by_class.values()] or [overall]
+        return cls(tuple(boxes), overall)
 
     @staticmethod
     def _violations(box: dict[str, tuple[float, float]], stats: FrameStats
@@ -197,8 +200,10 @@ class FrameChecks:
         return out
 
     def violations(self, stats: FrameStats) -> list[tuple[str, str]]:
-        """(statistic, "low" | "high") outside the nearest box (fewest violations; the first
-        on a tie); empty when the frame fits a box."""
+        """(statistic, "low" | "high"): empty when the frame fits a box; else those outside
+        the ranges over all training frames (no training frame is that dark, that flat,
+        ...) or, when it is inside those, outside the nearest box (fewest violations; the
+        first on a tie)."""
         best: list[tuple[str, str]] | None = None
         for box in self.boxes:
             found = self._violations(box, stats)
@@ -206,7 +211,8 @@ class FrameChecks:
                 return []
             if best is None or len(found) < len(best):
                 best = found
-        return best or []
+        overall = self._violations(self.overall, stats) if self.overall else []
+        return overall or best or []
 
     def reason(self, stats: FrameStats) -> str | None:
         """Why this frame should not be judged (None: it looks like the training frames)."""

@@ -274,8 +274,8 @@ function preprocess(file, prep, img = decode(file)) {
 const STATS = ['p01', 'p50', 'p99', 'std', 'dark', 'bright', 'sharpness', 'aspect'];
 const UNLIKE = 'unlike the training images';
 const REASONS = {
-  'p50 low': 'too dark', 'p99 low': 'too dark', 'dark high': 'too dark',
-  'p50 high': 'overexposed', 'p01 high': 'overexposed', 'bright high': 'overexposed',
+  'p50 low': 'too dark', 'dark high': 'too dark', 'p50 high': 'overexposed',
+  'bright high': 'overexposed',
   'sharpness low': 'out of focus', 'std low': 'flat',
 };
 const PRIORITY = ['too dark', 'overexposed', 'out of focus', 'flat', UNLIKE];
@@ -324,22 +324,31 @@ function frameStats(img, prep, checks) {
   };
 }
 
+function outside(box, stats, flatStd) {
+  const found = [];
+  for (const key of STATS) {
+    if (!box[key] || (key === 'sharpness' && stats.std < flatStd)) continue;
+    const [lo, hi] = box[key];
+    if (stats[key] < lo) found.push(key + ' low');
+    else if (stats[key] > hi) found.push(key + ' high');
+  }
+  return found;
+}
+
+// Null when the frame fits one class's ranges; else the reason of the statistics outside
+// the ranges over all training frames or, when none is, outside the nearest class's.
 function frameReason(checks, stats) {
   const byClass = Object.values(checks.by_class || {});
   const boxes = byClass.length ? byClass : [checks.ranges];
+  const flatStd = checks.levels.flat_std;
   let best = null;
   for (const box of boxes) {
-    const found = [];
-    for (const key of STATS) {
-      if (!box[key] || (key === 'sharpness' && stats.std < checks.levels.flat_std)) continue;
-      const [lo, hi] = box[key];
-      if (stats[key] < lo) found.push(key + ' low');
-      else if (stats[key] > hi) found.push(key + ' high');
-    }
+    const found = outside(box, stats, flatStd);
     if (found.length === 0) return null;
     if (best === null || found.length < best.length) best = found;
   }
-  const reasons = new Set(best.map((v) => REASONS[v] || UNLIKE));
+  const overall = outside(checks.ranges, stats, flatStd);
+  const reasons = new Set((overall.length ? overall : best).map((v) => REASONS[v] || UNLIKE));
   return PRIORITY.find((r) => reasons.has(r));
 }
 
