@@ -598,6 +598,7 @@ def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_
     assert "OK when P(bright) ≥ 0.500, else NG; UNSURE (to a person) when 0.400 ≤ P(bright) " \
         "< 0.600" in text
     assert "TTA" not in text and "one probability per class" in text
+    assert "Frame checks" in text and "out of focus, flat or unlike all" in text
     qtbot.waitUntil(dialog.check_button.isEnabled, timeout=10_000)
 
     with qtbot.waitSignal(dialog.checked, timeout=120_000) as checked:
