@@ -275,6 +275,13 @@ def cmd_export_labels(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    with open_project(args.project) as project:
+        out = project.backup(args.out)
+    print(f"Backed up {project.location} to {out}")
+    return EXIT_OK
+
+
 def cmd_relink(args: argparse.Namespace) -> int:
     from densestudio.core.importer import relink
 
@@ -393,6 +400,13 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("project")
     p.add_argument("out")
     p.set_defaults(func=cmd_export_labels)
+
+    p = sub.add_parser("backup", help="write a consistent copy of the project file (safe "
+                                      "while it is open; includes changes not yet in the "
+                                      ".dsproj itself)")
+    p.add_argument("project")
+    p.add_argument("out", help="the copy's file name, or a folder to put it in")
+    p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("relink", help="find moved images by content in new folders")
     p.add_argument("project")
@@ -660,12 +674,9 @@ def _load_model_file(path: str):  # noqa: ANN202 - runtime.model_file.ModelFile
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
-    from densestudio.core.files import check_output
+    from densestudio.core.files import Guarded, check_output, refuse_overwriting
     from densestudio.core.imaging import is_image_path
 
-    if args.csv:
-        check_output(Path(args.csv))  # a folder is refused now, not after predicting
-    model = _load_model_file(args.model)
     paths: list[Path] = []
     for raw in args.inputs:
         p = Path(raw)
@@ -675,6 +686,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             paths.append(p)
         else:
             raise DenseStudioError(f"Not found: {p}")
+    if args.csv:  # refused now, not after predicting: a folder, the model, an input image
+        check_output(Path(args.csv))
+        refuse_overwriting(Path(args.csv), [Guarded(Path(args.model), "the model file read"),
+                                            *(Guarded(p, "an image to predict") for p in paths)])
+    model = _load_model_file(args.model)
     if not paths:
         raise DenseStudioError("No image files to predict.")
     results = []

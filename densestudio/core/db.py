@@ -592,18 +592,27 @@ def backup_path_for(path: Path, version: int) -> Path:
     return path.with_name(f"{path.name}.v{version}.bak")
 
 
+def sqlite_backup(path: Path, dest: Path) -> None:
+    """A consistent copy of a project file through SQLite's backup API: it includes the
+    changes still in the -wal file (a plain copy of the .dsproj alone may miss them) and
+    waits for, never interrupts, a writer."""
+    src = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        dst = sqlite3.connect(dest)
+        try:
+            with dst:
+                src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
 def _upgrade(path: Path, version: int) -> None:
     """Copy the file aside, then step the schema up one version at a time."""
     backup = backup_path_for(path, version)
     try:
-        src = sqlite3.connect(path)
-        try:
-            dst = sqlite3.connect(backup)
-            with dst:
-                src.backup(dst)
-            dst.close()
-        finally:
-            src.close()
+        sqlite_backup(path, backup)
     except sqlite3.Error as exc:
         raise ProjectError(explain_error(exc, path) or f"Cannot back up {path} before "
                            f"upgrading it: {exc}") from exc
