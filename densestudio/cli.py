@@ -163,11 +163,15 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from densestudio.core.constants import SPLITS
+    from densestudio.core.file_changes import CHANGED_NOTE, check_files, marked_for_review
     from densestudio.core.store import ImageFilter, split_settings
 
     with open_project(args.project) as project:
+        review: list[str] = []
         if args.check_files:
             project.refresh_missing()
+            check_files(project)
+            review = marked_for_review(project)
         classes = project.classes()
         counts = project.counts()
         settings = split_settings(project)
@@ -197,6 +201,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"\n{missing} image file(s) are missing; use `densestudio relink` to find them:")
             for img in project.missing_images()[:10]:
                 print(f"  {img.path}")
+        if review:
+            print(f"\n{len(review)} labeled image file(s) {CHANGED_NOTE}; their labels are "
+                  "marked for review and they are left out of training until labeled again:")
+            for path in review[:10]:
+                print(f"  {printable(path)}")
     return EXIT_OK
 
 
@@ -393,7 +402,8 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="classes, counts per class and split, missing files")
     p.add_argument("project")
     p.add_argument("--check-files", action="store_true",
-                   help="check that every image file still exists first")
+                   help="check first that every image file still exists and holds what was "
+                        "imported (changed files: labels marked for review)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("export-labels", help="write path,hash,label,split rows to a CSV file")
@@ -491,12 +501,14 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from densestudio.core.file_changes import CHANGED_NOTE
     from densestudio.ml import summary
     from densestudio.ml.events import (
         BatchProgress,
         EpochEnded,
         EpochsPlanned,
         EvaluationProgress,
+        ImagesChanged,
         ImagesSkipped,
         PreparingData,
         RunCancelled,
@@ -521,6 +533,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             line.done()
             print(f"warning: {e.count} image(s) could not be read and are left out of this "
                   f"run: {'; '.join(e.examples)}", file=sys.stderr)
+        elif isinstance(e, ImagesChanged):
+            print(f"warning: {e.count} labeled image file(s) {CHANGED_NOTE}; their labels are "
+                  "marked for review and this run leaves them out: "
+                  f"{'; '.join(printable(p) for p in e.examples)}", file=sys.stderr)
         elif isinstance(e, EpochsPlanned):
             line.done()
             state["epochs"] = e.epochs

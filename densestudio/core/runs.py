@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 
+from densestudio.core.constants import SOURCE_CHANGED
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import (
     EpochMetric,
@@ -357,13 +358,14 @@ def drop_run_images(project: Project, run_id: int, image_ids: Sequence[int]) -> 
 
 def current_label_rows(project: Project) -> tuple[list[str], list[tuple[int, int, str]]]:
     """Class names and ``(image_id, class_index, split)`` of every labeled, split, present
-    image: what a new run's snapshot holds."""
+    image whose file did not change since it was labeled: what a new run's snapshot holds."""
     classes = project.classes()
     index = {c.id: i for i, c in enumerate(classes)}
     with project.session() as s:
         rows = s.execute(
             select(Image.id, Image.label_id, Image.split)
-            .where(Image.label_id.is_not(None), Image.split.is_not(None), Image.missing.is_(False))
+            .where(Image.label_id.is_not(None), Image.split.is_not(None), Image.missing.is_(False),
+                   or_(Image.label_source.is_(None), Image.label_source != SOURCE_CHANGED))
             .order_by(Image.id)
         )
         # The query excludes NULL labels and splits, which mypy cannot see.

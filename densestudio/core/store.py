@@ -404,6 +404,22 @@ class Project:
             return self.files_root / "runs"
         return target.with_name(target.name + "-runs")
 
+    @property
+    def project_id(self) -> str:
+        """A random id given to the project once (meta 'project_id'), recorded in its
+        checkpoints so that another project's model file is never taken for its own; ""
+        for an old project open read-only, which cannot be given one."""
+        pid = self.get_meta("project_id")
+        if pid is None and not self.read_only:
+            import uuid
+
+            with self.transaction() as s:
+                pid = db.get_meta(s, "project_id")  # another process may have just set it
+                if pid is None:
+                    pid = uuid.uuid4().hex
+                    db.set_meta(s, "project_id", pid)
+        return pid or ""
+
     def guarded_paths(self) -> list[Guarded]:
         """What no command may write an output over: the project file with its SQLite
         side files, and the runs (checkpoints) and cache folders."""

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from densestudio.core import runs
 from densestudio.core.errors import CancelledError, DenseStudioError
+from densestudio.core.file_changes import check_files
 from densestudio.core.preprocess import Preprocessing
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.store import Project
@@ -35,10 +36,12 @@ from densestudio.ml import distributed, zoo
 from densestudio.ml.budget import CALIBRATION_STEPS, EpochPlanner
 from densestudio.ml.checkpoint import (
     CHECKPOINT_FORMAT,
+    check_owner,
     cpu_state,
     load_checkpoint,
     model_from_meta,
     model_meta,
+    owner_meta,
 )
 from densestudio.ml.config import TrainConfig
 from densestudio.ml.events import (
@@ -46,6 +49,7 @@ from densestudio.ml.events import (
     CheckpointSaved,
     EpochEnded,
     EpochsPlanned,
+    ImagesChanged,
     ImagesSkipped,
     PreparingData,
     RunCancelled,
@@ -142,6 +146,9 @@ def fit(
         weights_file = _weights_file(cfg, allow_download, opener, on_event)
         if weights_file is not None:  # a damaged or unfitting file fails before a run exists
             zoo.build_model(cfg.arch, 2, weights_file=weights_file)
+        changed = check_files(project).changed  # before the snapshot: they stay out of it
+        if changed:
+            on_event(ImagesChanged(len(changed), tuple(c.path for c in changed[:5])))
         names, rows = runs.current_label_rows(project)
         run_id = runs.create_run(
             project, name=cfg.name or f"{cfg.arch} {cfg.img_size}px",
@@ -441,7 +448,11 @@ def _train(
         ckpt = load_checkpoint(info.checkpoint_last)
     ckpt = world.broadcast(ckpt)  # every process resumes from rank 0's last.pt
     weights_file = None if ckpt else _weights_file(cfg, allow_download, opener, on_event)
+    if ckpt is not None:  # last.pt must be this run's before training goes on from it
+        check_owner(ckpt["meta"], str(info.checkpoint_last), run_id, project.project_id,
+                    info.class_names, "", project.location)
     parts, meta, state = _build(cfg, data, device, ckpt, weights_file)
+    meta.update(owner_meta(run_id, project.project_id, data.snap.fingerprint))
     world.wrap(parts)
     if ckpt is not None and world.is_main:
         runs.delete_epoch_metrics_after(project, run_id, state.epoch)
