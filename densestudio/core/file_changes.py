@@ -25,8 +25,6 @@ from densestudio.core.imaging import ImageDecodeError, file_hash, probe
 from densestudio.core.models import Image
 from densestudio.core.store import Project
 
-CHANGED_NOTE = "changed since it was labeled"
-
 
 @dataclass(frozen=True)
 class ChangedFile:

@@ -15,8 +15,8 @@ is large (zero-padding after a small image costs a streamed hash, not gigabytes 
 from __future__ import annotations
 
 import hashlib
-import os
 import io
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager

@@ -15,6 +15,7 @@ it repeats the interrupted epoch exactly (batch order and augmentation are seede
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 
 from densestudio.core import runs
 from densestudio.core.errors import CancelledError, DenseStudioError
-from densestudio.core.file_changes import check_files
+from densestudio.core.file_changes import check_files, marked_for_review
 from densestudio.core.preprocess import Preprocessing
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.store import Project
@@ -71,6 +72,7 @@ from densestudio.ml.steps import (
     TrainingError,
     input_mode,
     make_step_parts,
+    non_finite_loss,
     optimization_step,
     place_model,
     steps_per_epoch,
@@ -146,9 +148,10 @@ def fit(
         weights_file = _weights_file(cfg, allow_download, opener, on_event)
         if weights_file is not None:  # a damaged or unfitting file fails before a run exists
             zoo.build_model(cfg.arch, 2, weights_file=weights_file)
-        changed = check_files(project).changed  # before the snapshot: they stay out of it
-        if changed:
-            on_event(ImagesChanged(len(changed), tuple(c.path for c in changed[:5])))
+        check_files(project)  # before the snapshot: changed files stay out of it
+        review = marked_for_review(project)
+        if review:
+            on_event(ImagesChanged(len(review), tuple(review[:5])))
         names, rows = runs.current_label_rows(project)
         run_id = runs.create_run(
             project, name=cfg.name or f"{cfg.arch} {cfg.img_size}px",
@@ -508,6 +511,9 @@ def _train(
         t0 = time.perf_counter()
         train_loss, seen, train_s = train_one_epoch(parts, data, epoch, cancel, on_step)
         val = world.on_main(lambda: validate(parts, data, cancel))
+        if not (math.isfinite(val.loss) and math.isfinite(train_loss)):  # nothing saved
+            raise non_finite_loss(val.loss if math.isfinite(train_loss) else train_loss,
+                                  f"at epoch {epoch + 1}")
         score = monitor_score(cfg, val, data.snap.class_names)
         improved = state.best_score is None or score > state.best_score + 1e-9
         state.epoch = epoch + 1
