@@ -34,7 +34,7 @@ from sqlalchemy.sql import ColumnElement
 
 from densestudio.core import changes, db, files, history, machine
 from densestudio.core.atomic import atomic_write_via
-from densestudio.core.constants import SOURCE_HUMAN, SOURCE_PREDICTION, SPLITS
+from densestudio.core.constants import SOURCE_CHANGED, SOURCE_HUMAN, SOURCE_PREDICTION, SPLITS
 from densestudio.core.errors import ProjectError
 from densestudio.core.files import Guarded, natural_key, refuse_overwriting
 from densestudio.core.models import Image, LabelClass, path_text, utcnow
@@ -920,7 +920,10 @@ def _set_labels(
         if label_id is None
         else LabelState(label_id, source, who, now)
     )
-    todo = [i for i in dict.fromkeys(ids) if i in rows and rows[i].state.label_id != label_id]
+    # The same class again on a label marked for review (its file changed) confirms it.
+    todo = [i for i in dict.fromkeys(ids) if i in rows and (
+        rows[i].state.label_id != label_id
+        or (label_id is not None and rows[i].state.source == SOURCE_CHANGED))]
     stale = {i for i in todo
              if expected is not None and expected.is_stale(i, rows[i].version,
                                                            rows[i].label_seq)}
