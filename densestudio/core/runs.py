@@ -192,7 +192,15 @@ def run_dir(project: Project, run_id: int) -> Path:
 
 def _run_info(r: Run, project: Project) -> RunInfo:
     def resolved(stored: str | None) -> str | None:
-        return str(project.resolve_path(stored)) if stored else None
+        """The checkpoint's path; in this project's runs folder when the stored one is gone
+        and names an old one (the project file and runs folder were renamed together)."""
+        if not stored:
+            return None
+        path = project.resolve_path(stored)
+        here = run_dir(project, r.id) / path.name
+        if path != here and path.parent.name == str(r.id) and not path.exists():
+            return str(here)
+        return str(path)
 
     return RunInfo(
         id=r.id, name=r.name, created_at=r.created_at, finished_at=r.finished_at,

@@ -300,6 +300,20 @@ def evaluate_tensors(
     return reports
 
 
+def _check_owner(project: Project, run_id: int, ckpt: dict[str, Any], path: str) -> None:
+    info = runs.get_run(project, run_id)
+    check_owner(ckpt["meta"], path, run_id, project.project_id, info.class_names,
+                load_snapshot(project, run_id).fingerprint, project.location)
+
+
+def check_run_checkpoint(project: Project, run_id: int) -> None:
+    """Refuse a run whose saved model is another run's or project's (copied into its
+    folder); a run without one passes (its stored predictions may still be used)."""
+    path = runs.get_run(project, run_id).checkpoint_best
+    if path and Path(path).is_file():
+        _check_owner(project, run_id, load_checkpoint(path), path)
+
+
 def load_run_model(
     project: Project, run_id: int
 ) -> tuple[zoo.DenseStudioNet, dict[str, Any], dict[str, Any]]:
@@ -316,8 +330,7 @@ def load_run_model(
             "moved or renamed, move or rename its runs folder with it "
             f"({project.runs_dir.name}).")
     ckpt = load_checkpoint(path)
-    check_owner(ckpt["meta"], path, run_id, project.project_id, info.class_names,
-                load_snapshot(project, run_id).fingerprint, project.location)
+    _check_owner(project, run_id, ckpt, path)
     model = model_from_meta(ckpt["meta"])
     model.load_state_dict(ckpt["model"])
     model.eval()
