@@ -18,7 +18,18 @@ from typing import TYPE_CHECKING, TextIO
 
 from densestudio import __version__
 from densestudio.cli_signoff import add_signoff_commands
-from densestudio.cli_types import COST, COUNT, POSITIVE, PROBABILITY, RATE, number
+from densestudio.cli_types import (
+    COST,
+    COUNT,
+    LEARNING_RATE,
+    MINUTES,
+    PROBABILITY,
+    RATE,
+    RUN_ID,
+    SEED,
+    SIZE,
+    number,
+)
 from densestudio.core import formatting
 from densestudio.core.errors import CancelledError, DenseStudioError
 from densestudio.core.progress import CancelToken
@@ -163,11 +174,15 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from densestudio.core.constants import SPLITS
+    from densestudio.core.file_changes import check_files, marked_for_review
     from densestudio.core.store import ImageFilter, split_settings
 
     with open_project(args.project) as project:
+        review: list[str] = []
         if args.check_files:
             project.refresh_missing()
+            check_files(project)
+            review = marked_for_review(project)
         classes = project.classes()
         counts = project.counts()
         settings = split_settings(project)
@@ -197,6 +212,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"\n{missing} image file(s) are missing; use `densestudio relink` to find them:")
             for img in project.missing_images()[:10]:
                 print(f"  {img.path}")
+        if review:
+            print(f"\n{len(review)} labeled image file(s) changed since they were labeled; "
+                  "their labels are marked for review and they are left out of training until "
+                  "labeled again:")
+            for path in review[:10]:
+                print(f"  {printable(path)}")
     return EXIT_OK
 
 
@@ -272,6 +293,13 @@ def cmd_export_labels(args: argparse.Namespace) -> int:
     with open_project(args.project) as project:
         n = export_labels_csv(project, Path(args.out))
     print(f"Wrote {n} rows to {args.out}")
+    return EXIT_OK
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    with open_project(args.project) as project:
+        out = project.backup(args.out)
+    print(f"Backed up {project.location} to {out}")
     return EXIT_OK
 
 
@@ -386,13 +414,21 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="classes, counts per class and split, missing files")
     p.add_argument("project")
     p.add_argument("--check-files", action="store_true",
-                   help="check that every image file still exists first")
+                   help="check first that every image file still exists and holds what was "
+                        "imported (changed files: labels marked for review)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("export-labels", help="write path,hash,label,split rows to a CSV file")
     p.add_argument("project")
     p.add_argument("out")
     p.set_defaults(func=cmd_export_labels)
+
+    p = sub.add_parser("backup", help="write a consistent copy of the project file (safe "
+                                      "while it is open; includes changes not yet in the "
+                                      ".dsproj itself)")
+    p.add_argument("project")
+    p.add_argument("out", help="the copy's file name, or a folder to put it in")
+    p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("relink", help="find moved images by content in new folders")
     p.add_argument("project")
@@ -404,7 +440,7 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resplit", action="store_true", help="re-assign all non-locked images")
     p.add_argument("--ratios", type=split_ratios,
                    help="train,val,test fractions, e.g. 0.7,0.15,0.15")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--lock", choices=["on", "off"], help="lock or unlock the test set")
     p.add_argument("--group-by", metavar="KEY",
                    help="keep groups in one split: 'folder', 'regex:PATTERN' (first group of "
@@ -483,6 +519,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         EpochEnded,
         EpochsPlanned,
         EvaluationProgress,
+        ImagesChanged,
         ImagesSkipped,
         PreparingData,
         RunCancelled,
@@ -507,6 +544,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             line.done()
             print(f"warning: {e.count} image(s) could not be read and are left out of this "
                   f"run: {'; '.join(e.examples)}", file=sys.stderr)
+        elif isinstance(e, ImagesChanged):
+            print(f"warning: {e.count} labeled image file(s) changed since they were labeled; "
+                  "their labels are marked for review and this run leaves them out: "
+                  f"{'; '.join(printable(p) for p in e.examples)}", file=sys.stderr)
         elif isinstance(e, EpochsPlanned):
             line.done()
             state["epochs"] = e.epochs
@@ -660,12 +701,9 @@ def _load_model_file(path: str):  # noqa: ANN202 - runtime.model_file.ModelFile
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
-    from densestudio.core.files import check_output
+    from densestudio.core.files import Guarded, check_output, refuse_overwriting
     from densestudio.core.imaging import is_image_path
 
-    if args.csv:
-        check_output(Path(args.csv))  # a folder is refused now, not after predicting
-    model = _load_model_file(args.model)
     paths: list[Path] = []
     for raw in args.inputs:
         p = Path(raw)
@@ -675,6 +713,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             paths.append(p)
         else:
             raise DenseStudioError(f"Not found: {p}")
+    if args.csv:  # refused now, not after predicting: a folder, the model, an input image
+        check_output(Path(args.csv))
+        refuse_overwriting(Path(args.csv), [Guarded(Path(args.model), "the model file read"),
+                                            *(Guarded(p, "an image to predict") for p in paths)])
+    model = _load_model_file(args.model)
     if not paths:
         raise DenseStudioError("No image files to predict.")
     results = []
@@ -833,27 +876,27 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
                    help="start from ImageNet weights (torch hub cache or download)")
     p.add_argument("--weights", metavar="FILE", help="ImageNet weights file to start from")
     p.add_argument("--offline", action="store_true", help="never download weights")
-    p.add_argument("--img-size", type=int, metavar="PX",
+    p.add_argument("--img-size", type=SIZE, metavar="PX",
                    help="base input size (the canvas keeps the images' aspect ratio)")
     p.add_argument("--stretch", action="store_true",
                    help="squash images to the canvas instead of keeping their aspect ratio")
-    p.add_argument("--minutes", type=POSITIVE, metavar="M",
+    p.add_argument("--minutes", type=MINUTES, metavar="M",
                    help="time budget: plan the epochs to fit about M minutes (default 10)")
-    p.add_argument("--epochs", type=int,
+    p.add_argument("--epochs", type=SIZE,
                    help="train exactly this many epochs (no time budget unless --minutes)")
     p.add_argument("--monitor", choices=MONITORS,
                    help="metric that picks the best checkpoint (default val_balanced_acc)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--batch-size", type=SIZE)
+    p.add_argument("--lr", type=LEARNING_RATE, help="peak learning rate")
     p.add_argument("--freeze", choices=STRATEGIES,
                    help="fine-tuning strategy for pretrained models (head = frozen backbone)")
-    p.add_argument("--unfreeze-epoch", type=int, metavar="N",
+    p.add_argument("--unfreeze-epoch", type=SIZE, metavar="N",
                    help="head_then_full: unfreeze the backbone after N epochs")
     p.add_argument("--augment", choices=AUGMENTS)
     p.add_argument("--balance", choices=BALANCES, help="class-imbalance handling")
-    p.add_argument("--patience", type=int, metavar="N",
+    p.add_argument("--patience", type=SIZE, metavar="N",
                    help="early stopping after N epochs without improvement (0 = off)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--device", choices=DEVICES, default="auto")
     tta = p.add_mutually_exclusive_group()
     tta.add_argument("--tta", action="store_true",
@@ -865,13 +908,13 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-efficient", action="store_true",
                    help="gradient checkpointing (less memory, slower)")
     p.add_argument("--name", help="a name for the run")
-    p.add_argument("--resume", type=int, metavar="RUN",
+    p.add_argument("--resume", type=RUN_ID, metavar="RUN",
                    help="continue a cancelled or crashed run from its last checkpoint")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix")
     p.add_argument("project")
-    p.add_argument("--run", type=int, help="run id (default: the latest finished run)")
+    p.add_argument("--run", type=RUN_ID, help="run id (default: the latest finished run)")
     p.add_argument("--subset", choices=["val", "test", "both"], default="test")
     p.add_argument("--tta", action="store_true", help="re-predict with flip TTA")
     p.add_argument("--recompute", action="store_true", help="re-predict instead of stored")
@@ -882,7 +925,7 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
                        "checked against the app (ONNX by default)")
     p.add_argument("project")
     p.add_argument("out", help="output file (.onnx; .pt = TorchScript) or a folder")
-    p.add_argument("--run", type=int, help="run id (default: the approved run, else the latest "
+    p.add_argument("--run", type=RUN_ID, help="run id (default: the approved run, else the latest "
                                            "finished run)")
     p.add_argument("--format", choices=["onnx", "torchscript"],
                    help="model format (default: from OUT's extension, else onnx)")
@@ -899,7 +942,7 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("operating-point", help="OK/NG threshold of a run: show the miss vs "
                        "false-reject trade-off, suggest, set or clear it")
     p.add_argument("project")
-    p.add_argument("--run", type=int, help="run id (default: the latest finished run)")
+    p.add_argument("--run", type=RUN_ID, help="run id (default: the latest finished run)")
     p.add_argument("--subset", choices=["val", "test"], default="val",
                    help="predictions to measure on (default: val)")
     p.add_argument("--good", metavar="CLASS", help="the class that means a good part")
@@ -996,11 +1039,11 @@ def add_audit_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="find images whose label looks wrong (k-fold "
                                      "cross-training + confident learning)")
     p.add_argument("project")
-    p.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-training")
-    p.add_argument("--epochs", type=int, help="epochs per fold (default: from the data size)")
-    p.add_argument("--img-size", type=int, metavar="PX", help="image size (default 64)")
+    p.add_argument("--folds", type=SIZE, default=5, help="k of the k-fold cross-training")
+    p.add_argument("--epochs", type=SIZE, help="epochs per fold (default: from the data size)")
+    p.add_argument("--img-size", type=SIZE, metavar="PX", help="image size (default 64)")
     p.add_argument("--arch", choices=COMPACT_ARCHS, help="compact model trained per fold")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--top", type=COUNT, default=20, metavar="N",
                    help="print the N most suspicious images (default 20)")

@@ -128,6 +128,7 @@ class _Decoded:
     bit_depth: int
     thumbnail: bytes
     phash: int
+    mtime_ns: int | None = None
 
 
 @dataclass
@@ -214,7 +215,8 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
     path = candidate.path
     try:
         with open_regular(path) as f:
-            size = os.fstat(f.fileno()).st_size
+            st = os.fstat(f.fileno())
+            size = st.st_size
             if size == 0:
                 return SkippedFile(str(path), "empty file (0 bytes)")
             if size > MAX_FILE_BYTES:
@@ -242,7 +244,7 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
     except OSError as exc:
         return SkippedFile(str(path), f"cannot read: {exc.strerror or exc}")
     return _Decoded(candidate, size, digest, probe.width, probe.height,
-                    probe.mode, probe.bit_depth, thumb, phash)
+                    probe.mode, probe.bit_depth, thumb, phash, st.st_mtime_ns)
 
 
 def _decode_chunk(chunk: list[_Candidate]) -> list[_Decoded | SkippedFile]:
@@ -416,6 +418,7 @@ def _commit_batch(
                     folder=str(path.parent),
                     content_hash=item.content_hash,
                     byte_size=item.byte_size,
+                    file_mtime_ns=item.mtime_ns,
                     width=item.width,
                     height=item.height,
                     mode=item.mode,

@@ -265,6 +265,11 @@ def compare_runs_for_gate(
         approved = signoff.is_approved(project, against)
     if against == candidate:
         raise GateError("The candidate and the run to compare against are the same run.")
+    from densestudio.ml.evaluate import check_run_checkpoint
+
+    for run_id in (candidate, against):  # never a model file copied in from elsewhere
+        if run_id is not None:
+            check_run_checkpoint(project, run_id)
     rows, warnings = gate_images(project)
     if not rows:
         raise GateError("Nothing to gate on: the test split is empty and no image is marked "

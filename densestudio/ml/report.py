@@ -763,13 +763,14 @@ def write_report(
     cancel: CancelToken | None = None,
 ) -> ReportWritten:
     """Write the report to ``out`` atomically (a crash never leaves half a file)."""
-    builder = _Builder(project, run_id, options, on_event, cancel or CancelToken())
-    html = builder.html()
     out = Path(out)
     if out.is_dir():  # a folder: the report goes inside it, as export does with models
         out = out / f"{project.name}-run{run_id}-report.html"
     if out.suffix.lower() not in (".html", ".htm"):
         out = out.with_suffix(out.suffix + ".html") if out.suffix else out.with_suffix(".html")
+    project.refuse_overwriting(out)  # before the work, not after it
+    builder = _Builder(project, run_id, options, on_event, cancel or CancelToken())
+    html = builder.html()
     with atomic_output(out, "w", encoding="utf-8") as f:
         f.write(html)
     return ReportWritten(out, run_id, builder.subset, tuple(k for k, _ in SECTIONS),

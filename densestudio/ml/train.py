@@ -15,6 +15,7 @@ it repeats the interrupted epoch exactly (batch order and augmentation are seede
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 
 from densestudio.core import runs
 from densestudio.core.errors import CancelledError, DenseStudioError
+from densestudio.core.file_changes import check_files, marked_for_review
 from densestudio.core.preprocess import Preprocessing
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.store import Project
@@ -35,10 +37,12 @@ from densestudio.ml import distributed, zoo
 from densestudio.ml.budget import CALIBRATION_STEPS, EpochPlanner
 from densestudio.ml.checkpoint import (
     CHECKPOINT_FORMAT,
+    check_owner,
     cpu_state,
     load_checkpoint,
     model_from_meta,
     model_meta,
+    owner_meta,
 )
 from densestudio.ml.config import TrainConfig
 from densestudio.ml.events import (
@@ -46,6 +50,7 @@ from densestudio.ml.events import (
     CheckpointSaved,
     EpochEnded,
     EpochsPlanned,
+    ImagesChanged,
     ImagesSkipped,
     PreparingData,
     RunCancelled,
@@ -67,6 +72,7 @@ from densestudio.ml.steps import (
     TrainingError,
     input_mode,
     make_step_parts,
+    non_finite_loss,
     optimization_step,
     place_model,
     steps_per_epoch,
@@ -142,6 +148,10 @@ def fit(
         weights_file = _weights_file(cfg, allow_download, opener, on_event)
         if weights_file is not None:  # a damaged or unfitting file fails before a run exists
             zoo.build_model(cfg.arch, 2, weights_file=weights_file)
+        check_files(project)  # before the snapshot: changed files stay out of it
+        review = marked_for_review(project)
+        if review:
+            on_event(ImagesChanged(len(review), tuple(review[:5])))
         names, rows = runs.current_label_rows(project)
         run_id = runs.create_run(
             project, name=cfg.name or f"{cfg.arch} {cfg.img_size}px",
@@ -441,7 +451,11 @@ def _train(
         ckpt = load_checkpoint(info.checkpoint_last)
     ckpt = world.broadcast(ckpt)  # every process resumes from rank 0's last.pt
     weights_file = None if ckpt else _weights_file(cfg, allow_download, opener, on_event)
+    if ckpt is not None:  # last.pt must be this run's before training goes on from it
+        check_owner(ckpt["meta"], str(info.checkpoint_last), run_id, project.project_id,
+                    info.class_names, "", project.location)
     parts, meta, state = _build(cfg, data, device, ckpt, weights_file)
+    meta.update(owner_meta(run_id, project.project_id, data.snap.fingerprint))
     world.wrap(parts)
     if ckpt is not None and world.is_main:
         runs.delete_epoch_metrics_after(project, run_id, state.epoch)
@@ -497,6 +511,9 @@ def _train(
         t0 = time.perf_counter()
         train_loss, seen, train_s = train_one_epoch(parts, data, epoch, cancel, on_step)
         val = world.on_main(lambda: validate(parts, data, cancel))
+        if not (math.isfinite(val.loss) and math.isfinite(train_loss)):  # nothing saved
+            raise non_finite_loss(val.loss if math.isfinite(train_loss) else train_loss,
+                                  f"at epoch {epoch + 1}")
         score = monitor_score(cfg, val, data.snap.class_names)
         improved = state.best_score is None or score > state.best_score + 1e-9
         state.epoch = epoch + 1
