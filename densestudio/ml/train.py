@@ -32,6 +32,7 @@ from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.store import Project
 from densestudio.ml import data as D
 from densestudio.ml import distributed, zoo
+from densestudio.ml import operating_point as op
 from densestudio.ml.budget import CALIBRATION_STEPS, EpochPlanner
 from densestudio.ml.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -134,6 +135,8 @@ def fit(
     else:
         if config is None:
             raise TrainingError("No training configuration given.")
+        if config.good_class is None:  # the project's good class decides OK/NG at the end
+            config = config.with_(good_class=op.project_good_class(project).name)
         cfg = config.validate()
         problems = check_trainable(project)
         if problems:
@@ -566,6 +569,8 @@ def _finish(
     }
     for rep in reports.values():
         metrics.update(evaluate.summary_metrics(rep))
+    if cfg.good_class:  # every run with a good class ends with an OK/NG decision
+        op.choose_for_run(project, run_id, cfg.good_class, cfg.max_miss_rate)
     runs.update_run(project, run_id, status="finished", metrics=metrics, finished=True)
     on_event(RunFinished(run_id, state.best_epoch, metrics, stopped_early))
     return run_id
