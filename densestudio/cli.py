@@ -773,13 +773,14 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
             print(f"Run {run_id}: operating point removed.")
             return EXIT_OK
         stored = op.load_operating_point(project, run_id)
-        good = args.good or (stored.good_class if stored else op.guess_good_class(names))
+        good = args.good or (stored.good_class if stored
+                             else op.project_good_class(project).name)
         if good is None:
             raise DenseStudioError(
                 f"Which class is the good one? No class name says so; pass --good CLASS "
                 f"({', '.join(names)}).")
         if not args.good and not stored:
-            print(f"Good class: '{good}' (from its name; --good CLASS picks another).")
+            print(f"Good class: '{good}' (the project's; --good CLASS picks another).")
         if good not in names:
             raise DenseStudioError(f"'{good}' is not a class of run {run_id} "
                                    f"({', '.join(names)}).")
