@@ -442,8 +442,15 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
     device = resolve_device(args.device)
     wants_weights = bool(args.pretrained or args.weights)
     budget = 60.0 * args.minutes if args.minutes else None
+    speed = None
+    if args.img_size is None and (budget or args.epochs is None):
+        # the budget buys the input size this computer's measured speed allows
+        from densestudio.ml.budget import calibrated_train_speed
+
+        print("Measuring this computer's training speed (a few seconds)…", flush=True)
+        speed = calibrated_train_speed
     rec = recommend(data_profile(project), device.type, weights_available=wants_weights,
-                    **({"budget_s": budget} if budget else {}))
+                    speed=speed, **({"budget_s": budget} if budget else {}))
     print("Settings chosen for this data:")
     for reason in rec.reasons:
         print(f"  - {reason}")

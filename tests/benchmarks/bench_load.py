@@ -31,7 +31,7 @@ def worker(args: argparse.Namespace) -> None:
     """One measurement; prints a JSON line. Imports torch only here (the policy is set)."""
     if args.policy == "default":
         os.environ.pop("OMP_WAIT_POLICY", None)
-        import torch  # noqa: F401 - loads OpenMP before densestudio could set the policy
+        import torch
     sys.path.insert(0, str(ROOT))
     import torch
 
