@@ -180,6 +180,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         ratios = "/".join(f"{r * 100:g}" for r in settings.ratios)
         locked = " (test set locked)" if settings.test_locked else ""
         print(f"  split {ratios}, seed {settings.seed}{locked}")
+        from densestudio.ml.operating_point import project_good_class
+
+        print(f"  good class: {printable(project_good_class(project).describe())}")
         header = f"  {'key':>3}  {'class':<24} {'total':>7} " + " ".join(
             f"{s:>7}" for s in SPLITS
         )

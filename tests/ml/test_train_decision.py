@@ -53,8 +53,11 @@ def test_good_class_is_project_data(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "'ok' (from its name)" in capsys.readouterr().out
     assert main(["good-class", str(path), "scratch"]) == 0
     assert "Good class: 'scratch'." in capsys.readouterr().out
+    assert main(["info", str(path)]) == 0
+    assert "good class: 'scratch'" in capsys.readouterr().out
     assert main(["good-class", str(path), "--clear"]) == 0
     assert "cleared" in capsys.readouterr().out
+    assert main(["good-class", str(path), "ok", "--clear"]) == 2
     with Project.open(path) as project:
         assert op.project_good_class(project).name is None
 
