@@ -30,6 +30,7 @@ from densestudio.ml.events import EvaluationProgress
 from densestudio.ml.metrics import confusion_matrix, scores
 from densestudio.ml.runtime import amp_dtype, predict_probs, resolve_device
 from densestudio.ml.snapshot import Snapshot, load_snapshot
+from densestudio.runtime.operating_point import OperatingPoint
 
 
 class EvaluationError(DenseStudioError):
@@ -126,7 +127,8 @@ class EvalReport:
             if defects:
                 ci = self.called_good_interval(good_class)
                 upper = clopper_pearson(missed, defects, sided="upper").high
-                parts.append(f"defects called {good_class}: {missed} of {defects} "
+                # the most likely class, not the OK/NG operating point (its lines lead)
+                parts.append(f"defects predicted {good_class} (argmax): {missed} of {defects} "
                              f"({missed / defects * 100:.1f} %; 95 % CI {ci.range_text()} %, "
                              f"at most {upper * 100:.1f} % one-sided)")
         lines = ["   ".join(parts)]
@@ -143,9 +145,14 @@ class EvalReport:
             )
         return lines
 
-    def format(self, top: int = 10, good_class: str | None = None) -> str:
-        """A plain-text report (used by the CLI)."""
+    def format(self, top: int = 10, good_class: str | None = None,
+               point: OperatingPoint | None = None) -> str:
+        """A plain-text report (used by the CLI). With the run's OK/NG ``point`` these are
+        the argmax figures that follow its decisions."""
         lines = [f"Run {self.run_id}, {self.subset} set: {self.n} images"]
+        if point is not None:  # its OK/NG lines (operating_point.decision_lines) go first
+            lines.append("  By the most likely class (argmax):")
+            good_class = point.good_class
         lines += [f"  {line}" for line in self.headline(good_class)]
         lines += [
             "",

@@ -196,24 +196,38 @@ class _Builder:
             ("Trained", f"{_when(info.created_at)} to {_when(info.finished_at)} on "
                         f"{escape(info.device or '?')}"),
             ("Status", self._approval_text()),
+            *self._decision_rows(),  # OK/NG decisions lead; argmax figures follow
             (f"Accuracy ({self.subset})", f"<b>{acc.percent()}</b> ({acc.k} of {acc.n})"),
             (f"Balanced accuracy ({self.subset})", f"<b>{bal.percent()}</b>"),
         ]
         if worst is not None:
             ci = rep.recall_interval(self.names.index(worst.name))
             rows.append(("Worst class", f"{escape(worst.name)}: recall {ci.percent()}"))
-        if self.point is not None:
-            p_good, is_good = self._ok_ng(self.subset)
-            if len(p_good):
-                r = op.rates_with_intervals(p_good, is_good, self.point)
-                rows.append(("OK/NG", f"miss rate {r.miss.percent()}, at most "
-                                      f"<b>{percent(r.miss_upper)}</b> (95 %, one-sided)"))
         if self.gate is not None:
             cls = "pass" if self.gate.passed else "fail"
             rows.append(("Release gate", f'<span class="{cls}">{escape(self.gate.verdict)}'
                                          "</span>"))
         rows.append(("Records", self._verification_text()))
         return _kv(rows)
+
+    def _decision_rows(self) -> list[tuple[str, str]]:
+        """Defects passed as good, good parts rejected, sent to a person: what the run's
+        OK/NG point decides on this subset; Train's note when validation could not show its
+        target."""
+        rows: list[tuple[str, str]] = []
+        if self.point is not None:
+            p_good, is_good = self._ok_ng(self.subset)
+            if len(p_good):
+                c = op.decision_counts(p_good, is_good, self.point, self.subset)
+                passed, rejected, unsure = (escape(line.split(": ", 1)[1])
+                                            for line in c.lines())
+                rows += [(f"Defects passed as good ({self.subset})", f"<b>{passed}</b>"),
+                         ("Good parts rejected", rejected), ("Sent to a person", unsure)]
+        record = op.picked_record(self.project, self.run_id)
+        if record is not None and not record.get("shown"):
+            rows.append(("OK/NG target", f'<span class="warn">'
+                                         f"{escape(str(record.get('message')))}</span>"))
+        return rows
 
     def _approval_text(self) -> str:
         if not self.approvals:

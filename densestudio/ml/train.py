@@ -34,6 +34,7 @@ from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.store import Project
 from densestudio.ml import data as D
 from densestudio.ml import distributed, zoo
+from densestudio.ml import operating_point as op
 from densestudio.ml.budget import CALIBRATION_STEPS, EpochPlanner
 from densestudio.ml.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -77,6 +78,7 @@ from densestudio.ml.steps import (
     place_model,
     steps_per_epoch,
 )
+from densestudio.ml.threads import CpuShare
 
 __all__ = ["TrainingError", "check_trainable", "fit"]
 
@@ -140,6 +142,8 @@ def fit(
     else:
         if config is None:
             raise TrainingError("No training configuration given.")
+        if config.good_class is None:  # the project's good class decides OK/NG at the end
+            config = config.with_(good_class=op.project_good_class(project).name)
         cfg = config.validate()
         problems = check_trainable(project)
         if problems:
@@ -445,6 +449,22 @@ def _train(
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     world = distributed.current()
+    # the CPU threads follow the cores other programs leave free (at most as many as now)
+    share = CpuShare() if device.type == "cpu" and world.size == 1 else None
+    try:
+        return _train_on(project, run_id, cfg, snap, on_event, cancel, started,
+                         allow_download, opener, info, device, world, share)
+    finally:
+        if share is not None:
+            torch.set_num_threads(share.cap)
+
+
+def _train_on(
+    project: Project, run_id: int, cfg: TrainConfig, snap: Snapshot, on_event: EventCallback,
+    cancel: CancelToken, started: float, allow_download: bool,
+    opener: Callable[..., Any] | None, info: runs.RunInfo, device: torch.device,
+    world: distributed.World, share: CpuShare | None,
+) -> int:
     data = _prepare_data(project, run_id, cfg, snap, on_event, cancel)
     ckpt = None
     if world.is_main and info.checkpoint_last and Path(info.checkpoint_last).is_file():
@@ -508,6 +528,8 @@ def _train(
             on_event(BatchProgress(run_id, epoch + 1, step, spe, loss,
                                    cfg.batch_size * step / max(seconds, 1e-9), eta))
 
+        if share is not None:  # measured over data preparation, then over each epoch
+            share.apply()
         t0 = time.perf_counter()
         train_loss, seen, train_s = train_one_epoch(parts, data, epoch, cancel, on_step)
         val = world.on_main(lambda: validate(parts, data, cancel))
@@ -583,6 +605,8 @@ def _finish(
     }
     for rep in reports.values():
         metrics.update(evaluate.summary_metrics(rep))
+    if cfg.good_class:  # every run with a good class ends with an OK/NG decision
+        op.choose_for_run(project, run_id, cfg.good_class, cfg.max_miss_rate)
     runs.update_run(project, run_id, status="finished", metrics=metrics, finished=True)
     on_event(RunFinished(run_id, state.best_epoch, metrics, stopped_early))
     return run_id

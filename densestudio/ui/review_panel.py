@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -45,7 +46,7 @@ from densestudio.core import runs as core_runs
 from densestudio.core.constants import SOURCE_PREDICTION
 from densestudio.core.formatting import html_text
 from densestudio.core.formatting import percent as pct
-from densestudio.core.stats import clopper_pearson, upper_bound_one_sided
+from densestudio.core.stats import clopper_pearson
 from densestudio.core.store import ImageFilter
 from densestudio.ml import summary
 from densestudio.ml.events import PreparingData
@@ -592,17 +593,19 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     def _header_html(self, rep: EvalReport, name: str) -> str:
         """Balanced accuracy and the worst class first (accuracy hides a class that is never
-        found); a warning for classes too small to judge; the defects an OK/NG threshold
-        would pass."""
+        found); a warning for classes too small to judge. With an OK/NG point, its
+        decisions lead."""
         assert self.run is not None  # ``rep`` is one of its reports
         s = summary.summarize({}, rep, self.subset)  # the figures of what is shown
         loss = f" · loss {rep.loss:.3f}" if rep.loss is not None else ""
         cfg = self.run.config
         nb = "&nbsp;"
         bal = rep.balanced_accuracy_interval()
+        decided = self._decision_html()  # OK/NG first; argmax figures follow
         lines = [
             f"<b>{html_text(run_title(self.run))}</b> <small>({cfg.get('arch', '?')},{nb}"
             f"{cfg.get('img_size', '?')}{nb}px)</small>" + self._approval_badge(),
+            *([decided, "<small>By the most likely class:</small>"] if decided else []),
             f"<span style='font-size:large'><b>{pct(s.balanced_accuracy)}</b> balanced "
             f"accuracy</span> <small>({ci_range(bal).replace(' ', nb)})</small>",
         ]
@@ -620,32 +623,38 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if few:
             lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(_too_few(few, rep, name))}"
                          "</span>")
-        passed = self._defects_called_good()
-        if passed:
-            lines.append(passed)
         return "<br>".join(lines)
 
-    def _defects_called_good(self) -> str:
-        """"Defects called good" at the run's saved OK/NG threshold (empty without one)."""
+    def _decision_html(self) -> str:
+        """What the run's saved OK/NG point decides on the shown subset, over all of it:
+        defects passed as good, good parts rejected, sent to a person (empty without a
+        point), and Train's note when validation could not show its target."""
         from densestudio.ml import operating_point as op
 
         assert self.run is not None and self.project is not None  # a report is shown
         point = op.load_operating_point(self.project, self.run.id)
+        record = op.picked_record(self.project, self.run.id)
+        note = (f"<span style='color:{WARN_COLOR}'>⚠ {html_text(str(record['message']))}"
+                "</span>" if record and not record.get("shown") else "")
         if point is None or point.good_class not in self.run.class_names:
-            return ""
+            return note
         good = list(self.run.class_names).index(point.good_class)
-        defects = [p for p in self.preds.values()
-                   if p.true_index is not None and p.true_index != good and good < len(p.probs)]
-        if not defects:
-            return ""
-        called = sum(point.decide(float(p.probs[good])) == "OK" for p in defects)
-        ci = clopper_pearson(called, len(defects))
-        upper = upper_bound_one_sided(called, len(defects))
-        color = "#c62828" if called else "#1b7f3b"
-        return (f"<span style='color:{color}'>Defects called good ('{html_text(point.good_class)}' "
-                f"at the saved threshold {point.threshold:.2f}): <b>{called} of "
-                f"{len(defects)}</b> ({pct_ci(ci)}; at most {upper * 100:.1f} % with 95 % "
-                "confidence)</span>")
+        labeled = [p for p in self.preds.values()
+                   if p.true_index is not None and good < len(p.probs)]
+        if not labeled:
+            return note
+        c = op.decision_counts(np.array([float(p.probs[good]) for p in labeled]),
+                               np.array([p.true_index == good for p in labeled]), point)
+        color = "#c62828" if c.passed else "#1b7f3b"
+        rejected = clopper_pearson(c.rejected, c.good)
+        return (
+            f"<span style='font-size:large;color:{color}'>Defects passed as good: "
+            f"<b>{c.passed} of {c.defects}</b></span> ({pct(c.passed / max(c.defects, 1))}, "
+            f"at most {c.passed_upper * 100:.1f} % at 95 %) <small>· OK when "
+            f"P({html_text(point.good_class)}) ≥ {point.threshold:.3g}</small><br>"
+            f"good parts rejected <b>{c.rejected} of {c.good}</b> ({pct_ci(rejected)}) · "
+            f"sent to a person <b>{c.unsure} of {c.n}</b> ({pct(c.unsure / max(c.n, 1))})"
+            + (f"<br>{note}" if note else ""))
 
     def _clear(self, text: str) -> None:
         self.run, self.report, self.other = None, None, None
