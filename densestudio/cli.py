@@ -784,7 +784,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"Unknown-input check: UNSURE when ood_score > {ood:.4f} (unlike the training "
               f"images); {sum(r.unfamiliar for r in results)} of {len(results)} flagged",
               file=sys.stderr)
-    decided = point is not None or ood is not None
+    frames = model.spec.frame_checks is not None  # files with frame checks
+    if frames:
+        bad = [r.reason for r in results if r.reason and r.reason != "unlike the training images"]
+        print(f"Frame checks (too dark, overexposed, out of focus, flat, ...): {len(bad)} of "
+              f"{len(results)} frames unfit to judge", file=sys.stderr)
+    checked = ood is not None or frames
+    decided = point is not None or checked
     if args.csv:
         from densestudio.core.csv_cells import csv_output, csv_text
 
@@ -792,21 +798,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
             w = csv.writer(f)
             w.writerow(["path", "class", "confidence", *[csv_text(f"p_{n}") for n in names],
                         "error", *(["decision"] if decided else []),
-                        *(["ood_score", "unfamiliar"] if ood is not None else [])])
+                        *(["ood_score"] if ood is not None else []),
+                        *(["unfamiliar", "reason"] if checked else [])])
             for r in results:
                 w.writerow([csv_text(r.path or ""), csv_text(r.class_name or ""),
                             f"{r.confidence:.6f}", *[f"{v:.6f}" for v in r.probs],
                             csv_text(r.error or ""),
                             *([r.decision or ""] if decided else []),
-                            *([f"{r.ood_score:.6f}" if r.ood_score is not None else "",
-                               int(r.unfamiliar)] if ood is not None else [])])
+                            *([f"{r.ood_score:.6f}" if r.ood_score is not None else ""]
+                              if ood is not None else []),
+                            *([int(r.unfamiliar), r.reason or ""] if checked else [])])
         print(f"Wrote {len(results)} rows to {args.csv}")
     else:
         for r in results:
             if r.error:
                 print(f"{r.path}\tERROR\t{r.error}")
             elif decided:  # "-": no operating point and nothing unusual
-                print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}\t{r.decision or '-'}")
+                why = f"\t{r.reason}" if r.reason else ""
+                print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}\t{r.decision or '-'}{why}")
             else:
                 print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}")
     return EXIT_PARTIAL if any(r.error for r in results) else EXIT_OK

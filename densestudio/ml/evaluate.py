@@ -430,4 +430,8 @@ def predict_images(
     ]  # fmt: skip
     if store:
         runs.save_predictions(project, run_id, "unlabeled", preds)
+        from densestudio.ml.frame_ranges import check_frames
+
+        check_frames(project, run_id, [(items[i].image_id, items[i].path) for i in keep], meta,
+                     cancel)
     return preds

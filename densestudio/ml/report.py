@@ -593,11 +593,13 @@ class _Builder:
         out = [_kv(rows)]
         parity = dict(last.get("parity") or {})
         path = Path(str(last.get("path", "")))
+        file_meta: dict[str, Any] = {}
         if path.is_file():
             try:
                 from densestudio.ml.export import read_metadata
 
-                parity = {**(read_metadata(path).get("parity") or {}), **parity}
+                file_meta = read_metadata(path)
+                parity = {**(file_meta.get("parity") or {}), **parity}
             except Exception:  # another file now, or a format we cannot read
                 pass
         if parity:
@@ -606,7 +608,32 @@ class _Builder:
                             for k, v in parity.items()]))
         else:
             out.append("<p>The export recorded no parity figures.</p>")
+        out.append(self._frame_checks(file_meta.get("frame_checks")))
         return "\n".join(out)
+
+    def _frame_checks(self, entry: object) -> str:
+        """The frame-check ranges the exported file carries (or the run's own)."""
+        from densestudio.ml.frame_ranges import EXTRA_RANGES
+        from densestudio.runtime.frame_checks import NAMES, describe
+
+        entry = entry or self.info.extra.get(EXTRA_RANGES)
+        head = "<h3>Frame checks</h3>"
+        if not isinstance(entry, dict):
+            return head + ("<p>The exported file has no frame checks (made before they "
+                           "existed): black, blown-out or blurred frames are judged.</p>")
+        by_class = entry.get("by_class") or {}
+        lines = [f"<p>A frame outside the ranges of every class is UNSURE with the reason "
+                 f"(too dark, overexposed, out of focus, flat, unlike the training images), "
+                 f"whatever the model says. Measured on {int(entry.get('n', 0)):,} training "
+                 f"images; over all of them:</p>",
+                 "<ul>" + "".join(f"<li>{escape(t)}</li>" for t in describe(entry)) + "</ul>"]
+        if by_class:
+            stats = list(NAMES)
+            rows = [[escape(str(name))] + [
+                "{:.4g} .. {:.4g}".format(*box[k]) if k in box else "" for k in stats]
+                for name, box in by_class.items()]
+            lines.append(_table(["class", *(escape(NAMES[k]) for k in stats)], rows))
+        return head + "".join(lines)
 
     def records(self) -> str:
         out = ["<h3>Approvals of this run</h3>"]

@@ -73,6 +73,15 @@ def describe_ood(metadata: dict) -> str:
             f"{float(cal.get('flagged', 0)) * 100:.1f} % of {cal.get('n')} validation images")
 
 
+def describe_frames(metadata: dict) -> str:
+    entry = metadata.get("frame_checks")
+    if not isinstance(entry, dict):
+        return "—"
+    return (f"frames too dark, overexposed, out of focus, flat or unlike all "
+            f"{int(entry.get('n', 0)):,} training images (brightness, contrast, clipping, "
+            f"sharpness; ranges per class) are UNSURE, whatever the model says")
+
+
 def output_text(views: int) -> str:
     """What the file outputs, in words (no "TTA")."""
     text = "one probability per class (they add up to 1)"
@@ -128,6 +137,7 @@ def describe(result: ExportResult) -> str:
                               f"{m.get('torch_version')}"))
     if m.get("onnx"):
         rows.append(("Unknown inputs", describe_ood(m)))
+    rows.append(("Frame checks", describe_frames(m)))
     rows.append(("Parity", describe_parity(m) or "—"))
     body = "".join(f"<tr><td style='padding-right:10px'><b>{k}</b></td><td>{v}</td></tr>"
                    for k, v in rows)
@@ -322,7 +332,8 @@ class ExportDialog(QDialog):
         self.check_table.setRowCount(len(rows))
         for i, r in enumerate(rows):
             mark = "" if r.agrees is None else ("✓ " if r.agrees else "✗ ")
-            unsure = " (UNSURE: unlike the training images)" if r.unfamiliar else ""
+            unsure = f" (UNSURE: {r.reason or 'unlike the training images'})" if r.unfamiliar \
+                else ""
             values = (Path(r.path).name, r.expected or "—",
                       r.error or f"{mark}{r.predicted}{unsure}", f"{r.confidence * 100:.1f} %",
                       r.decision or "")

@@ -50,6 +50,8 @@ from densestudio.core.stats import clopper_pearson
 from densestudio.core.store import ImageFilter
 from densestudio.ml import summary
 from densestudio.ml.events import PreparingData
+from densestudio.ml.frame_ranges import frame_reasons
+from densestudio.runtime.frame_checks import PRIORITY
 from densestudio.ui.confusion import ConfusionMatrixView
 from densestudio.ui.gallery_model import TileOverlay
 from densestudio.ui.gallery_view import GalleryView, selected_ids
@@ -85,6 +87,13 @@ VIEWS = (
     ("a_only", "Only this run right"),
     ("b_only", "Only the other right"),
 )
+
+
+# The frame-check filter: (text, data); data "" = every image, "*" = failed any check,
+# "-" = passed, else one reason.
+REASON_FILTERS = (("All frames", ""), ("Unfit frames (any reason)", "*"),
+                  *((f"UNSURE: {r}", r) for r in PRIORITY),
+                  ("Frames fit to judge", "-"))
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.report: EvalReport | None = None
         self.preds: dict[int, core_runs.PredictionInfo] = {}
         self.unlabeled_preds: dict[int, core_runs.PredictionInfo] = {}
+        self.frame_reasons: dict[int, str] = {}  # unlabeled images failing frame checks
         self.other: core_runs.RunInfo | None = None
         self.other_preds: dict[int, core_runs.PredictionInfo] = {}
         self.class_ids: list[int | None] = []  # run class index -> current class id
@@ -306,6 +316,15 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.view_buttons[key] = b
             (self.compare_views if key in ("a_only", "b_only") else views).addWidget(b)
         views.addStretch(1)
+        self.reason_combo = QComboBox(self)  # frame checks: show the unfit frames, or hide them
+        for text, data in REASON_FILTERS:
+            self.reason_combo.addItem(text, data)
+        self.reason_combo.setToolTip(
+            "Frame checks (Predict unlabeled): frames too dark, overexposed, out of focus, flat "
+            "or unlike the training images are UNSURE whatever the model says; show only "
+            "them, one reason, or only the frames fit to judge")
+        self.reason_combo.currentIndexChanged.connect(self._on_reason_filter)
+        views.addWidget(self.reason_combo)
         self.heat_button = QToolButton(self)
         self.heat_button.setText("Heatmaps")
         self.heat_button.setCheckable(True)
@@ -427,6 +446,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.run = None
         self.other = None
         self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
+        self.frame_reasons = {}
         if controller is not None:
             controller.labelsChanged.connect(self._on_labels_changed)
             controller.classesChanged.connect(self._on_classes_changed)
@@ -546,6 +566,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             p.image_id: p
             for p in core_runs.predictions(self.project, self.run.id, "unlabeled")
         }
+        self.frame_reasons = frame_reasons(self.project, self.run.id)
         self.report = (build_report(self.run.id, self.subset, self.run.class_names, preds)
                        if preds else None)
         if self.other is not None:
@@ -659,6 +680,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def _clear(self, text: str) -> None:
         self.run, self.report, self.other = None, None, None
         self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
+        self.frame_reasons = {}
         self.summary.setText(text)
         self.evaluate_button.hide()
         self.matrix.set_matrix([], [])
@@ -731,10 +753,30 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                          f"and {run_title(b)} gets wrong")
         else:
             raise ValueError(kind)
+        ids, title = self._filter_by_reason(ids, title)
         self._show_ids(ids, Shown(kind, title))
         self.warning.setText("<br>".join(f"⚠ {html_text(w)}" for w in warnings))
         self.warning.setVisible(bool(warnings))
         return ids
+
+    def _filter_by_reason(self, ids: list[int], title: str) -> tuple[list[int], str]:
+        """``ids`` kept by the frame-check filter, and the title saying so."""
+        want = self.reason_combo.currentData()
+        if not want:
+            return ids, title
+        reasons = self.frame_reasons
+        if want == "*":
+            kept = [i for i in ids if i in reasons]
+        elif want == "-":
+            kept = [i for i in ids if i not in reasons]
+        else:
+            kept = [i for i in ids if reasons.get(i) == want]
+        return kept, (f"{title} · <b>{len(kept)}</b> of them shown "
+                      f"({html_text(self.reason_combo.currentText())})")
+
+    def _on_reason_filter(self, _index: int) -> None:
+        if self.shown is not None and self.shown.kind in dict(VIEWS):
+            self.show_view(self.shown.kind)
 
     def _uncheck_views(self) -> None:
         self.view_group.setExclusive(False)
@@ -784,8 +826,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 if relabeled and now is not None:  # judge against the label it has now
                     correct = pred_id == now
             decision = decide(p.probs) if decide is not None else ""
+            reason = self.frame_reasons.get(image_id, "") if p.true_index is None else ""
             out[image_id] = TileOverlay(pred_id, p.confidence, correct,
-                                        f"{p.confidence * 100:.0f}%", relabeled, decision)
+                                        f"{p.confidence * 100:.0f}%", relabeled,
+                                        "UNSURE" if reason else decision, reason)
         return out
 
     def _ok_ng_decider(self) -> Callable[[np.ndarray], str] | None:
@@ -937,8 +981,11 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         return self._accept(self._acceptable(self.selected_ids()))
 
     def _above(self, threshold: float) -> list[int]:
+        """Shown unlabeled predictions at or above ``threshold`` (never a frame that failed
+        its frame checks: a black frame's confident class is no label)."""
         return [i for i in self.model.ids
-                if i in self.unlabeled_preds and self.unlabeled_preds[i].confidence >= threshold]
+                if i in self.unlabeled_preds and self.unlabeled_preds[i].confidence >= threshold
+                and i not in self.frame_reasons]
 
     def accept_above(self, threshold: float) -> int:
         ids = self._above(threshold)
@@ -1047,6 +1094,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if self.run is None or self.run.id != run_id:
             return
         self.unlabeled_preds.update({p.image_id: p for p in preds})
+        if self.project is not None:
+            self.frame_reasons = frame_reasons(self.project, run_id)
         self.show_view("unlabeled")
         warnings = prediction_warnings(list(preds), self.run.class_names)
         if warnings:

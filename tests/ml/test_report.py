@@ -194,6 +194,9 @@ def test_export_uses_the_approved_run_and_the_report_shows_it(
                                                              "agreement": "100 %"})
     html = write_report(project, tmp / "r2.html", second,).path.read_text()
     assert "cand.pt" in html and "max_abs_diff" in html and "Parity of the exported model" in html
+    # the frame-check ranges the file carries: over all training images and per class
+    assert "<h3>Frame checks</h3>" in html and "median brightness: " in html
+    assert "<th>sharpness (Laplacian / contrast)</th>" in html
     assert main(["report", str(project.path), str(tmp / "cli.html"), "--run", str(second),
                  "--no-heatmaps"]) == 0
     assert "Wrote the validation report" in capsys.readouterr().out
