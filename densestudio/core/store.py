@@ -928,6 +928,7 @@ def _apply_states(
                     label_seq=seq,
                 )
             )
+    splits.release_from_test(s, [i for i, state in states if state.source == SOURCE_PREDICTION])
     splits.assign_missing_splits(s, [image_id for image_id, _ in states])
     return tuple((i, rows[i].version + 1) for i, _ in states)
 
