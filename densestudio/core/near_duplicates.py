@@ -31,11 +31,11 @@ from PIL import Image as PILImage
 from PIL import ImageFilter
 from sqlalchemy import select, update
 
+from densestudio.core import splits
 from densestudio.core.constants import SPLITS
 from densestudio.core.errors import ProjectError
 from densestudio.core.imaging import thumbnail_hash
 from densestudio.core.models import Image
-from densestudio.core import splits
 from densestudio.core.splits import read_settings, set_split
 from densestudio.core.thumbnails import ThumbnailCache
 
@@ -226,7 +226,8 @@ def keep_groups_together(project: Project) -> KeptTogether:
         locked = read_settings(s).test_locked
         before: dict[int, str] = {}
         for group in splits.group_leaks(s).spanning:
-            members = dict(iter(s.execute(select(Image.id, Image.split).where(
+            members: dict[int, str] = dict(iter(s.execute(  # type: ignore[arg-type]  # NOT NULL
+                select(Image.id, Image.split).where(
                 Image.id.in_(group), Image.split.is_not(None)))))
             if not (locked and "test" in members.values()):
                 before.update(members)

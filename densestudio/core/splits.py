@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from densestudio.core import changes, db
@@ -160,6 +160,15 @@ class GroupLeaks:
         return " ".join(parts)
 
 
+def leak_warning(leaks: GroupLeaks, model_in_test: int) -> str:
+    """What makes the test figures flatter the model, in one paragraph ("" when clean)."""
+    text = leaks.warning()
+    if model_in_test:
+        text += (f" {model_in_test:,} test label{'s' if model_in_test != 1 else ''} came from "
+                 "a model (accepted predictions), not a person.")
+    return text.strip()
+
+
 def group_leaks(s: Session) -> GroupLeaks:
     """Which stored groups span splits or disagree on labels (cheap: only their members)."""
     groups = read_groups(s)
@@ -179,6 +188,12 @@ def group_leaks(s: Session) -> GroupLeaks:
         if len(labels) > 1:
             conflicts.append(tuple(group))
     return GroupLeaks(tuple(spanning), touching, tuple(conflicts))
+
+
+def model_labels_in_test(s: Session) -> int:
+    """Test images whose label a model made (from before this rule, or a locked test set)."""
+    return int(s.scalar(select(func.count()).select_from(Image).where(
+        Image.split == "test", Image.label_source == SOURCE_PREDICTION)) or 0)
 
 
 def assign_missing_splits(s: Session, image_ids: Sequence[int] | None = None) -> int:
@@ -247,7 +262,7 @@ def _group_splits(s: Session, wanted: set[int], groups: list[list[int]]) -> dict
     for start in range(0, len(ids), 5000):
         for image_id, split in s.execute(select(Image.id, Image.split).where(
                 Image.id.in_(ids[start:start + 5000]), Image.split.is_not(None))):
-            votes[member_group[image_id]][split] += 1
+            votes[member_group[image_id]][split] += 1  # type: ignore[index]  # NOT NULL by the query
     return {n: max(SPLITS, key=lambda sp: (v[sp], -SPLITS.index(sp)))
             for n, v in votes.items()}
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # splits is imported where it is used
 
     from typing_extensions import Unpack
 
-    from densestudio.core.splits import SplitSettings
+    from densestudio.core.splits import GroupLeaks, SplitSettings
 
     _AnySelect: TypeAlias = Select[Unpack[tuple[Any, ...]]]  # a SELECT of any columns
 
@@ -994,6 +994,15 @@ def split_settings(project: Project) -> SplitSettings:
 
     with project.session() as s:
         return splits.read_settings(s)
+
+
+def split_leaks(project: Project) -> tuple[GroupLeaks, int]:
+    """Groups spanning splits / with label conflicts, and how many test labels a model made:
+    what the Train tab, the Review header and the report warn about."""
+    from densestudio.core import splits
+
+    with project.session() as s:
+        return splits.group_leaks(s), splits.model_labels_in_test(s)
 
 
 def resplit(

@@ -41,7 +41,7 @@ from densestudio.core.formatting import percent
 from densestudio.core.imaging import ImageDecodeError, load_image
 from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.stats import Interval, images_needed_sentence, wilson
-from densestudio.core.store import Project, current_user, split_settings
+from densestudio.core.store import Project, current_user, split_leaks, split_settings
 from densestudio.ml import operating_point as op
 
 if TYPE_CHECKING:  # the gate is imported when the report asks for it
@@ -259,6 +259,7 @@ class _Builder:
             ("Test split", "locked" if settings.test_locked else
              '<span class="warn">not locked</span>'),
             ("Must-pass images", f"{len(signoff.golden_ids(self.project)):,}"),
+            *self._leak_rows(),
         ]))
         sources = history.import_sources(self.project)
         out.append("<h3>Import sources</h3>")
@@ -280,6 +281,22 @@ class _Builder:
             ("Changes since the run started", f"{since:,}"),
         ]))
         return "\n".join(out)
+
+    def _leak_rows(self) -> list[tuple[str, str]]:
+        """Near-identical images across splits, label conflicts, model-made test labels."""
+        leaks, model_in_test = split_leaks(self.project)
+        spread = (f'<span class="warn">{len(leaks.spanning):,} groups ({leaks.images:,} '
+                  f"images) span more than one split, {leaks.touching_test:,} touching the "
+                  "test set: the test figures may flatter the model</span>"
+                  if leaks.spanning else '<span class="pass">each group shares one split</span>')
+        conflicts = (f'<span class="warn">{len(leaks.conflicts):,} groups carry different '
+                     "labels</span>" if leaks.conflicts else "none")
+        made = (f'<span class="warn">{model_in_test:,} test labels came from a model '
+                "(accepted predictions)</span>" if model_in_test else "0 (every test label "
+                "was given by a person or a folder)")
+        return [("Near-identical / same-name images", spread),
+                ("Label conflicts in those groups", conflicts),
+                ("Test labels made by a model", made)]
 
     def training(self) -> str:
         info = self.info

@@ -623,7 +623,19 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         passed = self._defects_called_good()
         if passed:
             lines.append(passed)
+        leak = self._leak_warning()
+        if leak:
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(leak)}</span>")
         return "<br>".join(lines)
+
+    def _leak_warning(self) -> str:
+        """Near-identical images across splits, model-made test labels (as of now)."""
+        from densestudio.core.splits import leak_warning
+        from densestudio.core.store import split_leaks
+
+        assert self.project is not None  # a report is shown
+        leaks, model_in_test = split_leaks(self.project)
+        return leak_warning(leaks, model_in_test if self.subset == "test" else 0)
 
     def _defects_called_good(self) -> str:
         """"Defects called good" at the run's saved OK/NG threshold (empty without one)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -43,6 +44,8 @@ from densestudio.ui.jobs import TrainingSteps, train_job
 from densestudio.ui.plots import TrainingPlots
 from densestudio.ui.runs_panel import RunsPanel
 from densestudio.ui.workers import Worker
+
+WARN_COLOR = "#b26a00"
 
 if TYPE_CHECKING:
     from densestudio.core.store import Project
@@ -203,6 +206,10 @@ class TrainPanel(QWidget):
                                         "the device and the weights available")
         self.data_label = QLabel(self)
         self.data_label.setWordWrap(True)
+        self.leak_label = QLabel(self)  # near-duplicates across splits: figures that flatter
+        self.leak_label.setWordWrap(True)
+        self.leak_label.setStyleSheet(f"color: {WARN_COLOR};")
+        self.leak_label.hide()
         self.reasons_label = QLabel(self)
         self.reasons_label.setWordWrap(True)
         self.reasons_label.setTextFormat(Qt.TextFormat.RichText)
@@ -211,6 +218,7 @@ class TrainPanel(QWidget):
         form = QFormLayout(form_box)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow(self.data_label)
+        form.addRow(self.leak_label)
         form.addRow(self.reasons_label)
         form.addRow("Model", self.arch)
         form.addRow("", self.arch_hint)
@@ -338,6 +346,7 @@ class TrainPanel(QWidget):
     def set_controller(self, controller: ProjectController | None) -> None:
         if self.controller is not None:
             self.controller.countsChanged.disconnect(self._on_counts_changed)
+            self.controller.splitsChanged.disconnect(self.refresh_leaks)
         self.controller = controller
         self.plots.reset()  # before the runs list: it selects the newest run and plots it
         self.plotted_run = None
@@ -346,6 +355,8 @@ class TrainPanel(QWidget):
         self.edited = False
         if controller is not None:
             controller.countsChanged.connect(self._on_counts_changed)
+            controller.splitsChanged.connect(self.refresh_leaks)
+        self.refresh_leaks()
         if controller is not None:
             # Import the engine here, not in the worker: loading torchvision's C extensions
             # holds the GIL for ~0.2 s, which would freeze the GUI when training starts.
@@ -415,10 +426,24 @@ class TrainPanel(QWidget):
         self.reasons_label.setText(
             "<small>" + "<br>".join(f"• {r}" for r in rec.reasons) + "</small>" if n else "")
 
+    def showEvent(self, event: QShowEvent) -> None:
+        self.refresh_leaks()  # the Splits panel's check may have found groups since
+        super().showEvent(event)
+
+    def refresh_leaks(self) -> None:
+        """Warn while near-identical images span splits (the figures would flatter)."""
+        from densestudio.core.splits import leak_warning
+        from densestudio.core.store import split_leaks
+
+        text = leak_warning(*split_leaks(self.project)) if self.project is not None else ""
+        self.leak_label.setText(f"⚠ {text}" if text else "")
+        self.leak_label.setVisible(bool(text))
+
     def _mark_edited(self, *_args: object) -> None:
         self.edited = True
 
     def _on_counts_changed(self) -> None:
+        self.refresh_leaks()
         if self.controller is not None and not self.edited and not self.running:
             self.apply_recommended()
 

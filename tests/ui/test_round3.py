@@ -1,0 +1,63 @@
+"""Issue 21 in the GUI: figures that do not flatter, inputs that never change behind the
+user's back. Uses the crafted sign-off project (stored predictions, no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from densestudio.core import splits
+from densestudio.core.constants import SOURCE_PREDICTION
+from densestudio.core.models import Image as ImageRow
+from densestudio.ml.report import ReportOptions, build_report_html
+from densestudio.ui.main_window import MainWindow
+from tests.ml.conftest import copy_project
+from tests.ui.signoff_fixtures import image_id_of, make_signoff_project
+
+Opened = tuple[MainWindow, int, int]
+
+
+@pytest.fixture(scope="module")
+def signoff_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
+    return make_signoff_project(tmp_path_factory.mktemp("round3-ui"))
+
+
+@pytest.fixture
+def opened(window: MainWindow, signoff_project: tuple[Path, int, int], tmp_path: Path) -> Opened:
+    src, run_a, run_b = signoff_project
+    dst = copy_project(src, tmp_path / src.name)
+    assert window.open_project(dst)
+    return window, run_a, run_b
+
+
+def _leak(window: MainWindow) -> None:
+    """A re-shot of a test image sits in train; a model made one test label."""
+    project = window.controller.project
+    a, b = image_id_of(project, "ok_00.png"), image_id_of(project, "ok_01.png")
+    c = image_id_of(project, "ok_02.png")
+    with project.transaction() as s:
+        splits.write_groups(s, [[a, b]])
+        s.execute(update(ImageRow).where(ImageRow.id == b).values(split="train"))
+        s.execute(update(ImageRow).where(ImageRow.id == c).values(
+            label_source=SOURCE_PREDICTION))
+    window.controller.splitsChanged.emit()
+
+
+def test_train_tab_review_header_and_report_warn_while_a_group_spans_splits(
+        opened: Opened) -> None:
+    window, _run_a, run_b = opened
+    assert window.train_panel.leak_label.isHidden()
+    _leak(window)
+    label = window.train_panel.leak_label
+    assert not label.isHidden() and "1 group of near-identical" in label.text()
+    assert "touching the test set" in label.text()
+    window.review_run(run_b)
+    header = window.review_panel.summary.text()
+    assert "span more than one split" in header
+    assert "1 test label came from a model" in header
+    html = build_report_html(window.controller.project, run_b,
+                             ReportOptions(mistakes=0, heatmaps=False, gate=False))
+    assert "1 groups (2 images) span more than one split" in html
+    assert "1 test labels came from a model" in html
