@@ -6,6 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication, QSpinBox, QWidget
+from pytestqt.qtbot import QtBot
 from sqlalchemy import update
 
 from densestudio.core import splits
@@ -61,3 +65,42 @@ def test_train_tab_review_header_and_report_warn_while_a_group_spans_splits(
                              ReportOptions(mistakes=0, heatmaps=False, gate=False))
     assert "1 groups (2 images) span more than one split" in html
     assert "1 test labels came from a model" in html
+
+
+def _wheel(widget: QWidget, steps: int = -1) -> None:
+    """One notch of the mouse wheel over ``widget`` (negative: scroll down)."""
+    centre = QPointF(widget.width() / 2, widget.height() / 2)
+    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                        QPoint(0, 120 * steps), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_mouse_wheel_never_changes_an_unfocused_setting(qtbot: QtBot, window: MainWindow,
+                                                        tmp_path: Path) -> None:
+    """Scrolling the Train form over Batch size / Class balance changes nothing; the form
+    scrolls on. A focused box still takes the wheel. One app-wide filter does it, so a
+    spin box or combo made anywhere (here a fresh one) behaves the same."""
+    assert window.new_project(tmp_path / "wheel.dsproj")
+    panel = window.train_panel
+    window.tabs.setCurrentIndex(1)
+    qtbot.wait(50)
+    window.setFocus()
+    batch, balance = panel.batch.value(), panel.balance.currentIndex()
+    assert panel.batch.focusPolicy() != Qt.FocusPolicy.WheelFocus  # a wheel gives no focus
+    for _ in range(3):
+        _wheel(panel.batch, -1)
+        _wheel(panel.balance, -1)
+    assert panel.batch.value() == batch and panel.balance.currentIndex() == balance
+    panel.batch.setFocus()
+    qtbot.waitUntil(panel.batch.hasFocus)
+    _wheel(panel.batch, 1)
+    assert panel.batch.value() == batch + panel.batch.singleStep()
+
+    other = QSpinBox()  # any spin box in the app, made after start-up
+    qtbot.addWidget(other)
+    other.show()
+    qtbot.waitExposed(other)
+    other.clearFocus()
+    _wheel(other, 1)
+    assert other.value() == 0
