@@ -87,7 +87,7 @@ class WheelGuard(QObject):
     unfocused one hands it to the scroll area around it, which scrolls on. Installed once,
     on the application, so no widget can forget it."""
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         kind = event.type()
         if kind == QEvent.Type.Polish and isinstance(watched, (QAbstractSpinBox, QComboBox)):
             if watched.focusPolicy() == Qt.FocusPolicy.WheelFocus:
