@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QKeyEvent, QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -55,9 +55,19 @@ BAND_COLOR = (230, 159, 0, 50)
 OK, WARN, ERROR = "#1b7f3b", "#b26a00", "#c62828"
 
 
+class _Spin(QDoubleSpinBox):
+    """Enter applies what was typed and goes no further: in a dialog it used to press the
+    default button too ("Pick threshold" replaced a typed 0.67 with its own choice)."""
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        super().keyPressEvent(event)  # interprets the text (editingFinished, valueChanged)
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            event.accept()
+
+
 def _spin(parent: QWidget, lo: float, hi: float, step: float, decimals: int,
           value: float) -> QDoubleSpinBox:
-    spin = QDoubleSpinBox(parent)
+    spin = _Spin(parent)
     spin.setRange(lo, hi)
     spin.setSingleStep(step)
     spin.setDecimals(decimals)
@@ -412,6 +422,13 @@ class OperatingPointPanel(QWidget):
             self._sync = True
             self.line.setValue(value)
             self._sync = False
+        choice = self.last_choice
+        if choice is not None and choice.threshold is not None \
+                and abs(choice.threshold - value) > 1e-9:
+            self.last_choice = None  # its message was about another threshold
+            self._update_target_status()
+            self._set_status(f"Threshold {_t(value)} (set by hand; the miss-rate target "
+                             "picked another one).")
         self._update_readout()
 
     def _on_line_moved(self) -> None:
@@ -502,7 +519,9 @@ class OperatingPointPanel(QWidget):
             return f"{k} of {total} {what} ({share})"
 
         cost = r.misses * self.cost_miss.value() + r.false_rejects * self.cost_reject.value()
-        unsure = (f" · <b>unsure {part(r.unsure, n, 'parts')}</b>, sent to a person"
+        unsure = (f" · <b>unsure {part(r.unsure, n, 'parts')}</b>, sent to a person "
+                  f"<small>(so the rates count only the {n - r.unsure:,} parts decided OK or "
+                  "NG: the denominators shrink as the band widens)</small>"
                   if point.unsure_low is not None else "")
         self.readout.setText(
             f"At P({html_text(point.good_class)}) ≥ <b>{_t(t)}</b> on {n:,} "

@@ -104,3 +104,28 @@ def test_mouse_wheel_never_changes_an_unfocused_setting(qtbot: QtBot, window: Ma
     other.clearFocus()
     _wheel(other, 1)
     assert other.value() == 0
+
+
+def test_enter_in_the_threshold_field_applies_what_was_typed(qtbot: QtBot,
+                                                              opened: Opened) -> None:
+    window, _run_a, run_b = opened
+    window.review_run(run_b)
+    dialog = window.review_panel.show_operating_point()
+    assert dialog is not None
+    qtbot.waitExposed(dialog)
+    panel = dialog.panel
+    panel.target.setValue(12.0)
+    panel.pick_for_target()  # a message about the picked threshold
+    picked = panel.threshold.value()
+    editor = panel.threshold.lineEdit()
+    panel.threshold.setFocus()
+    editor.selectAll()
+    qtbot.keyClicks(editor, "0.67")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    assert panel.threshold.value() == pytest.approx(0.67) != picked
+    assert dialog.isVisible()  # Enter pressed no dialog button either
+    assert "0.670" in panel.readout.text()
+    assert "0.670" in panel.status.text() and "by hand" in panel.status.text()
+    assert f"{picked:.4f}" not in panel.target_status.text()  # no stale message
+    panel.band_check.setChecked(True)  # an UNSURE band: the readout says why n shrinks
+    assert "denominators shrink" in panel.readout.text()
