@@ -49,7 +49,7 @@ WARN_COLOR = "#b26a00"
 
 if TYPE_CHECKING:
     from densestudio.core.store import Project
-    from densestudio.ml.events import BatchProgress
+    from densestudio.ml.events import BatchProgress, EpochEnded
     from densestudio.ui.controller import ProjectController
     from densestudio.ui.main_window import MainWindow
 
@@ -86,6 +86,22 @@ MONITOR_TEXT = {
     "val_acc": "Accuracy",
     "val_loss": "Validation loss",
 }
+
+
+def epoch_message(event: EpochEnded, total_epochs: int) -> str:
+    """The status line after an epoch: the metric that picks the checkpoint first (plain
+    accuracy flatters a model that always answers the big class), then accuracy and loss."""
+    name = MONITOR_TEXT.get(event.monitor, event.monitor.replace("val_", "").replace("_", " "))
+    value = event.monitor_value
+    if event.monitor == "val_loss":
+        shown = "—" if value is None else f"{value:.3f}"
+    else:
+        shown = "—" if value is None else f"{value * 100:.1f} %"
+    acc = "—" if event.val_acc is None else f"{event.val_acc * 100:.1f} %"
+    star = " (best so far)" if event.improved else ""
+    what = name.lower() if event.monitor == "val_loss" else f"validation {name.lower()}"
+    return (f"Epoch {event.epoch}/{total_epochs}: {what} {shown}{star} "
+            f"— it picks the checkpoint · accuracy {acc}, loss {event.val_loss or 0:.3f}.")
 
 
 def weights_status(arch: str, weights_path: str | None) -> tuple[str, str]:
@@ -630,10 +646,7 @@ class TrainPanel(QWidget):
         elif isinstance(event, ev.EpochEnded):
             self.plots.add_epoch(event.epoch, event.val_loss, event.val_acc, event.val_macro_f1,
                                  event.lr)
-            acc = "—" if event.val_acc is None else f"{event.val_acc * 100:.1f} %"
-            star = " (best so far)" if event.improved else ""
-            self._set_message(f"Epoch {event.epoch}/{self.total_epochs}: validation accuracy "
-                              f"{acc}, loss {event.val_loss or 0:.3f}{star}.")
+            self._set_message(epoch_message(event, self.total_epochs))
             self.runs.refresh(select=self.run_id)
         elif isinstance(event, ev.EpochsPlanned):
             self.total_epochs = event.epochs

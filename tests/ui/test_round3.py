@@ -129,3 +129,32 @@ def test_enter_in_the_threshold_field_applies_what_was_typed(qtbot: QtBot,
     assert f"{picked:.4f}" not in panel.target_status.text()  # no stale message
     panel.band_check.setChecked(True)  # an UNSURE band: the readout says why n shrinks
     assert "denominators shrink" in panel.readout.text()
+
+
+def test_training_status_and_run_list_show_the_checkpoint_metric(opened: Opened) -> None:
+    from densestudio.core import runs
+    from densestudio.ml.events import EpochEnded
+    from densestudio.ui.train_panel import epoch_message
+
+    event = EpochEnded(7, 3, 0.5, 0.61, 0.68, 0.4, 1e-3, 100.0, 2.0, True,
+                       val_balanced_acc=0.52, monitor="val_balanced_acc", monitor_value=0.52)
+    text = epoch_message(event, 20)
+    assert text.startswith("Epoch 3/20: validation balanced accuracy 52.0 % (best so far)")
+    assert "picks the checkpoint" in text and "accuracy 68.0 %" in text
+    loss = EpochEnded(7, 3, 0.5, 0.61, 0.68, 0.4, 1e-3, 100.0, 2.0, False,
+                      monitor="val_loss", monitor_value=0.61)
+    assert "validation validation loss 0.610" not in epoch_message(loss, 20)
+    assert "validation loss 0.610" in epoch_message(loss, 20)
+
+    window, _a, _b = opened
+    project = window.controller.project
+    run_id = runs.create_run(project, name="stopped", config_json="{}", class_names=("a", "b"),
+                             snapshot=[])
+    runs.update_run(project, run_id, status="cancelled")
+    runs.update_run_extra(project, run_id, **{runs.LIVE_KEY: {
+        "metric": "val_balanced_acc", "best_epoch": 2, "best_value": 0.5625,
+        "best_balanced_acc": 0.5625}})
+    panel = window.train_panel.runs
+    panel.refresh()
+    row = panel.row_of(run_id)
+    assert panel.table.item(row, 2).text() == "56.2 % (val, epoch 2)"
