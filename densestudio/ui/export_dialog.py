@@ -119,7 +119,10 @@ def describe(result: ExportResult) -> str:
     ]
     scores = [summary.long_text(summary.summarize(metrics, subset=subset))
               for subset in ("test", "val") if metrics.get(f"{subset}_acc") is not None]
+    gap = summary.side_by_side(metrics)
     rows.append(("Metrics", "; ".join(scores) or "—"))
+    if "points apart" in gap:
+        rows.append(("Test vs validation", f"<span style='color:#b26a00'>⚠ {gap}</span>"))
     run = m.get("run", {})
     rows.append(("Trained", f"run #{run.get('id')} {run.get('name', '')}, best epoch "
                             f"{run.get('best_epoch')}"))

@@ -262,8 +262,9 @@ class OperatingPointPanel(QWidget):
             ax.setTextPen(pg.mkPen(QColor(fg)))
 
     # ================================================================ data
-    def set_run(self, project: Project, run_id: int | None) -> None:
-        """Show the trade-off of a run (its stored point, if any, is loaded)."""
+    def set_run(self, project: Project, run_id: int | None, subset: str | None = None) -> None:
+        """Show the trade-off of a run (its stored point, if any, is loaded) on ``subset``
+        (the split the Review tab shows) when it has predictions, else validation."""
         self.project = project
         self.run = core_runs.get_run(project, run_id) if project and run_id else None
         self.class_names = self.run.class_names if self.run else ()
@@ -278,8 +279,10 @@ class OperatingPointPanel(QWidget):
                     op.guess_good_class(self.class_names))
             self.good_combo.setCurrentIndex(self.good_combo.findText(good) if good else -1)
             if self.run is not None:
-                has_val = core_runs.prediction_count(project, self.run.id, "val") > 0
-                self.subset_combo.setCurrentIndex(0 if has_val else 1)
+                wanted = [s for s in (subset, "val", "test") if s is not None]
+                have = next((s for s in wanted
+                             if core_runs.prediction_count(project, self.run.id, s) > 0), "test")
+                self.subset_combo.setCurrentIndex(self.subset_combo.findData(have))
             if self.stored is not None:
                 s = self.stored
                 self.threshold.setValue(s.threshold)
@@ -565,10 +568,11 @@ class OperatingPointPanel(QWidget):
 class OperatingPointDialog(QDialog):
     """The panel in a window of its own, opened from the Review tab."""
 
-    def __init__(self, project: Project, run_id: int, parent: QWidget | None = None) -> None:
+    def __init__(self, project: Project, run_id: int, parent: QWidget | None = None,
+                 subset: str | None = None) -> None:
         super().__init__(parent)
         self.panel = OperatingPointPanel(self)
-        self.panel.set_run(project, run_id)
+        self.panel.set_run(project, run_id, subset)
         run = self.panel.run
         self.setWindowTitle(f"OK/NG threshold — run #{run_id}" + (f" {run.name}" if run else ""))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)

@@ -612,6 +612,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             bracket = f" <small>({ci_range(worst).replace(' ', nb)})</small>" if worst else ""
             lines.append(f"worst class <b>{html_text(s.worst_class or '?')} {pct(s.worst_recall)}"
                          f"</b> recall{bracket}")
+        both = summary.side_by_side(self.run.metrics, self.subset)
+        if both:
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(both)}</span>"
+                         if "points apart" in both else f"<small>{html_text(both)}</small>")
         lines.append(f"accuracy {pct_ci(rep.accuracy_interval()).replace(' ', nb)} · "
                      f"macro-F1 {pct(rep.macro_f1)}"
                      f" <small>· {rep.n:,} {name} images{loss} · brackets: 95 % "
@@ -1089,7 +1093,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             return None
         if self.op_dialog is not None:
             self.op_dialog.close()
-        dialog = OperatingPointDialog(self.project, self.run.id, self)
+        dialog = OperatingPointDialog(self.project, self.run.id, self, subset=self.subset)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.panel.saved.connect(self._on_operating_point_saved)
         dialog.destroyed.connect(lambda *_: setattr(self, "op_dialog", None)

@@ -4,6 +4,7 @@ user's back. Uses the crafted sign-off project (stored predictions, no training)
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
@@ -158,3 +159,38 @@ def test_training_status_and_run_list_show_the_checkpoint_metric(opened: Opened)
     panel.refresh()
     row = panel.row_of(run_id)
     assert panel.table.item(row, 2).text() == "56.2 % (val, epoch 2)"
+
+
+def test_validation_and_test_side_by_side(opened: Opened) -> None:
+    """Review header and export summary put test and validation together; the OK/NG
+    window opens on the split Review shows."""
+    from densestudio.core import runs
+    from densestudio.core.models import Prediction
+    from densestudio.ui.export_dialog import describe
+
+    window, _a, run_b = opened
+    project = window.controller.project
+    with project.transaction() as s:  # a third of run B's predictions become validation
+        s.execute(update(Prediction).where(Prediction.run_id == run_b,
+                                           Prediction.image_id % 3 == 0).values(subset="val"))
+    info = runs.get_run(project, run_b)
+    runs.update_run(project, run_b, metrics={**info.metrics, "test_acc": 0.8,
+                                             "test_balanced_acc": 0.72, "val_acc": 0.6,
+                                             "val_balanced_acc": 0.56})
+    window.review_run(run_b)
+    panel = window.review_panel
+    assert panel.subset == "test"
+    header = panel.summary.text()
+    assert "test 72.0 % · validation 56.0 % balanced accuracy" in header
+    assert "16 points apart" in header
+    dialog = panel.show_operating_point()
+    assert dialog is not None and dialog.panel.subset == "test"
+    dialog.close()
+    panel.subset_combo.setCurrentIndex(panel.subset_combo.findData("val"))
+    assert "validation 56.0 % · test 72.0 %" in panel.summary.text()
+    dialog = panel.show_operating_point()
+    assert dialog is not None and dialog.panel.subset == "val"
+    fake = SimpleNamespace(path="/x/model.onnx", size_bytes=1_000_000, metadata={
+        "metrics": runs.get_run(project, run_b).metrics, "onnx": True, "class_names": ["a"]})
+    text = describe(fake)  # type: ignore[arg-type]  # the fields describe reads
+    assert "Test vs validation" in text and "16 points apart" in text
