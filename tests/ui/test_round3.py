@@ -194,3 +194,22 @@ def test_validation_and_test_side_by_side(opened: Opened) -> None:
         "metrics": runs.get_run(project, run_b).metrics, "onnx": True, "class_names": ["a"]})
     text = describe(fake)  # type: ignore[arg-type]  # the fields describe reads
     assert "Test vs validation" in text and "16 points apart" in text
+
+
+def test_review_recounts_after_a_relabel(opened: Opened) -> None:
+    from tests.ui.signoff_fixtures import MISSED
+
+    window, _a, run_b = opened
+    window.review_run(run_b)
+    panel = window.review_panel
+    assert "relabeled since the run" not in panel.summary.text()
+    project = window.controller.project
+    missed = image_id_of(project, MISSED)  # a scratch run B calls ok
+    ok = next(c.id for c in window.controller.classes() if c.name == "ok")
+    window.controller.label_images([missed], ok)
+    header = panel.summary.text()
+    assert "1 image relabeled since the run" in header
+    assert "<b>100.0 %</b> balanced accuracy, accuracy 100.0 %, 0 misclassified of 85" in header
+    assert "as they were at the run's time" in header
+    window.undo_action.trigger()
+    assert "relabeled since the run" not in panel.summary.text()
