@@ -585,14 +585,22 @@ class _Builder:
     def export(self) -> str:
         last = self.info.extra.get(EXPORT_KEY)
         if not last:
-            return ("<p>This run has no recorded export. After <code>densestudio export</code> "
-                    "the file, its date and its parity figures are listed here.</p>")
+            return ("<p>This run has no recorded export. After an export (File › Export "
+                    "Model… or <code>densestudio export</code>) the file, its date and its "
+                    "parity figures are listed here.</p>")
         rows = [("File", escape(str(last.get("path", "?")))),
                 ("Exported", escape(str(last.get("at", "?"))) + " by "
                  + escape(str(last.get("by", "?"))))]
         files = last.get("files") or []
         if files:
             rows.append(("Files", "<br>".join(escape(str(f)) for f in files)))
+        rows.append(("From", escape(str(last.get("via", "the command line")))))
+        check = last.get("check")
+        if isinstance(check, dict):
+            rows.append(("Checked (the file reloaded, sample images predicted)",
+                         f"{check.get('matched', 0)} of {check.get('total', 0)} match their "
+                         f"labels, {check.get('errors', 0)} unreadable "
+                         f"({escape(str(check.get('at', '?')))})"))
         out = [_kv(rows)]
         parity = dict(last.get("parity") or {})
         path = Path(str(last.get("path", "")))
@@ -793,8 +801,20 @@ def write_report(
                          len(html.encode("utf-8")))
 
 
+def record_export_check(project: Project, run_id: int, path: str | Path, matched: int,
+                        total: int, errors: int) -> None:
+    """Add what *Check it* found to the run's export record (when it is about that file)."""
+    last = runs.get_run(project, run_id).extra.get(EXPORT_KEY)
+    if not isinstance(last, dict) or last.get("path") != str(Path(path).absolute()):
+        return
+    last["check"] = {"matched": matched, "total": total, "errors": errors,
+                     "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    runs.update_run_extra(project, run_id, **{EXPORT_KEY: last})
+
+
 def record_export(project: Project, run_id: int, path: str | Path,
-                  files: Sequence[str | Path] = (), parity: dict[str, Any] | None = None) -> None:
+                  files: Sequence[str | Path] = (), parity: dict[str, Any] | None = None,
+                  via: str = "the command line") -> None:
     """Remember a successful export in the run (``extra["last_export"]``) for the report;
     parity figures come from ``parity`` or, if absent, the exported file's metadata."""
     path = Path(path)
@@ -811,5 +831,6 @@ def record_export(project: Project, run_id: int, path: str | Path,
         "by": current_user(),
         "files": [str(Path(f).absolute()) for f in files] or [str(path.absolute())],
         "parity": parity,
+        "via": via,
     }
     runs.update_run_extra(project, run_id, **{EXPORT_KEY: record})

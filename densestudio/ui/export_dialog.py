@@ -350,6 +350,11 @@ class ExportDialog(QDialog):
             (f"Parity: {parity}. " if parity else "")
             + f"The file loads and predicts: {ok} of {len(rows)} sample images match their "
             "labels" + (f"; {errors} could not be read." if errors else ".") + verdicts)
+        if self.export_result is not None:
+            from densestudio.ml.report import record_export_check
+
+            record_export_check(self.project, self.run.id, self.export_result.path, ok,
+                                len(rows), errors)
         self.checked.emit(self.check_rows)
 
     def metadata_json(self) -> str:
