@@ -209,7 +209,7 @@ class _Builder:
                 rows.append(("OK/NG", f"miss rate {r.miss.percent()}, at most "
                                       f"<b>{percent(r.miss_upper)}</b> (95 %, one-sided)"))
         if self.gate is not None:
-            cls = "pass" if self.gate.passed else "fail"
+            cls = {"nothing": "warn"}.get(self.gate.outcome, self.gate.outcome)
             rows.append(("Release gate", f'<span class="{cls}">{escape(self.gate.verdict)}'
                                          "</span>"))
         rows.append(("Records", self._verification_text()))
@@ -491,7 +491,7 @@ class _Builder:
         g = self.gate
         if g is None:
             return "<p>Not run for this report.</p>"
-        cls = "pass" if g.passed else "fail"
+        cls = {"nothing": "warn"}.get(g.outcome, g.outcome)
         out = [f'<p class="verdict {cls}">{escape(g.verdict)}</p>',
                f"<p>{len(g.images):,} images: {g.n_test:,} of the test split and "
                f"{g.n_golden:,} must-pass images, judged on their current labels.</p>"]

@@ -213,3 +213,18 @@ def test_review_recounts_after_a_relabel(opened: Opened) -> None:
     assert "as they were at the run's time" in header
     window.undo_action.trigger()
     assert "relabeled since the run" not in panel.summary.text()
+
+
+def test_release_gate_without_an_approved_run_is_no_pass(qtbot: QtBot, opened: Opened) -> None:
+    window, _run_a, run_b = opened
+    window.review_run(run_b)
+    dialog = window.review_panel.show_gate()
+    assert dialog.against_combo.currentData() is None  # nothing approved
+    with qtbot.waitSignal(dialog.gateFinished, timeout=120_000) as finished:
+        qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
+    result = finished.args[0]
+    assert result.against is None and result.outcome == "nothing"
+    text = dialog.verdict.text()
+    assert "NOTHING TO COMPARE AGAINST" in text and "PASS" not in text
+    assert "#1b7f3b" not in text  # never the green of a pass
+    dialog.close()
