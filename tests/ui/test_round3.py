@@ -228,3 +228,26 @@ def test_release_gate_without_an_approved_run_is_no_pass(qtbot: QtBot, opened: O
     assert "NOTHING TO COMPARE AGAINST" in text and "PASS" not in text
     assert "#1b7f3b" not in text  # never the green of a pass
     dialog.close()
+
+
+def test_report_open_failing_says_so_with_the_path(
+        qtbot: QtBot, opened: Opened, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PySide6.QtGui import QDesktopServices
+
+    window, _run_a, run_b = opened
+    window.review_run(run_b)
+    window.report_action.trigger()
+    dialog = window.review_panel.report_dialog
+    out = tmp_path / "r.html"
+    dialog.path_edit.setText(str(out))
+    dialog.mistakes.setValue(0)
+    with qtbot.waitSignal(dialog.written, timeout=120_000):
+        qtbot.mouseClick(dialog.write_button, Qt.MouseButton.LeftButton)
+    opened_urls: list[str] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl",
+                        lambda url: opened_urls.append(url.toLocalFile()) and False)
+    qtbot.mouseClick(dialog.open_button, Qt.MouseButton.LeftButton)  # no browser starts
+    assert opened_urls == [str(out)]
+    assert "Could not open the report" in dialog.status.text()
+    assert str(out) in dialog.status.text()
+    dialog.close()
