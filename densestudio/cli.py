@@ -330,7 +330,8 @@ def split_ratios(text: str) -> tuple[float, float, float]:
 
 def cmd_split(args: argparse.Namespace) -> int:
     from densestudio.core import splits
-    from densestudio.core.store import lock_test_split, resplit
+    from densestudio.core.near_duplicates import resplit
+    from densestudio.core.store import lock_test_split
 
     with open_project(args.project) as project:
         if args.lock is not None:

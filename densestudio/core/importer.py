@@ -357,6 +357,8 @@ def _run_import(
                 future.cancel()
             cancelled = cancel.cancelled
         commit()
+    if tally.added:
+        _keep_groups_together(project, tally)
     report = ImportReport(
         added=tally.added,
         already_in_project=tally.already,
@@ -370,6 +372,23 @@ def _run_import(
     history.log_import(project, paths, options.labels_from_subfolders, report)
     on_event(report)
     return report
+
+
+def _keep_groups_together(project: Project, tally: _Tally) -> None:
+    """Near-identical images and names sharing a stem go to one split (a batch cannot see
+    the next one's members); what a locked test set keeps apart is reported as a note."""
+    from densestudio.core.near_duplicates import keep_groups_together
+
+    try:
+        kept = keep_groups_together(project)
+    except ProjectError as exc:  # the import itself is saved; the check can be run again
+        tally.notes["groups"] = f"near-duplicates not checked: {exc}"
+        return
+    if kept.moved:
+        tally.notes["groups"] = (f"{kept.moved:,} near-identical or same-name image(s) moved "
+                                 "so that each group shares a split")
+    if kept.leaks.spanning:
+        tally.notes["leaks"] = kept.leaks.warning()
 
 
 def _commit_batch(

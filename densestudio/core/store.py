@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # splits is imported where it is used
 
     from typing_extensions import Unpack
 
-    from densestudio.core.splits import SplitSettings
+    from densestudio.core.splits import GroupLeaks, SplitSettings
 
     _AnySelect: TypeAlias = Select[Unpack[tuple[Any, ...]]]  # a SELECT of any columns
 
@@ -997,6 +997,7 @@ def _apply_states(
                     label_seq=seq,
                 )
             )
+    splits.release_from_test(s, [i for i, state in states if state.source == SOURCE_PREDICTION])
     splits.assign_missing_splits(s, [image_id for image_id, _ in states])
     return tuple((i, rows[i].version + 1) for i, _ in states)
 
@@ -1062,6 +1063,15 @@ def split_settings(project: Project) -> SplitSettings:
 
     with project.session() as s:
         return splits.read_settings(s)
+
+
+def split_leaks(project: Project) -> tuple[GroupLeaks, int]:
+    """Groups spanning splits / with label conflicts, and how many test labels a model made:
+    what the Train tab, the Review header and the report warn about."""
+    from densestudio.core import splits
+
+    with project.session() as s:
+        return splits.group_leaks(s), splits.model_labels_in_test(s)
 
 
 def resplit(

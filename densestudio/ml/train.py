@@ -383,8 +383,9 @@ def validate(parts: StepParts, data: RunData, cancel: CancelToken) -> Validation
     return Validation(loss, scores(cm), cm)
 
 
-def monitor_score(cfg: TrainConfig, val: Validation, class_names: tuple[str, ...] = ()) -> float:
-    """Higher is better; ties of the metric are broken by a lower validation loss.
+def monitor_value(cfg: TrainConfig, val: Validation, class_names: tuple[str, ...] = ()) -> float:
+    """The metric that picks the checkpoint, as shown live (the validation loss for
+    "val_loss"; otherwise higher is better).
 
     The default, balanced accuracy (mean recall over classes), counts a 30-image defect
     class as much as a 900-image good class; validation loss and accuracy are dominated by
@@ -392,14 +393,31 @@ def monitor_score(cfg: TrainConfig, val: Validation, class_names: tuple[str, ...
     "val_defect_recall" averages balanced accuracy with the share of defects not called
     good (never defect recall alone: calling every part defective would win)."""
     if cfg.monitor == "val_loss":
-        return -val.loss
+        return val.loss
     sc = val.scores
     if cfg.monitor == "val_defect_recall" and cfg.good_class in class_names:
-        main = 0.5 * (sc.balanced_accuracy + val.defect_recall(class_names.index(cfg.good_class)))
-    else:
-        main = {"val_acc": sc.accuracy, "val_macro_f1": sc.macro_f1}.get(
-            cfg.monitor, sc.balanced_accuracy)
-    return main - 1e-4 * min(val.loss, 100.0)
+        return 0.5 * (sc.balanced_accuracy
+                      + val.defect_recall(class_names.index(cfg.good_class)))
+    return {"val_acc": sc.accuracy, "val_macro_f1": sc.macro_f1}.get(
+        cfg.monitor, sc.balanced_accuracy)
+
+
+def monitor_score(cfg: TrainConfig, val: Validation, class_names: tuple[str, ...] = ()) -> float:
+    """Higher is better; ties of the metric are broken by a lower validation loss."""
+    if cfg.monitor == "val_loss":
+        return -val.loss
+    return monitor_value(cfg, val, class_names) - 1e-4 * min(val.loss, 100.0)
+
+
+def _record_live_metric(project: Project, run_id: int, cfg: TrainConfig, epoch: int,
+                        value: float, balanced: float, improved: bool) -> None:
+    """The checkpoint-picking metric of the best epoch so far, in the run's ``extra``, so
+    the run list shows it while the run trains (or after it stopped)."""
+    live = runs.get_run(project, run_id).extra.get(runs.LIVE_KEY)
+    if improved or not isinstance(live, dict):
+        live = {"metric": cfg.monitor, "best_epoch": epoch, "best_value": value,
+                "best_balanced_acc": balanced}
+    runs.update_run_extra(project, run_id, **{runs.LIVE_KEY: live})
 
 
 def _save_epoch(
@@ -554,10 +572,15 @@ def _train_on(
             plan(planner.after_epoch(epoch + 1, seconds), "measured epoch time")
         last_path, best_path = _save_epoch(project, run_id, parts, meta, state, val, improved,
                                            metric)  # fmt: skip
+        value = monitor_value(cfg, val, data.snap.class_names)
+        if world.is_main:
+            _record_live_metric(project, run_id, cfg, epoch + 1, value,
+                                val.scores.balanced_accuracy, improved)
         on_event(EpochEnded(
             run_id, epoch + 1, train_loss, val.loss, val.scores.accuracy, val.scores.macro_f1,
             lr_now, metric.images_per_s, seconds, improved,
-            val_balanced_acc=val.scores.balanced_accuracy,
+            val_balanced_acc=val.scores.balanced_accuracy, monitor=cfg.monitor,
+            monitor_value=value,
         ))  # fmt: skip
         on_event(CheckpointSaved(run_id, epoch + 1, str(last_path), False))
         if improved:

@@ -128,7 +128,10 @@ def describe(result: ExportResult) -> str:
     ]
     scores = [summary.long_text(summary.summarize(metrics, subset=subset))
               for subset in ("test", "val") if metrics.get(f"{subset}_acc") is not None]
+    gap = summary.side_by_side(metrics)
     rows.append(("Metrics", "; ".join(scores) or "—"))
+    if "points apart" in gap:
+        rows.append(("Test vs validation", f"<span style='color:#b26a00'>⚠ {gap}</span>"))
     run = m.get("run", {})
     rows.append(("Trained", f"run #{run.get('id')} {run.get('name', '')}, best epoch "
                             f"{run.get('best_epoch')}"))
@@ -358,6 +361,11 @@ class ExportDialog(QDialog):
             (f"Parity: {parity}. " if parity else "")
             + f"The file loads and predicts: {ok} of {len(rows)} sample images match their "
             "labels" + (f"; {errors} could not be read." if errors else ".") + verdicts)
+        if self.export_result is not None:
+            from densestudio.ml.report import record_export_check
+
+            record_export_check(self.project, self.run.id, self.export_result.path, ok,
+                                len(rows), errors)
         self.checked.emit(self.check_rows)
 
     def metadata_json(self) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -447,6 +447,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.other = None
         self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
         self.frame_reasons = {}
+        self.current_labels: dict[int, int | None] = {}
         if controller is not None:
             controller.labelsChanged.connect(self._on_labels_changed)
             controller.classesChanged.connect(self._on_classes_changed)
@@ -569,6 +570,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.frame_reasons = frame_reasons(self.project, self.run.id)
         self.report = (build_report(self.run.id, self.subset, self.run.class_names, preds)
                        if preds else None)
+        self.current_labels = {i.id: i.label_id
+                               for i in self.project.images_by_ids(list(self.preds))}
         if self.other is not None:
             self._load_other()
         self._show_report()
@@ -636,6 +639,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             bracket = f" <small>({ci_range(worst).replace(' ', nb)})</small>" if worst else ""
             lines.append(f"worst class <b>{html_text(s.worst_class or '?')} {pct(s.worst_recall)}"
                          f"</b> recall{bracket}")
+        both = summary.side_by_side(self.run.metrics, self.subset)
+        if both:
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(both)}</span>"
+                         if "points apart" in both else f"<small>{html_text(both)}</small>")
         lines.append(f"accuracy {pct_ci(rep.accuracy_interval()).replace(' ', nb)} · "
                      f"macro-F1 {pct(rep.macro_f1)}"
                      f" <small>· {rep.n:,} {name} images{loss} · brackets: 95 % "
@@ -644,7 +651,52 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if few:
             lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(_too_few(few, rep, name))}"
                          "</span>")
+        recount = self._recount()
+        if recount:
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {recount}</span>")
+        leak = self._leak_warning()
+        if leak:
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(leak)}</span>")
         return "<br>".join(lines)
+
+    def _recount(self) -> str:
+        """After relabeling: the figures with the labels as they are now (the matrix, the
+        table and the views keep the labels of the run's time, and say so)."""
+        from densestudio.ml.evaluate import build_report
+
+        if self.run is None or self.report is None:
+            return ""
+        index_of = {cid: k for k, cid in enumerate(self.class_ids) if cid is not None}
+        changed, now_preds = 0, []
+        for p in self.preds.values():
+            if p.true_index is None:
+                continue
+            then = self.class_ids[p.true_index] if p.true_index < len(self.class_ids) else None
+            now = self.current_labels.get(p.image_id, then)
+            if now == then:
+                now_preds.append(p)
+                continue
+            changed += 1
+            if now is not None and now in index_of:  # unlabeled or a new class: left out
+                now_preds.append(replace(p, true_index=index_of[now]))
+        if not changed:
+            return ""
+        rep = build_report(self.run.id, self.subset, self.run.class_names, now_preds)
+        wrong = sum(p.pred_index != p.true_index for p in now_preds)
+        return (f"{changed:,} image{'s' if changed != 1 else ''} relabeled since the run. "
+                f"With the labels as they are now: <b>{pct(rep.balanced_accuracy)}</b> "
+                f"balanced accuracy, accuracy {pct(rep.accuracy)}, {wrong:,} misclassified "
+                f"of {rep.n:,}. The matrix, the table and the views below count the labels "
+                "as they were at the run's time.")
+
+    def _leak_warning(self) -> str:
+        """Near-identical images across splits, model-made test labels (as of now)."""
+        from densestudio.core.splits import leak_warning
+        from densestudio.core.store import split_leaks
+
+        assert self.project is not None  # a report is shown
+        leaks, model_in_test = split_leaks(self.project)
+        return leak_warning(leaks, model_in_test if self.subset == "test" else 0)
 
     def _decision_html(self) -> str:
         """What the run's saved OK/NG point decides on the shown subset, over all of it:
@@ -846,6 +898,12 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         return lambda probs: point.decide(float(probs[good])) if good < len(probs) else "?"
 
     def _on_labels_changed(self, image_ids: list[int]) -> None:
+        ours = [i for i in image_ids if i in self.preds]
+        if ours and self.project is not None and self.report is not None:
+            self.current_labels.update(
+                (i.id, i.label_id) for i in self.project.images_by_ids(ours))
+            self.summary.setText(self._header_html(self.report,
+                                                   dict(SUBSETS)[self.subset].lower()))
         shown = [i for i in image_ids if i in self.overlay]
         if not shown:
             return
@@ -1135,7 +1193,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             return None
         if self.op_dialog is not None:
             self.op_dialog.close()
-        dialog = OperatingPointDialog(self.project, self.run.id, self)
+        dialog = OperatingPointDialog(self.project, self.run.id, self, subset=self.subset)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.panel.saved.connect(self._on_operating_point_saved)
         dialog.destroyed.connect(lambda *_: setattr(self, "op_dialog", None)

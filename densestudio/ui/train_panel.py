@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -45,9 +46,11 @@ from densestudio.ui.plots import TrainingPlots
 from densestudio.ui.runs_panel import RunsPanel
 from densestudio.ui.workers import Worker
 
+WARN_COLOR = "#b26a00"
+
 if TYPE_CHECKING:
     from densestudio.core.store import Project
-    from densestudio.ml.events import BatchProgress
+    from densestudio.ml.events import BatchProgress, EpochEnded
     from densestudio.ui.controller import ProjectController
     from densestudio.ui.main_window import MainWindow
 
@@ -84,6 +87,22 @@ MONITOR_TEXT = {
     "val_acc": "Accuracy",
     "val_loss": "Validation loss",
 }
+
+
+def epoch_message(event: EpochEnded, total_epochs: int) -> str:
+    """The status line after an epoch: the metric that picks the checkpoint first (plain
+    accuracy flatters a model that always answers the big class), then accuracy and loss."""
+    name = MONITOR_TEXT.get(event.monitor, event.monitor.replace("val_", "").replace("_", " "))
+    value = event.monitor_value
+    if event.monitor == "val_loss":
+        shown = "—" if value is None else f"{value:.3f}"
+    else:
+        shown = "—" if value is None else f"{value * 100:.1f} %"
+    acc = "—" if event.val_acc is None else f"{event.val_acc * 100:.1f} %"
+    star = " (best so far)" if event.improved else ""
+    what = name.lower() if event.monitor == "val_loss" else f"validation {name.lower()}"
+    return (f"Epoch {event.epoch}/{total_epochs}: {what} {shown}{star} "
+            f"— it picks the checkpoint · accuracy {acc}, loss {event.val_loss or 0:.3f}.")
 
 
 def weights_status(arch: str, weights_path: str | None) -> tuple[str, str]:
@@ -217,6 +236,10 @@ class TrainPanel(QWidget):
                                         "the device and the weights available")
         self.data_label = QLabel(self)
         self.data_label.setWordWrap(True)
+        self.leak_label = QLabel(self)  # near-duplicates across splits: figures that flatter
+        self.leak_label.setWordWrap(True)
+        self.leak_label.setStyleSheet(f"color: {WARN_COLOR};")
+        self.leak_label.hide()
         self.reasons_label = QLabel(self)
         self.reasons_label.setWordWrap(True)
         self.reasons_label.setTextFormat(Qt.TextFormat.RichText)
@@ -225,6 +248,7 @@ class TrainPanel(QWidget):
         form = QFormLayout(form_box)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow(self.data_label)
+        form.addRow(self.leak_label)
         form.addRow(self.reasons_label)
         form.addRow("Model", self.arch)
         form.addRow("", self.arch_hint)
@@ -355,6 +379,7 @@ class TrainPanel(QWidget):
         if self.controller is not None:
             self.controller.countsChanged.disconnect(self._on_counts_changed)
             self.controller.classesChanged.disconnect(self.show_good_class)
+            self.controller.splitsChanged.disconnect(self.refresh_leaks)
         self.controller = controller
         self.plots.reset()  # before the runs list: it selects the newest run and plots it
         self.plotted_run = None
@@ -364,6 +389,8 @@ class TrainPanel(QWidget):
         if controller is not None:
             controller.countsChanged.connect(self._on_counts_changed)
             controller.classesChanged.connect(self.show_good_class)
+            controller.splitsChanged.connect(self.refresh_leaks)
+        self.refresh_leaks()
         if controller is not None:
             # Import the engine here, not in the worker: loading torchvision's C extensions
             # holds the GIL for ~0.2 s, which would freeze the GUI when training starts.
@@ -450,10 +477,24 @@ class TrainPanel(QWidget):
                                     "with an OK/NG decision</small>")
         self.max_miss.setEnabled(good.name is not None)
 
+    def showEvent(self, event: QShowEvent) -> None:
+        self.refresh_leaks()  # the Splits panel's check may have found groups since
+        super().showEvent(event)
+
+    def refresh_leaks(self) -> None:
+        """Warn while near-identical images span splits (the figures would flatter)."""
+        from densestudio.core.splits import leak_warning
+        from densestudio.core.store import split_leaks
+
+        text = leak_warning(*split_leaks(self.project)) if self.project is not None else ""
+        self.leak_label.setText(f"⚠ {text}" if text else "")
+        self.leak_label.setVisible(bool(text))
+
     def _mark_edited(self, *_args: object) -> None:
         self.edited = True
 
     def _on_counts_changed(self) -> None:
+        self.refresh_leaks()
         if self.controller is not None and not self.edited and not self.running:
             self.apply_recommended()
 
@@ -642,10 +683,7 @@ class TrainPanel(QWidget):
         elif isinstance(event, ev.EpochEnded):
             self.plots.add_epoch(event.epoch, event.val_loss, event.val_acc, event.val_macro_f1,
                                  event.lr)
-            acc = "—" if event.val_acc is None else f"{event.val_acc * 100:.1f} %"
-            star = " (best so far)" if event.improved else ""
-            self._set_message(f"Epoch {event.epoch}/{self.total_epochs}: validation accuracy "
-                              f"{acc}, loss {event.val_loss or 0:.3f}{star}.")
+            self._set_message(epoch_message(event, self.total_epochs))
             self.runs.refresh(select=self.run_id)
         elif isinstance(event, ev.EpochsPlanned):
             self.total_epochs = event.epochs

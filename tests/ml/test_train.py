@@ -40,6 +40,9 @@ def test_fit_learns_and_reports_events_in_order(tiny_project: Project) -> None:
     assert kinds[-1] is RunFinished
     epoch_ends = [e for e in events if isinstance(e, EpochEnded)]
     assert [e.epoch for e in epoch_ends] == [1, 2, 3]
+    # The metric that picks the checkpoint (balanced accuracy by default) comes every epoch.
+    assert all(e.monitor == "val_balanced_acc" and e.monitor_value == e.val_balanced_acc
+               for e in epoch_ends)
     # Within each epoch: batches, then EpochEnded, then checkpoint(s).
     for e in epoch_ends:
         i = events.index(e)
@@ -53,6 +56,9 @@ def test_fit_learns_and_reports_events_in_order(tiny_project: Project) -> None:
     assert epoch_ends[-1].train_loss < epoch_ends[0].train_loss
     info = runs.get_run(tiny_project, run_id)
     assert info.status == "finished" and info.epochs_done == 3
+    live = info.extra[runs.LIVE_KEY]  # what the run list shows while it trains
+    assert live["best_epoch"] == info.best_epoch and live["metric"] == "val_balanced_acc"
+    assert live["best_balanced_acc"] == epoch_ends[info.best_epoch - 1].val_balanced_acc
     assert info.metrics["test_acc"] >= 0.6  # 3 classes: chance is 0.33
     assert info.class_names == ("dark", "bright", "stripes")
     assert TrainConfig.from_json(info.config) == tiny_config(epochs=3, tta=True)
