@@ -573,7 +573,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from densestudio.core import runs
-    from densestudio.ml.evaluate import evaluate_run, report
+    from densestudio.ml.eval_report import report
+    from densestudio.ml.evaluate import evaluate_run
 
     subsets = ("val", "test") if args.subset == "both" else (args.subset,)
     with open_project(args.project) as project:

@@ -537,7 +537,7 @@ def _finish(
     cancel: CancelToken, started: float,
 ) -> int:
     """Predict val and test with the best weights, store the run's final metrics."""
-    from densestudio.ml import evaluate
+    from densestudio.ml import eval_report, evaluate
 
     if not distributed.current().is_main:
         return run_id
@@ -565,7 +565,7 @@ def _finish(
         "n_test": len(data.snap.indices("test")),
     }
     for rep in reports.values():
-        metrics.update(evaluate.summary_metrics(rep))
+        metrics.update(eval_report.summary_metrics(rep))
     runs.update_run(project, run_id, status="finished", metrics=metrics, finished=True)
     on_event(RunFinished(run_id, state.best_epoch, metrics, stopped_early))
     return run_id

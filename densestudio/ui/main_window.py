@@ -65,7 +65,7 @@ from densestudio.ui.thumbnail_loader import ThumbnailLoader
 from densestudio.ui.train_panel import TrainPanel
 from densestudio.ui.viewer import ImageViewer
 from densestudio.ui.welcome import WelcomeView
-from densestudio.ui.workers import Worker
+from densestudio.ui.workers import JobRunner, Worker
 
 if TYPE_CHECKING:
     from densestudio.core.importer import ImportOptions, ImportReport, RelinkResult
@@ -109,7 +109,6 @@ class MainWindow(QMainWindow):
     projectClosed = Signal()
     importFinished = Signal(object)  # ImportReport (also when cancelled)
     relinkFinished = Signal(object)  # RelinkResult
-    workerFailed = Signal(str)
 
     def __init__(self, prefs: Preferences | None = None) -> None:
         super().__init__()
@@ -117,7 +116,7 @@ class MainWindow(QMainWindow):
         app_settings.apply_user_name(self.prefs)  # who history and approvals record
         self.controller: ProjectController | None = None
         self._matching = 0  # images matching the gallery's filter now (see _recount)
-        self.workers: list[Worker] = []
+        self.jobs = JobRunner(self.show_error, self)
         self.import_worker: Worker | None = None
         self.demo_worker: Worker | None = None
         self.import_dialog: ImportDialog | None = None
@@ -173,7 +172,7 @@ class MainWindow(QMainWindow):
 
         # Docks.
         self.class_panel = ClassPanel(self)
-        self.split_panel = SplitPanel(self)
+        self.split_panel = SplitPanel(self, self.jobs)
         self.class_dock = self._dock("Classes", self.class_panel, "classesDock")
         # The Splits panel scrolls in a short dock instead of drawing its rows over each other.
         self.split_dock = self._dock("Splits", _scrolling(self.split_panel), "splitsDock")
@@ -508,6 +507,7 @@ class MainWindow(QMainWindow):
         controller.classesChanged.connect(self._on_classes_changed)
         controller.labelsChanged.connect(self._on_labels_changed)
         controller.countsChanged.connect(self._recount)
+        controller.goldenChanged.connect(self.on_golden_changed)
         self.class_panel.set_controller(controller)
         self.split_panel.set_controller(controller)
         self.train_panel.set_controller(controller)
@@ -550,10 +550,7 @@ class MainWindow(QMainWindow):
         if controller is None:
             return
         self._remember_project()  # the count as it is now
-        for worker in list(self.workers):  # none may outlive the project it reads
-            worker.cancel()
-        for worker in list(self.workers):
-            worker.wait(30_000)
+        self.jobs.cancel_all()  # none may outlive the project it reads
         self.controller = None
         self.loader.set_fetch(None)
         self.model.set_controller(None)
@@ -635,11 +632,10 @@ class MainWindow(QMainWindow):
         worker = Worker(create_demo_project, path, parent=self)
         worker.event.connect(self._on_demo_event)
         worker.finished.connect(lambda p: self.open_project(p))
-        worker.failed.connect(lambda msg: self.show_error("Cannot build the demo project", msg))
         worker.done.connect(lambda: self.welcome.set_busy(False))
         worker.done.connect(self.statusBar().clearMessage)
         self.demo_worker = worker
-        self._start(worker)
+        self.jobs.start(worker, error_title="Cannot build the demo project")
 
     def _on_demo_event(self, event: object) -> None:
         done, total = getattr(event, "done", None), getattr(event, "total", None)
@@ -701,7 +697,7 @@ class MainWindow(QMainWindow):
         self.import_progress.show_message("Looking for images…")
         self.import_progress.show()
         self.import_action.setEnabled(False)
-        self._start(worker)
+        self.jobs.start(worker, error_title=None)
         return worker
 
     def start_relink(self, folder: Path | None = None) -> Worker | None:
@@ -717,10 +713,9 @@ class MainWindow(QMainWindow):
             folder = Path(chosen)
         worker = Worker(relink, self.controller.project, [Path(folder)], parent=self)
         worker.finished.connect(self._on_relink_finished)
-        worker.failed.connect(lambda message: self.show_error("Relink failed", message))
         self.relink_worker = worker
         self.statusBar().showMessage(f"Looking for missing images in {folder}…")
-        self._start(worker)
+        self.jobs.start(worker, error_title="Relink failed")
         return worker
 
     def _on_relink_finished(self, result: RelinkResult) -> None:
@@ -1045,7 +1040,7 @@ class MainWindow(QMainWindow):
         assert self.controller is not None  # there are tiles
         self._add_label_actions(menu)
         menu.addSeparator()
-        add_golden_actions(menu, self.controller.project, ids, self.on_golden_changed)
+        add_golden_actions(menu, self.controller.project, ids, self.controller.golden_changed)
         menu.addSeparator()
         if index.isValid():
             info = self.model.info(index.row())
@@ -1056,6 +1051,9 @@ class MainWindow(QMainWindow):
                 menu.addAction("Show in File Manager", lambda: QDesktopServices.openUrl(
                     QUrl.fromLocalFile(str(Path(info.path).parent))))
         self.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
+
+    def status(self, message: str, ms: int = 4000) -> None:
+        self.statusBar().showMessage(message, ms)
 
     def exec_menu(self, menu: QMenu, global_pos: QPoint) -> None:
         """Show a context menu (a separate method so tests can look at it instead)."""
@@ -1208,9 +1206,7 @@ class MainWindow(QMainWindow):
             return None
         worker = Worker(verify_job, self.controller.project, parent=self)
         worker.finished.connect(lambda report: self._on_verified(report, quiet))
-        worker.failed.connect(lambda message: self.show_error("Cannot check the records",
-                                                              message))
-        self._start(worker)
+        self.jobs.start(worker, error_title="Cannot check the records")
         return worker
 
     def _on_verified(self, report: VerificationReport, quiet: bool) -> None:
@@ -1271,13 +1267,6 @@ class MainWindow(QMainWindow):
             "export — locally and offline. Your images never leave this computer.</p>")
 
     # ================================================================ workers & lifetime
-    def _start(self, worker: Worker) -> None:
-        self.workers.append(worker)
-        worker.failed.connect(self.workerFailed)
-        worker.done.connect(lambda: self.workers.remove(worker) if worker in self.workers
-                            else None)
-        worker.start()
-
     def _restore_geometry(self) -> None:
         s = app_settings.qsettings()
         geometry = s.value("window/geometry")
@@ -1304,10 +1293,7 @@ class MainWindow(QMainWindow):
         app_settings.save_preferences(self.prefs)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        for worker in list(self.workers):
-            worker.cancel()
-        for worker in list(self.workers):
-            worker.wait(30_000)
+        self.jobs.cancel_all()
         self.save_state()
         self._teardown_project()
         self.viewer.shutdown()
@@ -1342,7 +1328,7 @@ def _thumbnail_cache(project: Project) -> ThumbnailCache | None:
         from densestudio.core.thumbnails import ThumbnailCache
     except ImportError:  # pragma: no cover - thumbnails module missing
         return None
-    return ThumbnailCache(project)
+    return ThumbnailCache(project.cache_dir)
 
 
 def _swatch(color: str) -> QIcon:

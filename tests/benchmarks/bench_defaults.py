@@ -49,7 +49,7 @@ from densestudio.core.importer import ImportOptions, run_import
 from densestudio.core.profile import data_profile
 from densestudio.core.store import Project
 from densestudio.ml.config import TrainConfig
-from densestudio.ml.evaluate import report
+from densestudio.ml.eval_report import report
 from densestudio.ml.events import EpochsPlanned, RunStarted
 from densestudio.ml.recommend import recommend
 from densestudio.ml.train import fit
