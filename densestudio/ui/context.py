@@ -2,7 +2,7 @@
 
 The main window provides it (and a test, a fake one): a panel needs the open project's
 controller, the thumbnail loader, the job runner, the status line, an error dialog, a way to
-show some images in the gallery and to open a context menu. It never receives the window
+show some images in the gallery, heatmaps and a context menu. It never receives the window
 itself, so no panel imports ``ui.main_window`` (docs/ARCHITECTURE.md, "How to add a panel").
 """
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from PySide6.QtWidgets import QMenu
 
     from densestudio.ui.controller import ProjectController
+    from densestudio.ui.heatmaps import HeatmapService
     from densestudio.ui.thumbnail_loader import ThumbnailLoader
     from densestudio.ui.workers import JobRunner
 
@@ -28,6 +29,11 @@ class AppContext(Protocol):
     @property
     def loader(self) -> ThumbnailLoader:
         """Thumbnails, decoded off the GUI thread."""
+        ...
+
+    @property
+    def heatmaps(self) -> HeatmapService:
+        """Explanations ("where is the model looking?"), computed in the background."""
         ...
 
     @property

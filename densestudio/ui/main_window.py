@@ -141,7 +141,7 @@ class MainWindow(QMainWindow):
         self.gallery = GalleryArea(self)
         self.gallery.setModel(self.model)
         self.viewer = ImageViewer(self)
-        self.heatmaps = HeatmapService(self)  # shared by the viewer and the review tiles
+        self.heatmaps = HeatmapService(self, self.jobs)  # shared by the viewer and the review tiles
         self.viewer.set_heatmap_service(self.heatmaps)
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
         self.splitter.addWidget(self.gallery)

@@ -1065,7 +1065,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     # ================================================================ heatmaps, OK/NG
     def _update_tile_heatmaps(self) -> None:
         """Heatmaps on the tiles when the toggle is on and the run has a model."""
-        service = getattr(self.host, "heatmaps", None)
+        service = self.host.heatmaps
         on = (self.heat_button.isChecked() and self.run is not None
               and bool(self.run.checkpoint_best) and service is not None)
         self.model.set_heatmaps(service, self.run.id if on and self.run is not None else None)

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QPoint
 from PySide6.QtWidgets import QMenu
 
-from densestudio.ui.controller import ProjectController
 from densestudio.ui.context import AppContext
+from densestudio.ui.controller import ProjectController
+from densestudio.ui.heatmaps import HeatmapService
 from densestudio.ui.thumbnail_loader import ThumbnailLoader
 from densestudio.ui.workers import JobRunner
 
@@ -25,6 +26,7 @@ class FakeContext:
     def __post_init__(self) -> None:
         self.loader = ThumbnailLoader()
         self.jobs = JobRunner(self.show_error)
+        self.heatmaps = HeatmapService(None, self.jobs)
 
     def status(self, message: str, ms: int = 4000) -> None:
         self.messages.append(message)
@@ -39,6 +41,7 @@ class FakeContext:
         self.menus.append([a.text() for a in menu.actions() if a.text()])
 
     def close(self) -> None:
+        self.heatmaps.shutdown()
         self.jobs.cancel_all()
         self.loader.shutdown()
 
