@@ -648,7 +648,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from densestudio.core import runs
-    from densestudio.ml.evaluate import evaluate_run, report
+    from densestudio.ml.eval_report import report
+    from densestudio.ml.evaluate import evaluate_run
     from densestudio.ml.operating_point import decision_lines, load_operating_point
 
     subsets = ("val", "test") if args.subset == "both" else (args.subset,)

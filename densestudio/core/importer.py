@@ -8,6 +8,7 @@ transaction, so a cancel or a crash leaves exactly the committed batches behind.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -38,7 +39,7 @@ from densestudio.core.imaging import (
     open_regular,
     stream_hash,
 )
-from densestudio.core.models import Image, path_text, utcnow
+from densestudio.core.models import Image, ImportLog, path_text, utcnow
 from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.splits import assign_missing_splits
 from densestudio.core.store import (
@@ -272,7 +273,7 @@ def run_import(
                            "can be imported into it.")
     started = time.monotonic()
     tally = _Tally()
-    thumbs = ThumbnailCache(project)
+    thumbs = ThumbnailCache(project.cache_dir)
     try:
         return _run_import(project, paths, options, on_event, cancel, started, tally, thumbs)
     finally:
@@ -369,7 +370,7 @@ def _run_import(
         new_classes=tuple(tally.new_classes),
         notes=tuple(tally.notes.values()),
     )
-    history.log_import(project, paths, options.labels_from_subfolders, report)
+    log_import(project, paths, options.labels_from_subfolders, report)
     on_event(report)
     return report
 
@@ -536,3 +537,16 @@ def relink(
                         folder=str(path.parent), missing=False)
             )
     return RelinkResult(len(found), len(missing) - len(found))
+
+
+def log_import(project: Project, sources: Sequence[Path], labels_from_subfolders: bool,
+               report: ImportReport, who: str | None = None) -> None:
+    """Remember where images came from (the report's "import sources")."""
+    with project.transaction() as s:
+        s.add(ImportLog(
+            at=utcnow(), who=(who or current_user())[:64],
+            sources_json=json.dumps([str(Path(p).expanduser().absolute()) for p in sources]),
+            labels_from_subfolders=labels_from_subfolders, added=report.added,
+            duplicates=report.duplicates, already_in_project=report.already_in_project,
+            skipped=len(report.skipped), cancelled=report.cancelled,
+        ))  # fmt: skip

@@ -206,7 +206,8 @@ def _verdicts(
     on_event: EventCallback, cancel: CancelToken | None,
 ) -> tuple[dict[int, _Verdict], list[str]]:
     """Each image's prediction by the run: stored, else predicted now (not stored)."""
-    from densestudio.ml.evaluate import EvaluationError, predict_images
+    from densestudio.ml.eval_report import EvaluationError
+    from densestudio.ml.evaluate import predict_images
 
     info = runs.get_run(project, run_id)
     names = list(info.class_names)

@@ -154,7 +154,7 @@ def _thumb(path: str, max_side: int = 220) -> PILImage.Image | None:
 class _Builder:
     def __init__(self, project: Project, run_id: int, options: ReportOptions,
                  on_event: EventCallback, cancel: CancelToken) -> None:
-        from densestudio.ml.evaluate import report as eval_report
+        from densestudio.ml.eval_report import report as eval_report
 
         self.project, self.run_id, self.options = project, run_id, options
         self.on_event, self.cancel = on_event, cancel
@@ -179,7 +179,8 @@ class _Builder:
         self.point = op.load_operating_point(project, run_id)
 
     def _evaluate(self, subset: str) -> None:
-        from densestudio.ml.evaluate import EvaluationError, evaluate_run
+        from densestudio.ml.eval_report import EvaluationError
+        from densestudio.ml.evaluate import evaluate_run
 
         try:
             evaluate_run(self.project, self.run_id, (subset,), cancel=self.cancel)
@@ -393,7 +394,7 @@ class _Builder:
         out.append(_confusion_html(self.names, rep.confusion))
         other = "val" if self.subset == "test" else "test"
         if runs.prediction_count(self.project, self.run_id, other):
-            from densestudio.ml.evaluate import report as eval_report
+            from densestudio.ml.eval_report import report as eval_report
 
             o = eval_report(self.project, self.run_id, other)
             out.append(f"<p>On the {other} set ({o.n:,} images): accuracy "

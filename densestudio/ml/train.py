@@ -599,7 +599,7 @@ def _finish(
     cancel: CancelToken, started: float,
 ) -> int:
     """Predict val and test with the best weights, store the run's final metrics."""
-    from densestudio.ml import evaluate
+    from densestudio.ml import eval_report, evaluate
 
     if not distributed.current().is_main:
         return run_id
@@ -627,7 +627,7 @@ def _finish(
         "n_test": len(data.snap.indices("test")),
     }
     for rep in reports.values():
-        metrics.update(evaluate.summary_metrics(rep))
+        metrics.update(eval_report.summary_metrics(rep))
     if cfg.good_class:  # every run with a good class ends with an OK/NG decision
         op.choose_for_run(project, run_id, cfg.good_class, cfg.max_miss_rate)
     runs.update_run(project, run_id, status="finished", metrics=metrics, finished=True)

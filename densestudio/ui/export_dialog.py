@@ -43,7 +43,7 @@ from densestudio.ui.signoff_dialogs import approval_note
 from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
-    from densestudio.ui.main_window import MainWindow
+    from densestudio.ui.context import AppContext
 
 CHECK_SAMPLES = 8
 FORMATS = {  # combo text -> format
@@ -151,8 +151,8 @@ class ExportDialog(QDialog):
     exported = Signal(object)  # ExportResult
     checked = Signal(object)  # list[CheckRow]
 
-    def __init__(self, host: MainWindow, run_id: int, parent: QWidget | None = None) -> None:
-        super().__init__(parent or host)
+    def __init__(self, host: AppContext, run_id: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.host = host
         assert host.controller is not None  # opened for a run of the open project
         self.project = host.controller.project
@@ -277,7 +277,7 @@ class ExportDialog(QDialog):
         self.export_button.setEnabled(False)
         self.check_button.setEnabled(False)
         self.status.setText(text)
-        self.host._start(worker)
+        self.host.jobs.start(worker, self, error_title=None)
 
     def _on_done(self) -> None:
         self.worker = None

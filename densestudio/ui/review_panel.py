@@ -69,11 +69,11 @@ if TYPE_CHECKING:  # imported when first opened (they pull in the whole window)
 
     from densestudio.core.signoff import ApprovalInfo
     from densestudio.core.store import Project
-    from densestudio.ml.evaluate import EvalReport
+    from densestudio.ml.eval_report import EvalReport
     from densestudio.ml.gate import GateResult
+    from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
     from densestudio.ui.gate_view import GateDialog
-    from densestudio.ui.main_window import MainWindow
     from densestudio.ui.operating_point import OperatingPointDialog
     from densestudio.ui.report_dialog import ReportDialog
 
@@ -194,9 +194,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     runChanged = Signal(object)  # run id or None: the run shown changed
     approvalsChanged = Signal()  # a run was approved
 
-    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
+    def __init__(self, host: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.host = host  # MainWindow: controller, loader, _start(worker), show_error
+        self.host = host  # the application (ui.context)
         self.controller: ProjectController | None = None
         self.run: core_runs.RunInfo | None = None
         self.subset = "val"
@@ -556,7 +556,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     def load(self) -> None:
         """Read the run's stored predictions for the subset and show the report."""
-        from densestudio.ml.evaluate import build_report
+        from densestudio.ml.eval_report import build_report
 
         if self.run is None or self.project is None:
             return
@@ -662,7 +662,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def _recount(self) -> str:
         """After relabeling: the figures with the labels as they are now (the matrix, the
         table and the views keep the labels of the run's time, and say so)."""
-        from densestudio.ml.evaluate import build_report
+        from densestudio.ml.eval_report import build_report
 
         if self.run is None or self.report is None:
             return ""
@@ -937,7 +937,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self._update_buttons()
 
     def _load_other(self) -> None:
-        from densestudio.ml.evaluate import build_report
+        from densestudio.ml.eval_report import build_report
 
         assert self.other is not None and self.run is not None and self.project is not None
         preds = core_runs.predictions(self.project, self.other.id, self.subset)
@@ -1051,7 +1051,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             shown = [self.unlabeled_preds[i].confidence for i in self.model.ids
                      if i in self.unlabeled_preds]
             best = f" (the most confident is {max(shown) * 100:.0f} %)" if shown else ""
-            self.host.statusBar().showMessage(
+            self.host.status(
                 f"No prediction reaches {threshold * 100:.0f} %{best}: nothing was accepted. "
                 "Lower the threshold, or select images and accept them one by one.", 8000)
             return 0
@@ -1073,13 +1073,13 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         current = {i.id: i.label_id for i in project.images_by_ids([i for i, _ in pairs])}
         pairs = [(i, c) for i, c in pairs if current.get(i) is None]  # never overwrite labels
         if not pairs:
-            self.host.statusBar().showMessage("Those images already have labels.", 4000)
+            self.host.status("Those images already have labels.", 4000)
             return 0
         n = len(pairs)
         change = self.controller.label_images_many(
             pairs, SOURCE_PREDICTION, f"Accept {n} prediction{'s' if n != 1 else ''}")
         done = len(change) if change is not None else 0
-        self.host.statusBar().showMessage(
+        self.host.status(
             f"Accepted {done} prediction{'s' if done != 1 else ''} as labels (Ctrl+Z undoes).",
             5000)
         return done
@@ -1099,7 +1099,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self._add_relabel_actions(menu, remove_label=True)
         menu.addSeparator()
         assert self.project is not None  # there are tiles
-        add_golden_actions(menu, self.project, ids, self.host.on_golden_changed)
+        assert self.controller is not None
+        add_golden_actions(menu, self.project, ids, self.controller.golden_changed)
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
 
     # ================================================================ workers
@@ -1109,10 +1110,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def _run_worker(self, worker: Worker, text: str) -> None:
         self.worker = worker
         worker.event.connect(self._on_event)
-        worker.failed.connect(lambda msg: self.host.show_error("Cannot do that", msg))
         worker.done.connect(lambda: self._on_done(worker))
         self.progress.start(text)
-        self.host._start(worker)
+        self.host.jobs.start(worker, self)  # a failure: "Cannot do that"
         self._update_buttons()
 
     def _on_event(self, event: object) -> None:
@@ -1139,7 +1139,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         in_run = {r.image_id for r in core_runs.run_images(self.project, self.run.id)}
         ids = [i for i in unlabeled if i not in in_run]
         if not ids:
-            self.host.statusBar().showMessage("There are no unlabeled images to predict.", 5000)
+            self.host.status("There are no unlabeled images to predict.", 5000)
             self.predictionsReady.emit(0)
             return None
         run_id = self.run.id
@@ -1157,7 +1157,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.show_view("unlabeled")
         warnings = prediction_warnings(list(preds), self.run.class_names)
         if warnings:
-            self.host.statusBar().showMessage(warnings[0], 10000)
+            self.host.status(warnings[0], 10000)
         self.predictionsReady.emit(len(preds))
 
     def evaluate(self) -> Worker | None:
@@ -1181,7 +1181,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     # ================================================================ heatmaps, OK/NG
     def _update_tile_heatmaps(self) -> None:
         """Heatmaps on the tiles when the toggle is on and the run has a model."""
-        service = getattr(self.host, "heatmaps", None)
+        service = self.host.heatmaps
         on = (self.heat_button.isChecked() and self.run is not None
               and bool(self.run.checkpoint_best) and service is not None)
         self.model.set_heatmaps(service, self.run.id if on and self.run is not None else None)
@@ -1238,7 +1238,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         else:
             n = signoff.remove_golden(self.project, ids)
             message = f"Removed the must-pass mark of {n:,} image{'s' if n != 1 else ''}."
-        self.host.on_golden_changed(message)
+        if self.controller is not None:
+            self.controller.golden_changed(message)
         return n
 
     def show_gate(self, against: int | None = None) -> GateDialog | None:
@@ -1274,7 +1275,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.refresh_runs(reload=False)
         if self.gate_dialog is not None:
             self.gate_dialog.refresh_runs()
-        self.host.statusBar().showMessage(
+        self.host.status(
             f"Run #{info.run_id} is approved for release (by {info.approved_by}).", 8000)
         self.approvalsChanged.emit()
 

@@ -51,8 +51,8 @@ WARN_COLOR = "#b26a00"
 if TYPE_CHECKING:
     from densestudio.core.store import Project
     from densestudio.ml.events import BatchProgress, EpochEnded
+    from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
-    from densestudio.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +131,9 @@ class TrainPanel(QWidget):
     runFinished = Signal(int)
     reviewRequested = Signal(int)
 
-    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
+    def __init__(self, host: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.host = host  # MainWindow: controller, _start(worker), show_error
+        self.host = host  # the application (ui.context)
         self.controller: ProjectController | None = None
         self.edited = False  # the user changed a setting: stop following recommendations
         self.worker: Worker | None = None
@@ -661,7 +661,7 @@ class TrainPanel(QWidget):
         self.status.setText("Starting…")
         self.progress.setValue(0)
         self.progress.setFormat("starting")
-        self.host._start(worker)
+        self.host.jobs.start(worker, self, error_title=None)
         self._update_buttons()
         return worker
 

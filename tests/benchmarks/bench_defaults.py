@@ -55,7 +55,7 @@ from densestudio.core.stats import clopper_pearson
 from densestudio.core.store import Project
 from densestudio.ml import operating_point as op
 from densestudio.ml.config import TrainConfig
-from densestudio.ml.evaluate import report
+from densestudio.ml.eval_report import report
 from densestudio.ml.events import EpochsPlanned, RunStarted
 from densestudio.ml.recommend import recommend
 from densestudio.ml.train import fit
