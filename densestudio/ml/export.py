@@ -431,6 +431,7 @@ def export_model(
     from densestudio.ml.evaluate import load_run_model
 
     path, fmt = _resolve(out_path, fmt)
+    project.refuse_overwriting(path)  # never over the project, a checkpoint or an image
     model, meta, _config = load_run_model(project, run_id)
     model.set_memory_efficient(False)
     metadata = export_metadata(project, run_id, meta)

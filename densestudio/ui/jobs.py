@@ -171,6 +171,11 @@ def export_job(
         path = export_model(project, run_id, out_path, fmt, on_event=on_event, cancel=cancel)
         cancel.raise_if_cancelled()
         loaded = load_exported(path)
+    from densestudio.ml.report import record_export
+
+    # The same record as `densestudio export`: the validation report lists it.
+    record_export(project, run_id, path, [path], parity=loaded.metadata.get("parity"),
+                  via="the app (File › Export Model…)")
     return ExportResult(str(path), path.stat().st_size, loaded.metadata)
 
 

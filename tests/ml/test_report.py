@@ -128,6 +128,9 @@ def test_report_has_every_section_and_loads_nothing(signed: Signed) -> None:
     assert html.count('alt="heatmap of image') == 2  # the two mistakes, with heatmaps
     assert f"approved run {first}" in html and "2 newly wrong" in html
     assert "miss rate at most" in html and "299 defect images" in html
+    # the summary leads with what the OK/NG point decides, argmax figures follow
+    assert html.index("Defects passed as good (test)") < html.index("Accuracy (test)")
+    assert "Good parts rejected" in html and "Sent to a person" in html
     assert "intact" in html and "baseline for line 3" in html
     assert "<svg" in html and "Recall per class" in html and 'class="confusion"' in html
     assert "keeping the aspect ratio" in html  # the run's preprocessing, from its checkpoint

@@ -615,6 +615,15 @@ def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_
     assert [dialog.check_table.item(i, 4).text() for i in range(len(rows))] == [
         r.decision for r in rows]
     assert "Its OK/NG rule says" in dialog.status.text()
+    # Recorded like `densestudio export`, with what Check it found: the report lists it.
+    from densestudio.ml.report import EXPORT_KEY, ReportOptions, build_report_html
+
+    record = core_runs.get_run(window.controller.project, run_id).extra[EXPORT_KEY]
+    assert record["path"] == str(out) and record["via"].startswith("the app")
+    assert record["check"]["total"] == len(rows) and record["check"]["errors"] == 0
+    html = build_report_html(window.controller.project, run_id,
+                             ReportOptions(mistakes=0, heatmaps=False, gate=False))
+    assert str(out) in html and f"of {len(rows)} match their labels" in html
     dialog.close()
 
 
