@@ -401,4 +401,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { readMetadata, preprocess, frameStats, frameReason, decide };
+module.exports = { readMetadata, decode, preprocess, frameStats, frameReason, decide };
