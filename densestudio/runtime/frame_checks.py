@@ -36,6 +36,7 @@ from PIL import Image
 STATS = ("p01", "p50", "p99", "std", "dark", "bright", "sharpness", "aspect")
 DARK_LEVEL, BRIGHT_LEVEL = 5, 250
 FLAT_STD = 2.0  # below it a frame is flat and its sharpness means nothing
+FLAT_DARK, FLAT_BRIGHT = 20, 235  # a flat frame this dark / bright is too dark / overexposed
 # Accepted range = training [min, max] widened by MARGIN x the training's 5-95 % spread and
 # by at least FLOOR (absolute units), so the known images' own tails stay inside.
 MARGIN = 0.1
@@ -135,7 +136,8 @@ def ranges_from(stats: Sequence[FrameStats], labels: Sequence[str] | None = None
     return {
         "version": VERSION, "n": len(stats), "work_side": WORK_SIDE, "ranges": _box(stats),
         "by_class": by_class,
-        "levels": {"dark": DARK_LEVEL, "bright": BRIGHT_LEVEL, "flat_std": FLAT_STD},
+        "levels": {"dark": DARK_LEVEL, "bright": BRIGHT_LEVEL, "flat_std": FLAT_STD,
+                   "flat_dark": FLAT_DARK, "flat_bright": FLAT_BRIGHT},
         "method": ("statistics of the decoded frame in grey levels (Pillow luma), long side "
                    "resized (bilinear) to at most work_side: p01/p50/p99 brightness "
                    "percentiles, std, share of pixels <= dark / >= bright, sharpness = "
@@ -218,6 +220,10 @@ class FrameChecks:
         for found in (overall, nearest or []):
             named = {REASONS[v] for v in found if v in REASONS}
             first = next((r for r in PRIORITY if r in named), None)
+            if first == FLAT and stats.p50 <= FLAT_DARK:
+                return TOO_DARK  # a flat black frame: a lens cap, no light
+            if first == FLAT and stats.p50 >= FLAT_BRIGHT:
+                return OVEREXPOSED  # a flat white frame: blown out
             if first is not None:
                 return first
         return UNLIKE

@@ -353,6 +353,9 @@ function frameReason(checks, stats) {
   for (const found of [outside(checks.ranges, stats, flatStd), nearest]) {
     const named = new Set(found.filter((v) => v in REASONS).map((v) => REASONS[v]));
     const first = PRIORITY.find((r) => named.has(r));
+    // a flat black frame is too dark, a flat white one overexposed
+    if (first === 'flat' && stats.p50 <= checks.levels.flat_dark) return 'too dark';
+    if (first === 'flat' && stats.p50 >= checks.levels.flat_bright) return 'overexposed';
     if (first) return first;
   }
   return UNLIKE;
