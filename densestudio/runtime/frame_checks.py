@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from densestudio.core.imaging import to_display_mode
+
 STATS = ("p01", "p50", "p99", "std", "dark", "bright", "sharpness", "aspect")
 DARK_LEVEL, BRIGHT_LEVEL = 5, 250
 FLAT_STD = 2.0  # below it a frame is flat and its sharpness means nothing
@@ -70,6 +72,7 @@ class FrameStats:
 def working_grey(img: Image.Image) -> np.ndarray:
     """The decoded frame as grey levels (Pillow's luma), long side at most ``WORK_SIDE``
     (bilinear, antialiased; smaller frames as they are): float64 H x W."""
+    img = to_display_mode(img)  # 16-bit windowed as the model sees it, not clipped
     grey = img.convert("L") if img.mode != "L" else img
     scale = WORK_SIDE / max(grey.width, grey.height)
     if scale < 1:

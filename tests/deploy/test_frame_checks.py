@@ -106,3 +106,10 @@ def test_reason_reaches_the_csv_and_old_files_keep_working(
     assert "reason" not in rows_old[0] and "decision" not in rows_old[0]
     r_old = load_onnx(old).predict([black])[0]
     assert r_old.reason is None and not r_old.unfamiliar and r_old.decision is None
+
+
+def test_16_bit_frames_are_measured_as_the_model_sees_them() -> None:
+    """A 12-bit camera frame is windowed (as preprocessing does), not clipped to white."""
+    arr = np.random.default_rng(0).normal(3000, 300, (64, 64)).astype(np.uint16)
+    stats = F.frame_stats(Image.fromarray(arr))
+    assert 100 <= stats.p50 <= 150 and stats.bright < 0.05
