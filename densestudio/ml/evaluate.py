@@ -216,5 +216,5 @@ def predict_images(
         from densestudio.ml.frame_ranges import check_frames
 
         check_frames(project, run_id, [(items[i].image_id, items[i].path) for i in keep], meta,
-                     cancel)
+                     cancel, on_event=on_event)
     return preds

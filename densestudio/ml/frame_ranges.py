@@ -6,12 +6,13 @@ Predict unlabeled, so the app and the line flag the same black, blown-out or blu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from densestudio.core import preprocess, runs
 from densestudio.core.imaging import ImageDecodeError, load_image
-from densestudio.core.progress import CancelToken
+from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.store import Project
 from densestudio.runtime.frame_checks import FrameChecks, FrameStats, frame_stats, ranges_from
 
@@ -53,6 +54,15 @@ EXTRA_REASONS = "frame_reasons"  # run extra: {image id: reason} of flagged pred
 EXTRA_CHECKED = "frame_checked"  # run extra: the subsets (val, test) whose frames are checked
 
 
+@dataclass(frozen=True)
+class FramesChecked(Progress):
+    """``done`` of ``total`` images' frames checked."""
+
+    run_id: int
+    done: int
+    total: int
+
+
 def run_frame_checks(project: Project, run_id: int, meta: dict[str, Any],
                      cancel: CancelToken | None = None) -> FrameChecks | None:
     """The run's frame checks as an export would write them (kept in the run's extra)."""
@@ -70,7 +80,8 @@ def run_frame_checks(project: Project, run_id: int, meta: dict[str, Any],
 
 def check_frames(project: Project, run_id: int, images: Sequence[tuple[int, str]],
                  meta: dict[str, Any], cancel: CancelToken | None = None,
-                 subset: str | None = None) -> dict[int, str]:
+                 subset: str | None = None, on_event: EventCallback = ignore_event
+                 ) -> dict[int, str]:
     """{image id: reason} for the (id, path) images that fail the run's frame checks,
     decoded as the model file decodes them; stored with the run (replacing earlier
     reasons of these images; ``subset``: remembered as checked) for the Review tab."""
@@ -80,9 +91,11 @@ def check_frames(project: Project, run_id: int, images: Sequence[tuple[int, str]
     prep = preprocess.from_meta(meta)
     side = max(prep.width, prep.height)
     found: dict[int, str] = {}
-    for image_id, path in images:
+    for n, (image_id, path) in enumerate(images):
         if cancel is not None:
             cancel.raise_if_cancelled()
+        if n % 32 == 0:
+            on_event(FramesChecked(run_id, n, len(images)))
         try:
             reason = checks.reason(frame_stats(load_image(Path(path), max_side=side)))
         except (ImageDecodeError, OSError):
@@ -100,7 +113,8 @@ def check_frames(project: Project, run_id: int, images: Sequence[tuple[int, str]
 
 
 def check_subset(project: Project, run_id: int, subset: str,
-                 cancel: CancelToken | None = None) -> dict[int, str]:
+                 cancel: CancelToken | None = None, on_event: EventCallback = ignore_event
+                 ) -> dict[int, str]:
     """Run the frame checks on the run's ``subset`` (val or test) images."""
     from densestudio.ml.checkpoint import load_checkpoint
     from densestudio.ml.snapshot import load_snapshot
@@ -111,7 +125,8 @@ def check_subset(project: Project, run_id: int, subset: str,
     meta = load_checkpoint(info.checkpoint_best)["meta"]
     snap = load_snapshot(project, run_id)
     images = [(snap.items[i].image_id, snap.items[i].path) for i in snap.indices(subset)]
-    return check_frames(project, run_id, images, meta, cancel, subset=subset)
+    return check_frames(project, run_id, images, meta, cancel, subset=subset,
+                        on_event=on_event)
 
 
 def checked_subsets(project: Project, run_id: int) -> list[str]:

@@ -159,7 +159,7 @@ def frame_check_job(
     """Run the run's frame checks on its val or test images (for the Review filter)."""
     from densestudio.ml.frame_ranges import check_subset
 
-    return check_subset(project, run_id, subset, cancel)
+    return check_subset(project, run_id, subset, cancel, on_event)
 
 
 @dataclass(frozen=True)

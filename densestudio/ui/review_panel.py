@@ -50,7 +50,7 @@ from densestudio.core.stats import clopper_pearson
 from densestudio.core.store import ImageFilter
 from densestudio.ml import summary
 from densestudio.ml.events import PreparingData
-from densestudio.ml.frame_ranges import checked_subsets, frame_reasons
+from densestudio.ml.frame_ranges import FramesChecked, checked_subsets, frame_reasons
 from densestudio.runtime.frame_checks import PRIORITY
 from densestudio.ui.confusion import ConfusionMatrixView
 from densestudio.ui.gallery_model import TileOverlay
@@ -1140,7 +1140,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def _on_event(self, event: object) -> None:
         done, total = getattr(event, "done", None), getattr(event, "total", None)
         if done is not None and total:
-            verb = "Preparing" if isinstance(event, PreparingData) else "Predicting"
+            verb = ("Preparing" if isinstance(event, PreparingData) else
+                    "Checking frames" if isinstance(event, FramesChecked) else "Predicting")
             self.progress.count(done, total, f"{verb} {done:,} / {total:,}")
 
     def _on_done(self, worker: Worker) -> None:
