@@ -502,6 +502,8 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
             changes[name] = value
     if args.epochs is not None and not args.minutes:
         changes["time_budget_s"] = None  # a fixed number of epochs instead of a budget
+    if args.max_minutes:
+        changes["time_cap_s"] = 60.0 * args.max_minutes
     if args.stretch:
         changes["fit"] = "stretch"
     if args.weights:  # stored with the run: absolute, not relative to this directory
