@@ -483,7 +483,7 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
     wants_weights = bool(args.pretrained or args.weights)
     budget = 60.0 * args.minutes if args.minutes else None
     speed = None
-    if args.img_size is None and (budget or args.epochs is None):
+    if args.img_size is None and args.arch is None and (budget or args.epochs is None):
         # the budget buys the input size this computer's measured speed allows
         from densestudio.ml.budget import calibrated_train_speed
 
@@ -503,6 +503,8 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
             changes[name] = value
     if args.epochs is not None and not args.minutes:
         changes["time_budget_s"] = None  # a fixed number of epochs instead of a budget
+    if args.max_minutes:
+        changes["time_cap_s"] = 60.0 * args.max_minutes
     if args.stretch:
         changes["fit"] = "stretch"
     if args.weights:  # stored with the run: absolute, not relative to this directory
@@ -613,8 +615,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             m = e.metrics
             early = " (stopped early)" if e.stopped_early else ""
             print(f"Finished run {e.run_id}{early}; best epoch {e.best_epoch}.")
-            for text in decision_lines(project, e.run_id, "test"):  # OK/NG first
+            decided = decision_lines(project, e.run_id, "test")  # OK/NG first
+            for text in decided:
                 print(f"  {text}")
+            if decided:
+                print("  By the most likely class (argmax):")
             for subset in ("test", "val"):  # balanced accuracy and the worst class first
                 if f"{subset}_acc" in m:
                     print(f"  {summary.long_text(summary.summarize(m, subset=subset))}, "
@@ -939,6 +944,9 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
                    help="squash images to the canvas instead of keeping their aspect ratio")
     p.add_argument("--minutes", type=MINUTES, metavar="M",
                    help="time budget: plan the epochs to fit about M minutes (default 10)")
+    p.add_argument("--max-minutes", type=MINUTES, metavar="M",
+                   help="let the time budget grow up to M minutes while validation still "
+                        "improves near the planned end")
     p.add_argument("--epochs", type=SIZE,
                    help="train exactly this many epochs (no time budget unless --minutes)")
     p.add_argument("--monitor", choices=MONITORS,
