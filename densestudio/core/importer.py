@@ -446,6 +446,9 @@ def _class_ids(s: Session, folder_labels: set[str], tally: _Tally) -> dict[str, 
         name, change = class_name_from_folder(label)
         if name is None:
             ids[label] = None
+            if change:
+                tally.notes.setdefault(label, f"folder '{_short(label)}' is not a class name "
+                                              f"({change}); its images are left unlabeled")
             continue
         row = find_class(s, name)
         if row is None:

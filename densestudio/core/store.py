@@ -257,8 +257,11 @@ def current_user() -> str:
     """The name recorded as who did something: $DENSESTUDIO_USER (set by ``--user`` or a
     preference) or else the OS login name."""
     name = os.environ.get(USER_ENV, "").strip()
-    if name:
-        return name[:64]
+    if name:  # refused, never cut: the same rule as every other author name
+        try:
+            return normalize_author(name)
+        except ProjectError as exc:
+            raise ProjectError(f"${USER_ENV} (--user): {exc}") from None
     try:
         return normalize_author(getpass.getuser())
     except Exception:  # no login name (some containers, services), or an odd one
@@ -811,9 +814,9 @@ def normalize_class_name(name: str) -> str:
 def class_name_from_folder(folder: str) -> tuple[str | None, str | None]:
     """A class name made from a folder name, and a note when it had to be changed.
 
-    Unlike a typed name, a folder name is fixed rather than refused (the import goes on):
-    undecodable bytes become U+FFFD, control characters become spaces, and a name over
-    200 characters is truncated.
+    Undecodable bytes become U+FFFD and control characters spaces (the import goes on); a
+    name over 200 characters is refused as a typed one is - never cut, which could merge two
+    folders into one class -: (None, the reason), and its images stay unlabeled.
     """
     text = unicodedata.normalize(
         "NFC", folder.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
@@ -826,8 +829,8 @@ def class_name_from_folder(folder: str) -> tuple[str | None, str | None]:
     if bad:
         notes.append("control characters replaced by spaces")
     if len(cleaned) > MAX_CLASS_NAME:
-        cleaned = cleaned[:MAX_CLASS_NAME].rstrip()
-        notes.append(f"truncated to the {MAX_CLASS_NAME}-character limit of class names")
+        return None, (f"a class name can have at most {MAX_CLASS_NAME} characters, this one "
+                      f"has {len(cleaned)}")
     return cleaned, "; ".join(notes) or None
 
 

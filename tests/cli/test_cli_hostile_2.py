@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,3 +192,65 @@ def test_a_learning_rate_that_makes_the_loss_nan_stops_the_run_resumably(
         with Project.open(project) as p:
             info = runs.get_run(p, run_id)
             assert info.status == "failed" and info.resumable
+
+
+# ------------------------------------------------------------------ 9. terminal safety
+UNSAFE = ["\x1b[2J", "\x1b]0;pwned\x07", "\r", "\u202e", "\u2066", "\u200b", "\x00"]
+
+
+def test_user_text_is_printed_escaped(
+    work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An approval reason, a class (folder) name, a file name: ESC sequences, carriage
+    returns and bidi overrides reached the terminal raw (U+202E reorders what is shown)."""
+    monkeypatch.chdir(work)
+    why = "fine " + "".join(UNSAFE) + " exe.txt"
+    code, out, err = run(capsys, "approve", "P.dsproj", "--run", "1", "--why", why)
+    assert code == 0
+    code, out, err = run(capsys, "approve", "P.dsproj", "--list")
+    assert code == 0 and r"\x1b[2J\x1b]0;pwned\x07\r\u202e\u2066\u200b\x00 exe.txt" in out
+    folder = tmp_path / "d" / "bad\u202egnp"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.full((8, 8), 5, np.uint8), "L").save(folder / "x\x1b[1m.png")
+    run(capsys, "new", tmp_path / "p")
+    code, out, err = run(capsys, "import", tmp_path / "p.dsproj", tmp_path / "d",
+                         "--labels-from-subfolders")
+    code, info, _ = run(capsys, "info", tmp_path / "p.dsproj")
+    assert r"bad\u202egnp" in info
+    (folder / "x\x1b[1m.png").unlink()
+    code, info, _ = run(capsys, "info", tmp_path / "p.dsproj", "--check-files")
+    assert r"x\x1b[1m.png" in info
+    for text in (out, err, info):
+        raw = [ch for ch in text if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cf")]
+        assert not raw, f"nothing unsafe printed raw: {raw} in {text!r}"
+    assert "\n" in info and "\t" not in info
+
+
+@pytest.mark.parametrize("args", [
+    ["--user", "U" * 65, "info", "P.dsproj"],
+    ["approve", "P.dsproj", "--run", "1", "--why", "x", "--by", "U" * 65],
+    ["import-labels", "P.dsproj", "labels.csv", "--author", "U" * 65],
+    ["--user", "two\nlines", "info", "P.dsproj"],
+])
+def test_names_over_the_limit_are_refused_the_same_way_everywhere(
+    work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+) -> None:
+    """--user was cut to 64 characters silently, --author refused, --by cut."""
+    monkeypatch.chdir(work)
+    code, out, err = run(capsys, *args)
+    last = err.splitlines()[-1]  # after argparse's usage lines
+    assert code == 2 and out == "" and "error: argument --" in last
+    assert last.endswith(("An author name can have at most 64 characters.",
+                          "An author name cannot contain line breaks or control characters."))
+
+
+def test_a_long_user_name_from_the_environment_is_refused(
+    work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("DENSESTUDIO_USER", "U" * 65)
+    code, _, err = run(capsys, "approve", "P.dsproj", "--run", "2", "--why", "x")
+    assert code == 2 and err == ("error: $DENSESTUDIO_USER (--user): An author name can have "
+                                 "at most 64 characters.\n")
