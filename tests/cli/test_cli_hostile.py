@@ -411,7 +411,7 @@ def test_class_names_from_folders_and_info_table(
     code, out, _ = run(capsys, "import", project, tmp_path / "b", "--labels-from-subfolders")
     assert code == 0 and "4 image(s) added" in out
     assert "  note: folder 'Scratches' labeled as existing class 'scratches'" in out
-    assert (f"note: folder '{'L' * 57}...' is not a class name (a class name can have at "
+    assert (f"note: folder '{'L' * 59}…' is not a class name (a class name can have at "
             "most 200 characters, this one has 250); its images are left unlabeled") in out, \
         "refused as a typed name is (issue 22), never cut"
     with Project.open(project) as p:
