@@ -401,6 +401,7 @@ def create_database(target: Target) -> Database:
     if isinstance(target, ServerURL):
         return _create_server_database(target)
     path = target
+    _check_name_length(path)
     if path.exists() or path.is_symlink():
         raise ProjectError(f"{path} already exists; open it instead of creating it.")
     blocking = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
@@ -421,6 +422,26 @@ def create_database(target: Target) -> Database:
         database.dispose()
         raise ProjectError(explain_error(exc, path) or f"Cannot create {path}: {exc}") from exc
     return database
+
+
+# The longest names made from a project file's name: its side files and folders.
+SIDE_SUFFIXES = ("-journal", "-cache", "-runs", "-wal", "-shm", f".v{SCHEMA_VERSION}.bak")
+
+
+def _check_name_length(path: Path) -> None:
+    """Refuse a project name the file system cannot hold with its side files (a -wal that
+    cannot be created left a 0-byte project behind), before anything is written."""
+    folder = next((p for p in path.parents if p.is_dir()), path.parent)
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        limit = 255
+    longest = max(len(os.fsencode(path.name + s)) for s in SIDE_SUFFIXES)
+    if longest > limit:
+        room = limit - (longest - len(os.fsencode(path.name)))
+        raise ProjectError(f"Cannot create {path.name[:40]}...: the name is too long for this "
+                           f"file system (a project file name can have at most {room} bytes "
+                           f"here, this one has {len(os.fsencode(path.name))}).")
 
 
 # ------------------------------------------------------------------ schema upgrades

@@ -238,3 +238,41 @@ def test_a_checkpoint_of_another_run_or_project_is_refused(change: dict, named: 
     with pytest.raises(CheckpointError, match="does not belong to run 3") as exc:
         check_owner({**OWN, **change}, *args)
     assert named in str(exc.value)
+
+
+# ------------------------------------------------------------------ 12. names, temp files
+@pytest.mark.parametrize("name", ["x" * 250, "x" * 248, "é" * 124, "y" * 400])
+def test_a_project_name_too_long_for_the_file_system_leaves_nothing(
+    tmp_path: Path, name: str
+) -> None:
+    """`new <248 characters>` left a 0-byte .dsproj behind (its -wal could not be made)."""
+    with pytest.raises(DenseStudioError, match="the name is too long for this file system"):
+        Project.create(tmp_path / "sub" / name)
+    assert list(tmp_path.iterdir()) == [], "no file, not even its folder"
+    Project.create(tmp_path / ("x" * 240)).close()  # the longest that fits with "-journal"
+
+
+def test_a_killed_export_leaves_no_hidden_temp_file_for_good(
+    project: Project, tmp_path: Path
+) -> None:
+    """A kill cannot clean up after itself: the next write of the same file does."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "labels.csv"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path\n"
+        "from densestudio.core.atomic import atomic_output\n"
+        "with atomic_output(Path(sys.argv[1]), 'w') as f:\n"
+        "    f.write('half'); f.flush(); print('writing', flush=True); time.sleep(60)\n"),
+        str(out)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline() == "writing\n"
+    child.kill()
+    child.wait()
+    left = list(tmp_path.glob(".labels.csv.*.tmp"))
+    assert len(left) == 1, "the killed writer's temporary file"
+    alive = tmp_path / f".labels.csv.{os.getppid()}.busy.tmp"  # a live writer's: kept
+    alive.write_text("in progress")
+    assert export_labels_csv(project, out) == 8
+    assert sorted(tmp_path.glob(".labels.csv.*.tmp")) == [alive]
+    assert out.read_text().startswith("path,")
