@@ -382,7 +382,9 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import-labels", help="label images from a CSV file (columns: path "
                                              "or content_hash, class, optional author)")
     p.add_argument("project")
-    p.add_argument("csv")
+    p.add_argument("csv", help="UTF-8 (or UTF-16 with a byte-order mark) CSV file; relative "
+                               "paths in it are resolved against the CSV file's folder, not "
+                               "the working directory")
     p.add_argument("--create-classes", action="store_true",
                    help="create classes the project does not have (else their rows are "
                         "skipped and listed)")

@@ -254,3 +254,22 @@ def test_a_long_user_name_from_the_environment_is_refused(
     code, _, err = run(capsys, "approve", "P.dsproj", "--run", "2", "--why", "x")
     assert code == 2 and err == ("error: $DENSESTUDIO_USER (--user): An author name can have "
                                  "at most 64 characters.\n")
+
+
+# ------------------------------------------------------------------ 10. import-labels
+def test_import_labels_help_says_where_paths_resolve(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "import-labels", "--help")
+    assert code == 0 and "resolved against the CSV file's folder" in " ".join(out.split())
+
+
+def test_import_labels_of_a_cp1252_file_is_one_line_and_changes_nothing(
+    work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(work)
+    Path("cp.csv").write_bytes("path,class,author\nimgs/dark/dark_0_3.png,bright,Zoë\n"
+                               .encode("cp1252"))
+    before = digest(Path("P.dsproj"))
+    code, out, err = run(capsys, "import-labels", "P.dsproj", "cp.csv")
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert "is not UTF-8 text" in err and "Windows-1252 (cp1252)" in err
+    assert digest(Path("P.dsproj")) == before

@@ -8,6 +8,7 @@ reproductions are in tests/cli/test_cli_hostile_2.py; the files come from bad_fi
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -276,3 +277,51 @@ def test_a_killed_export_leaves_no_hidden_temp_file_for_good(
     assert export_labels_csv(project, out) == 8
     assert sorted(tmp_path.glob(".labels.csv.*.tmp")) == [alive]
     assert out.read_text().startswith("path,")
+
+
+# ------------------------------------------------------------------ 10. CSV encodings
+def _labels_csv(p: Project, path: Path, encoding: str, bom: bytes = b"",
+                author: str = "ann") -> None:
+    rows = "".join(f"{i.path},ng,{author}\n" for i in p.page(limit=3))
+    path.write_bytes(bom + f"path,class,author\n{rows}".encode(encoding))
+
+
+@pytest.mark.parametrize(("encoding", "bom"), [
+    ("utf-8", b""), ("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"),
+    ("utf-16-be", b"\xfe\xff"), ("utf-16-le", b""), ("utf-16-be", b""),
+])
+def test_csv_encodings_are_detected(project: Project, tmp_path: Path, encoding: str,
+                                    bom: bytes) -> None:
+    """A UTF-16 file (Excel's "Unicode text") read as UTF-8 found no header."""
+    from densestudio.core.exchange import import_labels_csv
+
+    project.set_labels(project.image_ids(), None)
+    _labels_csv(project, tmp_path / "l.csv", encoding, bom, author="Zoë")
+    report = import_labels_csv(project, tmp_path / "l.csv")
+    assert report.rows == 3 and report.skipped == 0
+    assert {i.labeled_by for i in project.page(limit=3)} == {"Zoë"}
+
+
+@pytest.mark.parametrize(("author", "message"), [
+    ("Zoë", "is not UTF-8 text: line 5 has 'Zoë' as Windows-1252 (cp1252) would read it"),
+    ("x" * 65, "1 invalid row(s), so nothing was changed: line 5: An author name can have at "
+               "most 64 characters."),
+])
+def test_a_bad_row_or_encoding_changes_nothing(
+    project: Project, tmp_path: Path, author: str, message: str
+) -> None:
+    """A cp1252 file's 'Zoë' was stored as 'Zo\\udceb'; an invalid row was skipped while
+    the others were applied."""
+    from densestudio.core.exchange import import_labels_csv
+
+    before = [(i.label_id, i.labeled_by) for i in project.page(limit=8)]
+    encoding = "cp1252" if author == "Zoë" else "utf-8"
+    _labels_csv(project, tmp_path / "l.csv", encoding, author="ann")
+    with open(tmp_path / "l.csv", "ab") as f:  # the last row is the bad one
+        f.write(f"{project.page(limit=8)[5].path},ng,{author}\n".encode(encoding))
+    with pytest.raises(DenseStudioError, match=re.escape(message)) as exc:
+        import_labels_csv(project, tmp_path / "l.csv")
+    if author == "Zoë":
+        assert "Windows-1252 (cp1252)" in str(exc.value) and "nothing was changed" in str(
+            exc.value)
+    assert [(i.label_id, i.labeled_by) for i in project.page(limit=8)] == before
