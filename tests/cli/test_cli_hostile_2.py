@@ -273,3 +273,41 @@ def test_import_labels_of_a_cp1252_file_is_one_line_and_changes_nothing(
     assert code == 2 and out == "" and len(err.splitlines()) == 1
     assert "is not UTF-8 text" in err and "Windows-1252 (cp1252)" in err
     assert digest(Path("P.dsproj")) == before
+
+
+# ------------------------------------------------------------------ 8. converted model files
+@pytest.mark.parametrize("graph", [dict(half=1), dict(batch=1), dict(half=1, batch=1),
+                                   dict(batch=4)])
+def test_model_files_as_converters_leave_them_predict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], graph: dict
+) -> None:
+    """fp16 inputs (an "invalid input type" traceback) and a fixed batch of 1 (a shape
+    error): cast, and predicted in pieces of the fixed size."""
+    from tests.deploy import crafted
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i, value in enumerate((5, 60, 120, 200, 250)):
+        Image.fromarray(np.full((16, 16), value, np.uint8), "L").save(images / f"{i}.png")
+    plain = crafted.write(tmp_path / "plain.onnx", crafted.metadata())
+    odd = crafted.write(tmp_path / "odd.onnx", crafted.metadata(), **graph)
+    code, want, _ = run(capsys, "predict", plain, images)
+    code, got, err = run(capsys, "predict", odd, images)
+    assert code == 0, err
+    rows = [line.split("\t") for line in got.splitlines()]
+    assert [r[:2] for r in rows] == [r.split("\t")[:2] for r in want.splitlines()]
+    assert len(rows) == 5
+
+
+def test_a_model_giving_nan_is_an_error_per_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.deploy import crafted
+
+    model = crafted.write(tmp_path / "nan.onnx", crafted.metadata(), nan=1)
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8), "L").save(tmp_path / f"{i}.png")
+    code, out, _ = run(capsys, "predict", model, *sorted(tmp_path.glob("*.png")))
+    assert code == 1 and len(out.splitlines()) == 3
+    assert all(line.split("\t")[1:] == ["ERROR", "the model gave no usable output for this "
+                                         "image (NaN or infinite)"] for line in out.splitlines())
