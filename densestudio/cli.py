@@ -708,13 +708,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
     from densestudio.core.files import Guarded, check_output, refuse_overwriting
-    from densestudio.core.imaging import is_image_path
+    from densestudio.core.imaging import is_image_path, other_types_note
 
     paths: list[Path] = []
+    others: dict[str, int] = {}
     for raw in args.inputs:
         p = Path(raw)
         if p.is_dir():
-            paths.extend(sorted(q for q in p.rglob("*") if q.is_file() and is_image_path(q)))
+            for q in sorted(q for q in p.rglob("*") if q.is_file()):
+                if is_image_path(q):
+                    paths.append(q)
+                elif not q.name.startswith("."):
+                    others[q.suffix.lower()] = others.get(q.suffix.lower(), 0) + 1
         elif p.exists():
             paths.append(p)
         else:
@@ -724,6 +729,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         refuse_overwriting(Path(args.csv), [Guarded(Path(args.model), "the model file read"),
                                             *(Guarded(p, "an image to predict") for p in paths)])
     model = _load_model_file(args.model)
+    note = other_types_note(others)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     if not paths:
         raise DenseStudioError("No image files to predict.")
     results = []

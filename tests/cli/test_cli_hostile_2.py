@@ -311,3 +311,26 @@ def test_a_model_giving_nan_is_an_error_per_image(
     assert code == 1 and len(out.splitlines()) == 3
     assert all(line.split("\t")[1:] == ["ERROR", "the model gave no usable output for this "
                                          "image (NaN or infinite)"] for line in out.splitlines())
+
+
+# ------------------------------------------------------------------ 6. predict's inputs
+def test_predict_reports_what_it_skips_and_refuses_claiming_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.deploy import crafted
+    from tests.reliability.test_hostile_inputs_2 import _claiming
+
+    model = crafted.write(tmp_path / "m.onnx", crafted.metadata())
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _claiming(folder / "claim.jpg", (200, 200), (14000, 14000))
+    Image.fromarray(np.full((16, 16), 9, np.uint8), "L").save(folder / "ok.pgm")
+    (folder / "readme.txt").write_text("x")
+    code, out, err = run(capsys, "predict", model, folder)
+    assert code == 1
+    lines = dict(line.split("\t", 1) for line in out.splitlines())
+    assert lines[str(folder / "claim.jpg")].startswith("ERROR\tthe JPEG header claims 14000 x "
+                                                       "14000 pixels")
+    assert not lines[str(folder / "ok.pgm")].startswith("ERROR")
+    assert ("note: 1 other file(s) are not image types DenseStudio reads and were skipped: "
+            ".txt 1") in err

@@ -325,3 +325,63 @@ def test_a_bad_row_or_encoding_changes_nothing(
         assert "Windows-1252 (cp1252)" in str(exc.value) and "nothing was changed" in str(
             exc.value)
     assert [(i.label_id, i.labeled_by) for i in project.page(limit=8)] == before
+
+
+# ------------------------------------------------------------------ 6. images and formats
+def _claiming(path: Path, data_size: tuple[int, int], claim: tuple[int, int],
+              fmt: str = "JPEG") -> Path:
+    """An image whose header claims ``claim`` pixels but whose data holds ``data_size``."""
+    import io
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, data_size[::-1], np.uint8),
+                    "L").save(buf, fmt)
+    data = bytearray(buf.getvalue())
+    if fmt == "JPEG":
+        sof = data.find(b"\xff\xc0")
+        data[sof + 5:sof + 9] = struct.pack(">HH", claim[1], claim[0])
+    else:  # PNG: rewrite IHDR and its CRC
+        data[16:24] = struct.pack(">II", *claim)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(("fmt", "data_size", "claim"), [
+    ("JPEG", (200, 200), (14000, 14000)), ("JPEG", (64, 48), (6000, 4000)),
+    ("PNG", (200, 200), (14000, 14000)),
+])
+def test_images_claiming_more_than_they_hold_are_refused(
+    project: Project, tmp_path: Path, fmt: str, data_size: tuple[int, int],
+    claim: tuple[int, int],
+) -> None:
+    """A 14000 x 14000 header over 200 x 200 data trained as a 196 MP mostly-filler image."""
+    from densestudio.core.imaging import ImageDecodeError, load_image
+
+    (tmp_path / "new").mkdir()
+    path = _claiming(tmp_path / "new" / f"claim.{fmt.lower()}", data_size, claim, fmt)
+    report = run_import(project, [tmp_path / "new"], LABELS)
+    assert report.added == 0 and len(report.skipped) == 1
+    assert "claims" in report.skipped[0].reason or "truncated" in report.skipped[0].reason
+    with pytest.raises(ImageDecodeError):
+        load_image(path, max_side=64)
+
+
+def test_formats_pillow_reads_are_imported_and_the_rest_reported(
+    project: Project, tmp_path: Path
+) -> None:
+    folder = tmp_path / "more" / "ok"
+    folder.mkdir(parents=True)
+    for i, (name, fmt) in enumerate([("a.jfif", "JPEG"), ("b.pgm", "PPM"), ("c.ppm", "PPM"),
+                                     ("d.tga", "TGA"), ("e.dib", "BMP")]):
+        img = noise((20, 20), "RGB" if name.endswith((".ppm", ".tga")) else "L", seed=40 + i)
+        img.save(folder / name, format=fmt)
+    (folder / "notes.txt").write_text("x")
+    (folder / "raw.cr2").write_bytes(b"\x00" * 10)
+    (folder / "other.cr2").write_bytes(b"\x01" * 10)
+    report = run_import(project, [tmp_path / "more"], LABELS)
+    assert report.added == 5 and not report.skipped
+    assert ("3 other file(s) are not image types DenseStudio reads and were skipped: .cr2 2, "
+            ".txt 1") in report.notes
