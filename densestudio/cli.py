@@ -198,6 +198,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         ratios = "/".join(f"{r * 100:g}" for r in settings.ratios)
         locked = " (test set locked)" if settings.test_locked else ""
         print(f"  split {ratios}, seed {settings.seed}{locked}")
+        from densestudio.ml.operating_point import project_good_class
+
+        print(f"  good class: {printable(project_good_class(project).describe())}")
         header = f"  {'key':>3}  {'class':<24} {'total':>7} " + " ".join(
             f"{s:>7}" for s in SPLITS
         )
@@ -330,7 +333,8 @@ def split_ratios(text: str) -> tuple[float, float, float]:
 
 def cmd_split(args: argparse.Namespace) -> int:
     from densestudio.core import splits
-    from densestudio.core.store import lock_test_split, resplit
+    from densestudio.core.near_duplicates import resplit
+    from densestudio.core.store import lock_test_split
 
     with open_project(args.project) as project:
         if args.lock is not None:
@@ -484,8 +488,15 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
     device = resolve_device(args.device)
     wants_weights = bool(args.pretrained or args.weights)
     budget = 60.0 * args.minutes if args.minutes else None
+    speed = None
+    if args.img_size is None and (budget or args.epochs is None):
+        # the budget buys the input size this computer's measured speed allows
+        from densestudio.ml.budget import calibrated_train_speed
+
+        print("Measuring this computer's training speed (a few seconds)…", flush=True)
+        speed = calibrated_train_speed
     rec = recommend(data_profile(project), device.type, weights_available=wants_weights,
-                    **({"budget_s": budget} if budget else {}))
+                    speed=speed, **({"budget_s": budget} if budget else {}))
     print("Settings chosen for this data:")
     for reason in rec.reasons:
         print(f"  - {reason}")
@@ -514,8 +525,28 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
         changes["memory_efficient"] = True
     if args.tta:
         changes["tta"] = True
+    if args.good is not None:  # project data: later runs, the GUI and evaluate see it too
+        from densestudio.ml import operating_point as op
+
+        op.set_project_good_class(project, args.good)
+    if args.max_miss_rate is not None:
+        changes["max_miss_rate"] = args.max_miss_rate
     cfg = cfg.with_(**changes)
+    _print_good_class(project, cfg.max_miss_rate)
     return cfg if args.unfreeze_epoch is not None else cfg.unfreeze_within_epochs()
+
+
+def _print_good_class(project: Project, max_miss_rate: float) -> None:
+    from densestudio.ml import operating_point as op
+
+    good = op.project_good_class(project)
+    if good.name is None:
+        print(f"Good class: {good.describe()}; the model decides by the most likely class "
+              f"(set one with `densestudio good-class PROJECT NAME` or --good NAME).")
+    else:
+        print(f"Good class: {good.describe()}; the run ends with an OK/NG operating point "
+              f"for at most {max_miss_rate * 100:g} % of defects passed as good "
+              f"(--max-miss-rate).")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -588,6 +619,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             m = e.metrics
             early = " (stopped early)" if e.stopped_early else ""
             print(f"Finished run {e.run_id}{early}; best epoch {e.best_epoch}.")
+            for text in decision_lines(project, e.run_id, "test"):  # OK/NG first
+                print(f"  {text}")
             for subset in ("test", "val"):  # balanced accuracy and the worst class first
                 if f"{subset}_acc" in m:
                     print(f"  {summary.long_text(summary.summarize(m, subset=subset))}, "
@@ -598,6 +631,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"`densestudio train {args.project} --resume {e.run_id}`.")
 
     from densestudio.ml import distributed
+    from densestudio.ml.operating_point import decision_lines
 
     with distributed.joined() as world, open_project(args.project) as project, \
             ctrl_c_cancels(cancel):
@@ -620,7 +654,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from densestudio.core import runs
-    from densestudio.ml.evaluate import evaluate_run, report
+    from densestudio.ml.eval_report import report
+    from densestudio.ml.evaluate import evaluate_run
+    from densestudio.ml.operating_point import decision_lines, load_operating_point
 
     subsets = ("val", "test") if args.subset == "both" else (args.subset,)
     with open_project(args.project) as project:
@@ -629,21 +665,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             runs.prediction_count(project, run_id, s) == 0 for s in subsets
         ):
             evaluate_run(project, run_id, subsets, tta=args.tta)
-        good = _good_class(project, run_id)
+        point = load_operating_point(project, run_id)
         for subset in subsets:
-            print(report(project, run_id, subset).format(top=args.top, good_class=good))
+            for line in decision_lines(project, run_id, subset):  # OK/NG decisions lead
+                print(line)
+            print(report(project, run_id, subset).format(top=args.top, point=point))
             print()
     return EXIT_OK
 
 
-def _good_class(project: Project, run_id: int) -> str | None:
-    """The class meaning a good part: the run's OK/NG operating point's, if it has one."""
-    from densestudio.core import runs
-    from densestudio.ml.operating_point import EXTRA_KEY
-    from densestudio.runtime.operating_point import from_dict
+def cmd_good_class(args: argparse.Namespace) -> int:
+    """Show, set or clear the project's good class (the class that means a good part)."""
+    from densestudio.ml import operating_point as op
 
-    point = from_dict(runs.get_run(project, run_id).extra.get(EXTRA_KEY))
-    return point.good_class if point is not None else None
+    if args.name is not None and (args.clear or args.auto):
+        raise DenseStudioError("Give a class NAME, or --clear, or --auto; not both.")
+    with open_project(args.project) as project:
+        if args.clear:
+            good = op.set_project_good_class(project, None)
+        elif args.auto:
+            good = op.set_project_good_class(project, None, auto=True)
+        elif args.name is not None:
+            good = op.set_project_good_class(project, args.name)
+        else:
+            good = op.project_good_class(project)
+        print(f"Good class: {good.describe()}.")
+    return EXIT_OK
 
 
 def _pick_export_run(project: Project, args: argparse.Namespace) -> int:
@@ -753,7 +800,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"Unknown-input check: UNSURE when ood_score > {ood:.4f} (unlike the training "
               f"images); {sum(r.unfamiliar for r in results)} of {len(results)} flagged",
               file=sys.stderr)
-    decided = point is not None or ood is not None
+    frames = model.spec.frame_checks is not None  # files with frame checks
+    if frames:
+        bad = [r.reason for r in results if r.reason and r.reason != "unlike the training images"]
+        print(f"Frame checks (too dark, overexposed, out of focus, flat, ...): {len(bad)} of "
+              f"{len(results)} frames unfit to judge", file=sys.stderr)
+    checked = ood is not None or frames
+    decided = point is not None or checked
     if args.csv:
         from densestudio.core.csv_cells import csv_output, csv_text
 
@@ -761,21 +814,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
             w = csv.writer(f)
             w.writerow(["path", "class", "confidence", *[csv_text(f"p_{n}") for n in names],
                         "error", *(["decision"] if decided else []),
-                        *(["ood_score", "unfamiliar"] if ood is not None else [])])
+                        *(["ood_score"] if ood is not None else []),
+                        *(["unfamiliar", "reason"] if checked else [])])
             for r in results:
                 w.writerow([csv_text(r.path or ""), csv_text(r.class_name or ""),
                             f"{r.confidence:.6f}", *[f"{v:.6f}" for v in r.probs],
                             csv_text(r.error or ""),
                             *([r.decision or ""] if decided else []),
-                            *([f"{r.ood_score:.6f}" if r.ood_score is not None else "",
-                               int(r.unfamiliar)] if ood is not None else [])])
+                            *([f"{r.ood_score:.6f}" if r.ood_score is not None else ""]
+                              if ood is not None else []),
+                            *([int(r.unfamiliar), r.reason or ""] if checked else [])])
         print(f"Wrote {len(results)} rows to {args.csv}")
     else:
         for r in results:
             if r.error:
                 print(f"{r.path}\tERROR\t{r.error}")
             elif decided:  # "-": no operating point and nothing unusual
-                print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}\t{r.decision or '-'}")
+                why = f"\t{r.reason}" if r.reason else ""
+                print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}\t{r.decision or '-'}{why}")
             else:
                 print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}")
     return EXIT_PARTIAL if any(r.error for r in results) else EXIT_OK
@@ -795,13 +851,14 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
             print(f"Run {run_id}: operating point removed.")
             return EXIT_OK
         stored = op.load_operating_point(project, run_id)
-        good = args.good or (stored.good_class if stored else op.guess_good_class(names))
+        good = args.good or (stored.good_class if stored
+                             else op.project_good_class(project).name)
         if good is None:
             raise DenseStudioError(
                 f"Which class is the good one? No class name says so; pass --good CLASS "
                 f"({', '.join(names)}).")
         if not args.good and not stored:
-            print(f"Good class: '{good}' (from its name; --good CLASS picks another).")
+            print(f"Good class: '{good}' (the project's; --good CLASS picks another).")
         if good not in names:
             raise DenseStudioError(f"'{good}' is not a class of run {run_id} "
                                    f"({', '.join(names)}).")
@@ -922,9 +979,24 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-efficient", action="store_true",
                    help="gradient checkpointing (less memory, slower)")
     p.add_argument("--name", help="a name for the run")
+    p.add_argument("--good", metavar="CLASS",
+                   help="the class that means a good part (stored in the project; see "
+                        "good-class): the run ends with an OK/NG operating point")
+    p.add_argument("--max-miss-rate", type=RATE, metavar="R",
+                   help="OK/NG target: at most this share of defects passed as good, shown "
+                        "on validation (default 0.02)")
     p.add_argument("--resume", type=RUN_ID, metavar="RUN",
                    help="continue a cancelled or crashed run from its last checkpoint")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("good-class", help="show, set or clear the class that means a good "
+                       "part (found from the class names unless set)")
+    p.add_argument("project")
+    p.add_argument("name", nargs="?", metavar="NAME", help="set this class as the good one")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--clear", action="store_true", help="no class means good")
+    which.add_argument("--auto", action="store_true", help="find it from the class names")
+    p.set_defaults(func=cmd_good_class)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix")
     p.add_argument("project")

@@ -8,6 +8,7 @@ transaction, so a cancel or a crash leaves exactly the committed batches behind.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -39,7 +40,7 @@ from densestudio.core.imaging import (
     other_types_note,
     stream_hash,
 )
-from densestudio.core.models import Image, path_text, utcnow
+from densestudio.core.models import Image, ImportLog, path_text, utcnow
 from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.splits import assign_missing_splits
 from densestudio.core.store import (
@@ -277,7 +278,7 @@ def run_import(
                            "can be imported into it.")
     started = time.monotonic()
     tally = _Tally()
-    thumbs = ThumbnailCache(project)
+    thumbs = ThumbnailCache(project.cache_dir)
     try:
         return _run_import(project, paths, options, on_event, cancel, started, tally, thumbs)
     finally:
@@ -363,6 +364,8 @@ def _run_import(
                 future.cancel()
             cancelled = cancel.cancelled
         commit()
+    if tally.added:
+        _keep_groups_together(project, tally)
     report = ImportReport(
         added=tally.added,
         already_in_project=tally.already,
@@ -373,9 +376,26 @@ def _run_import(
         new_classes=tuple(tally.new_classes),
         notes=(*tally.notes.values(), *filter(None, [other_types_note(tally.others)])),
     )
-    history.log_import(project, paths, options.labels_from_subfolders, report)
+    log_import(project, paths, options.labels_from_subfolders, report)
     on_event(report)
     return report
+
+
+def _keep_groups_together(project: Project, tally: _Tally) -> None:
+    """Near-identical images and names sharing a stem go to one split (a batch cannot see
+    the next one's members); what a locked test set keeps apart is reported as a note."""
+    from densestudio.core.near_duplicates import keep_groups_together
+
+    try:
+        kept = keep_groups_together(project)
+    except ProjectError as exc:  # the import itself is saved; the check can be run again
+        tally.notes["groups"] = f"near-duplicates not checked: {exc}"
+        return
+    if kept.moved:
+        tally.notes["groups"] = (f"{kept.moved:,} near-identical or same-name image(s) moved "
+                                 "so that each group shares a split")
+    if kept.leaks.spanning:
+        tally.notes["leaks"] = kept.leaks.warning()
 
 
 def _commit_batch(
@@ -526,3 +546,16 @@ def relink(
                         folder=str(path.parent), missing=False)
             )
     return RelinkResult(len(found), len(missing) - len(found))
+
+
+def log_import(project: Project, sources: Sequence[Path], labels_from_subfolders: bool,
+               report: ImportReport, who: str | None = None) -> None:
+    """Remember where images came from (the report's "import sources")."""
+    with project.transaction() as s:
+        s.add(ImportLog(
+            at=utcnow(), who=(who or current_user())[:64],
+            sources_json=json.dumps([str(Path(p).expanduser().absolute()) for p in sources]),
+            labels_from_subfolders=labels_from_subfolders, added=report.added,
+            duplicates=report.duplicates, already_in_project=report.already_in_project,
+            skipped=len(report.skipped), cancelled=report.cancelled,
+        ))  # fmt: skip

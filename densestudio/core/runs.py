@@ -44,6 +44,7 @@ SUBSETS = ("train", "val", "test", "unlabeled", "oos")  # oos: label audit (out-
 TRAIN_KIND = "train"
 AUDIT_KIND = "label_audit"  # config["kind"] of a label audit (ml.crossval)
 OWNER_KEY = "owner"  # extra["owner"]: host, boot and pid of the process training the run
+LIVE_KEY = "live_metric"  # extra["live_metric"]: the checkpoint metric of the best epoch so far
 
 
 def owner_here() -> dict[str, Any]:

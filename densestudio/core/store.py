@@ -14,7 +14,6 @@ is still as the change left it.
 
 from __future__ import annotations
 
-import getpass
 import os
 import sqlite3
 import unicodedata
@@ -38,13 +37,20 @@ from densestudio.core.constants import SOURCE_CHANGED, SOURCE_HUMAN, SOURCE_PRED
 from densestudio.core.errors import ProjectError
 from densestudio.core.files import Guarded, natural_key, refuse_overwriting
 from densestudio.core.models import Image, LabelClass, path_text, utcnow
+from densestudio.core.records import ClassInfo as ClassInfo
+from densestudio.core.records import ImageInfo as ImageInfo
+from densestudio.core.users import BAD_NAME_CATEGORIES
+from densestudio.core.users import MAX_AUTHOR as MAX_AUTHOR
+from densestudio.core.users import USER_ENV as USER_ENV
+from densestudio.core.users import current_user as current_user
+from densestudio.core.users import normalize_author as normalize_author
 
 if TYPE_CHECKING:  # splits is imported where it is used
     from typing import TypeAlias
 
     from typing_extensions import Unpack
 
-    from densestudio.core.splits import SplitSettings
+    from densestudio.core.splits import GroupLeaks, SplitSettings
 
     _AnySelect: TypeAlias = Select[Unpack[tuple[Any, ...]]]  # a SELECT of any columns
 
@@ -56,41 +62,6 @@ DEFAULT_COLORS = (
     "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9",
     "#f0e442", "#7f7f7f", "#8c564b", "#17becf", "#bcbd22", "#9467bd",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    id: int
-    name: str
-    color: str
-    position: int
-    shortcut: str | None
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    id: int
-    path: str
-    filename: str
-    folder: str
-    content_hash: str
-    byte_size: int
-    width: int
-    height: int
-    mode: str
-    bit_depth: int
-    added_at: datetime
-    missing: bool
-    label_id: int | None
-    label_source: str | None
-    labeled_by: str | None
-    labeled_at: datetime | None
-    split: str | None
-    label_version: int = 0  # what a change made from this view expects (see Seen)
-
-    @property
-    def name(self) -> str:
-        return Path(self.path).name
 
 
 @dataclass(frozen=True)
@@ -248,40 +219,6 @@ def _chunks(ids: Sequence[int], size: int = CHUNK) -> Iterator[Sequence[int]]:
 
 def shortcut_for_position(position: int) -> str | None:
     return str(position + 1) if position < 9 else None
-
-
-USER_ENV = "DENSESTUDIO_USER"  # who label changes and approvals are recorded as
-
-
-def current_user() -> str:
-    """The name recorded as who did something: $DENSESTUDIO_USER (set by ``--user`` or a
-    preference) or else the OS login name."""
-    name = os.environ.get(USER_ENV, "").strip()
-    if name:  # refused, never cut: the same rule as every other author name
-        try:
-            return normalize_author(name)
-        except ProjectError as exc:
-            raise ProjectError(f"${USER_ENV} (--user): {exc}") from None
-    try:
-        return normalize_author(getpass.getuser())
-    except Exception:  # no login name (some containers, services), or an odd one
-        return "user"
-
-
-MAX_AUTHOR = 64  # characters (the column's size)
-
-
-def normalize_author(name: str) -> str:
-    """An author name as given (``--author``, a CSV column): trimmed, 1-64 characters, no
-    control characters. Raises ProjectError with the reason otherwise."""
-    name = unicodedata.normalize("NFC", name).strip()
-    if not name:
-        raise ProjectError("An author name cannot be empty.")
-    if any(unicodedata.category(ch) in _BAD_NAME_CATEGORIES for ch in name):
-        raise ProjectError("An author name cannot contain line breaks or control characters.")
-    if len(name) > MAX_AUTHOR:
-        raise ProjectError(f"An author name can have at most {MAX_AUTHOR} characters.")
-    return name
 
 
 class Project:
@@ -788,7 +725,6 @@ class Project:
 MAX_CLASS_NAME = 200  # characters (the column's size)
 # Characters a class name cannot hold: controls (newline, tab, NUL, ...), line/paragraph
 # separators and lone surrogates (undecodable file-name bytes).
-_BAD_NAME_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
 
 
 def class_key(name: str) -> str:
@@ -802,7 +738,7 @@ def normalize_class_name(name: str) -> str:
     name = unicodedata.normalize("NFC", name).strip()
     if not name:
         raise ProjectError("A class name cannot be empty.")
-    if any(unicodedata.category(ch) in _BAD_NAME_CATEGORIES for ch in name):
+    if any(unicodedata.category(ch) in BAD_NAME_CATEGORIES for ch in name):
         raise ProjectError("A class name cannot contain line breaks, tabs or other control "
                            "characters.")
     if len(name) > MAX_CLASS_NAME:
@@ -820,9 +756,9 @@ def class_name_from_folder(folder: str) -> tuple[str | None, str | None]:
     """
     text = unicodedata.normalize(
         "NFC", folder.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
-    bad = any(unicodedata.category(ch) in _BAD_NAME_CATEGORIES for ch in text)
+    bad = any(unicodedata.category(ch) in BAD_NAME_CATEGORIES for ch in text)
     cleaned = "".join(
-        " " if unicodedata.category(ch) in _BAD_NAME_CATEGORIES else ch for ch in text).strip()
+        " " if unicodedata.category(ch) in BAD_NAME_CATEGORIES else ch for ch in text).strip()
     if not cleaned:
         return None, None
     notes = []
@@ -1000,6 +936,7 @@ def _apply_states(
                     label_seq=seq,
                 )
             )
+    splits.release_from_test(s, [i for i, state in states if state.source == SOURCE_PREDICTION])
     splits.assign_missing_splits(s, [image_id for image_id, _ in states])
     return tuple((i, rows[i].version + 1) for i, _ in states)
 
@@ -1065,6 +1002,15 @@ def split_settings(project: Project) -> SplitSettings:
 
     with project.session() as s:
         return splits.read_settings(s)
+
+
+def split_leaks(project: Project) -> tuple[GroupLeaks, int]:
+    """Groups spanning splits / with label conflicts, and how many test labels a model made:
+    what the Train tab, the Review header and the report warn about."""
+    from densestudio.core import splits
+
+    with project.session() as s:
+        return splits.group_leaks(s), splits.model_labels_in_test(s)
 
 
 def resplit(

@@ -56,6 +56,8 @@ class EpochEnded:
     seconds: float
     improved: bool = False
     val_balanced_acc: float | None = None
+    monitor: str = "val_balanced_acc"  # the metric that picks the checkpoint
+    monitor_value: float | None = None  # its value this epoch
 
 
 @dataclass(frozen=True)

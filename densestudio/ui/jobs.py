@@ -171,6 +171,11 @@ def export_job(
         path = export_model(project, run_id, out_path, fmt, on_event=on_event, cancel=cancel)
         cancel.raise_if_cancelled()
         loaded = load_exported(path)
+    from densestudio.ml.report import record_export
+
+    # The same record as `densestudio export`: the validation report lists it.
+    record_export(project, run_id, path, [path], parity=loaded.metadata.get("parity"),
+                  via="the app (File › Export Model…)")
     return ExportResult(str(path), path.stat().st_size, loaded.metadata)
 
 
@@ -182,7 +187,8 @@ class CheckRow:
     confidence: float
     error: str | None = None
     decision: str | None = None  # "OK" / "NG" / "UNSURE" when the file has an OK/NG rule
-    unfamiliar: bool = False  # the file's unknown-input check flagged it
+    unfamiliar: bool = False  # the file's frame checks or unknown-input check flagged it
+    reason: str | None = None  # why: "too dark", "out of focus", "unlike the training images"
 
     @property
     def agrees(self) -> bool | None:
@@ -204,7 +210,8 @@ def check_export_job(
         cancel.raise_if_cancelled()
         results = model.predict([p for p, _ in samples])
     return [
-        CheckRow(path, expected, r.class_name, r.confidence, r.error, r.decision, r.unfamiliar)
+        CheckRow(path, expected, r.class_name, r.confidence, r.error, r.decision, r.unfamiliar,
+                 r.reason)
         for (path, expected), r in zip(samples, results, strict=True)
     ]
 
