@@ -385,3 +385,23 @@ def test_formats_pillow_reads_are_imported_and_the_rest_reported(
     assert report.added == 5 and not report.skipped
     assert ("3 other file(s) are not image types DenseStudio reads and were skipped: .cr2 2, "
             ".txt 1") in report.notes
+
+
+# ------------------------------------------------------------------ 11. group patterns
+@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(\w+\s?)*$", r"(a|ab)*c", r"(?:x*)*y",
+                                     r"(lot(\d+)?)+_", r"(?=(a+)+)b"])
+def test_group_patterns_that_can_hang_are_refused(project: Project, pattern: str) -> None:
+    """`--group-by 'regex:(a+)+$'` hung a re-split on a name like aaaa...aab."""
+    from densestudio.core.store import set_split_group_by
+
+    with pytest.raises(DenseStudioError, match="repeats something that itself repeats"):
+        set_split_group_by(project, "regex:" + pattern)
+    assert project.get_meta("split_group_by") in (None, "")
+
+
+@pytest.mark.parametrize("pattern", [r"(lot\d+)", r"^([A-Z]+)_\d+", r"(\d{3}-)+x",
+                                     r"(lot|LOT)\d+", r"([a-z]+)-(\d{3})"])
+def test_ordinary_group_patterns_still_work(project: Project, pattern: str) -> None:
+    from densestudio.core.store import set_split_group_by
+
+    set_split_group_by(project, "regex:" + pattern)
