@@ -757,6 +757,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from densestudio.core.files import Guarded, check_output, refuse_overwriting
     from densestudio.core.imaging import is_image_path, other_types_note
 
+    model = _load_model_file(args.model)  # a missing or foreign model file is the first error
     paths: list[Path] = []
     others: dict[str, int] = {}
     for raw in args.inputs:
@@ -775,7 +776,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_output(Path(args.csv))
         refuse_overwriting(Path(args.csv), [Guarded(Path(args.model), "the model file read"),
                                             *(Guarded(p, "an image to predict") for p in paths)])
-    model = _load_model_file(args.model)
     note = other_types_note(others)
     if note:
         print(f"note: {note}", file=sys.stderr)
