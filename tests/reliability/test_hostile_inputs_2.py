@@ -405,3 +405,59 @@ def test_ordinary_group_patterns_still_work(project: Project, pattern: str) -> N
     from densestudio.core.store import set_split_group_by
 
     set_split_group_by(project, "regex:" + pattern)
+
+
+# ------------------------------------------------------------------ 4. a -wal from elsewhere
+_WRITER = """
+import os, sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute('PRAGMA wal_autocheckpoint=0')
+def add(prefix, n0, n1):
+    for i in range(n0, n1):
+        con.execute("INSERT INTO label_class (name, color, position, created_at) VALUES "
+                    "(?, '#000000', ?, '2024-01-01')", (prefix * 300 + str(i), i))
+        con.commit()
+add('x', 0, 300)
+con.execute('PRAGMA wal_checkpoint(TRUNCATE)')  # in the file; then more, only in the -wal
+add('y', 300, 600)
+os._exit(0)  # a crash: the -wal stays
+"""
+
+
+def _crash_with_a_wal(path: Path) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", _WRITER, str(path)], check=True)
+    assert path.with_name(path.name + "-wal").stat().st_size > 0
+
+
+def test_a_restored_backup_next_to_an_old_wal_is_not_replayed_into(tmp_path: Path) -> None:
+    """The probe: `cp backup.dsproj P.dsproj` beside a crashed session's P.dsproj-wal was
+    replayed into and left "malformed"; the message then said to restore from a backup."""
+    path = tmp_path / "P.dsproj"
+    with Project.create(path) as p:
+        p.add_class("kept")
+        p.backup(tmp_path / "backup.dsproj")
+    _crash_with_a_wal(path)
+    os.utime(path.with_name("P.dsproj-wal"), ns=(1, 1_000_000_000))  # written before...
+    Path(path).write_bytes((tmp_path / "backup.dsproj").read_bytes())  # ...the restore
+    with Project.open(path) as p:
+        assert [c.name for c in p.classes()] == ["kept"]
+    aside = list(tmp_path.glob("P.dsproj-wal.stale-*"))
+    assert len(aside) == 1 and aside[0].stat().st_size > 0, "moved aside, not deleted"
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    con.close()
+
+
+def test_a_wal_of_its_own_project_is_replayed(tmp_path: Path) -> None:
+    """After a crash the -wal holds the last changes: they are kept (even when the file was
+    written after the log, as a checkpoint does)."""
+    path = tmp_path / "P.dsproj"
+    Project.create(path).close()
+    _crash_with_a_wal(path)
+    os.utime(path.with_name("P.dsproj-wal"), ns=(1, 1_000_000_000))
+    with Project.open(path) as p:
+        assert len(p.classes()) == 600
+    assert not list(tmp_path.glob("*.stale-*"))
