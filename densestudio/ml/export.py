@@ -69,7 +69,8 @@ FORMATS = ("onnx", "torchscript")
 OPSET = 18
 PARITY_TOLERANCE = 1e-3  # max |P_file - P_app| over the parity images
 OOD_K = 5  # k of the k-nearest-neighbour out-of-distribution score
-OOD_FLAG_SHARE = 0.05  # the threshold flags this share of the validation images
+OOD_FLAG_SHARE = 0.015  # the threshold flags this share of the validation images; with the
+# frame checks (about 0.5 % of known images) the file flags about 2 % of known images (issue 25)
 MAX_BANK = 4096  # training images kept as neighbours (a stratified sample beyond that)
 PREPROCESSING = (
     "Decode the first frame (EXIF orientation applied; JPEGs with Pillow draft mode to the "

@@ -50,6 +50,7 @@ def frame_check_ranges(project: Project, run_id: int, meta: dict[str, Any],
 # ------------------------------------------------------------------ in the app
 EXTRA_RANGES = "frame_checks"  # run extra: the run's frame_checks entry (measured once)
 EXTRA_REASONS = "frame_reasons"  # run extra: {image id: reason} of flagged predicted images
+EXTRA_CHECKED = "frame_checked"  # run extra: the subsets (val, test) whose frames are checked
 
 
 def run_frame_checks(project: Project, run_id: int, meta: dict[str, Any],
@@ -68,10 +69,11 @@ def run_frame_checks(project: Project, run_id: int, meta: dict[str, Any],
 
 
 def check_frames(project: Project, run_id: int, images: Sequence[tuple[int, str]],
-                 meta: dict[str, Any], cancel: CancelToken | None = None) -> dict[int, str]:
+                 meta: dict[str, Any], cancel: CancelToken | None = None,
+                 subset: str | None = None) -> dict[int, str]:
     """{image id: reason} for the (id, path) images that fail the run's frame checks,
     decoded as the model file decodes them; stored with the run (replacing earlier
-    reasons of these images) for the Review tab."""
+    reasons of these images; ``subset``: remembered as checked) for the Review tab."""
     checks = run_frame_checks(project, run_id, meta, cancel)
     if checks is None:
         return {}
@@ -90,9 +92,31 @@ def check_frames(project: Project, run_id: int, images: Sequence[tuple[int, str]
     checked = {str(i) for i, _ in images}
     stored = {k: v for k, v in frame_reasons(project, run_id).items() if str(k) not in checked}
     stored.update(found)
-    runs.update_run_extra(project, run_id,
-                          **{EXTRA_REASONS: {str(k): v for k, v in stored.items()}})
+    changes: dict[str, object] = {EXTRA_REASONS: {str(k): v for k, v in stored.items()}}
+    if subset is not None:
+        changes[EXTRA_CHECKED] = sorted({*checked_subsets(project, run_id), subset})
+    runs.update_run_extra(project, run_id, **changes)
     return found
+
+
+def check_subset(project: Project, run_id: int, subset: str,
+                 cancel: CancelToken | None = None) -> dict[int, str]:
+    """Run the frame checks on the run's ``subset`` (val or test) images."""
+    from densestudio.ml.checkpoint import load_checkpoint
+    from densestudio.ml.snapshot import load_snapshot
+
+    info = runs.get_run(project, run_id)
+    if not info.checkpoint_best:
+        return {}
+    meta = load_checkpoint(info.checkpoint_best)["meta"]
+    snap = load_snapshot(project, run_id)
+    images = [(snap.items[i].image_id, snap.items[i].path) for i in snap.indices(subset)]
+    return check_frames(project, run_id, images, meta, cancel, subset=subset)
+
+
+def checked_subsets(project: Project, run_id: int) -> list[str]:
+    value = runs.get_run(project, run_id).extra.get(EXTRA_CHECKED) or []
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def frame_reasons(project: Project, run_id: int) -> dict[int, str]:

@@ -19,7 +19,7 @@ input size (at 64 px a blurred texture still looks sharp). The Node.js runner
 - ``dark``, ``bright``: share of clipped pixels (grey <= 5, grey >= 250);
 - ``sharpness``: variance of the 4-neighbour Laplacian (inner pixels) divided by the
   variance of the grey levels, so it measures focus rather than contrast (a flat frame,
-  std < 2, is not judged on it);
+  std < 2, is never called out of focus);
 - ``aspect``: log2 of the decoded image's width / height.
 """
 
@@ -36,6 +36,7 @@ from PIL import Image
 STATS = ("p01", "p50", "p99", "std", "dark", "bright", "sharpness", "aspect")
 DARK_LEVEL, BRIGHT_LEVEL = 5, 250
 FLAT_STD = 2.0  # below it a frame is flat and its sharpness means nothing
+FLAT_DARK, FLAT_BRIGHT = 20, 235  # a flat frame this dark / bright is too dark / overexposed
 # Accepted range = training [min, max] widened by MARGIN x the training's 5-95 % spread and
 # by at least FLOOR (absolute units), so the known images' own tails stay inside.
 MARGIN = 0.1
@@ -135,11 +136,13 @@ def ranges_from(stats: Sequence[FrameStats], labels: Sequence[str] | None = None
     return {
         "version": VERSION, "n": len(stats), "work_side": WORK_SIDE, "ranges": _box(stats),
         "by_class": by_class,
-        "levels": {"dark": DARK_LEVEL, "bright": BRIGHT_LEVEL, "flat_std": FLAT_STD},
+        "levels": {"dark": DARK_LEVEL, "bright": BRIGHT_LEVEL, "flat_std": FLAT_STD,
+                   "flat_dark": FLAT_DARK, "flat_bright": FLAT_BRIGHT},
         "method": ("statistics of the decoded frame in grey levels (Pillow luma), long side "
                    "resized (bilinear) to at most work_side: p01/p50/p99 brightness "
                    "percentiles, std, share of pixels <= dark / >= bright, sharpness = "
-                   "var(4-neighbour Laplacian) / var(grey) (not checked when std < flat_std), "
+                   "var(4-neighbour Laplacian) / var(grey) (its low side not checked when std < "
+                   "flat_std), "
                    "aspect = log2(width / height); accepted range = the training images' "
                    "min/max widened, per class (by_class) and over all"),
         "rule": ("UNSURE when the frame fits no class's ranges (by_class; without them, "
@@ -190,34 +193,40 @@ class FrameChecks:
                     ) -> list[tuple[str, str]]:
         out = []
         for key, (lo, hi) in box.items():
-            if key == "sharpness" and stats.std < FLAT_STD:
-                continue
             value = getattr(stats, key)
+            if value < lo and key == "sharpness" and stats.std < FLAT_STD:
+                continue  # a flat frame is flat, not out of focus (noise alone is sharp)
             if value < lo:
                 out.append((key, "low"))
             elif value > hi:
                 out.append((key, "high"))
         return out
 
-    def violations(self, stats: FrameStats) -> list[tuple[str, str]]:
-        """(statistic, "low" | "high"): empty when the frame fits a box; else those outside
-        the ranges over all training frames (no training frame is that dark, that flat,
-        ...) or, when it is inside those, outside the nearest box (fewest violations; the
-        first on a tie)."""
-        best: list[tuple[str, str]] | None = None
+    def reason(self, stats: FrameStats) -> str | None:
+        """Why this frame should not be judged (None: it fits one class's ranges).
+
+        The reason names what no training frame shows (outside the ranges over all of
+        them: a grey frame between a dark and a bright class is flat, not too dark), else
+        what the nearest class (fewest violations; the first on a tie) does not show, else
+        "unlike the training images"."""
+        nearest: list[tuple[str, str]] | None = None
         for box in self.boxes:
             found = self._violations(box, stats)
             if not found:
-                return []
-            if best is None or len(found) < len(best):
-                best = found
+                return None
+            if nearest is None or len(found) < len(nearest):
+                nearest = found
         overall = self._violations(self.overall, stats) if self.overall else []
-        return overall or best or []
-
-    def reason(self, stats: FrameStats) -> str | None:
-        """Why this frame should not be judged (None: it looks like the training frames)."""
-        found = {REASONS.get(v, UNLIKE) for v in self.violations(stats)}
-        return next((r for r in PRIORITY if r in found), None)
+        for found in (overall, nearest or []):
+            named = {REASONS[v] for v in found if v in REASONS}
+            first = next((r for r in PRIORITY if r in named), None)
+            if first == FLAT and stats.p50 <= FLAT_DARK:
+                return TOO_DARK  # a flat black frame: a lens cap, no light
+            if first == FLAT and stats.p50 >= FLAT_BRIGHT:
+                return OVEREXPOSED  # a flat white frame: blown out
+            if first is not None:
+                return first
+        return UNLIKE
 
 
 NAMES = {"p01": "1st-percentile brightness", "p50": "median brightness",

@@ -152,6 +152,16 @@ def predict_job(
                               cancel=cancel)
 
 
+def frame_check_job(
+    project: Project, run_id: int, subset: str, *, on_event: EventCallback,
+    cancel: CancelToken,
+) -> dict[int, str]:
+    """Run the run's frame checks on its val or test images (for the Review filter)."""
+    from densestudio.ml.frame_ranges import check_subset
+
+    return check_subset(project, run_id, subset, cancel)
+
+
 @dataclass(frozen=True)
 class ExportResult:
     path: str

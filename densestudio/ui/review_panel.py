@@ -50,7 +50,7 @@ from densestudio.core.stats import clopper_pearson
 from densestudio.core.store import ImageFilter
 from densestudio.ml import summary
 from densestudio.ml.events import PreparingData
-from densestudio.ml.frame_ranges import frame_reasons
+from densestudio.ml.frame_ranges import checked_subsets, frame_reasons
 from densestudio.runtime.frame_checks import PRIORITY
 from densestudio.ui.confusion import ConfusionMatrixView
 from densestudio.ui.gallery_model import TileOverlay
@@ -58,7 +58,7 @@ from densestudio.ui.gallery_view import GalleryView, selected_ids
 from densestudio.ui.heatmaps import HeatmapGalleryModel
 from densestudio.ui.intervals import ci_range, ci_tip, pct_ci
 from densestudio.ui.job_progress import JobProgress
-from densestudio.ui.jobs import evaluate_job, predict_job
+from densestudio.ui.jobs import evaluate_job, frame_check_job, predict_job
 from densestudio.ui.relabel import RelabelSelectedMixin
 from densestudio.ui.runs_panel import ApprovalState, approval_state, local_time, run_title
 from densestudio.ui.signoff_dialogs import APPROVED_COLOR, ApproveDialog, add_golden_actions
@@ -827,8 +827,30 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                       f"({html_text(self.reason_combo.currentText())})")
 
     def _on_reason_filter(self, _index: int) -> None:
-        if self.shown is not None and self.shown.kind in dict(VIEWS):
-            self.show_view(self.shown.kind)
+        if self.shown is None or self.shown.kind not in dict(VIEWS):
+            return
+        if (self.reason_combo.currentData() and self.shown.kind != "unlabeled"
+                and self.check_frames() is not None):
+            return  # shown again when the subset's frames are checked
+        self.show_view(self.shown.kind)
+
+    def check_frames(self) -> Worker | None:
+        """Run the frame checks on this subset's images once (in the background), so the
+        filter can pick the unfit frames among them; None when done before or busy."""
+        if (self.run is None or self.project is None or self._busy()
+                or self.subset in checked_subsets(self.project, self.run.id)):
+            return None
+        run_id, kind = self.run.id, self.shown.kind if self.shown else "misclassified"
+        worker = Worker(frame_check_job, self.project, run_id, self.subset, parent=self)
+        worker.finished.connect(lambda _found: self._on_frames_checked(run_id, kind))
+        self._run_worker(worker, "Checking the frames (too dark, out of focus, …)…")
+        return worker
+
+    def _on_frames_checked(self, run_id: int, kind: str) -> None:
+        if self.run is None or self.run.id != run_id or self.project is None:
+            return
+        self.frame_reasons = frame_reasons(self.project, run_id)
+        self.show_view(kind)
 
     def _uncheck_views(self) -> None:
         self.view_group.setExclusive(False)
@@ -878,7 +900,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 if relabeled and now is not None:  # judge against the label it has now
                     correct = pred_id == now
             decision = decide(p.probs) if decide is not None else ""
-            reason = self.frame_reasons.get(image_id, "") if p.true_index is None else ""
+            reason = self.frame_reasons.get(image_id, "")
             out[image_id] = TileOverlay(pred_id, p.confidence, correct,
                                         f"{p.confidence * 100:.0f}%", relabeled,
                                         "UNSURE" if reason else decision, reason)

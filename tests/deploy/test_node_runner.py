@@ -66,6 +66,8 @@ def test_node_runner_matches_python(node: str, strip_run: StripRun, tmp_path: Pa
             assert row["class"] == want.class_name, path
         if path.suffix == ".png":
             assert row["unfamiliar"] == want.unfamiliar and row["decision"] == want.decision
-            assert row["reason"] == want.reason, path
+        # frame statistics agree to about a grey level on JPEGs too (jpeg-js vs libjpeg);
+        # square NEU frames are unlike the 4:1 strips by their aspect ratio alone
+        assert row["reason"] == want.reason, path
     assert [r["reason"] for r in rows[-len(jpgs) - 4 : -len(jpgs)]] == [
         "too dark", "overexposed", "flat", "out of focus"]

@@ -560,6 +560,17 @@ def test_predict_unlabeled_says_why_a_frame_is_unsure(
     assert len(panel.model.ids) == 4
     assert panel.accept_above(0.0) == 3  # the lens cap keeps no label
     assert project.image(cap).label_id is None
+    # On the test images (a Review view) the filter first runs the frame checks on them
+    from densestudio.ml.frame_ranges import checked_subsets
+
+    everything = panel.show_view("top_losses")
+    assert everything and panel.subset not in checked_subsets(project, panel.run.id)
+    panel.reason_combo.setCurrentIndex(panel.reason_combo.findData("*"))
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+    assert panel.subset in checked_subsets(project, panel.run.id)
+    assert panel.shown.kind == "top_losses" and panel.model.ids == []  # ordinary images
+    panel.reason_combo.setCurrentIndex(panel.reason_combo.findData("-"))
+    assert panel.model.ids == everything and panel.worker is None  # checked once
 
 
 def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_path: Path) -> None:

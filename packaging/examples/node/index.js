@@ -327,29 +327,38 @@ function frameStats(img, prep, checks) {
 function outside(box, stats, flatStd) {
   const found = [];
   for (const key of STATS) {
-    if (!box[key] || (key === 'sharpness' && stats.std < flatStd)) continue;
+    if (!box[key]) continue;
     const [lo, hi] = box[key];
+    // a flat frame is flat, not out of focus (noise alone is sharp)
+    if (stats[key] < lo && key === 'sharpness' && stats.std < flatStd) continue;
     if (stats[key] < lo) found.push(key + ' low');
     else if (stats[key] > hi) found.push(key + ' high');
   }
   return found;
 }
 
-// Null when the frame fits one class's ranges; else the reason of the statistics outside
-// the ranges over all training frames or, when none is, outside the nearest class's.
+// Null when the frame fits one class's ranges; else the named reason of the statistics
+// outside the ranges over all training frames, else of those outside the nearest class's,
+// else "unlike the training images".
 function frameReason(checks, stats) {
   const byClass = Object.values(checks.by_class || {});
   const boxes = byClass.length ? byClass : [checks.ranges];
   const flatStd = checks.levels.flat_std;
-  let best = null;
+  let nearest = null;
   for (const box of boxes) {
     const found = outside(box, stats, flatStd);
     if (found.length === 0) return null;
-    if (best === null || found.length < best.length) best = found;
+    if (nearest === null || found.length < nearest.length) nearest = found;
   }
-  const overall = outside(checks.ranges, stats, flatStd);
-  const reasons = new Set((overall.length ? overall : best).map((v) => REASONS[v] || UNLIKE));
-  return PRIORITY.find((r) => reasons.has(r));
+  for (const found of [outside(checks.ranges, stats, flatStd), nearest]) {
+    const named = new Set(found.filter((v) => v in REASONS).map((v) => REASONS[v]));
+    const first = PRIORITY.find((r) => named.has(r));
+    // a flat black frame is too dark, a flat white one overexposed
+    if (first === 'flat' && stats.p50 <= checks.levels.flat_dark) return 'too dark';
+    if (first === 'flat' && stats.p50 >= checks.levels.flat_bright) return 'overexposed';
+    if (first) return first;
+  }
+  return UNLIKE;
 }
 
 // ---------------------------------------------------------------- decision
@@ -401,4 +410,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { readMetadata, preprocess, frameStats, frameReason, decide };
+module.exports = { readMetadata, decode, preprocess, frameStats, frameReason, decide };
