@@ -87,7 +87,6 @@ class MainWindow(ProjectFlows, WindowMenus, QMainWindow):
         self._matching = 0  # images matching the gallery's filter now (see _recount)
         self.jobs = JobRunner(self.show_error, self)
         self.import_worker: Worker | None = None
-        self.demo_worker: Worker | None = None
         self.import_dialog: ImportDialog | None = None
         self.report_dialog: ImportReportDialog | None = None
         self.last_import_report: ImportReport | None = None

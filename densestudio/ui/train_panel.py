@@ -116,7 +116,6 @@ class TrainPanel(QWidget):
         self.host = host  # the application (ui.context)
         self.controller: ProjectController | None = None
         self.edited = False  # the user changed a setting: stop following recommendations
-        self.worker: Worker | None = None
         self.run_id: int | None = None
         self.total_epochs = 0
         self.device_text = ""
@@ -577,7 +576,6 @@ class TrainPanel(QWidget):
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
         worker.done.connect(lambda: self._on_done(worker))
-        self.worker = worker
         self._set_message("Preparing images…" if resume_run_id is None else
                           f"Resuming run #{resume_run_id}…")
         self.status.setText("Starting…")
@@ -696,10 +694,14 @@ class TrainPanel(QWidget):
         self._set_message(message, error=True)
         self.host.show_error("Training failed", message)
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
     def _on_done(self, worker: Worker) -> None:
-        if self.worker is not worker:
+        if self.worker is not None:  # (the runner lets go of a job before its ``done``)
             return
-        self.worker = None
         self.plots.redraw()
         self.runs.set_busy_run(None)
         if self.controller is not None:
