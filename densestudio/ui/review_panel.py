@@ -97,7 +97,6 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     evaluated = Signal(int)  # run id
     exportRequested = Signal(int)  # run id
     runChanged = Signal(object)  # run id or None: the run shown changed
-    approvalsChanged = Signal()  # a run was approved
     loaded = Signal()  # the shown run's (and the compared run's) predictions were read
 
     def __init__(self, host: AppContext, parent: QWidget | None = None) -> None:
@@ -333,6 +332,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             try:
                 self.controller.labelsChanged.disconnect(self._on_labels_changed)
                 self.controller.classesChanged.disconnect(self._on_classes_changed)
+                self.controller.runDeleted.disconnect(self._on_run_deleted)
             except (RuntimeError, TypeError):
                 pass
         for dialog in (self.op_dialog, self.gate_dialog, self.report_dialog):
@@ -347,6 +347,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if controller is not None:
             controller.labelsChanged.connect(self._on_labels_changed)
             controller.classesChanged.connect(self._on_classes_changed)
+            controller.runDeleted.connect(self._on_run_deleted)
+        self.refresh_runs()
+
+    def _on_run_deleted(self, _run_id: int) -> None:
         self.refresh_runs()
 
     def reviewable_runs(self) -> list[core_runs.RunInfo]:
@@ -1069,7 +1073,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.gate_dialog.refresh_runs()
         self.host.status(
             f"Run #{info.run_id} is approved for release (by {info.approved_by}).", 8000)
-        self.approvalsChanged.emit()
+        if self.controller is not None:
+            self.controller.approvals_changed()
 
     def show_report_dialog(self) -> ReportDialog | None:
         """Write the validation report of the run shown (or the newest finished run)."""

@@ -331,12 +331,18 @@ class TrainPanel(QWidget):
         self.runs.runUpdated.connect(self._on_run_updated)
         self.runs.resumeRequested.connect(self.resume_run)
         self.runs.reviewRequested.connect(self.reviewRequested)
+        self.runs.runDeleted.connect(lambda run_id: self.controller.run_deleted(run_id)
+                                     if self.controller is not None else None)
         self._update_buttons()
 
     # ================================================================ project
+    def _on_approvals_changed(self) -> None:
+        self.runs.refresh()  # the approved run is marked in the list
+
     def set_controller(self, controller: ProjectController | None) -> None:
         if self.controller is not None:
             self.controller.countsChanged.disconnect(self._on_counts_changed)
+            self.controller.approvalsChanged.disconnect(self._on_approvals_changed)
         self.controller = controller
         self.plots.reset()  # before the runs list: it selects the newest run and plots it
         self.plotted_run = None
@@ -345,6 +351,7 @@ class TrainPanel(QWidget):
         self.edited = False
         if controller is not None:
             controller.countsChanged.connect(self._on_counts_changed)
+            controller.approvalsChanged.connect(self._on_approvals_changed)
         if controller is not None:
             # Import the engine here, not in the worker: loading torchvision's C extensions
             # holds the GIL for ~0.2 s, which would freeze the GUI when training starts.

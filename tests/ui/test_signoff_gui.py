@@ -192,7 +192,7 @@ def test_approving_a_run_makes_the_export_dialog_default_to_it(
     assert not dialog.approve_button.isEnabled()  # why is required
     dialog.why.setPlainText("line 3 trial: no escapes in 2 shifts")
     assert dialog.approve_button.isEnabled()
-    with qtbot.waitSignal(panel.approvalsChanged, timeout=5000):
+    with qtbot.waitSignal(window.controller.approvalsChanged, timeout=5000):
         qtbot.mouseClick(dialog.approve_button, Qt.MouseButton.LeftButton)
     approval = signoff.latest_approval(project)
     assert (approval.run_id, approval.approved_by, approval.why) == (
