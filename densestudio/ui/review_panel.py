@@ -628,10 +628,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         """The images of one confusion-matrix cell, most confident first."""
         if self.run is None or self.report is None:
             return []
-        assert self.project is not None  # it has the run
         names = self.run.class_names
-        ids = core_runs.confusion_cell_images(self.project, self.run.id, self.subset,
-                                              true_index, pred_index)
+        cell = [p for p in self.preds.values()  # (read in a job: no query here)
+                if p.true_index == true_index and p.pred_index == pred_index]
+        ids = [p.image_id for p in sorted(cell, key=lambda p: (-p.confidence, p.image_id))]
         self.matrix.set_active((true_index, pred_index))
         what = "correct" if true_index == pred_index else "mistaken"
         self._uncheck_views()
@@ -660,7 +660,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             title = (f"<b>{len(ids)}</b> misclassified {subset} images · most confident "
                      "mistakes first")
         elif kind == "top_losses":
-            ids = core_runs.top_losses(self.project, self.run.id, self.subset, limit=200)
+            lossy = sorted((p for p in self.preds.values() if p.loss is not None),
+                           key=lambda p: (-(p.loss or 0.0), p.image_id))
+            ids = [p.image_id for p in lossy[:200]]
             title = (f"<b>{len(ids)}</b> {subset} images with the highest loss · likely label "
                      "errors or hard cases")
         elif kind == "unlabeled":
