@@ -129,6 +129,7 @@ class _Decoded:
     bit_depth: int
     thumbnail: bytes
     phash: int
+    mtime_ns: int | None = None
 
 
 @dataclass
@@ -215,7 +216,8 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
     path = candidate.path
     try:
         with open_regular(path) as f:
-            size = os.fstat(f.fileno()).st_size
+            st = os.fstat(f.fileno())
+            size = st.st_size
             if size == 0:
                 return SkippedFile(str(path), "empty file (0 bytes)")
             if size > MAX_FILE_BYTES:
@@ -243,7 +245,7 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
     except OSError as exc:
         return SkippedFile(str(path), f"cannot read: {exc.strerror or exc}")
     return _Decoded(candidate, size, digest, probe.width, probe.height,
-                    probe.mode, probe.bit_depth, thumb, phash)
+                    probe.mode, probe.bit_depth, thumb, phash, st.st_mtime_ns)
 
 
 def _decode_chunk(chunk: list[_Candidate]) -> list[_Decoded | SkippedFile]:
@@ -356,6 +358,8 @@ def _run_import(
                 future.cancel()
             cancelled = cancel.cancelled
         commit()
+    if tally.added:
+        _keep_groups_together(project, tally)
     report = ImportReport(
         added=tally.added,
         already_in_project=tally.already,
@@ -369,6 +373,23 @@ def _run_import(
     log_import(project, paths, options.labels_from_subfolders, report)
     on_event(report)
     return report
+
+
+def _keep_groups_together(project: Project, tally: _Tally) -> None:
+    """Near-identical images and names sharing a stem go to one split (a batch cannot see
+    the next one's members); what a locked test set keeps apart is reported as a note."""
+    from densestudio.core.near_duplicates import keep_groups_together
+
+    try:
+        kept = keep_groups_together(project)
+    except ProjectError as exc:  # the import itself is saved; the check can be run again
+        tally.notes["groups"] = f"near-duplicates not checked: {exc}"
+        return
+    if kept.moved:
+        tally.notes["groups"] = (f"{kept.moved:,} near-identical or same-name image(s) moved "
+                                 "so that each group shares a split")
+    if kept.leaks.spanning:
+        tally.notes["leaks"] = kept.leaks.warning()
 
 
 def _commit_batch(
@@ -417,6 +438,7 @@ def _commit_batch(
                     folder=str(path.parent),
                     content_hash=item.content_hash,
                     byte_size=item.byte_size,
+                    file_mtime_ns=item.mtime_ns,
                     width=item.width,
                     height=item.height,
                     mode=item.mode,

@@ -15,6 +15,7 @@ is still as the change left it.
 from __future__ import annotations
 
 import os
+import sqlite3
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -30,10 +31,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql import ColumnElement
 
-from densestudio.core import changes, db, history, machine
-from densestudio.core.constants import SOURCE_HUMAN, SOURCE_PREDICTION, SPLITS
+from densestudio.core import changes, db, files, history, machine
+from densestudio.core.atomic import atomic_write_via
+from densestudio.core.constants import SOURCE_CHANGED, SOURCE_HUMAN, SOURCE_PREDICTION, SPLITS
 from densestudio.core.errors import ProjectError
-from densestudio.core.files import natural_key
+from densestudio.core.files import Guarded, natural_key, refuse_overwriting
 from densestudio.core.models import Image, LabelClass, path_text, utcnow
 from densestudio.core.records import ClassInfo as ClassInfo
 from densestudio.core.records import ImageInfo as ImageInfo
@@ -48,7 +50,7 @@ if TYPE_CHECKING:  # splits is imported where it is used
 
     from typing_extensions import Unpack
 
-    from densestudio.core.splits import SplitSettings
+    from densestudio.core.splits import GroupLeaks, SplitSettings
 
     _AnySelect: TypeAlias = Select[Unpack[tuple[Any, ...]]]  # a SELECT of any columns
 
@@ -341,6 +343,70 @@ class Project:
         if isinstance(target, db.ServerURL):
             return self.files_root / "runs"
         return target.with_name(target.name + "-runs")
+
+    @property
+    def project_id(self) -> str:
+        """A random id given to the project once (meta 'project_id'), recorded in its
+        checkpoints so that another project's model file is never taken for its own; ""
+        for an old project open read-only, which cannot be given one."""
+        pid = self.get_meta("project_id")
+        if pid is None and not self.read_only:
+            import uuid
+
+            with self.transaction() as s:
+                pid = db.get_meta(s, "project_id")  # another process may have just set it
+                if pid is None:
+                    pid = uuid.uuid4().hex
+                    db.set_meta(s, "project_id", pid)
+        return pid or ""
+
+    def guarded_paths(self) -> list[Guarded]:
+        """What no command may write an output over: the project file with its SQLite
+        side files, and the runs (checkpoints) and cache folders."""
+        out = [Guarded(self.runs_dir, "the project's runs folder (checkpoints)", folder=True),
+               Guarded(self.cache_dir, "the project's cache folder", folder=True)]
+        if not self.shared:
+            out += [Guarded(self.path, "the project file")]
+            out += [Guarded(self.path.with_name(self.path.name + side),
+                            f"the project's SQLite {side[1:]} file")
+                    for side in ("-wal", "-shm", "-journal")]
+        return out
+
+    def refuse_overwriting(self, out: str | Path, also: Iterable[Guarded] = ()) -> None:
+        """Refuse an output path that is the project, its runs or caches, one of its
+        images, or one of ``also`` (the inputs of the command), before anything is
+        written; see ``files.refuse_overwriting``."""
+        refuse_overwriting(Path(out), [*self.guarded_paths(), *also])
+        real = os.path.realpath(out)
+        with self.session() as s:
+            hit = s.scalar(select(Image.path).where(
+                Image.path.in_({real, os.path.abspath(out)})).limit(1))
+        if hit is not None:
+            raise ProjectError(f"Refusing to write {out}: it is an image of this project "
+                               f"({hit}); choose another output file.")
+
+    def backup(self, out: str | Path) -> Path:
+        """Write a consistent copy of the project file to ``out`` (a folder: the copy goes
+        inside it) while it may be open; see ``db.sqlite_backup``. Returns the copy's path."""
+        if self.shared:
+            raise ProjectError(f"{self.location} is a shared project on a database server; "
+                               "back it up with the server's tools (pg_dump).")
+        dest = Path(out)
+        if dest.is_dir():
+            dest = dest / f"{self.path.stem}-backup-{utcnow():%Y%m%d-%H%M%S}{self.path.suffix}"
+        self.refuse_overwriting(dest)
+        files.check_output(dest)
+
+        def write(tmp: Path) -> None:
+            tmp.unlink()  # SQLite writes a fresh database file
+            try:
+                db.sqlite_backup(self.path, tmp)
+            except sqlite3.Error as exc:
+                raise ProjectError(db.explain_error(exc, self.path)
+                                   or f"Cannot back up {self.path}: {exc}") from exc
+
+        atomic_write_via(dest, write)
+        return dest
 
     def stored_path(self, path: str | Path) -> str:
         """``path`` as kept in the project: relative to the files root when inside it."""
@@ -793,7 +859,10 @@ def _set_labels(
         if label_id is None
         else LabelState(label_id, source, who, now)
     )
-    todo = [i for i in dict.fromkeys(ids) if i in rows and rows[i].state.label_id != label_id]
+    # The same class again on a label marked for review (its file changed) confirms it.
+    todo = [i for i in dict.fromkeys(ids) if i in rows and (
+        rows[i].state.label_id != label_id
+        or (label_id is not None and rows[i].state.source == SOURCE_CHANGED))]
     stale = {i for i in todo
              if expected is not None and expected.is_stale(i, rows[i].version,
                                                            rows[i].label_seq)}
@@ -867,6 +936,7 @@ def _apply_states(
                     label_seq=seq,
                 )
             )
+    splits.release_from_test(s, [i for i, state in states if state.source == SOURCE_PREDICTION])
     splits.assign_missing_splits(s, [image_id for image_id, _ in states])
     return tuple((i, rows[i].version + 1) for i, _ in states)
 
@@ -932,6 +1002,15 @@ def split_settings(project: Project) -> SplitSettings:
 
     with project.session() as s:
         return splits.read_settings(s)
+
+
+def split_leaks(project: Project) -> tuple[GroupLeaks, int]:
+    """Groups spanning splits / with label conflicts, and how many test labels a model made:
+    what the Train tab, the Review header and the report warn about."""
+    from densestudio.core import splits
+
+    with project.session() as s:
+        return splits.group_leaks(s), splits.model_labels_in_test(s)
 
 
 def resplit(

@@ -17,6 +17,7 @@ from densestudio.core.stats import Interval, balanced_accuracy_interval, clopper
 from densestudio.core.store import Project
 from densestudio.ml import summary
 from densestudio.ml.metrics import confusion_matrix, scores
+from densestudio.runtime.operating_point import OperatingPoint
 
 
 class EvaluationError(DenseStudioError):
@@ -113,7 +114,8 @@ class EvalReport:
             if defects:
                 ci = self.called_good_interval(good_class)
                 upper = clopper_pearson(missed, defects, sided="upper").high
-                parts.append(f"defects called {good_class}: {missed} of {defects} "
+                # the most likely class, not the OK/NG operating point (its lines lead)
+                parts.append(f"defects predicted {good_class} (argmax): {missed} of {defects} "
                              f"({missed / defects * 100:.1f} %; 95 % CI {ci.range_text()} %, "
                              f"at most {upper * 100:.1f} % one-sided)")
         lines = ["   ".join(parts)]
@@ -130,9 +132,14 @@ class EvalReport:
             )
         return lines
 
-    def format(self, top: int = 10, good_class: str | None = None) -> str:
-        """A plain-text report (used by the CLI)."""
+    def format(self, top: int = 10, good_class: str | None = None,
+               point: OperatingPoint | None = None) -> str:
+        """A plain-text report (used by the CLI). With the run's OK/NG ``point`` these are
+        the argmax figures that follow its decisions."""
         lines = [f"Run {self.run_id}, {self.subset} set: {self.n} images"]
+        if point is not None:  # its OK/NG lines (operating_point.decision_lines) go first
+            lines.append("  By the most likely class (argmax):")
+            good_class = point.good_class
         lines += [f"  {line}" for line in self.headline(good_class)]
         lines += [
             "",
@@ -165,7 +172,6 @@ class EvalReport:
         return "\n".join(lines)
 
 
-# ------------------------------------------------------------------ reports
 def summary_metrics(rep: EvalReport) -> dict[str, object]:
     """The figures a run keeps for its subset (run lists, comparisons, export metadata)."""
     worst = rep.worst_class

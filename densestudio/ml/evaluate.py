@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from densestudio.core import preprocess, runs
+from densestudio.core.file_changes import check_files, marked_for_review
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.store import Project
 from densestudio.ml import data as D
 from densestudio.ml import zoo
-from densestudio.ml.checkpoint import load_checkpoint, model_from_meta
+from densestudio.ml.checkpoint import check_owner, load_checkpoint, model_from_meta
 from densestudio.ml.eval_report import EvalReport, EvaluationError, build_report
 from densestudio.ml.events import EvaluationProgress
 from densestudio.ml.runtime import amp_dtype, predict_probs, resolve_device
@@ -89,17 +90,37 @@ def evaluate_tensors(
     return reports
 
 
+def _check_owner(project: Project, run_id: int, ckpt: dict[str, Any], path: str) -> None:
+    info = runs.get_run(project, run_id)
+    check_owner(ckpt["meta"], path, run_id, project.project_id, info.class_names,
+                load_snapshot(project, run_id).fingerprint, project.location)
+
+
+def check_run_checkpoint(project: Project, run_id: int) -> None:
+    """Refuse a run whose saved model is another run's or project's (copied into its
+    folder); a run without one passes (its stored predictions may still be used)."""
+    path = runs.get_run(project, run_id).checkpoint_best
+    if path and Path(path).is_file():
+        _check_owner(project, run_id, load_checkpoint(path), path)
+
+
 def load_run_model(
     project: Project, run_id: int
 ) -> tuple[zoo.DenseStudioNet, dict[str, Any], dict[str, Any]]:
     """The run's best model (eval mode, CPU), its metadata and the run's config dict."""
     info = runs.get_run(project, run_id)
     path = info.checkpoint_best
-    if not path or not Path(path).is_file():
+    if not path:
         raise EvaluationError(
             f"Run {run_id} has no saved model (status: {info.shown_status}); train it first."
         )
+    if not Path(path).is_file():  # moved or deleted: say where it was looked for
+        raise EvaluationError(
+            f"Run {run_id}'s model file is missing: looked for {path}. If the project was "
+            "moved or renamed, move or rename its runs folder with it "
+            f"({project.runs_dir.name}).")
     ckpt = load_checkpoint(path)
+    _check_owner(project, run_id, ckpt, path)
     model = model_from_meta(ckpt["meta"])
     model.load_state_dict(ckpt["model"])
     model.eval()
@@ -125,6 +146,14 @@ def evaluate_run(
     wanted = [i for s in subsets for i in snap.indices(s)]
     if not wanted:
         raise EvaluationError(f"Run {run_id} has no images in {', '.join(subsets)}.")
+    ids = [snap.image_ids[i] for i in wanted]
+    check_files(project, ids)
+    changed = marked_for_review(project, ids)
+    if changed:  # their pixels are no longer what the run's labels describe
+        raise EvaluationError(
+            f"{len(changed)} image(s) of run {run_id}'s {'/'.join(subsets)} set changed since "
+            f"they were labeled, e.g. {changed[0]}; their labels are marked for review. "
+            "Look at them and label them again, then evaluate.")
     pixels, failures = D.DecodedCache(project.cache_dir).load(
         snap.items, preprocess.from_meta(meta), cancel=cancel
     )
@@ -156,6 +185,7 @@ def predict_images(
     """Predict any project images (e.g. unlabeled ones); stored with subset "unlabeled"
     unless ``store`` is False (the release gate predicts labeled images it only compares)."""
     model, meta, config = load_run_model(project, run_id)
+    check_files(project, image_ids)  # a replaced file is predicted as it is now
     images = project.images_by_ids(list(image_ids))
     items = [D.CacheItem(i.id, i.path, i.content_hash) for i in images]
     pixels, failures = D.DecodedCache(project.cache_dir).load(
@@ -183,4 +213,8 @@ def predict_images(
     ]  # fmt: skip
     if store:
         runs.save_predictions(project, run_id, "unlabeled", preds)
+        from densestudio.ml.frame_ranges import check_frames
+
+        check_frames(project, run_id, [(items[i].image_id, items[i].path) for i in keep], meta,
+                     cancel)
     return preds

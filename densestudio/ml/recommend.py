@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from densestudio.core.preprocess import (
@@ -59,9 +60,12 @@ def target_epochs(n_train: int, batch: int) -> int:
     return int(min(hi, max(lo, round(TARGET_STEPS / _steps_per_epoch(n_train, batch)))))
 
 
+SpeedFn = Callable[[str, int, str], float]  # (arch, input pixels, device) -> images/s
+
+
 def pick_size(
     arch: str, native_side: int, native_short: int, aspect: float, n_train: int, epochs: int,
-    budget_s: float, device: str,
+    budget_s: float, device: str, speed: SpeedFn = estimated_train_speed,
 ) -> int:
     """The largest size (no larger than the images need) at which ``epochs`` epochs of
     ``n_train`` images fit the budget. Never so small that the canvas's short side drops
@@ -75,17 +79,18 @@ def pick_size(
     fits = allowed[0]
     for size in allowed:
         w, h = canvas_for(size, aspect)
-        speed = estimated_train_speed(arch, w * h, device)
-        if epochs * n_train / speed <= BUDGET_SHARE * budget_s:
+        if epochs * n_train / speed(arch, w * h, device) <= BUDGET_SHARE * budget_s:
             fits = size
     return fits
 
 
 def recommend(
     profile: DataProfile, device: str = "cpu", weights_available: bool = False,
-    budget_s: float = DEFAULT_BUDGET_S,
+    budget_s: float = DEFAULT_BUDGET_S, speed: SpeedFn | None = None,
 ) -> Recommendation:
-    """Settings for this data on ``device`` ("cpu", "cuda", "mps") and why."""
+    """Settings for this data on ``device`` ("cpu", "cuda", "mps") and why. ``speed``:
+    training images/s as measured on this computer (``budget.calibrated_train_speed``);
+    without it, the reference table (``budget.estimated_train_speed``)."""
     gpu = device in ("cuda", "mps")
     reasons: list[str] = []
     n_train = sum(profile.train_counts) or max(1, int(profile.n_labeled * 0.7))
@@ -112,8 +117,14 @@ def recommend(
         epochs = target_epochs(n_train, batch)
         reasons.append("No pretrained weights: the compact DenseNet-BC (1M parameters) "
                        "trained from scratch.")  # fmt: skip
-    size = pick_size(arch, native, short, aspect, n_train, epochs, budget_s, device)
+    size = pick_size(arch, native, short, aspect, n_train, epochs, budget_s, device,
+                     speed or estimated_train_speed)
     w, h = canvas_for(size, aspect)
+    if speed is not None:
+        reasons.append(f"This computer trains {arch} at about "
+                       f"{speed(arch, 128 * 128, device):.0f} images/s at 128 px (measured "
+                       f"now): the input size is the largest that buys {epochs} epochs in "
+                       "the budget.")
     if (w, h) == (size, size):
         reasons.append(f"Images are about {native} px: input {w} x {h}, aspect ratio kept "
                        "(letterboxed).")  # fmt: skip

@@ -111,6 +111,26 @@ def short_text(summary: RunSummary) -> str:
     return text
 
 
+GAP_POINTS = 10.0  # balanced accuracy on test and validation this far apart: say so
+
+
+def side_by_side(metrics: dict[str, Any], first: str = "test") -> str:
+    """"test 72.0 % · validation 56.0 % balanced accuracy" (``first`` leads), and a warning
+    when the two differ by GAP_POINTS or more: one figure alone would mislead. "" when the
+    run has figures for fewer than both sets."""
+    order = (first, *(s for s in SUBSET_ORDER if s != first))
+    values = {s: summarize(metrics, subset=s).balanced_accuracy for s in order}
+    if any(v is None for v in values.values()):
+        return ""
+    text = " · ".join(f"{SUBSET_NAMES[s]} {pct(values[s])}" for s in order) + \
+        " balanced accuracy"
+    gap = abs(float(values["test"]) - float(values["val"])) * 100  # type: ignore[arg-type]
+    if gap >= GAP_POINTS:
+        text += (f" — {gap:.0f} points apart: the sets are small or unlike each other, so "
+                 "neither figure alone tells how the line will fare")
+    return text
+
+
 def long_text(summary: RunSummary) -> str:
     """For a sentence: "test: balanced accuracy 66.7 %, worst class 'scratches' 0.0 %
     recall (accuracy 96.6 %)"."""

@@ -37,7 +37,6 @@ from densestudio.core.store import (
     Seen,
     conflicts_message,
     lock_test_split,
-    resplit,
     set_split_group_by,
     split_settings,
 )
@@ -316,6 +315,9 @@ class ProjectController(QObject):
 
     # ------------------------------------------------------------ splits
     def resplit(self, ratios: tuple[float, float, float] | None = None) -> int | None:
+        """Re-assign splits; near-identical and same-name images stay together."""
+        from densestudio.core.near_duplicates import resplit
+
         n = self.guard(lambda: resplit(self.project, ratios))
         if n is not None:
             self.counts(fresh=True)

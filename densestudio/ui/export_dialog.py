@@ -73,6 +73,15 @@ def describe_ood(metadata: dict) -> str:
             f"{float(cal.get('flagged', 0)) * 100:.1f} % of {cal.get('n')} validation images")
 
 
+def describe_frames(metadata: dict) -> str:
+    entry = metadata.get("frame_checks")
+    if not isinstance(entry, dict):
+        return "—"
+    return (f"frames too dark, overexposed, out of focus, flat or unlike all "
+            f"{int(entry.get('n', 0)):,} training images (brightness, contrast, clipping, "
+            f"sharpness; ranges per class) are UNSURE, whatever the model says")
+
+
 def output_text(views: int) -> str:
     """What the file outputs, in words (no "TTA")."""
     text = "one probability per class (they add up to 1)"
@@ -119,7 +128,10 @@ def describe(result: ExportResult) -> str:
     ]
     scores = [summary.long_text(summary.summarize(metrics, subset=subset))
               for subset in ("test", "val") if metrics.get(f"{subset}_acc") is not None]
+    gap = summary.side_by_side(metrics)
     rows.append(("Metrics", "; ".join(scores) or "—"))
+    if "points apart" in gap:
+        rows.append(("Test vs validation", f"<span style='color:#b26a00'>⚠ {gap}</span>"))
     run = m.get("run", {})
     rows.append(("Trained", f"run #{run.get('id')} {run.get('name', '')}, best epoch "
                             f"{run.get('best_epoch')}"))
@@ -128,6 +140,7 @@ def describe(result: ExportResult) -> str:
                               f"{m.get('torch_version')}"))
     if m.get("onnx"):
         rows.append(("Unknown inputs", describe_ood(m)))
+    rows.append(("Frame checks", describe_frames(m)))
     rows.append(("Parity", describe_parity(m) or "—"))
     body = "".join(f"<tr><td style='padding-right:10px'><b>{k}</b></td><td>{v}</td></tr>"
                    for k, v in rows)
@@ -324,7 +337,8 @@ class ExportDialog(QDialog):
         self.check_table.setRowCount(len(rows))
         for i, r in enumerate(rows):
             mark = "" if r.agrees is None else ("✓ " if r.agrees else "✗ ")
-            unsure = " (UNSURE: unlike the training images)" if r.unfamiliar else ""
+            unsure = f" (UNSURE: {r.reason or 'unlike the training images'})" if r.unfamiliar \
+                else ""
             values = (Path(r.path).name, r.expected or "—",
                       r.error or f"{mark}{r.predicted}{unsure}", f"{r.confidence * 100:.1f} %",
                       r.decision or "")
@@ -349,6 +363,11 @@ class ExportDialog(QDialog):
             (f"Parity: {parity}. " if parity else "")
             + f"The file loads and predicts: {ok} of {len(rows)} sample images match their "
             "labels" + (f"; {errors} could not be read." if errors else ".") + verdicts)
+        if self.export_result is not None:
+            from densestudio.ml.report import record_export_check
+
+            record_export_check(self.project, self.run.id, self.export_result.path, ok,
+                                len(rows), errors)
         self.checked.emit(self.check_rows)
 
     def metadata_json(self) -> str:

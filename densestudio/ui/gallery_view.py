@@ -176,7 +176,9 @@ class TileDelegate(QStyledItemDelegate):
             label = f"{mark}{pred.name if pred else '?'}"
             if overlay.text:
                 label += f" {overlay.text}"
-            if overlay.decision:  # first, so eliding a long class name keeps it
+            if overlay.reason:  # first, so eliding a long class name keeps it
+                label = f"UNSURE: {overlay.reason} · {label}"
+            elif overlay.decision:
                 label = f"{overlay.decision} · {label}"
             width = max(side // 2 + 20, side - 44)  # leave room for the split marker
             label = fm.elidedText(label, Qt.TextElideMode.ElideRight, width)

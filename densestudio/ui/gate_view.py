@@ -334,7 +334,8 @@ class GateDialog(RelabelSelectedMixin, QDialog):
             self.title.setText("")
             self.show_button.setEnabled(False)
             return
-        color = PASS_COLOR if r.passed else FAIL_COLOR
+        color = {"pass": PASS_COLOR, "fail": FAIL_COLOR}.get(
+            r.outcome, WARN_COLOR)  # nothing compared: never a green PASS
         head, _, rest = r.verdict.partition(": ")
         self.verdict.setText(
             f"<span style='font-size:large; color:{color}'><b>{html_text(head)}</b></span>"

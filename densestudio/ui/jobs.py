@@ -151,6 +151,8 @@ class RunPredictions:
     preds: tuple[PredictionInfo, ...]
     report: EvalReport | None
     unlabeled: tuple[PredictionInfo, ...]  # of the "unlabeled" subset, when asked for
+    frame_reasons: dict[int, str]  # (with unlabeled) images that failed the frame checks
+    current_labels: dict[int, int | None]  # (with unlabeled) the labels of preds' images now
 
 
 def review_predictions_job(
@@ -160,6 +162,7 @@ def review_predictions_job(
     """For each (run id, class names, with unlabeled) in ``wanted``: its predictions."""
     from densestudio.core.runs import predictions
     from densestudio.ml.eval_report import build_report
+    from densestudio.ml.frame_ranges import frame_reasons
 
     out = []
     for run_id, class_names, with_unlabeled in wanted:
@@ -167,7 +170,11 @@ def review_predictions_job(
         preds = predictions(project, run_id, subset)
         unlabeled = predictions(project, run_id, "unlabeled") if with_unlabeled else []
         report = build_report(run_id, subset, class_names, preds) if preds else None
-        out.append(RunPredictions(run_id, subset, tuple(preds), report, tuple(unlabeled)))
+        reasons = frame_reasons(project, run_id) if with_unlabeled else {}
+        labels = ({i.id: i.label_id for i in project.images_by_ids([p.image_id for p in preds])}
+                  if with_unlabeled else {})
+        out.append(RunPredictions(run_id, subset, tuple(preds), report, tuple(unlabeled),
+                                  reasons, labels))
     return out
 
 
@@ -203,6 +210,11 @@ def export_job(
         path = export_model(project, run_id, out_path, fmt, on_event=on_event, cancel=cancel)
         cancel.raise_if_cancelled()
         loaded = load_exported(path)
+    from densestudio.ml.report import record_export
+
+    # The same record as `densestudio export`: the validation report lists it.
+    record_export(project, run_id, path, [path], parity=loaded.metadata.get("parity"),
+                  via="the app (File › Export Model…)")
     return ExportResult(str(path), path.stat().st_size, loaded.metadata)
 
 
@@ -214,7 +226,8 @@ class CheckRow:
     confidence: float
     error: str | None = None
     decision: str | None = None  # "OK" / "NG" / "UNSURE" when the file has an OK/NG rule
-    unfamiliar: bool = False  # the file's unknown-input check flagged it
+    unfamiliar: bool = False  # the file's frame checks or unknown-input check flagged it
+    reason: str | None = None  # why: "too dark", "out of focus", "unlike the training images"
 
     @property
     def agrees(self) -> bool | None:
@@ -236,7 +249,8 @@ def check_export_job(
         cancel.raise_if_cancelled()
         results = model.predict([p for p, _ in samples])
     return [
-        CheckRow(path, expected, r.class_name, r.confidence, r.error, r.decision, r.unfamiliar)
+        CheckRow(path, expected, r.class_name, r.confidence, r.error, r.decision, r.unfamiliar,
+                 r.reason)
         for (path, expected), r in zip(samples, results, strict=True)
     ]
 

@@ -225,14 +225,27 @@ class ReportDialog(QDialog):
             return None
         return QUrl.fromLocalFile(str(self.last_report.path))
 
-    def open_report(self) -> None:
-        url = self.report_url()
-        if url is not None:
-            QDesktopServices.openUrl(url)
+    def open_report(self) -> bool:
+        if self.last_report is None:
+            return False
+        return self._open(QUrl.fromLocalFile(str(self.last_report.path)), "the report",
+                          str(self.last_report.path))
 
-    def _open_folder(self) -> None:
-        if self.last_report is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.last_report.path).parent)))
+    def _open_folder(self) -> bool:
+        if self.last_report is None:
+            return False
+        folder = str(Path(self.last_report.path).parent)
+        return self._open(QUrl.fromLocalFile(folder), "the folder", folder)
+
+    def _open(self, url: QUrl, what: str, path: str) -> bool:
+        """Open with the desktop's program; when none starts (no browser, no file manager)
+        say so with the path, which can be copied from the message."""
+        if QDesktopServices.openUrl(url):
+            return True
+        self.status.setStyleSheet("color: #c62828;")
+        self.status.setText(f"Could not open {what}: no program to show it could be started. "
+                            f"It is at {path}")
+        return False
 
     def done(self, result: int) -> None:  # cancels a running worker first
         if self.worker is not None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -41,10 +43,12 @@ from densestudio.core import runs as core_runs
 from densestudio.core.constants import SOURCE_PREDICTION
 from densestudio.core.formatting import html_text
 from densestudio.core.formatting import percent as pct
-from densestudio.core.stats import clopper_pearson, upper_bound_one_sided
+from densestudio.core.stats import clopper_pearson
 from densestudio.core.store import ImageFilter
 from densestudio.ml import summary
 from densestudio.ml.events import PreparingData
+from densestudio.ml.frame_ranges import frame_reasons
+from densestudio.runtime.frame_checks import PRIORITY
 from densestudio.ui.confusion import ConfusionMatrixView
 from densestudio.ui.gallery_model import TileOverlay
 from densestudio.ui.gallery_view import selected_ids
@@ -91,6 +95,13 @@ if TYPE_CHECKING:  # imported when first opened (they pull in the whole window)
 
 log = logging.getLogger(__name__)
 
+# The frame-check filter: (text, data); data "" = every image, "*" = failed any check,
+# "-" = passed, else one reason.
+REASON_FILTERS = (("All frames", ""), ("Unfit frames (any reason)", "*"),
+                  *((f"UNSURE: {r}", r) for r in PRIORITY),
+                  ("Frames fit to judge", "-"))
+
+
 class ReviewPanel(RelabelSelectedMixin, QWidget):
     shownChanged = Signal(object)  # Shown
     predictionsReady = Signal(int)  # number of images predicted
@@ -108,6 +119,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.report: EvalReport | None = None
         self.preds: dict[int, core_runs.PredictionInfo] = {}
         self.unlabeled_preds: dict[int, core_runs.PredictionInfo] = {}
+        self.frame_reasons: dict[int, str] = {}  # unlabeled images failing frame checks
         self.other: core_runs.RunInfo | None = None
         self.other_preds: dict[int, core_runs.PredictionInfo] = {}
         self.class_ids: list[int | None] = []  # run class index -> current class id
@@ -222,6 +234,15 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.view_buttons[key] = b
             (self.compare_views if key in ("a_only", "b_only") else views).addWidget(b)
         views.addStretch(1)
+        self.reason_combo = QComboBox(self)  # frame checks: show the unfit frames, or hide them
+        for text, data in REASON_FILTERS:
+            self.reason_combo.addItem(text, data)
+        self.reason_combo.setToolTip(
+            "Frame checks (Predict unlabeled): frames too dark, overexposed, out of focus, flat "
+            "or unlike the training images are UNSURE whatever the model says; show only "
+            "them, one reason, or only the frames fit to judge")
+        self.reason_combo.currentIndexChanged.connect(self._on_reason_filter)
+        views.addWidget(self.reason_combo)
         self.heat_button = QToolButton(self)
         self.heat_button.setText("Heatmaps")
         self.heat_button.setCheckable(True)
@@ -344,6 +365,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.run = None
         self.other = None
         self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
+        self.frame_reasons = {}
+        self.current_labels: dict[int, int | None] = {}
         if controller is not None:
             controller.labelsChanged.connect(self._on_labels_changed)
             controller.classesChanged.connect(self._on_classes_changed)
@@ -484,6 +507,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.preds = {p.image_id: p for p in got.preds}
             self.unlabeled_preds = {p.image_id: p for p in got.unlabeled}
             self.report = got.report
+            self.frame_reasons = dict(got.frame_reasons)
+            self.current_labels = dict(got.current_labels)
         if theirs:
             got = found[-1]
             self.other_preds = {p.image_id: p for p in got.preds}
@@ -552,17 +577,19 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     def _header_html(self, rep: EvalReport, name: str) -> str:
         """Balanced accuracy and the worst class first (accuracy hides a class that is never
-        found); a warning for classes too small to judge; the defects an OK/NG threshold
-        would pass."""
+        found); a warning for classes too small to judge. With an OK/NG point, its
+        decisions lead."""
         assert self.run is not None  # ``rep`` is one of its reports
         s = summary.summarize({}, rep, self.subset)  # the figures of what is shown
         loss = f" · loss {rep.loss:.3f}" if rep.loss is not None else ""
         cfg = self.run.config
         nb = "&nbsp;"
         bal = rep.balanced_accuracy_interval()
+        decided = self._decision_html()  # OK/NG first; argmax figures follow
         lines = [
             f"<b>{html_text(run_title(self.run))}</b> <small>({cfg.get('arch', '?')},{nb}"
             f"{cfg.get('img_size', '?')}{nb}px)</small>" + self._approval_badge(),
+            *([decided, "<small>By the most likely class:</small>"] if decided else []),
             f"<span style='font-size:large'><b>{pct(s.balanced_accuracy)}</b> balanced "
             f"accuracy</span> <small>({ci_range(bal).replace(' ', nb)})</small>",
         ]
@@ -572,6 +599,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             bracket = f" <small>({ci_range(worst).replace(' ', nb)})</small>" if worst else ""
             lines.append(f"worst class <b>{html_text(s.worst_class or '?')} {pct(s.worst_recall)}"
                          f"</b> recall{bracket}")
+        both = summary.side_by_side(self.run.metrics, self.subset)
+        if both:
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(both)}</span>"
+                         if "points apart" in both else f"<small>{html_text(both)}</small>")
         lines.append(f"accuracy {pct_ci(rep.accuracy_interval()).replace(' ', nb)} · "
                      f"macro-F1 {pct(rep.macro_f1)}"
                      f" <small>· {rep.n:,} {name} images{loss} · brackets: 95 % "
@@ -580,36 +611,88 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if few:
             lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(too_few(few, rep, name))}"
                          "</span>")
-        passed = self._defects_called_good()
-        if passed:
-            lines.append(passed)
+        recount = self._recount()
+        if recount:
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {recount}</span>")
+        leak = self._leak_warning()
+        if leak:
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(leak)}</span>")
         return "<br>".join(lines)
 
-    def _defects_called_good(self) -> str:
-        """"Defects called good" at the run's saved OK/NG threshold (empty without one)."""
+    def _recount(self) -> str:
+        """After relabeling: the figures with the labels as they are now (the matrix, the
+        table and the views keep the labels of the run's time, and say so)."""
+        from densestudio.ml.eval_report import build_report
+
+        if self.run is None or self.report is None:
+            return ""
+        index_of = {cid: k for k, cid in enumerate(self.class_ids) if cid is not None}
+        changed, now_preds = 0, []
+        for p in self.preds.values():
+            if p.true_index is None:
+                continue
+            then = self.class_ids[p.true_index] if p.true_index < len(self.class_ids) else None
+            now = self.current_labels.get(p.image_id, then)
+            if now == then:
+                now_preds.append(p)
+                continue
+            changed += 1
+            if now is not None and now in index_of:  # unlabeled or a new class: left out
+                now_preds.append(replace(p, true_index=index_of[now]))
+        if not changed:
+            return ""
+        rep = build_report(self.run.id, self.subset, self.run.class_names, now_preds)
+        wrong = sum(p.pred_index != p.true_index for p in now_preds)
+        return (f"{changed:,} image{'s' if changed != 1 else ''} relabeled since the run. "
+                f"With the labels as they are now: <b>{pct(rep.balanced_accuracy)}</b> "
+                f"balanced accuracy, accuracy {pct(rep.accuracy)}, {wrong:,} misclassified "
+                f"of {rep.n:,}. The matrix, the table and the views below count the labels "
+                "as they were at the run's time.")
+
+    def _leak_warning(self) -> str:
+        """Near-identical images across splits, model-made test labels (as of now)."""
+        from densestudio.core.splits import leak_warning
+        from densestudio.core.store import split_leaks
+
+        assert self.project is not None  # a report is shown
+        leaks, model_in_test = split_leaks(self.project)
+        return leak_warning(leaks, model_in_test if self.subset == "test" else 0)
+
+    def _decision_html(self) -> str:
+        """What the run's saved OK/NG point decides on the shown subset, over all of it:
+        defects passed as good, good parts rejected, sent to a person (empty without a
+        point), and Train's note when validation could not show its target."""
         from densestudio.ml import operating_point as op
 
         assert self.run is not None and self.project is not None  # a report is shown
         point = op.load_operating_point(self.project, self.run.id)
+        record = op.picked_record(self.project, self.run.id)
+        note = (f"<span style='color:{WARN_COLOR}'>⚠ {html_text(str(record['message']))}"
+                "</span>" if record and not record.get("shown") else "")
         if point is None or point.good_class not in self.run.class_names:
-            return ""
+            return note
         good = list(self.run.class_names).index(point.good_class)
-        defects = [p for p in self.preds.values()
-                   if p.true_index is not None and p.true_index != good and good < len(p.probs)]
-        if not defects:
-            return ""
-        called = sum(point.decide(float(p.probs[good])) == "OK" for p in defects)
-        ci = clopper_pearson(called, len(defects))
-        upper = upper_bound_one_sided(called, len(defects))
-        color = "#c62828" if called else "#1b7f3b"
-        return (f"<span style='color:{color}'>Defects called good ('{html_text(point.good_class)}' "
-                f"at the saved threshold {point.threshold:.2f}): <b>{called} of "
-                f"{len(defects)}</b> ({pct_ci(ci)}; at most {upper * 100:.1f} % with 95 % "
-                "confidence)</span>")
+        labeled = [p for p in self.preds.values()
+                   if p.true_index is not None and good < len(p.probs)]
+        if not labeled:
+            return note
+        c = op.decision_counts(np.array([float(p.probs[good]) for p in labeled]),
+                               np.array([p.true_index == good for p in labeled]), point)
+        color = "#c62828" if c.passed else "#1b7f3b"
+        rejected = clopper_pearson(c.rejected, c.good)
+        return (
+            f"<span style='font-size:large;color:{color}'>Defects passed as good: "
+            f"<b>{c.passed} of {c.defects}</b></span> ({pct(c.passed / max(c.defects, 1))}, "
+            f"at most {c.passed_upper * 100:.1f} % at 95 %) <small>· OK when "
+            f"P({html_text(point.good_class)}) ≥ {point.threshold:.3g}</small><br>"
+            f"good parts rejected <b>{c.rejected} of {c.good}</b> ({pct_ci(rejected)}) · "
+            f"sent to a person <b>{c.unsure} of {c.n}</b> ({pct(c.unsure / max(c.n, 1))})"
+            + (f"<br>{note}" if note else ""))
 
     def _clear(self, text: str) -> None:
         self.run, self.report, self.other = None, None, None
         self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
+        self.frame_reasons = {}
         self.summary.setText(text)
         self.evaluate_button.hide()
         self.matrix.set_matrix([], [])
@@ -684,10 +767,30 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                          f"and {run_title(b)} gets wrong")
         else:
             raise ValueError(kind)
+        ids, title = self._filter_by_reason(ids, title)
         self._show_ids(ids, Shown(kind, title))
         self.warning.setText("<br>".join(f"⚠ {html_text(w)}" for w in warnings))
         self.warning.setVisible(bool(warnings))
         return ids
+
+    def _filter_by_reason(self, ids: list[int], title: str) -> tuple[list[int], str]:
+        """``ids`` kept by the frame-check filter, and the title saying so."""
+        want = self.reason_combo.currentData()
+        if not want:
+            return ids, title
+        reasons = self.frame_reasons
+        if want == "*":
+            kept = [i for i in ids if i in reasons]
+        elif want == "-":
+            kept = [i for i in ids if i not in reasons]
+        else:
+            kept = [i for i in ids if reasons.get(i) == want]
+        return kept, (f"{title} · <b>{len(kept)}</b> of them shown "
+                      f"({html_text(self.reason_combo.currentText())})")
+
+    def _on_reason_filter(self, _index: int) -> None:
+        if self.shown is not None and self.shown.kind in dict(VIEWS):
+            self.show_view(self.shown.kind)
 
     def _uncheck_views(self) -> None:
         self.view_group.setExclusive(False)
@@ -737,8 +840,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 if relabeled and now is not None:  # judge against the label it has now
                     correct = pred_id == now
             decision = decide(p.probs) if decide is not None else ""
+            reason = self.frame_reasons.get(image_id, "") if p.true_index is None else ""
             out[image_id] = TileOverlay(pred_id, p.confidence, correct,
-                                        f"{p.confidence * 100:.0f}%", relabeled, decision)
+                                        f"{p.confidence * 100:.0f}%", relabeled,
+                                        "UNSURE" if reason else decision, reason)
         return out
 
     def _ok_ng_decider(self) -> Callable[[np.ndarray], str] | None:
@@ -755,6 +860,12 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         return lambda probs: point.decide(float(probs[good])) if good < len(probs) else "?"
 
     def _on_labels_changed(self, image_ids: list[int]) -> None:
+        ours = [i for i in image_ids if i in self.preds]
+        if ours and self.project is not None and self.report is not None:
+            self.current_labels.update(
+                (i.id, i.label_id) for i in self.project.images_by_ids(ours))
+            self.summary.setText(self._header_html(self.report,
+                                                   dict(SUBSETS)[self.subset].lower()))
         shown = [i for i in image_ids if i in self.overlay]
         if not shown:
             return
@@ -839,8 +950,11 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         return self._accept(self._acceptable(self.selected_ids()))
 
     def _above(self, threshold: float) -> list[int]:
+        """Shown unlabeled predictions at or above ``threshold`` (never a frame that failed
+        its frame checks: a black frame's confident class is no label)."""
         return [i for i in self.model.ids
-                if i in self.unlabeled_preds and self.unlabeled_preds[i].confidence >= threshold]
+                if i in self.unlabeled_preds and self.unlabeled_preds[i].confidence >= threshold
+                and i not in self.frame_reasons]
 
     def accept_above(self, threshold: float) -> int:
         ids = self._above(threshold)
@@ -952,6 +1066,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if self.run is None or self.run.id != run_id:
             return
         self.unlabeled_preds.update({p.image_id: p for p in preds})
+        if self.project is not None:
+            self.frame_reasons = frame_reasons(self.project, run_id)
         self.show_view("unlabeled")
         warnings = prediction_warnings(list(preds), self.run.class_names)
         if warnings:
@@ -991,7 +1107,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             return None
         if self.op_dialog is not None:
             self.op_dialog.close()
-        dialog = OperatingPointDialog(self.project, self.run.id, self)
+        dialog = OperatingPointDialog(self.project, self.run.id, self, subset=self.subset)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.panel.saved.connect(self._on_operating_point_saved)
         dialog.destroyed.connect(lambda *_: setattr(self, "op_dialog", None)

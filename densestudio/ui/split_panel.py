@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from densestudio.core.near_duplicates import NearDuplicateGroup
     from densestudio.core.store import Project
 
-GROUP_CHOICES = (("", "None (image by image)"), ("folder", "Parent folder"),
+GROUP_CHOICES = (("", "Near-duplicates only"), ("folder", "Parent folder"),
                  ("regex", "Regex on the file name"))
 ERROR_STYLE = "color: #c62828;"
 
@@ -49,9 +49,10 @@ def near_duplicates_job(
     project: Project, *, on_event: EventCallback, cancel: CancelToken
 ) -> list[NearDuplicateGroup]:
     """Groups of near-identical labeled images in different splits (frozen dataclasses)."""
-    from densestudio.core.near_duplicates import find_cross_split_duplicates
+    from densestudio.core.near_duplicates import find_cross_split_duplicates, refresh_groups
 
     cancel.raise_if_cancelled()
+    refresh_groups(project)  # what the Train tab, Review and the report warn about
     return find_cross_split_duplicates(project)
 
 
@@ -373,11 +374,22 @@ class SplitPanel(QWidget):
         self._update_dup_buttons()
         self.duplicatesChecked.emit(self.groups)
 
+    def _conflicts(self) -> str:
+        """Groups of near-identical (or same-name) images whose labels disagree."""
+        from densestudio.core.store import split_leaks
+
+        if self.controller is None:
+            return ""
+        n = len(split_leaks(self.controller.project)[0].conflicts)
+        return (f" Label conflicts: {n:,} group{'s' if n != 1 else ''} of near-identical or "
+                "same-name images carry different labels." if n else "")
+
     def _describe_groups(self, prefix: str = "") -> None:
         groups = self.groups
+        conflicts = self._conflicts()
         if not groups:
-            self.dup_label.setStyleSheet("")
-            self.dup_label.setText(prefix + "No near-identical images span splits.")
+            self.dup_label.setStyleSheet(ERROR_STYLE if conflicts else "")
+            self.dup_label.setText(prefix + "No near-identical images span splits." + conflicts)
             return
         n_test = sum(1 for g in groups if "test" in g.splits)
         images = sum(len(g.image_ids) for g in groups)
@@ -388,8 +400,8 @@ class SplitPanel(QWidget):
                 self.controller.split_settings().test_locked:
             text += (" The test set is locked: groups touching it cannot be moved (unlock it "
                      "in this panel to move them too).")
-        self.dup_label.setStyleSheet(ERROR_STYLE if n_test else "")
-        self.dup_label.setText(prefix + text)
+        self.dup_label.setStyleSheet(ERROR_STYLE if n_test or conflicts else "")
+        self.dup_label.setText(prefix + text + conflicts)
 
     def duplicate_ids(self) -> list[int]:
         return [i for g in self.groups for i in g.image_ids]
