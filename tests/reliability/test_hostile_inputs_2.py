@@ -171,6 +171,10 @@ def test_changed_files_are_rehashed_and_their_labels_marked(tmp_path: Path) -> N
         _, rows = runs.current_label_rows(p)
         assert {r[0] for r in rows} == {now["2.bmp"].id, now["3.bmp"].id}, \
             "changed files stay out of training"
+        from densestudio.core.queries import labeled_present_images
+
+        assert {r[0] for r in labeled_present_images(p)} == {r[0] for r in rows}, \
+            "and out of the label audit"
         assert check_files(p).rehashed == 0, "the new times are recorded: nothing to hash"
         assert sorted(Path(x).name for x in marked_for_review(p)) == ["0.bmp", "1.bmp"]
         ok = p.class_by_name("ok")
