@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -28,6 +29,7 @@ from densestudio.cli_types import (
     RUN_ID,
     SEED,
     SIZE,
+    author,
     number,
 )
 from densestudio.core import formatting
@@ -47,8 +49,9 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 class ProgressLine:
     """A single self-overwriting terminal line, updated at most ~10 times a second."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None) -> None:
+        stream = stream or sys.stderr
+        self.stream: TextIO = getattr(stream, "unescaped", stream)  # writes its own \r, ESC
         self._last = 0.0
         self._tty = stream.isatty()
 
@@ -383,12 +386,15 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import-labels", help="label images from a CSV file (columns: path "
                                              "or content_hash, class, optional author)")
     p.add_argument("project")
-    p.add_argument("csv")
+    p.add_argument("csv", help="UTF-8 (or UTF-16 with a byte-order mark) CSV file; relative "
+                               "paths in it are resolved against the CSV file's folder, not "
+                               "the working directory")
     p.add_argument("--create-classes", action="store_true",
                    help="create classes the project does not have (else their rows are "
                         "skipped and listed)")
-    p.add_argument("--author", help="who decided the labels of rows without an author "
-                                    "column (default: this user)")
+    p.add_argument("--author", type=author,
+                   help="who decided the labels of rows without an author column (default: "
+                        "this user)")
     p.add_argument("--show-skipped", type=COUNT, default=20, metavar="N",
                    help="list at most N skipped rows of each kind (default 20)")
     p.set_defaults(func=cmd_import_labels)
@@ -483,7 +489,7 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
     wants_weights = bool(args.pretrained or args.weights)
     budget = 60.0 * args.minutes if args.minutes else None
     speed = None
-    if args.img_size is None and (budget or args.epochs is None):
+    if args.img_size is None and args.arch is None and (budget or args.epochs is None):
         # the budget buys the input size this computer's measured speed allows
         from densestudio.ml.budget import calibrated_train_speed
 
@@ -503,6 +509,8 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
             changes[name] = value
     if args.epochs is not None and not args.minutes:
         changes["time_budget_s"] = None  # a fixed number of epochs instead of a budget
+    if args.max_minutes:
+        changes["time_cap_s"] = 60.0 * args.max_minutes
     if args.stretch:
         changes["fit"] = "stretch"
     if args.weights:  # stored with the run: absolute, not relative to this directory
@@ -613,8 +621,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             m = e.metrics
             early = " (stopped early)" if e.stopped_early else ""
             print(f"Finished run {e.run_id}{early}; best epoch {e.best_epoch}.")
-            for text in decision_lines(project, e.run_id, "test"):  # OK/NG first
+            decided = decision_lines(project, e.run_id, "test")  # OK/NG first
+            for text in decided:
                 print(f"  {text}")
+            if decided:
+                print("  By the most likely class (argmax):")
             for subset in ("test", "val"):  # balanced accuracy and the worst class first
                 if f"{subset}_acc" in m:
                     print(f"  {summary.long_text(summary.summarize(m, subset=subset))}, "
@@ -749,13 +760,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
     from densestudio.core.files import Guarded, check_output, refuse_overwriting
-    from densestudio.core.imaging import is_image_path
+    from densestudio.core.imaging import is_image_path, other_types_note
 
+    model = _load_model_file(args.model)  # a missing or foreign model file is the first error
     paths: list[Path] = []
+    others: dict[str, int] = {}
     for raw in args.inputs:
         p = Path(raw)
         if p.is_dir():
-            paths.extend(sorted(q for q in p.rglob("*") if q.is_file() and is_image_path(q)))
+            for q in sorted(q for q in p.rglob("*") if q.is_file()):
+                if is_image_path(q):
+                    paths.append(q)
+                elif not q.name.startswith("."):
+                    others[q.suffix.lower()] = others.get(q.suffix.lower(), 0) + 1
         elif p.exists():
             paths.append(p)
         else:
@@ -764,7 +781,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_output(Path(args.csv))
         refuse_overwriting(Path(args.csv), [Guarded(Path(args.model), "the model file read"),
                                             *(Guarded(p, "an image to predict") for p in paths)])
-    model = _load_model_file(args.model)
+    note = other_types_note(others)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     if not paths:
         raise DenseStudioError("No image files to predict.")
     results = []
@@ -939,6 +958,9 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
                    help="squash images to the canvas instead of keeping their aspect ratio")
     p.add_argument("--minutes", type=MINUTES, metavar="M",
                    help="time budget: plan the epochs to fit about M minutes (default 10)")
+    p.add_argument("--max-minutes", type=MINUTES, metavar="M",
+                   help="let the time budget grow up to M minutes while validation still "
+                        "improves near the planned end")
     p.add_argument("--epochs", type=SIZE,
                    help="train exactly this many epochs (no time budget unless --minutes)")
     p.add_argument("--monitor", choices=MONITORS,
@@ -1140,7 +1162,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Run without a command to open the desktop app.",
     )
     parser.add_argument("--version", action="version", version=f"densestudio {__version__}")
-    parser.add_argument("--user", metavar="NAME",
+    parser.add_argument("--user", metavar="NAME", type=author,
                         help="who label changes and approvals are recorded as (default: "
                              "$DENSESTUDIO_USER or the OS user)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -1181,8 +1203,47 @@ def _storage_error(exc: Exception, args: argparse.Namespace) -> str | None:
     return explain_error(exc, target) or f"{describe(target)}: {getattr(exc, 'orig', exc)}"
 
 
+# Characters that rewrite a terminal or reorder what it shows: controls (ESC, CR, BEL...),
+# format characters (the bidi overrides U+202E/U+2066.., zero-width ones), lone surrogates
+# (undecodable file-name bytes) and line/paragraph separators.
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every unsafe character but newline and tab shown escaped (\x1b,
+    \u202e): what user-supplied names, reasons and paths look like on a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch) not in _UNSAFE
+                   else repr(ch)[1:-1] for ch in text)
+
+
+class TerminalSafe:
+    """stdout/stderr while a command runs: whatever it prints (a class name, an approval
+    reason, an author, a file name) goes through ``terminal_safe``; ``unescaped`` is the
+    stream itself, for the progress line's own control codes."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.unescaped = stream
+
+    def write(self, text: str) -> int:
+        return self.unescaped.write(terminal_safe(text))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.unescaped, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _setup_output()
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = TerminalSafe(sys.stdout), TerminalSafe(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from densestudio.cli_types import COUNT, RUN_ID
+from densestudio.cli_types import COUNT, RUN_ID, author
 from densestudio.core.errors import DenseStudioError
 
 if TYPE_CHECKING:  # imported lazily at run time, like cli.py
@@ -185,7 +185,8 @@ def add_signoff_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("project")
     p.add_argument("--run", type=RUN_ID, help="the run to approve")
     p.add_argument("--why", help="the reason, kept with the approval")
-    p.add_argument("--by", help="who approves (default: $DENSESTUDIO_USER or the OS user)")
+    p.add_argument("--by", type=author,
+                   help="who approves (default: $DENSESTUDIO_USER or the OS user)")
     p.add_argument("--list", action="store_true", help="list the approvals instead")
     p.set_defaults(func=cmd_approve)
 

@@ -61,3 +61,15 @@ MINUTES = number(float, above=0, at_most=60 * 24 * 366)
 LEARNING_RATE = number(float, above=0, at_most=100)
 SIZE = number(int, at_least=0, at_most=1 << 20)
 """Epochs, pixels, batch sizes, folds: the training configuration checks the real limits."""
+
+
+def author(text: str) -> str:
+    """An author name (--user, --by, --author): refused here by the rule every command
+    uses (1-64 characters, no control characters), never cut."""
+    from densestudio.core.errors import ProjectError
+    from densestudio.core.store import normalize_author
+
+    try:
+        return normalize_author(text)
+    except ProjectError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

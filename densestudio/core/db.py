@@ -17,6 +17,7 @@ transactional there. A server that cannot be reached becomes ``ServerUnreachable
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -401,6 +402,7 @@ def create_database(target: Target) -> Database:
     if isinstance(target, ServerURL):
         return _create_server_database(target)
     path = target
+    _check_name_length(path)
     if path.exists() or path.is_symlink():
         raise ProjectError(f"{path} already exists; open it instead of creating it.")
     blocking = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
@@ -421,6 +423,26 @@ def create_database(target: Target) -> Database:
         database.dispose()
         raise ProjectError(explain_error(exc, path) or f"Cannot create {path}: {exc}") from exc
     return database
+
+
+# The longest names made from a project file's name: its side files and folders.
+SIDE_SUFFIXES = ("-journal", "-cache", "-runs", "-wal", "-shm", f".v{SCHEMA_VERSION}.bak")
+
+
+def _check_name_length(path: Path) -> None:
+    """Refuse a project name the file system cannot hold with its side files (a -wal that
+    cannot be created left a 0-byte project behind), before anything is written."""
+    folder = next((p for p in path.parents if p.is_dir()), path.parent)
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        limit = 255
+    longest = max(len(os.fsencode(path.name + s)) for s in SIDE_SUFFIXES)
+    if longest > limit:
+        room = limit - (longest - len(os.fsencode(path.name)))
+        raise ProjectError(f"Cannot create {path.name[:40]}...: the name is too long for this "
+                           f"file system (a project file name can have at most {room} bytes "
+                           f"here, this one has {len(os.fsencode(path.name))}).")
 
 
 # ------------------------------------------------------------------ schema upgrades
@@ -561,6 +583,7 @@ def open_database(target: Target) -> Database:
         raise ProjectError(f"{path} is a folder, not a project file.")
     if not path.is_file():
         raise ProjectError(not_found_message(path, "Project file"))
+    set_aside_foreign_wal(path)  # before SQLite could replay it
     version = _check_version(read_schema_version(path), str(path))
     read_only = _read_only_reason(path)
     if version < SCHEMA_VERSION:
@@ -577,6 +600,80 @@ def open_database(target: Target) -> Database:
         database.dispose()
         raise ProjectError(explain_error(exc, path) or f"Cannot open {path}: {exc}") from exc
     return database
+
+
+# ------------------------------------------------------------------ a -wal from elsewhere
+def set_aside_foreign_wal(path: Path) -> Path | None:
+    """Move aside a -wal file that does not belong to ``path``, before SQLite replays it.
+
+    A project restored from a backup (or copied) next to an old ``-wal`` left by a crash
+    would get that log's pages replayed into it and be left "malformed". Suspicious is a
+    -wal that the main file was written after; if no process has the project open, a
+    trial replay on copies decides: it is moved aside (``-wal.stale-<time>``, with a
+    warning) only when the main file alone is sound and with the log it is not. Returns
+    where it went, or None. (Linux: which processes have it open is known there.)"""
+    wal, shm = (path.with_name(path.name + side) for side in ("-wal", "-shm"))
+    try:
+        wal_st, main_st = os.stat(wal), os.stat(path)
+    except OSError:
+        return None
+    if (wal_st.st_size < 32 or main_st.st_mtime_ns <= wal_st.st_mtime_ns
+            or not os.path.isdir("/proc/self/fd") or _in_use(path, wal, shm)):
+        return None
+    if _sound(path, wal) or not _sound(path, None):
+        return None  # it belongs (or the main file itself is damaged: the usual message)
+    aside = wal.with_name(f"{wal.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(wal, aside)
+    shm.unlink(missing_ok=True)
+    log.warning(f"{wal.name} does not belong to {path.name} (the project file was replaced "
+                f"after it was written, e.g. restored from a backup); it was not replayed "
+                f"and was moved aside to {aside.name}.")
+    return aside
+
+
+def _in_use(path: Path, wal: Path, shm: Path) -> bool:
+    """True if this or another process has the project open (its -shm locked)."""
+    mine = {os.path.realpath(p) for p in (path, wal, shm)}
+    for entry in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{entry}") in mine:
+                return True
+    if not shm.exists():
+        return False  # SQLite always has one while a WAL database is open
+    try:
+        import fcntl
+
+        fd = os.open(shm, os.O_RDWR)
+    except (ImportError, OSError):
+        return True  # cannot tell: leave it alone
+    try:  # SQLite's "DMS" byte: every connection holds a shared lock on it
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 128)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _sound(path: Path, wal: Path | None) -> bool:
+    """Whether copies of the project file (and ``wal``) pass SQLite's quick check."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="densestudio-wal-") as tmp:
+        copy = Path(tmp) / "p.db"
+        shutil.copyfile(path, copy)
+        if wal is not None:
+            shutil.copyfile(wal, Path(tmp) / "p.db-wal")
+        try:
+            con = sqlite3.connect(copy)
+            try:
+                return bool(con.execute("PRAGMA quick_check").fetchone()[0] == "ok")
+            finally:
+                con.close()
+        except sqlite3.DatabaseError:
+            return False
 
 
 def _open_read_only(path: Path, reason: str) -> Database:

@@ -31,8 +31,19 @@ from densestudio.core import files
 from densestudio.core.errors import DenseStudioError
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
-)
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
+     ".pgm", ".ppm", ".pbm", ".pnm", ".tga"}
+)  # what Pillow reads that cameras and tools write; other files are counted, not read
+
+
+def other_types_note(counts: dict[str, int]) -> str | None:
+    """"3 other file(s) are not image types it reads and were skipped: .txt 2, .raw 1"."""
+    if not counts:
+        return None
+    kinds = ", ".join(f"{ext or '(no extension)'} {n}"
+                      for ext, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (f"{sum(counts.values())} other file(s) are not image types DenseStudio reads "
+            f"and were skipped: {kinds}")
 # Pillow's own guard is ~89 MP (warning) / ~179 MP (error). We refuse above this many pixels:
 # 200 MP still covers large line-scan frames, while a crafted 50k x 50k PNG is rejected.
 MAX_PIXELS = 200_000_000
@@ -137,7 +148,25 @@ def _open(source: bytes | BinaryIO) -> Image.Image:
         )
     if img.width < 1 or img.height < 1:
         raise ImageDecodeError("image has no pixels")
+    _check_holds_its_pixels(img, source)
     return img
+
+
+def _check_holds_its_pixels(img: Image.Image, source: bytes | BinaryIO) -> None:
+    """Refuse a baseline JPEG whose header claims more pixels than its data can hold: each
+    8x8 block costs at least 2 bits there, so a 14000 x 14000 header over 20 KB of data is
+    a crafted or cut file that would decode to a mostly grey 196 MP image."""
+    if img.format != "JPEG" or img.info.get("progressive") or img.info.get("progression"):
+        return
+    try:
+        size = len(source) if isinstance(source, bytes) else os.fstat(source.fileno()).st_size
+    except (OSError, AttributeError, ValueError):
+        return
+    blocks = -(-img.width // 8) * -(-img.height // 8)
+    if size < blocks // 8:  # (1 bit per block: a margin no real file comes near)
+        raise ImageDecodeError(
+            f"the JPEG header claims {img.width} x {img.height} pixels but the file holds "
+            f"data for far fewer ({size // 1024} KiB); it is cut short or crafted")
 
 
 def to_display_mode(img: Image.Image) -> Image.Image:

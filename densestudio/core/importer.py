@@ -37,6 +37,7 @@ from densestudio.core.imaging import (
     file_hash,
     is_image_path,
     open_regular,
+    other_types_note,
     stream_hash,
 )
 from densestudio.core.models import Image, ImportLog, path_text, utcnow
@@ -140,12 +141,13 @@ class _Tally:
     skipped: list[SkippedFile] = field(default_factory=list)
     new_classes: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)  # folder label -> note
+    others: dict[str, int] = field(default_factory=dict)  # extension -> files not images
 
 
 # ------------------------------------------------------------------ scanning
 def scan(
     paths: Sequence[Path], labels_from_subfolders: bool, skipped: list[SkippedFile],
-    cancel: CancelToken,
+    cancel: CancelToken, others: dict[str, int] | None = None,
 ) -> Iterator[_Candidate]:
     """Image files under ``paths`` (recursive), each with its sub-folder label if asked.
 
@@ -198,6 +200,9 @@ def scan(
                     elif is_image_path(Path(entry.name)):  # a FIFO, device, ... named x.jpg
                         kind = file_kind(entry.stat(follow_symlinks=True).st_mode)
                         skipped.append(SkippedFile(entry.path, f"not a regular file ({kind})"))
+                    elif others is not None and not entry.name.startswith("."):
+                        ext = Path(entry.name).suffix.lower()  # counted, for the report
+                        others[ext] = others.get(ext, 0) + 1
                 except OSError as exc:
                     skipped.append(SkippedFile(entry.path, f"cannot read: {exc.strerror or exc}"))
             stack.extend(reversed(subfolders))
@@ -293,7 +298,8 @@ def _run_import(
     # Scan first (fast: directory entries only) so progress has a total and an ETA.
     candidates: list[_Candidate] = []
     try:
-        for candidate in scan(paths, options.labels_from_subfolders, tally.skipped, cancel):
+        for candidate in scan(paths, options.labels_from_subfolders, tally.skipped, cancel,
+                              tally.others):
             key = str(candidate.path)
             if key in known_paths:
                 tally.already += 1
@@ -368,7 +374,7 @@ def _run_import(
         cancelled=cancelled,
         seconds=time.monotonic() - started,
         new_classes=tuple(tally.new_classes),
-        notes=tuple(tally.notes.values()),
+        notes=(*tally.notes.values(), *filter(None, [other_types_note(tally.others)])),
     )
     log_import(project, paths, options.labels_from_subfolders, report)
     on_event(report)
@@ -466,6 +472,9 @@ def _class_ids(s: Session, folder_labels: set[str], tally: _Tally) -> dict[str, 
         name, change = class_name_from_folder(label)
         if name is None:
             ids[label] = None
+            if change:
+                tally.notes.setdefault(label, f"folder '{_short(label)}' is not a class name "
+                                              f"({change}); its images are left unlabeled")
             continue
         row = find_class(s, name)
         if row is None:

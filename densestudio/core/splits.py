@@ -31,9 +31,10 @@ import math
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -101,6 +102,7 @@ def group_key_function(group_by: str) -> Callable[[str], str] | None:
             pattern = re.compile(group_by[len("regex:") :])
         except re.error as exc:
             raise ProjectError(f"Invalid group pattern: {exc}") from exc
+        _refuse_backtracking(pattern.pattern)
 
         def key(path: str) -> str:
             name = PurePath(path).name
@@ -111,6 +113,45 @@ def group_key_function(group_by: str) -> Callable[[str], str] | None:
 
         return key
     raise ProjectError(f"Unknown group setting '{group_by}' (use folder or regex:PATTERN).")
+
+
+def _refuse_backtracking(text: str) -> None:
+    """Refuse a group pattern that can take exponential time on some file name: a repeat
+    of something that itself repeats or has alternatives (``(a+)+``, ``(\\w+\\s?)*``,
+    ``(a|ab)*``). Python's re cannot be interrupted, so such a pattern is stopped here
+    instead of hanging a re-split (file names are short: other patterns stay fast)."""
+    import importlib
+
+    c = importlib.import_module("re._constants")  # re's own parser, not a public API
+    parser = importlib.import_module("re._parser")
+    repeats = {c.MAX_REPEAT, c.MIN_REPEAT}
+
+    def risky(items: Iterable[tuple[object, Any]], inside_repeat: bool) -> bool:
+        for op, av in items:
+            if op in repeats:
+                low, high, body = av
+                if inside_repeat and high > 1 and low != high:  # \d{3} is one way only
+                    return True
+                if risky(body, inside_repeat or high > 1):
+                    return True
+            elif op == c.BRANCH:
+                if inside_repeat:
+                    return True
+                if any(risky(b, inside_repeat) for b in av[1]):
+                    return True
+            elif op == c.SUBPATTERN:
+                if risky(av[3], inside_repeat):
+                    return True
+            elif op in (c.ASSERT, c.ASSERT_NOT):
+                if risky(av[1], inside_repeat):
+                    return True
+        return False
+
+    if risky(parser.parse(text), False):
+        raise ProjectError(
+            f"The group pattern '{text}' repeats something that itself repeats or has "
+            "alternatives, which can take hours on some file names; write it without the "
+            "nested repeat (e.g. '(lot\\d+)' instead of '((lot)+\\d+)+').")
 
 
 def _order_key(seed: int, content_hash: str) -> bytes:

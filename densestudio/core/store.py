@@ -750,9 +750,9 @@ def normalize_class_name(name: str) -> str:
 def class_name_from_folder(folder: str) -> tuple[str | None, str | None]:
     """A class name made from a folder name, and a note when it had to be changed.
 
-    Unlike a typed name, a folder name is fixed rather than refused (the import goes on):
-    undecodable bytes become U+FFFD, control characters become spaces, and a name over
-    200 characters is truncated.
+    Undecodable bytes become U+FFFD and control characters spaces (the import goes on); a
+    name over 200 characters is refused as a typed one is - never cut, which could merge two
+    folders into one class -: (None, the reason), and its images stay unlabeled.
     """
     text = unicodedata.normalize(
         "NFC", folder.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
@@ -765,8 +765,8 @@ def class_name_from_folder(folder: str) -> tuple[str | None, str | None]:
     if bad:
         notes.append("control characters replaced by spaces")
     if len(cleaned) > MAX_CLASS_NAME:
-        cleaned = cleaned[:MAX_CLASS_NAME].rstrip()
-        notes.append(f"truncated to the {MAX_CLASS_NAME}-character limit of class names")
+        return None, (f"a class name can have at most {MAX_CLASS_NAME} characters, this one "
+                      f"has {len(cleaned)}")
     return cleaned, "; ".join(notes) or None
 
 

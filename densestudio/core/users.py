@@ -18,8 +18,11 @@ def current_user() -> str:
     """The name recorded as who did something: $DENSESTUDIO_USER (set by ``--user`` or a
     preference) or else the OS login name."""
     name = os.environ.get(USER_ENV, "").strip()
-    if name:
-        return name[:64]
+    if name:  # refused, never cut: the same rule as every other author name
+        try:
+            return normalize_author(name)
+        except ProjectError as exc:
+            raise ProjectError(f"${USER_ENV} (--user): {exc}") from None
     try:
         return normalize_author(getpass.getuser())
     except Exception:  # no login name (some containers, services), or an odd one

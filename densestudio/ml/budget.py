@@ -82,6 +82,20 @@ class EpochPlanner:
             self.epochs = max(epochs_done, min(self.epochs, fits))
         return self.epochs
 
+    def extend(self, epochs_done: int, cap_s: float, extra: int) -> int:
+        """Validation still improves near the planned end: plan up to ``extra`` more epochs,
+        as many as finish within ``cap_s`` (the user's cap) and ``max_epochs``. The cap
+        becomes the budget later re-plans keep to."""
+        if not self._epoch_times or cap_s <= self.budget_s:
+            return self.epochs
+        recent = sum(self._epoch_times[-2:]) / len(self._epoch_times[-2:])
+        fits = epochs_done + math.floor(
+            (cap_s - self.elapsed() - self._final_s()) / max(recent, 1e-9))
+        longer = min(self.max_epochs, self.epochs + extra, fits)
+        if longer > self.epochs:
+            self.epochs, self.budget_s = longer, cap_s
+        return self.epochs
+
     def expected_total(self, epochs_done: int, epoch_s: float) -> float:
         """Seconds the whole run takes with the current plan, from its start."""
         return self.elapsed() + (self.epochs - epochs_done) * epoch_s + self._final_s()

@@ -46,6 +46,7 @@ class TrainConfig:
     fit: str = "letterbox"  # "letterbox" keeps the aspect ratio | "stretch" squashes
     epochs: int = 28  # with a time budget: the most epochs the budget may allow
     time_budget_s: float | None = None  # fit the run to this wall time (epochs from speed)
+    time_cap_s: float | None = None  # the budget may grow to this while validation improves
     batch_size: int = 32
     lr: float = 2e-3  # peak learning rate (head / from-scratch model)
     weight_decay: float = 0.05
@@ -101,6 +102,9 @@ class TrainConfig:
             p.append("Epochs must be at least 1.")
         if self.time_budget_s is not None and not self.time_budget_s >= 10:
             p.append("A time budget must be at least 10 seconds (or off).")
+        if self.time_cap_s is not None and not (
+                self.time_budget_s is not None and self.time_cap_s >= self.time_budget_s):
+            p.append("A time cap needs a time budget no longer than the cap.")
         if not 1 / 16 <= self.aspect <= 16:
             p.append(f"Aspect ratio must be between 1:16 and 16:1 (got {self.aspect:g}).")
         if self.batch_size < 2:

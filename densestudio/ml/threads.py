@@ -104,18 +104,27 @@ _PROC_STAT = "/proc/stat"
 
 
 def _cpu_seconds() -> tuple[float, float, float] | None:
-    """(busy seconds of all cores, this process's CPU seconds, monotonic time), or None
-    where /proc/stat is not readable (not Linux)."""
+    """(busy seconds of the cores this process may run on, this process's CPU seconds,
+    monotonic time), or None where /proc/stat is not readable (not Linux). Only the cores
+    of the affinity mask count: in a container pinned to 2 of 64 cores the other 62 are
+    someone else's business."""
     try:
         with open(_PROC_STAT, encoding="ascii") as f:
-            fields = f.readline().split()[1:]
+            lines = [line.split() for line in f if line.startswith("cpu")]
     except OSError:
         return None
-    ticks = [int(v) for v in fields[:8]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
+    try:
+        mine = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+    except (AttributeError, OSError):
+        mine = set()
+    rows = [row for row in lines if row[0] in mine] or lines[:1]  # else the "cpu" total
+    busy = 0
+    for row in rows:
+        ticks = [int(v) for v in row[1:9]]
+        busy += sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     t = os.times()
-    return (sum(ticks) - idle) / hz, t.user + t.system, time.monotonic()
+    return busy / hz, t.user + t.system, time.monotonic()
 
 
 def cores_available() -> int:

@@ -82,6 +82,8 @@ from densestudio.ml.threads import CpuShare
 
 __all__ = ["TrainingError", "check_trainable", "fit"]
 
+EXTEND_WITHIN = 2  # epochs before the planned end at which a still improving run may extend
+
 
 # ------------------------------------------------------------------ preflight
 def check_trainable(project: Project) -> list[str]:
@@ -570,6 +572,11 @@ def _train_on(
         )  # fmt: skip
         if planner is not None:
             plan(planner.after_epoch(epoch + 1, seconds), "measured epoch time")
+            if (cfg.time_cap_s and state.planned_epochs - state.epoch <= EXTEND_WITHIN
+                    and (state.best_epoch or 0) >= state.epoch - 1):  # improving near the end
+                plan(planner.extend(state.epoch, cfg.time_cap_s,
+                                    max(EXTEND_WITHIN, state.planned_epochs // 4)),
+                     "validation still improves; within the time cap")
         last_path, best_path = _save_epoch(project, run_id, parts, meta, state, val, improved,
                                            metric)  # fmt: skip
         value = monitor_value(cfg, val, data.snap.class_names)

@@ -219,6 +219,11 @@ class ModelFile:
                 continue
             probs, ood = self.forward(np.stack(arrays).astype(np.float32) / 255.0)
             for row, ((i, label, frame), p) in enumerate(zip(where, probs, strict=True)):
+                if not np.isfinite(p).all():  # a broken conversion: never a made-up class
+                    results[i] = PredictionResult(
+                        label, None, 0.0, np.zeros(len(names), np.float32),
+                        "the model gave no usable output for this image (NaN or infinite)")
+                    continue
                 k = int(p.argmax())
                 score = None if ood is None else float(ood[row])
                 unlike = score is not None and threshold is not None and score > threshold

@@ -103,7 +103,6 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.issue_of: dict[int, LabelIssue] = {}
         self.class_ids: list[int | None] = []  # audit class index -> current class id
         self.overlay: dict[int, TileOverlay] = {}
-        self.worker: Worker | None = None
         self.last_outcome = ""
         self._build()
 
@@ -442,7 +441,6 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             return None
         cfg = self.config()
         worker = Worker(audit_job, self.project, k, cfg, parent=self)
-        self.worker = worker
         worker.event.connect(self._on_event)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
@@ -498,9 +496,13 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.last_outcome = "cancelled"
         self.host.status("Label audit cancelled.", 5000)
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
     def _on_done(self, worker: Worker) -> None:
-        if self.worker is worker:
-            self.worker = None
+        if self.worker is None:  # (the runner lets go of a job before its ``done``)
             self.progress.hide()
             self._update_buttons()
             self._update_estimate()

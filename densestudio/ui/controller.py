@@ -62,6 +62,8 @@ class ProjectController(QObject):
     notice = Signal(str)  # for the status line: e.g. a change refused for a conflict
     connectionChanged = Signal(object)  # offline.QueueState of a shared project
     goldenChanged = Signal(str)  # must-pass marks changed; a message for the status line
+    approvalsChanged = Signal()  # a run was approved for release
+    runDeleted = Signal(int)  # run id
 
     COUNTS_DEBOUNCE_MS = 150
 
@@ -352,6 +354,14 @@ class ProjectController(QObject):
     def golden_changed(self, message: str) -> None:
         """Must-pass marks were changed (from any gallery's context menu)."""
         self.goldenChanged.emit(message)
+
+    def approvals_changed(self) -> None:
+        """A run was approved (the run lists show which)."""
+        self.approvalsChanged.emit()
+
+    def run_deleted(self, run_id: int) -> None:
+        """A run was deleted (with its predictions and models)."""
+        self.runDeleted.emit(run_id)
 
     # ------------------------------------------------------------ for undo commands
     @overload

@@ -157,7 +157,6 @@ class ExportDialog(QDialog):
         assert host.controller is not None  # opened for a run of the open project
         self.project = host.controller.project
         self.run = core_runs.get_run(self.project, run_id)
-        self.worker: Worker | None = None
         self.export_result: ExportResult | None = None
         self.check_rows: list[CheckRow] = []
         self.last_error: str | None = None
@@ -271,7 +270,6 @@ class ExportDialog(QDialog):
             self.path_edit.setText(path)
 
     def _start(self, worker: Worker, text: str) -> None:
-        self.worker = worker
         worker.failed.connect(self._on_failed)
         worker.done.connect(self._on_done)
         self.export_button.setEnabled(False)
@@ -279,8 +277,12 @@ class ExportDialog(QDialog):
         self.status.setText(text)
         self.host.jobs.start(worker, self, error_title=None)
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
     def _on_done(self) -> None:
-        self.worker = None
         self.export_button.setEnabled(True)
         self.check_button.setEnabled(self.export_result is not None)
 

@@ -97,7 +97,6 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         assert host.controller is not None  # opened for runs of the open project
         self.controller: ProjectController = host.controller
         self.project = self.controller.project
-        self.worker: Worker | None = None
         self.outcome: GateResult | None = None
         self.view = "golden_failures"
         self.last_error: str | None = None
@@ -273,7 +272,6 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
         worker.done.connect(lambda: self._on_done(worker))
-        self.worker = worker
         self.last_error = None
         self.progress.start("Comparing the runs image by image…")
         self.run_button.setEnabled(False)
@@ -301,9 +299,13 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         self.verdict.setText(f"<span style='color:{FAIL_COLOR}'>The gate could not run: "
                              f"{html_text(message)}</span>")
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
     def _on_done(self, worker: Worker) -> None:
-        if self.worker is worker:
-            self.worker = None
+        if self.worker is None:  # (the runner lets go of a job before its ``done``)
             self.progress.hide()
             self.run_button.setEnabled(True)
 

@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING
 from densestudio.core.progress import CancelToken, EventCallback
 
 if TYPE_CHECKING:  # torch-importing modules load in the worker, when a job starts
+    from densestudio.core.runs import PredictionInfo
     from densestudio.core.signoff import VerificationReport
     from densestudio.core.store import Project
     from densestudio.ml.config import TrainConfig
+    from densestudio.ml.eval_report import EvalReport
     from densestudio.ml.events import BatchProgress
     from densestudio.ml.explain import Explanation
     from densestudio.ml.gate import GateResult
@@ -137,6 +139,43 @@ def evaluate_job(
     with limited_threads():
         evaluate_run(project, run_id, subsets, on_event=on_event, cancel=cancel)
     return run_id
+
+
+@dataclass(frozen=True)
+class RunPredictions:
+    """A run's stored predictions of one subset and their report (None: no predictions),
+    read in a worker: tens of thousands of rows are no work for the GUI thread."""
+
+    run_id: int
+    subset: str
+    preds: tuple[PredictionInfo, ...]
+    report: EvalReport | None
+    unlabeled: tuple[PredictionInfo, ...]  # of the "unlabeled" subset, when asked for
+    frame_reasons: dict[int, str]  # (with unlabeled) images that failed the frame checks
+    current_labels: dict[int, int | None]  # (with unlabeled) the labels of preds' images now
+
+
+def review_predictions_job(
+    project: Project, subset: str, wanted: Sequence[tuple[int, tuple[str, ...], bool]], *,
+    on_event: EventCallback, cancel: CancelToken,
+) -> list[RunPredictions]:
+    """For each (run id, class names, with unlabeled) in ``wanted``: its predictions."""
+    from densestudio.core.runs import predictions
+    from densestudio.ml.eval_report import build_report
+    from densestudio.ml.frame_ranges import frame_reasons
+
+    out = []
+    for run_id, class_names, with_unlabeled in wanted:
+        cancel.raise_if_cancelled()
+        preds = predictions(project, run_id, subset)
+        unlabeled = predictions(project, run_id, "unlabeled") if with_unlabeled else []
+        report = build_report(run_id, subset, class_names, preds) if preds else None
+        reasons = frame_reasons(project, run_id) if with_unlabeled else {}
+        labels = ({i.id: i.label_id for i in project.images_by_ids([p.image_id for p in preds])}
+                  if with_unlabeled else {})
+        out.append(RunPredictions(run_id, subset, tuple(preds), report, tuple(unlabeled),
+                                  reasons, labels))
+    return out
 
 
 def predict_job(

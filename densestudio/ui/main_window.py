@@ -87,7 +87,6 @@ class MainWindow(ProjectFlows, WindowMenus, QMainWindow):
         self._matching = 0  # images matching the gallery's filter now (see _recount)
         self.jobs = JobRunner(self.show_error, self)
         self.import_worker: Worker | None = None
-        self.demo_worker: Worker | None = None
         self.import_dialog: ImportDialog | None = None
         self.report_dialog: ImportReportDialog | None = None
         self.last_import_report: ImportReport | None = None
@@ -207,11 +206,8 @@ class MainWindow(ProjectFlows, WindowMenus, QMainWindow):
 
         self.train_panel.reviewRequested.connect(self.review_run)
         self.train_panel.runFinished.connect(self._on_run_finished)
-        self.train_panel.runs.runDeleted.connect(lambda _id: self.review_panel.refresh_runs())
         self.review_panel.exportRequested.connect(self.show_export_dialog)
         self.review_panel.runChanged.connect(self._update_heatmap_run)
-        self.review_panel.approvalsChanged.connect(lambda: self.train_panel.runs.refresh())
-        self.train_panel.runs.runDeleted.connect(self._update_heatmap_run)
 
     # ================================================================ projects
     @property
@@ -318,6 +314,7 @@ class MainWindow(ProjectFlows, WindowMenus, QMainWindow):
         controller.labelsChanged.connect(self._on_labels_changed)
         controller.countsChanged.connect(self._recount)
         controller.goldenChanged.connect(self.on_golden_changed)
+        controller.runDeleted.connect(self._update_heatmap_run)
         self.class_panel.set_controller(controller)
         self.split_panel.set_controller(controller)
         self.train_panel.set_controller(controller)

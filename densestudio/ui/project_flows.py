@@ -63,7 +63,6 @@ class ProjectFlows(_Window):
         import_action: QAction
         import_progress: ImportProgressWidget
         import_worker: Worker | None
-        demo_worker: Worker | None
         relink_worker: Worker | None
         import_dialog: ImportDialog | None
         report_dialog: ImportReportDialog | None
@@ -87,7 +86,7 @@ class ProjectFlows(_Window):
         if path.is_file():
             self.open_project(path)
             return
-        if self.demo_worker is not None and self.demo_worker.running:
+        if self.jobs.busy(self.welcome):  # building it already
             return
         self.welcome.set_busy(True, "Drawing demo images…")
         self.statusBar().showMessage("Building the demo project…")
@@ -96,8 +95,7 @@ class ProjectFlows(_Window):
         worker.finished.connect(lambda p: self.open_project(p))
         worker.done.connect(lambda: self.welcome.set_busy(False))
         worker.done.connect(self.statusBar().clearMessage)
-        self.demo_worker = worker
-        self.jobs.start(worker, error_title="Cannot build the demo project")
+        self.jobs.start(worker, self.welcome, error_title="Cannot build the demo project")
 
     def _on_demo_event(self, event: object) -> None:
         done, total = getattr(event, "done", None), getattr(event, "total", None)
@@ -144,6 +142,8 @@ class ProjectFlows(_Window):
         if self.controller is None:
             self.show_error("No project open", "Open or create a project first.")
             return None
+        # Its own handle, not the runner's one job per owner: a new import may start as
+        # soon as the last one's result is in (see _import_ended).
         if self.import_worker is not None and self.import_worker.running:
             self.show_error("An import is running", "Wait for it to finish or cancel it.")
             return None

@@ -58,7 +58,6 @@ class ReportDialog(QDialog):
         self.host = host  # the application (ui.context)
         assert host.controller is not None  # opened for a run of the open project
         self.project = host.controller.project
-        self.worker: Worker | None = None
         self.last_report: ReportWritten | None = None
         self.last_error: str | None = None
         self.setWindowTitle("Validation report")
@@ -169,7 +168,6 @@ class ReportDialog(QDialog):
         worker.finished.connect(self._on_written)
         worker.failed.connect(self._on_failed)
         worker.done.connect(lambda: self._on_done(worker))
-        self.worker = worker
         self.last_error = None
         self.status.setStyleSheet("")
         self.status.setText("Writing the report…")
@@ -210,9 +208,13 @@ class ReportDialog(QDialog):
         self.status.setStyleSheet("color: #c62828;")
         self.status.setText(message)
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
     def _on_done(self, worker: Worker) -> None:
-        if self.worker is worker:
-            self.worker = None
+        if self.worker is None:  # (the runner lets go of a job before its ``done``)
             self.progress.hide()
             self.write_button.setEnabled(self.run_id is not None)
             if self.last_report is None and self.last_error is None:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QButtonGroup,
     QComboBox,
     QDoubleSpinBox,
@@ -34,8 +33,6 @@ from PySide6.QtWidgets import (
     QMenu,
     QPushButton,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
@@ -54,12 +51,32 @@ from densestudio.ml.frame_ranges import FramesChecked, checked_subsets, frame_re
 from densestudio.runtime.frame_checks import PRIORITY
 from densestudio.ui.confusion import ConfusionMatrixView
 from densestudio.ui.gallery_model import TileOverlay
-from densestudio.ui.gallery_view import GalleryView, selected_ids
+from densestudio.ui.gallery_view import selected_ids
 from densestudio.ui.heatmaps import HeatmapGalleryModel
 from densestudio.ui.intervals import ci_range, ci_tip, pct_ci
 from densestudio.ui.job_progress import JobProgress
-from densestudio.ui.jobs import evaluate_job, frame_check_job, predict_job
+from densestudio.ui.jobs import (
+    RunPredictions,
+    evaluate_job,
+    frame_check_job,
+    predict_job,
+    review_predictions_job,
+)
 from densestudio.ui.relabel import RelabelSelectedMixin
+from densestudio.ui.review_parts import (
+    SUBSETS,
+    VIEWS,
+    WARN_COLOR,
+    ReviewGallery,
+    Shown,
+    fill_comparison,
+    make_run_combo,
+    make_table,
+    prediction_warnings,
+    run_entry,
+    table_item,
+    too_few,
+)
 from densestudio.ui.runs_panel import ApprovalState, approval_state, local_time, run_title
 from densestudio.ui.signoff_dialogs import APPROVED_COLOR, ApproveDialog, add_golden_actions
 from densestudio.ui.workers import Worker
@@ -79,111 +96,11 @@ if TYPE_CHECKING:  # imported when first opened (they pull in the whole window)
 
 log = logging.getLogger(__name__)
 
-SUBSETS = (("val", "Validation"), ("test", "Test"))
-VIEWS = (
-    ("misclassified", "Misclassified"),
-    ("top_losses", "Top losses"),
-    ("unlabeled", "Unlabeled predictions"),
-    ("a_only", "Only this run right"),
-    ("b_only", "Only the other right"),
-)
-
-
 # The frame-check filter: (text, data); data "" = every image, "*" = failed any check,
 # "-" = passed, else one reason.
 REASON_FILTERS = (("All frames", ""), ("Unfit frames (any reason)", "*"),
                   *((f"UNSURE: {r}", r) for r in PRIORITY),
                   ("Frames fit to judge", "-"))
-
-
-@dataclass(frozen=True)
-class Shown:
-    kind: str  # "cell" | "misclassified" | "top_losses" | "unlabeled" | "a_only" | "b_only"
-    title: str
-    cell: tuple[int, int] | None = None
-
-
-class ReviewGallery(GalleryView):
-    empty_text = ""
-
-
-def _table(parent: QWidget, headers: list[str]) -> QTableWidget:
-    table = QTableWidget(0, len(headers), parent)
-    table.setHorizontalHeaderLabels(headers)
-    table.verticalHeader().hide()
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-    table.setAlternatingRowColors(True)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-    table.setWordWrap(False)
-    return table
-
-
-WARN_COLOR = "#b26a00"
-LOW_CONFIDENCE = 0.7  # every prediction below this: the model is unsure about these images
-
-
-def _run_combo(parent: QWidget, chars: int) -> QComboBox:
-    """A run picker wide enough for "#12 name · balanced 66.7 % · worst …"; its list shows
-    entries in full."""
-    combo = QComboBox(parent)
-    combo.setMinimumContentsLength(chars)
-    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    combo.view().setTextElideMode(Qt.TextElideMode.ElideNone)
-    return combo
-
-
-def run_entry(info: core_runs.RunInfo, mark: str = "") -> str:
-    """A run in a picker: its title (and ``mark``, e.g. " · ✓ approved"), then balanced
-    accuracy and the worst class."""
-    text = summary.short_text(summary.summarize(info.metrics))
-    return f"{run_title(info)}{mark} · {text or info.shown_status}"
-
-
-def prediction_warnings(preds: list[core_runs.PredictionInfo], class_names: tuple[str, ...],
-                        low: float = LOW_CONFIDENCE) -> list[str]:
-    """What to distrust in predictions for unlabeled images: classes the model never picks
-    (it may not know them), and all predictions being unsure."""
-    if not preds:
-        return []
-    out = []
-    predicted = {p.pred_index for p in preds}
-    never = [n for i, n in enumerate(class_names) if i not in predicted]
-    if never:
-        names = ", ".join(f"'{n}'" for n in never)
-        out.append(f"No image was predicted as {names}: if some of these images are "
-                   f"{'that class' if len(never) == 1 else 'those classes'}, the model does "
-                   "not recognise it yet.")
-    best = max(p.confidence for p in preds)
-    if best < low:
-        out.append(f"Every prediction is below {low * 100:.0f} % confidence (the highest is "
-                   f"{best * 100:.0f} %): the model is unsure about all of these images; "
-                   "check them before accepting any.")
-    return out
-
-
-def _too_few(few: list[tuple[str, int]], rep: EvalReport, subset: str) -> str:
-    """The warning for classes with too few images in the set to judge their recall."""
-    def images(k: int) -> str:
-        return f"{k} {subset} image{'s' if k != 1 else ''}"
-
-    if len(few) == len(rep.per_class) and len(few) > 1:
-        lo, hi = min(k for _, k in few), max(k for _, k in few)
-        each = f"{lo} each" if lo == hi else f"{lo}–{hi} each"
-        return (f"Too few to judge: every class has fewer than {summary.FEW_IMAGES} "
-                f"{subset} images ({each}); one image moves a class's recall by "
-                f"{100 / max(1, hi):.0f} % or more. Label more images.")
-    listed = ", ".join(f"{n} ({images(k)})" for n, k in few[:4])
-    more = f" and {len(few) - 4} more" if len(few) > 4 else ""
-    return f"Too few to judge: {listed}{more}. Label more images of these classes."
-
-
-def _item(text: str, right: bool = True) -> QTableWidgetItem:
-    item = QTableWidgetItem(text)
-    if right:
-        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-    return item
 
 
 class ReviewPanel(RelabelSelectedMixin, QWidget):
@@ -192,7 +109,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     evaluated = Signal(int)  # run id
     exportRequested = Signal(int)  # run id
     runChanged = Signal(object)  # run id or None: the run shown changed
-    approvalsChanged = Signal()  # a run was approved
+    loaded = Signal()  # the shown run's (and the compared run's) predictions were read
 
     def __init__(self, host: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -209,21 +126,23 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.class_ids: list[int | None] = []  # run class index -> current class id
         self.shown: Shown | None = None
         self.overlay: dict[int, TileOverlay] = {}
-        self.worker: Worker | None = None
         self.op_dialog: OperatingPointDialog | None = None
         self.gate_dialog: GateDialog | None = None
         self.report_dialog: ReportDialog | None = None
         self.approvals = ApprovalState()
         self._loading = False
+        self._reading_run = 0  # the newest requests to read predictions (_read_predictions)
+        self._reading_other = 0
+        self.other_report: EvalReport | None = None
         self._build()
 
     # ================================================================ construction
     def _build(self) -> None:
-        self.run_combo = _run_combo(self, 28)
+        self.run_combo = make_run_combo(self, 28)
         self.subset_combo = QComboBox(self)
         for key, text in SUBSETS:
             self.subset_combo.addItem(text, key)
-        self.compare_combo = _run_combo(self, 16)
+        self.compare_combo = make_run_combo(self, 16)
         self.predict_button = QPushButton("Predict unlabeled", self)
         self.predict_button.setToolTip("Run this model over the images without a label")
         self.export_button = QPushButton("Export model…", self)
@@ -253,12 +172,12 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         caption = QLabel("<small>Rows: true class · columns: predicted class · colour: share "
                          "of the row · click a cell to see its images</small>", self)
         caption.setWordWrap(True)
-        self.per_class = _table(self, ["Class", "Precision %", "Recall %", "F1 %", "Support"])
+        self.per_class = make_table(self, ["Class", "Precision %", "Recall %", "F1 %", "Support"])
         for col in (1, 2):
             self.per_class.horizontalHeaderItem(col).setToolTip(  # type: ignore[union-attr]  # the labels made it
                 "The rate on these images, then its exact 95 % interval in brackets")
         # Comparing gets a tab of its own (the whole height, every column readable).
-        self.compare_table = _table(self, ["Metric", "This run", "Other run", "Δ"])
+        self.compare_table = make_table(self, ["Metric", "This run", "Other run", "Δ"])
         header = self.compare_table.horizontalHeader()
         for col in (1, 2, 3):  # figures always whole; a long metric name elides
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
@@ -435,6 +354,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             try:
                 self.controller.labelsChanged.disconnect(self._on_labels_changed)
                 self.controller.classesChanged.disconnect(self._on_classes_changed)
+                self.controller.runDeleted.disconnect(self._on_run_deleted)
             except (RuntimeError, TypeError):
                 pass
         for dialog in (self.op_dialog, self.gate_dialog, self.report_dialog):
@@ -451,6 +371,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if controller is not None:
             controller.labelsChanged.connect(self._on_labels_changed)
             controller.classesChanged.connect(self._on_classes_changed)
+            controller.runDeleted.connect(self._on_run_deleted)
+        self.refresh_runs()
+
+    def _on_run_deleted(self, _run_id: int) -> None:
         self.refresh_runs()
 
     def reviewable_runs(self) -> list[core_runs.RunInfo]:
@@ -554,26 +478,63 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         by_name = {c.name: c.id for c in self.controller.classes()}
         return [by_name.get(n) for n in names]
 
-    def load(self) -> None:
-        """Read the run's stored predictions for the subset and show the report."""
-        from densestudio.ml.eval_report import build_report
+    def _read_predictions(self, with_run: bool) -> None:
+        """Read the stored predictions of the run (``with_run``) and of the compared run in a
+        job; the newest request for each wins, ``loaded`` says when they are shown."""
+        assert self.project is not None and self.run is not None
+        wanted = []
+        if with_run:
+            self._reading_run += 1
+            wanted.append((self.run.id, self.run.class_names, True))
+        if self.other is not None:
+            self._reading_other += 1
+            wanted.append((self.other.id, self.other.class_names, False))
+        request = (self._reading_run if with_run else None, self.run.id,
+                   self._reading_other if self.other is not None else None,
+                   self.other.id if self.other is not None else None)
+        worker = Worker(review_predictions_job, self.project, self.subset, wanted, parent=self)
+        worker.on_result(lambda found: self._on_read(request, found))
+        self.host.jobs.start(worker, error_title="Cannot read the predictions")
 
+    def _on_read(self, request: tuple[int | None, int, int | None, int | None],
+                 found: list[RunPredictions]) -> None:
+        reading_run, run_id, reading_other, other_id = request
+        now_run = self.run.id if self.run is not None else None
+        now_other = self.other.id if self.other is not None else None
+        mine = reading_run == self._reading_run and run_id == now_run
+        theirs = reading_other == self._reading_other and other_id == now_other
+        if mine:
+            got = found[0]
+            self.preds = {p.image_id: p for p in got.preds}
+            self.unlabeled_preds = {p.image_id: p for p in got.unlabeled}
+            self.report = got.report
+            self.frame_reasons = dict(got.frame_reasons)
+            self.current_labels = dict(got.current_labels)
+        if theirs:
+            got = found[-1]
+            self.other_preds = {p.image_id: p for p in got.preds}
+            self.other_report = got.report
+        if self.other is not None and (mine or theirs):
+            self._show_other(self.other_report)
+        if mine:
+            self._show_loaded()
+        elif theirs:
+            self.details.setCurrentIndex(1)  # show the comparison just asked for
+            self._update_buttons()
+        if mine or theirs:
+            self.loaded.emit()
+
+    def load(self) -> None:
+        """Read the run's stored predictions for the subset (in a job), then show the
+        report."""
         if self.run is None or self.project is None:
             return
         self.class_ids = self._class_map(self.run.class_names)
-        preds = core_runs.predictions(self.project, self.run.id, self.subset)
-        self.preds = {p.image_id: p for p in preds}
-        self.unlabeled_preds = {
-            p.image_id: p
-            for p in core_runs.predictions(self.project, self.run.id, "unlabeled")
-        }
-        self.frame_reasons = frame_reasons(self.project, self.run.id)
-        self.report = (build_report(self.run.id, self.subset, self.run.class_names, preds)
-                       if preds else None)
-        self.current_labels = {i.id: i.label_id
-                               for i in self.project.images_by_ids(list(self.preds))}
-        if self.other is not None:
-            self._load_other()
+        self.preds, self.unlabeled_preds, self.report = {}, {}, None
+        self.summary.setText("Reading the predictions…")
+        self._read_predictions(with_run=True)
+
+    def _show_loaded(self) -> None:
         self._show_report()
         self._update_buttons()
         if self.report is not None:
@@ -610,7 +571,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             tips = (c.name, ci_tip(precision, f"precision of {c.name}"),
                     ci_tip(recall, f"recall of {c.name}"), "", "")
             for col, text in enumerate(values):
-                item = _item(text, right=col > 0)
+                item = table_item(text, right=col > 0)
                 if tips[col]:
                     item.setToolTip(tips[col])
                 self.per_class.setItem(row, col, item)
@@ -649,7 +610,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                      "intervals</small>")
         few = summary.few_image_classes(rep.per_class)
         if few:
-            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(_too_few(few, rep, name))}"
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(too_few(few, rep, name))}"
                          "</span>")
         recount = self._recount()
         if recount:
@@ -751,10 +712,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         """The images of one confusion-matrix cell, most confident first."""
         if self.run is None or self.report is None:
             return []
-        assert self.project is not None  # it has the run
         names = self.run.class_names
-        ids = core_runs.confusion_cell_images(self.project, self.run.id, self.subset,
-                                              true_index, pred_index)
+        cell = [p for p in self.preds.values()  # (read in a job: no query here)
+                if p.true_index == true_index and p.pred_index == pred_index]
+        ids = [p.image_id for p in sorted(cell, key=lambda p: (-p.confidence, p.image_id))]
         self.matrix.set_active((true_index, pred_index))
         what = "correct" if true_index == pred_index else "mistaken"
         self._uncheck_views()
@@ -783,7 +744,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             title = (f"<b>{len(ids)}</b> misclassified {subset} images · most confident "
                      "mistakes first")
         elif kind == "top_losses":
-            ids = core_runs.top_losses(self.project, self.run.id, self.subset, limit=200)
+            lossy = sorted((p for p in self.preds.values() if p.loss is not None),
+                           key=lambda p: (-(p.loss or 0.0), p.image_id))
+            ids = [p.image_id for p in lossy[:200]]
             title = (f"<b>{len(ids)}</b> {subset} images with the highest loss · likely label "
                      "errors or hard cases")
         elif kind == "unlabeled":
@@ -948,71 +911,20 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 self.compare_combo.setCurrentIndex(index)
                 self._loading = False
         if run_id is None or self.project is None:
-            self.other, self.other_preds = None, {}
+            self.other, self.other_preds, self.other_report = None, {}, None
             self.compare_box.hide()
             self.compare_hint.show()
             self._update_buttons()
             return
         self.other = core_runs.get_run(self.project, run_id)
-        self._load_other()
-        self.details.setCurrentIndex(1)  # show the comparison just asked for
-        self._update_buttons()
+        if self.run is not None:
+            self._read_predictions(with_run=False)
 
-    def _load_other(self) -> None:
-        from densestudio.ml.eval_report import build_report
-
-        assert self.other is not None and self.run is not None and self.project is not None
-        preds = core_runs.predictions(self.project, self.other.id, self.subset)
-        self.other_preds = {p.image_id: p for p in preds}
-        other = (build_report(self.other.id, self.subset, self.other.class_names, preds)
-                 if preds else None)
-        rows: list[tuple[str, float | None, float | None, bool]] = []
-        a = self.report
-
-        def val(rep: EvalReport | None, attr: str) -> float | None:
-            return None if rep is None else getattr(rep, attr)
-
-        worst_a = summary.worst_class(a.per_class) if a else None
-        worst_b = summary.worst_class(other.per_class) if other else None
-        rows.append(("Balanced accuracy", val(a, "balanced_accuracy"),
-                     val(other, "balanced_accuracy"), True))
-        rows.append(("Worst-class recall", worst_a[1] if worst_a else None,
-                     worst_b[1] if worst_b else None, True))
-        rows.append(("Worst class", None, None, True))  # names, filled in below
-        rows.append(("Accuracy", val(a, "accuracy"), val(other, "accuracy"), True))
-        rows.append(("Macro-F1", val(a, "macro_f1"), val(other, "macro_f1"), True))
-        rows.append(("Loss", val(a, "loss"), val(other, "loss"), False))
-        recall_other = {c.name: c.recall for c in other.per_class} if other else {}
-        for c in (a.per_class if a else []):
-            rows.append((f"Recall {c.name}", c.recall, recall_other.get(c.name), True))
-        self.compare_table.setHorizontalHeaderLabels(
-            ["Metric", f"#{self.run.id}", f"#{self.other.id}", "Δ"])
-        for col, info in ((1, self.run), (2, self.other)):
-            header = self.compare_table.horizontalHeaderItem(col)
-            header.setToolTip(run_title(info))  # type: ignore[union-attr]  # the labels made it
-        self.compare_table.setRowCount(len(rows) + 1)
-        for row, (name, x, y, is_pct) in enumerate(rows):
-            def fmt(v: float | None, is_pct: bool = is_pct) -> str:
-                return "—" if v is None else (pct(v) if is_pct else f"{v:.3f}")
-
-            delta = "—" if x is None or y is None else (
-                f"{(x - y) * 100:+.1f}" if is_pct else f"{x - y:+.3f}")
-            for col, text in enumerate((name, fmt(x), fmt(y), delta)):
-                item = _item(text, right=col > 0)
-                if col == 0:
-                    item.setToolTip(name)
-                self.compare_table.setItem(row, col, item)
-        for col, worst in ((1, worst_a), (2, worst_b)):  # which class is the worst
-            cell = self.compare_table.item(2, col)
-            if worst is not None and cell is not None:
-                cell.setText(worst[0] if len(worst[0]) <= 16 else worst[0][:15] + "…")
-                cell.setToolTip(f"'{worst[0]}' is the class this run recognises least often")
-        self.compare_table.item(2, 3).setText("")  # type: ignore[union-attr]  # set above
-        both = self.compare_counts()
-        self.compare_table.setItem(len(rows), 0, _item("Right here / right there only", False))
-        self.compare_table.setItem(len(rows), 1, _item(f"{both[0]:,}"))
-        self.compare_table.setItem(len(rows), 2, _item(f"{both[1]:,}"))
-        self.compare_table.setItem(len(rows), 3, _item(""))
+    def _show_other(self, other: EvalReport | None) -> None:
+        """The comparison table of the shown run's report and ``other``'s."""
+        assert self.other is not None and self.run is not None
+        fill_comparison(self.compare_table, self.run, self.report, self.other, other,
+                        self.compare_counts())
         self.compare_box.setTitle(f"Comparison on the {dict(SUBSETS)[self.subset].lower()} set")
         self.compare_box.show()
         self.compare_hint.hide()
@@ -1130,7 +1042,6 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         return self.worker is not None
 
     def _run_worker(self, worker: Worker, text: str) -> None:
-        self.worker = worker
         worker.event.connect(self._on_event)
         worker.done.connect(lambda: self._on_done(worker))
         self.progress.start(text)
@@ -1144,9 +1055,13 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                     "Checking frames" if isinstance(event, FramesChecked) else "Predicting")
             self.progress.count(done, total, f"{verb} {done:,} / {total:,}")
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
     def _on_done(self, worker: Worker) -> None:
-        if self.worker is worker:
-            self.worker = None
+        if self.worker is None:  # (the runner lets go of a job before its ``done``)
             self.progress.hide()
             self._update_buttons()
 
@@ -1300,7 +1215,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.gate_dialog.refresh_runs()
         self.host.status(
             f"Run #{info.run_id} is approved for release (by {info.approved_by}).", 8000)
-        self.approvalsChanged.emit()
+        if self.controller is not None:
+            self.controller.approvals_changed()
 
     def show_report_dialog(self) -> ReportDialog | None:
         """Write the validation report of the run shown (or the newest finished run)."""

@@ -77,7 +77,7 @@ class SplitPanel(QWidget):
     def __init__(self, parent: QWidget | None = None, jobs: JobRunner | None = None) -> None:
         super().__init__(parent)
         self.controller: ProjectController | None = None
-        self.jobs = jobs  # the app's job runner (none in a test of the panel alone)
+        self.jobs = jobs or JobRunner(lambda _title, _message: None, self)
 
         self.table = QTableWidget(4, 2, self)
         self.table.setHorizontalHeaderLabels(["Images", "Share"])
@@ -156,7 +156,6 @@ class SplitPanel(QWidget):
         self.dup_show.clicked.connect(self.show_duplicates)
         self.dup_move.clicked.connect(self.move_duplicates)
         self.groups: list = []
-        self.worker: Worker | None = None
 
         form = QFormLayout()
         form.addRow("Train / val / test", ratios)
@@ -352,22 +351,21 @@ class SplitPanel(QWidget):
         if self.controller is None or self.worker is not None:
             return None
         worker = Worker(near_duplicates_job, self.controller.project, parent=self)
-        self.worker = worker
         worker.finished.connect(self._on_duplicates)
         worker.failed.connect(lambda msg: self.dup_label.setText(f"Check failed: {msg}"))
         worker.done.connect(lambda: self._on_dup_done(worker))
         self.dup_label.setStyleSheet("")
         self.dup_label.setText("Looking for near-identical images across splits…")
-        if self.jobs is not None:
-            self.jobs.start(worker, self, error_title=None)
-        else:
-            worker.start()
+        self.jobs.start(worker, self, error_title=None)
         self._update_dup_buttons()
         return worker
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.jobs.job_of(self)
+
     def _on_dup_done(self, worker: Worker) -> None:
-        if self.worker is worker:
-            self.worker = None
         self._update_dup_buttons()
 
     def _on_duplicates(self, groups: list) -> None:

@@ -136,7 +136,6 @@ class TrainPanel(QWidget):
         self.host = host  # the application (ui.context)
         self.controller: ProjectController | None = None
         self.edited = False  # the user changed a setting: stop following recommendations
-        self.worker: Worker | None = None
         self.run_id: int | None = None
         self.total_epochs = 0
         self.device_text = ""
@@ -372,12 +371,18 @@ class TrainPanel(QWidget):
         self.runs.runUpdated.connect(self._on_run_updated)
         self.runs.resumeRequested.connect(self.resume_run)
         self.runs.reviewRequested.connect(self.reviewRequested)
+        self.runs.runDeleted.connect(lambda run_id: self.controller.run_deleted(run_id)
+                                     if self.controller is not None else None)
         self._update_buttons()
 
     # ================================================================ project
+    def _on_approvals_changed(self) -> None:
+        self.runs.refresh()  # the approved run is marked in the list
+
     def set_controller(self, controller: ProjectController | None) -> None:
         if self.controller is not None:
             self.controller.countsChanged.disconnect(self._on_counts_changed)
+            self.controller.approvalsChanged.disconnect(self._on_approvals_changed)
             self.controller.classesChanged.disconnect(self.show_good_class)
             self.controller.splitsChanged.disconnect(self.refresh_leaks)
         self.controller = controller
@@ -388,6 +393,7 @@ class TrainPanel(QWidget):
         self.edited = False
         if controller is not None:
             controller.countsChanged.connect(self._on_counts_changed)
+            controller.approvalsChanged.connect(self._on_approvals_changed)
             controller.classesChanged.connect(self.show_good_class)
             controller.splitsChanged.connect(self.refresh_leaks)
         self.refresh_leaks()
@@ -655,7 +661,6 @@ class TrainPanel(QWidget):
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
         worker.done.connect(lambda: self._on_done(worker))
-        self.worker = worker
         self._set_message("Preparing images…" if resume_run_id is None else
                           f"Resuming run #{resume_run_id}…")
         self.status.setText("Starting…")
@@ -775,10 +780,14 @@ class TrainPanel(QWidget):
         self._set_message(message, error=True)
         self.host.show_error("Training failed", message)
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
     def _on_done(self, worker: Worker) -> None:
-        if self.worker is not worker:
+        if self.worker is not None:  # (the runner lets go of a job before its ``done``)
             return
-        self.worker = None
         self.plots.redraw()
         self.runs.set_busy_run(None)
         if self.controller is not None:

@@ -196,6 +196,7 @@ class Worker(QObject, Generic[R]):
             target=_run, args=(fn, args, kwargs, self.token, reporter),
             name=f"worker:{getattr(fn, '__name__', 'job')}", daemon=True)
         self._running = False
+        self._before_done: list[Callable[[], object]] = []  # the runner's bookkeeping
 
     def start(self) -> None:
         self._running = True
@@ -234,6 +235,8 @@ class Worker(QObject, Generic[R]):
         elif kind == "ended":
             self._thread.join()  # its last act was posting this: returns at once
             self._running = False
+            for hook in self._before_done:  # the owner is free again when ``done`` comes
+                hook()
             self.done.emit()
 
 
@@ -264,7 +267,7 @@ class JobRunner(QObject):
             self._owners[key] = worker
         if error_title is not None:
             worker.failed.connect(lambda message: self._show_error(error_title, message))
-        worker.done.connect(lambda: self._ended(worker, key))
+        worker._before_done.append(lambda: self._ended(worker, key))
         worker.start()
         return True
 

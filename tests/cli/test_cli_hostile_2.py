@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,3 +192,145 @@ def test_a_learning_rate_that_makes_the_loss_nan_stops_the_run_resumably(
         with Project.open(project) as p:
             info = runs.get_run(p, run_id)
             assert info.status == "failed" and info.resumable
+
+
+# ------------------------------------------------------------------ 9. terminal safety
+UNSAFE = ["\x1b[2J", "\x1b]0;pwned\x07", "\r", "\u202e", "\u2066", "\u200b", "\x00"]
+
+
+def test_user_text_is_printed_escaped(
+    work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An approval reason, a class (folder) name, a file name: ESC sequences, carriage
+    returns and bidi overrides reached the terminal raw (U+202E reorders what is shown)."""
+    monkeypatch.chdir(work)
+    why = "fine " + "".join(UNSAFE) + " exe.txt"
+    code, out, err = run(capsys, "approve", "P.dsproj", "--run", "1", "--why", why)
+    assert code == 0
+    code, out, err = run(capsys, "approve", "P.dsproj", "--list")
+    assert code == 0 and r"\x1b[2J\x1b]0;pwned\x07\r\u202e\u2066\u200b\x00 exe.txt" in out
+    folder = tmp_path / "d" / "bad\u202egnp"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.full((8, 8), 5, np.uint8), "L").save(folder / "x\x1b[1m.png")
+    run(capsys, "new", tmp_path / "p")
+    code, out, err = run(capsys, "import", tmp_path / "p.dsproj", tmp_path / "d",
+                         "--labels-from-subfolders")
+    code, info, _ = run(capsys, "info", tmp_path / "p.dsproj")
+    assert r"bad\u202egnp" in info
+    (folder / "x\x1b[1m.png").unlink()
+    code, info, _ = run(capsys, "info", tmp_path / "p.dsproj", "--check-files")
+    assert r"x\x1b[1m.png" in info
+    for text in (out, err, info):
+        raw = [ch for ch in text if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cf")]
+        assert not raw, f"nothing unsafe printed raw: {raw} in {text!r}"
+    assert "\n" in info and "\t" not in info
+
+
+@pytest.mark.parametrize("args", [
+    ["--user", "U" * 65, "info", "P.dsproj"],
+    ["approve", "P.dsproj", "--run", "1", "--why", "x", "--by", "U" * 65],
+    ["import-labels", "P.dsproj", "labels.csv", "--author", "U" * 65],
+    ["--user", "two\nlines", "info", "P.dsproj"],
+])
+def test_names_over_the_limit_are_refused_the_same_way_everywhere(
+    work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+) -> None:
+    """--user was cut to 64 characters silently, --author refused, --by cut."""
+    monkeypatch.chdir(work)
+    code, out, err = run(capsys, *args)
+    last = err.splitlines()[-1]  # after argparse's usage lines
+    assert code == 2 and out == "" and "error: argument --" in last
+    assert last.endswith(("An author name can have at most 64 characters.",
+                          "An author name cannot contain line breaks or control characters."))
+
+
+def test_a_long_user_name_from_the_environment_is_refused(
+    work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("DENSESTUDIO_USER", "U" * 65)
+    code, _, err = run(capsys, "approve", "P.dsproj", "--run", "2", "--why", "x")
+    assert code == 2 and err == ("error: $DENSESTUDIO_USER (--user): An author name can have "
+                                 "at most 64 characters.\n")
+
+
+# ------------------------------------------------------------------ 10. import-labels
+def test_import_labels_help_says_where_paths_resolve(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "import-labels", "--help")
+    assert code == 0 and "resolved against the CSV file's folder" in " ".join(out.split())
+
+
+def test_import_labels_of_a_cp1252_file_is_one_line_and_changes_nothing(
+    work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(work)
+    Path("cp.csv").write_bytes("path,class,author\nimgs/dark/dark_0_3.png,bright,Zoë\n"
+                               .encode("cp1252"))
+    before = digest(Path("P.dsproj"))
+    code, out, err = run(capsys, "import-labels", "P.dsproj", "cp.csv")
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert "is not UTF-8 text" in err and "Windows-1252 (cp1252)" in err
+    assert digest(Path("P.dsproj")) == before
+
+
+# ------------------------------------------------------------------ 8. converted model files
+@pytest.mark.parametrize("graph", [dict(half=1), dict(batch=1), dict(half=1, batch=1),
+                                   dict(batch=4)])
+def test_model_files_as_converters_leave_them_predict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], graph: dict
+) -> None:
+    """fp16 inputs (an "invalid input type" traceback) and a fixed batch of 1 (a shape
+    error): cast, and predicted in pieces of the fixed size."""
+    from tests.deploy import crafted
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i, value in enumerate((5, 60, 120, 200, 250)):
+        Image.fromarray(np.full((16, 16), value, np.uint8), "L").save(images / f"{i}.png")
+    plain = crafted.write(tmp_path / "plain.onnx", crafted.metadata())
+    odd = crafted.write(tmp_path / "odd.onnx", crafted.metadata(), **graph)
+    code, want, _ = run(capsys, "predict", plain, images)
+    code, got, err = run(capsys, "predict", odd, images)
+    assert code == 0, err
+    rows = [line.split("\t") for line in got.splitlines()]
+    assert [r[:2] for r in rows] == [r.split("\t")[:2] for r in want.splitlines()]
+    assert len(rows) == 5
+
+
+def test_a_model_giving_nan_is_an_error_per_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.deploy import crafted
+
+    model = crafted.write(tmp_path / "nan.onnx", crafted.metadata(), nan=1)
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8), "L").save(tmp_path / f"{i}.png")
+    code, out, _ = run(capsys, "predict", model, *sorted(tmp_path.glob("*.png")))
+    assert code == 1 and len(out.splitlines()) == 3
+    assert all(line.split("\t")[1:] == ["ERROR", "the model gave no usable output for this "
+                                         "image (NaN or infinite)"] for line in out.splitlines())
+
+
+# ------------------------------------------------------------------ 6. predict's inputs
+def test_predict_reports_what_it_skips_and_refuses_claiming_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.deploy import crafted
+    from tests.reliability.test_hostile_inputs_2 import _claiming
+
+    model = crafted.write(tmp_path / "m.onnx", crafted.metadata())
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _claiming(folder / "claim.jpg", (200, 200), (14000, 14000))
+    Image.fromarray(np.full((16, 16), 9, np.uint8), "L").save(folder / "ok.pgm")
+    (folder / "readme.txt").write_text("x")
+    code, out, err = run(capsys, "predict", model, folder)
+    assert code == 1
+    lines = dict(line.split("\t", 1) for line in out.splitlines())
+    assert lines[str(folder / "claim.jpg")].startswith("ERROR\tthe JPEG header claims 14000 x "
+                                                       "14000 pixels")
+    assert not lines[str(folder / "ok.pgm")].startswith("ERROR")
+    assert ("note: 1 other file(s) are not image types DenseStudio reads and were skipped: "
+            ".txt 1") in err

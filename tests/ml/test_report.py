@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from densestudio.cli import main
 from densestudio.core import runs, signoff
@@ -55,7 +56,9 @@ def clone_run(project: Project, source: int) -> int:
                              class_names=info.class_names, snapshot=snapshot)
     best = runs.run_dir(project, run_id) / "best.pt"
     best.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(info.checkpoint_best, best)
+    ckpt = torch.load(info.checkpoint_best, map_location="cpu", weights_only=True)
+    ckpt["meta"]["run_id"] = run_id  # its own run's model, as training would have saved it
+    torch.save(ckpt, best)
     for m in runs.epoch_metrics(project, source):
         runs.update_run(project, run_id, epoch_metric=m)
     runs.update_run(project, run_id, status="finished", metrics=info.metrics,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,3 +89,18 @@ def test_openmp_waits_passively_unless_the_user_says_otherwise() -> None:
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == "ACTIVE"
+
+
+def test_only_the_cores_this_process_may_use_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a container pinned to some cores, the host's other cores are not ours to share."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  900 0 0 100 0 0 0 0 0 0\n"
+                    "cpu0 800 0 0 0 0 0 0 0 0 0\n"  # someone else's busy core
+                    "cpu1 100 0 0 100 0 0 0 0 0 0\n"
+                    "intr 1 2 3\n")
+    monkeypatch.setattr(threads, "_PROC_STAT", str(stat))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {1}, raising=False)
+    busy, _own, _t = threads._cpu_seconds() or (None, None, None)
+    assert busy == pytest.approx(100 / os.sysconf("SC_CLK_TCK"))

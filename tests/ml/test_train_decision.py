@@ -58,8 +58,16 @@ def test_good_class_is_project_data(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["good-class", str(path), "--clear"]) == 0
     assert "cleared" in capsys.readouterr().out
     assert main(["good-class", str(path), "ok", "--clear"]) == 2
+    # train --good sets it too (project data), --max-miss-rate and --max-minutes reach the
+    # config; a too-short cap is refused before anything trains
+    capsys.readouterr()
+    assert main(["train", str(path), "--good", "dented", "--max-miss-rate", "0.05",
+                 "--img-size", "32", "--minutes", "10", "--max-minutes", "5"]) == 2
+    captured = capsys.readouterr()
+    assert "Good class: 'dented'" in captured.out and "at most 5 %" in captured.out
+    assert "time cap needs a time budget no longer than the cap" in captured.err
     with Project.open(path) as project:
-        assert op.project_good_class(project).name is None
+        assert op.project_good_class(project) == op.GoodClass("dented", "set")
 
 
 def test_plain_train_saves_an_operating_point(trained_ok: Trained) -> None:

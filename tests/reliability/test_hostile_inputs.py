@@ -506,13 +506,14 @@ def test_folder_names_become_valid_classes_with_notes(project: Project, tmp_path
     report = run_import(project, [tmp_path / "d"], LABELS)
     assert report.added == 4 and not report.skipped
     names = sorted(c.name for c in project.classes())
-    assert names == sorted(["scratches", "café", "L" * 200, "line break"])
+    assert names == sorted(["scratches", "café", "line break"])
     notes = "\n".join(report.notes)
     assert "folder 'Scratches' labeled as existing class 'scratches'" in notes
     assert "café" not in notes, "an NFD name is the same class, silently: it looks the same"
-    assert "truncated to the 200-character limit" in notes
+    assert "is not a class name (a class name can have at most 200 characters, this one " \
+           "has 250); its images are left unlabeled" in notes, "refused, not cut (issue 22)"
     assert r"folder 'line\nbreak' labeled as class 'line break' (control characters" in notes
-    assert project.count_images(ImageFilter(unlabeled=True)) == 0
+    assert project.count_images(ImageFilter(unlabeled=True)) == 1
 
 
 def test_formula_like_labels_are_escaped_in_csv(project: Project, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ reproductions are in tests/cli/test_cli_hostile_2.py; the files come from bad_fi
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,6 +171,10 @@ def test_changed_files_are_rehashed_and_their_labels_marked(tmp_path: Path) -> N
         _, rows = runs.current_label_rows(p)
         assert {r[0] for r in rows} == {now["2.bmp"].id, now["3.bmp"].id}, \
             "changed files stay out of training"
+        from densestudio.core.queries import labeled_present_images
+
+        assert {r[0] for r in labeled_present_images(p)} == {r[0] for r in rows}, \
+            "and out of the label audit"
         assert check_files(p).rehashed == 0, "the new times are recorded: nothing to hash"
         assert sorted(Path(x).name for x in marked_for_review(p)) == ["0.bmp", "1.bmp"]
         ok = p.class_by_name("ok")
@@ -238,3 +243,225 @@ def test_a_checkpoint_of_another_run_or_project_is_refused(change: dict, named: 
     with pytest.raises(CheckpointError, match="does not belong to run 3") as exc:
         check_owner({**OWN, **change}, *args)
     assert named in str(exc.value)
+
+
+# ------------------------------------------------------------------ 12. names, temp files
+@pytest.mark.parametrize("name", ["x" * 250, "x" * 248, "é" * 124, "y" * 400])
+def test_a_project_name_too_long_for_the_file_system_leaves_nothing(
+    tmp_path: Path, name: str
+) -> None:
+    """`new <248 characters>` left a 0-byte .dsproj behind (its -wal could not be made)."""
+    with pytest.raises(DenseStudioError, match="the name is too long for this file system"):
+        Project.create(tmp_path / "sub" / name)
+    assert list(tmp_path.iterdir()) == [], "no file, not even its folder"
+    Project.create(tmp_path / ("x" * 240)).close()  # the longest that fits with "-journal"
+
+
+def test_a_killed_export_leaves_no_hidden_temp_file_for_good(
+    project: Project, tmp_path: Path
+) -> None:
+    """A kill cannot clean up after itself: the next write of the same file does."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "labels.csv"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path\n"
+        "from densestudio.core.atomic import atomic_output\n"
+        "with atomic_output(Path(sys.argv[1]), 'w') as f:\n"
+        "    f.write('half'); f.flush(); print('writing', flush=True); time.sleep(60)\n"),
+        str(out)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline() == "writing\n"
+    child.kill()
+    child.wait()
+    left = list(tmp_path.glob(".labels.csv.*.tmp"))
+    assert len(left) == 1, "the killed writer's temporary file"
+    alive = tmp_path / f".labels.csv.{os.getppid()}.busy.tmp"  # a live writer's: kept
+    alive.write_text("in progress")
+    assert export_labels_csv(project, out) == 8
+    assert sorted(tmp_path.glob(".labels.csv.*.tmp")) == [alive]
+    assert out.read_text().startswith("path,")
+
+
+# ------------------------------------------------------------------ 10. CSV encodings
+def _labels_csv(p: Project, path: Path, encoding: str, bom: bytes = b"",
+                author: str = "ann") -> None:
+    rows = "".join(f"{i.path},ng,{author}\n" for i in p.page(limit=3))
+    path.write_bytes(bom + f"path,class,author\n{rows}".encode(encoding))
+
+
+@pytest.mark.parametrize(("encoding", "bom"), [
+    ("utf-8", b""), ("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"),
+    ("utf-16-be", b"\xfe\xff"), ("utf-16-le", b""), ("utf-16-be", b""),
+])
+def test_csv_encodings_are_detected(project: Project, tmp_path: Path, encoding: str,
+                                    bom: bytes) -> None:
+    """A UTF-16 file (Excel's "Unicode text") read as UTF-8 found no header."""
+    from densestudio.core.exchange import import_labels_csv
+
+    project.set_labels(project.image_ids(), None)
+    _labels_csv(project, tmp_path / "l.csv", encoding, bom, author="Zoë")
+    report = import_labels_csv(project, tmp_path / "l.csv")
+    assert report.rows == 3 and report.skipped == 0
+    assert {i.labeled_by for i in project.page(limit=3)} == {"Zoë"}
+
+
+@pytest.mark.parametrize(("author", "message"), [
+    ("Zoë", "is not UTF-8 text: line 5 has 'Zoë' as Windows-1252 (cp1252) would read it"),
+    ("x" * 65, "1 invalid row(s), so nothing was changed: line 5: An author name can have at "
+               "most 64 characters."),
+])
+def test_a_bad_row_or_encoding_changes_nothing(
+    project: Project, tmp_path: Path, author: str, message: str
+) -> None:
+    """A cp1252 file's 'Zoë' was stored as 'Zo\\udceb'; an invalid row was skipped while
+    the others were applied."""
+    from densestudio.core.exchange import import_labels_csv
+
+    before = [(i.label_id, i.labeled_by) for i in project.page(limit=8)]
+    encoding = "cp1252" if author == "Zoë" else "utf-8"
+    _labels_csv(project, tmp_path / "l.csv", encoding, author="ann")
+    with open(tmp_path / "l.csv", "ab") as f:  # the last row is the bad one
+        f.write(f"{project.page(limit=8)[5].path},ng,{author}\n".encode(encoding))
+    with pytest.raises(DenseStudioError, match=re.escape(message)) as exc:
+        import_labels_csv(project, tmp_path / "l.csv")
+    if author == "Zoë":
+        assert "Windows-1252 (cp1252)" in str(exc.value) and "nothing was changed" in str(
+            exc.value)
+    assert [(i.label_id, i.labeled_by) for i in project.page(limit=8)] == before
+
+
+# ------------------------------------------------------------------ 6. images and formats
+def _claiming(path: Path, data_size: tuple[int, int], claim: tuple[int, int],
+              fmt: str = "JPEG") -> Path:
+    """An image whose header claims ``claim`` pixels but whose data holds ``data_size``."""
+    import io
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, data_size[::-1], np.uint8),
+                    "L").save(buf, fmt)
+    data = bytearray(buf.getvalue())
+    if fmt == "JPEG":
+        sof = data.find(b"\xff\xc0")
+        data[sof + 5:sof + 9] = struct.pack(">HH", claim[1], claim[0])
+    else:  # PNG: rewrite IHDR and its CRC
+        data[16:24] = struct.pack(">II", *claim)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(("fmt", "data_size", "claim"), [
+    ("JPEG", (200, 200), (14000, 14000)), ("JPEG", (64, 48), (6000, 4000)),
+    ("PNG", (200, 200), (14000, 14000)),
+])
+def test_images_claiming_more_than_they_hold_are_refused(
+    project: Project, tmp_path: Path, fmt: str, data_size: tuple[int, int],
+    claim: tuple[int, int],
+) -> None:
+    """A 14000 x 14000 header over 200 x 200 data trained as a 196 MP mostly-filler image."""
+    from densestudio.core.imaging import ImageDecodeError, load_image
+
+    (tmp_path / "new").mkdir()
+    path = _claiming(tmp_path / "new" / f"claim.{fmt.lower()}", data_size, claim, fmt)
+    report = run_import(project, [tmp_path / "new"], LABELS)
+    assert report.added == 0 and len(report.skipped) == 1
+    assert "claims" in report.skipped[0].reason or "truncated" in report.skipped[0].reason
+    with pytest.raises(ImageDecodeError):
+        load_image(path, max_side=64)
+
+
+def test_formats_pillow_reads_are_imported_and_the_rest_reported(
+    project: Project, tmp_path: Path
+) -> None:
+    folder = tmp_path / "more" / "ok"
+    folder.mkdir(parents=True)
+    for i, (name, fmt) in enumerate([("a.jfif", "JPEG"), ("b.pgm", "PPM"), ("c.ppm", "PPM"),
+                                     ("d.tga", "TGA"), ("e.dib", "BMP")]):
+        img = noise((20, 20), "RGB" if name.endswith((".ppm", ".tga")) else "L", seed=40 + i)
+        img.save(folder / name, format=fmt)
+    (folder / "notes.txt").write_text("x")
+    (folder / "raw.cr2").write_bytes(b"\x00" * 10)
+    (folder / "other.cr2").write_bytes(b"\x01" * 10)
+    report = run_import(project, [tmp_path / "more"], LABELS)
+    assert report.added == 5 and not report.skipped
+    assert ("3 other file(s) are not image types DenseStudio reads and were skipped: .cr2 2, "
+            ".txt 1") in report.notes
+
+
+# ------------------------------------------------------------------ 11. group patterns
+@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(\w+\s?)*$", r"(a|ab)*c", r"(?:x*)*y",
+                                     r"(lot(\d+)?)+_", r"(?=(a+)+)b"])
+def test_group_patterns_that_can_hang_are_refused(project: Project, pattern: str) -> None:
+    """`--group-by 'regex:(a+)+$'` hung a re-split on a name like aaaa...aab."""
+    from densestudio.core.store import set_split_group_by
+
+    with pytest.raises(DenseStudioError, match="repeats something that itself repeats"):
+        set_split_group_by(project, "regex:" + pattern)
+    assert project.get_meta("split_group_by") in (None, "")
+
+
+@pytest.mark.parametrize("pattern", [r"(lot\d+)", r"^([A-Z]+)_\d+", r"(\d{3}-)+x",
+                                     r"(lot|LOT)\d+", r"([a-z]+)-(\d{3})"])
+def test_ordinary_group_patterns_still_work(project: Project, pattern: str) -> None:
+    from densestudio.core.store import set_split_group_by
+
+    set_split_group_by(project, "regex:" + pattern)
+
+
+# ------------------------------------------------------------------ 4. a -wal from elsewhere
+_WRITER = """
+import os, sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute('PRAGMA wal_autocheckpoint=0')
+def add(prefix, n0, n1):
+    for i in range(n0, n1):
+        con.execute("INSERT INTO label_class (name, color, position, created_at) VALUES "
+                    "(?, '#000000', ?, '2024-01-01')", (prefix * 300 + str(i), i))
+        con.commit()
+add('x', 0, 300)
+con.execute('PRAGMA wal_checkpoint(TRUNCATE)')  # in the file; then more, only in the -wal
+add('y', 300, 600)
+os._exit(0)  # a crash: the -wal stays
+"""
+
+
+def _crash_with_a_wal(path: Path) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", _WRITER, str(path)], check=True)
+    assert path.with_name(path.name + "-wal").stat().st_size > 0
+
+
+def test_a_restored_backup_next_to_an_old_wal_is_not_replayed_into(tmp_path: Path) -> None:
+    """The probe: `cp backup.dsproj P.dsproj` beside a crashed session's P.dsproj-wal was
+    replayed into and left "malformed"; the message then said to restore from a backup."""
+    path = tmp_path / "P.dsproj"
+    with Project.create(path) as p:
+        p.add_class("kept")
+        p.backup(tmp_path / "backup.dsproj")
+    _crash_with_a_wal(path)
+    os.utime(path.with_name("P.dsproj-wal"), ns=(1, 1_000_000_000))  # written before...
+    Path(path).write_bytes((tmp_path / "backup.dsproj").read_bytes())  # ...the restore
+    with Project.open(path) as p:
+        assert [c.name for c in p.classes()] == ["kept"]
+    aside = list(tmp_path.glob("P.dsproj-wal.stale-*"))
+    assert len(aside) == 1 and aside[0].stat().st_size > 0, "moved aside, not deleted"
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    con.close()
+
+
+def test_a_wal_of_its_own_project_is_replayed(tmp_path: Path) -> None:
+    """After a crash the -wal holds the last changes: they are kept (even when the file was
+    written after the log, as a checkpoint does)."""
+    path = tmp_path / "P.dsproj"
+    Project.create(path).close()
+    _crash_with_a_wal(path)
+    os.utime(path.with_name("P.dsproj-wal"), ns=(1, 1_000_000_000))
+    with Project.open(path) as p:
+        assert len(p.classes()) == 600
+    assert not list(tmp_path.glob("*.stale-*"))

@@ -17,6 +17,7 @@ from densestudio.core import runs as core_runs
 from densestudio.core.importer import ImportOptions
 from densestudio.core.store import Project
 from tests.ml.conftest import copy_project, write_images
+from tests.ui.conftest import review_run
 
 if TYPE_CHECKING:
     from densestudio.ml.explain import Explainer, Explanation
@@ -117,7 +118,7 @@ def test_viewer_heatmap_overlay(
 
 def test_review_tiles_show_heatmaps(qtbot: QtBot, opened: Opened) -> None:
     window, run_id = opened
-    window.review_run(run_id)
+    review_run(qtbot, window, run_id)
     panel = window.review_panel
     assert panel.show_view("top_losses")  # every test image, whatever the run got wrong
     assert panel.model.data(panel.model.index(0), panel.model.HeatmapRole) is None
@@ -136,7 +137,7 @@ def test_operating_point_window_loads_and_saves(qtbot: QtBot, opened: Opened) ->
 
     window, run_id = opened
     project = window.controller.project
-    window.review_run(run_id)
+    review_run(qtbot, window, run_id)
     review = window.review_panel
     assert review.op_button.isEnabled()
     shown = review.show_view("top_losses")

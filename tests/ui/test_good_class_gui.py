@@ -10,6 +10,7 @@ from pytestqt.qtbot import QtBot
 
 from densestudio.ml import operating_point as op
 from densestudio.ui.main_window import MainWindow
+from tests.ui.conftest import review_run
 from tests.ui.test_train_review import TRAIN_TIMEOUT, _open_tiny, _tiny_form
 
 
@@ -57,7 +58,7 @@ def test_good_class_from_the_classes_panel_to_train_and_review(
     assert "good parts rejected" in lines[3] and "sent to a person" in lines[4]
     assert "Too few defect images" in train.last_message  # 8 validation defects
 
-    window.review_run(run_id)
+    review_run(qtbot, window, run_id)
     header = window.review_panel.summary.text()
     assert header.index("Defects passed as good") < header.index("balanced accuracy")
     assert "sent to a person" in header and "Too few defect images" in header

@@ -112,3 +112,17 @@ def test_cancel_one_owner_leaves_the_others_running(qtbot: QtBot) -> None:
     assert runner.busy("b")
     with qtbot.waitSignal(b.done, timeout=10_000):
         gate.set()
+
+
+def test_an_owner_may_start_its_next_job_when_the_last_one_is_done(qtbot: QtBot) -> None:
+    """A queue (the heatmap service) starts its next job from the last one's ``done``."""
+    runner = JobRunner(lambda t, m: None)
+    gate = threading.Event()
+    gate.set()
+    started: list[bool] = []
+    first = Worker(_wait_for, gate)
+    second = Worker(_wait_for, gate)
+    first.done.connect(lambda: started.append(runner.start(second, "queue")))
+    runner.start(first, "queue")
+    qtbot.waitUntil(lambda: started == [True], timeout=10_000)
+    qtbot.waitUntil(lambda: not runner.busy("queue"), timeout=10_000)

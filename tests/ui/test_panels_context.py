@@ -72,3 +72,36 @@ def test_golden_marks_reach_the_app_as_a_controller_signal(qtbot: QtBot,
     with qtbot.waitSignal(ctx.controller.goldenChanged, timeout=1000) as got:
         ctx.controller.golden_changed("Marked 2 images as must-pass.")
     assert got.args == ["Marked 2 images as must-pass."]
+
+
+def test_a_deleted_run_and_an_approval_reach_the_other_panels_as_controller_signals(
+        qtbot: QtBot, ctx: FakeContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Train tab deletes a run, the Review tab lists runs: they share no wiring, only
+    the controller's ``runDeleted`` (and ``approvalsChanged``) signals."""
+    from densestudio.core import runs as core_runs
+    from densestudio.ml.config import TrainConfig
+    from densestudio.ui.review_panel import ReviewPanel
+    from densestudio.ui.train_panel import TrainPanel
+
+    assert ctx.controller is not None
+    project = ctx.controller.project
+    run_id = core_runs.create_run(project, name="old", config_json=TrainConfig().to_json(),
+                                  class_names=["a", "b"], snapshot=[])
+    core_runs.update_run(project, run_id, status="failed")
+    train, review = TrainPanel(ctx), ReviewPanel(ctx)
+    for panel in (train, review):
+        qtbot.addWidget(panel)
+        panel.set_controller(ctx.controller)
+    refreshed: list[bool] = []
+    monkeypatch.setattr(review, "refresh_runs", lambda *a, **k: refreshed.append(True))
+    listed: list[bool] = []
+    monkeypatch.setattr(train.runs, "refresh", lambda *a, **k: listed.append(True))
+    train.runs.confirm = lambda *_a: True  # type: ignore[method-assign]
+    train.runs.infos = core_runs.list_runs(project)
+    monkeypatch.setattr(train.runs, "selected_run_id", lambda: run_id)
+    with qtbot.waitSignal(ctx.controller.runDeleted, timeout=1000) as deleted:
+        assert train.runs.delete_selected()
+    assert deleted.args == [run_id] and refreshed == [True]
+    listed.clear()
+    ctx.controller.approvals_changed()
+    assert listed == [True]

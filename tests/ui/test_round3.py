@@ -19,6 +19,7 @@ from densestudio.core.models import Image as ImageRow
 from densestudio.ml.report import ReportOptions, build_report_html
 from densestudio.ui.main_window import MainWindow
 from tests.ml.conftest import copy_project
+from tests.ui.conftest import review_run
 from tests.ui.signoff_fixtures import image_id_of, make_signoff_project
 
 Opened = tuple[MainWindow, int, int]
@@ -51,14 +52,14 @@ def _leak(window: MainWindow) -> None:
 
 
 def test_train_tab_review_header_and_report_warn_while_a_group_spans_splits(
-        opened: Opened) -> None:
+        qtbot: QtBot, opened: Opened) -> None:
     window, _run_a, run_b = opened
     assert window.train_panel.leak_label.isHidden()
     _leak(window)
     label = window.train_panel.leak_label
     assert not label.isHidden() and "1 group of near-identical" in label.text()
     assert "touching the test set" in label.text()
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     header = window.review_panel.summary.text()
     assert "span more than one split" in header
     assert "1 test label came from a model" in header
@@ -110,7 +111,7 @@ def test_mouse_wheel_never_changes_an_unfocused_setting(qtbot: QtBot, window: Ma
 def test_enter_in_the_threshold_field_applies_what_was_typed(qtbot: QtBot,
                                                               opened: Opened) -> None:
     window, _run_a, run_b = opened
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     dialog = window.review_panel.show_operating_point()
     assert dialog is not None
     qtbot.waitExposed(dialog)
@@ -132,7 +133,8 @@ def test_enter_in_the_threshold_field_applies_what_was_typed(qtbot: QtBot,
     assert "denominators shrink" in panel.readout.text()
 
 
-def test_training_status_and_run_list_show_the_checkpoint_metric(opened: Opened) -> None:
+def test_training_status_and_run_list_show_the_checkpoint_metric(qtbot: QtBot,
+                                                                  opened: Opened) -> None:
     from densestudio.core import runs
     from densestudio.ml.events import EpochEnded
     from densestudio.ui.train_panel import epoch_message
@@ -161,7 +163,7 @@ def test_training_status_and_run_list_show_the_checkpoint_metric(opened: Opened)
     assert panel.table.item(row, 2).text() == "56.2 % (val, epoch 2)"
 
 
-def test_validation_and_test_side_by_side(opened: Opened) -> None:
+def test_validation_and_test_side_by_side(qtbot: QtBot, opened: Opened) -> None:
     """Review header and export summary put test and validation together; the OK/NG
     window opens on the split Review shows."""
     from densestudio.core import runs
@@ -177,7 +179,7 @@ def test_validation_and_test_side_by_side(opened: Opened) -> None:
     runs.update_run(project, run_b, metrics={**info.metrics, "test_acc": 0.8,
                                              "test_balanced_acc": 0.72, "val_acc": 0.6,
                                              "val_balanced_acc": 0.56})
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     panel = window.review_panel
     assert panel.subset == "test"
     header = panel.summary.text()
@@ -186,7 +188,8 @@ def test_validation_and_test_side_by_side(opened: Opened) -> None:
     dialog = panel.show_operating_point()
     assert dialog is not None and dialog.panel.subset == "test"
     dialog.close()
-    panel.subset_combo.setCurrentIndex(panel.subset_combo.findData("val"))
+    with qtbot.waitSignal(panel.loaded, timeout=60_000):  # read in a job
+        panel.subset_combo.setCurrentIndex(panel.subset_combo.findData("val"))
     assert "validation 56.0 % · test 72.0 %" in panel.summary.text()
     dialog = panel.show_operating_point()
     assert dialog is not None and dialog.panel.subset == "val"
@@ -196,11 +199,11 @@ def test_validation_and_test_side_by_side(opened: Opened) -> None:
     assert "Test vs validation" in text and "16 points apart" in text
 
 
-def test_review_recounts_after_a_relabel(opened: Opened) -> None:
+def test_review_recounts_after_a_relabel(qtbot: QtBot, opened: Opened) -> None:
     from tests.ui.signoff_fixtures import MISSED
 
     window, _a, run_b = opened
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     panel = window.review_panel
     assert "relabeled since the run" not in panel.summary.text()
     project = window.controller.project
@@ -217,7 +220,7 @@ def test_review_recounts_after_a_relabel(opened: Opened) -> None:
 
 def test_release_gate_without_an_approved_run_is_no_pass(qtbot: QtBot, opened: Opened) -> None:
     window, _run_a, run_b = opened
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     dialog = window.review_panel.show_gate()
     assert dialog.against_combo.currentData() is None  # nothing approved
     with qtbot.waitSignal(dialog.gateFinished, timeout=120_000) as finished:
@@ -235,7 +238,7 @@ def test_report_open_failing_says_so_with_the_path(
     from PySide6.QtGui import QDesktopServices
 
     window, _run_a, run_b = opened
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     window.report_action.trigger()
     dialog = window.review_panel.report_dialog
     out = tmp_path / "r.html"

@@ -27,6 +27,7 @@ from densestudio.ui.main_window import MainWindow
 from densestudio.ui.review_panel import ReviewPanel
 from densestudio.ui.train_panel import TrainPanel
 from tests.ml.conftest import CLASS_NAMES, copy_project, write_images
+from tests.ui.conftest import review_run
 
 Review = tuple[ReviewPanel, int]  # the Review tab, the run it shows
 
@@ -289,7 +290,7 @@ def review(
     dst = tmp_path / src.name
     copy_project(src, dst)
     assert window.open_project(dst)
-    window.review_run(run_id)
+    review_run(qtbot, window, run_id)
     panel = window.review_panel
     assert window.current_panel() is panel
     assert panel.run is not None and panel.run.id == run_id
@@ -313,7 +314,9 @@ def test_confusion_matrix_click_shows_exactly_those_images(
 
     preds = core_runs.predictions(project, run_id, "test")
     for subset in ("test", "val"):
-        panel.subset_combo.setCurrentIndex(panel.subset_combo.findData(subset))
+        if panel.subset != subset:  # the predictions are read in a job
+            with qtbot.waitSignal(panel.loaded, timeout=60_000):
+                panel.subset_combo.setCurrentIndex(panel.subset_combo.findData(subset))
         preds = core_runs.predictions(project, run_id, subset)
         cells = {(p.true_index, p.pred_index) for p in preds}
         for t, p in sorted(cells):  # every non-empty cell, the diagonal included
@@ -355,14 +358,14 @@ def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(
     assert f"<b>{rep.balanced_accuracy * 100:.1f} %</b> balanced accuracy" in text
     assert f"worst class <b>{worst.name} {worst.recall * 100:.1f} %</b> recall" in text
     assert "32&nbsp;px" in text  # "(densenet_bc_tiny, 32 px)" never wraps inside
-    from densestudio.ui.review_panel import _too_few
+    from densestudio.ui.review_parts import too_few
 
     # A test set of a few images per class: too few to judge, and it says so.
     assert all(c.support < 10 for c in rep.per_class)
     assert "⚠ Too few to judge: every class has fewer than 10 test images" in text
     # (Only some classes small: they are named.)
     small = [(c.name, c.support) for c in rep.per_class][:1]
-    assert _too_few(small, rep, "test") == (
+    assert too_few(small, rep, "test") == (
         f"Too few to judge: {small[0][0]} ({small[0][1]} test image"
         f"{'s' if small[0][1] != 1 else ''}). Label more images of these classes.")
     # The run picker: balanced accuracy after the name, then the worst class the run stored.
@@ -486,7 +489,7 @@ def test_predict_unlabeled_and_accept(
     ov = panel.model.data(panel.model.index(0), panel.model.OverlayRole)
     assert ov.predicted_class_id is not None and ov.correct is None
     # Warnings when a class is never predicted or every prediction is unsure.
-    from densestudio.ui.review_panel import prediction_warnings
+    from densestudio.ui.review_parts import prediction_warnings
 
     warnings = prediction_warnings(list(panel.unlabeled_preds.values()), panel.run.class_names)
     assert panel.warning.isVisible() == bool(warnings)
@@ -656,7 +659,8 @@ def test_compare_two_runs(
     other = trained[2]
     project = window.controller.project
     assert not panel.view_buttons["a_only"].isEnabled()
-    panel.compare_combo.setCurrentIndex(panel.compare_combo.findData(other))
+    with qtbot.waitSignal(panel.loaded, timeout=60_000):  # read in a job
+        panel.compare_combo.setCurrentIndex(panel.compare_combo.findData(other))
     assert panel.other is not None and panel.other.id == other
     assert panel.compare_box.isVisible() and panel.view_buttons["a_only"].isEnabled()
     table = panel.compare_table
@@ -691,7 +695,7 @@ def test_compare_two_runs(
 
 
 def test_prediction_warnings() -> None:
-    from densestudio.ui.review_panel import prediction_warnings
+    from densestudio.ui.review_parts import prediction_warnings
 
     def pred(i: int, cls: int, conf: float) -> core_runs.PredictionInfo:
         return core_runs.PredictionInfo(i, "unlabeled", None, cls, conf, None,
