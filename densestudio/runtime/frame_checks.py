@@ -45,6 +45,8 @@ MARGIN = 0.1
 FLOOR = {"p01": 4.0, "p50": 6.0, "p99": 4.0, "std": 1.0, "dark": 0.03, "bright": 0.03,
          "sharpness": 0.0, "aspect": 0.15}
 SHARPNESS_FACTOR = 1.5  # sharpness range: training min / 1.5 .. max * 1.5
+SMALL_CLASS = 20  # a class with fewer training frames gets wider ranges: by SMALL_WIDEN x
+SMALL_WIDEN = 0.5  # the 5-95 % spread of all frames (see _box)
 TOO_DARK, OVEREXPOSED, OUT_OF_FOCUS, FLAT, UNLIKE = (
     "too dark", "overexposed", "out of focus", "flat", "unlike the training images")
 # (statistic, side) -> reason; the first reason in PRIORITY among a frame's violations wins
@@ -108,16 +110,30 @@ def stats_of_grey(grey: np.ndarray, width: int, height: int) -> FrameStats:
     )  # fmt: skip
 
 
-def _box(stats: Sequence[FrameStats]) -> dict[str, list[float]]:
+def _spreads(stats: Sequence[FrameStats]) -> np.ndarray:
     table = np.array([[getattr(s, k) for k in STATS] for s in stats], dtype=np.float64)
+    return np.quantile(table, 0.95, axis=0) - np.quantile(table, 0.05, axis=0)
+
+
+def _box(stats: Sequence[FrameStats], overall: np.ndarray | None = None
+         ) -> dict[str, list[float]]:
+    """Ranges of ``stats``; a class with fewer than SMALL_CLASS frames has not shown its
+    spread yet, so it is widened by ``overall`` (all frames' 5-95 % spreads) x SMALL_WIDEN
+    and its sharpness by SHARPNESS_FACTOR squared."""
+    table = np.array([[getattr(s, k) for k in STATS] for s in stats], dtype=np.float64)
+    small = overall is not None and len(stats) < SMALL_CLASS
+    spreads = _spreads(stats)
     ranges = {}
     for j, key in enumerate(STATS):
         col = table[:, j]
-        spread = float(np.quantile(col, 0.95) - np.quantile(col, 0.05))
-        widen = max(MARGIN * spread, FLOOR[key])
+        widen = max(MARGIN * float(spreads[j]), FLOOR[key])
+        factor = SHARPNESS_FACTOR
+        if small and overall is not None:
+            widen = max(widen, SMALL_WIDEN * float(overall[j]))
+            factor = SHARPNESS_FACTOR**2
         lo, hi = float(col.min()) - widen, float(col.max()) + widen
         if key == "sharpness":  # a ratio: widened by a factor
-            lo, hi = float(col.min()) / SHARPNESS_FACTOR, float(col.max()) * SHARPNESS_FACTOR
+            lo, hi = float(col.min()) / factor, float(col.max()) * factor
         if key in ("dark", "bright"):
             lo, hi = 0.0, min(1.0, hi)
         ranges[key] = [round(lo, 6), round(hi, 6)]
@@ -134,8 +150,7 @@ def ranges_from(stats: Sequence[FrameStats], labels: Sequence[str] | None = None
     if labels is not None:
         for name in sorted(set(labels)):
             mine = [s for s, lab in zip(stats, labels, strict=True) if lab == name]
-            if len(mine) >= 2:
-                by_class[name] = _box(mine)
+            by_class[name] = _box(mine, _spreads(stats))
     return {
         "version": VERSION, "n": len(stats), "work_side": WORK_SIDE, "ranges": _box(stats),
         "by_class": by_class,

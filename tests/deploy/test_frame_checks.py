@@ -113,3 +113,20 @@ def test_16_bit_frames_are_measured_as_the_model_sees_them() -> None:
     arr = np.random.default_rng(0).normal(3000, 300, (64, 64)).astype(np.uint16)
     stats = F.frame_stats(Image.fromarray(arr))
     assert 100 <= stats.p50 <= 150 and stats.bright < 0.05
+
+
+def test_a_class_with_few_training_frames_gets_wider_ranges() -> None:
+    """One training frame of a class does not make its next frame 'unlike the training
+    images': small classes are widened by the spread of all frames."""
+    rng = np.random.default_rng(2)
+
+    def frame(mean: float, noise: float) -> F.FrameStats:
+        return F.frame_stats(Image.fromarray(
+            np.clip(rng.normal(mean, noise, (64, 64)), 0, 255).astype(np.uint8), "L"))
+
+    stats = [frame(rng.uniform(60, 90), rng.uniform(8, 14)) for _ in range(30)]
+    entry = F.ranges_from([*stats, frame(180, 20)], ["common"] * 30 + ["rare"])
+    checks = F.FrameChecks.from_meta(entry)
+    assert checks is not None and set(entry["by_class"]) == {"common", "rare"}
+    assert checks.reason(frame(176, 19)) is None  # like the one rare frame, not identical
+    assert checks.reason(frame(176, 0.5)) is not None  # but a flat frame is still flagged
