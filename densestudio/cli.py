@@ -698,6 +698,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
               f"images); {sum(r.unfamiliar for r in results)} of {len(results)} flagged",
               file=sys.stderr)
     decided = point is not None or ood is not None
+    good = model.spec.good_index if point is not None else None
     if args.csv:
         from densestudio.core.csv_cells import csv_output, csv_text
 
@@ -718,6 +719,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for r in results:
             if r.error:
                 print(f"{r.path}\tERROR\t{r.error}")
+            elif point is not None and good is not None:  # P(good) beside the decision
+                print(f"{r.path}\t{r.decision or '-'}\tP({point.good_class})="
+                      f"{float(r.probs[good]):.4f}\ttop class {r.class_name} "
+                      f"{r.confidence:.4f}")
             elif decided:  # "-": no operating point and nothing unusual
                 print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}\t{r.decision or '-'}")
             else:

@@ -41,6 +41,7 @@ class TileOverlay:
     text: str = ""  # extra line, e.g. "p=0.93"
     relabeled: bool = False  # the label changed since the run that made the prediction
     decision: str = ""  # "OK" / "NG" / "UNSURE" when the run has an operating point
+    p_good: str = ""  # "P(ok) 29%": what the decision was made from
 
 
 class GalleryModel(QAbstractListModel):
@@ -240,7 +241,8 @@ class GalleryModel(QAbstractListModel):
                 pred = self.class_by_id(overlay.predicted_class_id)
                 tip += f"\npredicted: {pred.name if pred else '?'} ({overlay.confidence:.0%})"
                 if overlay.decision:
-                    tip += f"\nOK/NG threshold says: {overlay.decision}"
+                    tip += (f"\nOK/NG threshold says: {overlay.decision}"
+                            + (f" ({overlay.p_good})" if overlay.p_good else ""))
                 if overlay.relabeled:
                     tip += "\nrelabeled since the run"
             return tip

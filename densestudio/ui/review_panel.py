@@ -826,12 +826,13 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 relabeled = now != true_id
                 if relabeled and now is not None:  # judge against the label it has now
                     correct = pred_id == now
-            decision = decide(p.probs) if decide is not None else ""
+            decision, p_good = decide(p.probs) if decide is not None else ("", "")
             out[image_id] = TileOverlay(pred_id, p.confidence, correct,
-                                        f"{p.confidence * 100:.0f}%", relabeled, decision)
+                                        f"{p.confidence * 100:.0f}%", relabeled, decision,
+                                        p_good)
         return out
 
-    def _ok_ng_decider(self) -> Callable[[np.ndarray], str] | None:
+    def _ok_ng_decider(self) -> Callable[[np.ndarray], tuple[str, str]] | None:
         """OK / NG / UNSURE from a prediction's probabilities, when the run has an
         operating point (so tiles show what the production line would decide)."""
         from densestudio.ml import operating_point as op
@@ -842,7 +843,14 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if point is None or point.good_class not in self.run.class_names:
             return None
         good = list(self.run.class_names).index(point.good_class)
-        return lambda probs: point.decide(float(probs[good])) if good < len(probs) else "?"
+        def decide(probs: np.ndarray) -> tuple[str, str]:
+            """("NG", "P(ok) 29%"): the decision and the P(good) it was made from."""
+            if good >= len(probs):
+                return "?", ""
+            p_good = float(probs[good])
+            return point.decide(p_good), f"P({point.good_class}) {p_good * 100:.0f}%"
+
+        return decide
 
     def _on_labels_changed(self, image_ids: list[int]) -> None:
         ours = [i for i in image_ids if i in self.preds]

@@ -251,3 +251,21 @@ def test_report_open_failing_says_so_with_the_path(
     assert "Could not open the report" in dialog.status.text()
     assert str(out) in dialog.status.text()
     dialog.close()
+
+
+def test_decision_badge_shows_p_good_beside_ok_ng(opened: Opened) -> None:
+    from densestudio.ml import operating_point as op
+    from densestudio.ui.gallery_view import overlay_label
+    from tests.ui.signoff_fixtures import MISSED
+
+    window, _a, run_b = opened
+    project = window.controller.project
+    op.save_operating_point(project, run_b, op.OperatingPoint("ok", 0.85))
+    window.review_run(run_b)
+    panel = window.review_panel
+    missed = image_id_of(project, MISSED)  # P(ok) 0.8: the most likely class is ok
+    panel.show_view("misclassified")
+    overlay = panel.overlay[missed]
+    assert (overlay.decision, overlay.p_good) == ("NG", "P(ok) 80%")
+    assert overlay_label(overlay, "ok") == "✗ NG · P(ok) 80%"
+    assert "ok" not in overlay_label(overlay, "ok").replace("P(ok)", "")
