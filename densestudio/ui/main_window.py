@@ -400,6 +400,7 @@ class MainWindow(QMainWindow):
         self.train_panel.runFinished.connect(self._on_run_finished)
         self.train_panel.runs.runDeleted.connect(lambda _id: self.review_panel.refresh_runs())
         self.review_panel.exportRequested.connect(self.show_export_dialog)
+        self.review_panel.openInViewer.connect(self.open_in_viewer)
         self.review_panel.runChanged.connect(self._update_heatmap_run)
         self.review_panel.approvalsChanged.connect(lambda: self.train_panel.runs.refresh())
         self.train_panel.runs.runDeleted.connect(self._update_heatmap_run)
@@ -1066,7 +1067,26 @@ class MainWindow(QMainWindow):
         self.gallery.set_tile_size(size)
 
     def _step_tiles(self, delta: int) -> None:
+        if self.tabs.currentWidget() is self._tab_page(self.review_panel):
+            self.review_panel.step_tile_size(delta)
+            return
         self.filter_bar.tile_slider.setValue(self.filter_bar.tile_slider.value() + delta)
+
+    def _tab_page(self, panel: QWidget) -> QWidget | None:
+        """The tab page holding ``panel`` (itself, or the scroll area around it)."""
+        for i in range(self.tabs.count()):
+            page = self.tabs.widget(i)
+            if page is panel or page.isAncestorOf(panel):
+                return page
+        return None
+
+    def open_in_viewer(self, image_ids: list[int], image_id: int) -> None:
+        """A Review tile opened: the Images tab with those tiles, this one in the viewer."""
+        self.show_images(image_ids, "the Review tab's images")
+        row = self.model.row_of(image_id)
+        if row is not None:
+            self.gallery.go_to_row(row)
+        self.viewer.setFocus()
 
     def _on_auto_advance(self, on: bool) -> None:
         self.prefs.auto_advance = on

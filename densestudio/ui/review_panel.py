@@ -182,6 +182,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     evaluated = Signal(int)  # run id
     exportRequested = Signal(int)  # run id
     runChanged = Signal(object)  # run id or None: the run shown changed
+    openInViewer = Signal(object, int)  # the ids shown (in order), the image to open
     approvalsChanged = Signal()  # a run was approved
 
     def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
@@ -326,6 +327,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.gallery.labelShortcut.connect(self._label_with_shortcut)
         self.gallery.unlabelRequested.connect(lambda: self.relabel_selected(None))
         self.gallery.customContextMenuRequested.connect(self._tile_menu)
+        self.gallery.activatedImage.connect(self.open_row)  # double-click, Enter
         self.accept_button = QPushButton("Accept selected predictions", self)
         self.accept_all_button = QPushButton("Accept all with confidence ≥", self)
         self.threshold = QDoubleSpinBox(self)
@@ -1043,6 +1045,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         menu = QMenu(self)
         header = menu.addAction(f"{len(ids):,} image{'s' if len(ids) != 1 else ''} selected")
         header.setEnabled(False)
+        current = self.gallery.currentIndex()
+        if current.isValid():
+            menu.addAction("Open in viewer\tEnter", lambda: self.open_row(current.row()))
+            menu.addSeparator()
         pairs = self._acceptable(ids)
         if pairs:
             menu.addAction(f"Accept prediction{'s' if len(pairs) != 1 else ''}",
@@ -1053,6 +1059,15 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         assert self.project is not None  # there are tiles
         add_golden_actions(menu, self.project, ids, self.host.on_golden_changed)
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
+
+    def open_row(self, row: int) -> None:
+        """Open a tile in the viewer (Images tab, with exactly the tiles shown here)."""
+        if 0 <= row < len(self.model.ids):
+            self.openInViewer.emit(list(self.model.ids), self.model.ids[row])
+
+    def step_tile_size(self, delta: int) -> None:
+        """Ctrl+ / Ctrl- while the Review tab is shown."""
+        self.gallery.set_tile_size(self.gallery.delegate.tile + delta)
 
     # ================================================================ workers
     def _busy(self) -> bool:

@@ -269,3 +269,43 @@ def test_decision_badge_shows_p_good_beside_ok_ng(opened: Opened) -> None:
     assert (overlay.decision, overlay.p_good) == ("NG", "P(ok) 80%")
     assert overlay_label(overlay, "ok") == "✗ NG · P(ok) 80%"
     assert "ok" not in overlay_label(overlay, "ok").replace("P(ok)", "")
+
+
+def test_review_tiles_open_in_the_viewer_and_resize(qtbot: QtBot, opened: Opened,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    window, _a, run_b = opened
+    window.review_run(run_b)
+    panel = window.review_panel
+    window.tabs.setCurrentIndex(window.tabs.indexOf(window._tab_page(panel)))
+    ids = panel.show_view("top_losses")
+    assert len(ids) >= 3
+    # Double-click: the Images tab shows exactly these tiles, the viewer the clicked one.
+    rect = panel.gallery.visualRect(panel.model.index(2))
+    qtbot.mouseClick(panel.gallery.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(panel.gallery.viewport(), Qt.MouseButton.LeftButton,
+                      pos=rect.center())
+    assert window.tabs.currentIndex() == 0
+    assert window.model.ids == ids and window.viewer.info.id == ids[2]
+    # Enter on a tile does the same.
+    window.tabs.setCurrentIndex(window.tabs.indexOf(window._tab_page(panel)))
+    panel.gallery.setFocus()
+    panel.gallery.go_to_row(1)
+    qtbot.keyClick(panel.gallery, Qt.Key.Key_Return)
+    assert window.tabs.currentIndex() == 0 and window.viewer.info.id == ids[1]
+    # The context menu has "Open in viewer".
+    window.tabs.setCurrentIndex(window.tabs.indexOf(window._tab_page(panel)))
+    menus = []
+    monkeypatch.setattr(window, "exec_menu", lambda menu, _pos: menus.append(menu))
+    panel._tile_menu(panel.gallery.visualRect(panel.model.index(0)).center())
+    opener = next(a for a in menus[0].actions() if a.text().startswith("Open in viewer"))
+    opener.trigger()
+    assert window.tabs.currentIndex() == 0 and window.viewer.info.id == ids[0]
+    # Ctrl+ / Ctrl- change the Review tiles while Review is shown (not the Images tab's).
+    window.tabs.setCurrentIndex(window.tabs.indexOf(window._tab_page(panel)))
+    before, images = panel.gallery.delegate.tile, window.filter_bar.tile_slider.value()
+    window.bigger_action.trigger()
+    assert panel.gallery.delegate.tile == before + 16
+    window.smaller_action.trigger()
+    window.smaller_action.trigger()
+    assert panel.gallery.delegate.tile == before - 16
+    assert window.filter_bar.tile_slider.value() == images
