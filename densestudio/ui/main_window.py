@@ -1076,7 +1076,7 @@ class MainWindow(QMainWindow):
         """The tab page holding ``panel`` (itself, or the scroll area around it)."""
         for i in range(self.tabs.count()):
             page = self.tabs.widget(i)
-            if page is panel or page.isAncestorOf(panel):
+            if page is not None and (page is panel or page.isAncestorOf(panel)):
                 return page
         return None
 
