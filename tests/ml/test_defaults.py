@@ -63,6 +63,12 @@ def test_input_size_follows_the_budget() -> None:
     small = recommend(_profile((150, 150), (600, 600)), budget_s=60).config
     large = recommend(_profile((150, 150), (600, 600)), budget_s=3600).config
     assert small.img_size < large.img_size <= 600
+    # The Train tab says why the images are shrunk and what a larger size would cost.
+    reasons = recommend(_profile((150, 150), (600, 600)), budget_s=60).reasons
+    said = next(r for r in reasons if "shrunk" in r)
+    assert f"from about 600 px to {small.img_size} px to fit the time budget" in said
+    assert "at 600" not in said and " px, about " in said
+    assert not any("shrunk" in r for r in recommend(_profile((150, 150), (64, 64))).reasons)
 
 
 def test_gpu_and_weights_choose_a_pretrained_model() -> None:
