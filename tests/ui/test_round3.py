@@ -276,7 +276,7 @@ def test_review_tiles_open_in_the_viewer_and_resize(qtbot: QtBot, opened: Opened
     window, _a, run_b = opened
     window.review_run(run_b)
     panel = window.review_panel
-    window.tabs.setCurrentIndex(window.tabs.indexOf(window._tab_page(panel)))
+    window.show_tab(panel)
     ids = panel.show_view("top_losses")
     assert len(ids) >= 3
     # Double-click: the Images tab shows exactly these tiles, the viewer the clicked one.
@@ -287,13 +287,13 @@ def test_review_tiles_open_in_the_viewer_and_resize(qtbot: QtBot, opened: Opened
     assert window.tabs.currentIndex() == 0
     assert window.model.ids == ids and window.viewer.info.id == ids[2]
     # Enter on a tile does the same.
-    window.tabs.setCurrentIndex(window.tabs.indexOf(window._tab_page(panel)))
+    window.show_tab(panel)
     panel.gallery.setFocus()
     panel.gallery.go_to_row(1)
     qtbot.keyClick(panel.gallery, Qt.Key.Key_Return)
     assert window.tabs.currentIndex() == 0 and window.viewer.info.id == ids[1]
     # The context menu has "Open in viewer".
-    window.tabs.setCurrentIndex(window.tabs.indexOf(window._tab_page(panel)))
+    window.show_tab(panel)
     menus = []
     monkeypatch.setattr(window, "exec_menu", lambda menu, _pos: menus.append(menu))
     panel._tile_menu(panel.gallery.visualRect(panel.model.index(0)).center())
@@ -301,7 +301,7 @@ def test_review_tiles_open_in_the_viewer_and_resize(qtbot: QtBot, opened: Opened
     opener.trigger()
     assert window.tabs.currentIndex() == 0 and window.viewer.info.id == ids[0]
     # Ctrl+ / Ctrl- change the Review tiles while Review is shown (not the Images tab's).
-    window.tabs.setCurrentIndex(window.tabs.indexOf(window._tab_page(panel)))
+    window.show_tab(panel)
     before, images = panel.gallery.delegate.tile, window.filter_bar.tile_slider.value()
     window.bigger_action.trigger()
     assert panel.gallery.delegate.tile == before + 16
@@ -309,3 +309,32 @@ def test_review_tiles_open_in_the_viewer_and_resize(qtbot: QtBot, opened: Opened
     window.smaller_action.trigger()
     assert panel.gallery.delegate.tile == before - 16
     assert window.filter_bar.tile_slider.value() == images
+
+
+def test_training_seen_from_every_tab_and_export_shows_its_steps(opened: Opened) -> None:
+    from densestudio.ml.export import ExportProgress
+
+    window, _a, run_b = opened
+    panel = window.train_panel
+    indicator = window.training_indicator
+    assert indicator.isHidden()
+    panel.worker = object()  # type: ignore[assignment]  # a run is training
+    panel.progress.setRange(0, 1000)
+    panel.progress.setFormat("Epoch 2/20 · step 3/9")
+    panel.progress.setValue(120)
+    window.show_tab(window.review_panel)
+    assert not indicator.isHidden() and indicator.value() == 120
+    assert indicator.format() == "Training: Epoch 2/20 · step 3/9"
+    indicator.clicked.emit()
+    assert window.tabs.currentWidget() is window._tab_page(panel)
+    panel.worker = None
+    panel.trainingEnded.emit(None)
+    assert indicator.isHidden()
+
+    dialog = window.show_export_dialog(run_b)
+    dialog.progress.start("Exporting…")
+    dialog._on_export_event(ExportProgress(run_b, "converting to onnx"))
+    assert not dialog.progress.isHidden()
+    assert dialog.progress.bar.format() == "Step 3 of 4: converting to onnx…"
+    assert dialog.progress.bar.value() == 2 and dialog.progress.bar.maximum() == 4
+    dialog.close()
