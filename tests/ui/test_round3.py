@@ -338,3 +338,24 @@ def test_training_seen_from_every_tab_and_export_shows_its_steps(opened: Opened)
     assert dialog.progress.bar.format() == "Step 3 of 4: converting to onnx…"
     assert dialog.progress.bar.value() == 2 and dialog.progress.bar.maximum() == 4
     dialog.close()
+
+
+def test_empty_plots_show_no_fake_epoch_axis(qtbot: QtBot) -> None:
+    from densestudio.ui.plots import TrainingPlots
+
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+
+    def shown(plot: object, axis: str) -> bool:
+        return plot.getAxis(axis).style["showValues"]  # type: ignore[attr-defined]
+
+    assert not shown(plots.loss_plot, "bottom") and not shown(plots.loss_plot, "left")
+    assert not shown(plots.acc_plot, "bottom") and shown(plots.acc_plot, "left")  # 0-100 %
+    plots.set_epoch_range(20)  # planned epochs are real numbers
+    plots.redraw()
+    assert shown(plots.loss_plot, "bottom") and not shown(plots.loss_plot, "left")
+    plots.add_epoch(1, 0.7, 0.5, 0.4, 1e-3)
+    plots.redraw()
+    assert shown(plots.loss_plot, "left") and shown(plots.lr_plot, "left")
+    plots.reset()
+    assert not shown(plots.lr_plot, "bottom")
