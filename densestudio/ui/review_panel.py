@@ -617,7 +617,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             bracket = f" <small>({ci_range(worst).replace(' ', nb)})</small>" if worst else ""
             lines.append(f"worst class <b>{html_text(s.worst_class or '?')} {pct(s.worst_recall)}"
                          f"</b> recall{bracket}")
-        both = summary.side_by_side(self.run.metrics, self.subset)
+        both = summary.side_by_side(self.run.metrics, self.subset, rep.balanced_accuracy)
         if both:
             lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(both)}</span>"
                          if "points apart" in both else f"<small>{html_text(both)}</small>")
