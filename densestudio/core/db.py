@@ -37,7 +37,7 @@ from densestudio.core.errors import ProjectError, ServerUnreachable
 from densestudio.core.files import not_found_message
 from densestudio.core.models import Base, Image, Meta, Run, table_of
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_MS = 30_000  # reads and a writer's own statements wait this long for a lock
 LOCK_NOTICE_S = 3.0  # a writer waiting this long for another process says so ...
 LOCK_WAIT_S = 120.0  # ... and gives up after this long with a clear message
@@ -516,10 +516,17 @@ def _upgrade_4_to_5(conn: Connection, _target: Target) -> None:
         conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON image ({columns})")
 
 
+def _upgrade_5_to_6(conn: Connection, _target: Target) -> None:
+    """v6 records each file's modification time when it was hashed, so training can tell
+    a file changed since import (old rows: NULL, hashed again on their first check)."""
+    _add_column(conn, "image", "file_mtime_ns", "BIGINT")
+
+
 # Upgrades from version N to N+1, each a function (connection, target) run inside one
 # transaction; each works on SQLite and PostgreSQL alike.
 _UPGRADES: dict[int, Callable[..., None]] = {
-    1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4, 4: _upgrade_4_to_5}
+    1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4, 4: _upgrade_4_to_5,
+    5: _upgrade_5_to_6}
 
 
 def _step_up(conn: Connection, target: Target, version: int) -> None:
@@ -592,18 +599,27 @@ def backup_path_for(path: Path, version: int) -> Path:
     return path.with_name(f"{path.name}.v{version}.bak")
 
 
+def sqlite_backup(path: Path, dest: Path) -> None:
+    """A consistent copy of a project file through SQLite's backup API: it includes the
+    changes still in the -wal file (a plain copy of the .dsproj alone may miss them) and
+    waits for, never interrupts, a writer."""
+    src = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        dst = sqlite3.connect(dest)
+        try:
+            with dst:
+                src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
 def _upgrade(path: Path, version: int) -> None:
     """Copy the file aside, then step the schema up one version at a time."""
     backup = backup_path_for(path, version)
     try:
-        src = sqlite3.connect(path)
-        try:
-            dst = sqlite3.connect(backup)
-            with dst:
-                src.backup(dst)
-            dst.close()
-        finally:
-            src.close()
+        sqlite_backup(path, backup)
     except sqlite3.Error as exc:
         raise ProjectError(explain_error(exc, path) or f"Cannot back up {path} before "
                            f"upgrading it: {exc}") from exc

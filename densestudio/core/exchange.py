@@ -32,7 +32,9 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 def export_labels_csv(project: Project, out: Path) -> int:
-    """Write one row per image; atomic (temp file + rename) so a crash leaves no half file."""
+    """Write one row per image; atomic (temp file + rename) so a crash leaves no half file.
+    An ``out`` that is the project, its side files or one of its images is refused."""
+    project.refuse_overwriting(out)
     with project.session() as s:
         # keyed by int | None: unlabeled rows look up None and get ""
         names: dict[int | None, str] = dict(iter(s.execute(select(LabelClass.id, LabelClass.name))))

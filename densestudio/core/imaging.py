@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -197,6 +198,34 @@ def probe(path: Path) -> ImageProbe:
         if orientation in (5, 6, 7, 8):
             width, height = height, width
         return ImageProbe(width, height, img.mode, _bit_depth(img.mode))
+
+
+class FileChanged(ImageDecodeError):
+    """The file's content is no longer the content the project recorded for it."""
+
+
+CHANGED_SINCE_IMPORT = "the file changed since it was imported (its content differs)"
+
+
+def load_verified(path: Path, content_hash: str, max_side: int | None = None) -> Image.Image:
+    """``load_image`` of a file that must still hold the content hashed as ``content_hash``
+    (FileChanged otherwise): pixels cached under a hash are then always that content's."""
+    try:
+        with open_regular(path) as f:
+            data = b""
+            if os.fstat(f.fileno()).st_size <= IN_MEMORY_BYTES:  # one read: hash and decode
+                data = f.read()
+                digest = bytes_hash(data)
+            else:
+                digest = stream_hash(f)
+            if digest != content_hash:
+                raise FileChanged(CHANGED_SINCE_IMPORT)
+            if data:
+                return load_image(data, max_side)
+            f.seek(0)
+            return _decode_upright(_open(f), max_side)
+    except OSError as exc:
+        raise _read_error(exc) from exc
 
 
 def load_image(source: Path | bytes, max_side: int | None = None) -> Image.Image:

@@ -8,6 +8,7 @@ transaction, so a cancel or a crash leaves exactly the committed batches behind.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -39,7 +40,7 @@ from densestudio.core.imaging import (
     open_regular,
     stream_hash,
 )
-from densestudio.core.models import Image, path_text, utcnow
+from densestudio.core.models import Image, ImportLog, path_text, utcnow
 from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.splits import assign_missing_splits
 from densestudio.core.store import (
@@ -129,6 +130,7 @@ class _Decoded:
     bit_depth: int
     thumbnail: bytes
     phash: int
+    mtime_ns: int | None = None
 
 
 @dataclass
@@ -215,7 +217,8 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
     path = candidate.path
     try:
         with open_regular(path) as f:
-            size = os.fstat(f.fileno()).st_size
+            st = os.fstat(f.fileno())
+            size = st.st_size
             if size == 0:
                 return SkippedFile(str(path), "empty file (0 bytes)")
             if size > MAX_FILE_BYTES:
@@ -243,7 +246,7 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
     except OSError as exc:
         return SkippedFile(str(path), f"cannot read: {exc.strerror or exc}")
     return _Decoded(candidate, size, digest, probe.width, probe.height,
-                    probe.mode, probe.bit_depth, thumb, phash)
+                    probe.mode, probe.bit_depth, thumb, phash, st.st_mtime_ns)
 
 
 def _decode_chunk(chunk: list[_Candidate]) -> list[_Decoded | SkippedFile]:
@@ -271,7 +274,7 @@ def run_import(
                            "can be imported into it.")
     started = time.monotonic()
     tally = _Tally()
-    thumbs = ThumbnailCache(project)
+    thumbs = ThumbnailCache(project.cache_dir)
     try:
         return _run_import(project, paths, options, on_event, cancel, started, tally, thumbs)
     finally:
@@ -368,7 +371,7 @@ def _run_import(
         new_classes=tuple(tally.new_classes),
         notes=tuple(tally.notes.values()),
     )
-    history.log_import(project, paths, options.labels_from_subfolders, report)
+    log_import(project, paths, options.labels_from_subfolders, report)
     on_event(report)
     return report
 
@@ -436,6 +439,7 @@ def _commit_batch(
                     folder=str(path.parent),
                     content_hash=item.content_hash,
                     byte_size=item.byte_size,
+                    file_mtime_ns=item.mtime_ns,
                     width=item.width,
                     height=item.height,
                     mode=item.mode,
@@ -534,3 +538,16 @@ def relink(
                         folder=str(path.parent), missing=False)
             )
     return RelinkResult(len(found), len(missing) - len(found))
+
+
+def log_import(project: Project, sources: Sequence[Path], labels_from_subfolders: bool,
+               report: ImportReport, who: str | None = None) -> None:
+    """Remember where images came from (the report's "import sources")."""
+    with project.transaction() as s:
+        s.add(ImportLog(
+            at=utcnow(), who=(who or current_user())[:64],
+            sources_json=json.dumps([str(Path(p).expanduser().absolute()) for p in sources]),
+            labels_from_subfolders=labels_from_subfolders, added=report.added,
+            duplicates=report.duplicates, already_in_project=report.already_in_project,
+            skipped=len(report.skipped), cancelled=report.cancelled,
+        ))  # fmt: skip

@@ -72,7 +72,7 @@ def backfill_hashes(project: Project) -> int:
                                                     Image.missing.is_(False))))
     if not todo:
         return 0
-    cache = ThumbnailCache(project)
+    cache = ThumbnailCache(project.cache_dir)
     values = []
     for info in project.images_by_ids(todo):
         data = cache.get_or_make(info)
@@ -255,7 +255,7 @@ class _Signatures:
 
     def __init__(self, project: Project) -> None:
         self._project = project
-        self._cache = ThumbnailCache(project)
+        self._cache = ThumbnailCache(project.cache_dir)
         self._vectors: dict[int, np.ndarray | None] = {}
 
     def _vector(self, image_id: int) -> np.ndarray | None:

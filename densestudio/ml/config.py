@@ -59,7 +59,8 @@ class TrainConfig:
     balance: str = "none"  # "none" | "weighted_loss" | "sampler"
     early_stopping_patience: int | None = None  # epochs without improvement; None = off
     monitor: str = "val_balanced_acc"  # best checkpoint / early stopping metric
-    good_class: str | None = None  # the class meaning a good part (val_defect_recall)
+    good_class: str | None = None  # the class meaning a good part (the project's, at start)
+    max_miss_rate: float = 0.02  # OK/NG point: at most this share of defects passed as good
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "mps"
     amp: bool = True  # bf16/fp16 autocast where the device supports it
@@ -132,6 +133,9 @@ class TrainConfig:
             p.append("Early-stopping patience must be at least 1 epoch (or off).")
         if self.monitor == "val_defect_recall" and not self.good_class:
             p.append("Choosing checkpoints by defect recall needs the class that means good.")
+        if not 0 < self.max_miss_rate < 1:
+            p.append("The share of defects passed as good must be between 0 and 1 "
+                     f"(got {self.max_miss_rate:g}).")
         if self.channels not in (None, 1, 3):
             p.append("Channels must be 1, 3 or automatic.")
         if self.channels == 1 and self.uses_pretrained:

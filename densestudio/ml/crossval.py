@@ -170,7 +170,7 @@ def audit_config(n_images: int, device: str = "cpu") -> TrainConfig:
     )  # fmt: skip
 
 
-TRAIN_IMAGES_PER_S = 125.0  # densenet_bc_tiny at 128 px, one CPU thread (DESIGN.md figures)
+TRAIN_IMAGES_PER_S = 125.0  # densenet_bc_tiny at 128 px, one CPU thread (measured)
 
 
 def estimate_seconds(n_images: int, k: int, cfg: TrainConfig, threads: int = 1,

@@ -112,6 +112,15 @@ class ImagesSkipped:
 
 
 @dataclass(frozen=True)
+class ImagesChanged:
+    """Labeled images whose file changed since they were labeled (see
+    ``core.file_changes``): their labels are marked for review and this run leaves them out."""
+
+    count: int
+    examples: tuple[str, ...]  # paths of the first few
+
+
+@dataclass(frozen=True)
 class RunFailed:
     run_id: int
     message: str

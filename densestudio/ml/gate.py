@@ -206,7 +206,8 @@ def _verdicts(
     on_event: EventCallback, cancel: CancelToken | None,
 ) -> tuple[dict[int, _Verdict], list[str]]:
     """Each image's prediction by the run: stored, else predicted now (not stored)."""
-    from densestudio.ml.evaluate import EvaluationError, predict_images
+    from densestudio.ml.eval_report import EvaluationError
+    from densestudio.ml.evaluate import predict_images
 
     info = runs.get_run(project, run_id)
     names = list(info.class_names)
@@ -277,6 +278,11 @@ def compare_runs_for_gate(
         approved = signoff.is_approved(project, against)
     if against == candidate:
         raise GateError("The candidate and the run to compare against are the same run.")
+    from densestudio.ml.evaluate import check_run_checkpoint
+
+    for run_id in (candidate, against):  # never a model file copied in from elsewhere
+        if run_id is not None:
+            check_run_checkpoint(project, run_id)
     rows, warnings = gate_images(project)
     if not rows:
         raise GateError("Nothing to gate on: the test split is empty and no image is marked "

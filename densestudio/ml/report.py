@@ -154,7 +154,7 @@ def _thumb(path: str, max_side: int = 220) -> PILImage.Image | None:
 class _Builder:
     def __init__(self, project: Project, run_id: int, options: ReportOptions,
                  on_event: EventCallback, cancel: CancelToken) -> None:
-        from densestudio.ml.evaluate import report as eval_report
+        from densestudio.ml.eval_report import report as eval_report
 
         self.project, self.run_id, self.options = project, run_id, options
         self.on_event, self.cancel = on_event, cancel
@@ -179,7 +179,8 @@ class _Builder:
         self.point = op.load_operating_point(project, run_id)
 
     def _evaluate(self, subset: str) -> None:
-        from densestudio.ml.evaluate import EvaluationError, evaluate_run
+        from densestudio.ml.eval_report import EvaluationError
+        from densestudio.ml.evaluate import evaluate_run
 
         try:
             evaluate_run(self.project, self.run_id, (subset,), cancel=self.cancel)
@@ -196,24 +197,38 @@ class _Builder:
             ("Trained", f"{_when(info.created_at)} to {_when(info.finished_at)} on "
                         f"{escape(info.device or '?')}"),
             ("Status", self._approval_text()),
+            *self._decision_rows(),  # OK/NG decisions lead; argmax figures follow
             (f"Accuracy ({self.subset})", f"<b>{acc.percent()}</b> ({acc.k} of {acc.n})"),
             (f"Balanced accuracy ({self.subset})", f"<b>{bal.percent()}</b>"),
         ]
         if worst is not None:
             ci = rep.recall_interval(self.names.index(worst.name))
             rows.append(("Worst class", f"{escape(worst.name)}: recall {ci.percent()}"))
-        if self.point is not None:
-            p_good, is_good = self._ok_ng(self.subset)
-            if len(p_good):
-                r = op.rates_with_intervals(p_good, is_good, self.point)
-                rows.append(("OK/NG", f"miss rate {r.miss.percent()}, at most "
-                                      f"<b>{percent(r.miss_upper)}</b> (95 %, one-sided)"))
         if self.gate is not None:
             cls = {"nothing": "warn"}.get(self.gate.outcome, self.gate.outcome)
             rows.append(("Release gate", f'<span class="{cls}">{escape(self.gate.verdict)}'
                                          "</span>"))
         rows.append(("Records", self._verification_text()))
         return _kv(rows)
+
+    def _decision_rows(self) -> list[tuple[str, str]]:
+        """Defects passed as good, good parts rejected, sent to a person: what the run's
+        OK/NG point decides on this subset; Train's note when validation could not show its
+        target."""
+        rows: list[tuple[str, str]] = []
+        if self.point is not None:
+            p_good, is_good = self._ok_ng(self.subset)
+            if len(p_good):
+                c = op.decision_counts(p_good, is_good, self.point, self.subset)
+                passed, rejected, unsure = (escape(line.split(": ", 1)[1])
+                                            for line in c.lines())
+                rows += [(f"Defects passed as good ({self.subset})", f"<b>{passed}</b>"),
+                         ("Good parts rejected", rejected), ("Sent to a person", unsure)]
+        record = op.picked_record(self.project, self.run_id)
+        if record is not None and not record.get("shown"):
+            rows.append(("OK/NG target", f'<span class="warn">'
+                                         f"{escape(str(record.get('message')))}</span>"))
+        return rows
 
     def _approval_text(self) -> str:
         if not self.approvals:
@@ -379,7 +394,7 @@ class _Builder:
         out.append(_confusion_html(self.names, rep.confusion))
         other = "val" if self.subset == "test" else "test"
         if runs.prediction_count(self.project, self.run_id, other):
-            from densestudio.ml.evaluate import report as eval_report
+            from densestudio.ml.eval_report import report as eval_report
 
             o = eval_report(self.project, self.run_id, other)
             out.append(f"<p>On the {other} set ({o.n:,} images): accuracy "
@@ -604,11 +619,13 @@ class _Builder:
         out = [_kv(rows)]
         parity = dict(last.get("parity") or {})
         path = Path(str(last.get("path", "")))
+        file_meta: dict[str, Any] = {}
         if path.is_file():
             try:
                 from densestudio.ml.export import read_metadata
 
-                parity = {**(read_metadata(path).get("parity") or {}), **parity}
+                file_meta = read_metadata(path)
+                parity = {**(file_meta.get("parity") or {}), **parity}
             except Exception:  # another file now, or a format we cannot read
                 pass
         if parity:
@@ -617,7 +634,32 @@ class _Builder:
                             for k, v in parity.items()]))
         else:
             out.append("<p>The export recorded no parity figures.</p>")
+        out.append(self._frame_checks(file_meta.get("frame_checks")))
         return "\n".join(out)
+
+    def _frame_checks(self, entry: object) -> str:
+        """The frame-check ranges the exported file carries (or the run's own)."""
+        from densestudio.ml.frame_ranges import EXTRA_RANGES
+        from densestudio.runtime.frame_checks import NAMES, describe
+
+        entry = entry or self.info.extra.get(EXTRA_RANGES)
+        head = "<h3>Frame checks</h3>"
+        if not isinstance(entry, dict):
+            return head + ("<p>The exported file has no frame checks (made before they "
+                           "existed): black, blown-out or blurred frames are judged.</p>")
+        by_class = entry.get("by_class") or {}
+        lines = [f"<p>A frame outside the ranges of every class is UNSURE with the reason "
+                 f"(too dark, overexposed, out of focus, flat, unlike the training images), "
+                 f"whatever the model says. Measured on {int(entry.get('n', 0)):,} training "
+                 f"images; over all of them:</p>",
+                 "<ul>" + "".join(f"<li>{escape(t)}</li>" for t in describe(entry)) + "</ul>"]
+        if by_class:
+            stats = list(NAMES)
+            rows = [[escape(str(name))] + [
+                "{:.4g} .. {:.4g}".format(*box[k]) if k in box else "" for k in stats]
+                for name, box in by_class.items()]
+            lines.append(_table(["class", *(escape(NAMES[k]) for k in stats)], rows))
+        return head + "".join(lines)
 
     def records(self) -> str:
         out = ["<h3>Approvals of this run</h3>"]
@@ -788,13 +830,14 @@ def write_report(
     cancel: CancelToken | None = None,
 ) -> ReportWritten:
     """Write the report to ``out`` atomically (a crash never leaves half a file)."""
-    builder = _Builder(project, run_id, options, on_event, cancel or CancelToken())
-    html = builder.html()
     out = Path(out)
     if out.is_dir():  # a folder: the report goes inside it, as export does with models
         out = out / f"{project.name}-run{run_id}-report.html"
     if out.suffix.lower() not in (".html", ".htm"):
         out = out.with_suffix(out.suffix + ".html") if out.suffix else out.with_suffix(".html")
+    project.refuse_overwriting(out)  # before the work, not after it
+    builder = _Builder(project, run_id, options, on_event, cancel or CancelToken())
+    html = builder.html()
     with atomic_output(out, "w", encoding="utf-8") as f:
         f.write(html)
     return ReportWritten(out, run_id, builder.subset, tuple(k for k, _ in SECTIONS),

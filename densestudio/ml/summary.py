@@ -9,7 +9,7 @@ Figures come from the run's ``metrics`` dict (``{subset}_balanced_acc``, ``{subs
 ``{subset}_macro_f1`` and, for runs trained since they were added, ``{subset}_worst_recall``
 and ``{subset}_worst_class``). For older runs the worst class is computed from an evaluation
 report when the caller has one at hand (``report``: anything with ``per_class`` items that
-have ``name``, ``recall`` and ``support``, e.g. ``ml.evaluate.EvalReport``); otherwise the
+have ``name``, ``recall`` and ``support``, e.g. ``ml.eval_report.EvalReport``); otherwise the
 summary has balanced accuracy only.
 """
 
@@ -17,16 +17,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from densestudio.core.formatting import percent as pct
-
-if TYPE_CHECKING:  # evaluate imports this module
-    from densestudio.ml.evaluate import EvalReport
 
 SUBSET_ORDER = ("test", "val")  # the held-out test set first: it is what the line will see
 SUBSET_NAMES = {"test": "test", "val": "validation"}
 FEW_IMAGES = 10  # fewer images of a class than this in a subset: too few to judge it
+
+
+class Report(Protocol):
+    """What a summary reads of an evaluation report (``ml.eval_report.EvalReport``, which
+    itself uses this module: a protocol keeps the two apart)."""
+
+    @property
+    def subset(self) -> str: ...
+    @property
+    def balanced_accuracy(self) -> float: ...
+    @property
+    def accuracy(self) -> float: ...
+    @property
+    def macro_f1(self) -> float: ...
+    @property
+    def per_class(self) -> Iterable[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +73,7 @@ def few_image_classes(per_class: Iterable[Any], limit: int = FEW_IMAGES) -> list
 
 
 def summarize(
-    metrics: dict[str, Any], report: EvalReport | None = None, subset: str | None = None
+    metrics: dict[str, Any], report: Report | None = None, subset: str | None = None
 ) -> RunSummary:
     """The summary of a run from its ``metrics`` (test set first, else validation), or of
     ``subset`` when given. ``report``: an evaluation report of that subset, used for the

@@ -122,7 +122,7 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("densestudio")  # matches packaging/densestudio.desktop (Wayland)
     app.setStyle("Fusion")
-    from densestudio.ui.main_window import app_icon
+    from densestudio.ui.window_menus import app_icon
 
     app.setWindowIcon(app_icon())
     from densestudio.ml.threads import start_warm_up

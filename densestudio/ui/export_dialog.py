@@ -44,7 +44,7 @@ from densestudio.ui.signoff_dialogs import approval_note
 from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
-    from densestudio.ui.main_window import MainWindow
+    from densestudio.ui.context import AppContext
 
 CHECK_SAMPLES = 8
 EXPORT_STEPS = ("preparing images", "measuring the training data", "converting to",
@@ -74,6 +74,15 @@ def describe_ood(metadata: dict) -> str:
     return (f"images unlike the {ood.get('bank_size')} training images (ood_score > "
             f"{float(ood.get('threshold', 0)):.3f}) are UNSURE; flags "
             f"{float(cal.get('flagged', 0)) * 100:.1f} % of {cal.get('n')} validation images")
+
+
+def describe_frames(metadata: dict) -> str:
+    entry = metadata.get("frame_checks")
+    if not isinstance(entry, dict):
+        return "—"
+    return (f"frames too dark, overexposed, out of focus, flat or unlike all "
+            f"{int(entry.get('n', 0)):,} training images (brightness, contrast, clipping, "
+            f"sharpness; ranges per class) are UNSURE, whatever the model says")
 
 
 def output_text(views: int) -> str:
@@ -134,6 +143,7 @@ def describe(result: ExportResult) -> str:
                               f"{m.get('torch_version')}"))
     if m.get("onnx"):
         rows.append(("Unknown inputs", describe_ood(m)))
+    rows.append(("Frame checks", describe_frames(m)))
     rows.append(("Parity", describe_parity(m) or "—"))
     body = "".join(f"<tr><td style='padding-right:10px'><b>{k}</b></td><td>{v}</td></tr>"
                    for k, v in rows)
@@ -144,8 +154,8 @@ class ExportDialog(QDialog):
     exported = Signal(object)  # ExportResult
     checked = Signal(object)  # list[CheckRow]
 
-    def __init__(self, host: MainWindow, run_id: int, parent: QWidget | None = None) -> None:
-        super().__init__(parent or host)
+    def __init__(self, host: AppContext, run_id: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.host = host
         assert host.controller is not None  # opened for a run of the open project
         self.project = host.controller.project
@@ -273,7 +283,7 @@ class ExportDialog(QDialog):
         self.export_button.setEnabled(False)
         self.check_button.setEnabled(False)
         self.status.setText(text)
-        self.host._start(worker)
+        self.host.jobs.start(worker, self, error_title=None)
 
     def _cancel(self) -> None:
         if self.worker is not None:
@@ -348,7 +358,8 @@ class ExportDialog(QDialog):
         self.check_table.setRowCount(len(rows))
         for i, r in enumerate(rows):
             mark = "" if r.agrees is None else ("✓ " if r.agrees else "✗ ")
-            unsure = " (UNSURE: unlike the training images)" if r.unfamiliar else ""
+            unsure = f" (UNSURE: {r.reason or 'unlike the training images'})" if r.unfamiliar \
+                else ""
             values = (Path(r.path).name, r.expected or "—",
                       r.error or f"{mark}{r.predicted}{unsure}", f"{r.confidence * 100:.1f} %",
                       r.decision or "")

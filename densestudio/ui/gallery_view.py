@@ -59,10 +59,12 @@ def overlay_label(overlay: TileOverlay, predicted: str) -> str:
     and the P(good) it comes from ("✓ NG · P(ok) 29%"), never the decision beside the
     most likely class ("NG · ok 55%" read as a contradiction)."""
     mark = "" if overlay.correct is None else ("✓ " if overlay.correct else "✗ ")
+    label = f"{mark}{predicted}" + (f" {overlay.text}" if overlay.text else "")
+    if overlay.reason:  # first, so eliding a long class name keeps it
+        return f"UNSURE: {overlay.reason} · {label}"
     if overlay.decision and overlay.p_good:
         return f"{mark}{overlay.decision} · {overlay.p_good}"
-    label = f"{mark}{predicted}" + (f" {overlay.text}" if overlay.text else "")
-    if overlay.decision:  # first, so eliding a long class name keeps it
+    if overlay.decision:
         return f"{overlay.decision} · {label}"
     return label
 

@@ -47,8 +47,8 @@ from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
     from densestudio.ml.gate import GateResult
+    from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
-    from densestudio.ui.main_window import MainWindow
 
 PASS_COLOR = "#1b7f3b"
 FAIL_COLOR = "#c62828"
@@ -90,10 +90,10 @@ class GateDialog(RelabelSelectedMixin, QDialog):
     gateFinished = Signal(object)  # ml.gate.GateResult
     approveRequested = Signal(int, object)  # candidate run id, GateResult
 
-    def __init__(self, host: MainWindow, candidate: int, against: int | None = None,
+    def __init__(self, host: AppContext, candidate: int, against: int | None = None,
                  parent: QWidget | None = None) -> None:
-        super().__init__(parent or host)
-        self.host = host  # MainWindow: controller, loader, _start(worker), show_images
+        super().__init__(parent)
+        self.host = host  # the application (ui.context)
         assert host.controller is not None  # opened for runs of the open project
         self.controller: ProjectController = host.controller
         self.project = self.controller.project
@@ -277,7 +277,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         self.last_error = None
         self.progress.start("Comparing the runs image by image…")
         self.run_button.setEnabled(False)
-        self.host._start(worker)
+        self.host.jobs.start(worker, self, error_title=None)
         return worker
 
     def cancel(self) -> None:
@@ -424,7 +424,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         header.setEnabled(False)
         self._add_relabel_actions(menu, remove_label=True)
         menu.addSeparator()
-        add_golden_actions(menu, self.project, ids, self.host.on_golden_changed)
+        add_golden_actions(menu, self.project, ids, self.controller.golden_changed)
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
 
     def _show_in_gallery(self) -> None:
@@ -432,7 +432,6 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         if ids:
             label = dict(VIEWS)[self.view].lower()
             self.host.show_images(ids, f"Release gate: {label}")
-            self.host.show_panel(self.host.gallery)
 
     def _approve(self) -> None:
         if self.candidate is not None:

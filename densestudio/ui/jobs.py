@@ -187,7 +187,8 @@ class CheckRow:
     confidence: float
     error: str | None = None
     decision: str | None = None  # "OK" / "NG" / "UNSURE" when the file has an OK/NG rule
-    unfamiliar: bool = False  # the file's unknown-input check flagged it
+    unfamiliar: bool = False  # the file's frame checks or unknown-input check flagged it
+    reason: str | None = None  # why: "too dark", "out of focus", "unlike the training images"
 
     @property
     def agrees(self) -> bool | None:
@@ -209,7 +210,8 @@ def check_export_job(
         cancel.raise_if_cancelled()
         results = model.predict([p for p, _ in samples])
     return [
-        CheckRow(path, expected, r.class_name, r.confidence, r.error, r.decision, r.unfamiliar)
+        CheckRow(path, expected, r.class_name, r.confidence, r.error, r.decision, r.unfamiliar,
+                 r.reason)
         for (path, expected), r in zip(samples, results, strict=True)
     ]
 

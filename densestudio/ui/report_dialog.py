@@ -39,7 +39,7 @@ from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
     from densestudio.ml.report import ReportWritten
-    from densestudio.ui.main_window import MainWindow
+    from densestudio.ui.context import AppContext
 
 SECTION_TITLES = dict(SECTIONS)
 
@@ -53,9 +53,9 @@ def default_report_path(project: Project, run_id: int) -> Path:
 class ReportDialog(QDialog):
     written = Signal(object)  # ml.report.ReportWritten
 
-    def __init__(self, host: MainWindow, run_id: int, parent: QWidget | None = None) -> None:
-        super().__init__(parent or host)
-        self.host = host  # MainWindow: controller, _start(worker)
+    def __init__(self, host: AppContext, run_id: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.host = host  # the application (ui.context)
         assert host.controller is not None  # opened for a run of the open project
         self.project = host.controller.project
         self.worker: Worker | None = None
@@ -177,7 +177,7 @@ class ReportDialog(QDialog):
         self.write_button.setEnabled(False)
         self.open_button.setEnabled(False)
         self.folder_button.setEnabled(False)
-        self.host._start(worker)
+        self.host.jobs.start(worker, self, error_title=None)
         return worker
 
     def cancel(self) -> None:
@@ -202,7 +202,7 @@ class ReportDialog(QDialog):
                             f"{'test' if result.subset == 'test' else 'validation'} set).")
         self.open_button.setEnabled(True)
         self.folder_button.setEnabled(True)
-        self.host.statusBar().showMessage(f"Validation report written: {result.path}", 10000)
+        self.host.status(f"Validation report written: {result.path}", 10000)
         self.written.emit(result)
 
     def _on_failed(self, message: str) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -45,10 +46,12 @@ from densestudio.core import runs as core_runs
 from densestudio.core.constants import SOURCE_PREDICTION
 from densestudio.core.formatting import html_text
 from densestudio.core.formatting import percent as pct
-from densestudio.core.stats import clopper_pearson, upper_bound_one_sided
+from densestudio.core.stats import clopper_pearson
 from densestudio.core.store import ImageFilter
 from densestudio.ml import summary
 from densestudio.ml.events import PreparingData
+from densestudio.ml.frame_ranges import frame_reasons
+from densestudio.runtime.frame_checks import PRIORITY
 from densestudio.ui.confusion import ConfusionMatrixView
 from densestudio.ui.gallery_model import TileOverlay
 from densestudio.ui.gallery_view import GalleryView, selected_ids
@@ -66,11 +69,11 @@ if TYPE_CHECKING:  # imported when first opened (they pull in the whole window)
 
     from densestudio.core.signoff import ApprovalInfo
     from densestudio.core.store import Project
-    from densestudio.ml.evaluate import EvalReport
+    from densestudio.ml.eval_report import EvalReport
     from densestudio.ml.gate import GateResult
+    from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
     from densestudio.ui.gate_view import GateDialog
-    from densestudio.ui.main_window import MainWindow
     from densestudio.ui.operating_point import OperatingPointDialog
     from densestudio.ui.report_dialog import ReportDialog
 
@@ -84,6 +87,13 @@ VIEWS = (
     ("a_only", "Only this run right"),
     ("b_only", "Only the other right"),
 )
+
+
+# The frame-check filter: (text, data); data "" = every image, "*" = failed any check,
+# "-" = passed, else one reason.
+REASON_FILTERS = (("All frames", ""), ("Unfit frames (any reason)", "*"),
+                  *((f"UNSURE: {r}", r) for r in PRIORITY),
+                  ("Frames fit to judge", "-"))
 
 
 @dataclass(frozen=True)
@@ -185,15 +195,16 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     openInViewer = Signal(object, int)  # the ids shown (in order), the image to open
     approvalsChanged = Signal()  # a run was approved
 
-    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
+    def __init__(self, host: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.host = host  # MainWindow: controller, loader, _start(worker), show_error
+        self.host = host  # the application (ui.context)
         self.controller: ProjectController | None = None
         self.run: core_runs.RunInfo | None = None
         self.subset = "val"
         self.report: EvalReport | None = None
         self.preds: dict[int, core_runs.PredictionInfo] = {}
         self.unlabeled_preds: dict[int, core_runs.PredictionInfo] = {}
+        self.frame_reasons: dict[int, str] = {}  # unlabeled images failing frame checks
         self.other: core_runs.RunInfo | None = None
         self.other_preds: dict[int, core_runs.PredictionInfo] = {}
         self.class_ids: list[int | None] = []  # run class index -> current class id
@@ -306,6 +317,15 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.view_buttons[key] = b
             (self.compare_views if key in ("a_only", "b_only") else views).addWidget(b)
         views.addStretch(1)
+        self.reason_combo = QComboBox(self)  # frame checks: show the unfit frames, or hide them
+        for text, data in REASON_FILTERS:
+            self.reason_combo.addItem(text, data)
+        self.reason_combo.setToolTip(
+            "Frame checks (Predict unlabeled): frames too dark, overexposed, out of focus, flat "
+            "or unlike the training images are UNSURE whatever the model says; show only "
+            "them, one reason, or only the frames fit to judge")
+        self.reason_combo.currentIndexChanged.connect(self._on_reason_filter)
+        views.addWidget(self.reason_combo)
         self.heat_button = QToolButton(self)
         self.heat_button.setText("Heatmaps")
         self.heat_button.setCheckable(True)
@@ -428,6 +448,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.run = None
         self.other = None
         self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
+        self.frame_reasons = {}
         self.current_labels: dict[int, int | None] = {}
         if controller is not None:
             controller.labelsChanged.connect(self._on_labels_changed)
@@ -537,7 +558,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     def load(self) -> None:
         """Read the run's stored predictions for the subset and show the report."""
-        from densestudio.ml.evaluate import build_report
+        from densestudio.ml.eval_report import build_report
 
         if self.run is None or self.project is None:
             return
@@ -548,6 +569,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             p.image_id: p
             for p in core_runs.predictions(self.project, self.run.id, "unlabeled")
         }
+        self.frame_reasons = frame_reasons(self.project, self.run.id)
         self.report = (build_report(self.run.id, self.subset, self.run.class_names, preds)
                        if preds else None)
         self.current_labels = {i.id: i.label_id
@@ -597,17 +619,19 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
 
     def _header_html(self, rep: EvalReport, name: str) -> str:
         """Balanced accuracy and the worst class first (accuracy hides a class that is never
-        found); a warning for classes too small to judge; the defects an OK/NG threshold
-        would pass."""
+        found); a warning for classes too small to judge. With an OK/NG point, its
+        decisions lead."""
         assert self.run is not None  # ``rep`` is one of its reports
         s = summary.summarize({}, rep, self.subset)  # the figures of what is shown
         loss = f" · loss {rep.loss:.3f}" if rep.loss is not None else ""
         cfg = self.run.config
         nb = "&nbsp;"
         bal = rep.balanced_accuracy_interval()
+        decided = self._decision_html()  # OK/NG first; argmax figures follow
         lines = [
             f"<b>{html_text(run_title(self.run))}</b> <small>({cfg.get('arch', '?')},{nb}"
             f"{cfg.get('img_size', '?')}{nb}px)</small>" + self._approval_badge(),
+            *([decided, "<small>By the most likely class:</small>"] if decided else []),
             f"<span style='font-size:large'><b>{pct(s.balanced_accuracy)}</b> balanced "
             f"accuracy</span> <small>({ci_range(bal).replace(' ', nb)})</small>",
         ]
@@ -629,9 +653,6 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if few:
             lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(_too_few(few, rep, name))}"
                          "</span>")
-        passed = self._defects_called_good()
-        if passed:
-            lines.append(passed)
         recount = self._recount()
         if recount:
             lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {recount}</span>")
@@ -643,7 +664,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def _recount(self) -> str:
         """After relabeling: the figures with the labels as they are now (the matrix, the
         table and the views keep the labels of the run's time, and say so)."""
-        from densestudio.ml.evaluate import build_report
+        from densestudio.ml.eval_report import build_report
 
         if self.run is None or self.report is None:
             return ""
@@ -679,31 +700,41 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         leaks, model_in_test = split_leaks(self.project)
         return leak_warning(leaks, model_in_test if self.subset == "test" else 0)
 
-    def _defects_called_good(self) -> str:
-        """"Defects called good" at the run's saved OK/NG threshold (empty without one)."""
+    def _decision_html(self) -> str:
+        """What the run's saved OK/NG point decides on the shown subset, over all of it:
+        defects passed as good, good parts rejected, sent to a person (empty without a
+        point), and Train's note when validation could not show its target."""
         from densestudio.ml import operating_point as op
 
         assert self.run is not None and self.project is not None  # a report is shown
         point = op.load_operating_point(self.project, self.run.id)
+        record = op.picked_record(self.project, self.run.id)
+        note = (f"<span style='color:{WARN_COLOR}'>⚠ {html_text(str(record['message']))}"
+                "</span>" if record and not record.get("shown") else "")
         if point is None or point.good_class not in self.run.class_names:
-            return ""
+            return note
         good = list(self.run.class_names).index(point.good_class)
-        defects = [p for p in self.preds.values()
-                   if p.true_index is not None and p.true_index != good and good < len(p.probs)]
-        if not defects:
-            return ""
-        called = sum(point.decide(float(p.probs[good])) == "OK" for p in defects)
-        ci = clopper_pearson(called, len(defects))
-        upper = upper_bound_one_sided(called, len(defects))
-        color = "#c62828" if called else "#1b7f3b"
-        return (f"<span style='color:{color}'>Defects called good ('{html_text(point.good_class)}' "
-                f"at the saved threshold {point.threshold:.2f}): <b>{called} of "
-                f"{len(defects)}</b> ({pct_ci(ci)}; at most {upper * 100:.1f} % with 95 % "
-                "confidence)</span>")
+        labeled = [p for p in self.preds.values()
+                   if p.true_index is not None and good < len(p.probs)]
+        if not labeled:
+            return note
+        c = op.decision_counts(np.array([float(p.probs[good]) for p in labeled]),
+                               np.array([p.true_index == good for p in labeled]), point)
+        color = "#c62828" if c.passed else "#1b7f3b"
+        rejected = clopper_pearson(c.rejected, c.good)
+        return (
+            f"<span style='font-size:large;color:{color}'>Defects passed as good: "
+            f"<b>{c.passed} of {c.defects}</b></span> ({pct(c.passed / max(c.defects, 1))}, "
+            f"at most {c.passed_upper * 100:.1f} % at 95 %) <small>· OK when "
+            f"P({html_text(point.good_class)}) ≥ {point.threshold:.3g}</small><br>"
+            f"good parts rejected <b>{c.rejected} of {c.good}</b> ({pct_ci(rejected)}) · "
+            f"sent to a person <b>{c.unsure} of {c.n}</b> ({pct(c.unsure / max(c.n, 1))})"
+            + (f"<br>{note}" if note else ""))
 
     def _clear(self, text: str) -> None:
         self.run, self.report, self.other = None, None, None
         self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
+        self.frame_reasons = {}
         self.summary.setText(text)
         self.evaluate_button.hide()
         self.matrix.set_matrix([], [])
@@ -776,10 +807,30 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                          f"and {run_title(b)} gets wrong")
         else:
             raise ValueError(kind)
+        ids, title = self._filter_by_reason(ids, title)
         self._show_ids(ids, Shown(kind, title))
         self.warning.setText("<br>".join(f"⚠ {html_text(w)}" for w in warnings))
         self.warning.setVisible(bool(warnings))
         return ids
+
+    def _filter_by_reason(self, ids: list[int], title: str) -> tuple[list[int], str]:
+        """``ids`` kept by the frame-check filter, and the title saying so."""
+        want = self.reason_combo.currentData()
+        if not want:
+            return ids, title
+        reasons = self.frame_reasons
+        if want == "*":
+            kept = [i for i in ids if i in reasons]
+        elif want == "-":
+            kept = [i for i in ids if i not in reasons]
+        else:
+            kept = [i for i in ids if reasons.get(i) == want]
+        return kept, (f"{title} · <b>{len(kept)}</b> of them shown "
+                      f"({html_text(self.reason_combo.currentText())})")
+
+    def _on_reason_filter(self, _index: int) -> None:
+        if self.shown is not None and self.shown.kind in dict(VIEWS):
+            self.show_view(self.shown.kind)
 
     def _uncheck_views(self) -> None:
         self.view_group.setExclusive(False)
@@ -829,9 +880,11 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 if relabeled and now is not None:  # judge against the label it has now
                     correct = pred_id == now
             decision, p_good = decide(p.probs) if decide is not None else ("", "")
+            reason = self.frame_reasons.get(image_id, "") if p.true_index is None else ""
             out[image_id] = TileOverlay(pred_id, p.confidence, correct,
-                                        f"{p.confidence * 100:.0f}%", relabeled, decision,
-                                        p_good)
+                                        f"{p.confidence * 100:.0f}%", relabeled,
+                                        "UNSURE" if reason else decision, reason,
+                                        p_good=p_good)
         return out
 
     def _ok_ng_decider(self) -> Callable[[np.ndarray], tuple[str, str]] | None:
@@ -845,6 +898,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if point is None or point.good_class not in self.run.class_names:
             return None
         good = list(self.run.class_names).index(point.good_class)
+
         def decide(probs: np.ndarray) -> tuple[str, str]:
             """("NG", "P(ok) 29%"): the decision and the P(good) it was made from."""
             if good >= len(probs):
@@ -894,7 +948,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self._update_buttons()
 
     def _load_other(self) -> None:
-        from densestudio.ml.evaluate import build_report
+        from densestudio.ml.eval_report import build_report
 
         assert self.other is not None and self.run is not None and self.project is not None
         preds = core_runs.predictions(self.project, self.other.id, self.subset)
@@ -996,8 +1050,11 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         return self._accept(self._acceptable(self.selected_ids()))
 
     def _above(self, threshold: float) -> list[int]:
+        """Shown unlabeled predictions at or above ``threshold`` (never a frame that failed
+        its frame checks: a black frame's confident class is no label)."""
         return [i for i in self.model.ids
-                if i in self.unlabeled_preds and self.unlabeled_preds[i].confidence >= threshold]
+                if i in self.unlabeled_preds and self.unlabeled_preds[i].confidence >= threshold
+                and i not in self.frame_reasons]
 
     def accept_above(self, threshold: float) -> int:
         ids = self._above(threshold)
@@ -1005,7 +1062,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             shown = [self.unlabeled_preds[i].confidence for i in self.model.ids
                      if i in self.unlabeled_preds]
             best = f" (the most confident is {max(shown) * 100:.0f} %)" if shown else ""
-            self.host.statusBar().showMessage(
+            self.host.status(
                 f"No prediction reaches {threshold * 100:.0f} %{best}: nothing was accepted. "
                 "Lower the threshold, or select images and accept them one by one.", 8000)
             return 0
@@ -1027,13 +1084,13 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         current = {i.id: i.label_id for i in project.images_by_ids([i for i, _ in pairs])}
         pairs = [(i, c) for i, c in pairs if current.get(i) is None]  # never overwrite labels
         if not pairs:
-            self.host.statusBar().showMessage("Those images already have labels.", 4000)
+            self.host.status("Those images already have labels.", 4000)
             return 0
         n = len(pairs)
         change = self.controller.label_images_many(
             pairs, SOURCE_PREDICTION, f"Accept {n} prediction{'s' if n != 1 else ''}")
         done = len(change) if change is not None else 0
-        self.host.statusBar().showMessage(
+        self.host.status(
             f"Accepted {done} prediction{'s' if done != 1 else ''} as labels (Ctrl+Z undoes).",
             5000)
         return done
@@ -1057,7 +1114,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self._add_relabel_actions(menu, remove_label=True)
         menu.addSeparator()
         assert self.project is not None  # there are tiles
-        add_golden_actions(menu, self.project, ids, self.host.on_golden_changed)
+        assert self.controller is not None
+        add_golden_actions(menu, self.project, ids, self.controller.golden_changed)
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
 
     def open_row(self, row: int) -> None:
@@ -1076,10 +1134,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     def _run_worker(self, worker: Worker, text: str) -> None:
         self.worker = worker
         worker.event.connect(self._on_event)
-        worker.failed.connect(lambda msg: self.host.show_error("Cannot do that", msg))
         worker.done.connect(lambda: self._on_done(worker))
         self.progress.start(text)
-        self.host._start(worker)
+        self.host.jobs.start(worker, self)  # a failure: "Cannot do that"
         self._update_buttons()
 
     def _on_event(self, event: object) -> None:
@@ -1106,7 +1163,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         in_run = {r.image_id for r in core_runs.run_images(self.project, self.run.id)}
         ids = [i for i in unlabeled if i not in in_run]
         if not ids:
-            self.host.statusBar().showMessage("There are no unlabeled images to predict.", 5000)
+            self.host.status("There are no unlabeled images to predict.", 5000)
             self.predictionsReady.emit(0)
             return None
         run_id = self.run.id
@@ -1119,10 +1176,12 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if self.run is None or self.run.id != run_id:
             return
         self.unlabeled_preds.update({p.image_id: p for p in preds})
+        if self.project is not None:
+            self.frame_reasons = frame_reasons(self.project, run_id)
         self.show_view("unlabeled")
         warnings = prediction_warnings(list(preds), self.run.class_names)
         if warnings:
-            self.host.statusBar().showMessage(warnings[0], 10000)
+            self.host.status(warnings[0], 10000)
         self.predictionsReady.emit(len(preds))
 
     def evaluate(self) -> Worker | None:
@@ -1146,7 +1205,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     # ================================================================ heatmaps, OK/NG
     def _update_tile_heatmaps(self) -> None:
         """Heatmaps on the tiles when the toggle is on and the run has a model."""
-        service = getattr(self.host, "heatmaps", None)
+        service = self.host.heatmaps
         on = (self.heat_button.isChecked() and self.run is not None
               and bool(self.run.checkpoint_best) and service is not None)
         self.model.set_heatmaps(service, self.run.id if on and self.run is not None else None)
@@ -1203,7 +1262,8 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         else:
             n = signoff.remove_golden(self.project, ids)
             message = f"Removed the must-pass mark of {n:,} image{'s' if n != 1 else ''}."
-        self.host.on_golden_changed(message)
+        if self.controller is not None:
+            self.controller.golden_changed(message)
         return n
 
     def show_gate(self, against: int | None = None) -> GateDialog | None:
@@ -1239,7 +1299,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.refresh_runs(reload=False)
         if self.gate_dialog is not None:
             self.gate_dialog.refresh_runs()
-        self.host.statusBar().showMessage(
+        self.host.status(
             f"Run #{info.run_id} is approved for release (by {info.approved_by}).", 8000)
         self.approvalsChanged.emit()
 

@@ -34,7 +34,7 @@ from densestudio.core.constants import SPLITS
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ui.controller import ProjectController
-from densestudio.ui.workers import Worker
+from densestudio.ui.workers import JobRunner, Worker
 
 if TYPE_CHECKING:
     from densestudio.core.near_duplicates import NearDuplicateGroup
@@ -74,9 +74,10 @@ class SplitPanel(QWidget):
     showImagesRequested = Signal(object, str)  # image ids, a title for the status bar
     duplicatesChecked = Signal(object)  # list[NearDuplicateGroup]
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, jobs: JobRunner | None = None) -> None:
         super().__init__(parent)
         self.controller: ProjectController | None = None
+        self.jobs = jobs  # the app's job runner (none in a test of the panel alone)
 
         self.table = QTableWidget(4, 2, self)
         self.table.setHorizontalHeaderLabels(["Images", "Share"])
@@ -358,9 +359,8 @@ class SplitPanel(QWidget):
         worker.done.connect(lambda: self._on_dup_done(worker))
         self.dup_label.setStyleSheet("")
         self.dup_label.setText("Looking for near-identical images across splits…")
-        host = self.window()
-        if hasattr(host, "_start"):
-            host._start(worker)
+        if self.jobs is not None:
+            self.jobs.start(worker, self, error_title=None)
         else:
             worker.start()
         self._update_dup_buttons()

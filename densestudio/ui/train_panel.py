@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from densestudio.core import formatting
 from densestudio.core import runs as core_runs
+from densestudio.core.formatting import html_text
 from densestudio.ml.config import ARCHS, COMPACT_ARCHS, TrainConfig
 from densestudio.ml.recommend import DEFAULT_BUDGET_S, Recommendation
 from densestudio.ui.jobs import TrainingSteps, train_job
@@ -50,8 +51,8 @@ WARN_COLOR = "#b26a00"
 if TYPE_CHECKING:
     from densestudio.core.store import Project
     from densestudio.ml.events import BatchProgress, EpochEnded
+    from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
-    from densestudio.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,9 @@ class TrainPanel(QWidget):
     runFinished = Signal(int)
     reviewRequested = Signal(int)
 
-    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
+    def __init__(self, host: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.host = host  # MainWindow: controller, _start(worker), show_error
+        self.host = host  # the application (ui.context)
         self.controller: ProjectController | None = None
         self.edited = False  # the user changed a setting: stop following recommendations
         self.worker: Worker | None = None
@@ -214,6 +215,19 @@ class TrainPanel(QWidget):
         early_row.setContentsMargins(0, 0, 0, 0)
         early_row.addWidget(self.early)
         early_row.addWidget(self.patience, 1)
+        self.good_label = QLabel(self)
+        self.good_label.setWordWrap(True)
+        self.good_label.setToolTip("The class that means a good part; set or clear it in the "
+                                   "Classes panel (its OK button)")
+        self.max_miss = QDoubleSpinBox(self)
+        self.max_miss.setDecimals(1)
+        self.max_miss.setRange(0.1, 50.0)
+        self.max_miss.setSingleStep(0.5)
+        self.max_miss.setSuffix(" % of defects")
+        self.max_miss.setToolTip(
+            "After training, the OK/NG threshold is picked on the validation images so that at "
+            "most this share of defects is passed as good (shown at 95 % confidence), with the "
+            "fewest good parts rejected; borderline parts go to a person (UNSURE)")
         self.device = QComboBox(self)
         self.name = QLineEdit(self)
         self.name.setPlaceholderText("optional, e.g. 'more scratches'")
@@ -253,6 +267,8 @@ class TrainPanel(QWidget):
         form.addRow("Class balance", self.balance)
         form.addRow("Best checkpoint by", self.monitor)
         form.addRow("Early stopping", early_row)
+        form.addRow("Good class", self.good_label)
+        form.addRow("Passed as good, at most", self.max_miss)
         form.addRow("Device", self.device)
         form.addRow("Run name", self.name)
         form.addRow("", self.defaults_button)
@@ -344,7 +360,7 @@ class TrainPanel(QWidget):
                       self.device):
             combo.activated.connect(self._mark_edited)
         for spin in (self.img_size, self.epochs, self.batch, self.lr, self.budget,
-                     self.patience):
+                     self.patience, self.max_miss):
             spin.editingFinished.connect(self._mark_edited)
         for box in (self.pretrained, self.keep_aspect, self.budget_on, self.early):
             box.clicked.connect(self._mark_edited)
@@ -362,6 +378,7 @@ class TrainPanel(QWidget):
     def set_controller(self, controller: ProjectController | None) -> None:
         if self.controller is not None:
             self.controller.countsChanged.disconnect(self._on_counts_changed)
+            self.controller.classesChanged.disconnect(self.show_good_class)
             self.controller.splitsChanged.disconnect(self.refresh_leaks)
         self.controller = controller
         self.plots.reset()  # before the runs list: it selects the newest run and plots it
@@ -371,6 +388,7 @@ class TrainPanel(QWidget):
         self.edited = False
         if controller is not None:
             controller.countsChanged.connect(self._on_counts_changed)
+            controller.classesChanged.connect(self.show_good_class)
             controller.splitsChanged.connect(self.refresh_leaks)
         self.refresh_leaks()
         if controller is not None:
@@ -441,6 +459,23 @@ class TrainPanel(QWidget):
                ". Label images (at least 2 classes) to train."))
         self.reasons_label.setText(
             "<small>" + "<br>".join(f"• {r}" for r in rec.reasons) + "</small>" if n else "")
+        self.show_good_class()
+
+    def show_good_class(self) -> None:
+        """The project's good class: with one, the run ends with an OK/NG decision."""
+        from densestudio.ml.operating_point import project_good_class
+
+        if self.project is None:
+            return
+        good = project_good_class(self.project)
+        if good.name is None:
+            self.good_label.setText(f"<small>{html_text(good.describe().capitalize())}: the "
+                                    "model decides by the most likely class. Mark the good "
+                                    "class in the Classes panel for an OK/NG decision.</small>")
+        else:
+            self.good_label.setText(f"{html_text(good.describe())} <small>· the run ends "
+                                    "with an OK/NG decision</small>")
+        self.max_miss.setEnabled(good.name is not None)
 
     def showEvent(self, event: QShowEvent) -> None:
         self.refresh_leaks()  # the Splits panel's check may have found groups since
@@ -498,6 +533,7 @@ class TrainPanel(QWidget):
             index = self.device.findData(cfg.device)
             self.device.setCurrentIndex(max(0, index))
             self.name.setText(cfg.name)
+            self.max_miss.setValue(cfg.max_miss_rate * 100)
             self._base_config = cfg
         finally:
             self._building = False
@@ -522,6 +558,7 @@ class TrainPanel(QWidget):
             augment=self.augment.currentData(), balance=self.balance.currentData(),
             early_stopping_patience=self.patience.value() if self.early.isChecked() else None,
             device=self.device.currentData() or "auto", name=self.name.text().strip(),
+            max_miss_rate=round(self.max_miss.value() / 100, 4),
         ).unfreeze_within_epochs()  # fmt: skip
 
     def _on_arch(self, *_args: object) -> None:
@@ -624,7 +661,7 @@ class TrainPanel(QWidget):
         self.status.setText("Starting…")
         self.progress.setValue(0)
         self.progress.setFormat("starting")
-        self.host._start(worker)
+        self.host.jobs.start(worker, self, error_title=None)
         self._update_buttons()
         return worker
 
@@ -691,13 +728,17 @@ class TrainPanel(QWidget):
             self.status.setText("Predicting the validation and test images with the best "
                                 "weights…")
         elif isinstance(event, ev.RunFinished):
+            from densestudio.ml.operating_point import decision_lines
             from densestudio.ml.summary import long_text, summarize
 
             early = " (stopped early)" if event.stopped_early else ""
             self.last_outcome = "finished"
-            self._set_message(f"Run #{event.run_id} finished{early}: "
-                              f"{long_text(summarize(event.metrics))}. Open it in the Review "
-                              "tab.")
+            assert self.project is not None  # the run trains in it
+            decided = "\n".join(decision_lines(self.project, event.run_id, "test"))
+            argmax = f"{long_text(summarize(event.metrics))}. Open it in the Review tab."
+            self._set_message(f"Run #{event.run_id} finished{early}.\n{decided}\n"
+                              f"By the most likely class: {argmax}" if decided else
+                              f"Run #{event.run_id} finished{early}: {argmax}")
         elif isinstance(event, ev.RunCancelled):
             self.last_outcome = "cancelled"
             self._set_message(f"Run #{event.run_id} stopped after epoch {event.epoch}. "

@@ -32,11 +32,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
-from tests.benchmarks.make_screenshots import isolate_settings, open_window, wait  # noqa: E402
-from tests.ui.signoff_fixtures import make_signoff_project  # noqa: E402
+from tests.benchmarks.make_screenshots import isolate_settings, open_window, wait
+from tests.ui.signoff_fixtures import make_signoff_project
 
 
 def save(widget: object, out: Path, name: str, tag: str) -> None:

@@ -465,6 +465,16 @@ def test_export_labels_onto_links_pipes_devices_and_folders(
     ["gate", "P", "--candidate", "1", "--max-newly-wrong", "-1"],
     ["evaluate", "P", "--top", "x"], ["duplicates", "P", "--max-distance", "9"],
     ["import", "P", "d", "--show-skipped", "-2"],
+    # issue 22: ids and seeds past 2^63-1 (SQLite's and the generators' limit), a budget
+    # of 1e308 minutes, learning rates that cannot train, absurd sizes
+    ["evaluate", "P", "--run", "99999999999999999999"], ["export", "P", "o", "--run", "0"],
+    ["train", "P", "--resume", str(2**63)], ["gate", "P", "--candidate", "1e3"],
+    ["approve", "P", "--run", "-1"], ["train", "P", "--seed", str(2**63)],
+    ["split", "P", "--seed", str(2**64)], ["audit", "P", "--seed", "-1"],
+    ["train", "P", "--minutes", "1e308"], ["train", "P", "--lr", "inf"],
+    ["train", "P", "--lr", "0"], ["train", "P", "--lr", "1e30"],
+    ["train", "P", "--epochs", "9" * 30], ["audit", "P", "--folds", "1e9"],
+    ["train", "P", "--batch-size", "-4"],
 ])
 def test_numbers_a_command_cannot_use_are_refused_at_the_command_line(
     capsys: pytest.CaptureFixture[str], args: list[str]

@@ -20,6 +20,7 @@ from densestudio.ml.config import TrainConfig
 from densestudio.ml.events import BatchProgress, EpochsPlanned, RunFinished
 from densestudio.ml.metrics import Scores
 from densestudio.ml.recommend import IMBALANCE_RATIO, recommend
+from densestudio.ml.recommend import SpeedFn as recommend_speed
 from densestudio.ml.steps import retarget_schedule
 from densestudio.ml.train import Validation, fit, monitor_score
 
@@ -69,6 +70,29 @@ def test_input_size_follows_the_budget() -> None:
     assert f"from about 600 px to {small.img_size} px to fit the time budget" in said
     assert "at 600" not in said and " px, about " in said
     assert not any("shrunk" in r for r in recommend(_profile((150, 150), (64, 64))).reasons)
+
+
+def test_input_size_follows_this_computers_measured_speed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 24: a faster computer buys a larger input in the same budget; the speed comes
+    from a measurement (faked here: tests never depend on this CPU's speed)."""
+    profile = _profile((150, 150), (600, 600))
+
+    def speed_of(images_per_s_128: float) -> recommend_speed:
+        return lambda _arch, pixels, _dev: images_per_s_128 * 128 * 128 / pixels
+
+    slow = recommend(profile, speed=speed_of(30.0))
+    fast = recommend(profile, speed=speed_of(300.0))
+    assert slow.config.img_size < fast.config.img_size <= 600
+    assert any("about 30 images/s at 128 px (measured" in r for r in slow.reasons)
+    assert not any("measured" in r for r in recommend(profile).reasons)  # the table
+
+    monkeypatch.setattr(budget, "_measured", {})
+    first = budget.measure_train_speed("densenet_bc_tiny", "cpu", seconds=0.1)
+    assert first > 0 and budget.measure_train_speed("densenet_bc_tiny", "cpu") == first
+    assert budget.calibrated_train_speed("densenet_bc_tiny", 256 * 256, "cpu") == (
+        pytest.approx(first / 4))
 
 
 def test_gpu_and_weights_choose_a_pretrained_model() -> None:

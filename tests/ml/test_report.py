@@ -128,6 +128,9 @@ def test_report_has_every_section_and_loads_nothing(signed: Signed) -> None:
     assert html.count('alt="heatmap of image') == 2  # the two mistakes, with heatmaps
     assert f"approved run {first}" in html and "2 newly wrong" in html
     assert "miss rate at most" in html and "299 defect images" in html
+    # the summary leads with what the OK/NG point decides, argmax figures follow
+    assert html.index("Defects passed as good (test)") < html.index("Accuracy (test)")
+    assert "Good parts rejected" in html and "Sent to a person" in html
     assert "intact" in html and "baseline for line 3" in html
     assert "<svg" in html and "Recall per class" in html and 'class="confusion"' in html
     assert "keeping the aspect ratio" in html  # the run's preprocessing, from its checkpoint
@@ -191,6 +194,9 @@ def test_export_uses_the_approved_run_and_the_report_shows_it(
                                                              "agreement": "100 %"})
     html = write_report(project, tmp / "r2.html", second,).path.read_text()
     assert "cand.pt" in html and "max_abs_diff" in html and "Parity of the exported model" in html
+    # the frame-check ranges the file carries: over all training images and per class
+    assert "<h3>Frame checks</h3>" in html and "median brightness: " in html
+    assert "<th>sharpness (Laplacian / contrast)</th>" in html
     assert main(["report", str(project.path), str(tmp / "cli.html"), "--run", str(second),
                  "--no-heatmaps"]) == 0
     assert "Wrote the validation report" in capsys.readouterr().out

@@ -319,3 +319,15 @@ def test_a_bad_weights_file_is_refused_before_a_run_exists(
         with pytest.raises(zoo.WeightsError):
             fit(tiny_project, cfg)
     assert runs.list_runs(tiny_project) == []
+
+
+def test_cpu_bf16_detection_can_be_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DENSESTUDIO_CPU_BF16 runs the suite as a CPU with or without bf16 would."""
+    from densestudio.ml.runtime import CPU_BF16_ENV, amp_dtype
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    assert amp_dtype(cpu, True) is None
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    assert amp_dtype(cpu, True) == torch.bfloat16
+    assert amp_dtype(cpu, False) is None

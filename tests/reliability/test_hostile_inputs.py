@@ -342,7 +342,7 @@ def test_every_image_reader_refuses_a_fifo_at_once(project: Project, tmp_path: P
 
     fake = ImageInfo(1, str(fifo), "f.jpg", str(tmp_path), "h", 1, 1, 1, "L", 8, None, False,
                      None, None, None, None, None)  # type: ignore[arg-type]
-    assert finishes(lambda: ThumbnailCache(project).get_or_make(fake)) is None
+    assert finishes(lambda: ThumbnailCache(project.cache_dir).get_or_make(fake)) is None
 
 
 @needs_fifo
@@ -421,7 +421,7 @@ def test_damaged_thumbnail_cache_is_moved_aside_and_rebuilt(
         report = run_import(project, [make_class_folders(tmp_path / "d", ("a",), 3)], LABELS)
     assert report.added == 3
     assert "moved to thumbnails.broken-" in caplog.text
-    assert cache.is_file() and all(ThumbnailCache(project).get(r.content_hash)
+    assert cache.is_file() and all(ThumbnailCache(project.cache_dir).get(r.content_hash)
                                    for r in project.page())
     assert [p for p in cache.parent.iterdir() if p.name.startswith("thumbnails.broken-")]
 
@@ -430,7 +430,7 @@ def test_unusable_thumbnail_cache_only_stops_caching(project: Project, tmp_path:
     """A cache folder that cannot exist (a file in its place) costs speed, not the import."""
     project.cache_dir.write_text("not a folder")
     report = run_import(project, [make_class_folders(tmp_path / "d", ("a",), 2)], LABELS)
-    assert report.added == 2 and ThumbnailCache(project).get("x") is None
+    assert report.added == 2 and ThumbnailCache(project.cache_dir).get("x") is None
 
 
 def test_bad_schema_version_and_damaged_pages_are_clear_errors(tmp_path: Path) -> None:

@@ -199,12 +199,14 @@ def test_operating_point_window_loads_and_saves(qtbot: QtBot, opened: Opened) ->
              for p in core_runs.predictions(project, run_id, review.subset)}
     for image_id in shown:
         assert review.overlay[image_id].decision == stored.decide(probs[image_id])
-    # The Review header says how many defects that threshold calls good.
+    # The Review header leads with how many defects that point passes as good.
     defects = [p for p in core_runs.predictions(project, run_id, review.subset)
                if p.true_index != k]
     called = sum(stored.decide(p.probs[k]) == "OK" for p in defects)
-    assert f"Defects called good ('bright' at the saved threshold {stored.threshold:.2f}): " \
-        f"<b>{called} of {len(defects)}</b>" in review.summary.text()
+    header = review.summary.text()
+    assert f"Defects passed as good: <b>{called} of {len(defects)}</b>" in header
+    assert header.index("Defects passed as good") < header.index("balanced accuracy")
+    assert "good parts rejected" in header and "sent to a person" in header
     dialog.close()
 
     # Reopened: the saved point is shown again.

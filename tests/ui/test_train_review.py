@@ -524,6 +524,44 @@ def test_predict_unlabeled_and_accept(
     assert len(project.image_ids(ImageFilter(unlabeled=True))) == 9
 
 
+def test_predict_unlabeled_says_why_a_frame_is_unsure(
+    qtbot: QtBot, window: MainWindow, review: Review, tmp_path: Path
+) -> None:
+    """A lens cap among new images: its tile says UNSURE: too dark whatever the model
+    predicts, the frame-check filter shows it alone, and Accept all never labels it."""
+    panel, _run_id = review
+    project = window.controller.project
+    folder = tmp_path / "arrived"
+    folder.mkdir()
+    for p, _ in write_images(tmp_path / "new", n_per_class=1, seed=12):
+        shutil.copy(p, folder / p.name)
+    Image.new("L", (24, 24), 0).save(folder / "lens_cap.png")
+    _import(qtbot, window, folder, subfolders=False)
+    with qtbot.waitSignal(panel.predictionsReady, timeout=120_000):
+        qtbot.mouseClick(panel.predict_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.worker is None)
+    cap = next(i.id for i in project.images_by_ids(panel.model.ids)
+               if i.path.endswith("lens_cap.png"))
+    assert panel.frame_reasons == {cap: "too dark"}
+    row = panel.model.ids.index(cap)
+    ov = panel.model.data(panel.model.index(row), panel.model.OverlayRole)
+    assert ov.reason == "too dark" and ov.decision == "UNSURE"
+    tip = panel.model.data(panel.model.index(row), Qt.ItemDataRole.ToolTipRole)
+    assert "UNSURE: too dark" in tip
+    others = [i for i in panel.model.ids if i != cap]
+    assert len(others) == 3 and all(
+        not panel.model.data(panel.model.index(panel.model.ids.index(i)),
+                             panel.model.OverlayRole).reason for i in others)
+    panel.reason_combo.setCurrentIndex(panel.reason_combo.findData("*"))  # unfit frames only
+    assert panel.model.ids == [cap] and "1</b> of them shown" in panel.title.text()
+    panel.reason_combo.setCurrentIndex(panel.reason_combo.findData("-"))  # fit to judge
+    assert sorted(panel.model.ids) == sorted(others)
+    panel.reason_combo.setCurrentIndex(0)
+    assert len(panel.model.ids) == 4
+    assert panel.accept_above(0.0) == 3  # the lens cap keeps no label
+    assert project.image(cap).label_id is None
+
+
 def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_path: Path) -> None:
     from densestudio.ml import operating_point as op
 
@@ -562,6 +600,7 @@ def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_
     assert "OK when P(bright) ≥ 0.500, else NG; UNSURE (to a person) when 0.400 ≤ P(bright) " \
         "< 0.600" in text
     assert "TTA" not in text and "one probability per class" in text
+    assert "Frame checks" in text and "out of focus, flat or unlike all" in text
     qtbot.waitUntil(dialog.check_button.isEnabled, timeout=10_000)
 
     with qtbot.waitSignal(dialog.checked, timeout=120_000) as checked:
