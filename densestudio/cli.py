@@ -812,6 +812,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
               f"{len(results)} frames unfit to judge", file=sys.stderr)
     checked = ood is not None or frames
     decided = point is not None or checked
+    good = model.spec.good_index if point is not None else None
     if args.csv:
         from densestudio.core.csv_cells import csv_output, csv_text
 
@@ -834,6 +835,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for r in results:
             if r.error:
                 print(f"{r.path}\tERROR\t{r.error}")
+            elif point is not None and good is not None:  # P(good) beside the decision
+                why = f"\t{r.reason}" if r.reason else ""
+                print(f"{r.path}\t{r.decision or '-'}\tP({point.good_class})="
+                      f"{float(r.probs[good]):.4f}\ttop class {r.class_name} "
+                      f"{r.confidence:.4f}{why}")
             elif decided:  # "-": no operating point and nothing unusual
                 why = f"\t{r.reason}" if r.reason else ""
                 print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}\t{r.decision or '-'}{why}")

@@ -62,7 +62,12 @@ IN_MEMORY_BYTES = 64 << 20  # files up to this size are read once; larger ones a
 
 
 class ImageDecodeError(DenseStudioError):
-    """The file is not an image we can read; the message says why, for the import report."""
+    """The file is not an image we can read; the message says why, in the same plain words
+    in the import report, the viewer and ``densestudio predict``."""
+
+
+NOT_AN_IMAGE = "not an image file, or a kind of image DenseStudio cannot read"
+DAMAGED = "the image file is damaged or incomplete"
 
 
 class NotARegularFile(ImageDecodeError):
@@ -135,7 +140,7 @@ def _open(source: bytes | BinaryIO) -> Image.Image:
     except Image.DecompressionBombWarning as exc:
         raise ImageDecodeError(f"image too large ({exc})") from exc
     except UnidentifiedImageError as exc:
-        raise ImageDecodeError("not an image file Pillow can read") from exc
+        raise ImageDecodeError(NOT_AN_IMAGE) from exc
     except FileNotFoundError as exc:
         raise ImageDecodeError("file not found") from exc
     except PermissionError as exc:
@@ -274,7 +279,7 @@ def _decode_upright(img: Image.Image, max_side: int | None) -> Image.Image:
     except ImageDecodeError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageDecodeError(f"corrupt or truncated image ({exc})") from exc
+        raise ImageDecodeError(DAMAGED) from exc
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("image too large") from exc
 
@@ -361,5 +366,5 @@ def decode_for_import(
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("image too large") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
-        raise ImageDecodeError(f"corrupt or truncated image ({exc})") from exc
+        raise ImageDecodeError(DAMAGED) from exc
     return ImageProbe(width, height, mode, _bit_depth(mode)), thumb, dhash

@@ -28,6 +28,7 @@ from densestudio.core.constants import SOURCE_FOLDER
 from densestudio.core.errors import CancelledError, ImportFailed, ProjectError
 from densestudio.core.files import file_kind, natural_key
 from densestudio.core.imaging import (
+    DAMAGED,
     IMAGE_EXTENSIONS,
     IN_MEMORY_BYTES,
     MAX_FILE_BYTES,
@@ -240,7 +241,7 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
             except ImageDecodeError as exc:
                 return SkippedFile(str(path), str(exc))
             except Exception as exc:  # a Pillow plugin bug must not end the import
-                return SkippedFile(str(path), f"cannot decode ({type(exc).__name__}: {exc})")
+                return SkippedFile(str(path), f"{DAMAGED} ({type(exc).__name__})")
     except ImageDecodeError as exc:  # not a regular file
         return SkippedFile(str(path), str(exc))
     except FileNotFoundError:

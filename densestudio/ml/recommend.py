@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from densestudio.core.formatting import duration
 from densestudio.core.preprocess import (
     canvas_for,
     typical_aspect,
@@ -78,10 +79,32 @@ def pick_size(
     allowed = [s for s in allowed if s >= floor]
     fits = allowed[0]
     for size in allowed:
-        w, h = canvas_for(size, aspect)
-        if epochs * n_train / speed(arch, w * h, device) <= BUDGET_SHARE * budget_s:
+        if train_seconds(arch, size, aspect, n_train, epochs, device, speed) \
+                <= BUDGET_SHARE * budget_s:
             fits = size
     return fits
+
+
+def train_seconds(arch: str, size: int, aspect: float, n_train: int, epochs: int,
+                  device: str, speed: SpeedFn = estimated_train_speed) -> float:
+    """Estimated seconds of training steps for ``epochs`` epochs at input ``size``."""
+    w, h = canvas_for(size, aspect)
+    return epochs * n_train / speed(arch, w * h, device)
+
+
+def _shrink_reason(arch: str, size: int, native: int, aspect: float, n_train: int,
+                   epochs: int, budget_s: float, device: str,
+                   speed: SpeedFn = estimated_train_speed) -> str | None:
+    """Why the input is smaller than the images, and what the next size up would cost."""
+    larger = next((s for s in SIZES if size < s <= native), None)
+    if larger is None:
+        return None
+    now = train_seconds(arch, size, aspect, n_train, epochs, device, speed) / BUDGET_SHARE
+    then = train_seconds(arch, larger, aspect, n_train, epochs, device, speed) / BUDGET_SHARE
+    return (f"Images are shrunk from about {native} px to {size} px to fit the time budget "
+            f"({duration(budget_s)}): {epochs} epochs take about {duration(now)} at {size} px, "
+            f"about {duration(then)} at {larger} px. Raise the budget (or the size) for "
+            "more detail.")
 
 
 def recommend(
@@ -131,6 +154,10 @@ def recommend(
     else:
         reasons.append(f"Images are mostly {_ratio(aspect)}: input {w} x {h} px, aspect "
                        "ratio kept (letterboxed), so thin defects stay visible.")  # fmt: skip
+    shrunk = _shrink_reason(arch, size, native, aspect, n_train, epochs, budget_s, device,
+                            speed or estimated_train_speed)
+    if shrunk:
+        reasons.append(shrunk)
     balance = "none"
     if profile.imbalance >= IMBALANCE_RATIO:
         balance = BALANCE

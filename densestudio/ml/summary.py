@@ -114,12 +114,16 @@ def short_text(summary: RunSummary) -> str:
 GAP_POINTS = 10.0  # balanced accuracy on test and validation this far apart: say so
 
 
-def side_by_side(metrics: dict[str, Any], first: str = "test") -> str:
-    """"test 72.0 % · validation 56.0 % balanced accuracy" (``first`` leads), and a warning
-    when the two differ by GAP_POINTS or more: one figure alone would mislead. "" when the
-    run has figures for fewer than both sets."""
+def side_by_side(metrics: dict[str, Any], first: str = "test",
+                 shown: float | None = None) -> str:
+    """"test 72.0 % · validation 56.0 % balanced accuracy" (``first`` leads; ``shown``: its
+    figure as on screen, e.g. recounted from the stored predictions), and a warning when the
+    two differ by GAP_POINTS or more: one figure alone would mislead. "" when the run has
+    figures for fewer than both sets."""
     order = (first, *(s for s in SUBSET_ORDER if s != first))
     values = {s: summarize(metrics, subset=s).balanced_accuracy for s in order}
+    if shown is not None:
+        values[first] = shown
     if any(v is None for v in values.values()):
         return ""
     text = " · ".join(f"{SUBSET_NAMES[s]} {pct(values[s])}" for s in order) + \

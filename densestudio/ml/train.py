@@ -545,6 +545,9 @@ def _train_on(
             else:
                 later = state.planned_epochs - epoch - 1
                 eta = left + later * (epoch_seconds[-1] if epoch_seconds else spe * per_step)
+                if planner is not None:  # not planned yet: the run fits its time budget,
+                    # so the budget left bounds it (not the worst case of the most epochs)
+                    eta = min(eta, max(0.0, planner.budget_s - planner.elapsed()))
             on_event(BatchProgress(run_id, epoch + 1, step, spe, loss,
                                    cfg.batch_size * step / max(seconds, 1e-9), eta))
 

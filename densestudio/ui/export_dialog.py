@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from densestudio.core import runs as core_runs
 from densestudio.core.constants import MODEL_FORMAT_BY_SUFFIX
 from densestudio.ml import summary
+from densestudio.ui.job_progress import JobProgress
 from densestudio.ui.jobs import CheckRow, ExportResult, check_export_job, export_job
 from densestudio.ui.runs_panel import run_title
 from densestudio.ui.signoff_dialogs import approval_note
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     from densestudio.ui.context import AppContext
 
 CHECK_SAMPLES = 8
+EXPORT_STEPS = ("preparing images", "measuring the training data", "converting to",
+                "checking the file")  # the stages ml.export reports, in order
 FORMATS = {  # combo text -> format
     "ONNX (.onnx) — runs in ONNX Runtime: C++, C#, Python, Node.js": "onnx",
     "TorchScript (.pt) — needs PyTorch (deprecated by torch)": "torchscript",
@@ -227,6 +230,9 @@ class ExportDialog(QDialog):
         layout.addWidget(self.approval)
         layout.addLayout(form)
         layout.addLayout(row)
+        self.progress = JobProgress(self)  # an export takes a minute: its steps, Cancel
+        self.progress.cancelRequested.connect(self._cancel)
+        layout.addWidget(self.progress)
         layout.addWidget(self.contents, 2)
         layout.addWidget(self.check_table, 3)
         layout.addWidget(buttons)
@@ -282,7 +288,22 @@ class ExportDialog(QDialog):
         """Its running job: one at a time, held by the app's ``JobRunner``."""
         return self.host.jobs.job_of(self)
 
+    def _cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def _on_export_event(self, event: object) -> None:
+        """"Step 3 of 4: converting to onnx…" in the progress bar."""
+        from densestudio.ml.export import ExportProgress
+
+        if isinstance(event, ExportProgress):
+            step = next((k for k, prefix in enumerate(EXPORT_STEPS, 1)
+                         if event.stage.startswith(prefix)), 1)
+            self.progress.count(step - 1, len(EXPORT_STEPS),
+                                f"Step {step} of {len(EXPORT_STEPS)}: {event.stage}…")
+
     def _on_done(self) -> None:
+        self.progress.hide()
         self.export_button.setEnabled(True)
         self.check_button.setEnabled(self.export_result is not None)
 
@@ -299,7 +320,9 @@ class ExportDialog(QDialog):
         self.status.setStyleSheet("")
         worker = Worker(export_job, self.project, self.run.id, text, self.fmt, parent=self)
         worker.finished.connect(self._on_exported)
+        worker.event.connect(self._on_export_event)
         self._start(worker, "Exporting…")
+        self.progress.start("Exporting…")
         return worker
 
     def _on_exported(self, result: ExportResult) -> None:

@@ -42,6 +42,7 @@ class TileOverlay:
     relabeled: bool = False  # the label changed since the run that made the prediction
     decision: str = ""  # "OK" / "NG" / "UNSURE" when the run has an operating point
     reason: str = ""  # a failed frame check ("too dark", "out of focus", ...): UNSURE
+    p_good: str = ""  # "P(ok) 29%": what the decision was made from
 
 
 class GalleryModel(QAbstractListModel):
@@ -243,7 +244,8 @@ class GalleryModel(QAbstractListModel):
                 if overlay.reason:
                     tip += f"\nUNSURE: {overlay.reason} (frame check; not judged)"
                 elif overlay.decision:
-                    tip += f"\nOK/NG threshold says: {overlay.decision}"
+                    tip += (f"\nOK/NG threshold says: {overlay.decision}"
+                            + (f" ({overlay.p_good})" if overlay.p_good else ""))
                 if overlay.relabeled:
                     tip += "\nrelabeled since the run"
             return tip

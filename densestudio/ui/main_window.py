@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QByteArray, QModelIndex, QPoint, Qt, Signal
 from PySide6.QtGui import (
     QCloseEvent,
+    QMouseEvent,
     QUndoGroup,
 )
 from PySide6.QtWidgets import (
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QProgressBar,
     QSplitter,
     QStackedWidget,
     QTabWidget,
@@ -71,6 +73,25 @@ class GalleryArea(GalleryView):
     """The grid, plus a centred hint when it has nothing to show."""
 
     empty_text = ""
+
+
+class TrainingIndicator(QProgressBar):
+    """A small bar in the status bar while a run trains; a click shows the Train tab."""
+
+    clicked = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMaximumWidth(260)
+        self.setMaximumHeight(18)
+        self.setTextVisible(True)
+        self.setToolTip("A run is training: click to see the Train tab")
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.hide()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        self.clicked.emit()
+        super().mouseReleaseEvent(event)
 
 
 class MainWindow(ProjectFlows, WindowMenus, QMainWindow):
@@ -155,6 +176,9 @@ class MainWindow(ProjectFlows, WindowMenus, QMainWindow):
         self.connection_status = QLabel("", self)  # a shared project: online / offline
         self.connection_status.setObjectName("connectionStatus")
         self.connection_status.hide()
+        self.training_indicator = TrainingIndicator(self)
+        self.training_indicator.clicked.connect(lambda: self.show_tab(self.train_panel))
+        self.statusBar().addPermanentWidget(self.training_indicator)
         self.statusBar().addPermanentWidget(self.import_progress)
         self.statusBar().addPermanentWidget(self.connection_status)
         self.statusBar().addPermanentWidget(self.status_count)
@@ -207,6 +231,10 @@ class MainWindow(ProjectFlows, WindowMenus, QMainWindow):
         self.train_panel.reviewRequested.connect(self.review_run)
         self.train_panel.runFinished.connect(self._on_run_finished)
         self.review_panel.exportRequested.connect(self.show_export_dialog)
+        self.train_panel.progress.valueChanged.connect(self._mirror_training)
+        self.train_panel.trainingStarted.connect(self._mirror_training)
+        self.train_panel.trainingEnded.connect(lambda _id: self.training_indicator.hide())
+        self.review_panel.openInViewer.connect(self.open_in_viewer)
         self.review_panel.runChanged.connect(self._update_heatmap_run)
 
     # ================================================================ projects
@@ -598,7 +626,39 @@ class MainWindow(ProjectFlows, WindowMenus, QMainWindow):
         self.gallery.set_tile_size(size)
 
     def _step_tiles(self, delta: int) -> None:
+        if self.tabs.currentWidget() is self._tab_page(self.review_panel):
+            self.review_panel.step_tile_size(delta)
+            return
         self.filter_bar.tile_slider.setValue(self.filter_bar.tile_slider.value() + delta)
+
+    def _mirror_training(self, *_args: object) -> None:
+        """The Train tab's progress in the status bar, seen from every tab."""
+        src, ind = self.train_panel.progress, self.training_indicator
+        ind.setRange(src.minimum(), src.maximum())
+        ind.setValue(src.value())
+        ind.setFormat(f"Training: {src.format()}" if src.format() else "Training")
+        ind.setVisible(self.train_panel.running)
+
+    def show_tab(self, panel: QWidget) -> None:
+        page = self._tab_page(panel)
+        if page is not None:
+            self.tabs.setCurrentWidget(page)
+
+    def _tab_page(self, panel: QWidget) -> QWidget | None:
+        """The tab page holding ``panel`` (itself, or the scroll area around it)."""
+        for i in range(self.tabs.count()):
+            page = self.tabs.widget(i)
+            if page is not None and (page is panel or page.isAncestorOf(panel)):
+                return page
+        return None
+
+    def open_in_viewer(self, image_ids: list[int], image_id: int) -> None:
+        """A Review tile opened: the Images tab with those tiles, this one in the viewer."""
+        self.show_images(image_ids, "the Review tab's images")
+        row = self.model.row_of(image_id)
+        if row is not None:
+            self.gallery.go_to_row(row)
+        self.viewer.setFocus()
 
     def _on_auto_advance(self, on: bool) -> None:
         self.prefs.auto_advance = on

@@ -109,6 +109,7 @@ class ReviewPanel(ReviewSignoff, RelabelSelectedMixin, QWidget):
     exportRequested = Signal(int)  # run id
     runChanged = Signal(object)  # run id or None: the run shown changed
     loaded = Signal()  # the shown run's (and the compared run's) predictions were read
+    openInViewer = Signal(object, int)  # the ids shown (in order), the image to open
 
     def __init__(self, host: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -264,6 +265,7 @@ class ReviewPanel(ReviewSignoff, RelabelSelectedMixin, QWidget):
         self.gallery.labelShortcut.connect(self._label_with_shortcut)
         self.gallery.unlabelRequested.connect(lambda: self.relabel_selected(None))
         self.gallery.customContextMenuRequested.connect(self._tile_menu)
+        self.gallery.activatedImage.connect(self.open_row)  # double-click, Enter
         self.accept_button = QPushButton("Accept selected predictions", self)
         self.accept_all_button = QPushButton("Accept all with confidence ≥", self)
         self.threshold = QDoubleSpinBox(self)
@@ -599,7 +601,7 @@ class ReviewPanel(ReviewSignoff, RelabelSelectedMixin, QWidget):
             bracket = f" <small>({ci_range(worst).replace(' ', nb)})</small>" if worst else ""
             lines.append(f"worst class <b>{html_text(s.worst_class or '?')} {pct(s.worst_recall)}"
                          f"</b> recall{bracket}")
-        both = summary.side_by_side(self.run.metrics, self.subset)
+        both = summary.side_by_side(self.run.metrics, self.subset, rep.balanced_accuracy)
         if both:
             lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(both)}</span>"
                          if "points apart" in both else f"<small>{html_text(both)}</small>")
@@ -861,14 +863,15 @@ class ReviewPanel(ReviewSignoff, RelabelSelectedMixin, QWidget):
                 relabeled = now != true_id
                 if relabeled and now is not None:  # judge against the label it has now
                     correct = pred_id == now
-            decision = decide(p.probs) if decide is not None else ""
+            decision, p_good = decide(p.probs) if decide is not None else ("", "")
             reason = self.frame_reasons.get(image_id, "")
             out[image_id] = TileOverlay(pred_id, p.confidence, correct,
                                         f"{p.confidence * 100:.0f}%", relabeled,
-                                        "UNSURE" if reason else decision, reason)
+                                        "UNSURE" if reason else decision, reason,
+                                        p_good=p_good)
         return out
 
-    def _ok_ng_decider(self) -> Callable[[np.ndarray], str] | None:
+    def _ok_ng_decider(self) -> Callable[[np.ndarray], tuple[str, str]] | None:
         """OK / NG / UNSURE from a prediction's probabilities, when the run has an
         operating point (so tiles show what the production line would decide)."""
         from densestudio.ml import operating_point as op
@@ -879,7 +882,15 @@ class ReviewPanel(ReviewSignoff, RelabelSelectedMixin, QWidget):
         if point is None or point.good_class not in self.run.class_names:
             return None
         good = list(self.run.class_names).index(point.good_class)
-        return lambda probs: point.decide(float(probs[good])) if good < len(probs) else "?"
+
+        def decide(probs: np.ndarray) -> tuple[str, str]:
+            """("NG", "P(ok) 29%"): the decision and the P(good) it was made from."""
+            if good >= len(probs):
+                return "?", ""
+            p_good = float(probs[good])
+            return point.decide(p_good), f"P({point.good_class}) {p_good * 100:.0f}%"
+
+        return decide
 
     def _on_labels_changed(self, image_ids: list[int]) -> None:
         ours = [i for i in image_ids if i in self.preds]
@@ -1024,6 +1035,10 @@ class ReviewPanel(ReviewSignoff, RelabelSelectedMixin, QWidget):
         menu = QMenu(self)
         header = menu.addAction(f"{len(ids):,} image{'s' if len(ids) != 1 else ''} selected")
         header.setEnabled(False)
+        current = self.gallery.currentIndex()
+        if current.isValid():
+            menu.addAction("Open in viewer\tEnter", lambda: self.open_row(current.row()))
+            menu.addSeparator()
         pairs = self._acceptable(ids)
         if pairs:
             menu.addAction(f"Accept prediction{'s' if len(pairs) != 1 else ''}",
@@ -1035,6 +1050,15 @@ class ReviewPanel(ReviewSignoff, RelabelSelectedMixin, QWidget):
         assert self.controller is not None
         add_golden_actions(menu, self.project, ids, self.controller.golden_changed)
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
+
+    def open_row(self, row: int) -> None:
+        """Open a tile in the viewer (Images tab, with exactly the tiles shown here)."""
+        if 0 <= row < len(self.model.ids):
+            self.openInViewer.emit(list(self.model.ids), self.model.ids[row])
+
+    def step_tile_size(self, delta: int) -> None:
+        """Ctrl+ / Ctrl- while the Review tab is shown."""
+        self.gallery.set_tile_size(self.gallery.delegate.tile + delta)
 
     # ================================================================ workers
     def _busy(self) -> bool:

@@ -321,7 +321,8 @@ class SplitPanel(QWidget):
             if self.group_by() == saved:
                 self.group_message.setText(
                     "Splits keep these groups together." if saved else
-                    "Images are split one by one.")
+                    "Images are split one by one, except near-identical images and "
+                    "names sharing a stem (tile7_light1, tile7_light2): those share a split.")
             else:
                 self.group_message.setText("Apply to re-assign the splits with this key.")
         self.group_button.setEnabled(self.controller is not None and problem is None

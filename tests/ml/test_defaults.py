@@ -17,7 +17,7 @@ from densestudio.core.profile import DataProfile, data_profile
 from densestudio.core.store import Project
 from densestudio.ml import budget, train
 from densestudio.ml.config import TrainConfig
-from densestudio.ml.events import EpochsPlanned, RunFinished
+from densestudio.ml.events import BatchProgress, EpochsPlanned, RunFinished
 from densestudio.ml.metrics import Scores
 from densestudio.ml.recommend import IMBALANCE_RATIO, recommend
 from densestudio.ml.recommend import SpeedFn as recommend_speed
@@ -64,6 +64,12 @@ def test_input_size_follows_the_budget() -> None:
     small = recommend(_profile((150, 150), (600, 600)), budget_s=60).config
     large = recommend(_profile((150, 150), (600, 600)), budget_s=3600).config
     assert small.img_size < large.img_size <= 600
+    # The Train tab says why the images are shrunk and what a larger size would cost.
+    reasons = recommend(_profile((150, 150), (600, 600)), budget_s=60).reasons
+    said = next(r for r in reasons if "shrunk" in r)
+    assert f"from about 600 px to {small.img_size} px to fit the time budget" in said
+    assert "at 600" not in said and " px, about " in said
+    assert not any("shrunk" in r for r in recommend(_profile((150, 150), (64, 64))).reasons)
 
 
 def test_input_size_follows_this_computers_measured_speed(
@@ -228,6 +234,10 @@ def test_fit_plans_its_epochs_from_the_time_budget(tiny_project: Project) -> Non
     run_id = fit(tiny_project, cfg, on_event=events.append)
     planned = [e for e in events if isinstance(e, EpochsPlanned)]
     assert planned and planned[0].budget_s == 10.0
+    # Before the first plan the ETA is bounded by the budget, not 400 epochs' worst case.
+    first = events[:events.index(planned[0])]
+    etas = [e.eta_s for e in first if isinstance(e, BatchProgress) and e.eta_s is not None]
+    assert etas and max(etas) <= 10.0
     info = runs.get_run(tiny_project, run_id)
     assert info.status == "finished" and info.epochs_done == planned[-1].epochs < 400
     assert info.planned_epochs == planned[-1].epochs

@@ -183,14 +183,16 @@ def test_validation_and_test_side_by_side(qtbot: QtBot, opened: Opened) -> None:
     panel = window.review_panel
     assert panel.subset == "test"
     header = panel.summary.text()
-    assert "test 72.0 % · validation 56.0 % balanced accuracy" in header
-    assert "16 points apart" in header
+    shown = panel.report.balanced_accuracy  # the figure on screen leads
+    assert f"test {shown * 100:.1f} % · validation 56.0 % balanced accuracy" in header
+    assert f"{round(shown * 100 - 56)} points apart" in header
     dialog = panel.show_operating_point()
     assert dialog is not None and dialog.panel.subset == "test"
     dialog.close()
     with qtbot.waitSignal(panel.loaded, timeout=60_000):  # read in a job
         panel.subset_combo.setCurrentIndex(panel.subset_combo.findData("val"))
-    assert "validation 56.0 % · test 72.0 %" in panel.summary.text()
+    val_shown = panel.report.balanced_accuracy
+    assert f"validation {val_shown * 100:.1f} % · test 72.0 %" in panel.summary.text()
     dialog = panel.show_operating_point()
     assert dialog is not None and dialog.panel.subset == "val"
     fake = SimpleNamespace(path="/x/model.onnx", size_bytes=1_000_000, metadata={
@@ -254,3 +256,111 @@ def test_report_open_failing_says_so_with_the_path(
     assert "Could not open the report" in dialog.status.text()
     assert str(out) in dialog.status.text()
     dialog.close()
+
+
+def test_decision_badge_shows_p_good_beside_ok_ng(opened: Opened) -> None:
+    from densestudio.ml import operating_point as op
+    from densestudio.ui.gallery_view import overlay_label
+    from tests.ui.signoff_fixtures import MISSED
+
+    window, _a, run_b = opened
+    project = window.controller.project
+    op.save_operating_point(project, run_b, op.OperatingPoint("ok", 0.85))
+    window.review_run(run_b)
+    panel = window.review_panel
+    missed = image_id_of(project, MISSED)  # P(ok) 0.8: the most likely class is ok
+    panel.show_view("misclassified")
+    overlay = panel.overlay[missed]
+    assert (overlay.decision, overlay.p_good) == ("NG", "P(ok) 80%")
+    assert overlay_label(overlay, "ok") == "✗ NG · P(ok) 80%"
+    assert "ok" not in overlay_label(overlay, "ok").replace("P(ok)", "")
+
+
+def test_review_tiles_open_in_the_viewer_and_resize(qtbot: QtBot, opened: Opened,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    window, _a, run_b = opened
+    window.review_run(run_b)
+    panel = window.review_panel
+    window.show_tab(panel)
+    ids = panel.show_view("top_losses")
+    assert len(ids) >= 3
+    # Double-click: the Images tab shows exactly these tiles, the viewer the clicked one.
+    rect = panel.gallery.visualRect(panel.model.index(2))
+    qtbot.mouseClick(panel.gallery.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(panel.gallery.viewport(), Qt.MouseButton.LeftButton,
+                      pos=rect.center())
+    assert window.tabs.currentIndex() == 0
+    assert window.model.ids == ids and window.viewer.info.id == ids[2]
+    # Enter on a tile does the same.
+    window.show_tab(panel)
+    panel.gallery.setFocus()
+    panel.gallery.go_to_row(1)
+    qtbot.keyClick(panel.gallery, Qt.Key.Key_Return)
+    assert window.tabs.currentIndex() == 0 and window.viewer.info.id == ids[1]
+    # The context menu has "Open in viewer".
+    window.show_tab(panel)
+    menus = []
+    monkeypatch.setattr(window, "exec_menu", lambda menu, _pos: menus.append(menu))
+    panel._tile_menu(panel.gallery.visualRect(panel.model.index(0)).center())
+    opener = next(a for a in menus[0].actions() if a.text().startswith("Open in viewer"))
+    opener.trigger()
+    assert window.tabs.currentIndex() == 0 and window.viewer.info.id == ids[0]
+    # Ctrl+ / Ctrl- change the Review tiles while Review is shown (not the Images tab's).
+    window.show_tab(panel)
+    before, images = panel.gallery.delegate.tile, window.filter_bar.tile_slider.value()
+    window.bigger_action.trigger()
+    assert panel.gallery.delegate.tile == before + 16
+    window.smaller_action.trigger()
+    window.smaller_action.trigger()
+    assert panel.gallery.delegate.tile == before - 16
+    assert window.filter_bar.tile_slider.value() == images
+
+
+def test_training_seen_from_every_tab_and_export_shows_its_steps(opened: Opened) -> None:
+    from densestudio.ml.export import ExportProgress
+
+    window, _a, run_b = opened
+    panel = window.train_panel
+    indicator = window.training_indicator
+    assert indicator.isHidden()
+    panel.worker = object()  # type: ignore[assignment]  # a run is training
+    panel.progress.setRange(0, 1000)
+    panel.progress.setFormat("Epoch 2/20 · step 3/9")
+    panel.progress.setValue(120)
+    window.show_tab(window.review_panel)
+    assert not indicator.isHidden() and indicator.value() == 120
+    assert indicator.format() == "Training: Epoch 2/20 · step 3/9"
+    indicator.clicked.emit()
+    assert window.tabs.currentWidget() is window._tab_page(panel)
+    panel.worker = None
+    panel.trainingEnded.emit(None)
+    assert indicator.isHidden()
+
+    dialog = window.show_export_dialog(run_b)
+    dialog.progress.start("Exporting…")
+    dialog._on_export_event(ExportProgress(run_b, "converting to onnx"))
+    assert not dialog.progress.isHidden()
+    assert dialog.progress.bar.format() == "Step 3 of 4: converting to onnx…"
+    assert dialog.progress.bar.value() == 2 and dialog.progress.bar.maximum() == 4
+    dialog.close()
+
+
+def test_empty_plots_show_no_fake_epoch_axis(qtbot: QtBot) -> None:
+    from densestudio.ui.plots import TrainingPlots
+
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+
+    def shown(plot: object, axis: str) -> bool:
+        return plot.getAxis(axis).style["showValues"]  # type: ignore[attr-defined]
+
+    assert not shown(plots.loss_plot, "bottom") and not shown(plots.loss_plot, "left")
+    assert not shown(plots.acc_plot, "bottom") and shown(plots.acc_plot, "left")  # 0-100 %
+    plots.set_epoch_range(20)  # planned epochs are real numbers
+    plots.redraw()
+    assert shown(plots.loss_plot, "bottom") and not shown(plots.loss_plot, "left")
+    plots.add_epoch(1, 0.7, 0.5, 0.4, 1e-3)
+    plots.redraw()
+    assert shown(plots.loss_plot, "left") and shown(plots.lr_plot, "left")
+    plots.reset()
+    assert not shown(plots.lr_plot, "bottom")

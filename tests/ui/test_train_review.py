@@ -599,6 +599,8 @@ def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_
         qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
     result = exported.args[0]
     assert out.is_file() and result.path == str(out) and dialog.fmt == "torchscript"
+    assert "of 4:" in dialog.progress.bar.format()  # the export showed its steps
+    qtbot.waitUntil(dialog.progress.isHidden, timeout=10_000)
     assert dialog.intro.text().startswith("One TorchScript file") and "needs PyTorch" in \
         dialog.intro.text()
     html = dialog.contents.toHtml()
