@@ -16,12 +16,13 @@ from PySide6.QtGui import (
     QDragMoveEvent,
     QDropEvent,
 )
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from densestudio.core.importer import ImportProgress
 from densestudio.core.store import PROJECT_SUFFIX
 from densestudio.ui import settings as app_settings
 from densestudio.ui.import_dialog import ImportDialog, ImportReportDialog
+from densestudio.ui.mixins import WindowMixin
 from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
@@ -42,13 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-if TYPE_CHECKING:  # a mixin of the main window: typed as one, a plain class at run time
-    _Window = QMainWindow
-else:
-    _Window = object
 
-
-class ProjectFlows(_Window):
+class ProjectFlows(WindowMixin):
     """Import, relink, refresh, demo and records flows of ``MainWindow``."""
 
     if TYPE_CHECKING:  # what the flows use of the window

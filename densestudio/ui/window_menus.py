@@ -16,11 +16,12 @@ from PySide6.QtGui import (
     QIcon,
     QKeySequence,
 )
-from PySide6.QtWidgets import QMainWindow, QMenu, QMessageBox, QStyle
+from PySide6.QtWidgets import QMenu, QMessageBox, QStyle
 
 from densestudio import __version__
 from densestudio.ui import settings as app_settings
 from densestudio.ui.class_panel import swatch
+from densestudio.ui.mixins import WindowMixin
 from densestudio.ui.signoff_dialogs import add_golden_actions
 
 if TYPE_CHECKING:
@@ -62,13 +63,8 @@ def app_icon() -> QIcon:
 
 
 
-if TYPE_CHECKING:  # a mixin of the main window: typed as one, a plain class at run time
-    _Window = QMainWindow
-else:
-    _Window = object
 
-
-class WindowMenus(_Window):
+class WindowMenus(WindowMixin):
     """Actions, menus and the tile context menu of ``MainWindow``."""
 
     if TYPE_CHECKING:  # what the menus use of the window
