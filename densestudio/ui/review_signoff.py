@@ -1,5 +1,6 @@
-"""The Review tab's sign-off actions: the OK/NG operating point window, must-pass marks,
-the release gate, approving a run and the validation report. A mixin of ``ReviewPanel``.
+"""The Review tab's sign-off actions: the Sign-off button and its menu, the OK/NG operating
+point window, must-pass marks, the release gate, approving a run and the validation report.
+A mixin of ``ReviewPanel``.
 """
 
 from __future__ import annotations
@@ -7,51 +8,46 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QMenu, QToolButton
 
 from densestudio.core import runs as core_runs
 from densestudio.core.formatting import html_text
-from densestudio.ui.runs_panel import ApprovalState, local_time
+from densestudio.ui.review_base import ReviewBase
+from densestudio.ui.runs_panel import local_time
 from densestudio.ui.signoff_dialogs import APPROVED_COLOR, ApproveDialog
 
 if TYPE_CHECKING:
     from densestudio.core.signoff import ApprovalInfo
-    from densestudio.core.store import Project
     from densestudio.ml.gate import GateResult
-    from densestudio.ui.context import AppContext
-    from densestudio.ui.controller import ProjectController
-    from densestudio.ui.gallery_model import TileOverlay
     from densestudio.ui.gate_view import GateDialog
-    from densestudio.ui.heatmaps import HeatmapGalleryModel
     from densestudio.ui.operating_point import OperatingPointDialog
     from densestudio.ui.report_dialog import ReportDialog
 
-    _Panel = QWidget  # a mixin of the Review tab: typed as a widget, a plain class at run time
-else:
-    _Panel = object
 
-
-class ReviewSignoff(_Panel):
+class ReviewSignoff(ReviewBase):
     """Sign-off actions of ``ReviewPanel``."""
 
-    if TYPE_CHECKING:  # what they use of the panel
-        host: AppContext
-        controller: ProjectController | None
-        run: core_runs.RunInfo | None
-        subset: str
-        approvals: ApprovalState
-        model: HeatmapGalleryModel
-        overlay: dict[int, TileOverlay]
-        op_dialog: OperatingPointDialog | None
-        gate_dialog: GateDialog | None
-        report_dialog: ReportDialog | None
-
-        @property
-        def project(self) -> Project | None: ...
-        def selected_ids(self) -> list[int]: ...
-        def refresh_runs(self, select: int | None = None, reload: bool = True) -> None: ...
-        def _show_report(self) -> None: ...
-        def _overlay_for(self, ids: list[int]) -> dict[int, TileOverlay]: ...
+    def _build_signoff_button(self) -> QToolButton:
+        """Sign-off: release gate, approval, validation report, must-pass marks."""
+        self.signoff_button = QToolButton(self)
+        self.signoff_button.setText("Sign-off")
+        self.signoff_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.signoff_button.setToolTip("Release gate against the approved run, approve a run "
+                                       "for release, write the validation report, mark "
+                                       "must-pass images")
+        menu = QMenu(self.signoff_button)
+        self.gate_action = menu.addAction("Release Gate…", self.show_gate)
+        self.gate_action.setToolTip("Compare this run with the approved run image by image "
+                                    "on the test split and every must-pass image")
+        self.approve_action = menu.addAction("Approve Run…", self.show_approve)
+        self.report_action = menu.addAction("Validation Report…", self.show_report_dialog)
+        menu.addSeparator()
+        self.mark_golden_action = menu.addAction(
+            "Mark Selected as Must-pass", lambda: self._set_golden(True))
+        self.unmark_golden_action = menu.addAction(
+            "Remove Must-pass Mark of Selected", lambda: self._set_golden(False))
+        self.signoff_button.setMenu(menu)
+        return self.signoff_button
 
     def show_operating_point(self) -> OperatingPointDialog | None:
         from densestudio.ui.operating_point import OperatingPointDialog
