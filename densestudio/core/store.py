@@ -39,7 +39,7 @@ from densestudio.core.files import Guarded, natural_key, refuse_overwriting
 from densestudio.core.models import Image, LabelClass, path_text, utcnow
 from densestudio.core.records import ClassInfo as ClassInfo
 from densestudio.core.records import ImageInfo as ImageInfo
-from densestudio.core.users import BAD_NAME_CATEGORIES
+from densestudio.core.users import BAD_NAME_CATEGORIES, checked_name
 from densestudio.core.users import MAX_AUTHOR as MAX_AUTHOR
 from densestudio.core.users import USER_ENV as USER_ENV
 from densestudio.core.users import current_user as current_user
@@ -735,16 +735,10 @@ def class_key(name: str) -> str:
 def normalize_class_name(name: str) -> str:
     """A class name as typed (CLI, GUI), checked: NFC, trimmed, 1-200 characters, no
     control characters. Raises ProjectError with the reason otherwise."""
-    name = unicodedata.normalize("NFC", name).strip()
-    if not name:
-        raise ProjectError("A class name cannot be empty.")
-    if any(unicodedata.category(ch) in BAD_NAME_CATEGORIES for ch in name):
-        raise ProjectError("A class name cannot contain line breaks, tabs or other control "
-                           "characters.")
-    if len(name) > MAX_CLASS_NAME:
-        raise ProjectError(f"A class name can have at most {MAX_CLASS_NAME} characters "
-                           f"(this one has {len(name)}).")
-    return name
+    return checked_name(
+        name, MAX_CLASS_NAME, "A class name cannot be empty.",
+        "A class name cannot contain line breaks, tabs or other control characters.",
+        f"A class name can have at most {MAX_CLASS_NAME} characters (this one has {{n}}).")
 
 
 def class_name_from_folder(folder: str) -> tuple[str | None, str | None]:

@@ -32,14 +32,24 @@ def current_user() -> str:
 MAX_AUTHOR = 64  # characters (the column's size)
 
 
+def checked_name(name: str, most: int, empty: str, control: str, too_long: str) -> str:
+    """``name`` in NFC, trimmed, checked: 1 to ``most`` characters, no control characters;
+    otherwise a ProjectError with the message for the case (``too_long`` may hold ``{n}``,
+    the name's length)."""
+    name = unicodedata.normalize("NFC", name).strip()
+    if not name:
+        raise ProjectError(empty)
+    if any(unicodedata.category(ch) in BAD_NAME_CATEGORIES for ch in name):
+        raise ProjectError(control)
+    if len(name) > most:
+        raise ProjectError(too_long.format(n=len(name)))
+    return name
+
+
 def normalize_author(name: str) -> str:
     """An author name as given (``--author``, a CSV column): trimmed, 1-64 characters, no
     control characters. Raises ProjectError with the reason otherwise."""
-    name = unicodedata.normalize("NFC", name).strip()
-    if not name:
-        raise ProjectError("An author name cannot be empty.")
-    if any(unicodedata.category(ch) in BAD_NAME_CATEGORIES for ch in name):
-        raise ProjectError("An author name cannot contain line breaks or control characters.")
-    if len(name) > MAX_AUTHOR:
-        raise ProjectError(f"An author name can have at most {MAX_AUTHOR} characters.")
-    return name
+    return checked_name(
+        name, MAX_AUTHOR, "An author name cannot be empty.",
+        "An author name cannot contain line breaks or control characters.",
+        f"An author name can have at most {MAX_AUTHOR} characters.")
