@@ -35,6 +35,7 @@ from densestudio.core.formatting import html_text
 from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ml.events import PreparingData
 from densestudio.ui import undo
+from densestudio.ui.context import JobOwner
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
 from densestudio.ui.gallery_view import GalleryView, selected_ids
 from densestudio.ui.jobs import TRAIN_NICE, background_training
@@ -87,7 +88,7 @@ class AuditGallery(GalleryView):
         super().keyPressEvent(event)
 
 
-class AuditPanel(RelabelSelectedMixin, QWidget):
+class AuditPanel(JobOwner, RelabelSelectedMixin, QWidget):
     relabel_how = history.HOW_AUDIT
     auditStarted = Signal()
     auditFinished = Signal(int)  # run id
@@ -495,11 +496,6 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
     def _on_cancelled(self) -> None:
         self.last_outcome = "cancelled"
         self.host.status("Label audit cancelled.", 5000)
-
-    @property
-    def worker(self) -> Worker | None:
-        """Its running job: one at a time, held by the app's ``JobRunner``."""
-        return self.host.jobs.job_of(self)
 
     def _on_done(self, worker: Worker) -> None:
         if self.worker is None:  # (the runner lets go of a job before its ``done``)

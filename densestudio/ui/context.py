@@ -8,7 +8,10 @@ itself, so no panel imports ``ui.main_window`` (docs/ARCHITECTURE.md, "How to ad
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from PySide6.QtWidgets import QWidget
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QPoint
@@ -17,7 +20,9 @@ if TYPE_CHECKING:
     from densestudio.ui.controller import ProjectController
     from densestudio.ui.heatmaps import HeatmapService
     from densestudio.ui.thumbnail_loader import ThumbnailLoader
-    from densestudio.ui.workers import JobRunner
+    from densestudio.ui.workers import JobRunner, Worker
+
+D = TypeVar("D", bound=QWidget)
 
 
 class AppContext(Protocol):
@@ -52,3 +57,32 @@ class AppContext(Protocol):
 
     def exec_menu(self, menu: QMenu, global_pos: QPoint) -> None:
         """Open a context menu (tests replace this to pick an action)."""
+
+
+class JobOwner:
+    """A panel or dialog whose one job at a time is held by the app's ``JobRunner``: mix it
+    in before the Qt class; it needs ``self.host`` (an ``AppContext``)."""
+
+    if TYPE_CHECKING:
+        host: AppContext
+
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job (None: idle), held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
+
+def one_dialog(owner: object, attr: str, make: Callable[[], D]) -> D:
+    """One dialog of a kind at a time: close the one ``owner.<attr>`` holds, make the new one
+    (deleted when closed) and hold it there until it is destroyed."""
+    from PySide6.QtCore import Qt
+
+    old = getattr(owner, attr)
+    if old is not None:
+        old.close()
+    dialog = make()
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.destroyed.connect(lambda *_: setattr(owner, attr, None)
+                             if getattr(owner, attr) is dialog else None)
+    setattr(owner, attr, dialog)
+    return dialog

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMenu,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -35,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from densestudio.core import runs as core_runs
 from densestudio.core.formatting import html_text
+from densestudio.ui.context import JobOwner
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
 from densestudio.ui.gallery_view import GalleryView, selected_ids
 from densestudio.ui.intervals import ci_tip, pct_ci
@@ -84,7 +84,7 @@ def _item(text: str, right: bool = True, tip: str = "") -> QTableWidgetItem:
     return item
 
 
-class GateDialog(RelabelSelectedMixin, QDialog):
+class GateDialog(JobOwner, RelabelSelectedMixin, QDialog):
     """Compare ``candidate`` with the approved run (or ``against``) and show the result."""
 
     gateFinished = Signal(object)  # ml.gate.GateResult
@@ -299,11 +299,6 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         self.verdict.setText(f"<span style='color:{FAIL_COLOR}'>The gate could not run: "
                              f"{html_text(message)}</span>")
 
-    @property
-    def worker(self) -> Worker | None:
-        """Its running job: one at a time, held by the app's ``JobRunner``."""
-        return self.host.jobs.job_of(self)
-
     def _on_done(self, worker: Worker) -> None:
         if self.worker is None:  # (the runner lets go of a job before its ``done``)
             self.progress.hide()
@@ -418,12 +413,10 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         return selected_ids(self.gallery, self.model)
 
     def _tile_menu(self, pos: QPoint) -> None:
-        ids = self._menu_selection(pos)
-        if not ids:
+        made = self._selection_menu(pos)
+        if made is None:
             return
-        menu = QMenu(self)
-        header = menu.addAction(f"{len(ids):,} image{'s' if len(ids) != 1 else ''} selected")
-        header.setEnabled(False)
+        menu, ids = made
         self._add_relabel_actions(menu, remove_label=True)
         menu.addSeparator()
         add_golden_actions(menu, self.project, ids, self.controller.golden_changed)

@@ -45,6 +45,7 @@ from densestudio.core.store import PROJECT_SUFFIX, Project
 from densestudio.ui import settings as app_settings
 from densestudio.ui.audit_panel import AuditPanel
 from densestudio.ui.class_panel import ClassPanel
+from densestudio.ui.context import one_dialog
 from densestudio.ui.controller import ProjectController
 from densestudio.ui.filter_bar import FilterBar
 from densestudio.ui.gallery_flows import GalleryFlows
@@ -552,13 +553,7 @@ class MainWindow(ProjectFlows, GalleryFlows, WindowMenus, QMainWindow):
             self.show_error("Nothing to export", "There is no finished training run yet: "
                             "train one in the Train tab.")
             return None
-        if self.export_dialog is not None:
-            self.export_dialog.close()
-        dialog = ExportDialog(self, run_id, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.destroyed.connect(lambda *_: setattr(self, "export_dialog", None)
-                                 if self.export_dialog is dialog else None)
-        self.export_dialog = dialog
+        dialog = one_dialog(self, "export_dialog", lambda: ExportDialog(self, run_id, self))
         dialog.open()
         return dialog
 

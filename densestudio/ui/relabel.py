@@ -39,6 +39,17 @@ class RelabelSelectedMixin:
                 index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
         return self.selected_ids() if self.controller is not None else []
 
+    def _selection_menu(self, pos: QPoint) -> tuple[QMenu, list[int]] | None:
+        """A tile menu at ``pos`` headed "N images selected", and the ids it acts on (None:
+        no tile there)."""
+        ids = self._menu_selection(pos)
+        if not ids:
+            return None
+        menu = QMenu(self.gallery)
+        header = menu.addAction(f"{len(ids):,} image{'s' if len(ids) != 1 else ''} selected")
+        header.setEnabled(False)
+        return menu, ids
+
     def _add_relabel_actions(self, menu: QMenu, remove_label: bool) -> None:
         """One "Relabel as ..." entry per class (with its key), optionally "Remove label"."""
         from densestudio.ui.class_panel import swatch

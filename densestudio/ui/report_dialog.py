@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from densestudio.core import runs as core_runs
 from densestudio.core.store import Project
 from densestudio.ml.report import SECTIONS, ReportOptions
+from densestudio.ui.context import JobOwner
 from densestudio.ui.job_progress import JobProgress
 from densestudio.ui.jobs import report_job
 from densestudio.ui.runs_panel import run_title
@@ -50,7 +51,7 @@ def default_report_path(project: Project, run_id: int) -> Path:
     return folder / f"{project.name}-run{run_id}-report.html"
 
 
-class ReportDialog(QDialog):
+class ReportDialog(JobOwner, QDialog):
     written = Signal(object)  # ml.report.ReportWritten
 
     def __init__(self, host: AppContext, run_id: int, parent: QWidget | None = None) -> None:
@@ -207,11 +208,6 @@ class ReportDialog(QDialog):
         self.last_error = message
         self.status.setStyleSheet("color: #c62828;")
         self.status.setText(message)
-
-    @property
-    def worker(self) -> Worker | None:
-        """Its running job: one at a time, held by the app's ``JobRunner``."""
-        return self.host.jobs.job_of(self)
 
     def _on_done(self, worker: Worker) -> None:
         if self.worker is None:  # (the runner lets go of a job before its ``done``)
