@@ -79,7 +79,9 @@ class GalleryModel(QAbstractListModel):
             self._bind(controller)
 
     # ------------------------------------------------------------ setup
-    def set_controller(self, controller: ProjectController | None) -> None:
+    def set_controller(self, controller: ProjectController | None, query: bool = True) -> None:
+        """Follow ``controller``'s project; ``query=False``: show nothing until ``set_ids``
+        (a results gallery, which reads its ids in a job)."""
         self.beginResetModel()
         self.controller = controller
         self._ids = []
@@ -90,7 +92,10 @@ class GalleryModel(QAbstractListModel):
         self._classes = {}
         if controller is not None:
             self._bind(controller)
-            self._ids = controller.project.image_ids(self.filter, self.sort_by, self.descending)
+            self.explicit = not query
+            if query:
+                self._ids = controller.project.image_ids(self.filter, self.sort_by,
+                                                         self.descending)
         self.endResetModel()
         self.queryChanged.emit()
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from densestudio.core.progress import CancelToken, EventCallback
 
 if TYPE_CHECKING:  # torch-importing modules load in the worker, when a job starts
-    from densestudio.core.runs import PredictionInfo
-    from densestudio.core.signoff import VerificationReport
+    from densestudio.core.runs import PredictionInfo, RunInfo
+    from densestudio.core.signoff import ApprovalInfo, VerificationReport
     from densestudio.core.store import Project
     from densestudio.ml.config import TrainConfig
     from densestudio.ml.eval_report import EvalReport
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # torch-importing modules load in the worker, when a job star
     from densestudio.ml.explain import Explanation
     from densestudio.ml.gate import GateResult
     from densestudio.ml.report import ReportOptions, ReportWritten
+    from densestudio.runtime.operating_point import OperatingPoint
 
 FLUSH_S = 0.1
 TRAIN_NICE = 5  # the training thread yields the CPU to the GUI on a busy machine
@@ -142,9 +143,33 @@ def evaluate_job(
 
 
 @dataclass(frozen=True)
+class ReviewRuns:
+    """The runs the Review tab lists (a model or stored predictions), newest first, with
+    what choosing one needs: its count of stored test predictions, the approvals."""
+
+    runs: tuple[RunInfo, ...]
+    test_counts: dict[int, int]  # run id -> stored test predictions
+    approvals: tuple[ApprovalInfo, ...]  # oldest first
+    latest_approval: ApprovalInfo | None
+
+
+def review_runs_job(project: Project, *, on_event: EventCallback,
+                    cancel: CancelToken) -> ReviewRuns:
+    """The Review tab's run list with a count per run (read in a worker)."""
+    from densestudio.core import runs, signoff
+
+    listed = [r for r in runs.list_runs(project)
+              if r.checkpoint_best or runs.prediction_count(project, r.id)]
+    return ReviewRuns(tuple(listed),
+                      {r.id: runs.prediction_count(project, r.id, "test") for r in listed},
+                      tuple(signoff.approvals(project)), signoff.latest_approval(project))
+
+
+@dataclass(frozen=True)
 class RunPredictions:
     """A run's stored predictions of one subset and their report (None: no predictions),
-    read in a worker: tens of thousands of rows are no work for the GUI thread."""
+    read in a worker: tens of thousands of rows are no work for the GUI thread. The fields
+    marked (with unlabeled) are read for the run shown, not for the one compared with."""
 
     run_id: int
     subset: str
@@ -152,7 +177,12 @@ class RunPredictions:
     report: EvalReport | None
     unlabeled: tuple[PredictionInfo, ...]  # of the "unlabeled" subset, when asked for
     frame_reasons: dict[int, str]  # (with unlabeled) images that failed the frame checks
-    current_labels: dict[int, int | None]  # (with unlabeled) the labels of preds' images now
+    current_labels: dict[int, int | None]  # (with unlabeled) labels of all predicted images now
+    point: OperatingPoint | None = None  # (with unlabeled) the run's saved OK/NG point
+    picked: dict | None = None  # (with unlabeled) Train's record of picking it
+    leak: str = ""  # (with unlabeled) near-identical images across splits, as of now
+    frames_checked: bool = False  # (with unlabeled) the subset's frames were checked
+    run: RunInfo | None = None  # the run as it is now (its metrics may have changed)
 
 
 def review_predictions_job(
@@ -160,45 +190,82 @@ def review_predictions_job(
     on_event: EventCallback, cancel: CancelToken,
 ) -> list[RunPredictions]:
     """For each (run id, class names, with unlabeled) in ``wanted``: its predictions."""
-    from densestudio.core.runs import predictions
+    from densestudio.core.runs import get_run, predictions
+    from densestudio.core.splits import leak_warning
+    from densestudio.core.store import split_leaks
+    from densestudio.ml import operating_point as op
     from densestudio.ml.eval_report import build_report
-    from densestudio.ml.frame_ranges import frame_reasons
+    from densestudio.ml.frame_ranges import checked_subsets, frame_reasons
 
     out = []
     for run_id, class_names, with_unlabeled in wanted:
         cancel.raise_if_cancelled()
         preds = predictions(project, run_id, subset)
-        unlabeled = predictions(project, run_id, "unlabeled") if with_unlabeled else []
         report = build_report(run_id, subset, class_names, preds) if preds else None
-        reasons = frame_reasons(project, run_id) if with_unlabeled else {}
-        labels = ({i.id: i.label_id for i in project.images_by_ids([p.image_id for p in preds])}
-                  if with_unlabeled else {})
-        out.append(RunPredictions(run_id, subset, tuple(preds), report, tuple(unlabeled),
-                                  reasons, labels))
+        if not with_unlabeled:
+            out.append(RunPredictions(run_id, subset, tuple(preds), report, (), {}, {},
+                                      run=get_run(project, run_id)))
+            continue
+        unlabeled = predictions(project, run_id, "unlabeled")
+        leaks, model_in_test = split_leaks(project)
+        out.append(RunPredictions(
+            run_id, subset, tuple(preds), report, tuple(unlabeled),
+            frame_reasons(project, run_id), image_labels(project, [
+                p.image_id for p in (*preds, *unlabeled)]),
+            op.load_operating_point(project, run_id), op.picked_record(project, run_id),
+            leak_warning(leaks, model_in_test if subset == "test" else 0),
+            subset in checked_subsets(project, run_id), get_run(project, run_id)))
     return out
 
 
-def predict_job(
-    project: Project, run_id: int, image_ids: Sequence[int], *,
-    on_event: EventCallback, cancel: CancelToken,
-) -> list:
-    """Predict images (e.g. the unlabeled ones) with the run's model; stored as "unlabeled"."""
+def image_labels(project: Project, image_ids: Sequence[int]) -> dict[int, int | None]:
+    """The labels of these images now (class id, None: unlabeled); images gone are left out."""
+    return {i.id: i.label_id for i in project.images_by_ids(list(image_ids))}
+
+
+def labels_job(project: Project, image_ids: Sequence[int], *, on_event: EventCallback,
+               cancel: CancelToken) -> dict[int, int | None]:
+    """``image_labels`` in a worker (the Review tab after labels changed)."""
+    return image_labels(project, image_ids)
+
+
+@dataclass(frozen=True)
+class UnlabeledPredicted:
+    preds: tuple[PredictionInfo, ...]  # empty: no unlabeled image to predict
+    frame_reasons: dict[int, str]  # every image of the run that failed its frame checks
+
+
+def predict_unlabeled_job(
+    project: Project, run_id: int, *, on_event: EventCallback, cancel: CancelToken,
+) -> UnlabeledPredicted:
+    """Predict the unlabeled images (present on disk) with the run's model, stored as
+    "unlabeled"; images the run trained or was evaluated on keep their own predictions."""
+    from densestudio.core.runs import run_images
+    from densestudio.core.store import ImageFilter
     from densestudio.ml.evaluate import predict_images
+    from densestudio.ml.frame_ranges import frame_reasons
     from densestudio.ml.threads import limited_threads
 
+    in_run = {r.image_id for r in run_images(project, run_id)}
+    ids = [i for i in project.image_ids(ImageFilter(unlabeled=True, missing=False))
+           if i not in in_run]
+    if not ids:
+        return UnlabeledPredicted((), {})
     with limited_threads():
-        return predict_images(project, run_id, list(image_ids), on_event=on_event,
-                              cancel=cancel)
+        preds = predict_images(project, run_id, ids, on_event=on_event, cancel=cancel)
+    return UnlabeledPredicted(tuple(preds), frame_reasons(project, run_id))
 
 
 def frame_check_job(
     project: Project, run_id: int, subset: str, *, on_event: EventCallback,
     cancel: CancelToken,
 ) -> dict[int, str]:
-    """Run the run's frame checks on its val or test images (for the Review filter)."""
-    from densestudio.ml.frame_ranges import check_subset
+    """Run the run's frame checks on its val or test images (for the Review filter); returns
+    every image of the run that failed them (``frame_reasons``)."""
+    from densestudio.ml.frame_ranges import check_subset, frame_reasons
 
-    return check_subset(project, run_id, subset, cancel, on_event)
+    check_subset(project, run_id, subset, cancel, on_event)
+    return frame_reasons(project, run_id)
 
 
 @dataclass(frozen=True)

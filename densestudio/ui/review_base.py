@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from densestudio.core import runs as core_runs
     from densestudio.core.store import Project
     from densestudio.ml.eval_report import EvalReport
+    from densestudio.runtime.operating_point import OperatingPoint
     from densestudio.ui.confusion import ConfusionMatrixView
     from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
@@ -53,6 +54,7 @@ class ReviewBase(PanelMixin):
         evaluated: SignalInstance
         exportRequested: SignalInstance
         openInViewer: SignalInstance
+        labelsRead: SignalInstance
         host: AppContext
         controller: ProjectController | None
         run: core_runs.RunInfo | None
@@ -62,6 +64,13 @@ class ReviewBase(PanelMixin):
         unlabeled_preds: dict[int, core_runs.PredictionInfo]
         frame_reasons: dict[int, str]
         current_labels: dict[int, int | None]
+        point: OperatingPoint | None
+        picked: dict | None
+        leak: str
+        frames_checked: bool
+        _labels_asked: dict[int, int]
+        _labels_seq: int
+        _runs: dict[int, core_runs.RunInfo]
         other: core_runs.RunInfo | None
         other_preds: dict[int, core_runs.PredictionInfo]
         other_report: EvalReport | None
@@ -121,4 +130,5 @@ class ReviewBase(PanelMixin):
         def show_report_dialog(self) -> ReportDialog | None: ...
         def _set_golden(self, marked: bool) -> int: ...
         def _menu_selection(self, pos: QPoint) -> list[int]: ...
+        def _selection_menu(self, pos: QPoint) -> tuple[QMenu, list[int]] | None: ...
         def _add_relabel_actions(self, menu: QMenu, remove_label: bool) -> None: ...

@@ -43,7 +43,9 @@ class ReviewCompare(ReviewBase):
             self.compare_hint.show()
             self._update_buttons()
             return
-        self.other = core_runs.get_run(self.project, run_id)
+        self.other = self._runs.get(run_id)  # listed in the compare combo
+        if self.other is None:
+            return
         if self.run is not None:
             self._read_predictions(with_run=False)
 

@@ -133,13 +133,9 @@ class ReviewHeader(ReviewBase):
                 "as they were at the run's time.")
 
     def _leak_warning(self) -> str:
-        """Near-identical images across splits, model-made test labels (as of now)."""
-        from densestudio.core.splits import leak_warning
-        from densestudio.core.store import split_leaks
-
-        assert self.project is not None  # a report is shown
-        leaks, model_in_test = split_leaks(self.project)
-        return leak_warning(leaks, model_in_test if self.subset == "test" else 0)
+        """Near-identical images across splits, model-made test labels (read with the
+        predictions)."""
+        return self.leak
 
     def _decision_html(self) -> str:
         """What the run's saved OK/NG point decides on the shown subset, over all of it:
@@ -147,9 +143,8 @@ class ReviewHeader(ReviewBase):
         point), and Train's note when validation could not show its target."""
         from densestudio.ml import operating_point as op
 
-        assert self.run is not None and self.project is not None  # a report is shown
-        point = op.load_operating_point(self.project, self.run.id)
-        record = op.picked_record(self.project, self.run.id)
+        assert self.run is not None  # a report is shown
+        point, record = self.point, self.picked
         note = (f"<span style='color:{WARN_COLOR}'>⚠ {html_text(str(record['message']))}"
                 "</span>" if record and not record.get("shown") else "")
         if point is None or point.good_class not in self.run.class_names:

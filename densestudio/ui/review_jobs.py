@@ -5,17 +5,16 @@ progress and cancel; one at a time, through the app's ``JobRunner``. A mixin of
 
 from __future__ import annotations
 
-from densestudio.core import runs as core_runs
-from densestudio.core.store import ImageFilter
 from densestudio.ml.events import PreparingData
-from densestudio.ml.frame_ranges import FramesChecked, frame_reasons
-from densestudio.ui.jobs import evaluate_job, predict_job
+from densestudio.ml.frame_ranges import FramesChecked
+from densestudio.ui.context import JobOwner
+from densestudio.ui.jobs import UnlabeledPredicted, evaluate_job, predict_unlabeled_job
 from densestudio.ui.review_base import ReviewBase
 from densestudio.ui.review_parts import prediction_warnings
 from densestudio.ui.workers import Worker
 
 
-class ReviewJobs(ReviewBase):
+class ReviewJobs(JobOwner, ReviewBase):
     """Jobs of ``ReviewPanel``."""
 
     def _busy(self) -> bool:
@@ -35,11 +34,6 @@ class ReviewJobs(ReviewBase):
                     "Checking frames" if isinstance(event, FramesChecked) else "Predicting")
             self.progress.count(done, total, f"{verb} {done:,} / {total:,}")
 
-    @property
-    def worker(self) -> Worker | None:
-        """Its running job: one at a time, held by the app's ``JobRunner``."""
-        return self.host.jobs.job_of(self)
-
     def _on_done(self, worker: Worker) -> None:
         if self.worker is None:  # (the runner lets go of a job before its ``done``)
             self.progress.hide()
@@ -50,28 +44,26 @@ class ReviewJobs(ReviewBase):
             self.worker.cancel()
 
     def predict_unlabeled(self) -> Worker | None:
+        """Predict the unlabeled images the run has not seen (which ones: read in the job)."""
         if self.run is None or self.project is None or self._busy():
             return None
-        unlabeled = self.project.image_ids(ImageFilter(unlabeled=True, missing=False))
-        # Images the run trained or was evaluated on keep their own predictions.
-        in_run = {r.image_id for r in core_runs.run_images(self.project, self.run.id)}
-        ids = [i for i in unlabeled if i not in in_run]
-        if not ids:
-            self.host.status("There are no unlabeled images to predict.", 5000)
-            self.predictionsReady.emit(0)
-            return None
         run_id = self.run.id
-        worker = Worker(predict_job, self.project, run_id, ids, parent=self)
-        worker.finished.connect(lambda preds: self._on_predicted(run_id, preds))
-        self._run_worker(worker, f"Predicting {len(ids):,} unlabeled images…")
+        worker = Worker(predict_unlabeled_job, self.project, run_id, parent=self)
+        worker.on_result(lambda done: self._on_predicted(run_id, done))
+        self._run_worker(worker, "Predicting the unlabeled images…")
         return worker
 
-    def _on_predicted(self, run_id: int, preds: list) -> None:
+    def _on_predicted(self, run_id: int, done: UnlabeledPredicted) -> None:
         if self.run is None or self.run.id != run_id:
             return
+        preds = done.preds
+        if not preds:
+            self.host.status("There are no unlabeled images to predict.", 5000)
+            self.predictionsReady.emit(0)
+            return
         self.unlabeled_preds.update({p.image_id: p for p in preds})
-        if self.project is not None:
-            self.frame_reasons = frame_reasons(self.project, run_id)
+        self.current_labels.update((p.image_id, None) for p in preds)  # unlabeled when read
+        self.frame_reasons = dict(done.frame_reasons)
         self.show_view("unlabeled")
         warnings = prediction_warnings(list(preds), self.run.class_names)
         if warnings:

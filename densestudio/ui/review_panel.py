@@ -42,8 +42,10 @@ from densestudio.ui.gallery_model import TileOverlay
 from densestudio.ui.heatmaps import HeatmapGalleryModel
 from densestudio.ui.job_progress import JobProgress
 from densestudio.ui.jobs import (
+    ReviewRuns,
     RunPredictions,
     review_predictions_job,
+    review_runs_job,
 )
 from densestudio.ui.relabel import RelabelSelectedMixin
 from densestudio.ui.review_compare import ReviewCompare
@@ -62,13 +64,14 @@ from densestudio.ui.review_parts import (
 from densestudio.ui.review_signoff import ReviewSignoff
 from densestudio.ui.review_tiles import ReviewTiles
 from densestudio.ui.review_views import ReviewViews
-from densestudio.ui.runs_panel import ApprovalState, approval_state
+from densestudio.ui.runs_panel import ApprovalState
 from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:  # imported when first opened (they pull in the whole window)
 
     from densestudio.core.store import Project
     from densestudio.ml.eval_report import EvalReport
+    from densestudio.runtime.operating_point import OperatingPoint
     from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
     from densestudio.ui.gate_view import GateDialog
@@ -93,6 +96,8 @@ class ReviewPanel(ReviewHeader, ReviewViews, ReviewTiles, ReviewCompare, ReviewJ
     runChanged = Signal(object)  # run id or None: the run shown changed
     loaded = Signal()  # the shown run's (and the compared run's) predictions were read
     openInViewer = Signal(object, int)  # the ids shown (in order), the image to open
+    runsRead = Signal()  # the run list was read and shown (refresh_runs)
+    labelsRead = Signal()  # new labels of predicted images were read (after labelsChanged)
 
     def __init__(self, host: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -104,6 +109,16 @@ class ReviewPanel(ReviewHeader, ReviewViews, ReviewTiles, ReviewCompare, ReviewJ
         self.preds: dict[int, core_runs.PredictionInfo] = {}
         self.unlabeled_preds: dict[int, core_runs.PredictionInfo] = {}
         self.frame_reasons: dict[int, str] = {}  # unlabeled images failing frame checks
+        self.current_labels: dict[int, int | None] = {}  # of the predicted images, as of now
+        self.point: OperatingPoint | None = None  # the run's OK/NG point (read with preds)
+        self.picked: dict | None = None  # how Train picked it
+        self.leak = ""  # near-identical images across splits (read with the predictions)
+        self.frames_checked = False  # the subset's frames were checked (the filter needs it)
+        self._labels_asked: dict[int, int] = {}  # image id -> newest labels_job asking for it
+        self._labels_seq = 0
+        self._runs: dict[int, core_runs.RunInfo] = {}  # listed, as last read (review_runs_job)
+        self._test_counts: dict[int, int] = {}
+        self._listing = 0  # the newest request to read the run list
         self.other: core_runs.RunInfo | None = None
         self.other_preds: dict[int, core_runs.PredictionInfo] = {}
         self.class_ids: list[int | None] = []  # run class index -> current class id
@@ -324,12 +339,12 @@ class ReviewPanel(ReviewHeader, ReviewViews, ReviewTiles, ReviewCompare, ReviewJ
                 dialog.close()
         self.op_dialog = self.gate_dialog = self.report_dialog = None
         self.controller = controller
-        self.model.set_controller(controller)
+        self.model.set_controller(controller, query=False)
         self.run = None
         self.other = None
         self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
         self.frame_reasons = {}
-        self.current_labels: dict[int, int | None] = {}
+        self.current_labels = {}
         if controller is not None:
             controller.labelsChanged.connect(self._on_labels_changed)
             controller.classesChanged.connect(self._on_classes_changed)
@@ -340,17 +355,32 @@ class ReviewPanel(ReviewHeader, ReviewViews, ReviewTiles, ReviewCompare, ReviewJ
         self.refresh_runs()
 
     def reviewable_runs(self) -> list[core_runs.RunInfo]:
-        if self.project is None:
-            return []
-        return [r for r in core_runs.list_runs(self.project)
-                if r.checkpoint_best or core_runs.prediction_count(self.project, r.id)]
+        """The runs listed (as last read)."""
+        return list(self._runs.values())
 
     def refresh_runs(self, select: int | None = None, reload: bool = True) -> None:
-        """Re-read the list of runs. ``reload=False`` keeps what is shown now (e.g. a cell the
-        user is relabeling) when the current run is still there."""
+        """Re-read the list of runs (in a job; ``runsRead`` when shown). ``reload=False``
+        keeps what is shown now (e.g. a cell the user is relabeling) when the current run is
+        still there."""
+        self._listing += 1
+        listing = self._listing
+        if self.project is None:
+            self._on_runs_read(listing, select, reload, ReviewRuns((), {}, (), None))
+            return
+        worker = Worker(review_runs_job, self.project, parent=self)
+        worker.on_result(lambda runs: self._on_runs_read(listing, select, reload, runs))
+        self.host.jobs.start(worker, error_title="Cannot read the runs")
+
+    def _on_runs_read(self, listing: int, select: int | None, reload: bool,
+                      read: ReviewRuns) -> None:
+        if listing != self._listing:
+            return  # a newer request follows
         keep = select if select is not None else (self.run.id if self.run else None)
-        infos = self.reviewable_runs()
-        self.approvals = approval_state(self.project)
+        infos = list(read.runs)
+        self._runs = {r.id: r for r in infos}
+        self._test_counts = dict(read.test_counts)
+        self.approvals = ApprovalState(read.latest_approval,
+                                       {a.run_id: a for a in read.approvals})
         self._loading = True
         try:
             self.run_combo.clear()
@@ -375,28 +405,26 @@ class ReviewPanel(ReviewHeader, ReviewViews, ReviewTiles, ReviewCompare, ReviewJ
             if self.report is not None:
                 self.summary.setText(self._header_html(self.report,
                                                        dict(SUBSETS)[self.subset].lower()))
-            return
-        if run_id is None:
+        elif run_id is None:
             self._clear("No trained runs yet. Train one in the Train tab." if self.project
                         else "Open a project.")
         else:
             self.set_run(run_id)
+        self.runsRead.emit()
 
     def set_run(self, run_id: int, subset: str | None = None) -> None:
         if self.project is None:
             return
         index = self.run_combo.findData(run_id)
-        if index < 0:
-            self.refresh_runs(select=run_id)
-            index = self.run_combo.findData(run_id)
-            if index < 0:
-                return
+        if index < 0 or run_id not in self._runs:
+            self.refresh_runs(select=run_id)  # then shown, if it is listed
+            return
         self._loading = True
         try:
             self.run_combo.setCurrentIndex(index)
-            self.run = core_runs.get_run(self.project, run_id)
+            self.run = self._runs[run_id]
             if subset is None:
-                has_test = core_runs.prediction_count(self.project, run_id, "test") > 0
+                has_test = self._test_counts.get(run_id, 0) > 0
                 subset = "test" if has_test else "val"
             self.subset_combo.setCurrentIndex(self.subset_combo.findData(subset))
             self.subset = subset
@@ -459,10 +487,14 @@ class ReviewPanel(ReviewHeader, ReviewViews, ReviewTiles, ReviewCompare, ReviewJ
             self.report = got.report
             self.frame_reasons = dict(got.frame_reasons)
             self.current_labels = dict(got.current_labels)
+            self.point, self.picked, self.leak = got.point, got.picked, got.leak
+            self.frames_checked = got.frames_checked
+            self.run = got.run or self.run  # as it is now (the list may be older)
         if theirs:
             got = found[-1]
             self.other_preds = {p.image_id: p for p in got.preds}
             self.other_report = got.report
+            self.other = got.run or self.other
         if self.other is not None and (mine or theirs):
             self._show_other(self.other_report)
         if mine:

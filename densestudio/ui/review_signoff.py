@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMenu, QToolButton
 
-from densestudio.core import runs as core_runs
 from densestudio.core.formatting import html_text
+from densestudio.ui.context import one_dialog
 from densestudio.ui.review_base import ReviewBase
 from densestudio.ui.runs_panel import local_time
 from densestudio.ui.signoff_dialogs import APPROVED_COLOR, ApproveDialog
@@ -19,6 +19,7 @@ from densestudio.ui.signoff_dialogs import APPROVED_COLOR, ApproveDialog
 if TYPE_CHECKING:
     from densestudio.core.signoff import ApprovalInfo
     from densestudio.ml.gate import GateResult
+    from densestudio.runtime.operating_point import OperatingPoint
     from densestudio.ui.gate_view import GateDialog
     from densestudio.ui.operating_point import OperatingPointDialog
     from densestudio.ui.report_dialog import ReportDialog
@@ -54,20 +55,17 @@ class ReviewSignoff(ReviewBase):
 
         if self.run is None or self.project is None:
             return None
-        if self.op_dialog is not None:
-            self.op_dialog.close()
-        dialog = OperatingPointDialog(self.project, self.run.id, self, subset=self.subset)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        project, run_id = self.project, self.run.id
+        dialog = one_dialog(self, "op_dialog", lambda: OperatingPointDialog(
+            project, run_id, self, subset=self.subset))
         dialog.panel.saved.connect(self._on_operating_point_saved)
-        dialog.destroyed.connect(lambda *_: setattr(self, "op_dialog", None)
-                                 if self.op_dialog is dialog else None)
-        self.op_dialog = dialog
         dialog.show()
         return dialog
 
-    def _on_operating_point_saved(self, run_id: int, _point: object) -> None:
+    def _on_operating_point_saved(self, run_id: int, point: OperatingPoint | None) -> None:
         if self.run is None or run_id != self.run.id:
             return
+        self.point = point  # (None: removed)
         self._show_report()  # the header says how many defects the threshold passes
         if self.model.ids:
             self.overlay = self._overlay_for(self.model.ids)
@@ -111,14 +109,10 @@ class ReviewSignoff(ReviewBase):
 
         if self.run is None or self.project is None:
             return None
-        if self.gate_dialog is not None:
-            self.gate_dialog.close()
-        dialog = GateDialog(self.host, self.run.id, against, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        run_id = self.run.id
+        dialog = one_dialog(self, "gate_dialog",
+                            lambda: GateDialog(self.host, run_id, against, self))
         dialog.approveRequested.connect(self.show_approve)
-        dialog.destroyed.connect(lambda *_: setattr(self, "gate_dialog", None)
-                                 if self.gate_dialog is dialog else None)
-        self.gate_dialog = dialog
         dialog.show()
         return dialog
 
@@ -149,17 +143,11 @@ class ReviewSignoff(ReviewBase):
 
         if self.project is None:
             return None
-        run_id = self.run.id if self.run is not None else next(
-            (r.id for r in core_runs.list_runs(self.project) if r.status == "finished"), None)
+        run_id = self.run.id if self.run is not None else next(  # the list, newest first
+            (r.id for r in self._runs.values() if r.status == "finished"), None)
         if run_id is None:
             self.host.show_error("No run to report on", "Train a run first (Train tab).")
             return None
-        if self.report_dialog is not None:
-            self.report_dialog.close()
-        dialog = ReportDialog(self.host, run_id, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.destroyed.connect(lambda *_: setattr(self, "report_dialog", None)
-                                 if self.report_dialog is dialog else None)
-        self.report_dialog = dialog
+        dialog = one_dialog(self, "report_dialog", lambda: ReportDialog(self.host, run_id, self))
         dialog.show()
         return dialog

@@ -9,15 +9,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPoint
-from PySide6.QtWidgets import QMenu
 
 from densestudio.core import runs as core_runs
 from densestudio.core.constants import SOURCE_PREDICTION
 from densestudio.ui.gallery_model import TileOverlay
 from densestudio.ui.gallery_view import selected_ids
+from densestudio.ui.jobs import labels_job
 from densestudio.ui.review_base import ReviewBase
 from densestudio.ui.review_parts import SUBSETS
 from densestudio.ui.signoff_dialogs import add_golden_actions
+from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,7 +35,7 @@ class ReviewTiles(ReviewBase):
     def _overlay_for(self, ids: list[int]) -> dict[int, TileOverlay]:
         if not ids or self.project is None:
             return {}
-        current = {i.id: i.label_id for i in self.project.images_by_ids(ids)}
+        current = self.current_labels  # read in jobs, kept current by _on_labels_read
         decide = self._ok_ng_decider()
         out: dict[int, TileOverlay] = {}
         for image_id in ids:
@@ -63,11 +64,9 @@ class ReviewTiles(ReviewBase):
     def _ok_ng_decider(self) -> Callable[[np.ndarray], tuple[str, str]] | None:
         """OK / NG / UNSURE from a prediction's probabilities, when the run has an
         operating point (so tiles show what the production line would decide)."""
-        from densestudio.ml import operating_point as op
-
-        if self.run is None or self.project is None:
+        if self.run is None:
             return None
-        point = op.load_operating_point(self.project, self.run.id)
+        point = self.point  # read with the predictions
         if point is None or point.good_class not in self.run.class_names:
             return None
         good = list(self.run.class_names).index(point.good_class)
@@ -82,17 +81,31 @@ class ReviewTiles(ReviewBase):
         return decide
 
     def _on_labels_changed(self, image_ids: list[int]) -> None:
-        ours = [i for i in image_ids if i in self.preds]
-        if ours and self.project is not None and self.report is not None:
-            self.current_labels.update(
-                (i.id, i.label_id) for i in self.project.images_by_ids(ours))
+        """Read the new labels of the predicted images among ``image_ids`` in a job; the
+        header's recount and the tiles follow when they arrive (``labelsRead``)."""
+        ours = [i for i in image_ids if i in self.preds or i in self.unlabeled_preds]
+        if not ours or self.project is None:
+            return
+        self._labels_seq += 1
+        seq = self._labels_seq
+        self._labels_asked.update((i, seq) for i in ours)
+        worker = Worker(labels_job, self.project, ours, parent=self)
+        worker.on_result(lambda labels: self._on_labels_read(seq, labels))
+        self.host.jobs.start(worker, error_title="Cannot read the labels")
+
+    def _on_labels_read(self, seq: int, labels: dict[int, int | None]) -> None:
+        fresh = [i for i in labels if self._labels_asked.get(i) == seq]  # newest ask wins
+        for image_id in fresh:
+            del self._labels_asked[image_id]
+            self.current_labels[image_id] = labels[image_id]
+        if any(i in self.preds for i in fresh) and self.report is not None:
             self.summary.setText(self._header_html(self.report,
                                                    dict(SUBSETS)[self.subset].lower()))
-        shown = [i for i in image_ids if i in self.overlay]
-        if not shown:
-            return
-        self.overlay.update(self._overlay_for(shown))
-        self.model.set_overlay(self.overlay)
+        shown = [i for i in fresh if i in self.overlay]
+        if shown:
+            self.overlay.update(self._overlay_for(shown))
+            self.model.set_overlay(self.overlay)
+        self.labelsRead.emit()
 
     def _on_classes_changed(self) -> None:
         if self.run is not None and self.controller is not None:
@@ -165,12 +178,10 @@ class ReviewTiles(ReviewBase):
         return done
 
     def _tile_menu(self, pos: QPoint) -> None:
-        ids = self._menu_selection(pos)
-        if not ids:
+        made = self._selection_menu(pos)
+        if made is None:
             return
-        menu = QMenu(self)
-        header = menu.addAction(f"{len(ids):,} image{'s' if len(ids) != 1 else ''} selected")
-        header.setEnabled(False)
+        menu, ids = made
         current = self.gallery.currentIndex()
         if current.isValid():
             menu.addAction("Open in viewer\tEnter", lambda: self.open_row(current.row()))

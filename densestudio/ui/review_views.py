@@ -6,8 +6,6 @@ over them. A mixin of ``ReviewPanel``.
 from __future__ import annotations
 
 from densestudio.core.formatting import html_text
-from densestudio.core.store import ImageFilter
-from densestudio.ml.frame_ranges import checked_subsets, frame_reasons
 from densestudio.ui.jobs import frame_check_job
 from densestudio.ui.review_base import ReviewBase
 from densestudio.ui.review_parts import SUBSETS, VIEWS, Shown, prediction_warnings
@@ -60,8 +58,9 @@ class ReviewViews(ReviewBase):
             title = (f"<b>{len(ids)}</b> {subset} images with the highest loss · likely label "
                      "errors or hard cases")
         elif kind == "unlabeled":
-            still = set(self.project.image_ids(ImageFilter(unlabeled=True)))
-            preds = [p for p in self.unlabeled_preds.values() if p.image_id in still]
+            labels = self.current_labels  # read in jobs: still unlabeled, still there
+            preds = [p for p in self.unlabeled_preds.values()
+                     if p.image_id in labels and labels[p.image_id] is None]
             preds.sort(key=lambda p: (p.confidence, p.image_id))
             ids = [p.image_id for p in preds]
             title = (f"<b>{len(ids)}</b> unlabeled images with predictions · least confident "
@@ -111,18 +110,20 @@ class ReviewViews(ReviewBase):
         """Run the frame checks on this subset's images once (in the background), so the
         filter can pick the unfit frames among them; None when done before or busy."""
         if (self.run is None or self.project is None or self._busy()
-                or self.subset in checked_subsets(self.project, self.run.id)):
+                or self.frames_checked):
             return None
         run_id, kind = self.run.id, self.shown.kind if self.shown else "misclassified"
-        worker = Worker(frame_check_job, self.project, run_id, self.subset, parent=self)
-        worker.finished.connect(lambda _found: self._on_frames_checked(run_id, kind))
+        subset = self.subset
+        worker = Worker(frame_check_job, self.project, run_id, subset, parent=self)
+        worker.on_result(lambda reasons: self._on_frames_checked(run_id, subset, kind, reasons))
         self._run_worker(worker, "Checking the frames (too dark, out of focus, …)…")
         return worker
 
-    def _on_frames_checked(self, run_id: int, kind: str) -> None:
-        if self.run is None or self.run.id != run_id or self.project is None:
+    def _on_frames_checked(self, run_id: int, subset: str, kind: str,
+                           reasons: dict[int, str]) -> None:
+        if self.run is None or self.run.id != run_id or self.subset != subset:
             return
-        self.frame_reasons = frame_reasons(self.project, run_id)
+        self.frame_reasons, self.frames_checked = reasons, True
         self.show_view(kind)
 
     def _uncheck_views(self) -> None:

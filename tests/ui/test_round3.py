@@ -211,12 +211,14 @@ def test_review_recounts_after_a_relabel(qtbot: QtBot, opened: Opened) -> None:
     project = window.controller.project
     missed = image_id_of(project, MISSED)  # a scratch run B calls ok
     ok = next(c.id for c in window.controller.classes() if c.name == "ok")
-    window.controller.label_images([missed], ok)
+    with qtbot.waitSignal(panel.labelsRead):  # the new labels are read in a job
+        window.controller.label_images([missed], ok)
     header = panel.summary.text()
     assert "1 image relabeled since the run" in header
     assert "<b>100.0 %</b> balanced accuracy, accuracy 100.0 %, 0 misclassified of 85" in header
     assert "as they were at the run's time" in header
-    window.undo_action.trigger()
+    with qtbot.waitSignal(panel.labelsRead):
+        window.undo_action.trigger()
     assert "relabeled since the run" not in panel.summary.text()
 
 

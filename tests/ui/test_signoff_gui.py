@@ -197,7 +197,9 @@ def test_approving_a_run_makes_the_export_dialog_default_to_it(
     approval = signoff.latest_approval(project)
     assert (approval.run_id, approval.approved_by, approval.why) == (
         run_b, "Q. Inspector", "line 3 trial: no escapes in 2 shifts")
-    # The pickers and the runs list say which run is approved.
+    # The pickers and the runs list say which run is approved (the list is read in a job).
+    qtbot.waitUntil(lambda: "✓ approved" in panel.run_combo.itemText(
+        panel.run_combo.findData(run_b)))
     entry = panel.run_combo.itemText(panel.run_combo.findData(run_b))
     assert "✓ approved" in entry
     assert "✓ approved" not in panel.run_combo.itemText(panel.run_combo.findData(run_a))

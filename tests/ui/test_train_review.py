@@ -141,7 +141,7 @@ def test_train_button_live_plots_runs_list(
     assert header == ["Run", "Status", "Balanced acc", "Worst class"]
     assert runs.table.item(row, 2).text() == f"{m['test_balanced_acc'] * 100:.1f} %"
     assert runs.table.item(row, 4).text() == f"{m['test_acc'] * 100:.1f} %"
-    assert window.review_panel.run_combo.findData(run_id) >= 0
+    qtbot.waitUntil(lambda: window.review_panel.run_combo.findData(run_id) >= 0)  # a job
     snapshot = {r.image_id: r.class_index for r in core_runs.run_images(c.project, run_id)}
     names = core_runs.get_run(c.project, run_id).class_names
     assert names[snapshot[ids[0]]] == next(k.name for k in c.classes() if k.id == before)
@@ -154,7 +154,7 @@ def test_train_button_live_plots_runs_list(
     runs.confirm = lambda *_a: True
     assert runs.delete_selected()
     assert runs.row_of(run_id) is None
-    assert window.review_panel.run_combo.findData(run_id) < 0
+    qtbot.waitUntil(lambda: window.review_panel.run_combo.findData(run_id) < 0)
     assert not core_runs.run_dir(c.project, run_id).exists()
 
 
@@ -346,7 +346,7 @@ def test_confusion_matrix_click_shows_exactly_those_images(
 
 
 def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(
-    window: MainWindow, review: Review
+    qtbot: QtBot, window: MainWindow, review: Review
 ) -> None:
     panel, run_id = review
     project = window.controller.project
@@ -378,14 +378,16 @@ def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(
     # Old runs (no worst class stored) show balanced accuracy only.
     old = {k: v for k, v in info.metrics.items() if not k.startswith("test_worst")}
     core_runs.update_run(project, run_id, metrics=old)
-    panel.refresh_runs()
+    with qtbot.waitSignal(panel.runsRead):  # the list is read in a job
+        panel.refresh_runs()
     entry = panel.run_combo.itemText(panel.run_combo.findData(run_id))
     assert entry.endswith(f"balanced {info.metrics['test_balanced_acc'] * 100:.1f} %")
 
     # The worst class stored with the run shows in the picker and the table.
     core_runs.update_run(project, run_id, metrics={
         **info.metrics, "test_worst_recall": 0.25, "test_worst_class": "stripes"})
-    panel.refresh_runs()
+    with qtbot.waitSignal(panel.runsRead):
+        panel.refresh_runs()
     entry = panel.run_combo.itemText(panel.run_combo.findData(run_id))
     assert entry.endswith(" · worst stripes 25.0 %")
     table = window.train_panel.runs
@@ -411,7 +413,8 @@ def test_relabel_from_review_and_undo(qtbot: QtBot, window: MainWindow, review: 
 
     panel.gallery.setFocus()
     panel.gallery.go_to_row(0)
-    qtbot.keyClick(panel.gallery, Qt.Key(Qt.Key.Key_0 + int(new.shortcut)))
+    with qtbot.waitSignal(panel.labelsRead):  # the new labels are read in a job
+        qtbot.keyClick(panel.gallery, Qt.Key(Qt.Key.Key_0 + int(new.shortcut)))
     assert project.image(image_id).label_id == new.id
     assert panel.overlay[image_id].relabeled
     overlay = panel.model.data(panel.model.index(0), panel.model.OverlayRole)
@@ -419,10 +422,12 @@ def test_relabel_from_review_and_undo(qtbot: QtBot, window: MainWindow, review: 
         panel.model.index(0), Qt.ItemDataRole.ToolTipRole)
     assert panel.model.ids[0] == image_id  # the tile stays where it was
 
-    window.undo_action.trigger()
+    with qtbot.waitSignal(panel.labelsRead):
+        window.undo_action.trigger()
     assert project.image(image_id).label_id == old
     assert not panel.overlay[image_id].relabeled
-    window.redo_action.trigger()
+    with qtbot.waitSignal(panel.labelsRead):
+        window.redo_action.trigger()
     assert project.image(image_id).label_id == new.id
     assert panel.overlay[image_id].correct is False  # relabeled away from the prediction
 
@@ -439,7 +444,8 @@ def test_relabel_from_review_and_undo(qtbot: QtBot, window: MainWindow, review: 
     assert panel.overlay[ids[0]].correct is False
     panel.gallery.go_to_row(0)
     predicted = panel.class_ids[wrong.pred_index]
-    qtbot.keyClick(panel.gallery, window.controller.class_by_id(predicted).shortcut)
+    with qtbot.waitSignal(panel.labelsRead):
+        qtbot.keyClick(panel.gallery, window.controller.class_by_id(predicted).shortcut)
     assert project.image(ids[0]).label_id == predicted
     assert panel.overlay[ids[0]].relabeled and panel.overlay[ids[0]].correct is True
 
