@@ -50,7 +50,7 @@ def review_run(app: QApplication, window: MainWindow, run_id: int) -> None:
     """Show a run in the Review tab and wait until its predictions (read in a job) are in."""
     loaded: list[bool] = []
     window.review_panel.loaded.connect(lambda: loaded.append(True))
-    review_run(app, window, run_id)
+    window.review_run(run_id)
     wait(app, 60, lambda: bool(loaded))
 
 
