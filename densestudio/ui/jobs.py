@@ -242,15 +242,16 @@ def predict_unlabeled_job(
     "unlabeled"; images the run trained or was evaluated on keep their own predictions."""
     from densestudio.core.runs import run_images
     from densestudio.core.store import ImageFilter
-    from densestudio.ml.evaluate import predict_images
-    from densestudio.ml.frame_ranges import frame_reasons
-    from densestudio.ml.threads import limited_threads
 
     in_run = {r.image_id for r in run_images(project, run_id)}
     ids = [i for i in project.image_ids(ImageFilter(unlabeled=True, missing=False))
            if i not in in_run]
     if not ids:
         return UnlabeledPredicted((), {})
+    from densestudio.ml.evaluate import predict_images
+    from densestudio.ml.frame_ranges import frame_reasons
+    from densestudio.ml.threads import limited_threads
+
     with limited_threads():
         preds = predict_images(project, run_id, ids, on_event=on_event, cancel=cancel)
     return UnlabeledPredicted(tuple(preds), frame_reasons(project, run_id))

@@ -344,7 +344,7 @@ class ReviewPanel(ReviewHeader, ReviewViews, ReviewTiles, ReviewCompare, ReviewJ
         self.other = None
         self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
         self.frame_reasons = {}
-        self.current_labels = {}
+        self.current_labels, self._labels_asked = {}, {}
         if controller is not None:
             controller.labelsChanged.connect(self._on_labels_changed)
             controller.classesChanged.connect(self._on_classes_changed)
@@ -512,6 +512,7 @@ class ReviewPanel(ReviewHeader, ReviewViews, ReviewTiles, ReviewCompare, ReviewJ
             return
         self.class_ids = self._class_map(self.run.class_names)
         self.preds, self.unlabeled_preds, self.report = {}, {}, None
+        self.frames_checked = False  # (until read for this subset)
         self.summary.setText("Reading the predictions…")
         self._read_predictions(with_run=True)
 
@@ -528,7 +529,7 @@ class ReviewPanel(ReviewHeader, ReviewViews, ReviewTiles, ReviewCompare, ReviewJ
     def _clear(self, text: str) -> None:
         self.run, self.report, self.other = None, None, None
         self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
-        self.frame_reasons = {}
+        self.frame_reasons, self.frames_checked = {}, False
         self.summary.setText(text)
         self.evaluate_button.hide()
         self.matrix.set_matrix([], [])

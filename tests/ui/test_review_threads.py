@@ -90,6 +90,12 @@ def test_review_reads_in_jobs_never_on_the_gui_thread(
         assert panel.frames_checked
         with qtbot.waitSignal(panel.runsRead, timeout=30_000):
             panel.refresh_runs(reload=False)
+        # Which images to predict is read in the job too: here none is unlabeled.
+        with qtbot.waitSignal(panel.predictionsReady, timeout=30_000) as ready:
+            assert panel.predict_unlabeled() is not None
+        assert ready.args == [0]
+        assert "There are no unlabeled images to predict." in ctx.messages
+        qtbot.waitUntil(lambda: panel.worker is None, timeout=30_000)
         assert spy.elsewhere > 0  # the spy sees the jobs' queries
         assert sorted(set(spy.gui)) == [], "\n".join(sorted(set(spy.gui)))
     finally:
