@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 BANDS = 4
 MIN_CORRELATION = 0.9  # of the thumbnails' detail, for a candidate pair to count
+SMALL_GROUP = 4  # a group this small always shares a split, whatever its class's size
 MAX_STEM_GROUP = 16  # more images sharing a stem is a naming scheme ("crazing_12"), not a part
 _VARIANT = re.compile(r"^(.*\d.*?)[_\-. ]+([a-z][a-z0-9]*|[a-z0-9]*[a-z])$")
 
@@ -206,6 +207,22 @@ def refresh_groups(project: Project, max_distance: int = 3) -> list[tuple[int, .
     for image_id in list(parent):
         merged[find(image_id)].append(image_id)
     groups = [tuple(sorted(ids)) for ids in merged.values() if len(ids) > 1]
+    with project.session() as s:
+        label_of = dict(iter(s.execute(select(Image.id, Image.label_id).where(
+            Image.label_id.is_not(None)))))
+    class_size = Counter(label_of.values())
+
+    def one_part(group: tuple[int, ...]) -> bool:
+        """Small, or not more than half of its class: a group holding most of a class is a kind of
+        image (a plain texture), not one part, and one split for it would leave the class
+        out of validation and test."""
+        labels = Counter(label_of[i] for i in group if i in label_of)
+        if not labels:
+            return True
+        label, _ = labels.most_common(1)[0]
+        return len(group) <= max(class_size[label] / 2, SMALL_GROUP)
+
+    groups = [g for g in groups if one_part(g)]
     with project.transaction() as s:
         splits.write_groups(s, groups)
     return groups

@@ -146,3 +146,22 @@ def test_refresh_groups_stores_stem_groups(project: Project, tmp_path: Path,
         Image.fromarray(_texture(50 + k)).save(folder / name)
     run_import(project, [tmp_path / "i"], ImportOptions(labels_from_subfolders=True))
     assert len(refresh_groups(project)) == 1
+
+
+def test_a_class_of_look_alike_images_is_not_one_group(project: Project, tmp_path: Path) -> None:
+    """Twelve stripe images that differ only by noise are a kind of image, not one part:
+    the class still reaches validation and test."""
+    root = tmp_path / "imgs"
+    for cls, level in (("plain", None), ("stripes", 1)):
+        (root / cls).mkdir(parents=True)
+        rng = np.random.default_rng(7)
+        for i in range(12):
+            arr = (np.where((np.arange(24) // 3) % 2 == 0, 40, 200)[None, :] if level
+                   else _texture(300 + i)[:24, :24].astype(float)) + rng.normal(0, 12, (24, 24))
+            Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(root / cls / f"{i}.png")
+    run_import(project, [root], ImportOptions(labels_from_subfolders=True))
+    with project.session() as s:
+        assert splits.read_groups(s) == []
+    stripes = next(c for c in project.classes() if c.name == "stripes")
+    counts = project.counts()
+    assert counts.count(stripes.id, "val") and counts.count(stripes.id, "test")

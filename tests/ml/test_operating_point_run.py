@@ -122,7 +122,7 @@ def test_export_carries_the_point_and_predicts(
     lines = captured.out.strip().splitlines()
     assert len(lines) == 6
     for line, r in zip(lines, results, strict=False):
-        assert line.split("\t")[-1] == r.decision
+        assert line.split("\t")[1] == r.decision  # path, decision, P(good), top class
     assert "OK if P(bright) >= 0.500" in captured.err and "UNSURE" in captured.err
     csv_path = tmp_path / "preds.csv"
     assert main(["predict", str(out), *map(str, files), "--csv", str(csv_path)]) == 0

@@ -97,7 +97,7 @@ def test_exported_file_decides_and_evaluate_leads_with_it(
     capsys.readouterr()
     assert main(["predict", str(out), *map(str, files)]) == 0
     captured = capsys.readouterr()
-    decisions = [line.split("\t")[-1] for line in captured.out.strip().splitlines()]
+    decisions = [line.split("\t")[1] for line in captured.out.strip().splitlines()]
     assert len(decisions) == 6 and set(decisions) <= {"OK", "NG", "UNSURE"}
     assert "OK if P(ok) >=" in captured.err
 

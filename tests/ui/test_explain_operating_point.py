@@ -139,8 +139,9 @@ def test_operating_point_window_loads_and_saves(qtbot: QtBot, opened: Opened) ->
     project = window.controller.project
     review_run(qtbot, window, run_id)
     review = window.review_panel
-    # The OK/NG window opens on the split Review shows: validation here.
-    review.subset_combo.setCurrentIndex(review.subset_combo.findData("val"))
+    # The OK/NG window opens on the split Review shows: validation here (read in a job).
+    with qtbot.waitSignal(review.loaded, timeout=60_000):
+        review.subset_combo.setCurrentIndex(review.subset_combo.findData("val"))
     assert review.op_button.isEnabled()
     shown = review.show_view("top_losses")
     assert shown and all(review.overlay[i].decision == "" for i in shown)

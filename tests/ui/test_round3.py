@@ -260,7 +260,7 @@ def test_report_open_failing_says_so_with_the_path(
     dialog.close()
 
 
-def test_decision_badge_shows_p_good_beside_ok_ng(opened: Opened) -> None:
+def test_decision_badge_shows_p_good_beside_ok_ng(qtbot: QtBot, opened: Opened) -> None:
     from densestudio.ml import operating_point as op
     from densestudio.ui.gallery_view import overlay_label
     from tests.ui.signoff_fixtures import MISSED
@@ -268,7 +268,7 @@ def test_decision_badge_shows_p_good_beside_ok_ng(opened: Opened) -> None:
     window, _a, run_b = opened
     project = window.controller.project
     op.save_operating_point(project, run_b, op.OperatingPoint("ok", 0.85))
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     panel = window.review_panel
     missed = image_id_of(project, MISSED)  # P(ok) 0.8: the most likely class is ok
     panel.show_view("misclassified")
@@ -281,7 +281,7 @@ def test_decision_badge_shows_p_good_beside_ok_ng(opened: Opened) -> None:
 def test_review_tiles_open_in_the_viewer_and_resize(qtbot: QtBot, opened: Opened,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     window, _a, run_b = opened
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     panel = window.review_panel
     window.show_tab(panel)
     ids = panel.show_view("top_losses")
@@ -318,14 +318,18 @@ def test_review_tiles_open_in_the_viewer_and_resize(qtbot: QtBot, opened: Opened
     assert window.filter_bar.tile_slider.value() == images
 
 
-def test_training_seen_from_every_tab_and_export_shows_its_steps(opened: Opened) -> None:
+def test_training_seen_from_every_tab_and_export_shows_its_steps(
+    opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from densestudio.ml.export import ExportProgress
+    from densestudio.ui.train_panel import TrainPanel
 
     window, _a, run_b = opened
     panel = window.train_panel
     indicator = window.training_indicator
     assert indicator.isHidden()
-    panel.worker = object()  # type: ignore[assignment]  # a run is training
+    training: list[object] = [object()]  # a run is training (the panel's job, as the runner has it)
+    monkeypatch.setattr(TrainPanel, "worker", property(lambda _self: training[0]))
     panel.progress.setRange(0, 1000)
     panel.progress.setFormat("Epoch 2/20 · step 3/9")
     panel.progress.setValue(120)
@@ -334,7 +338,7 @@ def test_training_seen_from_every_tab_and_export_shows_its_steps(opened: Opened)
     assert indicator.format() == "Training: Epoch 2/20 · step 3/9"
     indicator.clicked.emit()
     assert window.tabs.currentWidget() is window._tab_page(panel)
-    panel.worker = None
+    training[0] = None
     panel.trainingEnded.emit(None)
     assert indicator.isHidden()
 
