@@ -9,8 +9,13 @@ for unlabeled images, or the images one run gets right and the other wrong) with
 class, the predicted class and the confidence on each tile. Keys 1-9 relabel the selected
 tiles (undo with Ctrl+Z); tiles whose label changed since the run are marked "relabeled".
 
-All numbers come from predictions stored in the project (``core.runs``); evaluating a run,
-predicting unlabeled images and exporting run in worker threads.
+All numbers come from predictions stored in the project (``core.runs``). Showing a run queries
+nothing on the GUI thread (only user actions do: accepting predictions checks the labels it
+would overwrite, the tile menu reads the must-pass marks): the run list, the predictions
+with what goes with them and labels after a change are read in jobs (``ui.jobs``);
+evaluating a run, predicting unlabeled images and exporting run in worker threads too.
+This module builds the tab and reads; its parts are mixins on ``ui.review_base`` (header,
+views, tiles, compare, jobs, sign-off).
 """
 
 from __future__ import annotations
