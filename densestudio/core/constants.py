@@ -14,6 +14,7 @@ SOURCE_IMPORT = "import"  # set by `densestudio import-labels` (a line's MES, a 
 # The image file changed since it was labeled: the label is kept but needs a person's review;
 # such images are left out of training until they are labeled again.
 SOURCE_CHANGED = "changed"
+CHANGED_TEXT = "changed since it was labeled"  # how the GUI and CLI say SOURCE_CHANGED
 
 SPLITS = ("train", "val", "test")
 

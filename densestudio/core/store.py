@@ -174,6 +174,7 @@ class ImageFilter:
     text: str = ""  # substring of the file name (case-insensitive)
     missing: bool | None = None  # only missing (True) / present (False) files
     image_ids: tuple[int, ...] | None = None  # explicit set, e.g. a confusion-matrix cell
+    changed: bool = False  # only labels marked "changed since it was labeled" (SOURCE_CHANGED)
 
 
 SORT_KEYS = ("name", "added", "class")
@@ -957,6 +958,8 @@ def _apply_filter(stmt: _AnySelect, flt: ImageFilter) -> _AnySelect:
         stmt = stmt.where(Image.filename.like(pattern, escape="\\"))
     if flt.missing is not None:
         stmt = stmt.where(Image.missing.is_(flt.missing))
+    if flt.changed:
+        stmt = stmt.where(Image.label_source == SOURCE_CHANGED)
     return stmt
 
 

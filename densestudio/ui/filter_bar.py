@@ -17,7 +17,7 @@ from densestudio.core.store import ClassInfo, ImageFilter
 from densestudio.ui.class_panel import swatch
 from densestudio.ui.gallery_view import MAX_TILE, MIN_TILE
 
-ALL, UNLABELED = "all", "unlabeled"
+ALL, UNLABELED, CHANGED = "all", "unlabeled", "changed"
 SORTS = (("name", "Name"), ("added", "Date added"), ("class", "Class"))
 SPLIT_CHOICES = ((None, "All splits"), ("train", "Train"), ("val", "Val"), ("test", "Test"),
                  ("none", "No split"))
@@ -30,7 +30,8 @@ class FilterBar(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.class_combo = QComboBox(self)
-        self.class_combo.setToolTip("Show one class, or the images without a label")
+        self.class_combo.setToolTip(
+            "Show one class, the images without a label, or those whose file changed since labeled")
         self.class_combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.class_combo.setMinimumContentsLength(9)
@@ -98,6 +99,11 @@ class FilterBar(QWidget):
             self.class_combo.clear()
             self.class_combo.addItem("All classes", ALL)
             self.class_combo.addItem("Unlabeled", UNLABELED)
+            self.class_combo.addItem("Changed since labeled", CHANGED)
+            self.class_combo.setItemData(
+                self.class_combo.count() - 1,
+                "Images whose file changed after they were labeled: check their label",
+                Qt.ItemDataRole.ToolTipRole)
             for c in classes:
                 key = f"{c.shortcut}  " if c.shortcut else ""
                 self.class_combo.addItem(swatch(c.color), f"{key}{c.name}", c.id)
@@ -113,6 +119,10 @@ class FilterBar(QWidget):
         index = self.class_combo.findData(UNLABELED if class_id is None else class_id)
         if index >= 0:
             self.class_combo.setCurrentIndex(index)
+
+    def show_changed(self) -> None:
+        """Show the images whose file changed since they were labeled."""
+        self.class_combo.setCurrentIndex(self.class_combo.findData(CHANGED))
 
     def set_split(self, split: str | None) -> None:
         index = self.split_combo.findData(split)
@@ -133,10 +143,11 @@ class FilterBar(QWidget):
 
     def image_filter(self) -> ImageFilter:
         data = self.class_combo.currentData()
-        class_ids = None if data in (ALL, UNLABELED, None) else (int(data),)
+        class_ids = None if data in (ALL, UNLABELED, CHANGED, None) else (int(data),)
         return ImageFilter(
             class_ids=class_ids,
             unlabeled=data == UNLABELED,
+            changed=data == CHANGED,
             split=self.split_combo.currentData(),
             text=self.text.text().strip(),
         )

@@ -23,6 +23,7 @@ from PySide6.QtCore import (
     Signal,
 )
 
+from densestudio.core.constants import CHANGED_TEXT, SOURCE_CHANGED
 from densestudio.core.store import ClassInfo, ImageFilter, ImageInfo
 from densestudio.ui.controller import ProjectController
 from densestudio.ui.thumbnail_loader import ThumbnailLoader
@@ -242,6 +243,8 @@ class GalleryModel(QAbstractListModel):
             label = cls.name if cls else "unlabeled"
             split = f" · {info.split}" if info.split else ""
             tip = f"{info.path}\n{info.width}×{info.height} · {label}{split}"
+            if info.label_source == SOURCE_CHANGED:
+                tip += f"\n{CHANGED_TEXT}: check the label"
             overlay = self._overlay.get(info.id)
             if overlay is not None:
                 pred = self.class_by_id(overlay.predicted_class_id)

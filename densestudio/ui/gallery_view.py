@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from densestudio.core.constants import SOURCE_CHANGED
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
 
 MIN_TILE, MAX_TILE, DEFAULT_TILE = 72, 256, 144
@@ -212,6 +213,18 @@ class TileDelegate(QStyledItemDelegate):
                 painter.setPen(QColor("#111111"))
                 painter.setFont(self._bold_small)
                 painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
+
+        # A file changed on disk since it was labeled: its label needs a look.
+        if info.label_source == SOURCE_CHANGED and not (overlay is not None and overlay.relabeled):
+            text = "changed" if self.tile >= 112 else "!"
+            w = fm.horizontalAdvance(text) + 8
+            tag = QRectF(thumb_rect.right() - w - 2, thumb_rect.bottom() - chip_h - 2, w, chip_h)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor("#c62828"))
+            painter.drawRoundedRect(tag, 3, 3)
+            painter.setPen(QColor("#ffffff"))
+            painter.setFont(self._bold_small)
+            painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
 
         # File name.
         name_rect = QRect(rect.left() + m, thumb_rect.bottom() + 2, side, fm.height() + 2)

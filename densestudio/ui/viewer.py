@@ -54,6 +54,7 @@ from PySide6.QtWidgets import (
 )
 
 from densestudio.core import history, signoff
+from densestudio.core.constants import CHANGED_TEXT, SOURCE_CHANGED
 from densestudio.core.formatting import html_text
 from densestudio.core.imaging import ImageDecodeError
 from densestudio.core.store import ClassInfo, ImageInfo
@@ -566,7 +567,9 @@ class ImageViewer(QWidget):
         if cls is not None:
             label = (f"<span style='background:{cls.color}; color:#fff'>&nbsp;{html_text(cls.name)}"
                      f"&nbsp;</span>")
-            if info.label_source and info.label_source != "human":
+            if info.label_source == SOURCE_CHANGED:
+                label += f" <b style='color:#c62828'>{CHANGED_TEXT}</b>"
+            elif info.label_source and info.label_source != "human":
                 label += f" <span style='color:gray'>(from {info.label_source})</span>"
         else:
             label = "<i>unlabeled</i>"

@@ -69,3 +69,36 @@ def test_unlabeled_filter_count_follows_labeling(
     window.refresh_project()  # F5: the view is applied again
     assert window.model.rowCount() == 5
     assert window.filter_bar.count_label.text() == "5 of 9 images"
+
+
+def test_changed_since_labeled_filter_tile_and_viewer(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """A file replaced after it was labeled (core marks it SOURCE_CHANGED): the Images tab
+    finds it with the "Changed since labeled" filter, and its tooltip and the viewer say so."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from densestudio.core.constants import CHANGED_TEXT
+    from densestudio.core.file_changes import check_files
+
+    _open(qtbot, window, tmp_path, n_per_class=2, labels=True)
+    project = window.controller.project
+    victim = project.page(limit=1)[0]
+    PILImage.fromarray(np.full((30, 30), 7, dtype=np.uint8), mode="L").save(victim.path)
+    assert len(check_files(project).changed) == 1
+    window.refresh_project()
+    bar = window.filter_bar
+    bar.show_changed()
+    assert bar.image_filter().changed
+    qtbot.waitUntil(lambda: window.model.rowCount() == 1, timeout=5000)
+    model = window.model
+    info = model.info(0)
+    assert info is not None and info.id == victim.id
+    tip = model.data(model.index(0), Qt.ItemDataRole.ToolTipRole)
+    assert CHANGED_TEXT in tip
+    window.gallery.go_to_row(0)
+    qtbot.waitUntil(lambda: CHANGED_TEXT in window.viewer.details.text(), timeout=5000)
+    bar.reset()
+    bar.changed.emit()
+    qtbot.waitUntil(lambda: window.model.rowCount() == 6, timeout=5000)
