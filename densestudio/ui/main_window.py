@@ -106,7 +106,12 @@ class MainWindow(ProjectFlows, GalleryFlows, WindowMenus, QMainWindow):
     def __init__(self, prefs: Preferences | None = None) -> None:
         super().__init__()
         self.prefs = prefs or app_settings.load_preferences()
-        app_settings.apply_user_name(self.prefs)  # who history and approvals record
+        try:
+            app_settings.apply_user_name(self.prefs)  # who history and approvals record
+        except DenseStudioError as exc:  # a preferences file edited by hand: not used, said
+            self.prefs.user_name = ""
+            app_settings.apply_user_name(self.prefs)
+            self.statusBar().showMessage(f"Preferences: your name is not used. {exc}", 15000)
         self.controller: ProjectController | None = None
         self._matching = 0  # images matching the gallery's filter now (see _recount)
         self.jobs = JobRunner(self.show_error, self)

@@ -22,6 +22,7 @@ from typing import cast
 from PySide6.QtCore import QSettings, QStandardPaths
 
 from densestudio.core.store import USER_ENV, current_user
+from densestudio.core.users import normalize_author
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,11 @@ _env_before: list[str | None] = []  # $DENSESTUDIO_USER before a preference repl
 def apply_user_name(prefs: Preferences) -> str:
     """Make ``prefs.user_name`` the name core records (``$DENSESTUDIO_USER``); an empty
     preference puts back what the environment said before (else the OS user is recorded).
-    Returns the name now in effect."""
-    name = prefs.user_name.strip()[:64]
+    Returns the name now in effect. A name core would refuse (too long, control characters)
+    raises ProjectError with core's message: refused, never cut."""
+    name = prefs.user_name.strip()
     if name:
+        name = normalize_author(name)
         if not _env_before:
             _env_before.append(os.environ.get(USER_ENV))
         os.environ[USER_ENV] = name

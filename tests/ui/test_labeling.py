@@ -427,3 +427,49 @@ def test_extreme_aspect_images_stay_visible_in_tiles_and_viewer(
     assert canvas.fit_mode and 3 * canvas.zoom >= MIN_FIT_SIDE - 0.01
     assert canvas.horizontalScrollBar().value() == canvas.horizontalScrollBar().minimum()
     assert canvas.mapToScene(0, 0).x() <= 1, "shown from its start"
+
+
+def test_preferences_refuse_a_name_the_cli_refuses(qtbot: QtBot, window: MainWindow) -> None:
+    """Edit › Preferences refuses (never cuts) an over-long name or one with control
+    characters, with the CLI's message; nothing is saved and the recorded name stays."""
+    from densestudio.core.users import MAX_AUTHOR, current_user, normalize_author
+    from densestudio.ui import settings
+
+    before = current_user()
+    for bad in ("x" * (MAX_AUTHOR + 1), "Q.\x07Inspector", "two\nlines"):
+        with pytest.raises(ProjectError) as refused:
+            normalize_author(bad)
+        dialog = window.show_preferences()
+        dialog.user_name.setText(bad)
+        assert dialog.user_name.text() == bad  # not cut while typing or pasting
+        assert dialog.name_error.text() == str(refused.value)
+        assert not dialog.ok_button.isEnabled()
+        dialog.accept()  # e.g. Enter in the field
+        assert dialog.isVisible() and dialog.result() == 0
+        assert window.prefs.user_name == "" and current_user() == before
+        assert settings.load_preferences().user_name == ""
+        dialog.reject()
+        with pytest.raises(ProjectError):
+            settings.apply_user_name(settings.Preferences(user_name=bad))
+    dialog = window.show_preferences()
+    dialog.user_name.setText("x" * MAX_AUTHOR)  # at the limit: fine
+    assert dialog.name_error.text() == "" and dialog.ok_button.isEnabled()
+    dialog.accept()
+    assert current_user() == "x" * MAX_AUTHOR == window.prefs.user_name
+    window.prefs.user_name = ""
+    settings.apply_user_name(window.prefs)
+
+
+def test_a_hand_edited_overlong_name_is_not_used(qtbot: QtBot) -> None:
+    from densestudio.core.users import current_user
+    from densestudio.ui.app import create_application
+    from densestudio.ui.main_window import MainWindow
+    from densestudio.ui.settings import Preferences
+
+    create_application([])
+    before = current_user()
+    win = MainWindow(Preferences(user_name="y" * 65))
+    qtbot.addWidget(win)
+    assert current_user() == before and win.prefs.user_name == ""
+    assert "at most 64 characters" in win.statusBar().currentMessage()
+    win.close()
