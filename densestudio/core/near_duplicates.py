@@ -36,6 +36,7 @@ from densestudio.core.constants import SPLITS
 from densestudio.core.errors import ProjectError
 from densestudio.core.imaging import thumbnail_hash
 from densestudio.core.models import Image
+from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.splits import read_settings, set_split
 from densestudio.core.thumbnails import ThumbnailCache
 
@@ -62,11 +63,25 @@ class NearDuplicateGroup:
         return "test" in self.splits and any(s != "test" for s in self.splits)
 
 
+@dataclass(frozen=True)
+class GroupProgress(Progress):
+    """How far finding the near-identical groups is: ``step`` ("hashing" thumbnails of rows
+    without a hash, "comparing" candidate pairs by their thumbnails), ``done`` of ``total``."""
+
+    step: str
+    done: int
+    total: int
+
+
+_EVERY = 64  # report progress every this many units
+
+
 def _unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
-def backfill_hashes(project: Project) -> int:
+def backfill_hashes(project: Project, on_event: EventCallback = ignore_event,
+                    cancel: CancelToken | None = None) -> int:
     """Compute missing dHashes (rows from older versions) from their thumbnails."""
     with project.session() as s:
         todo = list(s.scalars(select(Image.id).where(Image.phash.is_(None),
@@ -75,7 +90,11 @@ def backfill_hashes(project: Project) -> int:
         return 0
     cache = ThumbnailCache(project.cache_dir)
     values = []
-    for info in project.images_by_ids(todo):
+    for n, info in enumerate(project.images_by_ids(todo)):
+        if n % _EVERY == 0:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            on_event(GroupProgress("hashing", n, len(todo)))
         data = cache.get_or_make(info)
         if data is not None:
             values.append((info.id, thumbnail_hash(data)))
@@ -103,13 +122,14 @@ def find_cross_split_duplicates(
     return groups
 
 
-def _clusters(project: Project, max_distance: int, only: set[int] | None = None
+def _clusters(project: Project, max_distance: int, only: set[int] | None = None,
+              on_event: EventCallback = ignore_event, cancel: CancelToken | None = None
               ) -> tuple[list[tuple[int, ...]], dict[int, int]]:
     """Clusters (2+ sorted ids) of near-identical images, and each cluster's largest hash
     distance (keyed by its first id); ``only`` limits the images looked at."""
     if not 0 <= max_distance <= BANDS - 1:
         raise ProjectError(f"max_distance must be between 0 and {BANDS - 1}.")
-    backfill_hashes(project)
+    backfill_hashes(project, on_event, cancel)
     with project.session() as s:
         rows = list(s.execute(select(Image.id, Image.phash).where(
             Image.phash.is_not(None), Image.missing.is_(False))))
@@ -131,9 +151,13 @@ def _clusters(project: Project, max_distance: int, only: set[int] | None = None
     signatures = _Signatures(project)
     worst: dict[int, int] = {}
     checked: set[tuple[int, int]] = set()
-    for members in buckets.values():
-        if len(members) < 2 or len(members) > 5000:  # flat images: skip degenerate buckets
-            continue
+    # flat images make degenerate buckets: skipped
+    candidates = [m for m in buckets.values() if 2 <= len(m) <= 5000]
+    for n, members in enumerate(candidates):
+        if n % _EVERY == 0:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            on_event(GroupProgress("comparing", n, len(candidates)))
         for a_index, a in enumerate(members):
             for b in members[a_index + 1 :]:
                 distance = (hashes[a] ^ hashes[b]).bit_count()
@@ -182,10 +206,13 @@ def stem_groups(paths: dict[int, str]) -> list[tuple[int, ...]]:
     return [tuple(sorted(ids)) for ids in by_key.values() if 2 <= len(ids) <= MAX_STEM_GROUP]
 
 
-def refresh_groups(project: Project, max_distance: int = 3) -> list[tuple[int, ...]]:
+def refresh_groups(project: Project, max_distance: int = 3,
+                   on_event: EventCallback = ignore_event,
+                   cancel: CancelToken | None = None) -> list[tuple[int, ...]]:
     """Find the groups a split keeps together (near-identical images, and names sharing a
-    stem, merged where they overlap) and store them for core.splits."""
-    clusters, _ = _clusters(project, max_distance)
+    stem, merged where they overlap) and store them for core.splits. It reads thumbnails
+    (``GroupProgress`` events); ``cancel`` stops it before anything is written."""
+    clusters, _ = _clusters(project, max_distance, None, on_event, cancel)
     with project.session() as s:
         paths = {i: p for i, p in s.execute(select(Image.id, Image.path).where(
             Image.missing.is_(False)))}
@@ -258,12 +285,16 @@ def keep_groups_together(project: Project) -> KeptTogether:
 
 
 def resplit(project: Project, ratios: tuple[float, float, float] | None = None,
-            seed: int | None = None) -> int:
+            seed: int | None = None, on_event: EventCallback = ignore_event,
+            cancel: CancelToken | None = None) -> int:
     """Re-assign every labeled image's split, keeping the groups (refreshed first) together
-    (a locked test set stays as it is)."""
+    (a locked test set stays as it is). Refreshing reads thumbnails: a GUI runs it in a job
+    (``GroupProgress`` events; ``cancel`` stops it before the splits change)."""
     from densestudio.core.store import resplit as store_resplit
 
-    refresh_groups(project)
+    refresh_groups(project, on_event=on_event, cancel=cancel)
+    if cancel is not None:
+        cancel.raise_if_cancelled()
     return store_resplit(project, ratios, seed)
 
 

@@ -314,17 +314,6 @@ class ProjectController(QObject):
         return True
 
     # ------------------------------------------------------------ splits
-    def resplit(self, ratios: tuple[float, float, float] | None = None) -> int | None:
-        """Re-assign splits; near-identical and same-name images stay together."""
-        from densestudio.core.near_duplicates import resplit
-
-        n = self.guard(lambda: resplit(self.project, ratios))
-        if n is not None:
-            self.counts(fresh=True)
-            self.splitsChanged.emit()
-            self.countsChanged.emit()
-        return n
-
     def lock_test_split(self, locked: bool) -> bool:
         ok = self.guard(lambda: lock_test_split(self.project, locked)) is not None
         self.splitsChanged.emit()
@@ -334,7 +323,7 @@ class ProjectController(QObject):
         """Keep groups ("folder" / "regex:PATTERN" / "" = none) in one split and re-split."""
         n = self.guard(lambda: set_split_group_by(self.project, group_by))
         if n is not None:
-            self._splits_moved()
+            self.splits_moved()
         return n
 
     def move_near_duplicates_together(self, groups: Sequence[NearDuplicateGroup]) -> int | None:
@@ -343,10 +332,11 @@ class ProjectController(QObject):
 
         n = self.guard(lambda: move_together(self.project, list(groups)))
         if n is not None:
-            self._splits_moved()
+            self.splits_moved()
         return n
 
-    def _splits_moved(self) -> None:
+    def splits_moved(self) -> None:
+        """Splits were re-assigned (here, or by a re-split job): counts and panels follow."""
         self.counts(fresh=True)
         self.splitsChanged.emit()
         self.countsChanged.emit()

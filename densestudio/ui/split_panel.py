@@ -1,7 +1,9 @@
 """Split panel: train/val/test counts, target ratios, re-split, the locked test set, the
 group key (keep a folder or a lot/serial number in one split) and the near-duplicate check.
 
-The near-duplicate check (``core.near_duplicates``) runs in a worker thread; it reports how
+Re-split and the near-duplicate check (``core.near_duplicates``) read thumbnails to refresh
+the near-identical groups: they run as jobs of the app's ``JobRunner`` (one at a time, a
+progress bar with Cancel), their results applied on the GUI thread. The check it reports how
 many groups of near-identical images span splits (and how many touch the test set), can show
 them in the gallery, and moves each group into one split. A locked test set is never changed:
 groups touching it are left as they are, with a message saying so.
@@ -34,10 +36,11 @@ from densestudio.core.constants import SPLITS
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ui.controller import ProjectController
+from densestudio.ui.job_progress import JobProgress
 from densestudio.ui.workers import JobRunner, Worker
 
 if TYPE_CHECKING:
-    from densestudio.core.near_duplicates import NearDuplicateGroup
+    from densestudio.core.near_duplicates import GroupProgress, NearDuplicateGroup
     from densestudio.core.store import Project
 
 GROUP_CHOICES = (("", "Near-duplicates only"), ("folder", "Parent folder"),
@@ -52,8 +55,21 @@ def near_duplicates_job(
     from densestudio.core.near_duplicates import find_cross_split_duplicates, refresh_groups
 
     cancel.raise_if_cancelled()
-    refresh_groups(project)  # what the Train tab, Review and the report warn about
-    return find_cross_split_duplicates(project)
+    refresh_groups(project, on_event=on_event, cancel=cancel)  # what Train, Review and the
+    return find_cross_split_duplicates(project)  # report warn about
+
+
+def resplit_job(project: Project, ratios: tuple[float, float, float], *,
+                on_event: EventCallback, cancel: CancelToken) -> int:
+    """Re-assign every labeled image's split (groups refreshed first); how many images."""
+    from densestudio.core.near_duplicates import resplit
+
+    return resplit(project, ratios, on_event=on_event, cancel=cancel)
+
+
+def progress_text(event: GroupProgress) -> str:
+    what = "Hashing thumbnails" if event.step == "hashing" else "Comparing look-alikes"
+    return f"{what}… %v of %m"
 
 
 def group_by_problem(group_by: str) -> str | None:
@@ -119,6 +135,8 @@ class SplitPanel(QWidget):
             "not even on a re-split, so results stay comparable across runs."
         )
         self.lock_box.toggled.connect(self._on_lock)
+        self.progress = JobProgress(self)  # a re-split or check reading thumbnails
+        self.progress.cancelRequested.connect(lambda: self.jobs.cancel(self))
         self.info = QLabel("", self)
         self.info.setWordWrap(True)
         self.info.setStyleSheet("color: palette(placeholder-text);")
@@ -170,6 +188,7 @@ class SplitPanel(QWidget):
         layout.addWidget(self.table)
         layout.addLayout(form)
         layout.addLayout(buttons)
+        layout.addWidget(self.progress)
         layout.addWidget(self.info)
 
         group_form = QFormLayout()
@@ -276,7 +295,8 @@ class SplitPanel(QWidget):
         total = sum(s.value() for s in self.spins)
         ok = total == 100
         self.sum_label.setText("" if ok else f"The shares add up to {total} %, not 100 %.")
-        self.resplit_button.setEnabled(ok and self.controller is not None)
+        self.resplit_button.setEnabled(ok and self.controller is not None
+                                       and self.worker is None)
 
     def confirm(self, title: str, text: str) -> bool:
         answer = QMessageBox.question(
@@ -297,7 +317,42 @@ class SplitPanel(QWidget):
             f"{locked} Runs already trained keep the split they used.",
         ):
             return
-        c.resplit(self.ratios())
+        self.start_resplit()
+
+    def start_resplit(self) -> Worker | None:
+        """Re-split in a job (it reads thumbnails to refresh the groups); the counts and
+        splits update on the GUI thread when it ends. Not on the undo stack (as before)."""
+        c = self.controller
+        if c is None or self.worker is not None:
+            return None
+        worker = Worker(resplit_job, c.project, self.ratios(), parent=self)
+        worker.event.connect(self._on_progress)
+        worker.finished.connect(lambda n: self._on_resplit(c, n))
+        worker.done.connect(self._on_job_done)
+        self.progress.start("Refreshing the near-identical groups…")
+        self.jobs.start(worker, self, error_title="Cannot re-split")
+        self._update_buttons()
+        return worker
+
+    def _on_progress(self, event: object) -> None:
+        from densestudio.core.near_duplicates import GroupProgress
+
+        if isinstance(event, GroupProgress) and event.total:
+            self.progress.count(event.done, event.total, progress_text(event))
+
+    def _on_resplit(self, c: ProjectController, n: int) -> None:
+        if self.controller is c:  # not a project opened since
+            c.splits_moved()
+            self.info.setText(f"Re-assigned the split of {n:,} images. {self.info.text()}")
+
+    def _on_job_done(self) -> None:
+        self.progress.hide()
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        self._update_sum()
+        self._validate_group()
+        self._update_dup_buttons()
 
     def _on_lock(self, locked: bool) -> None:
         if not self._updating and self.controller is not None:
@@ -326,12 +381,12 @@ class SplitPanel(QWidget):
             else:
                 self.group_message.setText("Apply to re-assign the splits with this key.")
         self.group_button.setEnabled(self.controller is not None and problem is None
-                                     and self.group_by() != saved)
+                                     and self.group_by() != saved and self.worker is None)
         return problem is None
 
     def apply_group_by(self) -> int | None:
         c = self.controller
-        if c is None or not self._validate_group():
+        if c is None or self.worker is not None or not self._validate_group():
             return None
         locked = " The locked test set stays as it is." if self.lock_box.isChecked() else ""
         what = dict((k, t) for k, t in GROUP_CHOICES)[self.group_combo.currentData() or ""]
@@ -354,20 +409,19 @@ class SplitPanel(QWidget):
         worker = Worker(near_duplicates_job, self.controller.project, parent=self)
         worker.finished.connect(self._on_duplicates)
         worker.failed.connect(lambda msg: self.dup_label.setText(f"Check failed: {msg}"))
-        worker.done.connect(lambda: self._on_dup_done(worker))
+        worker.event.connect(self._on_progress)
+        worker.done.connect(self._on_job_done)
         self.dup_label.setStyleSheet("")
         self.dup_label.setText("Looking for near-identical images across splits…")
+        self.progress.start()
         self.jobs.start(worker, self, error_title=None)
-        self._update_dup_buttons()
+        self._update_buttons()
         return worker
 
     @property
     def worker(self) -> Worker | None:
         """Its running job: one at a time, held by the app's ``JobRunner``."""
         return self.jobs.job_of(self)
-
-    def _on_dup_done(self, worker: Worker) -> None:
-        self._update_dup_buttons()
 
     def _on_duplicates(self, groups: list) -> None:
         self.groups = list(groups)
@@ -416,7 +470,7 @@ class SplitPanel(QWidget):
     def move_duplicates(self) -> int | None:
         """Put each group in one split; groups touching a locked test set stay as they are."""
         c = self.controller
-        if c is None or not self.groups:
+        if c is None or not self.groups or self.worker is not None:
             return None
         locked = c.split_settings().test_locked
         movable = [g for g in self.groups if not (locked and "test" in g.splits)]

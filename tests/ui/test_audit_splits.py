@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
@@ -306,3 +307,74 @@ def test_split_panel_near_duplicates(qtbot: QtBot, window: MainWindow, tmp_path:
         panel.check_duplicates()
     assert checked.args[0] == []
     assert "No near-identical images span splits" in panel.dup_label.text()
+
+
+def test_resplit_runs_in_a_job_and_the_gui_stays_responsive(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-split reads thumbnails (refreshing the near-identical groups): it runs in a job off
+    the GUI thread, with a progress bar, one at a time; the splits change on the GUI thread
+    when it ends; Cancel changes nothing; the undo stack is as before (a re-split is not on
+    it, earlier label changes still undo)."""
+    import threading
+
+    from densestudio.core import near_duplicates
+    from tests.ui.test_train_review import Heartbeat
+
+    _write_lots(tmp_path / "imgs")
+    assert window.new_project(tmp_path / "rs.dsproj")
+    _import(qtbot, window, tmp_path / "imgs")
+    c = window.controller
+    panel = window.split_panel
+    panel.confirm = lambda *_a: True  # no modal dialog in tests
+    ids = c.project.image_ids()
+    other = next(k.id for k in c.classes() if k.id != c.project.image(ids[0]).label_id)
+    c.label_images([ids[0]], other)
+    undo_count = c.undo_stack.count()
+
+    original = near_duplicates.refresh_groups
+    gate = threading.Event()
+    seen: dict[str, object] = {}
+
+    def held_refresh(project: Project, *args: object, **kwargs: object) -> object:
+        seen["thread"] = threading.current_thread()
+        seen["released"] = gate.wait(30)
+        return original(project, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(near_duplicates, "refresh_groups", held_refresh)
+    seed = c.split_settings().seed
+    qtbot.mouseClick(panel.resplit_button, Qt.MouseButton.LeftButton)
+    worker = panel.worker
+    assert worker is not None
+    assert panel.progress.isVisible() and not panel.resplit_button.isEnabled()
+    assert not panel.group_button.isEnabled() and not panel.dup_button.isEnabled()
+    assert panel.start_resplit() is None  # one job at a time
+    qtbot.waitUntil(lambda: "thread" in seen, timeout=10_000)
+    assert seen["thread"] is not threading.main_thread()
+    beat = Heartbeat()  # the GUI thread keeps ticking while the job is held
+    beat.start()
+    qtbot.waitUntil(lambda: len(beat.gaps) >= 3, timeout=10_000)
+    beat.stop()
+    assert c.split_settings().seed == seed  # nothing changed yet
+    with qtbot.waitSignal(c.splitsChanged, timeout=60_000):
+        gate.set()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=10_000)
+    assert seen["released"] is True
+    assert c.split_settings().seed != seed
+    assert not panel.progress.isVisible() and panel.resplit_button.isEnabled()
+    assert "Re-assigned the split of" in panel.info.text()
+    assert c.undo_stack.count() == undo_count  # as before: a re-split is not undone
+    c.undo_stack.undo()  # the label change before it still undoes
+    assert c.project.image(ids[0]).label_id != other
+
+    # Cancel while it runs: the splits stay as they are.
+    gate.clear()
+    seen.clear()
+    seed = c.split_settings().seed
+    before = _splits_by_path(c.project)
+    assert panel.start_resplit() is not None
+    qtbot.waitUntil(lambda: "thread" in seen, timeout=10_000)
+    panel.progress.cancelRequested.emit()
+    gate.set()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=10_000)
+    assert c.split_settings().seed == seed and _splits_by_path(c.project) == before
