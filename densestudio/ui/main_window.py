@@ -244,6 +244,7 @@ class MainWindow(ProjectFlows, GalleryFlows, WindowMenus, QMainWindow):
         self.train_panel.trainingEnded.connect(lambda _id: self.training_indicator.hide())
         self.review_panel.openInViewer.connect(self.open_in_viewer)
         self.review_panel.runChanged.connect(self._update_heatmap_run)
+        self.review_panel.runsRead.connect(self._update_heatmap_run)  # also on open/delete
 
     # ================================================================ projects
     @property
@@ -350,13 +351,11 @@ class MainWindow(ProjectFlows, GalleryFlows, WindowMenus, QMainWindow):
         controller.labelsChanged.connect(self._on_labels_changed)
         controller.countsChanged.connect(self._recount)
         controller.goldenChanged.connect(self.on_golden_changed)
-        controller.runDeleted.connect(self._update_heatmap_run)
         self.class_panel.set_controller(controller)
         self.split_panel.set_controller(controller)
         self.train_panel.set_controller(controller)
         self.heatmaps.set_project(project)
-        self.review_panel.set_controller(controller)
-        self._update_heatmap_run()
+        self.review_panel.set_controller(controller)  # its run list (a job) picks the heatmap run
         self.audit_panel.set_controller(controller)
         self.viewer.set_project(project)
         self.viewer.show_image(None)
@@ -515,12 +514,11 @@ class MainWindow(ProjectFlows, GalleryFlows, WindowMenus, QMainWindow):
             self.review_panel.refresh_runs(reload=False)
         self.statusBar().showMessage(
             f"Training run #{run_id} finished; see the Review tab.", 10000)
-        self._update_heatmap_run()
 
     def _update_heatmap_run(self, *_args: object) -> None:
         """The viewer explains images with the run open in the Review tab, else with the
-        newest finished run (no run: no heatmap bar)."""
-        from densestudio.core import runs as core_runs
+        newest finished run (no run: no heatmap bar). The runs are the Review tab's list, read
+        in a job (``runsRead`` calls this again): no query on the GUI thread."""
         from densestudio.ui.runs_panel import run_title
 
         run = None
@@ -529,7 +527,7 @@ class MainWindow(ProjectFlows, GalleryFlows, WindowMenus, QMainWindow):
             if current is not None and current.checkpoint_best:
                 run = current
             else:
-                run = next((r for r in core_runs.list_runs(self.controller.project)
+                run = next((r for r in self.review_panel.listed_runs()
                             if r.status == "finished" and r.checkpoint_best), None)
         if run is None:
             self.viewer.set_heatmap_run(None)
@@ -542,7 +540,12 @@ class MainWindow(ProjectFlows, GalleryFlows, WindowMenus, QMainWindow):
         self.viewer.refresh_history()
 
     def show_export_dialog(self, run_id: int | None = None) -> ExportDialog | None:
-        """Export ``run_id``; without one, the approved run (else the newest finished)."""
+        """Export ``run_id``; without one, the approved run (else the newest finished).
+
+        Still reads on the GUI thread (the approved run, ``list_runs``), as ExportDialog's
+        constructor reads the run: both are one small query each, and callers (menu, Review,
+        tests) get the dialog back at once. Moving them means a job that opens the dialog
+        when it ends; left for when ExportDialog reads its run in a job too."""
         from densestudio.core import runs as core_runs
         from densestudio.core import signoff
         from densestudio.ui.export_dialog import ExportDialog

@@ -417,6 +417,12 @@ class ReviewPanel(ReviewHeader, ReviewViews, ReviewTiles, ReviewCompare, ReviewJ
             self.set_run(run_id)
         self.runsRead.emit()
 
+    def listed_runs(self) -> list[core_runs.RunInfo]:
+        """The runs as last read (newest first; ``runsRead`` says when it changes): every
+        run with a checkpoint or predictions. For the window, which must not query them on
+        the GUI thread."""
+        return list(self._runs.values())
+
     def set_run(self, run_id: int, subset: str | None = None) -> None:
         if self.project is None:
             return

@@ -6,6 +6,7 @@ import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from pytestqt.qtbot import QtBot
@@ -15,6 +16,9 @@ from densestudio.core.store import Project
 from densestudio.ui.controller import ProjectController
 from tests.ui.fake_context import FakeContext, fake_context
 from tests.ui.signoff_fixtures import make_signoff_project
+
+if TYPE_CHECKING:
+    from densestudio.ui.main_window import MainWindow
 
 
 @pytest.fixture
@@ -101,3 +105,38 @@ def test_review_reads_in_jobs_never_on_the_gui_thread(
     finally:
         spy.close()
     assert ctx.errors == []
+
+
+def test_the_viewer_heatmap_run_is_picked_without_a_gui_thread_query(
+        qtbot: QtBot, window: MainWindow, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window picks the run that explains images in the viewer from the Review tab's run
+    list (read in a job), never calling ``list_runs`` on the GUI thread; a run deleted or
+    finished later is followed through the same list."""
+    from densestudio.core import runs as core_runs
+
+    path, run_a, run_b = make_signoff_project(tmp_path)
+    with Project.open(path) as project:
+        for run_id in (run_a, run_b):
+            core_runs.update_run(project, run_id, checkpoint_best=str(tmp_path / f"{run_id}.pt"))
+    original = core_runs.list_runs
+    on_gui: list[str] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        window_frames = [f"{f.name}:{f.lineno}" for f in traceback.extract_stack()
+                         if f.filename.replace("\\", "/").endswith("ui/main_window.py")
+                         and f.name == "_update_heatmap_run"]
+        if window_frames and threading.current_thread() is threading.main_thread():
+            on_gui.append(window_frames[-1])  # (other panels: not this test's business)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core_runs, "list_runs", spy)
+    with qtbot.waitSignal(window.review_panel.runsRead, timeout=30_000):
+        assert window.open_project(path)
+    qtbot.waitUntil(lambda: window.viewer.heat_run is not None, timeout=30_000)
+    assert window.viewer.heat_run in (run_a, run_b)
+    shown = window.viewer.heat_run
+    core_runs.delete_run(window.controller.project, shown)  # as the Runs list does
+    window.controller.run_deleted(shown)
+    qtbot.waitUntil(lambda: window.viewer.heat_run != shown, timeout=30_000)
+    assert on_gui == [], "\n".join(on_gui)
