@@ -165,3 +165,28 @@ def test_a_class_of_look_alike_images_is_not_one_group(project: Project, tmp_pat
     stripes = next(c for c in project.classes() if c.name == "stripes")
     counts = project.counts()
     assert counts.count(stripes.id, "val") and counts.count(stripes.id, "test")
+
+
+def test_resplit_reports_progress_and_a_cancel_changes_nothing(
+        project: Project, tmp_path: Path) -> None:
+    """What a GUI job shows while groups are refreshed, and Cancel before the splits change."""
+    from densestudio.core.errors import CancelledError
+    from densestudio.core.near_duplicates import GroupProgress
+    from densestudio.core.progress import CancelToken
+
+    run_import(project, [_make(tmp_path, parts=4)], ImportOptions(labels_from_subfolders=True))
+    events: list[object] = []
+    resplit(project, seed=5, on_event=events.append)
+    steps = [e for e in events if isinstance(e, GroupProgress)]
+    assert steps and {e.step for e in steps} <= {"hashing", "comparing"}
+    assert all(0 <= e.done < e.total for e in steps)
+    before = {r.id: r.split for r in project.page(limit=10_000)}
+    with project.session() as s:
+        seed = splits.read_settings(s).seed
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(CancelledError):
+        resplit(project, seed=6, cancel=token)
+    assert {r.id: r.split for r in project.page(limit=10_000)} == before
+    with project.session() as s:
+        assert splits.read_settings(s).seed == seed
