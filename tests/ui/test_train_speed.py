@@ -57,12 +57,20 @@ def test_measured_speed_picks_the_input_size_and_says_so(
     monkeypatch.setenv("DENSESTUDIO_MEASURE_SPEED", "1")
     qtbot.mouseClick(panel.defaults_button, LEFT)  # the recommendation, again, measuring now
     qtbot.waitUntil(lambda: panel.config().img_size < table_size, timeout=30_000)
-    assert calls == [("densenet_bc_1m", "cpu")]
+    assert calls == [(panel.config().arch, panel.device_type)]
     text = panel.reasons_label.text()
     assert "about 1 images/s at 128 px (measured here)" in text
     # once per session: the next recommendation uses it without measuring again
     qtbot.mouseClick(panel.defaults_button, LEFT)
-    assert calls == [("densenet_bc_1m", "cpu")] and panel.config().img_size < table_size
+    assert len(calls) == 1 and panel.config().img_size < table_size
+
+    # An earlier run of the model on this computer beats the measurement.
+    run = _run(3, socket.gethostname(), panel.config().arch, panel.device_type)
+    monkeypatch.setattr(panel.runs, "refresh", lambda select=None: None)
+    panel.runs.infos = [run]
+    qtbot.mouseClick(panel.defaults_button, LEFT)
+    assert "about 40 images/s at 128 px (from run #3)" in panel.reasons_label.text()
+    assert len(calls) == 1
 
 
 def test_a_speed_that_arrives_after_an_edit_leaves_the_form_alone(
@@ -91,12 +99,12 @@ def test_a_speed_that_arrives_after_an_edit_leaves_the_form_alone(
     assert panel.config().img_size < 320 and "measured here" in panel.reasons_label.text()
 
 
-def _run(run_id: int, host: str, arch: str = "densenet_bc_1m") -> RunInfo:
+def _run(run_id: int, host: str, arch: str = "densenet_bc_1m", device: str = "cpu") -> RunInfo:
     return RunInfo(
         id=run_id, name="", created_at=datetime.now(UTC), finished_at=None, status="finished",
         config={"arch": arch, "img_size": 256, "aspect": 1.0}, class_names=("a", "b"),
         metrics={"train_images_per_s": 10.0}, best_epoch=1, best_score=None, epochs_done=1,
-        checkpoint_best=None, checkpoint_last=None, error=None, device="cpu",
+        checkpoint_best=None, checkpoint_last=None, error=None, device=device,
         extra={OWNER_KEY: {"host": host, "pid": 1}},
     )  # fmt: skip
 
