@@ -182,3 +182,15 @@ def measure_train_speed(arch: str, device: str = "cpu", seconds: float = 3.0) ->
 def calibrated_train_speed(arch: str, pixels: int, device: str) -> float:
     """Like ``estimated_train_speed``, from this computer's measured speed."""
     return measure_train_speed(arch, device) * 128 * 128 / max(pixels, 64 * 64)
+
+
+def speed_of_run(config: dict[str, object], metrics: dict[str, object]) -> float | None:
+    """Training images/s at 128 x 128 px of a finished run (its mean over the epochs,
+    data loading included), or None when it stored no speed."""
+    from densestudio.ml.config import TrainConfig
+
+    per_s = metrics.get("train_images_per_s")
+    if not isinstance(per_s, int | float) or per_s <= 0:
+        return None
+    w, h = TrainConfig.from_json(dict(config)).canvas
+    return float(per_s) * w * h / (128 * 128)

@@ -64,6 +64,16 @@ def target_epochs(n_train: int, batch: int) -> int:
 SpeedFn = Callable[[str, int, str], float]  # (arch, input pixels, device) -> images/s
 
 
+def measured_speed(arch: str, images_per_s_128: float) -> SpeedFn:
+    """A speed function from one known speed of ``arch`` at 128 x 128 px (measured here, or
+    an earlier run's); other models keep the reference table."""
+    def speed(name: str, pixels: int, device: str) -> float:
+        if name != arch:
+            return estimated_train_speed(name, pixels, device)
+        return images_per_s_128 * 128 * 128 / max(pixels, 64 * 64)
+    return speed
+
+
 def pick_size(
     arch: str, native_side: int, native_short: int, aspect: float, n_train: int, epochs: int,
     budget_s: float, device: str, speed: SpeedFn = estimated_train_speed,
@@ -110,10 +120,12 @@ def _shrink_reason(arch: str, size: int, native: int, aspect: float, n_train: in
 def recommend(
     profile: DataProfile, device: str = "cpu", weights_available: bool = False,
     budget_s: float = DEFAULT_BUDGET_S, speed: SpeedFn | None = None,
+    speed_source: str = "measured now",
 ) -> Recommendation:
     """Settings for this data on ``device`` ("cpu", "cuda", "mps") and why. ``speed``:
     training images/s as measured on this computer (``budget.calibrated_train_speed``);
-    without it, the reference table (``budget.estimated_train_speed``)."""
+    without it, the reference table (``budget.estimated_train_speed``). ``speed_source``
+    says where the speed comes from ("measured now", "from run #3")."""
     gpu = device in ("cuda", "mps")
     reasons: list[str] = []
     n_train = sum(profile.train_counts) or max(1, int(profile.n_labeled * 0.7))
@@ -145,9 +157,9 @@ def recommend(
     w, h = canvas_for(size, aspect)
     if speed is not None:
         reasons.append(f"This computer trains {arch} at about "
-                       f"{speed(arch, 128 * 128, device):.0f} images/s at 128 px (measured "
-                       f"now): the input size is the largest that buys {epochs} epochs in "
-                       "the budget.")
+                       f"{speed(arch, 128 * 128, device):.0f} images/s at 128 px "
+                       f"({speed_source}): the input size is the largest that buys "
+                       f"{epochs} epochs in the budget.")
     if (w, h) == (size, size):
         reasons.append(f"Images are about {native} px: input {w} x {h}, aspect ratio kept "
                        "(letterboxed).")  # fmt: skip

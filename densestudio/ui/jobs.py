@@ -129,6 +129,25 @@ def train_job(
             batcher.flush()
 
 
+@dataclass(frozen=True)
+class TrainSpeed:
+    """This computer's training speed of ``arch`` on ``device``: images/s at 128 x 128 px."""
+
+    arch: str
+    device: str
+    images_per_s: float
+
+
+def train_speed_job(arch: str, device: str, *, on_event: EventCallback,
+                    cancel: CancelToken) -> TrainSpeed:
+    """Time a few optimizer steps of ``arch`` (a few seconds, once per session), with the
+    threads and priority a training run of the app gets."""
+    from densestudio.ml.budget import measure_train_speed
+
+    with background_training(None, TRAIN_NICE):
+        return TrainSpeed(arch, device, measure_train_speed(arch, device))
+
+
 def evaluate_job(
     project: Project, run_id: int, subsets: Sequence[str] = ("val", "test"), *,
     on_event: EventCallback, cancel: CancelToken,

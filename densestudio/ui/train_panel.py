@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,12 +42,38 @@ from densestudio.core import runs as core_runs
 from densestudio.core.formatting import html_text
 from densestudio.ml.config import ARCHS, COMPACT_ARCHS, TrainConfig
 from densestudio.ml.recommend import DEFAULT_BUDGET_S, Recommendation
-from densestudio.ui.jobs import TrainingSteps, train_job
+from densestudio.ui.jobs import TrainingSteps, TrainSpeed, train_job, train_speed_job
 from densestudio.ui.plots import TrainingPlots
 from densestudio.ui.runs_panel import RunsPanel
 from densestudio.ui.workers import Worker
 
 WARN_COLOR = "#b26a00"
+# "0": the input size comes from the reference table, not from this computer's speed. Tests
+# set it (tests/ui/conftest.py): a speed arriving later would re-fill a form they filled.
+MEASURE_ENV = "DENSESTUDIO_MEASURE_SPEED"
+
+
+def speed_here_enabled() -> bool:
+    return os.environ.get(MEASURE_ENV, "1") != "0"
+
+
+def speed_from_runs(infos: list[core_runs.RunInfo], arch: str,
+                    device: str) -> tuple[float, int] | None:
+    """(images/s at 128 px, run id) of the newest finished run of ``arch`` trained on
+    ``device`` on this computer, or None."""
+    from densestudio.ml.budget import speed_of_run
+
+    host = socket.gethostname()
+    for info in infos:  # newest first
+        owner = info.extra.get(core_runs.OWNER_KEY)
+        if (info.status != "finished" or info.config.get("arch") != arch
+                or (info.device or "").split(":")[0] != device
+                or not isinstance(owner, dict) or owner.get("host") != host):
+            continue
+        speed = speed_of_run(info.config, info.metrics)
+        if speed is not None:
+            return speed, info.id
+    return None
 
 if TYPE_CHECKING:
     from densestudio.core.store import Project
@@ -143,6 +170,9 @@ class TrainPanel(QWidget):
         self.last_outcome: str | None = None  # "finished" | "cancelled" | "failed"
         self.events_seen: dict[str, int] = {}
         self.plotted_run: int | None = None  # the run whose curves the plots show
+        # (arch, device) -> images/s at 128 px measured here this session; the job's owner
+        self.speeds: dict[tuple[str, str], float] = {}
+        self._speed_job = object()
         self._building = False
         self._build()
 
@@ -182,6 +212,16 @@ class TrainPanel(QWidget):
         budget_row.setContentsMargins(0, 0, 0, 0)
         budget_row.addWidget(self.budget_on)
         budget_row.addWidget(self.budget, 1)
+        self.cap_on = QCheckBox("Keep training while validation improves, up to", self)
+        self.cap = QSpinBox(self)
+        self.cap.setRange(1, 24 * 60)
+        self.cap.setSuffix(" min")
+        self.cap.setToolTip("When validation still improves near the planned end, the run may "
+                            "plan more epochs, as many as finish within this time")
+        cap_row = QHBoxLayout()
+        cap_row.setContentsMargins(0, 0, 0, 0)
+        cap_row.addWidget(self.cap_on)
+        cap_row.addWidget(self.cap, 1)
         self.epochs = QSpinBox(self)
         self.epochs.setRange(1, 1000)
         self.batch = QSpinBox(self)
@@ -257,6 +297,7 @@ class TrainPanel(QWidget):
         form.addRow("Image size", size_row)
         form.addRow("", self.canvas_label)
         form.addRow("Training time", budget_row)
+        form.addRow("", cap_row)
         self.epochs_label = QLabel("Epochs", self)
         form.addRow(self.epochs_label, self.epochs)
         form.addRow("Batch size", self.batch)
@@ -351,6 +392,8 @@ class TrainPanel(QWidget):
         self.weights_button.clicked.connect(self.choose_weights)
         self.early.toggled.connect(self.patience.setEnabled)
         self.budget_on.toggled.connect(self._on_budget)
+        self.cap_on.toggled.connect(self._on_budget)
+        self.budget.valueChanged.connect(self.cap.setMinimum)  # the cap is never below it
         self.img_size.valueChanged.connect(self._show_canvas)
         self.keep_aspect.toggled.connect(self._show_canvas)
         self.defaults_button.clicked.connect(self.apply_recommended)
@@ -359,9 +402,9 @@ class TrainPanel(QWidget):
                       self.device):
             combo.activated.connect(self._mark_edited)
         for spin in (self.img_size, self.epochs, self.batch, self.lr, self.budget,
-                     self.patience, self.max_miss):
+                     self.cap, self.patience, self.max_miss):
             spin.editingFinished.connect(self._mark_edited)
-        for box in (self.pretrained, self.keep_aspect, self.budget_on, self.early):
+        for box in (self.pretrained, self.keep_aspect, self.budget_on, self.cap_on, self.early):
             box.clicked.connect(self._mark_edited)
         self.name.textEdited.connect(self._mark_edited)
         self.train_button.clicked.connect(self.start_training)
@@ -436,12 +479,47 @@ class TrainPanel(QWidget):
     def recommendation(self) -> Recommendation:
         """Settings for the project's labeled images as they are now, and why."""
         from densestudio.core.profile import data_profile
-        from densestudio.ml.recommend import recommend
+        from densestudio.ml.recommend import measured_speed, recommend
 
         state, _ = weights_status("densenet121", None)
         assert self.project is not None  # only asked while a project is open
-        return recommend(data_profile(self.project), getattr(self, "device_type", "cpu"),
-                         weights_available=state == "ok")
+        profile, device = data_profile(self.project), getattr(self, "device_type", "cpu")
+        rec = recommend(profile, device, weights_available=state == "ok")
+        known = self.known_speed(rec.config.arch, device)
+        if known is None:
+            return rec
+        per_s, source = known
+        return recommend(profile, device, weights_available=state == "ok",
+                         speed=measured_speed(rec.config.arch, per_s), speed_source=source)
+
+    def known_speed(self, arch: str, device: str) -> tuple[float, str] | None:
+        """This computer's speed of ``arch`` (images/s at 128 px) and where it comes from:
+        the project's newest run of it here, else a measurement of this session."""
+        if not speed_here_enabled():
+            return None
+        from_run = speed_from_runs(self.runs.infos, arch, device)
+        if from_run is not None:
+            return from_run[0], f"from run #{from_run[1]}"
+        if (arch, device) in self.speeds:
+            return self.speeds[(arch, device)], "measured here"
+        return None
+
+    def measure_speed(self, arch: str, device: str) -> Worker | None:
+        """Measure the speed of ``arch`` in the background (once per session); when it
+        arrives the recommendation is made again, unless the user edited the form."""
+        if (not speed_here_enabled() or (arch, device) in self.speeds
+                or self.host.jobs.busy(self._speed_job)):
+            return None
+        worker = Worker(train_speed_job, arch, device, parent=self)
+        worker.on_result(self._on_speed)
+        worker.failed.connect(lambda message: log.warning("Speed not measured: %s", message))
+        self.host.jobs.start(worker, self._speed_job, error_title=None)
+        return worker
+
+    def _on_speed(self, speed: TrainSpeed) -> None:
+        self.speeds[(speed.arch, speed.device)] = speed.images_per_s
+        if self.controller is not None and not self.edited and not self.running:
+            self.apply_recommended()
 
     def recommended_config(self) -> TrainConfig:
         return self.recommendation().config
@@ -455,6 +533,9 @@ class TrainPanel(QWidget):
         self.weights_path = None
         self.set_form(rec.config)
         self.edited = False
+        device = getattr(self, "device_type", "cpu")
+        if self.known_speed(rec.config.arch, device) is None:
+            self.measure_speed(rec.config.arch, device)
         counts = self.controller.counts(fresh=True)
         n = counts.total - counts.count(None)
         cores = os.cpu_count() or 1
@@ -504,8 +585,11 @@ class TrainPanel(QWidget):
         if self.controller is not None and not self.edited and not self.running:
             self.apply_recommended()
 
-    def _on_budget(self, on: bool) -> None:
+    def _on_budget(self, *_args: object) -> None:
+        on = self.budget_on.isChecked()
         self.budget.setEnabled(on)
+        self.cap_on.setEnabled(on)
+        self.cap.setEnabled(on and self.cap_on.isChecked())
         self.epochs_label.setText("Epochs (at most)" if on else "Epochs")
 
     def _show_canvas(self, *_args: object) -> None:
@@ -526,6 +610,9 @@ class TrainPanel(QWidget):
             self.keep_aspect.setChecked(cfg.fit == "letterbox")
             self.budget_on.setChecked(cfg.time_budget_s is not None)
             self.budget.setValue(round((cfg.time_budget_s or DEFAULT_BUDGET_S) / 60))
+            self.cap_on.setChecked(cfg.time_cap_s is not None)
+            self.cap.setValue(round(cfg.time_cap_s / 60) if cfg.time_cap_s
+                              else 2 * self.budget.value())
             self.epochs.setValue(cfg.epochs)
             self.batch.setValue(cfg.batch_size)
             self.lr.setValue(cfg.lr)
@@ -544,7 +631,7 @@ class TrainPanel(QWidget):
         finally:
             self._building = False
         self._on_arch()
-        self._on_budget(self.budget_on.isChecked())
+        self._on_budget()
         self._show_canvas()
 
     def config(self) -> TrainConfig:
@@ -559,6 +646,8 @@ class TrainPanel(QWidget):
             img_size=self.img_size.value(), epochs=epochs, batch_size=self.batch.value(),
             fit="letterbox" if self.keep_aspect.isChecked() else "stretch",
             time_budget_s=60.0 * self.budget.value() if self.budget_on.isChecked() else None,
+            time_cap_s=60.0 * self.cap.value()
+            if self.budget_on.isChecked() and self.cap_on.isChecked() else None,
             monitor=self.monitor.currentData(),
             lr=float(self.lr.value()), strategy=strategy,
             augment=self.augment.currentData(), balance=self.balance.currentData(),

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from densestudio.ui.main_window import MainWindow
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("DENSESTUDIO_MEASURE_SPEED", "0")  # the same Train tab on every computer
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 NEU = ROOT.parent / "shared" / "datasets" / "neu-surface-defects"

@@ -41,6 +41,9 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Who history and approvals record: the OS user unless a test (or the user-name
     # preference, which sets this variable) says otherwise; restored after each test.
     monkeypatch.delenv("DENSESTUDIO_USER", raising=False)
+    # The Train tab's input size from the reference table: a speed measured in the background
+    # would re-fill forms the tests fill (tests/ui/test_train_speed.py turns it on).
+    monkeypatch.setenv("DENSESTUDIO_MEASURE_SPEED", "0")
     from densestudio.ui import settings
 
     settings.qsettings().clear()
