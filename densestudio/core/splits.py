@@ -122,8 +122,12 @@ def _refuse_backtracking(text: str) -> None:
     instead of hanging a re-split (file names are short: other patterns stay fast)."""
     import importlib
 
-    c = importlib.import_module("re._constants")  # re's own parser, not a public API
-    parser = importlib.import_module("re._parser")
+    try:  # re's own parser, not a public API: re._parser since 3.11, sre_parse before
+        c = importlib.import_module("re._constants")
+        parser = importlib.import_module("re._parser")
+    except ModuleNotFoundError:  # Python 3.10
+        c = importlib.import_module("sre_constants")
+        parser = importlib.import_module("sre_parse")
     repeats = {c.MAX_REPEAT, c.MIN_REPEAT}
 
     def risky(items: Iterable[tuple[object, Any]], inside_repeat: bool) -> bool:
