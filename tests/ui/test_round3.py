@@ -370,3 +370,35 @@ def test_empty_plots_show_no_fake_epoch_axis(qtbot: QtBot) -> None:
     assert shown(plots.loss_plot, "left") and shown(plots.lr_plot, "left")
     plots.reset()
     assert not shown(plots.lr_plot, "bottom")
+
+
+def test_export_dialog_close_never_covers_the_check_table(qtbot: QtBot, opened: Opened) -> None:
+    """At its smallest (wrapped text included) summary, check table and Close never overlap."""
+    from PySide6.QtCore import QRect
+
+    from densestudio.ui.jobs import CheckRow
+
+    window, _a, run_b = opened
+    dialog = window.show_export_dialog(run_b)
+    assert dialog is not None
+    dialog.status.setText("The file predicts the same as the app on all 8 images (max difference "
+                          "0.0001); 1 image was flagged UNSURE by the frame checks.")
+    reason = "out of focus"
+    rows = [CheckRow(f"/data/a-very-long-folder-name/image_{i}.png", "scratch_on_the_edge",
+                     "scratch_on_the_edge", 0.91, decision="NG", unfamiliar=True, reason=reason)
+            for i in range(6)]
+    dialog._on_checked(rows)
+
+    def box(widget: QWidget) -> QRect:
+        return QRect(widget.mapTo(dialog, QPoint(0, 0)), widget.size())
+
+    for width in (640, 900):
+        dialog.resize(width, 100)  # as small as the user can drag it
+        QApplication.processEvents()
+        assert dialog.height() >= dialog.minimumHeight() > 100
+        table, contents, close = box(dialog.check_table), box(dialog.contents), box(dialog.buttons)
+        assert not close.intersects(table) and not contents.intersects(table), width
+        assert table.height() >= dialog.check_table.minimumHeight()
+    cell = dialog.check_table.item(0, 2)
+    assert cell.toolTip() == cell.text() and reason in cell.text()  # the whole text when elided
+    dialog.close()
