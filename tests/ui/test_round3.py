@@ -402,3 +402,35 @@ def test_export_dialog_close_never_covers_the_check_table(qtbot: QtBot, opened: 
     cell = dialog.check_table.item(0, 2)
     assert cell.toolTip() == cell.text() and reason in cell.text()  # the whole text when elided
     dialog.close()
+
+
+def test_train_epoch_counter_is_never_clipped_on_a_laptop_screen(
+    qtbot: QtBot, opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The counter fits its bar (or is elided with the whole text in the tooltip), and a long
+    status line wraps instead of widening the Train tab past a 1280x720 screen."""
+    from PySide6.QtGui import QFontMetrics
+
+    from densestudio.ui.train_panel import TrainPanel
+
+    window, _a, _b = opened
+    window.resize(1280, 720)
+    panel = window.train_panel
+    window.show_tab(panel)
+    monkeypatch.setattr(TrainPanel, "worker", property(lambda _self: object()))
+    QApplication.processEvents()
+    counter = "Epoch 12/60 · step 30/45 · ETA 3 min · 1,234 images/s · CPU · a long tail to elide"
+    panel.progress.setFormat(counter)
+    panel.progress.setValue(200)
+    panel.status.setText("Epoch 12 of 60 · loss 0.412 · 1,234 images/s · ETA 3 min · CPU · "
+                         "and a few more words so the line is longer than any column")
+    window._mirror_training()
+    QApplication.processEvents()
+    status = panel.status  # wraps: it never asks for more width than it has (nor clips)
+    assert status.minimumSizeHint().width() <= status.contentsRect().width()
+    assert status.heightForWidth(status.width()) <= status.height()
+    for bar, full in ((panel.progress, counter),
+                      (window.training_indicator, f"Training: {counter}")):
+        shown = bar.text()
+        assert QFontMetrics(bar.font()).horizontalAdvance(shown) <= bar.contentsRect().width()
+        assert shown == full or (shown.endswith("…") and full in bar.toolTip())
