@@ -84,6 +84,18 @@ class TileDelegate(QStyledItemDelegate):
     def set_tile_size(self, size: int) -> None:
         self.tile = max(MIN_TILE, min(MAX_TILE, int(size)))
 
+    def bold_chip(self, text: str, room: int) -> tuple[str, int]:
+        """``text`` elided to fit ``room`` pixels in the bold chip font, and the chip's width.
+        Measured in the font it is drawn in (the small font's metrics let bold text overflow
+        its chip and be cut at both ends)."""
+        fm = QFontMetrics(self._bold_small)
+        shown = fm.elidedText(text, Qt.TextElideMode.ElideRight, max(0, room - 8))
+        return shown, fm.horizontalAdvance(shown) + 8
+
+    def split_tag_width(self, split: str) -> int:
+        labels = SHORT_SPLIT_LABELS if self.tile < 112 else SPLIT_LABELS
+        return QFontMetrics(self._small).horizontalAdvance(labels.get(split, split)) + 8
+
     def sizeHint(
         self,
         option: QStyleOptionViewItem | None,
@@ -175,7 +187,7 @@ class TileDelegate(QStyledItemDelegate):
         if info.split and info.label_id is not None:
             labels = SHORT_SPLIT_LABELS if self.tile < 112 else SPLIT_LABELS
             text = labels.get(info.split, info.split)
-            w = fm.horizontalAdvance(text) + 8
+            w = self.split_tag_width(info.split)
             tag = QRectF(thumb_rect.right() - w - 2, thumb_rect.top() + 3, w, chip_h)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(0, 0, 0, 150))
@@ -189,9 +201,9 @@ class TileDelegate(QStyledItemDelegate):
         if overlay is not None:
             pred = model.class_by_id(overlay.predicted_class_id)
             label = overlay_label(overlay, pred.name if pred else "?")
-            width = max(side // 2 + 20, side - 44)  # leave room for the split marker
-            label = fm.elidedText(label, Qt.TextElideMode.ElideRight, width)
-            w = fm.horizontalAdvance(label) + 8
+            marker = (self.split_tag_width(info.split) + 4
+                      if info.split and info.label_id is not None else 0)
+            label, w = self.bold_chip(label, side - 5 - marker)  # never under the split marker
             tag = QRectF(thumb_rect.left() + 3, thumb_rect.top() + 3, w, chip_h)
             bg = (QColor(0, 0, 0, 160) if overlay.correct is None
                   else QColor("#1b7f3b") if overlay.correct else QColor("#c62828"))
@@ -204,7 +216,7 @@ class TileDelegate(QStyledItemDelegate):
 
             if overlay.relabeled:
                 text = "relabeled" if self.tile >= 112 else "R"
-                w = fm.horizontalAdvance(text) + 8
+                text, w = self.bold_chip(text, side)
                 tag = QRectF(thumb_rect.right() - w - 2, thumb_rect.bottom() - chip_h - 2, w,
                              chip_h)
                 painter.setPen(Qt.PenStyle.NoPen)
@@ -217,7 +229,7 @@ class TileDelegate(QStyledItemDelegate):
         # A file changed on disk since it was labeled: its label needs a look.
         if info.label_source == SOURCE_CHANGED and not (overlay is not None and overlay.relabeled):
             text = "changed" if self.tile >= 112 else "!"
-            w = fm.horizontalAdvance(text) + 8
+            text, w = self.bold_chip(text, side)
             tag = QRectF(thumb_rect.right() - w - 2, thumb_rect.bottom() - chip_h - 2, w, chip_h)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor("#c62828"))

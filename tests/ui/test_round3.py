@@ -434,3 +434,27 @@ def test_train_epoch_counter_is_never_clipped_on_a_laptop_screen(
         shown = bar.text()
         assert QFontMetrics(bar.font()).horizontalAdvance(shown) <= bar.contentsRect().width()
         assert shown == full or (shown.endswith("…") and full in bar.toolTip())
+
+
+def test_tile_chips_fit_at_the_smallest_and_default_tile_size(qtbot: QtBot) -> None:
+    """The prediction chip is measured in its bold font and ends before the split marker, so
+    "✗ NG · P(ok) 29%" or a frame-check reason is elided (whole text in the tile's tooltip),
+    never cut at both ends or drawn under the marker."""
+    from PySide6.QtGui import QFontMetrics
+
+    from densestudio.ui.gallery_view import DEFAULT_TILE, MIN_TILE, TileDelegate
+
+    delegate = TileDelegate()
+    bold = QFontMetrics(delegate._bold_small)
+    texts = ("✗ NG · P(ok) 29%", "UNSURE: out of focus · ✗ scratch_along_the_left_edge 93%",
+             "relabeled")
+    for tile in (MIN_TILE, DEFAULT_TILE):
+        delegate.set_tile_size(tile)
+        side = tile - 2 * delegate.MARGIN
+        room = side - 5 - (delegate.split_tag_width("test") + 4)
+        for text in texts:
+            shown, width = delegate.bold_chip(text, room)
+            assert bold.horizontalAdvance(shown) + 8 <= width <= room, (tile, text)
+            assert shown == text or shown.endswith("…")
+    delegate.set_tile_size(DEFAULT_TILE)
+    assert delegate.bold_chip(texts[0], DEFAULT_TILE)[0] == texts[0]  # room enough: whole
