@@ -92,6 +92,26 @@ class TileDelegate(QStyledItemDelegate):
         shown = fm.elidedText(text, Qt.TextElideMode.ElideRight, max(0, room - 8))
         return shown, fm.horizontalAdvance(shown) + 8
 
+    def prediction_chip(self, overlay: TileOverlay, label: str, room: int) -> tuple[str, int]:
+        """The prediction chip's text and width within ``room``: ``label`` whole, else the
+        decision with P(good), else (small tile) the decision alone, else ``label`` elided."""
+        mark = "" if overlay.correct is None else ("✓ " if overlay.correct else "✗ ")
+        decision = overlay.decision
+        # Small tile: the decision whole (the chip's colour says right/wrong) rather than
+        # "✓ …"; the tooltip has everything.
+        tries = [label]
+        if decision and overlay.p_good:
+            tries.append(f"{decision} · {overlay.p_good}")
+        if decision and not (overlay.reason and self.tile >= 112):  # else "UNSURE: out o…"
+            tries += [f"{mark}{decision}", decision, "?" if decision == "UNSURE" else decision]
+        for text in tries:
+            shown, w = self.bold_chip(text, room)
+            if shown == text:
+                break
+        if shown != text:
+            shown, w = self.bold_chip(tries[0], room)
+        return shown, w
+
     def split_tag_width(self, split: str) -> int:
         labels = SHORT_SPLIT_LABELS if self.tile < 112 else SPLIT_LABELS
         return QFontMetrics(self._small).horizontalAdvance(labels.get(split, split)) + 8
@@ -203,7 +223,8 @@ class TileDelegate(QStyledItemDelegate):
             label = overlay_label(overlay, pred.name if pred else "?")
             marker = (self.split_tag_width(info.split) + 4
                       if info.split and info.label_id is not None else 0)
-            label, w = self.bold_chip(label, side - 5 - marker)  # never under the split marker
+            room = side - 5 - marker  # never under the split marker
+            label, w = self.prediction_chip(overlay, label, room)
             tag = QRectF(thumb_rect.left() + 3, thumb_rect.top() + 3, w, chip_h)
             bg = (QColor(0, 0, 0, 160) if overlay.correct is None
                   else QColor("#1b7f3b") if overlay.correct else QColor("#c62828"))

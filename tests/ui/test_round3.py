@@ -442,7 +442,8 @@ def test_tile_chips_fit_at_the_smallest_and_default_tile_size(qtbot: QtBot) -> N
     never cut at both ends or drawn under the marker."""
     from PySide6.QtGui import QFontMetrics
 
-    from densestudio.ui.gallery_view import DEFAULT_TILE, MIN_TILE, TileDelegate
+    from densestudio.ui.gallery_model import TileOverlay
+    from densestudio.ui.gallery_view import DEFAULT_TILE, MIN_TILE, TileDelegate, overlay_label
 
     delegate = TileDelegate()
     bold = QFontMetrics(delegate._bold_small)
@@ -458,3 +459,14 @@ def test_tile_chips_fit_at_the_smallest_and_default_tile_size(qtbot: QtBot) -> N
             assert shown == text or shown.endswith("…")
     delegate.set_tile_size(DEFAULT_TILE)
     assert delegate.bold_chip(texts[0], DEFAULT_TILE)[0] == texts[0]  # room enough: whole
+    # The chip keeps what matters whole: NG and P(ok) at the default size, NG / ? when small.
+    ng = TileOverlay(1, 0.7, True, "70%", decision="NG", p_good="P(ok) 29%")
+    unsure = TileOverlay(1, 0.9, False, "90%", decision="UNSURE", reason="out of focus")
+    label = overlay_label(unsure, "scratch_along_the_left_edge")
+    for tile, want_ng in ((MIN_TILE, "NG"), (DEFAULT_TILE, "NG · P(ok) 29%")):
+        delegate.set_tile_size(tile)
+        room = tile - 2 * delegate.MARGIN - 5 - (delegate.split_tag_width("test") + 4)
+        assert delegate.prediction_chip(ng, overlay_label(ng, "ok"), room)[0] == want_ng
+        shown, width = delegate.prediction_chip(unsure, label, room)
+        assert width <= room and bold.horizontalAdvance(shown) + 8 <= width
+        assert shown == "?" if tile == MIN_TILE else shown.startswith("UNSURE: out")
