@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -25,8 +26,10 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLayout,
     QLineEdit,
     QPushButton,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QTextBrowser,
@@ -165,6 +168,7 @@ class ExportDialog(QDialog):
         self.last_error: str | None = None
         self.setWindowTitle(f"Export model — {run_title(self.run)}")
         self.setMinimumWidth(640)
+        self.resize(720, 560)  # room for the summary and the check table, on a 1366x768 laptop too
 
         default = self.project.files_root / f"{self.project.name}-run{run_id}.onnx"
         self.path_edit = QLineEdit(str(default), self)
@@ -204,7 +208,7 @@ class ExportDialog(QDialog):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.contents = QTextBrowser(self)
-        self.contents.setMinimumHeight(170)
+        self.contents.setMinimumHeight(90)
         self.contents.setOpenLinks(False)
         self.contents.setHtml("<i>Export to see what the file contains.</i>")
         self.check_table = QTableWidget(0, 5, self)
@@ -216,16 +220,27 @@ class ExportDialog(QDialog):
             QHeaderView.ResizeMode.ResizeToContents)
         self.check_table.horizontalHeader().setSectionResizeMode(
             0, QHeaderView.ResizeMode.Stretch)
-        self.check_table.setMinimumHeight(150)
+        self.check_table.setMinimumHeight(90)
         self.check_table.hide()
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons = self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)
+        # The summary and the check table share one splitter: neither can be squeezed under the
+        # other or under Close, whatever the dialog's size (they used to overlap on a laptop).
+        self.splitter = QSplitter(Qt.Orientation.Vertical, self)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.contents)
+        self.splitter.addWidget(self.check_table)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 3)
         row = QHBoxLayout()
         row.addWidget(self.export_button)
         row.addWidget(self.check_button)
         row.addWidget(self.status, 1)
 
-        layout = QVBoxLayout(self)
+        layout = self._layout = QVBoxLayout(self)
+        # The minimum height is set by _fit_height: the layout's own minimum counts a wrapped
+        # label as one line, so on a narrow dialog Close used to be drawn over the table.
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)
         layout.addWidget(intro)
         layout.addWidget(self.approval)
         layout.addLayout(form)
@@ -233,11 +248,25 @@ class ExportDialog(QDialog):
         self.progress = JobProgress(self)  # an export takes a minute: its steps, Cancel
         self.progress.cancelRequested.connect(self._cancel)
         layout.addWidget(self.progress)
-        layout.addWidget(self.contents, 2)
-        layout.addWidget(self.check_table, 3)
+        layout.addWidget(self.splitter, 1)
         layout.addWidget(buttons)
         self.export_button.clicked.connect(self.export)
         self.check_button.clicked.connect(self.check)
+
+    def _fit_height(self) -> None:
+        """Keep the minimum height what the widgets need at this width (wrapped text included)."""
+        layout = self._layout
+        layout.activate()
+        need = layout.minimumHeightForWidth(self.width()) if layout.hasHeightForWidth() \
+            else layout.minimumSize().height()
+        if need != self.minimumHeight():
+            self.setMinimumHeight(need)
+        if self.height() < need:
+            self.resize(self.width(), need)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_height()
 
     @property
     def fmt(self) -> str:
@@ -367,12 +396,12 @@ class ExportDialog(QDialog):
                       r.decision or "")
             for col, text in enumerate(values):
                 item = QTableWidgetItem(text)
-                if col == 0:
-                    item.setToolTip(r.path)
+                item.setToolTip(r.path if col == 0 else text)  # the whole text when elided
                 self.check_table.setItem(i, col, item)
         decided = any(r.decision for r in rows)
         self.check_table.setColumnHidden(4, not decided)  # the file has no OK/NG rule
         self.check_table.show()
+        self._fit_height()  # the minimum now counts the table: grow to it, never under it
         ok = sum(1 for r in rows if r.agrees)
         errors = sum(1 for r in rows if r.error)
         self.status.setStyleSheet("color: #1b7f3b;" if not errors else "color: #c62828;")

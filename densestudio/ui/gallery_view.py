@@ -84,6 +84,38 @@ class TileDelegate(QStyledItemDelegate):
     def set_tile_size(self, size: int) -> None:
         self.tile = max(MIN_TILE, min(MAX_TILE, int(size)))
 
+    def bold_chip(self, text: str, room: int) -> tuple[str, int]:
+        """``text`` elided to fit ``room`` pixels in the bold chip font, and the chip's width.
+        Measured in the font it is drawn in (the small font's metrics let bold text overflow
+        its chip and be cut at both ends)."""
+        fm = QFontMetrics(self._bold_small)
+        shown = fm.elidedText(text, Qt.TextElideMode.ElideRight, max(0, room - 8))
+        return shown, fm.horizontalAdvance(shown) + 8
+
+    def prediction_chip(self, overlay: TileOverlay, label: str, room: int) -> tuple[str, int]:
+        """The prediction chip's text and width within ``room``: ``label`` whole, else the
+        decision with P(good), else (small tile) the decision alone, else ``label`` elided."""
+        mark = "" if overlay.correct is None else ("✓ " if overlay.correct else "✗ ")
+        decision = overlay.decision
+        # Small tile: the decision whole (the chip's colour says right/wrong) rather than
+        # "✓ …"; the tooltip has everything.
+        tries = [label]
+        if decision and overlay.p_good:
+            tries.append(f"{decision} · {overlay.p_good}")
+        if decision and not (overlay.reason and self.tile >= 112):  # else "UNSURE: out o…"
+            tries += [f"{mark}{decision}", decision, "?" if decision == "UNSURE" else decision]
+        for text in tries:
+            shown, w = self.bold_chip(text, room)
+            if shown == text:
+                break
+        if shown != text:
+            shown, w = self.bold_chip(tries[0], room)
+        return shown, w
+
+    def split_tag_width(self, split: str) -> int:
+        labels = SHORT_SPLIT_LABELS if self.tile < 112 else SPLIT_LABELS
+        return QFontMetrics(self._small).horizontalAdvance(labels.get(split, split)) + 8
+
     def sizeHint(
         self,
         option: QStyleOptionViewItem | None,
@@ -175,7 +207,7 @@ class TileDelegate(QStyledItemDelegate):
         if info.split and info.label_id is not None:
             labels = SHORT_SPLIT_LABELS if self.tile < 112 else SPLIT_LABELS
             text = labels.get(info.split, info.split)
-            w = fm.horizontalAdvance(text) + 8
+            w = self.split_tag_width(info.split)
             tag = QRectF(thumb_rect.right() - w - 2, thumb_rect.top() + 3, w, chip_h)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(0, 0, 0, 150))
@@ -189,9 +221,10 @@ class TileDelegate(QStyledItemDelegate):
         if overlay is not None:
             pred = model.class_by_id(overlay.predicted_class_id)
             label = overlay_label(overlay, pred.name if pred else "?")
-            width = max(side // 2 + 20, side - 44)  # leave room for the split marker
-            label = fm.elidedText(label, Qt.TextElideMode.ElideRight, width)
-            w = fm.horizontalAdvance(label) + 8
+            marker = (self.split_tag_width(info.split) + 4
+                      if info.split and info.label_id is not None else 0)
+            room = side - 5 - marker  # never under the split marker
+            label, w = self.prediction_chip(overlay, label, room)
             tag = QRectF(thumb_rect.left() + 3, thumb_rect.top() + 3, w, chip_h)
             bg = (QColor(0, 0, 0, 160) if overlay.correct is None
                   else QColor("#1b7f3b") if overlay.correct else QColor("#c62828"))
@@ -204,7 +237,7 @@ class TileDelegate(QStyledItemDelegate):
 
             if overlay.relabeled:
                 text = "relabeled" if self.tile >= 112 else "R"
-                w = fm.horizontalAdvance(text) + 8
+                text, w = self.bold_chip(text, side)
                 tag = QRectF(thumb_rect.right() - w - 2, thumb_rect.bottom() - chip_h - 2, w,
                              chip_h)
                 painter.setPen(Qt.PenStyle.NoPen)
@@ -217,7 +250,7 @@ class TileDelegate(QStyledItemDelegate):
         # A file changed on disk since it was labeled: its label needs a look.
         if info.label_source == SOURCE_CHANGED and not (overlay is not None and overlay.relabeled):
             text = "changed" if self.tile >= 112 else "!"
-            w = fm.horizontalAdvance(text) + 8
+            text, w = self.bold_chip(text, side)
             tag = QRectF(thumb_rect.right() - w - 2, thumb_rect.bottom() - chip_h - 2, w, chip_h)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor("#c62828"))

@@ -3,8 +3,27 @@ predictions, the release gate, the validation report)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
+
+
+class ElidedProgressBar(QProgressBar):
+    """A progress bar whose text is elided to its width (never cut mid-letter at both ends, as
+    on a laptop screen), the whole text in its tooltip then, after ``base_tip`` if any."""
+
+    def __init__(self, parent: QWidget | None = None, base_tip: str = "") -> None:
+        super().__init__(parent)
+        self.base_tip = base_tip
+        self.setToolTip(base_tip)
+
+    def text(self) -> str:
+        full = super().text()
+        room = self.contentsRect().width() - 8
+        shown = self.fontMetrics().elidedText(full, Qt.TextElideMode.ElideRight, max(0, room))
+        tip = "\n".join(t for t in (self.base_tip, full if shown != full else "") if t)
+        if tip != self.toolTip():
+            self.setToolTip(tip)
+        return shown
 
 
 class JobProgress(QWidget):

@@ -30,7 +30,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
-    QProgressBar,
     QSplitter,
     QStackedWidget,
     QTabWidget,
@@ -53,6 +52,7 @@ from densestudio.ui.gallery_model import GalleryModel
 from densestudio.ui.gallery_view import GalleryView
 from densestudio.ui.heatmaps import HeatmapService
 from densestudio.ui.import_dialog import ImportDialog, ImportProgressWidget, ImportReportDialog
+from densestudio.ui.job_progress import ElidedProgressBar
 from densestudio.ui.project_flows import ProjectFlows
 from densestudio.ui.review_panel import ReviewPanel
 from densestudio.ui.settings import Preferences
@@ -78,17 +78,16 @@ class GalleryArea(GalleryView):
     empty_text = ""
 
 
-class TrainingIndicator(QProgressBar):
+class TrainingIndicator(ElidedProgressBar):
     """A small bar in the status bar while a run trains; a click shows the Train tab."""
 
     clicked = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(parent, "A run is training: click to see the Train tab")
         self.setMaximumWidth(260)
         self.setMaximumHeight(18)
         self.setTextVisible(True)
-        self.setToolTip("A run is training: click to see the Train tab")
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.hide()
 

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -42,6 +41,7 @@ from densestudio.core import runs as core_runs
 from densestudio.core.formatting import html_text
 from densestudio.ml.config import ARCHS, COMPACT_ARCHS, TrainConfig
 from densestudio.ml.recommend import DEFAULT_BUDGET_S, Recommendation
+from densestudio.ui.job_progress import ElidedProgressBar
 from densestudio.ui.jobs import TrainingSteps, TrainSpeed, train_job, train_speed_job
 from densestudio.ui.plots import TrainingPlots
 from densestudio.ui.runs_panel import RunsPanel
@@ -356,11 +356,12 @@ class TrainPanel(QWidget):
         left_column.addLayout(buttons)
         left_column.addWidget(self.message)
 
-        self.progress = QProgressBar(self)
+        self.progress = ElidedProgressBar(self)
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(True)
         self.progress.setFormat("")
         self.status = QLabel("Not training.", self)
+        self.status.setWordWrap(True)  # a long line used to widen the column past a laptop screen
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.plots = TrainingPlots(self)
         self.runs = RunsPanel(self)

@@ -370,3 +370,103 @@ def test_empty_plots_show_no_fake_epoch_axis(qtbot: QtBot) -> None:
     assert shown(plots.loss_plot, "left") and shown(plots.lr_plot, "left")
     plots.reset()
     assert not shown(plots.lr_plot, "bottom")
+
+
+def test_export_dialog_close_never_covers_the_check_table(qtbot: QtBot, opened: Opened) -> None:
+    """At its smallest (wrapped text included) summary, check table and Close never overlap."""
+    from PySide6.QtCore import QRect
+
+    from densestudio.ui.jobs import CheckRow
+
+    window, _a, run_b = opened
+    dialog = window.show_export_dialog(run_b)
+    assert dialog is not None
+    dialog.status.setText("The file predicts the same as the app on all 8 images (max difference "
+                          "0.0001); 1 image was flagged UNSURE by the frame checks.")
+    reason = "out of focus"
+    rows = [CheckRow(f"/data/a-very-long-folder-name/image_{i}.png", "scratch_on_the_edge",
+                     "scratch_on_the_edge", 0.91, decision="NG", unfamiliar=True, reason=reason)
+            for i in range(6)]
+    dialog._on_checked(rows)
+
+    def box(widget: QWidget) -> QRect:
+        return QRect(widget.mapTo(dialog, QPoint(0, 0)), widget.size())
+
+    for width in (640, 900):
+        dialog.resize(width, 100)  # as small as the user can drag it
+        QApplication.processEvents()
+        assert dialog.height() >= dialog.minimumHeight() > 100
+        table, contents, close = box(dialog.check_table), box(dialog.contents), box(dialog.buttons)
+        assert not close.intersects(table) and not contents.intersects(table), width
+        assert table.height() >= dialog.check_table.minimumHeight()
+    cell = dialog.check_table.item(0, 2)
+    assert cell.toolTip() == cell.text() and reason in cell.text()  # the whole text when elided
+    dialog.close()
+
+
+def test_train_epoch_counter_is_never_clipped_on_a_laptop_screen(
+    qtbot: QtBot, opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The counter fits its bar (or is elided with the whole text in the tooltip), and a long
+    status line wraps instead of widening the Train tab past a 1280x720 screen."""
+    from PySide6.QtGui import QFontMetrics
+
+    from densestudio.ui.train_panel import TrainPanel
+
+    window, _a, _b = opened
+    window.resize(1280, 720)
+    panel = window.train_panel
+    window.show_tab(panel)
+    monkeypatch.setattr(TrainPanel, "worker", property(lambda _self: object()))
+    QApplication.processEvents()
+    counter = "Epoch 12/60 · step 30/45 · ETA 3 min · 1,234 images/s · CPU · a long tail to elide"
+    panel.progress.setFormat(counter)
+    panel.progress.setValue(200)
+    panel.status.setText("Epoch 12 of 60 · loss 0.412 · 1,234 images/s · ETA 3 min · CPU · "
+                         "and a few more words so the line is longer than any column")
+    window._mirror_training()
+    QApplication.processEvents()
+    status = panel.status  # wraps: it never asks for more width than it has (nor clips)
+    assert status.minimumSizeHint().width() <= status.contentsRect().width()
+    assert status.heightForWidth(status.width()) <= status.height()
+    for bar, full in ((panel.progress, counter),
+                      (window.training_indicator, f"Training: {counter}")):
+        shown = bar.text()
+        assert QFontMetrics(bar.font()).horizontalAdvance(shown) <= bar.contentsRect().width()
+        assert shown == full or (shown.endswith("…") and full in bar.toolTip())
+
+
+def test_tile_chips_fit_at_the_smallest_and_default_tile_size(qtbot: QtBot) -> None:
+    """The prediction chip is measured in its bold font and ends before the split marker, so
+    "✗ NG · P(ok) 29%" or a frame-check reason is elided (whole text in the tile's tooltip),
+    never cut at both ends or drawn under the marker."""
+    from PySide6.QtGui import QFontMetrics
+
+    from densestudio.ui.gallery_model import TileOverlay
+    from densestudio.ui.gallery_view import DEFAULT_TILE, MIN_TILE, TileDelegate, overlay_label
+
+    delegate = TileDelegate()
+    bold = QFontMetrics(delegate._bold_small)
+    texts = ("✗ NG · P(ok) 29%", "UNSURE: out of focus · ✗ scratch_along_the_left_edge 93%",
+             "relabeled")
+    for tile in (MIN_TILE, DEFAULT_TILE):
+        delegate.set_tile_size(tile)
+        side = tile - 2 * delegate.MARGIN
+        room = side - 5 - (delegate.split_tag_width("test") + 4)
+        for text in texts:
+            shown, width = delegate.bold_chip(text, room)
+            assert bold.horizontalAdvance(shown) + 8 <= width <= room, (tile, text)
+            assert shown == text or shown.endswith("…")
+    delegate.set_tile_size(DEFAULT_TILE)
+    assert delegate.bold_chip(texts[0], DEFAULT_TILE)[0] == texts[0]  # room enough: whole
+    # The chip keeps what matters whole: NG and P(ok) at the default size, NG / ? when small.
+    ng = TileOverlay(1, 0.7, True, "70%", decision="NG", p_good="P(ok) 29%")
+    unsure = TileOverlay(1, 0.9, False, "90%", decision="UNSURE", reason="out of focus")
+    label = overlay_label(unsure, "scratch_along_the_left_edge")
+    for tile, want_ng in ((MIN_TILE, "NG"), (DEFAULT_TILE, "NG · P(ok) 29%")):
+        delegate.set_tile_size(tile)
+        room = tile - 2 * delegate.MARGIN - 5 - (delegate.split_tag_width("test") + 4)
+        assert delegate.prediction_chip(ng, overlay_label(ng, "ok"), room)[0] == want_ng
+        shown, width = delegate.prediction_chip(unsure, label, room)
+        assert width <= room and bold.horizontalAdvance(shown) + 8 <= width
+        assert shown == "?" if tile == MIN_TILE else shown.startswith("UNSURE: out")
