@@ -436,13 +436,19 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
     """The recommended settings for this data and device (printed with their reasons),
     with the options given on the command line on top."""
     from densestudio.core.profile import data_profile
+    from densestudio.ml import backbone
+    from densestudio.ml.config import BACKBONE_ARCH
     from densestudio.ml.recommend import recommend
     from densestudio.ml.runtime import resolve_device
 
     device = resolve_device(args.device)
     wants_weights = bool(args.pretrained or args.weights)
     budget = 60.0 * args.minutes if args.minutes else None
+    problem = None if wants_weights or args.scratch else backbone.check()
+    if problem is not None:
+        print(f"{problem} Training from scratch (random weights) instead.", file=sys.stderr)
     rec = recommend(data_profile(project), device.type, weights_available=wants_weights,
+                    backbone_available=not (wants_weights or args.scratch) and problem is None,
                     **({"budget_s": budget} if budget else {}))
     print("Settings chosen for this data:")
     for reason in rec.reasons:
@@ -473,6 +479,8 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
     if args.tta:
         changes["tta"] = True
     cfg = cfg.with_(**changes)
+    if cfg.backbone and (cfg.arch != BACKBONE_ARCH or cfg.uses_pretrained):
+        cfg = cfg.with_(backbone=False, **({} if cfg.uses_pretrained else {"strategy": "full"}))
     return cfg if args.unfreeze_epoch is not None else cfg.unfreeze_within_epochs()
 
 
@@ -488,6 +496,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         RunCancelled,
         RunFinished,
         RunStarted,
+        StartingPointChosen,
         WeightsDownload,
     )  # fmt: skip
     from densestudio.ml.train import fit
@@ -513,6 +522,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             budget = (f" to fit about {format_eta(e.budget_s)}"
                       if e.budget_s and not e.over_budget else "")
             print(f"planned {e.epochs} epochs{budget} ({e.reason})", flush=True)
+        elif isinstance(e, StartingPointChosen):
+            line.done()
+            print(e.text, flush=True)
         elif isinstance(e, RunStarted):
             line.done()
             state["epochs"] = e.total_epochs
@@ -569,6 +581,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         finally:
             line.done()
     return 130 if cancel.cancelled else EXIT_OK
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from densestudio.ml import pretrain
+
+    return pretrain.main_args(args)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -833,6 +851,8 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
                    help="start from ImageNet weights (torch hub cache or download)")
     p.add_argument("--weights", metavar="FILE", help="ImageNet weights file to start from")
     p.add_argument("--offline", action="store_true", help="never download weights")
+    p.add_argument("--scratch", action="store_true",
+                   help="random starting weights: not DenseStudio's built-in backbone")
     p.add_argument("--img-size", type=int, metavar="PX",
                    help="base input size (the canvas keeps the images' aspect ratio)")
     p.add_argument("--stretch", action="store_true",
@@ -868,6 +888,13 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=int, metavar="RUN",
                    help="continue a cancelled or crashed run from its last checkpoint")
     p.set_defaults(func=cmd_train)
+
+    from densestudio.ml import pretrain_setup
+
+    p = sub.add_parser("pretrain", help="pretrain the compact model's backbone on generated "
+                       "images (resumable; writes backbone.pt and backbone.json)")
+    pretrain_setup.build_parser(p)
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix")
     p.add_argument("project")

@@ -21,7 +21,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from densestudio.ml import synthetic, zoo
+from densestudio.ml.pretrain_setup import PretrainConfig, build_parser, config_from_args
 from densestudio.ml.runtime import amp_dtype, atomic_save, autocast
 from densestudio.ml.steps import EMA, WarmupCosine
 
@@ -42,23 +43,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 # whole range; fine-tuning normalizes with its own data's statistics, close to this).
 PRETRAIN_MEAN = (0.5, 0.5, 0.5)
 PRETRAIN_STD = (0.25, 0.25, 0.25)
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    seed: int = 0
-    steps: int = 20000  # total optimizer steps of the run (the schedule's length)
-    batch_size: int = 64
-    img_size: int = 64
-    arch: str = "densenet_bc_1m"
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    label_smoothing: float = 0.1
-    warmup_steps: int = 300
-    ema_decay: float = 0.999
-    heldout: int = 1024  # held-out images (stream seed + HELDOUT_OFFSET)
-    eval_every: int = 500  # steps
-    checkpoint_every_s: float = 180.0
 
 
 class _Batches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -124,12 +108,48 @@ def _write_backbone(out: Path, ema_model: torch.nn.Module, info: dict[str, Any])
     tmp.replace(out / INFO_NAME)
 
 
+def _info(cfg: PretrainConfig, step: int, wall: float, history: list[dict[str, Any]],
+          finished: bool, bf16: bool, command: str) -> dict[str, Any]:  # fmt: skip
+    return {
+        "command": command, "config": asdict(cfg), "arch": cfg.arch,
+        "classes": synthetic.NUM_CLASSES, "mean": PRETRAIN_MEAN, "std": PRETRAIN_STD,
+        "steps": step, "images_seen": step * cfg.batch_size, "wall_s": round(wall, 1),
+        "heldout_acc": history[-1]["heldout_acc"] if history else None,
+        "heldout_images": cfg.heldout, "finished": finished, "bf16": bf16,
+        "history": history, "torch": torch.__version__, "numpy": np.__version__,
+    }  # fmt: skip
+
+
+def export_checkpoint(ckpt_path: Path, out: Path, command: str = "") -> dict[str, Any]:
+    """Write the backbone of a run's latest checkpoint (its EMA model) into ``out`` without
+    touching the run (it may still be training): a snapshot to ship or to test."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    cfg = PretrainConfig(**ckpt["config"])
+    model = _model(cfg)
+    ema = EMA(model, cfg.ema_decay)
+    ema.load_state_dict(ckpt["ema"])
+    step, wall = int(ckpt["step"]), float(ckpt["wall_s"])
+    history = list(ckpt["history"])
+    if not history or history[-1]["step"] != step:
+        hx, hy = synthetic.batch(cfg.seed + HELDOUT_OFFSET, 0, cfg.heldout, cfg.img_size)
+        dtype = amp_dtype(torch.device("cpu"), True)
+        acc = heldout_accuracy(ema.module.to(memory_format=torch.channels_last),
+                               torch.from_numpy(hx), torch.from_numpy(hy), dtype)  # fmt: skip
+        history.append({"step": step, "images": step * cfg.batch_size,
+                        "wall_s": round(wall, 1), "heldout_acc": round(acc, 4)})  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    bf16 = amp_dtype(torch.device("cpu"), True) is not None
+    info = _info(cfg, step, wall, history, step >= cfg.steps, bf16, command)
+    _write_backbone(out, ema.module, info)
+    return info
+
+
 def run(
     cfg: PretrainConfig, out: Path, *, minutes: float | None = None, command: str = "",
-    log: Callable[[str], None] = print, workers: int = 1,
+    log: Callable[[str], None] = print, workers: int = 1, until_step: int | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) until ``cfg.steps`` or ``minutes`` of this call; write the
-    checkpoint and the backbone; return the info written to ``backbone.json``."""
+    """Train (or resume) until ``cfg.steps`` (or ``until_step``), or ``minutes`` of this
+    call; write the checkpoint and the backbone; return the info in ``backbone.json``."""
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cpu")
     dtype = amp_dtype(device, True)
@@ -178,7 +198,8 @@ def run(
     loss_sum, loss_n, imgs_since = 0.0, 0, 0
     stopped_for_time = False
     model.train()
-    while step < cfg.steps:
+    last = cfg.steps if until_step is None else min(cfg.steps, until_step)
+    while step < last:
         if minutes is not None and time.monotonic() - t_call > minutes * 60:
             stopped_for_time = True
             break
@@ -199,12 +220,13 @@ def run(
         wall += now - t_last
         t_last = now
         loss_sum, loss_n, imgs_since = loss_sum + loss.item(), loss_n + 1, imgs_since + len(y)
-        if step % 50 == 0 or step == cfg.steps:
+        evaluate_now = step % cfg.eval_every == 0 or step == cfg.steps
+        if step % 50 == 0 or evaluate_now:
             rate = imgs_since / max(1e-9, now - t_call) if loss_n else 0.0
             msg = (f"step {step}/{cfg.steps} images {step * cfg.batch_size} wall {wall:.0f} s "
                    f"loss {loss_sum / loss_n:.3f} lr {sched.get_last_lr()[0]:.2e} "
                    f"{rate:.0f} img/s")  # fmt: skip
-            if step % cfg.eval_every == 0 or step == cfg.steps:
+            if evaluate_now:
                 msg += f" heldout_acc {evaluate():.4f}"
                 model.train()
             log(msg)
@@ -217,14 +239,7 @@ def run(
         evaluate()
     save()
     finished = step >= cfg.steps
-    info = {
-        "command": command, "config": asdict(cfg), "arch": cfg.arch,
-        "classes": synthetic.NUM_CLASSES, "mean": PRETRAIN_MEAN, "std": PRETRAIN_STD,
-        "steps": step, "images_seen": step * cfg.batch_size, "wall_s": round(wall, 1),
-        "heldout_acc": history[-1]["heldout_acc"], "heldout_images": cfg.heldout,
-        "finished": finished, "bf16": dtype is not None, "history": history,
-        "torch": torch.__version__, "numpy": np.__version__,
-    }  # fmt: skip
+    info = _info(cfg, step, wall, history, finished, dtype is not None, command)
     _write_backbone(out, ema.module, info)
     log(f"{'finished' if finished else 'stopped (time)' if stopped_for_time else 'stopped'}: "
         f"step {step}, images {step * cfg.batch_size}, wall {wall:.0f} s, heldout_acc "
@@ -232,44 +247,23 @@ def run(
     return info
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(
-        prog="python -m densestudio.ml.pretrain", description=__doc__.split("\n")[0]
-    )
-    d = PretrainConfig()
-    p.add_argument("out", help="folder for checkpoint.pt, backbone.pt and backbone.json")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--steps", type=int, default=d.steps, help="total optimizer steps")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--img-size", type=int, default=d.img_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--heldout", type=int, default=d.heldout)
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every_s,
-                   help="seconds between checkpoints")  # fmt: skip
-    p.add_argument("--minutes", type=float, default=None,
-                   help="stop (checkpoint + backbone) after this many minutes of this call")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
-    p.add_argument("--workers", type=int, default=1, help="image-generating processes")
-    return p
-
-
-def config_from_args(a: argparse.Namespace) -> PretrainConfig:
-    return PretrainConfig(
-        seed=a.seed, steps=a.steps, batch_size=a.batch_size, img_size=a.img_size, lr=a.lr,
-        heldout=a.heldout, eval_every=a.eval_every, checkpoint_every_s=a.checkpoint_every,
-        warmup_steps=min(PretrainConfig.warmup_steps, max(1, a.steps // 10)),
-    )  # fmt: skip
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main_args(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    """Run (or resume) the pretraining ``args`` describe (``densestudio pretrain``)."""
     torch.set_num_threads(args.threads)
     cmd = "python -m densestudio.ml.pretrain " + " ".join(
         sys.argv[1:] if argv is None else list(argv))  # fmt: skip
+    if args.export_from:
+        info = export_checkpoint(Path(args.export_from), Path(args.out), cmd)
+        print(f"step {info['steps']}, images {info['images_seen']}, wall {info['wall_s']} s, "
+              f"heldout_acc {info['heldout_acc']}; {Path(args.out) / BACKBONE_NAME}")
+        return 0
     run(config_from_args(args), Path(args.out), minutes=args.minutes, command=cmd,
         log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True), workers=args.workers)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return main_args(build_parser().parse_args(argv), argv)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 Array = np.ndarray
 Rng = np.random.Generator
@@ -72,7 +74,7 @@ def bandpass_noise(rng: Rng, s: int, cycles: float, width: float = 0.25) -> Arra
 
     def amp(fy: Array, fx: Array) -> Array:
         f = np.sqrt(fy * fy + fx * fx)
-        return np.exp(-0.5 * (np.log(np.maximum(f, 1e-6) / f0) / width) ** 2)
+        return np.asarray(np.exp(-0.5 * (np.log(np.maximum(f, 1e-6) / f0) / width) ** 2))
 
     return _spectral(rng, s, amp)
 
@@ -113,7 +115,7 @@ def line_mask(s: int, p0: Array, p1: Array, width: float) -> Array:
     return np.clip(width / 2 + 0.5 - seg_distance(s, p0, p1), 0, 1)
 
 
-def discs(s: int, centers: Array, radii: Array, soft: float = 0.7) -> Array:
+def discs(s: int, centers: ArrayLike, radii: ArrayLike, soft: float = 0.7) -> Array:
     yy, xx = _grid(s)
     c = np.asarray(centers, np.float32).reshape(-1, 2)
     r = np.asarray(radii, np.float32).reshape(-1)
@@ -140,7 +142,7 @@ def ellipses(s: int, centers: Array, axes: Array, angles: Array) -> Array:
 def voronoi(rng: Rng, s: int, n: int) -> tuple[Array, Array]:
     """(distance to the nearest seed, edge-ness = 2nd nearest - nearest) for about n seeds,
     one jittered seed per cell of a periodic grid (Worley noise: 9 candidates per pixel)."""
-    g = max(2, int(round(np.sqrt(n))))
+    g = max(2, round(float(np.sqrt(n))))
     cell = s / g
     jitter = rng.uniform(0, 1, (g, g, 2))
     rows, cols = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
@@ -359,7 +361,8 @@ def _d_hole(rng: Rng, s: int, big: bool) -> Array:
     inner = discs(s, c, [r], soft=0.5)
     rim = discs(s, c, [r + max(1.0, 0.2 * r)]) - inner
     base = _surface(rng, s)
-    return base * (1 - inner) + inner * rng.uniform(0.0, 0.1) + rim * rng.uniform(0.15, 0.35)
+    out = base * (1 - inner) + inner * rng.uniform(0.0, 0.1) + rim * rng.uniform(0.15, 0.35)
+    return np.asarray(out)
 
 
 def _d_dent(rng: Rng, s: int, big: bool) -> Array:
@@ -370,7 +373,7 @@ def _d_dent(rng: Rng, s: int, big: bool) -> Array:
     d2 = ((yy - c[0]) ** 2 + (xx - c[1]) ** 2) / (r * r)
     bowl = np.exp(-d2)
     shade = ((xx - c[1]) * np.cos(th) + (yy - c[0]) * np.sin(th)) / r * bowl
-    return _surface(rng, s) + rng.uniform(0.2, 0.45) * shade
+    return np.asarray(_surface(rng, s) + rng.uniform(0.2, 0.45) * shade)
 
 
 def _d_stain(rng: Rng, s: int, big: bool) -> Array:
@@ -398,7 +401,7 @@ def _d_patch(rng: Rng, s: int, big: bool) -> Array:
     m = ((np.abs(u) < w / 2) & (np.abs(v) < h / 2)).astype(np.float64)
     other = power_noise(rng, s, rng.uniform(0.5, 3.0))
     base = _surface(rng, s)
-    return base * (1 - m) + m * (0.5 + (other - 0.5) * 0.5 + rng.uniform(-0.2, 0.2))
+    return np.asarray(base * (1 - m) + m * (0.5 + (other - 0.5) * 0.5 + rng.uniform(-0.2, 0.2)))
 
 
 def _d_scale(rng: Rng, s: int, big: bool) -> Array:
@@ -418,7 +421,7 @@ def _d_fray(rng: Rng, s: int, big: bool) -> Array:
     rough = (power_noise(rng, s, 1.2) - 0.5) * s * (0.35 if big else 0.08)
     edge = rng.uniform(0.6, 0.85) * s
     m = np.clip(u + rough - edge, 0, 1)
-    return _surface(rng, s) * (1 - m) + m * rng.uniform(0.0, 1.0)
+    return np.asarray(_surface(rng, s) * (1 - m) + m * rng.uniform(0.0, 1.0))
 
 
 def _d_streak(rng: Rng, s: int, big: bool) -> Array:
@@ -444,7 +447,7 @@ def _d_lighting(rng: Rng, s: int, big: bool) -> Array:
     yy, xx = _grid(s)
     c = rng.uniform(-0.5 * s, 1.5 * s, 2)
     g = np.exp(-((yy - c[0]) ** 2 + (xx - c[1]) ** 2) / (2 * (s * rng.uniform(0.3, 0.8)) ** 2))
-    return _surface(rng, s) * (0.4 + 0.8 * g)
+    return np.asarray(_surface(rng, s) * (0.4 + 0.8 * g))
 
 
 def _d_blur(rng: Rng, s: int, big: bool) -> Array:
@@ -467,39 +470,39 @@ def _classes() -> tuple[SynthClass, ...]:
         out.append(SynthClass(name, fn, True))
 
     for beta in (0.6, 1.2, 1.8, 2.4, 3.0):
-        t(f"spectral_b{beta}", lambda r, s, b=beta: _t_spectral(r, s, b))
+        t(f"spectral_b{beta}", partial(_t_spectral, beta=beta))
     for ratio in (2.5, 6.0, 16.0):
         for beta in (1.0, 2.2):
-            t(f"oriented_r{ratio}_b{beta}", lambda r, s, q=ratio, b=beta: _t_oriented(r, s, q, b))
+            t(f"oriented_r{ratio}_b{beta}", partial(_t_oriented, ratio=ratio, beta=beta))
     for cyc in (4, 8, 16):
-        t(f"bandpass_{cyc}", lambda r, s, c=cyc: _t_bandpass(r, s, c))
+        t(f"bandpass_{cyc}", partial(_t_bandpass, cycles=cyc))
     for cyc in (3, 6, 12):
         for sq in (False, True):
             t(f"grating_{cyc}_{'square' if sq else 'sine'}",
-              lambda r, s, c=cyc, q=sq: _t_grating(r, s, c, q))
+              partial(_t_grating, cycles=cyc, square=sq))
     for cyc in (4, 8, 16):
-        t(f"weave_{cyc}", lambda r, s, c=cyc: _t_weave(r, s, c))
+        t(f"weave_{cyc}", partial(_t_weave, cycles=cyc))
     for n in (2, 4, 8):
-        t(f"tiles_{n}", lambda r, s, k=n: _t_tiles(r, s, k))
+        t(f"tiles_{n}", partial(_t_tiles, n=n))
     for n in (8, 32, 96):
         for edges in (False, True):
             t(f"cells_{n}_{'edges' if edges else 'fill'}",
-              lambda r, s, k=n, e=edges: _t_cells(r, s, k, e))
+              partial(_t_cells, n=n, edges=edges))
     for dens in (0.08, 0.3):
         for rad in (1.5, 4.0):
-            t(f"dots_d{dens}_r{rad}", lambda r, s, d=dens, q=rad: _t_dots(r, s, d, q))
+            t(f"dots_d{dens}_r{rad}", partial(_t_dots, density=dens, radius=rad))
     for length in (0.12, 0.5):
         for count in (12, 45):
-            t(f"fibres_l{length}_n{count}", lambda r, s, ln=length, c=count: _t_fibres(r, s, ln, c))
+            t(f"fibres_l{length}_n{count}", partial(_t_fibres, length=length, count=count))
     for radial in (False, True):
         t(f"gradient_{'radial' if radial else 'linear'}",
-          lambda r, s, q=radial: _t_gradient(r, s, q))
+          partial(_t_gradient, radial=radial))
     for cyc in (5, 11):
-        t(f"labyrinth_{cyc}", lambda r, s, c=cyc: _t_labyrinth(r, s, c))
+        t(f"labyrinth_{cyc}", partial(_t_labyrinth, cycles=cyc))
     for p in (0.02, 0.12):
-        t(f"speckle_{p}", lambda r, s, q=p: _t_speckle(r, s, q))
+        t(f"speckle_{p}", partial(_t_speckle, p=p))
 
-    defects: list[tuple[str, Callable[[Rng, int, bool], Array], bool]] = [
+    defects: list[tuple[str, Callable[..., Array], bool]] = [
         ("clean", _d_clean, False), ("lighting", _d_lighting, False), ("blur", _d_blur, False),
         ("scratch", _d_scratch, True), ("scratches", _d_scratches, True),
         ("crack", _d_crack, True), ("crazing", _d_crazing, True), ("spot", _d_spot, True),
@@ -511,7 +514,7 @@ def _classes() -> tuple[SynthClass, ...]:
     for name, fn, sized in defects:
         for big in (False, True) if sized else (False,):
             label = f"defect_{name}" + (("_large" if big else "_small") if sized else "")
-            out.append(SynthClass(label, lambda r, s, f=fn, b=big: f(r, s, b), False))
+            out.append(SynthClass(label, partial(fn, big=big), False))
     return tuple(out)
 
 
@@ -558,7 +561,7 @@ def render(seed: int, index: int, size: int = 64) -> tuple[Array, int]:
     cls = CLASSES[label]
     # Render at a random scale and crop/resize to ``size``: the same class at several scales.
     zoom = float(np.exp(rng.uniform(np.log(0.75), np.log(1.5))))
-    s = max(16, int(round(size * zoom)))
+    s = max(16, round(size * zoom))
     g = np.asarray(cls.make(rng, s), dtype=np.float64)
     if s != size:
         g = _resample(g, size)

@@ -30,8 +30,8 @@ from densestudio.core.errors import CancelledError, DenseStudioError
 from densestudio.core.preprocess import Preprocessing
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.store import Project
+from densestudio.ml import backbone, distributed, zoo
 from densestudio.ml import data as D
-from densestudio.ml import distributed, zoo
 from densestudio.ml.budget import CALIBRATION_STEPS, EpochPlanner
 from densestudio.ml.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -52,6 +52,7 @@ from densestudio.ml.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    StartingPointChosen,
 )
 from densestudio.ml.metrics import Scores, confusion_matrix, scores
 from densestudio.ml.runtime import (
@@ -142,13 +143,16 @@ def fit(
         weights_file = _weights_file(cfg, allow_download, opener, on_event)
         if weights_file is not None:  # a damaged or unfitting file fails before a run exists
             zoo.build_model(cfg.arch, 2, weights_file=weights_file)
+        cfg, start = starting_point(cfg, weights_file)
         names, rows = runs.current_label_rows(project)
         run_id = runs.create_run(
             project, name=cfg.name or f"{cfg.arch} {cfg.img_size}px",
             config_json=cfg.to_json(), class_names=names, snapshot=rows, device=str(device),
             extra={"weights_file": str(weights_file) if weights_file else None,
+                   "starting_point": start.kind, "starting_point_text": start.text,
                    runs.OWNER_KEY: runs.owner_here()},
         )  # fmt: skip
+        on_event(StartingPointChosen(run_id, start.kind, start.text))
     world.announce_run(run_id)
     try:
         snap = load_snapshot(project, run_id)
@@ -195,6 +199,26 @@ def _weights_file(
         return None
     return zoo.resolve_weights(cfg.arch, cfg.weights_path, allow_download=allow_download,
                                opener=opener, on_progress=on_event)  # fmt: skip
+
+
+def starting_point(
+    cfg: TrainConfig, weights_file: Path | None
+) -> tuple[TrainConfig, backbone.StartingPoint]:
+    """The run's starting weights and why. A shipped backbone that cannot be used (missing,
+    damaged, altered) is reported and the run trains from scratch instead of failing."""
+    if weights_file is not None:
+        return cfg, backbone.StartingPoint(
+            "imagenet", f"Starting from ImageNet weights ({weights_file.name}).")
+    if cfg.backbone:
+        problem = backbone.check()
+        if problem is None:
+            return cfg, backbone.StartingPoint(
+                "backbone", "Starting from DenseStudio's backbone (pretrained on generated "
+                "textures and defects; no ImageNet weights on this computer).")
+        scratch = cfg.with_(backbone=False, strategy="full").unfreeze_within_epochs()
+        return scratch, backbone.StartingPoint(
+            "scratch", f"{problem} Training from scratch (random weights) instead.")
+    return cfg, backbone.StartingPoint("scratch", "Starting from random weights (from scratch).")
 
 
 # ------------------------------------------------------------------ data
@@ -282,9 +306,11 @@ def _build(
                      else D.channel_stats(data.x_train))  # fmt: skip
         model = zoo.build_model(cfg.arch, k, data.prep.channels, mean=mean, std=std,
                                 weights_file=weights_file)  # fmt: skip
+        if cfg.backbone:
+            backbone.apply(model, backbone.load())
     meta = model_meta(cfg, data.snap.class_names, data.prep.mode, model)
     use_cl = place_model(model, cfg, device)
-    bb_lr = cfg.lr * (cfg.backbone_lr_mult if cfg.uses_pretrained else 1.0)
+    bb_lr = cfg.lr * (cfg.backbone_lr_mult if cfg.starts_pretrained else 1.0)
     opt = adamw(
         [{"params": model.head_parameters(), "lr": cfg.lr},
          {"params": model.backbone_parameters(), "lr": bb_lr}],
