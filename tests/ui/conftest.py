@@ -42,8 +42,11 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # preference, which sets this variable) says otherwise; restored after each test.
     monkeypatch.delenv("DENSESTUDIO_USER", raising=False)
     from densestudio.ui import settings
+    from densestudio.ui.train_panel import TrainPanel
 
     settings.qsettings().clear()
+    # The Train tab asks whether the ImageNet weights' server answers: never in tests.
+    monkeypatch.setattr(TrainPanel, "online_probe", staticmethod(lambda: False))
 
 
 @pytest.fixture
