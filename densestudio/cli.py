@@ -462,6 +462,8 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
             changes[name] = value
     if args.epochs is not None and not args.minutes:
         changes["time_budget_s"] = None  # a fixed number of epochs instead of a budget
+    elif budget:
+        changes["time_budget_s"] = budget  # the user's budget, also over a fast first model
     if args.stretch:
         changes["fit"] = "stretch"
     if args.weights:  # stored with the run: absolute, not relative to this directory

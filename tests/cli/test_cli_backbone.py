@@ -57,3 +57,13 @@ def test_pretrain_command_runs_the_recipe(tmp_path: Path) -> None:
     info = json.loads((out / "backbone.json").read_text())
     assert info["steps"] == 3 and info["images_seen"] == 12 and info["finished"]
     assert (out / "backbone.pt").is_file() and (out / "checkpoint.pt").is_file()
+
+
+def test_minutes_given_override_the_fast_first_model_budget(project_path: Path) -> None:
+    from densestudio.cli import _train_config, build_parser
+
+    with Project.open(project_path) as project:
+        fast = _train_config(build_parser().parse_args(["train", str(project_path)]), project)
+        assert fast.backbone and fast.time_budget_s == 120.0
+        args = build_parser().parse_args(["train", str(project_path), "--minutes", "5"])
+        assert _train_config(args, project).time_budget_s == 300.0
