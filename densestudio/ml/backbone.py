@@ -25,7 +25,7 @@ ARCH = BACKBONE_ARCH
 FILENAME = "backbone_densenet_bc_1m.pt"
 INFO_FILENAME = "backbone_densenet_bc_1m.json"
 # SHA-256 of the shipped file: `python -m densestudio.ml.pretrain --install RUN_DIR` prints it.
-SHA256 = "1743b9e5f764e73202c534cd3afdac970b4f8c1a1e4d5b1a75f41fed27f907fe"
+SHA256 = "37407508e4cb233153faa1b46cadebd8a7df9dcb6594c1ecd7f6ef91031548d2"
 
 
 def resources_dir() -> Path:
