@@ -58,7 +58,7 @@ IMAGENET_HOST = "download.pytorch.org"
 
 ARCH_INFO = {
     "densenet_bc_tiny": ("0.14 M parameters", "quick tries; fast on any CPU"),
-    "densenet_bc_1m": ("1.0 M parameters", "best choice on a CPU; trains from scratch"),
+    "densenet_bc_1m": ("1.0 M parameters", "best choice on a CPU; DenseStudio's backbone"),
     "densenet121": ("8.0 M parameters", "pretrained; GPU recommended (CPU: slow)"),
     "densenet169": ("14.1 M parameters", "pretrained; GPU recommended"),
     "densenet201": ("20.0 M parameters", "pretrained; GPU"),
@@ -94,7 +94,7 @@ def weights_status(arch: str, weights_path: str | None) -> tuple[str, str]:
     from densestudio.ml import zoo
 
     if arch in COMPACT_ARCHS:
-        return "none", "No pretrained weights for compact models: trains from scratch."
+        return "none", "No ImageNet weights for compact models (see \"Starts from\")."
     if weights_path:
         ok = Path(weights_path).is_file()
         return ("ok" if ok else "missing",
