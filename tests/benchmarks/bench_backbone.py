@@ -19,6 +19,7 @@ Run it on a quiet machine (nothing else running). Not collected by pytest.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -111,12 +112,14 @@ def few_label_split(project: Project, k: int, seed: int) -> None:
         set_split(s, test, "test")
 
 
-def train_arm(project: Project, arm: str, seed: int,
-              budget_s: float | None = None) -> dict[str, object]:  # fmt: skip
+def train_arm(project: Project, arm: str, seed: int, budget_s: float | None = None,
+              overrides: dict[str, object] | None = None) -> dict[str, object]:  # fmt: skip
     profile = data_profile(project)
     rec = recommend(profile, "cpu", weights_available=False,
                     backbone_available=arm == "backbone")  # fmt: skip
     cfg = rec.config.with_(seed=seed, device="cpu")
+    if overrides and arm == "backbone":
+        cfg = cfg.with_(**overrides)
     if budget_s is not None:  # smoke runs only: the defaults' own budget is what is measured
         cfg = cfg.with_(time_budget_s=budget_s, epochs=min(cfg.epochs, 3)).unfreeze_within_epochs()
     load = os.getloadavg()[0]
@@ -165,6 +168,13 @@ def summary(results: dict[tuple[str, str], list[dict[str, object]]]) -> None:
               f"{max(walls):5.0f} s  ({len(rows)} seeds)")  # fmt: skip
 
 
+def _value(text: str) -> object:
+    try:
+        return json.loads(text)  # numbers, true/false, null
+    except ValueError:
+        return text  # a word: strategy=full
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", nargs="+", default=["neu", "xsdd", "elpv"], choices=[*REAL])
@@ -173,9 +183,13 @@ def main() -> int:
     ap.add_argument("--full-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--no-full", action="store_true", help="skip the full sets")
     ap.add_argument("--limit", type=int, help="smoke: at most N images per class")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="override a TrainConfig field of the backbone arm, e.g. img_size=128")
     ap.add_argument("--budget-s", type=float, help="smoke: a time budget instead of the defaults'")
     ap.add_argument("--workdir", type=Path, default=ROOT / "bench-out" / "backbone")
     args = ap.parse_args()
+    overrides = {k: _value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     problem = backbone.check()
     print(f"CPU {cpu_model()} ({os.cpu_count()} cores), bf16 autocast "
           f"{'used' if cpu_bf16_fast() else 'not used'}, load average "
@@ -195,8 +209,8 @@ def main() -> int:
         for k in args.shots:
             for seed in args.seeds:
                 few_label_split(few, k, seed)
-                for arm in ARMS:
-                    row = train_arm(few, arm, seed, args.budget_s)
+                for arm in args.arms:
+                    row = train_arm(few, arm, seed, args.budget_s, overrides)
                     results.setdefault((f"{name} {k}/class", arm), []).append(row)
                     show(f"{name} {k}/class", row)
         few.close()
@@ -204,8 +218,8 @@ def main() -> int:
             continue
         full = open_project(args.workdir / "projects" / f"{name}_full.dsproj", folder)
         for seed in args.full_seeds:
-            for arm in ARMS:
-                row = train_arm(full, arm, seed, args.budget_s)
+            for arm in args.arms:
+                row = train_arm(full, arm, seed, args.budget_s, overrides)
                 results.setdefault((f"{name} full", arm), []).append(row)
                 show(f"{name} full", row)
         full.close()
