@@ -17,7 +17,7 @@ from densestudio.core.store import Project
 from densestudio.ml import backbone, pretrain, synthetic, zoo
 from densestudio.ml.events import StartingPointChosen
 from densestudio.ml.pretrain_setup import PretrainConfig
-from densestudio.ml.recommend import FEW_LABELS_BUDGET_S, recommend
+from densestudio.ml.recommend import FEW_LABELS_BUDGET_S, FEW_LABELS_MAX_SIZE, recommend
 from densestudio.ml.train import fit
 from tests.ml.conftest import tiny_config
 
@@ -195,7 +195,7 @@ def test_recommendation_prefers_imagenet_then_the_backbone_then_scratch() -> Non
 def test_few_labels_get_a_fast_first_model_from_the_backbone() -> None:
     rec = recommend(_profile(30), "cpu", backbone_available=True)
     assert rec.config.time_budget_s == FEW_LABELS_BUDGET_S
-    assert rec.config.img_size <= 96
+    assert rec.config.img_size <= FEW_LABELS_MAX_SIZE
     assert any("fast first model" in r for r in rec.reasons)
     many = recommend(_profile(400), "cpu", backbone_available=True).config
     assert many.time_budget_s is not None and many.time_budget_s > FEW_LABELS_BUDGET_S
