@@ -45,8 +45,10 @@ from densestudio.ui.runs_panel import RunsPanel
 from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
+    from densestudio.core.progress import CancelToken
     from densestudio.core.store import Project
     from densestudio.ml.events import BatchProgress
+    from densestudio.ml.zoo import Opener, ProgressFn
     from densestudio.ui.controller import ProjectController
     from densestudio.ui.main_window import MainWindow
 
@@ -143,14 +145,12 @@ def probe_online(timeout_s: float = 3.0) -> bool:
     return True
 
 
-def download_imagenet(opener: object = None, *, on_event: object = None,
-                      cancel: object = None) -> str:  # fmt: skip
+def download_imagenet(opener: Opener | None = None, *, on_event: ProgressFn | None = None,
+                      cancel: CancelToken | None = None) -> str:  # fmt: skip
     """Worker job: fetch densenet121's ImageNet weights into torch's hub cache."""
     from densestudio.ml import zoo
 
-    path = zoo.resolve_weights(IMAGENET_ARCH, opener=opener,  # type: ignore[arg-type]
-                               on_progress=on_event)  # type: ignore[arg-type]  # fmt: skip
-    return str(path)
+    return str(zoo.resolve_weights(IMAGENET_ARCH, opener=opener, on_progress=on_event))
 
 
 class TrainPanel(QWidget):
@@ -597,7 +597,7 @@ class TrainPanel(QWidget):
 
     # ================================================================ ImageNet download
     online_probe = staticmethod(probe_online)  # tests stub these two: never the network
-    opener: object = None  # urlopen
+    opener: Opener | None = None  # None: urlopen
 
     def _probe_online(self) -> None:
         """Ask once per project, in a worker thread, whether the weights' server answers."""

@@ -146,6 +146,7 @@ def test_run_starts_from_the_backbone_and_says_so(
     assert info.status == "finished"
     assert info.extra["starting_point"] == "backbone"
     # A frozen backbone (strategy "head") still holds the pretrained weights afterwards.
+    assert info.checkpoint_best is not None
     best = torch.load(info.checkpoint_best, weights_only=True)["model"]
     key = "features.denseblock2.denselayer1.conv1.weight"
     expected = backbone.load(path, pretrain.file_sha256(path))[key]

@@ -86,8 +86,13 @@ def test_online_the_tab_offers_imagenet_and_uses_it_after_consent(
     text = panel.download_label.text()
     assert spec.filename in text and "MB" in text and str(hub) in text
     asked: list[bool] = []
-    monkeypatch.setattr(panel, "confirm_download", lambda: asked.append(True) or False)
-    assert panel.offer_download() is None and not opened  # no consent: nothing fetched
+
+    def refuse() -> bool:
+        asked.append(True)
+        return False
+
+    monkeypatch.setattr(panel, "confirm_download", refuse)
+    assert panel.offer_download() is None and asked and not opened  # no consent: no fetch
     monkeypatch.setattr(panel, "confirm_download", lambda: True)
     worker = panel.offer_download()
     assert worker is not None
