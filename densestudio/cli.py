@@ -12,13 +12,26 @@ import logging
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from densestudio import __version__
 from densestudio.cli_signoff import add_signoff_commands
-from densestudio.cli_types import COST, COUNT, POSITIVE, PROBABILITY, RATE, number
+from densestudio.cli_types import (
+    COST,
+    COUNT,
+    LEARNING_RATE,
+    MINUTES,
+    PROBABILITY,
+    RATE,
+    RUN_ID,
+    SEED,
+    SIZE,
+    author,
+    number,
+)
 from densestudio.core import formatting
 from densestudio.core.errors import CancelledError, DenseStudioError
 from densestudio.core.progress import CancelToken
@@ -36,8 +49,9 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 class ProgressLine:
     """A single self-overwriting terminal line, updated at most ~10 times a second."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None) -> None:
+        stream = stream or sys.stderr
+        self.stream: TextIO = getattr(stream, "unescaped", stream)  # writes its own \r, ESC
         self._last = 0.0
         self._tty = stream.isatty()
 
@@ -163,11 +177,15 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from densestudio.core.constants import SPLITS
+    from densestudio.core.file_changes import check_files, marked_for_review
     from densestudio.core.store import ImageFilter, split_settings
 
     with open_project(args.project) as project:
+        review: list[str] = []
         if args.check_files:
             project.refresh_missing()
+            check_files(project)
+            review = marked_for_review(project)
         classes = project.classes()
         counts = project.counts()
         settings = split_settings(project)
@@ -180,6 +198,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         ratios = "/".join(f"{r * 100:g}" for r in settings.ratios)
         locked = " (test set locked)" if settings.test_locked else ""
         print(f"  split {ratios}, seed {settings.seed}{locked}")
+        from densestudio.ml.operating_point import project_good_class
+
+        print(f"  good class: {printable(project_good_class(project).describe())}")
         header = f"  {'key':>3}  {'class':<24} {'total':>7} " + " ".join(
             f"{s:>7}" for s in SPLITS
         )
@@ -197,6 +218,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"\n{missing} image file(s) are missing; use `densestudio relink` to find them:")
             for img in project.missing_images()[:10]:
                 print(f"  {img.path}")
+        if review:
+            print(f"\n{len(review)} labeled image file(s) changed since they were labeled; "
+                  "their labels are marked for review and they are left out of training until "
+                  "labeled again:")
+            for path in review[:10]:
+                print(f"  {printable(path)}")
     return EXIT_OK
 
 
@@ -275,6 +302,13 @@ def cmd_export_labels(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    with open_project(args.project) as project:
+        out = project.backup(args.out)
+    print(f"Backed up {project.location} to {out}")
+    return EXIT_OK
+
+
 def cmd_relink(args: argparse.Namespace) -> int:
     from densestudio.core.importer import relink
 
@@ -299,7 +333,8 @@ def split_ratios(text: str) -> tuple[float, float, float]:
 
 def cmd_split(args: argparse.Namespace) -> int:
     from densestudio.core import splits
-    from densestudio.core.store import lock_test_split, resplit
+    from densestudio.core.near_duplicates import resplit
+    from densestudio.core.store import lock_test_split
 
     with open_project(args.project) as project:
         if args.lock is not None:
@@ -351,12 +386,15 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import-labels", help="label images from a CSV file (columns: path "
                                              "or content_hash, class, optional author)")
     p.add_argument("project")
-    p.add_argument("csv")
+    p.add_argument("csv", help="UTF-8 (or UTF-16 with a byte-order mark) CSV file; relative "
+                               "paths in it are resolved against the CSV file's folder, not "
+                               "the working directory")
     p.add_argument("--create-classes", action="store_true",
                    help="create classes the project does not have (else their rows are "
                         "skipped and listed)")
-    p.add_argument("--author", help="who decided the labels of rows without an author "
-                                    "column (default: this user)")
+    p.add_argument("--author", type=author,
+                   help="who decided the labels of rows without an author column (default: "
+                        "this user)")
     p.add_argument("--show-skipped", type=COUNT, default=20, metavar="N",
                    help="list at most N skipped rows of each kind (default 20)")
     p.set_defaults(func=cmd_import_labels)
@@ -386,13 +424,21 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="classes, counts per class and split, missing files")
     p.add_argument("project")
     p.add_argument("--check-files", action="store_true",
-                   help="check that every image file still exists first")
+                   help="check first that every image file still exists and holds what was "
+                        "imported (changed files: labels marked for review)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("export-labels", help="write path,hash,label,split rows to a CSV file")
     p.add_argument("project")
     p.add_argument("out")
     p.set_defaults(func=cmd_export_labels)
+
+    p = sub.add_parser("backup", help="write a consistent copy of the project file (safe "
+                                      "while it is open; includes changes not yet in the "
+                                      ".dsproj itself)")
+    p.add_argument("project")
+    p.add_argument("out", help="the copy's file name, or a folder to put it in")
+    p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("relink", help="find moved images by content in new folders")
     p.add_argument("project")
@@ -404,7 +450,7 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resplit", action="store_true", help="re-assign all non-locked images")
     p.add_argument("--ratios", type=split_ratios,
                    help="train,val,test fractions, e.g. 0.7,0.15,0.15")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--lock", choices=["on", "off"], help="lock or unlock the test set")
     p.add_argument("--group-by", metavar="KEY",
                    help="keep groups in one split: 'folder', 'regex:PATTERN' (first group of "
@@ -447,9 +493,16 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
     problem = None if wants_weights or args.scratch else backbone.check()
     if problem is not None:
         print(f"{problem} Training from scratch (random weights) instead.", file=sys.stderr)
+    speed = None
+    if args.img_size is None and args.arch is None and (budget or args.epochs is None):
+        # the budget buys the input size this computer's measured speed allows
+        from densestudio.ml.budget import calibrated_train_speed
+
+        print("Measuring this computer's training speed (a few seconds)…", flush=True)
+        speed = calibrated_train_speed
     rec = recommend(data_profile(project), device.type, weights_available=wants_weights,
                     backbone_available=not (wants_weights or args.scratch) and problem is None,
-                    **({"budget_s": budget} if budget else {}))
+                    speed=speed, **({"budget_s": budget} if budget else {}))
     print("Settings chosen for this data:")
     for reason in rec.reasons:
         print(f"  - {reason}")
@@ -464,6 +517,8 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
         changes["time_budget_s"] = None  # a fixed number of epochs instead of a budget
     elif budget:
         changes["time_budget_s"] = budget  # the user's budget, also over a fast first model
+    if args.max_minutes:
+        changes["time_cap_s"] = 60.0 * args.max_minutes
     if args.stretch:
         changes["fit"] = "stretch"
     if args.weights:  # stored with the run: absolute, not relative to this directory
@@ -480,10 +535,30 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
         changes["memory_efficient"] = True
     if args.tta:
         changes["tta"] = True
+    if args.good is not None:  # project data: later runs, the GUI and evaluate see it too
+        from densestudio.ml import operating_point as op
+
+        op.set_project_good_class(project, args.good)
+    if args.max_miss_rate is not None:
+        changes["max_miss_rate"] = args.max_miss_rate
     cfg = cfg.with_(**changes)
     if cfg.backbone and (cfg.arch != BACKBONE_ARCH or cfg.uses_pretrained):
         cfg = cfg.with_(backbone=False, **({} if cfg.uses_pretrained else {"strategy": "full"}))
+    _print_good_class(project, cfg.max_miss_rate)
     return cfg if args.unfreeze_epoch is not None else cfg.unfreeze_within_epochs()
+
+
+def _print_good_class(project: Project, max_miss_rate: float) -> None:
+    from densestudio.ml import operating_point as op
+
+    good = op.project_good_class(project)
+    if good.name is None:
+        print(f"Good class: {good.describe()}; the model decides by the most likely class "
+              f"(set one with `densestudio good-class PROJECT NAME` or --good NAME).")
+    else:
+        print(f"Good class: {good.describe()}; the run ends with an OK/NG operating point "
+              f"for at most {max_miss_rate * 100:g} % of defects passed as good "
+              f"(--max-miss-rate).")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -493,6 +568,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         EpochEnded,
         EpochsPlanned,
         EvaluationProgress,
+        ImagesChanged,
         ImagesSkipped,
         PreparingData,
         RunCancelled,
@@ -518,6 +594,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             line.done()
             print(f"warning: {e.count} image(s) could not be read and are left out of this "
                   f"run: {'; '.join(e.examples)}", file=sys.stderr)
+        elif isinstance(e, ImagesChanged):
+            print(f"warning: {e.count} labeled image file(s) changed since they were labeled; "
+                  "their labels are marked for review and this run leaves them out: "
+                  f"{'; '.join(printable(p) for p in e.examples)}", file=sys.stderr)
         elif isinstance(e, EpochsPlanned):
             line.done()
             state["epochs"] = e.epochs
@@ -555,6 +635,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             m = e.metrics
             early = " (stopped early)" if e.stopped_early else ""
             print(f"Finished run {e.run_id}{early}; best epoch {e.best_epoch}.")
+            decided = decision_lines(project, e.run_id, "test")  # OK/NG first
+            for text in decided:
+                print(f"  {text}")
+            if decided:
+                print("  By the most likely class (argmax):")
             for subset in ("test", "val"):  # balanced accuracy and the worst class first
                 if f"{subset}_acc" in m:
                     print(f"  {summary.long_text(summary.summarize(m, subset=subset))}, "
@@ -565,6 +650,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"`densestudio train {args.project} --resume {e.run_id}`.")
 
     from densestudio.ml import distributed
+    from densestudio.ml.operating_point import decision_lines
 
     with distributed.joined() as world, open_project(args.project) as project, \
             ctrl_c_cancels(cancel):
@@ -593,7 +679,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from densestudio.core import runs
-    from densestudio.ml.evaluate import evaluate_run, report
+    from densestudio.ml.eval_report import report
+    from densestudio.ml.evaluate import evaluate_run
+    from densestudio.ml.operating_point import decision_lines, load_operating_point
 
     subsets = ("val", "test") if args.subset == "both" else (args.subset,)
     with open_project(args.project) as project:
@@ -602,21 +690,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             runs.prediction_count(project, run_id, s) == 0 for s in subsets
         ):
             evaluate_run(project, run_id, subsets, tta=args.tta)
-        good = _good_class(project, run_id)
+        point = load_operating_point(project, run_id)
         for subset in subsets:
-            print(report(project, run_id, subset).format(top=args.top, good_class=good))
+            for line in decision_lines(project, run_id, subset):  # OK/NG decisions lead
+                print(line)
+            print(report(project, run_id, subset).format(top=args.top, point=point))
             print()
     return EXIT_OK
 
 
-def _good_class(project: Project, run_id: int) -> str | None:
-    """The class meaning a good part: the run's OK/NG operating point's, if it has one."""
-    from densestudio.core import runs
-    from densestudio.ml.operating_point import EXTRA_KEY
-    from densestudio.runtime.operating_point import from_dict
+def cmd_good_class(args: argparse.Namespace) -> int:
+    """Show, set or clear the project's good class (the class that means a good part)."""
+    from densestudio.ml import operating_point as op
 
-    point = from_dict(runs.get_run(project, run_id).extra.get(EXTRA_KEY))
-    return point.good_class if point is not None else None
+    if args.name is not None and (args.clear or args.auto):
+        raise DenseStudioError("Give a class NAME, or --clear, or --auto; not both.")
+    with open_project(args.project) as project:
+        if args.clear:
+            good = op.set_project_good_class(project, None)
+        elif args.auto:
+            good = op.set_project_good_class(project, None, auto=True)
+        elif args.name is not None:
+            good = op.set_project_good_class(project, args.name)
+        else:
+            good = op.project_good_class(project)
+        print(f"Good class: {good.describe()}.")
+    return EXIT_OK
 
 
 def _pick_export_run(project: Project, args: argparse.Namespace) -> int:
@@ -680,21 +779,31 @@ def _load_model_file(path: str):  # noqa: ANN202 - runtime.model_file.ModelFile
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
-    from densestudio.core.files import check_output
-    from densestudio.core.imaging import is_image_path
+    from densestudio.core.files import Guarded, check_output, refuse_overwriting
+    from densestudio.core.imaging import is_image_path, other_types_note
 
-    if args.csv:
-        check_output(Path(args.csv))  # a folder is refused now, not after predicting
-    model = _load_model_file(args.model)
+    model = _load_model_file(args.model)  # a missing or foreign model file is the first error
     paths: list[Path] = []
+    others: dict[str, int] = {}
     for raw in args.inputs:
         p = Path(raw)
         if p.is_dir():
-            paths.extend(sorted(q for q in p.rglob("*") if q.is_file() and is_image_path(q)))
+            for q in sorted(q for q in p.rglob("*") if q.is_file()):
+                if is_image_path(q):
+                    paths.append(q)
+                elif not q.name.startswith("."):
+                    others[q.suffix.lower()] = others.get(q.suffix.lower(), 0) + 1
         elif p.exists():
             paths.append(p)
         else:
             raise DenseStudioError(f"Not found: {p}")
+    if args.csv:  # refused now, not after predicting: a folder, the model, an input image
+        check_output(Path(args.csv))
+        refuse_overwriting(Path(args.csv), [Guarded(Path(args.model), "the model file read"),
+                                            *(Guarded(p, "an image to predict") for p in paths)])
+    note = other_types_note(others)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     if not paths:
         raise DenseStudioError("No image files to predict.")
     results = []
@@ -716,7 +825,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"Unknown-input check: UNSURE when ood_score > {ood:.4f} (unlike the training "
               f"images); {sum(r.unfamiliar for r in results)} of {len(results)} flagged",
               file=sys.stderr)
-    decided = point is not None or ood is not None
+    frames = model.spec.frame_checks is not None  # files with frame checks
+    if frames:
+        bad = [r.reason for r in results if r.reason and r.reason != "unlike the training images"]
+        print(f"Frame checks (too dark, overexposed, out of focus, flat, ...): {len(bad)} of "
+              f"{len(results)} frames unfit to judge", file=sys.stderr)
+    checked = ood is not None or frames
+    decided = point is not None or checked
+    good = model.spec.good_index if point is not None else None
     if args.csv:
         from densestudio.core.csv_cells import csv_output, csv_text
 
@@ -724,21 +840,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
             w = csv.writer(f)
             w.writerow(["path", "class", "confidence", *[csv_text(f"p_{n}") for n in names],
                         "error", *(["decision"] if decided else []),
-                        *(["ood_score", "unfamiliar"] if ood is not None else [])])
+                        *(["ood_score"] if ood is not None else []),
+                        *(["unfamiliar", "reason"] if checked else [])])
             for r in results:
                 w.writerow([csv_text(r.path or ""), csv_text(r.class_name or ""),
                             f"{r.confidence:.6f}", *[f"{v:.6f}" for v in r.probs],
                             csv_text(r.error or ""),
                             *([r.decision or ""] if decided else []),
-                            *([f"{r.ood_score:.6f}" if r.ood_score is not None else "",
-                               int(r.unfamiliar)] if ood is not None else [])])
+                            *([f"{r.ood_score:.6f}" if r.ood_score is not None else ""]
+                              if ood is not None else []),
+                            *([int(r.unfamiliar), r.reason or ""] if checked else [])])
         print(f"Wrote {len(results)} rows to {args.csv}")
     else:
         for r in results:
             if r.error:
                 print(f"{r.path}\tERROR\t{r.error}")
+            elif point is not None and good is not None:  # P(good) beside the decision
+                why = f"\t{r.reason}" if r.reason else ""
+                print(f"{r.path}\t{r.decision or '-'}\tP({point.good_class})="
+                      f"{float(r.probs[good]):.4f}\ttop class {r.class_name} "
+                      f"{r.confidence:.4f}{why}")
             elif decided:  # "-": no operating point and nothing unusual
-                print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}\t{r.decision or '-'}")
+                why = f"\t{r.reason}" if r.reason else ""
+                print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}\t{r.decision or '-'}{why}")
             else:
                 print(f"{r.path}\t{r.class_name}\t{r.confidence:.4f}")
     return EXIT_PARTIAL if any(r.error for r in results) else EXIT_OK
@@ -758,13 +882,14 @@ def cmd_operating_point(args: argparse.Namespace) -> int:
             print(f"Run {run_id}: operating point removed.")
             return EXIT_OK
         stored = op.load_operating_point(project, run_id)
-        good = args.good or (stored.good_class if stored else op.guess_good_class(names))
+        good = args.good or (stored.good_class if stored
+                             else op.project_good_class(project).name)
         if good is None:
             raise DenseStudioError(
                 f"Which class is the good one? No class name says so; pass --good CLASS "
                 f"({', '.join(names)}).")
         if not args.good and not stored:
-            print(f"Good class: '{good}' (from its name; --good CLASS picks another).")
+            print(f"Good class: '{good}' (the project's; --good CLASS picks another).")
         if good not in names:
             raise DenseStudioError(f"'{good}' is not a class of run {run_id} "
                                    f"({', '.join(names)}).")
@@ -855,27 +980,30 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--offline", action="store_true", help="never download weights")
     p.add_argument("--scratch", action="store_true",
                    help="random starting weights: not DenseStudio's built-in backbone")
-    p.add_argument("--img-size", type=int, metavar="PX",
+    p.add_argument("--img-size", type=SIZE, metavar="PX",
                    help="base input size (the canvas keeps the images' aspect ratio)")
     p.add_argument("--stretch", action="store_true",
                    help="squash images to the canvas instead of keeping their aspect ratio")
-    p.add_argument("--minutes", type=POSITIVE, metavar="M",
+    p.add_argument("--minutes", type=MINUTES, metavar="M",
                    help="time budget: plan the epochs to fit about M minutes (default 10)")
-    p.add_argument("--epochs", type=int,
+    p.add_argument("--max-minutes", type=MINUTES, metavar="M",
+                   help="let the time budget grow up to M minutes while validation still "
+                        "improves near the planned end")
+    p.add_argument("--epochs", type=SIZE,
                    help="train exactly this many epochs (no time budget unless --minutes)")
     p.add_argument("--monitor", choices=MONITORS,
                    help="metric that picks the best checkpoint (default val_balanced_acc)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--batch-size", type=SIZE)
+    p.add_argument("--lr", type=LEARNING_RATE, help="peak learning rate")
     p.add_argument("--freeze", choices=STRATEGIES,
                    help="fine-tuning strategy for pretrained models (head = frozen backbone)")
-    p.add_argument("--unfreeze-epoch", type=int, metavar="N",
+    p.add_argument("--unfreeze-epoch", type=SIZE, metavar="N",
                    help="head_then_full: unfreeze the backbone after N epochs")
     p.add_argument("--augment", choices=AUGMENTS)
     p.add_argument("--balance", choices=BALANCES, help="class-imbalance handling")
-    p.add_argument("--patience", type=int, metavar="N",
+    p.add_argument("--patience", type=SIZE, metavar="N",
                    help="early stopping after N epochs without improvement (0 = off)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--device", choices=DEVICES, default="auto")
     tta = p.add_mutually_exclusive_group()
     tta.add_argument("--tta", action="store_true",
@@ -887,9 +1015,24 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-efficient", action="store_true",
                    help="gradient checkpointing (less memory, slower)")
     p.add_argument("--name", help="a name for the run")
-    p.add_argument("--resume", type=int, metavar="RUN",
+    p.add_argument("--good", metavar="CLASS",
+                   help="the class that means a good part (stored in the project; see "
+                        "good-class): the run ends with an OK/NG operating point")
+    p.add_argument("--max-miss-rate", type=RATE, metavar="R",
+                   help="OK/NG target: at most this share of defects passed as good, shown "
+                        "on validation (default 0.02)")
+    p.add_argument("--resume", type=RUN_ID, metavar="RUN",
                    help="continue a cancelled or crashed run from its last checkpoint")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("good-class", help="show, set or clear the class that means a good "
+                       "part (found from the class names unless set)")
+    p.add_argument("project")
+    p.add_argument("name", nargs="?", metavar="NAME", help="set this class as the good one")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--clear", action="store_true", help="no class means good")
+    which.add_argument("--auto", action="store_true", help="find it from the class names")
+    p.set_defaults(func=cmd_good_class)
 
     from densestudio.ml import pretrain_setup
 
@@ -900,7 +1043,7 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix")
     p.add_argument("project")
-    p.add_argument("--run", type=int, help="run id (default: the latest finished run)")
+    p.add_argument("--run", type=RUN_ID, help="run id (default: the latest finished run)")
     p.add_argument("--subset", choices=["val", "test", "both"], default="test")
     p.add_argument("--tta", action="store_true", help="re-predict with flip TTA")
     p.add_argument("--recompute", action="store_true", help="re-predict instead of stored")
@@ -911,7 +1054,7 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
                        "checked against the app (ONNX by default)")
     p.add_argument("project")
     p.add_argument("out", help="output file (.onnx; .pt = TorchScript) or a folder")
-    p.add_argument("--run", type=int, help="run id (default: the approved run, else the latest "
+    p.add_argument("--run", type=RUN_ID, help="run id (default: the approved run, else the latest "
                                            "finished run)")
     p.add_argument("--format", choices=["onnx", "torchscript"],
                    help="model format (default: from OUT's extension, else onnx)")
@@ -928,7 +1071,7 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("operating-point", help="OK/NG threshold of a run: show the miss vs "
                        "false-reject trade-off, suggest, set or clear it")
     p.add_argument("project")
-    p.add_argument("--run", type=int, help="run id (default: the latest finished run)")
+    p.add_argument("--run", type=RUN_ID, help="run id (default: the latest finished run)")
     p.add_argument("--subset", choices=["val", "test"], default="val",
                    help="predictions to measure on (default: val)")
     p.add_argument("--good", metavar="CLASS", help="the class that means a good part")
@@ -1025,11 +1168,11 @@ def add_audit_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="find images whose label looks wrong (k-fold "
                                      "cross-training + confident learning)")
     p.add_argument("project")
-    p.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-training")
-    p.add_argument("--epochs", type=int, help="epochs per fold (default: from the data size)")
-    p.add_argument("--img-size", type=int, metavar="PX", help="image size (default 64)")
+    p.add_argument("--folds", type=SIZE, default=5, help="k of the k-fold cross-training")
+    p.add_argument("--epochs", type=SIZE, help="epochs per fold (default: from the data size)")
+    p.add_argument("--img-size", type=SIZE, metavar="PX", help="image size (default 64)")
     p.add_argument("--arch", choices=COMPACT_ARCHS, help="compact model trained per fold")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--top", type=COUNT, default=20, metavar="N",
                    help="print the N most suspicious images (default 20)")
@@ -1054,7 +1197,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Run without a command to open the desktop app.",
     )
     parser.add_argument("--version", action="version", version=f"densestudio {__version__}")
-    parser.add_argument("--user", metavar="NAME",
+    parser.add_argument("--user", metavar="NAME", type=author,
                         help="who label changes and approvals are recorded as (default: "
                              "$DENSESTUDIO_USER or the OS user)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -1095,8 +1238,47 @@ def _storage_error(exc: Exception, args: argparse.Namespace) -> str | None:
     return explain_error(exc, target) or f"{describe(target)}: {getattr(exc, 'orig', exc)}"
 
 
+# Characters that rewrite a terminal or reorder what it shows: controls (ESC, CR, BEL...),
+# format characters (the bidi overrides U+202E/U+2066.., zero-width ones), lone surrogates
+# (undecodable file-name bytes) and line/paragraph separators.
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every unsafe character but newline and tab shown escaped (\x1b,
+    \u202e): what user-supplied names, reasons and paths look like on a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch) not in _UNSAFE
+                   else repr(ch)[1:-1] for ch in text)
+
+
+class TerminalSafe:
+    """stdout/stderr while a command runs: whatever it prints (a class name, an approval
+    reason, an author, a file name) goes through ``terminal_safe``; ``unescaped`` is the
+    stream itself, for the progress line's own control codes."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.unescaped = stream
+
+    def write(self, text: str) -> int:
+        return self.unescaped.write(terminal_safe(text))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.unescaped, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _setup_output()
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = TerminalSafe(sys.stdout), TerminalSafe(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

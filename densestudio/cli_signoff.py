@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from densestudio.cli_types import COUNT
+from densestudio.cli_types import COUNT, RUN_ID, author
 from densestudio.core.errors import DenseStudioError
 
 if TYPE_CHECKING:  # imported lazily at run time, like cli.py
@@ -183,17 +183,18 @@ def add_signoff_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("approve", help="approve a run for release (who, when, why, data, "
                                        "metrics; permanent)")
     p.add_argument("project")
-    p.add_argument("--run", type=int, help="the run to approve")
+    p.add_argument("--run", type=RUN_ID, help="the run to approve")
     p.add_argument("--why", help="the reason, kept with the approval")
-    p.add_argument("--by", help="who approves (default: $DENSESTUDIO_USER or the OS user)")
+    p.add_argument("--by", type=author,
+                   help="who approves (default: $DENSESTUDIO_USER or the OS user)")
     p.add_argument("--list", action="store_true", help="list the approvals instead")
     p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("gate", help="release gate: a candidate run vs the approved one on the "
                                     "test split and the must-pass images (exit 1 = fail)")
     p.add_argument("project")
-    p.add_argument("--candidate", type=int, required=True, metavar="RUN")
-    p.add_argument("--against", type=int, metavar="RUN",
+    p.add_argument("--candidate", type=RUN_ID, required=True, metavar="RUN")
+    p.add_argument("--against", type=RUN_ID, metavar="RUN",
                    help="the run to compare with (default: the latest approved run)")
     p.add_argument("--max-newly-wrong", type=COUNT, metavar="N",
                    help="also fail when more than N images are newly wrong")
@@ -203,7 +204,7 @@ def add_signoff_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML validation report")
     p.add_argument("project")
     p.add_argument("out", help="the HTML file to write")
-    p.add_argument("--run", type=int, help="run id (default: the latest finished run)")
+    p.add_argument("--run", type=RUN_ID, help="run id (default: the latest finished run)")
     p.add_argument("--subset", choices=["val", "test"], default="test",
                    help="the set the metrics are reported on (default: test)")
     p.add_argument("--mistakes", type=COUNT, default=8, metavar="N",

@@ -16,13 +16,17 @@ def number(convert: type[int] | type[float], *, above: float | None = None,
     """A finite int/float within the given bounds (above/below exclusive, at_least/at_most
     inclusive); the error names the accepted range."""
     wanted = "an integer" if convert is int else "a number"
+
+    def show(v: float) -> str:  # 9223372036854775807, not 9.22337e+18
+        return str(int(v)) if convert is int else f"{v:g}"
+
     if at_least is not None and at_most is not None:
-        wanted += f" between {at_least:g} and {at_most:g}"
+        wanted += f" between {show(at_least)} and {show(at_most)}"
     elif above is not None and below is not None:
-        wanted += f" between {above:g} and {below:g} (exclusive)"
+        wanted += f" between {show(above)} and {show(below)} (exclusive)"
     else:
         bounds = [(">", above), (">=", at_least), ("<", below), ("<=", at_most)]
-        wanted += " and".join(f" {op} {v:g}" for op, v in bounds if v is not None)
+        wanted += " and".join(f" {op} {show(v)}" for op, v in bounds if v is not None)
 
     def parse(text: str) -> float:
         try:
@@ -43,8 +47,29 @@ def number(convert: type[int] | type[float], *, above: float | None = None,
 
 COUNT = number(int, at_least=0)
 """How many to show or list: 0 or more."""
-POSITIVE = number(float, above=0)
 PROBABILITY = number(float, at_least=0, at_most=1)
 RATE = number(float, above=0, below=1)
 """A target rate such as a miss rate: strictly between 0 and 1."""
 COST = number(float, at_least=0)
+
+INT64_MAX = 2**63 - 1  # the database's and the random generators' largest integer
+RUN_ID = number(int, at_least=1, at_most=INT64_MAX)
+"""A run id (--run, --resume, --candidate): a huge one is refused here, not by SQLite."""
+SEED = number(int, at_least=0, at_most=INT64_MAX)
+MINUTES = number(float, above=0, at_most=60 * 24 * 366)
+"""A time budget in minutes: at most a year (1e308 minutes is no plan)."""
+LEARNING_RATE = number(float, above=0, at_most=100)
+SIZE = number(int, at_least=0, at_most=1 << 20)
+"""Epochs, pixels, batch sizes, folds: the training configuration checks the real limits."""
+
+
+def author(text: str) -> str:
+    """An author name (--user, --by, --author): refused here by the rule every command
+    uses (1-64 characters, no control characters), never cut."""
+    from densestudio.core.errors import ProjectError
+    from densestudio.core.store import normalize_author
+
+    try:
+        return normalize_author(text)
+    except ProjectError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

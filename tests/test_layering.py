@@ -1,4 +1,5 @@
-"""core and ml must not import Qt, pyqtgraph or the ui package (DESIGN.md rule 1)."""
+"""The layering rules of docs/ARCHITECTURE.md ("Layers"): core and ml never import Qt,
+pyqtgraph or the ui package; runtime never imports torch; ml runs no SQL; no import circles."""
 
 from __future__ import annotations
 
@@ -70,60 +71,35 @@ def test_runtime_and_cli_import_without_torch_or_sqlalchemy() -> None:
     assert proc.stdout.strip() == f"ok {len(modules)}"
 
 
-# ------------------------------------------------------------ static rules (DESIGN.md rule 1)
-def _source_modules() -> dict[str, Path]:
-    """Every module of the densestudio package -> its file."""
+# ------------------------------ static rules (docs/ARCHITECTURE.md, "Layers")
+def _source_modules(root: Path = ROOT) -> dict[str, Path]:
+    """Every module of the package at ``root`` -> its file."""
     out = {}
-    for path in ROOT.rglob("*.py"):
-        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]
         out[".".join(parts)] = path
     return out
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _imports(path: Path, module: str, *, module_level: bool) -> set[str]:
-    """Names of the modules ``path`` imports: all of them, or only those run when the module
-    itself is imported (module level, not under ``if TYPE_CHECKING:``), which is what makes
-    an import cycle."""
+def _imports(path: Path, module: str) -> set[str]:
+    """Every name ``path`` imports, anywhere in the file: at module level, under
+    ``if TYPE_CHECKING:``, inside functions. Relative imports are resolved, and
+    ``from a import b`` yields both ``a`` and ``a.b`` (b may be a module)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
-
-    def visit(nodes: list[ast.stmt]) -> None:
-        for node in nodes:
-            if isinstance(node, ast.Import):
-                found.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join([*anchor, *([base] if base else [])])
-                found.add(base)
-                found.update(f"{base}.{a.name}" for a in node.names)
-            elif isinstance(node, ast.If) and module_level and _is_type_checking(node):
-                visit(node.orelse)
-            elif module_level and isinstance(node, (ast.If, ast.Try, ast.With)):
-                for field in ("body", "orelse", "finalbody", "handlers"):
-                    for child in getattr(node, field, []):
-                        visit(child.body if isinstance(child, ast.ExceptHandler) else [child])
-
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    if module_level:
-        visit(tree.body)
-    else:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                found.add(node.module)
-                found.update(f"{node.module}.{a.name}" for a in node.names)
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                anchor = parts[: len(parts) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
     return found
 
 
@@ -146,7 +122,7 @@ def test_ml_runs_no_sql_and_ui_no_sql_or_torch() -> None:
     for name, path in sorted(modules.items()):
         for layer, banned in RULES.items():
             if name == layer or name.startswith(layer + "."):
-                bad = _banned(_imports(path, name, module_level=False), banned)
+                bad = _banned(_imports(path, name), banned)
                 broken += [f"{name} imports {b}" for b in bad]
     assert not broken, "\n".join(broken)
 
@@ -155,21 +131,25 @@ def test_the_rules_see_imports_inside_functions(tmp_path: Path) -> None:
     """The checker itself: an import hidden in a function still counts."""
     src = tmp_path / "m.py"
     src.write_text("def f() -> None:\n    from sqlalchemy import select\n    import torch.nn\n")
-    found = _imports(src, "densestudio.ui.m", module_level=False)
+    found = _imports(src, "densestudio.ui.m")
     assert _banned(found, RULES["densestudio.ui"]) == ["sqlalchemy", "sqlalchemy.select",
                                                       "torch.nn"]
 
 
-def _graph() -> dict[str, set[str]]:
-    """module -> the densestudio modules its module-level imports load (``from a import b``
-    counts as a -> a.b when a.b is a module, else as a -> a)."""
-    modules = _source_modules()
+def _graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """module -> the package's modules it imports anywhere (``from a import b`` counts as
+    a -> a.b when a.b is a module, else as a -> a). TYPE_CHECKING and function-level
+    imports count: they do not fail at import time, but they tie the modules together
+    all the same (one cannot be read, tested or moved without the other)."""
+    modules = _source_modules(root)
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         edges = set()
-        for imp in _imports(path, name, module_level=True):
+        for imp in _imports(path, name):
             if imp in modules:
                 edges.add(imp)
+            elif imp.rpartition(".")[0] in modules and imp.rpartition(".")[0] != name:
+                edges.add(imp.rpartition(".")[0])
         edges.discard(name)
         graph[name] = edges
     return graph
@@ -216,3 +196,31 @@ def test_the_cycle_finder_finds_one() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _find_cycle(graph) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_a_cycle_through_type_checking_or_a_function_import_is_found(tmp_path: Path) -> None:
+    """The whole checker on a made-up package: a imports b at module level, b imports c
+    only for type checking, c imports a inside a function. Python imports it fine; the
+    test must still see the circle."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg import b\n")
+    (pkg / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .c import C\n")
+    (pkg / "c.py").write_text("class C:\n    def f(self) -> None:\n        from . import a\n")
+    graph = _graph(pkg)
+    assert graph["pkg.b"] == {"pkg.c"} and "pkg.a" in graph["pkg.c"]
+    assert _find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
+    (pkg / "c.py").write_text("class C:\n    def f(self) -> None:\n        import json\n")
+    assert _find_cycle(_graph(pkg)) is None
+
+
+def test_only_the_app_imports_the_main_window() -> None:
+    """Panels and dialogs get an ``AppContext`` (ui.context), never the window: a ui module
+    that imports ui.main_window (even for type hints) depends on all of the app."""
+    modules = _source_modules()
+    users = sorted(name for name, path in modules.items()
+                   if name.startswith("densestudio.ui.") and name != "densestudio.ui.main_window"
+                   and "densestudio.ui.main_window" in _imports(path, name))
+    assert users == ["densestudio.ui.app"]

@@ -1,9 +1,11 @@
 """Atomic file writes: the previous file stays intact unless the new one is complete.
 
 Write to a temporary file in the same folder, flush and fsync it, then rename it over the
-target (atomic on POSIX and Windows). A full disk, a crash or a kill at any moment leaves
-either the old file or the new one, never half of one. The new file gets the permissions a
-plain ``open`` would give it (the old file's, or the umask's), not the temporary file's 0600.
+target (atomic on POSIX and Windows). The temporary file's name holds the writer's process
+id, so one left by a killed process is removed by the next write of the same file. A full
+disk, a crash or a kill at any moment leaves either the old file or the new one, never half
+of one. The new file gets the permissions a plain ``open`` would give it (the old file's,
+or the umask's), not the temporary file's 0600.
 """
 
 from __future__ import annotations
@@ -43,8 +45,7 @@ def atomic_output(
 ) -> Iterator[IO[Any]]:
     """``with atomic_output(p) as f: f.write(...)`` - replaces ``p`` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(path)
     try:
         os.chmod(tmp, _final_mode(path))
         with os.fdopen(fd, mode, encoding=encoding, errors=errors, newline=newline) as f:
@@ -61,8 +62,7 @@ def atomic_output(
 def atomic_write_via(path: Path, write: Callable[[Path], None]) -> None:
     """For libraries that insist on writing to a path themselves (torch.save, jit.save)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
         os.chmod(tmp, _final_mode(path))
@@ -74,6 +74,49 @@ def atomic_write_via(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path``, named after it and this process
+    (``.name.<pid>.<random>.tmp``), after removing the ones a killed process left for it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                            suffix=".tmp")
+
+
+def _alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # cannot tell cheaply: keep the file
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """Delete the temporary files of ``path`` whose writing process is gone (killed during
+    an export or a save): a kill cannot run the cleanup, the next write does it."""
+    removed: list[Path] = []
+    prefix = f".{path.name}."
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                (path.parent / name).unlink()
+                removed.append(path.parent / name)
+            except OSError:
+                pass
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

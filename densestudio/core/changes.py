@@ -25,11 +25,11 @@ from sqlalchemy.orm import Session
 
 from densestudio.core import db
 from densestudio.core.models import Image, Meta
+from densestudio.core.sessions import Sessions
 
 if TYPE_CHECKING:
     import psycopg
 
-    from densestudio.core.store import Project
 
 CHANNEL = "densestudio_changes"
 POLL_S = 1.0  # the polling fallback: others' changes show within about this long
@@ -87,13 +87,13 @@ class ChangeBatch:
         return [image_id for image_id, _ in self.versions]
 
 
-def current_seq(project: Project) -> int:
+def current_seq(project: Sessions) -> int:
     """The project's latest change number (where a new feed starts)."""
     with project.session() as s:
         return int(db.get_meta(s, "change_seq", "0") or 0)
 
 
-def read_changes(project: Project, since: int) -> ChangeBatch | None:
+def read_changes(project: Sessions, since: int) -> ChangeBatch | None:
     """The changes after number ``since``, or None if there are none (one cheap query)."""
     with project.session() as s:
         meta = dict(iter(s.execute(select(Meta.key, Meta.value).where(
@@ -122,7 +122,7 @@ class ChangeFeed:
     polls. A lost server raises ``ServerUnreachable``; call again to retry.
     """
 
-    def __init__(self, project: Project, since: int | None = None) -> None:
+    def __init__(self, project: Sessions, since: int | None = None) -> None:
         self.project = project
         self.seq = current_seq(project) if since is None else since
         self._listener: psycopg.Connection[Any] | None = None  # LISTENing; PostgreSQL only

@@ -11,6 +11,9 @@ SOURCE_HUMAN = "human"
 SOURCE_FOLDER = "folder"  # imported from the sub-folder name
 SOURCE_PREDICTION = "prediction"  # an accepted model prediction
 SOURCE_IMPORT = "import"  # set by `densestudio import-labels` (a line's MES, a script)
+# The image file changed since it was labeled: the label is kept but needs a person's review;
+# such images are left out of training until they are labeled again.
+SOURCE_CHANGED = "changed"
 
 SPLITS = ("train", "val", "test")
 

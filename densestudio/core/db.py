@@ -17,6 +17,7 @@ transactional there. A server that cannot be reached becomes ``ServerUnreachable
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -37,7 +38,7 @@ from densestudio.core.errors import ProjectError, ServerUnreachable
 from densestudio.core.files import not_found_message
 from densestudio.core.models import Base, Image, Meta, Run, table_of
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_MS = 30_000  # reads and a writer's own statements wait this long for a lock
 LOCK_NOTICE_S = 3.0  # a writer waiting this long for another process says so ...
 LOCK_WAIT_S = 120.0  # ... and gives up after this long with a clear message
@@ -401,6 +402,7 @@ def create_database(target: Target) -> Database:
     if isinstance(target, ServerURL):
         return _create_server_database(target)
     path = target
+    _check_name_length(path)
     if path.exists() or path.is_symlink():
         raise ProjectError(f"{path} already exists; open it instead of creating it.")
     blocking = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
@@ -421,6 +423,26 @@ def create_database(target: Target) -> Database:
         database.dispose()
         raise ProjectError(explain_error(exc, path) or f"Cannot create {path}: {exc}") from exc
     return database
+
+
+# The longest names made from a project file's name: its side files and folders.
+SIDE_SUFFIXES = ("-journal", "-cache", "-runs", "-wal", "-shm", f".v{SCHEMA_VERSION}.bak")
+
+
+def _check_name_length(path: Path) -> None:
+    """Refuse a project name the file system cannot hold with its side files (a -wal that
+    cannot be created left a 0-byte project behind), before anything is written."""
+    folder = next((p for p in path.parents if p.is_dir()), path.parent)
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        limit = 255
+    longest = max(len(os.fsencode(path.name + s)) for s in SIDE_SUFFIXES)
+    if longest > limit:
+        room = limit - (longest - len(os.fsencode(path.name)))
+        raise ProjectError(f"Cannot create {path.name[:40]}...: the name is too long for this "
+                           f"file system (a project file name can have at most {room} bytes "
+                           f"here, this one has {len(os.fsencode(path.name))}).")
 
 
 # ------------------------------------------------------------------ schema upgrades
@@ -516,10 +538,17 @@ def _upgrade_4_to_5(conn: Connection, _target: Target) -> None:
         conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON image ({columns})")
 
 
+def _upgrade_5_to_6(conn: Connection, _target: Target) -> None:
+    """v6 records each file's modification time when it was hashed, so training can tell
+    a file changed since import (old rows: NULL, hashed again on their first check)."""
+    _add_column(conn, "image", "file_mtime_ns", "BIGINT")
+
+
 # Upgrades from version N to N+1, each a function (connection, target) run inside one
 # transaction; each works on SQLite and PostgreSQL alike.
 _UPGRADES: dict[int, Callable[..., None]] = {
-    1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4, 4: _upgrade_4_to_5}
+    1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4, 4: _upgrade_4_to_5,
+    5: _upgrade_5_to_6}
 
 
 def _step_up(conn: Connection, target: Target, version: int) -> None:
@@ -554,6 +583,7 @@ def open_database(target: Target) -> Database:
         raise ProjectError(f"{path} is a folder, not a project file.")
     if not path.is_file():
         raise ProjectError(not_found_message(path, "Project file"))
+    set_aside_foreign_wal(path)  # before SQLite could replay it
     version = _check_version(read_schema_version(path), str(path))
     read_only = _read_only_reason(path)
     if version < SCHEMA_VERSION:
@@ -570,6 +600,80 @@ def open_database(target: Target) -> Database:
         database.dispose()
         raise ProjectError(explain_error(exc, path) or f"Cannot open {path}: {exc}") from exc
     return database
+
+
+# ------------------------------------------------------------------ a -wal from elsewhere
+def set_aside_foreign_wal(path: Path) -> Path | None:
+    """Move aside a -wal file that does not belong to ``path``, before SQLite replays it.
+
+    A project restored from a backup (or copied) next to an old ``-wal`` left by a crash
+    would get that log's pages replayed into it and be left "malformed". Suspicious is a
+    -wal that the main file was written after; if no process has the project open, a
+    trial replay on copies decides: it is moved aside (``-wal.stale-<time>``, with a
+    warning) only when the main file alone is sound and with the log it is not. Returns
+    where it went, or None. (Linux: which processes have it open is known there.)"""
+    wal, shm = (path.with_name(path.name + side) for side in ("-wal", "-shm"))
+    try:
+        wal_st, main_st = os.stat(wal), os.stat(path)
+    except OSError:
+        return None
+    if (wal_st.st_size < 32 or main_st.st_mtime_ns <= wal_st.st_mtime_ns
+            or not os.path.isdir("/proc/self/fd") or _in_use(path, wal, shm)):
+        return None
+    if _sound(path, wal) or not _sound(path, None):
+        return None  # it belongs (or the main file itself is damaged: the usual message)
+    aside = wal.with_name(f"{wal.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(wal, aside)
+    shm.unlink(missing_ok=True)
+    log.warning(f"{wal.name} does not belong to {path.name} (the project file was replaced "
+                f"after it was written, e.g. restored from a backup); it was not replayed "
+                f"and was moved aside to {aside.name}.")
+    return aside
+
+
+def _in_use(path: Path, wal: Path, shm: Path) -> bool:
+    """True if this or another process has the project open (its -shm locked)."""
+    mine = {os.path.realpath(p) for p in (path, wal, shm)}
+    for entry in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{entry}") in mine:
+                return True
+    if not shm.exists():
+        return False  # SQLite always has one while a WAL database is open
+    try:
+        import fcntl
+
+        fd = os.open(shm, os.O_RDWR)
+    except (ImportError, OSError):
+        return True  # cannot tell: leave it alone
+    try:  # SQLite's "DMS" byte: every connection holds a shared lock on it
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 128)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _sound(path: Path, wal: Path | None) -> bool:
+    """Whether copies of the project file (and ``wal``) pass SQLite's quick check."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="densestudio-wal-") as tmp:
+        copy = Path(tmp) / "p.db"
+        shutil.copyfile(path, copy)
+        if wal is not None:
+            shutil.copyfile(wal, Path(tmp) / "p.db-wal")
+        try:
+            con = sqlite3.connect(copy)
+            try:
+                return bool(con.execute("PRAGMA quick_check").fetchone()[0] == "ok")
+            finally:
+                con.close()
+        except sqlite3.DatabaseError:
+            return False
 
 
 def _open_read_only(path: Path, reason: str) -> Database:
@@ -592,18 +696,27 @@ def backup_path_for(path: Path, version: int) -> Path:
     return path.with_name(f"{path.name}.v{version}.bak")
 
 
+def sqlite_backup(path: Path, dest: Path) -> None:
+    """A consistent copy of a project file through SQLite's backup API: it includes the
+    changes still in the -wal file (a plain copy of the .dsproj alone may miss them) and
+    waits for, never interrupts, a writer."""
+    src = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        dst = sqlite3.connect(dest)
+        try:
+            with dst:
+                src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
 def _upgrade(path: Path, version: int) -> None:
     """Copy the file aside, then step the schema up one version at a time."""
     backup = backup_path_for(path, version)
     try:
-        src = sqlite3.connect(path)
-        try:
-            dst = sqlite3.connect(backup)
-            with dst:
-                src.backup(dst)
-            dst.close()
-        finally:
-            src.close()
+        sqlite_backup(path, backup)
     except sqlite3.Error as exc:
         raise ProjectError(explain_error(exc, path) or f"Cannot back up {path} before "
                            f"upgrading it: {exc}") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 def export_labels_csv(project: Project, out: Path) -> int:
-    """Write one row per image; atomic (temp file + rename) so a crash leaves no half file."""
+    """Write one row per image; atomic (temp file + rename) so a crash leaves no half file.
+    An ``out`` that is the project, its side files or one of its images is refused."""
+    project.refuse_overwriting(out)
     with project.session() as s:
         # keyed by int | None: unlabeled rows look up None and get ""
         names: dict[int | None, str] = dict(iter(s.execute(select(LabelClass.id, LabelClass.name))))
@@ -104,6 +107,43 @@ def _column(header: list[str], names: tuple[str, ...]) -> int | None:
     return next((lowered.index(n) for n in names if n in lowered), None)
 
 
+def _csv_text(raw: bytes, source: Path) -> str:
+    """The text of a CSV file: UTF-8 (with or without a BOM; bytes that are not UTF-8 are
+    kept as in file names, see ``_check_text``) or UTF-16 (a BOM, or NULs that show it)."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"  # the BOM says the byte order
+    elif b"\x00" in raw[:4096]:
+        encoding = "utf-16-le" if raw[1:2] == b"\x00" else "utf-16-be"
+    else:
+        return raw.decode("utf-8-sig", errors="surrogateescape")
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError:
+        raise ProjectError(f"{source} looks like UTF-16 text ({encoding}) but cannot be "
+                           "decoded as such; save it as UTF-8 and import it again.") from None
+
+
+def _check_text(source: Path, line: int, *cells: str) -> None:
+    """Refuse a file whose class or author text is not UTF-8 (a path may hold any bytes,
+    as file names do): typically a spreadsheet's Windows-1252 (cp1252) export."""
+    for cell in cells:
+        if any("\udc80" <= ch <= "\udcff" for ch in cell):
+            raw = cell.encode("utf-8", "surrogateescape")
+            raise ProjectError(
+                f"{source} is not UTF-8 text: line {line} has '{raw.decode('cp1252', 'replace')}' "
+                "as Windows-1252 (cp1252) would read it. Save the file as UTF-8 (Excel: "
+                "'CSV UTF-8') and import it again; nothing was changed.")
+
+
+def _refuse_invalid(source: Path, invalid: list[tuple[int, str]]) -> None:
+    """All or nothing: one invalid row and the file changes nothing."""
+    if invalid:
+        shown = "; ".join(f"line {line}: {why.rstrip('.')}" for line, why in invalid[:5])
+        more = f" (and {len(invalid) - 5} more)" if len(invalid) > 5 else ""
+        raise ProjectError(f"{source}: {len(invalid)} invalid row(s), so nothing was changed: "
+                           f"{shown}{more}.")
+
+
 def import_labels_csv(project: Project, source: Path, create_classes: bool = False,
                       author: str | None = None) -> LabelImportReport:
     """Label images from a CSV file (a line's MES, a script, another project's export).
@@ -114,14 +154,16 @@ def import_labels_csv(project: Project, source: Path, create_classes: bool = Fal
     this user). An empty class cell is skipped (never an unlabel). Classes that do not
     exist are created with ``create_classes``, else their rows are skipped and reported.
     Everything is applied in one transaction, under the usual rule that a label records
-    its author and that others' clients see the change. Raises ProjectError for a file
-    that is not such a CSV.
+    its author and that others' clients see the change. Raises ProjectError, changing
+    nothing, for a file that is not such a CSV, whose text is not UTF-8/UTF-16, or that has
+    an invalid row (an author or a new class name that is refused).
     """
     source = Path(source)
     default_author = normalize_author(author) if author else None
     try:
-        with open(source, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
-            rows = list(csv.reader(f))
+        with open(source, "rb") as f:
+            text = _csv_text(f.read(), source)
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     except OSError as exc:
         raise ProjectError(f"Cannot read {source}: {exc.strerror or exc}") from exc
     except csv.Error as exc:
@@ -146,7 +188,8 @@ def import_labels_csv(project: Project, source: Path, create_classes: bool = Fal
     base = source.resolve().parent
     wanted: dict[int, tuple[str, str | None, int]] = {}  # image -> (class, author, line)
     unknown_images: list[tuple[int, str]] = []
-    bad_rows: list[tuple[int, str]] = []
+    bad_rows: list[tuple[int, str]] = []  # skipped (no class)
+    invalid: list[tuple[int, str]] = []  # the whole file is refused
     repeated = 0
 
     def get(row: list[str], col: int | None) -> str:
@@ -170,13 +213,15 @@ def import_labels_csv(project: Project, source: Path, create_classes: bool = Fal
         if image_id is None:
             unknown_images.append((line, path or digest))
             continue
+        _check_text(source, line, name, cell_author)
         try:
             who = normalize_author(cell_author) if cell_author else None
         except ProjectError as exc:
-            bad_rows.append((line, str(exc)))
+            invalid.append((line, str(exc)))
             continue
         repeated += image_id in wanted
         wanted[image_id] = (name, who, line)
+    _refuse_invalid(source, invalid)
     unknown_classes: dict[str, int] = {}
     created: list[str] = []
     changed = unchanged = 0
@@ -192,11 +237,12 @@ def import_labels_csv(project: Project, source: Path, create_classes: bool = Fal
                 try:
                     info = add_class_in_session(s, normalize_class_name(name), None)
                 except ProjectError as exc:
-                    bad_rows.append((line, f"class '{name}': {exc}"))
+                    invalid.append((line, f"class '{name}': {exc}"))
                     failed.add(name)
                     continue
                 created.append(info.name)
                 class_ids[name] = info.id
+        _refuse_invalid(source, invalid)  # before any label: the transaction rolls back
         groups: dict[tuple[int, str], list[int]] = defaultdict(list)
         for image_id, (name, row_author, _) in wanted.items():
             label_id = class_ids[name]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -101,6 +102,43 @@ def check_output(path: Path) -> int | None:
         raise DenseStudioError(f"Cannot write {path}: it is {file_kind(st_mode)}; give a file "
                                "name.")
     return st_mode
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """A path no output may be written over: a file, or (``folder``) a folder and all in it.
+    ``what`` names it in the refusal ("the project file", "the model file read")."""
+
+    path: Path
+    what: str
+    folder: bool = False
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def refuse_overwriting(out: Path, guarded: Iterable[Guarded]) -> None:
+    """Refuse an output path that is one of ``guarded`` (or inside a guarded folder) before
+    anything is written: paths are compared resolved (through symlinks, ``..``) and by
+    inode (hard links, a second mount, a case-insensitive file system), so
+    ``export-labels P.dsproj P.dsproj`` cannot turn the project into a CSV file."""
+    target = Path(os.path.realpath(out))
+    own = _file_id(target)
+    parents = {i for i in map(_file_id, target.parents) if i is not None}
+    for g in guarded:
+        real = Path(os.path.realpath(g.path))
+        ident = _file_id(real)
+        if target == real or (ident is not None and ident == own):
+            raise DenseStudioError(f"Refusing to write {out}: it is {g.what} ({g.path}); "
+                                   "choose another output file.")
+        if g.folder and (real in target.parents or (ident is not None and ident in parents)):
+            raise DenseStudioError(f"Refusing to write {out}: it is inside {g.what} "
+                                   f"({g.path}); choose another output file.")
 
 
 _DIGITS = re.compile(r"\d+")

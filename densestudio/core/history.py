@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -25,10 +25,9 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from densestudio.core import hashchain
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import Image, ImportLog, LabelClass, LabelEvent, utcnow
-
-if TYPE_CHECKING:  # store and importer import this module
-    from densestudio.core.importer import ImportReport
-    from densestudio.core.store import ImageInfo, Project
+from densestudio.core.records import ImageInfo
+from densestudio.core.sessions import Sessions
+from densestudio.core.users import current_user
 
 # How a label changed.
 HOW_KEYBOARD = "keyboard"  # 1-9 / 0 on one image in the gallery or viewer
@@ -136,11 +135,9 @@ def record(
     hashchain.append(s, LABEL_CHAIN, rows)
 
 
-def record_confirmations(project: Project, image_ids: Sequence[int], confirmed: bool,
+def record_confirmations(project: Sessions, image_ids: Sequence[int], confirmed: bool,
                          who: str | None = None) -> None:
     """The label audit's "label is right" (or its undo) as events that keep the label."""
-    from densestudio.core.store import current_user
-
     how = HOW_AUDIT_CONFIRM if confirmed else HOW_AUDIT_UNCONFIRM
     ids = sorted({int(i) for i in image_ids})
     with project.transaction() as s:
@@ -169,28 +166,13 @@ def record_imported(s: Session, rows: Sequence[dict[str, Any]], who: str, at: da
     record(s, sorted(found), HOW_IMPORT, who, at)
 
 
-def log_import(project: Project, sources: Sequence[Path], labels_from_subfolders: bool,
-               report: ImportReport, who: str | None = None) -> None:
-    """Remember where images came from (the report's "import sources")."""
-    from densestudio.core.store import current_user
-
-    with project.transaction() as s:
-        s.add(ImportLog(
-            at=utcnow(), who=(who or current_user())[:64],
-            sources_json=json.dumps([str(Path(p).expanduser().absolute()) for p in sources]),
-            labels_from_subfolders=labels_from_subfolders, added=report.added,
-            duplicates=report.duplicates, already_in_project=report.already_in_project,
-            skipped=len(report.skipped), cancelled=report.cancelled,
-        ))  # fmt: skip
-
-
 # ------------------------------------------------------------------ reading
 def _info(r: LabelEvent) -> LabelEventInfo:
     return LabelEventInfo(r.id, r.image_id, r.image_hash, r.at, r.who, r.old_class, r.new_class,
                           r.how, r.old_class_id, r.new_class_id)
 
 
-def image_history(project: Project, image_id: int) -> list[LabelEventInfo]:
+def image_history(project: Sessions, image_id: int) -> list[LabelEventInfo]:
     """Every label event of one image, oldest first (the viewer's history panel)."""
     with project.session() as s:
         rows = s.scalars(select(LabelEvent).where(LabelEvent.image_id == image_id)
@@ -198,7 +180,7 @@ def image_history(project: Project, image_id: int) -> list[LabelEventInfo]:
         return [_info(r) for r in rows]
 
 
-def all_history(project: Project, limit: int | None = None,
+def all_history(project: Sessions, limit: int | None = None,
                 newest_first: bool = False) -> list[LabelEventInfo]:
     with project.session() as s:
         stmt = select(LabelEvent).order_by(
@@ -208,29 +190,29 @@ def all_history(project: Project, limit: int | None = None,
         return [_info(r) for r in s.scalars(stmt)]
 
 
-def history_count(project: Project) -> int:
+def history_count(project: Sessions) -> int:
     with project.session() as s:
         return s.scalar(select(func.count(LabelEvent.id))) or 0
 
 
-def history_summary(project: Project) -> dict[str, int]:
+def history_summary(project: Sessions) -> dict[str, int]:
     """Events per ``how`` (for the report)."""
     with project.session() as s:
         return dict(iter(s.execute(select(LabelEvent.how, func.count()).group_by(LabelEvent.how))))
 
 
-def head_hash(project: Project) -> str:
+def head_hash(project: Sessions) -> str:
     """The newest label event's hash (GENESIS when there is none)."""
     with project.session() as s:
         return hashchain.tail(s, LABEL_CHAIN)[1]
 
 
-def verify_history(project: Project) -> hashchain.ChainStatus:
+def verify_history(project: Sessions) -> hashchain.ChainStatus:
     with project.session() as s:
         return hashchain.verify(s, LABEL_CHAIN)
 
 
-def import_sources(project: Project) -> list[ImportSource]:
+def import_sources(project: Sessions) -> list[ImportSource]:
     with project.session() as s:
         rows = s.scalars(select(ImportLog).order_by(ImportLog.id))
         return [ImportSource(r.id, r.at, r.who, tuple(json.loads(r.sources_json or "[]")),
@@ -238,7 +220,11 @@ def import_sources(project: Project) -> list[ImportSource]:
                              r.already_in_project, r.skipped, bool(r.cancelled)) for r in rows]
 
 
-def find_image(project: Project, ref: str | int) -> ImageInfo:
+class _Images(Sessions, Protocol):
+    def image(self, image_id: int) -> ImageInfo: ...
+
+
+def find_image(project: _Images, ref: str | int) -> ImageInfo:
     """An image by id, full path or file name (a file name must be unique)."""
     text = str(ref).strip()
     with project.session() as s:

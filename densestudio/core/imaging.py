@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -30,8 +31,19 @@ from densestudio.core import files
 from densestudio.core.errors import DenseStudioError
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
-)
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
+     ".pgm", ".ppm", ".pbm", ".pnm", ".tga"}
+)  # what Pillow reads that cameras and tools write; other files are counted, not read
+
+
+def other_types_note(counts: dict[str, int]) -> str | None:
+    """"3 other file(s) are not image types it reads and were skipped: .txt 2, .raw 1"."""
+    if not counts:
+        return None
+    kinds = ", ".join(f"{ext or '(no extension)'} {n}"
+                      for ext, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (f"{sum(counts.values())} other file(s) are not image types DenseStudio reads "
+            f"and were skipped: {kinds}")
 # Pillow's own guard is ~89 MP (warning) / ~179 MP (error). We refuse above this many pixels:
 # 200 MP still covers large line-scan frames, while a crafted 50k x 50k PNG is rejected.
 MAX_PIXELS = 200_000_000
@@ -50,7 +62,12 @@ IN_MEMORY_BYTES = 64 << 20  # files up to this size are read once; larger ones a
 
 
 class ImageDecodeError(DenseStudioError):
-    """The file is not an image we can read; the message says why, for the import report."""
+    """The file is not an image we can read; the message says why, in the same plain words
+    in the import report, the viewer and ``densestudio predict``."""
+
+
+NOT_AN_IMAGE = "not an image file, or a kind of image DenseStudio cannot read"
+DAMAGED = "the image file is damaged or incomplete"
 
 
 class NotARegularFile(ImageDecodeError):
@@ -123,7 +140,7 @@ def _open(source: bytes | BinaryIO) -> Image.Image:
     except Image.DecompressionBombWarning as exc:
         raise ImageDecodeError(f"image too large ({exc})") from exc
     except UnidentifiedImageError as exc:
-        raise ImageDecodeError("not an image file Pillow can read") from exc
+        raise ImageDecodeError(NOT_AN_IMAGE) from exc
     except FileNotFoundError as exc:
         raise ImageDecodeError("file not found") from exc
     except PermissionError as exc:
@@ -136,7 +153,25 @@ def _open(source: bytes | BinaryIO) -> Image.Image:
         )
     if img.width < 1 or img.height < 1:
         raise ImageDecodeError("image has no pixels")
+    _check_holds_its_pixels(img, source)
     return img
+
+
+def _check_holds_its_pixels(img: Image.Image, source: bytes | BinaryIO) -> None:
+    """Refuse a baseline JPEG whose header claims more pixels than its data can hold: each
+    8x8 block costs at least 2 bits there, so a 14000 x 14000 header over 20 KB of data is
+    a crafted or cut file that would decode to a mostly grey 196 MP image."""
+    if img.format != "JPEG" or img.info.get("progressive") or img.info.get("progression"):
+        return
+    try:
+        size = len(source) if isinstance(source, bytes) else os.fstat(source.fileno()).st_size
+    except (OSError, AttributeError, ValueError):
+        return
+    blocks = -(-img.width // 8) * -(-img.height // 8)
+    if size < blocks // 8:  # (1 bit per block: a margin no real file comes near)
+        raise ImageDecodeError(
+            f"the JPEG header claims {img.width} x {img.height} pixels but the file holds "
+            f"data for far fewer ({size // 1024} KiB); it is cut short or crafted")
 
 
 def to_display_mode(img: Image.Image) -> Image.Image:
@@ -194,6 +229,34 @@ def probe(path: Path) -> ImageProbe:
         return ImageProbe(width, height, img.mode, _bit_depth(img.mode))
 
 
+class FileChanged(ImageDecodeError):
+    """The file's content is no longer the content the project recorded for it."""
+
+
+CHANGED_SINCE_IMPORT = "the file changed since it was imported (its content differs)"
+
+
+def load_verified(path: Path, content_hash: str, max_side: int | None = None) -> Image.Image:
+    """``load_image`` of a file that must still hold the content hashed as ``content_hash``
+    (FileChanged otherwise): pixels cached under a hash are then always that content's."""
+    try:
+        with open_regular(path) as f:
+            data = b""
+            if os.fstat(f.fileno()).st_size <= IN_MEMORY_BYTES:  # one read: hash and decode
+                data = f.read()
+                digest = bytes_hash(data)
+            else:
+                digest = stream_hash(f)
+            if digest != content_hash:
+                raise FileChanged(CHANGED_SINCE_IMPORT)
+            if data:
+                return load_image(data, max_side)
+            f.seek(0)
+            return _decode_upright(_open(f), max_side)
+    except OSError as exc:
+        raise _read_error(exc) from exc
+
+
 def load_image(source: Path | bytes, max_side: int | None = None) -> Image.Image:
     """Decode the first frame, upright, as 8-bit "L" or "RGB".
 
@@ -216,7 +279,7 @@ def _decode_upright(img: Image.Image, max_side: int | None) -> Image.Image:
     except ImageDecodeError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageDecodeError(f"corrupt or truncated image ({exc})") from exc
+        raise ImageDecodeError(DAMAGED) from exc
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("image too large") from exc
 
@@ -303,5 +366,5 @@ def decode_for_import(
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("image too large") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
-        raise ImageDecodeError(f"corrupt or truncated image ({exc})") from exc
+        raise ImageDecodeError(DAMAGED) from exc
     return ImageProbe(width, height, mode, _bit_depth(mode)), thumb, dhash

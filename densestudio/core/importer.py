@@ -8,6 +8,7 @@ transaction, so a cancel or a crash leaves exactly the committed batches behind.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -27,6 +28,7 @@ from densestudio.core.constants import SOURCE_FOLDER
 from densestudio.core.errors import CancelledError, ImportFailed, ProjectError
 from densestudio.core.files import file_kind, natural_key
 from densestudio.core.imaging import (
+    DAMAGED,
     IMAGE_EXTENSIONS,
     IN_MEMORY_BYTES,
     MAX_FILE_BYTES,
@@ -36,9 +38,10 @@ from densestudio.core.imaging import (
     file_hash,
     is_image_path,
     open_regular,
+    other_types_note,
     stream_hash,
 )
-from densestudio.core.models import Image, path_text, utcnow
+from densestudio.core.models import Image, ImportLog, path_text, utcnow
 from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.splits import assign_missing_splits
 from densestudio.core.store import (
@@ -128,6 +131,7 @@ class _Decoded:
     bit_depth: int
     thumbnail: bytes
     phash: int
+    mtime_ns: int | None = None
 
 
 @dataclass
@@ -138,12 +142,13 @@ class _Tally:
     skipped: list[SkippedFile] = field(default_factory=list)
     new_classes: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)  # folder label -> note
+    others: dict[str, int] = field(default_factory=dict)  # extension -> files not images
 
 
 # ------------------------------------------------------------------ scanning
 def scan(
     paths: Sequence[Path], labels_from_subfolders: bool, skipped: list[SkippedFile],
-    cancel: CancelToken,
+    cancel: CancelToken, others: dict[str, int] | None = None,
 ) -> Iterator[_Candidate]:
     """Image files under ``paths`` (recursive), each with its sub-folder label if asked.
 
@@ -196,6 +201,9 @@ def scan(
                     elif is_image_path(Path(entry.name)):  # a FIFO, device, ... named x.jpg
                         kind = file_kind(entry.stat(follow_symlinks=True).st_mode)
                         skipped.append(SkippedFile(entry.path, f"not a regular file ({kind})"))
+                    elif others is not None and not entry.name.startswith("."):
+                        ext = Path(entry.name).suffix.lower()  # counted, for the report
+                        others[ext] = others.get(ext, 0) + 1
                 except OSError as exc:
                     skipped.append(SkippedFile(entry.path, f"cannot read: {exc.strerror or exc}"))
             stack.extend(reversed(subfolders))
@@ -214,7 +222,8 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
     path = candidate.path
     try:
         with open_regular(path) as f:
-            size = os.fstat(f.fileno()).st_size
+            st = os.fstat(f.fileno())
+            size = st.st_size
             if size == 0:
                 return SkippedFile(str(path), "empty file (0 bytes)")
             if size > MAX_FILE_BYTES:
@@ -232,7 +241,7 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
             except ImageDecodeError as exc:
                 return SkippedFile(str(path), str(exc))
             except Exception as exc:  # a Pillow plugin bug must not end the import
-                return SkippedFile(str(path), f"cannot decode ({type(exc).__name__}: {exc})")
+                return SkippedFile(str(path), f"{DAMAGED} ({type(exc).__name__})")
     except ImageDecodeError as exc:  # not a regular file
         return SkippedFile(str(path), str(exc))
     except FileNotFoundError:
@@ -242,7 +251,7 @@ def _decode(candidate: _Candidate) -> _Decoded | SkippedFile:
     except OSError as exc:
         return SkippedFile(str(path), f"cannot read: {exc.strerror or exc}")
     return _Decoded(candidate, size, digest, probe.width, probe.height,
-                    probe.mode, probe.bit_depth, thumb, phash)
+                    probe.mode, probe.bit_depth, thumb, phash, st.st_mtime_ns)
 
 
 def _decode_chunk(chunk: list[_Candidate]) -> list[_Decoded | SkippedFile]:
@@ -270,7 +279,7 @@ def run_import(
                            "can be imported into it.")
     started = time.monotonic()
     tally = _Tally()
-    thumbs = ThumbnailCache(project)
+    thumbs = ThumbnailCache(project.cache_dir)
     try:
         return _run_import(project, paths, options, on_event, cancel, started, tally, thumbs)
     finally:
@@ -290,7 +299,8 @@ def _run_import(
     # Scan first (fast: directory entries only) so progress has a total and an ETA.
     candidates: list[_Candidate] = []
     try:
-        for candidate in scan(paths, options.labels_from_subfolders, tally.skipped, cancel):
+        for candidate in scan(paths, options.labels_from_subfolders, tally.skipped, cancel,
+                              tally.others):
             key = str(candidate.path)
             if key in known_paths:
                 tally.already += 1
@@ -355,6 +365,8 @@ def _run_import(
                 future.cancel()
             cancelled = cancel.cancelled
         commit()
+    if tally.added:
+        _keep_groups_together(project, tally)
     report = ImportReport(
         added=tally.added,
         already_in_project=tally.already,
@@ -363,11 +375,28 @@ def _run_import(
         cancelled=cancelled,
         seconds=time.monotonic() - started,
         new_classes=tuple(tally.new_classes),
-        notes=tuple(tally.notes.values()),
+        notes=(*tally.notes.values(), *filter(None, [other_types_note(tally.others)])),
     )
-    history.log_import(project, paths, options.labels_from_subfolders, report)
+    log_import(project, paths, options.labels_from_subfolders, report)
     on_event(report)
     return report
+
+
+def _keep_groups_together(project: Project, tally: _Tally) -> None:
+    """Near-identical images and names sharing a stem go to one split (a batch cannot see
+    the next one's members); what a locked test set keeps apart is reported as a note."""
+    from densestudio.core.near_duplicates import keep_groups_together
+
+    try:
+        kept = keep_groups_together(project)
+    except ProjectError as exc:  # the import itself is saved; the check can be run again
+        tally.notes["groups"] = f"near-duplicates not checked: {exc}"
+        return
+    if kept.moved:
+        tally.notes["groups"] = (f"{kept.moved:,} near-identical or same-name image(s) moved "
+                                 "so that each group shares a split")
+    if kept.leaks.spanning:
+        tally.notes["leaks"] = kept.leaks.warning()
 
 
 def _commit_batch(
@@ -416,6 +445,7 @@ def _commit_batch(
                     folder=str(path.parent),
                     content_hash=item.content_hash,
                     byte_size=item.byte_size,
+                    file_mtime_ns=item.mtime_ns,
                     width=item.width,
                     height=item.height,
                     mode=item.mode,
@@ -443,6 +473,9 @@ def _class_ids(s: Session, folder_labels: set[str], tally: _Tally) -> dict[str, 
         name, change = class_name_from_folder(label)
         if name is None:
             ids[label] = None
+            if change:
+                tally.notes.setdefault(label, f"folder '{_short(label)}' is not a class name "
+                                              f"({change}); its images are left unlabeled")
             continue
         row = find_class(s, name)
         if row is None:
@@ -514,3 +547,16 @@ def relink(
                         folder=str(path.parent), missing=False)
             )
     return RelinkResult(len(found), len(missing) - len(found))
+
+
+def log_import(project: Project, sources: Sequence[Path], labels_from_subfolders: bool,
+               report: ImportReport, who: str | None = None) -> None:
+    """Remember where images came from (the report's "import sources")."""
+    with project.transaction() as s:
+        s.add(ImportLog(
+            at=utcnow(), who=(who or current_user())[:64],
+            sources_json=json.dumps([str(Path(p).expanduser().absolute()) for p in sources]),
+            labels_from_subfolders=labels_from_subfolders, added=report.added,
+            duplicates=report.duplicates, already_in_project=report.already_in_project,
+            skipped=len(report.skipped), cancelled=report.cancelled,
+        ))  # fmt: skip

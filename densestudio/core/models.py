@@ -130,6 +130,9 @@ class Image(Base):
     folder: Mapped[str] = mapped_column(FsPath, default="")  # parent folder (group key)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
     byte_size: Mapped[int] = mapped_column(BigInteger)
+    # The file's modification time (ns) when its content was last hashed; with byte_size it
+    # tells cheaply whether the file may have changed since (None: not known, hash it).
+    file_mtime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     mode: Mapped[str] = mapped_column(String(16))  # Pillow mode after import ("L", "RGB", "I;16")

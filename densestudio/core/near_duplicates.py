@@ -10,13 +10,20 @@ A 64-bit hash alone is too coarse for low-contrast inspection textures (many dif
 steel surfaces hash alike), so every candidate pair is confirmed by the correlation of the
 two thumbnails' detail (64x64 grey minus its blur, so shared lighting or vignetting does not
 count): only pairs that really look the same are reported.
+
+The same groups, together with images whose names share a stem (``tile7_light1.png`` and
+``tile7_light2.png``: one part under several lightings), are what a split keeps together by
+default: ``refresh_groups`` stores them for ``core.splits`` when an import ends
+(``keep_groups_together``) and before a re-split (``resplit``).
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +31,7 @@ from PIL import Image as PILImage
 from PIL import ImageFilter
 from sqlalchemy import select, update
 
+from densestudio.core import splits
 from densestudio.core.constants import SPLITS
 from densestudio.core.errors import ProjectError
 from densestudio.core.imaging import thumbnail_hash
@@ -36,6 +44,8 @@ if TYPE_CHECKING:
 
 BANDS = 4
 MIN_CORRELATION = 0.9  # of the thumbnails' detail, for a candidate pair to count
+MAX_STEM_GROUP = 16  # more images sharing a stem is a naming scheme ("crazing_12"), not a part
+_VARIANT = re.compile(r"^(.*\d.*?)[_\-. ]+([a-z][a-z0-9]*|[a-z0-9]*[a-z])$")
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ def backfill_hashes(project: Project) -> int:
                                                     Image.missing.is_(False))))
     if not todo:
         return 0
-    cache = ThumbnailCache(project)
+    cache = ThumbnailCache(project.cache_dir)
     values = []
     for info in project.images_by_ids(todo):
         data = cache.get_or_make(info)
@@ -79,14 +89,31 @@ def find_cross_split_duplicates(
     project: Project, max_distance: int = 3
 ) -> list[NearDuplicateGroup]:
     """Groups of near-identical labeled images that sit in different splits."""
+    with project.session() as s:
+        split_of = {i: sp for i, sp in s.execute(select(Image.id, Image.split).where(
+            Image.split.is_not(None)))}
+    clusters, worst = _clusters(project, max_distance, set(split_of))
+    groups = []
+    for ids in clusters:
+        found = tuple(split_of[i] for i in ids)
+        if len(set(found)) > 1:
+            groups.append(NearDuplicateGroup(ids, found, worst[ids[0]]))  # type: ignore[arg-type]
+    groups.sort(key=lambda g: (not g.crosses_test, -len(g.image_ids)))
+    return groups
+
+
+def _clusters(project: Project, max_distance: int, only: set[int] | None = None
+              ) -> tuple[list[tuple[int, ...]], dict[int, int]]:
+    """Clusters (2+ sorted ids) of near-identical images, and each cluster's largest hash
+    distance (keyed by its first id); ``only`` limits the images looked at."""
     if not 0 <= max_distance <= BANDS - 1:
         raise ProjectError(f"max_distance must be between 0 and {BANDS - 1}.")
     backfill_hashes(project)
     with project.session() as s:
-        rows = list(s.execute(select(Image.id, Image.phash, Image.split).where(
-            Image.phash.is_not(None), Image.split.is_not(None))))
-    hashes = {i: _unsigned(h) for i, h, _ in rows}  # type: ignore[arg-type]  # NOT NULL by the query
-    split_of = {i: sp for i, _, sp in rows}
+        rows = list(s.execute(select(Image.id, Image.phash).where(
+            Image.phash.is_not(None), Image.missing.is_(False))))
+    hashes = {i: _unsigned(h) for i, h in rows  # type: ignore[arg-type]  # NOT NULL
+              if only is None or i in only}
     buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
     for image_id, h in hashes.items():
         for band in range(BANDS):
@@ -120,17 +147,107 @@ def find_cross_split_duplicates(
                     root = find(a)
                     worst[root] = max(worst.get(root, 0), worst.pop(ra, 0), worst.pop(rb, 0),
                                       distance)
-    clusters: dict[int, list[int]] = defaultdict(list)
+    signatures.close()
+    by_root: dict[int, list[int]] = defaultdict(list)
     for image_id in hashes:
-        clusters[find(image_id)].append(image_id)
-    groups = []
-    for root, ids in clusters.items():
-        splits = tuple(split_of[i] for i in sorted(ids))
-        if len(set(splits)) > 1:
-            groups.append(NearDuplicateGroup(  # splits: NOT NULL by the query
-                tuple(sorted(ids)), splits, worst.get(root, 0)))  # type: ignore[arg-type]
-    groups.sort(key=lambda g: (not g.crosses_test, -len(g.image_ids)))
+        by_root[find(image_id)].append(image_id)
+    clusters, worst_of = [], {}
+    for root, ids in by_root.items():
+        if len(ids) > 1:
+            ids.sort()
+            clusters.append(tuple(ids))
+            worst_of[ids[0]] = worst.get(root, 0)
+    return clusters, worst_of
+
+
+def stem_key(path: str) -> str | None:
+    """The part a file name's variants share: ``tile7_light2.png`` -> ``tile7``; a name
+    without a letter and a digit (``0001.png``) gives no key (a camera counter)."""
+    stem = PurePath(path).stem.lower()
+    match = _VARIANT.match(stem)
+    key = match.group(1) if match else stem
+    if not (any(ch.isdigit() for ch in key) and any(ch.isalpha() for ch in key)):
+        return None
+    return key
+
+
+def stem_groups(paths: dict[int, str]) -> list[tuple[int, ...]]:
+    """Images whose names share a stem, in groups of 2..MAX_STEM_GROUP."""
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for image_id, path in paths.items():
+        key = stem_key(path)
+        if key is not None:
+            by_key[key].append(image_id)
+    return [tuple(sorted(ids)) for ids in by_key.values() if 2 <= len(ids) <= MAX_STEM_GROUP]
+
+
+def refresh_groups(project: Project, max_distance: int = 3) -> list[tuple[int, ...]]:
+    """Find the groups a split keeps together (near-identical images, and names sharing a
+    stem, merged where they overlap) and store them for core.splits."""
+    clusters, _ = _clusters(project, max_distance)
+    with project.session() as s:
+        paths = {i: p for i, p in s.execute(select(Image.id, Image.path).where(
+            Image.missing.is_(False)))}
+    parent: dict[int, int] = {}
+
+    def find(i: int) -> int:
+        parent.setdefault(i, i)
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for group in [*clusters, *stem_groups(paths)]:
+        for other in group[1:]:
+            a, b = find(group[0]), find(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    merged: dict[int, list[int]] = defaultdict(list)
+    for image_id in list(parent):
+        merged[find(image_id)].append(image_id)
+    groups = [tuple(sorted(ids)) for ids in merged.values() if len(ids) > 1]
+    with project.transaction() as s:
+        splits.write_groups(s, groups)
     return groups
+
+
+@dataclass(frozen=True)
+class KeptTogether:
+    moved: int  # images moved so that their group shares a split
+    leaks: splits.GroupLeaks  # what still spans splits (a locked test set is never changed)
+
+
+def keep_groups_together(project: Project) -> KeptTogether:
+    """Refresh the groups and give each one that spans splits one split, chosen as for a new
+    image (so the split shares stay on target); groups touching a locked test set stay as
+    they are and are reported."""
+    refresh_groups(project)
+    with project.transaction() as s:
+        locked = read_settings(s).test_locked
+        before: dict[int, str] = {}
+        for group in splits.group_leaks(s).spanning:
+            members: dict[int, str] = dict(iter(s.execute(  # type: ignore[arg-type]  # NOT NULL
+                select(Image.id, Image.split).where(
+                Image.id.in_(group), Image.split.is_not(None)))))
+            if not (locked and "test" in members.values()):
+                before.update(members)
+        if before:
+            splits.clear_splits(s, list(before))
+            splits.assign_missing_splits(s, list(before))
+        after = dict(iter(s.execute(select(Image.id, Image.split).where(
+            Image.id.in_(list(before))))))
+        leaks = splits.group_leaks(s)
+    return KeptTogether(sum(after.get(i) != sp for i, sp in before.items()), leaks)
+
+
+def resplit(project: Project, ratios: tuple[float, float, float] | None = None,
+            seed: int | None = None) -> int:
+    """Re-assign every labeled image's split, keeping the groups (refreshed first) together
+    (a locked test set stays as it is)."""
+    from densestudio.core.store import resplit as store_resplit
+
+    refresh_groups(project)
+    return store_resplit(project, ratios, seed)
 
 
 class _Signatures:
@@ -138,7 +255,7 @@ class _Signatures:
 
     def __init__(self, project: Project) -> None:
         self._project = project
-        self._cache = ThumbnailCache(project)
+        self._cache = ThumbnailCache(project.cache_dir)
         self._vectors: dict[int, np.ndarray | None] = {}
 
     def _vector(self, image_id: int) -> np.ndarray | None:
@@ -162,6 +279,9 @@ class _Signatures:
         if va is None or vb is None:  # flat images: identical only if both are flat
             return 1.0 if va is None and vb is None else 0.0
         return float(va @ vb)
+
+    def close(self) -> None:
+        self._cache.close()
 
 
 def move_together(project: Project, groups: list[NearDuplicateGroup]) -> int:

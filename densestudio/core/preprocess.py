@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from densestudio.core.imaging import load_image, to_display_mode
+from densestudio.core.imaging import load_image, load_verified, to_display_mode
 
 FITS = ("letterbox", "stretch")
 MODES = ("L", "RGB")
@@ -125,13 +125,18 @@ class Preprocessing:
         arr = np.asarray(img, dtype=np.uint8)
         return arr[None].copy() if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
-    def load(self, source: str | Path | Image.Image) -> np.ndarray:
-        """Pixels of an image file (or PIL image) exactly as training saw them."""
+    def load(self, source: str | Path | Image.Image, content_hash: str | None = None
+             ) -> np.ndarray:
+        """Pixels of an image file (or PIL image) exactly as training saw them; with
+        ``content_hash``, only if the file still holds that content (else FileChanged)."""
         if isinstance(source, Image.Image):
             return self.apply(source)
         # Draft to at least the canvas's long side: enough in both axes whatever the
         # aspect ratio or EXIF rotation, so draft never costs detail.
-        return self.apply(load_image(Path(source), max_side=max(self.width, self.height)))
+        side = max(self.width, self.height)
+        if content_hash is not None:
+            return self.apply(load_verified(Path(source), content_hash, max_side=side))
+        return self.apply(load_image(Path(source), max_side=side))
 
 
 def legacy(size: int, mode: str) -> Preprocessing:

@@ -9,8 +9,9 @@ from collections import Counter
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
+from densestudio.core.constants import SOURCE_CHANGED
 from densestudio.core.models import Image, LabelClass, LabelEvent, RunImage
 from densestudio.core.store import Project
 
@@ -40,12 +41,14 @@ def content_hashes(project: Project) -> dict[int, str]:
 
 
 def labeled_present_images(project: Project) -> list[tuple[int, int, str | None, str, str, str]]:
-    """(id, label id, split, path, hash, mode) of labeled images whose files exist, by id."""
+    """(id, label id, split, path, hash, mode) of labeled images whose files exist and did
+    not change since they were labeled (see ``core.file_changes``), by id."""
     with project.session() as s:
         rows = s.execute(
             select(Image.id, Image.label_id, Image.split, Image.path, Image.content_hash,
                    Image.mode)
-            .where(Image.label_id.is_not(None), Image.missing.is_(False))
+            .where(Image.label_id.is_not(None), Image.missing.is_(False),
+                   or_(Image.label_source.is_(None), Image.label_source != SOURCE_CHANGED))
             .order_by(Image.id)
         ).all()
     return [(i, lab, sp, path, h, mode) for i, lab, sp, path, h, mode in rows if lab is not None]

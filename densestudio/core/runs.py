@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 
+from densestudio.core.constants import SOURCE_CHANGED
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import (
     EpochMetric,
@@ -43,6 +44,7 @@ SUBSETS = ("train", "val", "test", "unlabeled", "oos")  # oos: label audit (out-
 TRAIN_KIND = "train"
 AUDIT_KIND = "label_audit"  # config["kind"] of a label audit (ml.crossval)
 OWNER_KEY = "owner"  # extra["owner"]: host, boot and pid of the process training the run
+LIVE_KEY = "live_metric"  # extra["live_metric"]: the checkpoint metric of the best epoch so far
 
 
 def owner_here() -> dict[str, Any]:
@@ -191,7 +193,15 @@ def run_dir(project: Project, run_id: int) -> Path:
 
 def _run_info(r: Run, project: Project) -> RunInfo:
     def resolved(stored: str | None) -> str | None:
-        return str(project.resolve_path(stored)) if stored else None
+        """The checkpoint's path; in this project's runs folder when the stored one is gone
+        and names an old one (the project file and runs folder were renamed together)."""
+        if not stored:
+            return None
+        path = project.resolve_path(stored)
+        here = run_dir(project, r.id) / path.name
+        if path != here and path.parent.name == str(r.id) and not path.exists():
+            return str(here)
+        return str(path)
 
     return RunInfo(
         id=r.id, name=r.name, created_at=r.created_at, finished_at=r.finished_at,
@@ -357,13 +367,14 @@ def drop_run_images(project: Project, run_id: int, image_ids: Sequence[int]) -> 
 
 def current_label_rows(project: Project) -> tuple[list[str], list[tuple[int, int, str]]]:
     """Class names and ``(image_id, class_index, split)`` of every labeled, split, present
-    image: what a new run's snapshot holds."""
+    image whose file did not change since it was labeled: what a new run's snapshot holds."""
     classes = project.classes()
     index = {c.id: i for i, c in enumerate(classes)}
     with project.session() as s:
         rows = s.execute(
             select(Image.id, Image.label_id, Image.split)
-            .where(Image.label_id.is_not(None), Image.split.is_not(None), Image.missing.is_(False))
+            .where(Image.label_id.is_not(None), Image.split.is_not(None), Image.missing.is_(False),
+                   or_(Image.label_source.is_(None), Image.label_source != SOURCE_CHANGED))
             .order_by(Image.id)
         )
         # The query excludes NULL labels and splits, which mypy cannot see.

@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 from densestudio.core import hashchain, history, runs
 from densestudio.core.errors import ProjectError
 from densestudio.core.models import Approval, GoldenImage, Image, LabelEvent, utcnow
-from densestudio.core.store import Project, current_user
+from densestudio.core.store import Project, current_user, normalize_author
 
 if TYPE_CHECKING:
     from sqlalchemy import CursorResult
@@ -87,10 +87,11 @@ def approve_run(project: Project, run_id: int, why: str, by: str | None = None) 
         raise ProjectError(f"Run {run_id} is not a finished training run (status: "
                            f"{info.status}); only finished runs can be approved.")
     metrics = {k: v for k, v in info.metrics.items() if not isinstance(v, float) or v == v}
+    who = normalize_author(by) if by else current_user()
     with project.transaction() as s:
         row = {
             "run_id": run_id, "run_name": info.name or "",
-            "approved_by": (by or current_user())[:64], "approved_at": utcnow(), "why": why,
+            "approved_by": who, "approved_at": utcnow(), "why": why,
             "data_fingerprint": str(info.metrics.get("data_fingerprint") or ""),
             "class_names_json": json.dumps(list(info.class_names)),
             "metrics_json": json.dumps(metrics, sort_keys=True),
@@ -133,7 +134,7 @@ def add_golden(project: Project, image_ids: Sequence[int], note: str = "",
                by: str | None = None) -> int:
     """Mark images as must-pass; returns how many were newly marked."""
     ids = sorted({int(i) for i in image_ids})
-    who = (by or current_user())[:64]
+    who = normalize_author(by) if by else current_user()
     with project.transaction() as s:
         known = set(s.scalars(select(Image.id).where(Image.id.in_(ids)))) if ids else set()
         unknown = [i for i in ids if i not in known]

@@ -14,8 +14,8 @@ is still as the change left it.
 
 from __future__ import annotations
 
-import getpass
 import os
+import sqlite3
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,18 +31,26 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql import ColumnElement
 
-from densestudio.core import changes, db, history, machine
-from densestudio.core.constants import SOURCE_HUMAN, SOURCE_PREDICTION, SPLITS
+from densestudio.core import changes, db, files, history, machine
+from densestudio.core.atomic import atomic_write_via
+from densestudio.core.constants import SOURCE_CHANGED, SOURCE_HUMAN, SOURCE_PREDICTION, SPLITS
 from densestudio.core.errors import ProjectError
-from densestudio.core.files import natural_key
+from densestudio.core.files import Guarded, natural_key, refuse_overwriting
 from densestudio.core.models import Image, LabelClass, path_text, utcnow
+from densestudio.core.records import ClassInfo as ClassInfo
+from densestudio.core.records import ImageInfo as ImageInfo
+from densestudio.core.users import BAD_NAME_CATEGORIES
+from densestudio.core.users import MAX_AUTHOR as MAX_AUTHOR
+from densestudio.core.users import USER_ENV as USER_ENV
+from densestudio.core.users import current_user as current_user
+from densestudio.core.users import normalize_author as normalize_author
 
 if TYPE_CHECKING:  # splits is imported where it is used
     from typing import TypeAlias
 
     from typing_extensions import Unpack
 
-    from densestudio.core.splits import SplitSettings
+    from densestudio.core.splits import GroupLeaks, SplitSettings
 
     _AnySelect: TypeAlias = Select[Unpack[tuple[Any, ...]]]  # a SELECT of any columns
 
@@ -54,41 +62,6 @@ DEFAULT_COLORS = (
     "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9",
     "#f0e442", "#7f7f7f", "#8c564b", "#17becf", "#bcbd22", "#9467bd",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    id: int
-    name: str
-    color: str
-    position: int
-    shortcut: str | None
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    id: int
-    path: str
-    filename: str
-    folder: str
-    content_hash: str
-    byte_size: int
-    width: int
-    height: int
-    mode: str
-    bit_depth: int
-    added_at: datetime
-    missing: bool
-    label_id: int | None
-    label_source: str | None
-    labeled_by: str | None
-    labeled_at: datetime | None
-    split: str | None
-    label_version: int = 0  # what a change made from this view expects (see Seen)
-
-    @property
-    def name(self) -> str:
-        return Path(self.path).name
 
 
 @dataclass(frozen=True)
@@ -248,37 +221,6 @@ def shortcut_for_position(position: int) -> str | None:
     return str(position + 1) if position < 9 else None
 
 
-USER_ENV = "DENSESTUDIO_USER"  # who label changes and approvals are recorded as
-
-
-def current_user() -> str:
-    """The name recorded as who did something: $DENSESTUDIO_USER (set by ``--user`` or a
-    preference) or else the OS login name."""
-    name = os.environ.get(USER_ENV, "").strip()
-    if name:
-        return name[:64]
-    try:
-        return normalize_author(getpass.getuser())
-    except Exception:  # no login name (some containers, services), or an odd one
-        return "user"
-
-
-MAX_AUTHOR = 64  # characters (the column's size)
-
-
-def normalize_author(name: str) -> str:
-    """An author name as given (``--author``, a CSV column): trimmed, 1-64 characters, no
-    control characters. Raises ProjectError with the reason otherwise."""
-    name = unicodedata.normalize("NFC", name).strip()
-    if not name:
-        raise ProjectError("An author name cannot be empty.")
-    if any(unicodedata.category(ch) in _BAD_NAME_CATEGORIES for ch in name):
-        raise ProjectError("An author name cannot contain line breaks or control characters.")
-    if len(name) > MAX_AUTHOR:
-        raise ProjectError(f"An author name can have at most {MAX_AUTHOR} characters.")
-    return name
-
-
 class Project:
     """An open project: a file, or a shared database. Thread-safe: every call uses its own
     session."""
@@ -401,6 +343,70 @@ class Project:
         if isinstance(target, db.ServerURL):
             return self.files_root / "runs"
         return target.with_name(target.name + "-runs")
+
+    @property
+    def project_id(self) -> str:
+        """A random id given to the project once (meta 'project_id'), recorded in its
+        checkpoints so that another project's model file is never taken for its own; ""
+        for an old project open read-only, which cannot be given one."""
+        pid = self.get_meta("project_id")
+        if pid is None and not self.read_only:
+            import uuid
+
+            with self.transaction() as s:
+                pid = db.get_meta(s, "project_id")  # another process may have just set it
+                if pid is None:
+                    pid = uuid.uuid4().hex
+                    db.set_meta(s, "project_id", pid)
+        return pid or ""
+
+    def guarded_paths(self) -> list[Guarded]:
+        """What no command may write an output over: the project file with its SQLite
+        side files, and the runs (checkpoints) and cache folders."""
+        out = [Guarded(self.runs_dir, "the project's runs folder (checkpoints)", folder=True),
+               Guarded(self.cache_dir, "the project's cache folder", folder=True)]
+        if not self.shared:
+            out += [Guarded(self.path, "the project file")]
+            out += [Guarded(self.path.with_name(self.path.name + side),
+                            f"the project's SQLite {side[1:]} file")
+                    for side in ("-wal", "-shm", "-journal")]
+        return out
+
+    def refuse_overwriting(self, out: str | Path, also: Iterable[Guarded] = ()) -> None:
+        """Refuse an output path that is the project, its runs or caches, one of its
+        images, or one of ``also`` (the inputs of the command), before anything is
+        written; see ``files.refuse_overwriting``."""
+        refuse_overwriting(Path(out), [*self.guarded_paths(), *also])
+        real = os.path.realpath(out)
+        with self.session() as s:
+            hit = s.scalar(select(Image.path).where(
+                Image.path.in_({real, os.path.abspath(out)})).limit(1))
+        if hit is not None:
+            raise ProjectError(f"Refusing to write {out}: it is an image of this project "
+                               f"({hit}); choose another output file.")
+
+    def backup(self, out: str | Path) -> Path:
+        """Write a consistent copy of the project file to ``out`` (a folder: the copy goes
+        inside it) while it may be open; see ``db.sqlite_backup``. Returns the copy's path."""
+        if self.shared:
+            raise ProjectError(f"{self.location} is a shared project on a database server; "
+                               "back it up with the server's tools (pg_dump).")
+        dest = Path(out)
+        if dest.is_dir():
+            dest = dest / f"{self.path.stem}-backup-{utcnow():%Y%m%d-%H%M%S}{self.path.suffix}"
+        self.refuse_overwriting(dest)
+        files.check_output(dest)
+
+        def write(tmp: Path) -> None:
+            tmp.unlink()  # SQLite writes a fresh database file
+            try:
+                db.sqlite_backup(self.path, tmp)
+            except sqlite3.Error as exc:
+                raise ProjectError(db.explain_error(exc, self.path)
+                                   or f"Cannot back up {self.path}: {exc}") from exc
+
+        atomic_write_via(dest, write)
+        return dest
 
     def stored_path(self, path: str | Path) -> str:
         """``path`` as kept in the project: relative to the files root when inside it."""
@@ -719,7 +725,6 @@ class Project:
 MAX_CLASS_NAME = 200  # characters (the column's size)
 # Characters a class name cannot hold: controls (newline, tab, NUL, ...), line/paragraph
 # separators and lone surrogates (undecodable file-name bytes).
-_BAD_NAME_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
 
 
 def class_key(name: str) -> str:
@@ -733,7 +738,7 @@ def normalize_class_name(name: str) -> str:
     name = unicodedata.normalize("NFC", name).strip()
     if not name:
         raise ProjectError("A class name cannot be empty.")
-    if any(unicodedata.category(ch) in _BAD_NAME_CATEGORIES for ch in name):
+    if any(unicodedata.category(ch) in BAD_NAME_CATEGORIES for ch in name):
         raise ProjectError("A class name cannot contain line breaks, tabs or other control "
                            "characters.")
     if len(name) > MAX_CLASS_NAME:
@@ -745,23 +750,23 @@ def normalize_class_name(name: str) -> str:
 def class_name_from_folder(folder: str) -> tuple[str | None, str | None]:
     """A class name made from a folder name, and a note when it had to be changed.
 
-    Unlike a typed name, a folder name is fixed rather than refused (the import goes on):
-    undecodable bytes become U+FFFD, control characters become spaces, and a name over
-    200 characters is truncated.
+    Undecodable bytes become U+FFFD and control characters spaces (the import goes on); a
+    name over 200 characters is refused as a typed one is - never cut, which could merge two
+    folders into one class -: (None, the reason), and its images stay unlabeled.
     """
     text = unicodedata.normalize(
         "NFC", folder.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
-    bad = any(unicodedata.category(ch) in _BAD_NAME_CATEGORIES for ch in text)
+    bad = any(unicodedata.category(ch) in BAD_NAME_CATEGORIES for ch in text)
     cleaned = "".join(
-        " " if unicodedata.category(ch) in _BAD_NAME_CATEGORIES else ch for ch in text).strip()
+        " " if unicodedata.category(ch) in BAD_NAME_CATEGORIES else ch for ch in text).strip()
     if not cleaned:
         return None, None
     notes = []
     if bad:
         notes.append("control characters replaced by spaces")
     if len(cleaned) > MAX_CLASS_NAME:
-        cleaned = cleaned[:MAX_CLASS_NAME].rstrip()
-        notes.append(f"truncated to the {MAX_CLASS_NAME}-character limit of class names")
+        return None, (f"a class name can have at most {MAX_CLASS_NAME} characters, this one "
+                      f"has {len(cleaned)}")
     return cleaned, "; ".join(notes) or None
 
 
@@ -854,7 +859,10 @@ def _set_labels(
         if label_id is None
         else LabelState(label_id, source, who, now)
     )
-    todo = [i for i in dict.fromkeys(ids) if i in rows and rows[i].state.label_id != label_id]
+    # The same class again on a label marked for review (its file changed) confirms it.
+    todo = [i for i in dict.fromkeys(ids) if i in rows and (
+        rows[i].state.label_id != label_id
+        or (label_id is not None and rows[i].state.source == SOURCE_CHANGED))]
     stale = {i for i in todo
              if expected is not None and expected.is_stale(i, rows[i].version,
                                                            rows[i].label_seq)}
@@ -928,6 +936,7 @@ def _apply_states(
                     label_seq=seq,
                 )
             )
+    splits.release_from_test(s, [i for i, state in states if state.source == SOURCE_PREDICTION])
     splits.assign_missing_splits(s, [image_id for image_id, _ in states])
     return tuple((i, rows[i].version + 1) for i, _ in states)
 
@@ -993,6 +1002,15 @@ def split_settings(project: Project) -> SplitSettings:
 
     with project.session() as s:
         return splits.read_settings(s)
+
+
+def split_leaks(project: Project) -> tuple[GroupLeaks, int]:
+    """Groups spanning splits / with label conflicts, and how many test labels a model made:
+    what the Train tab, the Review header and the report warn about."""
+    from densestudio.core import splits
+
+    with project.session() as s:
+        return splits.group_leaks(s), splits.model_labels_in_test(s)
 
 
 def resplit(

@@ -16,12 +16,9 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from densestudio.core.imaging import THUMBNAIL_SIZE, ImageDecodeError, load_image, make_thumbnail
-
-if TYPE_CHECKING:
-    from densestudio.core.store import ImageInfo, Project
+from densestudio.core.records import ImageInfo
 
 log = logging.getLogger("densestudio")
 
@@ -34,8 +31,8 @@ def _damaged(exc: BaseException, path: Path) -> bool:
 
 
 class ThumbnailCache:
-    def __init__(self, project: Project | Path) -> None:
-        cache_dir = project if isinstance(project, Path) else project.cache_dir
+    def __init__(self, cache_dir: Path) -> None:
+        """``cache_dir``: the project's ``cache_dir``."""
         self.path = Path(cache_dir) / "thumbnails.sqlite"
         self._local = threading.local()
         self._lock = threading.Lock()

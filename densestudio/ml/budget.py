@@ -82,6 +82,20 @@ class EpochPlanner:
             self.epochs = max(epochs_done, min(self.epochs, fits))
         return self.epochs
 
+    def extend(self, epochs_done: int, cap_s: float, extra: int) -> int:
+        """Validation still improves near the planned end: plan up to ``extra`` more epochs,
+        as many as finish within ``cap_s`` (the user's cap) and ``max_epochs``. The cap
+        becomes the budget later re-plans keep to."""
+        if not self._epoch_times or cap_s <= self.budget_s:
+            return self.epochs
+        recent = sum(self._epoch_times[-2:]) / len(self._epoch_times[-2:])
+        fits = epochs_done + math.floor(
+            (cap_s - self.elapsed() - self._final_s()) / max(recent, 1e-9))
+        longer = min(self.max_epochs, self.epochs + extra, fits)
+        if longer > self.epochs:
+            self.epochs, self.budget_s = longer, cap_s
+        return self.epochs
+
     def expected_total(self, epochs_done: int, epoch_s: float) -> float:
         """Seconds the whole run takes with the current plan, from its start."""
         return self.elapsed() + (self.epochs - epochs_done) * epoch_s + self._final_s()
@@ -119,3 +133,52 @@ def estimated_train_speed(arch: str, pixels: int, device: str) -> float:
     threads = max(1, torch.get_num_threads())
     speed: float = base * scale * min(8.0, threads / REFERENCE_THREADS) ** 0.8
     return speed
+
+
+# A measured speed beats the table: the same CPU trains at 34 images/s in one computer and
+# 90 in another (AVX512-BF16), and a constant picks the same input size for both (issue 24).
+# ``calibrated_train_speed`` times a few optimizer steps of the model on random images
+# (a few seconds, once per process, model, device and thread count) and scales by pixels
+# as ``estimated_train_speed`` does. The CLI uses it; tests and the GUI thread use the table.
+CALIBRATION_SIZE = 96  # px: small enough for a few steps in a few seconds on a slow CPU
+CALIBRATION_BATCH = 16
+_measured: dict[tuple[str, str, int], float] = {}
+
+
+def measure_train_speed(arch: str, device: str = "cpu", seconds: float = 3.0) -> float:
+    """Training images/s of ``arch`` at 128 x 128 px on ``device``, measured now (cached)."""
+    import torch
+
+    from densestudio.ml import zoo
+    from densestudio.ml.config import TrainConfig
+    from densestudio.ml.runtime import adamw, resolve_device
+    from densestudio.ml.steps import make_step_parts, optimization_step, place_model
+
+    key = (arch, device, torch.get_num_threads())
+    if key in _measured:
+        return _measured[key]
+    dev = resolve_device(device)
+    size, batch = CALIBRATION_SIZE, CALIBRATION_BATCH
+    cfg = TrainConfig(arch=arch, img_size=size, batch_size=batch, device=device, epochs=100)
+    model = zoo.build_model(arch, 2, 3)
+    channels_last = place_model(model, cfg, dev)
+    opt = adamw(list(model.parameters()), dev, cfg.lr, cfg.weight_decay)
+    y = torch.arange(batch) % 2
+    parts = make_step_parts(model, opt, cfg, dev, channels_last, y, 2)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g)
+    model.train()
+    optimization_step(parts, x, y, g, "while measuring this computer's speed")  # warm-up
+    steps, t0 = 0, time.perf_counter()
+    while steps < 2 or time.perf_counter() - t0 < seconds:
+        optimization_step(parts, x, y, g, "while measuring this computer's speed")
+        steps += 1
+    per_image_s = (time.perf_counter() - t0) / (steps * batch)
+    speed = size * size / (128 * 128) / per_image_s
+    _measured[key] = speed
+    return speed
+
+
+def calibrated_train_speed(arch: str, pixels: int, device: str) -> float:
+    """Like ``estimated_train_speed``, from this computer's measured speed."""
+    return measure_train_speed(arch, device) * 128 * 128 / max(pixels, 64 * 64)

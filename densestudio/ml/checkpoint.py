@@ -71,3 +71,33 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a DenseStudio checkpoint.")
     return ckpt
+
+
+def owner_meta(run_id: int, project_id: str, fingerprint: str) -> dict[str, Any]:
+    """What ties a checkpoint to its run: kept in its metadata, checked on every load."""
+    return {"run_id": run_id, "project_id": project_id, "data_fingerprint": fingerprint}
+
+
+def check_owner(meta: dict[str, Any], path: str | Path, run_id: int, project_id: str,
+                class_names: Sequence[str], fingerprint: str, where: str) -> None:
+    """Refuse a checkpoint that is not this run's (another project's or run's file copied
+    into the run folder), naming both. Old checkpoints without the keys are checked on
+    their class names only."""
+    names = [str(n) for n in meta.get("class_names", [])]
+    problems = []
+    if names != list(class_names):
+        problems.append(f"its classes are {', '.join(names) or '(none)'}, the run's are "
+                        f"{', '.join(class_names)}")
+    theirs = meta.get("project_id")
+    if theirs and project_id and theirs != project_id:
+        problems.append(f"it was saved by project {theirs}, this is project {project_id} "
+                        f"({where})")
+    if meta.get("run_id") is not None and meta["run_id"] != run_id:
+        problems.append(f"it was saved by run {meta['run_id']}, not run {run_id}")
+    their_data = meta.get("data_fingerprint")
+    if their_data and fingerprint and their_data != fingerprint:
+        problems.append(f"it was trained on data {their_data}, run {run_id}'s data is "
+                        f"{fingerprint}")
+    if problems:
+        raise CheckpointError(f"The model file {path} does not belong to run {run_id}: "
+                              + "; ".join(problems) + ".")

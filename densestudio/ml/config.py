@@ -48,6 +48,7 @@ class TrainConfig:
     fit: str = "letterbox"  # "letterbox" keeps the aspect ratio | "stretch" squashes
     epochs: int = 28  # with a time budget: the most epochs the budget may allow
     time_budget_s: float | None = None  # fit the run to this wall time (epochs from speed)
+    time_cap_s: float | None = None  # the budget may grow to this while validation improves
     batch_size: int = 32
     lr: float = 2e-3  # peak learning rate (head / from-scratch model)
     weight_decay: float = 0.05
@@ -61,7 +62,8 @@ class TrainConfig:
     balance: str = "none"  # "none" | "weighted_loss" | "sampler"
     early_stopping_patience: int | None = None  # epochs without improvement; None = off
     monitor: str = "val_balanced_acc"  # best checkpoint / early stopping metric
-    good_class: str | None = None  # the class meaning a good part (val_defect_recall)
+    good_class: str | None = None  # the class meaning a good part (the project's, at start)
+    max_miss_rate: float = 0.02  # OK/NG point: at most this share of defects passed as good
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "mps"
     amp: bool = True  # bf16/fp16 autocast where the device supports it
@@ -110,6 +112,9 @@ class TrainConfig:
             p.append("Epochs must be at least 1.")
         if self.time_budget_s is not None and not self.time_budget_s >= 10:
             p.append("A time budget must be at least 10 seconds (or off).")
+        if self.time_cap_s is not None and not (
+                self.time_budget_s is not None and self.time_cap_s >= self.time_budget_s):
+            p.append("A time cap needs a time budget no longer than the cap.")
         if not 1 / 16 <= self.aspect <= 16:
             p.append(f"Aspect ratio must be between 1:16 and 16:1 (got {self.aspect:g}).")
         if self.batch_size < 2:
@@ -142,6 +147,9 @@ class TrainConfig:
             p.append("Early-stopping patience must be at least 1 epoch (or off).")
         if self.monitor == "val_defect_recall" and not self.good_class:
             p.append("Choosing checkpoints by defect recall needs the class that means good.")
+        if not 0 < self.max_miss_rate < 1:
+            p.append("The share of defects passed as good must be between 0 and 1 "
+                     f"(got {self.max_miss_rate:g}).")
         if self.channels not in (None, 1, 3):
             p.append("Channels must be 1, 3 or automatic.")
         if self.channels == 1 and self.uses_pretrained:

@@ -32,6 +32,7 @@ from torch import nn
 
 from densestudio.core import history, queries, runs
 from densestudio.core.errors import DenseStudioError
+from densestudio.core.file_changes import check_files
 from densestudio.core.profile import GRAY_MODES
 from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.store import Project
@@ -170,7 +171,7 @@ def audit_config(n_images: int, device: str = "cpu") -> TrainConfig:
     )  # fmt: skip
 
 
-TRAIN_IMAGES_PER_S = 125.0  # densenet_bc_tiny at 128 px, one CPU thread (DESIGN.md figures)
+TRAIN_IMAGES_PER_S = 125.0  # densenet_bc_tiny at 128 px, one CPU thread (measured)
 
 
 def estimate_seconds(n_images: int, k: int, cfg: TrainConfig, threads: int = 1,
@@ -291,6 +292,7 @@ def cross_validate(
     problems = check_auditable(project, k)
     if problems:
         raise AuditError(" ".join(problems))
+    check_files(project)  # a file replaced since it was labeled stays out (as in train)
     names, rows = _labeled_rows(project)
     cfg = (config or audit_config(len(rows), resolve_device("auto").type)).validate()
     if cfg.uses_pretrained or cfg.arch not in COMPACT_ARCHS:

@@ -16,7 +16,9 @@ the data file, so a torn tail (a kill mid-batch) is invisible and the next write
 it. Appends take the lock and first read what others appended, so concurrent runs (the GUI
 and the CLI, the processes of a torchrun job) never store an image twice; readers take no
 lock. Every batch is committed as it is decoded, so a cancelled run keeps its finished work.
-The cache is disposable: delete the folder and it is rebuilt from the images.
+The cache is disposable: delete the folder and it is rebuilt from the images. A file is
+decoded only if its bytes still hash to the item's content hash (``FileChanged`` otherwise),
+so a file replaced after import can never put its pixels under the old content's hash.
 
 Bounded memory: nothing holds all pixels. ``Pixels`` is a list of rows; ``pixels[idx]``
 reads just those rows (sorted, adjacent rows in one read) into a new tensor - a batch.
@@ -370,8 +372,8 @@ class DecodedCache:
         failures: dict[str, DecodeFailure] = {}
 
         def work(it: CacheItem) -> np.ndarray | str:
-            try:
-                return prep.load(it.path)
+            try:  # never cache other content under this hash: a replaced file fails
+                return prep.load(it.path, it.content_hash)
             except ImageDecodeError as exc:
                 return str(exc)
             except OSError as exc:

@@ -66,6 +66,8 @@ class EpochEnded:
     seconds: float
     improved: bool = False
     val_balanced_acc: float | None = None
+    monitor: str = "val_balanced_acc"  # the metric that picks the checkpoint
+    monitor_value: float | None = None  # its value this epoch
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,15 @@ class ImagesSkipped:
     run_id: int
     count: int
     examples: tuple[str, ...]  # "name: reason" for the first few
+
+
+@dataclass(frozen=True)
+class ImagesChanged:
+    """Labeled images whose file changed since they were labeled (see
+    ``core.file_changes``): their labels are marked for review and this run leaves them out."""
+
+    count: int
+    examples: tuple[str, ...]  # paths of the first few
 
 
 @dataclass(frozen=True)

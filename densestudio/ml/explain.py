@@ -287,7 +287,8 @@ class Explainer:
 
 
 def _load_model(project: Project, run_id: int) -> _LoadedModel:
-    from densestudio.ml.evaluate import EvaluationError, load_run_model
+    from densestudio.ml.eval_report import EvaluationError
+    from densestudio.ml.evaluate import load_run_model
 
     try:
         model, meta, _config = load_run_model(project, run_id)

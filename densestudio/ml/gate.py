@@ -106,6 +106,13 @@ class GateResult:
         return sum(1 for i in self.images if i.golden)
 
     @property
+    def outcome(self) -> str:
+        """"pass", "fail", or "nothing" (no approved run: nothing compared, never a PASS)."""
+        if not self.passed:
+            return "fail"
+        return "pass" if self.against is not None else "nothing"
+
+    @property
     def verdict(self) -> str:
         """One line: PASS/FAIL, what against, and the main reason."""
         ref = (f"approved run {self.against}" if self.against_approved and self.against
@@ -113,6 +120,11 @@ class GateResult:
         head = f"{'PASS' if self.passed else 'FAIL'}: run {self.candidate} vs {ref}"
         if not self.passed:
             return f"{head}: {'; '.join(self.reasons)}"
+        if self.against is None:  # no PASS: nothing was compared
+            golden = (f"all {self.n_golden} must-pass images right; " if self.n_golden
+                      else "")
+            return (f"NOTHING TO COMPARE AGAINST: run {self.candidate}, no approved run yet: "
+                    f"{golden}approve a run to gate the next ones against it")
         parts = [f"{len(self.newly_wrong)} newly wrong", f"{len(self.newly_right)} newly right"]
         if self.n_golden:
             parts.append(f"all {self.n_golden} must-pass images right")
@@ -194,7 +206,8 @@ def _verdicts(
     on_event: EventCallback, cancel: CancelToken | None,
 ) -> tuple[dict[int, _Verdict], list[str]]:
     """Each image's prediction by the run: stored, else predicted now (not stored)."""
-    from densestudio.ml.evaluate import EvaluationError, predict_images
+    from densestudio.ml.eval_report import EvaluationError
+    from densestudio.ml.evaluate import predict_images
 
     info = runs.get_run(project, run_id)
     names = list(info.class_names)
@@ -265,6 +278,11 @@ def compare_runs_for_gate(
         approved = signoff.is_approved(project, against)
     if against == candidate:
         raise GateError("The candidate and the run to compare against are the same run.")
+    from densestudio.ml.evaluate import check_run_checkpoint
+
+    for run_id in (candidate, against):  # never a model file copied in from elsewhere
+        if run_id is not None:
+            check_run_checkpoint(project, run_id)
     rows, warnings = gate_images(project)
     if not rows:
         raise GateError("Nothing to gate on: the test split is empty and no image is marked "

@@ -15,7 +15,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -104,17 +104,24 @@ GOOD_NAMES = ("ok", "good", "pass", "passed", "normal", "okay", "no_defect", "no
               "no defect", "defect-free", "defect_free", "clean", "non_defective")
 
 
+CHOICE_KEY = "operating_point_choice"  # how Train picked the point (target, the message)
+
+
 def save_operating_point(
-    project: Project, run_id: int, point: OperatingPoint | None
+    project: Project, run_id: int, point: OperatingPoint | None,
+    choice: dict[str, object] | None = None,
 ) -> None:
-    """Store (or, with None, remove) the run's operating point."""
+    """Store (or, with None, remove) the run's operating point. ``choice`` records how Train
+    picked it (target, whether validation shows it, the message); a point saved by hand
+    drops the old record, which no longer describes it."""
     from dataclasses import asdict
 
     from densestudio.core import runs
 
     if point is not None:
         validate(point, runs.run_class_names(project, run_id))
-    runs.update_run_extra(project, run_id, **{EXTRA_KEY: asdict(point) if point else None})
+    runs.update_run_extra(project, run_id, **{EXTRA_KEY: asdict(point) if point else None,
+                                              CHOICE_KEY: choice})
 
 
 def load_operating_point(project: Project, run_id: int) -> OperatingPoint | None:
@@ -328,3 +335,223 @@ def threshold_for_max_miss(
         f"rate is at most {rates.miss_upper * 100:.2f} % ({confidence * 100:g} % confidence, "
         f"target {max_miss_rate * 100:.3g} %); it rejects {rates.false_rejects} of "
         f"{rates.n_good} good parts ({rates.false_reject.percent()}).")
+
+
+# ------------------------------------------------------------------ the project's good class
+# Project data, in the ``meta`` table: a class id (set by the user), "none" (the user said no
+# class means good) or absent / "" (found from the names by ``guess_good_class``). An id, not
+# a name, so renaming the class keeps it.
+GOOD_CLASS_META = "good_class"
+DEFAULT_MAX_MISS_RATE = 0.02  # Train's target: at most 2 % of defects passed as good
+
+
+@dataclass(frozen=True)
+class GoodClass:
+    """The project's good class and where it comes from."""
+
+    name: str | None
+    source: str  # "set" (by the user) | "name" (found from the names) | "none" (cleared)
+
+    def describe(self) -> str:
+        if self.name is None:
+            return ("no good class (cleared)" if self.source == "none"
+                    else "no good class (no class name says so)")
+        return f"'{self.name}'" + (" (from its name)" if self.source == "name" else "")
+
+
+def project_good_class(project: Project) -> GoodClass:
+    stored = project.get_meta(GOOD_CLASS_META) or ""
+    classes = project.classes()
+    if stored == "none":
+        return GoodClass(None, "none")
+    if stored.isdigit():
+        for c in classes:
+            if c.id == int(stored):
+                return GoodClass(c.name, "set")
+    return GoodClass(guess_good_class([c.name for c in classes]), "name")
+
+
+def set_project_good_class(project: Project, name: str | None, *, auto: bool = False
+                           ) -> GoodClass:
+    """Set the good class by name, clear it (None: no class is good) or, with ``auto``,
+    go back to finding it from the class names."""
+    if auto:
+        value = ""
+    elif name is None:
+        value = "none"
+    else:
+        found = [c for c in project.classes() if c.name == name]
+        if not found:
+            from densestudio.core.errors import DenseStudioError
+
+            names = ", ".join(c.name for c in project.classes())
+            raise DenseStudioError(f"'{name}' is not a class of this project ({names}).")
+        value = str(found[0].id)
+    project.set_meta(GOOD_CLASS_META, value)
+    return project_good_class(project)
+
+
+# ------------------------------------------------------------------ Train's decision
+@dataclass(frozen=True)
+class PickedPoint:
+    """The operating point Train picks on validation, and what validation can show of it."""
+
+    point: OperatingPoint | None  # None: validation has no defect (or no good) images
+    target: float
+    shown: bool  # the 95 % upper bound of the miss rate on validation meets the target
+    n_defects: int
+    images_needed: int  # defect images needed to show the target with none passed
+    message: str
+
+    def as_record(self) -> dict[str, object]:
+        return {"target": self.target, "shown": self.shown, "n_defects": self.n_defects,
+                "images_needed": self.images_needed, "message": self.message}
+
+
+def pick_operating_point(
+    p_good: np.ndarray, is_good: np.ndarray, good_class: str,
+    max_miss_rate: float = DEFAULT_MAX_MISS_RATE, confidence: float = 0.95,
+) -> PickedPoint:
+    """The threshold with the fewest good parts rejected whose miss rate meets the target
+    (``threshold_for_max_miss``: by the exact one-sided upper bound), and an UNSURE band
+    holding about 5 % of the parts (``default_unsure_band``).
+
+    When validation has too few defect images for the bound to get under the target, the
+    threshold meets the target on the point estimate instead (at most floor(target x n) of
+    the n validation defects pass) and the message says so and how many defect images are
+    needed: the run still decides, and nobody reads a bound that is not there."""
+    p_good = np.asarray(p_good, dtype=np.float64)
+    is_good = np.asarray(is_good, dtype=bool)
+    n = int((~is_good).sum())
+    target = f"{max_miss_rate * 100:.3g} %"
+    choice = threshold_for_max_miss(p_good, is_good, max_miss_rate, confidence)
+    if n == 0 or not is_good.any():
+        missing = "defect" if n == 0 else "good"
+        return PickedPoint(None, max_miss_rate, False, n, choice.images_needed,
+                           f"No OK/NG decision: validation has no {missing} images.")
+    if choice.threshold is not None:
+        threshold, shown, message = choice.threshold, True, choice.message
+    else:
+        defects = np.sort(p_good[~is_good])[::-1]
+        allowed = math.floor(max_miss_rate * n + 1e-9)
+        threshold = _round_up_above(defects[allowed]) if allowed < n else 0.0
+        passed = int((defects >= threshold).sum())
+        bound = upper_bound_one_sided(passed, n, confidence)
+        shown = False
+        message = (
+            f"Too few defect images in validation to show at most {target} defects passed "
+            f"as good: {passed} of {n} pass at threshold {threshold:.4f}, which shows only "
+            f"'at most {bound * 100:.1f} %' ({confidence * 100:g} % one-sided); "
+            f"{choice.images_needed} validation defect images with none passed are needed "
+            f"({max(0, choice.images_needed - n)} more). The threshold meets the target on "
+            f"these {n} images only.")
+    band = default_unsure_band(p_good, threshold)
+    point = OperatingPoint(good_class, float(threshold), *(band or (None, None)))
+    return PickedPoint(point, max_miss_rate, shown, n, choice.images_needed, message)
+
+
+def choose_for_run(project: Project, run_id: int, good_class: str,
+                   max_miss_rate: float = DEFAULT_MAX_MISS_RATE) -> PickedPoint | None:
+    """Pick the run's operating point on its stored validation predictions and save it
+    (as the operating-point command saves one). None when the run lacks the class."""
+    from densestudio.core import runs
+
+    names = runs.run_class_names(project, run_id)
+    if good_class not in names:
+        return None
+    probs, true = stored_predictions(project, run_id, "val")
+    p_good, is_good = good_scores(probs, true, names.index(good_class))
+    picked = pick_operating_point(p_good, is_good, good_class, max_miss_rate)
+    save_operating_point(project, run_id, picked.point, picked.as_record())
+    return picked
+
+
+def picked_record(project: Project, run_id: int) -> dict[str, Any] | None:
+    """How Train picked the run's point (``PickedPoint.as_record``), None when set by hand."""
+    from densestudio.core import runs
+
+    record = runs.get_run(project, run_id).extra.get(CHOICE_KEY)
+    return record if isinstance(record, dict) else None
+
+
+# ------------------------------------------------------------------ what the point decides
+@dataclass(frozen=True)
+class DecisionCounts:
+    """What an operating point decides on labeled images, over all of them: defects decided
+    OK (passed as good), good parts decided NG (rejected) and parts decided UNSURE (sent to
+    a person). Unlike ``rates_with_intervals`` the UNSURE parts stay in the denominators."""
+
+    subset: str
+    good_class: str
+    n: int
+    defects: int
+    passed: int  # defects decided OK
+    good: int
+    rejected: int  # good parts decided NG
+    unsure: int
+    confidence: float = 0.95
+
+    @property
+    def passed_upper(self) -> float:
+        return upper_bound_one_sided(self.passed, self.defects, self.confidence)
+
+    def lines(self) -> list[str]:
+        """The three figures that lead every summary."""
+        def pct(k: int, n: int) -> str:
+            return f"{k / n * 100:.1f} %" if n else "n/a"
+
+        conf = f"{self.confidence * 100:g} %"
+        rejected = clopper_pearson(self.rejected, self.good, self.confidence)
+        passed = (f"defects passed as good: {self.passed} of {self.defects} "
+                  f"({pct(self.passed, self.defects)}, at most {self.passed_upper * 100:.1f} % "
+                  f"at {conf})" if self.defects else "defects passed as good: no defect images")
+        return [passed,
+                f"good parts rejected: {self.rejected} of {self.good} "
+                f"({pct(self.rejected, self.good)}"
+                + (f", {conf} CI {rejected.range_text()} %)" if self.good else ")"),
+                f"sent to a person: {self.unsure} of {self.n} ({pct(self.unsure, self.n)})"]
+
+
+def decision_counts(p_good: np.ndarray, is_good: np.ndarray, point: OperatingPoint,
+                    subset: str = "", confidence: float = 0.95) -> DecisionCounts:
+    decisions = np.array([point.decide(float(p)) for p in np.asarray(p_good, np.float64)])
+    is_good = np.asarray(is_good, dtype=bool)
+    return DecisionCounts(
+        subset, point.good_class, len(decisions), int((~is_good).sum()),
+        int(((decisions == "OK") & ~is_good).sum()), int(is_good.sum()),
+        int(((decisions == "NG") & is_good).sum()), int((decisions == "UNSURE").sum()),
+        confidence)
+
+
+def run_decision(project: Project, run_id: int, subset: str = "test"
+                 ) -> DecisionCounts | None:
+    """The run's saved operating point applied to its stored ``subset`` predictions (None
+    without a point or labeled predictions)."""
+    from densestudio.core import runs
+
+    point = load_operating_point(project, run_id)
+    names = runs.run_class_names(project, run_id)
+    if point is None or point.good_class not in names:
+        return None
+    probs, true = stored_predictions(project, run_id, subset)
+    if len(true) == 0:
+        return None
+    p_good, is_good = good_scores(probs, true, names.index(point.good_class))
+    return decision_counts(p_good, is_good, point, subset)
+
+
+def decision_lines(project: Project, run_id: int, subset: str = "test") -> list[str]:
+    """The lines every summary leads with: the run's OK/NG decisions on ``subset``, then
+    the note when validation could not show the target. Empty without a point."""
+    counts = run_decision(project, run_id, subset)
+    record = picked_record(project, run_id)
+    lines: list[str] = []
+    if counts is not None:
+        point = load_operating_point(project, run_id)
+        assert point is not None
+        lines.append(f"OK/NG on {subset} ({counts.n} images; OK when "
+                     f"P({point.good_class}) >= {point.threshold:.4g}):")
+        lines += [f"  {line}" for line in counts.lines()]
+    if record is not None and (not record.get("shown") or counts is None):
+        lines.append(str(record.get("message", "")))
+    return lines

@@ -23,8 +23,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from densestudio.core.formatting import duration
 from densestudio.core.preprocess import (
     canvas_for,
     typical_aspect,
@@ -69,9 +71,12 @@ def target_epochs(n_train: int, batch: int) -> int:
     return int(min(hi, max(lo, round(TARGET_STEPS / _steps_per_epoch(n_train, batch)))))
 
 
+SpeedFn = Callable[[str, int, str], float]  # (arch, input pixels, device) -> images/s
+
+
 def pick_size(
     arch: str, native_side: int, native_short: int, aspect: float, n_train: int, epochs: int,
-    budget_s: float, device: str,
+    budget_s: float, device: str, speed: SpeedFn = estimated_train_speed,
 ) -> int:
     """The largest size (no larger than the images need) at which ``epochs`` epochs of
     ``n_train`` images fit the budget. Never so small that the canvas's short side drops
@@ -84,18 +89,42 @@ def pick_size(
     allowed = [s for s in allowed if s >= floor]
     fits = allowed[0]
     for size in allowed:
-        w, h = canvas_for(size, aspect)
-        speed = estimated_train_speed(arch, w * h, device)
-        if epochs * n_train / speed <= BUDGET_SHARE * budget_s:
+        if train_seconds(arch, size, aspect, n_train, epochs, device, speed) \
+                <= BUDGET_SHARE * budget_s:
             fits = size
     return fits
 
 
+def train_seconds(arch: str, size: int, aspect: float, n_train: int, epochs: int,
+                  device: str, speed: SpeedFn = estimated_train_speed) -> float:
+    """Estimated seconds of training steps for ``epochs`` epochs at input ``size``."""
+    w, h = canvas_for(size, aspect)
+    return epochs * n_train / speed(arch, w * h, device)
+
+
+def _shrink_reason(arch: str, size: int, native: int, aspect: float, n_train: int,
+                   epochs: int, budget_s: float, device: str,
+                   speed: SpeedFn = estimated_train_speed) -> str | None:
+    """Why the input is smaller than the images, and what the next size up would cost."""
+    larger = next((s for s in SIZES if size < s <= native), None)
+    if larger is None:
+        return None
+    now = train_seconds(arch, size, aspect, n_train, epochs, device, speed) / BUDGET_SHARE
+    then = train_seconds(arch, larger, aspect, n_train, epochs, device, speed) / BUDGET_SHARE
+    return (f"Images are shrunk from about {native} px to {size} px to fit the time budget "
+            f"({duration(budget_s)}): {epochs} epochs take about {duration(now)} at {size} px, "
+            f"about {duration(then)} at {larger} px. Raise the budget (or the size) for "
+            "more detail.")
+
+
 def recommend(
     profile: DataProfile, device: str = "cpu", weights_available: bool = False,
-    budget_s: float = DEFAULT_BUDGET_S, backbone_available: bool = False,
+    budget_s: float = DEFAULT_BUDGET_S, speed: SpeedFn | None = None,
+    backbone_available: bool = False,
 ) -> Recommendation:
-    """Settings for this data on ``device`` ("cpu", "cuda", "mps") and why.
+    """Settings for this data on ``device`` ("cpu", "cuda", "mps") and why. ``speed``:
+    training images/s as measured on this computer (``budget.calibrated_train_speed``);
+    without it, the reference table (``budget.estimated_train_speed``).
     ``weights_available``: ImageNet weights are on the computer; ``backbone_available``:
     DenseStudio's shipped backbone passed its checksum (``ml.backbone.check``)."""
     gpu = device in ("cuda", "mps")
@@ -137,14 +166,24 @@ def recommend(
         else:
             reasons.append("No pretrained weights: the compact DenseNet-BC (1M parameters) "
                            "trained from scratch.")  # fmt: skip
-    size = pick_size(arch, native, short, aspect, n_train, epochs, budget_s, device)
+    size = pick_size(arch, native, short, aspect, n_train, epochs, budget_s, device,
+                     speed or estimated_train_speed)
     w, h = canvas_for(size, aspect)
+    if speed is not None:
+        reasons.append(f"This computer trains {arch} at about "
+                       f"{speed(arch, 128 * 128, device):.0f} images/s at 128 px (measured "
+                       f"now): the input size is the largest that buys {epochs} epochs in "
+                       "the budget.")
     if (w, h) == (size, size):
         reasons.append(f"Images are about {native} px: input {w} x {h}, aspect ratio kept "
                        "(letterboxed).")  # fmt: skip
     else:
         reasons.append(f"Images are mostly {_ratio(aspect)}: input {w} x {h} px, aspect "
                        "ratio kept (letterboxed), so thin defects stay visible.")  # fmt: skip
+    shrunk = _shrink_reason(arch, size, native, aspect, n_train, epochs, budget_s, device,
+                            speed or estimated_train_speed)
+    if shrunk:
+        reasons.append(shrunk)
     balance = "none"
     if profile.imbalance >= IMBALANCE_RATIO:
         balance = BALANCE

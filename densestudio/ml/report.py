@@ -41,7 +41,7 @@ from densestudio.core.formatting import percent
 from densestudio.core.imaging import ImageDecodeError, load_image
 from densestudio.core.progress import CancelToken, EventCallback, Progress, ignore_event
 from densestudio.core.stats import Interval, images_needed_sentence, wilson
-from densestudio.core.store import Project, current_user, split_settings
+from densestudio.core.store import Project, current_user, split_leaks, split_settings
 from densestudio.ml import operating_point as op
 
 if TYPE_CHECKING:  # the gate is imported when the report asks for it
@@ -154,7 +154,7 @@ def _thumb(path: str, max_side: int = 220) -> PILImage.Image | None:
 class _Builder:
     def __init__(self, project: Project, run_id: int, options: ReportOptions,
                  on_event: EventCallback, cancel: CancelToken) -> None:
-        from densestudio.ml.evaluate import report as eval_report
+        from densestudio.ml.eval_report import report as eval_report
 
         self.project, self.run_id, self.options = project, run_id, options
         self.on_event, self.cancel = on_event, cancel
@@ -179,7 +179,8 @@ class _Builder:
         self.point = op.load_operating_point(project, run_id)
 
     def _evaluate(self, subset: str) -> None:
-        from densestudio.ml.evaluate import EvaluationError, evaluate_run
+        from densestudio.ml.eval_report import EvaluationError
+        from densestudio.ml.evaluate import evaluate_run
 
         try:
             evaluate_run(self.project, self.run_id, (subset,), cancel=self.cancel)
@@ -196,24 +197,38 @@ class _Builder:
             ("Trained", f"{_when(info.created_at)} to {_when(info.finished_at)} on "
                         f"{escape(info.device or '?')}"),
             ("Status", self._approval_text()),
+            *self._decision_rows(),  # OK/NG decisions lead; argmax figures follow
             (f"Accuracy ({self.subset})", f"<b>{acc.percent()}</b> ({acc.k} of {acc.n})"),
             (f"Balanced accuracy ({self.subset})", f"<b>{bal.percent()}</b>"),
         ]
         if worst is not None:
             ci = rep.recall_interval(self.names.index(worst.name))
             rows.append(("Worst class", f"{escape(worst.name)}: recall {ci.percent()}"))
-        if self.point is not None:
-            p_good, is_good = self._ok_ng(self.subset)
-            if len(p_good):
-                r = op.rates_with_intervals(p_good, is_good, self.point)
-                rows.append(("OK/NG", f"miss rate {r.miss.percent()}, at most "
-                                      f"<b>{percent(r.miss_upper)}</b> (95 %, one-sided)"))
         if self.gate is not None:
-            cls = "pass" if self.gate.passed else "fail"
+            cls = {"nothing": "warn"}.get(self.gate.outcome, self.gate.outcome)
             rows.append(("Release gate", f'<span class="{cls}">{escape(self.gate.verdict)}'
                                          "</span>"))
         rows.append(("Records", self._verification_text()))
         return _kv(rows)
+
+    def _decision_rows(self) -> list[tuple[str, str]]:
+        """Defects passed as good, good parts rejected, sent to a person: what the run's
+        OK/NG point decides on this subset; Train's note when validation could not show its
+        target."""
+        rows: list[tuple[str, str]] = []
+        if self.point is not None:
+            p_good, is_good = self._ok_ng(self.subset)
+            if len(p_good):
+                c = op.decision_counts(p_good, is_good, self.point, self.subset)
+                passed, rejected, unsure = (escape(line.split(": ", 1)[1])
+                                            for line in c.lines())
+                rows += [(f"Defects passed as good ({self.subset})", f"<b>{passed}</b>"),
+                         ("Good parts rejected", rejected), ("Sent to a person", unsure)]
+        record = op.picked_record(self.project, self.run_id)
+        if record is not None and not record.get("shown"):
+            rows.append(("OK/NG target", f'<span class="warn">'
+                                         f"{escape(str(record.get('message')))}</span>"))
+        return rows
 
     def _approval_text(self) -> str:
         if not self.approvals:
@@ -259,6 +274,7 @@ class _Builder:
             ("Test split", "locked" if settings.test_locked else
              '<span class="warn">not locked</span>'),
             ("Must-pass images", f"{len(signoff.golden_ids(self.project)):,}"),
+            *self._leak_rows(),
         ]))
         sources = history.import_sources(self.project)
         out.append("<h3>Import sources</h3>")
@@ -280,6 +296,22 @@ class _Builder:
             ("Changes since the run started", f"{since:,}"),
         ]))
         return "\n".join(out)
+
+    def _leak_rows(self) -> list[tuple[str, str]]:
+        """Near-identical images across splits, label conflicts, model-made test labels."""
+        leaks, model_in_test = split_leaks(self.project)
+        spread = (f'<span class="warn">{len(leaks.spanning):,} groups ({leaks.images:,} '
+                  f"images) span more than one split, {leaks.touching_test:,} touching the "
+                  "test set: the test figures may flatter the model</span>"
+                  if leaks.spanning else '<span class="pass">each group shares one split</span>')
+        conflicts = (f'<span class="warn">{len(leaks.conflicts):,} groups carry different '
+                     "labels</span>" if leaks.conflicts else "none")
+        made = (f'<span class="warn">{model_in_test:,} test labels came from a model '
+                "(accepted predictions)</span>" if model_in_test else "0 (every test label "
+                "was given by a person or a folder)")
+        return [("Near-identical / same-name images", spread),
+                ("Label conflicts in those groups", conflicts),
+                ("Test labels made by a model", made)]
 
     def training(self) -> str:
         info = self.info
@@ -362,7 +394,7 @@ class _Builder:
         out.append(_confusion_html(self.names, rep.confusion))
         other = "val" if self.subset == "test" else "test"
         if runs.prediction_count(self.project, self.run_id, other):
-            from densestudio.ml.evaluate import report as eval_report
+            from densestudio.ml.eval_report import report as eval_report
 
             o = eval_report(self.project, self.run_id, other)
             out.append(f"<p>On the {other} set ({o.n:,} images): accuracy "
@@ -474,7 +506,7 @@ class _Builder:
         g = self.gate
         if g is None:
             return "<p>Not run for this report.</p>"
-        cls = "pass" if g.passed else "fail"
+        cls = {"nothing": "warn"}.get(g.outcome, g.outcome)
         out = [f'<p class="verdict {cls}">{escape(g.verdict)}</p>',
                f"<p>{len(g.images):,} images: {g.n_test:,} of the test split and "
                f"{g.n_golden:,} must-pass images, judged on their current labels.</p>"]
@@ -568,22 +600,32 @@ class _Builder:
     def export(self) -> str:
         last = self.info.extra.get(EXPORT_KEY)
         if not last:
-            return ("<p>This run has no recorded export. After <code>densestudio export</code> "
-                    "the file, its date and its parity figures are listed here.</p>")
+            return ("<p>This run has no recorded export. After an export (File › Export "
+                    "Model… or <code>densestudio export</code>) the file, its date and its "
+                    "parity figures are listed here.</p>")
         rows = [("File", escape(str(last.get("path", "?")))),
                 ("Exported", escape(str(last.get("at", "?"))) + " by "
                  + escape(str(last.get("by", "?"))))]
         files = last.get("files") or []
         if files:
             rows.append(("Files", "<br>".join(escape(str(f)) for f in files)))
+        rows.append(("From", escape(str(last.get("via", "the command line")))))
+        check = last.get("check")
+        if isinstance(check, dict):
+            rows.append(("Checked (the file reloaded, sample images predicted)",
+                         f"{check.get('matched', 0)} of {check.get('total', 0)} match their "
+                         f"labels, {check.get('errors', 0)} unreadable "
+                         f"({escape(str(check.get('at', '?')))})"))
         out = [_kv(rows)]
         parity = dict(last.get("parity") or {})
         path = Path(str(last.get("path", "")))
+        file_meta: dict[str, Any] = {}
         if path.is_file():
             try:
                 from densestudio.ml.export import read_metadata
 
-                parity = {**(read_metadata(path).get("parity") or {}), **parity}
+                file_meta = read_metadata(path)
+                parity = {**(file_meta.get("parity") or {}), **parity}
             except Exception:  # another file now, or a format we cannot read
                 pass
         if parity:
@@ -592,7 +634,32 @@ class _Builder:
                             for k, v in parity.items()]))
         else:
             out.append("<p>The export recorded no parity figures.</p>")
+        out.append(self._frame_checks(file_meta.get("frame_checks")))
         return "\n".join(out)
+
+    def _frame_checks(self, entry: object) -> str:
+        """The frame-check ranges the exported file carries (or the run's own)."""
+        from densestudio.ml.frame_ranges import EXTRA_RANGES
+        from densestudio.runtime.frame_checks import NAMES, describe
+
+        entry = entry or self.info.extra.get(EXTRA_RANGES)
+        head = "<h3>Frame checks</h3>"
+        if not isinstance(entry, dict):
+            return head + ("<p>The exported file has no frame checks (made before they "
+                           "existed): black, blown-out or blurred frames are judged.</p>")
+        by_class = entry.get("by_class") or {}
+        lines = [f"<p>A frame outside the ranges of every class is UNSURE with the reason "
+                 f"(too dark, overexposed, out of focus, flat, unlike the training images), "
+                 f"whatever the model says. Measured on {int(entry.get('n', 0)):,} training "
+                 f"images; over all of them:</p>",
+                 "<ul>" + "".join(f"<li>{escape(t)}</li>" for t in describe(entry)) + "</ul>"]
+        if by_class:
+            stats = list(NAMES)
+            rows = [[escape(str(name))] + [
+                "{:.4g} .. {:.4g}".format(*box[k]) if k in box else "" for k in stats]
+                for name, box in by_class.items()]
+            lines.append(_table(["class", *(escape(NAMES[k]) for k in stats)], rows))
+        return head + "".join(lines)
 
     def records(self) -> str:
         out = ["<h3>Approvals of this run</h3>"]
@@ -763,21 +830,34 @@ def write_report(
     cancel: CancelToken | None = None,
 ) -> ReportWritten:
     """Write the report to ``out`` atomically (a crash never leaves half a file)."""
-    builder = _Builder(project, run_id, options, on_event, cancel or CancelToken())
-    html = builder.html()
     out = Path(out)
     if out.is_dir():  # a folder: the report goes inside it, as export does with models
         out = out / f"{project.name}-run{run_id}-report.html"
     if out.suffix.lower() not in (".html", ".htm"):
         out = out.with_suffix(out.suffix + ".html") if out.suffix else out.with_suffix(".html")
+    project.refuse_overwriting(out)  # before the work, not after it
+    builder = _Builder(project, run_id, options, on_event, cancel or CancelToken())
+    html = builder.html()
     with atomic_output(out, "w", encoding="utf-8") as f:
         f.write(html)
     return ReportWritten(out, run_id, builder.subset, tuple(k for k, _ in SECTIONS),
                          len(html.encode("utf-8")))
 
 
+def record_export_check(project: Project, run_id: int, path: str | Path, matched: int,
+                        total: int, errors: int) -> None:
+    """Add what *Check it* found to the run's export record (when it is about that file)."""
+    last = runs.get_run(project, run_id).extra.get(EXPORT_KEY)
+    if not isinstance(last, dict) or last.get("path") != str(Path(path).absolute()):
+        return
+    last["check"] = {"matched": matched, "total": total, "errors": errors,
+                     "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    runs.update_run_extra(project, run_id, **{EXPORT_KEY: last})
+
+
 def record_export(project: Project, run_id: int, path: str | Path,
-                  files: Sequence[str | Path] = (), parity: dict[str, Any] | None = None) -> None:
+                  files: Sequence[str | Path] = (), parity: dict[str, Any] | None = None,
+                  via: str = "the command line") -> None:
     """Remember a successful export in the run (``extra["last_export"]``) for the report;
     parity figures come from ``parity`` or, if absent, the exported file's metadata."""
     path = Path(path)
@@ -794,5 +874,6 @@ def record_export(project: Project, run_id: int, path: str | Path,
         "by": current_user(),
         "files": [str(Path(f).absolute()) for f in files] or [str(path.absolute())],
         "parity": parity,
+        "via": via,
     }
     runs.update_run_extra(project, run_id, **{EXPORT_KEY: record})

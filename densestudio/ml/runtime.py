@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,8 +37,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+CPU_BF16_ENV = "DENSESTUDIO_CPU_BF16"
+
+
 def cpu_bf16_fast() -> bool:
-    """True when oneDNN has native bf16 on this CPU (AVX512-BF16 / AMX): autocast pays off."""
+    """True when oneDNN has native bf16 on this CPU (AVX512-BF16 / AMX): autocast pays off.
+
+    ``DENSESTUDIO_CPU_BF16=0`` (or ``1``) overrides the detection, so the test suite can be
+    run as a CPU without (or with) bf16 would run it (docs/ARCHITECTURE.md, "Precision")."""
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except Exception:  # older builds

@@ -187,6 +187,14 @@ def make_step_parts(
     )  # fmt: skip
 
 
+def non_finite_loss(value: float, where: str) -> TrainingError:
+    """The error that stops a run whose loss is no longer a number: the run stays resumable
+    from its last epoch (nothing of the bad step is saved)."""
+    return TrainingError(
+        f"The loss became {value} {where}: the learning rate is too high (or mixed precision "
+        "overflowed). Train again with a lower --lr (or --no-amp).")
+
+
 def optimization_step(
     parts: StepParts, x_uint8: torch.Tensor, y: torch.Tensor, g: torch.Generator, where: str,
     part: D.BatchPart | None = None,
@@ -209,10 +217,7 @@ def optimization_step(
         logits, yb, weight=parts.loss_weight, label_smoothing=cfg.label_smoothing
     )
     if not torch.isfinite(loss):
-        raise TrainingError(
-            f"The loss became {loss.item()} {where}; lower the learning rate (or turn off "
-            "mixed precision) and try again."
-        )
+        raise non_finite_loss(loss.item(), where)
     parts.opt.zero_grad(set_to_none=True)
     objective = loss if part is None else loss * part.weight
     if parts.scaler is not None:

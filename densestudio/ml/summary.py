@@ -9,7 +9,7 @@ Figures come from the run's ``metrics`` dict (``{subset}_balanced_acc``, ``{subs
 ``{subset}_macro_f1`` and, for runs trained since they were added, ``{subset}_worst_recall``
 and ``{subset}_worst_class``). For older runs the worst class is computed from an evaluation
 report when the caller has one at hand (``report``: anything with ``per_class`` items that
-have ``name``, ``recall`` and ``support``, e.g. ``ml.evaluate.EvalReport``); otherwise the
+have ``name``, ``recall`` and ``support``, e.g. ``ml.eval_report.EvalReport``); otherwise the
 summary has balanced accuracy only.
 """
 
@@ -17,16 +17,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from densestudio.core.formatting import percent as pct
-
-if TYPE_CHECKING:  # evaluate imports this module
-    from densestudio.ml.evaluate import EvalReport
 
 SUBSET_ORDER = ("test", "val")  # the held-out test set first: it is what the line will see
 SUBSET_NAMES = {"test": "test", "val": "validation"}
 FEW_IMAGES = 10  # fewer images of a class than this in a subset: too few to judge it
+
+
+class Report(Protocol):
+    """What a summary reads of an evaluation report (``ml.eval_report.EvalReport``, which
+    itself uses this module: a protocol keeps the two apart)."""
+
+    @property
+    def subset(self) -> str: ...
+    @property
+    def balanced_accuracy(self) -> float: ...
+    @property
+    def accuracy(self) -> float: ...
+    @property
+    def macro_f1(self) -> float: ...
+    @property
+    def per_class(self) -> Iterable[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +73,7 @@ def few_image_classes(per_class: Iterable[Any], limit: int = FEW_IMAGES) -> list
 
 
 def summarize(
-    metrics: dict[str, Any], report: EvalReport | None = None, subset: str | None = None
+    metrics: dict[str, Any], report: Report | None = None, subset: str | None = None
 ) -> RunSummary:
     """The summary of a run from its ``metrics`` (test set first, else validation), or of
     ``subset`` when given. ``report``: an evaluation report of that subset, used for the
@@ -95,6 +108,30 @@ def short_text(summary: RunSummary) -> str:
     text = f"balanced {pct(summary.balanced_accuracy)}"
     if summary.worst_recall is not None:
         text += f" · worst {summary.worst_class or '?'} {pct(summary.worst_recall)}"
+    return text
+
+
+GAP_POINTS = 10.0  # balanced accuracy on test and validation this far apart: say so
+
+
+def side_by_side(metrics: dict[str, Any], first: str = "test",
+                 shown: float | None = None) -> str:
+    """"test 72.0 % · validation 56.0 % balanced accuracy" (``first`` leads; ``shown``: its
+    figure as on screen, e.g. recounted from the stored predictions), and a warning when the
+    two differ by GAP_POINTS or more: one figure alone would mislead. "" when the run has
+    figures for fewer than both sets."""
+    order = (first, *(s for s in SUBSET_ORDER if s != first))
+    values = {s: summarize(metrics, subset=s).balanced_accuracy for s in order}
+    if shown is not None:
+        values[first] = shown
+    if any(v is None for v in values.values()):
+        return ""
+    text = " · ".join(f"{SUBSET_NAMES[s]} {pct(values[s])}" for s in order) + \
+        " balanced accuracy"
+    gap = abs(float(values["test"]) - float(values["val"])) * 100  # type: ignore[arg-type]
+    if gap >= GAP_POINTS:
+        text += (f" — {gap:.0f} points apart: the sets are small or unlike each other, so "
+                 "neither figure alone tells how the line will fare")
     return text
 
 

@@ -15,6 +15,7 @@ it repeats the interrupted epoch exactly (batch order and augmentation are seede
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,18 +28,22 @@ import torch.nn.functional as F
 
 from densestudio.core import runs
 from densestudio.core.errors import CancelledError, DenseStudioError
+from densestudio.core.file_changes import check_files, marked_for_review
 from densestudio.core.preprocess import Preprocessing
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.store import Project
 from densestudio.ml import backbone, distributed, zoo
 from densestudio.ml import data as D
+from densestudio.ml import operating_point as op
 from densestudio.ml.budget import CALIBRATION_STEPS, EpochPlanner
 from densestudio.ml.checkpoint import (
     CHECKPOINT_FORMAT,
+    check_owner,
     cpu_state,
     load_checkpoint,
     model_from_meta,
     model_meta,
+    owner_meta,
 )
 from densestudio.ml.config import TrainConfig
 from densestudio.ml.events import (
@@ -46,6 +51,7 @@ from densestudio.ml.events import (
     CheckpointSaved,
     EpochEnded,
     EpochsPlanned,
+    ImagesChanged,
     ImagesSkipped,
     PreparingData,
     RunCancelled,
@@ -68,12 +74,16 @@ from densestudio.ml.steps import (
     TrainingError,
     input_mode,
     make_step_parts,
+    non_finite_loss,
     optimization_step,
     place_model,
     steps_per_epoch,
 )
+from densestudio.ml.threads import CpuShare
 
 __all__ = ["TrainingError", "check_trainable", "fit"]
+
+EXTEND_WITHIN = 2  # epochs before the planned end at which a still improving run may extend
 
 
 # ------------------------------------------------------------------ preflight
@@ -135,6 +145,8 @@ def fit(
     else:
         if config is None:
             raise TrainingError("No training configuration given.")
+        if config.good_class is None:  # the project's good class decides OK/NG at the end
+            config = config.with_(good_class=op.project_good_class(project).name)
         cfg = config.validate()
         problems = check_trainable(project)
         if problems:
@@ -144,6 +156,10 @@ def fit(
         if weights_file is not None:  # a damaged or unfitting file fails before a run exists
             zoo.build_model(cfg.arch, 2, weights_file=weights_file)
         cfg, start = starting_point(cfg, weights_file)
+        check_files(project)  # before the snapshot: changed files stay out of it
+        review = marked_for_review(project)
+        if review:
+            on_event(ImagesChanged(len(review), tuple(review[:5])))
         names, rows = runs.current_label_rows(project)
         run_id = runs.create_run(
             project, name=cfg.name or f"{cfg.arch} {cfg.img_size}px",
@@ -395,8 +411,9 @@ def validate(parts: StepParts, data: RunData, cancel: CancelToken) -> Validation
     return Validation(loss, scores(cm), cm)
 
 
-def monitor_score(cfg: TrainConfig, val: Validation, class_names: tuple[str, ...] = ()) -> float:
-    """Higher is better; ties of the metric are broken by a lower validation loss.
+def monitor_value(cfg: TrainConfig, val: Validation, class_names: tuple[str, ...] = ()) -> float:
+    """The metric that picks the checkpoint, as shown live (the validation loss for
+    "val_loss"; otherwise higher is better).
 
     The default, balanced accuracy (mean recall over classes), counts a 30-image defect
     class as much as a 900-image good class; validation loss and accuracy are dominated by
@@ -404,14 +421,31 @@ def monitor_score(cfg: TrainConfig, val: Validation, class_names: tuple[str, ...
     "val_defect_recall" averages balanced accuracy with the share of defects not called
     good (never defect recall alone: calling every part defective would win)."""
     if cfg.monitor == "val_loss":
-        return -val.loss
+        return val.loss
     sc = val.scores
     if cfg.monitor == "val_defect_recall" and cfg.good_class in class_names:
-        main = 0.5 * (sc.balanced_accuracy + val.defect_recall(class_names.index(cfg.good_class)))
-    else:
-        main = {"val_acc": sc.accuracy, "val_macro_f1": sc.macro_f1}.get(
-            cfg.monitor, sc.balanced_accuracy)
-    return main - 1e-4 * min(val.loss, 100.0)
+        return 0.5 * (sc.balanced_accuracy
+                      + val.defect_recall(class_names.index(cfg.good_class)))
+    return {"val_acc": sc.accuracy, "val_macro_f1": sc.macro_f1}.get(
+        cfg.monitor, sc.balanced_accuracy)
+
+
+def monitor_score(cfg: TrainConfig, val: Validation, class_names: tuple[str, ...] = ()) -> float:
+    """Higher is better; ties of the metric are broken by a lower validation loss."""
+    if cfg.monitor == "val_loss":
+        return -val.loss
+    return monitor_value(cfg, val, class_names) - 1e-4 * min(val.loss, 100.0)
+
+
+def _record_live_metric(project: Project, run_id: int, cfg: TrainConfig, epoch: int,
+                        value: float, balanced: float, improved: bool) -> None:
+    """The checkpoint-picking metric of the best epoch so far, in the run's ``extra``, so
+    the run list shows it while the run trains (or after it stopped)."""
+    live = runs.get_run(project, run_id).extra.get(runs.LIVE_KEY)
+    if improved or not isinstance(live, dict):
+        live = {"metric": cfg.monitor, "best_epoch": epoch, "best_value": value,
+                "best_balanced_acc": balanced}
+    runs.update_run_extra(project, run_id, **{runs.LIVE_KEY: live})
 
 
 def _save_epoch(
@@ -461,13 +495,33 @@ def _train(
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     world = distributed.current()
+    # the CPU threads follow the cores other programs leave free (at most as many as now)
+    share = CpuShare() if device.type == "cpu" and world.size == 1 else None
+    try:
+        return _train_on(project, run_id, cfg, snap, on_event, cancel, started,
+                         allow_download, opener, info, device, world, share)
+    finally:
+        if share is not None:
+            torch.set_num_threads(share.cap)
+
+
+def _train_on(
+    project: Project, run_id: int, cfg: TrainConfig, snap: Snapshot, on_event: EventCallback,
+    cancel: CancelToken, started: float, allow_download: bool,
+    opener: Callable[..., Any] | None, info: runs.RunInfo, device: torch.device,
+    world: distributed.World, share: CpuShare | None,
+) -> int:
     data = _prepare_data(project, run_id, cfg, snap, on_event, cancel)
     ckpt = None
     if world.is_main and info.checkpoint_last and Path(info.checkpoint_last).is_file():
         ckpt = load_checkpoint(info.checkpoint_last)
     ckpt = world.broadcast(ckpt)  # every process resumes from rank 0's last.pt
     weights_file = None if ckpt else _weights_file(cfg, allow_download, opener, on_event)
+    if ckpt is not None:  # last.pt must be this run's before training goes on from it
+        check_owner(ckpt["meta"], str(info.checkpoint_last), run_id, project.project_id,
+                    info.class_names, "", project.location)
     parts, meta, state = _build(cfg, data, device, ckpt, weights_file)
+    meta.update(owner_meta(run_id, project.project_id, data.snap.fingerprint))
     world.wrap(parts)
     if ckpt is not None and world.is_main:
         runs.delete_epoch_metrics_after(project, run_id, state.epoch)
@@ -517,12 +571,20 @@ def _train(
             else:
                 later = state.planned_epochs - epoch - 1
                 eta = left + later * (epoch_seconds[-1] if epoch_seconds else spe * per_step)
+                if planner is not None:  # not planned yet: the run fits its time budget,
+                    # so the budget left bounds it (not the worst case of the most epochs)
+                    eta = min(eta, max(0.0, planner.budget_s - planner.elapsed()))
             on_event(BatchProgress(run_id, epoch + 1, step, spe, loss,
                                    cfg.batch_size * step / max(seconds, 1e-9), eta))
 
+        if share is not None:  # measured over data preparation, then over each epoch
+            share.apply()
         t0 = time.perf_counter()
         train_loss, seen, train_s = train_one_epoch(parts, data, epoch, cancel, on_step)
         val = world.on_main(lambda: validate(parts, data, cancel))
+        if not (math.isfinite(val.loss) and math.isfinite(train_loss)):  # nothing saved
+            raise non_finite_loss(val.loss if math.isfinite(train_loss) else train_loss,
+                                  f"at epoch {epoch + 1}")
         score = monitor_score(cfg, val, data.snap.class_names)
         improved = state.best_score is None or score > state.best_score + 1e-9
         state.epoch = epoch + 1
@@ -539,12 +601,22 @@ def _train(
         )  # fmt: skip
         if planner is not None:
             plan(planner.after_epoch(epoch + 1, seconds), "measured epoch time")
+            if (cfg.time_cap_s and state.planned_epochs - state.epoch <= EXTEND_WITHIN
+                    and (state.best_epoch or 0) >= state.epoch - 1):  # improving near the end
+                plan(planner.extend(state.epoch, cfg.time_cap_s,
+                                    max(EXTEND_WITHIN, state.planned_epochs // 4)),
+                     "validation still improves; within the time cap")
         last_path, best_path = _save_epoch(project, run_id, parts, meta, state, val, improved,
                                            metric)  # fmt: skip
+        value = monitor_value(cfg, val, data.snap.class_names)
+        if world.is_main:
+            _record_live_metric(project, run_id, cfg, epoch + 1, value,
+                                val.scores.balanced_accuracy, improved)
         on_event(EpochEnded(
             run_id, epoch + 1, train_loss, val.loss, val.scores.accuracy, val.scores.macro_f1,
             lr_now, metric.images_per_s, seconds, improved,
-            val_balanced_acc=val.scores.balanced_accuracy,
+            val_balanced_acc=val.scores.balanced_accuracy, monitor=cfg.monitor,
+            monitor_value=value,
         ))  # fmt: skip
         on_event(CheckpointSaved(run_id, epoch + 1, str(last_path), False))
         if improved:
@@ -563,7 +635,7 @@ def _finish(
     cancel: CancelToken, started: float,
 ) -> int:
     """Predict val and test with the best weights, store the run's final metrics."""
-    from densestudio.ml import evaluate
+    from densestudio.ml import eval_report, evaluate
 
     if not distributed.current().is_main:
         return run_id
@@ -591,7 +663,9 @@ def _finish(
         "n_test": len(data.snap.indices("test")),
     }
     for rep in reports.values():
-        metrics.update(evaluate.summary_metrics(rep))
+        metrics.update(eval_report.summary_metrics(rep))
+    if cfg.good_class:  # every run with a good class ends with an OK/NG decision
+        op.choose_for_run(project, run_id, cfg.good_class, cfg.max_miss_rate)
     runs.update_run(project, run_id, status="finished", metrics=metrics, finished=True)
     on_event(RunFinished(run_id, state.best_epoch, metrics, stopped_early))
     return run_id

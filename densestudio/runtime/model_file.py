@@ -22,7 +22,8 @@ from PIL import Image
 from densestudio.core import preprocess
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.files import not_found_message
-from densestudio.core.imaging import ImageDecodeError
+from densestudio.core.imaging import ImageDecodeError, load_image
+from densestudio.runtime.frame_checks import UNLIKE, FrameChecks, frame_stats
 from densestudio.runtime.operating_point import (
     OperatingPoint,
     OperatingPointError,
@@ -48,6 +49,7 @@ class ModelSpec:
     preprocessing: preprocess.Preprocessing
     operating_point: OperatingPoint | None
     ood_threshold: float | None  # ood_score above it: unlike the training images
+    frame_checks: FrameChecks | None = None  # files made before frame checks have none
 
     @property
     def good_index(self) -> int | None:
@@ -122,7 +124,11 @@ def check_metadata(
                 or not math.isfinite(threshold)):
             raise _fail(path, "the out-of-distribution threshold is not a number.")
         threshold = float(threshold)
-    return ModelSpec(tuple(names), prep, point, threshold)
+    try:
+        frames = FrameChecks.from_meta(meta.get("frame_checks"))
+    except ValueError as exc:
+        raise _fail(path, f"bad frame checks ({exc}).") from exc
+    return ModelSpec(tuple(names), prep, point, threshold, frames)
 
 
 @dataclass(frozen=True)
@@ -134,7 +140,8 @@ class PredictionResult:
     error: str | None = None
     decision: str | None = None  # "OK" | "NG" | "UNSURE" (operating point or unfamiliar input)
     ood_score: float | None = None  # higher = less like the training images
-    unfamiliar: bool = False  # ood_score above the file's threshold
+    unfamiliar: bool = False  # a frame check failed or ood_score is above the threshold
+    reason: str | None = None  # why it is unfamiliar: "too dark", "out of focus", ...
 
     @property
     def index(self) -> int | None:
@@ -177,6 +184,12 @@ class ModelFile:
         point, good = self.spec.operating_point, self.spec.good_index
         return None if point is None or good is None else point.decide(float(probs[good]))
 
+    def frame_reason(self, img: Image.Image) -> str | None:
+        """Why the decoded frame ``img`` is unfit to judge (too dark, out of focus, ...), by
+        the file's frame checks; None when it passes or the file has none."""
+        checks = self.spec.frame_checks
+        return None if checks is None else checks.reason(frame_stats(img))
+
     def preprocess(self, source: str | Path | Image.Image) -> np.ndarray:
         """C x H x W uint8 pixels, exactly as the run's training saw them."""
         return self.preprocessing.load(source)
@@ -194,21 +207,31 @@ class ModelFile:
                 src = inputs[i]
                 label = None if isinstance(src, Image.Image) else str(src)
                 try:
-                    arrays.append(self.preprocess(src))
-                    where.append((i, label))
+                    img = src if isinstance(src, Image.Image) else load_image(
+                        Path(src), max_side=max(self.preprocessing.width,
+                                                self.preprocessing.height))
+                    arrays.append(self.preprocessing.apply(img))
+                    where.append((i, label, self.frame_reason(img)))
                 except (ImageDecodeError, OSError) as exc:
                     results[i] = PredictionResult(
                         label, None, 0.0, np.zeros(len(names), np.float32), str(exc))
             if not arrays:
                 continue
             probs, ood = self.forward(np.stack(arrays).astype(np.float32) / 255.0)
-            for row, ((i, label), p) in enumerate(zip(where, probs, strict=True)):
+            for row, ((i, label, frame), p) in enumerate(zip(where, probs, strict=True)):
+                if not np.isfinite(p).all():  # a broken conversion: never a made-up class
+                    results[i] = PredictionResult(
+                        label, None, 0.0, np.zeros(len(names), np.float32),
+                        "the model gave no usable output for this image (NaN or infinite)")
+                    continue
                 k = int(p.argmax())
                 score = None if ood is None else float(ood[row])
-                unfamiliar = score is not None and threshold is not None and score > threshold
+                unlike = score is not None and threshold is not None and score > threshold
+                reason = frame or (UNLIKE if unlike else None)
                 results[i] = PredictionResult(
                     label, names[k], float(p[k]), p.astype(np.float32),
-                    decision=self.decide(p, unfamiliar), ood_score=score, unfamiliar=unfamiliar)
+                    decision=self.decide(p, reason is not None), ood_score=score,
+                    unfamiliar=reason is not None, reason=reason)
         return results  # type: ignore[return-value]
 
 

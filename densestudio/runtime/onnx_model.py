@@ -58,11 +58,36 @@ class OnnxModel(ModelFile):
         self.session = session
         self.outputs = [o.name for o in session.get_outputs()]
         self.has_ood = OOD_NAME in self.outputs
+        image = session.get_inputs()[0]
+        # As converters leave them: a float16 input (cast to it), a fixed batch size (run in
+        # pieces of that size, the last one padded).
+        self.input_dtype = np.float16 if image.type == "tensor(float16)" else np.float32
+        first = image.shape[0] if image.shape else None
+        self.fixed_batch = first if isinstance(first, int) and first > 0 else None
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        out = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(x, np.float32)})
+        b = self.fixed_batch
+        if b is None or len(x) == b:
+            return self._run(x)
+        parts = [self._run(np.concatenate([x[i:i + b], np.zeros((max(0, i + b - len(x)),
+                                                                  *x.shape[1:]), x.dtype)]))
+                 for i in range(0, len(x), b)]
+        probs = np.concatenate([p for p, _ in parts])[: len(x)]
+        oods = [o for _, o in parts if o is not None]
+        ood = np.concatenate(oods)[: len(x)] if len(oods) == len(parts) else None
+        return probs, ood
+
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        try:
+            out = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(x, self.input_dtype)})
+        except Exception as exc:  # a graph ONNX Runtime cannot run on this input: one line
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise ModelFileError(f"{self.path} cannot run: {first or type(exc).__name__}") \
+                from exc
         named = dict(zip(self.outputs, out, strict=True))
-        return named[PROBS_NAME].astype(np.float32), named.get(OOD_NAME)
+        ood = named.get(OOD_NAME)
+        return (named[PROBS_NAME].astype(np.float32),
+                None if ood is None else np.asarray(ood, np.float32))
 
 
 def read_onnx_metadata(session: ort.InferenceSession, path: str | Path) -> dict[str, Any]:

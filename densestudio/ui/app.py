@@ -8,9 +8,15 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QColor, QGuiApplication, QPalette, QWheelEvent
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QWidget,
+)
 
 from densestudio import __version__
 from densestudio.ui import settings as app_settings
@@ -75,6 +81,36 @@ def _reapply_sheets(top: QWidget) -> None:
             widget.setStyleSheet(sheet)
 
 
+class WheelGuard(QObject):
+    """The mouse wheel never changes a setting the user is scrolling past: spin boxes and
+    combo boxes (every one in the app) take the wheel only while they have the focus; an
+    unfocused one hands it to the scroll area around it, which scrolls on. Installed once,
+    on the application, so no widget can forget it."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        kind = event.type()
+        if kind == QEvent.Type.Polish and isinstance(watched, (QAbstractSpinBox, QComboBox)):
+            if watched.focusPolicy() == Qt.FocusPolicy.WheelFocus:
+                watched.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # a wheel gives no focus
+        elif kind == QEvent.Type.Wheel and isinstance(watched, (QAbstractSpinBox, QComboBox)) \
+                and not watched.hasFocus():
+            area = watched.parentWidget()
+            while area is not None and not isinstance(area, QAbstractScrollArea):
+                area = area.parentWidget()
+            if area is not None:
+                assert isinstance(event, QWheelEvent)
+                QApplication.sendEvent(area.viewport(), event)
+            return True
+        return False
+
+
+def install_wheel_guard(app: QApplication) -> None:
+    """Install the WheelGuard once per application."""
+    if getattr(app, "wheel_guard", None) is None:
+        app.wheel_guard = WheelGuard(app)  # type: ignore[attr-defined]  # kept with the app
+        app.installEventFilter(app.wheel_guard)  # type: ignore[attr-defined]
+
+
 def create_application(argv: list[str] | None = None) -> QApplication:
     # The instance is a QApplication: this function (or pytest-qt) made it.
     app = cast("QApplication | None", QApplication.instance())
@@ -86,7 +122,7 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("densestudio")  # matches packaging/densestudio.desktop (Wayland)
     app.setStyle("Fusion")
-    from densestudio.ui.main_window import app_icon
+    from densestudio.ui.window_menus import app_icon
 
     app.setWindowIcon(app_icon())
     from densestudio.ml.threads import start_warm_up
@@ -97,6 +133,7 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     from densestudio.ui.errors import install_excepthook
 
     install_excepthook(app)
+    install_wheel_guard(app)
     apply_palette(app)
     app.styleHints().colorSchemeChanged.connect(lambda _scheme: apply_palette(app))
     return app

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPoint, Qt, Signal
-from PySide6.QtGui import QKeyEvent, QUndoCommand
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -34,6 +34,7 @@ from densestudio.core import formatting, history
 from densestudio.core.formatting import html_text
 from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ml.events import PreparingData
+from densestudio.ui import undo
 from densestudio.ui.gallery_model import GalleryModel, TileOverlay
 from densestudio.ui.gallery_view import GalleryView, selected_ids
 from densestudio.ui.jobs import TRAIN_NICE, background_training
@@ -45,8 +46,8 @@ if TYPE_CHECKING:
     from densestudio.ml.config import TrainConfig
     from densestudio.ml.crossval import LabelAudit
     from densestudio.ml.label_errors import LabelIssue
+    from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
-    from densestudio.ui.main_window import MainWindow
 
 
 # ------------------------------------------------------------------ job (worker thread)
@@ -86,30 +87,6 @@ class AuditGallery(GalleryView):
         super().keyPressEvent(event)
 
 
-class ConfirmCommand(QUndoCommand):
-    """Undoable "label is right" (the panel has already recorded it when pushed)."""
-
-    def __init__(self, panel: AuditPanel, run_id: int, image_ids: list[int]) -> None:
-        n = len(image_ids)
-        super().__init__(f"Confirm {n} label{'s' if n != 1 else ''}")
-        self.panel, self.run_id, self.image_ids = panel, run_id, list(image_ids)
-        self._first = True
-
-    def redo(self) -> None:
-        if self._first:
-            self._first = False
-            return
-        self.panel._set_confirmed(self.run_id, self.image_ids, True)
-        self.panel.host.statusBar().showMessage(f"Redone: {self.text().lower()} as right.", 4000)
-
-    def undo(self) -> None:
-        self.panel._set_confirmed(self.run_id, self.image_ids, False)
-        n = len(self.image_ids)
-        self.panel.host.statusBar().showMessage(
-            f"Undone: {n} image{'s are' if n != 1 else ' is'} back in the list of suspects.",
-            4000)
-
-
 class AuditPanel(RelabelSelectedMixin, QWidget):
     relabel_how = history.HOW_AUDIT
     auditStarted = Signal()
@@ -117,16 +94,15 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
     auditEnded = Signal(str)  # "finished" | "cancelled" | "failed"
     suspectsChanged = Signal(int)  # number listed
 
-    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
+    def __init__(self, host: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.host = host  # MainWindow: loader, _start(worker), show_error, statusBar
+        self.host = host  # the application (ui.context)
         self.controller: ProjectController | None = None
         self.audit: LabelAudit | None = None
         self.order: list[int] = []  # suspects (image ids), most suspicious first
         self.issue_of: dict[int, LabelIssue] = {}
         self.class_ids: list[int | None] = []  # audit class index -> current class id
         self.overlay: dict[int, TileOverlay] = {}
-        self.worker: Worker | None = None
         self.last_outcome = ""
         self._build()
 
@@ -380,9 +356,21 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             return 0
         run_id = self.audit.run_id
         self._set_confirmed(run_id, ids, True)
-        self.controller.undo_stack.push(ConfirmCommand(self, run_id, ids))
         n = len(ids)
-        self.host.statusBar().showMessage(
+
+        def redo() -> None:
+            self._set_confirmed(run_id, ids, True)
+            self.host.status(f"Redone: {text.lower()} as right.", 4000)
+
+        def undo_() -> None:
+            self._set_confirmed(run_id, ids, False)
+            self.host.status(
+                f"Undone: {n} image{'s are' if n != 1 else ' is'} back in the list of suspects.",
+                4000)
+
+        text = f"Confirm {n} label{'s' if n != 1 else ''}"
+        self.controller.undo_stack.push(undo.DoneCommand(text, redo, undo_))
+        self.host.status(
             f"Confirmed {n} label{'s' if n != 1 else ''} as right (Ctrl+Z undoes).", 4000)
         return n
 
@@ -453,7 +441,6 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
             return None
         cfg = self.config()
         worker = Worker(audit_job, self.project, k, cfg, parent=self)
-        self.worker = worker
         worker.event.connect(self._on_event)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
@@ -462,7 +449,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.progress.setRange(0, 0)
         self.progress.setFormat("Starting…")
         self.progress.show()
-        self.host._start(worker)
+        self.host.jobs.start(worker, self, error_title=None)
         self._update_buttons()
         self.estimate.setText("")
         self.auditStarted.emit()
@@ -489,7 +476,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
                 f"Fold {event.fold}/{event.folds} · epoch {event.epoch}/{event.epochs} · "
                 f"ETA {formatting.eta(event.eta_s)}")
         elif isinstance(event, FoldEnded):
-            self.host.statusBar().showMessage(
+            self.host.status(
                 f"Label audit: fold {event.fold}/{event.folds} done ({event.held_out} images "
                 f"predicted, {event.accuracy * 100:.1f} % agree with their labels).", 5000)
 
@@ -497,7 +484,7 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
         self.last_outcome = "finished"
         self.load_audit(run_id)
         n = len(self.shown_ids())
-        self.host.statusBar().showMessage(
+        self.host.status(
             f"Label audit finished: {n} suspected label error{'s' if n != 1 else ''}.", 8000)
         self.auditFinished.emit(run_id)
 
@@ -507,11 +494,15 @@ class AuditPanel(RelabelSelectedMixin, QWidget):
 
     def _on_cancelled(self) -> None:
         self.last_outcome = "cancelled"
-        self.host.statusBar().showMessage("Label audit cancelled.", 5000)
+        self.host.status("Label audit cancelled.", 5000)
+
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
 
     def _on_done(self, worker: Worker) -> None:
-        if self.worker is worker:
-            self.worker = None
+        if self.worker is None:  # (the runner lets go of a job before its ``done``)
             self.progress.hide()
             self._update_buttons()
             self._update_estimate()

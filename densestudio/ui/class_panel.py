@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from densestudio.core.constants import SPLITS
 from densestudio.core.formatting import html_text
+from densestudio.ml.operating_point import GoodClass, project_good_class, set_project_good_class
 from densestudio.ui.class_dialogs import ClassNameDialog, MergeDialog
 from densestudio.ui.controller import ProjectController
 
@@ -60,6 +61,7 @@ class ClassPanel(QWidget):
         super().__init__(parent)
         self.controller: ProjectController | None = None
         self.dialog: ClassNameDialog | MergeDialog | None = None  # the one open now
+        self.good = GoodClass(None, "name")  # the project's good class, as last shown
 
         self.tree = QTreeWidget(self)
         self.tree.setColumnCount(len(self.COLUMNS))
@@ -99,6 +101,9 @@ class ClassPanel(QWidget):
         self.merge_action.triggered.connect(self.merge_selected)
         self.delete_action = QAction("Delete…", self)
         self.delete_action.triggered.connect(self.delete_selected)
+        self.good_action = QAction("Good class (OK)", self)
+        self.good_action.setCheckable(True)
+        self.good_action.triggered.connect(self.toggle_good_class)
         self.addAction(self.rename_action)
 
         buttons = QHBoxLayout()
@@ -107,6 +112,7 @@ class ClassPanel(QWidget):
             (self.add_action, "Add"), (self.rename_action, "Rename"),
             (self.color_action, "Colour"), (self.up_action, "▲"), (self.down_action, "▼"),
             (self.merge_action, "Merge"), (self.delete_action, "Delete"),
+            (self.good_action, "OK"),
         ):
             action.setIconText(text)
             action.setToolTip(action.text().rstrip("…"))
@@ -115,6 +121,10 @@ class ClassPanel(QWidget):
             b.setAutoRaise(True)
             buttons.addWidget(b)
         buttons.addStretch(1)
+        self.good_action.setToolTip(
+            "The class that means a good part: every Train then ends with an OK/NG decision "
+            "(few defects passed as good, the unsure ones sent to a person). Unchecking it "
+            "leaves the project without a good class.")
 
         self.summary = QLabel("", self)
         self.summary.setWordWrap(True)
@@ -162,6 +172,7 @@ class ClassPanel(QWidget):
         counts = c.counts()
         classes = c.classes()
         authors = c.author_counts()
+        self.good = project_good_class(c.project)
         for info in classes:
             item = QTreeWidgetItem(
                 [info.shortcut or "", info.name, _n(counts.count(info.id))]
@@ -170,7 +181,13 @@ class ClassPanel(QWidget):
             item.setIcon(1, swatch(info.color))
             item.setData(0, ID_ROLE, info.id)
             by = _by_author(authors.get(info.id, {}))
-            item.setToolTip(1, info.name + (f"\nLabeled by {by}" if by else ""))
+            good = info.name == self.good.name
+            if good:  # the good class: bold, and said so in its tooltip
+                font = item.font(1)
+                font.setBold(True)
+                item.setFont(1, font)
+            item.setToolTip(1, info.name + (" · the good class (OK)" if good else "")
+                            + (f"\nLabeled by {by}" if by else ""))
             item.setToolTip(2, f"Labeled by {by}" if by else "")
             self._align(item)
             self.tree.addTopLevelItem(item)
@@ -195,7 +212,8 @@ class ClassPanel(QWidget):
                     totals[who] = totals.get(who, 0) + n
             by = _by_author(totals) if len(totals) > 1 or c.project.shared else ""
             self.summary.setText(f"{_n(labeled)} of {_n(total)} images labeled{pct}."
-                                 + (f"\nBy {by}." if by else ""))
+                                 + (f"\nBy {by}." if by else "")
+                                 + f"\nGood class: {self.good.describe()}.")
         self._update_buttons()
 
     def _align(self, item: QTreeWidgetItem) -> None:
@@ -214,6 +232,19 @@ class ClassPanel(QWidget):
             bool(self.controller is not None and ids and len(self.controller.classes()) > 1)
         )
         self.delete_action.setEnabled(has_project and len(ids) >= 1)
+        self.good_action.setEnabled(has_project and one)
+        names = {i.id: i.name for i in self.controller.classes()} if self.controller else {}
+        self.good_action.setChecked(one and names.get(ids[0]) == self.good.name)
+
+    def toggle_good_class(self, checked: bool) -> None:
+        """Make the selected class the good one (checked) or leave the project without one
+        (project data: ``operating_point.set_project_good_class``)."""
+        ids = self.selected_class_ids()
+        if self.controller is None or len(ids) != 1:
+            return
+        name = next(i.name for i in self.controller.classes() if i.id == ids[0])
+        set_project_good_class(self.controller.project, name if checked else None)
+        self.controller.classesChanged.emit()  # the tree, the Train tab
 
     # ------------------------------------------------------------ dialogs (overridable)
     def _open(self, dialog: _Dialog) -> _Dialog:
@@ -348,7 +379,7 @@ class ClassPanel(QWidget):
             menu.addAction("Show only these images", lambda: self.showClassRequested.emit(cid))
             menu.addSeparator()
         for a in (self.add_action, self.rename_action, self.color_action, self.up_action,
-                  self.down_action, self.merge_action, self.delete_action):
+                  self.down_action, self.merge_action, self.delete_action, self.good_action):
             menu.addAction(a)
         menu.exec(self.tree.viewport().mapToGlobal(pos))
 

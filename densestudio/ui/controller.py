@@ -37,7 +37,6 @@ from densestudio.core.store import (
     Seen,
     conflicts_message,
     lock_test_split,
-    resplit,
     set_split_group_by,
     split_settings,
 )
@@ -62,6 +61,9 @@ class ProjectController(QObject):
     error = Signal(str)
     notice = Signal(str)  # for the status line: e.g. a change refused for a conflict
     connectionChanged = Signal(object)  # offline.QueueState of a shared project
+    goldenChanged = Signal(str)  # must-pass marks changed; a message for the status line
+    approvalsChanged = Signal()  # a run was approved for release
+    runDeleted = Signal(int)  # run id
 
     COUNTS_DEBOUNCE_MS = 150
 
@@ -203,10 +205,10 @@ class ProjectController(QObject):
             return None
         seen = self.seen([i for i, _ in pairs])
         if source is None:
-            change = self._guard(
+            change = self.guard(
                 lambda: self.project.set_labels_many(pairs, how=how, expected=seen))
         else:
-            change = self._guard(lambda: self.project.set_labels_many(
+            change = self.guard(lambda: self.project.set_labels_many(
                 pairs, source=source, how=how, expected=seen))
         if change is None:
             return None
@@ -238,10 +240,10 @@ class ProjectController(QObject):
     # ------------------------------------------------------------ classes
     def add_class(self, name: str, color: str | None = None,
                   on_error: Callable[[str], None] | None = None) -> ClassInfo | None:
-        info = self._guard(lambda: self.project.add_class(name, color), on_error)
+        info = self.guard(lambda: self.project.add_class(name, color), on_error)
         if info is not None:
             self.undo_stack.push(undo.AddClassCommand(self, info))
-            self._classes_changed()
+            self.classes_changed()
         return info
 
     def rename_class(self, class_id: int, name: str,
@@ -249,22 +251,22 @@ class ProjectController(QObject):
         old = self.class_by_id(class_id)
         if old is None or old.name == name.strip():
             return False
-        info = self._guard(lambda: self.project.rename_class(class_id, name), on_error)
+        info = self.guard(lambda: self.project.rename_class(class_id, name), on_error)
         if info is None:
             return False
         self.undo_stack.push(undo.RenameClassCommand(self, class_id, old.name, info.name))
-        self._classes_changed()
+        self.classes_changed()
         return True
 
     def recolor_class(self, class_id: int, color: str) -> bool:
         old = self.class_by_id(class_id)
         if old is None or old.color.lower() == color.lower():
             return False
-        info = self._guard(lambda: self.project.recolor_class(class_id, color))
+        info = self.guard(lambda: self.project.recolor_class(class_id, color))
         if info is None:
             return False
         self.undo_stack.push(undo.RecolorClassCommand(self, info, old.color, color))
-        self._classes_changed()
+        self.classes_changed()
         return True
 
     def reorder_classes(self, class_ids: Sequence[int]) -> bool:
@@ -272,10 +274,10 @@ class ProjectController(QObject):
         new = list(class_ids)
         if old == new:
             return False
-        if self._guard(lambda: self.project.reorder_classes(new)) is None:
+        if self.guard(lambda: self.project.reorder_classes(new)) is None:
             return False
         self.undo_stack.push(undo.ReorderClassesCommand(self, old, new))
-        self._classes_changed()
+        self.classes_changed()
         return True
 
     def move_class(self, class_id: int, delta: int) -> bool:
@@ -291,29 +293,32 @@ class ProjectController(QObject):
 
     def delete_class(self, class_id: int) -> bool:
         info = self.class_by_id(class_id)
-        removed = self._guard(lambda: self.project.delete_class(class_id))
+        removed = self.guard(lambda: self.project.delete_class(class_id))
         if removed is None or info is None:
             return False
         self.undo_stack.push(
             undo.RemoveClassesCommand(self, removed, f"Delete class '{info.name}'")
         )
-        self._classes_changed(removed.change.image_ids)
+        self.classes_changed(removed.change.image_ids)
         return True
 
     def merge_classes(self, source_ids: Sequence[int], target_id: int) -> bool:
         target = self.class_by_id(target_id)
         names = [c.name for c in self._classes if c.id in source_ids]
-        removed = self._guard(lambda: self.project.merge_classes(list(source_ids), target_id))
+        removed = self.guard(lambda: self.project.merge_classes(list(source_ids), target_id))
         if removed is None or target is None:
             return False
         text = f"Merge {', '.join(repr(n) for n in names)} into '{target.name}'"
         self.undo_stack.push(undo.RemoveClassesCommand(self, removed, text))
-        self._classes_changed(removed.change.image_ids)
+        self.classes_changed(removed.change.image_ids)
         return True
 
     # ------------------------------------------------------------ splits
     def resplit(self, ratios: tuple[float, float, float] | None = None) -> int | None:
-        n = self._guard(lambda: resplit(self.project, ratios))
+        """Re-assign splits; near-identical and same-name images stay together."""
+        from densestudio.core.near_duplicates import resplit
+
+        n = self.guard(lambda: resplit(self.project, ratios))
         if n is not None:
             self.counts(fresh=True)
             self.splitsChanged.emit()
@@ -321,13 +326,13 @@ class ProjectController(QObject):
         return n
 
     def lock_test_split(self, locked: bool) -> bool:
-        ok = self._guard(lambda: lock_test_split(self.project, locked)) is not None
+        ok = self.guard(lambda: lock_test_split(self.project, locked)) is not None
         self.splitsChanged.emit()
         return ok
 
     def set_group_by(self, group_by: str) -> int | None:
         """Keep groups ("folder" / "regex:PATTERN" / "" = none) in one split and re-split."""
-        n = self._guard(lambda: set_split_group_by(self.project, group_by))
+        n = self.guard(lambda: set_split_group_by(self.project, group_by))
         if n is not None:
             self._splits_moved()
         return n
@@ -336,7 +341,7 @@ class ProjectController(QObject):
         """Put each group of near-identical images (core.near_duplicates) in one split."""
         from densestudio.core.near_duplicates import move_together
 
-        n = self._guard(lambda: move_together(self.project, list(groups)))
+        n = self.guard(lambda: move_together(self.project, list(groups)))
         if n is not None:
             self._splits_moved()
         return n
@@ -346,18 +351,30 @@ class ProjectController(QObject):
         self.splitsChanged.emit()
         self.countsChanged.emit()
 
-    # ------------------------------------------------------------ internals
+    def golden_changed(self, message: str) -> None:
+        """Must-pass marks were changed (from any gallery's context menu)."""
+        self.goldenChanged.emit(message)
+
+    def approvals_changed(self) -> None:
+        """A run was approved (the run lists show which)."""
+        self.approvalsChanged.emit()
+
+    def run_deleted(self, run_id: int) -> None:
+        """A run was deleted (with its predictions and models)."""
+        self.runDeleted.emit(run_id)
+
+    # ------------------------------------------------------------ for undo commands
     @overload
-    def _guard(
+    def guard(
         self, fn: Callable[[], None], on_error: Callable[[str], None] | None = None
     ) -> Literal[True] | None: ...
 
     @overload
-    def _guard(
+    def guard(
         self, fn: Callable[[], _T], on_error: Callable[[str], None] | None = None
     ) -> _T | None: ...
 
-    def _guard(
+    def guard(
         self, fn: Callable[[], object], on_error: Callable[[str], None] | None = None
     ) -> object:
         """Run a store call; a user error becomes the ``error`` signal, or goes to
@@ -369,17 +386,19 @@ class ProjectController(QObject):
             return None
         return True if result is None else result
 
-    def _labels_changed(self, image_ids: Sequence[int]) -> None:
-        self.labelsChanged.emit(list(image_ids))
-        self._schedule_counts()
-
-    def _classes_changed(self, image_ids: Sequence[int] = ()) -> None:
+    def classes_changed(self, image_ids: Sequence[int] = ()) -> None:
+        """The class list changed (and the labels of ``image_ids`` with it)."""
         self._classes = self.project.classes()
         self.classesChanged.emit()
         if image_ids:
             self._labels_changed(image_ids)
         else:
             self._schedule_counts()
+
+    # ------------------------------------------------------------ internals
+    def _labels_changed(self, image_ids: Sequence[int]) -> None:
+        self.labelsChanged.emit(list(image_ids))
+        self._schedule_counts()
 
     def _schedule_counts(self) -> None:
         self._counts_generation += 1  # results of a count started before now are stale
@@ -416,7 +435,7 @@ class ProjectController(QObject):
         news = [i for i, v in batch.versions if self._versions.get(i) != v]
         self._versions.update(batch.versions)
         if batch.classes:
-            self._classes_changed(news)
+            self.classes_changed(news)
         elif news:
             self._labels_changed(news)
 

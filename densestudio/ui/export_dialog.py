@@ -37,15 +37,18 @@ from PySide6.QtWidgets import (
 from densestudio.core import runs as core_runs
 from densestudio.core.constants import MODEL_FORMAT_BY_SUFFIX
 from densestudio.ml import summary
+from densestudio.ui.job_progress import JobProgress
 from densestudio.ui.jobs import CheckRow, ExportResult, check_export_job, export_job
 from densestudio.ui.runs_panel import run_title
 from densestudio.ui.signoff_dialogs import approval_note
 from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
-    from densestudio.ui.main_window import MainWindow
+    from densestudio.ui.context import AppContext
 
 CHECK_SAMPLES = 8
+EXPORT_STEPS = ("preparing images", "measuring the training data", "converting to",
+                "checking the file")  # the stages ml.export reports, in order
 FORMATS = {  # combo text -> format
     "ONNX (.onnx) — runs in ONNX Runtime: C++, C#, Python, Node.js": "onnx",
     "TorchScript (.pt) — needs PyTorch (deprecated by torch)": "torchscript",
@@ -71,6 +74,15 @@ def describe_ood(metadata: dict) -> str:
     return (f"images unlike the {ood.get('bank_size')} training images (ood_score > "
             f"{float(ood.get('threshold', 0)):.3f}) are UNSURE; flags "
             f"{float(cal.get('flagged', 0)) * 100:.1f} % of {cal.get('n')} validation images")
+
+
+def describe_frames(metadata: dict) -> str:
+    entry = metadata.get("frame_checks")
+    if not isinstance(entry, dict):
+        return "—"
+    return (f"frames too dark, overexposed, out of focus, flat or unlike all "
+            f"{int(entry.get('n', 0)):,} training images (brightness, contrast, clipping, "
+            f"sharpness; ranges per class) are UNSURE, whatever the model says")
 
 
 def output_text(views: int) -> str:
@@ -119,7 +131,10 @@ def describe(result: ExportResult) -> str:
     ]
     scores = [summary.long_text(summary.summarize(metrics, subset=subset))
               for subset in ("test", "val") if metrics.get(f"{subset}_acc") is not None]
+    gap = summary.side_by_side(metrics)
     rows.append(("Metrics", "; ".join(scores) or "—"))
+    if "points apart" in gap:
+        rows.append(("Test vs validation", f"<span style='color:#b26a00'>⚠ {gap}</span>"))
     run = m.get("run", {})
     rows.append(("Trained", f"run #{run.get('id')} {run.get('name', '')}, best epoch "
                             f"{run.get('best_epoch')}"))
@@ -128,6 +143,7 @@ def describe(result: ExportResult) -> str:
                               f"{m.get('torch_version')}"))
     if m.get("onnx"):
         rows.append(("Unknown inputs", describe_ood(m)))
+    rows.append(("Frame checks", describe_frames(m)))
     rows.append(("Parity", describe_parity(m) or "—"))
     body = "".join(f"<tr><td style='padding-right:10px'><b>{k}</b></td><td>{v}</td></tr>"
                    for k, v in rows)
@@ -138,13 +154,12 @@ class ExportDialog(QDialog):
     exported = Signal(object)  # ExportResult
     checked = Signal(object)  # list[CheckRow]
 
-    def __init__(self, host: MainWindow, run_id: int, parent: QWidget | None = None) -> None:
-        super().__init__(parent or host)
+    def __init__(self, host: AppContext, run_id: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.host = host
         assert host.controller is not None  # opened for a run of the open project
         self.project = host.controller.project
         self.run = core_runs.get_run(self.project, run_id)
-        self.worker: Worker | None = None
         self.export_result: ExportResult | None = None
         self.check_rows: list[CheckRow] = []
         self.last_error: str | None = None
@@ -215,6 +230,9 @@ class ExportDialog(QDialog):
         layout.addWidget(self.approval)
         layout.addLayout(form)
         layout.addLayout(row)
+        self.progress = JobProgress(self)  # an export takes a minute: its steps, Cancel
+        self.progress.cancelRequested.connect(self._cancel)
+        layout.addWidget(self.progress)
         layout.addWidget(self.contents, 2)
         layout.addWidget(self.check_table, 3)
         layout.addWidget(buttons)
@@ -258,16 +276,34 @@ class ExportDialog(QDialog):
             self.path_edit.setText(path)
 
     def _start(self, worker: Worker, text: str) -> None:
-        self.worker = worker
         worker.failed.connect(self._on_failed)
         worker.done.connect(self._on_done)
         self.export_button.setEnabled(False)
         self.check_button.setEnabled(False)
         self.status.setText(text)
-        self.host._start(worker)
+        self.host.jobs.start(worker, self, error_title=None)
+
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
+    def _cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def _on_export_event(self, event: object) -> None:
+        """"Step 3 of 4: converting to onnx…" in the progress bar."""
+        from densestudio.ml.export import ExportProgress
+
+        if isinstance(event, ExportProgress):
+            step = next((k for k, prefix in enumerate(EXPORT_STEPS, 1)
+                         if event.stage.startswith(prefix)), 1)
+            self.progress.count(step - 1, len(EXPORT_STEPS),
+                                f"Step {step} of {len(EXPORT_STEPS)}: {event.stage}…")
 
     def _on_done(self) -> None:
-        self.worker = None
+        self.progress.hide()
         self.export_button.setEnabled(True)
         self.check_button.setEnabled(self.export_result is not None)
 
@@ -284,7 +320,9 @@ class ExportDialog(QDialog):
         self.status.setStyleSheet("")
         worker = Worker(export_job, self.project, self.run.id, text, self.fmt, parent=self)
         worker.finished.connect(self._on_exported)
+        worker.event.connect(self._on_export_event)
         self._start(worker, "Exporting…")
+        self.progress.start("Exporting…")
         return worker
 
     def _on_exported(self, result: ExportResult) -> None:
@@ -322,7 +360,8 @@ class ExportDialog(QDialog):
         self.check_table.setRowCount(len(rows))
         for i, r in enumerate(rows):
             mark = "" if r.agrees is None else ("✓ " if r.agrees else "✗ ")
-            unsure = " (UNSURE: unlike the training images)" if r.unfamiliar else ""
+            unsure = f" (UNSURE: {r.reason or 'unlike the training images'})" if r.unfamiliar \
+                else ""
             values = (Path(r.path).name, r.expected or "—",
                       r.error or f"{mark}{r.predicted}{unsure}", f"{r.confidence * 100:.1f} %",
                       r.decision or "")
@@ -347,6 +386,11 @@ class ExportDialog(QDialog):
             (f"Parity: {parity}. " if parity else "")
             + f"The file loads and predicts: {ok} of {len(rows)} sample images match their "
             "labels" + (f"; {errors} could not be read." if errors else ".") + verdicts)
+        if self.export_result is not None:
+            from densestudio.ml.report import record_export_check
+
+            record_export_check(self.project, self.run.id, self.export_result.path, ok,
+                                len(rows), errors)
         self.checked.emit(self.check_rows)
 
     def metadata_json(self) -> str:

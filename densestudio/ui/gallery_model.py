@@ -41,6 +41,8 @@ class TileOverlay:
     text: str = ""  # extra line, e.g. "p=0.93"
     relabeled: bool = False  # the label changed since the run that made the prediction
     decision: str = ""  # "OK" / "NG" / "UNSURE" when the run has an operating point
+    reason: str = ""  # a failed frame check ("too dark", "out of focus", ...): UNSURE
+    p_good: str = ""  # "P(ok) 29%": what the decision was made from
 
 
 class GalleryModel(QAbstractListModel):
@@ -239,8 +241,11 @@ class GalleryModel(QAbstractListModel):
             if overlay is not None:
                 pred = self.class_by_id(overlay.predicted_class_id)
                 tip += f"\npredicted: {pred.name if pred else '?'} ({overlay.confidence:.0%})"
-                if overlay.decision:
-                    tip += f"\nOK/NG threshold says: {overlay.decision}"
+                if overlay.reason:
+                    tip += f"\nUNSURE: {overlay.reason} (frame check; not judged)"
+                elif overlay.decision:
+                    tip += (f"\nOK/NG threshold says: {overlay.decision}"
+                            + (f" ({overlay.p_good})" if overlay.p_good else ""))
                 if overlay.relabeled:
                     tip += "\nrelabeled since the run"
             return tip

@@ -54,6 +54,21 @@ def text_color_for(background: QColor) -> QColor:
     return QColor("#111111") if luma > 0.6 else QColor("#ffffff")
 
 
+def overlay_label(overlay: TileOverlay, predicted: str) -> str:
+    """The tile's prediction chip: "✗ scratch 93%"; with an OK/NG threshold the decision
+    and the P(good) it comes from ("✓ NG · P(ok) 29%"), never the decision beside the
+    most likely class ("NG · ok 55%" read as a contradiction)."""
+    mark = "" if overlay.correct is None else ("✓ " if overlay.correct else "✗ ")
+    label = f"{mark}{predicted}" + (f" {overlay.text}" if overlay.text else "")
+    if overlay.reason:  # first, so eliding a long class name keeps it
+        return f"UNSURE: {overlay.reason} · {label}"
+    if overlay.decision and overlay.p_good:
+        return f"{mark}{overlay.decision} · {overlay.p_good}"
+    if overlay.decision:
+        return f"{overlay.decision} · {label}"
+    return label
+
+
 class TileDelegate(QStyledItemDelegate):
     MARGIN = 5
 
@@ -172,12 +187,7 @@ class TileDelegate(QStyledItemDelegate):
         overlay = cast("TileOverlay | None", model.data(index, GalleryModel.OverlayRole))
         if overlay is not None:
             pred = model.class_by_id(overlay.predicted_class_id)
-            mark = "" if overlay.correct is None else ("✓ " if overlay.correct else "✗ ")
-            label = f"{mark}{pred.name if pred else '?'}"
-            if overlay.text:
-                label += f" {overlay.text}"
-            if overlay.decision:  # first, so eliding a long class name keeps it
-                label = f"{overlay.decision} · {label}"
+            label = overlay_label(overlay, pred.name if pred else "?")
             width = max(side // 2 + 20, side - 44)  # leave room for the split marker
             label = fm.elidedText(label, Qt.TextElideMode.ElideRight, width)
             w = fm.horizontalAdvance(label) + 8

@@ -47,8 +47,8 @@ from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
     from densestudio.ml.gate import GateResult
+    from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
-    from densestudio.ui.main_window import MainWindow
 
 PASS_COLOR = "#1b7f3b"
 FAIL_COLOR = "#c62828"
@@ -90,14 +90,13 @@ class GateDialog(RelabelSelectedMixin, QDialog):
     gateFinished = Signal(object)  # ml.gate.GateResult
     approveRequested = Signal(int, object)  # candidate run id, GateResult
 
-    def __init__(self, host: MainWindow, candidate: int, against: int | None = None,
+    def __init__(self, host: AppContext, candidate: int, against: int | None = None,
                  parent: QWidget | None = None) -> None:
-        super().__init__(parent or host)
-        self.host = host  # MainWindow: controller, loader, _start(worker), show_images
+        super().__init__(parent)
+        self.host = host  # the application (ui.context)
         assert host.controller is not None  # opened for runs of the open project
         self.controller: ProjectController = host.controller
         self.project = self.controller.project
-        self.worker: Worker | None = None
         self.outcome: GateResult | None = None
         self.view = "golden_failures"
         self.last_error: str | None = None
@@ -273,11 +272,10 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
         worker.done.connect(lambda: self._on_done(worker))
-        self.worker = worker
         self.last_error = None
         self.progress.start("Comparing the runs image by image…")
         self.run_button.setEnabled(False)
-        self.host._start(worker)
+        self.host.jobs.start(worker, self, error_title=None)
         return worker
 
     def cancel(self) -> None:
@@ -301,9 +299,13 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         self.verdict.setText(f"<span style='color:{FAIL_COLOR}'>The gate could not run: "
                              f"{html_text(message)}</span>")
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
     def _on_done(self, worker: Worker) -> None:
-        if self.worker is worker:
-            self.worker = None
+        if self.worker is None:  # (the runner lets go of a job before its ``done``)
             self.progress.hide()
             self.run_button.setEnabled(True)
 
@@ -332,7 +334,8 @@ class GateDialog(RelabelSelectedMixin, QDialog):
             self.title.setText("")
             self.show_button.setEnabled(False)
             return
-        color = PASS_COLOR if r.passed else FAIL_COLOR
+        color = {"pass": PASS_COLOR, "fail": FAIL_COLOR}.get(
+            r.outcome, WARN_COLOR)  # nothing compared: never a green PASS
         head, _, rest = r.verdict.partition(": ")
         self.verdict.setText(
             f"<span style='font-size:large; color:{color}'><b>{html_text(head)}</b></span>"
@@ -423,7 +426,7 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         header.setEnabled(False)
         self._add_relabel_actions(menu, remove_label=True)
         menu.addSeparator()
-        add_golden_actions(menu, self.project, ids, self.host.on_golden_changed)
+        add_golden_actions(menu, self.project, ids, self.controller.golden_changed)
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
 
     def _show_in_gallery(self) -> None:
@@ -431,7 +434,6 @@ class GateDialog(RelabelSelectedMixin, QDialog):
         if ids:
             label = dict(VIEWS)[self.view].lower()
             self.host.show_images(ids, f"Release gate: {label}")
-            self.host.show_panel(self.host.gallery)
 
     def _approve(self) -> None:
         if self.candidate is not None:

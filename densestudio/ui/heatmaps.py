@@ -19,7 +19,7 @@ from PySide6.QtGui import QImage, QPixmap
 
 from densestudio.ui.gallery_model import GalleryModel
 from densestudio.ui.jobs import HeatmapFailed, HeatmapReady, explain_job
-from densestudio.ui.workers import Worker
+from densestudio.ui.workers import JobRunner, Worker
 
 if TYPE_CHECKING:  # torch loads in the worker, when the first heatmap is asked for
     from densestudio.core.store import Project
@@ -59,8 +59,9 @@ class HeatmapService(QObject):
     BATCH = 6
     CACHE_SIZE = 400
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, jobs: JobRunner | None = None) -> None:
         super().__init__(parent)
+        self.jobs = jobs or JobRunner(lambda _title, _message: None, self)
         self.project: Project | None = None
         self._cache: OrderedDict[Key, Explanation] = OrderedDict()
         self._errors: dict[Key, str] = {}
@@ -137,7 +138,7 @@ class HeatmapService(QObject):
         worker.done.connect(lambda w=worker: self._on_done(w))
         self.worker = worker
         self.busyChanged.emit(True)
-        worker.start()
+        self.jobs.start(worker, self, error_title=None)  # a failure is kept per image
 
     def _on_event(self, worker: Worker, event: object) -> None:
         if worker is not self.worker:

@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING
 from densestudio.core.progress import CancelToken, EventCallback
 
 if TYPE_CHECKING:  # torch-importing modules load in the worker, when a job starts
+    from densestudio.core.runs import PredictionInfo
     from densestudio.core.signoff import VerificationReport
     from densestudio.core.store import Project
     from densestudio.ml.config import TrainConfig
+    from densestudio.ml.eval_report import EvalReport
     from densestudio.ml.events import BatchProgress
     from densestudio.ml.explain import Explanation
     from densestudio.ml.gate import GateResult
@@ -139,6 +141,43 @@ def evaluate_job(
     return run_id
 
 
+@dataclass(frozen=True)
+class RunPredictions:
+    """A run's stored predictions of one subset and their report (None: no predictions),
+    read in a worker: tens of thousands of rows are no work for the GUI thread."""
+
+    run_id: int
+    subset: str
+    preds: tuple[PredictionInfo, ...]
+    report: EvalReport | None
+    unlabeled: tuple[PredictionInfo, ...]  # of the "unlabeled" subset, when asked for
+    frame_reasons: dict[int, str]  # (with unlabeled) images that failed the frame checks
+    current_labels: dict[int, int | None]  # (with unlabeled) the labels of preds' images now
+
+
+def review_predictions_job(
+    project: Project, subset: str, wanted: Sequence[tuple[int, tuple[str, ...], bool]], *,
+    on_event: EventCallback, cancel: CancelToken,
+) -> list[RunPredictions]:
+    """For each (run id, class names, with unlabeled) in ``wanted``: its predictions."""
+    from densestudio.core.runs import predictions
+    from densestudio.ml.eval_report import build_report
+    from densestudio.ml.frame_ranges import frame_reasons
+
+    out = []
+    for run_id, class_names, with_unlabeled in wanted:
+        cancel.raise_if_cancelled()
+        preds = predictions(project, run_id, subset)
+        unlabeled = predictions(project, run_id, "unlabeled") if with_unlabeled else []
+        report = build_report(run_id, subset, class_names, preds) if preds else None
+        reasons = frame_reasons(project, run_id) if with_unlabeled else {}
+        labels = ({i.id: i.label_id for i in project.images_by_ids([p.image_id for p in preds])}
+                  if with_unlabeled else {})
+        out.append(RunPredictions(run_id, subset, tuple(preds), report, tuple(unlabeled),
+                                  reasons, labels))
+    return out
+
+
 def predict_job(
     project: Project, run_id: int, image_ids: Sequence[int], *,
     on_event: EventCallback, cancel: CancelToken,
@@ -150,6 +189,16 @@ def predict_job(
     with limited_threads():
         return predict_images(project, run_id, list(image_ids), on_event=on_event,
                               cancel=cancel)
+
+
+def frame_check_job(
+    project: Project, run_id: int, subset: str, *, on_event: EventCallback,
+    cancel: CancelToken,
+) -> dict[int, str]:
+    """Run the run's frame checks on its val or test images (for the Review filter)."""
+    from densestudio.ml.frame_ranges import check_subset
+
+    return check_subset(project, run_id, subset, cancel, on_event)
 
 
 @dataclass(frozen=True)
@@ -171,6 +220,11 @@ def export_job(
         path = export_model(project, run_id, out_path, fmt, on_event=on_event, cancel=cancel)
         cancel.raise_if_cancelled()
         loaded = load_exported(path)
+    from densestudio.ml.report import record_export
+
+    # The same record as `densestudio export`: the validation report lists it.
+    record_export(project, run_id, path, [path], parity=loaded.metadata.get("parity"),
+                  via="the app (File › Export Model…)")
     return ExportResult(str(path), path.stat().st_size, loaded.metadata)
 
 
@@ -182,7 +236,8 @@ class CheckRow:
     confidence: float
     error: str | None = None
     decision: str | None = None  # "OK" / "NG" / "UNSURE" when the file has an OK/NG rule
-    unfamiliar: bool = False  # the file's unknown-input check flagged it
+    unfamiliar: bool = False  # the file's frame checks or unknown-input check flagged it
+    reason: str | None = None  # why: "too dark", "out of focus", "unlike the training images"
 
     @property
     def agrees(self) -> bool | None:
@@ -204,7 +259,8 @@ def check_export_job(
         cancel.raise_if_cancelled()
         results = model.predict([p for p, _ in samples])
     return [
-        CheckRow(path, expected, r.class_name, r.confidence, r.error, r.decision, r.unfamiliar)
+        CheckRow(path, expected, r.class_name, r.confidence, r.error, r.decision, r.unfamiliar,
+                 r.reason)
         for (path, expected), r in zip(samples, results, strict=True)
     ]
 

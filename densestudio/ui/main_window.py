@@ -3,28 +3,23 @@
 Layout: a QStackedWidget switches between the welcome view and a QTabWidget whose first tab
 ("Images") holds the filter bar, the thumbnail grid and the viewer. Later panels (Train,
 Runs, Review) are added as tabs with ``add_tab`` or as docks; the class and split panels are
-docks on the left. Long work (import, building the demo) runs in ``Worker`` threads; the
-window stays responsive and quitting cancels and waits for them.
+docks on the left. The window is the app's assembly and its ``AppContext`` (ui.context):
+panels get it, never import this module. Its flows (import, relink, demo, drag-and-drop,
+records) are in ``ui.project_flows``, its actions and menus in ``ui.window_menus``. Long work
+runs through one ``JobRunner``; the window stays responsive and closing a project or
+quitting cancels and waits for every job.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QItemSelectionModel, QModelIndex, QPoint, Qt, QUrl, Signal
+from PySide6.QtCore import QByteArray, QModelIndex, QPoint, Qt, Signal
 from PySide6.QtGui import (
-    QAction,
     QCloseEvent,
-    QDesktopServices,
-    QDragEnterEvent,
-    QDragMoveEvent,
-    QDropEvent,
-    QGuiApplication,
-    QIcon,
-    QKeySequence,
+    QMouseEvent,
     QUndoGroup,
 )
 from PySide6.QtWidgets import (
@@ -34,18 +29,16 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QProgressBar,
     QSplitter,
     QStackedWidget,
-    QStyle,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from densestudio import __version__
 from densestudio.core.db import ServerURL
 from densestudio.core.errors import DenseStudioError
-from densestudio.core.importer import ImportProgress
 from densestudio.core.offline import QueueState
 from densestudio.core.store import PROJECT_SUFFIX, ImageInfo, Project
 from densestudio.ui import settings as app_settings
@@ -57,46 +50,24 @@ from densestudio.ui.gallery_model import GalleryModel
 from densestudio.ui.gallery_view import GalleryView
 from densestudio.ui.heatmaps import HeatmapService
 from densestudio.ui.import_dialog import ImportDialog, ImportProgressWidget, ImportReportDialog
+from densestudio.ui.project_flows import ProjectFlows
 from densestudio.ui.review_panel import ReviewPanel
 from densestudio.ui.settings import Preferences
-from densestudio.ui.signoff_dialogs import add_golden_actions
 from densestudio.ui.split_panel import SplitPanel
 from densestudio.ui.thumbnail_loader import ThumbnailLoader
 from densestudio.ui.train_panel import TrainPanel
 from densestudio.ui.viewer import ImageViewer
 from densestudio.ui.welcome import WelcomeView
-from densestudio.ui.workers import Worker
+from densestudio.ui.window_menus import WindowMenus, app_icon
+from densestudio.ui.workers import JobRunner, Worker
 
 if TYPE_CHECKING:
-    from densestudio.core.importer import ImportOptions, ImportReport, RelinkResult
+    from densestudio.core.importer import ImportReport
     from densestudio.core.signoff import VerificationReport
     from densestudio.core.thumbnails import ThumbnailCache
     from densestudio.ui.export_dialog import ExportDialog
-    from densestudio.ui.preferences_dialog import PreferencesDialog
 
 log = logging.getLogger(__name__)
-
-def _resources_dir() -> Path:
-    """Icons: resources/ at the repository root (a source checkout or editable install), or
-    the densestudio/resources package a wheel installs them as."""
-    package_dir = Path(__file__).resolve().parent.parent
-    for candidate in (package_dir.parent / "resources", package_dir / "resources"):
-        if (candidate / "densestudio.svg").is_file():
-            return candidate
-    return package_dir / "resources"
-
-
-RESOURCES = _resources_dir()
-
-
-def app_icon() -> QIcon:
-    icon = QIcon()
-    for name in ("densestudio.svg", "densestudio.png"):
-        path = RESOURCES / name
-        if path.is_file():
-            icon.addFile(str(path))
-    return icon
-
 
 class GalleryArea(GalleryView):
     """The grid, plus a centred hint when it has nothing to show."""
@@ -104,12 +75,30 @@ class GalleryArea(GalleryView):
     empty_text = ""
 
 
-class MainWindow(QMainWindow):
+class TrainingIndicator(QProgressBar):
+    """A small bar in the status bar while a run trains; a click shows the Train tab."""
+
+    clicked = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMaximumWidth(260)
+        self.setMaximumHeight(18)
+        self.setTextVisible(True)
+        self.setToolTip("A run is training: click to see the Train tab")
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.hide()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        self.clicked.emit()
+        super().mouseReleaseEvent(event)
+
+
+class MainWindow(ProjectFlows, WindowMenus, QMainWindow):
     projectOpened = Signal(object)  # Path of the file, or the db.ServerURL
     projectClosed = Signal()
     importFinished = Signal(object)  # ImportReport (also when cancelled)
     relinkFinished = Signal(object)  # RelinkResult
-    workerFailed = Signal(str)
 
     def __init__(self, prefs: Preferences | None = None) -> None:
         super().__init__()
@@ -117,9 +106,8 @@ class MainWindow(QMainWindow):
         app_settings.apply_user_name(self.prefs)  # who history and approvals record
         self.controller: ProjectController | None = None
         self._matching = 0  # images matching the gallery's filter now (see _recount)
-        self.workers: list[Worker] = []
+        self.jobs = JobRunner(self.show_error, self)
         self.import_worker: Worker | None = None
-        self.demo_worker: Worker | None = None
         self.import_dialog: ImportDialog | None = None
         self.report_dialog: ImportReportDialog | None = None
         self.last_import_report: ImportReport | None = None
@@ -142,7 +130,7 @@ class MainWindow(QMainWindow):
         self.gallery = GalleryArea(self)
         self.gallery.setModel(self.model)
         self.viewer = ImageViewer(self)
-        self.heatmaps = HeatmapService(self)  # shared by the viewer and the review tiles
+        self.heatmaps = HeatmapService(self, self.jobs)  # shared by the viewer and the review tiles
         self.viewer.set_heatmap_service(self.heatmaps)
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
         self.splitter.addWidget(self.gallery)
@@ -173,7 +161,7 @@ class MainWindow(QMainWindow):
 
         # Docks.
         self.class_panel = ClassPanel(self)
-        self.split_panel = SplitPanel(self)
+        self.split_panel = SplitPanel(self, self.jobs)
         self.class_dock = self._dock("Classes", self.class_panel, "classesDock")
         # The Splits panel scrolls in a short dock instead of drawing its rows over each other.
         self.split_dock = self._dock("Splits", _scrolling(self.split_panel), "splitsDock")
@@ -188,6 +176,9 @@ class MainWindow(QMainWindow):
         self.connection_status = QLabel("", self)  # a shared project: online / offline
         self.connection_status.setObjectName("connectionStatus")
         self.connection_status.hide()
+        self.training_indicator = TrainingIndicator(self)
+        self.training_indicator.clicked.connect(lambda: self.show_tab(self.train_panel))
+        self.statusBar().addPermanentWidget(self.training_indicator)
         self.statusBar().addPermanentWidget(self.import_progress)
         self.statusBar().addPermanentWidget(self.connection_status)
         self.statusBar().addPermanentWidget(self.status_count)
@@ -209,165 +200,6 @@ class MainWindow(QMainWindow):
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         return dock
-
-    def _icon(self, theme: str, fallback: QStyle.StandardPixmap) -> QIcon:
-        icon = QIcon.fromTheme(theme)
-        return icon if not icon.isNull() else self.style().standardIcon(fallback)
-
-    def _action(self, text: str, slot: Callable | None = None,
-                shortcut: str | QKeySequence.StandardKey | None = None,
-                icon: QIcon | None = None, tip: str = "") -> QAction:
-        action = QAction(text, self)
-        if slot is not None:
-            action.triggered.connect(slot)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        if icon is not None:
-            action.setIcon(icon)
-        if tip:
-            action.setStatusTip(tip)
-            action.setToolTip(tip)
-        return action
-
-    def _make_actions(self) -> None:
-        SP = QStyle.StandardPixmap
-        K = QKeySequence.StandardKey
-        self.new_action = self._action("&New Project…", self.ask_new_project, K.New,
-                                       self._icon("document-new", SP.SP_FileIcon),
-                                       "Create a new project file")
-        self.open_action = self._action("&Open Project…", self.ask_open_project, K.Open,
-                                        self._icon("document-open", SP.SP_DialogOpenButton),
-                                        "Open a project file")
-        self.open_shared_action = self._action(
-            "Open &Shared Project…", self.ask_open_shared_project,
-            tip="Open a project on a PostgreSQL server that the team labels together")
-        self.demo_action = self._action("Open &Demo Project", self.open_demo_project,
-                                        tip="A small ready-to-train project of generated images")
-        self.import_action = self._action("&Import Images…", lambda: self.show_import_dialog(),
-                                          "Ctrl+I", self._icon("list-add", SP.SP_DirOpenIcon),
-                                          "Import folders or files into the project")
-        self.relink_action = self._action(
-            "Re&link Moved Images…", lambda: self.start_relink(), tip="Find images that were "
-            "moved or renamed, by their content, in a folder you choose")
-        self.refresh_action = self._action(
-            "&Refresh", self.refresh_project, K.Refresh,
-            tip="Show images another program added and check for missing files")
-        self.close_action = self._action("&Close Project", self.close_project, K.Close)
-        self.quit_action = self._action("&Quit", self.close, K.Quit)
-        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
-
-        self.undo_action = self.undo_group.createUndoAction(self, "&Undo")
-        self.undo_action.setShortcut(K.Undo)
-        self.undo_action.setIcon(self._icon("edit-undo", SP.SP_ArrowBack))
-        # The toolbar button keeps a short label; the menu and tooltip name the step (a
-        # 60-character class name made the button grow across the toolbar).
-        self.undo_action.setIconText("Undo")
-        self.redo_action = self.undo_group.createRedoAction(self, "&Redo")
-        # The platform's Redo keys may already include Ctrl+Shift+Z: a key listed twice on
-        # one action is an "ambiguous shortcut" and does nothing.
-        self.redo_action.setShortcuts(unique_keys(K.Redo, "Ctrl+Shift+Z"))
-        self.redo_action.setIcon(self._icon("edit-redo", SP.SP_ArrowForward))
-        self.redo_action.setIconText("Redo")
-        for action, verb, signal in ((self.undo_action, "Undo", self.undo_group.undoTextChanged),
-                                     (self.redo_action, "Redo", self.undo_group.redoTextChanged)):
-            signal.connect(lambda text, a=action, v=verb: a.setToolTip(f"{v} {text}".strip()))
-        self.select_all_action = self._action("Select &All", self.gallery.selectAll, K.SelectAll)
-        self.select_all_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.gallery.addAction(self.select_all_action)
-        self.next_unlabeled_action = self._action(
-            "Go to Next &Unlabeled", self.go_to_next_unlabeled, "Ctrl+U",
-            tip="Jump to the next image without a label")
-
-        self.auto_advance_action = self._action(
-            "&Auto-advance to Next Unlabeled",
-            tip="After labeling one image, jump to the next image without a label")
-        self.auto_advance_action.setCheckable(True)
-        self.auto_advance_action.setChecked(self.prefs.auto_advance)
-        self.auto_advance_action.toggled.connect(self._on_auto_advance)
-        self.unlabel_action = self._action("&Remove Label", lambda: self.label_selection(None),
-                                           tip="Remove the label of the selected images (0)")
-        self.add_class_action = self._action("Add &Class…", self.class_panel.add_class,
-                                             "Ctrl+Shift+N")
-
-        self.fullscreen_action = self._action("&Full Screen", self.toggle_full_screen,
-                                              K.FullScreen)
-        self.fullscreen_action.setShortcuts(unique_keys("F11", K.FullScreen))
-        self.fullscreen_action.setCheckable(True)
-        self.bigger_action = self._action("&Larger Tiles", lambda: self._step_tiles(16),
-                                          K.ZoomIn)
-        self.smaller_action = self._action("&Smaller Tiles", lambda: self._step_tiles(-16),
-                                           K.ZoomOut)
-        self.shortcuts_action = self._action("&Keyboard Shortcuts", self.show_shortcuts, "F1")
-        self.preferences_action = self._action("&Preferences…", self.show_preferences,
-                                               QKeySequence.StandardKey.Preferences,
-                                               tip="Your name for the label history and "
-                                               "approvals; labeling behaviour")
-        self.preferences_action.setMenuRole(QAction.MenuRole.PreferencesRole)
-        self.report_action = self._action(
-            "&Validation Report…", lambda: self.review_panel.show_report_dialog(),
-            tip="Write a run's validation report: one HTML file that opens offline")
-        self.export_action = self._action(
-            "&Export Model…", lambda: self.show_export_dialog(), "Ctrl+E",
-            tip="Export the approved run (or another) as a model file for the line")
-        self.verify_action = self._action(
-            "&Verify Records…", lambda: self.verify_records(quiet=False),
-            tip="Check that the label history and the approvals were not edited outside "
-            "DenseStudio")
-        self.about_action = self._action("&About DenseStudio", self.show_about)
-        self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
-        self.project_actions = [self.import_action, self.relink_action, self.refresh_action,
-                                self.close_action, self.select_all_action,
-                                self.next_unlabeled_action, self.unlabel_action,
-                                self.add_class_action, self.bigger_action, self.smaller_action,
-                                self.report_action, self.export_action,
-                                self.verify_action]
-
-    def _make_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        file_menu.addActions([self.new_action, self.open_action, self.open_shared_action])
-        self.recent_menu = file_menu.addMenu("Open &Recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        file_menu.addAction(self.demo_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.import_action)
-        file_menu.addAction(self.relink_action)
-        file_menu.addAction(self.refresh_action)
-        file_menu.addSeparator()
-        file_menu.addActions([self.export_action, self.report_action, self.verify_action])
-        file_menu.addSeparator()
-        file_menu.addAction(self.close_action)
-        file_menu.addAction(self.quit_action)
-
-        edit_menu = bar.addMenu("&Edit")
-        edit_menu.addActions([self.undo_action, self.redo_action])
-        edit_menu.addSeparator()
-        edit_menu.addActions([self.select_all_action, self.next_unlabeled_action])
-        edit_menu.addSeparator()
-        edit_menu.addAction(self.preferences_action)
-
-        self.label_menu = bar.addMenu("&Label")
-        self.label_menu.aboutToShow.connect(self._fill_label_menu)
-
-        view_menu = bar.addMenu("&View")
-        view_menu.addActions([self.bigger_action, self.smaller_action])
-        view_menu.addSeparator()
-        view_menu.addAction(self.class_dock.toggleViewAction())
-        view_menu.addAction(self.split_dock.toggleViewAction())
-        view_menu.addSeparator()
-        view_menu.addAction(self.fullscreen_action)
-
-        help_menu = bar.addMenu("&Help")
-        help_menu.addActions([self.shortcuts_action, self.about_action])
-
-        self.toolbar = self.addToolBar("Main")
-        self.toolbar.setObjectName("mainToolbar")
-        self.toolbar.setMovable(False)
-        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.toolbar.addActions([self.new_action, self.open_action, self.import_action])
-        self.toolbar.addSeparator()
-        self.toolbar.addActions([self.undo_action, self.redo_action])
-        self._fill_label_menu()
 
     def _connect(self) -> None:
         w = self.welcome
@@ -398,11 +230,12 @@ class MainWindow(QMainWindow):
 
         self.train_panel.reviewRequested.connect(self.review_run)
         self.train_panel.runFinished.connect(self._on_run_finished)
-        self.train_panel.runs.runDeleted.connect(lambda _id: self.review_panel.refresh_runs())
         self.review_panel.exportRequested.connect(self.show_export_dialog)
+        self.train_panel.progress.valueChanged.connect(self._mirror_training)
+        self.train_panel.trainingStarted.connect(self._mirror_training)
+        self.train_panel.trainingEnded.connect(lambda _id: self.training_indicator.hide())
+        self.review_panel.openInViewer.connect(self.open_in_viewer)
         self.review_panel.runChanged.connect(self._update_heatmap_run)
-        self.review_panel.approvalsChanged.connect(lambda: self.train_panel.runs.refresh())
-        self.train_panel.runs.runDeleted.connect(self._update_heatmap_run)
 
     # ================================================================ projects
     @property
@@ -508,6 +341,8 @@ class MainWindow(QMainWindow):
         controller.classesChanged.connect(self._on_classes_changed)
         controller.labelsChanged.connect(self._on_labels_changed)
         controller.countsChanged.connect(self._recount)
+        controller.goldenChanged.connect(self.on_golden_changed)
+        controller.runDeleted.connect(self._update_heatmap_run)
         self.class_panel.set_controller(controller)
         self.split_panel.set_controller(controller)
         self.train_panel.set_controller(controller)
@@ -550,10 +385,7 @@ class MainWindow(QMainWindow):
         if controller is None:
             return
         self._remember_project()  # the count as it is now
-        for worker in list(self.workers):  # none may outlive the project it reads
-            worker.cancel()
-        for worker in list(self.workers):
-            worker.wait(30_000)
+        self.jobs.cancel_all()  # none may outlive the project it reads
         self.controller = None
         self.loader.set_fetch(None)
         self.model.set_controller(None)
@@ -596,232 +428,6 @@ class MainWindow(QMainWindow):
                 dock.setVisible(getattr(self, "_docks_shown", {}).get(dock, True))
             else:
                 dock.hide()
-
-    def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        items = app_settings.recent_projects()
-        for path in items:
-            action = self.recent_menu.addAction(app_settings.recent_title(path))
-            action.setToolTip(path)
-            action.setStatusTip(path)
-            action.triggered.connect(lambda _=False, p=path: self.open_project(p))
-        if not items:
-            self.recent_menu.addAction("No recent projects").setEnabled(False)
-        else:
-            self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear List", self._clear_recent)
-
-    def _clear_recent(self) -> None:
-        app_settings.clear_recent_projects()
-        self.welcome.set_recent([])
-
-    # ---------------------------------------------------------------- demo
-    def demo_project_path(self) -> Path:
-        from densestudio.core.demo import DEMO_PROJECT_NAME
-
-        return app_settings.data_dir() / "demo" / DEMO_PROJECT_NAME
-
-    def open_demo_project(self) -> None:
-        from densestudio.core.demo import create_demo_project
-
-        path = self.demo_project_path()
-        if path.is_file():
-            self.open_project(path)
-            return
-        if self.demo_worker is not None and self.demo_worker.running:
-            return
-        self.welcome.set_busy(True, "Drawing demo images…")
-        self.statusBar().showMessage("Building the demo project…")
-        worker = Worker(create_demo_project, path, parent=self)
-        worker.event.connect(self._on_demo_event)
-        worker.finished.connect(lambda p: self.open_project(p))
-        worker.failed.connect(lambda msg: self.show_error("Cannot build the demo project", msg))
-        worker.done.connect(lambda: self.welcome.set_busy(False))
-        worker.done.connect(self.statusBar().clearMessage)
-        self.demo_worker = worker
-        self._start(worker)
-
-    def _on_demo_event(self, event: object) -> None:
-        done, total = getattr(event, "done", None), getattr(event, "total", None)
-        if done is not None and total:
-            verb = "Importing" if isinstance(event, ImportProgress) else "Drawing"
-            self.welcome.set_busy(True, f"{verb} demo images… {done} / {total}")
-
-    # ================================================================ import
-    def show_import_dialog(self, paths: list[Path] | None = None) -> ImportDialog | None:
-        if self.controller is None:
-            self.show_error("No project open",
-                            "Create or open a project first, then import images into it.")
-            return None
-        dialog = ImportDialog(paths, start_dir=self.prefs.last_import_dir, parent=self)
-        dialog.accepted.connect(lambda: self._on_import_dialog_accepted(dialog))
-        dialog.finished.connect(lambda _result: self._forget_import_dialog(dialog))
-        self.import_dialog = dialog
-        if not paths:
-            dialog.subfolders.setChecked(self.prefs.labels_from_subfolders)
-        dialog.open()
-        return dialog
-
-    def _forget_import_dialog(self, dialog: ImportDialog) -> None:
-        if self.import_dialog is dialog:
-            self.import_dialog = None
-        dialog.deleteLater()
-
-    def _on_import_dialog_accepted(self, dialog: ImportDialog) -> None:
-        from densestudio.core.importer import ImportOptions
-
-        paths = dialog.paths()
-        subfolders = dialog.subfolders.isChecked()
-        self.prefs.labels_from_subfolders = subfolders
-        if paths:
-            first = paths[0]
-            self.prefs.last_import_dir = str(first if first.is_dir() else first.parent)
-        self.start_import(paths, ImportOptions(labels_from_subfolders=subfolders))
-
-    def start_import(
-        self, paths: list[Path], options: ImportOptions | None = None
-    ) -> Worker | None:
-        """Import in a worker thread (the code path of the dialog and of drag-and-drop)."""
-        from densestudio.core.importer import ImportOptions, run_import
-
-        if self.controller is None:
-            self.show_error("No project open", "Open or create a project first.")
-            return None
-        if self.import_worker is not None and self.import_worker.running:
-            self.show_error("An import is running", "Wait for it to finish or cancel it.")
-            return None
-        worker = Worker(run_import, self.controller.project, list(paths),
-                        options or ImportOptions(), parent=self)
-        worker.event.connect(self._on_import_event)
-        worker.finished.connect(self._on_import_finished)
-        worker.failed.connect(self._on_import_failed)
-        worker.done.connect(lambda: self._on_import_done(worker))
-        self.import_worker = worker
-        self.import_progress.cancel_button.setEnabled(True)
-        self.import_progress.show_message("Looking for images…")
-        self.import_progress.show()
-        self.import_action.setEnabled(False)
-        self._start(worker)
-        return worker
-
-    def start_relink(self, folder: Path | None = None) -> Worker | None:
-        """Look for missing images (by content hash) under a folder, in a worker thread."""
-        from densestudio.core.importer import relink
-
-        if self.controller is None:
-            return None
-        if folder is None:
-            chosen = QFileDialog.getExistingDirectory(self, "Folder that now holds the images")
-            if not chosen:
-                return None
-            folder = Path(chosen)
-        worker = Worker(relink, self.controller.project, [Path(folder)], parent=self)
-        worker.finished.connect(self._on_relink_finished)
-        worker.failed.connect(lambda message: self.show_error("Relink failed", message))
-        self.relink_worker = worker
-        self.statusBar().showMessage(f"Looking for missing images in {folder}…")
-        self._start(worker)
-        return worker
-
-    def _on_relink_finished(self, result: RelinkResult) -> None:
-        self._refresh_after_import()
-        message = (f"Relinked {result.relinked} image(s); {result.still_missing} still missing.")
-        self.statusBar().showMessage(message, 15000)
-        self.relinkFinished.emit(result)
-
-    def refresh_project(self) -> None:
-        """Re-read the project (another process may have imported or labeled) and re-check
-        which files are missing."""
-        if self.controller is None:
-            return
-        missing, restored = self.controller.project.refresh_missing()
-        self._refresh_after_import()
-        self.statusBar().showMessage(
-            f"{self.controller.project.count_images():,} images · {missing:,} missing files"
-            + (f" · {restored:,} found again" if restored else ""), 10000)
-
-    def cancel_import(self) -> None:
-        if self.import_worker is not None:
-            self.import_worker.cancel()
-
-    def _on_import_event(self, event: object) -> None:
-        if isinstance(event, ImportProgress):
-            self.import_progress.show_progress(event)
-
-    def _on_import_finished(self, report: ImportReport) -> None:
-        self._import_ended()
-        self.last_import_report = report
-        self._refresh_after_import()
-        self.statusBar().showMessage(report.summary(), 15000)
-        if report.skipped or report.cancelled:
-            self.report_dialog = ImportReportDialog(report, self)
-            self.report_dialog.open()
-        self.importFinished.emit(report)
-
-    def _on_import_failed(self, message: str) -> None:
-        self._import_ended()
-        self._refresh_after_import()
-        self.show_error("Import failed", message)
-
-    def _import_ended(self) -> None:
-        # The result is in: a new import may start (the old thread is just winding down).
-        self.import_worker = None
-        self.import_progress.hide()
-        self.import_action.setEnabled(self.controller is not None)
-
-    def _on_import_done(self, worker: Worker) -> None:
-        if self.import_worker is worker:  # ended without a result (cancelled before start)
-            self._import_ended()
-
-    def _on_reload_needed(self) -> None:
-        """Others added images or re-split: reload, unless our own import is running (its
-        end reloads anyway)."""
-        if self.import_worker is None or not self.import_worker.running:
-            self._refresh_after_import()
-
-    def _refresh_after_import(self) -> None:
-        if self.controller is None:
-            return
-        current = self._current_image_id()
-        self.controller.reload()
-        self.model.reload()
-        row = self.model.row_of(current) if current is not None else None
-        if row is None and self.model.rowCount():
-            row = 0
-        if row is not None:
-            self.gallery.go_to_row(row)
-
-    # ---------------------------------------------------------------- drag and drop
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:
-        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
-        if not paths:
-            return
-        event.acceptProposedAction()
-        self.handle_dropped_paths(paths)
-
-    def handle_dropped_paths(self, paths: list[Path]) -> None:
-        projects = [p for p in paths if p.suffix == PROJECT_SUFFIX and p.is_file()]
-        if projects:
-            self.open_project(projects[0])
-            return
-        if self.controller is None:
-            self.show_error("No project open",
-                            "Create or open a project first; then drop folders to import them.")
-            return
-        if self.import_dialog is not None and self.import_dialog.isVisible():
-            self.import_dialog.add_paths(paths)
-            return
-        self.show_import_dialog(paths)
 
     # ================================================================ gallery & labeling
     def apply_filter(self) -> None:
@@ -1008,54 +614,8 @@ class MainWindow(QMainWindow):
         unlabeled = self.controller.counts().count(None)
         self.status_count.setText(f"{total:,} images · {unlabeled:,} unlabeled{sel}")
 
-    def _fill_label_menu(self) -> None:
-        menu = self.label_menu
-        menu.clear()
-        self._add_label_actions(menu)
-        menu.addSeparator()
-        menu.addAction(self.next_unlabeled_action)
-        menu.addAction(self.auto_advance_action)
-        menu.addSeparator()
-        menu.addAction(self.add_class_action)
-
-    def _add_label_actions(self, menu: QMenu) -> None:
-        classes = self.controller.classes() if self.controller else []
-        for cls in classes:
-            key = f"\t{cls.shortcut}" if cls.shortcut else ""
-            action = menu.addAction(f"Label as {cls.name.replace('&', '&&')}{key}")
-            action.setIcon(_swatch(cls.color))
-            action.triggered.connect(lambda _=False, cid=cls.id: self.label_selection(cid))
-        if not classes:
-            menu.addAction("No classes yet (add one in the Classes panel)").setEnabled(False)
-        self.unlabel_action.setText("Remove Label\t0")
-        menu.addAction(self.unlabel_action)
-
-    def _tile_menu(self, pos: QPoint) -> None:
-        index = self.gallery.indexAt(pos)
-        if index.isValid() and not self.gallery.selectionModel().isSelected(index):
-            self.gallery.selectionModel().setCurrentIndex(
-                index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
-        ids = self.selected_image_ids()
-        if not ids:
-            return
-        menu = QMenu(self)
-        n = len(ids)
-        header = menu.addAction(f"{n:,} image{'s' if n != 1 else ''} selected")
-        header.setEnabled(False)
-        assert self.controller is not None  # there are tiles
-        self._add_label_actions(menu)
-        menu.addSeparator()
-        add_golden_actions(menu, self.controller.project, ids, self.on_golden_changed)
-        menu.addSeparator()
-        if index.isValid():
-            info = self.model.info(index.row())
-            if info is not None:
-                menu.addAction("Open in Viewer", self.viewer.setFocus)
-                menu.addAction("Copy Path",
-                               lambda: QGuiApplication.clipboard().setText(info.path))
-                menu.addAction("Show in File Manager", lambda: QDesktopServices.openUrl(
-                    QUrl.fromLocalFile(str(Path(info.path).parent))))
-        self.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
+    def status(self, message: str, ms: int = 4000) -> None:
+        self.statusBar().showMessage(message, ms)
 
     def exec_menu(self, menu: QMenu, global_pos: QPoint) -> None:
         """Show a context menu (a separate method so tests can look at it instead)."""
@@ -1066,7 +626,39 @@ class MainWindow(QMainWindow):
         self.gallery.set_tile_size(size)
 
     def _step_tiles(self, delta: int) -> None:
+        if self.tabs.currentWidget() is self._tab_page(self.review_panel):
+            self.review_panel.step_tile_size(delta)
+            return
         self.filter_bar.tile_slider.setValue(self.filter_bar.tile_slider.value() + delta)
+
+    def _mirror_training(self, *_args: object) -> None:
+        """The Train tab's progress in the status bar, seen from every tab."""
+        src, ind = self.train_panel.progress, self.training_indicator
+        ind.setRange(src.minimum(), src.maximum())
+        ind.setValue(src.value())
+        ind.setFormat(f"Training: {src.format()}" if src.format() else "Training")
+        ind.setVisible(self.train_panel.running)
+
+    def show_tab(self, panel: QWidget) -> None:
+        page = self._tab_page(panel)
+        if page is not None:
+            self.tabs.setCurrentWidget(page)
+
+    def _tab_page(self, panel: QWidget) -> QWidget | None:
+        """The tab page holding ``panel`` (itself, or the scroll area around it)."""
+        for i in range(self.tabs.count()):
+            page = self.tabs.widget(i)
+            if page is not None and (page is panel or page.isAncestorOf(panel)):
+                return page
+        return None
+
+    def open_in_viewer(self, image_ids: list[int], image_id: int) -> None:
+        """A Review tile opened: the Images tab with those tiles, this one in the viewer."""
+        self.show_images(image_ids, "the Review tab's images")
+        row = self.model.row_of(image_id)
+        if row is not None:
+            self.gallery.go_to_row(row)
+        self.viewer.setFocus()
 
     def _on_auto_advance(self, on: bool) -> None:
         self.prefs.auto_advance = on
@@ -1179,105 +771,7 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 
-    def show_shortcuts(self) -> None:
-        text = (
-            "<table cellspacing=6>"
-            "<tr><td><b>1 – 9</b></td><td>label the selected images with that class</td></tr>"
-            "<tr><td><b>0</b>, Backspace</td><td>remove the label</td></tr>"
-            "<tr><td>Arrows, Space</td><td>move to the next / previous image</td></tr>"
-            "<tr><td>Shift/Ctrl+click, drag</td><td>select several images</td></tr>"
-            "<tr><td>Ctrl+A</td><td>select all shown images</td></tr>"
-            "<tr><td>Ctrl+U</td><td>next unlabeled image</td></tr>"
-            "<tr><td>Ctrl+Z, Ctrl+Shift+Z</td><td>undo, redo</td></tr>"
-            "<tr><td>Enter</td><td>open the image in the viewer (F: fit, Ctrl+0: 1:1)</td></tr>"
-            "<tr><td>Ctrl+I</td><td>import images</td></tr>"
-            "<tr><td>F11</td><td>full screen</td></tr></table>"
-        )
-        box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", text,
-                          QMessageBox.StandardButton.Close, self)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
-
-    # ================================================================ records
-    def verify_records(self, quiet: bool = False) -> Worker | None:
-        """Check the label history's and the approvals' hash chains in the background.
-        ``quiet`` (on opening a project): say something only when they were edited."""
-        from densestudio.ui.jobs import verify_job
-
-        if self.controller is None:
-            return None
-        worker = Worker(verify_job, self.controller.project, parent=self)
-        worker.finished.connect(lambda report: self._on_verified(report, quiet))
-        worker.failed.connect(lambda message: self.show_error("Cannot check the records",
-                                                              message))
-        self._start(worker)
-        return worker
-
-    def _on_verified(self, report: VerificationReport, quiet: bool) -> None:
-        self.last_verification = report
-        labels, approvals = report.chains
-        if report.ok:  # on opening: silent (no status line over another action's)
-            text = (f"Records intact: {labels.rows:,} label changes and {approvals.rows:,} "
-                    "approvals, each hash-chained to the one before.")
-            if not quiet:
-                self.statusBar().showMessage(text, 8000)
-                box = QMessageBox(QMessageBox.Icon.Information, "Records intact",
-                                  f"{text}\n\nNewest label-history hash: "
-                                  f"{labels.head_hash[:16]}…", QMessageBox.StandardButton.Ok,
-                                  self)
-                box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-                box.open()
-            return
-        n = len(report.problems)
-        shown = "\n".join(f"• {p}" for p in report.problems[:5])
-        more = f"\n… and {n - 5:,} more (see Details)." if n > 5 else ""
-        message = ("This project's label history or approvals were changed outside "
-                   f"DenseStudio (e.g. with a SQLite tool):\n\n{shown}{more}\n\nNothing was "
-                   "changed or repaired. Treat labels and approvals from before the edit as "
-                   "unverified, and compare the newest hashes with those written down at "
-                   "sign-off (the validation report prints them).")
-        log.warning("Project records edited outside DenseStudio: %s", "; ".join(report.problems))
-        self.last_error = message
-        self.statusBar().showMessage(f"⚠ Records edited outside DenseStudio ({n:,} "
-                                     f"problem{'s' if n != 1 else ''}): File › Verify Records",
-                                     0)
-        box = QMessageBox(QMessageBox.Icon.Warning, "Records edited outside DenseStudio",
-                          message, QMessageBox.StandardButton.Ok, self)
-        box.setDetailedText("\n".join(report.problems))
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
-
-    def show_preferences(self) -> PreferencesDialog:
-        from densestudio.ui.preferences_dialog import PreferencesDialog
-
-        dialog = PreferencesDialog(self.prefs, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.accepted.connect(lambda: self._apply_preferences(dialog))
-        dialog.open()
-        return dialog
-
-    def _apply_preferences(self, dialog: PreferencesDialog) -> None:
-        dialog.apply()
-        name = app_settings.apply_user_name(self.prefs)
-        self.auto_advance_action.setChecked(self.prefs.auto_advance)
-        app_settings.save_preferences(self.prefs)
-        self.statusBar().showMessage(f"Label changes and approvals are recorded as '{name}'.",
-                                     6000)
-
-    def show_about(self) -> None:
-        QMessageBox.about(
-            self, "About DenseStudio",
-            f"<b>DenseStudio {__version__}</b><p>Label images, train a DenseNet, review and "
-            "export — locally and offline. Your images never leave this computer.</p>")
-
     # ================================================================ workers & lifetime
-    def _start(self, worker: Worker) -> None:
-        self.workers.append(worker)
-        worker.failed.connect(self.workerFailed)
-        worker.done.connect(lambda: self.workers.remove(worker) if worker in self.workers
-                            else None)
-        worker.start()
-
     def _restore_geometry(self) -> None:
         s = app_settings.qsettings()
         geometry = s.value("window/geometry")
@@ -1304,10 +798,7 @@ class MainWindow(QMainWindow):
         app_settings.save_preferences(self.prefs)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        for worker in list(self.workers):
-            worker.cancel()
-        for worker in list(self.workers):
-            worker.wait(30_000)
+        self.jobs.cancel_all()
         self.save_state()
         self._teardown_project()
         self.viewer.shutdown()
@@ -1326,26 +817,9 @@ def _scrolling(widget: QWidget) -> QWidget:
     return area
 
 
-def unique_keys(*keys: str | QKeySequence.StandardKey) -> list[QKeySequence]:
-    """Key sequences for one action, each once (a standard key counts with all of the
-    platform's bindings for it)."""
-    out: list[QKeySequence] = []
-    for key in keys:
-        found = (QKeySequence.keyBindings(key) if isinstance(key, QKeySequence.StandardKey)
-                 else [QKeySequence(key)])
-        out += [k for k in found if not k.isEmpty() and k not in out]
-    return out
-
-
 def _thumbnail_cache(project: Project) -> ThumbnailCache | None:
     try:
         from densestudio.core.thumbnails import ThumbnailCache
     except ImportError:  # pragma: no cover - thumbnails module missing
         return None
-    return ThumbnailCache(project)
-
-
-def _swatch(color: str) -> QIcon:
-    from densestudio.ui.class_panel import swatch
-
-    return swatch(color)
+    return ThumbnailCache(project.cache_dir)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QKeyEvent, QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -55,9 +55,19 @@ BAND_COLOR = (230, 159, 0, 50)
 OK, WARN, ERROR = "#1b7f3b", "#b26a00", "#c62828"
 
 
+class _Spin(QDoubleSpinBox):
+    """Enter applies what was typed and goes no further: in a dialog it used to press the
+    default button too ("Pick threshold" replaced a typed 0.67 with its own choice)."""
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        super().keyPressEvent(event)  # interprets the text (editingFinished, valueChanged)
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            event.accept()
+
+
 def _spin(parent: QWidget, lo: float, hi: float, step: float, decimals: int,
           value: float) -> QDoubleSpinBox:
-    spin = QDoubleSpinBox(parent)
+    spin = _Spin(parent)
     spin.setRange(lo, hi)
     spin.setSingleStep(step)
     spin.setDecimals(decimals)
@@ -252,8 +262,9 @@ class OperatingPointPanel(QWidget):
             ax.setTextPen(pg.mkPen(QColor(fg)))
 
     # ================================================================ data
-    def set_run(self, project: Project, run_id: int | None) -> None:
-        """Show the trade-off of a run (its stored point, if any, is loaded)."""
+    def set_run(self, project: Project, run_id: int | None, subset: str | None = None) -> None:
+        """Show the trade-off of a run (its stored point, if any, is loaded) on ``subset``
+        (the split the Review tab shows) when it has predictions, else validation."""
         self.project = project
         self.run = core_runs.get_run(project, run_id) if project and run_id else None
         self.class_names = self.run.class_names if self.run else ()
@@ -268,8 +279,10 @@ class OperatingPointPanel(QWidget):
                     op.guess_good_class(self.class_names))
             self.good_combo.setCurrentIndex(self.good_combo.findText(good) if good else -1)
             if self.run is not None:
-                has_val = core_runs.prediction_count(project, self.run.id, "val") > 0
-                self.subset_combo.setCurrentIndex(0 if has_val else 1)
+                wanted = [s for s in (subset, "val", "test") if s is not None]
+                have = next((s for s in wanted
+                             if core_runs.prediction_count(project, self.run.id, s) > 0), "test")
+                self.subset_combo.setCurrentIndex(self.subset_combo.findData(have))
             if self.stored is not None:
                 s = self.stored
                 self.threshold.setValue(s.threshold)
@@ -412,6 +425,13 @@ class OperatingPointPanel(QWidget):
             self._sync = True
             self.line.setValue(value)
             self._sync = False
+        choice = self.last_choice
+        if choice is not None and choice.threshold is not None \
+                and abs(choice.threshold - value) > 1e-9:
+            self.last_choice = None  # its message was about another threshold
+            self._update_target_status()
+            self._set_status(f"Threshold {_t(value)} (set by hand; the miss-rate target "
+                             "picked another one).")
         self._update_readout()
 
     def _on_line_moved(self) -> None:
@@ -502,7 +522,9 @@ class OperatingPointPanel(QWidget):
             return f"{k} of {total} {what} ({share})"
 
         cost = r.misses * self.cost_miss.value() + r.false_rejects * self.cost_reject.value()
-        unsure = (f" · <b>unsure {part(r.unsure, n, 'parts')}</b>, sent to a person"
+        unsure = (f" · <b>unsure {part(r.unsure, n, 'parts')}</b>, sent to a person "
+                  f"<small>(so the rates count only the {n - r.unsure:,} parts decided OK or "
+                  "NG: the denominators shrink as the band widens)</small>"
                   if point.unsure_low is not None else "")
         self.readout.setText(
             f"At P({html_text(point.good_class)}) ≥ <b>{_t(t)}</b> on {n:,} "
@@ -546,10 +568,11 @@ class OperatingPointPanel(QWidget):
 class OperatingPointDialog(QDialog):
     """The panel in a window of its own, opened from the Review tab."""
 
-    def __init__(self, project: Project, run_id: int, parent: QWidget | None = None) -> None:
+    def __init__(self, project: Project, run_id: int, parent: QWidget | None = None,
+                 subset: str | None = None) -> None:
         super().__init__(parent)
         self.panel = OperatingPointPanel(self)
-        self.panel.set_run(project, run_id)
+        self.panel.set_run(project, run_id, subset)
         run = self.panel.run
         self.setWindowTitle(f"OK/NG threshold — run #{run_id}" + (f" {run.name}" if run else ""))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)

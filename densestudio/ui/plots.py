@@ -171,6 +171,7 @@ class TrainingPlots(QWidget):
                         [("val_acc", "accuracy"), ("val_f1", "macro-F1")])
         self._set_title(self.lr_plot, "lr", "Learning rate", [])
         self.redraws = 0
+        self._planned: int | None = None
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self.redraw)
@@ -192,6 +193,8 @@ class TrainingPlots(QWidget):
 
     def set_epoch_range(self, total_epochs: int | None) -> None:
         """Fix the x axes to the run's planned epochs (None: follow the data)."""
+        self._planned = total_epochs
+        self._dirty = True
         for p in self.plots:
             if total_epochs:
                 p.setXRange(0, total_epochs, padding=0.02)
@@ -244,6 +247,8 @@ class TrainingPlots(QWidget):
         for series, curve in self._pairs:
             x, y = series.view()
             curve.setData(x, y)
+        self._show_axis_values(any(series.n for series, _ in self._pairs))
+
         live = self.raw.n > 0
         history = self.train_epoch.n > 0
         if (live, history) != self._legend_state:
@@ -255,6 +260,19 @@ class TrainingPlots(QWidget):
                 entries.append(("train_epoch", "train (per epoch, mean)"))
             entries.append(("val_loss", "validation"))
             self._set_title(self.loss_plot, "loss", "Loss", entries)
+
+    def _show_axis_values(self, has_data: bool) -> None:
+        """No numbers on empty plots: pyqtgraph's default range would label a run that has
+        not started with epochs 0.1 to 0.9 (planned epochs and the accuracy plot's 0-100 %
+        are real, so they stay)."""
+        state = (has_data or bool(self._planned), has_data)
+        if state == getattr(self, "_axes_state", None):
+            return
+        self._axes_state = state
+        for plot in self.plots:
+            plot.getAxis("bottom").setStyle(showValues=state[0])
+        for plot in (self.loss_plot, self.lr_plot):
+            plot.getAxis("left").setStyle(showValues=state[1])
 
     def _set_title(self, plot: pg.PlotItem, key: str, title: str,
                    entries: list[tuple[str, str]]) -> None:

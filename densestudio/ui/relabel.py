@@ -11,9 +11,9 @@ from PySide6.QtWidgets import QMenu
 from densestudio.core import history
 
 if TYPE_CHECKING:
+    from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
     from densestudio.ui.gallery_view import GalleryView
-    from densestudio.ui.main_window import MainWindow
 
 
 class RelabelSelectedMixin:
@@ -25,7 +25,7 @@ class RelabelSelectedMixin:
 
     if TYPE_CHECKING:  # what the panel using the mixin provides
         controller: ProjectController | None
-        host: MainWindow
+        host: AppContext
         gallery: GalleryView
 
         def selected_ids(self) -> list[int]: ...
@@ -56,7 +56,7 @@ class RelabelSelectedMixin:
             return
         cls = self.controller.class_for_shortcut(key)
         if cls is None:
-            self.host.statusBar().showMessage(f"No class has the shortcut {key}.", 4000)
+            self.host.status(f"No class has the shortcut {key}.", 4000)
             return
         self.relabel_selected(cls.id)
 
@@ -71,7 +71,7 @@ class RelabelSelectedMixin:
         n = len(change) if change is not None else 0
         cls = self.controller.class_by_id(class_id)
         if n:
-            self.host.statusBar().showMessage(
+            self.host.status(
                 f"Relabeled {n} image{'s' if n != 1 else ''} as '{cls.name}'." if cls else
                 f"Removed the label of {n} image{'s' if n != 1 else ''}.", 4000)
         return n

@@ -39,7 +39,7 @@ from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:
     from densestudio.ml.report import ReportWritten
-    from densestudio.ui.main_window import MainWindow
+    from densestudio.ui.context import AppContext
 
 SECTION_TITLES = dict(SECTIONS)
 
@@ -53,12 +53,11 @@ def default_report_path(project: Project, run_id: int) -> Path:
 class ReportDialog(QDialog):
     written = Signal(object)  # ml.report.ReportWritten
 
-    def __init__(self, host: MainWindow, run_id: int, parent: QWidget | None = None) -> None:
-        super().__init__(parent or host)
-        self.host = host  # MainWindow: controller, _start(worker)
+    def __init__(self, host: AppContext, run_id: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.host = host  # the application (ui.context)
         assert host.controller is not None  # opened for a run of the open project
         self.project = host.controller.project
-        self.worker: Worker | None = None
         self.last_report: ReportWritten | None = None
         self.last_error: str | None = None
         self.setWindowTitle("Validation report")
@@ -169,7 +168,6 @@ class ReportDialog(QDialog):
         worker.finished.connect(self._on_written)
         worker.failed.connect(self._on_failed)
         worker.done.connect(lambda: self._on_done(worker))
-        self.worker = worker
         self.last_error = None
         self.status.setStyleSheet("")
         self.status.setText("Writing the report…")
@@ -177,7 +175,7 @@ class ReportDialog(QDialog):
         self.write_button.setEnabled(False)
         self.open_button.setEnabled(False)
         self.folder_button.setEnabled(False)
-        self.host._start(worker)
+        self.host.jobs.start(worker, self, error_title=None)
         return worker
 
     def cancel(self) -> None:
@@ -202,7 +200,7 @@ class ReportDialog(QDialog):
                             f"{'test' if result.subset == 'test' else 'validation'} set).")
         self.open_button.setEnabled(True)
         self.folder_button.setEnabled(True)
-        self.host.statusBar().showMessage(f"Validation report written: {result.path}", 10000)
+        self.host.status(f"Validation report written: {result.path}", 10000)
         self.written.emit(result)
 
     def _on_failed(self, message: str) -> None:
@@ -210,9 +208,13 @@ class ReportDialog(QDialog):
         self.status.setStyleSheet("color: #c62828;")
         self.status.setText(message)
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
     def _on_done(self, worker: Worker) -> None:
-        if self.worker is worker:
-            self.worker = None
+        if self.worker is None:  # (the runner lets go of a job before its ``done``)
             self.progress.hide()
             self.write_button.setEnabled(self.run_id is not None)
             if self.last_report is None and self.last_error is None:
@@ -223,14 +225,27 @@ class ReportDialog(QDialog):
             return None
         return QUrl.fromLocalFile(str(self.last_report.path))
 
-    def open_report(self) -> None:
-        url = self.report_url()
-        if url is not None:
-            QDesktopServices.openUrl(url)
+    def open_report(self) -> bool:
+        if self.last_report is None:
+            return False
+        return self._open(QUrl.fromLocalFile(str(self.last_report.path)), "the report",
+                          str(self.last_report.path))
 
-    def _open_folder(self) -> None:
-        if self.last_report is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.last_report.path).parent)))
+    def _open_folder(self) -> bool:
+        if self.last_report is None:
+            return False
+        folder = str(Path(self.last_report.path).parent)
+        return self._open(QUrl.fromLocalFile(folder), "the folder", folder)
+
+    def _open(self, url: QUrl, what: str, path: str) -> bool:
+        """Open with the desktop's program; when none starts (no browser, no file manager)
+        say so with the path, which can be copied from the message."""
+        if QDesktopServices.openUrl(url):
+            return True
+        self.status.setStyleSheet("color: #c62828;")
+        self.status.setText(f"Could not open {what}: no program to show it could be started. "
+                            f"It is at {path}")
+        return False
 
     def done(self, result: int) -> None:  # cancels a running worker first
         if self.worker is not None:

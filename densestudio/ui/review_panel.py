@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QButtonGroup,
     QComboBox,
     QDoubleSpinBox,
@@ -33,8 +33,6 @@ from PySide6.QtWidgets import (
     QMenu,
     QPushButton,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
@@ -45,174 +43,106 @@ from densestudio.core import runs as core_runs
 from densestudio.core.constants import SOURCE_PREDICTION
 from densestudio.core.formatting import html_text
 from densestudio.core.formatting import percent as pct
-from densestudio.core.stats import clopper_pearson, upper_bound_one_sided
+from densestudio.core.stats import clopper_pearson
 from densestudio.core.store import ImageFilter
 from densestudio.ml import summary
 from densestudio.ml.events import PreparingData
+from densestudio.ml.frame_ranges import FramesChecked, checked_subsets, frame_reasons
+from densestudio.runtime.frame_checks import PRIORITY
 from densestudio.ui.confusion import ConfusionMatrixView
 from densestudio.ui.gallery_model import TileOverlay
-from densestudio.ui.gallery_view import GalleryView, selected_ids
+from densestudio.ui.gallery_view import selected_ids
 from densestudio.ui.heatmaps import HeatmapGalleryModel
 from densestudio.ui.intervals import ci_range, ci_tip, pct_ci
 from densestudio.ui.job_progress import JobProgress
-from densestudio.ui.jobs import evaluate_job, predict_job
+from densestudio.ui.jobs import (
+    RunPredictions,
+    evaluate_job,
+    frame_check_job,
+    predict_job,
+    review_predictions_job,
+)
 from densestudio.ui.relabel import RelabelSelectedMixin
-from densestudio.ui.runs_panel import ApprovalState, approval_state, local_time, run_title
-from densestudio.ui.signoff_dialogs import APPROVED_COLOR, ApproveDialog, add_golden_actions
+from densestudio.ui.review_parts import (
+    SUBSETS,
+    VIEWS,
+    WARN_COLOR,
+    ReviewGallery,
+    Shown,
+    fill_comparison,
+    make_run_combo,
+    make_table,
+    prediction_warnings,
+    run_entry,
+    table_item,
+    too_few,
+)
+from densestudio.ui.review_signoff import ReviewSignoff
+from densestudio.ui.runs_panel import ApprovalState, approval_state, run_title
+from densestudio.ui.signoff_dialogs import add_golden_actions
 from densestudio.ui.workers import Worker
 
 if TYPE_CHECKING:  # imported when first opened (they pull in the whole window)
     import numpy as np
 
-    from densestudio.core.signoff import ApprovalInfo
     from densestudio.core.store import Project
-    from densestudio.ml.evaluate import EvalReport
-    from densestudio.ml.gate import GateResult
+    from densestudio.ml.eval_report import EvalReport
+    from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
     from densestudio.ui.gate_view import GateDialog
-    from densestudio.ui.main_window import MainWindow
     from densestudio.ui.operating_point import OperatingPointDialog
     from densestudio.ui.report_dialog import ReportDialog
 
 log = logging.getLogger(__name__)
 
-SUBSETS = (("val", "Validation"), ("test", "Test"))
-VIEWS = (
-    ("misclassified", "Misclassified"),
-    ("top_losses", "Top losses"),
-    ("unlabeled", "Unlabeled predictions"),
-    ("a_only", "Only this run right"),
-    ("b_only", "Only the other right"),
-)
+# The frame-check filter: (text, data); data "" = every image, "*" = failed any check,
+# "-" = passed, else one reason.
+REASON_FILTERS = (("All frames", ""), ("Unfit frames (any reason)", "*"),
+                  *((f"UNSURE: {r}", r) for r in PRIORITY),
+                  ("Frames fit to judge", "-"))
 
 
-@dataclass(frozen=True)
-class Shown:
-    kind: str  # "cell" | "misclassified" | "top_losses" | "unlabeled" | "a_only" | "b_only"
-    title: str
-    cell: tuple[int, int] | None = None
-
-
-class ReviewGallery(GalleryView):
-    empty_text = ""
-
-
-def _table(parent: QWidget, headers: list[str]) -> QTableWidget:
-    table = QTableWidget(0, len(headers), parent)
-    table.setHorizontalHeaderLabels(headers)
-    table.verticalHeader().hide()
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-    table.setAlternatingRowColors(True)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-    table.setWordWrap(False)
-    return table
-
-
-WARN_COLOR = "#b26a00"
-LOW_CONFIDENCE = 0.7  # every prediction below this: the model is unsure about these images
-
-
-def _run_combo(parent: QWidget, chars: int) -> QComboBox:
-    """A run picker wide enough for "#12 name · balanced 66.7 % · worst …"; its list shows
-    entries in full."""
-    combo = QComboBox(parent)
-    combo.setMinimumContentsLength(chars)
-    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    combo.view().setTextElideMode(Qt.TextElideMode.ElideNone)
-    return combo
-
-
-def run_entry(info: core_runs.RunInfo, mark: str = "") -> str:
-    """A run in a picker: its title (and ``mark``, e.g. " · ✓ approved"), then balanced
-    accuracy and the worst class."""
-    text = summary.short_text(summary.summarize(info.metrics))
-    return f"{run_title(info)}{mark} · {text or info.shown_status}"
-
-
-def prediction_warnings(preds: list[core_runs.PredictionInfo], class_names: tuple[str, ...],
-                        low: float = LOW_CONFIDENCE) -> list[str]:
-    """What to distrust in predictions for unlabeled images: classes the model never picks
-    (it may not know them), and all predictions being unsure."""
-    if not preds:
-        return []
-    out = []
-    predicted = {p.pred_index for p in preds}
-    never = [n for i, n in enumerate(class_names) if i not in predicted]
-    if never:
-        names = ", ".join(f"'{n}'" for n in never)
-        out.append(f"No image was predicted as {names}: if some of these images are "
-                   f"{'that class' if len(never) == 1 else 'those classes'}, the model does "
-                   "not recognise it yet.")
-    best = max(p.confidence for p in preds)
-    if best < low:
-        out.append(f"Every prediction is below {low * 100:.0f} % confidence (the highest is "
-                   f"{best * 100:.0f} %): the model is unsure about all of these images; "
-                   "check them before accepting any.")
-    return out
-
-
-def _too_few(few: list[tuple[str, int]], rep: EvalReport, subset: str) -> str:
-    """The warning for classes with too few images in the set to judge their recall."""
-    def images(k: int) -> str:
-        return f"{k} {subset} image{'s' if k != 1 else ''}"
-
-    if len(few) == len(rep.per_class) and len(few) > 1:
-        lo, hi = min(k for _, k in few), max(k for _, k in few)
-        each = f"{lo} each" if lo == hi else f"{lo}–{hi} each"
-        return (f"Too few to judge: every class has fewer than {summary.FEW_IMAGES} "
-                f"{subset} images ({each}); one image moves a class's recall by "
-                f"{100 / max(1, hi):.0f} % or more. Label more images.")
-    listed = ", ".join(f"{n} ({images(k)})" for n, k in few[:4])
-    more = f" and {len(few) - 4} more" if len(few) > 4 else ""
-    return f"Too few to judge: {listed}{more}. Label more images of these classes."
-
-
-def _item(text: str, right: bool = True) -> QTableWidgetItem:
-    item = QTableWidgetItem(text)
-    if right:
-        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-    return item
-
-
-class ReviewPanel(RelabelSelectedMixin, QWidget):
+class ReviewPanel(ReviewSignoff, RelabelSelectedMixin, QWidget):
     shownChanged = Signal(object)  # Shown
     predictionsReady = Signal(int)  # number of images predicted
     evaluated = Signal(int)  # run id
     exportRequested = Signal(int)  # run id
     runChanged = Signal(object)  # run id or None: the run shown changed
-    approvalsChanged = Signal()  # a run was approved
+    loaded = Signal()  # the shown run's (and the compared run's) predictions were read
+    openInViewer = Signal(object, int)  # the ids shown (in order), the image to open
 
-    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
+    def __init__(self, host: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.host = host  # MainWindow: controller, loader, _start(worker), show_error
+        self.host = host  # the application (ui.context)
         self.controller: ProjectController | None = None
         self.run: core_runs.RunInfo | None = None
         self.subset = "val"
         self.report: EvalReport | None = None
         self.preds: dict[int, core_runs.PredictionInfo] = {}
         self.unlabeled_preds: dict[int, core_runs.PredictionInfo] = {}
+        self.frame_reasons: dict[int, str] = {}  # unlabeled images failing frame checks
         self.other: core_runs.RunInfo | None = None
         self.other_preds: dict[int, core_runs.PredictionInfo] = {}
         self.class_ids: list[int | None] = []  # run class index -> current class id
         self.shown: Shown | None = None
         self.overlay: dict[int, TileOverlay] = {}
-        self.worker: Worker | None = None
         self.op_dialog: OperatingPointDialog | None = None
         self.gate_dialog: GateDialog | None = None
         self.report_dialog: ReportDialog | None = None
         self.approvals = ApprovalState()
         self._loading = False
+        self._reading_run = 0  # the newest requests to read predictions (_read_predictions)
+        self._reading_other = 0
+        self.other_report: EvalReport | None = None
         self._build()
 
     # ================================================================ construction
     def _build(self) -> None:
-        self.run_combo = _run_combo(self, 28)
+        self.run_combo = make_run_combo(self, 28)
         self.subset_combo = QComboBox(self)
         for key, text in SUBSETS:
             self.subset_combo.addItem(text, key)
-        self.compare_combo = _run_combo(self, 16)
+        self.compare_combo = make_run_combo(self, 16)
         self.predict_button = QPushButton("Predict unlabeled", self)
         self.predict_button.setToolTip("Run this model over the images without a label")
         self.export_button = QPushButton("Export model…", self)
@@ -242,12 +172,12 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         caption = QLabel("<small>Rows: true class · columns: predicted class · colour: share "
                          "of the row · click a cell to see its images</small>", self)
         caption.setWordWrap(True)
-        self.per_class = _table(self, ["Class", "Precision %", "Recall %", "F1 %", "Support"])
+        self.per_class = make_table(self, ["Class", "Precision %", "Recall %", "F1 %", "Support"])
         for col in (1, 2):
             self.per_class.horizontalHeaderItem(col).setToolTip(  # type: ignore[union-attr]  # the labels made it
                 "The rate on these images, then its exact 95 % interval in brackets")
         # Comparing gets a tab of its own (the whole height, every column readable).
-        self.compare_table = _table(self, ["Metric", "This run", "Other run", "Δ"])
+        self.compare_table = make_table(self, ["Metric", "This run", "Other run", "Δ"])
         header = self.compare_table.horizontalHeader()
         for col in (1, 2, 3):  # figures always whole; a long metric name elides
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
@@ -305,6 +235,15 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             self.view_buttons[key] = b
             (self.compare_views if key in ("a_only", "b_only") else views).addWidget(b)
         views.addStretch(1)
+        self.reason_combo = QComboBox(self)  # frame checks: show the unfit frames, or hide them
+        for text, data in REASON_FILTERS:
+            self.reason_combo.addItem(text, data)
+        self.reason_combo.setToolTip(
+            "Frame checks (Predict unlabeled): frames too dark, overexposed, out of focus, flat "
+            "or unlike the training images are UNSURE whatever the model says; show only "
+            "them, one reason, or only the frames fit to judge")
+        self.reason_combo.currentIndexChanged.connect(self._on_reason_filter)
+        views.addWidget(self.reason_combo)
         self.heat_button = QToolButton(self)
         self.heat_button.setText("Heatmaps")
         self.heat_button.setCheckable(True)
@@ -326,6 +265,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.gallery.labelShortcut.connect(self._label_with_shortcut)
         self.gallery.unlabelRequested.connect(lambda: self.relabel_selected(None))
         self.gallery.customContextMenuRequested.connect(self._tile_menu)
+        self.gallery.activatedImage.connect(self.open_row)  # double-click, Enter
         self.accept_button = QPushButton("Accept selected predictions", self)
         self.accept_all_button = QPushButton("Accept all with confidence ≥", self)
         self.threshold = QDoubleSpinBox(self)
@@ -415,6 +355,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             try:
                 self.controller.labelsChanged.disconnect(self._on_labels_changed)
                 self.controller.classesChanged.disconnect(self._on_classes_changed)
+                self.controller.runDeleted.disconnect(self._on_run_deleted)
             except (RuntimeError, TypeError):
                 pass
         for dialog in (self.op_dialog, self.gate_dialog, self.report_dialog):
@@ -426,9 +367,15 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self.run = None
         self.other = None
         self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
+        self.frame_reasons = {}
+        self.current_labels: dict[int, int | None] = {}
         if controller is not None:
             controller.labelsChanged.connect(self._on_labels_changed)
             controller.classesChanged.connect(self._on_classes_changed)
+            controller.runDeleted.connect(self._on_run_deleted)
+        self.refresh_runs()
+
+    def _on_run_deleted(self, _run_id: int) -> None:
         self.refresh_runs()
 
     def reviewable_runs(self) -> list[core_runs.RunInfo]:
@@ -532,23 +479,63 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         by_name = {c.name: c.id for c in self.controller.classes()}
         return [by_name.get(n) for n in names]
 
-    def load(self) -> None:
-        """Read the run's stored predictions for the subset and show the report."""
-        from densestudio.ml.evaluate import build_report
+    def _read_predictions(self, with_run: bool) -> None:
+        """Read the stored predictions of the run (``with_run``) and of the compared run in a
+        job; the newest request for each wins, ``loaded`` says when they are shown."""
+        assert self.project is not None and self.run is not None
+        wanted = []
+        if with_run:
+            self._reading_run += 1
+            wanted.append((self.run.id, self.run.class_names, True))
+        if self.other is not None:
+            self._reading_other += 1
+            wanted.append((self.other.id, self.other.class_names, False))
+        request = (self._reading_run if with_run else None, self.run.id,
+                   self._reading_other if self.other is not None else None,
+                   self.other.id if self.other is not None else None)
+        worker = Worker(review_predictions_job, self.project, self.subset, wanted, parent=self)
+        worker.on_result(lambda found: self._on_read(request, found))
+        self.host.jobs.start(worker, error_title="Cannot read the predictions")
 
+    def _on_read(self, request: tuple[int | None, int, int | None, int | None],
+                 found: list[RunPredictions]) -> None:
+        reading_run, run_id, reading_other, other_id = request
+        now_run = self.run.id if self.run is not None else None
+        now_other = self.other.id if self.other is not None else None
+        mine = reading_run == self._reading_run and run_id == now_run
+        theirs = reading_other == self._reading_other and other_id == now_other
+        if mine:
+            got = found[0]
+            self.preds = {p.image_id: p for p in got.preds}
+            self.unlabeled_preds = {p.image_id: p for p in got.unlabeled}
+            self.report = got.report
+            self.frame_reasons = dict(got.frame_reasons)
+            self.current_labels = dict(got.current_labels)
+        if theirs:
+            got = found[-1]
+            self.other_preds = {p.image_id: p for p in got.preds}
+            self.other_report = got.report
+        if self.other is not None and (mine or theirs):
+            self._show_other(self.other_report)
+        if mine:
+            self._show_loaded()
+        elif theirs:
+            self.details.setCurrentIndex(1)  # show the comparison just asked for
+            self._update_buttons()
+        if mine or theirs:
+            self.loaded.emit()
+
+    def load(self) -> None:
+        """Read the run's stored predictions for the subset (in a job), then show the
+        report."""
         if self.run is None or self.project is None:
             return
         self.class_ids = self._class_map(self.run.class_names)
-        preds = core_runs.predictions(self.project, self.run.id, self.subset)
-        self.preds = {p.image_id: p for p in preds}
-        self.unlabeled_preds = {
-            p.image_id: p
-            for p in core_runs.predictions(self.project, self.run.id, "unlabeled")
-        }
-        self.report = (build_report(self.run.id, self.subset, self.run.class_names, preds)
-                       if preds else None)
-        if self.other is not None:
-            self._load_other()
+        self.preds, self.unlabeled_preds, self.report = {}, {}, None
+        self.summary.setText("Reading the predictions…")
+        self._read_predictions(with_run=True)
+
+    def _show_loaded(self) -> None:
         self._show_report()
         self._update_buttons()
         if self.report is not None:
@@ -585,24 +572,26 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             tips = (c.name, ci_tip(precision, f"precision of {c.name}"),
                     ci_tip(recall, f"recall of {c.name}"), "", "")
             for col, text in enumerate(values):
-                item = _item(text, right=col > 0)
+                item = table_item(text, right=col > 0)
                 if tips[col]:
                     item.setToolTip(tips[col])
                 self.per_class.setItem(row, col, item)
 
     def _header_html(self, rep: EvalReport, name: str) -> str:
         """Balanced accuracy and the worst class first (accuracy hides a class that is never
-        found); a warning for classes too small to judge; the defects an OK/NG threshold
-        would pass."""
+        found); a warning for classes too small to judge. With an OK/NG point, its
+        decisions lead."""
         assert self.run is not None  # ``rep`` is one of its reports
         s = summary.summarize({}, rep, self.subset)  # the figures of what is shown
         loss = f" · loss {rep.loss:.3f}" if rep.loss is not None else ""
         cfg = self.run.config
         nb = "&nbsp;"
         bal = rep.balanced_accuracy_interval()
+        decided = self._decision_html()  # OK/NG first; argmax figures follow
         lines = [
             f"<b>{html_text(run_title(self.run))}</b> <small>({cfg.get('arch', '?')},{nb}"
             f"{cfg.get('img_size', '?')}{nb}px)</small>" + self._approval_badge(),
+            *([decided, "<small>By the most likely class:</small>"] if decided else []),
             f"<span style='font-size:large'><b>{pct(s.balanced_accuracy)}</b> balanced "
             f"accuracy</span> <small>({ci_range(bal).replace(' ', nb)})</small>",
         ]
@@ -612,44 +601,100 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             bracket = f" <small>({ci_range(worst).replace(' ', nb)})</small>" if worst else ""
             lines.append(f"worst class <b>{html_text(s.worst_class or '?')} {pct(s.worst_recall)}"
                          f"</b> recall{bracket}")
+        both = summary.side_by_side(self.run.metrics, self.subset, rep.balanced_accuracy)
+        if both:
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(both)}</span>"
+                         if "points apart" in both else f"<small>{html_text(both)}</small>")
         lines.append(f"accuracy {pct_ci(rep.accuracy_interval()).replace(' ', nb)} · "
                      f"macro-F1 {pct(rep.macro_f1)}"
                      f" <small>· {rep.n:,} {name} images{loss} · brackets: 95 % "
                      "intervals</small>")
         few = summary.few_image_classes(rep.per_class)
         if few:
-            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(_too_few(few, rep, name))}"
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(too_few(few, rep, name))}"
                          "</span>")
-        passed = self._defects_called_good()
-        if passed:
-            lines.append(passed)
+        recount = self._recount()
+        if recount:
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {recount}</span>")
+        leak = self._leak_warning()
+        if leak:
+            lines.append(f"<span style='color:{WARN_COLOR}'>⚠ {html_text(leak)}</span>")
         return "<br>".join(lines)
 
-    def _defects_called_good(self) -> str:
-        """"Defects called good" at the run's saved OK/NG threshold (empty without one)."""
+    def _recount(self) -> str:
+        """After relabeling: the figures with the labels as they are now (the matrix, the
+        table and the views keep the labels of the run's time, and say so)."""
+        from densestudio.ml.eval_report import build_report
+
+        if self.run is None or self.report is None:
+            return ""
+        index_of = {cid: k for k, cid in enumerate(self.class_ids) if cid is not None}
+        changed, now_preds = 0, []
+        for p in self.preds.values():
+            if p.true_index is None:
+                continue
+            then = self.class_ids[p.true_index] if p.true_index < len(self.class_ids) else None
+            now = self.current_labels.get(p.image_id, then)
+            if now == then:
+                now_preds.append(p)
+                continue
+            changed += 1
+            if now is not None and now in index_of:  # unlabeled or a new class: left out
+                now_preds.append(replace(p, true_index=index_of[now]))
+        if not changed:
+            return ""
+        rep = build_report(self.run.id, self.subset, self.run.class_names, now_preds)
+        wrong = sum(p.pred_index != p.true_index for p in now_preds)
+        return (f"{changed:,} image{'s' if changed != 1 else ''} relabeled since the run. "
+                f"With the labels as they are now: <b>{pct(rep.balanced_accuracy)}</b> "
+                f"balanced accuracy, accuracy {pct(rep.accuracy)}, {wrong:,} misclassified "
+                f"of {rep.n:,}. The matrix, the table and the views below count the labels "
+                "as they were at the run's time.")
+
+    def _leak_warning(self) -> str:
+        """Near-identical images across splits, model-made test labels (as of now)."""
+        from densestudio.core.splits import leak_warning
+        from densestudio.core.store import split_leaks
+
+        assert self.project is not None  # a report is shown
+        leaks, model_in_test = split_leaks(self.project)
+        return leak_warning(leaks, model_in_test if self.subset == "test" else 0)
+
+    def _decision_html(self) -> str:
+        """What the run's saved OK/NG point decides on the shown subset, over all of it:
+        defects passed as good, good parts rejected, sent to a person (empty without a
+        point), and Train's note when validation could not show its target."""
         from densestudio.ml import operating_point as op
 
         assert self.run is not None and self.project is not None  # a report is shown
         point = op.load_operating_point(self.project, self.run.id)
+        record = op.picked_record(self.project, self.run.id)
+        note = (f"<span style='color:{WARN_COLOR}'>⚠ {html_text(str(record['message']))}"
+                "</span>" if record and not record.get("shown") else "")
         if point is None or point.good_class not in self.run.class_names:
-            return ""
+            return note
         good = list(self.run.class_names).index(point.good_class)
-        defects = [p for p in self.preds.values()
-                   if p.true_index is not None and p.true_index != good and good < len(p.probs)]
-        if not defects:
-            return ""
-        called = sum(point.decide(float(p.probs[good])) == "OK" for p in defects)
-        ci = clopper_pearson(called, len(defects))
-        upper = upper_bound_one_sided(called, len(defects))
-        color = "#c62828" if called else "#1b7f3b"
-        return (f"<span style='color:{color}'>Defects called good ('{html_text(point.good_class)}' "
-                f"at the saved threshold {point.threshold:.2f}): <b>{called} of "
-                f"{len(defects)}</b> ({pct_ci(ci)}; at most {upper * 100:.1f} % with 95 % "
-                "confidence)</span>")
+        labeled = [p for p in self.preds.values()
+                   if p.true_index is not None and good < len(p.probs)]
+        if not labeled:
+            return note
+        c = op.decision_counts(np.array([float(p.probs[good]) for p in labeled]),
+                               np.array([p.true_index == good for p in labeled]), point)
+        color = "#c62828" if c.passed else "#1b7f3b"
+        rejected = clopper_pearson(c.rejected, c.good)
+        return (
+            f"<span style='font-size:large;color:{color}'>Defects passed as good: "
+            f"<b>{c.passed} of {c.defects}</b></span> ({pct(c.passed / max(c.defects, 1))}, "
+            f"at most {c.passed_upper * 100:.1f} % at 95 %) <small>· OK when "
+            f"P({html_text(point.good_class)}) ≥ {point.threshold:.3g}</small><br>"
+            f"good parts rejected <b>{c.rejected} of {c.good}</b> ({pct_ci(rejected)}) · "
+            f"sent to a person <b>{c.unsure} of {c.n}</b> ({pct(c.unsure / max(c.n, 1))})"
+            + (f"<br>{note}" if note else ""))
 
     def _clear(self, text: str) -> None:
         self.run, self.report, self.other = None, None, None
         self.preds, self.unlabeled_preds, self.other_preds = {}, {}, {}
+        self.frame_reasons = {}
         self.summary.setText(text)
         self.evaluate_button.hide()
         self.matrix.set_matrix([], [])
@@ -668,10 +713,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         """The images of one confusion-matrix cell, most confident first."""
         if self.run is None or self.report is None:
             return []
-        assert self.project is not None  # it has the run
         names = self.run.class_names
-        ids = core_runs.confusion_cell_images(self.project, self.run.id, self.subset,
-                                              true_index, pred_index)
+        cell = [p for p in self.preds.values()  # (read in a job: no query here)
+                if p.true_index == true_index and p.pred_index == pred_index]
+        ids = [p.image_id for p in sorted(cell, key=lambda p: (-p.confidence, p.image_id))]
         self.matrix.set_active((true_index, pred_index))
         what = "correct" if true_index == pred_index else "mistaken"
         self._uncheck_views()
@@ -700,7 +745,9 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             title = (f"<b>{len(ids)}</b> misclassified {subset} images · most confident "
                      "mistakes first")
         elif kind == "top_losses":
-            ids = core_runs.top_losses(self.project, self.run.id, self.subset, limit=200)
+            lossy = sorted((p for p in self.preds.values() if p.loss is not None),
+                           key=lambda p: (-(p.loss or 0.0), p.image_id))
+            ids = [p.image_id for p in lossy[:200]]
             title = (f"<b>{len(ids)}</b> {subset} images with the highest loss · likely label "
                      "errors or hard cases")
         elif kind == "unlabeled":
@@ -722,10 +769,52 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                          f"and {run_title(b)} gets wrong")
         else:
             raise ValueError(kind)
+        ids, title = self._filter_by_reason(ids, title)
         self._show_ids(ids, Shown(kind, title))
         self.warning.setText("<br>".join(f"⚠ {html_text(w)}" for w in warnings))
         self.warning.setVisible(bool(warnings))
         return ids
+
+    def _filter_by_reason(self, ids: list[int], title: str) -> tuple[list[int], str]:
+        """``ids`` kept by the frame-check filter, and the title saying so."""
+        want = self.reason_combo.currentData()
+        if not want:
+            return ids, title
+        reasons = self.frame_reasons
+        if want == "*":
+            kept = [i for i in ids if i in reasons]
+        elif want == "-":
+            kept = [i for i in ids if i not in reasons]
+        else:
+            kept = [i for i in ids if reasons.get(i) == want]
+        return kept, (f"{title} · <b>{len(kept)}</b> of them shown "
+                      f"({html_text(self.reason_combo.currentText())})")
+
+    def _on_reason_filter(self, _index: int) -> None:
+        if self.shown is None or self.shown.kind not in dict(VIEWS):
+            return
+        if (self.reason_combo.currentData() and self.shown.kind != "unlabeled"
+                and self.check_frames() is not None):
+            return  # shown again when the subset's frames are checked
+        self.show_view(self.shown.kind)
+
+    def check_frames(self) -> Worker | None:
+        """Run the frame checks on this subset's images once (in the background), so the
+        filter can pick the unfit frames among them; None when done before or busy."""
+        if (self.run is None or self.project is None or self._busy()
+                or self.subset in checked_subsets(self.project, self.run.id)):
+            return None
+        run_id, kind = self.run.id, self.shown.kind if self.shown else "misclassified"
+        worker = Worker(frame_check_job, self.project, run_id, self.subset, parent=self)
+        worker.finished.connect(lambda _found: self._on_frames_checked(run_id, kind))
+        self._run_worker(worker, "Checking the frames (too dark, out of focus, …)…")
+        return worker
+
+    def _on_frames_checked(self, run_id: int, kind: str) -> None:
+        if self.run is None or self.run.id != run_id or self.project is None:
+            return
+        self.frame_reasons = frame_reasons(self.project, run_id)
+        self.show_view(kind)
 
     def _uncheck_views(self) -> None:
         self.view_group.setExclusive(False)
@@ -774,12 +863,15 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 relabeled = now != true_id
                 if relabeled and now is not None:  # judge against the label it has now
                     correct = pred_id == now
-            decision = decide(p.probs) if decide is not None else ""
+            decision, p_good = decide(p.probs) if decide is not None else ("", "")
+            reason = self.frame_reasons.get(image_id, "")
             out[image_id] = TileOverlay(pred_id, p.confidence, correct,
-                                        f"{p.confidence * 100:.0f}%", relabeled, decision)
+                                        f"{p.confidence * 100:.0f}%", relabeled,
+                                        "UNSURE" if reason else decision, reason,
+                                        p_good=p_good)
         return out
 
-    def _ok_ng_decider(self) -> Callable[[np.ndarray], str] | None:
+    def _ok_ng_decider(self) -> Callable[[np.ndarray], tuple[str, str]] | None:
         """OK / NG / UNSURE from a prediction's probabilities, when the run has an
         operating point (so tiles show what the production line would decide)."""
         from densestudio.ml import operating_point as op
@@ -790,9 +882,23 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if point is None or point.good_class not in self.run.class_names:
             return None
         good = list(self.run.class_names).index(point.good_class)
-        return lambda probs: point.decide(float(probs[good])) if good < len(probs) else "?"
+
+        def decide(probs: np.ndarray) -> tuple[str, str]:
+            """("NG", "P(ok) 29%"): the decision and the P(good) it was made from."""
+            if good >= len(probs):
+                return "?", ""
+            p_good = float(probs[good])
+            return point.decide(p_good), f"P({point.good_class}) {p_good * 100:.0f}%"
+
+        return decide
 
     def _on_labels_changed(self, image_ids: list[int]) -> None:
+        ours = [i for i in image_ids if i in self.preds]
+        if ours and self.project is not None and self.report is not None:
+            self.current_labels.update(
+                (i.id, i.label_id) for i in self.project.images_by_ids(ours))
+            self.summary.setText(self._header_html(self.report,
+                                                   dict(SUBSETS)[self.subset].lower()))
         shown = [i for i in image_ids if i in self.overlay]
         if not shown:
             return
@@ -815,71 +921,20 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
                 self.compare_combo.setCurrentIndex(index)
                 self._loading = False
         if run_id is None or self.project is None:
-            self.other, self.other_preds = None, {}
+            self.other, self.other_preds, self.other_report = None, {}, None
             self.compare_box.hide()
             self.compare_hint.show()
             self._update_buttons()
             return
         self.other = core_runs.get_run(self.project, run_id)
-        self._load_other()
-        self.details.setCurrentIndex(1)  # show the comparison just asked for
-        self._update_buttons()
+        if self.run is not None:
+            self._read_predictions(with_run=False)
 
-    def _load_other(self) -> None:
-        from densestudio.ml.evaluate import build_report
-
-        assert self.other is not None and self.run is not None and self.project is not None
-        preds = core_runs.predictions(self.project, self.other.id, self.subset)
-        self.other_preds = {p.image_id: p for p in preds}
-        other = (build_report(self.other.id, self.subset, self.other.class_names, preds)
-                 if preds else None)
-        rows: list[tuple[str, float | None, float | None, bool]] = []
-        a = self.report
-
-        def val(rep: EvalReport | None, attr: str) -> float | None:
-            return None if rep is None else getattr(rep, attr)
-
-        worst_a = summary.worst_class(a.per_class) if a else None
-        worst_b = summary.worst_class(other.per_class) if other else None
-        rows.append(("Balanced accuracy", val(a, "balanced_accuracy"),
-                     val(other, "balanced_accuracy"), True))
-        rows.append(("Worst-class recall", worst_a[1] if worst_a else None,
-                     worst_b[1] if worst_b else None, True))
-        rows.append(("Worst class", None, None, True))  # names, filled in below
-        rows.append(("Accuracy", val(a, "accuracy"), val(other, "accuracy"), True))
-        rows.append(("Macro-F1", val(a, "macro_f1"), val(other, "macro_f1"), True))
-        rows.append(("Loss", val(a, "loss"), val(other, "loss"), False))
-        recall_other = {c.name: c.recall for c in other.per_class} if other else {}
-        for c in (a.per_class if a else []):
-            rows.append((f"Recall {c.name}", c.recall, recall_other.get(c.name), True))
-        self.compare_table.setHorizontalHeaderLabels(
-            ["Metric", f"#{self.run.id}", f"#{self.other.id}", "Δ"])
-        for col, info in ((1, self.run), (2, self.other)):
-            header = self.compare_table.horizontalHeaderItem(col)
-            header.setToolTip(run_title(info))  # type: ignore[union-attr]  # the labels made it
-        self.compare_table.setRowCount(len(rows) + 1)
-        for row, (name, x, y, is_pct) in enumerate(rows):
-            def fmt(v: float | None, is_pct: bool = is_pct) -> str:
-                return "—" if v is None else (pct(v) if is_pct else f"{v:.3f}")
-
-            delta = "—" if x is None or y is None else (
-                f"{(x - y) * 100:+.1f}" if is_pct else f"{x - y:+.3f}")
-            for col, text in enumerate((name, fmt(x), fmt(y), delta)):
-                item = _item(text, right=col > 0)
-                if col == 0:
-                    item.setToolTip(name)
-                self.compare_table.setItem(row, col, item)
-        for col, worst in ((1, worst_a), (2, worst_b)):  # which class is the worst
-            cell = self.compare_table.item(2, col)
-            if worst is not None and cell is not None:
-                cell.setText(worst[0] if len(worst[0]) <= 16 else worst[0][:15] + "…")
-                cell.setToolTip(f"'{worst[0]}' is the class this run recognises least often")
-        self.compare_table.item(2, 3).setText("")  # type: ignore[union-attr]  # set above
-        both = self.compare_counts()
-        self.compare_table.setItem(len(rows), 0, _item("Right here / right there only", False))
-        self.compare_table.setItem(len(rows), 1, _item(f"{both[0]:,}"))
-        self.compare_table.setItem(len(rows), 2, _item(f"{both[1]:,}"))
-        self.compare_table.setItem(len(rows), 3, _item(""))
+    def _show_other(self, other: EvalReport | None) -> None:
+        """The comparison table of the shown run's report and ``other``'s."""
+        assert self.other is not None and self.run is not None
+        fill_comparison(self.compare_table, self.run, self.report, self.other, other,
+                        self.compare_counts())
         self.compare_box.setTitle(f"Comparison on the {dict(SUBSETS)[self.subset].lower()} set")
         self.compare_box.show()
         self.compare_hint.hide()
@@ -928,8 +983,11 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         return self._accept(self._acceptable(self.selected_ids()))
 
     def _above(self, threshold: float) -> list[int]:
+        """Shown unlabeled predictions at or above ``threshold`` (never a frame that failed
+        its frame checks: a black frame's confident class is no label)."""
         return [i for i in self.model.ids
-                if i in self.unlabeled_preds and self.unlabeled_preds[i].confidence >= threshold]
+                if i in self.unlabeled_preds and self.unlabeled_preds[i].confidence >= threshold
+                and i not in self.frame_reasons]
 
     def accept_above(self, threshold: float) -> int:
         ids = self._above(threshold)
@@ -937,7 +995,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
             shown = [self.unlabeled_preds[i].confidence for i in self.model.ids
                      if i in self.unlabeled_preds]
             best = f" (the most confident is {max(shown) * 100:.0f} %)" if shown else ""
-            self.host.statusBar().showMessage(
+            self.host.status(
                 f"No prediction reaches {threshold * 100:.0f} %{best}: nothing was accepted. "
                 "Lower the threshold, or select images and accept them one by one.", 8000)
             return 0
@@ -959,13 +1017,13 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         current = {i.id: i.label_id for i in project.images_by_ids([i for i, _ in pairs])}
         pairs = [(i, c) for i, c in pairs if current.get(i) is None]  # never overwrite labels
         if not pairs:
-            self.host.statusBar().showMessage("Those images already have labels.", 4000)
+            self.host.status("Those images already have labels.", 4000)
             return 0
         n = len(pairs)
         change = self.controller.label_images_many(
             pairs, SOURCE_PREDICTION, f"Accept {n} prediction{'s' if n != 1 else ''}")
         done = len(change) if change is not None else 0
-        self.host.statusBar().showMessage(
+        self.host.status(
             f"Accepted {done} prediction{'s' if done != 1 else ''} as labels (Ctrl+Z undoes).",
             5000)
         return done
@@ -977,6 +1035,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         menu = QMenu(self)
         header = menu.addAction(f"{len(ids):,} image{'s' if len(ids) != 1 else ''} selected")
         header.setEnabled(False)
+        current = self.gallery.currentIndex()
+        if current.isValid():
+            menu.addAction("Open in viewer\tEnter", lambda: self.open_row(current.row()))
+            menu.addSeparator()
         pairs = self._acceptable(ids)
         if pairs:
             menu.addAction(f"Accept prediction{'s' if len(pairs) != 1 else ''}",
@@ -985,31 +1047,44 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         self._add_relabel_actions(menu, remove_label=True)
         menu.addSeparator()
         assert self.project is not None  # there are tiles
-        add_golden_actions(menu, self.project, ids, self.host.on_golden_changed)
+        assert self.controller is not None
+        add_golden_actions(menu, self.project, ids, self.controller.golden_changed)
         self.host.exec_menu(menu, self.gallery.viewport().mapToGlobal(pos))
+
+    def open_row(self, row: int) -> None:
+        """Open a tile in the viewer (Images tab, with exactly the tiles shown here)."""
+        if 0 <= row < len(self.model.ids):
+            self.openInViewer.emit(list(self.model.ids), self.model.ids[row])
+
+    def step_tile_size(self, delta: int) -> None:
+        """Ctrl+ / Ctrl- while the Review tab is shown."""
+        self.gallery.set_tile_size(self.gallery.delegate.tile + delta)
 
     # ================================================================ workers
     def _busy(self) -> bool:
         return self.worker is not None
 
     def _run_worker(self, worker: Worker, text: str) -> None:
-        self.worker = worker
         worker.event.connect(self._on_event)
-        worker.failed.connect(lambda msg: self.host.show_error("Cannot do that", msg))
         worker.done.connect(lambda: self._on_done(worker))
         self.progress.start(text)
-        self.host._start(worker)
+        self.host.jobs.start(worker, self)  # a failure: "Cannot do that"
         self._update_buttons()
 
     def _on_event(self, event: object) -> None:
         done, total = getattr(event, "done", None), getattr(event, "total", None)
         if done is not None and total:
-            verb = "Preparing" if isinstance(event, PreparingData) else "Predicting"
+            verb = ("Preparing" if isinstance(event, PreparingData) else
+                    "Checking frames" if isinstance(event, FramesChecked) else "Predicting")
             self.progress.count(done, total, f"{verb} {done:,} / {total:,}")
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
     def _on_done(self, worker: Worker) -> None:
-        if self.worker is worker:
-            self.worker = None
+        if self.worker is None:  # (the runner lets go of a job before its ``done``)
             self.progress.hide()
             self._update_buttons()
 
@@ -1025,7 +1100,7 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         in_run = {r.image_id for r in core_runs.run_images(self.project, self.run.id)}
         ids = [i for i in unlabeled if i not in in_run]
         if not ids:
-            self.host.statusBar().showMessage("There are no unlabeled images to predict.", 5000)
+            self.host.status("There are no unlabeled images to predict.", 5000)
             self.predictionsReady.emit(0)
             return None
         run_id = self.run.id
@@ -1038,10 +1113,12 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
         if self.run is None or self.run.id != run_id:
             return
         self.unlabeled_preds.update({p.image_id: p for p in preds})
+        if self.project is not None:
+            self.frame_reasons = frame_reasons(self.project, run_id)
         self.show_view("unlabeled")
         warnings = prediction_warnings(list(preds), self.run.class_names)
         if warnings:
-            self.host.statusBar().showMessage(warnings[0], 10000)
+            self.host.status(warnings[0], 10000)
         self.predictionsReady.emit(len(preds))
 
     def evaluate(self) -> Worker | None:
@@ -1065,123 +1142,10 @@ class ReviewPanel(RelabelSelectedMixin, QWidget):
     # ================================================================ heatmaps, OK/NG
     def _update_tile_heatmaps(self) -> None:
         """Heatmaps on the tiles when the toggle is on and the run has a model."""
-        service = getattr(self.host, "heatmaps", None)
+        service = self.host.heatmaps
         on = (self.heat_button.isChecked() and self.run is not None
               and bool(self.run.checkpoint_best) and service is not None)
         self.model.set_heatmaps(service, self.run.id if on and self.run is not None else None)
-
-    def show_operating_point(self) -> OperatingPointDialog | None:
-        from densestudio.ui.operating_point import OperatingPointDialog
-
-        if self.run is None or self.project is None:
-            return None
-        if self.op_dialog is not None:
-            self.op_dialog.close()
-        dialog = OperatingPointDialog(self.project, self.run.id, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.panel.saved.connect(self._on_operating_point_saved)
-        dialog.destroyed.connect(lambda *_: setattr(self, "op_dialog", None)
-                                 if self.op_dialog is dialog else None)
-        self.op_dialog = dialog
-        dialog.show()
-        return dialog
-
-    def _on_operating_point_saved(self, run_id: int, _point: object) -> None:
-        if self.run is None or run_id != self.run.id:
-            return
-        self._show_report()  # the header says how many defects the threshold passes
-        if self.model.ids:
-            self.overlay = self._overlay_for(self.model.ids)
-            self.model.set_overlay(self.overlay)
-
-    # ================================================================ sign-off
-    def _approval_badge(self) -> str:
-        """"✓ approved for release" beside the run's title, or which run is."""
-        state = self.approvals
-        if self.run is None or state.current is None:
-            return ""
-        current = state.current
-        if self.run.id == current.run_id:
-            return (f" <b style='color:{APPROVED_COLOR}'>✓ approved for release</b> "
-                    f"<small>(by {html_text(current.approved_by)}, "
-                    f"{local_time(current.approved_at)})</small>")
-        what = "approved earlier" if self.run.id in state.by_run else "not approved"
-        return (f" <small style='color:gray'>· {what}; the approved run is "
-                f"#{current.run_id}</small>")
-
-    def _set_golden(self, marked: bool) -> int:
-        """Mark (or unmark) the selected tiles as must-pass."""
-        from densestudio.core import signoff
-
-        ids = self.selected_ids()
-        if not ids or self.project is None:
-            return 0
-        if marked:
-            n = signoff.add_golden(self.project, ids)
-            message = f"Marked {n:,} image{'s' if n != 1 else ''} as must-pass."
-        else:
-            n = signoff.remove_golden(self.project, ids)
-            message = f"Removed the must-pass mark of {n:,} image{'s' if n != 1 else ''}."
-        self.host.on_golden_changed(message)
-        return n
-
-    def show_gate(self, against: int | None = None) -> GateDialog | None:
-        """The release gate for the run shown (against the approved run by default)."""
-        from densestudio.ui.gate_view import GateDialog
-
-        if self.run is None or self.project is None:
-            return None
-        if self.gate_dialog is not None:
-            self.gate_dialog.close()
-        dialog = GateDialog(self.host, self.run.id, against, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.approveRequested.connect(self.show_approve)
-        dialog.destroyed.connect(lambda *_: setattr(self, "gate_dialog", None)
-                                 if self.gate_dialog is dialog else None)
-        self.gate_dialog = dialog
-        dialog.show()
-        return dialog
-
-    def show_approve(self, run_id: int | None = None,
-                     gate: GateResult | None = None) -> ApproveDialog | None:
-        """Approve a run (default: the one shown) for release."""
-        if self.project is None:
-            return None
-        run_id = run_id if run_id is not None else (self.run.id if self.run else None)
-        dialog = ApproveDialog(self.project, run_id, gate, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.approved.connect(self._on_approved)
-        dialog.open()
-        return dialog
-
-    def _on_approved(self, info: ApprovalInfo) -> None:
-        self.refresh_runs(reload=False)
-        if self.gate_dialog is not None:
-            self.gate_dialog.refresh_runs()
-        self.host.statusBar().showMessage(
-            f"Run #{info.run_id} is approved for release (by {info.approved_by}).", 8000)
-        self.approvalsChanged.emit()
-
-    def show_report_dialog(self) -> ReportDialog | None:
-        """Write the validation report of the run shown (or the newest finished run)."""
-        from densestudio.ui.report_dialog import ReportDialog
-
-        if self.project is None:
-            return None
-        run_id = self.run.id if self.run is not None else next(
-            (r.id for r in core_runs.list_runs(self.project) if r.status == "finished"), None)
-        if run_id is None:
-            self.host.show_error("No run to report on", "Train a run first (Train tab).")
-            return None
-        if self.report_dialog is not None:
-            self.report_dialog.close()
-        dialog = ReportDialog(self.host, run_id, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.destroyed.connect(lambda *_: setattr(self, "report_dialog", None)
-                                 if self.report_dialog is dialog else None)
-        self.report_dialog = dialog
-        dialog.show()
-        return dialog
 
     def _update_buttons(self, *_args: object) -> None:
         has_run = self.run is not None and bool(self.run.checkpoint_best)

@@ -248,8 +248,9 @@ class RunsPanel(QWidget):
         super().hideEvent(event)
 
     def _metric_cells(self, info: core_runs.RunInfo) -> dict[str, str]:
-        """Balanced accuracy, worst class and accuracy of a finished run; a stopped run
-        shows the validation accuracy of its best (else last) validated epoch."""
+        """Balanced accuracy, worst class and accuracy of a finished run; a running or
+        stopped run shows the validation balanced accuracy and accuracy of its best (else
+        last) validated epoch, every epoch."""
         s = summary.summarize(info.metrics)
         if not s.empty:
             where = "" if s.subset == "test" else f" ({s.subset})"
@@ -262,7 +263,12 @@ class RunsPanel(QWidget):
         best = next((m for m in validated if m.epoch == info.best_epoch),
                     validated[-1] if validated else None)
         accuracy = "—" if best is None else f"{pct(best.val_acc)} (val, epoch {best.epoch})"
-        return {"Balanced acc": "—", "Worst class": "—", "Accuracy": accuracy}
+        live = info.extra.get(core_runs.LIVE_KEY)
+        balanced = "—"
+        if isinstance(live, dict) and live.get("best_balanced_acc") is not None:
+            balanced = (f"{pct(float(live['best_balanced_acc']))} (val, epoch "
+                        f"{live.get('best_epoch', '?')})")
+        return {"Balanced acc": balanced, "Worst class": "—", "Accuracy": accuracy}
 
     def row_of(self, run_id: int) -> int | None:
         for row, info in enumerate(self.infos):

@@ -1,6 +1,7 @@
 """User preferences (a dataclass in a JSON file under the config dir) and QSettings helpers.
 
-QSettings keeps only window geometry/state and the recent-projects list (DESIGN rule 5).
+QSettings keeps only window geometry/state and the recent-projects list
+(docs/ARCHITECTURE.md, "Settings").
 ``DENSESTUDIO_CONFIG_DIR`` overrides the config folder (tests, portable installs).
 
 ``user_name`` is who the label history and approvals record. core reads it from

@@ -148,7 +148,7 @@ class ApproveDialog(QDialog):
                          f"{html_text(state.describe(run_id))}</span>")
         gate = self.gate
         if gate is not None and getattr(gate, "candidate", None) == run_id:
-            color = APPROVED_COLOR if gate.passed else "#c62828"
+            color = {"pass": APPROVED_COLOR, "fail": "#c62828"}.get(gate.outcome, WARN_COLOR)
             lines.append(f"Release gate: <b style='color:{color}'>{html_text(gate.verdict)}</b>")
         elif state.current is not None and state.approved_run != run_id:
             lines.append(f"<span style='color:{WARN_COLOR}'>Tip: run the release gate "

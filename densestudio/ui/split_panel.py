@@ -34,13 +34,13 @@ from densestudio.core.constants import SPLITS
 from densestudio.core.errors import DenseStudioError
 from densestudio.core.progress import CancelToken, EventCallback
 from densestudio.ui.controller import ProjectController
-from densestudio.ui.workers import Worker
+from densestudio.ui.workers import JobRunner, Worker
 
 if TYPE_CHECKING:
     from densestudio.core.near_duplicates import NearDuplicateGroup
     from densestudio.core.store import Project
 
-GROUP_CHOICES = (("", "None (image by image)"), ("folder", "Parent folder"),
+GROUP_CHOICES = (("", "Near-duplicates only"), ("folder", "Parent folder"),
                  ("regex", "Regex on the file name"))
 ERROR_STYLE = "color: #c62828;"
 
@@ -49,9 +49,10 @@ def near_duplicates_job(
     project: Project, *, on_event: EventCallback, cancel: CancelToken
 ) -> list[NearDuplicateGroup]:
     """Groups of near-identical labeled images in different splits (frozen dataclasses)."""
-    from densestudio.core.near_duplicates import find_cross_split_duplicates
+    from densestudio.core.near_duplicates import find_cross_split_duplicates, refresh_groups
 
     cancel.raise_if_cancelled()
+    refresh_groups(project)  # what the Train tab, Review and the report warn about
     return find_cross_split_duplicates(project)
 
 
@@ -73,9 +74,10 @@ class SplitPanel(QWidget):
     showImagesRequested = Signal(object, str)  # image ids, a title for the status bar
     duplicatesChecked = Signal(object)  # list[NearDuplicateGroup]
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, jobs: JobRunner | None = None) -> None:
         super().__init__(parent)
         self.controller: ProjectController | None = None
+        self.jobs = jobs or JobRunner(lambda _title, _message: None, self)
 
         self.table = QTableWidget(4, 2, self)
         self.table.setHorizontalHeaderLabels(["Images", "Share"])
@@ -154,7 +156,6 @@ class SplitPanel(QWidget):
         self.dup_show.clicked.connect(self.show_duplicates)
         self.dup_move.clicked.connect(self.move_duplicates)
         self.groups: list = []
-        self.worker: Worker | None = None
 
         form = QFormLayout()
         form.addRow("Train / val / test", ratios)
@@ -320,7 +321,8 @@ class SplitPanel(QWidget):
             if self.group_by() == saved:
                 self.group_message.setText(
                     "Splits keep these groups together." if saved else
-                    "Images are split one by one.")
+                    "Images are split one by one, except near-identical images and "
+                    "names sharing a stem (tile7_light1, tile7_light2): those share a split.")
             else:
                 self.group_message.setText("Apply to re-assign the splits with this key.")
         self.group_button.setEnabled(self.controller is not None and problem is None
@@ -350,23 +352,21 @@ class SplitPanel(QWidget):
         if self.controller is None or self.worker is not None:
             return None
         worker = Worker(near_duplicates_job, self.controller.project, parent=self)
-        self.worker = worker
         worker.finished.connect(self._on_duplicates)
         worker.failed.connect(lambda msg: self.dup_label.setText(f"Check failed: {msg}"))
         worker.done.connect(lambda: self._on_dup_done(worker))
         self.dup_label.setStyleSheet("")
         self.dup_label.setText("Looking for near-identical images across splits…")
-        host = self.window()
-        if hasattr(host, "_start"):
-            host._start(worker)
-        else:
-            worker.start()
+        self.jobs.start(worker, self, error_title=None)
         self._update_dup_buttons()
         return worker
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.jobs.job_of(self)
+
     def _on_dup_done(self, worker: Worker) -> None:
-        if self.worker is worker:
-            self.worker = None
         self._update_dup_buttons()
 
     def _on_duplicates(self, groups: list) -> None:
@@ -375,11 +375,22 @@ class SplitPanel(QWidget):
         self._update_dup_buttons()
         self.duplicatesChecked.emit(self.groups)
 
+    def _conflicts(self) -> str:
+        """Groups of near-identical (or same-name) images whose labels disagree."""
+        from densestudio.core.store import split_leaks
+
+        if self.controller is None:
+            return ""
+        n = len(split_leaks(self.controller.project)[0].conflicts)
+        return (f" Label conflicts: {n:,} group{'s' if n != 1 else ''} of near-identical or "
+                "same-name images carry different labels." if n else "")
+
     def _describe_groups(self, prefix: str = "") -> None:
         groups = self.groups
+        conflicts = self._conflicts()
         if not groups:
-            self.dup_label.setStyleSheet("")
-            self.dup_label.setText(prefix + "No near-identical images span splits.")
+            self.dup_label.setStyleSheet(ERROR_STYLE if conflicts else "")
+            self.dup_label.setText(prefix + "No near-identical images span splits." + conflicts)
             return
         n_test = sum(1 for g in groups if "test" in g.splits)
         images = sum(len(g.image_ids) for g in groups)
@@ -390,8 +401,8 @@ class SplitPanel(QWidget):
                 self.controller.split_settings().test_locked:
             text += (" The test set is locked: groups touching it cannot be moved (unlock it "
                      "in this panel to move them too).")
-        self.dup_label.setStyleSheet(ERROR_STYLE if n_test else "")
-        self.dup_label.setText(prefix + text)
+        self.dup_label.setStyleSheet(ERROR_STYLE if n_test or conflicts else "")
+        self.dup_label.setText(prefix + text + conflicts)
 
     def duplicate_ids(self) -> list[int]:
         return [i for g in self.groups for i in g.image_ids]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -37,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from densestudio.core import formatting
 from densestudio.core import runs as core_runs
+from densestudio.core.formatting import html_text
 from densestudio.ml.config import ARCHS, BACKBONE_ARCH, COMPACT_ARCHS, TrainConfig
 from densestudio.ml.recommend import DEFAULT_BUDGET_S, Recommendation
 from densestudio.ui.jobs import TrainingSteps, train_job
@@ -44,13 +46,15 @@ from densestudio.ui.plots import TrainingPlots
 from densestudio.ui.runs_panel import RunsPanel
 from densestudio.ui.workers import Worker
 
+WARN_COLOR = "#b26a00"
+
 if TYPE_CHECKING:
     from densestudio.core.progress import CancelToken
     from densestudio.core.store import Project
-    from densestudio.ml.events import BatchProgress
+    from densestudio.ml.events import BatchProgress, EpochEnded
     from densestudio.ml.zoo import Opener, ProgressFn
+    from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
-    from densestudio.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,22 @@ MONITOR_TEXT = {
     "val_acc": "Accuracy",
     "val_loss": "Validation loss",
 }
+
+
+def epoch_message(event: EpochEnded, total_epochs: int) -> str:
+    """The status line after an epoch: the metric that picks the checkpoint first (plain
+    accuracy flatters a model that always answers the big class), then accuracy and loss."""
+    name = MONITOR_TEXT.get(event.monitor, event.monitor.replace("val_", "").replace("_", " "))
+    value = event.monitor_value
+    if event.monitor == "val_loss":
+        shown = "—" if value is None else f"{value:.3f}"
+    else:
+        shown = "—" if value is None else f"{value * 100:.1f} %"
+    acc = "—" if event.val_acc is None else f"{event.val_acc * 100:.1f} %"
+    star = " (best so far)" if event.improved else ""
+    what = name.lower() if event.monitor == "val_loss" else f"validation {name.lower()}"
+    return (f"Epoch {event.epoch}/{total_epochs}: {what} {shown}{star} "
+            f"— it picks the checkpoint · accuracy {acc}, loss {event.val_loss or 0:.3f}.")
 
 
 def weights_status(arch: str, weights_path: str | None) -> tuple[str, str]:
@@ -159,12 +179,11 @@ class TrainPanel(QWidget):
     runFinished = Signal(int)
     reviewRequested = Signal(int)
 
-    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
+    def __init__(self, host: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.host = host  # MainWindow: controller, _start(worker), show_error
+        self.host = host  # the application (ui.context)
         self.controller: ProjectController | None = None
         self.edited = False  # the user changed a setting: stop following recommendations
-        self.worker: Worker | None = None
         self.run_id: int | None = None
         self.total_epochs = 0
         self.device_text = ""
@@ -255,6 +274,19 @@ class TrainPanel(QWidget):
         early_row.setContentsMargins(0, 0, 0, 0)
         early_row.addWidget(self.early)
         early_row.addWidget(self.patience, 1)
+        self.good_label = QLabel(self)
+        self.good_label.setWordWrap(True)
+        self.good_label.setToolTip("The class that means a good part; set or clear it in the "
+                                   "Classes panel (its OK button)")
+        self.max_miss = QDoubleSpinBox(self)
+        self.max_miss.setDecimals(1)
+        self.max_miss.setRange(0.1, 50.0)
+        self.max_miss.setSingleStep(0.5)
+        self.max_miss.setSuffix(" % of defects")
+        self.max_miss.setToolTip(
+            "After training, the OK/NG threshold is picked on the validation images so that at "
+            "most this share of defects is passed as good (shown at 95 % confidence), with the "
+            "fewest good parts rejected; borderline parts go to a person (UNSURE)")
         self.device = QComboBox(self)
         self.name = QLineEdit(self)
         self.name.setPlaceholderText("optional, e.g. 'more scratches'")
@@ -263,6 +295,10 @@ class TrainPanel(QWidget):
                                         "the device and the weights available")
         self.data_label = QLabel(self)
         self.data_label.setWordWrap(True)
+        self.leak_label = QLabel(self)  # near-duplicates across splits: figures that flatter
+        self.leak_label.setWordWrap(True)
+        self.leak_label.setStyleSheet(f"color: {WARN_COLOR};")
+        self.leak_label.hide()
         self.reasons_label = QLabel(self)
         self.reasons_label.setWordWrap(True)
         self.reasons_label.setTextFormat(Qt.TextFormat.RichText)
@@ -271,6 +307,7 @@ class TrainPanel(QWidget):
         form = QFormLayout(form_box)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow(self.data_label)
+        form.addRow(self.leak_label)
         form.addRow(self.reasons_label)
         form.addRow("Model", self.arch)
         form.addRow("", self.arch_hint)
@@ -293,6 +330,8 @@ class TrainPanel(QWidget):
         form.addRow("Class balance", self.balance)
         form.addRow("Best checkpoint by", self.monitor)
         form.addRow("Early stopping", early_row)
+        form.addRow("Good class", self.good_label)
+        form.addRow("Passed as good, at most", self.max_miss)
         form.addRow("Device", self.device)
         form.addRow("Run name", self.name)
         form.addRow("", self.defaults_button)
@@ -386,7 +425,7 @@ class TrainPanel(QWidget):
                       self.device):
             combo.activated.connect(self._mark_edited)
         for spin in (self.img_size, self.epochs, self.batch, self.lr, self.budget,
-                     self.patience):
+                     self.patience, self.max_miss):
             spin.editingFinished.connect(self._mark_edited)
         for box in (self.pretrained, self.backbone, self.keep_aspect, self.budget_on,
                     self.early):
@@ -399,12 +438,20 @@ class TrainPanel(QWidget):
         self.runs.runUpdated.connect(self._on_run_updated)
         self.runs.resumeRequested.connect(self.resume_run)
         self.runs.reviewRequested.connect(self.reviewRequested)
+        self.runs.runDeleted.connect(lambda run_id: self.controller.run_deleted(run_id)
+                                     if self.controller is not None else None)
         self._update_buttons()
 
     # ================================================================ project
+    def _on_approvals_changed(self) -> None:
+        self.runs.refresh()  # the approved run is marked in the list
+
     def set_controller(self, controller: ProjectController | None) -> None:
         if self.controller is not None:
             self.controller.countsChanged.disconnect(self._on_counts_changed)
+            self.controller.approvalsChanged.disconnect(self._on_approvals_changed)
+            self.controller.classesChanged.disconnect(self.show_good_class)
+            self.controller.splitsChanged.disconnect(self.refresh_leaks)
         self.controller = controller
         self.plots.reset()  # before the runs list: it selects the newest run and plots it
         self.plotted_run = None
@@ -413,6 +460,10 @@ class TrainPanel(QWidget):
         self.edited = False
         if controller is not None:
             controller.countsChanged.connect(self._on_counts_changed)
+            controller.approvalsChanged.connect(self._on_approvals_changed)
+            controller.classesChanged.connect(self.show_good_class)
+            controller.splitsChanged.connect(self.refresh_leaks)
+        self.refresh_leaks()
         if controller is not None:
             # Import the engine here, not in the worker: loading torchvision's C extensions
             # holds the GIL for ~0.2 s, which would freeze the GUI when training starts.
@@ -483,11 +534,42 @@ class TrainPanel(QWidget):
                ". Label images (at least 2 classes) to train."))
         self.reasons_label.setText(
             "<small>" + "<br>".join(f"• {r}" for r in rec.reasons) + "</small>" if n else "")
+        self.show_good_class()
+
+    def show_good_class(self) -> None:
+        """The project's good class: with one, the run ends with an OK/NG decision."""
+        from densestudio.ml.operating_point import project_good_class
+
+        if self.project is None:
+            return
+        good = project_good_class(self.project)
+        if good.name is None:
+            self.good_label.setText(f"<small>{html_text(good.describe().capitalize())}: the "
+                                    "model decides by the most likely class. Mark the good "
+                                    "class in the Classes panel for an OK/NG decision.</small>")
+        else:
+            self.good_label.setText(f"{html_text(good.describe())} <small>· the run ends "
+                                    "with an OK/NG decision</small>")
+        self.max_miss.setEnabled(good.name is not None)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        self.refresh_leaks()  # the Splits panel's check may have found groups since
+        super().showEvent(event)
+
+    def refresh_leaks(self) -> None:
+        """Warn while near-identical images span splits (the figures would flatter)."""
+        from densestudio.core.splits import leak_warning
+        from densestudio.core.store import split_leaks
+
+        text = leak_warning(*split_leaks(self.project)) if self.project is not None else ""
+        self.leak_label.setText(f"⚠ {text}" if text else "")
+        self.leak_label.setVisible(bool(text))
 
     def _mark_edited(self, *_args: object) -> None:
         self.edited = True
 
     def _on_counts_changed(self) -> None:
+        self.refresh_leaks()
         if self.controller is not None and not self.edited and not self.running:
             self.apply_recommended()
 
@@ -527,6 +609,7 @@ class TrainPanel(QWidget):
             index = self.device.findData(cfg.device)
             self.device.setCurrentIndex(max(0, index))
             self.name.setText(cfg.name)
+            self.max_miss.setValue(cfg.max_miss_rate * 100)
             self._base_config = cfg
         finally:
             self._building = False
@@ -553,6 +636,7 @@ class TrainPanel(QWidget):
             augment=self.augment.currentData(), balance=self.balance.currentData(),
             early_stopping_patience=self.patience.value() if self.early.isChecked() else None,
             device=self.device.currentData() or "auto", name=self.name.text().strip(),
+            max_miss_rate=round(self.max_miss.value() / 100, 4),
         ).unfreeze_within_epochs()  # fmt: skip
 
     def _on_arch(self, *_args: object) -> None:
@@ -609,7 +693,7 @@ class TrainPanel(QWidget):
 
         worker = Worker(probe, parent=self)
         worker.finished.connect(self._on_online)
-        self.host._start(worker)
+        self.host.jobs.start(worker, None, error_title=None)
 
     def _on_online(self, online: object) -> None:
         self.online = bool(online)
@@ -653,7 +737,7 @@ class TrainPanel(QWidget):
         self.download_worker = worker
         self.download_label.setText("<small>Downloading ImageNet weights…</small>")
         self.download_button.setEnabled(False)
-        self.host._start(worker)
+        self.host.jobs.start(worker, None, error_title=None)
         return worker
 
     def _on_download_event(self, event: object) -> None:
@@ -739,13 +823,12 @@ class TrainPanel(QWidget):
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
         worker.done.connect(lambda: self._on_done(worker))
-        self.worker = worker
         self._set_message("Preparing images…" if resume_run_id is None else
                           f"Resuming run #{resume_run_id}…")
         self.status.setText("Starting…")
         self.progress.setValue(0)
         self.progress.setFormat("starting")
-        self.host._start(worker)
+        self.host.jobs.start(worker, self, error_title=None)
         self._update_buttons()
         return worker
 
@@ -767,10 +850,7 @@ class TrainPanel(QWidget):
         elif isinstance(event, ev.EpochEnded):
             self.plots.add_epoch(event.epoch, event.val_loss, event.val_acc, event.val_macro_f1,
                                  event.lr)
-            acc = "—" if event.val_acc is None else f"{event.val_acc * 100:.1f} %"
-            star = " (best so far)" if event.improved else ""
-            self._set_message(f"Epoch {event.epoch}/{self.total_epochs}: validation accuracy "
-                              f"{acc}, loss {event.val_loss or 0:.3f}{star}.")
+            self._set_message(epoch_message(event, self.total_epochs))
             self.runs.refresh(select=self.run_id)
         elif isinstance(event, ev.EpochsPlanned):
             self.total_epochs = event.epochs
@@ -817,13 +897,17 @@ class TrainPanel(QWidget):
             self.status.setText("Predicting the validation and test images with the best "
                                 "weights…")
         elif isinstance(event, ev.RunFinished):
+            from densestudio.ml.operating_point import decision_lines
             from densestudio.ml.summary import long_text, summarize
 
             early = " (stopped early)" if event.stopped_early else ""
             self.last_outcome = "finished"
-            self._set_message(f"Run #{event.run_id} finished{early}: "
-                              f"{long_text(summarize(event.metrics))}. Open it in the Review "
-                              "tab.")
+            assert self.project is not None  # the run trains in it
+            decided = "\n".join(decision_lines(self.project, event.run_id, "test"))
+            argmax = f"{long_text(summarize(event.metrics))}. Open it in the Review tab."
+            self._set_message(f"Run #{event.run_id} finished{early}.\n{decided}\n"
+                              f"By the most likely class: {argmax}" if decided else
+                              f"Run #{event.run_id} finished{early}: {argmax}")
         elif isinstance(event, ev.RunCancelled):
             self.last_outcome = "cancelled"
             self._set_message(f"Run #{event.run_id} stopped after epoch {event.epoch}. "
@@ -860,10 +944,14 @@ class TrainPanel(QWidget):
         self._set_message(message, error=True)
         self.host.show_error("Training failed", message)
 
+    @property
+    def worker(self) -> Worker | None:
+        """Its running job: one at a time, held by the app's ``JobRunner``."""
+        return self.host.jobs.job_of(self)
+
     def _on_done(self, worker: Worker) -> None:
-        if self.worker is not worker:
+        if self.worker is not None:  # (the runner lets go of a job before its ``done``)
             return
-        self.worker = None
         self.plots.redraw()
         self.runs.set_busy_run(None)
         if self.controller is not None:

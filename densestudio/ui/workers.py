@@ -20,7 +20,12 @@ newest one wins, and the last one before the end is always delivered); every oth
 (e.g. ``EpochEnded``) passes through at once, in order. The result arrives as
 ``finished(result)``; a ``DenseStudioError`` (user-caused) as ``failed(message)``; a cancel as
 ``cancelled()``; a bug as ``failed`` with the traceback logged. ``done`` is emitted last in
-every case, after the thread has stopped.
+every case, after the thread has stopped. ``Worker[R]`` is typed by the function's result:
+``worker.on_result(slot)`` checks that ``slot`` takes an ``R``.
+
+``JobRunner``: the app's one place that starts workers (``AppContext.jobs``): one job per
+owner at a time, one default failure path (an error dialog), cancel-and-wait when the
+project closes or the app quits. Panels start their work with ``ctx.jobs.start(...)``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import shiboken6
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
@@ -42,6 +47,7 @@ from densestudio.core.progress import CancelToken, Progress
 log = logging.getLogger(__name__)
 
 THROTTLE_S = 0.1
+R = TypeVar("R")
 
 
 # ------------------------------------------------------------------ worker -> GUI thread
@@ -161,8 +167,9 @@ def _run(fn: Callable[..., Any], args: tuple, kwargs: dict, cancel: CancelToken,
         reporter.end("ended", None)
 
 
-class Worker(QObject):
-    """Handle the GUI keeps for one background job. Create, connect, then ``start()``."""
+class Worker(QObject, Generic[R]):
+    """Handle the GUI keeps for one background job. Create, connect, then start it with
+    ``JobRunner.start`` (or ``start()`` where no runner is at hand, as in tests)."""
 
     # The name is the API (``worker.event.connect`` everywhere); it shadows QObject.event()
     # for Python callers only, and nothing calls that on a Worker.
@@ -174,7 +181,7 @@ class Worker(QObject):
 
     def __init__(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[..., R],
         *args: object,  # handed on to ``fn`` untouched
         throttle_s: float = THROTTLE_S,
         droppable: Callable[[object], bool] = is_progress_event,
@@ -189,10 +196,16 @@ class Worker(QObject):
             target=_run, args=(fn, args, kwargs, self.token, reporter),
             name=f"worker:{getattr(fn, '__name__', 'job')}", daemon=True)
         self._running = False
+        self._before_done: list[Callable[[], object]] = []  # the runner's bookkeeping
 
     def start(self) -> None:
         self._running = True
         self._thread.start()
+
+    def on_result(self, slot: Callable[[R], object]) -> None:
+        """Call ``slot(result)`` on the GUI thread when the function returns (typed
+        ``finished.connect``)."""
+        self.finished.connect(slot)
 
     def cancel(self) -> None:
         self.token.cancel()
@@ -222,4 +235,67 @@ class Worker(QObject):
         elif kind == "ended":
             self._thread.join()  # its last act was posting this: returns at once
             self._running = False
+            for hook in self._before_done:  # the owner is free again when ``done`` comes
+                hook()
             self.done.emit()
+
+
+class JobRunner(QObject):
+    """Starts and tracks every background job of the window (``AppContext.jobs``).
+
+    ``owner`` (a panel, a dialog) has at most one job at a time: ``start`` refuses a second
+    while the first runs, so a panel needs no busy flag of its own (``busy(owner)``).
+    ``error_title``: the default failure path, an error dialog with that title and the
+    message; None where the owner shows the failure itself (a label, its own dialog).
+    """
+
+    def __init__(self, show_error: Callable[[str, str], None],
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._show_error = show_error
+        self._running: list[Worker[Any]] = []
+        self._owners: dict[int, Worker[Any]] = {}  # id(owner) -> its job
+
+    def start(self, worker: Worker[R], owner: object | None = None,
+              error_title: str | None = "Cannot do that") -> bool:
+        """Start ``worker``; False (not started) when ``owner`` already has a job running."""
+        if owner is not None and self.busy(owner):
+            return False
+        self._running.append(worker)
+        key = None if owner is None else id(owner)
+        if key is not None:
+            self._owners[key] = worker
+        if error_title is not None:
+            worker.failed.connect(lambda message: self._show_error(error_title, message))
+        worker._before_done.append(lambda: self._ended(worker, key))
+        worker.start()
+        return True
+
+    def busy(self, owner: object) -> bool:
+        return id(owner) in self._owners
+
+    def job_of(self, owner: object) -> Worker[Any] | None:
+        return self._owners.get(id(owner))
+
+    @property
+    def running(self) -> list[Worker[Any]]:
+        return list(self._running)
+
+    def cancel(self, owner: object) -> None:
+        job = self.job_of(owner)
+        if job is not None:
+            job.cancel()
+
+    def cancel_all(self, wait_ms: int = 30_000) -> bool:
+        """Cancel every job and wait for their threads (a project closing, the app quitting):
+        none may outlive what it reads. True when all stopped in time."""
+        jobs = list(self._running)
+        for job in jobs:
+            job.cancel()
+        return all([job.wait(wait_ms) for job in jobs])
+
+    def _ended(self, worker: Worker[Any], key: int | None) -> None:
+        if worker in self._running:
+            self._running.remove(worker)
+        if key is not None and self._owners.get(key) is worker:
+            del self._owners[key]

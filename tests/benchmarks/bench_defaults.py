@@ -8,6 +8,10 @@ For each data set: import it into a fresh project (labels from sub-folders), spl
 settings the Train tab fills in - and train them on the CPU, then print test accuracy,
 balanced accuracy, macro-F1, the worst class's recall and the run's wall time (and for
 ELPV the share of p1.00 defective cells called functional). NEU runs once per seed.
+For a data set with a good class (ELPV: p0.00_functional; wide16: clean; NEU and X-SDD have
+none) it also prints the OK/NG operating point the run picked on validation and, on the
+test split at that point, defects passed as good, good parts rejected and UNSURE, each with
+its exact 95 % interval. First and last: CPU model, bf16 or not, the load average.
 
 Data sets (real ones read from ../shared/datasets, synthetic ones generated into the
 work folder, never into the repository):
@@ -47,9 +51,11 @@ from PIL import Image, ImageFilter
 from densestudio.core import runs
 from densestudio.core.importer import ImportOptions, run_import
 from densestudio.core.profile import data_profile
+from densestudio.core.stats import clopper_pearson
 from densestudio.core.store import Project
+from densestudio.ml import operating_point as op
 from densestudio.ml.config import TrainConfig
-from densestudio.ml.evaluate import report
+from densestudio.ml.eval_report import report
 from densestudio.ml.events import EpochsPlanned, RunStarted
 from densestudio.ml.recommend import recommend
 from densestudio.ml.train import fit
@@ -158,6 +164,8 @@ def run_one(name: str, folder: Path, workdir: Path, seed: int, recipe: str,
         run_import(project, [folder], ImportOptions(labels_from_subfolders=True))
     else:
         project = Project.open(project_path)  # the decoded cache of earlier runs is reused
+    if name in GOOD:  # the good class is project data: every Train ends with OK/NG
+        op.set_project_good_class(project, GOOD[name])
     profile = data_profile(project)
     rec = recommend(profile, "cpu", weights_available=False)
     cfg = rec.config if recipe == "defaults" else legacy_config(profile.n_labeled)
@@ -170,6 +178,7 @@ def run_one(name: str, folder: Path, workdir: Path, seed: int, recipe: str,
         elif isinstance(e, EpochsPlanned):
             planned.append(e.epochs)
 
+    load_before = _load()
     t0 = time.perf_counter()
     run_id = fit(project, cfg, on_event=on_event)
     wall = time.perf_counter() - t0
@@ -184,7 +193,7 @@ def run_one(name: str, folder: Path, workdir: Path, seed: int, recipe: str,
         "epochs": info.metrics.get("epochs_trained"), "best_epoch": info.best_epoch,
         "ips": info.metrics.get("train_images_per_s"),
         "input": "x".join(map(str, cfg.canvas)), "fit": cfg.fit, "balance": cfg.balance,
-        "plan": planned,
+        "plan": planned, "load_before": load_before, "load_after": _load(),
     }  # fmt: skip
     if name == "elpv":
         names = list(rep.class_names)
@@ -193,9 +202,63 @@ def run_one(name: str, folder: Path, workdir: Path, seed: int, recipe: str,
     good = GOOD.get(name)
     if good:
         missed, defects = rep.called_good(good)
-        row["defects_called_good"] = missed / max(1, defects)
+        row["defects_called_good"] = missed / max(1, defects)  # argmax
+        row.update(ok_ng(project, run_id))
     project.close()
     return row
+
+
+def _load() -> float:
+    import os
+
+    return os.getloadavg()[0]
+
+
+def ok_ng(project: Project, run_id: int) -> dict[str, object]:
+    """The run's OK/NG point and what it decides on the test split, with intervals."""
+    point = op.load_operating_point(project, run_id)
+    record = op.picked_record(project, run_id) or {}
+    out: dict[str, object] = {"point": None, "point_note": record.get("message")}
+    counts = op.run_decision(project, run_id, "test")
+    if point is None or counts is None:
+        return out
+    out["point"] = {"threshold": point.threshold, "unsure": [point.unsure_low,
+                    point.unsure_high], "target": record.get("target"),
+                    "shown_on_val": record.get("shown")}
+    passed = clopper_pearson(counts.passed, counts.defects)
+    rejected = clopper_pearson(counts.rejected, counts.good)
+    unsure = clopper_pearson(counts.unsure, counts.n)
+    out["test_ok_ng"] = {
+        "defects_passed": [counts.passed, counts.defects, passed.low, passed.high,
+                           counts.passed_upper],
+        "good_rejected": [counts.rejected, counts.good, rejected.low, rejected.high],
+        "unsure": [counts.unsure, counts.n, unsure.low, unsure.high],
+    }
+    return out
+
+
+def _ok_ng_text(row: dict[str, object]) -> str:
+    point = row.get("point")
+    if not isinstance(point, dict):
+        return f"    OK/NG: no operating point ({row.get('point_note')})"
+    t = row["test_ok_ng"]
+    assert isinstance(t, dict)
+
+    def frac(v: list[float]) -> str:
+        return (f"{v[0]} of {v[1]} ({v[0] / max(v[1], 1) * 100:.1f} %, 95 % CI "
+                f"{v[2] * 100:.1f}-{v[3] * 100:.1f} %)")
+
+    low, high = point["unsure"]
+    shown = "shown on validation" if point["shown_on_val"] else "NOT shown on validation"
+    text = (f"    OK/NG point: OK when P(good) >= {point['threshold']:.4f}, UNSURE in "
+            f"[{low}, {high}), target <= {float(point['target'] or 0) * 100:g} % passed "
+            f"({shown})\n"
+            f"    test: defects passed as good {frac(t['defects_passed'])}, at most "
+            f"{t['defects_passed'][4] * 100:.1f} % one-sided; good parts rejected "
+            f"{frac(t['good_rejected'])}; UNSURE {frac(t['unsure'])}")
+    if not point["shown_on_val"]:
+        text += f"\n    note: {row.get('point_note')}"
+    return text
 
 
 def main() -> int:
@@ -212,6 +275,11 @@ def main() -> int:
     args = ap.parse_args()
     overrides = dict(kv.split("=", 1) for kv in args.set)
     overrides = {k: _parse_value(v) for k, v in overrides.items()}
+    from densestudio.ml.runtime import cpu_bf16_fast
+    from tests.benchmarks.bench_load import cpu_model
+
+    print(f"CPU: {cpu_model()}; bf16 {'yes' if cpu_bf16_fast() else 'no'}; load average "
+          f"{_load():.2f}", flush=True)
     rows = []
     for name in args.datasets:
         folder = dataset_folder(name, args.workdir)
@@ -229,7 +297,10 @@ def main() -> int:
                   f"{row['bal_acc'] * 100:.2f} %  macro-F1 {row['macro_f1']:.3f}  worst "
                   f"{row['worst']}{extra}  wall {row['wall_s']:.0f} s  epochs "
                   f"{row['epochs']} (plan {row['plan']}, best {row['best_epoch']})  "
-                  f"{row['ips']:.0f} img/s", flush=True)  # fmt: skip
+                  f"{row['ips']:.0f} img/s  load {row['load_before']:.2f} -> "
+                  f"{row['load_after']:.2f}", flush=True)  # fmt: skip
+            if "point" in row:
+                print(_ok_ng_text(row), flush=True)
             if args.json:
                 with args.json.open("a") as f:
                     f.write(json.dumps(row) + "\n")

@@ -87,7 +87,7 @@ def build_project(folder: Path, rows: int) -> Path:
         assign_missing_splits(s)
     t1 = time.perf_counter()
     thumbs = make_thumbnails()
-    cache = ThumbnailCache(project)
+    cache = ThumbnailCache(project.cache_dir)
     cache.put_many((f"{i:032x}", thumbs[i % len(thumbs)]) for i in range(rows))
     cache.close()
     project.close()

@@ -46,6 +46,14 @@ def wait(app: QApplication, seconds: float, until: Callable[[], bool] | None = N
         app.processEvents()
 
 
+def review_run(app: QApplication, window: MainWindow, run_id: int) -> None:
+    """Show a run in the Review tab and wait until its predictions (read in a job) are in."""
+    loaded: list[bool] = []
+    window.review_panel.loaded.connect(lambda: loaded.append(True))
+    review_run(app, window, run_id)
+    wait(app, 60, lambda: bool(loaded))
+
+
 def isolate_settings(tmp: Path) -> None:
     """Settings, data and QSettings under ``tmp`` (not the user's), light theme."""
     os.environ["DENSESTUDIO_CONFIG_DIR"] = str(tmp / "config")
@@ -111,7 +119,7 @@ def train_review_export(
     run_id = panel.run_id
 
     # Review: the test set; show the cell with the most mistakes.
-    window.review_run(run_id)
+    review_run(app, window, run_id)
     review = window.review_panel
     review.splitter.setSizes([560, 880])
     wait(app, 0.2)

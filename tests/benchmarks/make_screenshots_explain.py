@@ -38,6 +38,7 @@ from tests.benchmarks.make_screenshots import (
     isolate_settings,
     neu_subset,
     open_window,
+    review_run,
     wait,
 )
 
@@ -113,7 +114,7 @@ def operating_point_shot(
     path = tmp / "projects" / "Demo inspection.dsproj"
     run_id = train(path, folder, 64, args.demo_epochs)
     window.open_project(path)
-    window.review_run(run_id)
+    review_run(app, window, run_id)
     wait(app, 0.3)
     dialog = window.review_panel.show_operating_point()
     panel = dialog.panel

@@ -26,7 +26,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.benchmarks.make_screenshots import isolate_settings, open_window, wait
+from tests.benchmarks.make_screenshots import isolate_settings, open_window, review_run, wait
 from tests.ui.signoff_fixtures import MISSED, image_id_of, make_signoff_project
 
 
@@ -47,7 +47,7 @@ def main() -> int:
         project = window.controller.project
         signoff.approve_run(project, run_a, "line 3 trial: no escapes in 2 shifts")
         signoff.add_golden(project, [image_id_of(project, MISSED)], note="the customer's reject")
-        window.review_run(run_b)
+        review_run(app, window, run_b)
         wait(app, 0.3)
 
         dialog = window.review_panel.show_operating_point()

@@ -411,10 +411,12 @@ def test_class_names_from_folders_and_info_table(
     code, out, _ = run(capsys, "import", project, tmp_path / "b", "--labels-from-subfolders")
     assert code == 0 and "4 image(s) added" in out
     assert "  note: folder 'Scratches' labeled as existing class 'scratches'" in out
-    assert "truncated to the 200-character limit of class names" in out
+    assert (f"note: folder '{'L' * 59}…' is not a class name (a class name can have at "
+            "most 200 characters, this one has 250); its images are left unlabeled") in out, \
+        "refused as a typed name is (issue 22), never cut"
     with Project.open(project) as p:
         names = sorted(c.name for c in p.classes())
-        assert names == sorted(["scratches", "café", "L" * 200]), "NFC and NFD are one class"
+        assert names == sorted(["scratches", "café"]), "NFC and NFD are one class"
     con = sqlite3.connect(project)  # an old project may hold a newline in a class name
     con.execute("INSERT INTO label_class (name, color, position, created_at) VALUES "
                 "('two\nlines', '#000000', 9, '2024-01-01')")
@@ -465,6 +467,16 @@ def test_export_labels_onto_links_pipes_devices_and_folders(
     ["gate", "P", "--candidate", "1", "--max-newly-wrong", "-1"],
     ["evaluate", "P", "--top", "x"], ["duplicates", "P", "--max-distance", "9"],
     ["import", "P", "d", "--show-skipped", "-2"],
+    # issue 22: ids and seeds past 2^63-1 (SQLite's and the generators' limit), a budget
+    # of 1e308 minutes, learning rates that cannot train, absurd sizes
+    ["evaluate", "P", "--run", "99999999999999999999"], ["export", "P", "o", "--run", "0"],
+    ["train", "P", "--resume", str(2**63)], ["gate", "P", "--candidate", "1e3"],
+    ["approve", "P", "--run", "-1"], ["train", "P", "--seed", str(2**63)],
+    ["split", "P", "--seed", str(2**64)], ["audit", "P", "--seed", "-1"],
+    ["train", "P", "--minutes", "1e308"], ["train", "P", "--lr", "inf"],
+    ["train", "P", "--lr", "0"], ["train", "P", "--lr", "1e30"],
+    ["train", "P", "--epochs", "9" * 30], ["audit", "P", "--folds", "1e9"],
+    ["train", "P", "--batch-size", "-4"],
 ])
 def test_numbers_a_command_cannot_use_are_refused_at_the_command_line(
     capsys: pytest.CaptureFixture[str], args: list[str]

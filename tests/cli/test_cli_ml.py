@@ -119,8 +119,13 @@ def test_operating_point_command(
     assert main(["export", str(project_path), str(model)]) == 0
     capsys.readouterr()
     assert main(["predict", str(model), str(tmp_path / "imgs" / "dark")]) == 0
-    decisions = {line.split("\t")[-1] for line in capsys.readouterr().out.splitlines()}
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    decisions = {cols[1] for cols in lines}
     assert decisions <= {"OK", "NG", "UNSURE"} and decisions
+    # P(good) beside the decision, the most likely class after it (issue 21: "ok 0.55 NG"
+    # read as a contradiction).
+    assert all(cols[2].startswith("P(dark)=") and cols[3].startswith("top class ")
+               for cols in lines)
 
     assert main(["operating-point", str(project_path), "--suggest", "--good", "bright"]) == 0
     assert "good class 'bright'" in capsys.readouterr().out

@@ -39,7 +39,7 @@ def test_import_real_neu_subset_with_folder_labels(project: Project, neu_subset:
     progress = [e for e in events if isinstance(e, ImportProgress) and e.phase == "importing"]
     assert progress[-1].done == progress[-1].total == 24
     assert events[-1] == report
-    thumbs = ThumbnailCache(project)
+    thumbs = ThumbnailCache(project.cache_dir)
     data = thumbs.get(row.content_hash)
     assert data and data[:2] == b"\xff\xd8"
 
@@ -83,7 +83,7 @@ def test_bad_corpus_never_stops_import(project: Project, tmp_path: Path) -> None
     assert rows["gray16.tif"].bit_depth == 16
     assert rows["cmyk.jpg"].mode == "CMYK"
     assert "Prüfung ✓ 🙂 teil.png" in rows
-    thumbs = ThumbnailCache(project)
+    thumbs = ThumbnailCache(project.cache_dir)
     assert all(thumbs.get(r.content_hash) for r in rows.values())
 
 
@@ -145,7 +145,7 @@ def test_cancel_mid_import_keeps_committed_batches(project: Project, tmp_path: P
     n = project.count_images()
     assert 20 <= n < 60 and n == report.added
     # every committed row is complete: labeled, split, thumbnail present
-    thumbs = ThumbnailCache(project)
+    thumbs = ThumbnailCache(project.cache_dir)
     for row in project.page(limit=100):
         assert row.label_id is not None and row.split is not None
         assert thumbs.get(row.content_hash)
@@ -159,7 +159,7 @@ def test_thumbnail_regenerated_when_cache_missing(project: Project, tmp_path: Pa
     run_import(project, [root])
     shutil.rmtree(project.cache_dir)
     row = project.page(limit=1)[0]
-    cache = ThumbnailCache(project)
+    cache = ThumbnailCache(project.cache_dir)
     assert cache.get(row.content_hash) is None
     data = cache.get_or_make(row)
     import io

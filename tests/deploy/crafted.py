@@ -30,11 +30,16 @@ def metadata(classes: int = 3, width: int = 16, height: int = 16, mode: str = "L
 
 
 def model_bytes(meta: dict | None, outputs: int = 3, channels: int = 1, height: int = 16,
-                width: int = 16) -> bytes:
+                width: int = 16, half: int = 0, batch: int = 0, nan: int = 0) -> bytes:
     """image (N x C x H x W) -> probabilities (N x outputs: softmax of mean brightness times
-    0..outputs-1) and ood_score (N: the mean brightness)."""
+    0..outputs-1) and ood_score (N: the mean brightness). As common converters make them:
+    ``half``: float16 input and outputs; ``batch``: a fixed batch size (0: dynamic);
+    ``nan``: every output NaN."""
+    dtype, elem = (np.float16, TensorProto.FLOAT16) if half else (np.float32, TensorProto.FLOAT)
+    scale = float("nan") if nan else 4.0
     weights = numpy_helper.from_array(
-        np.arange(outputs, dtype=np.float32).reshape(1, outputs) * 4.0, "w")
+        (np.arange(outputs, dtype=np.float32).reshape(1, outputs) * scale).astype(dtype), "w")
+    n: int | str = batch or "batch"
     nodes = [
         helper.make_node("ReduceMean", ["image", "axes"], ["m"], keepdims=0),
         helper.make_node("Unsqueeze", ["m", "one"], ["m2"]),
@@ -46,10 +51,9 @@ def model_bytes(meta: dict | None, outputs: int = 3, channels: int = 1, height: 
     axes = numpy_helper.from_array(np.array([1, 2, 3], dtype=np.int64), "axes")
     graph = helper.make_graph(
         nodes, "crafted",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT,
-                                       ["batch", channels, height, width])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", outputs]),
-         helper.make_tensor_value_info("ood_score", TensorProto.FLOAT, ["batch"])],
+        [helper.make_tensor_value_info("image", elem, [n, channels, height, width])],
+        [helper.make_tensor_value_info("probabilities", elem, [n, outputs]),
+         helper.make_tensor_value_info("ood_score", elem, [n])],
         initializer=[weights, one, axes],
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])

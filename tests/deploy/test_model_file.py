@@ -55,6 +55,11 @@ CRAFTED = {
         "operating point"),
     "ood threshold not a number": (dict(ood={"threshold": "high"}), {}, "not a number"),
     "unknown format": (dict(format="something-else"), {}, "unknown format"),
+    "frame checks without ranges": (dict(frame_checks={"version": 1}), {}, "frame checks"),
+    "frame check range reversed": (
+        dict(frame_checks={"ranges": {"p50": [200, 10]}}), {}, "frame checks"),
+    "frame check range not numbers": (
+        dict(frame_checks={"ranges": {"std": ["a", "b"]}}), {}, "frame checks"),
 }
 
 

@@ -1,5 +1,6 @@
 """The exported file outside Python: packaging/examples/node (onnxruntime-node, pure-JS
-decoders) gives the Python runtime's answers on real NEU images and 4:1 strips."""
+decoders) gives the Python runtime's answers on real NEU images and 4:1 strips, and its
+frame checks give the same reasons (black, saturated, flat, blurred frames)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PIL import Image
 from densestudio.runtime.onnx_model import load_onnx
 
 from .conftest import REPO, StripRun, neu_images, strip
+from .test_frame_checks import bad_frames
 
 NODE_DIR = REPO / "packaging" / "examples" / "node"
 # PNG: Pillow's resampling is re-implemented (an odd pixel may differ by one grey level where
@@ -47,6 +49,7 @@ def test_node_runner_matches_python(node: str, strip_run: StripRun, tmp_path: Pa
     rgb = tmp_path / "rgb.png"  # colour input, converted to L with Pillow's luma formula
     Image.fromarray(rng.integers(0, 255, (40, 160, 3), dtype=np.uint8), "RGB").save(rgb)
     pngs.append(rgb)
+    pngs.extend(bad_frames(tmp_path / "bad").values())  # frame checks: each with its reason
     jpgs = neu_images()
     paths = [*pngs, *jpgs]
     proc = subprocess.run([node, "index.js", str(strip_run.model_path), *map(str, paths)],
@@ -63,3 +66,8 @@ def test_node_runner_matches_python(node: str, strip_run: StripRun, tmp_path: Pa
             assert row["class"] == want.class_name, path
         if path.suffix == ".png":
             assert row["unfamiliar"] == want.unfamiliar and row["decision"] == want.decision
+        # frame statistics agree to about a grey level on JPEGs too (jpeg-js vs libjpeg);
+        # square NEU frames are unlike the 4:1 strips by their aspect ratio alone
+        assert row["reason"] == want.reason, path
+    assert [r["reason"] for r in rows[-len(jpgs) - 4 : -len(jpgs)]] == [
+        "too dark", "overexposed", "flat", "out of focus"]

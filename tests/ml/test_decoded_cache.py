@@ -31,10 +31,10 @@ def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     lock = threading.Lock()
     original = Preprocessing.load
 
-    def counting(self, source):  # noqa: ANN001, ANN202
+    def counting(self, source, content_hash=None):  # noqa: ANN001, ANN202
         with lock:
             calls.append(str(source))
-        return original(self, source)
+        return original(self, source, content_hash)
 
     monkeypatch.setattr(Preprocessing, "load", counting)
     return calls

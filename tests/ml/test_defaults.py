@@ -17,9 +17,10 @@ from densestudio.core.profile import DataProfile, data_profile
 from densestudio.core.store import Project
 from densestudio.ml import budget, train
 from densestudio.ml.config import TrainConfig
-from densestudio.ml.events import EpochsPlanned, RunFinished
+from densestudio.ml.events import BatchProgress, EpochsPlanned, RunFinished
 from densestudio.ml.metrics import Scores
 from densestudio.ml.recommend import IMBALANCE_RATIO, recommend
+from densestudio.ml.recommend import SpeedFn as recommend_speed
 from densestudio.ml.steps import retarget_schedule
 from densestudio.ml.train import Validation, fit, monitor_score
 
@@ -63,6 +64,35 @@ def test_input_size_follows_the_budget() -> None:
     small = recommend(_profile((150, 150), (600, 600)), budget_s=60).config
     large = recommend(_profile((150, 150), (600, 600)), budget_s=3600).config
     assert small.img_size < large.img_size <= 600
+    # The Train tab says why the images are shrunk and what a larger size would cost.
+    reasons = recommend(_profile((150, 150), (600, 600)), budget_s=60).reasons
+    said = next(r for r in reasons if "shrunk" in r)
+    assert f"from about 600 px to {small.img_size} px to fit the time budget" in said
+    assert "at 600" not in said and " px, about " in said
+    assert not any("shrunk" in r for r in recommend(_profile((150, 150), (64, 64))).reasons)
+
+
+def test_input_size_follows_this_computers_measured_speed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 24: a faster computer buys a larger input in the same budget; the speed comes
+    from a measurement (faked here: tests never depend on this CPU's speed)."""
+    profile = _profile((150, 150), (600, 600))
+
+    def speed_of(images_per_s_128: float) -> recommend_speed:
+        return lambda _arch, pixels, _dev: images_per_s_128 * 128 * 128 / pixels
+
+    slow = recommend(profile, speed=speed_of(30.0))
+    fast = recommend(profile, speed=speed_of(300.0))
+    assert slow.config.img_size < fast.config.img_size <= 600
+    assert any("about 30 images/s at 128 px (measured" in r for r in slow.reasons)
+    assert not any("measured" in r for r in recommend(profile).reasons)  # the table
+
+    monkeypatch.setattr(budget, "_measured", {})
+    first = budget.measure_train_speed("densenet_bc_tiny", "cpu", seconds=0.1)
+    assert first > 0 and budget.measure_train_speed("densenet_bc_tiny", "cpu") == first
+    assert budget.calibrated_train_speed("densenet_bc_tiny", 256 * 256, "cpu") == (
+        pytest.approx(first / 4))
 
 
 def test_gpu_and_weights_choose_a_pretrained_model() -> None:
@@ -154,6 +184,32 @@ def test_planner_fits_epochs_into_the_budget(monkeypatch: pytest.MonkeyPatch) ->
     assert budget.EpochPlanner(10, 40, 1280, 270, 540, 3, started=0.0).after_steps(8, 5) == 3
 
 
+def test_planner_extends_within_the_cap_while_validation_improves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 24: near the planned end a still improving run may train longer, never past
+    the user's cap (nor max_epochs); later re-plans keep to the cap, not the old budget."""
+    clock = FakeClock()
+    monkeypatch.setattr(budget.time, "perf_counter", clock)
+    p = budget.EpochPlanner(budget_s=100, steps_per_epoch=10, n_train=320, n_val=60,
+                            n_final=120, max_epochs=30, started=0.0)
+    for epoch in range(1, 9):
+        clock.now = 10.0 * epoch
+        planned = p.after_epoch(epoch, 10.0)
+    assert planned < 10  # about 100 s of 10 s epochs, less the final evaluation
+    assert p.extend(8, cap_s=100, extra=4) == planned  # a cap no longer than the budget
+    longer = p.extend(8, cap_s=150, extra=4)
+    assert longer == planned + 4 and p.budget_s == 150
+    clock.now = 90.0
+    assert p.after_epoch(9, 10.0) == longer  # not shrunk back to the old budget
+    assert p.extend(9, cap_s=150, extra=100) <= 9 + 60 / 10  # what fits in the cap
+    assert budget.EpochPlanner(100, 10, 320, 60, 120, max_epochs=9, started=0.0).extend(
+        1, 1000, 50) == 0  # nothing measured yet: no plan to extend
+    assert TrainConfig(time_budget_s=600, time_cap_s=900).problems() == []
+    assert TrainConfig(time_cap_s=900).problems()  # a cap needs a budget
+    assert TrainConfig(time_budget_s=600, time_cap_s=300).problems()
+
+
 def test_schedule_retargets_to_a_new_length() -> None:
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -178,10 +234,40 @@ def test_fit_plans_its_epochs_from_the_time_budget(tiny_project: Project) -> Non
     run_id = fit(tiny_project, cfg, on_event=events.append)
     planned = [e for e in events if isinstance(e, EpochsPlanned)]
     assert planned and planned[0].budget_s == 10.0
+    # Before the first plan the ETA is bounded by the budget, not 400 epochs' worst case.
+    first = events[:events.index(planned[0])]
+    etas = [e.eta_s for e in first if isinstance(e, BatchProgress) and e.eta_s is not None]
+    assert etas and max(etas) <= 10.0
     info = runs.get_run(tiny_project, run_id)
     assert info.status == "finished" and info.epochs_done == planned[-1].epochs < 400
     assert info.planned_epochs == planned[-1].epochs
     assert isinstance(events[-1], RunFinished)
+
+
+def test_fit_extends_a_still_improving_run_within_the_cap(
+    tiny_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The planner's arithmetic is faked (speed-independent): a plan of 2 epochs, validation
+    that improves every epoch; the run asks to extend near its end and trains longer."""
+    monkeypatch.setattr(budget.EpochPlanner, "after_steps", lambda self, *_a: 2)
+    monkeypatch.setattr(budget.EpochPlanner, "after_epoch", lambda self, *_a: self.epochs or 2)
+    asked: list[tuple[int, float]] = []
+
+    def extend(self: budget.EpochPlanner, done: int, cap_s: float, extra: int) -> int:
+        asked.append((done, cap_s))
+        self.epochs = min(4, self.epochs + extra)
+        return self.epochs
+
+    monkeypatch.setattr(budget.EpochPlanner, "extend", extend)
+    scripted = iter([_val(0.9, 0.5, 0.5 + i / 10) for i in range(10)])  # always improving
+    real = train.validate
+    monkeypatch.setattr(train, "validate", lambda *a: (real(*a), next(scripted))[1])
+    events: list[object] = []
+    run_id = fit(tiny_project, tiny_config(epochs=10, time_budget_s=60.0, time_cap_s=90.0),
+                 on_event=events.append)
+    assert asked and asked[0][1] == 90.0
+    assert any(isinstance(e, EpochsPlanned) and "still improves" in e.reason for e in events)
+    assert runs.get_run(tiny_project, run_id).epochs_done == 4
 
 
 # ------------------------------------------------------------------ one preprocessing

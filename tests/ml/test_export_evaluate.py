@@ -18,7 +18,7 @@ from PIL import Image
 
 from densestudio.core import runs
 from densestudio.core.store import ImageFilter, Project
-from densestudio.ml import evaluate, export
+from densestudio.ml import eval_report, evaluate, export
 from densestudio.ml.metrics import confusion_matrix, scores
 from densestudio.ml.train import fit
 
@@ -53,7 +53,7 @@ def test_metrics_by_hand() -> None:
 
 def test_report_and_confusion_cells(trained: Trained) -> None:
     project, run_id, _ = trained
-    rep = evaluate.report(project, run_id, "test")
+    rep = eval_report.report(project, run_id, "test")
     assert rep.n == 6 and sum(map(sum, rep.confusion)) == 6
     assert [c.name for c in rep.per_class] == ["dark", "bright", "stripes"]
     assert sum(c.support for c in rep.per_class) == 6

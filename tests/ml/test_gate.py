@@ -131,6 +131,7 @@ def test_gate_without_an_approved_run_and_errors(project: Project) -> None:
     g = compare_runs_for_gate(project, only)
     assert g.against is None and g.passed and not g.newly_wrong
     assert "no approved run" in g.verdict
+    assert g.verdict.startswith("NOTHING TO COMPARE AGAINST") and "PASS" not in g.verdict
     with pytest.raises(GateError, match="same run"):
         compare_runs_for_gate(project, only, only)
     signoff.add_golden(project, [ids[0]])  # a must-pass image no run has predicted

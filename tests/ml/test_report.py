@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from densestudio.cli import main
 from densestudio.core import runs, signoff
@@ -55,7 +56,9 @@ def clone_run(project: Project, source: int) -> int:
                              class_names=info.class_names, snapshot=snapshot)
     best = runs.run_dir(project, run_id) / "best.pt"
     best.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(info.checkpoint_best, best)
+    ckpt = torch.load(info.checkpoint_best, map_location="cpu", weights_only=True)
+    ckpt["meta"]["run_id"] = run_id  # its own run's model, as training would have saved it
+    torch.save(ckpt, best)
     for m in runs.epoch_metrics(project, source):
         runs.update_run(project, run_id, epoch_metric=m)
     runs.update_run(project, run_id, status="finished", metrics=info.metrics,
@@ -128,6 +131,9 @@ def test_report_has_every_section_and_loads_nothing(signed: Signed) -> None:
     assert html.count('alt="heatmap of image') == 2  # the two mistakes, with heatmaps
     assert f"approved run {first}" in html and "2 newly wrong" in html
     assert "miss rate at most" in html and "299 defect images" in html
+    # the summary leads with what the OK/NG point decides, argmax figures follow
+    assert html.index("Defects passed as good (test)") < html.index("Accuracy (test)")
+    assert "Good parts rejected" in html and "Sent to a person" in html
     assert "intact" in html and "baseline for line 3" in html
     assert "<svg" in html and "Recall per class" in html and 'class="confusion"' in html
     assert "keeping the aspect ratio" in html  # the run's preprocessing, from its checkpoint
@@ -191,6 +197,9 @@ def test_export_uses_the_approved_run_and_the_report_shows_it(
                                                              "agreement": "100 %"})
     html = write_report(project, tmp / "r2.html", second,).path.read_text()
     assert "cand.pt" in html and "max_abs_diff" in html and "Parity of the exported model" in html
+    # the frame-check ranges the file carries: over all training images and per class
+    assert "<h3>Frame checks</h3>" in html and "median brightness: " in html
+    assert "<th>sharpness (Laplacian / contrast)</th>" in html
     assert main(["report", str(project.path), str(tmp / "cli.html"), "--run", str(second),
                  "--no-heatmaps"]) == 0
     assert "Wrote the validation report" in capsys.readouterr().out

@@ -40,6 +40,9 @@ def test_fit_learns_and_reports_events_in_order(tiny_project: Project) -> None:
     assert kinds[-1] is RunFinished
     epoch_ends = [e for e in events if isinstance(e, EpochEnded)]
     assert [e.epoch for e in epoch_ends] == [1, 2, 3]
+    # The metric that picks the checkpoint (balanced accuracy by default) comes every epoch.
+    assert all(e.monitor == "val_balanced_acc" and e.monitor_value == e.val_balanced_acc
+               for e in epoch_ends)
     # Within each epoch: batches, then EpochEnded, then checkpoint(s).
     for e in epoch_ends:
         i = events.index(e)
@@ -53,6 +56,9 @@ def test_fit_learns_and_reports_events_in_order(tiny_project: Project) -> None:
     assert epoch_ends[-1].train_loss < epoch_ends[0].train_loss
     info = runs.get_run(tiny_project, run_id)
     assert info.status == "finished" and info.epochs_done == 3
+    live = info.extra[runs.LIVE_KEY]  # what the run list shows while it trains
+    assert live["best_epoch"] == info.best_epoch and live["metric"] == "val_balanced_acc"
+    assert live["best_balanced_acc"] == epoch_ends[info.best_epoch - 1].val_balanced_acc
     assert info.metrics["test_acc"] >= 0.6  # 3 classes: chance is 0.33
     assert info.class_names == ("dark", "bright", "stripes")
     assert TrainConfig.from_json(info.config) == tiny_config(epochs=3, tta=True)
@@ -313,3 +319,15 @@ def test_a_bad_weights_file_is_refused_before_a_run_exists(
         with pytest.raises(zoo.WeightsError):
             fit(tiny_project, cfg)
     assert runs.list_runs(tiny_project) == []
+
+
+def test_cpu_bf16_detection_can_be_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DENSESTUDIO_CPU_BF16 runs the suite as a CPU with or without bf16 would."""
+    from densestudio.ml.runtime import CPU_BF16_ENV, amp_dtype
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    assert amp_dtype(cpu, True) is None
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    assert amp_dtype(cpu, True) == torch.bfloat16
+    assert amp_dtype(cpu, False) is None

@@ -77,7 +77,7 @@ def test_sigkill_during_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         run_and_kill(["import", str(path), str(data)], rng.randint(1, 110), rng.random() * 0.02)
         integrity_ok(path)
         with Project.open(path) as project:
-            thumbs = ThumbnailCache(project)
+            thumbs = ThumbnailCache(project.cache_dir)
             rows = project.page(limit=1000)
             for row in rows:  # no partial rows: complete, labeled, split, with a thumbnail
                 assert row.width == 48 and row.height == 48 and row.content_hash

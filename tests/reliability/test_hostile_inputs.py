@@ -342,7 +342,7 @@ def test_every_image_reader_refuses_a_fifo_at_once(project: Project, tmp_path: P
 
     fake = ImageInfo(1, str(fifo), "f.jpg", str(tmp_path), "h", 1, 1, 1, "L", 8, None, False,
                      None, None, None, None, None)  # type: ignore[arg-type]
-    assert finishes(lambda: ThumbnailCache(project).get_or_make(fake)) is None
+    assert finishes(lambda: ThumbnailCache(project.cache_dir).get_or_make(fake)) is None
 
 
 @needs_fifo
@@ -421,7 +421,7 @@ def test_damaged_thumbnail_cache_is_moved_aside_and_rebuilt(
         report = run_import(project, [make_class_folders(tmp_path / "d", ("a",), 3)], LABELS)
     assert report.added == 3
     assert "moved to thumbnails.broken-" in caplog.text
-    assert cache.is_file() and all(ThumbnailCache(project).get(r.content_hash)
+    assert cache.is_file() and all(ThumbnailCache(project.cache_dir).get(r.content_hash)
                                    for r in project.page())
     assert [p for p in cache.parent.iterdir() if p.name.startswith("thumbnails.broken-")]
 
@@ -430,7 +430,7 @@ def test_unusable_thumbnail_cache_only_stops_caching(project: Project, tmp_path:
     """A cache folder that cannot exist (a file in its place) costs speed, not the import."""
     project.cache_dir.write_text("not a folder")
     report = run_import(project, [make_class_folders(tmp_path / "d", ("a",), 2)], LABELS)
-    assert report.added == 2 and ThumbnailCache(project).get("x") is None
+    assert report.added == 2 and ThumbnailCache(project.cache_dir).get("x") is None
 
 
 def test_bad_schema_version_and_damaged_pages_are_clear_errors(tmp_path: Path) -> None:
@@ -506,13 +506,14 @@ def test_folder_names_become_valid_classes_with_notes(project: Project, tmp_path
     report = run_import(project, [tmp_path / "d"], LABELS)
     assert report.added == 4 and not report.skipped
     names = sorted(c.name for c in project.classes())
-    assert names == sorted(["scratches", "café", "L" * 200, "line break"])
+    assert names == sorted(["scratches", "café", "line break"])
     notes = "\n".join(report.notes)
     assert "folder 'Scratches' labeled as existing class 'scratches'" in notes
     assert "café" not in notes, "an NFD name is the same class, silently: it looks the same"
-    assert "truncated to the 200-character limit" in notes
+    assert "is not a class name (a class name can have at most 200 characters, this one " \
+           "has 250); its images are left unlabeled" in notes, "refused, not cut (issue 22)"
     assert r"folder 'line\nbreak' labeled as class 'line break' (control characters" in notes
-    assert project.count_images(ImageFilter(unlabeled=True)) == 0
+    assert project.count_images(ImageFilter(unlabeled=True)) == 1
 
 
 def test_formula_like_labels_are_escaped_in_csv(project: Project, tmp_path: Path) -> None:

@@ -80,3 +80,10 @@ def neu_subset(tmp_path: Path) -> Path:
             except OSError:
                 shutil.copy(src, root / class_dir.name / src.name)
     return root
+
+
+def review_run(qtbot: QtBot, window: MainWindow, run_id: int) -> None:
+    """``window.review_run`` and wait until the Review tab has read the run's predictions
+    (they are read in a job, off the GUI thread)."""
+    with qtbot.waitSignal(window.review_panel.loaded, timeout=60_000):
+        window.review_run(run_id)

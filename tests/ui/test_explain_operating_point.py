@@ -17,6 +17,7 @@ from densestudio.core import runs as core_runs
 from densestudio.core.importer import ImportOptions
 from densestudio.core.store import Project
 from tests.ml.conftest import copy_project, write_images
+from tests.ui.conftest import review_run
 
 if TYPE_CHECKING:
     from densestudio.ml.explain import Explainer, Explanation
@@ -117,7 +118,7 @@ def test_viewer_heatmap_overlay(
 
 def test_review_tiles_show_heatmaps(qtbot: QtBot, opened: Opened) -> None:
     window, run_id = opened
-    window.review_run(run_id)
+    review_run(qtbot, window, run_id)
     panel = window.review_panel
     assert panel.show_view("top_losses")  # every test image, whatever the run got wrong
     assert panel.model.data(panel.model.index(0), panel.model.HeatmapRole) is None
@@ -136,8 +137,11 @@ def test_operating_point_window_loads_and_saves(qtbot: QtBot, opened: Opened) ->
 
     window, run_id = opened
     project = window.controller.project
-    window.review_run(run_id)
+    review_run(qtbot, window, run_id)
     review = window.review_panel
+    # The OK/NG window opens on the split Review shows: validation here (read in a job).
+    with qtbot.waitSignal(review.loaded, timeout=60_000):
+        review.subset_combo.setCurrentIndex(review.subset_combo.findData("val"))
     assert review.op_button.isEnabled()
     shown = review.show_view("top_losses")
     assert shown and all(review.overlay[i].decision == "" for i in shown)
@@ -197,12 +201,14 @@ def test_operating_point_window_loads_and_saves(qtbot: QtBot, opened: Opened) ->
              for p in core_runs.predictions(project, run_id, review.subset)}
     for image_id in shown:
         assert review.overlay[image_id].decision == stored.decide(probs[image_id])
-    # The Review header says how many defects that threshold calls good.
+    # The Review header leads with how many defects that point passes as good.
     defects = [p for p in core_runs.predictions(project, run_id, review.subset)
                if p.true_index != k]
     called = sum(stored.decide(p.probs[k]) == "OK" for p in defects)
-    assert f"Defects called good ('bright' at the saved threshold {stored.threshold:.2f}): " \
-        f"<b>{called} of {len(defects)}</b>" in review.summary.text()
+    header = review.summary.text()
+    assert f"Defects passed as good: <b>{called} of {len(defects)}</b>" in header
+    assert header.index("Defects passed as good") < header.index("balanced accuracy")
+    assert "good parts rejected" in header and "sent to a person" in header
     dialog.close()
 
     # Reopened: the saved point is shown again.

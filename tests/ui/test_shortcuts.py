@@ -11,7 +11,8 @@ from PySide6.QtWidgets import QMenu, QToolBar, QWidget
 from pytestqt.qtbot import QtBot
 
 from densestudio.core.importer import ImportOptions
-from densestudio.ui.main_window import MainWindow, unique_keys
+from densestudio.ui.main_window import MainWindow
+from densestudio.ui.window_menus import unique_keys
 from tests.ml.conftest import write_images
 
 WINDOW_WIDE = (Qt.ShortcutContext.WindowShortcut, Qt.ShortcutContext.ApplicationShortcut)

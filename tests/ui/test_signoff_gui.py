@@ -21,6 +21,7 @@ from densestudio.core.store import USER_ENV, current_user
 from densestudio.ui.intervals import pct_ci
 from densestudio.ui.main_window import MainWindow
 from tests.ml.conftest import copy_project
+from tests.ui.conftest import review_run
 from tests.ui.signoff_fixtures import MISSED, N_OK, N_SCRATCH, image_id_of, make_signoff_project
 
 Opened = tuple[MainWindow, int, int]  # the window, run a (approved), run b
@@ -41,9 +42,9 @@ def opened(window: MainWindow, signoff_project: tuple[Path, int, int], tmp_path:
     return window, run_a, run_b
 
 
-def test_review_header_and_per_class_table_show_intervals(opened: Opened) -> None:
+def test_review_header_and_per_class_table_show_intervals(qtbot: QtBot, opened: Opened) -> None:
     window, _run_a, run_b = opened
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     panel = window.review_panel
     rep = panel.report
     assert panel.subset == "test" and rep.n == N_OK + N_SCRATCH
@@ -72,7 +73,7 @@ def test_review_header_and_per_class_table_show_intervals(opened: Opened) -> Non
 
 def test_operating_point_window_shows_rates_with_intervals(qtbot: QtBot, opened: Opened) -> None:
     window, _run_a, run_b = opened
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     qtbot.mouseClick(window.review_panel.op_button, Qt.MouseButton.LeftButton)
     panel = window.review_panel.op_dialog.panel
     assert panel.good_combo.currentText() == "ok"  # the name says so
@@ -98,7 +99,7 @@ def test_target_miss_rate_picks_the_threshold_by_its_upper_bound(
     qtbot: QtBot, opened: Opened
 ) -> None:
     window, _run_a, run_b = opened
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     panel = window.review_panel.show_operating_point().panel
     panel.set_threshold(0.3)
     # 10 %: one miss among 45 would allow 10.1 %, so no miss is allowed: the threshold goes
@@ -133,7 +134,7 @@ def test_marked_must_pass_image_fails_the_gate(
 ) -> None:
     window, run_a, run_b = opened
     project = window.controller.project
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     panel = window.review_panel
     missed = image_id_of(project, MISSED)
     assert panel.show_view("misclassified") == [missed]
@@ -184,14 +185,14 @@ def test_approving_a_run_makes_the_export_dialog_default_to_it(
     prefs.accept()
     assert current_user() == "Q. Inspector" and window.prefs.user_name == "Q. Inspector"
 
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     panel = window.review_panel
     dialog = panel.show_approve()
     assert dialog.run_id() == run_b and dialog.who.text() == "Q. Inspector"
     assert not dialog.approve_button.isEnabled()  # why is required
     dialog.why.setPlainText("line 3 trial: no escapes in 2 shifts")
     assert dialog.approve_button.isEnabled()
-    with qtbot.waitSignal(panel.approvalsChanged, timeout=5000):
+    with qtbot.waitSignal(window.controller.approvalsChanged, timeout=5000):
         qtbot.mouseClick(dialog.approve_button, Qt.MouseButton.LeftButton)
     approval = signoff.latest_approval(project)
     assert (approval.run_id, approval.approved_by, approval.why) == (
@@ -218,7 +219,7 @@ def test_approving_a_run_makes_the_export_dialog_default_to_it(
 
 def test_report_action_writes_the_report(qtbot: QtBot, opened: Opened, tmp_path: Path) -> None:
     window, _run_a, run_b = opened
-    window.review_run(run_b)
+    review_run(qtbot, window, run_b)
     window.report_action.trigger()  # File › Validation Report…
     dialog = window.review_panel.report_dialog
     assert dialog is not None and dialog.run_id == run_b

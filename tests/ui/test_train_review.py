@@ -27,6 +27,7 @@ from densestudio.ui.main_window import MainWindow
 from densestudio.ui.review_panel import ReviewPanel
 from densestudio.ui.train_panel import TrainPanel
 from tests.ml.conftest import CLASS_NAMES, copy_project, write_images
+from tests.ui.conftest import review_run
 
 Review = tuple[ReviewPanel, int]  # the Review tab, the run it shows
 
@@ -120,7 +121,10 @@ def test_train_button_live_plots_runs_list(
     assert panel.last_outcome == "finished", panel.last_message
     assert panel.events_seen.get("TrainingSteps", 0) >= 1
     assert "BatchProgress" not in panel.events_seen  # batched in the worker
-    assert panel.plots.step_count == 2 * 4  # 24 training images / batch 6, 2 epochs
+    # Every batch of the run's training images (batch 6, 2 epochs) is plotted; how many there
+    # are depends on the split, which keeps near-identical images together.
+    n_train = len(core_runs.run_images(c.project, run_id, "train"))
+    assert panel.plots.step_count == 2 * -(-n_train // 6)
     assert panel.plots.epoch_count == 2
     assert panel.plots.redraws >= 2
     assert panel.progress.format() == "Finished"
@@ -289,7 +293,7 @@ def review(
     dst = tmp_path / src.name
     copy_project(src, dst)
     assert window.open_project(dst)
-    window.review_run(run_id)
+    review_run(qtbot, window, run_id)
     panel = window.review_panel
     assert window.current_panel() is panel
     assert panel.run is not None and panel.run.id == run_id
@@ -313,7 +317,9 @@ def test_confusion_matrix_click_shows_exactly_those_images(
 
     preds = core_runs.predictions(project, run_id, "test")
     for subset in ("test", "val"):
-        panel.subset_combo.setCurrentIndex(panel.subset_combo.findData(subset))
+        if panel.subset != subset:  # the predictions are read in a job
+            with qtbot.waitSignal(panel.loaded, timeout=60_000):
+                panel.subset_combo.setCurrentIndex(panel.subset_combo.findData(subset))
         preds = core_runs.predictions(project, run_id, subset)
         cells = {(p.true_index, p.pred_index) for p in preds}
         for t, p in sorted(cells):  # every non-empty cell, the diagonal included
@@ -355,14 +361,14 @@ def test_run_summaries_lead_with_balanced_accuracy_and_the_worst_class(
     assert f"<b>{rep.balanced_accuracy * 100:.1f} %</b> balanced accuracy" in text
     assert f"worst class <b>{worst.name} {worst.recall * 100:.1f} %</b> recall" in text
     assert "32&nbsp;px" in text  # "(densenet_bc_tiny, 32 px)" never wraps inside
-    from densestudio.ui.review_panel import _too_few
+    from densestudio.ui.review_parts import too_few
 
     # A test set of a few images per class: too few to judge, and it says so.
     assert all(c.support < 10 for c in rep.per_class)
     assert "⚠ Too few to judge: every class has fewer than 10 test images" in text
     # (Only some classes small: they are named.)
     small = [(c.name, c.support) for c in rep.per_class][:1]
-    assert _too_few(small, rep, "test") == (
+    assert too_few(small, rep, "test") == (
         f"Too few to judge: {small[0][0]} ({small[0][1]} test image"
         f"{'s' if small[0][1] != 1 else ''}). Label more images of these classes.")
     # The run picker: balanced accuracy after the name, then the worst class the run stored.
@@ -486,7 +492,7 @@ def test_predict_unlabeled_and_accept(
     ov = panel.model.data(panel.model.index(0), panel.model.OverlayRole)
     assert ov.predicted_class_id is not None and ov.correct is None
     # Warnings when a class is never predicted or every prediction is unsure.
-    from densestudio.ui.review_panel import prediction_warnings
+    from densestudio.ui.review_parts import prediction_warnings
 
     warnings = prediction_warnings(list(panel.unlabeled_preds.values()), panel.run.class_names)
     assert panel.warning.isVisible() == bool(warnings)
@@ -524,6 +530,55 @@ def test_predict_unlabeled_and_accept(
     assert len(project.image_ids(ImageFilter(unlabeled=True))) == 9
 
 
+def test_predict_unlabeled_says_why_a_frame_is_unsure(
+    qtbot: QtBot, window: MainWindow, review: Review, tmp_path: Path
+) -> None:
+    """A lens cap among new images: its tile says UNSURE: too dark whatever the model
+    predicts, the frame-check filter shows it alone, and Accept all never labels it."""
+    panel, _run_id = review
+    project = window.controller.project
+    folder = tmp_path / "arrived"
+    folder.mkdir()
+    for p, _ in write_images(tmp_path / "new", n_per_class=1, seed=12):
+        shutil.copy(p, folder / p.name)
+    Image.new("L", (24, 24), 0).save(folder / "lens_cap.png")
+    _import(qtbot, window, folder, subfolders=False)
+    with qtbot.waitSignal(panel.predictionsReady, timeout=120_000):
+        qtbot.mouseClick(panel.predict_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.worker is None)
+    cap = next(i.id for i in project.images_by_ids(panel.model.ids)
+               if i.path.endswith("lens_cap.png"))
+    assert panel.frame_reasons == {cap: "too dark"}
+    row = panel.model.ids.index(cap)
+    ov = panel.model.data(panel.model.index(row), panel.model.OverlayRole)
+    assert ov.reason == "too dark" and ov.decision == "UNSURE"
+    tip = panel.model.data(panel.model.index(row), Qt.ItemDataRole.ToolTipRole)
+    assert "UNSURE: too dark" in tip
+    others = [i for i in panel.model.ids if i != cap]
+    assert len(others) == 3 and all(
+        not panel.model.data(panel.model.index(panel.model.ids.index(i)),
+                             panel.model.OverlayRole).reason for i in others)
+    panel.reason_combo.setCurrentIndex(panel.reason_combo.findData("*"))  # unfit frames only
+    assert panel.model.ids == [cap] and "1</b> of them shown" in panel.title.text()
+    panel.reason_combo.setCurrentIndex(panel.reason_combo.findData("-"))  # fit to judge
+    assert sorted(panel.model.ids) == sorted(others)
+    panel.reason_combo.setCurrentIndex(0)
+    assert len(panel.model.ids) == 4
+    assert panel.accept_above(0.0) == 3  # the lens cap keeps no label
+    assert project.image(cap).label_id is None
+    # On the test images (a Review view) the filter first runs the frame checks on them
+    from densestudio.ml.frame_ranges import checked_subsets
+
+    everything = panel.show_view("top_losses")
+    assert everything and panel.subset not in checked_subsets(project, panel.run.id)
+    panel.reason_combo.setCurrentIndex(panel.reason_combo.findData("*"))
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+    assert panel.subset in checked_subsets(project, panel.run.id)
+    assert panel.shown.kind == "top_losses" and panel.model.ids == []  # ordinary images
+    panel.reason_combo.setCurrentIndex(panel.reason_combo.findData("-"))
+    assert panel.model.ids == everything and panel.worker is None  # checked once
+
+
 def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_path: Path) -> None:
     from densestudio.ml import operating_point as op
 
@@ -547,6 +602,8 @@ def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_
         qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
     result = exported.args[0]
     assert out.is_file() and result.path == str(out) and dialog.fmt == "torchscript"
+    assert "of 4:" in dialog.progress.bar.format()  # the export showed its steps
+    qtbot.waitUntil(dialog.progress.isHidden, timeout=10_000)
     assert dialog.intro.text().startswith("One TorchScript file") and "needs PyTorch" in \
         dialog.intro.text()
     html = dialog.contents.toHtml()
@@ -560,6 +617,7 @@ def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_
     assert "OK when P(bright) ≥ 0.500, else NG; UNSURE (to a person) when 0.400 ≤ P(bright) " \
         "< 0.600" in text
     assert "TTA" not in text and "one probability per class" in text
+    assert "Frame checks" in text and "out of focus, flat or unlike all" in text
     qtbot.waitUntil(dialog.check_button.isEnabled, timeout=10_000)
 
     with qtbot.waitSignal(dialog.checked, timeout=120_000) as checked:
@@ -576,6 +634,15 @@ def test_export_and_check(qtbot: QtBot, window: MainWindow, review: Review, tmp_
     assert [dialog.check_table.item(i, 4).text() for i in range(len(rows))] == [
         r.decision for r in rows]
     assert "Its OK/NG rule says" in dialog.status.text()
+    # Recorded like `densestudio export`, with what Check it found: the report lists it.
+    from densestudio.ml.report import EXPORT_KEY, ReportOptions, build_report_html
+
+    record = core_runs.get_run(window.controller.project, run_id).extra[EXPORT_KEY]
+    assert record["path"] == str(out) and record["via"].startswith("the app")
+    assert record["check"]["total"] == len(rows) and record["check"]["errors"] == 0
+    html = build_report_html(window.controller.project, run_id,
+                             ReportOptions(mistakes=0, heatmaps=False, gate=False))
+    assert str(out) in html and f"of {len(rows)} match their labels" in html
     dialog.close()
 
 
@@ -597,7 +664,8 @@ def test_compare_two_runs(
     other = trained[2]
     project = window.controller.project
     assert not panel.view_buttons["a_only"].isEnabled()
-    panel.compare_combo.setCurrentIndex(panel.compare_combo.findData(other))
+    with qtbot.waitSignal(panel.loaded, timeout=60_000):  # read in a job
+        panel.compare_combo.setCurrentIndex(panel.compare_combo.findData(other))
     assert panel.other is not None and panel.other.id == other
     assert panel.compare_box.isVisible() and panel.view_buttons["a_only"].isEnabled()
     table = panel.compare_table
@@ -632,7 +700,7 @@ def test_compare_two_runs(
 
 
 def test_prediction_warnings() -> None:
-    from densestudio.ui.review_panel import prediction_warnings
+    from densestudio.ui.review_parts import prediction_warnings
 
     def pred(i: int, cls: int, conf: float) -> core_runs.PredictionInfo:
         return core_runs.PredictionInfo(i, "unlabeled", None, cls, conf, None,

@@ -5,8 +5,9 @@
 //   node index.js model.onnx part1.jpg part2.png ...
 //
 // Prints one JSON object per image: class, confidence, probabilities, the OK/NG/UNSURE
-// decision (operating point, or UNSURE for an image unlike the training images) and the
-// out-of-distribution score. Everything the model needs is read from the file itself: the
+// decision (operating point, or UNSURE for a frame unfit to judge or an image unlike the
+// training images, with the reason: "too dark", "overexposed", "out of focus", "flat",
+// "unlike the training images") and the out-of-distribution score. Everything the model needs is read from the file itself: the
 // JSON in its metadata_props ("densestudio.json").
 //
 // Preprocessing follows the stored definition exactly as DenseStudio (Pillow) does it:
@@ -217,25 +218,26 @@ function resizePlane(plane, w, h, ow, oh) {
 }
 
 // ---------------------------------------------------------------- the stored preprocessing
+// Python's round(): half to even
+function pyRound(v) {
+  const f = Math.floor(v);
+  const diff = v - f;
+  if (diff > 0.5) return f + 1;
+  if (diff < 0.5) return f;
+  return f % 2 === 0 ? f : f + 1;
+}
+
 function contentBox(prep, w, h) {
   if (prep.fit === 'stretch') return [0, 0, prep.width, prep.height];
   const scale = Math.min(prep.width / w, prep.height / h);
-  // Python's round(): half to even
-  const pyRound = (v) => {
-    const f = Math.floor(v);
-    const diff = v - f;
-    if (diff > 0.5) return f + 1;
-    if (diff < 0.5) return f;
-    return f % 2 === 0 ? f : f + 1;
-  };
   const cw = Math.min(prep.width, Math.max(1, pyRound(w * scale)));
   const ch = Math.min(prep.height, Math.max(1, pyRound(h * scale)));
   return [Math.floor((prep.width - cw) / 2), Math.floor((prep.height - ch) / 2), cw, ch];
 }
 
-function preprocess(file, prep) {
-  const img = decode(file);
-  let planes = toMode(img, prep.mode);
+// The decoded frame's planes in `mode`, with JPEG draft scaling as Pillow does it.
+function decoded(img, mode, prep) {
+  let planes = toMode(img, mode);
   let w = img.width;
   let h = img.height;
   if (img.jpeg) {
@@ -246,6 +248,11 @@ function preprocess(file, prep) {
       h = Math.ceil(h / s);
     }
   }
+  return { planes, w, h };
+}
+
+function preprocess(file, prep, img = decode(file)) {
+  const { planes, w, h } = decoded(img, prep.mode, prep);
   const [left, top, cw, ch] = contentBox(prep, w, h);
   const size = prep.width * prep.height;
   const x = new Float32Array(planes.length * size);
@@ -259,6 +266,99 @@ function preprocess(file, prep) {
     }
   });
   return x;
+}
+
+// ---------------------------------------------------------------- frame checks
+// densestudio/runtime/frame_checks.py: statistics of the decoded frame in grey levels, long
+// side resized to at most work_side; UNSURE (with a reason) when it fits no class's ranges.
+const STATS = ['p01', 'p50', 'p99', 'std', 'dark', 'bright', 'sharpness', 'aspect'];
+const UNLIKE = 'unlike the training images';
+const REASONS = {
+  'p50 low': 'too dark', 'dark high': 'too dark', 'p50 high': 'overexposed',
+  'bright high': 'overexposed',
+  'sharpness low': 'out of focus', 'std low': 'flat',
+};
+const PRIORITY = ['too dark', 'overexposed', 'out of focus', 'flat', UNLIKE];
+
+function frameStats(img, prep, checks) {
+  const { planes, w, h } = decoded(img, 'L', prep);
+  let grey = planes[0];
+  let gw = w;
+  let gh = h;
+  const scale = checks.work_side / Math.max(w, h);
+  if (scale < 1) {
+    gw = Math.max(1, pyRound(w * scale));
+    gh = Math.max(1, pyRound(h * scale));
+    grey = resizePlane(grey, w, h, gw, gh);
+  }
+  const n = gw * gh;
+  const sorted = Float64Array.from(grey).sort();
+  const pct = (q) => sorted[Math.floor(q * (n - 1))];
+  let sum = 0;
+  let dark = 0;
+  let bright = 0;
+  for (let i = 0; i < n; i++) {
+    sum += grey[i];
+    if (grey[i] <= checks.levels.dark) dark++;
+    if (grey[i] >= checks.levels.bright) bright++;
+  }
+  const mean = sum / n;
+  let ss = 0;
+  for (let i = 0; i < n; i++) ss += (grey[i] - mean) ** 2;
+  const std = Math.sqrt(ss / n);
+  let sharpness = 0;
+  if (gw >= 3 && gh >= 3 && std > 0) {
+    const lap = [];
+    for (let y = 1; y < gh - 1; y++) {
+      for (let x = 1; x < gw - 1; x++) {
+        const i = y * gw + x;
+        lap.push(4 * grey[i] - grey[i - gw] - grey[i + gw] - grey[i - 1] - grey[i + 1]);
+      }
+    }
+    const lm = lap.reduce((a, b) => a + b, 0) / lap.length;
+    sharpness = lap.reduce((a, b) => a + (b - lm) ** 2, 0) / lap.length / (std * std);
+  }
+  return {
+    p01: pct(0.01), p50: pct(0.5), p99: pct(0.99), std, dark: dark / n, bright: bright / n,
+    sharpness, aspect: Math.log2(Math.max(1, w) / Math.max(1, h)),
+  };
+}
+
+function outside(box, stats, flatStd) {
+  const found = [];
+  for (const key of STATS) {
+    if (!box[key]) continue;
+    const [lo, hi] = box[key];
+    // a flat frame is flat, not out of focus (noise alone is sharp)
+    if (stats[key] < lo && key === 'sharpness' && stats.std < flatStd) continue;
+    if (stats[key] < lo) found.push(key + ' low');
+    else if (stats[key] > hi) found.push(key + ' high');
+  }
+  return found;
+}
+
+// Null when the frame fits one class's ranges; else the named reason of the statistics
+// outside the ranges over all training frames, else of those outside the nearest class's,
+// else "unlike the training images".
+function frameReason(checks, stats) {
+  const byClass = Object.values(checks.by_class || {});
+  const boxes = byClass.length ? byClass : [checks.ranges];
+  const flatStd = checks.levels.flat_std;
+  let nearest = null;
+  for (const box of boxes) {
+    const found = outside(box, stats, flatStd);
+    if (found.length === 0) return null;
+    if (nearest === null || found.length < nearest.length) nearest = found;
+  }
+  for (const found of [outside(checks.ranges, stats, flatStd), nearest]) {
+    const named = new Set(found.filter((v) => v in REASONS).map((v) => REASONS[v]));
+    const first = PRIORITY.find((r) => named.has(r));
+    // a flat black frame is too dark, a flat white one overexposed
+    if (first === 'flat' && stats.p50 <= checks.levels.flat_dark) return 'too dark';
+    if (first === 'flat' && stats.p50 >= checks.levels.flat_bright) return 'overexposed';
+    if (first) return first;
+  }
+  return UNLIKE;
 }
 
 // ---------------------------------------------------------------- decision
@@ -285,16 +385,20 @@ async function main() {
   const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'all' });
   const k = meta.class_names.length;
   for (const file of images) {
-    const x = preprocess(file, prep);
+    const img = decode(file);
+    const x = preprocess(file, prep, img);
+    const frame = meta.frame_checks ? frameReason(meta.frame_checks, frameStats(img, prep, meta.frame_checks)) : null;
     const shape = [1, prep.mode === 'L' ? 1 : 3, prep.height, prep.width];
     const out = await session.run({ image: new ort.Tensor('float32', x, shape) });
     const probs = Array.from(out.probabilities.data).slice(0, k);
     const best = probs.indexOf(Math.max(...probs));
     const score = out.ood_score ? out.ood_score.data[0] : null;
-    const unfamiliar = score !== null && meta.ood ? score > meta.ood.threshold : false;
+    const unlike = score !== null && meta.ood ? score > meta.ood.threshold : false;
+    const reason = frame || (unlike ? UNLIKE : null);
     console.log(JSON.stringify({
       path: path.resolve(file), class: meta.class_names[best], confidence: probs[best], probs,
-      ood_score: score, unfamiliar, decision: decide(meta, probs, unfamiliar),
+      ood_score: score, unfamiliar: reason !== null, reason,
+      decision: decide(meta, probs, reason !== null),
     }));
   }
 }
@@ -306,4 +410,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { readMetadata, preprocess, decide };
+module.exports = { readMetadata, decode, preprocess, frameStats, frameReason, decide };
