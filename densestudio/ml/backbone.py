@@ -25,7 +25,7 @@ ARCH = BACKBONE_ARCH
 FILENAME = "backbone_densenet_bc_1m.pt"
 INFO_FILENAME = "backbone_densenet_bc_1m.json"
 # SHA-256 of the shipped file: `python -m densestudio.ml.pretrain --install RUN_DIR` prints it.
-SHA256 = "37407508e4cb233153faa1b46cadebd8a7df9dcb6594c1ecd7f6ef91031548d2"
+SHA256 = "71dda2781d4785f597410382e0ec865535c398b1de213bf92b5e5cc8ad1c15d3"
 
 
 def resources_dir() -> Path:
