@@ -42,7 +42,7 @@ from densestudio.core.profile import data_profile
 from densestudio.core.splits import set_split
 from densestudio.core.store import Project
 from densestudio.ml import backbone
-from densestudio.ml.evaluate import report
+from densestudio.ml.eval_report import report
 from densestudio.ml.recommend import recommend
 from densestudio.ml.runtime import cpu_bf16_fast
 from densestudio.ml.train import fit
