@@ -48,6 +48,7 @@ bench: venv
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/benchmarks/bench_gallery.py
 	$(BIN)/python tests/benchmarks/bench_train.py --seeds 0 1 2
 	$(BIN)/python tests/benchmarks/bench_defaults.py
+	$(BIN)/python tests/benchmarks/bench_backbone.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/benchmarks/bench_train_gui.py
 	$(BIN)/python tests/benchmarks/bench_label_errors.py
 	$(BIN)/python tests/benchmarks/bench_inference.py --int8

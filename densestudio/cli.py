@@ -482,12 +482,17 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
     """The recommended settings for this data and device (printed with their reasons),
     with the options given on the command line on top."""
     from densestudio.core.profile import data_profile
+    from densestudio.ml import backbone
+    from densestudio.ml.config import BACKBONE_ARCH
     from densestudio.ml.recommend import recommend
     from densestudio.ml.runtime import resolve_device
 
     device = resolve_device(args.device)
     wants_weights = bool(args.pretrained or args.weights)
     budget = 60.0 * args.minutes if args.minutes else None
+    problem = None if wants_weights or args.scratch else backbone.check()
+    if problem is not None:
+        print(f"{problem} Training from scratch (random weights) instead.", file=sys.stderr)
     speed = None
     if args.img_size is None and args.arch is None and (budget or args.epochs is None):
         # the budget buys the input size this computer's measured speed allows
@@ -496,6 +501,7 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
         print("Measuring this computer's training speed (a few seconds)…", flush=True)
         speed = calibrated_train_speed
     rec = recommend(data_profile(project), device.type, weights_available=wants_weights,
+                    backbone_available=not (wants_weights or args.scratch) and problem is None,
                     speed=speed, **({"budget_s": budget} if budget else {}))
     print("Settings chosen for this data:")
     for reason in rec.reasons:
@@ -509,6 +515,8 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
             changes[name] = value
     if args.epochs is not None and not args.minutes:
         changes["time_budget_s"] = None  # a fixed number of epochs instead of a budget
+    elif budget:
+        changes["time_budget_s"] = budget  # the user's budget, also over a fast first model
     if args.max_minutes:
         changes["time_cap_s"] = 60.0 * args.max_minutes
     if args.stretch:
@@ -534,6 +542,8 @@ def _train_config(args: argparse.Namespace, project: Project) -> TrainConfig:
     if args.max_miss_rate is not None:
         changes["max_miss_rate"] = args.max_miss_rate
     cfg = cfg.with_(**changes)
+    if cfg.backbone and (cfg.arch != BACKBONE_ARCH or cfg.uses_pretrained):
+        cfg = cfg.with_(backbone=False, **({} if cfg.uses_pretrained else {"strategy": "full"}))
     _print_good_class(project, cfg.max_miss_rate)
     return cfg if args.unfreeze_epoch is not None else cfg.unfreeze_within_epochs()
 
@@ -564,6 +574,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         RunCancelled,
         RunFinished,
         RunStarted,
+        StartingPointChosen,
         WeightsDownload,
     )  # fmt: skip
     from densestudio.ml.train import fit
@@ -593,6 +604,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             budget = (f" to fit about {format_eta(e.budget_s)}"
                       if e.budget_s and not e.over_budget else "")
             print(f"planned {e.epochs} epochs{budget} ({e.reason})", flush=True)
+        elif isinstance(e, StartingPointChosen):
+            line.done()
+            print(e.text, flush=True)
         elif isinstance(e, RunStarted):
             line.done()
             state["epochs"] = e.total_epochs
@@ -655,6 +669,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         finally:
             line.done()
     return 130 if cancel.cancelled else EXIT_OK
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from densestudio.ml import pretrain
+
+    return pretrain.main_args(args)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -958,6 +978,8 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
                    help="start from ImageNet weights (torch hub cache or download)")
     p.add_argument("--weights", metavar="FILE", help="ImageNet weights file to start from")
     p.add_argument("--offline", action="store_true", help="never download weights")
+    p.add_argument("--scratch", action="store_true",
+                   help="random starting weights: not DenseStudio's built-in backbone")
     p.add_argument("--img-size", type=SIZE, metavar="PX",
                    help="base input size (the canvas keeps the images' aspect ratio)")
     p.add_argument("--stretch", action="store_true",
@@ -1011,6 +1033,13 @@ def add_ml_commands(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--clear", action="store_true", help="no class means good")
     which.add_argument("--auto", action="store_true", help="find it from the class names")
     p.set_defaults(func=cmd_good_class)
+
+    from densestudio.ml import pretrain_setup
+
+    p = sub.add_parser("pretrain", help="pretrain the compact model's backbone on generated "
+                       "images (resumable; writes backbone.pt and backbone.json)")
+    pretrain_setup.build_parser(p)
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix")
     p.add_argument("project")

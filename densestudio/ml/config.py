@@ -22,6 +22,7 @@ ARCHS = (  # smallest first: how the Train tab lists them
     "densenet161",  # 28.7M
 )
 COMPACT_ARCHS = ("densenet_bc_1m", "densenet_bc_tiny")
+BACKBONE_ARCH = "densenet_bc_1m"  # the architecture of the backbone DenseStudio ships
 STRATEGIES = ("full", "head", "head_then_full")
 AUGMENTS = ("none", "light", "inspection")
 BALANCES = ("none", "weighted_loss", "sampler", "sqrt_sampler", "logit_adjust")
@@ -41,6 +42,7 @@ class TrainConfig:
     arch: str = "densenet_bc_1m"
     pretrained: bool = False
     weights_path: str | None = None  # a weights file the user picked (implies pretrained)
+    backbone: bool = False  # start the compact model from DenseStudio's shipped backbone
     img_size: int = 128  # base size: the canvas holds about img_size x img_size pixels
     aspect: float = 1.0  # canvas width:height (wide strips get a wide canvas)
     fit: str = "letterbox"  # "letterbox" keeps the aspect ratio | "stretch" squashes
@@ -79,6 +81,11 @@ class TrainConfig:
         return self.pretrained or self.weights_path is not None
 
     @property
+    def starts_pretrained(self) -> bool:
+        """The backbone starts from learned weights (ImageNet or DenseStudio's own)."""
+        return self.uses_pretrained or self.backbone
+
+    @property
     def canvas(self) -> tuple[int, int]:
         """Input (width, height) in pixels."""
         return canvas_for(self.img_size, self.aspect)
@@ -94,6 +101,9 @@ class TrainConfig:
             p.append(f"Unknown architecture '{self.arch}' (choose from {', '.join(ARCHS)}).")
         elif self.uses_pretrained and self.arch in COMPACT_ARCHS:
             p.append(f"'{self.arch}' has no pretrained weights; it trains from scratch.")
+        if self.backbone and (self.arch != BACKBONE_ARCH or self.uses_pretrained):
+            p.append(f"DenseStudio's backbone starts '{BACKBONE_ARCH}' only (without "
+                     "ImageNet weights).")
         if self.img_size < MIN_IMG_SIZE:
             p.append(f"Image size must be at least {MIN_IMG_SIZE} px (got {self.img_size}).")
         if self.img_size > 1024:
@@ -126,7 +136,7 @@ class TrainConfig:
         ):
             if value not in allowed:
                 p.append(f"Unknown {name} '{value}' (choose from {', '.join(allowed)}).")
-        if self.strategy in ("head", "head_then_full") and not self.uses_pretrained:
+        if self.strategy in ("head", "head_then_full") and not self.starts_pretrained:
             p.append(
                 f"Strategy '{self.strategy}' freezes a pretrained backbone; "
                 "use 'full' for a model trained from scratch."

@@ -170,7 +170,7 @@ class World:
         cfg = parts.cfg
         parts.forward = DistributedDataParallel(
             model, device_ids=[torch.cuda.current_device()] if cuda else None,
-            find_unused_parameters=cfg.uses_pretrained and cfg.strategy != "full",
+            find_unused_parameters=cfg.starts_pretrained and cfg.strategy != "full",
         )  # fmt: skip
 
 

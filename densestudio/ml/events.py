@@ -33,6 +33,16 @@ class RunStarted:
 
 
 @dataclass(frozen=True)
+class StartingPointChosen:
+    """Where the run's weights start: "imagenet", "backbone" (DenseStudio's own, pretrained
+    on generated images) or "scratch"; ``text`` says which and why (e.g. a refused file)."""
+
+    run_id: int
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
 class BatchProgress(Progress):
     run_id: int
     epoch: int  # 1-based

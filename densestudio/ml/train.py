@@ -32,8 +32,8 @@ from densestudio.core.file_changes import check_files, marked_for_review
 from densestudio.core.preprocess import Preprocessing
 from densestudio.core.progress import CancelToken, EventCallback, ignore_event
 from densestudio.core.store import Project
+from densestudio.ml import backbone, distributed, zoo
 from densestudio.ml import data as D
-from densestudio.ml import distributed, zoo
 from densestudio.ml import operating_point as op
 from densestudio.ml.budget import CALIBRATION_STEPS, EpochPlanner
 from densestudio.ml.checkpoint import (
@@ -58,6 +58,7 @@ from densestudio.ml.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    StartingPointChosen,
 )
 from densestudio.ml.metrics import Scores, confusion_matrix, scores
 from densestudio.ml.runtime import (
@@ -154,6 +155,7 @@ def fit(
         weights_file = _weights_file(cfg, allow_download, opener, on_event)
         if weights_file is not None:  # a damaged or unfitting file fails before a run exists
             zoo.build_model(cfg.arch, 2, weights_file=weights_file)
+        cfg, start = starting_point(cfg, weights_file)
         check_files(project)  # before the snapshot: changed files stay out of it
         review = marked_for_review(project)
         if review:
@@ -163,8 +165,10 @@ def fit(
             project, name=cfg.name or f"{cfg.arch} {cfg.img_size}px",
             config_json=cfg.to_json(), class_names=names, snapshot=rows, device=str(device),
             extra={"weights_file": str(weights_file) if weights_file else None,
+                   "starting_point": start.kind, "starting_point_text": start.text,
                    runs.OWNER_KEY: runs.owner_here()},
         )  # fmt: skip
+        on_event(StartingPointChosen(run_id, start.kind, start.text))
     world.announce_run(run_id)
     try:
         snap = load_snapshot(project, run_id)
@@ -211,6 +215,26 @@ def _weights_file(
         return None
     return zoo.resolve_weights(cfg.arch, cfg.weights_path, allow_download=allow_download,
                                opener=opener, on_progress=on_event)  # fmt: skip
+
+
+def starting_point(
+    cfg: TrainConfig, weights_file: Path | None
+) -> tuple[TrainConfig, backbone.StartingPoint]:
+    """The run's starting weights and why. A shipped backbone that cannot be used (missing,
+    damaged, altered) is reported and the run trains from scratch instead of failing."""
+    if weights_file is not None:
+        return cfg, backbone.StartingPoint(
+            "imagenet", f"Starting from ImageNet weights ({weights_file.name}).")
+    if cfg.backbone:
+        problem = backbone.check()
+        if problem is None:
+            return cfg, backbone.StartingPoint(
+                "backbone", "Starting from DenseStudio's backbone (pretrained on generated "
+                "textures and defects; no ImageNet weights on this computer).")
+        scratch = cfg.with_(backbone=False, strategy="full").unfreeze_within_epochs()
+        return scratch, backbone.StartingPoint(
+            "scratch", f"{problem} Training from scratch (random weights) instead.")
+    return cfg, backbone.StartingPoint("scratch", "Starting from random weights (from scratch).")
 
 
 # ------------------------------------------------------------------ data
@@ -298,9 +322,11 @@ def _build(
                      else D.channel_stats(data.x_train))  # fmt: skip
         model = zoo.build_model(cfg.arch, k, data.prep.channels, mean=mean, std=std,
                                 weights_file=weights_file)  # fmt: skip
+        if cfg.backbone:
+            backbone.apply(model, backbone.load())
     meta = model_meta(cfg, data.snap.class_names, data.prep.mode, model)
     use_cl = place_model(model, cfg, device)
-    bb_lr = cfg.lr * (cfg.backbone_lr_mult if cfg.uses_pretrained else 1.0)
+    bb_lr = cfg.lr * (cfg.backbone_lr_mult if cfg.starts_pretrained else 1.0)
     opt = adamw(
         [{"params": model.head_parameters(), "lr": cfg.lr},
          {"params": model.backbone_parameters(), "lr": bb_lr}],

@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 from densestudio.core import formatting
 from densestudio.core import runs as core_runs
 from densestudio.core.formatting import html_text
-from densestudio.ml.config import ARCHS, COMPACT_ARCHS, TrainConfig
+from densestudio.ml.config import ARCHS, BACKBONE_ARCH, COMPACT_ARCHS, TrainConfig
 from densestudio.ml.recommend import DEFAULT_BUDGET_S, Recommendation
 from densestudio.ui.job_progress import ElidedProgressBar
 from densestudio.ui.jobs import TrainingSteps, TrainSpeed, train_job, train_speed_job
@@ -76,16 +76,22 @@ def speed_from_runs(infos: list[core_runs.RunInfo], arch: str,
     return None
 
 if TYPE_CHECKING:
+    from densestudio.core.progress import CancelToken
     from densestudio.core.store import Project
     from densestudio.ml.events import BatchProgress, EpochEnded
+    from densestudio.ml.zoo import Opener, ProgressFn
     from densestudio.ui.context import AppContext
     from densestudio.ui.controller import ProjectController
 
 log = logging.getLogger(__name__)
 
+IMAGENET_ARCH = "densenet121"  # what the recommendation uses when ImageNet weights are here
+IMAGENET_BYTES = 32_342_954  # densenet121-a639ec97.pth
+IMAGENET_HOST = "download.pytorch.org"
+
 ARCH_INFO = {
     "densenet_bc_tiny": ("0.14 M parameters", "quick tries; fast on any CPU"),
-    "densenet_bc_1m": ("1.0 M parameters", "best choice on a CPU; trains from scratch"),
+    "densenet_bc_1m": ("1.0 M parameters", "best choice on a CPU; DenseStudio's backbone"),
     "densenet121": ("8.0 M parameters", "pretrained; GPU recommended (CPU: slow)"),
     "densenet169": ("14.1 M parameters", "pretrained; GPU recommended"),
     "densenet201": ("20.0 M parameters", "pretrained; GPU"),
@@ -137,7 +143,7 @@ def weights_status(arch: str, weights_path: str | None) -> tuple[str, str]:
     from densestudio.ml import zoo
 
     if arch in COMPACT_ARCHS:
-        return "none", "No pretrained weights for compact models: trains from scratch."
+        return "none", "No ImageNet weights for compact models (see \"Starts from\")."
     if weights_path:
         ok = Path(weights_path).is_file()
         return ("ok" if ok else "missing",
@@ -150,6 +156,48 @@ def weights_status(arch: str, weights_path: str | None) -> tuple[str, str]:
         return "missing", (f"ImageNet weights not on this computer ({name}). They download "
                            "when training starts if you are online; offline, choose the file.")
     return "ok", f"ImageNet weights cached ({path.name})."
+
+
+def backbone_problem() -> str | None:
+    """None if DenseStudio's shipped backbone is usable, else why not (checked once per file
+    version: the Train tab asks on every label change)."""
+    from densestudio.ml import backbone
+
+    return backbone.check()
+
+
+def starting_point_text(cfg: TrainConfig) -> str:
+    """Which weights the form's settings start from, and why (the Train tab's "Starts
+    from" line)."""
+    if cfg.uses_pretrained:
+        return "ImageNet weights: they are on this computer (or chosen), the best start."
+    if cfg.backbone:
+        return ("DenseStudio's backbone (the compact model pretrained on generated textures "
+                "and defects): no ImageNet weights on this computer.")
+    problem = backbone_problem() if cfg.arch == BACKBONE_ARCH else None
+    if problem:
+        return f"Random weights (from scratch): {problem}"
+    return "Random weights (from scratch)."
+
+
+def probe_online(timeout_s: float = 3.0) -> bool:
+    """Whether the ImageNet weights' server answers (run in a worker thread: never waits in
+    the GUI)."""
+    import socket
+
+    try:
+        socket.create_connection((IMAGENET_HOST, 443), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+def download_imagenet(opener: Opener | None = None, *, on_event: ProgressFn | None = None,
+                      cancel: CancelToken | None = None) -> str:  # fmt: skip
+    """Worker job: fetch densenet121's ImageNet weights into torch's hub cache."""
+    from densestudio.ml import zoo
+
+    return str(zoo.resolve_weights(IMAGENET_ARCH, opener=opener, on_progress=on_event))
 
 
 class TrainPanel(QWidget):
@@ -186,6 +234,18 @@ class TrainPanel(QWidget):
         self.arch_hint = QLabel(self)
         self.arch_hint.setWordWrap(True)
         self.pretrained = QCheckBox("Start from ImageNet weights", self)
+        self.backbone = QCheckBox("Start from DenseStudio's backbone", self)
+        self.backbone.setToolTip("The compact model pretrained on generated textures and "
+                                 "defects (ships with DenseStudio, works offline)")
+        self.start_label = QLabel(self)
+        self.start_label.setWordWrap(True)
+        self.download_button = QPushButton("Download ImageNet weights…", self)
+        self.download_button.setVisible(False)
+        self.download_label = QLabel(self)
+        self.download_label.setWordWrap(True)
+        self.download_label.setVisible(False)
+        self.online: bool | None = None  # None = not known yet (probed in a worker)
+        self.download_worker: Worker | None = None
         self.weights_label = QLabel(self)
         self.weights_label.setWordWrap(True)
         self.weights_button = QPushButton("Choose weights file…", self)
@@ -294,6 +354,10 @@ class TrainPanel(QWidget):
         form.addRow("Pretrained", self.pretrained)
         form.addRow("", self.weights_label)
         form.addRow("", self.weights_button)
+        form.addRow("", self.backbone)
+        form.addRow("Starts from", self.start_label)
+        form.addRow("", self.download_button)
+        form.addRow("", self.download_label)
         form.addRow("Image size", size_row)
         form.addRow("", self.canvas_label)
         form.addRow("Training time", budget_row)
@@ -391,6 +455,8 @@ class TrainPanel(QWidget):
         self.arch.currentIndexChanged.connect(self._on_arch)
         self.pretrained.toggled.connect(self._on_pretrained)
         self.weights_button.clicked.connect(self.choose_weights)
+        self.backbone.toggled.connect(self._on_pretrained)
+        self.download_button.clicked.connect(self.offer_download)
         self.early.toggled.connect(self.patience.setEnabled)
         self.budget_on.toggled.connect(self._on_budget)
         self.cap_on.toggled.connect(self._on_budget)
@@ -405,7 +471,8 @@ class TrainPanel(QWidget):
         for spin in (self.img_size, self.epochs, self.batch, self.lr, self.budget,
                      self.cap, self.patience, self.max_miss):
             spin.editingFinished.connect(self._mark_edited)
-        for box in (self.pretrained, self.keep_aspect, self.budget_on, self.cap_on, self.early):
+        for box in (self.pretrained, self.backbone, self.keep_aspect, self.budget_on,
+                    self.cap_on, self.early):
             box.clicked.connect(self._mark_edited)
         self.name.textEdited.connect(self._mark_edited)
         self.train_button.clicked.connect(self.start_training)
@@ -453,6 +520,7 @@ class TrainPanel(QWidget):
 
             self._fill_devices()
             self.apply_recommended()
+            self._probe_online()
         self.progress.setValue(0)
         self.progress.setFormat("")
         self.message.clear()
@@ -482,15 +550,18 @@ class TrainPanel(QWidget):
         from densestudio.core.profile import data_profile
         from densestudio.ml.recommend import measured_speed, recommend
 
-        state, _ = weights_status("densenet121", None)
+        state, _ = weights_status(IMAGENET_ARCH, None)
         assert self.project is not None  # only asked while a project is open
         profile, device = data_profile(self.project), getattr(self, "device_type", "cpu")
-        rec = recommend(profile, device, weights_available=state == "ok")
+        backbone = state != "ok" and backbone_problem() is None
+        rec = recommend(profile, device, weights_available=state == "ok",
+                        backbone_available=backbone)
         known = self.known_speed(rec.config.arch, device)
         if known is None:
             return rec
         per_s, source = known
         return recommend(profile, device, weights_available=state == "ok",
+                         backbone_available=backbone,
                          speed=measured_speed(rec.config.arch, per_s), speed_source=source)
 
     def known_speed(self, arch: str, device: str) -> tuple[float, str] | None:
@@ -605,6 +676,7 @@ class TrainPanel(QWidget):
         try:
             self.arch.setCurrentIndex(max(0, self.arch.findData(cfg.arch)))
             self.pretrained.setChecked(cfg.uses_pretrained)
+            self.backbone.setChecked(cfg.backbone)
             if cfg.weights_path:
                 self.weights_path = cfg.weights_path
             self.img_size.setValue(cfg.img_size)
@@ -639,10 +711,12 @@ class TrainPanel(QWidget):
         base = getattr(self, "_base_config", TrainConfig())
         arch = self.arch.currentData()
         pretrained = self.pretrained.isChecked() and arch not in COMPACT_ARCHS
-        strategy = self.strategy.currentData() if pretrained else "full"
+        backbone = (self.backbone.isChecked() and arch == BACKBONE_ARCH
+                    and backbone_problem() is None)  # fmt: skip
+        strategy = self.strategy.currentData() if pretrained or backbone else "full"
         epochs = self.epochs.value()
         return base.with_(
-            arch=arch, pretrained=pretrained,
+            arch=arch, pretrained=pretrained, backbone=backbone,
             weights_path=self.weights_path if pretrained else None,
             img_size=self.img_size.value(), epochs=epochs, batch_size=self.batch.value(),
             fit="letterbox" if self.keep_aspect.isChecked() else "stretch",
@@ -670,9 +744,17 @@ class TrainPanel(QWidget):
     def _on_pretrained(self, _on: bool) -> None:
         arch = self.arch.currentData()
         on = self.pretrained.isChecked() and arch not in COMPACT_ARCHS
-        self.strategy.setEnabled(on)
-        if not on:
+        problem = backbone_problem() if arch == BACKBONE_ARCH else None
+        self.backbone.setVisible(arch == BACKBONE_ARCH)
+        self.backbone.setEnabled(problem is None)
+        self.backbone.setToolTip(problem or "The compact model pretrained on generated textures "
+                                 "and defects (ships with DenseStudio, works offline)")
+        learned = on or (self.backbone.isChecked() and arch == BACKBONE_ARCH and problem is None)
+        self.strategy.setEnabled(learned)
+        if not learned:
             self.strategy.setCurrentIndex(self.strategy.findData("full"))
+        self.start_label.setText(f"<small>{starting_point_text(self.config())}</small>")
+        self._show_download_offer()
         self.weights_button.setVisible(arch not in COMPACT_ARCHS)
         self.weights_button.setEnabled(on)
         state, text = weights_status(arch, self.weights_path if on else None)
@@ -688,6 +770,88 @@ class TrainPanel(QWidget):
         if path:
             self.weights_path = path
             self._on_pretrained(True)
+
+    # ================================================================ ImageNet download
+    online_probe = staticmethod(probe_online)  # tests stub these two: never the network
+    opener: Opener | None = None  # None: urlopen
+
+    def _probe_online(self) -> None:
+        """Ask once per project, in a worker thread, whether the weights' server answers."""
+        if self.online is not None or weights_status(IMAGENET_ARCH, None)[0] == "ok":
+            return
+
+        def probe(on_event: object = None, cancel: object = None) -> bool:
+            return bool(self.online_probe())
+
+        worker = Worker(probe, parent=self)
+        worker.finished.connect(self._on_online)
+        self.host.jobs.start(worker, None, error_title=None)
+
+    def _on_online(self, online: object) -> None:
+        self.online = bool(online)
+        self._show_download_offer()
+
+    def _show_download_offer(self) -> None:
+        """The offer shows only when the file is missing and the machine is online."""
+        missing = weights_status(IMAGENET_ARCH, None)[0] != "ok"
+        busy = self.download_worker is not None
+        show = bool(self.online) and missing and not self.running
+        self.download_button.setVisible(show)
+        self.download_button.setEnabled(not busy)
+        self.download_label.setVisible(show or busy)
+        if show and not busy:
+            self.download_label.setText(f"<small>{self.download_text()}</small>")
+
+    def download_text(self) -> str:
+        from densestudio.ml import zoo
+
+        spec = zoo.weight_spec(IMAGENET_ARCH)
+        return (f"ImageNet weights ({spec.filename}, about {IMAGENET_BYTES / 1e6:.0f} MB) "
+                f"would go into {zoo.hub_checkpoint_dir()}; with them the recommendation "
+                f"starts {IMAGENET_ARCH} from ImageNet.")
+
+    def confirm_download(self) -> bool:
+        from PySide6.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(
+            self, "Download ImageNet weights", self.download_text() + " Download now?")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def offer_download(self) -> Worker | None:
+        """Ask for consent, then download in a worker; the recommendation follows."""
+        if self.download_worker is not None or not self.confirm_download():
+            return None
+        worker = Worker(download_imagenet, self.opener, parent=self)
+        worker.event.connect(self._on_download_event)
+        worker.finished.connect(self._on_downloaded)
+        worker.failed.connect(self._on_download_failed)
+        worker.done.connect(self._on_download_done)
+        self.download_worker = worker
+        self.download_label.setText("<small>Downloading ImageNet weights…</small>")
+        self.download_button.setEnabled(False)
+        self.host.jobs.start(worker, None, error_title=None)
+        return worker
+
+    def _on_download_event(self, event: object) -> None:
+        from densestudio.ml.events import WeightsDownload
+
+        if isinstance(event, WeightsDownload):
+            total = f" of {event.total / 1e6:.0f} MB" if event.total else ""
+            self.download_label.setText(f"<small>Downloading {event.filename}: "
+                                        f"{event.done / 1e6:.1f} MB{total}</small>")
+
+    def _on_downloaded(self, path: object) -> None:
+        self.download_label.setText(f"<small>ImageNet weights saved: {path}</small>")
+        if not self.edited:
+            self.apply_recommended()
+
+    def _on_download_failed(self, message: str) -> None:
+        self.download_label.setText(f"<small>Download failed: {message}</small>")
+
+    def _on_download_done(self) -> None:
+        self.download_worker = None
+        self._show_download_offer()
+        self.download_label.setVisible(True)
 
     # ================================================================ training
     def problems(self, cfg: TrainConfig) -> list[str]:
@@ -793,6 +957,8 @@ class TrainPanel(QWidget):
             self.progress.setFormat(f"Preparing images {event.done:,} / {event.total:,}")
             self.status.setText(f"Decoding and resizing images once "
                                 f"({event.from_disk_cache:,} from the cache)…")
+        elif isinstance(event, ev.StartingPointChosen):
+            self.start_label.setText(f"<small>Run #{event.run_id}: {event.text}</small>")
         elif isinstance(event, ev.ImagesSkipped):
             self._set_message(f"Warning: {event.count} image(s) could not be read and are left "
                               f"out of this run ({'; '.join(event.examples)}). Missing files "

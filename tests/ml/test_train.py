@@ -23,6 +23,7 @@ from densestudio.ml.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    StartingPointChosen,
 )
 from densestudio.ml.train import TrainingError, check_trainable, fit
 
@@ -34,9 +35,11 @@ def test_fit_learns_and_reports_events_in_order(tiny_project: Project) -> None:
     run_id = fit(tiny_project, tiny_config(epochs=3, tta=True), on_event=events.append)
 
     kinds = [type(e) for e in events]
-    assert kinds[0] is PreparingData
+    start = events[0]
+    assert isinstance(start, StartingPointChosen) and start.kind == "scratch"
+    assert kinds[1] is PreparingData
     first_started = kinds.index(RunStarted)
-    assert all(k is PreparingData for k in kinds[:first_started])
+    assert all(k is PreparingData for k in kinds[1:first_started])
     assert kinds[-1] is RunFinished
     epoch_ends = [e for e in events if isinstance(e, EpochEnded)]
     assert [e.epoch for e in epoch_ends] == [1, 2, 3]

@@ -45,8 +45,11 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # would re-fill forms the tests fill (tests/ui/test_train_speed.py turns it on).
     monkeypatch.setenv("DENSESTUDIO_MEASURE_SPEED", "0")
     from densestudio.ui import settings
+    from densestudio.ui.train_panel import TrainPanel
 
     settings.qsettings().clear()
+    # The Train tab asks whether the ImageNet weights' server answers: never in tests.
+    monkeypatch.setattr(TrainPanel, "online_probe", staticmethod(lambda: False))
 
 
 @pytest.fixture
