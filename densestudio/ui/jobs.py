@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -146,6 +146,12 @@ def train_speed_job(arch: str, device: str, *, on_event: EventCallback,
 
     with background_training(None, TRAIN_NICE):
         return TrainSpeed(arch, device, measure_train_speed(arch, device))
+
+
+def online_probe_job(probe: Callable[[], object], *, on_event: EventCallback,
+                     cancel: CancelToken) -> bool:
+    """Whether the ImageNet weights' server answers (``probe``: a plain function, no Qt)."""
+    return bool(probe())
 
 
 def evaluate_job(

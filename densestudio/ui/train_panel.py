@@ -42,7 +42,13 @@ from densestudio.core.formatting import html_text
 from densestudio.ml.config import ARCHS, BACKBONE_ARCH, COMPACT_ARCHS, TrainConfig
 from densestudio.ml.recommend import DEFAULT_BUDGET_S, Recommendation
 from densestudio.ui.job_progress import ElidedProgressBar
-from densestudio.ui.jobs import TrainingSteps, TrainSpeed, train_job, train_speed_job
+from densestudio.ui.jobs import (
+    TrainingSteps,
+    TrainSpeed,
+    online_probe_job,
+    train_job,
+    train_speed_job,
+)
 from densestudio.ui.plots import TrainingPlots
 from densestudio.ui.runs_panel import RunsPanel
 from densestudio.ui.workers import Worker
@@ -779,11 +785,8 @@ class TrainPanel(QWidget):
         """Ask once per project, in a worker thread, whether the weights' server answers."""
         if self.online is not None or weights_status(IMAGENET_ARCH, None)[0] == "ok":
             return
-
-        def probe(on_event: object = None, cancel: object = None) -> bool:
-            return bool(self.online_probe())
-
-        worker = Worker(probe, parent=self)
+        # The probe function, not the panel, goes to the worker thread: no QObject there.
+        worker = Worker(online_probe_job, self.online_probe, parent=self)
         worker.finished.connect(self._on_online)
         self.host.jobs.start(worker, None, error_title=None)
 

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 LEFT = Qt.MouseButton.LeftButton
 
 
+@pytest.fixture(autouse=True)
+def _from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The speed logic on the from-scratch recommendation: with the shipped backbone, 20
+    labeled images get the fast first model, whose input is capped at 128 px anyway."""
+    monkeypatch.setattr("densestudio.ui.train_panel.backbone_problem", lambda: "not here")
+
+
 def _project(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     write_images(tmp_path / "a", 10, classes=2, size=320)
     assert window.new_project(tmp_path / "p.dsproj")
