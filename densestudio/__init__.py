@@ -1,9 +1,6 @@
-import os as _os
-
 __version__ = "0.1.0"
 
-# OpenMP threads that wait for work sleep instead of spinning on a core that another program
-# (or the other training thread) needs; beside a busy core, spinning collapsed training
-# speed (issue 24, ml/threads.py). The OpenMP runtime reads this once, when torch loads it,
-# so it is set here, before any DenseStudio module imports torch. A value set by the user wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP's wait policy is left alone (no OMP_WAIT_POLICY=PASSIVE): measured on a 2-core AMD EPYC
+# (tests/benchmarks/bench_load.py), passive waiting cost a third of the quiet training speed
+# (68 vs 100 img/s) and gained nothing beside a busy core once training's threads follow the
+# free cores (ml/threads.py CpuShare: 61.8 vs 61.5 img/s, 28 before).

@@ -127,7 +127,8 @@ def main() -> None:
     print(f"{args.arch} training step, {args.size} px, batch {args.batch}, "
           f"{args.seconds:g} s per measurement")
     for label, policy, threads in (("before (all cores, default wait)", "default", "all"),
-                                   ("after (free cores, passive wait)", "PASSIVE", "adaptive")):
+                                   ("free cores, passive wait", "PASSIVE", "adaptive"),
+                                   ("after (free cores, default wait)", "default", "adaptive")):
         quiet = measure(args, policy, threads, busy=False)
         loaded = measure(args, policy, threads, busy=True)
         share = loaded["images_per_s"] / quiet["images_per_s"]
