@@ -50,7 +50,8 @@ class StartingPoint:
     text: str
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks (the shipped file's check and its record)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -66,7 +67,7 @@ def load(path: Path | None = None, sha256: str | None = None) -> dict[str, torch
     if not path.is_file():
         raise zoo.WeightsError(f"The DenseStudio backbone ({path.name}) is missing from "
                                f"{path.parent}; reinstall DenseStudio.")  # fmt: skip
-    if _sha256(path) != expected:
+    if file_sha256(path) != expected:
         raise zoo.WeightsError(f"The DenseStudio backbone ({path}) is damaged or altered "
                                "(SHA-256 mismatch); reinstall DenseStudio.")  # fmt: skip
     state = zoo.load_state_dict_file(path)

@@ -15,7 +15,6 @@ wall time and the accuracy on a fixed held-out set of generated images (another 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import sys
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from densestudio.ml import synthetic, zoo
+from densestudio.ml.backbone import file_sha256
 from densestudio.ml.pretrain_setup import PretrainConfig, build_parser, config_from_args
 from densestudio.ml.runtime import amp_dtype, atomic_save, autocast
 from densestudio.ml.steps import EMA, WarmupCosine
@@ -89,14 +89,6 @@ def backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         k.removeprefix("backbone."): (v.half() if v.dtype.is_floating_point else v).clone()
         for k, v in state.items() if k.startswith("backbone.features.")
     }  # fmt: skip
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_backbone(out: Path, ema_model: torch.nn.Module, info: dict[str, Any]) -> None:

@@ -60,7 +60,7 @@ def test_pretraining_smoke_run_writes_backbone_and_figures(tiny_backbone: Path) 
     assert 0.0 <= info["heldout_acc"] <= 1.0 and info["wall_s"] > 0
     assert [h["step"] for h in info["history"]] == [10, 20]
     path = tiny_backbone / pretrain.BACKBONE_NAME
-    assert info["sha256"] == pretrain.file_sha256(path)
+    assert info["sha256"] == backbone.file_sha256(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert all(k.startswith("features.") for k in state)
     assert state["features.conv0.weight"].dtype == torch.float16
@@ -101,7 +101,7 @@ def test_shipped_backbone_loads_offline_and_matches_its_checksum() -> None:
 
 def test_damaged_or_altered_file_is_refused(tmp_path: Path, tiny_backbone: Path) -> None:
     good = tiny_backbone / pretrain.BACKBONE_NAME
-    sha = pretrain.file_sha256(good)
+    sha = backbone.file_sha256(good)
     assert backbone.check(good, sha) is None
     altered = tmp_path / "altered.pt"
     data = bytearray(good.read_bytes())
@@ -118,7 +118,7 @@ def test_gray_model_gets_the_rgb_filters_summed(tiny_backbone: Path) -> None:
     """A 1-channel model from the backbone computes what the 3-channel one does on a gray
     image replicated to RGB."""
     path = tiny_backbone / pretrain.BACKBONE_NAME
-    state = backbone.load(path, pretrain.file_sha256(path))
+    state = backbone.load(path, backbone.file_sha256(path))
     gray = zoo.build_model(backbone.ARCH, 2, 1, mean=(0.4,), std=(0.2,))
     rgb = zoo.build_model(backbone.ARCH, 2, 3, mean=(0.4,) * 3, std=(0.2,) * 3)
     backbone.apply(gray, state)
@@ -136,7 +136,7 @@ def test_run_starts_from_the_backbone_and_says_so(
     tiny_project: Project, tiny_backbone: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tiny_backbone / pretrain.BACKBONE_NAME
-    use_backbone(monkeypatch, path, pretrain.file_sha256(path))
+    use_backbone(monkeypatch, path, backbone.file_sha256(path))
     events: list[object] = []
     cfg = tiny_config(arch="densenet_bc_1m", backbone=True, strategy="head", epochs=1)
     run_id = fit(tiny_project, cfg, on_event=events.append)
@@ -149,7 +149,7 @@ def test_run_starts_from_the_backbone_and_says_so(
     assert info.checkpoint_best is not None
     best = torch.load(info.checkpoint_best, weights_only=True)["model"]
     key = "features.denseblock2.denselayer1.conv1.weight"
-    expected = backbone.load(path, pretrain.file_sha256(path))[key]
+    expected = backbone.load(path, backbone.file_sha256(path))[key]
     torch.testing.assert_close(best["backbone." + key], expected)
 
 
@@ -163,7 +163,7 @@ def test_damaged_backbone_falls_back_to_scratch_and_says_so(
     with open(damaged, "r+b") as f:
         f.seek(100)
         f.write(b"\0" * 64)
-    use_backbone(monkeypatch, damaged, pretrain.file_sha256(good))
+    use_backbone(monkeypatch, damaged, backbone.file_sha256(good))
     events: list[object] = []
     cfg = tiny_config(arch="densenet_bc_1m", backbone=True, strategy="head_then_full",
                       unfreeze_epoch=1, epochs=2)  # fmt: skip
