@@ -27,20 +27,11 @@ BACKSTOP_S = float(os.environ.get("DENSESTUDIO_TIMEOUT_BACKSTOP_S", "30"))
 _stderr_fd = pytest.StashKey[int]()
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            return next((line.split(":", 1)[1].strip() for line in info
-                         if line.startswith("model name")), "unknown")
-    except OSError:
-        return "unknown"
-
-
 def pytest_report_header(config: pytest.Config) -> str:
     """Which CPU ran the suite and whether training used bf16 there (tests hold either way)."""
-    from densestudio.ml.runtime import CPU_BF16_ENV, cpu_bf16_fast
+    from densestudio.ml.runtime import CPU_BF16_ENV, cpu_bf16_fast, cpu_model
 
-    return (f"CPU: {_cpu_model()}, {os.cpu_count()} cores; bf16 autocast on CPU: "
+    return (f"CPU: {cpu_model()}, {os.cpu_count()} cores; bf16 autocast on CPU: "
             f"{'yes' if cpu_bf16_fast() else 'no'} ({CPU_BF16_ENV}=0/1 overrides)")
 
 

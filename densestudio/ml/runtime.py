@@ -40,6 +40,20 @@ def resolve_device(name: str = "auto") -> torch.device:
 CPU_BF16_ENV = "DENSESTUDIO_CPU_BF16"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (benchmarks and the test suite's header print it beside bf16)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def cpu_bf16_fast() -> bool:
     """True when oneDNN has native bf16 on this CPU (AVX512-BF16 / AMX): autocast pays off.
 

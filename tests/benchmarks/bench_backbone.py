@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -44,7 +43,7 @@ from densestudio.core.store import Project
 from densestudio.ml import backbone
 from densestudio.ml.eval_report import report
 from densestudio.ml.recommend import recommend
-from densestudio.ml.runtime import cpu_bf16_fast
+from densestudio.ml.runtime import cpu_bf16_fast, cpu_model
 from densestudio.ml.train import fit
 
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -54,16 +53,6 @@ REAL = {
     "elpv": SHARED / "elpv-solar-cells",
 }
 ARMS = ("scratch", "backbone")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _linked_subset(src: Path, dst: Path, limit: int | None) -> Path:

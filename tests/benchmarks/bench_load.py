@@ -97,18 +97,6 @@ def measure(args: argparse.Namespace, policy: str, threads: str, busy: bool) -> 
     return json.loads(out.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "?"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per measurement")
@@ -122,6 +110,9 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    sys.path.insert(0, str(ROOT))
+    from densestudio.ml.runtime import cpu_model
+
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; load average before "
           f"{os.getloadavg()[0]:.2f}")
     print(f"{args.arch} training step, {args.size} px, batch {args.batch}, "
