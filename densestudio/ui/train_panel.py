@@ -268,26 +268,13 @@ class TrainPanel(QWidget):
         size_row.setContentsMargins(0, 0, 0, 0)
         size_row.addWidget(self.img_size)
         size_row.addWidget(self.keep_aspect, 1)
-        self.budget_on = QCheckBox("Fit into about", self)
-        self.budget = QSpinBox(self)
-        self.budget.setRange(1, 24 * 60)
-        self.budget.setSuffix(" min")
-        self.budget.setToolTip("The run measures its speed and plans its epochs to finish in "
-                               "about this time on this computer")
-        budget_row = QHBoxLayout()
-        budget_row.setContentsMargins(0, 0, 0, 0)
-        budget_row.addWidget(self.budget_on)
-        budget_row.addWidget(self.budget, 1)
-        self.cap_on = QCheckBox("Keep training while validation improves, up to", self)
-        self.cap = QSpinBox(self)
-        self.cap.setRange(1, 24 * 60)
-        self.cap.setSuffix(" min")
-        self.cap.setToolTip("When validation still improves near the planned end, the run may "
-                            "plan more epochs, as many as finish within this time")
-        cap_row = QHBoxLayout()
-        cap_row.setContentsMargins(0, 0, 0, 0)
-        cap_row.addWidget(self.cap_on)
-        cap_row.addWidget(self.cap, 1)
+        self.budget_on, self.budget, budget_row = self._minutes_row(
+            "Fit into about", "The run measures its speed and plans its epochs to finish in "
+            "about this time on this computer")
+        self.cap_on, self.cap, cap_row = self._minutes_row(
+            "Keep training while validation improves, up to", "When validation still improves "
+            "near the planned end, the run may plan more epochs, as many as finish within "
+            "this time")
         self.epochs = QSpinBox(self)
         self.epochs.setRange(1, 1000)
         self.batch = QSpinBox(self)
@@ -495,6 +482,18 @@ class TrainPanel(QWidget):
     # ================================================================ project
     def _on_approvals_changed(self) -> None:
         self.runs.refresh()  # the approved run is marked in the list
+
+    def _minutes_row(self, text: str, tip: str) -> tuple[QCheckBox, QSpinBox, QHBoxLayout]:
+        """A check box and its minutes (1 min to a day) on one row."""
+        check, minutes = QCheckBox(text, self), QSpinBox(self)
+        minutes.setRange(1, 24 * 60)
+        minutes.setSuffix(" min")
+        minutes.setToolTip(tip)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(check)
+        row.addWidget(minutes, 1)
+        return check, minutes, row
 
     def set_controller(self, controller: ProjectController | None) -> None:
         if self.controller is not None:
